@@ -1,0 +1,244 @@
+"""Reference outputs from Python transformers, for bertkit's parity tests.
+
+Runs the same inputs through transformers and saves everything bertkit must reproduce:
+tokenisation, hidden states of every layer, attention probabilities, pooled output,
+sequence-classification logits/loss, MLM logits/loss, the gradient of every parameter after
+one backward, and the weights after one AdamW step.
+
+    python scripts/make_reference.py tiny                       # tests/fixtures/{tiny-bert,reference}
+    python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
+
+The tiny model is created here from a fixed seed with a small character-level vocabulary, so
+the committed fixture is a few hundred KB and needs nothing downloaded.
+"""
+import json
+import os
+import string
+import sys
+from pathlib import Path
+
+import torch
+from tokenizers import BertWordPieceTokenizer
+from safetensors.torch import save_file
+from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
+                          BertTokenizerFast)
+
+ROOT = Path(__file__).resolve().parent.parent
+NUM_LABELS = 3
+ID2LABEL = {0: "negative", 1: "neutral", 2: "positive"}
+LR, WEIGHT_DECAY = 1e-3, 0.01
+
+SHORT_TEXTS = [
+    "Hello world!",
+    "I love this movie, it's fantastic!",
+    "",
+    "Café naïve — 東京 über straße 😀 résumé",
+    "The lessee shall maintain the premises in good repair, reasonable wear and tear excepted.",
+]
+SHORT_LABELS = [2, 2, 1, 0, 1]
+PAIRS = [
+    ("Is this contract binding?", "Yes, once both parties have signed it."),
+    ("Short.", "A much longer second segment that forces padding on the first pair."),
+]
+LONG_TEXT = " ".join(
+    f"Section {i}. The licensee may not sublicense, assign or transfer the rights granted "
+    f"herein without prior written consent; any attempt to do so is void, and the film "
+    f"critic wrote that the sequel was {['dull', 'brilliant', 'uneven'][i % 3]}."
+    for i in range(40))
+
+
+def tiny_vocab():
+    words = """the a an and or of to in is it this that was for on with as by at be are not
+    but from have has had shall may any all no so if his her their its which who will would
+    movie film love great bad good fantastic world hello contract party parties license
+    licensee lessee premises repair rights written consent section sequel critic wrote
+    dull brilliant uneven signed once both second segment short longer much forces
+    padding first pair yes binding maintain reasonable wear tear excepted void attempt
+    transfer assign granted herein prior without sublicense do i me my you your""".split()
+    chars = sorted(set(string.ascii_lowercase + string.digits + string.punctuation +
+                       "àáâäçèéêëìíîïñòóôöùúûüßæœ"))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    pieces = chars + ["##" + c for c in chars]
+    for w in words:  # a few multi-character pieces so WordPiece has real choices to make
+        pieces += [w] + (["##" + w[1:]] if len(w) > 3 else [])
+    seen, vocab = set(), []
+    for t in specials + pieces:
+        if t not in seen:
+            seen.add(t)
+            vocab.append(t)
+    return vocab
+
+
+def make_tiny_model(model_dir: Path):
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
+    BertWordPieceTokenizer(str(model_dir / "vocab.txt"), lowercase=True).save(
+        str(model_dir / "tokenizer.json"))
+    tok = BertTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"), do_lower_case=True)
+    tok.save_pretrained(model_dir)  # tokenizer_config.json; vocab.txt stays for the fallback path
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=4, intermediate_size=64, max_position_embeddings=512,
+                     num_labels=NUM_LABELS, id2label=ID2LABEL,
+                     label2id={v: k for k, v in ID2LABEL.items()})
+    torch.manual_seed(1234)
+    cls = BertForSequenceClassification(cfg)
+    mlm = BertForMaskedLM(cfg)
+    # One checkpoint holding every head: the encoder of `cls`, its pooler and classifier, and an
+    # MLM head whose transform is not at its initial values (so loading it is really tested).
+    state = {k: v for k, v in cls.state_dict().items()}
+    for k, v in mlm.state_dict().items():
+        if k.startswith("cls.") and k != "cls.predictions.decoder.weight" and k != "cls.predictions.decoder.bias":
+            state[k] = v + 0.01 * torch.randn_like(v)
+    cfg.architectures = ["BertForPreTraining"]
+    cfg.save_pretrained(model_dir)
+    save_file({k: v.contiguous() for k, v in state.items()}, model_dir / "model.safetensors",
+              metadata={"format": "pt"})
+
+
+def encode(tok, texts, pairs=None, max_length=512):
+    return tok(texts, pairs, padding=True, truncation=True, max_length=max_length,
+               return_tensors="pt", return_offsets_mapping=True)
+
+
+def tokens_json(tok):
+    out = {}
+    for name, texts in [("short", SHORT_TEXTS), ("long", [LONG_TEXT])]:
+        enc = encode(tok, texts)
+        out[name] = {"texts": texts, **{k: enc[k].tolist() for k in
+                     ["input_ids", "attention_mask", "token_type_ids", "offset_mapping"]}}
+    a, b = zip(*PAIRS)
+    enc = encode(tok, list(a), list(b))
+    out["pairs"] = {"texts": list(a), "pairs": list(b), **{k: enc[k].tolist() for k in
+                    ["input_ids", "attention_mask", "token_type_ids", "offset_mapping"]}}
+    return out
+
+
+def mlm_labels(tok, input_ids, attention_mask, seed=7):
+    """15% of the real tokens masked (at least one a row), deterministic."""
+    g = torch.Generator().manual_seed(seed)
+    special = torch.tensor([[i in tok.all_special_ids for i in row] for row in input_ids.tolist()])
+    candidates = (attention_mask == 1) & ~special
+    probs = torch.rand(input_ids.shape, generator=g)
+    masked = candidates & (probs < 0.15)
+    for r in range(input_ids.shape[0]):
+        if candidates[r].any() and not masked[r].any():
+            masked[r, candidates[r].nonzero()[0, 0]] = True
+    labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
+    inputs = torch.where(masked, torch.full_like(input_ids, tok.mask_token_id), input_ids)
+    return inputs, labels
+
+
+def adamw_groups(model):
+    # The grouping transformers' Trainer uses: no decay on biases and LayerNorm weights.
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if n.endswith(".bias") or "LayerNorm" in n else decay).append(p)
+    return [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool):
+    torch.manual_seed(0)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = BertTokenizerFast.from_pretrained(model_dir)
+    kw = dict(attn_implementation="eager")
+    cls = BertForSequenceClassification.from_pretrained(
+        model_dir, num_labels=NUM_LABELS, id2label=ID2LABEL,
+        label2id={v: k for k, v in ID2LABEL.items()}, **kw).eval()
+    mlm = BertForMaskedLM.from_pretrained(model_dir, **kw).eval()
+    ref = {}
+    # Heads the checkpoint may lack are created at random by transformers: save what it made,
+    # so bertkit can start from the same values.
+    for k, v in cls.state_dict().items():
+        if k.startswith("classifier.") or k.startswith("bert.pooler."):
+            ref[f"init.{k}"] = v
+    for k, v in mlm.state_dict().items():
+        if k.startswith("cls.predictions.") and "decoder" not in k:
+            ref[f"init.{k}"] = v
+
+    toks = tokens_json(tok)
+    (out / f"{name}_tokens.json").write_text(json.dumps(toks, ensure_ascii=False))
+
+    batches = {"short": encode(tok, SHORT_TEXTS), "long": encode(tok, [LONG_TEXT])}
+    a, b = zip(*PAIRS)
+    batches["pairs"] = encode(tok, list(a), list(b))
+    labels = {"short": torch.tensor(SHORT_LABELS), "long": torch.tensor([2]), "pairs": torch.tensor([0, 2])}
+    for bname, enc in batches.items():
+        inputs = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                      token_type_ids=enc["token_type_ids"])
+        for k, v in inputs.items():
+            ref[f"{bname}.{k}"] = v
+        ref[f"{bname}.labels"] = labels[bname]
+        with torch.no_grad():
+            o = cls(**inputs, labels=labels[bname], output_hidden_states=True,
+                    output_attentions=(bname != "long" or long_attentions))
+            pooled = cls.bert(**inputs).pooler_output
+        for i, h in enumerate(o.hidden_states):
+            ref[f"{bname}.hidden_states.{i}"] = h
+        for i, att in enumerate(o.attentions or []):
+            ref[f"{bname}.attentions.{i}"] = att
+        ref[f"{bname}.pooled"] = pooled
+        ref[f"{bname}.cls_logits"] = o.logits
+        ref[f"{bname}.cls_loss"] = o.loss.reshape(1)
+
+        mlm_inputs, mlm_lab = mlm_labels(tok, enc["input_ids"], enc["attention_mask"])
+        ref[f"{bname}.mlm_input_ids"] = mlm_inputs
+        ref[f"{bname}.mlm_labels"] = mlm_lab
+        with torch.no_grad():
+            o = mlm(input_ids=mlm_inputs, attention_mask=enc["attention_mask"],
+                    token_type_ids=enc["token_type_ids"], labels=mlm_lab)
+        if bname != "long" or long_attentions:
+            ref[f"{bname}.mlm_logits"] = o.logits
+        ref[f"{bname}.mlm_loss"] = o.loss.reshape(1)
+
+    # Gradients of every parameter (dropout off so the numbers are deterministic), then one
+    # AdamW step on the classification loss.
+    enc = batches["short"]
+    inputs = dict(attention_mask=enc["attention_mask"], token_type_ids=enc["token_type_ids"])
+    mlm.zero_grad()
+    mlm(input_ids=ref["short.mlm_input_ids"], labels=ref["short.mlm_labels"], **inputs).loss.backward()
+    for n, p in mlm.named_parameters():
+        ref[f"grad.mlm.{n}"] = p.grad.clone()
+    opt = torch.optim.AdamW(adamw_groups(cls), lr=LR, betas=(0.9, 0.999), eps=1e-8)
+    cls.zero_grad()
+    cls(input_ids=enc["input_ids"], labels=labels["short"], **inputs).loss.backward()
+    for n, p in cls.named_parameters():
+        ref[f"grad.cls.{n}"] = p.grad.clone()
+    opt.step()
+    for n, p in cls.named_parameters():
+        ref[f"step.cls.{n}"] = p.detach().clone()
+
+    ref = {k: v.detach().contiguous() for k, v in ref.items()}
+    save_file(ref, out / f"{name}.safetensors")
+    print(f"wrote {out / (name + '.safetensors')} ({len(ref)} tensors)")
+
+
+def roundtrip(model_dir: str, expected: str):
+    """Load a bertkit-saved directory with from_pretrained; print max |logits - expected|."""
+    from safetensors.torch import load_file
+    exp = load_file(expected)
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    arch = cfg["architectures"][0]
+    cls = {"BertForSequenceClassification": BertForSequenceClassification,
+           "BertForMaskedLM": BertForMaskedLM}[arch]
+    model = cls.from_pretrained(model_dir).eval()
+    tok = BertTokenizerFast.from_pretrained(model_dir)
+    enc = tok(SHORT_TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**enc).logits
+    print(json.dumps({"architecture": arch, "max_abs_diff": (logits - exp["logits"]).abs().max().item(),
+                      "input_ids_equal": torch.equal(enc["input_ids"], exp["input_ids"].long())}))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    cmd = sys.argv[1] if len(sys.argv) > 1 else "tiny"
+    if cmd == "tiny":
+        tiny_dir = ROOT / "tests/fixtures/tiny-bert"
+        make_tiny_model(tiny_dir)
+        make_reference(tiny_dir, ROOT / "tests/fixtures/reference", "tiny", long_attentions=False)
+    elif cmd == "minilm":
+        make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
+    elif cmd == "roundtrip":
+        roundtrip(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)

@@ -1,0 +1,289 @@
+//! Hugging Face checkpoint directories: finding them, reading their weights into a model,
+//! writing a model back out so that `transformers.from_pretrained` loads it unchanged.
+
+mod hub;
+pub mod names;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use safetensors::{Dtype, SafeTensors, View};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::fsutil::atomic_write;
+use crate::model::BertConfig;
+use names::{Mapped, belongs_to_other_head, canonical};
+
+/// Tokenizer files copied along with a model so the output directory is self-contained.
+const TOKENIZER_FILES: [&str; 4] =
+    ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
+
+/// A checkpoint directory on disk and its parsed config.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: BertConfig,
+}
+
+/// What loading did beyond copying tensors: heads created fresh, heads left behind.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Parameters the file lacks, left at transformers' initialisation (new task heads).
+    pub initialised: Vec<String>,
+    /// Tensors of other task heads in the file that this model has no use for.
+    pub unused: Vec<String>,
+}
+
+impl LoadReport {
+    /// One warning for fresh heads (as transformers prints), one note for dropped ones.
+    pub fn log(&self, source: &Path) {
+        if !self.initialised.is_empty() {
+            tracing::warn!(
+                "{}: newly initialised (not in the checkpoint, train before use): {}",
+                source.display(),
+                self.initialised.join(", ")
+            );
+        }
+        if !self.unused.is_empty() {
+            tracing::info!("{}: not used by this task: {}", source.display(), self.unused.join(", "));
+        }
+    }
+}
+
+impl Checkpoint {
+    /// A local directory, or a Hugging Face hub id fetched into the hub cache.
+    pub fn open(spec: &str) -> Result<Self> {
+        let dir = if Path::new(spec).exists() { PathBuf::from(spec) } else { hub::download(spec)? };
+        if !dir.is_dir() {
+            bail!("{spec}: not a model directory");
+        }
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        Ok(Checkpoint { dir, config })
+    }
+
+    /// Fills every variable of `vs` (built from `self.config` under HF names) from the files.
+    pub fn load_into(&self, vs: &VarStore) -> Result<LoadReport> {
+        let weights = read_weights(&self.dir)?;
+        load_weights(vs, weights).with_context(|| format!("loading {}", self.dir.display()))
+    }
+}
+
+/// The weight files of a directory: one `model.safetensors`, or the shards an index lists.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", index.display()))?;
+        let map = json["weight_map"]
+            .as_object()
+            .with_context(|| format!("{}: no weight_map", index.display()))?;
+        let shards: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
+        return Ok(shards.into_iter().map(|s| dir.join(s)).collect());
+    }
+    if dir.join("pytorch_model.bin").exists() {
+        bail!(
+            "{}: only pytorch_model.bin is there, a Python pickle that can run arbitrary code when \
+             loaded; bertkit reads safetensors only. Convert it once with transformers: \
+             python -c \"from transformers import AutoModel as M; M.from_pretrained('{d}').save_pretrained('{d}')\"",
+            dir.display(),
+            d = dir.display()
+        );
+    }
+    bail!("{}: no model.safetensors or model.safetensors.index.json", dir.display())
+}
+
+/// Name, dtype and shape of a stored tensor, read from the file headers alone.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub dtype: Dtype,
+    pub shape: Vec<i64>,
+}
+
+/// What the checkpoint holds, by canonical name, without reading the weights themselves.
+pub fn tensor_index(dir: &Path) -> Result<BTreeMap<String, TensorInfo>> {
+    let mut out = BTreeMap::new();
+    for file in weight_files(dir)? {
+        let mut f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+        let mut len = [0u8; 8];
+        std::io::Read::read_exact(&mut f, &mut len).with_context(|| format!("{}: too short for safetensors", file.display()))?;
+        let n = u64::from_le_bytes(len);
+        if n > 100_000_000 {
+            bail!("{}: header length {n} is not plausible; not a safetensors file?", file.display());
+        }
+        let mut header = vec![0u8; n as usize];
+        std::io::Read::read_exact(&mut f, &mut header).with_context(|| format!("{}: truncated header", file.display()))?;
+        let meta: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&header).with_context(|| format!("{}: unreadable header", file.display()))?;
+        for (name, info) in meta {
+            if name == "__metadata__" {
+                continue;
+            }
+            let Mapped::Param(canon) = canonical(&name) else { continue };
+            let info: safetensors::tensor::TensorInfo = serde_json::from_value(info)
+                .with_context(|| format!("{}: tensor {name}: bad header entry", file.display()))?;
+            out.insert(canon, TensorInfo { dtype: info.dtype, shape: info.shape.iter().map(|&d| d as i64).collect() });
+        }
+    }
+    Ok(out)
+}
+
+/// Every tensor of the checkpoint as float32 on the CPU, under its canonical name.
+pub fn read_weights(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let mut out = BTreeMap::new();
+    for file in weight_files(dir)? {
+        let handle = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+        // SAFETY: the map is read-only and dropped before we return; a concurrent writer
+        // truncating the file is the one hazard, the same as for any reader.
+        let mmap = unsafe { memmap2::Mmap::map(&handle) }.with_context(|| format!("mapping {}", file.display()))?;
+        let st = SafeTensors::deserialize(&mmap).map_err(|e| {
+            anyhow::anyhow!("{}: not a complete safetensors file (truncated or corrupt?): {e}", file.display())
+        })?;
+        for (name, view) in st.tensors() {
+            let Mapped::Param(canon) = canonical(&name) else { continue };
+            let kind = match view.dtype() {
+                Dtype::F32 => Kind::Float,
+                Dtype::F16 => Kind::Half,
+                Dtype::BF16 => Kind::BFloat16,
+                Dtype::F64 => Kind::Double,
+                other => bail!("{}: tensor {name} has dtype {other:?}, expected a float type", file.display()),
+            };
+            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            let t = Tensor::f_from_data_size(view.data(), &shape, kind)
+                .with_context(|| format!("{}: tensor {name}", file.display()))?
+                .to_kind(Kind::Float);
+            if out.insert(canon.clone(), t).is_some() {
+                bail!("{}: tensor {canon} appears twice (under two naming variants)", file.display());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Copies `weights` into `vs`. Parameters missing from the file are fine for task heads (they
+/// keep their fresh initialisation); for the encoder they mean config and weights disagree.
+pub fn load_weights(vs: &VarStore, mut weights: BTreeMap<String, Tensor>) -> Result<LoadReport> {
+    let mut report = LoadReport::default();
+    let mut missing_encoder = Vec::new();
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, var) in &vars {
+        match weights.remove(name) {
+            Some(src) => {
+                if src.size() != var.size() {
+                    bail!(
+                        "tensor {name} has shape {:?} in the checkpoint but the config implies {:?}{}",
+                        src.size(),
+                        var.size(),
+                        if name.starts_with("classifier.") {
+                            " (a different number of labels: fine-tune from the base model or pass matching labels)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                tch::no_grad(|| var.shallow_clone().copy_(&src));
+            }
+            None if belongs_to_other_head(name) => report.initialised.push(name.clone()),
+            None => missing_encoder.push(name.clone()),
+        }
+    }
+    if !missing_encoder.is_empty() {
+        bail!(
+            "the checkpoint lacks {} encoder tensor(s) the config implies, e.g. {} (config.json does not match the weights)",
+            missing_encoder.len(),
+            missing_encoder[0]
+        );
+    }
+    let (unused, unknown): (Vec<String>, Vec<String>) =
+        weights.into_keys().partition(|n| belongs_to_other_head(n));
+    if let Some(first) = unknown.first() {
+        bail!(
+            "unexpected tensor {first} in the checkpoint{} (config.json does not match the weights?)",
+            if unknown.len() > 1 { format!(" and {} more", unknown.len() - 1) } else { String::new() }
+        );
+    }
+    report.unused = unused;
+    Ok(report)
+}
+
+/// A tensor ready for the safetensors writer: contiguous little-endian float bytes.
+struct Bytes {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Bytes {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        (&self.data).into()
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Serialises tensors (any device, float kinds) to safetensors bytes with transformers' metadata.
+pub fn safetensors_bytes(tensors: &BTreeMap<String, Tensor>) -> Result<Vec<u8>> {
+    let mut prepared = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.detach().to_device(Device::Cpu).contiguous();
+        let dtype = match t.kind() {
+            Kind::Float => Dtype::F32,
+            Kind::BFloat16 => Dtype::BF16,
+            Kind::Half => Dtype::F16,
+            Kind::Double => Dtype::F64,
+            Kind::Int64 => Dtype::I64,
+            Kind::Int => Dtype::I32,
+            Kind::Uint8 => Dtype::U8,
+            k => bail!("tensor {name}: kind {k:?} cannot be saved"),
+        };
+        let mut data = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut data, t.numel()).with_context(|| format!("tensor {name}"))?;
+        let shape = t.size().iter().map(|&d| d as usize).collect();
+        prepared.push((name.clone(), Bytes { dtype, shape, data }));
+    }
+    let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
+    Ok(safetensors::serialize(prepared.iter().map(|(n, b)| (n.as_str(), b)), metadata)?)
+}
+
+/// Writes an HF model directory: config.json (with `architectures`), model.safetensors and the
+/// tokenizer files from `tokenizer_from`. Each file is written to a temporary name and renamed,
+/// so a crash leaves either the old file or the new one.
+pub fn save_pretrained(
+    out: &Path,
+    vs: &VarStore,
+    config: &BertConfig,
+    architecture: &str,
+    tokenizer_from: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    atomic_write(&out.join("model.safetensors"), &safetensors_bytes(&tensors)?)?;
+    let mut config = config.clone();
+    config.architectures = vec![architecture.to_string()];
+    config.extra.insert("dtype".into(), "float32".into());
+    config.extra.remove("torch_dtype");
+    atomic_write(&out.join("config.json"), serde_json::to_string_pretty(&config)?.as_bytes())?;
+    let same_dir = tokenizer_from.canonicalize().ok() == out.canonicalize().ok();
+    for name in TOKENIZER_FILES {
+        let src = tokenizer_from.join(name);
+        if src.exists() && !same_dir {
+            let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+            atomic_write(&out.join(name), &bytes)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! The `bertkit` command line: one module per subcommand.
+
+mod embed;
+mod inspect;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bertkit", version, about = "Fine-tune, further-pretrain and inspect BERT models (Hugging Face checkpoints, libtorch engine)")]
+struct Cli {
+    /// Only warnings and errors on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Config, parameter count, heads and tokenizer of a model directory or hub id.
+    Inspect(inspect::Args),
+    /// Sentence vectors (CLS, pooler or mean of tokens) as JSON.
+    Embed(embed::Args),
+}
+
+/// Runs the command line; returns the process exit code. Errors print as one line.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let level = if cli.quiet { tracing::Level::WARN } else { tracing::Level::INFO };
+    tracing_subscriber::fmt().with_max_level(level).with_target(false).with_writer(std::io::stderr).init();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::Embed(args) => embed::run(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! BERT, read top to bottom: embeddings, encoder layers, pooler, and the two task heads.
+//!
+//! Parameters live in a tch `VarStore` under exactly the names Hugging Face uses
+//! (`bert.encoder.layer.0.attention.self.query.weight`, ...), so loading and saving is a
+//! matter of matching names (see `checkpoint`). Initialisation follows transformers'
+//! `BertPreTrainedModel._init_weights`, which matters for heads a checkpoint does not have.
+
+use tch::nn::{Init, Path};
+use tch::{Kind, Reduction, Tensor};
+
+use super::config::{Activation, BertConfig};
+
+/// Label value that marks positions without a target, as in transformers.
+pub const IGNORE_INDEX: i64 = -100;
+
+/// One batch of token ids, as the tokenizer and collator produce it. All `[batch, seq]`, int64.
+#[derive(Debug)]
+pub struct Inputs {
+    pub input_ids: Tensor,
+    pub attention_mask: Tensor,
+    pub token_type_ids: Tensor,
+}
+
+impl Inputs {
+    pub fn to_device(&self, device: tch::Device) -> Inputs {
+        Inputs {
+            input_ids: self.input_ids.to_device(device),
+            attention_mask: self.attention_mask.to_device(device),
+            token_type_ids: self.token_type_ids.to_device(device),
+        }
+    }
+}
+
+/// What a forward pass should compute beyond the last hidden state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardOptions {
+    /// Dropout on (training) or off (evaluation).
+    pub train: bool,
+    pub output_hidden_states: bool,
+    pub output_attentions: bool,
+}
+
+impl ForwardOptions {
+    pub fn train() -> Self {
+        ForwardOptions { train: true, ..Default::default() }
+    }
+    pub fn eval() -> Self {
+        ForwardOptions::default()
+    }
+}
+
+#[derive(Debug)]
+pub struct EncoderOutput {
+    pub last_hidden_state: Tensor,
+    /// Embedding output then every layer's output (`num_hidden_layers + 1` tensors) when asked.
+    pub hidden_states: Vec<Tensor>,
+    /// `[batch, heads, seq, seq]` softmax probabilities of every layer when asked.
+    pub attentions: Vec<Tensor>,
+    /// `tanh(dense(h[CLS]))` when the model has a pooler.
+    pub pooled: Option<Tensor>,
+}
+
+struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn new(p: Path, in_dim: i64, out_dim: i64, init_range: f64) -> Self {
+        Linear {
+            weight: p.var("weight", &[out_dim, in_dim], Init::Randn { mean: 0., stdev: init_range }),
+            bias: p.zeros("bias", &[out_dim]),
+        }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.linear(&self.weight, Some(&self.bias))
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn new(p: Path, dim: i64, eps: f64) -> Self {
+        LayerNorm { weight: p.ones("weight", &[dim]), bias: p.zeros("bias", &[dim]), eps }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let dim = *xs.size().last().expect("LayerNorm input has a feature dim");
+        xs.layer_norm([dim], Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+}
+
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    layer_norm: LayerNorm,
+    pad_token_id: i64,
+    dropout: f64,
+}
+
+impl Embeddings {
+    fn new(p: Path, c: &BertConfig) -> Self {
+        let init = Init::Randn { mean: 0., stdev: c.initializer_range };
+        let word = p.sub("word_embeddings").var("weight", &[c.vocab_size, c.hidden_size], init);
+        // nn.Embedding(padding_idx=pad) starts the padding row at zero and never updates it.
+        if (0..c.vocab_size).contains(&c.pad_token_id) {
+            let _ = tch::no_grad(|| word.get(c.pad_token_id).zero_());
+        }
+        Embeddings {
+            word,
+            position: p.sub("position_embeddings").var("weight", &[c.max_position_embeddings, c.hidden_size], init),
+            token_type: p.sub("token_type_embeddings").var("weight", &[c.type_vocab_size, c.hidden_size], init),
+            layer_norm: LayerNorm::new(p.sub("LayerNorm"), c.hidden_size, c.layer_norm_eps),
+            pad_token_id: c.pad_token_id,
+            dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    fn forward(&self, inputs: &Inputs, train: bool) -> Tensor {
+        let seq_len = inputs.input_ids.size()[1];
+        let positions = Tensor::arange(seq_len, (Kind::Int64, inputs.input_ids.device()));
+        let words = Tensor::embedding(&self.word, &inputs.input_ids, self.pad_token_id, false, false);
+        let xs = words
+            + self.position.index_select(0, &positions).unsqueeze(0)
+            + Tensor::embedding(&self.token_type, &inputs.token_type_ids, -1, false, false);
+        self.layer_norm.forward(&xs).dropout(self.dropout, train)
+    }
+}
+
+struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    layer_norm: LayerNorm,
+    num_heads: i64,
+    head_dim: i64,
+    attention_dropout: f64,
+    hidden_dropout: f64,
+}
+
+impl SelfAttention {
+    fn new(p: Path, c: &BertConfig) -> Self {
+        let (h, r) = (c.hidden_size, c.initializer_range);
+        let s = p.sub("self");
+        let o = p.sub("output");
+        SelfAttention {
+            query: Linear::new(s.sub("query"), h, h, r),
+            key: Linear::new(s.sub("key"), h, h, r),
+            value: Linear::new(s.sub("value"), h, h, r),
+            output: Linear::new(o.sub("dense"), h, h, r),
+            layer_norm: LayerNorm::new(o.sub("LayerNorm"), h, c.layer_norm_eps),
+            num_heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+            attention_dropout: c.attention_probs_dropout_prob,
+            hidden_dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    /// `mask` is additive, `[batch, 1, 1, seq]`: 0 where a key may be attended, a large
+    /// negative number at padding. Returns the layer output and, if asked, the probabilities.
+    fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+        let (b, l, h) = xs.size3().expect("[batch, seq, hidden]");
+        // One matmul for Q, K and V instead of three: the weights stay separate (HF names).
+        let w = Tensor::cat(&[&self.query.weight, &self.key.weight, &self.value.weight], 0);
+        let bias = Tensor::cat(&[&self.query.bias, &self.key.bias, &self.value.bias], 0);
+        let qkv = xs
+            .linear(&w, Some(&bias))
+            .view([b, l, 3, self.num_heads, self.head_dim])
+            .permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let dropout = if train { self.attention_dropout } else { 0.0 };
+        let (context, probs) = if want_probs {
+            let scores = q.matmul(&k.transpose(-1, -2)) * scale + mask;
+            let probs = scores.softmax(-1, Kind::Float).to_kind(q.kind());
+            (probs.dropout(dropout, train).matmul(&v), Some(probs))
+        } else {
+            // Fused kernel (flash attention where the device has it), same result.
+            let mask = mask.to_kind(q.kind());
+            (Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&mask), dropout, false, scale, false), None)
+        };
+        let context = context.transpose(1, 2).reshape([b, l, h]);
+        let out = self.output.forward(&context).dropout(self.hidden_dropout, train);
+        (self.layer_norm.forward(&(out + xs)), probs)
+    }
+}
+
+struct Layer {
+    attention: SelfAttention,
+    intermediate: Linear,
+    output: Linear,
+    layer_norm: LayerNorm,
+    activation: Activation,
+    dropout: f64,
+}
+
+impl Layer {
+    fn new(p: Path, c: &BertConfig) -> Self {
+        let r = c.initializer_range;
+        Layer {
+            attention: SelfAttention::new(p.sub("attention"), c),
+            intermediate: Linear::new(p.sub("intermediate").sub("dense"), c.hidden_size, c.intermediate_size, r),
+            output: Linear::new(p.sub("output").sub("dense"), c.intermediate_size, c.hidden_size, r),
+            layer_norm: LayerNorm::new(p.sub("output").sub("LayerNorm"), c.hidden_size, c.layer_norm_eps),
+            activation: Activation::parse(&c.hidden_act).expect("validated config"),
+            dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+        let (xs, probs) = self.attention.forward(xs, mask, train, want_probs);
+        let ff = self.activation.apply(&self.intermediate.forward(&xs));
+        let ff = self.output.forward(&ff).dropout(self.dropout, train);
+        (self.layer_norm.forward(&(ff + xs)), probs)
+    }
+}
+
+/// The encoder shared by every task: `bert.*` in Hugging Face checkpoints.
+pub struct Bert {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    pooler: Option<Linear>,
+    pub config: BertConfig,
+}
+
+impl Bert {
+    /// `p` is the `bert` path. BertForMaskedLM has no pooler (`add_pooling_layer=False`).
+    pub fn new(p: Path, config: &BertConfig, with_pooler: bool) -> Self {
+        let enc = p.sub("encoder").sub("layer");
+        Bert {
+            embeddings: Embeddings::new(p.sub("embeddings"), config),
+            layers: (0..config.num_hidden_layers).map(|i| Layer::new(enc.sub(i), config)).collect(),
+            pooler: with_pooler.then(|| {
+                let h = config.hidden_size;
+                Linear::new(p.sub("pooler").sub("dense"), h, h, config.initializer_range)
+            }),
+            config: config.clone(),
+        }
+    }
+
+    pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
+        let mut xs = self.embeddings.forward(inputs, opts.train);
+        // Additive mask as in transformers: 0 for tokens, the dtype's minimum for padding.
+        let keep = inputs.attention_mask.to_kind(Kind::Float);
+        let mask = ((-keep + 1.0) * f32::MIN as f64).unsqueeze(1).unsqueeze(1);
+        let mut hidden_states = Vec::new();
+        let mut attentions = Vec::new();
+        for layer in &self.layers {
+            if opts.output_hidden_states {
+                hidden_states.push(xs.shallow_clone());
+            }
+            let (out, probs) = layer.forward(&xs, &mask, opts.train, opts.output_attentions);
+            xs = out;
+            attentions.extend(probs);
+        }
+        if opts.output_hidden_states {
+            hidden_states.push(xs.shallow_clone());
+        }
+        let pooled = self.pooler.as_ref().map(|p| p.forward(&xs.select(1, 0)).tanh());
+        EncoderOutput { last_hidden_state: xs, hidden_states, attentions, pooled }
+    }
+
+    /// The word-embedding matrix, which the MLM decoder shares.
+    pub fn word_embeddings(&self) -> &Tensor {
+        &self.embeddings.word
+    }
+}
+
+/// `BertForSequenceClassification`: dropout and a linear layer on the pooled output.
+pub struct SequenceClassifier {
+    pub bert: Bert,
+    classifier: Linear,
+    dropout: f64,
+}
+
+impl SequenceClassifier {
+    /// `root` is the VarStore root: creates `bert.*` and `classifier.*`.
+    pub fn new(root: &Path, config: &BertConfig) -> Self {
+        SequenceClassifier {
+            bert: Bert::new(root.sub("bert"), config, true),
+            classifier: Linear::new(
+                root.sub("classifier"),
+                config.hidden_size,
+                config.num_labels(),
+                config.initializer_range,
+            ),
+            dropout: config.classifier_dropout(),
+        }
+    }
+
+    /// Logits `[batch, num_labels]` and the encoder output they came from.
+    pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> (Tensor, EncoderOutput) {
+        let out = self.bert.forward(inputs, opts);
+        let pooled = out.pooled.as_ref().expect("classifier's encoder has a pooler");
+        (self.classifier.forward(&pooled.dropout(self.dropout, opts.train)), out)
+    }
+
+    /// Loss as transformers picks it: mean squared error for one label (regression), else
+    /// cross-entropy over classes.
+    pub fn loss(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
+        if self.bert.config.num_labels() == 1 || self.bert.config.problem_type.as_deref() == Some("regression") {
+            logits.squeeze_dim(-1).mse_loss(&labels.to_kind(logits.kind()), Reduction::Mean)
+        } else {
+            logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, IGNORE_INDEX, 0.0)
+        }
+    }
+}
+
+/// `cls.predictions`: dense + activation + LayerNorm, then a decoder tied to the word embeddings.
+pub struct MaskedLmHead {
+    dense: Linear,
+    layer_norm: LayerNorm,
+    bias: Tensor,
+    activation: Activation,
+}
+
+impl MaskedLmHead {
+    fn new(p: Path, c: &BertConfig) -> Self {
+        let t = p.sub("transform");
+        MaskedLmHead {
+            dense: Linear::new(t.sub("dense"), c.hidden_size, c.hidden_size, c.initializer_range),
+            layer_norm: LayerNorm::new(t.sub("LayerNorm"), c.hidden_size, c.layer_norm_eps),
+            bias: p.zeros("bias", &[c.vocab_size]),
+            activation: Activation::parse(&c.hidden_act).expect("validated config"),
+        }
+    }
+
+    fn forward(&self, hidden: &Tensor, word_embeddings: &Tensor) -> Tensor {
+        let xs = self.layer_norm.forward(&self.activation.apply(&self.dense.forward(hidden)));
+        xs.linear(word_embeddings, Some(&self.bias))
+    }
+}
+
+/// `BertForMaskedLM`.
+pub struct MaskedLm {
+    pub bert: Bert,
+    head: MaskedLmHead,
+}
+
+/// Result of the masked-only MLM forward.
+pub struct MaskedLmOutput {
+    /// Mean cross-entropy over the masked positions (NaN-free: 0 when nothing is masked).
+    pub loss: Tensor,
+    /// `[num_masked, vocab]` logits at the masked positions only, in row-major order.
+    pub logits: Tensor,
+    /// `[num_masked]` the original token ids there.
+    pub targets: Tensor,
+}
+
+impl MaskedLm {
+    pub fn new(root: &Path, config: &BertConfig) -> Self {
+        MaskedLm {
+            bert: Bert::new(root.sub("bert"), config, false),
+            head: MaskedLmHead::new(root.sub("cls").sub("predictions"), config),
+        }
+    }
+
+    /// Logits `[batch, seq, vocab]` at every position, as transformers computes them.
+    pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> Tensor {
+        let out = self.bert.forward(inputs, opts);
+        self.head.forward(&out.last_hidden_state, self.bert.word_embeddings())
+    }
+
+    /// Projects onto the vocabulary only where `labels != -100`. The loss equals
+    /// transformers' (cross-entropy over all positions with ignore_index), at ~15% of the work.
+    pub fn forward_masked(&self, inputs: &Inputs, labels: &Tensor, opts: ForwardOptions) -> MaskedLmOutput {
+        let out = self.bert.forward(inputs, opts);
+        let hidden = out.last_hidden_state.flatten(0, 1);
+        let labels = labels.flatten(0, 1);
+        let positions = labels.ne(IGNORE_INDEX).nonzero().squeeze_dim(1);
+        let targets = labels.index_select(0, &positions);
+        let logits = self.head.forward(&hidden.index_select(0, &positions), self.bert.word_embeddings());
+        let loss = if targets.numel() == 0 {
+            logits.sum(Kind::Float) // zero, but still connected to the graph
+        } else {
+            logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(&targets, None, Reduction::Mean, IGNORE_INDEX, 0.0)
+        };
+        MaskedLmOutput { loss, logits, targets }
+    }
+}

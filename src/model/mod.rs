@@ -1,0 +1,9 @@
+//! The BERT model: its config and its modules.
+
+mod bert;
+mod config;
+
+pub use bert::{
+    Bert, EncoderOutput, ForwardOptions, IGNORE_INDEX, Inputs, MaskedLm, MaskedLmOutput, SequenceClassifier,
+};
+pub use config::{Activation, BertConfig};

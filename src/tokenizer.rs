@@ -1,0 +1,163 @@
+//! The model's tokenizer, from `tokenizer.json` or, failing that, `vocab.txt`, through the
+//! `tokenizers` crate: the same Rust code that backs transformers' fast tokenizers, so ids,
+//! masks and offsets are identical to Python's.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use tch::{Kind, Tensor};
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{AddedToken, Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::model::Inputs;
+
+pub struct BertTokenizer {
+    inner: Tokenizer,
+    pub pad_id: u32,
+    pub cls_id: u32,
+    pub sep_id: u32,
+    pub mask_id: u32,
+    pub unk_id: u32,
+}
+
+impl BertTokenizer {
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let vocab = dir.join("vocab.txt");
+        let mut inner = if json.exists() {
+            Tokenizer::from_file(&json).map_err(|e| anyhow!("{}: {e}", json.display()))?
+        } else if vocab.exists() {
+            from_vocab(&vocab, lowercase_setting(dir))?
+        } else {
+            bail!("{}: no tokenizer.json or vocab.txt", dir.display());
+        };
+        // Padding is the collator's job (per batch); truncation is set per call.
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
+        let id = |token: &str| {
+            inner
+                .token_to_id(token)
+                .with_context(|| format!("{}: tokenizer has no {token} token", dir.display()))
+        };
+        Ok(BertTokenizer {
+            pad_id: id("[PAD]")?,
+            cls_id: id("[CLS]")?,
+            sep_id: id("[SEP]")?,
+            mask_id: id("[MASK]")?,
+            unk_id: id("[UNK]")?,
+            inner,
+        })
+    }
+
+    /// Vocabulary size including added tokens: every id the tokenizer can produce is below it.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// An embedding matrix smaller than the vocabulary would index out of range at run time.
+    pub fn check_fits(&self, vocab_size: i64, model: &Path) -> Result<()> {
+        if self.vocab_size() as i64 > vocab_size {
+            bail!(
+                "{}: the tokenizer has {} tokens but the model's embeddings only {} (tokenizer and weights do not belong together)",
+                model.display(),
+                self.vocab_size(),
+                vocab_size
+            );
+        }
+        Ok(())
+    }
+
+    pub fn is_special(&self, id: u32) -> bool {
+        [self.pad_id, self.cls_id, self.sep_id, self.mask_id, self.unk_id].contains(&id)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Encodes texts (or text pairs) with `[CLS] a [SEP] (b [SEP])`, truncated to `max_len`
+    /// tokens the way transformers' `truncation=True` does (longest first). Offsets are in
+    /// characters, as Python reports them.
+    pub fn encode_batch(&self, texts: &[&str], pairs: Option<&[&str]>, max_len: usize) -> Result<Vec<Encoding>> {
+        let mut tok = self.inner.clone();
+        tok.with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))
+        .map_err(|e| anyhow!("{e}"))?;
+        let inputs: Vec<tokenizers::EncodeInput> = match pairs {
+            None => texts.iter().map(|&t| t.into()).collect(),
+            Some(pairs) => {
+                if pairs.len() != texts.len() {
+                    bail!("{} texts but {} pairs", texts.len(), pairs.len());
+                }
+                texts.iter().zip(pairs).map(|(&a, &b)| (a, b).into()).collect()
+            }
+        };
+        tok.encode_batch_char_offsets(inputs, true).map_err(|e| anyhow!("tokenizing: {e}"))
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(|e| anyhow!("{e}"))
+    }
+}
+
+/// Pads a batch to its longest sequence: `[PAD]` ids, attention mask 0, token type 0.
+pub fn pad_batch(encodings: &[Encoding], pad_id: u32) -> Inputs {
+    let len = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
+    let rows = encodings.len();
+    let mut ids = vec![pad_id as i64; rows * len];
+    let mut mask = vec![0i64; rows * len];
+    let mut types = vec![0i64; rows * len];
+    for (r, e) in encodings.iter().enumerate() {
+        for (c, ((&id, &ty), &m)) in e.get_ids().iter().zip(e.get_type_ids()).zip(e.get_attention_mask()).enumerate() {
+            ids[r * len + c] = id as i64;
+            types[r * len + c] = ty as i64;
+            mask[r * len + c] = m as i64;
+        }
+    }
+    let shape = [rows as i64, len as i64];
+    let t = |v: &[i64]| Tensor::from_slice(v).view(shape).to_kind(Kind::Int64);
+    Inputs { input_ids: t(&ids), attention_mask: t(&mask), token_type_ids: t(&types) }
+}
+
+/// `do_lower_case` from tokenizer_config.json; uncased (true) when absent, like BertTokenizer.
+fn lowercase_setting(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["do_lower_case"].as_bool())
+        .unwrap_or(true)
+}
+
+/// The tokenizer transformers builds from a bare vocab.txt (`BertTokenizerFast`).
+fn from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
+    let path = vocab.to_str().context("vocab path is not UTF-8")?;
+    let model = WordPiece::from_file(path)
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(|e| anyhow!("{}: {e}", vocab.display()))?;
+    let mut tok = Tokenizer::new(model);
+    let id = |t: &str| tok.token_to_id(t).with_context(|| format!("{}: no {t} token", vocab.display()));
+    let processor = BertProcessing::new(("[SEP]".into(), id("[SEP]")?), ("[CLS]".into(), id("[CLS]")?));
+    tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+        .map_err(|e| anyhow!("{e}"))?;
+    tok.with_pre_tokenizer(Some(BertPreTokenizer));
+    tok.with_post_processor(Some(processor));
+    tok.with_decoder(Some(WordPieceDecoder::default()));
+    // Special tokens typed in the text ("the lessee shall [MASK] ...") stay whole, as in Python.
+    let specials: Vec<AddedToken> =
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().map(|t| AddedToken::from(*t, true)).collect();
+    tok.add_special_tokens(specials).map_err(|e| anyhow!("{e}"))?;
+    Ok(tok)
+}

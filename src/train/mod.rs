@@ -1,0 +1,3 @@
+//! Training: optimiser and (to come) schedules, loops and checkpoints.
+
+pub mod optim;
