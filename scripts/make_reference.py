@@ -145,15 +145,20 @@ def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool)
         model_dir, num_labels=NUM_LABELS, id2label=ID2LABEL,
         label2id={v: k for k, v in ID2LABEL.items()}, **kw).eval()
     mlm = BertForMaskedLM.from_pretrained(model_dir, **kw).eval()
+    # transformers' fused-attention path rounds differently from its eager one (up to ~4e-5 on
+    # MiniLM's hidden states); bertkit's SDPA path is compared with this one.
+    sdpa = BertForSequenceClassification.from_pretrained(
+        model_dir, num_labels=NUM_LABELS, attn_implementation="sdpa").eval()
+    sdpa.load_state_dict(cls.state_dict())
     ref = {}
     # Heads the checkpoint may lack are created at random by transformers: save what it made,
     # so bertkit can start from the same values.
     for k, v in cls.state_dict().items():
         if k.startswith("classifier.") or k.startswith("bert.pooler."):
-            ref[f"init.{k}"] = v
+            ref[f"init.{k}"] = v.clone()
     for k, v in mlm.state_dict().items():
         if k.startswith("cls.predictions.") and "decoder" not in k:
-            ref[f"init.{k}"] = v
+            ref[f"init.{k}"] = v.clone()
 
     toks = tokens_json(tok)
     (out / f"{name}_tokens.json").write_text(json.dumps(toks, ensure_ascii=False))
@@ -179,6 +184,10 @@ def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool)
         ref[f"{bname}.pooled"] = pooled
         ref[f"{bname}.cls_logits"] = o.logits
         ref[f"{bname}.cls_loss"] = o.loss.reshape(1)
+        with torch.no_grad():
+            o = sdpa(**inputs, output_hidden_states=True)
+        ref[f"{bname}.sdpa.last_hidden_state"] = o.hidden_states[-1]
+        ref[f"{bname}.sdpa.cls_logits"] = o.logits
 
         mlm_inputs, mlm_lab = mlm_labels(tok, enc["input_ids"], enc["attention_mask"])
         ref[f"{bname}.mlm_input_ids"] = mlm_inputs

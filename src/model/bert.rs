@@ -126,9 +126,10 @@ impl Embeddings {
         let seq_len = inputs.input_ids.size()[1];
         let positions = Tensor::arange(seq_len, (Kind::Int64, inputs.input_ids.device()));
         let words = Tensor::embedding(&self.word, &inputs.input_ids, self.pad_token_id, false, false);
+        // Summed in transformers' order: float addition is not associative.
         let xs = words
-            + self.position.index_select(0, &positions).unsqueeze(0)
-            + Tensor::embedding(&self.token_type, &inputs.token_type_ids, -1, false, false);
+            + Tensor::embedding(&self.token_type, &inputs.token_type_ids, -1, false, false)
+            + self.position.index_select(0, &positions).unsqueeze(0);
         self.layer_norm.forward(&xs).dropout(self.dropout, train)
     }
 }

@@ -1,0 +1,108 @@
+//! Shared by the integration tests: fixture paths, reference files, tensor comparisons.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tch::{Kind, Tensor};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn tiny_model() -> PathBuf {
+    repo().join("tests/fixtures/tiny-bert")
+}
+
+/// all-MiniLM-L6-v2 and its reference outputs, made by `.ci/run` (see the README). Absent on a
+/// bare checkout: the test then says so and passes, unless BERTKIT_REQUIRE_MINILM=1 (as in CI).
+pub fn minilm() -> Option<(PathBuf, PathBuf)> {
+    let model = std::env::var("BERTKIT_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".models/all-MiniLM-L6-v2"));
+    let reference = std::env::var("BERTKIT_MINILM_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".reference"));
+    if model.join("config.json").exists() && reference.join("minilm.safetensors").exists() {
+        return Some((model, reference));
+    }
+    let msg = format!(
+        "all-MiniLM-L6-v2 or its reference is missing ({} / {}): run `bash scripts/setup.sh`",
+        model.display(),
+        reference.display()
+    );
+    if std::env::var("BERTKIT_REQUIRE_MINILM").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// True when Python with torch and transformers is there; else the caller skips, unless
+/// BERTKIT_REQUIRE_PYTHON=1 (as in CI), where its absence is a failure.
+pub fn python_available() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import torch, transformers"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("BERTKIT_REQUIRE_PYTHON").as_deref() == Ok("1") {
+            panic!("python3 with torch and transformers is required (BERTKIT_REQUIRE_PYTHON=1)");
+        }
+        eprintln!("SKIPPED: python3 with torch + transformers not found");
+    }
+    ok
+}
+
+pub struct Reference(BTreeMap<String, Tensor>);
+
+impl Reference {
+    pub fn load(path: &Path) -> Self {
+        let tensors = Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Reference(tensors.into_iter().collect())
+    }
+
+    pub fn get(&self, name: &str) -> &Tensor {
+        self.0.get(name).unwrap_or_else(|| panic!("reference has no {name}"))
+    }
+
+    pub fn try_get(&self, name: &str) -> Option<&Tensor> {
+        self.0.get(name)
+    }
+
+    /// Entries under `prefix.`, with the prefix removed.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<(String, &Tensor)> {
+        self.0
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&format!("{prefix}.")).map(|n| (n.to_string(), v)))
+            .collect()
+    }
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    if t.numel() == 0 { 0.0 } else { t.abs().max().to_kind(Kind::Double).double_value(&[]) }
+}
+
+/// Largest elementwise |got - want|.
+pub fn max_abs_diff(got: &Tensor, want: &Tensor) -> f64 {
+    assert_eq!(got.size(), want.size(), "shapes differ");
+    max_abs(&(got.to_kind(Kind::Double) - want.to_kind(Kind::Double)))
+}
+
+pub fn assert_close(name: &str, got: &Tensor, want: &Tensor, atol: f64) {
+    assert_eq!(got.size(), want.size(), "{name}: shape {:?} vs reference {:?}", got.size(), want.size());
+    let err = max_abs_diff(got, want);
+    assert!(err <= atol, "{name}: max abs error {err:e} > {atol:e}");
+}
+
+/// Error relative to the tensor's scale: max|got - want| / max|want|. Elementwise relative
+/// error is meaningless for entries that are zero up to rounding (unused embedding rows).
+pub fn assert_rel(name: &str, got: &Tensor, want: &Tensor, rtol: f64) -> f64 {
+    assert_eq!(got.size(), want.size(), "{name}: shape {:?} vs reference {:?}", got.size(), want.size());
+    let scale = max_abs(want);
+    let err = max_abs_diff(got, want);
+    let rel = if scale == 0.0 { err } else { err / scale };
+    assert!(rel <= rtol, "{name}: relative error {rel:e} > {rtol:e} (max abs error {err:e}, scale {scale:e})");
+    rel
+}
