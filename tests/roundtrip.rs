@@ -1,0 +1,103 @@
+//! A directory bertkit saves loads in Python transformers with `from_pretrained`, unchanged,
+//! and gives the logits bertkit computed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bertkit::checkpoint::{Checkpoint, safetensors_bytes, save_pretrained};
+use bertkit::model::{ForwardOptions, MaskedLm, SequenceClassifier};
+use bertkit::tokenizer::{BertTokenizer, pad_batch};
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+fn short_texts() -> Vec<String> {
+    let tokens: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("tests/fixtures/reference/tiny_tokens.json")).unwrap(),
+    )
+    .unwrap();
+    serde_json::from_value(tokens["short"]["texts"].clone()).unwrap()
+}
+
+/// Saves `vs` as `architecture`, has Python load it and recompute the logits.
+fn python_agrees(src: &Path, vs: &VarStore, config: &bertkit::model::BertConfig, architecture: &str, logits: &Tensor, ids: &Tensor) {
+    let out = tempfile::tempdir().unwrap();
+    save_pretrained(out.path(), vs, config, architecture, src).unwrap();
+    let expected = out.path().join("expected.safetensors");
+    let tensors = BTreeMap::from([("logits".to_string(), logits.shallow_clone()), ("input_ids".to_string(), ids.shallow_clone())]);
+    std::fs::write(&expected, safetensors_bytes(&tensors).unwrap()).unwrap();
+    let output = std::process::Command::new("python3")
+        .arg(common::repo().join("scripts/make_reference.py"))
+        .args(["roundtrip", out.path().to_str().unwrap(), expected.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "python failed: {}\n{}", stdout, String::from_utf8_lossy(&output.stderr));
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result["architecture"], architecture);
+    assert_eq!(result["input_ids_equal"], true, "{result}");
+    let diff = result["max_abs_diff"].as_f64().unwrap();
+    assert!(diff <= 1e-5, "{architecture}: Python's logits differ by {diff:e}");
+}
+
+fn roundtrip(model_dir: &Path) {
+    let ckpt = Checkpoint::open(model_dir.to_str().unwrap()).unwrap();
+    let tok = BertTokenizer::from_dir(model_dir).unwrap();
+    let texts = short_texts();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let inputs = pad_batch(&tok.encode_batch(&texts, None, 512).unwrap(), tok.pad_id);
+
+    let mut config = ckpt.config.clone();
+    if config.id2label.is_none() {
+        config.set_labels(&["bad".into(), "good".into()]);
+    }
+    let vs = VarStore::new(Device::Cpu);
+    let cls = SequenceClassifier::new(&vs.root(), &config);
+    ckpt.load_into(&vs).unwrap();
+    let (logits, _) = tch::no_grad(|| cls.forward(&inputs, ForwardOptions::eval()));
+    python_agrees(model_dir, &vs, &config, "BertForSequenceClassification", &logits, &inputs.input_ids);
+
+    let vs = VarStore::new(Device::Cpu);
+    let mlm = MaskedLm::new(&vs.root(), &ckpt.config);
+    ckpt.load_into(&vs).unwrap();
+    let logits = tch::no_grad(|| mlm.forward(&inputs, ForwardOptions::eval()));
+    python_agrees(model_dir, &vs, &ckpt.config, "BertForMaskedLM", &logits, &inputs.input_ids);
+}
+
+#[test]
+fn tiny_saved_model_loads_in_transformers() {
+    if common::python_available() {
+        roundtrip(&common::tiny_model());
+    }
+}
+
+/// MiniLM has neither a classifier nor an MLM head: both are created here, saved, and must
+/// come back in Python exactly as bertkit initialised them.
+#[test]
+fn minilm_with_new_heads_loads_in_transformers() {
+    let Some((model, _)) = common::minilm() else { return };
+    if common::python_available() {
+        roundtrip(&model);
+    }
+}
+
+#[test]
+fn saved_config_keeps_labels_and_unknown_keys() {
+    let ckpt = Checkpoint::open(common::tiny_model().to_str().unwrap()).unwrap();
+    let vs = VarStore::new(Device::Cpu);
+    let _ = SequenceClassifier::new(&vs.root(), &ckpt.config);
+    ckpt.load_into(&vs).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    save_pretrained(out.path(), &vs, &ckpt.config, "BertForSequenceClassification", &common::tiny_model()).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(saved["id2label"]["2"], "positive");
+    assert_eq!(saved["label2id"]["neutral"], 1);
+    assert_eq!(saved["tie_word_embeddings"], true, "keys bertkit does not model survive");
+    for f in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "model.safetensors"] {
+        assert!(out.path().join(f).exists(), "{f} written");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(out.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    assert!(leftovers.is_empty(), "no temporary files left behind");
+}
