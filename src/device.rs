@@ -49,3 +49,40 @@ fn physical_cores() -> usize {
     // In a container the cpuinfo may list the host's cores: never exceed what we may use.
     if cores.is_empty() { logical } else { cores.len().min(logical) }
 }
+
+unsafe extern "C" {
+    fn bertkit_autocast_enter(cuda: i32) -> i32;
+    fn bertkit_autocast_exit(cuda: i32, previous: i32) -> i32;
+}
+
+/// Mixed precision for forward passes: bf16 autocast (matmuls in bf16, reductions and weights in
+/// fp32), as `torch.autocast(device, dtype=torch.bfloat16)`. Backward needs no autocast.
+#[derive(Debug, Clone, Copy)]
+pub struct Autocast {
+    enabled: bool,
+    cuda: bool,
+}
+
+impl Autocast {
+    pub fn new(precision: crate::train::Precision, device: Device) -> Self {
+        Autocast { enabled: precision == crate::train::Precision::Bf16, cuda: device.is_cuda() }
+    }
+
+    pub fn off() -> Self {
+        Autocast { enabled: false, cuda: false }
+    }
+
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        if !self.enabled {
+            return f();
+        }
+        let cuda = i32::from(self.cuda);
+        // SAFETY: plain C calls into libtorch's thread-local autocast state; no pointers.
+        let previous = unsafe { bertkit_autocast_enter(cuda) };
+        assert!(previous >= 0, "libtorch refused to enable autocast");
+        let result = f();
+        // SAFETY: as above; restores the state saved by the matching enter.
+        unsafe { bertkit_autocast_exit(cuda, previous) };
+        result
+    }
+}

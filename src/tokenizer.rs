@@ -5,15 +5,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use tch::{Kind, Tensor};
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{AddedToken, Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
-
-use crate::model::Inputs;
 
 pub struct BertTokenizer {
     inner: Tokenizer,
@@ -110,25 +107,6 @@ impl BertTokenizer {
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(|e| anyhow!("{e}"))
     }
-}
-
-/// Pads a batch to its longest sequence: `[PAD]` ids, attention mask 0, token type 0.
-pub fn pad_batch(encodings: &[Encoding], pad_id: u32) -> Inputs {
-    let len = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
-    let rows = encodings.len();
-    let mut ids = vec![pad_id as i64; rows * len];
-    let mut mask = vec![0i64; rows * len];
-    let mut types = vec![0i64; rows * len];
-    for (r, e) in encodings.iter().enumerate() {
-        for (c, ((&id, &ty), &m)) in e.get_ids().iter().zip(e.get_type_ids()).zip(e.get_attention_mask()).enumerate() {
-            ids[r * len + c] = id as i64;
-            types[r * len + c] = ty as i64;
-            mask[r * len + c] = m as i64;
-        }
-    }
-    let shape = [rows as i64, len as i64];
-    let t = |v: &[i64]| Tensor::from_slice(v).view(shape).to_kind(Kind::Int64);
-    Inputs { input_ids: t(&ids), attention_mask: t(&mask), token_type_ids: t(&types) }
 }
 
 /// `do_lower_case` from tokenizer_config.json; uncased (true) when absent, like BertTokenizer.

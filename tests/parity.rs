@@ -12,7 +12,8 @@ use std::path::Path;
 
 use bertkit::checkpoint::Checkpoint;
 use bertkit::model::{ForwardOptions, Inputs, MaskedLm, SequenceClassifier};
-use bertkit::tokenizer::{BertTokenizer, pad_batch};
+use bertkit::data::Collator;
+use bertkit::tokenizer::BertTokenizer;
 use bertkit::train::optim::{AdamW, AdamWConfig};
 use common::{Reference, assert_close, assert_rel};
 use serde_json::Value;
@@ -53,7 +54,7 @@ fn check_tokenizer(tok: &BertTokenizer, tokens: &Value, label: &str) {
         let pairs: Option<Vec<&str>> =
             want.get("pairs").map(|p| p.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect());
         let enc = tok.encode_batch(&texts, pairs.as_deref(), 512).unwrap();
-        let got = pad_batch(&enc, tok.pad_id);
+        let got = Collator { pad_id: tok.pad_id }.collate_encodings(&enc);
         let as_vec = |t: &Tensor| Vec::<Vec<i64>>::try_from(t).unwrap();
         let json = |k: &str| -> Vec<Vec<i64>> { serde_json::from_value(want[k].clone()).unwrap() };
         assert_eq!(as_vec(&got.input_ids), json("input_ids"), "{label} {batch}: input_ids");

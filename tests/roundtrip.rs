@@ -8,7 +8,8 @@ use std::path::Path;
 
 use bertkit::checkpoint::{Checkpoint, safetensors_bytes, save_pretrained};
 use bertkit::model::{ForwardOptions, MaskedLm, SequenceClassifier};
-use bertkit::tokenizer::{BertTokenizer, pad_batch};
+use bertkit::data::Collator;
+use bertkit::tokenizer::BertTokenizer;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
@@ -46,7 +47,7 @@ fn roundtrip(model_dir: &Path) {
     let tok = BertTokenizer::from_dir(model_dir).unwrap();
     let texts = short_texts();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let inputs = pad_batch(&tok.encode_batch(&texts, None, 512).unwrap(), tok.pad_id);
+    let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&tok.encode_batch(&texts, None, 512).unwrap());
 
     let mut config = ckpt.config.clone();
     if config.id2label.is_none() {

@@ -7,7 +7,8 @@ use tch::Kind;
 use crate::checkpoint::Checkpoint;
 use crate::device::{parse_device, set_threads};
 use crate::model::{Bert, ForwardOptions};
-use crate::tokenizer::{BertTokenizer, pad_batch};
+use crate::data::Collator;
+use crate::tokenizer::BertTokenizer;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
     let encodings = tokenizer.encode_batch(&texts, None, args.max_len)?;
-    let inputs = pad_batch(&encodings, tokenizer.pad_id).to_device(device);
+    let inputs = Collator { pad_id: tokenizer.pad_id }.collate_encodings(&encodings).to_device(device);
     let out = tch::no_grad(|| bert.forward(&inputs, ForwardOptions::eval()));
     let vectors = match args.pooling {
         Pooling::Cls => out.last_hidden_state.select(1, 0),

@@ -1,7 +1,11 @@
 //! The `bertkit` command line: one module per subcommand.
 
+mod data_flags;
 mod embed;
+mod evaluate;
+mod finetune;
 mod inspect;
+mod predict;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +25,12 @@ enum Command {
     Inspect(inspect::Args),
     /// Sentence vectors (CLS, pooler or mean of tokens) as JSON.
     Embed(embed::Args),
+    /// Fine-tune a model with a classification head on labelled texts.
+    Finetune(finetune::Args),
+    /// Accuracy, macro-F1, per-class scores and confusion matrix of a classifier on labelled data.
+    Evaluate(evaluate::Args),
+    /// Label and class probabilities for each text (JSONL or CSV).
+    Predict(predict::Args),
 }
 
 /// Runs the command line; returns the process exit code. Errors print as one line.
@@ -32,11 +42,14 @@ pub fn main() -> i32 {
     let level = if cli.quiet { tracing::Level::WARN } else { tracing::Level::INFO };
     tracing_subscriber::fmt().with_max_level(level).with_target(false).with_writer(std::io::stderr).init();
     let result = match cli.command {
-        Command::Inspect(args) => inspect::run(args),
-        Command::Embed(args) => embed::run(args),
+        Command::Inspect(args) => inspect::run(args).map(|()| 0),
+        Command::Embed(args) => embed::run(args).map(|()| 0),
+        Command::Finetune(args) => finetune::run(args),
+        Command::Evaluate(args) => evaluate::run(args).map(|()| 0),
+        Command::Predict(args) => predict::run(args).map(|()| 0),
     };
     match result {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             1

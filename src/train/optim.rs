@@ -4,6 +4,9 @@
 //! Our own rather than libtorch's C++ optimizer because its state must be saved in checkpoints
 //! and restored exactly for `--resume-from`.
 
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +87,37 @@ impl AdamW {
                 let _ = p.param.addcdiv_(&(&p.exp_avg * -step_size), &denom);
             }
         });
+    }
+
+    /// Moment estimates and step count, for a checkpoint (`exp_avg.NAME`, `exp_avg_sq.NAME`, `step`).
+    pub fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        for p in &self.params {
+            out.insert(format!("exp_avg.{}", p.name), p.exp_avg.shallow_clone());
+            out.insert(format!("exp_avg_sq.{}", p.name), p.exp_avg_sq.shallow_clone());
+        }
+        out.insert("step".into(), Tensor::from_slice(&[self.step]));
+        out
+    }
+
+    /// Restores what `state` saved; every parameter must be there with its shape.
+    pub fn load_state(&mut self, mut state: BTreeMap<String, Tensor>) -> Result<()> {
+        let step = state.remove("step").context("optimizer state has no step")?;
+        for p in &mut self.params {
+            for (slot, key) in [(&mut p.exp_avg, "exp_avg"), (&mut p.exp_avg_sq, "exp_avg_sq")] {
+                let name = format!("{key}.{}", p.name);
+                let saved = state.remove(&name).with_context(|| format!("optimizer state has no {name}"))?;
+                if saved.size() != slot.size() {
+                    bail!("optimizer state {name} has shape {:?}, the parameter {:?}", saved.size(), slot.size());
+                }
+                tch::no_grad(|| slot.copy_(&saved));
+            }
+        }
+        if let Some(extra) = state.keys().next() {
+            bail!("optimizer state has {extra}, which is no parameter of this model");
+        }
+        self.step = step.int64_value(&[0]);
+        Ok(())
     }
 
     pub fn zero_grad(&mut self) {

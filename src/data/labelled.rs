@@ -1,0 +1,417 @@
+//! Labelled examples from CSV/TSV, JSONL, Parquet or the aclImdb folder layout.
+//!
+//! Every bad row is reported as `file:line: what is wrong`, and either stops the run
+//! (`--on-bad-row error`, the default) or is counted and skipped (`--on-bad-row skip`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+
+/// Where an example came from, for messages: `reviews.csv:17`.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub file: PathBuf,
+    /// 1-based line (CSV, JSONL), row (Parquet), or 0 for one-file-per-example layouts.
+    pub line: u64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 { write!(f, "{}", self.file.display()) } else { write!(f, "{}:{}", self.file.display(), self.line) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub text: String,
+    pub pair: Option<String>,
+    /// The label as written in the file (numbers as their decimal text); None without a label column.
+    pub label: Option<String>,
+    pub at: Location,
+}
+
+/// Which columns (CSV header names, JSON keys, Parquet columns) hold what.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    pub text: String,
+    pub pair: Option<String>,
+    /// None when reading texts to predict.
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnBadRow {
+    Error,
+    Skip,
+}
+
+/// Examples read, and the bad rows skipped (message per row) under `OnBadRow::Skip`.
+#[derive(Debug, Default)]
+pub struct Dataset {
+    pub examples: Vec<Example>,
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Tsv,
+    Jsonl,
+    Parquet,
+    /// aclImdb layout: `DIR/pos/*.txt`, `DIR/neg/*.txt` (labels `pos`, `neg`).
+    Folder,
+    /// One text per line (for predict).
+    Lines,
+}
+
+impl Format {
+    /// From the path: a directory is the folder layout; else by extension (under `.gz`).
+    pub fn detect(path: &Path) -> Result<Format> {
+        if path.is_dir() {
+            return Ok(Format::Folder);
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        Ok(match Path::new(name).extension().and_then(|e| e.to_str()) {
+            Some("csv") => Format::Csv,
+            Some("tsv" | "tab") => Format::Tsv,
+            Some("jsonl" | "ndjson" | "json") => Format::Jsonl,
+            Some("parquet" | "pq") => Format::Parquet,
+            Some("txt") => Format::Lines,
+            _ => bail!("{}: cannot tell the format from the name (.csv, .tsv, .jsonl, .parquet, .txt, or an aclImdb-style folder)", path.display()),
+        })
+    }
+}
+
+/// Opens a file for reading, decompressing `.gz` on the fly; `-` is standard input.
+pub fn open_text(path: &Path) -> Result<Box<dyn Read>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Ok(Box::new(file))
+    }
+}
+
+/// Reads examples from `path` in `format` (or the one its name implies).
+pub fn read_examples(path: &Path, format: Option<Format>, columns: &Columns, on_bad: OnBadRow) -> Result<Dataset> {
+    let format = match format {
+        Some(f) => f,
+        None => Format::detect(path)?,
+    };
+    let mut data = Dataset::default();
+    let mut sink = |row: Result<Example, (Location, String)>| -> Result<()> {
+        match row {
+            Ok(ex) => data.examples.push(ex),
+            Err((at, why)) => match on_bad {
+                OnBadRow::Error => bail!("{at}: {why} (pass --on-bad-row skip to skip such rows)"),
+                OnBadRow::Skip => data.skipped.push(format!("{at}: {why}")),
+            },
+        }
+        Ok(())
+    };
+    match format {
+        Format::Csv => read_delimited(path, b',', columns, &mut sink)?,
+        Format::Tsv => read_delimited(path, b'\t', columns, &mut sink)?,
+        Format::Jsonl => read_jsonl(path, columns, &mut sink)?,
+        Format::Parquet => read_parquet(path, columns, &mut sink)?,
+        Format::Folder => read_folder(path, columns, &mut sink)?,
+        Format::Lines => read_lines(path, &mut sink)?,
+    }
+    if data.examples.is_empty() {
+        bail!("{}: no usable examples{}", path.display(), if data.skipped.is_empty() { String::new() } else { format!(" ({} bad rows skipped)", data.skipped.len()) });
+    }
+    Ok(data)
+}
+
+type Sink<'a> = dyn FnMut(Result<Example, (Location, String)>) -> Result<()> + 'a;
+
+/// Builds an example from raw field values, checking what every format must satisfy.
+fn make_example(text: Option<&str>, pair: Option<Option<&str>>, label: Option<Option<&str>>, at: Location) -> Result<Example, (Location, String)> {
+    let text = text.unwrap_or("");
+    if text.trim().is_empty() {
+        return Err((at, "empty text".into()));
+    }
+    let pair = match pair {
+        None => None,
+        Some(p) => match p {
+            Some(p) if !p.trim().is_empty() => Some(p.to_string()),
+            _ => return Err((at, "empty second text (--text-pair-column)".into())),
+        },
+    };
+    let label = match label {
+        None => None,
+        Some(l) => match l.map(str::trim) {
+            Some(l) if !l.is_empty() => Some(l.to_string()),
+            _ => return Err((at, "missing label".into())),
+        },
+    };
+    Ok(Example { text: text.to_string(), pair, label, at })
+}
+
+fn missing_column(path: &Path, what: &str, name: &str, available: &[String]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: no {what} column {name:?} (columns: {}); choose one with --{what}-column",
+        path.display(),
+        available.join(", ")
+    )
+}
+
+fn read_delimited(path: &Path, delimiter: u8, columns: &Columns, sink: &mut Sink) -> Result<()> {
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(open_text(path)?);
+    let header: Vec<String> = reader
+        .byte_headers()
+        .with_context(|| format!("{}: cannot read the header line", path.display()))?
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let find = |what: &str, name: &str| header.iter().position(|h| h == name).ok_or_else(|| missing_column(path, what, name, &header));
+    let text_col = find("text", &columns.text)?;
+    let pair_col = columns.pair.as_deref().map(|p| find("text-pair", p)).transpose()?;
+    let label_col = columns.label.as_deref().map(|l| find("label", l)).transpose()?;
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let at_line = reader.position().line();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => bail!("{}:{}: {e}", path.display(), at_line),
+        }
+        let at = Location { file: path.to_path_buf(), line: record.position().map_or(at_line, |p| p.line()) };
+        if record.len() != header.len() {
+            let hint = if record.iter().any(|f| f.contains(&b'\n')) { " (an unbalanced quote?)" } else { "" };
+            sink(Err((at, format!("{} fields, the header has {}{hint}", record.len(), header.len()))))?;
+            continue;
+        }
+        let field = |i: usize| std::str::from_utf8(&record[i]);
+        let mut utf8_error = None;
+        let mut get = |i: usize| match field(i) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                utf8_error.get_or_insert(format!("column {:?} is not valid UTF-8 (byte {})", header[i], e.valid_up_to()));
+                None
+            }
+        };
+        let text = get(text_col);
+        let pair = pair_col.map(&mut get);
+        let label = label_col.map(&mut get);
+        let row = match utf8_error {
+            Some(why) => Err((at, why)),
+            None => make_example(text, pair, label, at),
+        };
+        sink(row)?;
+    }
+    Ok(())
+}
+
+/// A JSON value as label text: strings as they are, numbers and booleans as written.
+fn json_label(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn read_jsonl(path: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
+    let reader = BufReader::new(open_text(path)?);
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let at = Location { file: path.to_path_buf(), line: i as u64 + 1 };
+        let line = line.with_context(|| format!("{at}: read error"))?;
+        let Ok(line) = String::from_utf8(line) else {
+            sink(Err((at, "not valid UTF-8".into())))?;
+            continue;
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let obj: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(&line) {
+            Ok(o) => o,
+            Err(e) => {
+                sink(Err((at, format!("not a JSON object: {e}"))))?;
+                continue;
+            }
+        };
+        let text_value = obj.get(&columns.text);
+        if text_value.is_none() && i == 0 {
+            let keys: Vec<String> = obj.keys().cloned().collect();
+            return Err(missing_column(path, "text", &columns.text, &keys));
+        }
+        let text = text_value.and_then(|v| v.as_str());
+        let pair = columns.pair.as_ref().map(|p| obj.get(p).and_then(|v| v.as_str()));
+        let label_text = columns.label.as_ref().map(|l| obj.get(l).and_then(json_label));
+        let label = label_text.as_ref().map(|l| l.as_deref());
+        sink(make_example(text, pair, label, at))?;
+    }
+    Ok(())
+}
+
+/// Column values of a Parquet batch as optional strings (labels may be integers or booleans).
+fn string_values(batch: &RecordBatch, name: &str, path: &Path, allow_numbers: bool) -> Result<Vec<Option<String>>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    let col = batch.column_by_name(name).ok_or_else(|| {
+        let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        missing_column(path, "text", name, &names)
+    })?;
+    let get = |i: usize| !col.is_null(i);
+    let n = col.len();
+    macro_rules! collect {
+        ($arr:expr) => {{
+            let a = $arr;
+            (0..n).map(|i| get(i).then(|| a.value(i).to_string())).collect()
+        }};
+    }
+    Ok(match col.data_type() {
+        DataType::Utf8 => collect!(col.as_string::<i32>()),
+        DataType::LargeUtf8 => collect!(col.as_string::<i64>()),
+        DataType::Utf8View => collect!(col.as_string_view()),
+        DataType::Int8 if allow_numbers => collect!(col.as_primitive::<Int8Type>()),
+        DataType::Int16 if allow_numbers => collect!(col.as_primitive::<Int16Type>()),
+        DataType::Int32 if allow_numbers => collect!(col.as_primitive::<Int32Type>()),
+        DataType::Int64 if allow_numbers => collect!(col.as_primitive::<Int64Type>()),
+        DataType::UInt8 if allow_numbers => collect!(col.as_primitive::<UInt8Type>()),
+        DataType::UInt16 if allow_numbers => collect!(col.as_primitive::<UInt16Type>()),
+        DataType::UInt32 if allow_numbers => collect!(col.as_primitive::<UInt32Type>()),
+        DataType::UInt64 if allow_numbers => collect!(col.as_primitive::<UInt64Type>()),
+        DataType::Boolean if allow_numbers => collect!(col.as_boolean()),
+        other => bail!(
+            "{}: column {name:?} has type {other}, expected {}",
+            path.display(),
+            if allow_numbers { "strings, integers or booleans" } else { "strings" }
+        ),
+    })
+}
+
+fn read_parquet(path: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?
+        .build()?;
+    let mut row = 0u64;
+    for batch in reader {
+        let batch = batch.with_context(|| format!("{}: corrupt row group", path.display()))?;
+        let texts = string_values(&batch, &columns.text, path, false)?;
+        let pairs = columns.pair.as_ref().map(|p| string_values(&batch, p, path, false)).transpose()?;
+        let labels = columns.label.as_ref().map(|l| string_values(&batch, l, path, true)).transpose()?;
+        for i in 0..batch.num_rows() {
+            row += 1;
+            let at = Location { file: path.to_path_buf(), line: row };
+            let pair = pairs.as_ref().map(|p| p[i].as_deref());
+            let label = labels.as_ref().map(|l| l[i].as_deref());
+            sink(make_example(texts[i].as_deref(), pair, label, at))?;
+        }
+    }
+    Ok(())
+}
+
+/// `DIR/<label>/*.txt`: the aclImdb layout (`pos`, `neg`), or any folder of class folders.
+fn read_folder(dir: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "unsup"))
+        .collect();
+    classes.sort();
+    if classes.is_empty() {
+        bail!("{}: no class folders (expected e.g. pos/ and neg/ with one .txt per example)", dir.display());
+    }
+    for class in classes {
+        let label = class.file_name().unwrap().to_string_lossy().to_string();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&class)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+            .collect();
+        files.sort();
+        if files.is_empty() && ["train", "test"].contains(&label.as_str()) {
+            bail!("{}: holds {label}/ rather than class folders; point at {}", dir.display(), class.display());
+        }
+        for file in files {
+            let at = Location { file: file.clone(), line: 0 };
+            let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+            let row = match String::from_utf8(bytes) {
+                Ok(text) => make_example(Some(&text), None, columns.label.as_ref().map(|_| Some(label.as_str())), at),
+                Err(_) => Err((at, "not valid UTF-8".into())),
+            };
+            sink(row)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_lines(path: &Path, sink: &mut Sink) -> Result<()> {
+    let reader = BufReader::new(open_text(path)?);
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let at = Location { file: path.to_path_buf(), line: i as u64 + 1 };
+        let line = line.with_context(|| format!("{at}: read error"))?;
+        let row = match String::from_utf8(line) {
+            Ok(text) => make_example(Some(text.trim_end_matches('\r')), None, None, at),
+            Err(_) => Err((at, "not valid UTF-8".into())),
+        };
+        sink(row)?;
+    }
+    Ok(())
+}
+
+/// The classes of a task and their ids, as `id2label`/`label2id` hold them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelSet {
+    names: Vec<String>,
+    index: HashMap<String, i64>,
+}
+
+impl LabelSet {
+    pub fn new(names: Vec<String>) -> Self {
+        let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i as i64)).collect();
+        LabelSet { names, index }
+    }
+
+    /// The labels seen in training data: numeric order when all are integers ("0" < "2" < "10"),
+    /// else sorted as text, as transformers' example scripts do.
+    pub fn from_examples(examples: &[Example]) -> Self {
+        let set: BTreeSet<&str> = examples.iter().filter_map(|e| e.label.as_deref()).collect();
+        let mut names: Vec<String> = set.into_iter().map(String::from).collect();
+        if names.iter().all(|n| n.parse::<i64>().is_ok()) {
+            names.sort_by_key(|n| n.parse::<i64>().unwrap());
+        }
+        LabelSet::new(names)
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn get(&self, label: &str) -> Option<i64> {
+        self.index.get(label).copied()
+    }
+
+    /// Class ids of labelled examples; a label outside the set is an error naming the row.
+    pub fn ids(&self, examples: &[Example], role: &str) -> Result<Vec<i64>> {
+        examples
+            .iter()
+            .map(|e| {
+                let label = e.label.as_deref().with_context(|| format!("{}: no label", e.at))?;
+                self.get(label).with_context(|| {
+                    format!("{}: label {label:?} is not among the {role} labels ({})", e.at, self.names.join(", "))
+                })
+            })
+            .collect()
+    }
+}

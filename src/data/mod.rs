@@ -1,0 +1,7 @@
+//! The data pipeline: reading labelled examples and corpora, tokenising, batching.
+
+pub mod batching;
+pub mod labelled;
+
+pub use batching::{Collator, Encoded, Tokenized, epoch_batches, eval_batches, tokenize, tokenize_examples};
+pub use labelled::{Columns, Dataset, Example, Format, LabelSet, Location, OnBadRow, read_examples};

@@ -1,0 +1,61 @@
+//! The machine-readable record of a run: one JSON object per line (`log.jsonl`), flushed as it
+//! is written so that a crash loses nothing already logged.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+pub struct RunLog {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl RunLog {
+    /// Starts a fresh log, or when resuming at `resume_step` > 0 keeps the records up to that
+    /// step (later ones belong to the part of the run that is being redone).
+    pub fn open(path: &Path, resume_step: usize) -> Result<Self> {
+        let kept: Vec<String> = if resume_step > 0 && path.exists() {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .lines()
+                .filter(|line| {
+                    serde_json::from_str::<Value>(line)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_none_or(|s| s as usize <= resume_step)
+                })
+                .map(String::from)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut text = kept.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        crate::fsutil::atomic_write(path, text.as_bytes())?;
+        let file = std::fs::OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(RunLog { file, path: path.to_path_buf() })
+    }
+
+    /// Appends one record, stamped with the wall-clock time (seconds since the Unix epoch).
+    pub fn write(&mut self, mut record: Value) -> Result<()> {
+        if let Value::Object(map) = &mut record {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            map.insert("time".into(), now.into());
+        }
+        writeln!(self.file, "{record}").and_then(|_| self.file.flush()).with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+/// All records of a log file, in order.
+pub fn read_log(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1)))
+        .collect()
+}

@@ -1,0 +1,103 @@
+//! Classification metrics, defined as scikit-learn defines them (undefined precision or recall
+//! counts as 0), so numbers compare with what Python users report.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClassScores {
+    pub label: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// Number of true examples of this class.
+    pub support: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClassificationReport {
+    pub examples: u64,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub per_class: Vec<ClassScores>,
+    /// `confusion[true][predicted]`, in label order.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+pub fn classification_report(predicted: &[i64], gold: &[i64], labels: &[String]) -> ClassificationReport {
+    assert_eq!(predicted.len(), gold.len());
+    let n = labels.len();
+    let mut confusion = vec![vec![0u64; n]; n];
+    for (&p, &g) in predicted.iter().zip(gold) {
+        confusion[g as usize][p as usize] += 1;
+    }
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let per_class: Vec<ClassScores> = (0..n)
+        .map(|c| {
+            let tp = confusion[c][c];
+            let predicted_c: u64 = (0..n).map(|g| confusion[g][c]).sum();
+            let support: u64 = confusion[c].iter().sum();
+            let precision = ratio(tp, predicted_c);
+            let recall = ratio(tp, support);
+            let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+            ClassScores { label: labels[c].clone(), precision, recall, f1, support }
+        })
+        .collect();
+    let correct: u64 = (0..n).map(|c| confusion[c][c]).sum();
+    ClassificationReport {
+        examples: gold.len() as u64,
+        accuracy: ratio(correct, gold.len() as u64),
+        macro_f1: if n == 0 { 0.0 } else { per_class.iter().map(|c| c.f1).sum::<f64>() / n as f64 },
+        per_class,
+        confusion,
+    }
+}
+
+impl ClassificationReport {
+    /// A fixed-width table for the terminal.
+    pub fn table(&self) -> String {
+        let width = self.per_class.iter().map(|c| c.label.len()).max().unwrap_or(5).max(9);
+        let mut out = format!("{:>width$}  precision  recall     f1  support\n", "");
+        for c in &self.per_class {
+            out += &format!("{:>width$}  {:9.4}  {:6.4}  {:.4}  {:7}\n", c.label, c.precision, c.recall, c.f1, c.support);
+        }
+        out += &format!("{:>width$}  accuracy {:.4}   macro-F1 {:.4}   ({} examples)\n", "", self.accuracy, self.macro_f1, self.examples);
+        out += &format!("{:>width$}  confusion (rows: true, columns: predicted)\n", "");
+        for (c, row) in self.per_class.iter().zip(&self.confusion) {
+            let cells: Vec<String> = row.iter().map(|v| format!("{v:6}")).collect();
+            out += &format!("{:>width$}  {}\n", c.label, cells.join(""));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_computed_three_classes() {
+        // gold:      a a a b b c
+        // predicted: a a b b c c
+        let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let r = classification_report(&[0, 0, 1, 1, 2, 2], &[0, 0, 0, 1, 1, 2], &labels);
+        assert_eq!(r.confusion, vec![vec![2, 1, 0], vec![0, 1, 1], vec![0, 0, 1]]);
+        assert!((r.accuracy - 4.0 / 6.0).abs() < 1e-12);
+        // a: p=2/2 r=2/3 f1=0.8; b: p=1/2 r=1/2 f1=0.5; c: p=1/2 r=1 f1=2/3
+        let f1: Vec<f64> = r.per_class.iter().map(|c| c.f1).collect();
+        for (g, w) in f1.iter().zip([0.8, 0.5, 2.0 / 3.0]) {
+            assert!((g - w).abs() < 1e-12, "{f1:?}");
+        }
+        assert!((r.macro_f1 - (0.8 + 0.5 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
+        assert_eq!(r.per_class[0].support, 3);
+        assert!((r.per_class[0].recall - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn never_predicted_class_scores_zero_not_nan() {
+        let labels = vec!["neg".to_string(), "pos".to_string()];
+        let r = classification_report(&[1, 1, 1], &[0, 1, 1], &labels);
+        assert_eq!(r.per_class[0].precision, 0.0);
+        assert_eq!(r.per_class[0].f1, 0.0);
+        assert!(r.macro_f1.is_finite());
+    }
+}

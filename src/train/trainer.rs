@@ -1,0 +1,414 @@
+//! The training loop shared by fine-tuning and further pretraining, visible in one place:
+//! batches -> forward/backward (with gradient accumulation) -> clip -> AdamW at the scheduled
+//! learning rate -> log -> evaluate / checkpoint -> repeat.
+//!
+//! Determinism: the batches of an epoch are a function of (seed, epoch), and the dropout RNG is
+//! reseeded from (seed, step) before every micro-batch, so a run resumed from `checkpoint-N`
+//! reaches the same weights as one that never stopped (bit for bit on CPU).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tch::nn::VarStore;
+use tch::Tensor;
+
+use super::config::TrainConfig;
+use super::log::RunLog;
+use super::optim::{AdamW, AdamWConfig, clip_grad_norm};
+use super::schedule::LinearWarmup;
+use crate::checkpoint::{read_weights, safetensors_bytes};
+use crate::device::Autocast;
+use crate::fsutil::atomic_write;
+
+/// One training micro-batch's mean loss and its size.
+pub struct StepLoss {
+    pub loss: Tensor,
+    pub examples: usize,
+    /// Real (non-padding) tokens.
+    pub tokens: usize,
+}
+
+/// Held-out results: flat metrics for logs and model selection, plus a full report.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub metrics: BTreeMap<String, f64>,
+    pub report: serde_json::Value,
+    /// Human-readable lines for the terminal.
+    pub summary: String,
+}
+
+/// What differs between fine-tuning and further pretraining.
+pub trait Task {
+    fn var_store(&self) -> &VarStore;
+    /// Training batches (indices into the training set) of one epoch.
+    fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>>;
+    /// Forward pass with dropout and the loss of one micro-batch.
+    fn train_loss(&self, batch: &[usize]) -> Result<StepLoss>;
+    /// None when there is no held-out data.
+    fn evaluate(&self) -> Result<Option<Evaluation>>;
+    /// Writes the model as a Hugging Face directory.
+    fn save_model(&self, dir: &Path) -> Result<()>;
+    /// The metric that picks the best checkpoint unless the user chose one.
+    fn default_metric(&self) -> &'static str;
+}
+
+/// Saved in every checkpoint beside the model and the optimizer state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainerState {
+    pub global_step: usize,
+    pub total_steps: usize,
+    pub steps_per_epoch: usize,
+    pub metric_for_best: String,
+    pub best_metric: Option<f64>,
+    pub best_step: Option<usize>,
+    pub evals_without_improvement: usize,
+    /// Hyper-parameters of the run, to refuse resuming with different ones.
+    pub config: TrainConfig,
+}
+
+#[derive(Debug)]
+pub enum Stop {
+    Finished,
+    EarlyStopped,
+    /// By SIGINT (exit code 130) or SIGTERM (143), after saving a checkpoint.
+    Interrupted { exit_code: i32 },
+}
+
+pub struct Outcome {
+    pub stop: Stop,
+    pub global_step: usize,
+    pub best: Option<(usize, f64)>,
+    /// The evaluation of the model in the output directory (the best checkpoint's).
+    pub best_evaluation: Option<Evaluation>,
+}
+
+/// Refuses to write into a directory that holds another run, unless told to replace or resume.
+pub fn prepare_output_dir(cfg: &TrainConfig) -> Result<()> {
+    let out = &cfg.output;
+    let has_run = ["log.jsonl", "config.json", "model.safetensors"].iter().any(|f| out.join(f).exists())
+        || list_checkpoints(out).map(|c| !c.is_empty()).unwrap_or(false);
+    if has_run && cfg.resume_from.is_none() {
+        if !cfg.overwrite {
+            bail!("{}: holds another run; pass --overwrite to replace it or --resume-from to continue it", out.display());
+        }
+        for (_, dir) in list_checkpoints(out)? {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        for f in ["log.jsonl", "curves.png", "curves.svg", "eval_results.json", "trainer_state.json"] {
+            let _ = std::fs::remove_file(out.join(f));
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
+}
+
+/// `checkpoint-N` folders of an output directory, oldest first.
+pub fn list_checkpoints(out: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(out) else { return Ok(found) };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(step) = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok()) {
+            if e.path().join("trainer_state.json").exists() {
+                found.push((step, e.path()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// SIGINT/SIGTERM set a flag the loop checks between steps; a second Ctrl-C exits at once.
+struct Signals {
+    sigint: Arc<AtomicBool>,
+    sigterm: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let sigint = Arc::new(AtomicBool::new(false));
+        let sigterm = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, sigint.clone())?;
+        signal_hook::flag::register(SIGINT, sigint.clone())?;
+        signal_hook::flag::register(SIGTERM, sigterm.clone())?;
+        Ok(Signals { sigint, sigterm })
+    }
+
+    fn received(&self) -> Option<i32> {
+        if self.sigint.load(Ordering::Relaxed) {
+            Some(130)
+        } else if self.sigterm.load(Ordering::Relaxed) {
+            Some(143)
+        } else {
+            None
+        }
+    }
+}
+
+pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train_batches: usize) -> Result<Outcome> {
+    let steps_per_epoch = num_train_batches.div_ceil(cfg.grad_accum).max(1);
+    let total_steps = match cfg.max_steps {
+        Some(n) => n,
+        None => ((cfg.epochs * steps_per_epoch as f64).ceil() as usize).max(1),
+    };
+    let warmup_steps = cfg.warmup_steps.unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as usize);
+    let schedule = LinearWarmup { kind: cfg.scheduler, base_lr: cfg.lr, warmup_steps, total_steps };
+    let params: Vec<(String, Tensor)> = task.var_store().variables().into_iter().collect();
+    let trainable: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
+    let mut opt = AdamW::new(params, AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() });
+    let metric = cfg.metric_for_best.clone().unwrap_or_else(|| task.default_metric().to_string());
+    let greater = TrainConfig::greater_is_better(&metric);
+
+    let mut state = TrainerState {
+        global_step: 0,
+        total_steps,
+        steps_per_epoch,
+        metric_for_best: metric.clone(),
+        best_metric: None,
+        best_step: None,
+        evals_without_improvement: 0,
+        config: cfg.clone(),
+    };
+    if let Some(dir) = &cfg.resume_from {
+        state = resume(dir, &mut opt, &state)?;
+        tracing::info!("resuming from {} at step {}/{}", dir.display(), state.global_step, total_steps);
+    }
+    let mut log = RunLog::open(&cfg.output.join("log.jsonl"), state.global_step)?;
+    if state.global_step == 0 {
+        log.write(json!({"event": "start", "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
+            "warmup_steps": warmup_steps, "train_batches": num_train_batches, "config": cfg}))?;
+    }
+    let signals = Signals::install()?;
+    let bar = super::progress::bar(total_steps as u64, state.global_step as u64);
+
+    let mut epoch_cache: Option<(usize, Vec<Vec<usize>>)> = None;
+    let mut window = Window::default();
+    let mut stop = Stop::Finished;
+    let mut best_evaluation = None;
+    while state.global_step < total_steps {
+        let step = state.global_step;
+        let epoch = step / steps_per_epoch;
+        if epoch_cache.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            epoch_cache = Some((epoch, task.epoch_batches(epoch, cfg.seed)));
+        }
+        let batches = &epoch_cache.as_ref().unwrap().1;
+        let first = (step % steps_per_epoch) * cfg.grad_accum;
+        let micro: Vec<&Vec<usize>> = batches.iter().skip(first).take(cfg.grad_accum).collect();
+        let lr = schedule.lr(step);
+
+        let mut step_loss = 0.0;
+        for (m, batch) in micro.iter().enumerate() {
+            tch::manual_seed((cfg.seed as i64).wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as i64));
+            let out = autocast.run(|| task.train_loss(batch))?;
+            let loss = out.loss / micro.len() as f64;
+            loss.backward();
+            step_loss += loss.double_value(&[]);
+            window.examples += out.examples;
+            window.tokens += out.tokens;
+        }
+        let grad_norm = if cfg.max_grad_norm > 0.0 { clip_grad_norm(&trainable, cfg.max_grad_norm) } else { f64::NAN };
+        if !step_loss.is_finite() || (cfg.max_grad_norm > 0.0 && !grad_norm.is_finite()) {
+            bail!(
+                "step {}: {} is {} (learning rate {lr:.3e}); the last checkpoint before it is intact",
+                step + 1,
+                if step_loss.is_finite() { "the gradient norm" } else { "the loss" },
+                if step_loss.is_finite() { grad_norm } else { step_loss }
+            );
+        }
+        opt.step(lr);
+        opt.zero_grad();
+        state.global_step += 1;
+        window.loss += step_loss;
+        window.steps += 1;
+        bar.set_position(state.global_step as u64);
+
+        let step = state.global_step;
+        let epoch_f = step as f64 / steps_per_epoch as f64;
+        if step % cfg.log_every.max(1) == 0 || step == total_steps {
+            let w = window.take();
+            bar.set_message(format!("loss {:.4}  lr {:.2e}  {:.1} ex/s  {:.0} tok/s", w.loss, lr, w.examples_per_s, w.tokens_per_s));
+            log.write(json!({"event": "train", "step": step, "epoch": epoch_f, "loss": w.loss, "lr": lr,
+                "grad_norm": if grad_norm.is_finite() { Some(grad_norm) } else { None },
+                "examples_per_s": w.examples_per_s, "tokens_per_s": w.tokens_per_s}))?;
+        }
+
+        let end_of_epoch = step % steps_per_epoch == 0;
+        let due = match cfg.eval_every {
+            Some(n) => step % n == 0,
+            None => end_of_epoch,
+        } || step == total_steps;
+        let interrupted = signals.received();
+        if due {
+            let evaluation = bar.suspend(|| task.evaluate())?;
+            if let Some(ev) = &evaluation {
+                bar.suspend(|| tracing::info!("step {step} (epoch {epoch_f:.2}) evaluation:\n{}", ev.summary));
+                log.write(json!({"event": "eval", "step": step, "epoch": epoch_f, "metrics": ev.metrics}))?;
+                let value = *ev.metrics.get(&metric).with_context(|| {
+                    format!("--metric-for-best {metric}: evaluation reports {}", ev.metrics.keys().cloned().collect::<Vec<_>>().join(", "))
+                })?;
+                let improved = state.best_metric.is_none_or(|b| if greater { value > b } else { value < b });
+                if improved {
+                    best_evaluation = Some(ev.clone());
+                    state.best_metric = Some(value);
+                    state.best_step = Some(step);
+                    state.evals_without_improvement = 0;
+                } else {
+                    state.evals_without_improvement += 1;
+                }
+            }
+            save_checkpoint(task, &opt, &state, cfg)?;
+            if cfg.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
+                tracing::info!("early stopping at step {step}: {metric} has not improved for {} evaluations", state.evals_without_improvement);
+                stop = Stop::EarlyStopped;
+                break;
+            }
+        }
+        if let Some(exit_code) = interrupted {
+            if !due {
+                save_checkpoint(task, &opt, &state, cfg)?;
+            }
+            bar.abandon_with_message("interrupted");
+            tracing::warn!("interrupted at step {step}: saved {}; continue with --resume-from", checkpoint_dir(cfg, step).display());
+            log.write(json!({"event": "interrupted", "step": step}))?;
+            return Ok(Outcome { stop: Stop::Interrupted { exit_code }, global_step: step, best: best(&state), best_evaluation });
+        }
+    }
+    bar.finish();
+    finish(task, cfg, &state, &mut log, best_evaluation.as_ref())?;
+    Ok(Outcome { stop, global_step: state.global_step, best: best(&state), best_evaluation })
+}
+
+fn best(state: &TrainerState) -> Option<(usize, f64)> {
+    state.best_step.zip(state.best_metric)
+}
+
+/// Running sums between two log lines.
+#[derive(Default)]
+struct Window {
+    loss: f64,
+    steps: usize,
+    examples: usize,
+    tokens: usize,
+    since: Option<Instant>,
+}
+
+struct WindowStats {
+    loss: f64,
+    examples_per_s: f64,
+    tokens_per_s: f64,
+}
+
+impl Window {
+    fn take(&mut self) -> WindowStats {
+        let now = Instant::now();
+        let secs = self.since.map_or(f64::NAN, |t| now.duration_since(t).as_secs_f64());
+        let stats = WindowStats {
+            loss: self.loss / self.steps.max(1) as f64,
+            examples_per_s: self.examples as f64 / secs,
+            tokens_per_s: self.tokens as f64 / secs,
+        };
+        *self = Window { since: Some(now), ..Default::default() };
+        stats
+    }
+}
+
+fn checkpoint_dir(cfg: &TrainConfig, step: usize) -> PathBuf {
+    cfg.output.join(format!("checkpoint-{step}"))
+}
+
+/// Model + optimizer + trainer state into `checkpoint-N`, written under a temporary name and
+/// renamed, so a crash leaves either no folder or a complete one.
+fn save_checkpoint<T: Task>(task: &T, opt: &AdamW, state: &TrainerState, cfg: &TrainConfig) -> Result<()> {
+    let dir = checkpoint_dir(cfg, state.global_step);
+    let tmp = cfg.output.join(format!(".checkpoint-{}.tmp", state.global_step));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    task.save_model(&tmp)?;
+    atomic_write(&tmp.join("optimizer.safetensors"), &safetensors_bytes(&opt.state())?)?;
+    atomic_write(&tmp.join("trainer_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
+    }
+    std::fs::rename(&tmp, &dir).with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+    if let Some(limit) = cfg.save_total_limit {
+        let all = list_checkpoints(&cfg.output)?;
+        let mut excess = all.len().saturating_sub(limit.max(1));
+        for (step, path) in all {
+            if excess == 0 {
+                break;
+            }
+            if Some(step) != state.best_step && step != state.global_step {
+                std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+                excess -= 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resume(dir: &Path, opt: &mut AdamW, fresh: &TrainerState) -> Result<TrainerState> {
+    let path = dir.join("trainer_state.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: not a checkpoint folder", path.display()))?;
+    let saved: TrainerState = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))?;
+    let (a, b) = (&saved.config, &fresh.config);
+    let same = a.batch_size == b.batch_size
+        && a.grad_accum == b.grad_accum
+        && a.lr == b.lr
+        && a.seed == b.seed
+        && a.scheduler == b.scheduler
+        && a.no_bucketing == b.no_bucketing
+        && saved.total_steps == fresh.total_steps
+        && saved.steps_per_epoch == fresh.steps_per_epoch;
+    if !same {
+        bail!(
+            "{}: was trained with other settings or data (batch size, accumulation, lr, seed, schedule or number of steps differ); resume with the same arguments",
+            dir.display()
+        );
+    }
+    let state = read_weights_raw(&dir.join("optimizer.safetensors"))?;
+    opt.load_state(state).with_context(|| format!("{}", dir.join("optimizer.safetensors").display()))?;
+    Ok(TrainerState { config: fresh.config.clone(), ..saved })
+}
+
+/// Tensors of a safetensors file under their stored names and kinds.
+fn read_weights_raw(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let tensors = Tensor::read_safetensors(path).with_context(|| format!("{}: unreadable", path.display()))?;
+    Ok(tensors.into_iter().collect())
+}
+
+/// The output directory's model: the best checkpoint's (as Trainer's load_best_model_at_end),
+/// or the final weights when nothing was evaluated. Then the curves.
+fn finish<T: Task>(task: &T, cfg: &TrainConfig, state: &TrainerState, log: &mut RunLog, best_eval: Option<&Evaluation>) -> Result<()> {
+    match state.best_step {
+        Some(step) if step != state.global_step => {
+            let best = checkpoint_dir(cfg, step);
+            tracing::info!("best {} = {:.4} at step {step}: copying {} to {}", state.metric_for_best, state.best_metric.unwrap(), best.display(), cfg.output.display());
+            for entry in std::fs::read_dir(&best)?.flatten() {
+                let name = entry.file_name();
+                if ["optimizer.safetensors", "trainer_state.json"].iter().any(|n| name == *n) {
+                    continue;
+                }
+                atomic_write(&cfg.output.join(&name), &std::fs::read(entry.path())?)?;
+            }
+            // Sanity: what we copied is loadable.
+            read_weights(&cfg.output)?;
+        }
+        _ => task.save_model(&cfg.output)?,
+    }
+    atomic_write(&cfg.output.join("trainer_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+    if let Some(ev) = best_eval {
+        let results = json!({"step": state.best_step, "metrics": ev.metrics, "report": ev.report});
+        atomic_write(&cfg.output.join("eval_results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
+    }
+    log.write(json!({"event": "end", "step": state.global_step, "best_step": state.best_step, "best_metric": state.best_metric, "metric_for_best": state.metric_for_best}))?;
+    if let Err(e) = crate::viz::curves::plot_run(&cfg.output.join("log.jsonl"), &cfg.output) {
+        tracing::warn!("could not draw the training curves: {e:#}");
+    }
+    Ok(())
+}

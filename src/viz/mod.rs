@@ -1,0 +1,21 @@
+//! Pictures people read: training curves, attention maps. Text is drawn with DejaVu Sans,
+//! embedded in the binary, so pictures look the same on every machine.
+
+pub mod curves;
+
+use std::sync::Once;
+
+/// The font family name to use in plotters text styles.
+pub const FONT: &str = "sans-serif";
+
+/// Registers the embedded font with plotters (once per process).
+pub fn init_fonts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        use plotters::style::FontStyle;
+        let fonts = [(FontStyle::Normal, dejavu::sans::regular()), (FontStyle::Bold, dejavu::sans::bold())];
+        for (style, bytes) in fonts {
+            assert!(plotters::style::register_font(FONT, style, bytes).is_ok(), "embedded DejaVu Sans is a valid font");
+        }
+    });
+}
