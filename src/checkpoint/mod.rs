@@ -65,7 +65,15 @@ impl Checkpoint {
 
     /// Fills every variable of `vs` (built from `self.config` under HF names) from the files.
     pub fn load_into(&self, vs: &VarStore) -> Result<LoadReport> {
-        let weights = read_weights(&self.dir)?;
+        self.load_into_except(vs, None)
+    }
+
+    /// The same, leaving the tensors under `skip` (e.g. `classifier.`) at their fresh values.
+    pub fn load_into_except(&self, vs: &VarStore, skip: Option<&str>) -> Result<LoadReport> {
+        let mut weights = read_weights(&self.dir)?;
+        if let Some(prefix) = skip {
+            weights.retain(|name, _| !name.starts_with(prefix));
+        }
         load_weights(vs, weights).with_context(|| format!("loading {}", self.dir.display()))
     }
 }

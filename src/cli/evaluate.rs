@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<()> {
         .clone()
         .with_context(|| format!("{}: config.json has no id2label; is this a fine-tuned classifier?", ckpt.dir.display()))?;
     let labels = LabelSet::new(names.clone());
-    let classifier = Classifier::load(&ckpt, &names, device, Autocast::new(args.precision, device))?;
+    let classifier = Classifier::load(&ckpt, &names, false, device, Autocast::new(args.precision, device))?;
     let examples = args.flags.read(&args.data, true)?.examples;
     let tokenized = tokenize_examples(&classifier.tokenizer, &examples, args.flags.max_len)?;
     tracing::info!("{}: {} examples, {} truncated to {} tokens", args.data.display(), examples.len(), tokenized.truncated, args.flags.max_len);

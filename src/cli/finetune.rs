@@ -27,6 +27,9 @@ pub struct Args {
     /// Hold out this fraction of --train (shuffled with --seed) for evaluation instead.
     #[arg(long)]
     eval_split: Option<f64>,
+    /// Replace the checkpoint's classification head with a fresh one for this data's labels.
+    #[arg(long)]
+    new_head: bool,
     #[command(flatten)]
     data: DataFlags,
     #[command(flatten)]
@@ -48,8 +51,11 @@ pub fn run(args: Args) -> Result<i32> {
     let cfg = args.cfg;
     set_threads(cfg.threads);
     let device = parse_device(&cfg.device)?;
-    prepare_output_dir(&cfg)?;
+    // Fresh heads start from the seed, as with Trainer's set_seed before the model is built.
+    tch::manual_seed(cfg.seed as i64);
     let source = cfg.resume_from.as_ref().map_or(args.model.clone(), |p| p.display().to_string());
+    // A checkpoint being resumed carries the head this run created.
+    let new_head = args.new_head && cfg.resume_from.is_none();
     let mut ckpt = Checkpoint::open(&source)?;
     if let Some(p) = cfg.dropout {
         ckpt.config.hidden_dropout_prob = p;
@@ -68,10 +74,10 @@ pub fn run(args: Args) -> Result<i32> {
 
     // A classification checkpoint keeps its label ids; otherwise the training data defines them.
     let has_classifier = tensor_index(&ckpt.dir)?.contains_key("classifier.weight");
-    let labels = match (&ckpt.config.id2label, has_classifier) {
+    let labels = match (&ckpt.config.id2label, has_classifier && !new_head) {
         (Some(names), true) => {
             let set = LabelSet::new(names.clone());
-            set.ids(&train_examples, "model's")?;
+            set.ids(&train_examples, "model's").map_err(|e| e.context("the model already has a classification head; pass --new-head to replace it"))?;
             set
         }
         _ => LabelSet::from_examples(&train_examples),
@@ -80,8 +86,10 @@ pub fn run(args: Args) -> Result<i32> {
         bail!("{}: only one label ({}) in the training data", args.train.display(), labels.names().join(", "));
     }
 
+    // Only now that the data is known to be good is anything written.
+    prepare_output_dir(&cfg)?;
     let autocast = Autocast::new(cfg.precision, device);
-    let classifier = Classifier::load(&ckpt, labels.names(), device, autocast)?;
+    let classifier = Classifier::load(&ckpt, labels.names(), new_head, device, autocast)?;
     let encode = |examples: &[Example], role: &str| -> Result<LabelledSet> {
         let tokenized = tokenize_examples(&classifier.tokenizer, examples, args.data.max_len)?;
         tracing::info!("{role}: {} examples, {} truncated to {} tokens", examples.len(), tokenized.truncated, args.data.max_len);

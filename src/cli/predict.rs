@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<()> {
     let device = parse_device(&args.device)?;
     let ckpt = Checkpoint::open(&args.model)?;
     let names = ckpt.config.id2label.clone().with_context(|| format!("{}: config.json has no id2label", ckpt.dir.display()))?;
-    let classifier = Classifier::load(&ckpt, &names, device, Autocast::new(args.precision, device))?;
+    let classifier = Classifier::load(&ckpt, &names, false, device, Autocast::new(args.precision, device))?;
     let mut flags = args.flags.clone();
     if args.input.as_os_str() == "-" && flags.format.is_none() {
         flags.format = Some(Format::Lines);

@@ -40,15 +40,16 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    /// The checkpoint with a classification head for `labels` (created when it has none).
-    pub fn load(ckpt: &Checkpoint, labels: &[String], device: Device, autocast: Autocast) -> Result<Self> {
+    /// The checkpoint with a classification head for `labels`, created when it has none or
+    /// when `new_head` asks to replace the one it has.
+    pub fn load(ckpt: &Checkpoint, labels: &[String], new_head: bool, device: Device, autocast: Autocast) -> Result<Self> {
         let tokenizer = BertTokenizer::from_dir(&ckpt.dir)?;
         tokenizer.check_fits(ckpt.config.vocab_size, &ckpt.dir)?;
         let mut config = ckpt.config.clone();
         config.set_labels(labels);
         let vs = VarStore::new(device);
         let model = SequenceClassifier::new(&vs.root(), &config);
-        ckpt.load_into(&vs)?.log(&ckpt.dir);
+        ckpt.load_into_except(&vs, new_head.then_some("classifier."))?.log(&ckpt.dir);
         Ok(Classifier { vs, model, config, tokenizer, tokenizer_dir: ckpt.dir.clone(), device, autocast })
     }
 

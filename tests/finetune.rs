@@ -1,0 +1,174 @@
+//! Fine-tuning end to end through the `bertkit` command, on the tiny model: it learns a
+//! synthetic rule, resuming equals not stopping, and evaluate/predict read what finetune wrote.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rand::{Rng, SeedableRng};
+
+fn bertkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args).env("RUST_BACKTRACE", "0").output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = bertkit(args);
+    assert!(
+        out.status.success(),
+        "bertkit {} failed:\n{}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Texts of filler words; the label says whether "good" or "bad" appears (one of them always does).
+fn synthetic_csv(path: &Path, n: usize, seed: u64) {
+    let filler = ["the", "movie", "film", "was", "and", "this", "of", "it", "plot", "a", "to", "with"];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut csv = String::from("text,label\n");
+    for _ in 0..n {
+        let positive = rng.random_bool(0.5);
+        let len = rng.random_range(4..12);
+        let mut words: Vec<&str> = (0..len).map(|_| filler[rng.random_range(0..filler.len())]).collect();
+        let at = rng.random_range(0..=words.len());
+        words.insert(at, if positive { "good" } else { "bad" });
+        csv += &format!("\"{}\",{}\n", words.join(" "), if positive { "pos" } else { "neg" });
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+fn tiny() -> String {
+    common::tiny_model().display().to_string()
+}
+
+fn read_json(path: PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn learns_a_synthetic_rule_then_evaluates_and_predicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval) = (tmp.path().join("train.csv"), tmp.path().join("eval.csv"));
+    synthetic_csv(&train, 400, 1);
+    synthetic_csv(&eval, 100, 2);
+    let out = tmp.path().join("run");
+    let out_s = out.to_str().unwrap();
+    ok(&[
+        "finetune", "--new-head", "--model", &tiny(), "--train", train.to_str().unwrap(), "--eval", eval.to_str().unwrap(),
+        "--output", out_s, "--epochs", "6", "--batch-size", "16", "--lr", "3e-3", "--warmup-ratio", "0.1",
+        "--weight-decay", "0.01", "--max-len", "32", "--device", "cpu", "--threads", "1", "--save-total-limit", "2",
+    ]);
+    let results = read_json(out.join("eval_results.json"));
+    let accuracy = results["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.9, "accuracy {accuracy} (chance is 0.5)");
+
+    let config = read_json(out.join("config.json"));
+    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(config["id2label"]["0"], "neg");
+    assert_eq!(config["label2id"]["pos"], 1);
+    for f in ["log.jsonl", "curves.png", "curves.svg", "trainer_state.json", "tokenizer.json"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let checkpoints: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")).collect();
+    assert!(checkpoints.len() <= 2, "--save-total-limit 2 keeps {} checkpoints", checkpoints.len());
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    assert!(log.lines().any(|l| l.contains("\"event\":\"eval\"")));
+    assert!(log.lines().any(|l| l.contains("\"examples_per_s\"")));
+
+    // evaluate reproduces the best evaluation from the saved model.
+    let json = tmp.path().join("eval.json");
+    ok(&["evaluate", "--model", out_s, "--data", eval.to_str().unwrap(), "--max-len", "32", "--device", "cpu", "--json", json.to_str().unwrap()]);
+    let again = read_json(json)["metrics"]["accuracy"].as_f64().unwrap();
+    assert_eq!(again, accuracy, "evaluate on the saved model agrees with training's evaluation");
+
+    // predict, to CSV and to JSONL from stdin.
+    let preds = tmp.path().join("preds.csv");
+    ok(&["predict", "--model", out_s, "--input", eval.to_str().unwrap(), "--output", preds.to_str().unwrap(), "--device", "cpu"]);
+    let text = std::fs::read_to_string(&preds).unwrap();
+    assert!(text.starts_with("text,label,score,prob_neg,prob_pos\n"), "{text}");
+    assert_eq!(text.lines().count(), 101);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bertkit"))
+        .args(["predict", "--model", out_s, "--device", "cpu"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"the film was good\nthe plot was bad and the film too\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["label"], "pos");
+    assert_eq!(lines[1]["label"], "neg");
+    let p: f64 = lines[0]["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((p - 1.0).abs() < 1e-4);
+}
+
+#[test]
+fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.jsonl");
+    let mut jsonl = String::new();
+    for (i, text) in ["a good film", "bad plot", "good good", "the bad movie", "it was good", "bad", "good and fine", "so bad"].iter().cycle().take(40).enumerate() {
+        jsonl += &format!("{}\n", serde_json::json!({"text": text, "label": (i % 3).to_string()}));
+    }
+    std::fs::write(&train, jsonl).unwrap();
+    let model = tiny();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "finetune", "--new-head", "--model", &model, "--train", train.to_str().unwrap(), "--output", out.to_str().unwrap(),
+            "--max-steps", "12", "--eval-every", "4", "--batch-size", "4", "--grad-accum", "2", "--lr", "1e-3",
+            "--warmup-steps", "3", "--dropout", "0.2", "--device", "cpu", "--threads", "1", "--max-len", "16",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+    };
+    let full = tmp.path().join("full");
+    run(&full, &[]);
+    let part = tmp.path().join("part");
+    let ckpt = full.join("checkpoint-4");
+    run(&part, &["--resume-from", ckpt.to_str().unwrap()]);
+    let a = std::fs::read(full.join("model.safetensors")).unwrap();
+    let b = std::fs::read(part.join("model.safetensors")).unwrap();
+    assert!(a == b, "resumed run ends with different weights");
+    let steps = |p: &Path| read_json(p.join("trainer_state.json"))["global_step"].as_u64().unwrap();
+    assert_eq!(steps(&full), 12);
+    assert_eq!(steps(&part), 12);
+
+    // Resuming with other settings is refused rather than silently diverging.
+    let other = tmp.path().join("other");
+    let out = bertkit(&[
+        "finetune", "--new-head", "--model", &tiny(), "--train", train.to_str().unwrap(), "--output", other.to_str().unwrap(),
+        "--max-steps", "12", "--batch-size", "8", "--resume-from", ckpt.to_str().unwrap(), "--device", "cpu",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("other settings"));
+}
+
+#[test]
+fn refuses_to_overwrite_another_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("t.csv");
+    synthetic_csv(&train, 20, 3);
+    let out = tmp.path().join("run");
+    let args = |extra: &'static str| {
+        let mut v: Vec<String> = ["finetune", "--new-head", "--model", &tiny(), "--train", train.to_str().unwrap(), "--output", out.to_str().unwrap(), "--max-steps", "1", "--device", "cpu"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if !extra.is_empty() {
+            v.push(extra.into());
+        }
+        v
+    };
+    let call = |v: Vec<String>| bertkit(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(call(args("")).status.success());
+    let again = call(args(""));
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("holds another run") && err.contains("--overwrite"), "{err}");
+    assert!(call(args("--overwrite")).status.success());
+}
