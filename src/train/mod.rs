@@ -5,6 +5,7 @@ pub mod config;
 pub mod log;
 pub mod metrics;
 pub mod optim;
+pub mod pretrain;
 pub mod progress;
 pub mod schedule;
 pub mod trainer;

@@ -48,8 +48,9 @@ pub trait Task {
     fn var_store(&self) -> &VarStore;
     /// Training batches (indices into the training set) of one epoch.
     fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>>;
-    /// Forward pass with dropout and the loss of one micro-batch.
-    fn train_loss(&self, batch: &[usize]) -> Result<StepLoss>;
+    /// Forward pass with dropout and the loss of one micro-batch. `seed` is unique to this
+    /// micro-batch of this step, for any randomness of the task's own (e.g. MLM masks).
+    fn train_loss(&self, batch: &[usize], seed: u64) -> Result<StepLoss>;
     /// None when there is no held-out data.
     fn evaluate(&self) -> Result<Option<Evaluation>>;
     /// Writes the model as a Hugging Face directory.
@@ -127,6 +128,7 @@ pub fn list_checkpoints(out: &Path) -> Result<Vec<(usize, PathBuf)>> {
 struct Signals {
     sigint: Arc<AtomicBool>,
     sigterm: Arc<AtomicBool>,
+    handlers: Vec<signal_hook::SigId>,
 }
 
 impl Signals {
@@ -134,10 +136,12 @@ impl Signals {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let sigint = Arc::new(AtomicBool::new(false));
         let sigterm = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, sigint.clone())?;
-        signal_hook::flag::register(SIGINT, sigint.clone())?;
-        signal_hook::flag::register(SIGTERM, sigterm.clone())?;
-        Ok(Signals { sigint, sigterm })
+        let handlers = vec![
+            signal_hook::flag::register_conditional_shutdown(SIGINT, 130, sigint.clone())?,
+            signal_hook::flag::register(SIGINT, sigint.clone())?,
+            signal_hook::flag::register(SIGTERM, sigterm.clone())?,
+        ];
+        Ok(Signals { sigint, sigterm, handlers })
     }
 
     fn received(&self) -> Option<i32> {
@@ -188,7 +192,7 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
     let bar = super::progress::bar(total_steps as u64, state.global_step as u64);
 
     let mut epoch_cache: Option<(usize, Vec<Vec<usize>>)> = None;
-    let mut window = Window::default();
+    let mut window = Window { since: Some(Instant::now()), ..Default::default() };
     let mut stop = Stop::Finished;
     let mut best_evaluation = None;
     while state.global_step < total_steps {
@@ -204,8 +208,9 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
 
         let mut step_loss = 0.0;
         for (m, batch) in micro.iter().enumerate() {
-            tch::manual_seed((cfg.seed as i64).wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as i64));
-            let out = autocast.run(|| task.train_loss(batch))?;
+            let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
+            tch::manual_seed(seed as i64);
+            let out = autocast.run(|| task.train_loss(batch, seed))?;
             let loss = out.loss / micro.len() as f64;
             loss.backward();
             step_loss += loss.double_value(&[]);
@@ -286,6 +291,15 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
 
 fn best(state: &TrainerState) -> Option<(usize, f64)> {
     state.best_step.zip(state.best_metric)
+}
+
+impl Drop for Signals {
+    /// Outside training, signals do what they normally do again.
+    fn drop(&mut self) {
+        for id in self.handlers.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 /// Running sums between two log lines.

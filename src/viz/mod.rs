@@ -1,7 +1,10 @@
 //! Pictures people read: training curves, attention maps. Text is drawn with DejaVu Sans,
 //! embedded in the binary, so pictures look the same on every machine.
 
+pub mod attention;
 pub mod curves;
+pub mod heatmap;
+pub mod html;
 
 use std::sync::Once;
 

@@ -1,0 +1,51 @@
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use crate::checkpoint::Checkpoint;
+use crate::device::{Autocast, parse_device, set_threads};
+use crate::train::pretrain::MaskedLanguageModel;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A model with an MLM head (e.g. the output of `bertkit pretrain`).
+    #[arg(long)]
+    model: String,
+    /// Text with one or more [MASK] tokens (repeat --text for several).
+    #[arg(long, required = true)]
+    text: Vec<String>,
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    set_threads(args.threads);
+    let device = parse_device(&args.device)?;
+    let ckpt = Checkpoint::open(&args.model)?;
+    let mlm = MaskedLanguageModel::load(&ckpt, 0.15, false, device, Autocast::off())?;
+    let mut rows = Vec::new();
+    for text in &args.text {
+        let fills = mlm.fill_mask(text, args.top_k)?;
+        if fills.is_empty() {
+            bail!("{text:?} has no [MASK] token");
+        }
+        if !args.json {
+            println!("{text}");
+            for (i, candidates) in fills.iter().enumerate() {
+                let line: Vec<String> = candidates.iter().map(|(t, p)| format!("{t} {p:.3}")).collect();
+                println!("  [MASK] #{}: {}", i + 1, line.join("  "));
+            }
+        }
+        rows.push(json!({"text": text, "masks": fills.iter().map(|c| c.iter().map(|(t, p)| json!({"token": t, "probability": p})).collect::<Vec<_>>()).collect::<Vec<_>>()}));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(())
+}

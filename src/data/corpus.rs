@@ -1,0 +1,328 @@
+//! Unlabelled text for further pretraining, tokenised once into a memory-mapped token cache.
+//!
+//! The corpus (files, directories of `.txt`, JSONL with a text field, Parquet text columns;
+//! gzip accepted) is read in a streaming pass, a batch of documents at a time, and its token ids
+//! are appended to `tokens.bin` with block boundaries in `blocks.bin`. Nothing but the current
+//! batch is in memory, so corpora larger than memory work. The cache is keyed by a fingerprint
+//! of the corpus files (path, size, mtime), the tokenizer and the chunking settings: the next run
+//! with the same inputs reuses it, any change rebuilds it.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::labelled::{Columns, Format, OnBadRow, open_text, read_examples};
+use crate::tokenizer::BertTokenizer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Chunking {
+    /// Concatenate documents (separated by [SEP]) and cut into full-length blocks, like
+    /// run_mlm.py's group_texts: no padding, no wasted positions.
+    Group,
+    /// One example per non-empty line, truncated to max-len.
+    Line,
+    /// Full-length blocks that never cross a document boundary.
+    Document,
+}
+
+/// How a corpus becomes training blocks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CorpusSpec {
+    pub paths: Vec<PathBuf>,
+    pub chunking: Chunking,
+    /// Block length including [CLS] and [SEP].
+    pub max_len: usize,
+    /// JSONL key / Parquet column holding the text.
+    pub text_field: String,
+    /// Drop paragraphs (blank-line separated) already seen: licence texts repeat a lot.
+    pub dedupe: bool,
+}
+
+/// The memory-mapped blocks of a tokenised corpus. Block i is `[CLS] tokens[start..end] [SEP]`.
+pub struct TokenCache {
+    tokens: memmap2::Mmap,
+    bounds: Vec<u64>,
+    pub meta: CacheMeta,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheMeta {
+    pub fingerprint: String,
+    pub documents: u64,
+    pub blocks: u64,
+    pub tokens: u64,
+    pub duplicates_dropped: u64,
+    pub truncated: u64,
+}
+
+impl TokenCache {
+    pub fn len(&self) -> usize {
+        self.bounds.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Content tokens of block `i` (without [CLS]/[SEP]).
+    pub fn block(&self, i: usize) -> &[u32] {
+        let (a, b) = (self.bounds[i] as usize, self.bounds[i + 1] as usize);
+        let bytes = &self.tokens[a * 4..b * 4];
+        // SAFETY: the file is written as little-endian u32s and mapped at a page boundary, so the
+        // slice is aligned; x86-64 and aarch64 are little-endian.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u32>(), b - a) }
+    }
+
+    /// Opens the cache in `dir` if it was built from `spec` with this tokenizer, else builds it.
+    pub fn open_or_build(dir: &Path, spec: &CorpusSpec, tokenizer: &BertTokenizer, tokenizer_dir: &Path) -> Result<TokenCache> {
+        let fingerprint = fingerprint(spec, tokenizer_dir)?;
+        let meta_path = dir.join("meta.json");
+        let reusable = std::fs::read_to_string(&meta_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<CacheMeta>(&t).ok())
+            .filter(|m| m.fingerprint == fingerprint);
+        match reusable {
+            Some(_) => tracing::info!("{}: reusing the token cache", dir.display()),
+            None => build(dir, spec, tokenizer, &fingerprint)?,
+        }
+        Self::open(dir)
+    }
+
+    fn open(dir: &Path) -> Result<TokenCache> {
+        let meta: CacheMeta = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json"))?)?;
+        let file = std::fs::File::open(dir.join("tokens.bin")).with_context(|| format!("{}: tokens.bin", dir.display()))?;
+        // SAFETY: read-only map of a file only we write, and only before this point.
+        let tokens = unsafe { memmap2::Mmap::map(&file)? };
+        let raw = std::fs::read(dir.join("blocks.bin")).with_context(|| format!("{}: blocks.bin", dir.display()))?;
+        let bounds: Vec<u64> = raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        if bounds.last().copied().unwrap_or(0) as usize * 4 != tokens.len() {
+            bail!("{}: token cache is inconsistent (interrupted build?); delete it to rebuild", dir.display());
+        }
+        Ok(TokenCache { tokens, bounds, meta })
+    }
+}
+
+/// Every file a corpus path stands for: the file itself, or all `.txt`/`.jsonl`/`.parquet`
+/// (optionally `.gz`) files under a directory, in sorted order.
+pub fn corpus_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found)?;
+            found.sort();
+            if found.is_empty() {
+                bail!("{}: no .txt, .jsonl or .parquet files in this directory", p.display());
+            }
+            files.extend(found);
+        } else if p.exists() {
+            files.push(p.clone());
+        } else {
+            bail!("{}: no such file or directory", p.display());
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let path = e?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if matches!(Format::detect(&path), Ok(Format::Lines | Format::Jsonl | Format::Parquet)) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn fingerprint(spec: &CorpusSpec, tokenizer_dir: &Path) -> Result<String> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(spec)?.hash(&mut h);
+    for f in corpus_files(&spec.paths)? {
+        let m = std::fs::metadata(&f)?;
+        (f.canonicalize()?, m.len(), m.modified().ok()).hash(&mut h);
+    }
+    for name in ["tokenizer.json", "vocab.txt", "tokenizer_config.json"] {
+        if let Ok(bytes) = std::fs::read(tokenizer_dir.join(name)) {
+            bytes.hash(&mut h);
+        }
+    }
+    Ok(format!("{:016x}", h.finish()))
+}
+
+/// Documents of one corpus file, handed out a batch at a time.
+fn for_each_document(file: &Path, spec: &CorpusSpec, f: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
+    match Format::detect(file)? {
+        Format::Jsonl | Format::Parquet => {
+            let columns = Columns { text: spec.text_field.clone(), pair: None, label: None };
+            for ex in read_examples(file, None, &columns, OnBadRow::Skip)?.examples {
+                f(ex.text)?;
+            }
+        }
+        _ => {
+            // A .txt file is one document, read as lines so any size streams.
+            let mut doc = String::new();
+            let reader = BufReader::new(open_text(file)?);
+            for (i, line) in reader.split(b'\n').enumerate() {
+                let line = line.with_context(|| format!("{}:{}: read error", file.display(), i + 1))?;
+                let line = String::from_utf8(line)
+                    .map_err(|_| anyhow::anyhow!("{}:{}: not valid UTF-8", file.display(), i + 1))?;
+                if spec.chunking == Chunking::Line {
+                    if !line.trim().is_empty() {
+                        f(line)?;
+                    }
+                } else {
+                    doc.push_str(&line);
+                    doc.push('\n');
+                    if doc.len() > (1 << 20) && line.trim().is_empty() {
+                        f(std::mem::take(&mut doc))?; // very large files: hand over at a paragraph break
+                    }
+                }
+            }
+            if !doc.trim().is_empty() {
+                f(doc)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes paragraphs seen before (exact match after trimming).
+fn dedupe(doc: &str, seen: &mut HashSet<u64>, dropped: &mut u64) -> String {
+    let mut out = String::with_capacity(doc.len());
+    for para in doc.split("\n\n") {
+        let key = para.trim();
+        if key.is_empty() {
+            continue;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        if seen.insert(h.finish()) {
+            out.push_str(para);
+            out.push_str("\n\n");
+        } else {
+            *dropped += 1;
+        }
+    }
+    out
+}
+
+fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &BertTokenizer, fingerprint: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _ = std::fs::remove_file(dir.join("meta.json")); // invalid until the build completes
+    let files = corpus_files(&spec.paths)?;
+    let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
+    let bar = crate::train::progress::items_bar(total_bytes, "bytes");
+    bar.set_message("tokenising the corpus");
+    let mut tokens = BufWriter::new(std::fs::File::create(dir.join("tokens.bin"))?);
+    let mut bounds: Vec<u64> = vec![0];
+    let mut written: u64 = 0;
+    let mut meta = CacheMeta { fingerprint: fingerprint.into(), documents: 0, blocks: 0, tokens: 0, duplicates_dropped: 0, truncated: 0 };
+    let block = spec.max_len.checked_sub(2).filter(|&b| b > 0).context("--max-len must leave room for [CLS] and [SEP]")?;
+    let mut seen = HashSet::new();
+    // Group mode carries a partial block from one batch of documents into the next.
+    let mut carry: Vec<u32> = Vec::new();
+    let mut pending: Vec<String> = Vec::new();
+
+    let mut flush = |docs: &mut Vec<String>, carry: &mut Vec<u32>, meta: &mut CacheMeta| -> Result<()> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
+        // No truncation here: documents are cut into blocks below (a very large limit).
+        let encodings = tokenizer.encode_batch(&texts, None, usize::MAX / 4)?;
+        let mut emit = |ids: &[u32]| -> Result<()> {
+            for &id in ids {
+                tokens.write_all(&id.to_le_bytes())?;
+            }
+            written += ids.len() as u64;
+            bounds.push(written);
+            Ok(())
+        };
+        for e in &encodings {
+            // Drop the [CLS]/[SEP] the tokenizer added: blocks get their own.
+            let ids = e.get_ids();
+            let ids = &ids[1..ids.len().saturating_sub(1).max(1)];
+            meta.tokens += ids.len() as u64;
+            match spec.chunking {
+                Chunking::Line => {
+                    if ids.len() > block {
+                        meta.truncated += 1;
+                    }
+                    if !ids.is_empty() {
+                        emit(&ids[..ids.len().min(block)])?;
+                    }
+                }
+                Chunking::Document => {
+                    for chunk in ids.chunks(block) {
+                        emit(chunk)?;
+                    }
+                }
+                Chunking::Group => {
+                    if !carry.is_empty() {
+                        carry.push(tokenizer.sep_id);
+                    }
+                    carry.extend_from_slice(ids);
+                    let full = carry.len() / block * block;
+                    for chunk in carry[..full].chunks(block) {
+                        emit(chunk)?;
+                    }
+                    carry.drain(..full);
+                }
+            }
+        }
+        docs.clear();
+        Ok(())
+    };
+
+    for file in &files {
+        let mut on_doc = |text: String| -> Result<()> {
+            let text = if spec.dedupe { dedupe(&text, &mut seen, &mut meta.duplicates_dropped) } else { text };
+            if !text.trim().is_empty() {
+                meta.documents += 1;
+                pending.push(text);
+            }
+            if pending.len() >= 256 {
+                flush(&mut pending, &mut carry, &mut meta)?;
+            }
+            Ok(())
+        };
+        for_each_document(file, spec, &mut on_doc)?;
+        bar.inc(std::fs::metadata(file).map_or(0, |m| m.len()));
+    }
+    flush(&mut pending, &mut carry, &mut meta)?;
+    drop(flush);
+    // run_mlm drops the last partial group; we keep it unless it is tiny.
+    if carry.len() >= (block / 4).max(1) {
+        for &id in &carry {
+            tokens.write_all(&id.to_le_bytes())?;
+        }
+        written += carry.len() as u64;
+        bounds.push(written);
+    }
+    tokens.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    bar.finish_and_clear();
+    meta.blocks = (bounds.len() - 1) as u64;
+    let bytes: Vec<u8> = bounds.iter().flat_map(|b| b.to_le_bytes()).collect();
+    crate::fsutil::atomic_write(&dir.join("blocks.bin"), &bytes)?;
+    crate::fsutil::atomic_write(&dir.join("meta.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
+    tracing::info!(
+        "tokenised {} documents into {} blocks of up to {} tokens ({} tokens{}{})",
+        meta.documents,
+        meta.blocks,
+        spec.max_len,
+        meta.tokens,
+        if meta.duplicates_dropped > 0 { format!(", {} duplicate paragraphs dropped", meta.duplicates_dropped) } else { String::new() },
+        if meta.truncated > 0 { format!(", {} lines truncated", meta.truncated) } else { String::new() },
+    );
+    if meta.blocks == 0 {
+        bail!("the corpus ({}) holds no text", spec.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    Ok(())
+}

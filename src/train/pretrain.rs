@@ -1,0 +1,188 @@
+//! Further pretraining (masked-language modelling) as a `Task` for the shared trainer, and the
+//! held-out masked-token loss / accuracy / perplexity that `pretrain` and `adapt` report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::trainer::{Evaluation, StepLoss, Task};
+use crate::checkpoint::{Checkpoint, save_pretrained};
+use crate::data::corpus::TokenCache;
+use crate::data::masking::Masker;
+use crate::data::{Collator, Encoded, epoch_batches, eval_batches};
+use crate::device::Autocast;
+use crate::model::{BertConfig, ForwardOptions, Inputs, MaskedLm};
+use crate::tokenizer::BertTokenizer;
+
+/// Evaluation masks come from this seed, so numbers compare across runs and models.
+pub const EVAL_MASK_SEED: u64 = 1234;
+
+/// A set of blocks: indices into a token cache.
+pub struct Blocks<'a> {
+    pub cache: &'a TokenCache,
+    pub indices: Vec<usize>,
+}
+
+impl Blocks<'_> {
+    fn encoded(&self, tokenizer: &BertTokenizer, i: usize) -> Encoded {
+        let body = self.cache.block(self.indices[i]);
+        let mut ids = Vec::with_capacity(body.len() + 2);
+        ids.push(tokenizer.cls_id);
+        ids.extend_from_slice(body);
+        ids.push(tokenizer.sep_id);
+        Encoded { type_ids: vec![0; ids.len()], ids }
+    }
+
+    pub fn lengths(&self) -> Vec<usize> {
+        self.indices.iter().map(|&i| self.cache.block(i).len() + 2).collect()
+    }
+}
+
+pub struct MaskedLanguageModel {
+    pub vs: VarStore,
+    pub model: MaskedLm,
+    pub config: BertConfig,
+    pub tokenizer: BertTokenizer,
+    pub masker: Masker,
+    tokenizer_dir: PathBuf,
+    device: Device,
+    autocast: Autocast,
+}
+
+impl MaskedLanguageModel {
+    /// The checkpoint with its MLM head, or one created as transformers creates it.
+    pub fn load(ckpt: &Checkpoint, masker_probability: f64, whole_word: bool, device: Device, autocast: Autocast) -> Result<Self> {
+        let tokenizer = BertTokenizer::from_dir(&ckpt.dir)?;
+        tokenizer.check_fits(ckpt.config.vocab_size, &ckpt.dir)?;
+        let vs = VarStore::new(device);
+        let model = MaskedLm::new(&vs.root(), &ckpt.config);
+        ckpt.load_into(&vs)?.log(&ckpt.dir);
+        let masker = Masker::new(&tokenizer, masker_probability, whole_word);
+        Ok(MaskedLanguageModel { vs, model, config: ckpt.config.clone(), tokenizer, masker, tokenizer_dir: ckpt.dir.clone(), device, autocast })
+    }
+
+    /// A batch of blocks, masked with `rng`: inputs on the device and labels.
+    fn masked_batch(&self, blocks: &Blocks, batch: &[usize], rng: &mut ChaCha8Rng) -> (Inputs, Tensor, usize) {
+        let items: Vec<Encoded> = batch.iter().map(|&i| blocks.encoded(&self.tokenizer, i)).collect();
+        let refs: Vec<&Encoded> = items.iter().collect();
+        let inputs = Collator { pad_id: self.tokenizer.pad_id }.collate(&refs);
+        let (rows, len) = inputs.input_ids.size2().expect("2-d");
+        let mut ids = Vec::<i64>::try_from(inputs.input_ids.flatten(0, 1)).expect("int64");
+        let attention = Vec::<i64>::try_from(inputs.attention_mask.flatten(0, 1)).expect("int64");
+        let mut labels = Vec::with_capacity(ids.len());
+        for r in 0..rows as usize {
+            let span = r * len as usize..(r + 1) * len as usize;
+            labels.extend(self.masker.mask_row(&mut ids[span.clone()], &attention[span], rng));
+        }
+        let tokens = items.iter().map(Encoded::len).sum();
+        let inputs = Inputs { input_ids: Tensor::from_slice(&ids).view([rows, len]), ..inputs };
+        (inputs.to_device(self.device), Tensor::from_slice(&labels).view([rows, len]).to_device(self.device), tokens)
+    }
+
+    /// Masked-token loss, accuracy and perplexity on held-out blocks, masked with a fixed seed.
+    pub fn evaluate_blocks(&self, blocks: &Blocks, batch_size: usize) -> Result<Evaluation> {
+        let mut rng = ChaCha8Rng::seed_from_u64(EVAL_MASK_SEED);
+        let (mut loss_sum, mut correct, mut count) = (0.0, 0i64, 0i64);
+        let bar = super::progress::items_bar(blocks.indices.len() as u64, "blocks");
+        bar.set_message("evaluating");
+        for batch in eval_batches(&blocks.lengths(), batch_size) {
+            let (inputs, labels, _) = self.masked_batch(blocks, &batch, &mut rng);
+            let out = tch::no_grad(|| self.autocast.run(|| self.model.forward_masked(&inputs, &labels, ForwardOptions::eval())));
+            let n = out.targets.numel() as i64;
+            if n > 0 {
+                loss_sum += out.loss.to_kind(Kind::Double).double_value(&[]) * n as f64;
+                correct += out.logits.argmax(-1, false).eq_tensor(&out.targets).sum(Kind::Int64).int64_value(&[]);
+                count += n;
+            }
+            bar.inc(batch.len() as u64);
+        }
+        bar.finish_and_clear();
+        let loss = loss_sum / count.max(1) as f64;
+        let accuracy = correct as f64 / count.max(1) as f64;
+        let metrics = BTreeMap::from([
+            ("eval_loss".to_string(), loss),
+            ("perplexity".to_string(), loss.exp()),
+            ("accuracy".to_string(), accuracy),
+        ]);
+        let summary = format!(
+            "masked-token loss {loss:.4}  perplexity {:.2}  accuracy {accuracy:.4}  ({count} masked tokens in {} blocks)",
+            loss.exp(),
+            blocks.indices.len()
+        );
+        Ok(Evaluation { report: json!({"metrics": metrics, "masked_tokens": count, "blocks": blocks.indices.len()}), metrics, summary })
+    }
+
+    /// The `top_k` most likely tokens at each [MASK] of `text`, with probabilities.
+    pub fn fill_mask(&self, text: &str, top_k: usize) -> Result<Vec<Vec<(String, f64)>>> {
+        let enc = self.tokenizer.encode_batch(&[text], None, self.config.max_position_embeddings as usize)?;
+        let inputs = Collator { pad_id: self.tokenizer.pad_id }.collate_encodings(&enc).to_device(self.device);
+        let logits = tch::no_grad(|| self.model.forward(&inputs, ForwardOptions::eval()));
+        let mut out = Vec::new();
+        for (pos, &id) in enc[0].get_ids().iter().enumerate() {
+            if id != self.tokenizer.mask_id {
+                continue;
+            }
+            let probs = logits.get(0).get(pos as i64).softmax(-1, Kind::Float);
+            let (values, indices) = probs.topk(top_k as i64, -1, true, true);
+            let values = Vec::<f64>::try_from(values.to_kind(Kind::Double))?;
+            let indices = Vec::<i64>::try_from(indices)?;
+            out.push(
+                indices
+                    .iter()
+                    .zip(values)
+                    .map(|(&i, p)| (self.tokenizer.id_to_token(i as u32).unwrap_or_else(|| format!("[{i}]")), p))
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        save_pretrained(dir, &self.vs, &self.config, "BertForMaskedLM", &self.tokenizer_dir)
+    }
+}
+
+/// Further pretraining = an MLM model, training blocks, optional held-out blocks.
+pub struct Pretrain<'a> {
+    pub mlm: MaskedLanguageModel,
+    pub train: Blocks<'a>,
+    pub eval: Option<Blocks<'a>>,
+    pub batch_size: usize,
+    pub bucketing: bool,
+}
+
+impl Task for Pretrain<'_> {
+    fn var_store(&self) -> &VarStore {
+        &self.mlm.vs
+    }
+
+    fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
+        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.bucketing)
+    }
+
+    fn train_loss(&self, batch: &[usize], seed: u64) -> Result<StepLoss> {
+        // Dynamic masking: new masks every step, the same ones when a run is resumed.
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (inputs, labels, tokens) = self.mlm.masked_batch(&self.train, batch, &mut rng);
+        let out = self.mlm.model.forward_masked(&inputs, &labels, ForwardOptions::train());
+        Ok(StepLoss { loss: out.loss, examples: batch.len(), tokens })
+    }
+
+    fn evaluate(&self) -> Result<Option<Evaluation>> {
+        self.eval.as_ref().map(|b| self.mlm.evaluate_blocks(b, self.batch_size * 2)).transpose()
+    }
+
+    fn save_model(&self, dir: &Path) -> Result<()> {
+        self.mlm.save(dir)
+    }
+
+    fn default_metric(&self) -> &'static str {
+        "eval_loss"
+    }
+}

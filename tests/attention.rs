@@ -1,0 +1,195 @@
+//! `bertkit attention`: the numbers drawn are the model's attention probabilities (checked
+//! against transformers' reference), pictures are produced in every mode, and the HTML head view
+//! works in a real browser (headless Chromium through chromedriver).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bertkit::checkpoint::{read_weights, safetensors_bytes};
+use common::{Reference, assert_close};
+use tch::Tensor;
+
+fn bertkit(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args).output().unwrap();
+    assert!(out.status.success(), "bertkit {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The reference text whose row in the padded "short" batch has no padding.
+fn unpadded_reference_text() -> (String, i64) {
+    let tokens: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("tests/fixtures/reference/tiny_tokens.json")).unwrap(),
+    )
+    .unwrap();
+    let masks = tokens["short"]["attention_mask"].as_array().unwrap();
+    let row = masks.iter().position(|m| m.as_array().unwrap().iter().all(|v| v == 1)).unwrap();
+    (tokens["short"]["texts"][row].as_str().unwrap().to_string(), row as i64)
+}
+
+/// A copy of the tiny model with layer 1's attention changed: a "fine-tuned" model to compare.
+fn perturbed_tiny(dir: &Path) -> PathBuf {
+    let out = dir.join("tiny-changed");
+    std::fs::create_dir_all(&out).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"] {
+        std::fs::copy(common::tiny_model().join(f), out.join(f)).unwrap();
+    }
+    let mut w: BTreeMap<String, Tensor> = read_weights(&common::tiny_model()).unwrap();
+    let name = "bert.encoder.layer.1.attention.self.query.weight";
+    let changed = &w[name] * 3.0;
+    w.insert(name.into(), changed);
+    std::fs::write(out.join("model.safetensors"), safetensors_bytes(&w).unwrap()).unwrap();
+    out
+}
+
+#[test]
+fn drawn_values_are_transformers_attention_probabilities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (text, row) = unpadded_reference_text();
+    let json = tmp.path().join("a.json");
+    let png = tmp.path().join("a.png");
+    bertkit(&["attention", "--model", s(&common::tiny_model()), "--text", &text, "--layer", "1", "--head", "2", "--out", s(&png), "--json", s(&json)]);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let got: Vec<Vec<f32>> = serde_json::from_value(v["attention"].clone()).unwrap();
+    let r = Reference::load(&common::repo().join("tests/fixtures/reference/tiny.safetensors"));
+    let want = r.get("short.attentions.1").get(row).get(2);
+    let got = Tensor::from_slice2(&got);
+    assert_close("layer 1 head 2", &got, &want, 1e-5);
+    let png_bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn every_picture_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tiny = common::tiny_model();
+    let changed = perturbed_tiny(tmp.path());
+    let text = "I love this movie, it's fantastic!";
+    for (name, extra) in [
+        ("one.svg", vec![]),
+        ("all.png", vec!["--all"]),
+        ("cmp.png", vec!["--compare", s(&changed)]),
+        ("cmp_all.svg", vec!["--all", "--compare", s(&changed)]),
+        ("view.html", vec!["--compare", s(&changed)]),
+    ] {
+        let out = tmp.path().join(name);
+        let mut args = vec!["attention", "--model", s(&tiny), "--text", text, "--layer", "1", "--head", "0", "--out", s(&out)];
+        args.extend(extra.iter().copied());
+        bertkit(&args);
+        assert!(std::fs::metadata(&out).unwrap().len() > 1000, "{name} written");
+    }
+    let svg = std::fs::read_to_string(tmp.path().join("one.svg")).unwrap();
+    assert!(svg.contains("fantastic") || svg.contains("##"), "token labels are drawn");
+    // The ranking: only layer 1 was changed, so its heads lead and layer 0 is unchanged.
+    let heads: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("cmp.heads.json")).unwrap()).unwrap();
+    let ranked = heads["heads"].as_array().unwrap();
+    assert_eq!(ranked.len(), 2 * 4);
+    assert_eq!(ranked[0]["layer"], 1);
+    for h in ranked.iter().filter(|h| h["layer"] == 0) {
+        assert!(h["jensen_shannon"].as_f64().unwrap() < 1e-9, "layer 0 did not change: {h}");
+    }
+    // A layer or head that does not exist is a clear error.
+    let bad = Command::new(env!("CARGO_BIN_EXE_bertkit"))
+        .args(["attention", "--model", s(&tiny), "--text", text, "--layer", "5", "--out", s(&tmp.path().join("x.png"))])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("layers 0..1"));
+}
+
+/// chromedriver on a free local port, stopped on drop.
+struct Driver {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Option<Driver> {
+    let exe = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].iter().map(PathBuf::from).find(|p| p.exists());
+    let Some(exe) = exe else {
+        if std::env::var("BERTKIT_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
+            panic!("chromedriver not found (apt-get install chromium chromium-driver)");
+        }
+        eprintln!("SKIPPED: chromedriver not found (apt-get install chromium chromium-driver)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(exe).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let driver = Driver { child, base: format!("http://127.0.0.1:{port}") };
+    let start = Instant::now();
+    while ureq::get(&format!("{}/status", driver.base)).call().is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(driver)
+}
+
+fn post(url: &str, body: serde_json::Value) -> serde_json::Value {
+    let resp = ureq::post(url).send_json(body).unwrap_or_else(|e| panic!("{url}: {e}"));
+    resp.into_json::<serde_json::Value>().unwrap()["value"].clone()
+}
+
+#[test]
+fn html_head_view_works_in_chromium() {
+    let Some(driver) = chromedriver() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let page = tmp.path().join("view.html");
+    let changed = perturbed_tiny(tmp.path());
+    bertkit(&[
+        "attention", "--model", s(&common::tiny_model()), "--compare", s(&changed), "--text", "the lessee shall <script>repair</script> it",
+        "--layer", "0", "--head", "0", "--out", s(&page),
+    ]);
+    let session = post(
+        &format!("{}/session", driver.base),
+        serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--window-size=1400,1000", format!("--user-data-dir={}", tmp.path().join("profile").display())]}
+        }}}),
+    );
+    let id = session["sessionId"].as_str().expect("a session").to_string();
+    let base = format!("{}/session/{id}", driver.base);
+    post(&format!("{base}/url"), serde_json::json!({"url": format!("file://{}", page.display())}));
+    let run = |script: &str| post(&format!("{base}/execute/sync"), serde_json::json!({"script": script, "args": []}));
+
+    assert_eq!(run("return document.body.dataset.drawn"), "0/0");
+    assert_eq!(run("return document.querySelectorAll('svg').length"), 2, "both models drawn side by side");
+    let token_texts = run("return [...document.querySelectorAll('svg text')].map(t => t.textContent).join(' ')");
+    assert!(token_texts.as_str().unwrap().contains('<'), "the <script> in the text shows as text");
+    assert_eq!(run("return document.querySelectorAll('script').length"), 2, "no script injected by the text");
+    let opacities = "return [...document.querySelectorAll('svg')[1].querySelectorAll('line')].map(l => l.getAttribute('stroke-opacity')).join(',')";
+    let before = run(opacities);
+    run("const s = document.getElementById('layer'); s.value = '1'; s.dispatchEvent(new Event('change'));");
+    assert_eq!(run("return document.body.dataset.drawn"), "1/0");
+    let after = run(opacities);
+    assert_ne!(before, after, "switching the layer changes the lines drawn");
+    run("const s = document.getElementById('head'); s.value = '3'; s.dispatchEvent(new Event('change'));");
+    assert_ne!(run(opacities), after, "switching the head changes the lines drawn");
+
+    let shot = ureq::get(&format!("{base}/screenshot")).call().unwrap().into_json::<serde_json::Value>().unwrap();
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD.decode(shot["value"].as_str().unwrap()).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let shot_path = common::repo().join("target/attention-head-view.png");
+    std::fs::write(&shot_path, &png).unwrap();
+
+    let logs = post(&format!("{base}/se/log"), serde_json::json!({"type": "browser"}));
+    let errors: Vec<&serde_json::Value> = logs.as_array().map(|a| a.iter().filter(|e| e["level"] == "SEVERE").collect()).unwrap_or_default();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    let _ = ureq::delete(&base).call();
+}

@@ -1,0 +1,165 @@
+//! Further pretraining: chunking modes, the token cache, masked-only loss, and the command end
+//! to end on the tiny model (its output fine-tunes directly).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use bertkit::checkpoint::Checkpoint;
+use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
+use bertkit::model::{ForwardOptions, IGNORE_INDEX, MaskedLm};
+use bertkit::tokenizer::BertTokenizer;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Reduction, Tensor};
+
+fn tok() -> BertTokenizer {
+    BertTokenizer::from_dir(&common::tiny_model()).unwrap()
+}
+
+fn spec(paths: &[&Path], chunking: Chunking, max_len: usize) -> CorpusSpec {
+    CorpusSpec { paths: paths.iter().map(|p| p.to_path_buf()).collect(), chunking, max_len, text_field: "text".into(), dedupe: false }
+}
+
+fn blocks(cache: &TokenCache) -> Vec<Vec<u32>> {
+    (0..cache.len()).map(|i| cache.block(i).to_vec()).collect()
+}
+
+#[test]
+fn chunking_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("corpus");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    // Single characters tokenise to one id each in the tiny vocabulary.
+    std::fs::write(dir.join("a.txt"), "a b c d e\nf g\n").unwrap();
+    std::fs::write(dir.join("sub/b.txt"), "h i j\n").unwrap();
+    std::fs::write(dir.join("ignored.bin"), "x").unwrap();
+    let t = tok();
+    let id = |s: &str| t.token_to_id(s).unwrap();
+    let ids = |s: &str| s.split(' ').map(id).collect::<Vec<u32>>();
+    let sep = t.sep_id;
+
+    // group: documents joined by [SEP], cut into blocks of max_len - 2 = 4; the last partial
+    // block is kept when at least a quarter full.
+    let c = TokenCache::open_or_build(&tmp.path().join("g"), &spec(&[&dir], Chunking::Group, 6), &t, &common::tiny_model()).unwrap();
+    let mut want: Vec<u32> = ids("a b c d e f g");
+    want.push(sep);
+    want.extend(ids("h i j"));
+    let got = blocks(&c);
+    assert_eq!(got.concat(), want);
+    assert!(got[..got.len() - 1].iter().all(|b| b.len() == 4));
+
+    // line: one block per non-empty line, truncated.
+    let c = TokenCache::open_or_build(&tmp.path().join("l"), &spec(&[&dir], Chunking::Line, 5), &t, &common::tiny_model()).unwrap();
+    assert_eq!(blocks(&c), vec![ids("a b c"), ids("f g"), ids("h i j")]);
+    assert_eq!(c.meta.truncated, 1);
+
+    // document: full blocks that never cross a file.
+    let c = TokenCache::open_or_build(&tmp.path().join("d"), &spec(&[&dir], Chunking::Document, 6), &t, &common::tiny_model()).unwrap();
+    assert_eq!(blocks(&c), vec![ids("a b c d"), ids("e f g"), ids("h i j")]);
+}
+
+#[test]
+fn jsonl_corpus_gzip_and_dedupe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, b"{\"body\": \"a b\\n\\nsame para\"}\n{\"body\": \"same para\\n\\nc d\"}\n").unwrap();
+    let file = tmp.path().join("docs.jsonl.gz");
+    std::fs::write(&file, gz.finish().unwrap()).unwrap();
+    let mut s = spec(&[&file], Chunking::Document, 32);
+    s.text_field = "body".into();
+    s.dedupe = true;
+    let c = TokenCache::open_or_build(&tmp.path().join("c"), &s, &tok(), &common::tiny_model()).unwrap();
+    assert_eq!(c.meta.documents, 2);
+    assert_eq!(c.meta.duplicates_dropped, 1);
+    let t = tok();
+    let text = t.decode(&c.block(1).to_vec()).unwrap();
+    assert_eq!(text, "c d", "the repeated paragraph is gone from the second document");
+}
+
+#[test]
+fn token_cache_is_reused_and_invalidated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("c.txt");
+    std::fs::write(&file, "the lessee shall repair the premises\n").unwrap();
+    let cache_dir = tmp.path().join("cache");
+    let s = spec(&[&file], Chunking::Group, 16);
+    let first = TokenCache::open_or_build(&cache_dir, &s, &tok(), &common::tiny_model()).unwrap();
+    let stamp = std::fs::metadata(cache_dir.join("tokens.bin")).unwrap().modified().unwrap();
+    drop(first);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = TokenCache::open_or_build(&cache_dir, &s, &tok(), &common::tiny_model()).unwrap();
+    assert_eq!(std::fs::metadata(cache_dir.join("tokens.bin")).unwrap().modified().unwrap(), stamp, "reused, not rebuilt");
+    let n = again.meta.tokens;
+    drop(again);
+    std::fs::write(&file, "the lessee shall repair the premises and pay the rent\n").unwrap();
+    let changed = TokenCache::open_or_build(&cache_dir, &s, &tok(), &common::tiny_model()).unwrap();
+    assert!(changed.meta.tokens > n, "a changed corpus is tokenised again");
+    drop(changed);
+    let longer = TokenCache::open_or_build(&cache_dir, &spec(&[&file], Chunking::Line, 16), &tok(), &common::tiny_model()).unwrap();
+    assert_eq!(longer.len(), 1, "other chunking settings rebuild");
+}
+
+#[test]
+fn masked_only_loss_equals_full_projection_loss() {
+    let ckpt = Checkpoint::open(common::tiny_model().to_str().unwrap()).unwrap();
+    let vs = VarStore::new(Device::Cpu);
+    let mlm = MaskedLm::new(&vs.root(), &ckpt.config);
+    ckpt.load_into(&vs).unwrap();
+    let t = tok();
+    let enc = t.encode_batch(&["the lessee shall repair the premises", "a good film"], None, 64).unwrap();
+    let inputs = bertkit::data::Collator { pad_id: t.pad_id }.collate_encodings(&enc);
+    let labels = inputs.input_ids.copy();
+    // Keep targets at a few real positions only.
+    let keep = Tensor::from_slice(&[0i64, 1, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let n = labels.numel() as i64;
+    let keep = keep.narrow(0, 0, n).view(labels.size().as_slice()).to_kind(Kind::Bool);
+    let labels = labels.where_self(&keep, &Tensor::from(IGNORE_INDEX));
+    let masked = mlm.forward_masked(&inputs, &labels, ForwardOptions::eval());
+    let full = mlm.forward(&inputs, ForwardOptions::eval());
+    let reference = full.flatten(0, 1).cross_entropy_loss::<Tensor>(&labels.flatten(0, 1), None, Reduction::Mean, IGNORE_INDEX, 0.0);
+    let diff = (masked.loss - reference).abs().double_value(&[]);
+    assert!(diff < 1e-6, "masked-only loss differs by {diff}");
+    assert_eq!(masked.logits.size()[0], labels.ne(IGNORE_INDEX).sum(Kind::Int64).int64_value(&[]));
+}
+
+fn bertkit(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args).output().unwrap()
+}
+
+#[test]
+fn pretrain_then_finetune_and_fill_mask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("legal.txt");
+    let sentence = "the lessee shall repair the premises and the licensee may not assign the rights granted herein without prior written consent";
+    std::fs::write(&corpus, (0..200).map(|i| format!("section {i}. {sentence}.\n\n")).collect::<String>()).unwrap();
+    let out = tmp.path().join("adapted");
+    let model = common::tiny_model();
+    let res = bertkit(&[
+        "pretrain", "--model", model.to_str().unwrap(), "--corpus", corpus.to_str().unwrap(), "--output", out.to_str().unwrap(),
+        "--max-len", "64", "--max-steps", "60", "--batch-size", "8", "--lr", "5e-3", "--eval-split", "0.1", "--eval-every", "30",
+        "--device", "cpu", "--threads", "1", "--whole-word-masking",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let before: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval_before.json")).unwrap()).unwrap();
+    let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval_results.json")).unwrap()).unwrap();
+    let (b, a) = (before["metrics"]["eval_loss"].as_f64().unwrap(), after["metrics"]["eval_loss"].as_f64().unwrap());
+    assert!(a < 0.7 * b, "held-out masked-token loss {b} -> {a}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "BertForMaskedLM");
+    assert!(out.with_extension("token-cache").join("train/meta.json").exists());
+
+    let fill = bertkit(&["fill-mask", "--model", out.to_str().unwrap(), "--text", "the lessee shall [MASK] the premises", "--json", "--device", "cpu"]);
+    assert!(fill.status.success(), "{}", String::from_utf8_lossy(&fill.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&fill.stdout).unwrap();
+    let top = &rows[0]["masks"][0];
+    assert_eq!(top.as_array().unwrap().len(), 5);
+    let p0 = top[0]["probability"].as_f64().unwrap();
+    assert!(p0 >= top[4]["probability"].as_f64().unwrap() && p0 <= 1.0);
+
+    // The adapted model is a valid starting point for fine-tuning (a pooler and classifier are created).
+    let train = tmp.path().join("t.csv");
+    std::fs::write(&train, "text,label\nthe lessee shall repair,a\nthe licensee may not assign,b\nrepair the premises,a\nassign the rights,b\n").unwrap();
+    let ft = bertkit(&["finetune", "--model", out.to_str().unwrap(), "--train", train.to_str().unwrap(), "--output", tmp.path().join("ft").to_str().unwrap(), "--max-steps", "2", "--batch-size", "2", "--device", "cpu"]);
+    assert!(ft.status.success(), "{}", String::from_utf8_lossy(&ft.stderr));
+}
