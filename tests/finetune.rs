@@ -172,3 +172,58 @@ fn refuses_to_overwrite_another_run() {
     assert!(err.contains("holds another run") && err.contains("--overwrite"), "{err}");
     assert!(call(args("--overwrite")).status.success());
 }
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("t.csv");
+    synthetic_csv(&train, 200, 5);
+    let model = tiny();
+    let args = |out: &Path| -> Vec<String> {
+        ["finetune", "--new-head", "--model", &model, "--train", train.to_str().unwrap(), "--output", out.to_str().unwrap(),
+         "--max-steps", "400", "--batch-size", "4", "--device", "cpu", "--threads", "1", "--log-every", "1", "--max-len", "24"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let out = tmp.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args(&out)).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(out.join("log.jsonl")).unwrap_or_default().contains("\"step\":5,") {
+        assert!(start.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exit code after Ctrl-C");
+    let state = read_json(std::fs::read_dir(&out).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")).expect("a checkpoint").path().join("trainer_state.json"));
+    let step = state["global_step"].as_u64().unwrap();
+    assert!(step >= 5 && step < 400, "stopped at step {step}");
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    assert!(log.contains("\"event\":\"interrupted\""));
+}
+
+#[test]
+fn bf16_autocast_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("t.csv");
+    synthetic_csv(&train, 64, 6);
+    let run = |out: &Path, precision: &str| {
+        ok(&["finetune", "--new-head", "--model", &tiny(), "--train", train.to_str().unwrap(), "--eval", train.to_str().unwrap(),
+            "--output", out.to_str().unwrap(), "--max-steps", "16", "--batch-size", "8", "--lr", "3e-3", "--precision", precision,
+            "--device", "cpu", "--threads", "1", "--max-len", "24"]);
+    };
+    let out = tmp.path().join("run");
+    run(&out, "bf16");
+    let fp32 = tmp.path().join("fp32");
+    run(&fp32, "fp32");
+    let weights = |p: &Path| std::fs::read(p.join("model.safetensors")).unwrap();
+    assert!(weights(&out) != weights(&fp32), "bf16 autocast changes the arithmetic");
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let losses: Vec<f64> = log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["event"] == "train").map(|v| v["loss"].as_f64().unwrap()).collect();
+    assert!(!losses.is_empty() && losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    // Weights stay fp32 (master weights): the saved model is float32.
+    let config = read_json(out.join("config.json"));
+    assert_eq!(config["dtype"], "float32");
+}

@@ -163,3 +163,33 @@ fn pretrain_then_finetune_and_fill_mask() {
     let ft = bertkit(&["finetune", "--model", out.to_str().unwrap(), "--train", train.to_str().unwrap(), "--output", tmp.path().join("ft").to_str().unwrap(), "--max-steps", "2", "--batch-size", "2", "--device", "cpu"]);
     assert!(ft.status.success(), "{}", String::from_utf8_lossy(&ft.stderr));
 }
+
+#[test]
+fn adapt_runs_the_whole_study() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("legal.txt");
+    let text = "the lessee shall repair the premises and the licensee may not assign the rights granted herein";
+    std::fs::write(&corpus, (0..80).map(|i| format!("section {i}. {text}.\n\n")).collect::<String>()).unwrap();
+    let train = tmp.path().join("task.csv");
+    let rows: String = (0..40).map(|i| if i % 2 == 0 { "the lessee shall repair,repair\n" } else { "the licensee may not assign,assign\n" }).collect();
+    std::fs::write(&train, format!("text,label\n{rows}")).unwrap();
+    let out = tmp.path().join("study");
+    let res = bertkit(&[
+        "adapt", "--model", common::tiny_model().to_str().unwrap(), "--corpus", corpus.to_str().unwrap(), "--train", train.to_str().unwrap(),
+        "--output", out.to_str().unwrap(), "--pretrain-steps", "8", "--pretrain-max-len", "32", "--finetune-epochs", "1",
+        "--finetune-max-len", "16", "--batch-size", "8", "--device", "cpu", "--threads", "1",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for key in ["before", "after"] {
+        assert!(report["domain_heldout"][key]["perplexity"].as_f64().unwrap() > 1.0, "{key}");
+    }
+    for key in ["original", "adapted"] {
+        let acc = report["downstream"][key]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{key}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("perplexity") && md.contains("| accuracy |"), "{md}");
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(stderr.contains("$ bertkit pretrain") && stderr.contains("$ bertkit finetune"), "the chain is printed");
+}

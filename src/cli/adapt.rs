@@ -122,7 +122,8 @@ pub fn run(args: Args) -> Result<()> {
 
     let finetune = |model: String, output: &Path| -> Vec<String> {
         let mut v: Vec<String> = vec![
-            "finetune".into(), "--model".into(), model, "--train".into(), path(&args.train), "--output".into(), path(output),
+            // The study trains a fresh head for the task on both models.
+            "finetune".into(), "--new-head".into(), "--model".into(), model, "--train".into(), path(&args.train), "--output".into(), path(output),
             "--text-column".into(), args.text_column.clone(), "--label-column".into(), args.label_column.clone(),
             "--epochs".into(), args.finetune_epochs.to_string(), "--max-len".into(), args.finetune_max_len.to_string(),
             "--lr".into(), args.finetune_lr.to_string(), "--batch-size".into(), args.batch_size.to_string(),
