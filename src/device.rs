@@ -40,10 +40,10 @@ fn physical_cores() -> usize {
     for line in info.lines() {
         if let Some(v) = line.strip_prefix("physical id") {
             phys = v.trim_start_matches([' ', '\t', ':']).parse::<u32>().ok();
-        } else if let Some(v) = line.strip_prefix("core id") {
-            if let Ok(core) = v.trim_start_matches([' ', '\t', ':']).parse::<u32>() {
-                cores.insert((phys, core));
-            }
+        } else if let Some(v) = line.strip_prefix("core id")
+            && let Ok(core) = v.trim_start_matches([' ', '\t', ':']).parse::<u32>()
+        {
+            cores.insert((phys, core));
         }
     }
     // In a container the cpuinfo may list the host's cores: never exceed what we may use.

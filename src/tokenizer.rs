@@ -36,9 +36,7 @@ impl BertTokenizer {
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
         let id = |token: &str| {
-            inner
-                .token_to_id(token)
-                .with_context(|| format!("{}: tokenizer has no {token} token", dir.display()))
+            inner.token_to_id(token).with_context(|| format!("{}: tokenizer has no {token} token", dir.display()))
         };
         Ok(BertTokenizer {
             pad_id: id("[PAD]")?,
@@ -128,8 +126,7 @@ fn from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
     let mut tok = Tokenizer::new(model);
     let id = |t: &str| tok.token_to_id(t).with_context(|| format!("{}: no {t} token", vocab.display()));
     let processor = BertProcessing::new(("[SEP]".into(), id("[SEP]")?), ("[CLS]".into(), id("[CLS]")?));
-    tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
-        .map_err(|e| anyhow!("{e}"))?;
+    tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase))).map_err(|e| anyhow!("{e}"))?;
     tok.with_pre_tokenizer(Some(BertPreTokenizer));
     tok.with_post_processor(Some(processor));
     tok.with_decoder(Some(WordPieceDecoder::default()));

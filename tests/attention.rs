@@ -55,7 +55,21 @@ fn drawn_values_are_transformers_attention_probabilities() {
     let (text, row) = unpadded_reference_text();
     let json = tmp.path().join("a.json");
     let png = tmp.path().join("a.png");
-    bertkit(&["attention", "--model", s(&common::tiny_model()), "--text", &text, "--layer", "1", "--head", "2", "--out", s(&png), "--json", s(&json)]);
+    bertkit(&[
+        "attention",
+        "--model",
+        s(&common::tiny_model()),
+        "--text",
+        &text,
+        "--layer",
+        "1",
+        "--head",
+        "2",
+        "--out",
+        s(&png),
+        "--json",
+        s(&json),
+    ]);
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let got: Vec<Vec<f32>> = serde_json::from_value(v["attention"].clone()).unwrap();
     let r = Reference::load(&common::repo().join("tests/fixtures/reference/tiny.safetensors"));
@@ -80,7 +94,8 @@ fn every_picture_mode() {
         ("view.html", vec!["--compare", s(&changed)]),
     ] {
         let out = tmp.path().join(name);
-        let mut args = vec!["attention", "--model", s(&tiny), "--text", text, "--layer", "1", "--head", "0", "--out", s(&out)];
+        let mut args =
+            vec!["attention", "--model", s(&tiny), "--text", text, "--layer", "1", "--head", "0", "--out", s(&out)];
         args.extend(extra.iter().copied());
         bertkit(&args);
         assert!(std::fs::metadata(&out).unwrap().len() > 1000, "{name} written");
@@ -88,7 +103,8 @@ fn every_picture_mode() {
     let svg = std::fs::read_to_string(tmp.path().join("one.svg")).unwrap();
     assert!(svg.contains("fantastic") || svg.contains("##"), "token labels are drawn");
     // The ranking: only layer 1 was changed, so its heads lead and layer 0 is unchanged.
-    let heads: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("cmp.heads.json")).unwrap()).unwrap();
+    let heads: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("cmp.heads.json")).unwrap()).unwrap();
     let ranked = heads["heads"].as_array().unwrap();
     assert_eq!(ranked.len(), 2 * 4);
     assert_eq!(ranked[0]["layer"], 1);
@@ -118,7 +134,8 @@ impl Drop for Driver {
 }
 
 fn chromedriver() -> Option<Driver> {
-    let exe = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].iter().map(PathBuf::from).find(|p| p.exists());
+    let exe =
+        ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].iter().map(PathBuf::from).find(|p| p.exists());
     let Some(exe) = exe else {
         if std::env::var("BERTKIT_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
             panic!("chromedriver not found (apt-get install chromium chromium-driver)");
@@ -127,7 +144,8 @@ fn chromedriver() -> Option<Driver> {
         return None;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(exe).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let child =
+        Command::new(exe).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let driver = Driver { child, base: format!("http://127.0.0.1:{port}") };
     let start = Instant::now();
     while ureq::get(&format!("{}/status", driver.base)).call().is_err() {
@@ -149,8 +167,19 @@ fn html_head_view_works_in_chromium() {
     let page = tmp.path().join("view.html");
     let changed = perturbed_tiny(tmp.path());
     bertkit(&[
-        "attention", "--model", s(&common::tiny_model()), "--compare", s(&changed), "--text", "the lessee shall <script>repair</script> it",
-        "--layer", "0", "--head", "0", "--out", s(&page),
+        "attention",
+        "--model",
+        s(&common::tiny_model()),
+        "--compare",
+        s(&changed),
+        "--text",
+        "the lessee shall <script>repair</script> it",
+        "--layer",
+        "0",
+        "--head",
+        "0",
+        "--out",
+        s(&page),
     ]);
     let session = post(
         &format!("{}/session", driver.base),
@@ -189,7 +218,8 @@ fn html_head_view_works_in_chromium() {
     std::fs::write(&shot_path, &png).unwrap();
 
     let logs = post(&format!("{base}/se/log"), serde_json::json!({"type": "browser"}));
-    let errors: Vec<&serde_json::Value> = logs.as_array().map(|a| a.iter().filter(|e| e["level"] == "SEVERE").collect()).unwrap_or_default();
+    let errors: Vec<&serde_json::Value> =
+        logs.as_array().map(|a| a.iter().filter(|e| e["level"] == "SEVERE").collect()).unwrap_or_default();
     assert!(errors.is_empty(), "console errors: {errors:?}");
     let _ = ureq::delete(&base).call();
 }

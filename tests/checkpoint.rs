@@ -91,10 +91,8 @@ fn sharded_checkpoint_loads() {
 
 #[test]
 fn missing_heads_are_created_like_transformers() {
-    let base: BTreeMap<String, Tensor> = tiny_weights()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("classifier.") && !k.starts_with("cls."))
-        .collect();
+    let base: BTreeMap<String, Tensor> =
+        tiny_weights().into_iter().filter(|(k, _)| !k.starts_with("classifier.") && !k.starts_with("cls.")).collect();
     let dir = tiny_with(&base);
     let (vs, report) = load_classifier(dir.path()).unwrap();
     assert_eq!(report.initialised, vec!["classifier.bias".to_string(), "classifier.weight".to_string()]);
@@ -129,7 +127,10 @@ fn truncated_file_is_named() {
 #[test]
 fn misshaped_tensor_is_named() {
     let mut w = tiny_weights();
-    w.insert("bert.encoder.layer.1.intermediate.dense.weight".into(), Tensor::zeros([65, 32], (Kind::Float, Device::Cpu)));
+    w.insert(
+        "bert.encoder.layer.1.intermediate.dense.weight".into(),
+        Tensor::zeros([65, 32], (Kind::Float, Device::Cpu)),
+    );
     let dir = tiny_with(&w);
     let err = error_of(dir.path());
     assert!(err.contains("bert.encoder.layer.1.intermediate.dense.weight") && err.contains("[65, 32]"), "{err}");
@@ -166,7 +167,9 @@ fn tokenizer_larger_than_embeddings_is_an_error() {
     let emb = w["bert.embeddings.word_embeddings.weight"].narrow(0, 0, 300);
     w.insert("bert.embeddings.word_embeddings.weight".into(), emb);
     let dir = tiny_with(&w);
-    let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap().replace("\"vocab_size\": 355", "\"vocab_size\": 300");
+    let cfg = std::fs::read_to_string(dir.path().join("config.json"))
+        .unwrap()
+        .replace("\"vocab_size\": 355", "\"vocab_size\": 300");
     std::fs::write(dir.path().join("config.json"), cfg).unwrap();
     let tok = BertTokenizer::from_dir(dir.path()).unwrap();
     let err = format!("{:#}", tok.check_fits(300, dir.path()).unwrap_err());

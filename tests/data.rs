@@ -50,7 +50,11 @@ fn tsv_jsonl_parquet_folder_and_gzip() {
     assert_eq!(d.examples[1].text, "second, with comma");
     assert_eq!(d.examples[0].label.as_deref(), Some("1"));
 
-    let jsonl = write(tmp.path(), "a.jsonl", b"{\"text\": \"caf\\u00e9\", \"label\": 2}\n\n{\"text\": \"x\", \"label\": \"b\", \"extra\": [1]}\n");
+    let jsonl = write(
+        tmp.path(),
+        "a.jsonl",
+        b"{\"text\": \"caf\\u00e9\", \"label\": 2}\n\n{\"text\": \"x\", \"label\": \"b\", \"extra\": [1]}\n",
+    );
     let d = read_examples(&jsonl, None, &cols(), OnBadRow::Error).unwrap();
     assert_eq!(d.examples[0].text, "café");
     assert_eq!(d.examples[0].label.as_deref(), Some("2"), "integer labels read as their text");
@@ -66,7 +70,8 @@ fn tsv_jsonl_parquet_folder_and_gzip() {
         ("label", Arc::new(Int64Array::from(vec![1, 0])) as ArrayRef),
     ])
     .unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&parquet).unwrap(), batch.schema(), None).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&parquet).unwrap(), batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     let d = read_examples(&parquet, None, &cols(), OnBadRow::Error).unwrap();
@@ -79,7 +84,8 @@ fn tsv_jsonl_parquet_folder_and_gzip() {
         ("label", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
     ])
     .unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&bad).unwrap(), batch.schema(), None).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&bad).unwrap(), batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     let msg = err(&bad, &cols());
@@ -113,12 +119,17 @@ fn bad_rows_name_file_and_line() {
         ("empty.csv", b"text,label\nok,1\n  ,0\n", "empty.csv:3: empty text"),
         ("nolabel.csv", b"text,label\nok,1\nno label,\n", "nolabel.csv:3: missing label"),
         ("latin1.csv", b"text,label\nok,1\ncaf\xe9,0\n", "latin1.csv:3: column \"text\" is not valid UTF-8"),
-        ("broken.jsonl", b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\n", "broken.jsonl:2: not a JSON object"),
+        (
+            "broken.jsonl",
+            b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\n",
+            "broken.jsonl:2: not a JSON object",
+        ),
         ("nolabel.jsonl", b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n", "nolabel.jsonl:2: missing label"),
         ("nofile.csv", b"", "nofile.csv"),
     ];
     for (name, bytes, want) in cases {
-        let p = if *name == "nofile.csv" { tmp.path().join("missing/nofile.csv") } else { write(tmp.path(), name, bytes) };
+        let p =
+            if *name == "nofile.csv" { tmp.path().join("missing/nofile.csv") } else { write(tmp.path(), name, bytes) };
         let msg = err(&p, &cols());
         assert!(msg.contains(want), "{name}: {msg:?} should contain {want:?}");
     }
@@ -139,13 +150,19 @@ fn skip_policy_counts_bad_rows() {
 #[test]
 fn eval_label_unknown_to_training_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let train = read_examples(&write(tmp.path(), "t.csv", b"text,label\na,cat\nb,dog\n"), None, &cols(), OnBadRow::Error).unwrap();
-    let eval = read_examples(&write(tmp.path(), "e.csv", b"text,label\nc,cat\nd,bird\n"), None, &cols(), OnBadRow::Error).unwrap();
+    let train =
+        read_examples(&write(tmp.path(), "t.csv", b"text,label\na,cat\nb,dog\n"), None, &cols(), OnBadRow::Error)
+            .unwrap();
+    let eval =
+        read_examples(&write(tmp.path(), "e.csv", b"text,label\nc,cat\nd,bird\n"), None, &cols(), OnBadRow::Error)
+            .unwrap();
     let labels = LabelSet::from_examples(&train.examples);
     let msg = format!("{:#}", labels.ids(&eval.examples, "training").unwrap_err());
     assert!(msg.contains("e.csv:3") && msg.contains("\"bird\"") && msg.contains("cat, dog"), "{msg}");
     // Integer labels sort as numbers.
-    let nums = read_examples(&write(tmp.path(), "n.csv", b"text,label\na,10\nb,2\nc,0\n"), None, &cols(), OnBadRow::Error).unwrap();
+    let nums =
+        read_examples(&write(tmp.path(), "n.csv", b"text,label\na,10\nb,2\nc,0\n"), None, &cols(), OnBadRow::Error)
+            .unwrap();
     assert_eq!(LabelSet::from_examples(&nums.examples).names(), ["0", "2", "10"]);
 }
 
@@ -155,7 +172,18 @@ fn bad_data_fails_before_the_output_dir_is_touched() {
     let p = write(tmp.path(), "bad.csv", b"text,label\nok,1\n\xff\xfe,0\n");
     let out = tmp.path().join("out");
     let res = std::process::Command::new(env!("CARGO_BIN_EXE_bertkit"))
-        .args(["finetune", "--model", common::tiny_model().to_str().unwrap(), "--new-head", "--train", p.to_str().unwrap(), "--output", out.to_str().unwrap(), "--device", "cpu"])
+        .args([
+            "finetune",
+            "--model",
+            common::tiny_model().to_str().unwrap(),
+            "--new-head",
+            "--train",
+            p.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ])
         .output()
         .unwrap();
     assert_eq!(res.status.code(), Some(1));

@@ -57,9 +57,34 @@ fn learns_a_synthetic_rule_then_evaluates_and_predicts() {
     let out = tmp.path().join("run");
     let out_s = out.to_str().unwrap();
     ok(&[
-        "finetune", "--new-head", "--model", &tiny(), "--train", train.to_str().unwrap(), "--eval", eval.to_str().unwrap(),
-        "--output", out_s, "--epochs", "6", "--batch-size", "16", "--lr", "3e-3", "--warmup-ratio", "0.1",
-        "--weight-decay", "0.01", "--max-len", "32", "--device", "cpu", "--threads", "1", "--save-total-limit", "2",
+        "finetune",
+        "--new-head",
+        "--model",
+        &tiny(),
+        "--train",
+        train.to_str().unwrap(),
+        "--eval",
+        eval.to_str().unwrap(),
+        "--output",
+        out_s,
+        "--epochs",
+        "6",
+        "--batch-size",
+        "16",
+        "--lr",
+        "3e-3",
+        "--warmup-ratio",
+        "0.1",
+        "--weight-decay",
+        "0.01",
+        "--max-len",
+        "32",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--save-total-limit",
+        "2",
     ]);
     let results = read_json(out.join("eval_results.json"));
     let accuracy = results["metrics"]["accuracy"].as_f64().unwrap();
@@ -72,7 +97,11 @@ fn learns_a_synthetic_rule_then_evaluates_and_predicts() {
     for f in ["log.jsonl", "curves.png", "curves.svg", "trainer_state.json", "tokenizer.json"] {
         assert!(out.join(f).exists(), "{f}");
     }
-    let checkpoints: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")).collect();
+    let checkpoints: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+        .collect();
     assert!(checkpoints.len() <= 2, "--save-total-limit 2 keeps {} checkpoints", checkpoints.len());
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
     assert!(log.lines().any(|l| l.contains("\"event\":\"eval\"")));
@@ -80,13 +109,35 @@ fn learns_a_synthetic_rule_then_evaluates_and_predicts() {
 
     // evaluate reproduces the best evaluation from the saved model.
     let json = tmp.path().join("eval.json");
-    ok(&["evaluate", "--model", out_s, "--data", eval.to_str().unwrap(), "--max-len", "32", "--device", "cpu", "--json", json.to_str().unwrap()]);
+    ok(&[
+        "evaluate",
+        "--model",
+        out_s,
+        "--data",
+        eval.to_str().unwrap(),
+        "--max-len",
+        "32",
+        "--device",
+        "cpu",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     let again = read_json(json)["metrics"]["accuracy"].as_f64().unwrap();
     assert_eq!(again, accuracy, "evaluate on the saved model agrees with training's evaluation");
 
     // predict, to CSV and to JSONL from stdin.
     let preds = tmp.path().join("preds.csv");
-    ok(&["predict", "--model", out_s, "--input", eval.to_str().unwrap(), "--output", preds.to_str().unwrap(), "--device", "cpu"]);
+    ok(&[
+        "predict",
+        "--model",
+        out_s,
+        "--input",
+        eval.to_str().unwrap(),
+        "--output",
+        preds.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     let text = std::fs::read_to_string(&preds).unwrap();
     assert!(text.starts_with("text,label,score,prob_neg,prob_pos\n"), "{text}");
     assert_eq!(text.lines().count(), 101);
@@ -99,7 +150,8 @@ fn learns_a_synthetic_rule_then_evaluates_and_predicts() {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"the film was good\nthe plot was bad and the film too\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["label"], "pos");
     assert_eq!(lines[1]["label"], "neg");
@@ -112,16 +164,47 @@ fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
     let train = tmp.path().join("train.jsonl");
     let mut jsonl = String::new();
-    for (i, text) in ["a good film", "bad plot", "good good", "the bad movie", "it was good", "bad", "good and fine", "so bad"].iter().cycle().take(40).enumerate() {
+    for (i, text) in
+        ["a good film", "bad plot", "good good", "the bad movie", "it was good", "bad", "good and fine", "so bad"]
+            .iter()
+            .cycle()
+            .take(40)
+            .enumerate()
+    {
         jsonl += &format!("{}\n", serde_json::json!({"text": text, "label": (i % 3).to_string()}));
     }
     std::fs::write(&train, jsonl).unwrap();
     let model = tiny();
     let run = |out: &Path, extra: &[&str]| {
         let mut args = vec![
-            "finetune", "--new-head", "--model", &model, "--train", train.to_str().unwrap(), "--output", out.to_str().unwrap(),
-            "--max-steps", "12", "--eval-every", "4", "--batch-size", "4", "--grad-accum", "2", "--lr", "1e-3",
-            "--warmup-steps", "3", "--dropout", "0.2", "--device", "cpu", "--threads", "1", "--max-len", "16",
+            "finetune",
+            "--new-head",
+            "--model",
+            &model,
+            "--train",
+            train.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "12",
+            "--eval-every",
+            "4",
+            "--batch-size",
+            "4",
+            "--grad-accum",
+            "2",
+            "--lr",
+            "1e-3",
+            "--warmup-steps",
+            "3",
+            "--dropout",
+            "0.2",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--max-len",
+            "16",
         ];
         args.extend_from_slice(extra);
         ok(&args);
@@ -141,8 +224,22 @@ fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
     // Resuming with other settings is refused rather than silently diverging.
     let other = tmp.path().join("other");
     let out = bertkit(&[
-        "finetune", "--new-head", "--model", &tiny(), "--train", train.to_str().unwrap(), "--output", other.to_str().unwrap(),
-        "--max-steps", "12", "--batch-size", "8", "--resume-from", ckpt.to_str().unwrap(), "--device", "cpu",
+        "finetune",
+        "--new-head",
+        "--model",
+        &tiny(),
+        "--train",
+        train.to_str().unwrap(),
+        "--output",
+        other.to_str().unwrap(),
+        "--max-steps",
+        "12",
+        "--batch-size",
+        "8",
+        "--resume-from",
+        ckpt.to_str().unwrap(),
+        "--device",
+        "cpu",
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("other settings"));
@@ -155,10 +252,23 @@ fn refuses_to_overwrite_another_run() {
     synthetic_csv(&train, 20, 3);
     let out = tmp.path().join("run");
     let args = |extra: &'static str| {
-        let mut v: Vec<String> = ["finetune", "--new-head", "--model", &tiny(), "--train", train.to_str().unwrap(), "--output", out.to_str().unwrap(), "--max-steps", "1", "--device", "cpu"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut v: Vec<String> = [
+            "finetune",
+            "--new-head",
+            "--model",
+            &tiny(),
+            "--train",
+            train.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "1",
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         if !extra.is_empty() {
             v.push(extra.into());
         }
@@ -180,14 +290,38 @@ fn ctrl_c_saves_a_checkpoint_that_resumes_exactly() {
     synthetic_csv(&train, 200, 5);
     let model = tiny();
     let args = |out: &Path| -> Vec<String> {
-        ["finetune", "--new-head", "--model", &model, "--train", train.to_str().unwrap(), "--output", out.to_str().unwrap(),
-         "--max-steps", "400", "--batch-size", "4", "--device", "cpu", "--threads", "1", "--log-every", "1", "--max-len", "24"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "finetune",
+            "--new-head",
+            "--model",
+            &model,
+            "--train",
+            train.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "400",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--log-every",
+            "1",
+            "--max-len",
+            "24",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let out = tmp.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args(&out)).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bertkit"))
+        .args(args(&out))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let start = std::time::Instant::now();
     while !std::fs::read_to_string(out.join("log.jsonl")).unwrap_or_default().contains("\"step\":5,") {
         assert!(start.elapsed().as_secs() < 60, "training did not start");
@@ -197,9 +331,17 @@ fn ctrl_c_saves_a_checkpoint_that_resumes_exactly() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "exit code after Ctrl-C");
-    let state = read_json(std::fs::read_dir(&out).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")).expect("a checkpoint").path().join("trainer_state.json"));
+    let state = read_json(
+        std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+            .expect("a checkpoint")
+            .path()
+            .join("trainer_state.json"),
+    );
     let step = state["global_step"].as_u64().unwrap();
-    assert!(step >= 5 && step < 400, "stopped at step {step}");
+    assert!((5..400).contains(&step), "stopped at step {step}");
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
     assert!(log.contains("\"event\":\"interrupted\""));
 }
@@ -210,9 +352,32 @@ fn bf16_autocast_trains() {
     let train = tmp.path().join("t.csv");
     synthetic_csv(&train, 64, 6);
     let run = |out: &Path, precision: &str| {
-        ok(&["finetune", "--new-head", "--model", &tiny(), "--train", train.to_str().unwrap(), "--eval", train.to_str().unwrap(),
-            "--output", out.to_str().unwrap(), "--max-steps", "16", "--batch-size", "8", "--lr", "3e-3", "--precision", precision,
-            "--device", "cpu", "--threads", "1", "--max-len", "24"]);
+        ok(&[
+            "finetune",
+            "--new-head",
+            "--model",
+            &tiny(),
+            "--train",
+            train.to_str().unwrap(),
+            "--eval",
+            train.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "16",
+            "--batch-size",
+            "8",
+            "--lr",
+            "3e-3",
+            "--precision",
+            precision,
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--max-len",
+            "24",
+        ]);
     };
     let out = tmp.path().join("run");
     run(&out, "bf16");
@@ -221,7 +386,12 @@ fn bf16_autocast_trains() {
     let weights = |p: &Path| std::fs::read(p.join("model.safetensors")).unwrap();
     assert!(weights(&out) != weights(&fp32), "bf16 autocast changes the arithmetic");
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
-    let losses: Vec<f64> = log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["event"] == "train").map(|v| v["loss"].as_f64().unwrap()).collect();
+    let losses: Vec<f64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "train")
+        .map(|v| v["loss"].as_f64().unwrap())
+        .collect();
     assert!(!losses.is_empty() && losses.iter().all(|l| l.is_finite()), "{losses:?}");
     // Weights stay fp32 (master weights): the saved model is float32.
     let config = read_json(out.join("config.json"));

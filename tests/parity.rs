@@ -11,8 +11,8 @@ mod common;
 use std::path::Path;
 
 use bertkit::checkpoint::Checkpoint;
-use bertkit::model::{ForwardOptions, Inputs, MaskedLm, SequenceClassifier};
 use bertkit::data::Collator;
+use bertkit::model::{ForwardOptions, Inputs, MaskedLm, SequenceClassifier};
 use bertkit::tokenizer::BertTokenizer;
 use bertkit::train::optim::{AdamW, AdamWConfig};
 use common::{Reference, assert_close, assert_rel};
@@ -97,7 +97,12 @@ fn check_model(model_dir: &Path, reference: &Path, name: &str) {
         tch::no_grad(|| {
             let (logits, out) = cls.forward(&x, all);
             for (i, h) in out.hidden_states.iter().enumerate() {
-                assert_close(&format!("{name} {batch} hidden_states.{i}"), h, r.get(&format!("{batch}.hidden_states.{i}")), ATOL);
+                assert_close(
+                    &format!("{name} {batch} hidden_states.{i}"),
+                    h,
+                    r.get(&format!("{batch}.hidden_states.{i}")),
+                    ATOL,
+                );
             }
             let mut seen_attentions = 0;
             for (i, a) in out.attentions.iter().enumerate() {
@@ -107,10 +112,20 @@ fn check_model(model_dir: &Path, reference: &Path, name: &str) {
                 }
             }
             assert!(batch == "long" || seen_attentions == config.num_hidden_layers, "{batch}: attentions compared");
-            assert_close(&format!("{name} {batch} pooled"), out.pooled.as_ref().unwrap(), r.get(&format!("{batch}.pooled")), ATOL);
+            assert_close(
+                &format!("{name} {batch} pooled"),
+                out.pooled.as_ref().unwrap(),
+                r.get(&format!("{batch}.pooled")),
+                ATOL,
+            );
             assert_close(&format!("{name} {batch} cls_logits"), &logits, r.get(&format!("{batch}.cls_logits")), ATOL);
             let loss = cls.loss(&logits, labels);
-            assert_close(&format!("{name} {batch} cls_loss"), &loss.reshape([1]), r.get(&format!("{batch}.cls_loss")), ATOL);
+            assert_close(
+                &format!("{name} {batch} cls_loss"),
+                &loss.reshape([1]),
+                r.get(&format!("{batch}.cls_loss")),
+                ATOL,
+            );
 
             // The fused (SDPA) attention path, used whenever probabilities are not asked for.
             let (fast_logits, fast) = cls.forward(&x, ForwardOptions::eval());
@@ -123,7 +138,12 @@ fn check_model(model_dir: &Path, reference: &Path, name: &str) {
             let mlm_labels = r.get(&format!("{batch}.mlm_labels"));
             // The reference MLM model runs transformers' eager attention, as `all` does here.
             let masked = mlm.forward_masked(&mx, mlm_labels, all);
-            assert_close(&format!("{name} {batch} mlm_loss"), &masked.loss.reshape([1]), r.get(&format!("{batch}.mlm_loss")), ATOL);
+            assert_close(
+                &format!("{name} {batch} mlm_loss"),
+                &masked.loss.reshape([1]),
+                r.get(&format!("{batch}.mlm_loss")),
+                ATOL,
+            );
             if let Some(want) = r.try_get(&format!("{batch}.mlm_logits")) {
                 let full = mlm.forward(&mx, all);
                 assert_close(&format!("{name} {batch} mlm_logits"), &full, want, ATOL);
@@ -200,7 +220,8 @@ fn minilm_matches_transformers() {
 fn vocab_txt_tokenizer_matches_tokenizer_json() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(common::tiny_model().join("vocab.txt"), tmp.path().join("vocab.txt")).unwrap();
-    std::fs::copy(common::tiny_model().join("tokenizer_config.json"), tmp.path().join("tokenizer_config.json")).unwrap();
+    std::fs::copy(common::tiny_model().join("tokenizer_config.json"), tmp.path().join("tokenizer_config.json"))
+        .unwrap();
     let tok = BertTokenizer::from_dir(tmp.path()).unwrap();
     let tokens: Value = serde_json::from_str(
         &std::fs::read_to_string(common::repo().join("tests/fixtures/reference/tiny_tokens.json")).unwrap(),

@@ -18,7 +18,13 @@ fn tok() -> BertTokenizer {
 }
 
 fn spec(paths: &[&Path], chunking: Chunking, max_len: usize) -> CorpusSpec {
-    CorpusSpec { paths: paths.iter().map(|p| p.to_path_buf()).collect(), chunking, max_len, text_field: "text".into(), dedupe: false }
+    CorpusSpec {
+        paths: paths.iter().map(|p| p.to_path_buf()).collect(),
+        chunking,
+        max_len,
+        text_field: "text".into(),
+        dedupe: false,
+    }
 }
 
 fn blocks(cache: &TokenCache) -> Vec<Vec<u32>> {
@@ -41,7 +47,9 @@ fn chunking_modes() {
 
     // group: documents joined by [SEP], cut into blocks of max_len - 2 = 4; the last partial
     // block is kept when at least a quarter full.
-    let c = TokenCache::open_or_build(&tmp.path().join("g"), &spec(&[&dir], Chunking::Group, 6), &t, &common::tiny_model()).unwrap();
+    let c =
+        TokenCache::open_or_build(&tmp.path().join("g"), &spec(&[&dir], Chunking::Group, 6), &t, &common::tiny_model())
+            .unwrap();
     let mut want: Vec<u32> = ids("a b c d e f g");
     want.push(sep);
     want.extend(ids("h i j"));
@@ -50,12 +58,20 @@ fn chunking_modes() {
     assert!(got[..got.len() - 1].iter().all(|b| b.len() == 4));
 
     // line: one block per non-empty line, truncated.
-    let c = TokenCache::open_or_build(&tmp.path().join("l"), &spec(&[&dir], Chunking::Line, 5), &t, &common::tiny_model()).unwrap();
+    let c =
+        TokenCache::open_or_build(&tmp.path().join("l"), &spec(&[&dir], Chunking::Line, 5), &t, &common::tiny_model())
+            .unwrap();
     assert_eq!(blocks(&c), vec![ids("a b c"), ids("f g"), ids("h i j")]);
     assert_eq!(c.meta.truncated, 1);
 
     // document: full blocks that never cross a file.
-    let c = TokenCache::open_or_build(&tmp.path().join("d"), &spec(&[&dir], Chunking::Document, 6), &t, &common::tiny_model()).unwrap();
+    let c = TokenCache::open_or_build(
+        &tmp.path().join("d"),
+        &spec(&[&dir], Chunking::Document, 6),
+        &t,
+        &common::tiny_model(),
+    )
+    .unwrap();
     assert_eq!(blocks(&c), vec![ids("a b c d"), ids("e f g"), ids("h i j")]);
 }
 
@@ -63,7 +79,8 @@ fn chunking_modes() {
 fn jsonl_corpus_gzip_and_dedupe() {
     let tmp = tempfile::tempdir().unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, b"{\"body\": \"a b\\n\\nsame para\"}\n{\"body\": \"same para\\n\\nc d\"}\n").unwrap();
+    std::io::Write::write_all(&mut gz, b"{\"body\": \"a b\\n\\nsame para\"}\n{\"body\": \"same para\\n\\nc d\"}\n")
+        .unwrap();
     let file = tmp.path().join("docs.jsonl.gz");
     std::fs::write(&file, gz.finish().unwrap()).unwrap();
     let mut s = spec(&[&file], Chunking::Document, 32);
@@ -73,7 +90,7 @@ fn jsonl_corpus_gzip_and_dedupe() {
     assert_eq!(c.meta.documents, 2);
     assert_eq!(c.meta.duplicates_dropped, 1);
     let t = tok();
-    let text = t.decode(&c.block(1).to_vec()).unwrap();
+    let text = t.decode(c.block(1)).unwrap();
     assert_eq!(text, "c d", "the repeated paragraph is gone from the second document");
 }
 
@@ -89,14 +106,20 @@ fn token_cache_is_reused_and_invalidated() {
     drop(first);
     std::thread::sleep(std::time::Duration::from_millis(20));
     let again = TokenCache::open_or_build(&cache_dir, &s, &tok(), &common::tiny_model()).unwrap();
-    assert_eq!(std::fs::metadata(cache_dir.join("tokens.bin")).unwrap().modified().unwrap(), stamp, "reused, not rebuilt");
+    assert_eq!(
+        std::fs::metadata(cache_dir.join("tokens.bin")).unwrap().modified().unwrap(),
+        stamp,
+        "reused, not rebuilt"
+    );
     let n = again.meta.tokens;
     drop(again);
     std::fs::write(&file, "the lessee shall repair the premises and pay the rent\n").unwrap();
     let changed = TokenCache::open_or_build(&cache_dir, &s, &tok(), &common::tiny_model()).unwrap();
     assert!(changed.meta.tokens > n, "a changed corpus is tokenised again");
     drop(changed);
-    let longer = TokenCache::open_or_build(&cache_dir, &spec(&[&file], Chunking::Line, 16), &tok(), &common::tiny_model()).unwrap();
+    let longer =
+        TokenCache::open_or_build(&cache_dir, &spec(&[&file], Chunking::Line, 16), &tok(), &common::tiny_model())
+            .unwrap();
     assert_eq!(longer.len(), 1, "other chunking settings rebuild");
 }
 
@@ -111,13 +134,22 @@ fn masked_only_loss_equals_full_projection_loss() {
     let inputs = bertkit::data::Collator { pad_id: t.pad_id }.collate_encodings(&enc);
     let labels = inputs.input_ids.copy();
     // Keep targets at a few real positions only.
-    let keep = Tensor::from_slice(&[0i64, 1, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let keep = Tensor::from_slice(&[
+        0i64, 1, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0,
+    ]);
     let n = labels.numel() as i64;
     let keep = keep.narrow(0, 0, n).view(labels.size().as_slice()).to_kind(Kind::Bool);
     let labels = labels.where_self(&keep, &Tensor::from(IGNORE_INDEX));
     let masked = mlm.forward_masked(&inputs, &labels, ForwardOptions::eval());
     let full = mlm.forward(&inputs, ForwardOptions::eval());
-    let reference = full.flatten(0, 1).cross_entropy_loss::<Tensor>(&labels.flatten(0, 1), None, Reduction::Mean, IGNORE_INDEX, 0.0);
+    let reference = full.flatten(0, 1).cross_entropy_loss::<Tensor>(
+        &labels.flatten(0, 1),
+        None,
+        Reduction::Mean,
+        IGNORE_INDEX,
+        0.0,
+    );
     let diff = (masked.loss - reference).abs().double_value(&[]);
     assert!(diff < 1e-6, "masked-only loss differs by {diff}");
     assert_eq!(masked.logits.size()[0], labels.ne(IGNORE_INDEX).sum(Kind::Int64).int64_value(&[]));
@@ -136,20 +168,53 @@ fn pretrain_then_finetune_and_fill_mask() {
     let out = tmp.path().join("adapted");
     let model = common::tiny_model();
     let res = bertkit(&[
-        "pretrain", "--model", model.to_str().unwrap(), "--corpus", corpus.to_str().unwrap(), "--output", out.to_str().unwrap(),
-        "--max-len", "64", "--max-steps", "60", "--batch-size", "8", "--lr", "5e-3", "--eval-split", "0.1", "--eval-every", "30",
-        "--device", "cpu", "--threads", "1", "--whole-word-masking",
+        "pretrain",
+        "--model",
+        model.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--max-len",
+        "64",
+        "--max-steps",
+        "60",
+        "--batch-size",
+        "8",
+        "--lr",
+        "5e-3",
+        "--eval-split",
+        "0.1",
+        "--eval-every",
+        "30",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--whole-word-masking",
     ]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-    let before: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval_before.json")).unwrap()).unwrap();
-    let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval_results.json")).unwrap()).unwrap();
+    let before: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval_before.json")).unwrap()).unwrap();
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval_results.json")).unwrap()).unwrap();
     let (b, a) = (before["metrics"]["eval_loss"].as_f64().unwrap(), after["metrics"]["eval_loss"].as_f64().unwrap());
     assert!(a < 0.7 * b, "held-out masked-token loss {b} -> {a}");
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["architectures"][0], "BertForMaskedLM");
     assert!(out.with_extension("token-cache").join("train/meta.json").exists());
 
-    let fill = bertkit(&["fill-mask", "--model", out.to_str().unwrap(), "--text", "the lessee shall [MASK] the premises", "--json", "--device", "cpu"]);
+    let fill = bertkit(&[
+        "fill-mask",
+        "--model",
+        out.to_str().unwrap(),
+        "--text",
+        "the lessee shall [MASK] the premises",
+        "--json",
+        "--device",
+        "cpu",
+    ]);
     assert!(fill.status.success(), "{}", String::from_utf8_lossy(&fill.stderr));
     let rows: serde_json::Value = serde_json::from_slice(&fill.stdout).unwrap();
     let top = &rows[0]["masks"][0];
@@ -160,7 +225,21 @@ fn pretrain_then_finetune_and_fill_mask() {
     // The adapted model is a valid starting point for fine-tuning (a pooler and classifier are created).
     let train = tmp.path().join("t.csv");
     std::fs::write(&train, "text,label\nthe lessee shall repair,a\nthe licensee may not assign,b\nrepair the premises,a\nassign the rights,b\n").unwrap();
-    let ft = bertkit(&["finetune", "--model", out.to_str().unwrap(), "--train", train.to_str().unwrap(), "--output", tmp.path().join("ft").to_str().unwrap(), "--max-steps", "2", "--batch-size", "2", "--device", "cpu"]);
+    let ft = bertkit(&[
+        "finetune",
+        "--model",
+        out.to_str().unwrap(),
+        "--train",
+        train.to_str().unwrap(),
+        "--output",
+        tmp.path().join("ft").to_str().unwrap(),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+    ]);
     assert!(ft.status.success(), "{}", String::from_utf8_lossy(&ft.stderr));
 }
 
@@ -171,16 +250,39 @@ fn adapt_runs_the_whole_study() {
     let text = "the lessee shall repair the premises and the licensee may not assign the rights granted herein";
     std::fs::write(&corpus, (0..80).map(|i| format!("section {i}. {text}.\n\n")).collect::<String>()).unwrap();
     let train = tmp.path().join("task.csv");
-    let rows: String = (0..40).map(|i| if i % 2 == 0 { "the lessee shall repair,repair\n" } else { "the licensee may not assign,assign\n" }).collect();
+    let rows: String = (0..40)
+        .map(|i| if i % 2 == 0 { "the lessee shall repair,repair\n" } else { "the licensee may not assign,assign\n" })
+        .collect();
     std::fs::write(&train, format!("text,label\n{rows}")).unwrap();
     let out = tmp.path().join("study");
     let res = bertkit(&[
-        "adapt", "--model", common::tiny_model().to_str().unwrap(), "--corpus", corpus.to_str().unwrap(), "--train", train.to_str().unwrap(),
-        "--output", out.to_str().unwrap(), "--pretrain-steps", "8", "--pretrain-max-len", "32", "--finetune-epochs", "1",
-        "--finetune-max-len", "16", "--batch-size", "8", "--device", "cpu", "--threads", "1",
+        "adapt",
+        "--model",
+        common::tiny_model().to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--train",
+        train.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--pretrain-steps",
+        "8",
+        "--pretrain-max-len",
+        "32",
+        "--finetune-epochs",
+        "1",
+        "--finetune-max-len",
+        "16",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
     ]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     for key in ["before", "after"] {
         assert!(report["domain_heldout"][key]["perplexity"].as_f64().unwrap() > 1.0, "{key}");
     }

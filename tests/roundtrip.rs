@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use bertkit::checkpoint::{Checkpoint, safetensors_bytes, save_pretrained};
-use bertkit::model::{ForwardOptions, MaskedLm, SequenceClassifier};
 use bertkit::data::Collator;
+use bertkit::model::{ForwardOptions, MaskedLm, SequenceClassifier};
 use bertkit::tokenizer::BertTokenizer;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -22,11 +22,21 @@ fn short_texts() -> Vec<String> {
 }
 
 /// Saves `vs` as `architecture`, has Python load it and recompute the logits.
-fn python_agrees(src: &Path, vs: &VarStore, config: &bertkit::model::BertConfig, architecture: &str, logits: &Tensor, ids: &Tensor) {
+fn python_agrees(
+    src: &Path,
+    vs: &VarStore,
+    config: &bertkit::model::BertConfig,
+    architecture: &str,
+    logits: &Tensor,
+    ids: &Tensor,
+) {
     let out = tempfile::tempdir().unwrap();
     save_pretrained(out.path(), vs, config, architecture, src).unwrap();
     let expected = out.path().join("expected.safetensors");
-    let tensors = BTreeMap::from([("logits".to_string(), logits.shallow_clone()), ("input_ids".to_string(), ids.shallow_clone())]);
+    let tensors = BTreeMap::from([
+        ("logits".to_string(), logits.shallow_clone()),
+        ("input_ids".to_string(), ids.shallow_clone()),
+    ]);
     std::fs::write(&expected, safetensors_bytes(&tensors).unwrap()).unwrap();
     let output = std::process::Command::new("python3")
         .arg(common::repo().join("scripts/make_reference.py"))
@@ -91,7 +101,8 @@ fn saved_config_keeps_labels_and_unknown_keys() {
     ckpt.load_into(&vs).unwrap();
     let out = tempfile::tempdir().unwrap();
     save_pretrained(out.path(), &vs, &ckpt.config, "BertForSequenceClassification", &common::tiny_model()).unwrap();
-    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(saved["architectures"][0], "BertForSequenceClassification");
     assert_eq!(saved["id2label"]["2"], "positive");
     assert_eq!(saved["label2id"]["neutral"], 1);
@@ -99,6 +110,10 @@ fn saved_config_keeps_labels_and_unknown_keys() {
     for f in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "model.safetensors"] {
         assert!(out.path().join(f).exists(), "{f} written");
     }
-    let leftovers: Vec<_> = std::fs::read_dir(out.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "no temporary files left behind");
 }

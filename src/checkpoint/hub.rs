@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 pub fn download(repo_id: &str) -> Result<PathBuf> {
     let api = hf_hub::api::sync::Api::new().context("setting up the Hugging Face hub client")?;
     let repo = api.model(repo_id.to_string());
-    let config = repo
-        .get("config.json")
-        .with_context(|| format!("{repo_id}: not a local directory, and fetching it from the Hugging Face hub failed"))?;
+    let config = repo.get("config.json").with_context(|| {
+        format!("{repo_id}: not a local directory, and fetching it from the Hugging Face hub failed")
+    })?;
     for optional in ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"] {
         let _ = repo.get(optional); // not every model has every tokenizer file
     }

@@ -17,8 +17,7 @@ use crate::model::BertConfig;
 use names::{Mapped, belongs_to_other_head, canonical};
 
 /// Tokenizer files copied along with a model so the output directory is self-contained.
-const TOKENIZER_FILES: [&str; 4] =
-    ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
+const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
 
 /// A checkpoint directory on disk and its parsed config.
 #[derive(Debug, Clone)]
@@ -89,9 +88,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let text = std::fs::read_to_string(&index).with_context(|| format!("reading {}", index.display()))?;
         let json: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", index.display()))?;
-        let map = json["weight_map"]
-            .as_object()
-            .with_context(|| format!("{}: no weight_map", index.display()))?;
+        let map = json["weight_map"].as_object().with_context(|| format!("{}: no weight_map", index.display()))?;
         let shards: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
         return Ok(shards.into_iter().map(|s| dir.join(s)).collect());
     }
@@ -120,13 +117,15 @@ pub fn tensor_index(dir: &Path) -> Result<BTreeMap<String, TensorInfo>> {
     for file in weight_files(dir)? {
         let mut f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
         let mut len = [0u8; 8];
-        std::io::Read::read_exact(&mut f, &mut len).with_context(|| format!("{}: too short for safetensors", file.display()))?;
+        std::io::Read::read_exact(&mut f, &mut len)
+            .with_context(|| format!("{}: too short for safetensors", file.display()))?;
         let n = u64::from_le_bytes(len);
         if n > 100_000_000 {
             bail!("{}: header length {n} is not plausible; not a safetensors file?", file.display());
         }
         let mut header = vec![0u8; n as usize];
-        std::io::Read::read_exact(&mut f, &mut header).with_context(|| format!("{}: truncated header", file.display()))?;
+        std::io::Read::read_exact(&mut f, &mut header)
+            .with_context(|| format!("{}: truncated header", file.display()))?;
         let meta: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&header).with_context(|| format!("{}: unreadable header", file.display()))?;
         for (name, info) in meta {
@@ -209,8 +208,7 @@ pub fn load_weights(vs: &VarStore, mut weights: BTreeMap<String, Tensor>) -> Res
             missing_encoder[0]
         );
     }
-    let (unused, unknown): (Vec<String>, Vec<String>) =
-        weights.into_keys().partition(|n| belongs_to_other_head(n));
+    let (unused, unknown): (Vec<String>, Vec<String>) = weights.into_keys().partition(|n| belongs_to_other_head(n));
     if let Some(first) = unknown.first() {
         bail!(
             "unexpected tensor {first} in the checkpoint{} (config.json does not match the weights?)",

@@ -77,7 +77,10 @@ fn path(p: &Path) -> String {
 
 /// Runs one bertkit command line in this process, after printing it.
 fn step(argv: Vec<String>) -> Result<()> {
-    eprintln!("\n$ bertkit {}", argv.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" "));
+    eprintln!(
+        "\n$ bertkit {}",
+        argv.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ")
+    );
     let code = super::run_args(std::iter::once("bertkit".to_string()).chain(argv.iter().cloned()))?;
     if code != 0 {
         bail!("bertkit {} stopped with exit code {code}", argv[0]);
@@ -109,10 +112,20 @@ pub fn run(args: Args) -> Result<()> {
     let mut pretrain: Vec<String> = vec!["pretrain".into(), "--model".into(), args.model.clone(), "--corpus".into()];
     pretrain.extend(args.corpus.iter().map(|p| path(p)));
     pretrain.extend([
-        "--output".into(), path(&adapted), "--max-steps".into(), args.pretrain_steps.to_string(),
-        "--max-len".into(), args.pretrain_max_len.to_string(), "--lr".into(), args.pretrain_lr.to_string(),
-        "--eval-split".into(), args.pretrain_eval_split.to_string(), "--batch-size".into(), args.batch_size.to_string(),
-        "--eval-every".into(), (args.pretrain_steps / 4).max(1).to_string(),
+        "--output".into(),
+        path(&adapted),
+        "--max-steps".into(),
+        args.pretrain_steps.to_string(),
+        "--max-len".into(),
+        args.pretrain_max_len.to_string(),
+        "--lr".into(),
+        args.pretrain_lr.to_string(),
+        "--eval-split".into(),
+        args.pretrain_eval_split.to_string(),
+        "--batch-size".into(),
+        args.batch_size.to_string(),
+        "--eval-every".into(),
+        (args.pretrain_steps / 4).max(1).to_string(),
     ]);
     if args.dedupe {
         pretrain.push("--dedupe".into());
@@ -123,10 +136,26 @@ pub fn run(args: Args) -> Result<()> {
     let finetune = |model: String, output: &Path| -> Vec<String> {
         let mut v: Vec<String> = vec![
             // The study trains a fresh head for the task on both models.
-            "finetune".into(), "--new-head".into(), "--model".into(), model, "--train".into(), path(&args.train), "--output".into(), path(output),
-            "--text-column".into(), args.text_column.clone(), "--label-column".into(), args.label_column.clone(),
-            "--epochs".into(), args.finetune_epochs.to_string(), "--max-len".into(), args.finetune_max_len.to_string(),
-            "--lr".into(), args.finetune_lr.to_string(), "--batch-size".into(), args.batch_size.to_string(),
+            "finetune".into(),
+            "--new-head".into(),
+            "--model".into(),
+            model,
+            "--train".into(),
+            path(&args.train),
+            "--output".into(),
+            path(output),
+            "--text-column".into(),
+            args.text_column.clone(),
+            "--label-column".into(),
+            args.label_column.clone(),
+            "--epochs".into(),
+            args.finetune_epochs.to_string(),
+            "--max-len".into(),
+            args.finetune_max_len.to_string(),
+            "--lr".into(),
+            args.finetune_lr.to_string(),
+            "--batch-size".into(),
+            args.batch_size.to_string(),
         ];
         match &args.eval {
             Some(e) => v.extend(["--eval".into(), path(e)]),
@@ -175,7 +204,8 @@ pub fn run(args: Args) -> Result<()> {
     md += &row("perplexity", &beforev, &afterv, "perplexity");
     md += &row("accuracy", &beforev, &afterv, "accuracy");
     md += "\nA model published without an MLM head (such as all-MiniLM-L6-v2) starts from a freshly initialised head, so its \"before\" perplexity measures that head, not the encoder.\n";
-    md += "\n## Downstream task (same data, seed and settings)\n\n| | original | adapted | change |\n|---|---|---|---|\n";
+    md +=
+        "\n## Downstream task (same data, seed and settings)\n\n| | original | adapted | change |\n|---|---|---|---|\n";
     for key in ["accuracy", "macro_f1", "eval_loss"] {
         md += &row(key, &base, &ours, key);
     }

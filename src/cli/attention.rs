@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use crate::device::{parse_device, set_threads};
+use super::run_flags::RunFlags;
 use crate::fsutil::atomic_write;
 use crate::viz::attention::{AttentionMaps, difference, head_changes};
 use crate::viz::heatmap::{Heatmap, render_grid, render_panels};
@@ -38,10 +38,8 @@ pub struct Args {
     json: Option<PathBuf>,
     #[arg(long, default_value_t = 512)]
     max_len: usize,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    run: RunFlags,
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -50,8 +48,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    set_threads(args.threads);
-    let device = parse_device(&args.device)?;
+    let device = args.run.setup()?;
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !["png", "svg", "html"].contains(&ext) {
         bail!("{}: --out must end in .png, .svg or .html", args.out.display());
@@ -108,7 +105,11 @@ pub fn run(args: Args) -> Result<()> {
                 let name = head.map_or("mean".to_string(), |h| format!("head {h}"));
                 let panels = (0..a.layers())
                     .map(|l| match &b {
-                        Some(b) => Heatmap { caption: String::new(), matrix: difference(&cell(&a, l, head), &cell(b, l, head)), diverging: true },
+                        Some(b) => Heatmap {
+                            caption: String::new(),
+                            matrix: difference(&cell(&a, l, head), &cell(b, l, head)),
+                            diverging: true,
+                        },
                         None => Heatmap { caption: String::new(), matrix: cell(&a, l, head), diverging: false },
                     })
                     .collect();
@@ -125,7 +126,11 @@ pub fn run(args: Args) -> Result<()> {
             let title = match &b {
                 Some(b) => {
                     panels.push(Heatmap { caption: b.model.clone(), matrix: b.head(l, h).clone(), diverging: false });
-                    panels.push(Heatmap { caption: "difference (right - left)".into(), matrix: difference(a.head(l, h), b.head(l, h)), diverging: true });
+                    panels.push(Heatmap {
+                        caption: "difference (right - left)".into(),
+                        matrix: difference(a.head(l, h), b.head(l, h)),
+                        diverging: true,
+                    });
                     format!("{} vs {} · layer {l} · head {h}", a.model, b.model)
                 }
                 None => format!("{} · layer {l} · head {h}", a.model),

@@ -1,13 +1,13 @@
 use anyhow::{Result, bail};
-use serde_json::json;
-use tch::nn::VarStore;
 use clap::ValueEnum;
+use serde_json::json;
 use tch::Kind;
+use tch::nn::VarStore;
 
+use super::run_flags::RunFlags;
 use crate::checkpoint::Checkpoint;
-use crate::device::{parse_device, set_threads};
-use crate::model::{Bert, ForwardOptions};
 use crate::data::Collator;
+use crate::model::{Bert, ForwardOptions};
 use crate::tokenizer::BertTokenizer;
 
 #[derive(clap::Args)]
@@ -26,10 +26,8 @@ pub struct Args {
     normalize: bool,
     #[arg(long, default_value_t = 512)]
     max_len: usize,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    run: RunFlags,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -40,8 +38,7 @@ enum Pooling {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    set_threads(args.threads);
-    let device = parse_device(&args.device)?;
+    let device = args.run.setup()?;
     let ckpt = Checkpoint::open(&args.model)?;
     let tokenizer = BertTokenizer::from_dir(&ckpt.dir)?;
     tokenizer.check_fits(ckpt.config.vocab_size, &ckpt.dir)?;
@@ -78,6 +75,11 @@ pub fn run(args: Args) -> Result<()> {
         .zip(vectors)
         .map(|((text, enc), v)| json!({"text": text, "tokens": enc.len(), "truncated": !enc.get_overflowing().is_empty(), "vector": v}))
         .collect();
-    println!("{}", serde_json::to_string(&json!({"model": ckpt.dir, "pooling": args.pooling.to_possible_value().map(|v| v.get_name().to_string()), "dim": ckpt.config.hidden_size, "embeddings": rows}))?);
+    println!(
+        "{}",
+        serde_json::to_string(
+            &json!({"model": ckpt.dir, "pooling": args.pooling.to_possible_value().map(|v| v.get_name().to_string()), "dim": ckpt.config.hidden_size, "embeddings": rows})
+        )?
+    );
     Ok(())
 }

@@ -3,9 +3,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::data_flags::DataFlags;
+use super::run_flags::RunFlags;
 use crate::checkpoint::Checkpoint;
 use crate::data::{LabelSet, tokenize_examples};
-use crate::device::{Autocast, parse_device, set_threads};
+use crate::device::Autocast;
 use crate::fsutil::atomic_write;
 use crate::train::Precision;
 use crate::train::classify::{Classifier, LabelledSet};
@@ -27,26 +28,27 @@ pub struct Args {
     json: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "fp32")]
     precision: Precision,
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    run: RunFlags,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    set_threads(args.threads);
-    let device = parse_device(&args.device)?;
+    let device = args.run.setup()?;
     let ckpt = Checkpoint::open(&args.model)?;
-    let names = ckpt
-        .config
-        .id2label
-        .clone()
-        .with_context(|| format!("{}: config.json has no id2label; is this a fine-tuned classifier?", ckpt.dir.display()))?;
+    let names = ckpt.config.id2label.clone().with_context(|| {
+        format!("{}: config.json has no id2label; is this a fine-tuned classifier?", ckpt.dir.display())
+    })?;
     let labels = LabelSet::new(names.clone());
     let classifier = Classifier::load(&ckpt, &names, false, device, Autocast::new(args.precision, device))?;
     let examples = args.flags.read(&args.data, true)?.examples;
     let tokenized = tokenize_examples(&classifier.tokenizer, &examples, args.flags.max_len)?;
-    tracing::info!("{}: {} examples, {} truncated to {} tokens", args.data.display(), examples.len(), tokenized.truncated, args.flags.max_len);
+    tracing::info!(
+        "{}: {} examples, {} truncated to {} tokens",
+        args.data.display(),
+        examples.len(),
+        tokenized.truncated,
+        args.flags.max_len
+    );
     let set = LabelledSet { items: tokenized.items, labels: labels.ids(&examples, "model's")? };
     let evaluation = classifier.evaluate_set(&set, args.batch_size)?;
     println!("{}", evaluation.summary);

@@ -1,8 +1,9 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
+use super::run_flags::RunFlags;
 use crate::checkpoint::Checkpoint;
-use crate::device::{Autocast, parse_device, set_threads};
+use crate::device::Autocast;
 use crate::train::pretrain::MaskedLanguageModel;
 
 #[derive(clap::Args)]
@@ -18,15 +19,12 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    run: RunFlags,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    set_threads(args.threads);
-    let device = parse_device(&args.device)?;
+    let device = args.run.setup()?;
     let ckpt = Checkpoint::open(&args.model)?;
     let mlm = MaskedLanguageModel::load(&ckpt, 0.15, false, device, Autocast::off())?;
     let mut rows = Vec::new();

@@ -77,7 +77,8 @@ pub fn run(args: Args) -> Result<i32> {
     let labels = match (&ckpt.config.id2label, has_classifier && !new_head) {
         (Some(names), true) => {
             let set = LabelSet::new(names.clone());
-            set.ids(&train_examples, "model's").map_err(|e| e.context("the model already has a classification head; pass --new-head to replace it"))?;
+            set.ids(&train_examples, "model's")
+                .map_err(|e| e.context("the model already has a classification head; pass --new-head to replace it"))?;
             set
         }
         _ => LabelSet::from_examples(&train_examples),
@@ -92,7 +93,12 @@ pub fn run(args: Args) -> Result<i32> {
     let classifier = Classifier::load(&ckpt, labels.names(), new_head, device, autocast)?;
     let encode = |examples: &[Example], role: &str| -> Result<LabelledSet> {
         let tokenized = tokenize_examples(&classifier.tokenizer, examples, args.data.max_len)?;
-        tracing::info!("{role}: {} examples, {} truncated to {} tokens", examples.len(), tokenized.truncated, args.data.max_len);
+        tracing::info!(
+            "{role}: {} examples, {} truncated to {} tokens",
+            examples.len(),
+            tokenized.truncated,
+            args.data.max_len
+        );
         Ok(LabelledSet { items: tokenized.items, labels: labels.ids(examples, "training")? })
     };
     let train_set = encode(&train_examples, "train")?;
@@ -100,7 +106,13 @@ pub fn run(args: Args) -> Result<i32> {
     tracing::info!("labels: {} | device {device:?} | precision {:?}", labels.names().join(", "), cfg.precision);
 
     let num_batches = train_set.items.len().div_ceil(cfg.batch_size);
-    let task = FineTune { classifier, train: train_set, eval: eval_set, batch_size: cfg.batch_size, bucketing: !cfg.no_bucketing };
+    let task = FineTune {
+        classifier,
+        train: train_set,
+        eval: eval_set,
+        batch_size: cfg.batch_size,
+        bucketing: !cfg.no_bucketing,
+    };
     let outcome = train(&task, &cfg, autocast, num_batches)?;
     if let Some(ev) = &outcome.best_evaluation {
         println!("{}", ev.summary);

@@ -58,7 +58,12 @@ pub fn run(args: Args) -> Result<()> {
     println!("  architecture  {}", if c.architectures.is_empty() { "-".into() } else { c.architectures.join(", ") });
     println!(
         "  encoder       {} layers x {} hidden, {} heads, {} intermediate, {} act, {} positions",
-        c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size, c.hidden_act, c.max_position_embeddings
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.num_attention_heads,
+        c.intermediate_size,
+        c.hidden_act,
+        c.max_position_embeddings
     );
     println!("  parameters    {} ({:.1} M; encoder {:.1} M)", total, total as f64 / 1e6, encoder as f64 / 1e6);
     println!("  weights       {}", dtypes.into_iter().collect::<Vec<_>>().join(", "));

@@ -10,11 +10,16 @@ mod finetune;
 mod inspect;
 mod predict;
 mod pretrain;
+mod run_flags;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bertkit", version, about = "Fine-tune, further-pretrain and inspect BERT models (Hugging Face checkpoints, libtorch engine)")]
+#[command(
+    name = "bertkit",
+    version,
+    about = "Fine-tune, further-pretrain and inspect BERT models (Hugging Face checkpoints, libtorch engine)"
+)]
 struct Cli {
     /// Only warnings and errors on stderr.
     #[arg(long, short, global = true)]

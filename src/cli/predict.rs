@@ -5,9 +5,10 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::data_flags::DataFlags;
+use super::run_flags::RunFlags;
 use crate::checkpoint::Checkpoint;
 use crate::data::{Format, tokenize_examples};
-use crate::device::{Autocast, parse_device, set_threads};
+use crate::device::Autocast;
 use crate::fsutil::atomic_write;
 use crate::train::Precision;
 use crate::train::classify::Classifier;
@@ -29,10 +30,8 @@ pub struct Args {
     batch_size: usize,
     #[arg(long, value_enum, default_value = "fp32")]
     precision: Precision,
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    run: RunFlags,
 }
 
 /// A CSV field, quoted when it must be.
@@ -41,10 +40,10 @@ fn csv_field(s: &str) -> String {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    set_threads(args.threads);
-    let device = parse_device(&args.device)?;
+    let device = args.run.setup()?;
     let ckpt = Checkpoint::open(&args.model)?;
-    let names = ckpt.config.id2label.clone().with_context(|| format!("{}: config.json has no id2label", ckpt.dir.display()))?;
+    let names =
+        ckpt.config.id2label.clone().with_context(|| format!("{}: config.json has no id2label", ckpt.dir.display()))?;
     let classifier = Classifier::load(&ckpt, &names, false, device, Autocast::new(args.precision, device))?;
     let mut flags = args.flags.clone();
     if args.input.as_os_str() == "-" && flags.format.is_none() {
@@ -78,7 +77,11 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             let probabilities: serde_json::Map<String, serde_json::Value> =
                 names.iter().zip(p).map(|(n, v)| (n.clone(), json!(v))).collect();
-            writeln!(out, "{}", json!({"text": ex.text, "label": names[best], "score": p[best], "probabilities": probabilities}))?;
+            writeln!(
+                out,
+                "{}",
+                json!({"text": ex.text, "label": names[best], "score": p[best], "probabilities": probabilities})
+            )?;
         }
     }
     if args.output.as_os_str() == "-" {

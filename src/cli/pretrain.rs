@@ -26,7 +26,13 @@ pub struct CorpusFlags {
 
 impl CorpusFlags {
     pub fn spec(&self, paths: &[PathBuf]) -> CorpusSpec {
-        CorpusSpec { paths: paths.to_vec(), chunking: self.chunking, max_len: self.max_len, text_field: self.text_field.clone(), dedupe: self.dedupe }
+        CorpusSpec {
+            paths: paths.to_vec(),
+            chunking: self.chunking,
+            max_len: self.max_len,
+            text_field: self.text_field.clone(),
+            dedupe: self.dedupe,
+        }
     }
 }
 
@@ -82,7 +88,11 @@ pub fn run(args: Args) -> Result<i32> {
         ckpt.config.attention_probs_dropout_prob = p;
     }
     if args.corpus_flags.max_len as i64 > ckpt.config.max_position_embeddings {
-        bail!("--max-len {} exceeds the model's {} positions", args.corpus_flags.max_len, ckpt.config.max_position_embeddings);
+        bail!(
+            "--max-len {} exceeds the model's {} positions",
+            args.corpus_flags.max_len,
+            ckpt.config.max_position_embeddings
+        );
     }
     let autocast = Autocast::new(cfg.precision, device);
     let mlm = MaskedLanguageModel::load(&ckpt, args.mlm_probability, args.whole_word_masking, device, autocast)?;
@@ -90,11 +100,21 @@ pub fn run(args: Args) -> Result<i32> {
     // The corpus is checked (and tokenised) before the output directory is touched; the cache
     // lives beside the output so a rerun or a resume finds it.
     let cache_root = cfg.output.with_extension("token-cache");
-    let train_cache = TokenCache::open_or_build(&cache_root.join("train"), &args.corpus_flags.spec(&args.corpus), &mlm.tokenizer, &ckpt.dir)?;
+    let train_cache = TokenCache::open_or_build(
+        &cache_root.join("train"),
+        &args.corpus_flags.spec(&args.corpus),
+        &mlm.tokenizer,
+        &ckpt.dir,
+    )?;
     let eval_cache = if args.eval_corpus.is_empty() {
         None
     } else {
-        Some(TokenCache::open_or_build(&cache_root.join("eval"), &args.corpus_flags.spec(&args.eval_corpus), &mlm.tokenizer, &ckpt.dir)?)
+        Some(TokenCache::open_or_build(
+            &cache_root.join("eval"),
+            &args.corpus_flags.spec(&args.eval_corpus),
+            &mlm.tokenizer,
+            &ckpt.dir,
+        )?)
     };
     let (train_blocks, eval_blocks) = match &eval_cache {
         Some(cache) => (
@@ -119,12 +139,21 @@ pub fn run(args: Args) -> Result<i32> {
     prepare_output_dir(&cfg)?;
 
     let num_batches = train_blocks.indices.len().div_ceil(cfg.batch_size);
-    let task = Pretrain { mlm, train: train_blocks, eval: eval_blocks, batch_size: cfg.batch_size, bucketing: !cfg.no_bucketing };
-    if cfg.resume_from.is_none() {
-        if let Some(ev) = crate::train::Task::evaluate(&task)? {
-            tracing::info!("before training: {}", ev.summary);
-            crate::fsutil::atomic_write(&cfg.output.join("eval_before.json"), serde_json::to_string_pretty(&ev.report)?.as_bytes())?;
-        }
+    let task = Pretrain {
+        mlm,
+        train: train_blocks,
+        eval: eval_blocks,
+        batch_size: cfg.batch_size,
+        bucketing: !cfg.no_bucketing,
+    };
+    if cfg.resume_from.is_none()
+        && let Some(ev) = crate::train::Task::evaluate(&task)?
+    {
+        tracing::info!("before training: {}", ev.summary);
+        crate::fsutil::atomic_write(
+            &cfg.output.join("eval_before.json"),
+            serde_json::to_string_pretty(&ev.report)?.as_bytes(),
+        )?;
     }
     let outcome = train(&task, &cfg, autocast, num_batches)?;
     if let Some(ev) = &outcome.best_evaluation {

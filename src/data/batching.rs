@@ -40,7 +40,12 @@ pub struct Tokenized {
 }
 
 /// Tokenises (in parallel, in chunks to bound memory) texts with optional second segments.
-pub fn tokenize(tokenizer: &BertTokenizer, texts: &[&str], pairs: Option<&[&str]>, max_len: usize) -> anyhow::Result<Tokenized> {
+pub fn tokenize(
+    tokenizer: &BertTokenizer,
+    texts: &[&str],
+    pairs: Option<&[&str]>,
+    max_len: usize,
+) -> anyhow::Result<Tokenized> {
     const CHUNK: usize = 2048;
     let mut items = Vec::with_capacity(texts.len());
     let mut truncated = 0;
@@ -102,7 +107,13 @@ impl Collator {
 /// With `bucketing`, examples are shuffled, cut into windows of 50 batches, each window sorted
 /// by length and cut into batches, and the batches shuffled: batches hold similar lengths (little
 /// padding) while their order and make-up stay random.
-pub fn epoch_batches(lengths: &[usize], batch_size: usize, seed: u64, epoch: usize, bucketing: bool) -> Vec<Vec<usize>> {
+pub fn epoch_batches(
+    lengths: &[usize],
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+    bucketing: bool,
+) -> Vec<Vec<usize>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.shuffle(&mut rng);
@@ -161,7 +172,10 @@ mod tests {
         let a = Encoded { ids: vec![2, 5, 3], type_ids: vec![0, 0, 0] };
         let b = Encoded { ids: vec![2, 6, 7, 3, 8, 3], type_ids: vec![0, 0, 0, 0, 1, 1] };
         let x = Collator { pad_id: 0 }.collate(&[&a, &b]);
-        assert_eq!(Vec::<Vec<i64>>::try_from(&x.input_ids).unwrap(), vec![vec![2, 5, 3, 0, 0, 0], vec![2, 6, 7, 3, 8, 3]]);
+        assert_eq!(
+            Vec::<Vec<i64>>::try_from(&x.input_ids).unwrap(),
+            vec![vec![2, 5, 3, 0, 0, 0], vec![2, 6, 7, 3, 8, 3]]
+        );
         assert_eq!(Vec::<Vec<i64>>::try_from(&x.attention_mask).unwrap(), vec![vec![1, 1, 1, 0, 0, 0], vec![1; 6]]);
         assert_eq!(Vec::<Vec<i64>>::try_from(&x.token_type_ids).unwrap(), vec![vec![0; 6], vec![0, 0, 0, 0, 1, 1]]);
     }

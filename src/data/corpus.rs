@@ -79,7 +79,12 @@ impl TokenCache {
     }
 
     /// Opens the cache in `dir` if it was built from `spec` with this tokenizer, else builds it.
-    pub fn open_or_build(dir: &Path, spec: &CorpusSpec, tokenizer: &BertTokenizer, tokenizer_dir: &Path) -> Result<TokenCache> {
+    pub fn open_or_build(
+        dir: &Path,
+        spec: &CorpusSpec,
+        tokenizer: &BertTokenizer,
+        tokenizer_dir: &Path,
+    ) -> Result<TokenCache> {
         let fingerprint = fingerprint(spec, tokenizer_dir)?;
         let meta_path = dir.join("meta.json");
         let reusable = std::fs::read_to_string(&meta_path)
@@ -95,7 +100,8 @@ impl TokenCache {
 
     fn open(dir: &Path) -> Result<TokenCache> {
         let meta: CacheMeta = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json"))?)?;
-        let file = std::fs::File::open(dir.join("tokens.bin")).with_context(|| format!("{}: tokens.bin", dir.display()))?;
+        let file =
+            std::fs::File::open(dir.join("tokens.bin")).with_context(|| format!("{}: tokens.bin", dir.display()))?;
         // SAFETY: read-only map of a file only we write, and only before this point.
         let tokens = unsafe { memmap2::Mmap::map(&file)? };
         let raw = std::fs::read(dir.join("blocks.bin")).with_context(|| format!("{}: blocks.bin", dir.display()))?;
@@ -223,8 +229,16 @@ fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &BertTokenizer, fingerprint: 
     let mut tokens = BufWriter::new(std::fs::File::create(dir.join("tokens.bin"))?);
     let mut bounds: Vec<u64> = vec![0];
     let mut written: u64 = 0;
-    let mut meta = CacheMeta { fingerprint: fingerprint.into(), documents: 0, blocks: 0, tokens: 0, duplicates_dropped: 0, truncated: 0 };
-    let block = spec.max_len.checked_sub(2).filter(|&b| b > 0).context("--max-len must leave room for [CLS] and [SEP]")?;
+    let mut meta = CacheMeta {
+        fingerprint: fingerprint.into(),
+        documents: 0,
+        blocks: 0,
+        tokens: 0,
+        duplicates_dropped: 0,
+        truncated: 0,
+    };
+    let block =
+        spec.max_len.checked_sub(2).filter(|&b| b > 0).context("--max-len must leave room for [CLS] and [SEP]")?;
     let mut seen = HashSet::new();
     // Group mode carries a partial block from one batch of documents into the next.
     let mut carry: Vec<u32> = Vec::new();
@@ -297,7 +311,6 @@ fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &BertTokenizer, fingerprint: 
         bar.inc(std::fs::metadata(file).map_or(0, |m| m.len()));
     }
     flush(&mut pending, &mut carry, &mut meta)?;
-    drop(flush);
     // run_mlm drops the last partial group; we keep it unless it is tiny.
     if carry.len() >= (block / 4).max(1) {
         for &id in &carry {
@@ -318,11 +331,18 @@ fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &BertTokenizer, fingerprint: 
         meta.blocks,
         spec.max_len,
         meta.tokens,
-        if meta.duplicates_dropped > 0 { format!(", {} duplicate paragraphs dropped", meta.duplicates_dropped) } else { String::new() },
+        if meta.duplicates_dropped > 0 {
+            format!(", {} duplicate paragraphs dropped", meta.duplicates_dropped)
+        } else {
+            String::new()
+        },
         if meta.truncated > 0 { format!(", {} lines truncated", meta.truncated) } else { String::new() },
     );
     if meta.blocks == 0 {
-        bail!("the corpus ({}) holds no text", spec.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "the corpus ({}) holds no text",
+            spec.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     Ok(())
 }

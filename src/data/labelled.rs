@@ -22,7 +22,11 @@ pub struct Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 { write!(f, "{}", self.file.display()) } else { write!(f, "{}:{}", self.file.display(), self.line) }
+        if self.line == 0 {
+            write!(f, "{}", self.file.display())
+        } else {
+            write!(f, "{}:{}", self.file.display(), self.line)
+        }
     }
 }
 
@@ -83,7 +87,10 @@ impl Format {
             Some("jsonl" | "ndjson" | "json") => Format::Jsonl,
             Some("parquet" | "pq") => Format::Parquet,
             Some("txt") => Format::Lines,
-            _ => bail!("{}: cannot tell the format from the name (.csv, .tsv, .jsonl, .parquet, .txt, or an aclImdb-style folder)", path.display()),
+            _ => bail!(
+                "{}: cannot tell the format from the name (.csv, .tsv, .jsonl, .parquet, .txt, or an aclImdb-style folder)",
+                path.display()
+            ),
         })
     }
 }
@@ -127,7 +134,11 @@ pub fn read_examples(path: &Path, format: Option<Format>, columns: &Columns, on_
         Format::Lines => read_lines(path, &mut sink)?,
     }
     if data.examples.is_empty() {
-        bail!("{}: no usable examples{}", path.display(), if data.skipped.is_empty() { String::new() } else { format!(" ({} bad rows skipped)", data.skipped.len()) });
+        bail!(
+            "{}: no usable examples{}",
+            path.display(),
+            if data.skipped.is_empty() { String::new() } else { format!(" ({} bad rows skipped)", data.skipped.len()) }
+        );
     }
     Ok(data)
 }
@@ -135,7 +146,12 @@ pub fn read_examples(path: &Path, format: Option<Format>, columns: &Columns, on_
 type Sink<'a> = dyn FnMut(Result<Example, (Location, String)>) -> Result<()> + 'a;
 
 /// Builds an example from raw field values, checking what every format must satisfy.
-fn make_example(text: Option<&str>, pair: Option<Option<&str>>, label: Option<Option<&str>>, at: Location) -> Result<Example, (Location, String)> {
+fn make_example(
+    text: Option<&str>,
+    pair: Option<Option<&str>>,
+    label: Option<Option<&str>>,
+    at: Location,
+) -> Result<Example, (Location, String)> {
     let text = text.unwrap_or("");
     if text.trim().is_empty() {
         return Err((at, "empty text".into()));
@@ -173,7 +189,9 @@ fn read_delimited(path: &Path, delimiter: u8, columns: &Columns, sink: &mut Sink
         .iter()
         .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').to_string())
         .collect();
-    let find = |what: &str, name: &str| header.iter().position(|h| h == name).ok_or_else(|| missing_column(path, what, name, &header));
+    let find = |what: &str, name: &str| {
+        header.iter().position(|h| h == name).ok_or_else(|| missing_column(path, what, name, &header))
+    };
     let text_col = find("text", &columns.text)?;
     let pair_col = columns.pair.as_deref().map(|p| find("text-pair", p)).transpose()?;
     let label_col = columns.label.as_deref().map(|l| find("label", l)).transpose()?;
@@ -196,7 +214,11 @@ fn read_delimited(path: &Path, delimiter: u8, columns: &Columns, sink: &mut Sink
         let mut get = |i: usize| match field(i) {
             Ok(s) => Some(s),
             Err(e) => {
-                utf8_error.get_or_insert(format!("column {:?} is not valid UTF-8 (byte {})", header[i], e.valid_up_to()));
+                utf8_error.get_or_insert(format!(
+                    "column {:?} is not valid UTF-8 (byte {})",
+                    header[i],
+                    e.valid_up_to()
+                ));
                 None
             }
         };

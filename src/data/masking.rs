@@ -75,7 +75,8 @@ mod tests {
     use rand::SeedableRng;
 
     fn tiny() -> BertTokenizer {
-        BertTokenizer::from_dir(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert")).unwrap()
+        BertTokenizer::from_dir(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert"))
+            .unwrap()
     }
 
     #[test]

@@ -171,10 +171,7 @@ impl SelfAttention {
         // One matmul for Q, K and V instead of three: the weights stay separate (HF names).
         let w = Tensor::cat(&[&self.query.weight, &self.key.weight, &self.value.weight], 0);
         let bias = Tensor::cat(&[&self.query.bias, &self.key.bias, &self.value.bias], 0);
-        let qkv = xs
-            .linear(&w, Some(&bias))
-            .view([b, l, 3, self.num_heads, self.head_dim])
-            .permute([2, 0, 3, 1, 4]);
+        let qkv = xs.linear(&w, Some(&bias)).view([b, l, 3, self.num_heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let scale = (self.head_dim as f64).powf(-0.5);
         let dropout = if train { self.attention_dropout } else { 0.0 };

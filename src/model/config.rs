@@ -79,10 +79,9 @@ fn default_position_type() -> String {
 
 impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let config: BertConfig = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a BERT config", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let config: BertConfig =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a BERT config", path.display()))?;
         config.validate().with_context(|| format!("{}", path.display()))?;
         Ok(config)
     }
@@ -119,8 +118,7 @@ impl BertConfig {
 
     /// Sets the label names (index = class id) and the matching label2id.
     pub fn set_labels(&mut self, labels: &[String]) {
-        self.label2id =
-            Some(labels.iter().enumerate().map(|(i, l)| (l.clone(), i as i64)).collect());
+        self.label2id = Some(labels.iter().enumerate().map(|(i, l)| (l.clone(), i as i64)).collect());
         self.id2label = Some(labels.to_vec());
     }
 
@@ -174,13 +172,8 @@ mod id2label_serde {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(v: &Option<Vec<String>>, s: S) -> Result<S::Ok, S::Error> {
-        let map: BTreeMap<String, &String> = v
-            .as_ref()
-            .expect("skipped when None")
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i.to_string(), l))
-            .collect();
+        let map: BTreeMap<String, &String> =
+            v.as_ref().expect("skipped when None").iter().enumerate().map(|(i, l)| (i.to_string(), l)).collect();
         // BTreeMap orders "10" before "2"; order by index instead so the file reads naturally.
         let mut entries: Vec<_> = map.into_iter().collect();
         entries.sort_by_key(|(k, _)| k.parse::<usize>().unwrap_or(usize::MAX));
@@ -194,9 +187,8 @@ mod id2label_serde {
         let mut labels = vec![None; map.len()];
         for (k, v) in map {
             let i: usize = k.parse().map_err(|_| D::Error::custom(format!("id2label key {k:?}")))?;
-            let slot = labels
-                .get_mut(i)
-                .ok_or_else(|| D::Error::custom(format!("id2label ids must be 0..n, got {i}")))?;
+            let slot =
+                labels.get_mut(i).ok_or_else(|| D::Error::custom(format!("id2label ids must be 0..n, got {i}")))?;
             *slot = Some(v);
         }
         Ok(Some(labels.into_iter().map(|l| l.expect("n distinct keys in 0..n")).collect()))

@@ -42,7 +42,13 @@ pub struct Classifier {
 impl Classifier {
     /// The checkpoint with a classification head for `labels`, created when it has none or
     /// when `new_head` asks to replace the one it has.
-    pub fn load(ckpt: &Checkpoint, labels: &[String], new_head: bool, device: Device, autocast: Autocast) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        labels: &[String],
+        new_head: bool,
+        device: Device,
+        autocast: Autocast,
+    ) -> Result<Self> {
         let tokenizer = BertTokenizer::from_dir(&ckpt.dir)?;
         tokenizer.check_fits(ckpt.config.vocab_size, &ckpt.dir)?;
         let mut config = ckpt.config.clone();
@@ -59,7 +65,12 @@ impl Classifier {
 
     /// Class probabilities `[n, classes]` (CPU, fp32) in the order of `items`, and the mean
     /// cross-entropy when `labels` are given.
-    pub fn predict(&self, items: &[Encoded], labels: Option<&[i64]>, batch_size: usize) -> Result<(Tensor, Option<f64>)> {
+    pub fn predict(
+        &self,
+        items: &[Encoded],
+        labels: Option<&[i64]>,
+        batch_size: usize,
+    ) -> Result<(Tensor, Option<f64>)> {
         let lengths: Vec<usize> = items.iter().map(Encoded::len).collect();
         let mut probs = Tensor::zeros([items.len() as i64, self.config.num_labels()], (Kind::Float, Device::Cpu));
         let mut loss_sum = 0.0;
@@ -73,7 +84,8 @@ impl Classifier {
             if let Some(labels) = labels {
                 let y: Vec<i64> = batch.iter().map(|&i| labels[i]).collect();
                 let y = Tensor::from_slice(&y).to_device(self.device);
-                let sum = tch::no_grad(|| logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, IGNORE_INDEX, 0.0));
+                let sum =
+                    tch::no_grad(|| logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, IGNORE_INDEX, 0.0));
                 loss_sum += sum.double_value(&[]);
             }
             let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());

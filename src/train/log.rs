@@ -36,17 +36,23 @@ impl RunLog {
             text.push('\n');
         }
         crate::fsutil::atomic_write(path, text.as_bytes())?;
-        let file = std::fs::OpenOptions::new().append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
         Ok(RunLog { file, path: path.to_path_buf() })
     }
 
     /// Appends one record, stamped with the wall-clock time (seconds since the Unix epoch).
     pub fn write(&mut self, mut record: Value) -> Result<()> {
         if let Value::Object(map) = &mut record {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
             map.insert("time".into(), now.into());
         }
-        writeln!(self.file, "{record}").and_then(|_| self.file.flush()).with_context(|| format!("writing {}", self.path.display()))
+        writeln!(self.file, "{record}")
+            .and_then(|_| self.file.flush())
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }
 

@@ -58,9 +58,13 @@ impl ClassificationReport {
         let width = self.per_class.iter().map(|c| c.label.len()).max().unwrap_or(5).max(9);
         let mut out = format!("{:>width$}  precision  recall     f1  support\n", "");
         for c in &self.per_class {
-            out += &format!("{:>width$}  {:9.4}  {:6.4}  {:.4}  {:7}\n", c.label, c.precision, c.recall, c.f1, c.support);
+            out +=
+                &format!("{:>width$}  {:9.4}  {:6.4}  {:.4}  {:7}\n", c.label, c.precision, c.recall, c.f1, c.support);
         }
-        out += &format!("{:>width$}  accuracy {:.4}   macro-F1 {:.4}   ({} examples)\n", "", self.accuracy, self.macro_f1, self.examples);
+        out += &format!(
+            "{:>width$}  accuracy {:.4}   macro-F1 {:.4}   ({} examples)\n",
+            "", self.accuracy, self.macro_f1, self.examples
+        );
         out += &format!("{:>width$}  confusion (rows: true, columns: predicted)\n", "");
         for (c, row) in self.per_class.iter().zip(&self.confusion) {
             let cells: Vec<String> = row.iter().map(|v| format!("{v:6}")).collect();

@@ -11,4 +11,4 @@ pub mod schedule;
 pub mod trainer;
 
 pub use config::{Precision, TrainConfig};
-pub use trainer::{Evaluation, Outcome, Stop, StepLoss, Task, train};
+pub use trainer::{Evaluation, Outcome, StepLoss, Stop, Task, train};

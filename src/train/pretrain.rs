@@ -57,14 +57,29 @@ pub struct MaskedLanguageModel {
 
 impl MaskedLanguageModel {
     /// The checkpoint with its MLM head, or one created as transformers creates it.
-    pub fn load(ckpt: &Checkpoint, masker_probability: f64, whole_word: bool, device: Device, autocast: Autocast) -> Result<Self> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        masker_probability: f64,
+        whole_word: bool,
+        device: Device,
+        autocast: Autocast,
+    ) -> Result<Self> {
         let tokenizer = BertTokenizer::from_dir(&ckpt.dir)?;
         tokenizer.check_fits(ckpt.config.vocab_size, &ckpt.dir)?;
         let vs = VarStore::new(device);
         let model = MaskedLm::new(&vs.root(), &ckpt.config);
         ckpt.load_into(&vs)?.log(&ckpt.dir);
         let masker = Masker::new(&tokenizer, masker_probability, whole_word);
-        Ok(MaskedLanguageModel { vs, model, config: ckpt.config.clone(), tokenizer, masker, tokenizer_dir: ckpt.dir.clone(), device, autocast })
+        Ok(MaskedLanguageModel {
+            vs,
+            model,
+            config: ckpt.config.clone(),
+            tokenizer,
+            masker,
+            tokenizer_dir: ckpt.dir.clone(),
+            device,
+            autocast,
+        })
     }
 
     /// A batch of blocks, masked with `rng`: inputs on the device and labels.
@@ -93,7 +108,9 @@ impl MaskedLanguageModel {
         bar.set_message("evaluating");
         for batch in eval_batches(&blocks.lengths(), batch_size) {
             let (inputs, labels, _) = self.masked_batch(blocks, &batch, &mut rng);
-            let out = tch::no_grad(|| self.autocast.run(|| self.model.forward_masked(&inputs, &labels, ForwardOptions::eval())));
+            let out = tch::no_grad(|| {
+                self.autocast.run(|| self.model.forward_masked(&inputs, &labels, ForwardOptions::eval()))
+            });
             let n = out.targets.numel() as i64;
             if n > 0 {
                 loss_sum += out.loss.to_kind(Kind::Double).double_value(&[]) * n as f64;
@@ -115,7 +132,11 @@ impl MaskedLanguageModel {
             loss.exp(),
             blocks.indices.len()
         );
-        Ok(Evaluation { report: json!({"metrics": metrics, "masked_tokens": count, "blocks": blocks.indices.len()}), metrics, summary })
+        Ok(Evaluation {
+            report: json!({"metrics": metrics, "masked_tokens": count, "blocks": blocks.indices.len()}),
+            metrics,
+            summary,
+        })
     }
 
     /// The `top_k` most likely tokens at each [MASK] of `text`, with probabilities.

@@ -15,8 +15,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tch::nn::VarStore;
 use tch::Tensor;
+use tch::nn::VarStore;
 
 use super::config::TrainConfig;
 use super::log::RunLog;
@@ -78,7 +78,9 @@ pub enum Stop {
     Finished,
     EarlyStopped,
     /// By SIGINT (exit code 130) or SIGTERM (143), after saving a checkpoint.
-    Interrupted { exit_code: i32 },
+    Interrupted {
+        exit_code: i32,
+    },
 }
 
 pub struct Outcome {
@@ -96,7 +98,10 @@ pub fn prepare_output_dir(cfg: &TrainConfig) -> Result<()> {
         || list_checkpoints(out).map(|c| !c.is_empty()).unwrap_or(false);
     if has_run && cfg.resume_from.is_none() {
         if !cfg.overwrite {
-            bail!("{}: holds another run; pass --overwrite to replace it or --resume-from to continue it", out.display());
+            bail!(
+                "{}: holds another run; pass --overwrite to replace it or --resume-from to continue it",
+                out.display()
+            );
         }
         for (_, dir) in list_checkpoints(out)? {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -114,10 +119,10 @@ pub fn list_checkpoints(out: &Path) -> Result<Vec<(usize, PathBuf)>> {
     let Ok(entries) = std::fs::read_dir(out) else { return Ok(found) };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if let Some(step) = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok()) {
-            if e.path().join("trainer_state.json").exists() {
-                found.push((step, e.path()));
-            }
+        if let Some(step) = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok())
+            && e.path().join("trainer_state.json").exists()
+        {
+            found.push((step, e.path()));
         }
     }
     found.sort();
@@ -235,17 +240,20 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
 
         let step = state.global_step;
         let epoch_f = step as f64 / steps_per_epoch as f64;
-        if step % cfg.log_every.max(1) == 0 || step == total_steps {
+        if step.is_multiple_of(cfg.log_every.max(1)) || step == total_steps {
             let w = window.take();
-            bar.set_message(format!("loss {:.4}  lr {:.2e}  {:.1} ex/s  {:.0} tok/s", w.loss, lr, w.examples_per_s, w.tokens_per_s));
+            bar.set_message(format!(
+                "loss {:.4}  lr {:.2e}  {:.1} ex/s  {:.0} tok/s",
+                w.loss, lr, w.examples_per_s, w.tokens_per_s
+            ));
             log.write(json!({"event": "train", "step": step, "epoch": epoch_f, "loss": w.loss, "lr": lr,
                 "grad_norm": if grad_norm.is_finite() { Some(grad_norm) } else { None },
                 "examples_per_s": w.examples_per_s, "tokens_per_s": w.tokens_per_s}))?;
         }
 
-        let end_of_epoch = step % steps_per_epoch == 0;
+        let end_of_epoch = step.is_multiple_of(steps_per_epoch);
         let due = match cfg.eval_every {
-            Some(n) => step % n == 0,
+            Some(n) => step.is_multiple_of(n),
             None => end_of_epoch,
         } || step == total_steps;
         let interrupted = signals.received();
@@ -255,7 +263,10 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
                 bar.suspend(|| tracing::info!("step {step} (epoch {epoch_f:.2}) evaluation:\n{}", ev.summary));
                 log.write(json!({"event": "eval", "step": step, "epoch": epoch_f, "metrics": ev.metrics}))?;
                 let value = *ev.metrics.get(&metric).with_context(|| {
-                    format!("--metric-for-best {metric}: evaluation reports {}", ev.metrics.keys().cloned().collect::<Vec<_>>().join(", "))
+                    format!(
+                        "--metric-for-best {metric}: evaluation reports {}",
+                        ev.metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
                 })?;
                 let improved = state.best_metric.is_none_or(|b| if greater { value > b } else { value < b });
                 if improved {
@@ -269,7 +280,10 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
             }
             save_checkpoint(task, &opt, &state, cfg)?;
             if cfg.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
-                tracing::info!("early stopping at step {step}: {metric} has not improved for {} evaluations", state.evals_without_improvement);
+                tracing::info!(
+                    "early stopping at step {step}: {metric} has not improved for {} evaluations",
+                    state.evals_without_improvement
+                );
                 stop = Stop::EarlyStopped;
                 break;
             }
@@ -279,9 +293,17 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
                 save_checkpoint(task, &opt, &state, cfg)?;
             }
             bar.abandon_with_message("interrupted");
-            tracing::warn!("interrupted at step {step}: saved {}; continue with --resume-from", checkpoint_dir(cfg, step).display());
+            tracing::warn!(
+                "interrupted at step {step}: saved {}; continue with --resume-from",
+                checkpoint_dir(cfg, step).display()
+            );
             log.write(json!({"event": "interrupted", "step": step}))?;
-            return Ok(Outcome { stop: Stop::Interrupted { exit_code }, global_step: step, best: best(&state), best_evaluation });
+            return Ok(Outcome {
+                stop: Stop::Interrupted { exit_code },
+                global_step: step,
+                best: best(&state),
+                best_evaluation,
+            });
         }
     }
     bar.finish();
@@ -368,7 +390,8 @@ fn save_checkpoint<T: Task>(task: &T, opt: &AdamW, state: &TrainerState, cfg: &T
 
 fn resume(dir: &Path, opt: &mut AdamW, fresh: &TrainerState) -> Result<TrainerState> {
     let path = dir.join("trainer_state.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: not a checkpoint folder", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("{}: not a checkpoint folder", path.display()))?;
     let saved: TrainerState = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))?;
     let (a, b) = (&saved.config, &fresh.config);
     let same = a.batch_size == b.batch_size
@@ -398,11 +421,23 @@ fn read_weights_raw(path: &Path) -> Result<BTreeMap<String, Tensor>> {
 
 /// The output directory's model: the best checkpoint's (as Trainer's load_best_model_at_end),
 /// or the final weights when nothing was evaluated. Then the curves.
-fn finish<T: Task>(task: &T, cfg: &TrainConfig, state: &TrainerState, log: &mut RunLog, best_eval: Option<&Evaluation>) -> Result<()> {
+fn finish<T: Task>(
+    task: &T,
+    cfg: &TrainConfig,
+    state: &TrainerState,
+    log: &mut RunLog,
+    best_eval: Option<&Evaluation>,
+) -> Result<()> {
     match state.best_step {
         Some(step) if step != state.global_step => {
             let best = checkpoint_dir(cfg, step);
-            tracing::info!("best {} = {:.4} at step {step}: copying {} to {}", state.metric_for_best, state.best_metric.unwrap(), best.display(), cfg.output.display());
+            tracing::info!(
+                "best {} = {:.4} at step {step}: copying {} to {}",
+                state.metric_for_best,
+                state.best_metric.unwrap(),
+                best.display(),
+                cfg.output.display()
+            );
             for entry in std::fs::read_dir(&best)?.flatten() {
                 let name = entry.file_name();
                 if ["optimizer.safetensors", "trainer_state.json"].iter().any(|n| name == *n) {

@@ -80,7 +80,10 @@ impl AttentionMaps {
 }
 
 fn display_name(dir: &Path, spec: &str) -> String {
-    dir.file_name().map(|n| n.to_string_lossy().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| spec.to_string())
+    dir.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| spec.to_string())
 }
 
 /// `b - a`, elementwise.
@@ -110,10 +113,22 @@ fn js_divergence(p: &[f32], q: &[f32]) -> f64 {
 /// Every head of `a` against the same head of `b`, most changed first.
 pub fn head_changes(a: &AttentionMaps, b: &AttentionMaps) -> Result<Vec<HeadChange>> {
     if a.tokens != b.tokens {
-        bail!("{} and {} tokenise the text differently; their attention cannot be compared token by token", a.model, b.model);
+        bail!(
+            "{} and {} tokenise the text differently; their attention cannot be compared token by token",
+            a.model,
+            b.model
+        );
     }
     if a.layers() != b.layers() || a.heads() != b.heads() {
-        bail!("{} has {}x{} layers x heads, {} has {}x{}", a.model, a.layers(), a.heads(), b.model, b.layers(), b.heads());
+        bail!(
+            "{} has {}x{} layers x heads, {} has {}x{}",
+            a.model,
+            a.layers(),
+            a.heads(),
+            b.model,
+            b.layers(),
+            b.heads()
+        );
     }
     let mut out = Vec::new();
     for layer in 0..a.layers() {
@@ -121,7 +136,12 @@ pub fn head_changes(a: &AttentionMaps, b: &AttentionMaps) -> Result<Vec<HeadChan
             let (ha, hb) = (a.head(layer, head), b.head(layer, head));
             let n = ha.len() as f64;
             let jensen_shannon = ha.iter().zip(hb).map(|(p, q)| js_divergence(p, q)).sum::<f64>() / n;
-            let l1 = ha.iter().zip(hb).map(|(p, q)| p.iter().zip(q).map(|(x, y)| (x - y).abs() as f64).sum::<f64>()).sum::<f64>() / n;
+            let l1 = ha
+                .iter()
+                .zip(hb)
+                .map(|(p, q)| p.iter().zip(q).map(|(x, y)| (x - y).abs() as f64).sum::<f64>())
+                .sum::<f64>()
+                / n;
             out.push(HeadChange { layer, head, jensen_shannon, l1 });
         }
     }

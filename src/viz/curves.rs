@@ -73,7 +73,13 @@ where
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(x0.min(x1 - 1.0)..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
-        chart.configure_mesh().x_desc("step").x_label_formatter(&|x| format!("{x:.0}")).label_style((FONT, 13)).axis_desc_style((FONT, 14)).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .draw()?;
         for (i, (name, pts)) in panel.series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             let style = ShapeStyle { color, filled: true, stroke_width: 2 };

@@ -31,7 +31,11 @@ fn colour(v: f32, max: f32, diverging: bool) -> RGBColor {
     } else {
         let t = if max > 0.0 { v / max } else { 0.0 };
         // Through a mid blue so small weights stay visible and large ones dark.
-        if t < 0.5 { lerp(white, (107.0, 174.0, 214.0), t * 2.0) } else { lerp((107.0, 174.0, 214.0), (8.0, 48.0, 107.0), (t - 0.5) * 2.0) }
+        if t < 0.5 {
+            lerp(white, (107.0, 174.0, 214.0), t * 2.0)
+        } else {
+            lerp((107.0, 174.0, 214.0), (8.0, 48.0, 107.0), (t - 0.5) * 2.0)
+        }
     }
 }
 
@@ -51,7 +55,14 @@ fn text_width(s: &str, size: f64) -> i32 {
     (s.chars().count() as f64 * size * 0.62) as i32 + 4
 }
 
-fn draw_matrix<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, origin: (i32, i32), cell: i32, m: &Matrix, max: f32, diverging: bool) -> Result<()>
+fn draw_matrix<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    origin: (i32, i32),
+    cell: i32,
+    m: &Matrix,
+    max: f32,
+    diverging: bool,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -67,7 +78,14 @@ where
 }
 
 /// A vertical colour bar with min/mid/max ticks.
-fn draw_colourbar<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, at: (i32, i32), height: i32, max: f32, diverging: bool, font: f64) -> Result<()>
+fn draw_colourbar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    at: (i32, i32),
+    height: i32,
+    max: f32,
+    diverging: bool,
+    font: f64,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -106,7 +124,12 @@ fn layout(tokens: &[String]) -> Layout {
     Layout { cell, font, label, panel: n * cell, gap: 30, top: 70 }
 }
 
-fn labelled_panels<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, tokens: &[String], panels: &[Heatmap]) -> Result<()>
+fn labelled_panels<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    tokens: &[String],
+    panels: &[Heatmap],
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -116,11 +139,12 @@ where
     let (seq_max, div_max) = scales(&refs);
     let title_style = TextStyle::from((FONT, 20).into_font()).pos(Pos::new(HPos::Left, VPos::Top));
     root.draw(&Text::new(title.to_string(), (12, 10), title_style))?;
-    let small = TextStyle::from((FONT, 13).into_font().color(&BLACK.mix(0.7))).pos(Pos::new(HPos::Left, VPos::Top));
+    let small = (FONT, 13).into_font().color(&BLACK.mix(0.7)).pos(Pos::new(HPos::Left, VPos::Top));
     root.draw(&Text::new("rows: attending token (query) · columns: attended-to token (key)", (12, 38), small))?;
     let mut x = 10;
     let row_style = TextStyle::from((FONT, l.font).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
-    let col_style = TextStyle::from((FONT, l.font).into_font().transform(FontTransform::Rotate90)).pos(Pos::new(HPos::Left, VPos::Center));
+    let col_style = TextStyle::from((FONT, l.font).into_font().transform(FontTransform::Rotate90))
+        .pos(Pos::new(HPos::Left, VPos::Center));
     let caption_style = TextStyle::from((FONT, 15).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
     for (i, p) in panels.iter().enumerate() {
         let origin = (x + l.label, l.top + 10);
@@ -135,7 +159,14 @@ where
         // A colour bar after the last panel of each scale.
         let next_differs = panels.get(i + 1).is_none_or(|n| n.diverging != p.diverging);
         if next_differs {
-            draw_colourbar(&root, (x - l.gap + 12, origin.1), l.panel, if p.diverging { div_max } else { seq_max }, p.diverging, 12.0)?;
+            draw_colourbar(
+                &root,
+                (x - l.gap + 12, origin.1),
+                l.panel,
+                if p.diverging { div_max } else { seq_max },
+                p.diverging,
+                12.0,
+            )?;
             x += 70;
         }
     }
@@ -151,7 +182,12 @@ pub fn render_panels(path: &Path, title: &str, tokens: &[String], panels: &[Heat
     let width = 20 + panels.len() as i32 * (l.label + l.panel + l.gap) + kinds as i32 * 70;
     let height = l.top + 10 + l.panel + l.label + 20;
     let size = (width.max(520) as u32, height as u32);
-    render(path, size, |root| labelled_panels(root, title, tokens, panels), |root| labelled_panels(root, title, tokens, panels))
+    render(
+        path,
+        size,
+        |root| labelled_panels(root, title, tokens, panels),
+        |root| labelled_panels(root, title, tokens, panels),
+    )
 }
 
 /// Small multiples: `rows[r].1[c]`, with row and column labels, one shared scale per kind.

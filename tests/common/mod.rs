@@ -20,9 +20,8 @@ pub fn minilm() -> Option<(PathBuf, PathBuf)> {
     let model = std::env::var("BERTKIT_MINILM_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo().join(".models/all-MiniLM-L6-v2"));
-    let reference = std::env::var("BERTKIT_MINILM_REFERENCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join(".reference"));
+    let reference =
+        std::env::var("BERTKIT_MINILM_REFERENCE").map(PathBuf::from).unwrap_or_else(|_| repo().join(".reference"));
     if model.join("config.json").exists() && reference.join("minilm.safetensors").exists() {
         return Some((model, reference));
     }
@@ -73,10 +72,7 @@ impl Reference {
 
     /// Entries under `prefix.`, with the prefix removed.
     pub fn with_prefix(&self, prefix: &str) -> Vec<(String, &Tensor)> {
-        self.0
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix(&format!("{prefix}.")).map(|n| (n.to_string(), v)))
-            .collect()
+        self.0.iter().filter_map(|(k, v)| k.strip_prefix(&format!("{prefix}.")).map(|n| (n.to_string(), v))).collect()
     }
 }
 
