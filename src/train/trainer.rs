@@ -68,6 +68,9 @@ pub struct TrainerState {
     pub metric_for_best: String,
     pub best_metric: Option<f64>,
     pub best_step: Option<usize>,
+    /// The full evaluation at `best_step` (what `eval_results.json` reports), kept across resumes.
+    #[serde(default)]
+    pub best_evaluation: Option<serde_json::Value>,
     pub evals_without_improvement: usize,
     /// Hyper-parameters of the run, to refuse resuming with different ones.
     pub config: TrainConfig,
@@ -181,6 +184,7 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         metric_for_best: metric.clone(),
         best_metric: None,
         best_step: None,
+        best_evaluation: None,
         evals_without_improvement: 0,
         config: cfg.clone(),
     };
@@ -271,6 +275,7 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
                 let improved = state.best_metric.is_none_or(|b| if greater { value > b } else { value < b });
                 if improved {
                     best_evaluation = Some(ev.clone());
+                    state.best_evaluation = Some(json!({"metrics": ev.metrics, "report": ev.report}));
                     state.best_metric = Some(value);
                     state.best_step = Some(step);
                     state.evals_without_improvement = 0;
@@ -307,7 +312,7 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         }
     }
     bar.finish();
-    finish(task, cfg, &state, &mut log, best_evaluation.as_ref())?;
+    finish(task, cfg, &state, &mut log)?;
     Ok(Outcome { stop, global_step: state.global_step, best: best(&state), best_evaluation })
 }
 
@@ -421,13 +426,7 @@ fn read_weights_raw(path: &Path) -> Result<BTreeMap<String, Tensor>> {
 
 /// The output directory's model: the best checkpoint's (as Trainer's load_best_model_at_end),
 /// or the final weights when nothing was evaluated. Then the curves.
-fn finish<T: Task>(
-    task: &T,
-    cfg: &TrainConfig,
-    state: &TrainerState,
-    log: &mut RunLog,
-    best_eval: Option<&Evaluation>,
-) -> Result<()> {
+fn finish<T: Task>(task: &T, cfg: &TrainConfig, state: &TrainerState, log: &mut RunLog) -> Result<()> {
     match state.best_step {
         Some(step) if step != state.global_step => {
             let best = checkpoint_dir(cfg, step);
@@ -451,8 +450,8 @@ fn finish<T: Task>(
         _ => task.save_model(&cfg.output)?,
     }
     atomic_write(&cfg.output.join("trainer_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
-    if let Some(ev) = best_eval {
-        let results = json!({"step": state.best_step, "metrics": ev.metrics, "report": ev.report});
+    if let Some(best) = &state.best_evaluation {
+        let results = json!({"step": state.best_step, "metrics": best["metrics"], "report": best["report"]});
         atomic_write(&cfg.output.join("eval_results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
     }
     log.write(json!({"event": "end", "step": state.global_step, "best_step": state.best_step, "best_metric": state.best_metric, "metric_for_best": state.metric_for_best}))?;
