@@ -397,3 +397,79 @@ fn bf16_autocast_trains() {
     let config = read_json(out.join("config.json"));
     assert_eq!(config["dtype"], "float32");
 }
+
+/// SIGKILL at arbitrary moments (mid-step, mid-checkpoint): the newest complete checkpoint always
+/// verifies, and resuming from it in the same directory ends with the uninterrupted run's weights.
+#[test]
+fn sigkill_at_any_moment_leaves_a_resumable_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("t.csv");
+    synthetic_csv(&train, 120, 7);
+    let model = tiny();
+    let args = |out: &Path, resume: Option<&Path>| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "finetune",
+            "--new-head",
+            "--model",
+            &model,
+            "--train",
+            train.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "24",
+            "--eval-every",
+            "2",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--max-len",
+            "24",
+            "--dropout",
+            "0.1",
+            "--log-every",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(r) = resume {
+            v.extend(["--resume-from".to_string(), r.display().to_string()]);
+        }
+        v
+    };
+    let call = |v: Vec<String>| bertkit(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    let reference = tmp.path().join("reference");
+    assert!(call(args(&reference, None)).status.success());
+    let want = std::fs::read(reference.join("model.safetensors")).unwrap();
+
+    let mut resumed = 0;
+    for k in 0..6u64 {
+        let out = tmp.path().join(format!("killed-{k}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bertkit"))
+            .args(args(&out, None))
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for training to start, then a different delay each round.
+        let start = std::time::Instant::now();
+        while !out.join("log.jsonl").exists() && start.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(40 + 53 * k));
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        let Some(latest) = bertkit::train::trainer::list_checkpoints(&out).unwrap().pop() else { continue };
+        bertkit::fsutil::verify_manifest(&latest.1).unwrap();
+        assert!(call(args(&out, Some(&latest.1))).status.success(), "resume from {}", latest.1.display());
+        let got = std::fs::read(out.join("model.safetensors")).unwrap();
+        assert!(got == want, "resumed from step {} ends with different weights", latest.0);
+        resumed += 1;
+    }
+    assert!(resumed >= 3, "only {resumed} of 6 kills left a checkpoint to resume from");
+}

@@ -24,7 +24,7 @@ use super::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use super::schedule::LinearWarmup;
 use crate::checkpoint::{read_weights, safetensors_bytes};
 use crate::device::Autocast;
-use crate::fsutil::atomic_write;
+use crate::fsutil::{atomic_write, verify_manifest, write_manifest};
 
 /// One training micro-batch's mean loss and its size.
 pub struct StepLoss {
@@ -123,7 +123,7 @@ pub fn list_checkpoints(out: &Path) -> Result<Vec<(usize, PathBuf)>> {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if let Some(step) = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok())
-            && e.path().join("trainer_state.json").exists()
+            && e.path().join("manifest.json").exists()
         {
             found.push((step, e.path()));
         }
@@ -363,8 +363,8 @@ fn checkpoint_dir(cfg: &TrainConfig, step: usize) -> PathBuf {
     cfg.output.join(format!("checkpoint-{step}"))
 }
 
-/// Model + optimizer + trainer state into `checkpoint-N`, written under a temporary name and
-/// renamed, so a crash leaves either no folder or a complete one.
+/// Model + optimizer + trainer state + a manifest of checksums into `checkpoint-N`, written under
+/// a temporary name and renamed, so a crash leaves either no folder or a complete one.
 fn save_checkpoint<T: Task>(task: &T, opt: &AdamW, state: &TrainerState, cfg: &TrainConfig) -> Result<()> {
     let dir = checkpoint_dir(cfg, state.global_step);
     let tmp = cfg.output.join(format!(".checkpoint-{}.tmp", state.global_step));
@@ -373,6 +373,7 @@ fn save_checkpoint<T: Task>(task: &T, opt: &AdamW, state: &TrainerState, cfg: &T
     task.save_model(&tmp)?;
     atomic_write(&tmp.join("optimizer.safetensors"), &safetensors_bytes(&opt.state())?)?;
     atomic_write(&tmp.join("trainer_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+    write_manifest(&tmp)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
     }
@@ -394,6 +395,7 @@ fn save_checkpoint<T: Task>(task: &T, opt: &AdamW, state: &TrainerState, cfg: &T
 }
 
 fn resume(dir: &Path, opt: &mut AdamW, fresh: &TrainerState) -> Result<TrainerState> {
+    verify_manifest(dir)?;
     let path = dir.join("trainer_state.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("{}: not a checkpoint folder", path.display()))?;
@@ -439,7 +441,7 @@ fn finish<T: Task>(task: &T, cfg: &TrainConfig, state: &TrainerState, log: &mut 
             );
             for entry in std::fs::read_dir(&best)?.flatten() {
                 let name = entry.file_name();
-                if ["optimizer.safetensors", "trainer_state.json"].iter().any(|n| name == *n) {
+                if ["optimizer.safetensors", "trainer_state.json", "manifest.json"].iter().any(|n| name == *n) {
                     continue;
                 }
                 atomic_write(&cfg.output.join(&name), &std::fs::read(entry.path())?)?;
