@@ -11,7 +11,7 @@ use crate::data::{Example, LabelSet, tokenize_examples};
 use crate::device::{Autocast, parse_device, set_threads};
 use crate::train::classify::{Classifier, FineTune, LabelledSet};
 use crate::train::trainer::prepare_output_dir;
-use crate::train::{Stop, TrainConfig, train};
+use crate::train::{TrainConfig, train};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -114,17 +114,5 @@ pub fn run(args: Args) -> Result<i32> {
         bucketing: !cfg.no_bucketing,
     };
     let outcome = train(&task, &cfg, autocast, num_batches)?;
-    if let Some(ev) = &outcome.best_evaluation {
-        println!("{}", ev.summary);
-    }
-    if let Some((step, value)) = outcome.best {
-        println!("best {} {value:.4} at step {step}", cfg.metric_for_best.as_deref().unwrap_or("accuracy"));
-    }
-    Ok(match outcome.stop {
-        Stop::Interrupted { exit_code } => exit_code,
-        Stop::Finished | Stop::EarlyStopped => {
-            println!("model saved to {}", cfg.output.display());
-            0
-        }
-    })
+    Ok(super::conclude(&outcome, &cfg.output))
 }

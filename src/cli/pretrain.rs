@@ -7,7 +7,7 @@ use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::device::{Autocast, parse_device, set_threads};
 use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
 use crate::train::trainer::prepare_output_dir;
-use crate::train::{Stop, TrainConfig, train};
+use crate::train::{TrainConfig, train};
 
 #[derive(clap::Args)]
 pub struct CorpusFlags {
@@ -156,14 +156,5 @@ pub fn run(args: Args) -> Result<i32> {
         )?;
     }
     let outcome = train(&task, &cfg, autocast, num_batches)?;
-    if let Some(ev) = &outcome.best_evaluation {
-        println!("{}", ev.summary);
-    }
-    Ok(match outcome.stop {
-        Stop::Interrupted { exit_code } => exit_code,
-        Stop::Finished | Stop::EarlyStopped => {
-            println!("model saved to {}", cfg.output.display());
-            0
-        }
-    })
+    Ok(super::conclude(&outcome, &cfg.output))
 }

@@ -89,6 +89,7 @@ pub enum Stop {
 pub struct Outcome {
     pub stop: Stop,
     pub global_step: usize,
+    pub metric_for_best: String,
     pub best: Option<(usize, f64)>,
     /// The evaluation of the model in the output directory (the best checkpoint's).
     pub best_evaluation: Option<Evaluation>,
@@ -304,6 +305,7 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
             );
             log.write(json!({"event": "interrupted", "step": step}))?;
             return Ok(Outcome {
+                metric_for_best: state.metric_for_best.clone(),
                 stop: Stop::Interrupted { exit_code },
                 global_step: step,
                 best: best(&state),
@@ -313,7 +315,13 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
     }
     bar.finish();
     finish(task, cfg, &state, &mut log)?;
-    Ok(Outcome { stop, global_step: state.global_step, best: best(&state), best_evaluation })
+    Ok(Outcome {
+        metric_for_best: state.metric_for_best.clone(),
+        stop,
+        global_step: state.global_step,
+        best: best(&state),
+        best_evaluation,
+    })
 }
 
 fn best(state: &TrainerState) -> Option<(usize, f64)> {
