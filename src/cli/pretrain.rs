@@ -146,15 +146,6 @@ pub fn run(args: Args) -> Result<i32> {
         batch_size: cfg.batch_size,
         bucketing: !cfg.no_bucketing,
     };
-    if cfg.resume_from.is_none()
-        && let Some(ev) = crate::train::Task::evaluate(&task)?
-    {
-        tracing::info!("before training: {}", ev.summary);
-        crate::fsutil::atomic_write(
-            &cfg.output.join("eval_before.json"),
-            serde_json::to_string_pretty(&ev.report)?.as_bytes(),
-        )?;
-    }
     let outcome = train(&task, &cfg, autocast, num_batches)?;
     Ok(super::conclude(&outcome, &cfg.output))
 }

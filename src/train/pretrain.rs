@@ -206,4 +206,8 @@ impl Task for Pretrain<'_> {
     fn default_metric(&self) -> &'static str {
         "eval_loss"
     }
+
+    fn evaluate_before_training(&self) -> bool {
+        true
+    }
 }

@@ -57,6 +57,11 @@ pub trait Task {
     fn save_model(&self, dir: &Path) -> Result<()>;
     /// The metric that picks the best checkpoint unless the user chose one.
     fn default_metric(&self) -> &'static str;
+    /// Whether to evaluate once before the first step (logged as step 0, saved as
+    /// `eval_before.json`): further pretraining reports perplexity before and after.
+    fn evaluate_before_training(&self) -> bool {
+        false
+    }
 }
 
 /// Saved in every checkpoint beside the model and the optimizer state.
@@ -197,6 +202,14 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
     if state.global_step == 0 {
         log.write(json!({"event": "start", "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
             "warmup_steps": warmup_steps, "train_batches": num_train_batches, "config": cfg}))?;
+    }
+    if state.global_step == 0
+        && task.evaluate_before_training()
+        && let Some(ev) = task.evaluate()?
+    {
+        tracing::info!("before training: {}", ev.summary);
+        log.write(json!({"event": "eval", "step": 0, "epoch": 0.0, "metrics": ev.metrics}))?;
+        atomic_write(&cfg.output.join("eval_before.json"), serde_json::to_string_pretty(&ev.report)?.as_bytes())?;
     }
     let signals = Signals::install()?;
     let bar = super::progress::bar(total_steps as u64, state.global_step as u64);

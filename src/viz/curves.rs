@@ -76,6 +76,7 @@ where
         chart
             .configure_mesh()
             .x_desc("step")
+            .x_labels(((x1 - x0).ceil() as usize + 1).clamp(2, 10))
             .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 14))
