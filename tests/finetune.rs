@@ -211,6 +211,14 @@ fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
     };
     let full = tmp.path().join("full");
     run(&full, &[]);
+    // Two fresh runs agree bit for bit (this caught gradient norms summed in HashMap order).
+    let again = tmp.path().join("again");
+    run(&again, &[]);
+    assert!(
+        std::fs::read(full.join("model.safetensors")).unwrap()
+            == std::fs::read(again.join("model.safetensors")).unwrap(),
+        "two runs with the same seed differ"
+    );
     let part = tmp.path().join("part");
     let ckpt = full.join("checkpoint-4");
     run(&part, &["--resume-from", ckpt.to_str().unwrap()]);

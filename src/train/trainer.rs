@@ -177,7 +177,10 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
     };
     let warmup_steps = cfg.warmup_steps.unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as usize);
     let schedule = LinearWarmup { kind: cfg.scheduler, base_lr: cfg.lr, warmup_steps, total_steps };
-    let params: Vec<(String, Tensor)> = task.var_store().variables().into_iter().collect();
+    // In name order: the global gradient norm sums per-tensor norms, and HashMap order (random
+    // per process) would change its last bits, the clipping, and so the weights run to run.
+    let mut params: Vec<(String, Tensor)> = task.var_store().variables().into_iter().collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
     let trainable: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut opt = AdamW::new(params, AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() });
     let metric = cfg.metric_for_best.clone().unwrap_or_else(|| task.default_metric().to_string());
