@@ -4,13 +4,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use rand::{Rng, SeedableRng};
-
-fn bertkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args).env("RUST_BACKTRACE", "0").output().unwrap()
-}
+use common::{bertkit, synthetic_csv};
 
 fn ok(args: &[&str]) -> String {
     let out = bertkit(args);
@@ -22,22 +17,6 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// Texts of filler words; the label says whether "good" or "bad" appears (one of them always does).
-fn synthetic_csv(path: &Path, n: usize, seed: u64) {
-    let filler = ["the", "movie", "film", "was", "and", "this", "of", "it", "plot", "a", "to", "with"];
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut csv = String::from("text,label\n");
-    for _ in 0..n {
-        let positive = rng.random_bool(0.5);
-        let len = rng.random_range(4..12);
-        let mut words: Vec<&str> = (0..len).map(|_| filler[rng.random_range(0..filler.len())]).collect();
-        let at = rng.random_range(0..=words.len());
-        words.insert(at, if positive { "good" } else { "bad" });
-        csv += &format!("\"{}\",{}\n", words.join(" "), if positive { "pos" } else { "neg" });
-    }
-    std::fs::write(path, csv).unwrap();
 }
 
 fn tiny() -> String {
@@ -141,7 +120,7 @@ fn learns_a_synthetic_rule_then_evaluates_and_predicts() {
     let text = std::fs::read_to_string(&preds).unwrap();
     assert!(text.starts_with("text,label,score,prob_neg,prob_pos\n"), "{text}");
     assert_eq!(text.lines().count(), 101);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bertkit"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bertkit"))
         .args(["predict", "--model", out_s, "--device", "cpu"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -292,69 +271,6 @@ fn refuses_to_overwrite_another_run() {
 }
 
 #[test]
-fn ctrl_c_saves_a_checkpoint_that_resumes_exactly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let train = tmp.path().join("t.csv");
-    synthetic_csv(&train, 200, 5);
-    let model = tiny();
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "finetune",
-            "--new-head",
-            "--model",
-            &model,
-            "--train",
-            train.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--max-steps",
-            "400",
-            "--batch-size",
-            "4",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--log-every",
-            "1",
-            "--max-len",
-            "24",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let out = tmp.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bertkit"))
-        .args(args(&out))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !std::fs::read_to_string(out.join("log.jsonl")).unwrap_or_default().contains("\"step\":5,") {
-        assert!(start.elapsed().as_secs() < 60, "training did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "exit code after Ctrl-C");
-    let state = read_json(
-        std::fs::read_dir(&out)
-            .unwrap()
-            .flatten()
-            .find(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
-            .expect("a checkpoint")
-            .path()
-            .join("trainer_state.json"),
-    );
-    let step = state["global_step"].as_u64().unwrap();
-    assert!((5..400).contains(&step), "stopped at step {step}");
-    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
-    assert!(log.contains("\"event\":\"interrupted\""));
-}
-
-#[test]
 fn bf16_autocast_trains() {
     let tmp = tempfile::tempdir().unwrap();
     let train = tmp.path().join("t.csv");
@@ -404,80 +320,4 @@ fn bf16_autocast_trains() {
     // Weights stay fp32 (master weights): the saved model is float32.
     let config = read_json(out.join("config.json"));
     assert_eq!(config["dtype"], "float32");
-}
-
-/// SIGKILL at arbitrary moments (mid-step, mid-checkpoint): the newest complete checkpoint always
-/// verifies, and resuming from it in the same directory ends with the uninterrupted run's weights.
-#[test]
-fn sigkill_at_any_moment_leaves_a_resumable_checkpoint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let train = tmp.path().join("t.csv");
-    synthetic_csv(&train, 120, 7);
-    let model = tiny();
-    let args = |out: &Path, resume: Option<&Path>| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "finetune",
-            "--new-head",
-            "--model",
-            &model,
-            "--train",
-            train.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--max-steps",
-            "24",
-            "--eval-every",
-            "2",
-            "--batch-size",
-            "4",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--max-len",
-            "24",
-            "--dropout",
-            "0.1",
-            "--log-every",
-            "1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if let Some(r) = resume {
-            v.extend(["--resume-from".to_string(), r.display().to_string()]);
-        }
-        v
-    };
-    let call = |v: Vec<String>| bertkit(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    let reference = tmp.path().join("reference");
-    assert!(call(args(&reference, None)).status.success());
-    let want = std::fs::read(reference.join("model.safetensors")).unwrap();
-
-    let mut resumed = 0;
-    for k in 0..6u64 {
-        let out = tmp.path().join(format!("killed-{k}"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bertkit"))
-            .args(args(&out, None))
-            .stderr(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // Wait for training to start, then a different delay each round.
-        let start = std::time::Instant::now();
-        while !out.join("log.jsonl").exists() && start.elapsed().as_secs() < 30 {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(40 + 53 * k));
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-        child.wait().unwrap();
-        let Some(latest) = bertkit::train::trainer::list_checkpoints(&out).unwrap().pop() else { continue };
-        bertkit::fsutil::verify_manifest(&latest.1).unwrap();
-        assert!(call(args(&out, Some(&latest.1))).status.success(), "resume from {}", latest.1.display());
-        let got = std::fs::read(out.join("model.safetensors")).unwrap();
-        assert!(got == want, "resumed from step {} ends with different weights", latest.0);
-        resumed += 1;
-    }
-    assert!(resumed >= 3, "only {resumed} of 6 kills left a checkpoint to resume from");
 }

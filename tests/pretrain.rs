@@ -3,8 +3,8 @@
 
 mod common;
 
+use common::bertkit;
 use std::path::Path;
-use std::process::Command;
 
 use bertkit::checkpoint::Checkpoint;
 use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
@@ -153,10 +153,6 @@ fn masked_only_loss_equals_full_projection_loss() {
     let diff = (masked.loss - reference).abs().double_value(&[]);
     assert!(diff < 1e-6, "masked-only loss differs by {diff}");
     assert_eq!(masked.logits.size()[0], labels.ne(IGNORE_INDEX).sum(Kind::Int64).int64_value(&[]));
-}
-
-fn bertkit(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args).output().unwrap()
 }
 
 #[test]

@@ -54,7 +54,15 @@ impl LoadReport {
 impl Checkpoint {
     /// A local directory, or a Hugging Face hub id fetched into the hub cache.
     pub fn open(spec: &str) -> Result<Self> {
-        let dir = if Path::new(spec).exists() { PathBuf::from(spec) } else { hub::download(spec)? };
+        // A hub id is `name` or `owner/name`; anything else that does not exist is a mistyped path.
+        let looks_like_path = spec.starts_with(['/', '.', '~']) || spec.matches('/').count() > 1;
+        let dir = if Path::new(spec).exists() {
+            PathBuf::from(spec)
+        } else if looks_like_path {
+            bail!("{spec}: no such model directory");
+        } else {
+            hub::download(spec)?
+        };
         if !dir.is_dir() {
             bail!("{spec}: not a model directory");
         }

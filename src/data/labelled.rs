@@ -174,10 +174,13 @@ fn make_example(
 }
 
 fn missing_column(path: &Path, what: &str, name: &str, available: &[String]) -> anyhow::Error {
+    // Quoted headers can hold newlines; the message stays one line.
+    let shown: Vec<String> =
+        available.iter().map(|c| if c.contains(char::is_control) { format!("{c:?}") } else { c.clone() }).collect();
     anyhow::anyhow!(
         "{}: no {what} column {name:?} (columns: {}); choose one with --{what}-column",
         path.display(),
-        available.join(", ")
+        shown.join(", ")
     )
 }
 

@@ -83,6 +83,11 @@ pub struct TrainConfig {
     /// Batch examples in random order instead of grouping similar lengths (more padding).
     #[arg(long)]
     pub no_bucketing: bool,
+    /// On a NaN/Inf loss or gradient, skip that step's update instead of stopping (the run still
+    /// stops after 10 such steps in a row: then the weights themselves are broken).
+    #[arg(long)]
+    #[serde(default)]
+    pub skip_nan_steps: bool,
 }
 
 impl TrainConfig {

@@ -64,6 +64,9 @@ pub trait Task {
     }
 }
 
+/// With `--skip-nan-steps`, this many non-finite steps in a row still stop the run.
+const MAX_SKIPPED_IN_A_ROW: usize = 10;
+
 /// Saved in every checkpoint beside the model and the optimizer state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainerState {
@@ -221,6 +224,7 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
     let mut window = Window { since: Some(Instant::now()), ..Default::default() };
     let mut stop = Stop::Finished;
     let mut best_evaluation = None;
+    let mut skipped_in_a_row = 0;
     while state.global_step < total_steps {
         let step = state.global_step;
         let epoch = step / steps_per_epoch;
@@ -244,15 +248,32 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
             window.tokens += out.tokens;
         }
         let grad_norm = if cfg.max_grad_norm > 0.0 { clip_grad_norm(&trainable, cfg.max_grad_norm) } else { f64::NAN };
-        if !step_loss.is_finite() || (cfg.max_grad_norm > 0.0 && !grad_norm.is_finite()) {
-            bail!(
-                "step {}: {} is {} (learning rate {lr:.3e}); the last checkpoint before it is intact",
-                step + 1,
-                if step_loss.is_finite() { "the gradient norm" } else { "the loss" },
-                if step_loss.is_finite() { grad_norm } else { step_loss }
-            );
+        let non_finite = if !step_loss.is_finite() {
+            Some(format!("the loss is {step_loss}"))
+        } else if cfg.max_grad_norm > 0.0 && !grad_norm.is_finite() {
+            Some(format!("the gradient norm is {grad_norm}"))
+        } else {
+            None
+        };
+        match non_finite {
+            None => {
+                skipped_in_a_row = 0;
+                opt.step(lr);
+            }
+            Some(what) if cfg.skip_nan_steps && skipped_in_a_row + 1 < MAX_SKIPPED_IN_A_ROW => {
+                skipped_in_a_row += 1;
+                bar.suspend(|| tracing::warn!("step {}: {what}; update skipped (--skip-nan-steps)", step + 1));
+                log.write(json!({"event": "skipped_step", "step": step + 1, "reason": what}))?;
+            }
+            Some(what) => {
+                let hint = if cfg.skip_nan_steps {
+                    format!(" ({MAX_SKIPPED_IN_A_ROW} steps in a row)")
+                } else {
+                    "; --skip-nan-steps skips such steps instead".into()
+                };
+                bail!("step {}: {what} (learning rate {lr:.3e}){hint}; {}", step + 1, last_checkpoint_note(cfg));
+            }
         }
-        opt.step(lr);
         opt.zero_grad();
         state.global_step += 1;
         window.loss += step_loss;
@@ -387,17 +408,32 @@ fn checkpoint_dir(cfg: &TrainConfig, step: usize) -> PathBuf {
     cfg.output.join(format!("checkpoint-{step}"))
 }
 
+/// Which checkpoint a failed run leaves to resume from.
+fn last_checkpoint_note(cfg: &TrainConfig) -> String {
+    match list_checkpoints(&cfg.output).ok().and_then(|c| c.last().cloned()) {
+        Some((_, path)) => format!("{} is intact (continue with --resume-from)", path.display()),
+        None => "no checkpoint was saved before it".into(),
+    }
+}
+
 /// Model + optimizer + trainer state + a manifest of checksums into `checkpoint-N`, written under
 /// a temporary name and renamed, so a crash leaves either no folder or a complete one.
 fn save_checkpoint<T: Task>(task: &T, opt: &AdamW, state: &TrainerState, cfg: &TrainConfig) -> Result<()> {
     let dir = checkpoint_dir(cfg, state.global_step);
     let tmp = cfg.output.join(format!(".checkpoint-{}.tmp", state.global_step));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    task.save_model(&tmp)?;
-    atomic_write(&tmp.join("optimizer.safetensors"), &safetensors_bytes(&opt.state())?)?;
-    atomic_write(&tmp.join("trainer_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
-    write_manifest(&tmp)?;
+    let written = (|| -> Result<()> {
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        task.save_model(&tmp)?;
+        atomic_write(&tmp.join("optimizer.safetensors"), &safetensors_bytes(&opt.state())?)?;
+        atomic_write(&tmp.join("trainer_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+        write_manifest(&tmp)
+    })();
+    if let Err(e) = written {
+        // A full disk must not stay full of our half checkpoint.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("saving {} failed; {}", dir.display(), last_checkpoint_note(cfg))));
+    }
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
     }

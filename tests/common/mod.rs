@@ -4,10 +4,32 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rand::{Rng, SeedableRng};
 use tch::{Kind, Tensor};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the `bertkit` binary built for these tests.
+pub fn bertkit(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args).env("RUST_BACKTRACE", "0").output().unwrap()
+}
+
+/// Texts of filler words; the label says whether "good" or "bad" appears (one of them always does).
+pub fn synthetic_csv(path: &Path, n: usize, seed: u64) {
+    let filler = ["the", "movie", "film", "was", "and", "this", "of", "it", "plot", "a", "to", "with"];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut csv = String::from("text,label\n");
+    for _ in 0..n {
+        let positive = rng.random_bool(0.5);
+        let len = rng.random_range(4..12);
+        let mut words: Vec<&str> = (0..len).map(|_| filler[rng.random_range(0..filler.len())]).collect();
+        let at = rng.random_range(0..=words.len());
+        words.insert(at, if positive { "good" } else { "bad" });
+        csv += &format!("\"{}\",{}\n", words.join(" "), if positive { "pos" } else { "neg" });
+    }
+    std::fs::write(path, csv).unwrap();
 }
 
 pub fn tiny_model() -> PathBuf {
