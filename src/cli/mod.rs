@@ -2,6 +2,7 @@
 
 mod adapt;
 mod attention;
+mod bench;
 mod data_flags;
 mod embed;
 mod evaluate;
@@ -48,6 +49,8 @@ enum Command {
     Adapt(adapt::Args),
     /// Attention of a layer/head (or all) for a sentence, as PNG, SVG or an HTML head view.
     Attention(attention::Args),
+    /// Time training or inference steps on synthetic batches (one JSON line; see bench/).
+    Bench(bench::Args),
 }
 
 /// Runs the command line; returns the process exit code. Errors print as one line.
@@ -101,5 +104,6 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::FillMask(args) => fill_mask::run(args).map(|()| 0),
         Command::Adapt(args) => adapt::run(args).map(|()| 0),
         Command::Attention(args) => attention::run(args).map(|()| 0),
+        Command::Bench(args) => bench::run(args).map(|()| 0),
     }
 }

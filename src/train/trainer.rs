@@ -236,17 +236,9 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         let micro: Vec<&Vec<usize>> = batches.iter().skip(first).take(cfg.grad_accum).collect();
         let lr = schedule.lr(step);
 
-        let mut step_loss = 0.0;
-        for (m, batch) in micro.iter().enumerate() {
-            let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
-            tch::manual_seed(seed as i64);
-            let out = autocast.run(|| task.train_loss(batch, seed))?;
-            let loss = out.loss / micro.len() as f64;
-            loss.backward();
-            step_loss += loss.double_value(&[]);
-            window.examples += out.examples;
-            window.tokens += out.tokens;
-        }
+        let (step_loss, examples, tokens) = accumulate_gradients(task, &micro, cfg.seed, step, autocast)?;
+        window.examples += examples;
+        window.tokens += tokens;
         let grad_norm = if cfg.max_grad_norm > 0.0 { clip_grad_norm(&trainable, cfg.max_grad_norm) } else { f64::NAN };
         let non_finite = if !step_loss.is_finite() {
             Some(format!("the loss is {step_loss}"))
@@ -359,6 +351,30 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         best: best(&state),
         best_evaluation,
     })
+}
+
+/// Forward and backward over the micro-batches of optimizer step `step`, leaving their mean
+/// gradient in the parameters; returns the mean loss, examples and real tokens. Every random
+/// draw (dropout, masks) is seeded from (seed, step, micro-batch), which makes runs repeatable.
+pub fn accumulate_gradients<T: Task>(
+    task: &T,
+    micro: &[&Vec<usize>],
+    seed: u64,
+    step: usize,
+    autocast: Autocast,
+) -> Result<(f64, usize, usize)> {
+    let (mut step_loss, mut examples, mut tokens) = (0.0, 0, 0);
+    for (m, batch) in micro.iter().enumerate() {
+        let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
+        tch::manual_seed(seed as i64);
+        let out = autocast.run(|| task.train_loss(batch, seed))?;
+        let loss = out.loss / micro.len() as f64;
+        loss.backward();
+        step_loss += loss.double_value(&[]);
+        examples += out.examples;
+        tokens += out.tokens;
+    }
+    Ok((step_loss, examples, tokens))
 }
 
 fn best(state: &TrainerState) -> Option<(usize, f64)> {

@@ -1,0 +1,93 @@
+"""The PyTorch reference for `bertkit bench`: the same workload on the same synthetic full-length
+batches, written as transformers' Trainer runs it (model.train(), DataCollatorWithPadding /
+DataCollatorForLanguageModeling per batch, torch.autocast for bf16, clip_grad_norm_(1.0), and
+Trainer's default optimizer: torch.optim.AdamW(fused=True)).
+
+    python bench/reference_step.py --model DIR --workload finetune|mlm|inference \
+        --batch-size 32 --seq-len 128 --steps 10 --warmup 2 --precision fp32|bf16
+Prints one JSON line with the same fields as `bertkit bench`.
+"""
+import argparse
+import contextlib
+import json
+import random
+import time
+
+import torch
+from transformers import (AutoTokenizer, BertForMaskedLM, BertForSequenceClassification, DataCollatorForLanguageModeling,
+                          DataCollatorWithPadding)
+
+p = argparse.ArgumentParser()
+p.add_argument("--model", required=True)
+p.add_argument("--workload", choices=["finetune", "mlm", "inference"], required=True)
+p.add_argument("--batch-size", type=int, default=32)
+p.add_argument("--seq-len", type=int, default=128)
+p.add_argument("--steps", type=int, default=10)
+p.add_argument("--warmup", type=int, default=2)
+p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+args = p.parse_args()
+
+device = torch.device(args.device)
+tok = AutoTokenizer.from_pretrained(args.model)
+words = [i for t, i in tok.get_vocab().items() if t.isascii() and t.isalpha() and t.islower()]
+rng = random.Random(1)
+
+
+def example():
+    ids = [tok.cls_token_id] + [rng.choice(words) for _ in range(args.seq_len - 2)] + [tok.sep_token_id]
+    return {"input_ids": ids, "token_type_ids": [0] * len(ids), "attention_mask": [1] * len(ids)}
+
+
+if args.workload == "mlm":
+    model = BertForMaskedLM.from_pretrained(args.model)
+    collator = DataCollatorForLanguageModeling(tok, mlm_probability=0.15)
+else:
+    model = BertForSequenceClassification.from_pretrained(args.model, num_labels=2)
+    collator = DataCollatorWithPadding(tok)
+model.to(device)
+autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16"
+            else contextlib.nullcontext())
+optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True) if args.workload != "inference" else None
+
+
+def rows():
+    rows = [example() for _ in range(args.batch_size)]
+    if args.workload == "finetune":
+        for r in rows:
+            r["labels"] = rng.randrange(2)
+    return rows
+
+
+def step(inputs):
+    if args.workload == "inference":
+        model.eval()
+        with torch.inference_mode(), autocast:
+            model(**inputs).logits.float().softmax(-1).cpu()
+        return
+    model.train()
+    with autocast:
+        loss = model(**inputs).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad()
+    loss.item()
+
+
+seconds = []
+for s, batch in enumerate([rows() for _ in range(args.warmup + args.steps)]):
+    start = time.perf_counter()
+    # Collation (and MLM masking) happens per step, in the loop, as in Trainer.
+    step({k: v.to(device) for k, v in collator(batch).items()})
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    if s >= args.warmup:
+        seconds.append(time.perf_counter() - start)
+seconds.sort()
+median = seconds[len(seconds) // 2]
+tokens = args.batch_size * args.seq_len
+print(json.dumps({"tool": "pytorch", "workload": args.workload, "precision": args.precision, "device": str(device),
+                  "threads": torch.get_num_threads(), "batch_size": args.batch_size, "seq_len": args.seq_len,
+                  "step_seconds": seconds, "median_step_seconds": median, "tokens_per_s": tokens / median,
+                  "examples_per_s": args.batch_size / median}))
