@@ -17,8 +17,9 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
                           Trainer, TrainingArguments)
 
 p = argparse.ArgumentParser()
-for a in ["--model", "--train", "--test", "--output"]:
+for a in ["--model", "--train", "--output"]:
     p.add_argument(a, required=True)
+p.add_argument("--test", help="held-out CSV to predict after training (skipped when absent)")
 p.add_argument("--text-column", default="text")
 p.add_argument("--label-column", default="label")
 p.add_argument("--max-len", type=int, default=256)
@@ -30,7 +31,8 @@ args = p.parse_args()
 
 start = time.time()
 read = lambda path: list(csv.DictReader(open(path, newline="", encoding="utf-8")))
-train_rows, test_rows = read(args.train), read(args.test)
+train_rows = read(args.train)
+test_rows = read(args.test) if args.test else []
 labels = sorted({r[args.label_column] for r in train_rows})
 label2id = {l: i for i, l in enumerate(labels)}
 tok = AutoTokenizer.from_pretrained(args.model)
@@ -49,20 +51,33 @@ class Rows(torch.utils.data.Dataset):
         return self.items[i]
 
 
-train_set, test_set = Rows(train_rows), Rows(test_rows)
+train_set, test_set = Rows(train_rows), (Rows(test_rows) if test_rows else None)
 model = AutoModelForSequenceClassification.from_pretrained(
     args.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
 training = TrainingArguments(output_dir=args.output, per_device_train_batch_size=args.batch_size,
                              per_device_eval_batch_size=args.batch_size * 2, learning_rate=args.lr,
                              num_train_epochs=args.epochs, seed=args.seed, save_strategy="no",
                              report_to=[], logging_steps=50, use_cpu=not torch.cuda.is_available())
-trainer = Trainer(model=model, args=training, train_dataset=train_set,
-                  data_collator=DataCollatorWithPadding(tok))
+pad = DataCollatorWithPadding(tok)
+counts = {"tokens": 0, "padded_tokens": 0}
+
+
+def collate(rows):
+    # Counts what training computes: real tokens and padded positions.
+    batch = pad(rows)
+    counts["tokens"] += int(batch["attention_mask"].sum())
+    counts["padded_tokens"] += batch["input_ids"].numel()
+    return batch
+
+
+trainer = Trainer(model=model, args=training, train_dataset=train_set, data_collator=collate)
 trainer.train()
-train_s = time.time() - start
-start = time.time()
-pred = trainer.predict(test_set)
-accuracy = float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())
-eval_s = time.time() - start
 trainer.save_model(args.output)
-print(json.dumps({"tool": "transformers Trainer", "accuracy": accuracy, "train_seconds": train_s, "eval_seconds": eval_s}))
+train_s = time.time() - start
+result = {"tool": "transformers Trainer", "train_seconds": train_s, **counts}
+if test_rows:
+    start = time.time()
+    pred = trainer.predict(test_set)
+    result["accuracy"] = float((np.argmax(pred.predictions, -1) == pred.label_ids).mean())
+    result["eval_seconds"] = time.time() - start
+print(json.dumps(result))

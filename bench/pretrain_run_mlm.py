@@ -76,12 +76,13 @@ training = TrainingArguments(output_dir=args.output, per_device_train_batch_size
                              max_steps=args.max_steps, num_train_epochs=args.epochs, seed=args.seed,
                              save_strategy="no", report_to=[], logging_steps=100,
                              use_cpu=not torch.cuda.is_available())
-trainer = Trainer(model=model, args=training, train_dataset=train, eval_dataset=evals, data_collator=collator)
-before = trainer.evaluate()["eval_loss"]
+trainer = Trainer(model=model, args=training, train_dataset=train, eval_dataset=evals or None, data_collator=collator)
+evaluate = lambda: trainer.evaluate()["eval_loss"] if evals else float("nan")  # --eval-split 0: no held-out text
+before = evaluate()
 start = time.time()
 result = trainer.train()
 train_s = time.time() - start
-after = trainer.evaluate()["eval_loss"]
+after = evaluate()
 steps = result.global_step
 tokens = steps * args.batch_size * args.max_len  # full blocks: every position is a real token
 print(json.dumps({"tool": "transformers Trainer (run_mlm style)", "train_blocks": len(train), "eval_blocks": len(evals),

@@ -148,6 +148,7 @@ impl Task for FineTune {
             loss: c.model.loss(&logits, &labels),
             examples: batch.len(),
             tokens: refs.iter().map(|e| e.len()).sum(),
+            padded_tokens: inputs.input_ids.numel(),
         })
     }
 

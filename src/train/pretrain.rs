@@ -192,7 +192,7 @@ impl Task for Pretrain<'_> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (inputs, labels, tokens) = self.mlm.masked_batch(&self.train, batch, &mut rng);
         let out = self.mlm.model.forward_masked(&inputs, &labels, ForwardOptions::train());
-        Ok(StepLoss { loss: out.loss, examples: batch.len(), tokens })
+        Ok(StepLoss { loss: out.loss, examples: batch.len(), tokens, padded_tokens: inputs.input_ids.numel() })
     }
 
     fn evaluate(&self) -> Result<Option<Evaluation>> {

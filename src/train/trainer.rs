@@ -32,6 +32,18 @@ pub struct StepLoss {
     pub examples: usize,
     /// Real (non-padding) tokens.
     pub tokens: usize,
+    /// Positions computed, padding included (batch x longest).
+    pub padded_tokens: usize,
+}
+
+/// What one optimizer step processed, summed over its micro-batches.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StepStats {
+    /// Mean loss of the step.
+    pub loss: f64,
+    pub examples: usize,
+    pub tokens: usize,
+    pub padded_tokens: usize,
 }
 
 /// Held-out results: flat metrics for logs and model selection, plus a full report.
@@ -222,6 +234,7 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
 
     let mut epoch_cache: Option<(usize, Vec<Vec<usize>>)> = None;
     let mut window = Window { since: Some(Instant::now()), ..Default::default() };
+    let mut totals = Window { since: Some(Instant::now()), ..Default::default() };
     let mut stop = Stop::Finished;
     let mut best_evaluation = None;
     let mut skipped_in_a_row = 0;
@@ -236,9 +249,8 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         let micro: Vec<&Vec<usize>> = batches.iter().skip(first).take(cfg.grad_accum).collect();
         let lr = schedule.lr(step);
 
-        let (step_loss, examples, tokens) = accumulate_gradients(task, &micro, cfg.seed, step, autocast)?;
-        window.examples += examples;
-        window.tokens += tokens;
+        let stats = accumulate_gradients(task, &micro, cfg.seed, step, autocast)?;
+        let step_loss = stats.loss;
         let grad_norm = if cfg.max_grad_norm > 0.0 { clip_grad_norm(&trainable, cfg.max_grad_norm) } else { f64::NAN };
         let non_finite = if !step_loss.is_finite() {
             Some(format!("the loss is {step_loss}"))
@@ -268,8 +280,8 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         }
         opt.zero_grad();
         state.global_step += 1;
-        window.loss += step_loss;
-        window.steps += 1;
+        window.add(&stats);
+        totals.add(&stats);
         bar.set_position(state.global_step as u64);
 
         let step = state.global_step;
@@ -282,7 +294,8 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
             ));
             log.write(json!({"event": "train", "step": step, "epoch": epoch_f, "loss": w.loss, "lr": lr,
                 "grad_norm": if grad_norm.is_finite() { Some(grad_norm) } else { None },
-                "examples_per_s": w.examples_per_s, "tokens_per_s": w.tokens_per_s}))?;
+                "examples_per_s": w.examples_per_s, "tokens_per_s": w.tokens_per_s,
+                "padded_tokens_per_s": w.padded_tokens_per_s}))?;
         }
 
         let end_of_epoch = step.is_multiple_of(steps_per_epoch);
@@ -343,7 +356,9 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         }
     }
     bar.finish();
-    finish(task, cfg, &state, &mut log)?;
+    let work = json!({"steps": totals.steps, "examples": totals.examples, "tokens": totals.tokens,
+        "padded_tokens": totals.padded_tokens, "seconds": totals.seconds()});
+    finish(task, cfg, &state, &mut log, work)?;
     Ok(Outcome {
         metric_for_best: state.metric_for_best.clone(),
         stop,
@@ -362,19 +377,20 @@ pub fn accumulate_gradients<T: Task>(
     seed: u64,
     step: usize,
     autocast: Autocast,
-) -> Result<(f64, usize, usize)> {
-    let (mut step_loss, mut examples, mut tokens) = (0.0, 0, 0);
+) -> Result<StepStats> {
+    let mut stats = StepStats::default();
     for (m, batch) in micro.iter().enumerate() {
         let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
         tch::manual_seed(seed as i64);
         let out = autocast.run(|| task.train_loss(batch, seed))?;
         let loss = out.loss / micro.len() as f64;
         loss.backward();
-        step_loss += loss.double_value(&[]);
-        examples += out.examples;
-        tokens += out.tokens;
+        stats.loss += loss.double_value(&[]);
+        stats.examples += out.examples;
+        stats.tokens += out.tokens;
+        stats.padded_tokens += out.padded_tokens;
     }
-    Ok((step_loss, examples, tokens))
+    Ok(stats)
 }
 
 fn best(state: &TrainerState) -> Option<(usize, f64)> {
@@ -390,13 +406,14 @@ impl Drop for Signals {
     }
 }
 
-/// Running sums between two log lines.
+/// Running sums between two log lines (and over the whole run, for the end record).
 #[derive(Default)]
 struct Window {
     loss: f64,
     steps: usize,
     examples: usize,
     tokens: usize,
+    padded_tokens: usize,
     since: Option<Instant>,
 }
 
@@ -404,18 +421,31 @@ struct WindowStats {
     loss: f64,
     examples_per_s: f64,
     tokens_per_s: f64,
+    padded_tokens_per_s: f64,
 }
 
 impl Window {
+    fn add(&mut self, s: &StepStats) {
+        self.loss += s.loss;
+        self.steps += 1;
+        self.examples += s.examples;
+        self.tokens += s.tokens;
+        self.padded_tokens += s.padded_tokens;
+    }
+
+    fn seconds(&self) -> f64 {
+        self.since.map_or(f64::NAN, |t| t.elapsed().as_secs_f64())
+    }
+
     fn take(&mut self) -> WindowStats {
-        let now = Instant::now();
-        let secs = self.since.map_or(f64::NAN, |t| now.duration_since(t).as_secs_f64());
+        let secs = self.seconds();
         let stats = WindowStats {
             loss: self.loss / self.steps.max(1) as f64,
             examples_per_s: self.examples as f64 / secs,
             tokens_per_s: self.tokens as f64 / secs,
+            padded_tokens_per_s: self.padded_tokens as f64 / secs,
         };
-        *self = Window { since: Some(now), ..Default::default() };
+        *self = Window { since: Some(Instant::now()), ..Default::default() };
         stats
     }
 }
@@ -504,7 +534,14 @@ fn read_weights_raw(path: &Path) -> Result<BTreeMap<String, Tensor>> {
 
 /// The output directory's model: the best checkpoint's (as Trainer's load_best_model_at_end),
 /// or the final weights when nothing was evaluated. Then the curves.
-fn finish<T: Task>(task: &T, cfg: &TrainConfig, state: &TrainerState, log: &mut RunLog) -> Result<()> {
+/// `work` is what this process trained (steps, examples, tokens, seconds), for the end record.
+fn finish<T: Task>(
+    task: &T,
+    cfg: &TrainConfig,
+    state: &TrainerState,
+    log: &mut RunLog,
+    work: serde_json::Value,
+) -> Result<()> {
     match state.best_step {
         Some(step) if step != state.global_step => {
             let best = checkpoint_dir(cfg, step);
@@ -532,7 +569,7 @@ fn finish<T: Task>(task: &T, cfg: &TrainConfig, state: &TrainerState, log: &mut 
         let results = json!({"step": state.best_step, "metrics": best["metrics"], "report": best["report"]});
         atomic_write(&cfg.output.join("eval_results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
     }
-    log.write(json!({"event": "end", "step": state.global_step, "best_step": state.best_step, "best_metric": state.best_metric, "metric_for_best": state.metric_for_best}))?;
+    log.write(json!({"event": "end", "step": state.global_step, "best_step": state.best_step, "best_metric": state.best_metric, "metric_for_best": state.metric_for_best, "this_process": work}))?;
     if let Err(e) = crate::viz::curves::plot_run(&cfg.output.join("log.jsonl"), &cfg.output) {
         tracing::warn!("could not draw the training curves: {e:#}");
     }

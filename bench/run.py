@@ -1,0 +1,262 @@
+"""bertkit against the PyTorch reference (torch + transformers, the versions CI installs) on
+identical workloads, on this machine, interleaved and repeated. Prints a table and writes
+bench/out/results.json (and, with --readme, the README's benchmark section).
+
+    bash bench/run.sh                      # every workload, full size, 2 repeats
+    bash bench/run.sh --only 1 3 --repeats 3
+    bash bench/run.sh --imdb-rows 500 --mlm-steps 100   # smaller end-to-end runs
+
+Workloads (the issue's list): 1-5 time single steps on synthetic full-length batches
+(`bertkit bench` vs bench/reference_step.py), 6-7 are whole runs on real data, tokenisation and
+batching included (`bertkit finetune`/`pretrain` vs bench/finetune_trainer.py /
+bench/pretrain_run_mlm.py). Peak RSS is the child process's maximum resident set (wait4), so the
+reference's includes importing torch and transformers, as a user's run does.
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+BERTKIT = ROOT / "target" / "release" / "bertkit"
+MINILM = ROOT / ".models" / "all-MiniLM-L6-v2"
+DATA = ROOT.parent / "shared" / "data"
+IMDB = DATA / "imdb" / "imdb_2500.csv"
+CUAD = DATA / "cuad" / "CUAD_v1" / "full_contract_txt"
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("--only", type=int, nargs="+", help="workload numbers to run (default: all)")
+p.add_argument("--repeats", type=int, default=2, help="runs of each tool per workload (interleaved)")
+p.add_argument("--steps", type=int, default=10, help="timed steps per run for workloads 1-5")
+p.add_argument("--imdb-rows", type=int, default=2500, help="reviews for workload 6 (all 2 500 by default)")
+p.add_argument("--mlm-steps", type=int, default=500, help="steps for workload 7")
+p.add_argument("--device", default="cpu")
+p.add_argument("--readme", action="store_true", help="rewrite the README's benchmark section")
+args = p.parse_args()
+
+
+def run(cmd, log):
+    """Runs cmd; returns (seconds, peak RSS in bytes, stdout). Fails loudly with the log's tail."""
+    with open(log, "w") as err, tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        stdout = out.read()
+    if proc.returncode != 0:
+        tail = Path(log).read_text()[-3000:]
+        sys.exit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}); {log}:\n{tail}")
+    return seconds, usage.ru_maxrss * 1024, stdout
+
+
+def last_json(stdout):
+    return json.loads([l for l in stdout.splitlines() if l.startswith("{")][-1])
+
+
+def bert_base_random():
+    """A bert-base-uncased-shaped BERT with random weights (the vocabulary of MiniLM, which is
+    bert-base-uncased's), made once by transformers and read by both tools."""
+    d = OUT / "bert-base-random"
+    if not (d / "model.safetensors").exists():
+        code = (
+            "import sys, torch; from transformers import BertConfig, BertForSequenceClassification as M;"
+            "torch.manual_seed(0); M(BertConfig(num_labels=2)).save_pretrained(sys.argv[1])"
+        )
+        subprocess.run([sys.executable, "-c", code, d], check=True)
+        for f in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"]:
+            if (MINILM / f).exists():
+                shutil.copy(MINILM / f, d / f)
+    return d
+
+
+def step_workload(n, title, workload, model, batch, seq, precision):
+    common = ["--model", model, "--workload", workload, "--batch-size", batch, "--seq-len", seq,
+              "--steps", args.steps, "--warmup", 2, "--precision", precision]
+    return {
+        "id": n, "title": title, "kind": "step",
+        "bertkit": [BERTKIT, "-q", "bench", *common, "--device", args.device],
+        "reference": [sys.executable, ROOT / "bench" / "reference_step.py", *common, "--device", args.device],
+        "reference_name": "PyTorch eager (Trainer's step)",
+    }
+
+
+def imdb_subset():
+    path = OUT / f"imdb_{args.imdb_rows}.csv"
+    with open(IMDB, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows[: args.imdb_rows + 1])
+    return path
+
+
+def workloads():
+    w = [
+        step_workload(1, "fine-tune step, all-MiniLM-L6-v2, L=128 B=32, fp32", "finetune", MINILM, 32, 128, "fp32"),
+        step_workload(2, "fine-tune step, all-MiniLM-L6-v2, L=128 B=32, bf16 autocast", "finetune", MINILM, 32, 128, "bf16"),
+        step_workload(3, "MLM step, all-MiniLM-L6-v2, L=128 B=16, fp32", "mlm", MINILM, 16, 128, "fp32"),
+        step_workload(4, "inference, all-MiniLM-L6-v2, L=128 B=32, fp32", "inference", MINILM, 32, 128, "fp32"),
+    ]
+    if not args.only or 5 in args.only:
+        w.append(step_workload(5, "fine-tune step, bert-base (random init), L=128 B=8, fp32", "finetune",
+                               bert_base_random(), 8, 128, "fp32"))
+    if not args.only or 6 in args.only:
+        data = imdb_subset()
+        run_dir = OUT / "e2e-imdb"
+        cols = ["--text-column", "review", "--label-column", "sentiment", "--max-len", 512, "--batch-size", 8,
+                "--lr", "5e-5", "--epochs", 1, "--seed", 42]
+        w.append({
+            "id": 6, "kind": "e2e", "unit": "examples",
+            "title": f"end to end: 1 epoch fine-tuning on {args.imdb_rows} IMDB reviews, max-len 512, B=8",
+            "bertkit": [BERTKIT, "-q", "finetune", "--model", MINILM, "--train", data, *cols, "--output",
+                        run_dir / "bertkit", "--overwrite", "--device", args.device],
+            "reference": [sys.executable, ROOT / "bench" / "finetune_trainer.py", "--model", MINILM, "--train", data,
+                          *cols, "--output", run_dir / "trainer"],
+            "reference_name": "Trainer + DataCollatorWithPadding",
+            "bertkit_log": run_dir / "bertkit" / "log.jsonl",
+        })
+    if not args.only or 7 in args.only:
+        run_dir = OUT / "e2e-legal"
+        hp = ["--max-len", 128, "--batch-size", 16, "--lr", "5e-5", "--max-steps", args.mlm_steps, "--seed", 42,
+              "--eval-split", 0]
+        w.append({
+            "id": 7, "kind": "e2e", "unit": "blocks",
+            "title": f"end to end: {args.mlm_steps} MLM steps on CUAD (510 contracts), L=128 B=16",
+            "bertkit": [BERTKIT, "-q", "pretrain", "--model", MINILM, "--corpus", CUAD, *hp, "--output",
+                        run_dir / "bertkit", "--overwrite", "--device", args.device],
+            "reference": [sys.executable, ROOT / "bench" / "pretrain_run_mlm.py", "--model", MINILM, "--corpus", CUAD,
+                          *hp, "--output", run_dir / "trainer"],
+            "reference_name": "run_mlm-style Trainer",
+            "bertkit_log": run_dir / "bertkit" / "log.jsonl",
+            # Tokenising is part of the run: no token cache from an earlier one.
+            "before": lambda: shutil.rmtree(run_dir / "bertkit.token-cache", ignore_errors=True),
+        })
+    return [x for x in w if not args.only or x["id"] in args.only]
+
+
+def measure(w, tool, rep):
+    if "before" in w:
+        w["before"]()
+    seconds, rss, stdout = run(w[tool], OUT / f"w{w['id']}-{tool}-{rep}.log")
+    m = {"wall_seconds": seconds, "peak_rss_bytes": rss}
+    if w["kind"] == "step":
+        r = last_json(stdout)
+        m.update(tokens_per_s=r["tokens_per_s"], padded_tokens_per_s=r["tokens_per_s"],
+                 examples_per_s=r["examples_per_s"], median_step_seconds=r["median_step_seconds"])
+    else:
+        # Whole runs: what was trained, over the wall time of the process (loading and
+        # tokenising included).
+        if tool == "bertkit":
+            end = [json.loads(l) for l in open(w["bertkit_log"]) if '"event":"end"' in l][-1]["this_process"]
+            tokens, padded, examples = end["tokens"], end["padded_tokens"], end["examples"]
+        else:
+            r = last_json(stdout)
+            if w["id"] == 7:  # full blocks: every position is a real token
+                tokens = padded = r["tokens_per_s"] * r["train_seconds"]
+                examples = r["steps"] * 16
+            else:
+                tokens, padded, examples = r["tokens"], r["padded_tokens"], args.imdb_rows
+        m.update(tokens_per_s=tokens / seconds, padded_tokens_per_s=padded / seconds, examples_per_s=examples / seconds)
+    print(f"  [{w['id']}] {tool:9s} run {rep + 1}: {m['tokens_per_s']:8.0f} tok/s  {m['padded_tokens_per_s']:8.0f} padded tok/s  "
+          f"{m['examples_per_s']:7.2f} ex/s  peak RSS {m['peak_rss_bytes'] / 2**30:.2f} GiB  ({seconds:.0f} s)", flush=True)
+    return m
+
+
+def summarise(w, runs):
+    out = {"id": w["id"], "title": w["title"], "reference": w["reference_name"], "runs": runs}
+    for tool in ["bertkit", "reference"]:
+        rs = runs[tool]
+        out[tool] = {k: statistics.median(r[k] for r in rs)
+                     for k in ["tokens_per_s", "padded_tokens_per_s", "examples_per_s", "peak_rss_bytes", "wall_seconds"]}
+    # Ratio per interleaved pair, so drift of the machine cancels; spread = min..max over pairs.
+    speed = [b["tokens_per_s"] / r["tokens_per_s"] for b, r in zip(runs["bertkit"], runs["reference"])]
+    memory = [b["peak_rss_bytes"] / r["peak_rss_bytes"] for b, r in zip(runs["bertkit"], runs["reference"])]
+    out["speed_ratio"] = {"median": statistics.median(speed), "min": min(speed), "max": max(speed)}
+    out["rss_ratio"] = {"median": statistics.median(memory), "min": min(memory), "max": max(memory)}
+    return out
+
+
+TARGETS = {1: 1.0, 2: 1.0, 3: 1.8, 4: 1.0, 5: 1.0, 6: 1.5, 7: 1.8}
+
+
+def table(results):
+    lines = [
+        "| # | workload | bertkit tok/s (padded) | reference tok/s (padded) | ex/s bertkit / ref | peak RSS bertkit / ref | speed ratio (spread) | target | RSS ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        b, f = r["bertkit"], r["reference"]
+        s, m = r["speed_ratio"], r["rss_ratio"]
+        target = TARGETS[r["id"]]
+        held = "holds" if s["median"] >= target else "missed"
+        lines.append(
+            f"| {r['id']} | {r['title']} | {b['tokens_per_s']:.0f} ({b['padded_tokens_per_s']:.0f}) | "
+            f"{f['tokens_per_s']:.0f} ({f['padded_tokens_per_s']:.0f}) | {b['examples_per_s']:.2f} / {f['examples_per_s']:.2f} | "
+            f"{b['peak_rss_bytes'] / 2**30:.2f} / {f['peak_rss_bytes'] / 2**30:.2f} GiB | "
+            f"**{s['median']:.2f}×** ({s['min']:.2f}-{s['max']:.2f}) | ≥{target}× {held} | "
+            f"{m['median']:.2f}× {'holds' if m['max'] <= 0.8 else 'missed'} (≤0.8) |")
+    return "\n".join(lines)
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
+    extras = [f for f in ["avx512f", "avx512_bf16", "amx_bf16"] if f" {f}" in flags]
+    import torch
+    import transformers
+    return {"cpu": cpu, "cpu_flags": extras, "logical_cpus": os.cpu_count(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "torch": torch.__version__, "transformers": transformers.__version__, "device": args.device}
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not BERTKIT.exists():
+        sys.exit(f"{BERTKIT} is missing: cargo build --release first (bench/run.sh does)")
+    info = machine()
+    print(f"machine: {info}")
+    results = []
+    for w in workloads():
+        print(f"[{w['id']}] {w['title']}", flush=True)
+        runs = {"bertkit": [], "reference": []}
+        for rep in range(args.repeats):
+            # Alternate who goes first, so slow drift of the machine does not favour one tool.
+            order = ["bertkit", "reference"] if rep % 2 == 0 else ["reference", "bertkit"]
+            for tool in order:
+                runs[tool].append(measure(w, tool, rep))
+        results.append(summarise(w, runs))
+        r = results[-1]
+        print(f"  => speed ratio {r['speed_ratio']['median']:.2f}x ({r['speed_ratio']['min']:.2f}-"
+              f"{r['speed_ratio']['max']:.2f}), peak RSS ratio {r['rss_ratio']['median']:.2f}x", flush=True)
+    settings = {"repeats": args.repeats, "steps": args.steps, "imdb_rows": args.imdb_rows, "mlm_steps": args.mlm_steps}
+    (OUT / "results.json").write_text(json.dumps({"machine": info, "settings": settings, "results": results}, indent=1))
+    md = table(results)
+    print("\n" + md)
+    print(f"\nwritten to {OUT / 'results.json'}")
+    if args.readme:
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+        section = (f"{begin}\nMachine: {info['cpu']} ({info['logical_cpus']} CPUs, {', '.join(info['cpu_flags'])}), "
+                   f"{info['memory_gib']} GiB, torch {info['torch']}, transformers {info['transformers']}, device "
+                   f"{info['device']}; {args.repeats} interleaved runs per tool, medians; ratio = bertkit / reference "
+                   f"real tokens/s per pair (min-max over pairs). Settings: {json.dumps(settings)}.\n\n{md}\n{end}")
+        if begin in text:
+            text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
+        else:
+            text += "\n" + section + "\n"
+        readme.write_text(text)
+        print(f"README section updated")
+
+
+main()
