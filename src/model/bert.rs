@@ -60,6 +60,12 @@ pub struct EncoderOutput {
     pub pooled: Option<Tensor>,
 }
 
+/// Dropout as `nn.Dropout`, through libtorch's `native_dropout`, which keeps a one-byte mask for
+/// backward where `Tensor::dropout` keeps a float one on the CPU (4x the memory).
+fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
+    if train && p > 0.0 { xs.native_dropout(p, true).0 } else { xs.shallow_clone() }
+}
+
 struct Linear {
     weight: Tensor,
     bias: Tensor,
@@ -130,7 +136,7 @@ impl Embeddings {
         let xs = words
             + Tensor::embedding(&self.token_type, &inputs.token_type_ids, -1, false, false)
             + self.position.index_select(0, &positions).unsqueeze(0);
-        self.layer_norm.forward(&xs).dropout(self.dropout, train)
+        dropout(&self.layer_norm.forward(&xs), self.dropout, train)
     }
 }
 
@@ -165,8 +171,9 @@ impl SelfAttention {
     }
 
     /// `mask` is additive, `[batch, 1, 1, seq]`: 0 where a key may be attended, a large
-    /// negative number at padding. Returns the layer output and, if asked, the probabilities.
-    fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+    /// negative number at padding (None: no padding). Returns the layer output and, if asked,
+    /// the probabilities.
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
         let (b, l, h) = xs.size3().expect("[batch, seq, hidden]");
         // One matmul for Q, K and V instead of three: the weights stay separate (HF names).
         let w = Tensor::cat(&[&self.query.weight, &self.key.weight, &self.value.weight], 0);
@@ -174,18 +181,26 @@ impl SelfAttention {
         let qkv = xs.linear(&w, Some(&bias)).view([b, l, 3, self.num_heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let scale = (self.head_dim as f64).powf(-0.5);
-        let dropout = if train { self.attention_dropout } else { 0.0 };
-        let (context, probs) = if want_probs {
-            let scores = q.matmul(&k.transpose(-1, -2)) * scale + mask;
+        let dropout_p = if train { self.attention_dropout } else { 0.0 };
+        // SDPA's fused CPU kernel has no dropout, so training on the CPU would take its math
+        // fallback, which keeps a float dropout mask and scaled copies of Q and K for backward:
+        // written out here instead, with a one-byte mask, the same arithmetic otherwise.
+        let explicit = want_probs || (dropout_p > 0.0 && xs.device() == tch::Device::Cpu);
+        let (context, probs) = if explicit {
+            let scores = q.matmul(&k.transpose(-1, -2)) * scale;
+            let scores = match mask {
+                Some(m) => scores + m,
+                None => scores,
+            };
             let probs = scores.softmax(-1, Kind::Float).to_kind(q.kind());
-            (probs.dropout(dropout, train).matmul(&v), Some(probs))
+            (dropout(&probs, dropout_p, train).matmul(&v), want_probs.then_some(probs))
         } else {
             // Fused kernel (flash attention where the device has it), same result.
-            let mask = mask.to_kind(q.kind());
-            (Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&mask), dropout, false, scale, false), None)
+            let mask = mask.map(|m| m.to_kind(q.kind()));
+            (Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), dropout_p, false, scale, false), None)
         };
         let context = context.transpose(1, 2).reshape([b, l, h]);
-        let out = self.output.forward(&context).dropout(self.hidden_dropout, train);
+        let out = dropout(&self.output.forward(&context), self.hidden_dropout, train);
         (self.layer_norm.forward(&(out + xs)), probs)
     }
 }
@@ -212,10 +227,10 @@ impl Layer {
         }
     }
 
-    fn forward(&self, xs: &Tensor, mask: &Tensor, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
         let (xs, probs) = self.attention.forward(xs, mask, train, want_probs);
         let ff = self.activation.apply(&self.intermediate.forward(&xs));
-        let ff = self.output.forward(&ff).dropout(self.dropout, train);
+        let ff = dropout(&self.output.forward(&ff), self.dropout, train);
         (self.layer_norm.forward(&(ff + xs)), probs)
     }
 }
@@ -245,16 +260,21 @@ impl Bert {
 
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
         let mut xs = self.embeddings.forward(inputs, opts.train);
-        // Additive mask as in transformers: 0 for tokens, the dtype's minimum for padding.
-        let keep = inputs.attention_mask.to_kind(Kind::Float);
-        let mask = ((-keep + 1.0) * f32::MIN as f64).unsqueeze(1).unsqueeze(1);
+        // Additive mask as in transformers: 0 for tokens, the dtype's minimum for padding. None
+        // when nothing is padded: attention then skips the addition (and SDPA may use a fused
+        // kernel that takes no mask).
+        let padded = inputs.attention_mask.eq(0).any().int64_value(&[]) != 0;
+        let mask = padded.then(|| {
+            let keep = inputs.attention_mask.to_kind(Kind::Float);
+            ((-keep + 1.0) * f32::MIN as f64).unsqueeze(1).unsqueeze(1)
+        });
         let mut hidden_states = Vec::new();
         let mut attentions = Vec::new();
         for layer in &self.layers {
             if opts.output_hidden_states {
                 hidden_states.push(xs.shallow_clone());
             }
-            let (out, probs) = layer.forward(&xs, &mask, opts.train, opts.output_attentions);
+            let (out, probs) = layer.forward(&xs, mask.as_ref(), opts.train, opts.output_attentions);
             xs = out;
             attentions.extend(probs);
         }
@@ -297,7 +317,7 @@ impl SequenceClassifier {
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> (Tensor, EncoderOutput) {
         let out = self.bert.forward(inputs, opts);
         let pooled = out.pooled.as_ref().expect("classifier's encoder has a pooler");
-        (self.classifier.forward(&pooled.dropout(self.dropout, opts.train)), out)
+        (self.classifier.forward(&dropout(&pooled, self.dropout, opts.train)), out)
     }
 
     /// Loss as transformers picks it: mean squared error for one label (regression), else
