@@ -1,8 +1,44 @@
 // The few libtorch calls the tch crate does not bind: autocast on the CPU and with bf16 (tch's
-// autocast is CUDA-only and float16). Plain C entry points, exceptions turned into return codes.
+// autocast is CUDA-only and float16), and the fused AdamW kernel. Plain C entry points,
+// exceptions turned into return codes (the message of the last one: bertkit_last_error).
 #include <ATen/autocast_mode.h>
+#include <ATen/ops/_fused_adamw.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <string>
+#include <vector>
+
+static thread_local std::string last_error;
 
 extern "C" {
+
+const char* bertkit_last_error() { return last_error.c_str(); }
+
+// One AdamW step over `n` parameters with libtorch's fused kernel, the one
+// torch.optim.AdamW(fused=True) -- Trainer's default optimizer -- runs. The arrays hold tch's
+// tensor handles (at::Tensor*); `steps` are per-parameter float scalars holding the step count
+// of this update (the caller increments them, as torch.optim does). 0 on success, -1 on error.
+int bertkit_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads, at::Tensor* const* exp_avgs,
+                        at::Tensor* const* exp_avg_sqs, at::Tensor* const* steps, int n, double lr, double beta1,
+                        double beta2, double weight_decay, double eps) {
+  try {
+    std::vector<at::Tensor> p, g, m, v, s;
+    for (int i = 0; i < n; i++) {
+      p.push_back(*params[i]);
+      g.push_back(*grads[i]);
+      m.push_back(*exp_avgs[i]);
+      v.push_back(*exp_avg_sqs[i]);
+      s.push_back(*steps[i]);
+    }
+    torch::autograd::AutoGradMode no_grad(false);
+    at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
+                      /*maximize=*/false);
+    return 0;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return -1;
+  }
+}
 
 // Turns bf16 autocast on for `cuda` (1) or the CPU (0); returns the previous state (0/1), -1 on error.
 int bertkit_autocast_enter(int cuda) {
@@ -28,6 +64,21 @@ int bertkit_autocast_exit(int cuda, int previous) {
     at::autocast::set_autocast_enabled(device, previous == 1);
     return 0;
   } catch (...) {
+    return -1;
+  }
+}
+
+// Drops the gradients of `n` parameters (optimizer.zero_grad(set_to_none=True), PyTorch's
+// default): zeroing them in place would keep their memory through the next forward pass,
+// when activations are at their peak.
+int bertkit_clear_grads(at::Tensor* const* params, int n) {
+  try {
+    for (int i = 0; i < n; i++) {
+      params[i]->mutable_grad().reset();
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    last_error = e.what();
     return -1;
   }
 }

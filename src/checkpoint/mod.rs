@@ -77,11 +77,13 @@ impl Checkpoint {
 
     /// The same, leaving the tensors under `skip` (e.g. `classifier.`) at their fresh values.
     pub fn load_into_except(&self, vs: &VarStore, skip: Option<&str>) -> Result<LoadReport> {
-        let mut weights = read_weights(&self.dir)?;
-        if let Some(prefix) = skip {
-            weights.retain(|name, _| !name.starts_with(prefix));
-        }
-        load_weights(vs, weights).with_context(|| format!("loading {}", self.dir.display()))
+        with_mapped_weights(&self.dir, |mut weights| {
+            if let Some(prefix) = skip {
+                weights.retain(|name, _| !name.starts_with(prefix));
+            }
+            load_weights(vs, weights)
+        })
+        .with_context(|| format!("loading {}", self.dir.display()))
     }
 }
 
@@ -151,13 +153,24 @@ pub fn tensor_index(dir: &Path) -> Result<BTreeMap<String, TensorInfo>> {
 
 /// Every tensor of the checkpoint as float32 on the CPU, under its canonical name.
 pub fn read_weights(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let mut out = BTreeMap::new();
+    with_mapped_weights(dir, |weights| Ok(weights.into_iter().map(|(name, t)| (name, t.copy())).collect()))
+}
+
+/// Calls `f` with every tensor of the checkpoint under its canonical name, float32 tensors as
+/// views of the memory-mapped files: loading into a model then holds the weights twice (the
+/// model and the page cache), not three times. The views must not outlive `f`.
+fn with_mapped_weights<R>(dir: &Path, f: impl FnOnce(BTreeMap<String, Tensor>) -> Result<R>) -> Result<R> {
+    let mut maps = Vec::new();
     for file in weight_files(dir)? {
         let handle = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
-        // SAFETY: the map is read-only and dropped before we return; a concurrent writer
+        // SAFETY: a read-only map, alive until `f` has returned (below); a concurrent writer
         // truncating the file is the one hazard, the same as for any reader.
         let mmap = unsafe { memmap2::Mmap::map(&handle) }.with_context(|| format!("mapping {}", file.display()))?;
-        let st = SafeTensors::deserialize(&mmap).map_err(|e| {
+        maps.push((file, mmap));
+    }
+    let mut out = BTreeMap::new();
+    for (file, mmap) in &maps {
+        let st = SafeTensors::deserialize(mmap).map_err(|e| {
             anyhow::anyhow!("{}: not a complete safetensors file (truncated or corrupt?): {e}", file.display())
         })?;
         for (name, view) in st.tensors() {
@@ -170,15 +183,28 @@ pub fn read_weights(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
                 other => bail!("{}: tensor {name} has dtype {other:?}, expected a float type", file.display()),
             };
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-            let t = Tensor::f_from_data_size(view.data(), &shape, kind)
-                .with_context(|| format!("{}: tensor {name}", file.display()))?
-                .to_kind(Kind::Float);
+            let data = view.data();
+            let expected = shape.iter().product::<i64>() as usize * kind.elt_size_in_bytes();
+            if data.len() != expected {
+                bail!("{}: tensor {name}: {} bytes for shape {shape:?}", file.display(), data.len());
+            }
+            let t = if kind == Kind::Float && (data.as_ptr() as usize).is_multiple_of(4) {
+                // SAFETY: `data` holds exactly the tensor's bytes, aligned, and stays mapped until
+                // `f` returns; nothing writes through the view (it is only copied from).
+                unsafe { Tensor::from_blob(data.as_ptr(), &shape, &[], Kind::Float, tch::Device::Cpu) }
+            } else {
+                Tensor::f_from_data_size(data, &shape, kind)
+                    .with_context(|| format!("{}: tensor {name}", file.display()))?
+                    .to_kind(Kind::Float)
+            };
             if out.insert(canon.clone(), t).is_some() {
                 bail!("{}: tensor {canon} appears twice (under two naming variants)", file.display());
             }
         }
     }
-    Ok(out)
+    let result = f(out);
+    drop(maps);
+    result
 }
 
 /// Copies `weights` into `vs`. Parameters missing from the file are fine for task heads (they

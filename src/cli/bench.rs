@@ -157,7 +157,7 @@ fn train_steps<T: Task>(
         timed(step, &mut || {
             accumulate_gradients(task, &[batch], 42, step, autocast)?;
             clip_grad_norm(&trainable, 1.0);
-            opt.step(5e-5);
+            opt.step(5e-5)?;
             opt.zero_grad();
             Ok(())
         })?;

@@ -1,13 +1,32 @@
-//! AdamW with decoupled weight decay, step for step the algorithm of `torch.optim.AdamW`
-//! (its single-tensor path, which PyTorch uses on CPU), and gradient-norm clipping.
+//! AdamW with decoupled weight decay through libtorch's fused kernel, the one
+//! `torch.optim.AdamW(fused=True)` (transformers Trainer's default optimizer) runs: one pass
+//! over each tensor, no temporaries. And gradient-norm clipping.
 //!
-//! Our own rather than libtorch's C++ optimizer because its state must be saved in checkpoints
-//! and restored exactly for `--resume-from`.
+//! The state (moments, step) is ours rather than libtorch's C++ optimizer's because it must be
+//! saved in checkpoints and restored exactly for `--resume-from`.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 use tch::{Kind, Tensor};
+
+unsafe extern "C" {
+    fn bertkit_fused_adamw(
+        params: *const *const torch_sys::C_tensor,
+        grads: *const *const torch_sys::C_tensor,
+        exp_avgs: *const *const torch_sys::C_tensor,
+        exp_avg_sqs: *const *const torch_sys::C_tensor,
+        steps: *const *const torch_sys::C_tensor,
+        n: i32,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+    ) -> i32;
+    fn bertkit_clear_grads(params: *const *const torch_sys::C_tensor, n: i32) -> i32;
+    fn bertkit_last_error() -> *const std::ffi::c_char;
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWConfig {
@@ -29,6 +48,8 @@ struct ParamState {
     param: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
+    /// The step count as the fused kernel reads it: a float scalar beside the parameter.
+    step: Tensor,
     decay: bool,
 }
 
@@ -52,6 +73,7 @@ impl AdamW {
                 decay: decays(&name),
                 exp_avg: param.zeros_like(),
                 exp_avg_sq: param.zeros_like(),
+                step: Tensor::zeros([], (Kind::Float, param.device())),
                 name,
                 param,
             })
@@ -65,28 +87,54 @@ impl AdamW {
     }
 
     /// One update at learning rate `lr`. Parameters without a gradient are left alone.
-    pub fn step(&mut self, lr: f64) {
+    pub fn step(&mut self, lr: f64) -> Result<()> {
         self.step += 1;
         let c = self.config;
-        let bias_correction1 = 1.0 - c.beta1.powi(self.step as i32);
-        let bias_correction2_sqrt = (1.0 - c.beta2.powi(self.step as i32)).sqrt();
-        let step_size = lr / bias_correction1;
-        tch::no_grad(|| {
-            for p in &mut self.params {
-                let grad = p.param.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                if p.decay && c.weight_decay != 0.0 {
-                    let _ = p.param.g_mul_scalar_(1.0 - lr * c.weight_decay);
-                }
-                let _ = p.exp_avg.lerp_(&grad, 1.0 - c.beta1);
-                // ATen's addcmul/addcdiv evaluate value * t1 (op) t2; same order here.
-                let _ = p.exp_avg_sq.g_mul_scalar_(c.beta2).addcmul_(&(&grad * (1.0 - c.beta2)), &grad);
-                let denom = (p.exp_avg_sq.sqrt() / bias_correction2_sqrt).g_add_scalar(c.eps);
-                let _ = p.param.addcdiv_(&(&p.exp_avg * -step_size), &denom);
+        let grads: Vec<Tensor> = self.params.iter().map(|p| p.param.grad()).collect();
+        for decay in [true, false] {
+            let weight_decay = if decay { c.weight_decay } else { 0.0 };
+            let group: Vec<(&ParamState, &Tensor)> =
+                self.params.iter().zip(&grads).filter(|(p, g)| p.decay == decay && g.defined()).collect();
+            if group.is_empty() {
+                continue;
             }
-        });
+            tch::no_grad(|| {
+                for (p, _) in &group {
+                    let _ = p.step.shallow_clone().fill_(self.step as f64);
+                }
+            });
+            let (mut params, mut gs, mut m, mut v, mut steps) = (vec![], vec![], vec![], vec![], vec![]);
+            for (p, g) in &group {
+                params.push(p.param.as_ptr());
+                gs.push(g.as_ptr());
+                m.push(p.exp_avg.as_ptr());
+                v.push(p.exp_avg_sq.as_ptr());
+                steps.push(p.step.as_ptr());
+            }
+            // SAFETY: five arrays of `group.len()` live tensor handles, kept alive by `group`
+            // and `grads` for the duration of the call; the kernel updates them in place.
+            let rc = unsafe {
+                bertkit_fused_adamw(
+                    params.as_ptr(),
+                    gs.as_ptr(),
+                    m.as_ptr(),
+                    v.as_ptr(),
+                    steps.as_ptr(),
+                    group.len() as i32,
+                    lr,
+                    c.beta1,
+                    c.beta2,
+                    weight_decay,
+                    c.eps,
+                )
+            };
+            if rc != 0 {
+                // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
+                let why = unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) };
+                bail!("AdamW step {} failed in libtorch: {}", self.step, why.to_string_lossy());
+            }
+        }
+        Ok(())
     }
 
     /// Moment estimates and step count, for a checkpoint (`exp_avg.NAME`, `exp_avg_sq.NAME`, `step`).
@@ -120,10 +168,13 @@ impl AdamW {
         Ok(())
     }
 
+    /// Drops the gradients (as `zero_grad(set_to_none=True)`), freeing their memory until the
+    /// next backward pass.
     pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            p.param.zero_grad();
-        }
+        let handles: Vec<*const torch_sys::C_tensor> = self.params.iter().map(|p| p.param.as_ptr()).collect();
+        // SAFETY: live tensor handles owned by `self.params` for the duration of the call.
+        let rc = unsafe { bertkit_clear_grads(handles.as_ptr(), handles.len() as i32) };
+        assert_eq!(rc, 0, "resetting gradients cannot fail");
     }
 }
 

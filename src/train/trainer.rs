@@ -262,7 +262,7 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         match non_finite {
             None => {
                 skipped_in_a_row = 0;
-                opt.step(lr);
+                opt.step(lr)?;
             }
             Some(what) if cfg.skip_nan_steps && skipped_in_a_row + 1 < MAX_SKIPPED_IN_A_ROW => {
                 skipped_in_a_row += 1;
