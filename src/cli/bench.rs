@@ -67,35 +67,26 @@ pub fn run(args: Args) -> Result<()> {
     let n = args.batch_size * total;
     let batches: Vec<Vec<usize>> =
         (0..total).map(|s| (s * args.batch_size..(s + 1) * args.batch_size).collect()).collect();
-    let mut seconds = Vec::with_capacity(args.steps);
-    let mut timed = |step: usize, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
-        let start = Instant::now();
-        f()?;
-        if let Device::Cuda(i) = device {
-            tch::Cuda::synchronize(i as i64);
-        }
-        if step >= args.warmup {
-            seconds.push(start.elapsed().as_secs_f64());
-        }
-        Ok(())
-    };
+    let mut watch = Stopwatch { warmup: args.warmup, device, seconds: Vec::with_capacity(args.steps) };
 
     match args.workload {
         Workload::Finetune | Workload::Inference => {
-            let labels = ["negative".to_string(), "positive".to_string()];
+            // The checkpoint's own labels (a classifier keeps its head), else config.json's default.
+            let labels = ckpt.config.label_names();
             let classifier = Classifier::load(&ckpt, &labels, false, device, autocast)?;
             let items = random_examples(&classifier.tokenizer, n, args.seq_len);
             let mut rng = ChaCha8Rng::seed_from_u64(0);
-            let set = LabelledSet { items, labels: (0..n).map(|_| rng.random_range(0..2)).collect() };
+            let classes = labels.len() as i64;
+            let set = LabelledSet { items, labels: (0..n).map(|_| rng.random_range(0..classes)).collect() };
             if args.workload == Workload::Inference {
                 for (step, batch) in batches.iter().enumerate() {
                     let items: Vec<Encoded> = batch.iter().map(|&i| set.items[i].clone()).collect();
-                    timed(step, &mut || classifier.predict(&items, None, args.batch_size).map(|_| ()))?;
+                    watch.time(step, || classifier.predict(&items, None, args.batch_size).map(|_| ()))?;
                 }
             } else {
                 let task =
                     FineTune { classifier, train: set, eval: None, batch_size: args.batch_size, bucketing: false };
-                train_steps(&task, &batches, autocast, &mut timed)?;
+                train_steps(&task, &batches, autocast, &mut watch)?;
             }
         }
         Workload::Mlm => {
@@ -116,10 +107,11 @@ pub fn run(args: Args) -> Result<()> {
             }
             let train = Blocks { cache: &cache, indices: (0..n).collect() };
             let task = Pretrain { mlm, train, eval: None, batch_size: args.batch_size, bucketing: false };
-            train_steps(&task, &batches, autocast, &mut timed)?;
+            train_steps(&task, &batches, autocast, &mut watch)?;
         }
     }
 
+    let mut seconds = watch.seconds;
     seconds.sort_by(f64::total_cmp);
     let median = seconds.get(seconds.len() / 2).copied().unwrap_or(f64::NAN);
     let tokens = (args.batch_size * args.seq_len) as f64;
@@ -142,19 +134,35 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Times steps, leaving out the warm-up ones; waits for the GPU before reading the clock.
+struct Stopwatch {
+    warmup: usize,
+    device: Device,
+    seconds: Vec<f64>,
+}
+
+impl Stopwatch {
+    fn time(&mut self, step: usize, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        let start = Instant::now();
+        f()?;
+        if let Device::Cuda(i) = self.device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        if step >= self.warmup {
+            self.seconds.push(start.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
+
 /// What the trainer does per step, minus logging and checkpoints.
-fn train_steps<T: Task>(
-    task: &T,
-    batches: &[Vec<usize>],
-    autocast: Autocast,
-    timed: &mut dyn FnMut(usize, &mut dyn FnMut() -> Result<()>) -> Result<()>,
-) -> Result<()> {
+fn train_steps<T: Task>(task: &T, batches: &[Vec<usize>], autocast: Autocast, watch: &mut Stopwatch) -> Result<()> {
     let mut params: Vec<_> = task.var_store().variables().into_iter().collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
     let trainable: Vec<_> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut opt = AdamW::new(params, AdamWConfig::default());
     for (step, batch) in batches.iter().enumerate() {
-        timed(step, &mut || {
+        watch.time(step, || {
             accumulate_gradients(task, &[batch], 42, step, autocast)?;
             clip_grad_norm(&trainable, 1.0);
             opt.step(5e-5)?;

@@ -317,7 +317,7 @@ impl SequenceClassifier {
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> (Tensor, EncoderOutput) {
         let out = self.bert.forward(inputs, opts);
         let pooled = out.pooled.as_ref().expect("classifier's encoder has a pooler");
-        (self.classifier.forward(&dropout(&pooled, self.dropout, opts.train)), out)
+        (self.classifier.forward(&dropout(pooled, self.dropout, opts.train)), out)
     }
 
     /// Loss as transformers picks it: mean squared error for one label (regression), else
