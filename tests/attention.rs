@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bertkit::checkpoint::{read_weights, safetensors_bytes};
+use bertkit::checkpoint::{read_weights, write_safetensors};
 use common::{Reference, assert_close};
 use tch::Tensor;
 
@@ -45,7 +45,7 @@ fn perturbed_tiny(dir: &Path) -> PathBuf {
     let name = "bert.encoder.layer.1.attention.self.query.weight";
     let changed = &w[name] * 3.0;
     w.insert(name.into(), changed);
-    std::fs::write(out.join("model.safetensors"), safetensors_bytes(&w).unwrap()).unwrap();
+    write_safetensors(&out.join("model.safetensors"), &w).unwrap();
     out
 }
 

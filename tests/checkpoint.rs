@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bertkit::checkpoint::{Checkpoint, read_weights, safetensors_bytes};
+use bertkit::checkpoint::{Checkpoint, read_weights, write_safetensors};
 use bertkit::model::{MaskedLm, SequenceClassifier};
 use bertkit::tokenizer::BertTokenizer;
 use tch::nn::VarStore;
@@ -18,7 +18,7 @@ fn tiny_with(tensors: &BTreeMap<String, Tensor>) -> tempfile::TempDir {
     for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"] {
         std::fs::copy(common::tiny_model().join(f), dir.path().join(f)).unwrap();
     }
-    std::fs::write(dir.path().join("model.safetensors"), safetensors_bytes(tensors).unwrap()).unwrap();
+    write_safetensors(&dir.path().join("model.safetensors"), tensors).unwrap();
     dir
 }
 
@@ -78,7 +78,7 @@ fn sharded_checkpoint_loads() {
         original.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).partition(|(k, _)| k.contains("layer.1"));
     let mut weight_map = serde_json::Map::new();
     for (file, part) in [("model-00001-of-00002.safetensors", &a), ("model-00002-of-00002.safetensors", &b)] {
-        std::fs::write(dir.path().join(file), safetensors_bytes(part).unwrap()).unwrap();
+        write_safetensors(&dir.path().join(file), part).unwrap();
         for k in part.keys() {
             weight_map.insert(k.clone(), file.into());
         }

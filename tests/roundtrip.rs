@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bertkit::checkpoint::{Checkpoint, safetensors_bytes, save_pretrained};
+use bertkit::checkpoint::{Checkpoint, write_safetensors, save_pretrained};
 use bertkit::data::Collator;
 use bertkit::model::{ForwardOptions, MaskedLm, SequenceClassifier};
 use bertkit::tokenizer::BertTokenizer;
@@ -37,7 +37,7 @@ fn python_agrees(
         ("logits".to_string(), logits.shallow_clone()),
         ("input_ids".to_string(), ids.shallow_clone()),
     ]);
-    std::fs::write(&expected, safetensors_bytes(&tensors).unwrap()).unwrap();
+    write_safetensors(&expected, &tensors).unwrap();
     let output = std::process::Command::new("python3")
         .arg(common::repo().join("scripts/make_reference.py"))
         .args(["roundtrip", out.path().to_str().unwrap(), expected.to_str().unwrap()])

@@ -12,7 +12,7 @@ use safetensors::{Dtype, SafeTensors, View};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::fsutil::atomic_write;
+use crate::fsutil::{atomic_write, atomic_write_with};
 use crate::model::BertConfig;
 use names::{Mapped, belongs_to_other_head, canonical};
 
@@ -254,13 +254,14 @@ pub fn load_weights(vs: &VarStore, mut weights: BTreeMap<String, Tensor>) -> Res
 }
 
 /// A tensor ready for the safetensors writer: contiguous little-endian float bytes.
-struct Bytes {
+/// A CPU, contiguous tensor seen as safetensors data, without copying its bytes.
+struct TensorBytes {
+    tensor: Tensor,
     dtype: Dtype,
     shape: Vec<usize>,
-    data: Vec<u8>,
 }
 
-impl View for &Bytes {
+impl View for &TensorBytes {
     fn dtype(&self) -> Dtype {
         self.dtype
     }
@@ -268,19 +269,25 @@ impl View for &Bytes {
         &self.shape
     }
     fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        (&self.data).into()
+        let len = self.data_len();
+        if len == 0 {
+            return (&[][..]).into();
+        }
+        // SAFETY: `tensor` is contiguous, on the CPU, `len` bytes long, and lives as long as
+        // `self`; nothing writes to it while it is being serialised.
+        unsafe { std::slice::from_raw_parts(self.tensor.data_ptr() as *const u8, len) }.into()
     }
     fn data_len(&self) -> usize {
-        self.data.len()
+        self.tensor.numel() * self.tensor.kind().elt_size_in_bytes()
     }
 }
 
-/// Serialises tensors (any device, float kinds) to safetensors bytes with transformers' metadata.
-pub fn safetensors_bytes(tensors: &BTreeMap<String, Tensor>) -> Result<Vec<u8>> {
+/// The tensors on the CPU, contiguous (CPU tensors usually as they are, without a copy).
+fn prepare(tensors: &BTreeMap<String, Tensor>) -> Result<Vec<(String, TensorBytes)>> {
     let mut prepared = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let t = t.detach().to_device(Device::Cpu).contiguous();
-        let dtype = match t.kind() {
+        let tensor = t.detach().to_device(Device::Cpu).contiguous();
+        let dtype = match tensor.kind() {
             Kind::Float => Dtype::F32,
             Kind::BFloat16 => Dtype::BF16,
             Kind::Half => Dtype::F16,
@@ -290,13 +297,21 @@ pub fn safetensors_bytes(tensors: &BTreeMap<String, Tensor>) -> Result<Vec<u8>> 
             Kind::Uint8 => Dtype::U8,
             k => bail!("tensor {name}: kind {k:?} cannot be saved"),
         };
-        let mut data = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
-        t.f_copy_data_u8(&mut data, t.numel()).with_context(|| format!("tensor {name}"))?;
-        let shape = t.size().iter().map(|&d| d as usize).collect();
-        prepared.push((name.clone(), Bytes { dtype, shape, data }));
+        let shape = tensor.size().iter().map(|&d| d as usize).collect();
+        prepared.push((name.clone(), TensorBytes { tensor, dtype, shape }));
     }
+    Ok(prepared)
+}
+
+/// Writes tensors (any device, float kinds) as a safetensors file with transformers' metadata,
+/// atomically, streamed from the tensors' own memory: building the file in memory first held
+/// the data two more times (for a checkpoint's optimizer state, 4x the model).
+pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    let prepared = prepare(tensors)?;
     let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
-    Ok(safetensors::serialize(prepared.iter().map(|(n, b)| (n.as_str(), b)), metadata)?)
+    atomic_write_with(path, |tmp| {
+        Ok(safetensors::serialize_to_file(prepared.iter().map(|(n, b)| (n.as_str(), b)), metadata, tmp)?)
+    })
 }
 
 /// Writes an HF model directory: config.json (with `architectures`), model.safetensors and the
@@ -311,7 +326,7 @@ pub fn save_pretrained(
 ) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    atomic_write(&out.join("model.safetensors"), &safetensors_bytes(&tensors)?)?;
+    write_safetensors(&out.join("model.safetensors"), &tensors)?;
     let mut config = config.clone();
     config.architectures = vec![architecture.to_string()];
     config.extra.insert("dtype".into(), "float32".into());

@@ -22,7 +22,7 @@ use super::config::TrainConfig;
 use super::log::RunLog;
 use super::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use super::schedule::LinearWarmup;
-use crate::checkpoint::{read_weights, safetensors_bytes};
+use crate::checkpoint::{read_weights, write_safetensors};
 use crate::device::Autocast;
 use crate::fsutil::{atomic_write, verify_manifest, write_manifest};
 
@@ -471,7 +471,7 @@ fn save_checkpoint<T: Task>(task: &T, opt: &AdamW, state: &TrainerState, cfg: &T
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         task.save_model(&tmp)?;
-        atomic_write(&tmp.join("optimizer.safetensors"), &safetensors_bytes(&opt.state())?)?;
+        write_safetensors(&tmp.join("optimizer.safetensors"), &opt.state())?;
         atomic_write(&tmp.join("trainer_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
         write_manifest(&tmp)
     })();
