@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bertkit::checkpoint::{Checkpoint, write_safetensors, save_pretrained};
+use bertkit::checkpoint::{Checkpoint, save_pretrained, write_safetensors};
 use bertkit::data::Collator;
 use bertkit::model::{ForwardOptions, MaskedLm, SequenceClassifier};
 use bertkit::tokenizer::BertTokenizer;
