@@ -16,8 +16,9 @@ const char* bertkit_last_error() { return last_error.c_str(); }
 
 // One AdamW step over `n` parameters with libtorch's fused kernel, the one
 // torch.optim.AdamW(fused=True) -- Trainer's default optimizer -- runs. The arrays hold tch's
-// tensor handles (at::Tensor*); `steps` are per-parameter float scalars holding the step count
-// of this update (the caller increments them, as torch.optim does). 0 on success, -1 on error.
+// tensor handles (at::Tensor*); `steps[i]` is a float scalar holding the step count of this
+// update (the caller increments it, as torch.optim does; the kernel only reads it, so one
+// tensor may stand for every parameter). 0 on success, -1 on error.
 int bertkit_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads, at::Tensor* const* exp_avgs,
                         at::Tensor* const* exp_avg_sqs, at::Tensor* const* steps, int n, double lr, double beta1,
                         double beta2, double weight_decay, double eps) {

@@ -48,8 +48,6 @@ struct ParamState {
     param: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
-    /// The step count as the fused kernel reads it: a float scalar beside the parameter.
-    step: Tensor,
     decay: bool,
 }
 
@@ -57,6 +55,8 @@ pub struct AdamW {
     params: Vec<ParamState>,
     config: AdamWConfig,
     step: i64,
+    /// `step` as the fused kernel reads it: a float scalar on the parameters' device.
+    step_tensor: Tensor,
 }
 
 /// Trainer's grouping: no weight decay on biases and LayerNorm weights.
@@ -73,13 +73,13 @@ impl AdamW {
                 decay: decays(&name),
                 exp_avg: param.zeros_like(),
                 exp_avg_sq: param.zeros_like(),
-                step: Tensor::zeros([], (Kind::Float, param.device())),
                 name,
                 param,
             })
             .collect();
         params.sort_by(|a, b| a.name.cmp(&b.name));
-        AdamW { params, config, step: 0 }
+        let device = params.first().map_or(tch::Device::Cpu, |p| p.param.device());
+        AdamW { params, config, step: 0, step_tensor: Tensor::zeros([], (Kind::Float, device)) }
     }
 
     pub fn steps_taken(&self) -> i64 {
@@ -89,6 +89,7 @@ impl AdamW {
     /// One update at learning rate `lr`. Parameters without a gradient are left alone.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         self.step += 1;
+        let _ = tch::no_grad(|| self.step_tensor.fill_(self.step as f64));
         let c = self.config;
         let grads: Vec<Tensor> = self.params.iter().map(|p| p.param.grad()).collect();
         for decay in [true, false] {
@@ -98,18 +99,13 @@ impl AdamW {
             if group.is_empty() {
                 continue;
             }
-            tch::no_grad(|| {
-                for (p, _) in &group {
-                    let _ = p.step.shallow_clone().fill_(self.step as f64);
-                }
-            });
             let (mut params, mut gs, mut m, mut v, mut steps) = (vec![], vec![], vec![], vec![], vec![]);
             for (p, g) in &group {
                 params.push(p.param.as_ptr());
                 gs.push(g.as_ptr());
                 m.push(p.exp_avg.as_ptr());
                 v.push(p.exp_avg_sq.as_ptr());
-                steps.push(p.step.as_ptr());
+                steps.push(self.step_tensor.as_ptr());
             }
             // SAFETY: five arrays of `group.len()` live tensor handles, kept alive by `group`
             // and `grads` for the duration of the call; the kernel updates them in place.

@@ -250,10 +250,9 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         let lr = schedule.lr(step);
 
         let stats = accumulate_gradients(task, &micro, cfg.seed, step, autocast)?;
-        let step_loss = stats.loss;
         let grad_norm = if cfg.max_grad_norm > 0.0 { clip_grad_norm(&trainable, cfg.max_grad_norm) } else { f64::NAN };
-        let non_finite = if !step_loss.is_finite() {
-            Some(format!("the loss is {step_loss}"))
+        let non_finite = if !stats.loss.is_finite() {
+            Some(format!("the loss is {}", stats.loss))
         } else if cfg.max_grad_norm > 0.0 && !grad_norm.is_finite() {
             Some(format!("the gradient norm is {grad_norm}"))
         } else {
