@@ -1,12 +1,13 @@
 //! Makes the binary find libtorch at run time without LD_LIBRARY_PATH (its CUDA half too,
-//! which is loaded on demand), and compiles `csrc/extras.cpp`
-//! (the libtorch calls tch does not bind) against the same PyTorch.
+//! which is loaded on demand), and compiles `csrc/` (the libtorch calls tch does not bind, and
+//! activation checkpointing) against the same PyTorch.
 
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/extras.cpp");
+    println!("cargo:rerun-if-changed=csrc/checkpoint.cpp");
     // torch-sys (links = "tch") publishes where it found libtorch.
     let lib_dir = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports the libtorch directory");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
@@ -27,7 +28,7 @@ fn main() {
     let mut lines = text.lines();
     let abi = lines.next().unwrap().trim().to_string();
     let mut build = cc::Build::new();
-    build.cpp(true).pic(true).warnings(false).std("c++17").file("csrc/extras.cpp");
+    build.cpp(true).pic(true).warnings(false).std("c++17").file("csrc/extras.cpp").file("csrc/checkpoint.cpp");
     build.define("_GLIBCXX_USE_CXX11_ABI", abi.as_str());
     for include in lines {
         build.include(include.trim());

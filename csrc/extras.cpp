@@ -8,11 +8,12 @@
 #include <string>
 #include <vector>
 
-static thread_local std::string last_error;
+// The message of the last failed call, shared with checkpoint.cpp.
+thread_local std::string bertkit_error;
 
 extern "C" {
 
-const char* bertkit_last_error() { return last_error.c_str(); }
+const char* bertkit_last_error() { return bertkit_error.c_str(); }
 
 // One AdamW step over `n` parameters with libtorch's fused kernel, the one
 // torch.optim.AdamW(fused=True) -- Trainer's default optimizer -- runs. The arrays hold tch's
@@ -36,7 +37,7 @@ int bertkit_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads, at:
                       /*maximize=*/false);
     return 0;
   } catch (const std::exception& e) {
-    last_error = e.what();
+    bertkit_error = e.what();
     return -1;
   }
 }
@@ -79,7 +80,7 @@ int bertkit_clear_grads(at::Tensor* const* params, int n) {
     }
     return 0;
   } catch (const std::exception& e) {
-    last_error = e.what();
+    bertkit_error = e.what();
     return -1;
   }
 }

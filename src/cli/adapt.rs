@@ -66,6 +66,9 @@ pub struct Args {
     precision: crate::train::Precision,
     #[arg(long)]
     threads: Option<usize>,
+    /// Recompute layer activations in backward instead of keeping them (less memory).
+    #[arg(long)]
+    gradient_checkpointing: bool,
     /// Replace an existing study directory.
     #[arg(long)]
     overwrite: bool,
@@ -106,6 +109,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.overwrite {
         common.push("--overwrite".into());
+    }
+    if args.gradient_checkpointing {
+        common.push("--gradient-checkpointing".into());
     }
     let (adapted, baseline, adapted_ft) = (out.join("adapted"), out.join("baseline"), out.join("adapted-finetuned"));
 

@@ -52,6 +52,9 @@ pub struct Args {
     warmup: usize,
     #[arg(long, value_enum, default_value = "fp32")]
     precision: Precision,
+    /// Recompute layer activations in backward instead of keeping them (training workloads).
+    #[arg(long)]
+    gradient_checkpointing: bool,
     #[command(flatten)]
     run: RunFlags,
 }
@@ -73,7 +76,8 @@ pub fn run(args: Args) -> Result<()> {
         Workload::Finetune | Workload::Inference => {
             // The checkpoint's own labels (a classifier keeps its head), else config.json's default.
             let labels = ckpt.config.label_names();
-            let classifier = Classifier::load(&ckpt, &labels, false, device, autocast)?;
+            let mut classifier = Classifier::load(&ckpt, &labels, false, device, autocast)?;
+            classifier.model.bert.gradient_checkpointing = args.gradient_checkpointing;
             let items = random_examples(&classifier.tokenizer, n, args.seq_len);
             let mut rng = ChaCha8Rng::seed_from_u64(0);
             let classes = labels.len() as i64;
@@ -90,7 +94,8 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
         Workload::Mlm => {
-            let mlm = MaskedLanguageModel::load(&ckpt, 0.15, false, device, autocast)?;
+            let mut mlm = MaskedLanguageModel::load(&ckpt, 0.15, false, device, autocast)?;
+            mlm.model.bert.gradient_checkpointing = args.gradient_checkpointing;
             let tmp = tempfile::tempdir()?;
             let corpus = tmp.path().join("corpus.txt");
             std::fs::write(&corpus, random_text(&mlm.tokenizer, n * args.seq_len))?;
@@ -125,6 +130,7 @@ pub fn run(args: Args) -> Result<()> {
             "threads": tch::get_num_threads(),
             "batch_size": args.batch_size,
             "seq_len": args.seq_len,
+            "gradient_checkpointing": args.gradient_checkpointing,
             "step_seconds": seconds,
             "median_step_seconds": median,
             "tokens_per_s": tokens / median,

@@ -90,7 +90,8 @@ pub fn run(args: Args) -> Result<i32> {
     // Only now that the data is known to be good is anything written.
     prepare_output_dir(&cfg)?;
     let autocast = Autocast::new(cfg.precision, device);
-    let classifier = Classifier::load(&ckpt, labels.names(), new_head, device, autocast)?;
+    let mut classifier = Classifier::load(&ckpt, labels.names(), new_head, device, autocast)?;
+    classifier.model.bert.gradient_checkpointing = cfg.gradient_checkpointing;
     let encode = |examples: &[Example], role: &str| -> Result<LabelledSet> {
         let tokenized = tokenize_examples(&classifier.tokenizer, examples, args.data.max_len)?;
         tracing::info!(

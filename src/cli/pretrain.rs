@@ -95,7 +95,8 @@ pub fn run(args: Args) -> Result<i32> {
         );
     }
     let autocast = Autocast::new(cfg.precision, device);
-    let mlm = MaskedLanguageModel::load(&ckpt, args.mlm_probability, args.whole_word_masking, device, autocast)?;
+    let mut mlm = MaskedLanguageModel::load(&ckpt, args.mlm_probability, args.whole_word_masking, device, autocast)?;
+    mlm.model.bert.gradient_checkpointing = cfg.gradient_checkpointing;
 
     // The corpus is checked (and tokenised) before the output directory is touched; the cache
     // lives beside the output so a rerun or a resume finds it.

@@ -9,6 +9,7 @@ use tch::nn::{Init, Path};
 use tch::{Kind, Reduction, Tensor};
 
 use super::config::{Activation, BertConfig};
+use super::recompute::recomputed;
 
 /// Label value that marks positions without a target, as in transformers.
 pub const IGNORE_INDEX: i64 = -100;
@@ -82,6 +83,10 @@ impl Linear {
     fn forward(&self, xs: &Tensor) -> Tensor {
         xs.linear(&self.weight, Some(&self.bias))
     }
+
+    fn shallow_clone(&self) -> Self {
+        Linear { weight: self.weight.shallow_clone(), bias: self.bias.shallow_clone() }
+    }
 }
 
 struct LayerNorm {
@@ -98,6 +103,10 @@ impl LayerNorm {
     fn forward(&self, xs: &Tensor) -> Tensor {
         let dim = *xs.size().last().expect("LayerNorm input has a feature dim");
         xs.layer_norm([dim], Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+
+    fn shallow_clone(&self) -> Self {
+        LayerNorm { weight: self.weight.shallow_clone(), bias: self.bias.shallow_clone(), eps: self.eps }
     }
 }
 
@@ -203,6 +212,17 @@ impl SelfAttention {
         let out = dropout(&self.output.forward(&context), self.hidden_dropout, train);
         (self.layer_norm.forward(&(out + xs)), probs)
     }
+
+    fn shallow_clone(&self) -> Self {
+        SelfAttention {
+            query: self.query.shallow_clone(),
+            key: self.key.shallow_clone(),
+            value: self.value.shallow_clone(),
+            output: self.output.shallow_clone(),
+            layer_norm: self.layer_norm.shallow_clone(),
+            ..*self
+        }
+    }
 }
 
 struct Layer {
@@ -233,6 +253,17 @@ impl Layer {
         let ff = dropout(&self.output.forward(&ff), self.dropout, train);
         (self.layer_norm.forward(&(ff + xs)), probs)
     }
+
+    /// The same layer, sharing its parameters: what a checkpointed forward keeps for backward.
+    fn shallow_clone(&self) -> Self {
+        Layer {
+            attention: self.attention.shallow_clone(),
+            intermediate: self.intermediate.shallow_clone(),
+            output: self.output.shallow_clone(),
+            layer_norm: self.layer_norm.shallow_clone(),
+            ..*self
+        }
+    }
 }
 
 /// The encoder shared by every task: `bert.*` in Hugging Face checkpoints.
@@ -241,6 +272,8 @@ pub struct Bert {
     layers: Vec<Layer>,
     pooler: Option<Linear>,
     pub config: BertConfig,
+    /// Recompute each layer's activations in backward instead of keeping them (training only).
+    pub gradient_checkpointing: bool,
 }
 
 impl Bert {
@@ -255,6 +288,7 @@ impl Bert {
                 Linear::new(p.sub("pooler").sub("dense"), h, h, config.initializer_range)
             }),
             config: config.clone(),
+            gradient_checkpointing: false,
         }
     }
 
@@ -270,9 +304,16 @@ impl Bert {
         });
         let mut hidden_states = Vec::new();
         let mut attentions = Vec::new();
+        let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.output_attentions;
         for layer in &self.layers {
             if opts.output_hidden_states {
                 hidden_states.push(xs.shallow_clone());
+            }
+            if recompute {
+                let (layer, mask, train) = (layer.shallow_clone(), mask.as_ref().map(Tensor::shallow_clone), opts.train);
+                xs = recomputed(&xs, move |x| layer.forward(x, mask.as_ref(), train, false).0)
+                    .expect("libtorch runs a checkpointed layer");
+                continue;
             }
             let (out, probs) = layer.forward(&xs, mask.as_ref(), opts.train, opts.output_attentions);
             xs = out;

@@ -2,6 +2,7 @@
 
 mod bert;
 mod config;
+pub mod recompute;
 
 pub use bert::{
     Bert, EncoderOutput, ForwardOptions, IGNORE_INDEX, Inputs, MaskedLm, MaskedLmOutput, SequenceClassifier,

@@ -88,6 +88,12 @@ pub struct TrainConfig {
     #[arg(long)]
     #[serde(default)]
     pub skip_nan_steps: bool,
+    /// Keep only each layer's input and recompute its activations in backward: activation
+    /// memory no longer grows with depth, for ~30% more compute (transformers'
+    /// `gradient_checkpointing=True`).
+    #[arg(long)]
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
 }
 
 impl TrainConfig {

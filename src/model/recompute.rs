@@ -1,0 +1,74 @@
+//! Gradient (activation) checkpointing: a block's forward keeps none of its activations, only
+//! its input; backward runs the block again to get them. Trades ~a third more compute for
+//! activation memory that no longer grows with the number of layers, as transformers'
+//! `gradient_checkpointing_enable()` (torch.utils.checkpoint) does.
+//!
+//! The autograd node is libtorch's (`csrc/checkpoint.cpp`); the block is a Rust closure it
+//! calls, in forward and again in backward, with the RNG and autocast state of the first call.
+
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use anyhow::{Result, bail};
+use tch::Tensor;
+use torch_sys::C_tensor;
+
+type BlockFn = unsafe extern "C" fn(*mut c_void, *mut C_tensor) -> *mut C_tensor;
+type DropFn = unsafe extern "C" fn(*mut c_void);
+
+unsafe extern "C" {
+    fn bertkit_checkpoint(
+        call: BlockFn,
+        closure: *mut c_void,
+        drop: DropFn,
+        input: *const C_tensor,
+        output: *mut *mut C_tensor,
+    ) -> i32;
+    fn bertkit_last_error() -> *const std::ffi::c_char;
+}
+
+/// `block(input)`, with the activations inside `block` recomputed in backward instead of kept
+/// (`torch.utils.checkpoint`).
+///
+/// `block` must be a pure function of its input, the parameters it reads, and the random draws
+/// it makes (it is called twice). On CUDA, libtorch runs backward on its own thread, which is
+/// why the closure must be `Send`.
+pub fn recomputed<F>(input: &Tensor, block: F) -> Result<Tensor>
+where
+    F: Fn(&Tensor) -> Tensor + Send + 'static,
+{
+    let closure = Box::into_raw(Box::new(block)) as *mut c_void;
+    let mut output: *mut C_tensor = std::ptr::null_mut();
+    // SAFETY: `call::<F>` and `drop_closure::<F>` match the closure's type; the C++ side owns the
+    // closure from here on and frees it exactly once through `drop_closure`.
+    let rc = unsafe { bertkit_checkpoint(call::<F>, closure, drop_closure::<F>, input.as_ptr(), &mut output) };
+    if rc != 0 {
+        // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
+        let why = unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) };
+        bail!("gradient checkpointing: {}", why.to_string_lossy());
+    }
+    // SAFETY: a tensor allocated for us by the C++ side; the Rust tensor frees it.
+    Ok(unsafe { Tensor::from_ptr(output) })
+}
+
+/// Calls the closure on an input the C++ side allocated for us; returns the output's ownership.
+unsafe extern "C" fn call<F: Fn(&Tensor) -> Tensor>(closure: *mut c_void, input: *mut C_tensor) -> *mut C_tensor {
+    // SAFETY: `closure` came from `Box<F>` in `checkpoint` and lives until `drop_closure`.
+    let block = unsafe { &*(closure as *const F) };
+    // SAFETY: `input` is a fresh tensor handle we own.
+    let input = unsafe { Tensor::from_ptr(input) };
+    // A panic must not unwind into C++; it is reported there as a failed block.
+    match catch_unwind(AssertUnwindSafe(|| block(&input))) {
+        Ok(mut out) => {
+            let ptr = out.as_mut_ptr();
+            std::mem::forget(out);
+            ptr
+        }
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
+unsafe extern "C" fn drop_closure<F>(closure: *mut c_void) {
+    // SAFETY: created by `Box::into_raw` in `checkpoint`, freed once, here.
+    drop(unsafe { Box::from_raw(closure as *mut F) });
+}

@@ -1,0 +1,170 @@
+//! `--gradient-checkpointing` recomputes each layer's activations in backward: the loss and
+//! every gradient must be those of the ordinary backward, dropout and bf16 autocast included.
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bertkit::checkpoint::Checkpoint;
+use bertkit::data::Collator;
+use bertkit::device::Autocast;
+use bertkit::model::recompute::recomputed;
+use bertkit::model::{ForwardOptions, IGNORE_INDEX, Inputs, MaskedLm, SequenceClassifier};
+use bertkit::tokenizer::BertTokenizer;
+use bertkit::train::Precision;
+use common::bertkit;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+const TEXTS: [&str; 3] = ["the lessee shall repair the premises at its own cost", "a good film", "bad"];
+
+/// A padded batch (so the attention mask is exercised) from the tiny model's tokenizer.
+fn batch() -> (Checkpoint, Inputs) {
+    let ckpt = Checkpoint::open(common::tiny_model().to_str().unwrap()).unwrap();
+    let tok = BertTokenizer::from_dir(&ckpt.dir).unwrap();
+    let enc = tok.encode_batch(&TEXTS, None, 64).unwrap();
+    let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&enc);
+    (ckpt, inputs)
+}
+
+/// libtorch's random generator is global: tests running at once (building models, drawing
+/// dropout masks) would share its draws. Each test holds this while it runs.
+fn serial() -> MutexGuard<'static, ()> {
+    static RNG: Mutex<()> = Mutex::new(());
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The loss, and the gradient of every parameter by name, of one training forward/backward.
+fn loss_and_grads(vs: &VarStore, run: impl FnOnce() -> Tensor) -> (f64, BTreeMap<String, Tensor>) {
+    tch::manual_seed(7); // same dropout masks in both runs
+    let loss = run();
+    loss.backward();
+    let grads = vs.variables().into_iter().map(|(name, t)| (name, t.grad().copy())).collect();
+    (loss.double_value(&[]), grads)
+}
+
+fn assert_same(plain: &(f64, BTreeMap<String, Tensor>), recomputed: &(f64, BTreeMap<String, Tensor>), tol: f64) {
+    assert_eq!(plain.0, recomputed.0, "the loss is computed by the same forward");
+    assert_eq!(plain.1.len(), recomputed.1.len());
+    for (name, g) in &plain.1 {
+        let r = &recomputed.1[name];
+        assert!(g.defined() && r.defined(), "{name}: no gradient");
+        let scale = g.abs().max().double_value(&[]).max(1e-12);
+        let diff = (g - r).abs().max().double_value(&[]);
+        assert!(diff <= tol * scale, "{name}: gradients differ by {diff} (largest {scale})");
+    }
+}
+
+fn classifier_grads(checkpointing: bool, precision: Precision) -> (f64, BTreeMap<String, Tensor>) {
+    let (ckpt, inputs) = batch();
+    let vs = VarStore::new(Device::Cpu);
+    let mut model = SequenceClassifier::new(&vs.root(), &ckpt.config);
+    ckpt.load_into_except(&vs, None).unwrap();
+    model.bert.gradient_checkpointing = checkpointing;
+    let labels = Tensor::from_slice(&[0i64, 2, 1]);
+    let autocast = Autocast::new(precision, Device::Cpu);
+    loss_and_grads(&vs, || {
+        autocast.run(|| {
+            let (logits, _) = model.forward(&inputs, ForwardOptions::train());
+            model.loss(&logits, &labels)
+        })
+    })
+}
+
+#[test]
+fn a_recomputed_block_runs_again_in_backward_with_the_same_random_draws() {
+    let _serial = serial();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let w = Tensor::randn([5, 5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let block = || {
+        let (calls, w) = (calls.clone(), w.shallow_clone());
+        move |x: &Tensor| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            x.matmul(&w).tanh().dropout(0.5, true) * 2.0
+        }
+    };
+    let grads = |recompute: bool| {
+        tch::manual_seed(11);
+        let x = Tensor::randn([3, 5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let _ = w.shallow_clone().zero_grad();
+        let y = if recompute { recomputed(&x, block()).unwrap() } else { block()(&x) };
+        let loss = (y * 3.0).sum(Kind::Float);
+        loss.backward();
+        (loss.double_value(&[]), x.grad().copy(), w.grad().copy())
+    };
+    let before = calls.load(Ordering::SeqCst);
+    let plain = grads(false);
+    assert_eq!(calls.load(Ordering::SeqCst), before + 1);
+    let recomputed_run = grads(true);
+    assert_eq!(calls.load(Ordering::SeqCst), before + 3, "forward, then once more in backward");
+    assert_eq!(plain.0, recomputed_run.0);
+    assert!(plain.1.allclose(&recomputed_run.1, 1e-6, 1e-7, false), "input gradients differ");
+    assert!(plain.2.allclose(&recomputed_run.2, 1e-6, 1e-7, false), "parameter gradients differ");
+}
+
+#[test]
+fn classifier_gradients_are_unchanged_with_dropout() {
+    let _serial = serial();
+    let plain = classifier_grads(false, Precision::Fp32);
+    let recomputed = classifier_grads(true, Precision::Fp32);
+    assert_same(&plain, &recomputed, 1e-6);
+}
+
+#[test]
+fn classifier_gradients_are_unchanged_under_bf16_autocast() {
+    let _serial = serial();
+    let plain = classifier_grads(false, Precision::Bf16);
+    let recomputed = classifier_grads(true, Precision::Bf16);
+    // The recomputation runs under the same autocast, so the bf16 roundings are the same ones.
+    assert_same(&plain, &recomputed, 1e-6);
+}
+
+#[test]
+fn masked_lm_gradients_are_unchanged() {
+    let _serial = serial();
+    let grads = |checkpointing: bool| {
+        let (ckpt, inputs) = batch();
+        let vs = VarStore::new(Device::Cpu);
+        let mut model = MaskedLm::new(&vs.root(), &ckpt.config);
+        ckpt.load_into(&vs).unwrap();
+        model.bert.gradient_checkpointing = checkpointing;
+        // Targets at every third real token.
+        let every_third = Tensor::arange(inputs.input_ids.numel() as i64, (Kind::Int64, Device::Cpu))
+            .remainder(3)
+            .eq(0)
+            .view(inputs.input_ids.size().as_slice())
+            .logical_and(&inputs.attention_mask.eq(1));
+        let labels = inputs.input_ids.where_self(&every_third, &Tensor::from(IGNORE_INDEX));
+        loss_and_grads(&vs, || model.forward_masked(&inputs, &labels, ForwardOptions::train()).loss)
+    };
+    // The word embeddings get gradient from the input side and the tied decoder, summed in
+    // another order when the encoder's part arrives later: equal up to rounding.
+    assert_same(&grads(false), &grads(true), 1e-5);
+}
+
+#[test]
+fn training_with_the_flag_reaches_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("train.csv");
+    common::synthetic_csv(&data, 48, 3);
+    let model = common::tiny_model();
+    let train = |out: &str, extra: &[&str]| {
+        let out = tmp.path().join(out);
+        let mut args = vec![
+            "finetune", "--model", model.to_str().unwrap(), "--train", data.to_str().unwrap(), "--new-head",
+            "--output", out.to_str().unwrap(), "--max-steps", "4", "--batch-size", "8", "--lr", "1e-3",
+            "--device", "cpu", "--threads", "1", "--log-every", "1",
+        ];
+        args.extend_from_slice(extra);
+        let run = bertkit(&args);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        Tensor::read_safetensors(out.join("model.safetensors")).unwrap().into_iter().collect::<BTreeMap<_, _>>()
+    };
+    let plain = train("plain", &[]);
+    let recomputed = train("recomputed", &["--gradient-checkpointing"]);
+    for (name, w) in &plain {
+        let diff = (w - &recomputed[name]).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{name}: weights differ by {diff} after 4 steps");
+    }
+}
