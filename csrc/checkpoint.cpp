@@ -19,8 +19,9 @@ using torch::autograd::variable_list;
 extern thread_local std::string bertkit_error;
 
 extern "C" {
-// Runs the block on `input` (which it takes ownership of); returns a new tensor, null on failure.
-typedef at::Tensor* (*bertkit_block_fn)(void* closure, at::Tensor* input);
+// Runs the block on `input` (which it takes ownership of); returns a new tensor, or null on
+// failure with the reason in `error` (NUL-terminated, at most `error_len` bytes).
+typedef at::Tensor* (*bertkit_block_fn)(void* closure, at::Tensor* input, char* error, size_t error_len);
 // Frees the closure.
 typedef void (*bertkit_drop_fn)(void* closure);
 }
@@ -37,9 +38,10 @@ struct Block : torch::CustomClassHolder {
   ~Block() override { drop(closure); }
 
   at::Tensor run(const at::Tensor& input) const {
-    at::Tensor* out = call(closure, new at::Tensor(input));
+    char error[1024] = {0};
+    at::Tensor* out = call(closure, new at::Tensor(input), error, sizeof error);
     if (out == nullptr) {
-      throw std::runtime_error("the checkpointed block failed (see the panic message above)");
+      throw std::runtime_error(error);
     }
     at::Tensor result = *out;
     delete out;

@@ -8,6 +8,7 @@
 //! - [`data`]: reading examples, tokenising, length-bucketed batches, padding;
 //! - [`train`]: optimiser and training loops;
 //! - [`device`]: CPU/CUDA selection, threads, bf16 autocast;
+//! - [`torch_failure`]: libtorch failures (out of memory) as one-line errors;
 //! - [`viz`]: pictures (training curves, attention maps);
 //! - [`cli`]: the `bertkit` command, one module per subcommand.
 
@@ -18,5 +19,6 @@ pub mod device;
 pub mod fsutil;
 pub mod model;
 pub mod tokenizer;
+pub mod torch_failure;
 pub mod train;
 pub mod viz;

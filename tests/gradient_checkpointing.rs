@@ -152,9 +152,26 @@ fn training_with_the_flag_reaches_the_same_weights() {
     let train = |out: &str, extra: &[&str]| {
         let out = tmp.path().join(out);
         let mut args = vec![
-            "finetune", "--model", model.to_str().unwrap(), "--train", data.to_str().unwrap(), "--new-head",
-            "--output", out.to_str().unwrap(), "--max-steps", "4", "--batch-size", "8", "--lr", "1e-3",
-            "--device", "cpu", "--threads", "1", "--log-every", "1",
+            "finetune",
+            "--model",
+            model.to_str().unwrap(),
+            "--train",
+            data.to_str().unwrap(),
+            "--new-head",
+            "--output",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "4",
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-3",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--log-every",
+            "1",
         ];
         args.extend_from_slice(extra);
         let run = bertkit(&args);

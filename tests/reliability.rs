@@ -235,3 +235,61 @@ fn disk_full_while_saving_keeps_the_previous_checkpoint() {
         "resumed from the checkpoint that survived the full disk, the weights differ from the uninterrupted run"
     );
 }
+
+/// A batch that does not fit in memory: one error line naming the step, the batch and what to
+/// change, exit code 1, no panic or C++ stack trace. The address space is capped (RLIMIT_AS) so
+/// the allocation fails the same way on any machine; the attention scores of this batch alone
+/// would need 8 GiB.
+#[test]
+fn out_of_memory_is_one_line_naming_the_step() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("long.csv");
+    let mut csv = String::from("text,label\n");
+    for i in 0..2048 {
+        csv += &format!("{} {},{}\n", "the movie was a film of it ".repeat(80), ["good", "bad"][i % 2], i % 2);
+    }
+    std::fs::write(&train, csv).unwrap();
+    let out = tmp.path().join("out");
+    let model = common::tiny_model();
+    let args = [
+        "finetune",
+        "--new-head",
+        "--model",
+        model.to_str().unwrap(),
+        "--train",
+        train.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--max-len",
+        "512",
+        "--batch-size",
+        "2048",
+        "--max-steps",
+        "2",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ];
+    let limit = 6u64 << 30;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bertkit"));
+    cmd.args(&args).env("RUST_BACKTRACE", "1");
+    // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rlim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            if libc::setrlimit(libc::RLIMIT_AS, &rlim) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+    let failed = cmd.output().unwrap();
+    let err = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    let line = errors[0];
+    assert!(line.contains("step 1, a micro-batch of 2048 examples: out of memory ("), "{line}");
+    assert!(line.contains("lower --batch-size") && line.contains("--gradient-checkpointing"), "{line}");
+    assert!(line.contains("no checkpoint was saved before it"), "{line}");
+    assert!(!err.contains("panicked") && !err.contains("frame #"), "{err}");
+}

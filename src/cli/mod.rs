@@ -58,6 +58,7 @@ pub fn main() -> i32 {
     // Like any Unix filter: `bertkit predict ... | head` ends quietly instead of panicking.
     // SAFETY: restoring the default disposition of a signal, before any thread is started.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    crate::torch_failure::install_panic_hook();
     let cli = Cli::parse();
     let level = if cli.quiet { tracing::Level::WARN } else { tracing::Level::INFO };
     tracing_subscriber::fmt().with_max_level(level).with_target(false).with_writer(std::io::stderr).init();

@@ -310,7 +310,8 @@ impl Bert {
                 hidden_states.push(xs.shallow_clone());
             }
             if recompute {
-                let (layer, mask, train) = (layer.shallow_clone(), mask.as_ref().map(Tensor::shallow_clone), opts.train);
+                let (layer, mask, train) =
+                    (layer.shallow_clone(), mask.as_ref().map(Tensor::shallow_clone), opts.train);
                 xs = recomputed(&xs, move |x| layer.forward(x, mask.as_ref(), train, false).0)
                     .expect("libtorch runs a checkpointed layer");
                 continue;

@@ -6,14 +6,15 @@
 //! The autograd node is libtorch's (`csrc/checkpoint.cpp`); the block is a Rust closure it
 //! calls, in forward and again in backward, with the RNG and autocast state of the first call.
 
-use std::ffi::c_void;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ffi::{c_char, c_void};
 
 use anyhow::{Result, bail};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
-type BlockFn = unsafe extern "C" fn(*mut c_void, *mut C_tensor) -> *mut C_tensor;
+use crate::torch_failure::catch;
+
+type BlockFn = unsafe extern "C" fn(*mut c_void, *mut C_tensor, *mut c_char, usize) -> *mut C_tensor;
 type DropFn = unsafe extern "C" fn(*mut c_void);
 
 unsafe extern "C" {
@@ -51,24 +52,40 @@ where
     Ok(unsafe { Tensor::from_ptr(output) })
 }
 
-/// Calls the closure on an input the C++ side allocated for us; returns the output's ownership.
-unsafe extern "C" fn call<F: Fn(&Tensor) -> Tensor>(closure: *mut c_void, input: *mut C_tensor) -> *mut C_tensor {
-    // SAFETY: `closure` came from `Box<F>` in `checkpoint` and lives until `drop_closure`.
+/// Calls the closure on an input the C++ side allocated for us; returns the output's ownership,
+/// or null with libtorch's message in `error` when a call inside failed.
+unsafe extern "C" fn call<F: Fn(&Tensor) -> Tensor>(
+    closure: *mut c_void,
+    input: *mut C_tensor,
+    error: *mut c_char,
+    error_len: usize,
+) -> *mut C_tensor {
+    // SAFETY: `closure` came from `Box<F>` in `recomputed` and lives until `drop_closure`.
     let block = unsafe { &*(closure as *const F) };
     // SAFETY: `input` is a fresh tensor handle we own.
     let input = unsafe { Tensor::from_ptr(input) };
-    // A panic must not unwind into C++; it is reported there as a failed block.
-    match catch_unwind(AssertUnwindSafe(|| block(&input))) {
+    // A panic must not unwind into C++: it goes back as an exception with libtorch's message,
+    // which reaches whoever called backward (out of memory while recomputing, typically).
+    match catch(|| block(&input)) {
         Ok(mut out) => {
             let ptr = out.as_mut_ptr();
             std::mem::forget(out);
             ptr
         }
-        Err(_) => std::ptr::null_mut(),
+        Err(failure) => {
+            let message = failure.message.as_bytes();
+            let n = message.len().min(error_len.saturating_sub(1));
+            // SAFETY: `error` has room for `error_len` bytes; we write n + 1 <= error_len.
+            unsafe {
+                std::ptr::copy_nonoverlapping(message.as_ptr(), error as *mut u8, n);
+                *error.add(n) = 0;
+            }
+            std::ptr::null_mut()
+        }
     }
 }
 
 unsafe extern "C" fn drop_closure<F>(closure: *mut c_void) {
-    // SAFETY: created by `Box::into_raw` in `checkpoint`, freed once, here.
+    // SAFETY: created by `Box::into_raw` in `recomputed`, freed once, here.
     drop(unsafe { Box::from_raw(closure as *mut F) });
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tch::Tensor;
@@ -25,6 +25,7 @@ use super::schedule::LinearWarmup;
 use crate::checkpoint::{read_weights, write_safetensors};
 use crate::device::Autocast;
 use crate::fsutil::{atomic_write, verify_manifest, write_manifest};
+use crate::torch_failure::catch;
 
 /// One training micro-batch's mean loss and its size.
 pub struct StepLoss {
@@ -249,7 +250,8 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         let micro: Vec<&Vec<usize>> = batches.iter().skip(first).take(cfg.grad_accum).collect();
         let lr = schedule.lr(step);
 
-        let stats = accumulate_gradients(task, &micro, cfg.seed, step, autocast)?;
+        let stats = accumulate_gradients(task, &micro, cfg.seed, step, autocast)
+            .map_err(|e| anyhow!("{e:#}; {}", last_checkpoint_note(cfg)))?;
         let grad_norm = if cfg.max_grad_norm > 0.0 { clip_grad_norm(&trainable, cfg.max_grad_norm) } else { f64::NAN };
         let non_finite = if !stats.loss.is_finite() {
             Some(format!("the loss is {}", stats.loss))
@@ -304,7 +306,8 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         } || step == total_steps;
         let interrupted = signals.received();
         if due {
-            let evaluation = bar.suspend(|| task.evaluate())?;
+            let evaluation =
+                bar.suspend(|| catch(|| task.evaluate())).map_err(|f| anyhow!("evaluating at step {step}: {f}"))??;
             if let Some(ev) = &evaluation {
                 bar.suspend(|| tracing::info!("step {step} (epoch {epoch_f:.2}) evaluation:\n{}", ev.summary));
                 log.write(json!({"event": "eval", "step": step, "epoch": epoch_f, "metrics": ev.metrics}))?;
@@ -381,10 +384,15 @@ pub fn accumulate_gradients<T: Task>(
     for (m, batch) in micro.iter().enumerate() {
         let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
         tch::manual_seed(seed as i64);
-        let out = autocast.run(|| task.train_loss(batch, seed))?;
-        let loss = out.loss / micro.len() as f64;
-        loss.backward();
-        stats.loss += loss.double_value(&[]);
+        // A batch that does not fit (libtorch panics through tch) becomes an error naming it.
+        let (loss, out) = catch(|| -> Result<_> {
+            let out = autocast.run(|| task.train_loss(batch, seed))?;
+            let loss = &out.loss / micro.len() as f64;
+            loss.backward();
+            Ok((loss.double_value(&[]), out))
+        })
+        .map_err(|f| anyhow!("step {}, a micro-batch of {} examples: {f}", step + 1, batch.len()))??;
+        stats.loss += loss;
         stats.examples += out.examples;
         stats.tokens += out.tokens;
         stats.padded_tokens += out.padded_tokens;
