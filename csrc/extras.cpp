@@ -1,6 +1,7 @@
 // The few libtorch calls the tch crate does not bind: autocast on the CPU and with bf16 (tch's
-// autocast is CUDA-only and float16), and the fused AdamW kernel. Plain C entry points,
-// exceptions turned into return codes (the message of the last one: bertkit_last_error).
+// autocast is CUDA-only and float16), the fused AdamW kernel, asynchronous uploads. Plain C
+// entry points, exceptions turned into return codes (the message of the last one:
+// bertkit_last_error).
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/_fused_adamw.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -66,6 +67,20 @@ int bertkit_autocast_exit(int cuda, int previous) {
     at::autocast::set_autocast_enabled(device, previous == 1);
     return 0;
   } catch (...) {
+    return -1;
+  }
+}
+
+// `*out` = `src` (a CPU tensor) on CUDA device `index`, copied from page-locked memory without
+// waiting (the host goes on queueing work): DataLoader(pin_memory=True) + .to(non_blocking=True).
+// 0 on success, -1 on error.
+int bertkit_upload_async(const at::Tensor* src, int index, at::Tensor** out) {
+  try {
+    auto device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+    *out = new at::Tensor(src->pin_memory().to(device, /*non_blocking=*/true));
+    return 0;
+  } catch (const std::exception& e) {
+    bertkit_error = e.what();
     return -1;
   }
 }

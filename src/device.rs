@@ -1,7 +1,7 @@
 //! Where tensors run, and how many CPU threads libtorch uses.
 
 use anyhow::{Result, bail};
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// `cpu`, `cuda`, `cuda:N`, or `auto` (the first GPU when one is usable, else the CPU).
 pub fn parse_device(spec: &str) -> Result<Device> {
@@ -80,6 +80,26 @@ fn physical_cores() -> usize {
 unsafe extern "C" {
     fn bertkit_autocast_enter(cuda: i32) -> i32;
     fn bertkit_autocast_exit(cuda: i32, previous: i32) -> i32;
+    fn bertkit_upload_async(src: *const torch_sys::C_tensor, index: i32, out: *mut *mut torch_sys::C_tensor) -> i32;
+    fn bertkit_last_error() -> *const std::ffi::c_char;
+}
+
+/// A batch tensor built on the host, on `device`. To a GPU it goes through page-locked memory
+/// without waiting: a plain copy would make the host wait until the GPU has finished all the
+/// work queued before it, at every micro-batch.
+pub fn upload(t: &Tensor, device: Device) -> Tensor {
+    let Device::Cuda(index) = device else { return t.to_device(device) };
+    let mut out = std::ptr::null_mut();
+    // SAFETY: a live tensor handle in, a fresh one out (owned by the returned Tensor).
+    let rc = unsafe { bertkit_upload_async(t.as_ptr(), index as i32, &mut out) };
+    if rc != 0 {
+        // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
+        let why = unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) }.to_string_lossy();
+        // As tch does for any failed libtorch call (see torch_failure).
+        panic!("Torch(\"{why}\")");
+    }
+    // SAFETY: `out` was allocated for us by the C++ side.
+    unsafe { Tensor::from_ptr(out) }
 }
 
 /// Mixed precision for forward passes: bf16 autocast (matmuls in bf16, reductions and weights in

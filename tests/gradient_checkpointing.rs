@@ -10,7 +10,7 @@ use bertkit::checkpoint::Checkpoint;
 use bertkit::data::Collator;
 use bertkit::device::Autocast;
 use bertkit::model::recompute::recomputed;
-use bertkit::model::{ForwardOptions, IGNORE_INDEX, Inputs, MaskedLm, SequenceClassifier};
+use bertkit::model::{ForwardOptions, IGNORE_INDEX, Inputs, MaskedLm, MaskedTargets, SequenceClassifier};
 use bertkit::tokenizer::BertTokenizer;
 use bertkit::train::Precision;
 use common::bertkit;
@@ -136,7 +136,9 @@ fn masked_lm_gradients_are_unchanged() {
             .view(inputs.input_ids.size().as_slice())
             .logical_and(&inputs.attention_mask.eq(1));
         let labels = inputs.input_ids.where_self(&every_third, &Tensor::from(IGNORE_INDEX));
-        loss_and_grads(&vs, || model.forward_masked(&inputs, &labels, ForwardOptions::train()).loss)
+        loss_and_grads(&vs, || {
+            model.forward_masked(&inputs, &MaskedTargets::from_labels(&labels), ForwardOptions::train()).loss
+        })
     };
     // The word embeddings get gradient from the input side and the tied decoder, summed in
     // another order when the encoder's part arrives later: equal up to rounding.

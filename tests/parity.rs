@@ -12,7 +12,7 @@ use std::path::Path;
 
 use bertkit::checkpoint::Checkpoint;
 use bertkit::data::Collator;
-use bertkit::model::{ForwardOptions, Inputs, MaskedLm, SequenceClassifier};
+use bertkit::model::{ForwardOptions, Inputs, MaskedLm, MaskedTargets, SequenceClassifier};
 use bertkit::tokenizer::BertTokenizer;
 use bertkit::train::optim::{AdamW, AdamWConfig};
 use common::{Reference, assert_close, assert_rel};
@@ -27,11 +27,11 @@ const LR: f64 = 1e-3;
 const WEIGHT_DECAY: f64 = 0.01;
 
 fn inputs(r: &Reference, batch: &str, ids: &str) -> Inputs {
-    Inputs {
-        input_ids: r.get(&format!("{batch}.{ids}")).shallow_clone(),
-        attention_mask: r.get(&format!("{batch}.attention_mask")).shallow_clone(),
-        token_type_ids: r.get(&format!("{batch}.token_type_ids")).shallow_clone(),
-    }
+    Inputs::new(
+        r.get(&format!("{batch}.{ids}")).shallow_clone(),
+        r.get(&format!("{batch}.attention_mask")).shallow_clone(),
+        r.get(&format!("{batch}.token_type_ids")).shallow_clone(),
+    )
 }
 
 /// Heads transformers created at random must start where Python's did; heads the checkpoint
@@ -137,7 +137,7 @@ fn check_model(model_dir: &Path, reference: &Path, name: &str) {
             let mx = inputs(&r, batch, "mlm_input_ids");
             let mlm_labels = r.get(&format!("{batch}.mlm_labels"));
             // The reference MLM model runs transformers' eager attention, as `all` does here.
-            let masked = mlm.forward_masked(&mx, mlm_labels, all);
+            let masked = mlm.forward_masked(&mx, &MaskedTargets::from_labels(mlm_labels), all);
             assert_close(
                 &format!("{name} {batch} mlm_loss"),
                 &masked.loss.reshape([1]),
@@ -157,7 +157,9 @@ fn check_model(model_dir: &Path, reference: &Path, name: &str) {
 
     // Gradients after one backward (dropout off, as in the reference).
     let x = inputs(&r, "short", "mlm_input_ids");
-    mlm.forward_masked(&x, r.get("short.mlm_labels"), ForwardOptions::eval()).loss.backward();
+    mlm.forward_masked(&x, &MaskedTargets::from_labels(r.get("short.mlm_labels")), ForwardOptions::eval())
+        .loss
+        .backward();
     check_grads(&mlm_vs, &r, "grad.mlm", name);
 
     let x = inputs(&r, "short", "input_ids");

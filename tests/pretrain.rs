@@ -8,7 +8,7 @@ use std::path::Path;
 
 use bertkit::checkpoint::Checkpoint;
 use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
-use bertkit::model::{ForwardOptions, IGNORE_INDEX, MaskedLm};
+use bertkit::model::{ForwardOptions, IGNORE_INDEX, MaskedLm, MaskedTargets};
 use bertkit::tokenizer::BertTokenizer;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -141,7 +141,7 @@ fn masked_only_loss_equals_full_projection_loss() {
     let n = labels.numel() as i64;
     let keep = keep.narrow(0, 0, n).view(labels.size().as_slice()).to_kind(Kind::Bool);
     let labels = labels.where_self(&keep, &Tensor::from(IGNORE_INDEX));
-    let masked = mlm.forward_masked(&inputs, &labels, ForwardOptions::eval());
+    let masked = mlm.forward_masked(&inputs, &MaskedTargets::from_labels(&labels), ForwardOptions::eval());
     let full = mlm.forward(&inputs, ForwardOptions::eval());
     let reference = full.flatten(0, 1).cross_entropy_loss::<Tensor>(
         &labels.flatten(0, 1),

@@ -17,9 +17,9 @@ use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::device::Autocast;
 use crate::tokenizer::BertTokenizer;
 use crate::train::classify::{Classifier, FineTune, LabelledSet};
-use crate::train::optim::{AdamW, AdamWConfig, clip_grad_norm};
+use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
-use crate::train::trainer::accumulate_gradients;
+use crate::train::trainer::{accumulate_gradients, clip_and_read};
 use crate::train::{Precision, Task};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -169,8 +169,8 @@ fn train_steps<T: Task>(task: &T, batches: &[Vec<usize>], autocast: Autocast, wa
     let mut opt = AdamW::new(params, AdamWConfig::default());
     for (step, batch) in batches.iter().enumerate() {
         watch.time(step, || {
-            accumulate_gradients(task, &[batch], 42, step, autocast)?;
-            clip_grad_norm(&trainable, 1.0);
+            let stats = accumulate_gradients(task, &[batch], 42, step, autocast)?;
+            clip_and_read(&stats, &trainable, 1.0);
             opt.step(5e-5)?;
             opt.zero_grad();
             Ok(())

@@ -91,7 +91,8 @@ impl Collator {
         }
         let shape = [rows as i64, len as i64];
         let t = |v: &[i64]| Tensor::from_slice(v).view(shape).to_kind(Kind::Int64);
-        Inputs { input_ids: t(&ids), attention_mask: t(&mask), token_type_ids: t(&types) }
+        let padded = batch.iter().any(|e| e.len() < len);
+        Inputs { input_ids: t(&ids), attention_mask: t(&mask), token_type_ids: t(&types), padded }
     }
 
     /// The same, straight from the tokenizer's output.

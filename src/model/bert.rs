@@ -10,6 +10,7 @@ use tch::{Kind, Reduction, Tensor};
 
 use super::config::{Activation, BertConfig};
 use super::recompute::recomputed;
+use crate::device::upload;
 
 /// Label value that marks positions without a target, as in transformers.
 pub const IGNORE_INDEX: i64 = -100;
@@ -20,14 +21,24 @@ pub struct Inputs {
     pub input_ids: Tensor,
     pub attention_mask: Tensor,
     pub token_type_ids: Tensor,
+    /// Whether any position is padding. Known where the batch is built; asking the mask on a GPU
+    /// would make the host wait for it at every forward pass.
+    pub padded: bool,
 }
 
 impl Inputs {
+    /// Inputs from their tensors, reading the mask once to see whether anything is padded.
+    pub fn new(input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Self {
+        let padded = attention_mask.eq(0).any().int64_value(&[]) != 0;
+        Inputs { input_ids, attention_mask, token_type_ids, padded }
+    }
+
     pub fn to_device(&self, device: tch::Device) -> Inputs {
         Inputs {
-            input_ids: self.input_ids.to_device(device),
-            attention_mask: self.attention_mask.to_device(device),
-            token_type_ids: self.token_type_ids.to_device(device),
+            input_ids: upload(&self.input_ids, device),
+            attention_mask: upload(&self.attention_mask, device),
+            token_type_ids: upload(&self.token_type_ids, device),
+            padded: self.padded,
         }
     }
 }
@@ -297,8 +308,7 @@ impl Bert {
         // Additive mask as in transformers: 0 for tokens, the dtype's minimum for padding. None
         // when nothing is padded: attention then skips the addition (and SDPA may use a fused
         // kernel that takes no mask).
-        let padded = inputs.attention_mask.eq(0).any().int64_value(&[]) != 0;
-        let mask = padded.then(|| {
+        let mask = inputs.padded.then(|| {
             let keep = inputs.attention_mask.to_kind(Kind::Float);
             ((-keep + 1.0) * f32::MIN as f64).unsqueeze(1).unsqueeze(1)
         });
@@ -404,6 +414,33 @@ pub struct MaskedLm {
     head: MaskedLmHead,
 }
 
+/// The positions an MLM batch is scored at (row-major over `[batch, seq]`) and the original
+/// token ids there.
+pub struct MaskedTargets {
+    pub positions: Tensor,
+    pub ids: Tensor,
+}
+
+impl MaskedTargets {
+    /// From transformers-style labels `[batch, seq]` (`-100`: not scored).
+    pub fn from_labels(labels: &Tensor) -> Self {
+        let labels = labels.flatten(0, 1);
+        let positions = labels.ne(IGNORE_INDEX).nonzero().squeeze_dim(1);
+        MaskedTargets { ids: labels.index_select(0, &positions), positions }
+    }
+
+    /// From labels built on the host, which is where the collator masks.
+    pub fn from_label_slice(labels: &[i64]) -> Self {
+        let (positions, ids): (Vec<i64>, Vec<i64>) =
+            labels.iter().enumerate().filter(|&(_, &l)| l != IGNORE_INDEX).map(|(i, &l)| (i as i64, l)).unzip();
+        MaskedTargets { positions: Tensor::from_slice(&positions), ids: Tensor::from_slice(&ids) }
+    }
+
+    pub fn to_device(&self, device: tch::Device) -> Self {
+        MaskedTargets { positions: upload(&self.positions, device), ids: upload(&self.ids, device) }
+    }
+}
+
 /// Result of the masked-only MLM forward.
 pub struct MaskedLmOutput {
     /// Mean cross-entropy over the masked positions (NaN-free: 0 when nothing is masked).
@@ -428,15 +465,13 @@ impl MaskedLm {
         self.head.forward(&out.last_hidden_state, self.bert.word_embeddings())
     }
 
-    /// Projects onto the vocabulary only where `labels != -100`. The loss equals
+    /// Projects onto the vocabulary only at the masked positions. The loss equals
     /// transformers' (cross-entropy over all positions with ignore_index), at ~15% of the work.
-    pub fn forward_masked(&self, inputs: &Inputs, labels: &Tensor, opts: ForwardOptions) -> MaskedLmOutput {
+    pub fn forward_masked(&self, inputs: &Inputs, masked: &MaskedTargets, opts: ForwardOptions) -> MaskedLmOutput {
         let out = self.bert.forward(inputs, opts);
         let hidden = out.last_hidden_state.flatten(0, 1);
-        let labels = labels.flatten(0, 1);
-        let positions = labels.ne(IGNORE_INDEX).nonzero().squeeze_dim(1);
-        let targets = labels.index_select(0, &positions);
-        let logits = self.head.forward(&hidden.index_select(0, &positions), self.bert.word_embeddings());
+        let targets = masked.ids.shallow_clone();
+        let logits = self.head.forward(&hidden.index_select(0, &masked.positions), self.bert.word_embeddings());
         let loss = if targets.numel() == 0 {
             logits.sum(Kind::Float) // zero, but still connected to the graph
         } else {

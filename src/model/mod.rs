@@ -5,6 +5,7 @@ mod config;
 pub mod recompute;
 
 pub use bert::{
-    Bert, EncoderOutput, ForwardOptions, IGNORE_INDEX, Inputs, MaskedLm, MaskedLmOutput, SequenceClassifier,
+    Bert, EncoderOutput, ForwardOptions, IGNORE_INDEX, Inputs, MaskedLm, MaskedLmOutput, MaskedTargets,
+    SequenceClassifier,
 };
 pub use config::{Activation, BertConfig};

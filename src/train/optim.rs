@@ -175,21 +175,22 @@ impl AdamW {
 }
 
 /// Scales all gradients so their global L2 norm is at most `max_norm`, as
-/// `torch.nn.utils.clip_grad_norm_` does; returns the norm before clipping.
-pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
+/// `torch.nn.utils.clip_grad_norm_` does (the same arithmetic, on the device: nothing is read
+/// back); returns the norm before clipping, a scalar on the device.
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Tensor {
     tch::no_grad(|| {
         let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
         if grads.is_empty() {
-            return 0.0;
+            return Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
         }
         let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(Kind::Float)).collect();
         let total = Tensor::stack(&norms, 0).norm();
-        let coef = (max_norm / (total.double_value(&[]) + 1e-6)).min(1.0);
-        if coef < 1.0 {
-            for g in &grads {
-                let _ = g.shallow_clone().g_mul_scalar_(coef);
-            }
+        // max_norm / (total + 1e-6) as PyTorch evaluates it (reciprocal, then product); scaling
+        // by exactly 1 leaves gradients under the limit as they are.
+        let coef = ((&total + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
+        for g in &grads {
+            let _ = g.shallow_clone().g_mul_(&coef);
         }
-        total.double_value(&[])
+        total
     })
 }

@@ -17,7 +17,7 @@ use crate::data::corpus::TokenCache;
 use crate::data::masking::Masker;
 use crate::data::{Collator, Encoded, epoch_batches, eval_batches};
 use crate::device::Autocast;
-use crate::model::{BertConfig, ForwardOptions, Inputs, MaskedLm};
+use crate::model::{BertConfig, ForwardOptions, Inputs, MaskedLm, MaskedTargets};
 use crate::tokenizer::BertTokenizer;
 
 /// Evaluation masks come from this seed, so numbers compare across runs and models.
@@ -82,8 +82,8 @@ impl MaskedLanguageModel {
         })
     }
 
-    /// A batch of blocks, masked with `rng`: inputs on the device and labels.
-    fn masked_batch(&self, blocks: &Blocks, batch: &[usize], rng: &mut ChaCha8Rng) -> (Inputs, Tensor, usize) {
+    /// A batch of blocks, masked with `rng`: inputs and targets on the device, real tokens.
+    fn masked_batch(&self, blocks: &Blocks, batch: &[usize], rng: &mut ChaCha8Rng) -> (Inputs, MaskedTargets, usize) {
         let items: Vec<Encoded> = batch.iter().map(|&i| blocks.encoded(&self.tokenizer, i)).collect();
         let refs: Vec<&Encoded> = items.iter().collect();
         let inputs = Collator { pad_id: self.tokenizer.pad_id }.collate(&refs);
@@ -97,7 +97,7 @@ impl MaskedLanguageModel {
         }
         let tokens = items.iter().map(Encoded::len).sum();
         let inputs = Inputs { input_ids: Tensor::from_slice(&ids).view([rows, len]), ..inputs };
-        (inputs.to_device(self.device), Tensor::from_slice(&labels).view([rows, len]).to_device(self.device), tokens)
+        (inputs.to_device(self.device), MaskedTargets::from_label_slice(&labels).to_device(self.device), tokens)
     }
 
     /// Masked-token loss, accuracy and perplexity on held-out blocks, masked with a fixed seed.
@@ -107,9 +107,9 @@ impl MaskedLanguageModel {
         let bar = super::progress::items_bar(blocks.indices.len() as u64, "blocks");
         bar.set_message("evaluating");
         for batch in eval_batches(&blocks.lengths(), batch_size) {
-            let (inputs, labels, _) = self.masked_batch(blocks, &batch, &mut rng);
+            let (inputs, masked, _) = self.masked_batch(blocks, &batch, &mut rng);
             let out = tch::no_grad(|| {
-                self.autocast.run(|| self.model.forward_masked(&inputs, &labels, ForwardOptions::eval()))
+                self.autocast.run(|| self.model.forward_masked(&inputs, &masked, ForwardOptions::eval()))
             });
             let n = out.targets.numel() as i64;
             if n > 0 {
@@ -190,8 +190,8 @@ impl Task for Pretrain<'_> {
     fn train_loss(&self, batch: &[usize], seed: u64) -> Result<StepLoss> {
         // Dynamic masking: new masks every step, the same ones when a run is resumed.
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let (inputs, labels, tokens) = self.mlm.masked_batch(&self.train, batch, &mut rng);
-        let out = self.mlm.model.forward_masked(&inputs, &labels, ForwardOptions::train());
+        let (inputs, masked, tokens) = self.mlm.masked_batch(&self.train, batch, &mut rng);
+        let out = self.mlm.model.forward_masked(&inputs, &masked, ForwardOptions::train());
         Ok(StepLoss { loss: out.loss, examples: batch.len(), tokens, padded_tokens: inputs.input_ids.numel() })
     }
 

@@ -15,8 +15,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tch::Tensor;
 use tch::nn::VarStore;
+use tch::{Kind, Tensor};
 
 use super::config::TrainConfig;
 use super::log::RunLog;
@@ -38,13 +38,21 @@ pub struct StepLoss {
 }
 
 /// What one optimizer step processed, summed over its micro-batches.
-#[derive(Debug, Default, Clone, Copy)]
 pub struct StepStats {
-    /// Mean loss of the step.
-    pub loss: f64,
+    /// Mean loss of the step, still on the device: reading it makes the host wait for the GPU,
+    /// which `clip_and_read` does once per step.
+    pub loss: Tensor,
     pub examples: usize,
     pub tokens: usize,
     pub padded_tokens: usize,
+}
+
+/// The numbers of a step the host needs: the loss, and the gradient norm before clipping.
+#[derive(Debug, Clone, Copy)]
+pub struct StepValues {
+    pub loss: f64,
+    /// None without clipping.
+    pub grad_norm: Option<f64>,
 }
 
 /// Held-out results: flat metrics for logs and model selection, plus a full report.
@@ -252,14 +260,15 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
 
         let stats = accumulate_gradients(task, &micro, cfg.seed, step, autocast)
             .map_err(|e| anyhow!("{e:#}; {}", last_checkpoint_note(cfg)))?;
-        let grad_norm = if cfg.max_grad_norm > 0.0 { clip_grad_norm(&trainable, cfg.max_grad_norm) } else { f64::NAN };
-        let non_finite = if !stats.loss.is_finite() {
-            Some(format!("the loss is {}", stats.loss))
-        } else if cfg.max_grad_norm > 0.0 && !grad_norm.is_finite() {
-            Some(format!("the gradient norm is {grad_norm}"))
-        } else {
-            None
+        let values = clip_and_read(&stats, &trainable, cfg.max_grad_norm);
+        let non_finite = match values {
+            StepValues { loss, .. } if !loss.is_finite() => Some(format!("the loss is {loss}")),
+            StepValues { grad_norm: Some(norm), .. } if !norm.is_finite() => {
+                Some(format!("the gradient norm is {norm}"))
+            }
+            _ => None,
         };
+        let skipped = non_finite.is_some();
         match non_finite {
             None => {
                 skipped_in_a_row = 0;
@@ -281,8 +290,10 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         }
         opt.zero_grad();
         state.global_step += 1;
-        window.add(&stats);
-        totals.add(&stats);
+        // A skipped step's loss is no loss of the model being trained: left out of the averages.
+        let loss = (!skipped).then_some(values.loss);
+        window.add(loss, &stats);
+        totals.add(loss, &stats);
         bar.set_position(state.global_step as u64);
 
         let step = state.global_step;
@@ -291,10 +302,13 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
             let w = window.take();
             bar.set_message(format!(
                 "loss {:.4}  lr {:.2e}  {:.1} ex/s  {:.0} tok/s",
-                w.loss, lr, w.examples_per_s, w.tokens_per_s
+                w.loss.unwrap_or(f64::NAN),
+                lr,
+                w.examples_per_s,
+                w.tokens_per_s
             ));
             log.write(json!({"event": "train", "step": step, "epoch": epoch_f, "loss": w.loss, "lr": lr,
-                "grad_norm": if grad_norm.is_finite() { Some(grad_norm) } else { None },
+                "grad_norm": values.grad_norm.filter(|n| n.is_finite()),
                 "examples_per_s": w.examples_per_s, "tokens_per_s": w.tokens_per_s,
                 "padded_tokens_per_s": w.padded_tokens_per_s}))?;
         }
@@ -380,7 +394,7 @@ pub fn accumulate_gradients<T: Task>(
     step: usize,
     autocast: Autocast,
 ) -> Result<StepStats> {
-    let mut stats = StepStats::default();
+    let mut stats = StepStats { loss: Tensor::new(), examples: 0, tokens: 0, padded_tokens: 0 };
     for (m, batch) in micro.iter().enumerate() {
         let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
         tch::manual_seed(seed as i64);
@@ -389,15 +403,28 @@ pub fn accumulate_gradients<T: Task>(
             let out = autocast.run(|| task.train_loss(batch, seed))?;
             let loss = &out.loss / micro.len() as f64;
             loss.backward();
-            Ok((loss.double_value(&[]), out))
+            Ok((loss.detach().to_kind(Kind::Double), out))
         })
         .map_err(|f| anyhow!("step {}, a micro-batch of {} examples: {f}", step + 1, batch.len()))??;
-        stats.loss += loss;
+        stats.loss = if stats.loss.defined() { &stats.loss + loss } else { loss };
         stats.examples += out.examples;
         stats.tokens += out.tokens;
         stats.padded_tokens += out.padded_tokens;
     }
     Ok(stats)
+}
+
+/// Clips the gradients (when `max_grad_norm` > 0) and reads the step's loss and gradient norm
+/// back together: the one point of a step where the host waits for the device (Trainer waits
+/// there too, for `grad_norm.item()`).
+pub fn clip_and_read(stats: &StepStats, trainable: &[Tensor], max_grad_norm: f64) -> StepValues {
+    if max_grad_norm <= 0.0 {
+        return StepValues { loss: stats.loss.double_value(&[]), grad_norm: None };
+    }
+    let norm = clip_grad_norm(trainable, max_grad_norm).to_kind(Kind::Double).to_device(stats.loss.device());
+    let both = Vec::<f64>::try_from(Tensor::stack(&[&stats.loss, &norm], 0).to_device(tch::Device::Cpu))
+        .expect("two f64 values");
+    StepValues { loss: both[0], grad_norm: Some(both[1]) }
 }
 
 fn best(state: &TrainerState) -> Option<(usize, f64)> {
@@ -417,6 +444,8 @@ impl Drop for Signals {
 #[derive(Default)]
 struct Window {
     loss: f64,
+    /// Steps whose loss counts (skipped ones do not).
+    loss_steps: usize,
     steps: usize,
     examples: usize,
     tokens: usize,
@@ -425,15 +454,19 @@ struct Window {
 }
 
 struct WindowStats {
-    loss: f64,
+    /// None when every step of the window was skipped.
+    loss: Option<f64>,
     examples_per_s: f64,
     tokens_per_s: f64,
     padded_tokens_per_s: f64,
 }
 
 impl Window {
-    fn add(&mut self, s: &StepStats) {
-        self.loss += s.loss;
+    fn add(&mut self, loss: Option<f64>, s: &StepStats) {
+        if let Some(loss) = loss {
+            self.loss += loss;
+            self.loss_steps += 1;
+        }
         self.steps += 1;
         self.examples += s.examples;
         self.tokens += s.tokens;
@@ -447,7 +480,7 @@ impl Window {
     fn take(&mut self) -> WindowStats {
         let secs = self.seconds();
         let stats = WindowStats {
-            loss: self.loss / self.steps.max(1) as f64,
+            loss: (self.loss_steps > 0).then(|| self.loss / self.loss_steps as f64),
             examples_per_s: self.examples as f64 / secs,
             tokens_per_s: self.tokens as f64 / secs,
             padded_tokens_per_s: self.padded_tokens as f64 / secs,
