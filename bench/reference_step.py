@@ -4,7 +4,7 @@ DataCollatorForLanguageModeling per batch, torch.autocast for bf16, clip_grad_no
 Trainer's default optimizer: torch.optim.AdamW(fused=True)).
 
     python bench/reference_step.py --model DIR --workload finetune|mlm|inference \
-        --batch-size 32 --seq-len 128 --steps 10 --warmup 2 --precision fp32|bf16
+        --batch-size 32 --seq-len 128 --steps 10 --warmup 2 --precision fp32|bf16 [--gradient-checkpointing]
 Prints one JSON line with the same fields as `bertkit bench`.
 """
 import argparse
@@ -26,6 +26,7 @@ p.add_argument("--steps", type=int, default=10)
 p.add_argument("--warmup", type=int, default=2)
 p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
 p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+p.add_argument("--gradient-checkpointing", action="store_true", help="as Trainer(gradient_checkpointing=True)")
 args = p.parse_args()
 
 device = torch.device(args.device)
@@ -46,6 +47,8 @@ else:
     model = BertForSequenceClassification.from_pretrained(args.model, num_labels=2)
     collator = DataCollatorWithPadding(tok)
 model.to(device)
+if args.gradient_checkpointing:
+    model.gradient_checkpointing_enable()
 autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16"
             else contextlib.nullcontext())
 optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True) if args.workload != "inference" else None
@@ -87,7 +90,10 @@ for s, batch in enumerate([rows() for _ in range(args.warmup + args.steps)]):
 seconds.sort()
 median = seconds[len(seconds) // 2]
 tokens = args.batch_size * args.seq_len
+gpu_memory = ({"peak_allocated": torch.cuda.max_memory_allocated(device),
+               "peak_reserved": torch.cuda.max_memory_reserved(device)} if device.type == "cuda" else None)
 print(json.dumps({"tool": "pytorch", "workload": args.workload, "precision": args.precision, "device": str(device),
                   "threads": torch.get_num_threads(), "batch_size": args.batch_size, "seq_len": args.seq_len,
-                  "step_seconds": seconds, "median_step_seconds": median, "tokens_per_s": tokens / median,
-                  "examples_per_s": args.batch_size / median}))
+                  "gradient_checkpointing": args.gradient_checkpointing, "step_seconds": seconds,
+                  "median_step_seconds": median, "tokens_per_s": tokens / median,
+                  "examples_per_s": args.batch_size / median, "gpu_peak_memory": gpu_memory}))

@@ -1,9 +1,10 @@
 // The few libtorch calls the tch crate does not bind: autocast on the CPU and with bf16 (tch's
-// autocast is CUDA-only and float16), the fused AdamW kernel, asynchronous uploads. Plain C
-// entry points, exceptions turned into return codes (the message of the last one:
-// bertkit_last_error).
+// autocast is CUDA-only and float16), the fused AdamW kernel, asynchronous uploads, GPU memory
+// statistics. Plain C entry points, exceptions turned into return codes (the message of the
+// last one: bertkit_last_error).
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/_fused_adamw.h>
+#include <c10/core/CachingDeviceAllocator.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <string>
@@ -78,6 +79,23 @@ int bertkit_upload_async(const at::Tensor* src, int index, at::Tensor** out) {
   try {
     auto device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
     *out = new at::Tensor(src->pin_memory().to(device, /*non_blocking=*/true));
+    return 0;
+  } catch (const std::exception& e) {
+    bertkit_error = e.what();
+    return -1;
+  }
+}
+
+// Peak bytes held by libtorch's CUDA caching allocator on device `index` since the process
+// started: in tensors (torch.cuda.max_memory_allocated) and reserved from the driver
+// (max_memory_reserved). Found through c10's allocator registry, which libtorch_cuda fills when
+// it is loaded, so nothing here links CUDA. 0 on success, -1 on error.
+int bertkit_cuda_peak_memory(int index, int64_t* allocated, int64_t* reserved) {
+  try {
+    auto stats = c10::getDeviceAllocator(c10::DeviceType::CUDA)->getDeviceStats(static_cast<c10::DeviceIndex>(index));
+    auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    *allocated = stats.allocated_bytes[aggregate].peak;
+    *reserved = stats.reserved_bytes[aggregate].peak;
     return 0;
   } catch (const std::exception& e) {
     bertkit_error = e.what();

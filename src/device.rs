@@ -81,7 +81,26 @@ unsafe extern "C" {
     fn bertkit_autocast_enter(cuda: i32) -> i32;
     fn bertkit_autocast_exit(cuda: i32, previous: i32) -> i32;
     fn bertkit_upload_async(src: *const torch_sys::C_tensor, index: i32, out: *mut *mut torch_sys::C_tensor) -> i32;
+    fn bertkit_cuda_peak_memory(index: i32, allocated: *mut i64, reserved: *mut i64) -> i32;
     fn bertkit_last_error() -> *const std::ffi::c_char;
+}
+
+/// Peak GPU memory of this process so far, as `torch.cuda.max_memory_allocated()` /
+/// `max_memory_reserved()` report it. None on the CPU.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct GpuMemory {
+    /// Bytes in tensors at the peak.
+    pub peak_allocated: i64,
+    /// Bytes the caching allocator held from the driver at the peak (what can run out).
+    pub peak_reserved: i64,
+}
+
+pub fn gpu_peak_memory(device: Device) -> Option<GpuMemory> {
+    let Device::Cuda(index) = device else { return None };
+    let (mut peak_allocated, mut peak_reserved) = (0, 0);
+    // SAFETY: two valid out-pointers.
+    let rc = unsafe { bertkit_cuda_peak_memory(index as i32, &mut peak_allocated, &mut peak_reserved) };
+    (rc == 0).then_some(GpuMemory { peak_allocated, peak_reserved })
 }
 
 /// A batch tensor built on the host, on `device`. To a GPU it goes through page-locked memory

@@ -14,7 +14,7 @@ use super::run_flags::RunFlags;
 use crate::checkpoint::Checkpoint;
 use crate::data::Encoded;
 use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
-use crate::device::Autocast;
+use crate::device::{Autocast, gpu_peak_memory};
 use crate::tokenizer::BertTokenizer;
 use crate::train::classify::{Classifier, FineTune, LabelledSet};
 use crate::train::optim::{AdamW, AdamWConfig};
@@ -135,6 +135,7 @@ pub fn run(args: Args) -> Result<()> {
             "median_step_seconds": median,
             "tokens_per_s": tokens / median,
             "examples_per_s": args.batch_size as f64 / median,
+            "gpu_peak_memory": gpu_peak_memory(device),
         })
     );
     Ok(())

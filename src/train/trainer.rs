@@ -23,7 +23,7 @@ use super::log::RunLog;
 use super::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use super::schedule::LinearWarmup;
 use crate::checkpoint::{read_weights, write_safetensors};
-use crate::device::Autocast;
+use crate::device::{Autocast, gpu_peak_memory};
 use crate::fsutil::{atomic_write, verify_manifest, write_manifest};
 use crate::torch_failure::catch;
 
@@ -226,6 +226,7 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
         tracing::info!("resuming from {} at step {}/{}", dir.display(), state.global_step, total_steps);
     }
     let mut log = RunLog::open(&cfg.output.join("log.jsonl"), state.global_step)?;
+    let device = task.var_store().device();
     if state.global_step == 0 {
         log.write(json!({"event": "start", "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
             "warmup_steps": warmup_steps, "train_batches": num_train_batches, "config": cfg}))?;
@@ -307,10 +308,14 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
                 w.examples_per_s,
                 w.tokens_per_s
             ));
-            log.write(json!({"event": "train", "step": step, "epoch": epoch_f, "loss": w.loss, "lr": lr,
+            let mut record = json!({"event": "train", "step": step, "epoch": epoch_f, "loss": w.loss, "lr": lr,
                 "grad_norm": values.grad_norm.filter(|n| n.is_finite()),
                 "examples_per_s": w.examples_per_s, "tokens_per_s": w.tokens_per_s,
-                "padded_tokens_per_s": w.padded_tokens_per_s}))?;
+                "padded_tokens_per_s": w.padded_tokens_per_s});
+            if let Some(memory) = gpu_peak_memory(device) {
+                record["gpu_peak_memory"] = json!(memory);
+            }
+            log.write(record)?;
         }
 
         let end_of_epoch = step.is_multiple_of(steps_per_epoch);
@@ -373,7 +378,7 @@ pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train
     }
     bar.finish();
     let work = json!({"steps": totals.steps, "examples": totals.examples, "tokens": totals.tokens,
-        "padded_tokens": totals.padded_tokens, "seconds": totals.seconds()});
+        "padded_tokens": totals.padded_tokens, "seconds": totals.seconds(), "gpu_peak_memory": gpu_peak_memory(device)});
     finish(task, cfg, &state, &mut log, work)?;
     Ok(Outcome {
         metric_for_best: state.metric_for_best.clone(),
