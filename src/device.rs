@@ -113,9 +113,8 @@ pub fn upload(t: &Tensor, device: Device) -> Tensor {
     let rc = unsafe { bertkit_upload_async(t.as_ptr(), index as i32, &mut out) };
     if rc != 0 {
         // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
-        let why = unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) }.to_string_lossy();
-        // As tch does for any failed libtorch call (see torch_failure).
-        panic!("Torch(\"{why}\")");
+        let why = unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) };
+        crate::torch_failure::fail(&why.to_string_lossy());
     }
     // SAFETY: `out` was allocated for us by the C++ side.
     unsafe { Tensor::from_ptr(out) }

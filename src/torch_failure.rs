@@ -45,6 +45,12 @@ impl TorchFailure {
     }
 }
 
+/// Fails the way tch does when a libtorch call fails (a panic carrying `Torch("...")`), for
+/// the few libtorch calls made through `csrc/`: `catch` and the panic hook then treat them alike.
+pub fn fail(message: &str) -> ! {
+    panic!("Torch(\"{message}\")")
+}
+
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<String>()

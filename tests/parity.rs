@@ -147,10 +147,13 @@ fn check_model(model_dir: &Path, reference: &Path, name: &str) {
             if let Some(want) = r.try_get(&format!("{batch}.mlm_logits")) {
                 let full = mlm.forward(&mx, all);
                 assert_close(&format!("{name} {batch} mlm_logits"), &full, want, ATOL);
-                // Masked-only projection = the full projection's rows at the masked positions.
+                // Masked-only projection (and last layer) = transformers' rows at the masked
+                // positions. Relative to the logits' scale: the last layer's matrix products run
+                // on fewer rows, which may sum in another order (MiniLM's logits reach ~20).
                 let positions = mlm_labels.flatten(0, 1).ne(-100).nonzero().squeeze_dim(1);
-                let rows = full.flatten(0, 1).index_select(0, &positions);
-                assert_close(&format!("{name} {batch} masked-only logits"), &masked.logits, &rows, ATOL);
+                let rows = want.flatten(0, 1).index_select(0, &positions);
+                let err = assert_rel(&format!("{name} {batch} masked-only logits"), &masked.logits, &rows, 5e-6);
+                eprintln!("{name} {batch} masked-only logits: max error {err:.1e} of the largest logit");
             }
         });
     }

@@ -8,11 +8,10 @@
 
 use std::ffi::{c_char, c_void};
 
-use anyhow::{Result, bail};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
-use crate::torch_failure::catch;
+use crate::torch_failure::{catch, fail};
 
 type BlockFn = unsafe extern "C" fn(*mut c_void, *mut C_tensor, *mut c_char, usize) -> *mut C_tensor;
 type DropFn = unsafe extern "C" fn(*mut c_void);
@@ -33,8 +32,8 @@ unsafe extern "C" {
 ///
 /// `block` must be a pure function of its input, the parameters it reads, and the random draws
 /// it makes (it is called twice). On CUDA, libtorch runs backward on its own thread, which is
-/// why the closure must be `Send`.
-pub fn recomputed<F>(input: &Tensor, block: F) -> Result<Tensor>
+/// why the closure must be `Send`. Fails (panics) as tch's own operations do.
+pub fn recomputed<F>(input: &Tensor, block: F) -> Tensor
 where
     F: Fn(&Tensor) -> Tensor + Send + 'static,
 {
@@ -46,10 +45,10 @@ where
     if rc != 0 {
         // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
         let why = unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) };
-        bail!("gradient checkpointing: {}", why.to_string_lossy());
+        fail(&why.to_string_lossy());
     }
     // SAFETY: a tensor allocated for us by the C++ side; the Rust tensor frees it.
-    Ok(unsafe { Tensor::from_ptr(output) })
+    unsafe { Tensor::from_ptr(output) }
 }
 
 /// Calls the closure on an input the C++ side allocated for us; returns the output's ownership,
