@@ -15,7 +15,7 @@ use bertkit::tokenizer::BertTokenizer;
 use bertkit::train::Precision;
 use common::bertkit;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 const TEXTS: [&str; 3] = ["the lessee shall repair the premises at its own cost", "a good film", "bad"];
 
@@ -24,7 +24,7 @@ fn batch() -> (Checkpoint, Inputs) {
     let ckpt = Checkpoint::open(common::tiny_model().to_str().unwrap()).unwrap();
     let tok = BertTokenizer::from_dir(&ckpt.dir).unwrap();
     let enc = tok.encode_batch(&TEXTS, None, 64).unwrap();
-    let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&enc);
+    let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&enc).to_device(common::test_device());
     (ckpt, inputs)
 }
 
@@ -58,12 +58,13 @@ fn assert_same(plain: &(f64, BTreeMap<String, Tensor>), recomputed: &(f64, BTree
 
 fn classifier_grads(checkpointing: bool, precision: Precision) -> (f64, BTreeMap<String, Tensor>) {
     let (ckpt, inputs) = batch();
-    let vs = VarStore::new(Device::Cpu);
+    let device = common::test_device();
+    let vs = VarStore::new(device);
     let mut model = SequenceClassifier::new(&vs.root(), &ckpt.config);
     ckpt.load_into_except(&vs, None).unwrap();
     model.bert.gradient_checkpointing = checkpointing;
-    let labels = Tensor::from_slice(&[0i64, 2, 1]);
-    let autocast = Autocast::new(precision, Device::Cpu);
+    let labels = Tensor::from_slice(&[0i64, 2, 1]).to_device(device);
+    let autocast = Autocast::new(precision, device);
     loss_and_grads(&vs, || {
         autocast.run(|| {
             let (logits, _) = model.forward(&inputs, ForwardOptions::train());
@@ -76,7 +77,8 @@ fn classifier_grads(checkpointing: bool, precision: Precision) -> (f64, BTreeMap
 fn a_recomputed_block_runs_again_in_backward_with_the_same_random_draws() {
     let _serial = serial();
     let calls = Arc::new(AtomicUsize::new(0));
-    let w = Tensor::randn([5, 5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let device = common::test_device();
+    let w = Tensor::randn([5, 5], (Kind::Float, device)).set_requires_grad(true);
     let block = || {
         let (calls, w) = (calls.clone(), w.shallow_clone());
         move |x: &Tensor| {
@@ -86,7 +88,7 @@ fn a_recomputed_block_runs_again_in_backward_with_the_same_random_draws() {
     };
     let grads = |recompute: bool| {
         tch::manual_seed(11);
-        let x = Tensor::randn([3, 5], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let x = Tensor::randn([3, 5], (Kind::Float, device)).set_requires_grad(true);
         let _ = w.shallow_clone().zero_grad();
         let y = if recompute { recomputed(&x, block()) } else { block()(&x) };
         let loss = (y * 3.0).sum(Kind::Float);
@@ -125,20 +127,19 @@ fn masked_lm_gradients_are_unchanged() {
     let _serial = serial();
     let grads = |checkpointing: bool| {
         let (ckpt, inputs) = batch();
-        let vs = VarStore::new(Device::Cpu);
+        let vs = VarStore::new(common::test_device());
         let mut model = MaskedLm::new(&vs.root(), &ckpt.config);
         ckpt.load_into(&vs).unwrap();
         model.bert.gradient_checkpointing = checkpointing;
         // Targets at every third real token.
-        let every_third = Tensor::arange(inputs.input_ids.numel() as i64, (Kind::Int64, Device::Cpu))
+        let every_third = Tensor::arange(inputs.input_ids.numel() as i64, (Kind::Int64, inputs.input_ids.device()))
             .remainder(3)
             .eq(0)
             .view(inputs.input_ids.size().as_slice())
             .logical_and(&inputs.attention_mask.eq(1));
         let labels = inputs.input_ids.where_self(&every_third, &Tensor::from(IGNORE_INDEX));
-        loss_and_grads(&vs, || {
-            model.forward_masked(&inputs, &MaskedTargets::from_labels(&labels), ForwardOptions::train()).loss
-        })
+        let masked = MaskedTargets::from_labels(&labels).to_device(vs.device());
+        loss_and_grads(&vs, || model.forward_masked(&inputs, &masked, ForwardOptions::train()).loss)
     };
     // The word embeddings get gradient from the input side and the tied decoder, summed in
     // another order when the encoder's part arrives later: equal up to rounding.

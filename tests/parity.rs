@@ -17,8 +17,8 @@ use bertkit::tokenizer::BertTokenizer;
 use bertkit::train::optim::{AdamW, AdamWConfig};
 use common::{Reference, assert_close, assert_rel};
 use serde_json::Value;
+use tch::Tensor;
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
 
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-4;
@@ -81,11 +81,12 @@ fn check_model(model_dir: &Path, reference: &Path, name: &str) {
     // The reference used three labels; a checkpoint without them gets them here, as in Python.
     let mut config = ckpt.config.clone();
     config.set_labels(&["negative".into(), "neutral".into(), "positive".into()]);
-    let cls_vs = VarStore::new(Device::Cpu);
+    let device = common::test_device();
+    let cls_vs = VarStore::new(device);
     let cls = SequenceClassifier::new(&cls_vs.root(), &config);
     let report = ckpt.load_into(&cls_vs).unwrap();
     align_heads(&cls_vs, &r, &report.initialised);
-    let mlm_vs = VarStore::new(Device::Cpu);
+    let mlm_vs = VarStore::new(device);
     let mlm = MaskedLm::new(&mlm_vs.root(), &config);
     let report = ckpt.load_into(&mlm_vs).unwrap();
     align_heads(&mlm_vs, &r, &report.initialised);
@@ -137,7 +138,7 @@ fn check_model(model_dir: &Path, reference: &Path, name: &str) {
             let mx = inputs(&r, batch, "mlm_input_ids");
             let mlm_labels = r.get(&format!("{batch}.mlm_labels"));
             // The reference MLM model runs transformers' eager attention, as `all` does here.
-            let masked = mlm.forward_masked(&mx, &MaskedTargets::from_labels(mlm_labels), all);
+            let masked = mlm.forward_masked(&mx, &MaskedTargets::from_labels(mlm_labels).to_device(device), all);
             assert_close(
                 &format!("{name} {batch} mlm_loss"),
                 &masked.loss.reshape([1]),
@@ -160,9 +161,13 @@ fn check_model(model_dir: &Path, reference: &Path, name: &str) {
 
     // Gradients after one backward (dropout off, as in the reference).
     let x = inputs(&r, "short", "mlm_input_ids");
-    mlm.forward_masked(&x, &MaskedTargets::from_labels(r.get("short.mlm_labels")), ForwardOptions::eval())
-        .loss
-        .backward();
+    mlm.forward_masked(
+        &x,
+        &MaskedTargets::from_labels(r.get("short.mlm_labels")).to_device(device),
+        ForwardOptions::eval(),
+    )
+    .loss
+    .backward();
     check_grads(&mlm_vs, &r, "grad.mlm", name);
 
     let x = inputs(&r, "short", "input_ids");

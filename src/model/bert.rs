@@ -475,7 +475,9 @@ impl MaskedTargets {
         let len = labels.len() / rows.max(1);
         let masked: Vec<Vec<(i64, i64)>> = labels
             .chunks(len.max(1))
-            .map(|row| row.iter().enumerate().filter(|&(_, &l)| l != IGNORE_INDEX).map(|(p, &l)| (p as i64, l)).collect())
+            .map(|row| {
+                row.iter().enumerate().filter(|&(_, &l)| l != IGNORE_INDEX).map(|(p, &l)| (p as i64, l)).collect()
+            })
             .collect();
         // At least one slot, so that a batch without masks still has well-formed shapes.
         let m = masked.iter().map(Vec::len).max().unwrap_or(0).max(1);

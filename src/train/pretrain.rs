@@ -97,7 +97,11 @@ impl MaskedLanguageModel {
         }
         let tokens = items.iter().map(Encoded::len).sum();
         let inputs = Inputs { input_ids: Tensor::from_slice(&ids).view([rows, len]), ..inputs };
-        (inputs.to_device(self.device), MaskedTargets::from_label_slice(&labels, rows as usize).to_device(self.device), tokens)
+        (
+            inputs.to_device(self.device),
+            MaskedTargets::from_label_slice(&labels, rows as usize).to_device(self.device),
+            tokens,
+        )
     }
 
     /// Masked-token loss, accuracy and perplexity on held-out blocks, masked with a fixed seed.

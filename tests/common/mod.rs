@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
+/// The repository: where the tests were built, unless BERTKIT_REPO says where it is now (test
+/// binaries copied to a GPU machine).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var("BERTKIT_REPO").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// Runs the `bertkit` binary built for these tests.
@@ -78,10 +80,20 @@ pub fn python_available() -> bool {
 
 pub struct Reference(BTreeMap<String, Tensor>);
 
+/// Where the model tests run: the CPU, or `BERTKIT_TEST_DEVICE` (`cuda` on a GPU machine:
+/// bench/gpu_session.sh runs the test binaries there).
+pub fn test_device() -> Device {
+    match std::env::var("BERTKIT_TEST_DEVICE") {
+        Ok(spec) => bertkit::device::parse_device(&spec).unwrap(),
+        Err(_) => Device::Cpu,
+    }
+}
+
 impl Reference {
+    /// The reference tensors, on the test device.
     pub fn load(path: &Path) -> Self {
         let tensors = Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        Reference(tensors.into_iter().collect())
+        Reference(tensors.into_iter().map(|(name, t)| (name, t.to_device(test_device()))).collect())
     }
 
     pub fn get(&self, name: &str) -> &Tensor {
