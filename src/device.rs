@@ -82,7 +82,6 @@ unsafe extern "C" {
     fn bertkit_autocast_exit(cuda: i32, previous: i32) -> i32;
     fn bertkit_upload_async(src: *const torch_sys::C_tensor, index: i32, out: *mut *mut torch_sys::C_tensor) -> i32;
     fn bertkit_cuda_peak_memory(index: i32, allocated: *mut i64, reserved: *mut i64) -> i32;
-    fn bertkit_last_error() -> *const std::ffi::c_char;
 }
 
 /// Peak GPU memory of this process so far, as `torch.cuda.max_memory_allocated()` /
@@ -112,9 +111,7 @@ pub fn upload(t: &Tensor, device: Device) -> Tensor {
     // SAFETY: a live tensor handle in, a fresh one out (owned by the returned Tensor).
     let rc = unsafe { bertkit_upload_async(t.as_ptr(), index as i32, &mut out) };
     if rc != 0 {
-        // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
-        let why = unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) };
-        crate::torch_failure::fail(&why.to_string_lossy());
+        crate::torch_failure::fail(&crate::torch_failure::csrc_error());
     }
     // SAFETY: `out` was allocated for us by the C++ side.
     unsafe { Tensor::from_ptr(out) }

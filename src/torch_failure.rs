@@ -45,6 +45,16 @@ impl TorchFailure {
     }
 }
 
+unsafe extern "C" {
+    fn bertkit_last_error() -> *const std::ffi::c_char;
+}
+
+/// The message of the last call into `csrc/` that failed on this thread.
+pub fn csrc_error() -> String {
+    // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
+    unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) }.to_string_lossy().into_owned()
+}
+
 /// Fails the way tch does when a libtorch call fails (a panic carrying `Torch("...")`), for
 /// the few libtorch calls made through `csrc/`: `catch` and the panic hook then treat them alike.
 pub fn fail(message: &str) -> ! {

@@ -11,7 +11,7 @@ use std::ffi::{c_char, c_void};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
-use crate::torch_failure::{catch, fail};
+use crate::torch_failure::{catch, csrc_error, fail};
 
 type BlockFn = unsafe extern "C" fn(*mut c_void, *mut C_tensor, *mut c_char, usize) -> *mut C_tensor;
 type DropFn = unsafe extern "C" fn(*mut c_void);
@@ -24,7 +24,6 @@ unsafe extern "C" {
         input: *const C_tensor,
         output: *mut *mut C_tensor,
     ) -> i32;
-    fn bertkit_last_error() -> *const std::ffi::c_char;
 }
 
 /// `block(input)`, with the activations inside `block` recomputed in backward instead of kept
@@ -43,9 +42,7 @@ where
     // closure from here on and frees it exactly once through `drop_closure`.
     let rc = unsafe { bertkit_checkpoint(call::<F>, closure, drop_closure::<F>, input.as_ptr(), &mut output) };
     if rc != 0 {
-        // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
-        let why = unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) };
-        fail(&why.to_string_lossy());
+        fail(&csrc_error());
     }
     // SAFETY: a tensor allocated for us by the C++ side; the Rust tensor frees it.
     unsafe { Tensor::from_ptr(output) }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use tch::{Kind, Tensor};
 
+use crate::torch_failure::csrc_error;
+
 unsafe extern "C" {
     fn bertkit_fused_adamw(
         params: *const *const torch_sys::C_tensor,
@@ -25,7 +27,6 @@ unsafe extern "C" {
         eps: f64,
     ) -> i32;
     fn bertkit_clear_grads(params: *const *const torch_sys::C_tensor, n: i32) -> i32;
-    fn bertkit_last_error() -> *const std::ffi::c_char;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,9 +126,7 @@ impl AdamW {
                 )
             };
             if rc != 0 {
-                // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
-                let why = unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) };
-                bail!("AdamW step {} failed in libtorch: {}", self.step, why.to_string_lossy());
+                bail!("AdamW step {} failed in libtorch: {}", self.step, csrc_error());
             }
         }
         Ok(())
