@@ -50,7 +50,7 @@ tests | steps | e2e)
     steps) python3 bench/run.py --device cuda --only 8 9 10 11 12 --steps 50 --repeats 2 2>&1 | tee "$out/steps.log" ;;
     e2e) python3 bench/run.py --device cuda --only 13 --repeats 2 2>&1 | tee "$out/e2e.log" ;;
     esac
-    cp bench/out/results-gpu.json "$out/" 2>/dev/null || true
+    cp bench/results-gpu.json "$out/" 2>/dev/null || true
     ;;
 *)
     sed -n 2,9p "$0"

@@ -1,6 +1,8 @@
 """bertkit against the PyTorch reference (torch + transformers, the versions CI installs) on
-identical workloads, on this machine, interleaved and repeated. Prints a table and writes
-bench/out/results.json (and, with --readme, the README's benchmark section).
+identical workloads, on this machine, interleaved and repeated. Prints a table and records each
+workload's result in bench/results.json (bench/results-gpu.json with --device cuda), replacing that
+workload's earlier row and keeping the others, so a rerun of some workloads updates the table; with
+--readme it rewrites the README's benchmark section from that file. Logs of every run go to bench/out/.
 
     bash bench/run.sh                      # every workload, full size, 2 repeats
     bash bench/run.sh --only 1 3 --repeats 3
@@ -226,10 +228,17 @@ TARGETS = {1: 1.0, 2: 1.0, 3: 1.8, 4: 1.0, 5: 1.0, 6: 1.5, 7: 1.8, 8: 1.0, 9: 1.
 MEMORY_TARGET = 1.0 if GPU else 0.8
 
 
+def runs_cell(r):
+    """How a row was measured: runs per tool, timed steps per run (step workloads), and when."""
+    n = len(r["runs"]["bertkit"])
+    steps = f" × {r['settings']['steps']} steps" if r.get("settings") and r["id"] not in (6, 7, 13) else ""
+    return f"{n}{steps}, {r.get('measured', 'earlier')}"
+
+
 def table(results):
     lines = [
-        f"| # | workload | bertkit tok/s (padded) | reference tok/s (padded) | ex/s bertkit / ref | peak {'GPU memory' if GPU else 'RSS'} bertkit / ref | speed ratio (spread) | target | memory ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| # | workload | bertkit tok/s (padded) | reference tok/s (padded) | ex/s bertkit / ref | peak {'GPU memory' if GPU else 'RSS'} bertkit / ref | speed ratio (spread) | target | memory ratio | runs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         b, f = r["bertkit"], r["reference"]
@@ -241,7 +250,7 @@ def table(results):
             f"{f['tokens_per_s']:.0f} ({f['padded_tokens_per_s']:.0f}) | {b['examples_per_s']:.2f} / {f['examples_per_s']:.2f} | "
             f"{b[r['memory']] / 2**30:.2f} / {f[r['memory']] / 2**30:.2f} GiB | "
             f"**{s['median']:.2f}×** ({s['min']:.2f}-{s['max']:.2f}) | ≥{target}× {held} | "
-            f"{m['median']:.2f}× {'holds' if m['max'] <= MEMORY_TARGET else 'missed'} (≤{MEMORY_TARGET}) |")
+            f"{m['median']:.2f}× {'holds' if m['max'] <= MEMORY_TARGET else 'missed'} (≤{MEMORY_TARGET}) | {runs_cell(r)} |")
     return "\n".join(lines)
 
 
@@ -256,13 +265,29 @@ def machine():
             "torch": torch.__version__, "transformers": transformers.__version__, "device": args.device}
 
 
+def load_store(path, info):
+    """Earlier results on this machine, by workload number, so that rerunning some workloads
+    updates their rows and keeps the others. Results from another machine or other library
+    versions are dropped: a table mixes only numbers measured side by side here."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    if old.get("machine") != info:
+        print(f"{path}: measured on {old.get('machine')}; starting a new table for {info}")
+        return {}
+    # Files written before the store kept one settings block for the whole run.
+    return {r["id"]: {"settings": old.get("settings"), **r} for r in old["results"]}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     if not BERTKIT.exists():
         sys.exit(f"{BERTKIT} is missing: cargo build --release first (bench/run.sh does)")
     info = machine()
     print(f"machine: {info}")
-    results = []
+    results_file = ROOT / "bench" / ("results-gpu.json" if GPU else "results.json")
+    store = load_store(results_file, info)
+    settings = {"repeats": args.repeats, "steps": args.steps, "imdb_rows": args.imdb_rows, "mlm_steps": args.mlm_steps}
     for w in workloads():
         print(f"[{w['id']}] {w['title']}", flush=True)
         runs = {"bertkit": [], "reference": []}
@@ -271,13 +296,14 @@ def main():
             order = ["bertkit", "reference"] if rep % 2 == 0 else ["reference", "bertkit"]
             for tool in order:
                 runs[tool].append(measure(w, tool, rep))
-        results.append(summarise(w, runs))
-        r = results[-1]
+        r = summarise(w, runs)
+        r.update(settings=settings, measured=time.strftime("%Y-%m-%d"))
+        store[w["id"]] = r
+        # Written after every workload: an interrupted run keeps what it measured.
+        results_file.write_text(json.dumps({"machine": info, "results": [store[k] for k in sorted(store)]}, indent=1))
         print(f"  => speed ratio {r['speed_ratio']['median']:.2f}x ({r['speed_ratio']['min']:.2f}-"
               f"{r['speed_ratio']['max']:.2f}), memory ratio {r['memory_ratio']['median']:.2f}x", flush=True)
-    settings = {"repeats": args.repeats, "steps": args.steps, "imdb_rows": args.imdb_rows, "mlm_steps": args.mlm_steps}
-    results_file = OUT / ("results-gpu.json" if GPU else "results.json")
-    results_file.write_text(json.dumps({"machine": info, "settings": settings, "results": results}, indent=1))
+    results = [store[k] for k in sorted(store)]
     md = table(results)
     print("\n" + md)
     print(f"\nwritten to {results_file}")
@@ -288,14 +314,14 @@ def main():
         begin, end = ("<!-- bench-gpu:begin -->", "<!-- bench-gpu:end -->") if GPU else ("<!-- bench:begin -->", "<!-- bench:end -->")
         section = (f"{begin}\nMachine: {info['cpu']} ({info['logical_cpus']} CPUs, {', '.join(info['cpu_flags'])}), "
                    f"{info['memory_gib']} GiB, torch {info['torch']}, transformers {info['transformers']}, device "
-                   f"{info['device']}; {args.repeats} interleaved runs per tool, medians; ratio = bertkit / reference "
-                   f"real tokens/s per pair (min-max over pairs). Settings: {json.dumps(settings)}.\n\n{md}\n{end}")
+                   f"{info['device']}. Each row: interleaved runs per tool (the runs column), medians; ratio = "
+                   f"bertkit / reference real tokens/s per pair (min-max over pairs); steps per run for the step "
+                   f"workloads in the runs column too.\n\n{md}\n{end}")
         if begin in text:
             text = text[: text.index(begin)] + section + text[text.index(end) + len(end):]
         else:
             text += "\n" + section + "\n"
         readme.write_text(text)
         print(f"README section updated")
-
 
 main()
