@@ -171,21 +171,7 @@ fn bad_data_fails_before_the_output_dir_is_touched() {
     let tmp = tempfile::tempdir().unwrap();
     let p = write(tmp.path(), "bad.csv", b"text,label\nok,1\n\xff\xfe,0\n");
     let out = tmp.path().join("out");
-    let res = std::process::Command::new(env!("CARGO_BIN_EXE_bertkit"))
-        .args([
-            "finetune",
-            "--model",
-            common::tiny_model().to_str().unwrap(),
-            "--new-head",
-            "--train",
-            p.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ])
-        .output()
-        .unwrap();
+    let res = common::bertkit(&common::finetune_tiny(&p, &out, &[]));
     assert_eq!(res.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(stderr.contains("bad.csv:3") && stderr.contains("--on-bad-row skip"), "{stderr}");

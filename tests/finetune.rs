@@ -5,10 +5,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{bertkit, synthetic_csv};
+use common::{bertkit, finetune_tiny, synthetic_csv};
 
-fn ok(args: &[&str]) -> String {
-    let out = bertkit(args);
+fn ok<S: AsRef<str>>(args: &[S]) -> String {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let out = bertkit(&args);
     assert!(
         out.status.success(),
         "bertkit {} failed:\n{}\n{}",
@@ -17,10 +18,6 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn tiny() -> String {
-    common::tiny_model().display().to_string()
 }
 
 fn read_json(path: PathBuf) -> serde_json::Value {
@@ -35,36 +32,12 @@ fn learns_a_synthetic_rule_then_evaluates_and_predicts() {
     synthetic_csv(&eval, 100, 2);
     let out = tmp.path().join("run");
     let out_s = out.to_str().unwrap();
-    ok(&[
-        "finetune",
-        "--new-head",
-        "--model",
-        &tiny(),
-        "--train",
-        train.to_str().unwrap(),
-        "--eval",
-        eval.to_str().unwrap(),
-        "--output",
-        out_s,
-        "--epochs",
-        "6",
-        "--batch-size",
-        "16",
-        "--lr",
-        "3e-3",
-        "--warmup-ratio",
-        "0.1",
-        "--weight-decay",
-        "0.01",
-        "--max-len",
-        "32",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--save-total-limit",
-        "2",
-    ]);
+    let eval_s = eval.to_str().unwrap();
+    let flags = [
+        "--eval", eval_s, "--epochs", "6", "--batch-size", "16", "--lr", "3e-3", "--warmup-ratio", "0.1",
+        "--weight-decay", "0.01", "--max-len", "32", "--save-total-limit", "2",
+    ];
+    ok(&finetune_tiny(&train, &out, &flags));
     let results = read_json(out.join("eval_results.json"));
     let accuracy = results["metrics"]["accuracy"].as_f64().unwrap();
     assert!(accuracy >= 0.9, "accuracy {accuracy} (chance is 0.5)");
@@ -153,40 +126,12 @@ fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
         jsonl += &format!("{}\n", serde_json::json!({"text": text, "label": (i % 3).to_string()}));
     }
     std::fs::write(&train, jsonl).unwrap();
-    let model = tiny();
     let run = |out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "finetune",
-            "--new-head",
-            "--model",
-            &model,
-            "--train",
-            train.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--max-steps",
-            "12",
-            "--eval-every",
-            "4",
-            "--batch-size",
-            "4",
-            "--grad-accum",
-            "2",
-            "--lr",
-            "1e-3",
-            "--warmup-steps",
-            "3",
-            "--dropout",
-            "0.2",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--max-len",
-            "16",
+        let flags = [
+            "--max-steps", "12", "--eval-every", "4", "--batch-size", "4", "--grad-accum", "2", "--lr", "1e-3",
+            "--warmup-steps", "3", "--dropout", "0.2", "--max-len", "16",
         ];
-        args.extend_from_slice(extra);
-        ok(&args);
+        ok(&finetune_tiny(&train, out, &[&flags[..], extra].concat()));
     };
     let full = tmp.path().join("full");
     run(&full, &[]);
@@ -210,24 +155,8 @@ fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
 
     // Resuming with other settings is refused rather than silently diverging.
     let other = tmp.path().join("other");
-    let out = bertkit(&[
-        "finetune",
-        "--new-head",
-        "--model",
-        &tiny(),
-        "--train",
-        train.to_str().unwrap(),
-        "--output",
-        other.to_str().unwrap(),
-        "--max-steps",
-        "12",
-        "--batch-size",
-        "8",
-        "--resume-from",
-        ckpt.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let resume = ["--max-steps", "12", "--batch-size", "8", "--resume-from", ckpt.to_str().unwrap()];
+    let out = bertkit(&finetune_tiny(&train, &other, &resume));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("other settings"));
 }
@@ -238,36 +167,14 @@ fn refuses_to_overwrite_another_run() {
     let train = tmp.path().join("t.csv");
     synthetic_csv(&train, 20, 3);
     let out = tmp.path().join("run");
-    let args = |extra: &'static str| {
-        let mut v: Vec<String> = [
-            "finetune",
-            "--new-head",
-            "--model",
-            &tiny(),
-            "--train",
-            train.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--max-steps",
-            "1",
-            "--device",
-            "cpu",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if !extra.is_empty() {
-            v.push(extra.into());
-        }
-        v
-    };
-    let call = |v: Vec<String>| bertkit(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(call(args("")).status.success());
-    let again = call(args(""));
+    let run =
+        |extra: &[&str]| bertkit(&finetune_tiny(&train, &out, &[["--max-steps", "1"].as_slice(), extra].concat()));
+    assert!(run(&[]).status.success());
+    let again = run(&[]);
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("holds another run") && err.contains("--overwrite"), "{err}");
-    assert!(call(args("--overwrite")).status.success());
+    assert!(run(&["--overwrite"]).status.success());
 }
 
 #[test]
@@ -276,32 +183,12 @@ fn bf16_autocast_trains() {
     let train = tmp.path().join("t.csv");
     synthetic_csv(&train, 64, 6);
     let run = |out: &Path, precision: &str| {
-        ok(&[
-            "finetune",
-            "--new-head",
-            "--model",
-            &tiny(),
-            "--train",
-            train.to_str().unwrap(),
-            "--eval",
-            train.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--max-steps",
-            "16",
-            "--batch-size",
-            "8",
-            "--lr",
-            "3e-3",
-            "--precision",
-            precision,
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--max-len",
-            "24",
-        ]);
+        let train_s = train.to_str().unwrap();
+        let flags = [
+            "--eval", train_s, "--max-steps", "16", "--batch-size", "8", "--lr", "3e-3", "--precision", precision,
+            "--max-len", "24",
+        ];
+        ok(&finetune_tiny(&train, out, &flags));
     };
     let out = tmp.path().join("run");
     run(&out, "bf16");

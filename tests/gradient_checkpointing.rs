@@ -151,33 +151,11 @@ fn training_with_the_flag_reaches_the_same_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("train.csv");
     common::synthetic_csv(&data, 48, 3);
-    let model = common::tiny_model();
     let train = |out: &str, extra: &[&str]| {
         let out = tmp.path().join(out);
-        let mut args = vec![
-            "finetune",
-            "--model",
-            model.to_str().unwrap(),
-            "--train",
-            data.to_str().unwrap(),
-            "--new-head",
-            "--output",
-            out.to_str().unwrap(),
-            "--max-steps",
-            "4",
-            "--batch-size",
-            "8",
-            "--lr",
-            "1e-3",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--log-every",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        let run = bertkit(&args);
+        let mut flags = vec!["--max-steps", "4", "--batch-size", "8", "--lr", "1e-3", "--log-every", "1"];
+        flags.extend_from_slice(extra);
+        let run = bertkit(&common::finetune_tiny(&data, &out, &flags));
         assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         Tensor::read_safetensors(out.join("model.safetensors")).unwrap().into_iter().collect::<BTreeMap<_, _>>()
     };

@@ -10,41 +10,14 @@ use std::time::{Duration, Instant};
 
 use bertkit::fsutil::verify_manifest;
 use bertkit::train::trainer::list_checkpoints;
-use common::{bertkit, synthetic_csv};
+use common::{bertkit, finetune_tiny, synthetic_csv};
 use rand::{Rng, SeedableRng};
 
-/// `bertkit finetune` of the tiny model on `train` into `out`, plus `extra` flags.
+/// `bertkit finetune` of the tiny model on `train` into `out`, logging every step, plus `extra` flags.
 fn finetune_args(train: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let model = common::tiny_model();
-    let mut args: Vec<String> = [
-        "finetune",
-        "--new-head",
-        "--model",
-        model.to_str().unwrap(),
-        "--train",
-        train.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--batch-size",
-        "4",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--max-len",
-        "24",
-        "--log-every",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-fn run(args: &[String]) -> std::process::Output {
-    bertkit(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    let mut flags = vec!["--batch-size", "4", "--max-len", "24", "--log-every", "1"];
+    flags.extend_from_slice(extra);
+    finetune_tiny(train, out, &flags)
 }
 
 fn stderr(out: &std::process::Output) -> String {
@@ -85,7 +58,7 @@ fn sigint_and_sigterm_save_a_checkpoint_and_exit_130_or_143() {
         let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
         assert!(log.contains(&format!("{{\"event\":\"interrupted\",\"step\":{step}")), "{log}");
 
-        let resumed = run(&[args, vec!["--resume-from".into(), checkpoint.display().to_string()]].concat());
+        let resumed = bertkit(&[args, vec!["--resume-from".into(), checkpoint.display().to_string()]].concat());
         assert!(resumed.status.success(), "resume after signal {signal}: {}", stderr(&resumed));
         assert_eq!(read_json(&out.join("trainer_state.json"))["global_step"], 400);
     }
@@ -100,7 +73,7 @@ fn sigkill_at_any_moment_leaves_a_resumable_checkpoint() {
     synthetic_csv(&train, 120, 7);
     let args = |out: &Path| finetune_args(&train, out, &["--max-steps", "24", "--eval-every", "2", "--dropout", "0.1"]);
     let reference = tmp.path().join("reference");
-    assert!(run(&args(&reference)).status.success());
+    assert!(bertkit(&args(&reference)).status.success());
     let want = std::fs::read(reference.join("model.safetensors")).unwrap();
 
     let kills = 10;
@@ -124,7 +97,7 @@ fn sigkill_at_any_moment_leaves_a_resumable_checkpoint() {
         child.wait().unwrap();
         let Some((step, latest)) = list_checkpoints(&out).unwrap().pop() else { continue };
         verify_manifest(&latest).unwrap();
-        let again = run(&[args(&out), vec!["--resume-from".into(), latest.display().to_string()]].concat());
+        let again = bertkit(&[args(&out), vec!["--resume-from".into(), latest.display().to_string()]].concat());
         assert!(again.status.success(), "resume from {}: {}", latest.display(), stderr(&again));
         let got = std::fs::read(out.join("model.safetensors")).unwrap();
         assert!(got == want, "resumed from step {step} ends with different weights");
@@ -144,7 +117,7 @@ fn nan_loss_stops_naming_the_step_or_is_skipped() {
     let blow_up = ["--max-steps", "30", "--lr", "1e8", "--warmup-steps", "20", "--eval-every", "2"];
 
     let out = tmp.path().join("stop");
-    let stopped = run(&finetune_args(&train, &out, &blow_up));
+    let stopped = bertkit(&finetune_args(&train, &out, &blow_up));
     assert!(!stopped.status.success());
     let err = stderr(&stopped);
     let line = err.lines().find(|l| l.contains("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
@@ -155,7 +128,7 @@ fn nan_loss_stops_naming_the_step_or_is_skipped() {
     verify_manifest(&checkpoint).unwrap();
 
     let out = tmp.path().join("skip");
-    let skipped = run(&finetune_args(&train, &out, &[&blow_up[..], &["--skip-nan-steps"]].concat()));
+    let skipped = bertkit(&finetune_args(&train, &out, &[&blow_up[..], &["--skip-nan-steps"]].concat()));
     assert!(!skipped.status.success());
     let err = stderr(&skipped);
     assert!(err.contains("step 12: the loss is NaN") && err.contains("10 steps in a row"), "{err}");
@@ -184,7 +157,7 @@ fn disk_full_while_saving_keeps_the_previous_checkpoint() {
     synthetic_csv(&train, 60, 10);
     let flags = ["--max-steps", "6", "--eval-every", "2"];
     let reference = tmp.path().join("reference");
-    assert!(run(&finetune_args(&train, &reference, &flags)).status.success());
+    assert!(bertkit(&finetune_args(&train, &reference, &flags)).status.success());
 
     let disk = tmp.path().join("disk");
     let rescued = tmp.path().join("rescued");
@@ -227,7 +200,7 @@ fn disk_full_while_saving_keeps_the_previous_checkpoint() {
     verify_manifest(&checkpoint).unwrap();
     let resume =
         [finetune_args(&train, &rescued, &flags), vec!["--resume-from".into(), checkpoint.display().to_string()]];
-    let again = run(&resume.concat());
+    let again = bertkit(&resume.concat());
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(
         std::fs::read(rescued.join("model.safetensors")).unwrap()
@@ -251,27 +224,7 @@ fn out_of_memory_is_one_line_naming_the_step() {
     }
     std::fs::write(&train, csv).unwrap();
     let out = tmp.path().join("out");
-    let model = common::tiny_model();
-    let args = [
-        "finetune",
-        "--new-head",
-        "--model",
-        model.to_str().unwrap(),
-        "--train",
-        train.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--max-len",
-        "512",
-        "--batch-size",
-        "2048",
-        "--max-steps",
-        "2",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-    ];
+    let args = finetune_tiny(&train, &out, &["--max-len", "512", "--batch-size", "2048", "--max-steps", "2"]);
     let limit = 6u64 << 30;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bertkit"));
     cmd.args(&args).env("RUST_BACKTRACE", "1");

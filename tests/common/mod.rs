@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
@@ -14,8 +15,20 @@ pub fn repo() -> PathBuf {
 }
 
 /// Runs the `bertkit` binary built for these tests.
-pub fn bertkit(args: &[&str]) -> std::process::Output {
+pub fn bertkit<S: AsRef<OsStr>>(args: &[S]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args).env("RUST_BACKTRACE", "0").output().unwrap()
+}
+
+/// The fine-tuning command most tests run: the tiny model with a fresh head on `train`, written
+/// to `output`, on the CPU with one thread; `flags` are what the test varies.
+pub fn finetune_tiny(train: &Path, output: &Path, flags: &[&str]) -> Vec<String> {
+    let [model, train, output] = [tiny_model().as_path(), train, output].map(|p| p.display().to_string());
+    let base = ["finetune", "--new-head", "--model", &model, "--train", &train, "--output", &output];
+    base.into_iter()
+        .chain(["--device", "cpu", "--threads", "1"])
+        .chain(flags.iter().copied())
+        .map(String::from)
+        .collect()
 }
 
 /// Texts of filler words; the label says whether "good" or "bad" appears (one of them always does).
