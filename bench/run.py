@@ -207,7 +207,7 @@ def measure(w, tool, rep):
 
 
 def summarise(w, runs):
-    out = {"id": w["id"], "title": w["title"], "reference": w["reference_name"], "runs": runs}
+    out = {"id": w["id"], "kind": w["kind"], "title": w["title"], "reference": w["reference_name"], "runs": runs}
     # The memory that can run out: GPU memory where both tools report it, else resident memory.
     gpu = all("gpu_peak_reserved_bytes" in r for rs in runs.values() for r in rs)
     out["memory"] = "gpu_peak_reserved_bytes" if gpu else "peak_rss_bytes"
@@ -231,8 +231,8 @@ MEMORY_TARGET = 1.0 if GPU else 0.8
 def runs_cell(r):
     """How a row was measured: runs per tool, timed steps per run (step workloads), and when."""
     n = len(r["runs"]["bertkit"])
-    steps = f" × {r['settings']['steps']} steps" if r.get("settings") and r["id"] not in (6, 7, 13) else ""
-    return f"{n}{steps}, {r.get('measured', 'earlier')}"
+    steps = f" × {r['settings']['steps']} steps" if r["kind"] == "step" else ""
+    return f"{n}{steps}, {r['measured']}"
 
 
 def table(results):
@@ -275,8 +275,7 @@ def load_store(path, info):
     if old.get("machine") != info:
         print(f"{path}: measured on {old.get('machine')}; starting a new table for {info}")
         return {}
-    # Files written before the store kept one settings block for the whole run.
-    return {r["id"]: {"settings": old.get("settings"), **r} for r in old["results"]}
+    return {r["id"]: r for r in old["results"]}
 
 
 def main():
@@ -323,5 +322,6 @@ def main():
             text += "\n" + section + "\n"
         readme.write_text(text)
         print(f"README section updated")
+
 
 main()
