@@ -147,19 +147,26 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// SHA-256 rather than std's hasher, whose output may change between Rust releases and would
+/// then rebuild every cache after a toolchain update.
 fn fingerprint(spec: &CorpusSpec, tokenizer_dir: &Path) -> Result<String> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(spec)?.hash(&mut h);
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(serde_json::to_string(spec)?);
     for f in corpus_files(&spec.paths)? {
-        let m = std::fs::metadata(&f)?;
-        (f.canonicalize()?, m.len(), m.modified().ok()).hash(&mut h);
+        let m = std::fs::metadata(&f).with_context(|| format!("{}: cannot read metadata", f.display()))?;
+        let modified = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        h.update(f.canonicalize()?.to_string_lossy().as_bytes());
+        h.update(m.len().to_le_bytes());
+        h.update(modified.map_or(0, |d| d.as_nanos()).to_le_bytes());
     }
     for name in ["tokenizer.json", "vocab.txt", "tokenizer_config.json"] {
         if let Ok(bytes) = std::fs::read(tokenizer_dir.join(name)) {
-            bytes.hash(&mut h);
+            h.update(name);
+            h.update(bytes);
         }
     }
-    Ok(format!("{:016x}", h.finish()))
+    Ok(h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Documents of one corpus file, handed out a batch at a time.
