@@ -89,7 +89,7 @@ fn a_recomputed_block_runs_again_in_backward_with_the_same_random_draws() {
     let grads = |recompute: bool| {
         tch::manual_seed(11);
         let x = Tensor::randn([3, 5], (Kind::Float, device)).set_requires_grad(true);
-        let _ = w.shallow_clone().zero_grad();
+        w.shallow_clone().zero_grad();
         let y = if recompute { recomputed(&x, block()) } else { block()(&x) };
         let loss = (y * 3.0).sum(Kind::Float);
         loss.backward();
