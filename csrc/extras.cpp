@@ -1,12 +1,17 @@
 // The few libtorch calls the tch crate does not bind: autocast on the CPU and with bf16 (tch's
 // autocast is CUDA-only and float16), the fused AdamW kernel, asynchronous uploads, GPU memory
-// statistics. Plain C entry points, exceptions turned into return codes (the message of the
+// statistics; and a dropout mask for the CPU. Plain C entry points, exceptions turned into return codes (the message of the
 // last one: bertkit_last_error).
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/_fused_adamw.h>
 #include <c10/core/CachingDeviceAllocator.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <algorithm>
+#include <cmath>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -111,6 +116,42 @@ int bertkit_clear_grads(at::Tensor* const* params, int n) {
     for (int i = 0; i < n; i++) {
       params[i]->mutable_grad().reset();
     }
+    return 0;
+  } catch (const std::exception& e) {
+    bertkit_error = e.what();
+    return -1;
+  }
+}
+
+// `*out` = a bool tensor shaped like `like`, on the CPU, each element true with probability
+// `keep`: the mask of nn.Dropout(p = 1 - keep). libtorch's CPU Bernoulli draws one element at a
+// time from one Mersenne Twister on one thread (MKL's parallel one is used on Intel CPUs only):
+// about a sixth of a MiniLM training step on an AMD machine. Here each element is SplitMix64 of its
+// index from a seed drawn from the default CPU generator, so masks follow torch.manual_seed and
+// a restored generator state (gradient checkpointing's recompute) gives the same mask, whatever
+// the number of threads. 0 on success, -1 on error.
+int bertkit_dropout_mask(const at::Tensor* like, double keep, at::Tensor** out) {
+  try {
+    uint64_t seed;
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
+    }
+    auto mask = at::empty(like->sizes(), at::TensorOptions().dtype(at::kBool));
+    // Keep where a uniform 32-bit draw falls below keep * 2^32 (exact to 2^-32).
+    const uint64_t threshold = static_cast<uint64_t>(std::llround(std::clamp(keep, 0.0, 1.0) * 4294967296.0));
+    bool* m = mask.data_ptr<bool>();
+    at::parallel_for(0, mask.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; i++) {
+        uint64_t z = seed + static_cast<uint64_t>(i + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        m[i] = (z >> 32) < threshold;
+      }
+    });
+    *out = new at::Tensor(std::move(mask));
     return 0;
   } catch (const std::exception& e) {
     bertkit_error = e.what();

@@ -72,10 +72,38 @@ pub struct EncoderOutput {
     pub pooled: Option<Tensor>,
 }
 
-/// Dropout as `nn.Dropout`, through libtorch's `native_dropout`, which keeps a one-byte mask for
-/// backward where `Tensor::dropout` keeps a float one on the CPU (4x the memory).
+/// Dropout as `nn.Dropout`, keeping a one-byte mask for backward as libtorch's `native_dropout`
+/// does (`Tensor::dropout` keeps a float one on the CPU, 4x the memory). On a GPU that is
+/// `native_dropout` itself; on the CPU the same arithmetic, `input.mul(mask).mul_(scale)`, with
+/// the mask drawn in parallel (`csrc/extras.cpp`).
 fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
-    if train && p > 0.0 { xs.native_dropout(p, true).0 } else { xs.shallow_clone() }
+    if !(train && p > 0.0) {
+        return xs.shallow_clone();
+    }
+    if xs.device() != tch::Device::Cpu {
+        return xs.native_dropout(p, true).0;
+    }
+    let keep = 1.0 - p;
+    let mut out = xs * cpu_dropout_mask(xs, keep);
+    let _ = out.g_mul_scalar_(if keep == 0.0 { 0.0 } else { 1.0 / keep });
+    out
+}
+
+unsafe extern "C" {
+    fn bertkit_dropout_mask(like: *const torch_sys::C_tensor, keep: f64, out: *mut *mut torch_sys::C_tensor) -> i32;
+}
+
+/// A bool tensor shaped like `like`, true with probability `keep`, from the default CPU
+/// generator (so `manual_seed` and saved generator states apply).
+fn cpu_dropout_mask(like: &Tensor, keep: f64) -> Tensor {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: a live tensor handle in, a fresh one out (owned by the returned Tensor).
+    let rc = unsafe { bertkit_dropout_mask(like.as_ptr(), keep, &mut out) };
+    if rc != 0 {
+        crate::torch_failure::fail(&crate::torch_failure::csrc_error());
+    }
+    // SAFETY: `out` was allocated for us by the C++ side.
+    unsafe { Tensor::from_ptr(out) }
 }
 
 struct Linear {
@@ -551,5 +579,39 @@ impl MaskedLm {
             logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(&targets, None, Reduction::Mean, IGNORE_INDEX, 0.0)
         };
         MaskedLmOutput { loss, logits, targets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_dropout_keeps_the_asked_fraction_and_follows_the_seed() {
+        let x = Tensor::ones([64, 12, 128, 128], (Kind::Float, tch::Device::Cpu));
+        tch::manual_seed(3);
+        let a = dropout(&x, 0.1, true);
+        tch::manual_seed(3);
+        let b = dropout(&x, 0.1, true);
+        let c = dropout(&x, 0.1, true);
+        assert!(a.equal(&b), "same seed, same mask");
+        assert!(!b.equal(&c), "the next call draws a new mask");
+        // Kept elements are scaled by 1 / (1 - p), as nn.Dropout does.
+        let kept = a.ne(0.0);
+        assert!(a.masked_select(&kept).allclose(&Tensor::from(1.0f32 / 0.9), 1e-6, 1e-6, false));
+        // 12.6M Bernoulli(0.9) draws: the kept fraction is within 5 standard deviations of 0.9.
+        let n = x.numel() as f64;
+        let fraction = kept.sum(Kind::Float).double_value(&[]) / n;
+        assert!((fraction - 0.9).abs() < 5.0 * (0.9 * 0.1 / n).sqrt(), "kept fraction {fraction}");
+        // Neighbouring elements are independent: both kept as often as 0.9^2.
+        let flat = kept.flatten(0, -1).to_kind(Kind::Float);
+        let pairs =
+            (flat.narrow(0, 0, x.numel() as i64 - 1) * flat.narrow(0, 1, x.numel() as i64 - 1)).mean(Kind::Float);
+        assert!((pairs.double_value(&[]) - 0.81).abs() < 1e-3);
+        // Gradient: the same mask, the same scale.
+        let w = x.copy().set_requires_grad(true);
+        tch::manual_seed(3);
+        dropout(&w, 0.1, true).sum(Kind::Float).backward();
+        assert!(w.grad().equal(&a));
     }
 }
