@@ -1,7 +1,7 @@
 // The few libtorch calls the tch crate does not bind: autocast on the CPU and with bf16 (tch's
 // autocast is CUDA-only and float16), the fused AdamW kernel, asynchronous uploads, GPU memory
-// statistics; and a dropout mask for the CPU. Plain C entry points, exceptions turned into return codes (the message of the
-// last one: bertkit_last_error).
+// statistics; and a dropout mask for the CPU. Plain C entry points, exceptions turned into
+// return codes (the message of the last one: bertkit_last_error).
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
@@ -126,8 +126,8 @@ int bertkit_clear_grads(at::Tensor* const* params, int n) {
 // `*out` = a bool tensor shaped like `like`, on the CPU, each element true with probability
 // `keep`: the mask of nn.Dropout(p = 1 - keep). libtorch's CPU Bernoulli draws one element at a
 // time from one Mersenne Twister on one thread (MKL's parallel one is used on Intel CPUs only):
-// about a sixth of a MiniLM training step on an AMD machine. Here each element is SplitMix64 of its
-// index from a seed drawn from the default CPU generator, so masks follow torch.manual_seed and
+// about a sixth of a MiniLM training step on an AMD machine. Here each element is SplitMix64 of
+// its index from a seed drawn from the default CPU generator, so masks follow torch.manual_seed and
 // a restored generator state (gradient checkpointing's recompute) gives the same mask, whatever
 // the number of threads. 0 on success, -1 on error.
 int bertkit_dropout_mask(const at::Tensor* like, double keep, at::Tensor** out) {

@@ -107,14 +107,8 @@ pub fn gpu_peak_memory(device: Device) -> Option<GpuMemory> {
 /// work queued before it, at every micro-batch.
 pub fn upload(t: &Tensor, device: Device) -> Tensor {
     let Device::Cuda(index) = device else { return t.to_device(device) };
-    let mut out = std::ptr::null_mut();
-    // SAFETY: a live tensor handle in, a fresh one out (owned by the returned Tensor).
-    let rc = unsafe { bertkit_upload_async(t.as_ptr(), index as i32, &mut out) };
-    if rc != 0 {
-        crate::torch_failure::fail(&crate::torch_failure::csrc_error());
-    }
-    // SAFETY: `out` was allocated for us by the C++ side.
-    unsafe { Tensor::from_ptr(out) }
+    // SAFETY: a live tensor handle in; on success the C++ side allocates the copy for us.
+    unsafe { crate::torch_failure::csrc_tensor(|out| bertkit_upload_async(t.as_ptr(), index as i32, out)) }
 }
 
 /// Mixed precision for forward passes: bf16 autocast (matmuls in bf16, reductions and weights in

@@ -11,6 +11,7 @@ use tch::{Kind, Reduction, Tensor};
 use super::config::{Activation, BertConfig};
 use super::recompute::recomputed;
 use crate::device::upload;
+use crate::torch_failure::csrc_tensor;
 
 /// Label value that marks positions without a target, as in transformers.
 pub const IGNORE_INDEX: i64 = -100;
@@ -96,14 +97,8 @@ unsafe extern "C" {
 /// A bool tensor shaped like `like`, true with probability `keep`, from the default CPU
 /// generator (so `manual_seed` and saved generator states apply).
 fn cpu_dropout_mask(like: &Tensor, keep: f64) -> Tensor {
-    let mut out = std::ptr::null_mut();
-    // SAFETY: a live tensor handle in, a fresh one out (owned by the returned Tensor).
-    let rc = unsafe { bertkit_dropout_mask(like.as_ptr(), keep, &mut out) };
-    if rc != 0 {
-        crate::torch_failure::fail(&crate::torch_failure::csrc_error());
-    }
-    // SAFETY: `out` was allocated for us by the C++ side.
-    unsafe { Tensor::from_ptr(out) }
+    // SAFETY: a live tensor handle in; on success the C++ side allocates the mask for us.
+    unsafe { csrc_tensor(|out| bertkit_dropout_mask(like.as_ptr(), keep, out)) }
 }
 
 struct Linear {

@@ -11,7 +11,7 @@ use std::ffi::{c_char, c_void};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
-use crate::torch_failure::{catch, csrc_error, fail};
+use crate::torch_failure::{catch, csrc_tensor};
 
 type BlockFn = unsafe extern "C" fn(*mut c_void, *mut C_tensor, *mut c_char, usize) -> *mut C_tensor;
 type DropFn = unsafe extern "C" fn(*mut c_void);
@@ -37,15 +37,10 @@ where
     F: Fn(&Tensor) -> Tensor + Send + 'static,
 {
     let closure = Box::into_raw(Box::new(block)) as *mut c_void;
-    let mut output: *mut C_tensor = std::ptr::null_mut();
     // SAFETY: `call::<F>` and `drop_closure::<F>` match the closure's type; the C++ side owns the
-    // closure from here on and frees it exactly once through `drop_closure`.
-    let rc = unsafe { bertkit_checkpoint(call::<F>, closure, drop_closure::<F>, input.as_ptr(), &mut output) };
-    if rc != 0 {
-        fail(&csrc_error());
-    }
-    // SAFETY: a tensor allocated for us by the C++ side; the Rust tensor frees it.
-    unsafe { Tensor::from_ptr(output) }
+    // closure from here on and frees it exactly once through `drop_closure`. On success it
+    // allocates the output for us.
+    unsafe { csrc_tensor(|output| bertkit_checkpoint(call::<F>, closure, drop_closure::<F>, input.as_ptr(), output)) }
 }
 
 /// Calls the closure on an input the C++ side allocated for us; returns the output's ownership,
