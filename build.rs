@@ -7,7 +7,8 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/extras.cpp");
-    println!("cargo:rerun-if-changed=csrc/checkpoint.cpp");
+    println!("cargo:rerun-if-changed=csrc/recompute.cpp");
+    println!("cargo:rerun-if-changed=csrc/bertkit.h");
     // torch-sys (links = "tch") publishes where it found libtorch.
     let lib_dir = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports the libtorch directory");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
@@ -28,7 +29,7 @@ fn main() {
     let mut lines = text.lines();
     let abi = lines.next().unwrap().trim().to_string();
     let mut build = cc::Build::new();
-    build.cpp(true).pic(true).warnings(false).std("c++17").file("csrc/extras.cpp").file("csrc/checkpoint.cpp");
+    build.cpp(true).pic(true).warnings(false).std("c++17").file("csrc/extras.cpp").file("csrc/recompute.cpp");
     build.define("_GLIBCXX_USE_CXX11_ABI", abi.as_str());
     for include in lines {
         build.include(include.trim());

@@ -10,7 +10,8 @@ model=.models/all-MiniLM-L6-v2
 bk=target/release/bertkit
 cargo build --release --quiet
 python3 bench/imdb_split.py ../shared/data/imdb/imdb_2500.csv "$out/data"
-common=(--text-column review --label-column sentiment --max-len 256)
+# fp32 in every bertkit command, as the Trainer reference runs (bertkit's default is auto).
+common=(--text-column review --label-column sentiment --max-len 256 --precision fp32)
 hp=(--batch-size 16 --lr 5e-5 --epochs 2 --seed 42)
 
 start=$(date +%s.%N)
@@ -25,7 +26,7 @@ python3 -c "import json; m = json.load(open('$out/bertkit_eval.json'))['metrics'
 python3 bench/finetune_trainer.py --model $model --train "$out/data/train.csv" --test "$out/data/test.csv" \
     "${common[@]}" "${hp[@]}" --output "$out/trainer" 2>"$out/trainer.log" | tail -1 | tee "$out/trainer_result.json"
 
-$bk predict --model "$out/bertkit" --input "$out/data/test.csv" --text-column review --max-len 256 \
+$bk predict --model "$out/bertkit" --input "$out/data/test.csv" --text-column review --max-len 256 --precision fp32 \
     --output "$out/bertkit_predictions.jsonl" --device cpu
 python3 bench/compare_predictions.py "$out/bertkit" "$out/data/test.csv" "$out/bertkit_predictions.jsonl" \
     --text-column review | tee "$out/python_agreement.json"

@@ -1,7 +1,9 @@
 // The few libtorch calls the tch crate does not bind: autocast on the CPU and with bf16 (tch's
 // autocast is CUDA-only and float16), the fused AdamW kernel, asynchronous uploads, GPU memory
 // statistics; and a dropout mask for the CPU. Plain C entry points, exceptions turned into
-// return codes (the message of the last one: bertkit_last_error).
+// return codes by bertkit_guard (bertkit.h).
+#include "bertkit.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
@@ -15,7 +17,6 @@
 #include <string>
 #include <vector>
 
-// The message of the last failed call, shared with checkpoint.cpp.
 thread_local std::string bertkit_error;
 
 extern "C" {
@@ -30,7 +31,7 @@ const char* bertkit_last_error() { return bertkit_error.c_str(); }
 int bertkit_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads, at::Tensor* const* exp_avgs,
                         at::Tensor* const* exp_avg_sqs, at::Tensor* const* steps, int n, double lr, double beta1,
                         double beta2, double weight_decay, double eps) {
-  try {
+  return bertkit_guard([&] {
     std::vector<at::Tensor> p, g, m, v, s;
     for (int i = 0; i < n; i++) {
       p.push_back(*params[i]);
@@ -43,52 +44,42 @@ int bertkit_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads, at:
     at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
                       /*maximize=*/false);
     return 0;
-  } catch (const std::exception& e) {
-    bertkit_error = e.what();
-    return -1;
-  }
+  });
 }
 
 // Turns bf16 autocast on for `cuda` (1) or the CPU (0); returns the previous state (0/1), -1 on error.
 int bertkit_autocast_enter(int cuda) {
-  try {
+  return bertkit_guard([&] {
     auto device = cuda ? at::kCUDA : at::kCPU;
     bool previous = at::autocast::is_autocast_enabled(device);
     at::autocast::set_autocast_enabled(device, true);
     at::autocast::set_autocast_dtype(device, at::kBFloat16);
     at::autocast::increment_nesting();
     return previous ? 1 : 0;
-  } catch (...) {
-    return -1;
-  }
+  });
 }
 
 // Restores the state `bertkit_autocast_enter` returned; 0 on success, -1 on error.
 int bertkit_autocast_exit(int cuda, int previous) {
-  try {
+  return bertkit_guard([&] {
     auto device = cuda ? at::kCUDA : at::kCPU;
     if (at::autocast::decrement_nesting() == 0) {
       at::autocast::clear_cache();
     }
     at::autocast::set_autocast_enabled(device, previous == 1);
     return 0;
-  } catch (...) {
-    return -1;
-  }
+  });
 }
 
 // `*out` = `src` (a CPU tensor) on CUDA device `index`, copied from page-locked memory without
 // waiting (the host goes on queueing work): DataLoader(pin_memory=True) + .to(non_blocking=True).
 // 0 on success, -1 on error.
 int bertkit_upload_async(const at::Tensor* src, int index, at::Tensor** out) {
-  try {
+  return bertkit_guard([&] {
     auto device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
     *out = new at::Tensor(src->pin_memory().to(device, /*non_blocking=*/true));
     return 0;
-  } catch (const std::exception& e) {
-    bertkit_error = e.what();
-    return -1;
-  }
+  });
 }
 
 // Peak bytes held by libtorch's CUDA caching allocator on device `index` since the process
@@ -96,31 +87,25 @@ int bertkit_upload_async(const at::Tensor* src, int index, at::Tensor** out) {
 // (max_memory_reserved). Found through c10's allocator registry, which libtorch_cuda fills when
 // it is loaded, so nothing here links CUDA. 0 on success, -1 on error.
 int bertkit_cuda_peak_memory(int index, int64_t* allocated, int64_t* reserved) {
-  try {
+  return bertkit_guard([&] {
     auto stats = c10::getDeviceAllocator(c10::DeviceType::CUDA)->getDeviceStats(static_cast<c10::DeviceIndex>(index));
     auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
     *allocated = stats.allocated_bytes[aggregate].peak;
     *reserved = stats.reserved_bytes[aggregate].peak;
     return 0;
-  } catch (const std::exception& e) {
-    bertkit_error = e.what();
-    return -1;
-  }
+  });
 }
 
 // Drops the gradients of `n` parameters (optimizer.zero_grad(set_to_none=True), PyTorch's
 // default): zeroing them in place would keep their memory through the next forward pass,
 // when activations are at their peak.
 int bertkit_clear_grads(at::Tensor* const* params, int n) {
-  try {
+  return bertkit_guard([&] {
     for (int i = 0; i < n; i++) {
       params[i]->mutable_grad().reset();
     }
     return 0;
-  } catch (const std::exception& e) {
-    bertkit_error = e.what();
-    return -1;
-  }
+  });
 }
 
 // `*out` = a bool tensor shaped like `like`, on the CPU, each element true with probability
@@ -131,7 +116,7 @@ int bertkit_clear_grads(at::Tensor* const* params, int n) {
 // a restored generator state (gradient checkpointing's recompute) gives the same mask, whatever
 // the number of threads. 0 on success, -1 on error.
 int bertkit_dropout_mask(const at::Tensor* like, double keep, at::Tensor** out) {
-  try {
+  return bertkit_guard([&] {
     uint64_t seed;
     {
       auto gen = at::detail::getDefaultCPUGenerator();
@@ -153,10 +138,7 @@ int bertkit_dropout_mask(const at::Tensor* like, double keep, at::Tensor** out) 
     });
     *out = new at::Tensor(std::move(mask));
     return 0;
-  } catch (const std::exception& e) {
-    bertkit_error = e.what();
-    return -1;
-  }
+  });
 }
 
 }  // extern "C"

@@ -1,23 +1,27 @@
 //! bertkit: fine-tune and further-pretrain BERT-family encoders on libtorch, reading and writing
-//! Hugging Face checkpoints.
+//! Hugging Face checkpoints. `docs/architecture.md` draws how data flows through these modules.
 //!
 //! Where things live:
-//! - [`model`]: the network (config, embeddings, encoder, heads), one file to read top to bottom;
-//! - [`checkpoint`]: HF directories in and out, weight names mapped in one spot;
+//! - [`encoder`]: the `Encoder` interface, the family registry, one module per family;
+//! - [`task`]: heads on top of any encoder (classification, masked LM) and their losses;
+//! - [`pretrained`]: model directories in and out, and the one loader;
 //! - [`tokenizer`]: the model's tokenizer;
-//! - [`data`]: reading examples, tokenising, length-bucketed batches, padding;
-//! - [`train`]: optimiser and training loops;
-//! - [`device`]: CPU/CUDA selection, threads, bf16 autocast;
+//! - [`data`]: reading examples, tokenising, length-bucketed batches, padding, masking;
+//! - [`train`]: the training loop, its run directory, optimiser and schedule;
+//! - [`device`]: CPU/CUDA selection, threads, precision (bf16 autocast);
+//! - [`ffi`]: every call into `csrc/`, wrapped safely;
 //! - [`torch_failure`]: libtorch failures (out of memory) as one-line errors;
-//! - [`viz`]: pictures (training curves, attention maps);
+//! - [`viz`]: pictures (training curves, attention maps) from tensors it is given;
 //! - [`cli`]: the `bertkit` command, one module per subcommand.
 
-pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod encoder;
+pub mod ffi;
 pub mod fsutil;
-pub mod model;
+pub mod pretrained;
+pub mod task;
 pub mod tokenizer;
 pub mod torch_failure;
 pub mod train;

@@ -45,32 +45,8 @@ impl TorchFailure {
     }
 }
 
-unsafe extern "C" {
-    fn bertkit_last_error() -> *const std::ffi::c_char;
-}
-
-/// The message of the last call into `csrc/` that failed on this thread.
-pub fn csrc_error() -> String {
-    // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
-    unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) }.to_string_lossy().into_owned()
-}
-
-/// The tensor a call into `csrc/` hands back through its out-pointer: `call` makes the call and
-/// returns its status (0 on success); a failure fails as tch's own operations do.
-///
-/// # Safety
-/// `call` must return 0 only after storing in its argument a tensor allocated for the caller.
-pub unsafe fn csrc_tensor(call: impl FnOnce(*mut *mut torch_sys::C_tensor) -> i32) -> tch::Tensor {
-    let mut out = std::ptr::null_mut();
-    if call(&mut out) != 0 {
-        fail(&csrc_error());
-    }
-    // SAFETY: per the contract, a tensor allocated for us; the returned Tensor frees it.
-    unsafe { tch::Tensor::from_ptr(out) }
-}
-
 /// Fails the way tch does when a libtorch call fails (a panic carrying `Torch("...")`), for
-/// the few libtorch calls made through `csrc/`: `catch` and the panic hook then treat them alike.
+/// the libtorch calls made through `crate::ffi`: `catch` and the panic hook then treat them alike.
 pub fn fail(message: &str) -> ! {
     panic!("Torch(\"{message}\")")
 }

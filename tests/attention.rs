@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bertkit::checkpoint::{read_weights, write_safetensors};
+use bertkit::pretrained::write_safetensors;
 use common::{Reference, assert_close};
 use tch::Tensor;
 
@@ -41,7 +41,7 @@ fn perturbed_tiny(dir: &Path) -> PathBuf {
     for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"] {
         std::fs::copy(common::tiny_model().join(f), out.join(f)).unwrap();
     }
-    let mut w: BTreeMap<String, Tensor> = read_weights(&common::tiny_model()).unwrap();
+    let mut w: BTreeMap<String, Tensor> = common::bert_weights(&common::tiny_model());
     let name = "bert.encoder.layer.1.attention.self.query.weight";
     let changed = &w[name] * 3.0;
     w.insert(name.into(), changed);

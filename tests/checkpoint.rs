@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bertkit::checkpoint::{Checkpoint, read_weights, write_safetensors};
-use bertkit::model::{MaskedLm, SequenceClassifier};
+use bertkit::pretrained::{LoadReport, write_safetensors};
+use bertkit::task::{MaskedLm, SequenceClassifier};
 use bertkit::tokenizer::BertTokenizer;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -23,15 +23,12 @@ fn tiny_with(tensors: &BTreeMap<String, Tensor>) -> tempfile::TempDir {
 }
 
 fn tiny_weights() -> BTreeMap<String, Tensor> {
-    read_weights(&common::tiny_model()).unwrap()
+    common::bert_weights(&common::tiny_model())
 }
 
-fn load_classifier(dir: &Path) -> anyhow::Result<(VarStore, bertkit::checkpoint::LoadReport)> {
-    let ckpt = Checkpoint::open(dir.to_str().unwrap())?;
-    let vs = VarStore::new(Device::Cpu);
-    let _model = SequenceClassifier::new(&vs.root(), &ckpt.config);
-    let report = ckpt.load_into(&vs)?;
-    Ok((vs, report))
+fn load_classifier(dir: &Path) -> anyhow::Result<(VarStore, LoadReport)> {
+    let loaded = common::load::<SequenceClassifier>(dir, Device::Cpu)?;
+    Ok((loaded.vs, loaded.report))
 }
 
 fn error_of(dir: &Path) -> String {
@@ -101,11 +98,8 @@ fn missing_heads_are_created_like_transformers() {
     let std = vars["classifier.weight"].std(true).double_value(&[]);
     assert!((0.01..0.03).contains(&std), "classifier.weight std {std}, want ~initializer_range 0.02");
 
-    let ckpt = Checkpoint::open(dir.path().to_str().unwrap()).unwrap();
-    let vs = VarStore::new(Device::Cpu);
-    let _mlm = MaskedLm::new(&vs.root(), &ckpt.config);
-    let report = ckpt.load_into(&vs).unwrap();
-    let vars = vs.variables();
+    let mlm = common::load::<MaskedLm>(dir.path(), Device::Cpu).unwrap();
+    let (vars, report) = (mlm.vs.variables(), mlm.report);
     assert!(report.initialised.contains(&"cls.predictions.transform.dense.weight".to_string()));
     assert!(vars["cls.predictions.transform.LayerNorm.weight"].equal(&Tensor::ones([32], (Kind::Float, Device::Cpu))));
     assert_eq!(vars["cls.predictions.bias"].abs().sum(Kind::Float).double_value(&[]), 0.0);

@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bertkit::checkpoint::Checkpoint;
 use bertkit::data::Collator;
-use bertkit::device::Autocast;
-use bertkit::model::recompute::recomputed;
-use bertkit::model::{ForwardOptions, IGNORE_INDEX, Inputs, MaskedLm, MaskedTargets, SequenceClassifier};
+use bertkit::device::{Autocast, Precision};
+use bertkit::encoder::recompute::recomputed;
+use bertkit::encoder::{Encoder, ForwardOptions, Inputs};
+use bertkit::task::{IGNORE_INDEX, MaskedLm, MaskedTargets, SequenceClassifier};
 use bertkit::tokenizer::BertTokenizer;
-use bertkit::train::Precision;
 use common::bertkit;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
@@ -20,12 +19,10 @@ use tch::{Kind, Tensor};
 const TEXTS: [&str; 3] = ["the lessee shall repair the premises at its own cost", "a good film", "bad"];
 
 /// A padded batch (so the attention mask is exercised) from the tiny model's tokenizer.
-fn batch() -> (Checkpoint, Inputs) {
-    let ckpt = Checkpoint::open(common::tiny_model().to_str().unwrap()).unwrap();
-    let tok = BertTokenizer::from_dir(&ckpt.dir).unwrap();
+fn batch() -> Inputs {
+    let tok = BertTokenizer::from_dir(&common::tiny_model()).unwrap();
     let enc = tok.encode_batch(&TEXTS, None, 64).unwrap();
-    let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&enc).to_device(common::test_device());
-    (ckpt, inputs)
+    Collator { pad_id: tok.pad_id }.collate_encodings(&enc).to_device(common::test_device())
 }
 
 /// libtorch's random generator is global: tests running at once (building models, drawing
@@ -57,15 +54,14 @@ fn assert_same(plain: &(f64, BTreeMap<String, Tensor>), recomputed: &(f64, BTree
 }
 
 fn classifier_grads(checkpointing: bool, precision: Precision) -> (f64, BTreeMap<String, Tensor>) {
-    let (ckpt, inputs) = batch();
+    let inputs = batch();
     let device = common::test_device();
-    let vs = VarStore::new(device);
-    let mut model = SequenceClassifier::new(&vs.root(), &ckpt.config);
-    ckpt.load_into_except(&vs, None).unwrap();
-    model.bert.gradient_checkpointing = checkpointing;
+    let mut loaded = common::load::<SequenceClassifier>(&common::tiny_model(), device).unwrap();
+    loaded.model.encoder.set_gradient_checkpointing(checkpointing);
+    let (vs, model) = (&loaded.vs, &loaded.model);
     let labels = Tensor::from_slice(&[0i64, 2, 1]).to_device(device);
     let autocast = Autocast::new(precision, device);
-    loss_and_grads(&vs, || {
+    loss_and_grads(vs, || {
         autocast.run(|| {
             let (logits, _) = model.forward(&inputs, ForwardOptions::train());
             model.loss(&logits, &labels)
@@ -126,11 +122,10 @@ fn classifier_gradients_are_unchanged_under_bf16_autocast() {
 fn masked_lm_gradients_are_unchanged() {
     let _serial = serial();
     let grads = |checkpointing: bool| {
-        let (ckpt, inputs) = batch();
-        let vs = VarStore::new(common::test_device());
-        let mut model = MaskedLm::new(&vs.root(), &ckpt.config);
-        ckpt.load_into(&vs).unwrap();
-        model.bert.gradient_checkpointing = checkpointing;
+        let inputs = batch();
+        let mut loaded = common::load::<MaskedLm>(&common::tiny_model(), common::test_device()).unwrap();
+        loaded.model.encoder.set_gradient_checkpointing(checkpointing);
+        let (vs, model) = (&loaded.vs, &loaded.model);
         // Targets at every third real token.
         let every_third = Tensor::arange(inputs.input_ids.numel() as i64, (Kind::Int64, inputs.input_ids.device()))
             .remainder(3)

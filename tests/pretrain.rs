@@ -6,11 +6,10 @@ mod common;
 use common::bertkit;
 use std::path::Path;
 
-use bertkit::checkpoint::Checkpoint;
 use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
-use bertkit::model::{ForwardOptions, IGNORE_INDEX, MaskedLm, MaskedTargets};
+use bertkit::encoder::ForwardOptions;
+use bertkit::task::{IGNORE_INDEX, MaskedLm, MaskedTargets};
 use bertkit::tokenizer::BertTokenizer;
-use tch::nn::VarStore;
 use tch::{Device, Kind, Reduction, Tensor};
 
 fn tok() -> BertTokenizer {
@@ -125,10 +124,8 @@ fn token_cache_is_reused_and_invalidated() {
 
 #[test]
 fn masked_only_loss_equals_full_projection_loss() {
-    let ckpt = Checkpoint::open(common::tiny_model().to_str().unwrap()).unwrap();
-    let vs = VarStore::new(Device::Cpu);
-    let mlm = MaskedLm::new(&vs.root(), &ckpt.config);
-    ckpt.load_into(&vs).unwrap();
+    let loaded = common::load::<MaskedLm>(&common::tiny_model(), Device::Cpu).unwrap();
+    let mlm = &loaded.model;
     let t = tok();
     let enc = t.encode_batch(&["the lessee shall repair the premises", "a good film"], None, 64).unwrap();
     let inputs = bertkit::data::Collator { pad_id: t.pad_id }.collate_encodings(&enc);

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bertkit::fsutil::verify_manifest;
-use bertkit::train::trainer::list_checkpoints;
+use bertkit::train::run_dir::list_checkpoints;
 use common::{bertkit, finetune_tiny, synthetic_csv};
 use rand::{Rng, SeedableRng};
 

@@ -6,11 +6,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bertkit::checkpoint::{Checkpoint, save_pretrained, write_safetensors};
 use bertkit::data::Collator;
-use bertkit::model::{ForwardOptions, MaskedLm, SequenceClassifier};
+use bertkit::encoder::ForwardOptions;
+use bertkit::pretrained::{Pretrained, write_safetensors};
+use bertkit::task::{MaskedLm, SequenceClassifier, TaskModel};
 use bertkit::tokenizer::BertTokenizer;
-use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 fn short_texts() -> Vec<String> {
@@ -21,17 +21,11 @@ fn short_texts() -> Vec<String> {
     serde_json::from_value(tokens["short"]["texts"].clone()).unwrap()
 }
 
-/// Saves `vs` as `architecture`, has Python load it and recompute the logits.
-fn python_agrees(
-    src: &Path,
-    vs: &VarStore,
-    config: &bertkit::model::BertConfig,
-    architecture: &str,
-    logits: &Tensor,
-    ids: &Tensor,
-) {
+/// Saves `model` as bertkit does, has Python load it and recompute the logits.
+fn python_agrees<M: TaskModel>(model: &Pretrained<M>, logits: &Tensor, ids: &Tensor) {
     let out = tempfile::tempdir().unwrap();
-    save_pretrained(out.path(), vs, config, architecture, src).unwrap();
+    model.save(out.path()).unwrap();
+    let architecture = model.family.architecture(M::ARCHITECTURE);
     let expected = out.path().join("expected.safetensors");
     let tensors = BTreeMap::from([
         ("logits".to_string(), logits.shallow_clone()),
@@ -53,27 +47,22 @@ fn python_agrees(
 }
 
 fn roundtrip(model_dir: &Path) {
-    let ckpt = Checkpoint::open(model_dir.to_str().unwrap()).unwrap();
     let tok = BertTokenizer::from_dir(model_dir).unwrap();
     let texts = short_texts();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&tok.encode_batch(&texts, None, 512).unwrap());
 
-    let mut config = ckpt.config.clone();
-    if config.id2label.is_none() {
-        config.set_labels(&["bad".into(), "good".into()]);
-    }
-    let vs = VarStore::new(Device::Cpu);
-    let cls = SequenceClassifier::new(&vs.root(), &config);
-    ckpt.load_into(&vs).unwrap();
-    let (logits, _) = tch::no_grad(|| cls.forward(&inputs, ForwardOptions::eval()));
-    python_agrees(model_dir, &vs, &config, "BertForSequenceClassification", &logits, &inputs.input_ids);
+    let cls = match common::load::<SequenceClassifier>(model_dir, Device::Cpu).unwrap() {
+        // A checkpoint without labels gets two, as a fine-tune would give it.
+        m if m.config.id2label().is_some() => m,
+        _ => common::load_with_labels(model_dir, &["bad", "good"], Device::Cpu),
+    };
+    let (logits, _) = tch::no_grad(|| cls.model.forward(&inputs, ForwardOptions::eval()));
+    python_agrees(&cls, &logits, &inputs.input_ids);
 
-    let vs = VarStore::new(Device::Cpu);
-    let mlm = MaskedLm::new(&vs.root(), &ckpt.config);
-    ckpt.load_into(&vs).unwrap();
-    let logits = tch::no_grad(|| mlm.forward(&inputs, ForwardOptions::eval()));
-    python_agrees(model_dir, &vs, &ckpt.config, "BertForMaskedLM", &logits, &inputs.input_ids);
+    let mlm = common::load::<MaskedLm>(model_dir, Device::Cpu).unwrap();
+    let logits = tch::no_grad(|| mlm.model.forward(&inputs, ForwardOptions::eval()));
+    python_agrees(&mlm, &logits, &inputs.input_ids);
 }
 
 #[test]
@@ -95,12 +84,9 @@ fn minilm_with_new_heads_loads_in_transformers() {
 
 #[test]
 fn saved_config_keeps_labels_and_unknown_keys() {
-    let ckpt = Checkpoint::open(common::tiny_model().to_str().unwrap()).unwrap();
-    let vs = VarStore::new(Device::Cpu);
-    let _ = SequenceClassifier::new(&vs.root(), &ckpt.config);
-    ckpt.load_into(&vs).unwrap();
+    let cls = common::load::<SequenceClassifier>(&common::tiny_model(), Device::Cpu).unwrap();
     let out = tempfile::tempdir().unwrap();
-    save_pretrained(out.path(), &vs, &ckpt.config, "BertForSequenceClassification", &common::tiny_model()).unwrap();
+    cls.save(out.path()).unwrap();
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(saved["architectures"][0], "BertForSequenceClassification");

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use super::checks::{open_fraction, positive, positive_float, sequence_length};
 use crate::fsutil::atomic_write;
 
 #[derive(clap::Args)]
@@ -29,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     eval: Option<PathBuf>,
     /// Or hold out this fraction of --train.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = open_fraction)]
     eval_split: f64,
     #[arg(long, default_value = "text")]
     text_column: String,
@@ -39,32 +40,33 @@ pub struct Args {
     #[arg(long)]
     output: PathBuf,
     /// Further-pretraining steps.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = positive)]
     pretrain_steps: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = sequence_length)]
     pretrain_max_len: usize,
-    #[arg(long, default_value_t = 5e-5)]
+    #[arg(long, default_value_t = 5e-5, value_parser = positive_float)]
     pretrain_lr: f64,
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = open_fraction)]
     pretrain_eval_split: f64,
     /// Drop repeated paragraphs of the corpus.
     #[arg(long)]
     dedupe: bool,
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = positive_float)]
     finetune_epochs: f64,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = sequence_length)]
     finetune_max_len: usize,
-    #[arg(long, default_value_t = 5e-5)]
+    #[arg(long, default_value_t = 5e-5, value_parser = positive_float)]
     finetune_lr: f64,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     batch_size: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     #[arg(long, default_value = "auto")]
     device: String,
-    #[arg(long, value_enum, default_value = "fp32")]
-    precision: crate::train::Precision,
-    #[arg(long)]
+    /// fp32, bf16 (autocast), or auto: bf16 where the device computes it natively.
+    #[arg(long, value_enum, default_value = "auto")]
+    precision: crate::device::Precision,
+    #[arg(long, value_parser = positive)]
     threads: Option<usize>,
     /// Recompute layer activations in backward instead of keeping them (less memory).
     #[arg(long)]
@@ -102,6 +104,15 @@ pub fn run(args: Args) -> Result<()> {
         bail!("{}: holds a finished study; pass --overwrite to redo it", out.display());
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (adapted, baseline, adapted_ft) = (out.join("adapted"), out.join("baseline"), out.join("adapted-finetuned"));
+    step(pretrain_command(&args, &adapted))?;
+    step(finetune_command(&args, args.model.clone(), &baseline))?;
+    step(finetune_command(&args, path(&adapted), &adapted_ft))?;
+    write_report(&args, &adapted, &baseline, &adapted_ft)
+}
+
+/// The flags every step of the study shares.
+fn common_flags(args: &Args) -> Vec<String> {
     let mut common = vec!["--seed".to_string(), args.seed.to_string(), "--device".into(), args.device.clone()];
     common.extend(["--precision".into(), format!("{:?}", args.precision).to_lowercase()]);
     if let Some(t) = args.threads {
@@ -113,13 +124,16 @@ pub fn run(args: Args) -> Result<()> {
     if args.gradient_checkpointing {
         common.push("--gradient-checkpointing".into());
     }
-    let (adapted, baseline, adapted_ft) = (out.join("adapted"), out.join("baseline"), out.join("adapted-finetuned"));
+    common
+}
 
+/// `bertkit pretrain` of the model on the corpus, into `adapted`.
+fn pretrain_command(args: &Args, adapted: &Path) -> Vec<String> {
     let mut pretrain: Vec<String> = vec!["pretrain".into(), "--model".into(), args.model.clone(), "--corpus".into()];
     pretrain.extend(args.corpus.iter().map(|p| path(p)));
     pretrain.extend([
         "--output".into(),
-        path(&adapted),
+        path(adapted),
         "--max-steps".into(),
         args.pretrain_steps.to_string(),
         "--max-len".into(),
@@ -136,43 +150,46 @@ pub fn run(args: Args) -> Result<()> {
     if args.dedupe {
         pretrain.push("--dedupe".into());
     }
-    pretrain.extend(common.iter().cloned());
-    step(pretrain)?;
+    pretrain.extend(common_flags(args));
+    pretrain
+}
 
-    let finetune = |model: String, output: &Path| -> Vec<String> {
-        let mut v: Vec<String> = vec![
-            // The study trains a fresh head for the task on both models.
-            "finetune".into(),
-            "--new-head".into(),
-            "--model".into(),
-            model,
-            "--train".into(),
-            path(&args.train),
-            "--output".into(),
-            path(output),
-            "--text-column".into(),
-            args.text_column.clone(),
-            "--label-column".into(),
-            args.label_column.clone(),
-            "--epochs".into(),
-            args.finetune_epochs.to_string(),
-            "--max-len".into(),
-            args.finetune_max_len.to_string(),
-            "--lr".into(),
-            args.finetune_lr.to_string(),
-            "--batch-size".into(),
-            args.batch_size.to_string(),
-        ];
-        match &args.eval {
-            Some(e) => v.extend(["--eval".into(), path(e)]),
-            None => v.extend(["--eval-split".into(), args.eval_split.to_string()]),
-        }
-        v.extend(common.iter().cloned());
-        v
-    };
-    step(finetune(args.model.clone(), &baseline))?;
-    step(finetune(path(&adapted), &adapted_ft))?;
+/// `bertkit finetune` of `model` on the task, with a fresh head, into `output`.
+fn finetune_command(args: &Args, model: String, output: &Path) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        // The study trains a fresh head for the task on both models.
+        "finetune".into(),
+        "--new-head".into(),
+        "--model".into(),
+        model,
+        "--train".into(),
+        path(&args.train),
+        "--output".into(),
+        path(output),
+        "--text-column".into(),
+        args.text_column.clone(),
+        "--label-column".into(),
+        args.label_column.clone(),
+        "--epochs".into(),
+        args.finetune_epochs.to_string(),
+        "--max-len".into(),
+        args.finetune_max_len.to_string(),
+        "--lr".into(),
+        args.finetune_lr.to_string(),
+        "--batch-size".into(),
+        args.batch_size.to_string(),
+    ];
+    match &args.eval {
+        Some(e) => v.extend(["--eval".into(), path(e)]),
+        None => v.extend(["--eval-split".into(), args.eval_split.to_string()]),
+    }
+    v.extend(common_flags(args));
+    v
+}
 
+/// `report.json` and `report.md` from the three runs' results.
+fn write_report(args: &Args, adapted: &Path, baseline: &Path, adapted_ft: &Path) -> Result<()> {
+    let out = &args.output;
     let before = read_json(&adapted.join("eval_before.json"))?;
     let after = read_json(&adapted.join("eval_results.json"))?;
     let base = read_json(&baseline.join("eval_results.json"))?;

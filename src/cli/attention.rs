@@ -3,8 +3,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::run_flags::RunFlags;
+use super::checks::{resolve_max_len, sequence_length};
+use crate::device::{Autocast, DeviceFlags};
 use crate::fsutil::atomic_write;
+use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
+use crate::task::{Bare, TaskModel};
 use crate::viz::attention::{AttentionMaps, difference, head_changes};
 use crate::viz::heatmap::{Heatmap, render_grid, render_panels};
 use crate::viz::html;
@@ -36,15 +39,27 @@ pub struct Args {
     /// Also write the attention probabilities of the chosen layer/head (all with --all) as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-    #[arg(long, default_value_t = 512)]
-    max_len: usize,
+    /// Longest text in tokens (longer ones are truncated). Default: 512, or the model's
+    /// positions if fewer.
+    #[arg(long, value_parser = sequence_length)]
+    max_len: Option<usize>,
     #[command(flatten)]
-    run: RunFlags,
+    run: DeviceFlags,
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     path.with_file_name(format!("{stem}{suffix}"))
+}
+
+/// The attention maps of the model at `spec` (the exact probabilities: fp32, no autocast).
+fn attention_of(spec: &str, args: &Args, device: tch::Device) -> Result<AttentionMaps> {
+    let model = ModelDir::open(spec)?;
+    let max_len = resolve_max_len(args.max_len, &model)?;
+    let loaded: Pretrained<Bare<false>> = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
+    let enc = loaded.tokenizer.encode_batch(&[args.text.as_str()], None, max_len)?;
+    let inputs = loaded.collator().collate_encodings(&enc).to_device(device);
+    AttentionMaps::compute(model.display_name(), loaded.model.encoder(), &inputs, enc[0].get_tokens().to_vec())
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -53,91 +68,107 @@ pub fn run(args: Args) -> Result<()> {
     if !["png", "svg", "html"].contains(&ext) {
         bail!("{}: --out must end in .png, .svg or .html", args.out.display());
     }
-    let a = AttentionMaps::compute(&args.model, &args.text, args.max_len, device)?;
+    let a = attention_of(&args.model, &args, device)?;
     a.check(args.layer, args.head)?;
-    let b = args.compare.as_deref().map(|m| AttentionMaps::compute(m, &args.text, args.max_len, device)).transpose()?;
-
+    let b = args.compare.as_deref().map(|m| attention_of(m, &args, device)).transpose()?;
     if let Some(b) = &b {
-        let changes = head_changes(&a, b)?;
-        println!("heads that changed most ({} -> {}), mean over tokens:", a.model, b.model);
-        println!("  layer head  Jensen-Shannon     L1");
-        for c in changes.iter().take(10) {
-            println!("  {:5} {:4}  {:14.4}  {:5.3}", c.layer, c.head, c.jensen_shannon, c.l1);
-        }
-        let path = sibling(&args.out, ".heads.json");
-        let report = json!({"text": args.text, "tokens": a.tokens, "from": a.model, "to": b.model, "heads": changes});
-        atomic_write(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
-        println!("ranking of all heads: {}", path.display());
+        report_head_changes(&args, &a, b)?;
     }
-
     if let Some(path) = &args.json {
-        let pick = |m: &AttentionMaps| -> serde_json::Value {
-            if args.all { json!(m.maps) } else { json!(m.head(args.layer, args.head)) }
-        };
-        let mut out = json!({
-            "text": args.text, "tokens": a.tokens, "model": a.model,
-            "layers": if args.all { json!((0..a.layers()).collect::<Vec<_>>()) } else { json!([args.layer]) },
-            "heads": if args.all { json!((0..a.heads()).collect::<Vec<_>>()) } else { json!([args.head]) },
-            "shape": if args.all { "[layer][head][query][key]" } else { "[query][key]" },
-            "attention": pick(&a),
-        });
-        if let Some(b) = &b {
-            out["compare"] = json!({"model": b.model, "attention": pick(b)});
-        }
-        atomic_write(path, serde_json::to_string(&out)?.as_bytes())?;
+        write_json(path, &args, &a, b.as_ref())?;
     }
-
     let (l, h) = (args.layer, args.head);
     match ext {
         "html" => {
             let models: Vec<&AttentionMaps> = std::iter::once(&a).chain(b.as_ref()).collect();
             atomic_write(&args.out, html::page(&args.text, &models, l, h).as_bytes())?;
         }
-        _ if args.all => {
-            let cols: Vec<String> = (0..a.layers()).map(|l| format!("layer {l}")).collect();
-            let mut rows = Vec::new();
-            let cell = |m: &AttentionMaps, l: usize, h: Option<usize>| match h {
-                Some(h) => m.head(l, h).clone(),
-                None => m.mean_over_heads(l),
-            };
-            let heads: Vec<Option<usize>> = (0..a.heads()).map(Some).chain([None]).collect();
-            for head in heads {
-                let name = head.map_or("mean".to_string(), |h| format!("head {h}"));
-                let panels = (0..a.layers())
-                    .map(|l| match &b {
-                        Some(b) => Heatmap {
-                            caption: String::new(),
-                            matrix: difference(&cell(&a, l, head), &cell(b, l, head)),
-                            diverging: true,
-                        },
-                        None => Heatmap { caption: String::new(), matrix: cell(&a, l, head), diverging: false },
-                    })
-                    .collect();
-                rows.push((name, panels));
-            }
-            let title = match &b {
-                Some(b) => format!("{} - {}: change of every head's attention", b.model, a.model),
-                None => format!("{}: attention of every layer and head", a.model),
-            };
-            render_grid(&args.out, &title, &rows, &cols)?;
-        }
-        _ => {
-            let mut panels = vec![Heatmap { caption: a.model.clone(), matrix: a.head(l, h).clone(), diverging: false }];
-            let title = match &b {
-                Some(b) => {
-                    panels.push(Heatmap { caption: b.model.clone(), matrix: b.head(l, h).clone(), diverging: false });
-                    panels.push(Heatmap {
-                        caption: "difference (right - left)".into(),
-                        matrix: difference(a.head(l, h), b.head(l, h)),
-                        diverging: true,
-                    });
-                    format!("{} vs {} · layer {l} · head {h}", a.model, b.model)
-                }
-                None => format!("{} · layer {l} · head {h}", a.model),
-            };
-            render_panels(&args.out, &title, &a.tokens, &panels)?;
-        }
+        _ if args.all => draw_all(&args.out, &a, b.as_ref())?,
+        _ => draw_head(&args.out, &a, b.as_ref(), l, h)?,
     }
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// Prints the heads that changed most and saves the ranking of all beside --out.
+fn report_head_changes(args: &Args, a: &AttentionMaps, b: &AttentionMaps) -> Result<()> {
+    let changes = head_changes(a, b)?;
+    println!("heads that changed most ({} -> {}), mean over tokens:", a.model, b.model);
+    println!("  layer head  Jensen-Shannon     L1");
+    for c in changes.iter().take(10) {
+        println!("  {:5} {:4}  {:14.4}  {:5.3}", c.layer, c.head, c.jensen_shannon, c.l1);
+    }
+    let path = sibling(&args.out, ".heads.json");
+    let report = json!({"text": args.text, "tokens": a.tokens, "from": a.model, "to": b.model, "heads": changes});
+    atomic_write(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    println!("ranking of all heads: {}", path.display());
+    Ok(())
+}
+
+/// The probabilities of the chosen layer/head (every one with --all), of both models.
+fn write_json(path: &Path, args: &Args, a: &AttentionMaps, b: Option<&AttentionMaps>) -> Result<()> {
+    let pick = |m: &AttentionMaps| -> serde_json::Value {
+        if args.all { json!(m.maps) } else { json!(m.head(args.layer, args.head)) }
+    };
+    let mut out = json!({
+        "text": args.text, "tokens": a.tokens, "model": a.model,
+        "layers": if args.all { json!((0..a.layers()).collect::<Vec<_>>()) } else { json!([args.layer]) },
+        "heads": if args.all { json!((0..a.heads()).collect::<Vec<_>>()) } else { json!([args.head]) },
+        "shape": if args.all { "[layer][head][query][key]" } else { "[query][key]" },
+        "attention": pick(a),
+    });
+    if let Some(b) = b {
+        out["compare"] = json!({"model": b.model, "attention": pick(b)});
+    }
+    atomic_write(path, serde_json::to_string(&out)?.as_bytes())
+}
+
+/// Every layer x head (and the mean over heads) as small multiples; with `b`, the differences.
+fn draw_all(out: &Path, a: &AttentionMaps, b: Option<&AttentionMaps>) -> Result<()> {
+    let cols: Vec<String> = (0..a.layers()).map(|l| format!("layer {l}")).collect();
+    let cell = |m: &AttentionMaps, l: usize, h: Option<usize>| match h {
+        Some(h) => m.head(l, h).clone(),
+        None => m.mean_over_heads(l),
+    };
+    let heads: Vec<Option<usize>> = (0..a.heads()).map(Some).chain([None]).collect();
+    let rows: Vec<(String, Vec<Heatmap>)> = heads
+        .into_iter()
+        .map(|head| {
+            let name = head.map_or("mean".to_string(), |h| format!("head {h}"));
+            let panels = (0..a.layers())
+                .map(|l| match b {
+                    Some(b) => Heatmap {
+                        caption: String::new(),
+                        matrix: difference(&cell(a, l, head), &cell(b, l, head)),
+                        diverging: true,
+                    },
+                    None => Heatmap { caption: String::new(), matrix: cell(a, l, head), diverging: false },
+                })
+                .collect();
+            (name, panels)
+        })
+        .collect();
+    let title = match b {
+        Some(b) => format!("{} - {}: change of every head's attention", b.model, a.model),
+        None => format!("{}: attention of every layer and head", a.model),
+    };
+    render_grid(out, &title, &rows, &cols)
+}
+
+/// One head as a heatmap; with `b`, both models side by side and their difference.
+fn draw_head(out: &Path, a: &AttentionMaps, b: Option<&AttentionMaps>, l: usize, h: usize) -> Result<()> {
+    let mut panels = vec![Heatmap { caption: a.model.clone(), matrix: a.head(l, h).clone(), diverging: false }];
+    let title = match b {
+        Some(b) => {
+            panels.push(Heatmap { caption: b.model.clone(), matrix: b.head(l, h).clone(), diverging: false });
+            panels.push(Heatmap {
+                caption: "difference (right - left)".into(),
+                matrix: difference(a.head(l, h), b.head(l, h)),
+                diverging: true,
+            });
+            format!("{} vs {} · layer {l} · head {h}", a.model, b.model)
+        }
+        None => format!("{} · layer {l} · head {h}", a.model),
+    };
+    render_panels(out, &title, &a.tokens, &panels)
 }

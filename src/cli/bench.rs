@@ -10,17 +10,18 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use tch::Device;
 
-use super::run_flags::RunFlags;
-use crate::checkpoint::Checkpoint;
+use super::checks::{check_max_len, positive, sequence_length};
 use crate::data::Encoded;
 use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
-use crate::device::{Autocast, gpu_peak_memory};
+use crate::data::masking::Masker;
+use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
+use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::tokenizer::BertTokenizer;
+use crate::train::Objective;
 use crate::train::classify::{Classifier, FineTune, LabelledSet};
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
-use crate::train::trainer::{accumulate_gradients, clip_and_read};
-use crate::train::{Precision, Task};
+use crate::train::trainer::{accumulate_gradients, clip_and_read, sorted_params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
@@ -39,81 +40,41 @@ pub struct Args {
     model: String,
     #[arg(long, value_enum)]
     workload: Workload,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = positive)]
     batch_size: usize,
     /// Tokens per example, [CLS] and [SEP] included (every example is this long).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = sequence_length)]
     seq_len: usize,
     /// Timed steps.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = positive)]
     steps: usize,
     /// Untimed steps first (allocator and kernel warm-up).
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+    /// fp32 (the default here, as the benchmark's reference runs), bf16 autocast, or auto.
     #[arg(long, value_enum, default_value = "fp32")]
     precision: Precision,
     /// Recompute layer activations in backward instead of keeping them (training workloads).
     #[arg(long)]
     gradient_checkpointing: bool,
     #[command(flatten)]
-    run: RunFlags,
+    run: DeviceFlags,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let device = args.run.setup()?;
     let autocast = Autocast::new(args.precision, device);
-    let ckpt = Checkpoint::open(&args.model)?;
-    if args.seq_len < 3 || args.seq_len as i64 > ckpt.config.max_position_embeddings {
-        bail!("--seq-len must be between 3 and the model's {} positions", ckpt.config.max_position_embeddings);
-    }
+    let model = ModelDir::open(&args.model)?;
+    check_max_len("seq-len", args.seq_len, &model)?;
     let total = args.warmup + args.steps;
-    let n = args.batch_size * total;
     let batches: Vec<Vec<usize>> =
         (0..total).map(|s| (s * args.batch_size..(s + 1) * args.batch_size).collect()).collect();
     let mut watch = Stopwatch { warmup: args.warmup, device, seconds: Vec::with_capacity(args.steps) };
-
+    let options =
+        LoadOptions { device, autocast, gradient_checkpointing: args.gradient_checkpointing, new_head: false };
     match args.workload {
-        Workload::Finetune | Workload::Inference => {
-            // The checkpoint's own labels (a classifier keeps its head), else config.json's default.
-            let labels = ckpt.config.label_names();
-            let mut classifier = Classifier::load(&ckpt, &labels, false, device, autocast)?;
-            classifier.model.bert.gradient_checkpointing = args.gradient_checkpointing;
-            let items = random_examples(&classifier.tokenizer, n, args.seq_len);
-            let mut rng = ChaCha8Rng::seed_from_u64(0);
-            let classes = labels.len() as i64;
-            let set = LabelledSet { items, labels: (0..n).map(|_| rng.random_range(0..classes)).collect() };
-            if args.workload == Workload::Inference {
-                for (step, batch) in batches.iter().enumerate() {
-                    let items: Vec<Encoded> = batch.iter().map(|&i| set.items[i].clone()).collect();
-                    watch.time(step, || classifier.predict(&items, None, args.batch_size).map(|_| ()))?;
-                }
-            } else {
-                let task =
-                    FineTune { classifier, train: set, eval: None, batch_size: args.batch_size, bucketing: false };
-                train_steps(&task, &batches, autocast, &mut watch)?;
-            }
-        }
-        Workload::Mlm => {
-            let mut mlm = MaskedLanguageModel::load(&ckpt, 0.15, false, device, autocast)?;
-            mlm.model.bert.gradient_checkpointing = args.gradient_checkpointing;
-            let tmp = tempfile::tempdir()?;
-            let corpus = tmp.path().join("corpus.txt");
-            std::fs::write(&corpus, random_text(&mlm.tokenizer, n * args.seq_len))?;
-            let spec = CorpusSpec {
-                paths: vec![corpus],
-                chunking: Chunking::Group,
-                max_len: args.seq_len,
-                text_field: "text".into(),
-                dedupe: false,
-            };
-            let cache = TokenCache::open_or_build(&tmp.path().join("cache"), &spec, &mlm.tokenizer, &ckpt.dir)?;
-            if cache.len() < n {
-                bail!("the synthetic corpus made {} blocks, {n} needed", cache.len());
-            }
-            let train = Blocks { cache: &cache, indices: (0..n).collect() };
-            let task = Pretrain { mlm, train, eval: None, batch_size: args.batch_size, bucketing: false };
-            train_steps(&task, &batches, autocast, &mut watch)?;
-        }
+        Workload::Finetune | Workload::Inference => classifier_steps(&args, &model, &options, &batches, &mut watch)?,
+        Workload::Mlm => mlm_steps(&args, &model, &options, &batches, &mut watch)?,
     }
 
     let mut seconds = watch.seconds;
@@ -125,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
         json!({
             "tool": "bertkit",
             "workload": format!("{:?}", args.workload).to_lowercase(),
-            "precision": format!("{:?}", args.precision).to_lowercase(),
+            "precision": format!("{:?}", autocast.precision()).to_lowercase(),
             "device": format!("{device:?}"),
             "threads": tch::get_num_threads(),
             "batch_size": args.batch_size,
@@ -139,6 +100,64 @@ pub fn run(args: Args) -> Result<()> {
         })
     );
     Ok(())
+}
+
+/// Fine-tuning or inference steps of a classifier on random full-length examples.
+fn classifier_steps(
+    args: &Args,
+    model: &ModelDir,
+    options: &LoadOptions,
+    batches: &[Vec<usize>],
+    watch: &mut Stopwatch,
+) -> Result<()> {
+    // The checkpoint's own labels (a classifier keeps its head), else config.json's default.
+    let mut model = model.clone();
+    let labels = model.config.label_names();
+    model.config.set_labels(&labels);
+    let classifier: Classifier = pretrained::load(&model, options)?;
+    let n = args.batch_size * batches.len();
+    let items = random_examples(&classifier.tokenizer, n, args.seq_len);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let set = LabelledSet { items, labels: (0..n).map(|_| rng.random_range(0..labels.len() as i64)).collect() };
+    if args.workload == Workload::Inference {
+        for (step, batch) in batches.iter().enumerate() {
+            let items: Vec<Encoded> = batch.iter().map(|&i| set.items[i].clone()).collect();
+            watch.time(step, || classifier.predict(&items, None, args.batch_size).map(|_| ()))?;
+        }
+        return Ok(());
+    }
+    let task = FineTune { classifier, train: set, eval: None, batch_size: args.batch_size, bucketing: false };
+    train_steps(&task, batches, options.autocast, watch)
+}
+
+/// MLM steps on blocks of a random-word corpus, masked as in training.
+fn mlm_steps(
+    args: &Args,
+    model: &ModelDir,
+    options: &LoadOptions,
+    batches: &[Vec<usize>],
+    watch: &mut Stopwatch,
+) -> Result<()> {
+    let mlm: MaskedLanguageModel = pretrained::load(model, options)?;
+    let n = args.batch_size * batches.len();
+    let tmp = tempfile::tempdir()?;
+    let corpus = tmp.path().join("corpus.txt");
+    std::fs::write(&corpus, random_text(&mlm.tokenizer, n * args.seq_len))?;
+    let spec = CorpusSpec {
+        paths: vec![corpus],
+        chunking: Chunking::Group,
+        max_len: args.seq_len,
+        text_field: "text".into(),
+        dedupe: false,
+    };
+    let cache = TokenCache::open_or_build(&tmp.path().join("cache"), &spec, &mlm.tokenizer, &model.dir)?;
+    if cache.len() < n {
+        bail!("the synthetic corpus made {} blocks, {n} needed", cache.len());
+    }
+    let train = Blocks { cache: &cache, indices: (0..n).collect() };
+    let masker = Masker::new(&mlm.tokenizer, 0.15, false);
+    let task = Pretrain { mlm, masker, train, eval: None, batch_size: args.batch_size, bucketing: false };
+    train_steps(&task, batches, options.autocast, watch)
 }
 
 /// Times steps, leaving out the warm-up ones; waits for the GPU before reading the clock.
@@ -163,14 +182,18 @@ impl Stopwatch {
 }
 
 /// What the trainer does per step, minus logging and checkpoints.
-fn train_steps<T: Task>(task: &T, batches: &[Vec<usize>], autocast: Autocast, watch: &mut Stopwatch) -> Result<()> {
-    let mut params: Vec<_> = task.var_store().variables().into_iter().collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
+fn train_steps<T: Objective>(
+    task: &T,
+    batches: &[Vec<usize>],
+    autocast: Autocast,
+    watch: &mut Stopwatch,
+) -> Result<()> {
+    let params = sorted_params(task.var_store());
     let trainable: Vec<_> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
     let mut opt = AdamW::new(params, AdamWConfig::default());
     for (step, batch) in batches.iter().enumerate() {
         watch.time(step, || {
-            let stats = accumulate_gradients(task, &[batch], 42, step, autocast)?;
+            let stats = accumulate_gradients(task, std::slice::from_ref(batch), 42, step, autocast)?;
             clip_and_read(&stats, &trainable, 1.0);
             opt.step(5e-5)?;
             opt.zero_grad();

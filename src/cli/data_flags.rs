@@ -23,9 +23,10 @@ pub struct DataFlags {
     /// What to do with a bad row (empty text, missing label, broken line, invalid UTF-8).
     #[arg(long, value_enum, default_value = "error")]
     pub on_bad_row: OnBadRow,
-    /// Longest sequence in tokens; longer texts are truncated (and counted).
-    #[arg(long, default_value_t = 512)]
-    pub max_len: usize,
+    /// Longest sequence in tokens; longer texts are truncated (and counted). Default: 512, or
+    /// the model's positions if fewer.
+    #[arg(long, value_parser = super::checks::sequence_length)]
+    pub max_len: Option<usize>,
 }
 
 impl DataFlags {

@@ -1,14 +1,15 @@
+//! `bertkit embed`: sentence vectors from any encoder, as JSON.
+
 use anyhow::{Result, bail};
 use clap::ValueEnum;
 use serde_json::json;
-use tch::Kind;
-use tch::nn::VarStore;
+use tch::{Kind, Tensor};
 
-use super::run_flags::RunFlags;
-use crate::checkpoint::Checkpoint;
-use crate::data::Collator;
-use crate::model::{Bert, ForwardOptions};
-use crate::tokenizer::BertTokenizer;
+use super::checks::{resolve_max_len, sequence_length};
+use crate::device::{Autocast, DeviceFlags};
+use crate::encoder::{ForwardOptions, Inputs};
+use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
+use crate::task::{Bare, TaskModel};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,10 +25,12 @@ pub struct Args {
     /// Scale each vector to unit length.
     #[arg(long)]
     normalize: bool,
-    #[arg(long, default_value_t = 512)]
-    max_len: usize,
+    /// Longest text in tokens (longer ones are truncated). Default: 512, or the model's
+    /// positions if fewer.
+    #[arg(long, value_parser = sequence_length)]
+    max_len: Option<usize>,
     #[command(flatten)]
-    run: RunFlags,
+    run: DeviceFlags,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -39,47 +42,58 @@ enum Pooling {
 
 pub fn run(args: Args) -> Result<()> {
     let device = args.run.setup()?;
-    let ckpt = Checkpoint::open(&args.model)?;
-    let tokenizer = BertTokenizer::from_dir(&ckpt.dir)?;
-    tokenizer.check_fits(ckpt.config.vocab_size, &ckpt.dir)?;
-    let with_pooler = matches!(args.pooling, Pooling::Pooler);
-    let vs = VarStore::new(device);
-    let bert = Bert::new(vs.root().sub("bert"), &ckpt.config, with_pooler);
-    let report = ckpt.load_into(&vs)?;
-    if with_pooler && report.initialised.iter().any(|n| n.starts_with("bert.pooler.")) {
-        bail!("{}: has no pooler weights; use --pooling cls or mean", ckpt.dir.display());
-    }
+    let model = ModelDir::open(&args.model)?;
+    let max_len = resolve_max_len(args.max_len, &model)?;
+    let options = LoadOptions::inference(device, Autocast::off());
+    // Only --pooling pooler builds the pooler (a checkpoint without one would warn otherwise).
+    let (vectors, tokens) = match args.pooling {
+        Pooling::Pooler => {
+            let encoder: Pretrained<Bare<true>> = pretrained::load(&model, &options)?;
+            if encoder.report.initialised.iter().any(|n| n.contains("pooler")) {
+                bail!("{}: has no pooler weights; use --pooling cls or mean", model.dir.display());
+            }
+            embed(&encoder, &args, max_len)?
+        }
+        _ => embed(&pretrained::load::<Bare<false>>(&model, &options)?, &args, max_len)?,
+    };
+    let rows: Vec<_> = args
+        .text
+        .iter()
+        .zip(tokens)
+        .zip(vectors)
+        .map(|((text, (n, truncated)), v)| json!({"text": text, "tokens": n, "truncated": truncated, "vector": v}))
+        .collect();
+    let pooling = args.pooling.to_possible_value().map(|v| v.get_name().to_string());
+    let report = json!({"model": model.dir, "pooling": pooling, "dim": model.dims.hidden_size, "embeddings": rows});
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// One vector per text, and each text's (tokens, truncated).
+fn embed<const P: bool>(
+    m: &Pretrained<Bare<P>>,
+    args: &Args,
+    max_len: usize,
+) -> Result<(Vec<Vec<f32>>, Vec<(usize, bool)>)> {
     let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
-    let encodings = tokenizer.encode_batch(&texts, None, args.max_len)?;
-    let inputs = Collator { pad_id: tokenizer.pad_id }.collate_encodings(&encodings).to_device(device);
-    let out = tch::no_grad(|| bert.forward(&inputs, ForwardOptions::eval()));
+    let encodings = m.tokenizer.encode_batch(&texts, None, max_len)?;
+    let inputs = m.collator().collate_encodings(&encodings).to_device(m.device);
+    let out = tch::no_grad(|| m.model.encoder().forward(&inputs, ForwardOptions::eval()));
     let vectors = match args.pooling {
         Pooling::Cls => out.last_hidden_state.select(1, 0),
         Pooling::Pooler => out.pooled.expect("built with a pooler"),
-        Pooling::Mean => {
-            let mask = inputs.attention_mask.to_kind(Kind::Float).unsqueeze(-1);
-            (&out.last_hidden_state * &mask).sum_dim_intlist(1, false, Kind::Float)
-                / mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1e-9)
-        }
+        Pooling::Mean => mean_over_tokens(&out.last_hidden_state, &inputs),
     };
-    let vectors = if args.normalize {
-        let norm = vectors.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
-        vectors / norm
-    } else {
-        vectors
-    };
+    let vectors =
+        if args.normalize { &vectors / vectors.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12) } else { vectors };
     let vectors = Vec::<Vec<f32>>::try_from(vectors.to_kind(Kind::Float).to_device(tch::Device::Cpu))?;
-    let rows: Vec<_> = texts
-        .iter()
-        .zip(&encodings)
-        .zip(vectors)
-        .map(|((text, enc), v)| json!({"text": text, "tokens": enc.len(), "truncated": !enc.get_overflowing().is_empty(), "vector": v}))
-        .collect();
-    println!(
-        "{}",
-        serde_json::to_string(
-            &json!({"model": ckpt.dir, "pooling": args.pooling.to_possible_value().map(|v| v.get_name().to_string()), "dim": ckpt.config.hidden_size, "embeddings": rows})
-        )?
-    );
-    Ok(())
+    let tokens = encodings.iter().map(|e| (e.len(), !e.get_overflowing().is_empty())).collect();
+    Ok((vectors, tokens))
+}
+
+/// The average of the real tokens' hidden states (what sentence-transformers models expect).
+fn mean_over_tokens(hidden: &Tensor, inputs: &Inputs) -> Tensor {
+    let mask = inputs.attention_mask.to_kind(Kind::Float).unsqueeze(-1);
+    (hidden * &mask).sum_dim_intlist(1, false, Kind::Float)
+        / mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1e-9)
 }

@@ -1,9 +1,9 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::run_flags::RunFlags;
-use crate::checkpoint::Checkpoint;
-use crate::device::Autocast;
+use super::checks::positive;
+use crate::device::{Autocast, DeviceFlags};
+use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::train::pretrain::MaskedLanguageModel;
 
 #[derive(clap::Args)]
@@ -14,19 +14,19 @@ pub struct Args {
     /// Text with one or more [MASK] tokens (repeat --text for several).
     #[arg(long, required = true)]
     text: Vec<String>,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = positive)]
     top_k: usize,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    run: RunFlags,
+    run: DeviceFlags,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let device = args.run.setup()?;
-    let ckpt = Checkpoint::open(&args.model)?;
-    let mlm = MaskedLanguageModel::load(&ckpt, 0.15, false, device, Autocast::off())?;
+    let model = ModelDir::open(&args.model)?;
+    let mlm: MaskedLanguageModel = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
     let mut rows = Vec::new();
     for text in &args.text {
         let fills = mlm.fill_mask(text, args.top_k)?;

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::pretrained::ModelDir;
 use crate::tokenizer::BertTokenizer;
 
 #[derive(clap::Args)]
@@ -16,37 +16,43 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let ckpt = Checkpoint::open(&args.model)?;
-    let tensors = checkpoint::tensor_index(&ckpt.dir)?;
+    let model = ModelDir::open(&args.model)?;
+    let tensors = model.tensor_index()?;
     let count = |pred: &dyn Fn(&str) -> bool| -> i64 {
         tensors.iter().filter(|(n, _)| pred(n)).map(|(_, t)| t.shape.iter().product::<i64>()).sum()
     };
     let total = count(&|_| true);
-    let encoder = count(&|n| n.starts_with("bert.") && !n.starts_with("bert.pooler."));
+    let family = model.family;
+    let encoder = count(&|n| !family.is_head_tensor(n));
     let has = |prefix: &str| tensors.keys().any(|n| n.starts_with(prefix));
-    let mut heads = BTreeMap::new();
-    heads.insert("pooler", has("bert.pooler."));
-    heads.insert("sequence_classification", has("classifier."));
-    heads.insert("masked_lm", has("cls.predictions."));
-    heads.insert("next_sentence", has("cls.seq_relationship."));
+    let heads = BTreeMap::from([
+        ("pooler", tensors.keys().any(|n| n.contains("pooler."))),
+        ("sequence_classification", has(&format!("{}.", family.heads.classifier))),
+        ("masked_lm", has(family.heads.mlm_bias)),
+    ]);
     let dtypes: std::collections::BTreeSet<String> = tensors.values().map(|t| format!("{:?}", t.dtype)).collect();
-    let tokenizer = BertTokenizer::from_dir(&ckpt.dir).ok();
-    let c = &ckpt.config;
+    let tokenizer = BertTokenizer::from_dir(&model.dir).ok();
+    let (c, d) = (model.config.json(), &model.dims);
+    let architectures: Vec<&str> = c
+        .get("architectures")
+        .and_then(|a| a.as_array())
+        .map_or(vec![], |a| a.iter().filter_map(|v| v.as_str()).collect());
+    let hidden_act = c.get("hidden_act").and_then(|v| v.as_str()).unwrap_or("gelu");
     let report = json!({
-        "path": ckpt.dir,
-        "architectures": c.architectures,
-        "model_type": c.model_type,
-        "layers": c.num_hidden_layers,
-        "hidden_size": c.hidden_size,
-        "attention_heads": c.num_attention_heads,
-        "intermediate_size": c.intermediate_size,
-        "hidden_act": c.hidden_act,
-        "max_position_embeddings": c.max_position_embeddings,
-        "vocab_size": c.vocab_size,
+        "path": model.dir,
+        "architectures": architectures,
+        "model_type": family.model_type,
+        "layers": d.num_layers,
+        "hidden_size": d.hidden_size,
+        "attention_heads": d.num_heads,
+        "intermediate_size": c.get("intermediate_size"),
+        "hidden_act": hidden_act,
+        "max_position_embeddings": d.max_positions,
+        "vocab_size": d.vocab_size,
         "parameters": total,
         "encoder_parameters": encoder,
         "heads": heads,
-        "labels": c.id2label,
+        "labels": model.config.id2label(),
         "dtypes": dtypes,
         "tokenizer_vocab_size": tokenizer.as_ref().map(|t| t.vocab_size()),
     });
@@ -54,26 +60,21 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!("{}", ckpt.dir.display());
-    println!("  architecture  {}", if c.architectures.is_empty() { "-".into() } else { c.architectures.join(", ") });
+    println!("{}", model.dir.display());
+    println!("  architecture  {}", if architectures.is_empty() { "-".into() } else { architectures.join(", ") });
     println!(
-        "  encoder       {} layers x {} hidden, {} heads, {} intermediate, {} act, {} positions",
-        c.num_hidden_layers,
-        c.hidden_size,
-        c.num_attention_heads,
-        c.intermediate_size,
-        c.hidden_act,
-        c.max_position_embeddings
+        "  encoder       {} {} layers x {} hidden, {} heads, {} intermediate, {hidden_act} act, {} positions",
+        family.model_type, d.num_layers, d.hidden_size, d.num_heads, report["intermediate_size"], d.max_positions
     );
     println!("  parameters    {} ({:.1} M; encoder {:.1} M)", total, total as f64 / 1e6, encoder as f64 / 1e6);
     println!("  weights       {}", dtypes.into_iter().collect::<Vec<_>>().join(", "));
     let present: Vec<&str> = heads.iter().filter(|(_, v)| **v).map(|(k, _)| *k).collect();
     println!("  heads         {}", if present.is_empty() { "none".to_string() } else { present.join(", ") });
-    if let Some(labels) = &c.id2label {
+    if let Some(labels) = model.config.id2label() {
         println!("  labels        {}", labels.join(", "));
     }
     match &tokenizer {
-        Some(t) => println!("  tokenizer     {} tokens (config vocab_size {})", t.vocab_size(), c.vocab_size),
+        Some(t) => println!("  tokenizer     {} tokens (config vocab_size {})", t.vocab_size(), d.vocab_size),
         None => println!("  tokenizer     none found"),
     }
     Ok(())

@@ -3,6 +3,7 @@
 mod adapt;
 mod attention;
 mod bench;
+pub mod checks;
 mod data_flags;
 mod embed;
 mod evaluate;
@@ -11,7 +12,6 @@ mod finetune;
 mod inspect;
 mod predict;
 mod pretrain;
-mod run_flags;
 
 use clap::{Parser, Subcommand};
 

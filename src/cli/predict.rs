@@ -4,13 +4,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::json;
 
+use super::checks::{positive, resolve_max_len};
 use super::data_flags::DataFlags;
-use super::run_flags::RunFlags;
-use crate::checkpoint::Checkpoint;
 use crate::data::{Format, tokenize_examples};
-use crate::device::Autocast;
+use crate::device::{Autocast, DeviceFlags, Precision};
 use crate::fsutil::atomic_write;
-use crate::train::Precision;
+use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::train::classify::Classifier;
 
 #[derive(clap::Args)]
@@ -26,12 +25,13 @@ pub struct Args {
     output: PathBuf,
     #[command(flatten)]
     flags: DataFlags,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = positive)]
     batch_size: usize,
-    #[arg(long, value_enum, default_value = "fp32")]
+    /// fp32, bf16 (autocast), or auto: bf16 where the device computes it natively.
+    #[arg(long, value_enum, default_value = "auto")]
     precision: Precision,
     #[command(flatten)]
-    run: RunFlags,
+    run: DeviceFlags,
 }
 
 /// A CSV field, quoted when it must be.
@@ -41,18 +41,20 @@ fn csv_field(s: &str) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let device = args.run.setup()?;
-    let ckpt = Checkpoint::open(&args.model)?;
-    let names =
-        ckpt.config.id2label.clone().with_context(|| format!("{}: config.json has no id2label", ckpt.dir.display()))?;
-    let classifier = Classifier::load(&ckpt, &names, false, device, Autocast::new(args.precision, device))?;
+    let model = ModelDir::open(&args.model)?;
+    let max_len = resolve_max_len(args.flags.max_len, &model)?;
+    let names = model.config.id2label().map(<[String]>::to_vec);
+    let names = names.with_context(|| format!("{}: config.json has no id2label", model.dir.display()))?;
+    let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
+    let classifier: Classifier = pretrained::load(&model, &options)?;
     let mut flags = args.flags.clone();
     if args.input.as_os_str() == "-" && flags.format.is_none() {
         flags.format = Some(Format::Lines);
     }
     let examples = flags.read(&args.input, false)?.examples;
-    let tokenized = tokenize_examples(&classifier.tokenizer, &examples, flags.max_len)?;
+    let tokenized = tokenize_examples(&classifier.tokenizer, &examples, max_len)?;
     if tokenized.truncated > 0 {
-        tracing::info!("{} of {} texts truncated to {} tokens", tokenized.truncated, examples.len(), flags.max_len);
+        tracing::info!("{} of {} texts truncated to {} tokens", tokenized.truncated, examples.len(), max_len);
     }
     let (probs, _) = classifier.predict(&tokenized.items, None, args.batch_size)?;
     let probs = Vec::<Vec<f32>>::try_from(probs)?;

@@ -2,17 +2,19 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::checkpoint::Checkpoint;
+use super::checks::{check_max_len, fraction, open_fraction, sequence_length};
 use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
-use crate::device::{Autocast, parse_device, set_threads};
+use crate::data::masking::Masker;
+use crate::device::Autocast;
+use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
-use crate::train::trainer::prepare_output_dir;
+use crate::train::run_dir::RunDir;
 use crate::train::{TrainConfig, train};
 
 #[derive(clap::Args)]
 pub struct CorpusFlags {
     /// Block length in tokens, [CLS] and [SEP] included.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = sequence_length)]
     pub max_len: usize,
     #[arg(long, value_enum, default_value = "group")]
     pub chunking: Chunking,
@@ -47,11 +49,11 @@ pub struct Args {
     /// Held-out text to evaluate on.
     #[arg(long, num_args = 1.., conflicts_with = "eval_split")]
     eval_corpus: Vec<PathBuf>,
-    /// Hold out this fraction of the corpus blocks for evaluation.
-    #[arg(long, default_value_t = 0.05)]
+    /// Hold out this fraction of the corpus blocks for evaluation (0: none).
+    #[arg(long, default_value_t = 0.05, value_parser = fraction)]
     eval_split: f64,
     /// Fraction of tokens chosen for prediction.
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.15, value_parser = open_fraction)]
     mlm_probability: f64,
     /// Choose whole words (a token and its ## pieces) rather than single tokens.
     #[arg(long)]
@@ -75,78 +77,60 @@ pub fn split_blocks(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usiz
 
 pub fn run(args: Args) -> Result<i32> {
     let cfg = args.cfg;
-    set_threads(cfg.threads);
-    let device = parse_device(&cfg.device)?;
-    if !(0.0..1.0).contains(&args.mlm_probability) || args.mlm_probability == 0.0 {
-        bail!("--mlm-probability must be in (0, 1), got {}", args.mlm_probability);
+    let device = cfg.placement.device.setup()?;
+    tch::manual_seed(cfg.hyper.seed as i64);
+    let mut model = ModelDir::open(&cfg.control.model_source(&args.model))?;
+    if let Some(p) = cfg.hyper.dropout {
+        model.set_dropout(p)?;
     }
-    tch::manual_seed(cfg.seed as i64);
-    let source = cfg.resume_from.as_ref().map_or(args.model.clone(), |p| p.display().to_string());
-    let mut ckpt = Checkpoint::open(&source)?;
-    if let Some(p) = cfg.dropout {
-        ckpt.config.hidden_dropout_prob = p;
-        ckpt.config.attention_probs_dropout_prob = p;
-    }
-    if args.corpus_flags.max_len as i64 > ckpt.config.max_position_embeddings {
-        bail!(
-            "--max-len {} exceeds the model's {} positions",
-            args.corpus_flags.max_len,
-            ckpt.config.max_position_embeddings
-        );
-    }
-    let autocast = Autocast::new(cfg.precision, device);
-    let mut mlm = MaskedLanguageModel::load(&ckpt, args.mlm_probability, args.whole_word_masking, device, autocast)?;
-    mlm.model.bert.gradient_checkpointing = cfg.gradient_checkpointing;
+    check_max_len("max-len", args.corpus_flags.max_len, &model)?;
+    let autocast = Autocast::new(cfg.placement.precision, device);
+    let gradient_checkpointing = cfg.placement.gradient_checkpointing;
+    let options = LoadOptions { device, autocast, gradient_checkpointing, new_head: false };
+    let mlm: MaskedLanguageModel = pretrained::load(&model, &options)?;
 
     // The corpus is checked (and tokenised) before the output directory is touched; the cache
     // lives beside the output so a rerun or a resume finds it.
-    let cache_root = cfg.output.with_extension("token-cache");
-    let train_cache = TokenCache::open_or_build(
-        &cache_root.join("train"),
-        &args.corpus_flags.spec(&args.corpus),
-        &mlm.tokenizer,
-        &ckpt.dir,
-    )?;
-    let eval_cache = if args.eval_corpus.is_empty() {
-        None
-    } else {
-        Some(TokenCache::open_or_build(
-            &cache_root.join("eval"),
-            &args.corpus_flags.spec(&args.eval_corpus),
-            &mlm.tokenizer,
-            &ckpt.dir,
-        )?)
+    let cache_root = cfg.control.output.with_extension("token-cache");
+    let open = |name: &str, paths: &[PathBuf]| {
+        let spec = args.corpus_flags.spec(paths);
+        TokenCache::open_or_build(&cache_root.join(name), &spec, &mlm.tokenizer, &model.dir)
     };
-    let (train_blocks, eval_blocks) = match &eval_cache {
-        Some(cache) => (
-            Blocks { cache: &train_cache, indices: (0..train_cache.len()).collect() },
-            Some(Blocks { cache, indices: (0..cache.len()).collect() }),
-        ),
-        None if args.eval_split > 0.0 => {
-            let (t, e) = split_blocks(train_cache.len(), args.eval_split, cfg.seed);
-            if t.is_empty() || e.is_empty() {
-                bail!("the corpus has {} blocks: too few to hold out {} of them", train_cache.len(), args.eval_split);
-            }
-            (Blocks { cache: &train_cache, indices: t }, Some(Blocks { cache: &train_cache, indices: e }))
-        }
-        None => (Blocks { cache: &train_cache, indices: (0..train_cache.len()).collect() }, None),
-    };
+    let train_cache = open("train", &args.corpus)?;
+    let eval_cache = (!args.eval_corpus.is_empty()).then(|| open("eval", &args.eval_corpus)).transpose()?;
+    let (train_blocks, eval_blocks) = blocks(&train_cache, eval_cache.as_ref(), args.eval_split, cfg.hyper.seed)?;
     tracing::info!(
-        "{} training blocks, {} held out | device {device:?} | precision {:?}",
+        "{} training blocks, {} held out | device {device:?}",
         train_blocks.indices.len(),
-        eval_blocks.as_ref().map_or(0, |b| b.indices.len()),
-        cfg.precision
+        eval_blocks.as_ref().map_or(0, |b| b.indices.len())
     );
-    prepare_output_dir(&cfg)?;
+    RunDir::new(&cfg.control).prepare()?;
 
-    let num_batches = train_blocks.indices.len().div_ceil(cfg.batch_size);
-    let task = Pretrain {
-        mlm,
-        train: train_blocks,
-        eval: eval_blocks,
-        batch_size: cfg.batch_size,
-        bucketing: !cfg.no_bucketing,
-    };
+    let num_batches = train_blocks.indices.len().div_ceil(cfg.hyper.batch_size);
+    let masker = Masker::new(&mlm.tokenizer, args.mlm_probability, args.whole_word_masking);
+    let (batch_size, bucketing) = (cfg.hyper.batch_size, !cfg.hyper.no_bucketing);
+    let task = Pretrain { mlm, masker, train: train_blocks, eval: eval_blocks, batch_size, bucketing };
     let outcome = train(&task, &cfg, autocast, num_batches)?;
-    Ok(super::conclude(&outcome, &cfg.output))
+    Ok(super::conclude(&outcome, &cfg.control.output))
+}
+
+/// Training and held-out blocks: a held-out corpus, else a seeded share of the training one.
+fn blocks<'a>(
+    train: &'a TokenCache,
+    eval: Option<&'a TokenCache>,
+    eval_split: f64,
+    seed: u64,
+) -> Result<(Blocks<'a>, Option<Blocks<'a>>)> {
+    let all = |cache: &'a TokenCache| Blocks { cache, indices: (0..cache.len()).collect() };
+    Ok(match eval {
+        Some(cache) => (all(train), Some(all(cache))),
+        None if eval_split > 0.0 => {
+            let (t, e) = split_blocks(train.len(), eval_split, seed);
+            if t.is_empty() || e.is_empty() {
+                bail!("the corpus has {} blocks: too few to hold out {eval_split} of them", train.len());
+            }
+            (Blocks { cache: train, indices: t }, Some(Blocks { cache: train, indices: e }))
+        }
+        None => (all(train), None),
+    })
 }

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
 use super::labelled::Example;
-use crate::model::Inputs;
+use crate::encoder::Inputs;
 use crate::tokenizer::BertTokenizer;
 
 /// One tokenised example: `[CLS] a [SEP] (b [SEP])`, already truncated.
@@ -68,6 +68,36 @@ pub fn tokenize_examples(tokenizer: &BertTokenizer, examples: &[Example], max_le
     tokenize(tokenizer, &texts, pairs.as_deref(), max_len)
 }
 
+/// A padded batch on the host, row-major `[rows, len]`, before any tensor exists: MLM masking
+/// corrupts `ids` here, then the tensors are made once.
+#[derive(Debug, Clone)]
+pub struct HostBatch {
+    pub ids: Vec<i64>,
+    pub attention_mask: Vec<i64>,
+    pub type_ids: Vec<i64>,
+    pub rows: usize,
+    pub len: usize,
+}
+
+impl HostBatch {
+    /// Real (non-padding) tokens.
+    pub fn tokens(&self) -> usize {
+        self.attention_mask.iter().filter(|&&m| m == 1).count()
+    }
+
+    pub fn into_inputs(self) -> Inputs {
+        let shape = [self.rows as i64, self.len as i64];
+        let t = |v: &[i64]| Tensor::from_slice(v).view(shape).to_kind(Kind::Int64);
+        let padded = self.attention_mask.contains(&0);
+        Inputs {
+            input_ids: t(&self.ids),
+            attention_mask: t(&self.attention_mask),
+            token_type_ids: t(&self.type_ids),
+            padded,
+        }
+    }
+}
+
 /// Pads a batch to its longest member: `[PAD]`, attention mask 0, token type 0.
 #[derive(Debug, Clone, Copy)]
 pub struct Collator {
@@ -75,24 +105,29 @@ pub struct Collator {
 }
 
 impl Collator {
-    pub fn collate(&self, batch: &[&Encoded]) -> Inputs {
+    pub fn pad(&self, batch: &[&Encoded]) -> HostBatch {
         let len = batch.iter().map(|e| e.len()).max().unwrap_or(0);
         let rows = batch.len();
-        let mut ids = vec![self.pad_id as i64; rows * len];
-        let mut mask = vec![0i64; rows * len];
-        let mut types = vec![0i64; rows * len];
+        let mut b = HostBatch {
+            ids: vec![self.pad_id as i64; rows * len],
+            attention_mask: vec![0; rows * len],
+            type_ids: vec![0; rows * len],
+            rows,
+            len,
+        };
         for (r, e) in batch.iter().enumerate() {
             let row = r * len;
             for (c, (&id, &ty)) in e.ids.iter().zip(&e.type_ids).enumerate() {
-                ids[row + c] = id as i64;
-                types[row + c] = ty as i64;
-                mask[row + c] = 1;
+                b.ids[row + c] = id as i64;
+                b.type_ids[row + c] = ty as i64;
+                b.attention_mask[row + c] = 1;
             }
         }
-        let shape = [rows as i64, len as i64];
-        let t = |v: &[i64]| Tensor::from_slice(v).view(shape).to_kind(Kind::Int64);
-        let padded = batch.iter().any(|e| e.len() < len);
-        Inputs { input_ids: t(&ids), attention_mask: t(&mask), token_type_ids: t(&types), padded }
+        b
+    }
+
+    pub fn collate(&self, batch: &[&Encoded]) -> Inputs {
+        self.pad(batch).into_inputs()
     }
 
     /// The same, straight from the tokenizer's output.

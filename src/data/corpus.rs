@@ -50,7 +50,7 @@ pub struct TokenCache {
     pub meta: CacheMeta,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CacheMeta {
     pub fingerprint: String,
     pub documents: u64,
@@ -58,6 +58,27 @@ pub struct CacheMeta {
     pub tokens: u64,
     pub duplicates_dropped: u64,
     pub truncated: u64,
+}
+
+impl CacheMeta {
+    /// One line saying what the build made of the corpus.
+    fn log(&self, spec: &CorpusSpec) {
+        let dropped = match self.duplicates_dropped {
+            0 => String::new(),
+            n => format!(", {n} duplicate paragraphs dropped"),
+        };
+        let truncated = match self.truncated {
+            0 => String::new(),
+            n => format!(", {n} lines truncated"),
+        };
+        tracing::info!(
+            "tokenised {} documents into {} blocks of up to {} tokens ({} tokens{dropped}{truncated})",
+            self.documents,
+            self.blocks,
+            spec.max_len,
+            self.tokens,
+        );
+    }
 }
 
 impl TokenCache {
@@ -226,6 +247,72 @@ fn dedupe(doc: &str, seen: &mut HashSet<u64>, dropped: &mut u64) -> String {
     out
 }
 
+/// Cuts tokenised documents into blocks as `chunking` says and streams them to `tokens.bin`,
+/// recording where each block ends.
+struct BlockWriter {
+    tokens: BufWriter<std::fs::File>,
+    /// Token offset of every block boundary (0 first).
+    bounds: Vec<u64>,
+    /// Longest block, without [CLS] and [SEP].
+    block: usize,
+    chunking: Chunking,
+    sep_id: u32,
+    /// Group mode carries a partial block from one document into the next.
+    carry: Vec<u32>,
+}
+
+impl BlockWriter {
+    fn emit(&mut self, ids: &[u32]) -> Result<()> {
+        for &id in ids {
+            self.tokens.write_all(&id.to_le_bytes())?;
+        }
+        let end = self.bounds.last().copied().unwrap_or(0) + ids.len() as u64;
+        self.bounds.push(end);
+        Ok(())
+    }
+
+    /// One document's tokens (without [CLS]/[SEP]); true when Line chunking had to cut it.
+    fn add(&mut self, ids: &[u32]) -> Result<bool> {
+        match self.chunking {
+            Chunking::Line => {
+                if !ids.is_empty() {
+                    self.emit(&ids[..ids.len().min(self.block)])?;
+                }
+                return Ok(ids.len() > self.block);
+            }
+            Chunking::Document => {
+                for chunk in ids.chunks(self.block) {
+                    self.emit(chunk)?;
+                }
+            }
+            Chunking::Group => {
+                if !self.carry.is_empty() {
+                    self.carry.push(self.sep_id);
+                }
+                self.carry.extend_from_slice(ids);
+                let full = self.carry.len() / self.block * self.block;
+                let carry = std::mem::take(&mut self.carry);
+                for chunk in carry[..full].chunks(self.block) {
+                    self.emit(chunk)?;
+                }
+                self.carry = carry[full..].to_vec();
+            }
+        }
+        Ok(false)
+    }
+
+    /// The last partial group (run_mlm drops it; we keep it unless it is tiny), then the file
+    /// synced; returns the block boundaries.
+    fn finish(mut self) -> Result<Vec<u64>> {
+        if self.carry.len() >= (self.block / 4).max(1) {
+            let carry = std::mem::take(&mut self.carry);
+            self.emit(&carry)?;
+        }
+        self.tokens.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(self.bounds)
+    }
+}
+
 fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &BertTokenizer, fingerprint: &str) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let _ = std::fs::remove_file(dir.join("meta.json")); // invalid until the build completes
@@ -233,118 +320,55 @@ fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &BertTokenizer, fingerprint: 
     let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
     let bar = crate::train::progress::items_bar(total_bytes, "bytes");
     bar.set_message("tokenising the corpus");
-    let mut tokens = BufWriter::new(std::fs::File::create(dir.join("tokens.bin"))?);
-    let mut bounds: Vec<u64> = vec![0];
-    let mut written: u64 = 0;
-    let mut meta = CacheMeta {
-        fingerprint: fingerprint.into(),
-        documents: 0,
-        blocks: 0,
-        tokens: 0,
-        duplicates_dropped: 0,
-        truncated: 0,
-    };
+    let mut meta = CacheMeta { fingerprint: fingerprint.into(), ..Default::default() };
     let block =
         spec.max_len.checked_sub(2).filter(|&b| b > 0).context("--max-len must leave room for [CLS] and [SEP]")?;
+    let file = std::fs::File::create(dir.join("tokens.bin"))?;
+    let mut writer = BlockWriter {
+        tokens: BufWriter::new(file),
+        bounds: vec![0],
+        block,
+        chunking: spec.chunking,
+        sep_id: tokenizer.sep_id,
+        carry: Vec::new(),
+    };
     let mut seen = HashSet::new();
-    // Group mode carries a partial block from one batch of documents into the next.
-    let mut carry: Vec<u32> = Vec::new();
     let mut pending: Vec<String> = Vec::new();
-
-    let mut flush = |docs: &mut Vec<String>, carry: &mut Vec<u32>, meta: &mut CacheMeta| -> Result<()> {
-        if docs.is_empty() {
-            return Ok(());
-        }
+    // Documents are tokenised 256 at a time (in parallel), then cut into blocks in order.
+    let mut flush = |docs: &mut Vec<String>, meta: &mut CacheMeta| -> Result<()> {
         let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
-        // No truncation here: documents are cut into blocks below (a very large limit).
-        let encodings = tokenizer.encode_batch(&texts, None, usize::MAX / 4)?;
-        let mut emit = |ids: &[u32]| -> Result<()> {
-            for &id in ids {
-                tokens.write_all(&id.to_le_bytes())?;
-            }
-            written += ids.len() as u64;
-            bounds.push(written);
-            Ok(())
-        };
-        for e in &encodings {
+        // No truncation here: documents are cut into blocks (a very large limit).
+        for e in tokenizer.encode_batch(&texts, None, usize::MAX / 4)? {
             // Drop the [CLS]/[SEP] the tokenizer added: blocks get their own.
-            let ids = e.get_ids();
-            let ids = &ids[1..ids.len().saturating_sub(1).max(1)];
+            let ids = &e.get_ids()[1..e.len().saturating_sub(1).max(1)];
             meta.tokens += ids.len() as u64;
-            match spec.chunking {
-                Chunking::Line => {
-                    if ids.len() > block {
-                        meta.truncated += 1;
-                    }
-                    if !ids.is_empty() {
-                        emit(&ids[..ids.len().min(block)])?;
-                    }
-                }
-                Chunking::Document => {
-                    for chunk in ids.chunks(block) {
-                        emit(chunk)?;
-                    }
-                }
-                Chunking::Group => {
-                    if !carry.is_empty() {
-                        carry.push(tokenizer.sep_id);
-                    }
-                    carry.extend_from_slice(ids);
-                    let full = carry.len() / block * block;
-                    for chunk in carry[..full].chunks(block) {
-                        emit(chunk)?;
-                    }
-                    carry.drain(..full);
-                }
-            }
+            meta.truncated += u64::from(writer.add(ids)?);
         }
         docs.clear();
         Ok(())
     };
-
     for file in &files {
-        let mut on_doc = |text: String| -> Result<()> {
+        for_each_document(file, spec, &mut |text: String| -> Result<()> {
             let text = if spec.dedupe { dedupe(&text, &mut seen, &mut meta.duplicates_dropped) } else { text };
             if !text.trim().is_empty() {
                 meta.documents += 1;
                 pending.push(text);
             }
             if pending.len() >= 256 {
-                flush(&mut pending, &mut carry, &mut meta)?;
+                flush(&mut pending, &mut meta)?;
             }
             Ok(())
-        };
-        for_each_document(file, spec, &mut on_doc)?;
+        })?;
         bar.inc(std::fs::metadata(file).map_or(0, |m| m.len()));
     }
-    flush(&mut pending, &mut carry, &mut meta)?;
-    // run_mlm drops the last partial group; we keep it unless it is tiny.
-    if carry.len() >= (block / 4).max(1) {
-        for &id in &carry {
-            tokens.write_all(&id.to_le_bytes())?;
-        }
-        written += carry.len() as u64;
-        bounds.push(written);
-    }
-    tokens.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    flush(&mut pending, &mut meta)?;
+    let bounds = writer.finish()?;
     bar.finish_and_clear();
     meta.blocks = (bounds.len() - 1) as u64;
     let bytes: Vec<u8> = bounds.iter().flat_map(|b| b.to_le_bytes()).collect();
     crate::fsutil::atomic_write(&dir.join("blocks.bin"), &bytes)?;
     crate::fsutil::atomic_write(&dir.join("meta.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
-    tracing::info!(
-        "tokenised {} documents into {} blocks of up to {} tokens ({} tokens{}{})",
-        meta.documents,
-        meta.blocks,
-        spec.max_len,
-        meta.tokens,
-        if meta.duplicates_dropped > 0 {
-            format!(", {} duplicate paragraphs dropped", meta.duplicates_dropped)
-        } else {
-            String::new()
-        },
-        if meta.truncated > 0 { format!(", {} lines truncated", meta.truncated) } else { String::new() },
-    );
+    meta.log(spec);
     if meta.blocks == 0 {
         bail!(
             "the corpus ({}) holds no text",

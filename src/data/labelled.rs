@@ -281,12 +281,14 @@ fn read_jsonl(path: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
 }
 
 /// Column values of a Parquet batch as optional strings (labels may be integers or booleans).
-fn string_values(batch: &RecordBatch, name: &str, path: &Path, allow_numbers: bool) -> Result<Vec<Option<String>>> {
+/// `what` names the column's role in messages (`text`, `text-pair`, `label`).
+fn string_values(batch: &RecordBatch, what: &str, name: &str, path: &Path) -> Result<Vec<Option<String>>> {
+    let allow_numbers = what == "label";
     use arrow_array::cast::AsArray;
     use arrow_array::types::*;
     let col = batch.column_by_name(name).ok_or_else(|| {
         let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
-        missing_column(path, "text", name, &names)
+        missing_column(path, what, name, &names)
     })?;
     let get = |i: usize| !col.is_null(i);
     let n = col.len();
@@ -325,9 +327,9 @@ fn read_parquet(path: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
     let mut row = 0u64;
     for batch in reader {
         let batch = batch.with_context(|| format!("{}: corrupt row group", path.display()))?;
-        let texts = string_values(&batch, &columns.text, path, false)?;
-        let pairs = columns.pair.as_ref().map(|p| string_values(&batch, p, path, false)).transpose()?;
-        let labels = columns.label.as_ref().map(|l| string_values(&batch, l, path, true)).transpose()?;
+        let texts = string_values(&batch, "text", &columns.text, path)?;
+        let pairs = columns.pair.as_ref().map(|p| string_values(&batch, "text-pair", p, path)).transpose()?;
+        let labels = columns.label.as_ref().map(|l| string_values(&batch, "label", l, path)).transpose()?;
         for i in 0..batch.num_rows() {
             row += 1;
             let at = Location { file: path.to_path_buf(), line: row };

@@ -5,7 +5,8 @@
 
 use rand::Rng;
 
-use crate::model::IGNORE_INDEX;
+use super::batching::HostBatch;
+use crate::task::IGNORE_INDEX;
 use crate::tokenizer::BertTokenizer;
 
 pub struct Masker {
@@ -29,6 +30,16 @@ impl Masker {
             continuation[id as usize] = tokenizer.id_to_token(id).is_some_and(|t| t.starts_with("##"));
         }
         Masker { probability, whole_word, mask_id: tokenizer.mask_id as i64, vocab_size, special, continuation }
+    }
+
+    /// Corrupts every row of a padded batch in place; returns the labels, row-major.
+    pub fn mask_batch(&self, batch: &mut HostBatch, rng: &mut impl Rng) -> Vec<i64> {
+        let mut labels = Vec::with_capacity(batch.ids.len());
+        for r in 0..batch.rows {
+            let span = r * batch.len..(r + 1) * batch.len;
+            labels.extend(self.mask_row(&mut batch.ids[span.clone()], &batch.attention_mask[span], rng));
+        }
+        labels
     }
 
     /// Corrupts `ids` (one row of a batch, padding included) in place; returns the labels.

@@ -2,7 +2,7 @@
 //! prediction and evaluation that `bertkit evaluate` / `predict` share.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use serde_json::json;
@@ -10,12 +10,11 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::metrics::classification_report;
-use super::trainer::{Evaluation, StepLoss, Task};
-use crate::checkpoint::{Checkpoint, save_pretrained};
-use crate::data::{Collator, Encoded, epoch_batches, eval_batches};
-use crate::device::Autocast;
-use crate::model::{BertConfig, ForwardOptions, IGNORE_INDEX, SequenceClassifier};
-use crate::tokenizer::BertTokenizer;
+use super::trainer::{Evaluation, Objective, StepLoss};
+use crate::data::{Encoded, epoch_batches, eval_batches};
+use crate::encoder::ForwardOptions;
+use crate::pretrained::Pretrained;
+use crate::task::{IGNORE_INDEX, SequenceClassifier};
 
 /// Tokenised examples with their class ids.
 pub struct LabelledSet {
@@ -29,40 +28,10 @@ impl LabelledSet {
     }
 }
 
-pub struct Classifier {
-    pub vs: VarStore,
-    pub model: SequenceClassifier,
-    pub config: BertConfig,
-    pub tokenizer: BertTokenizer,
-    tokenizer_dir: PathBuf,
-    device: Device,
-    autocast: Autocast,
-}
+/// A model with a sequence-classification head, loaded.
+pub type Classifier = Pretrained<SequenceClassifier>;
 
 impl Classifier {
-    /// The checkpoint with a classification head for `labels`, created when it has none or
-    /// when `new_head` asks to replace the one it has.
-    pub fn load(
-        ckpt: &Checkpoint,
-        labels: &[String],
-        new_head: bool,
-        device: Device,
-        autocast: Autocast,
-    ) -> Result<Self> {
-        let tokenizer = BertTokenizer::from_dir(&ckpt.dir)?;
-        tokenizer.check_fits(ckpt.config.vocab_size, &ckpt.dir)?;
-        let mut config = ckpt.config.clone();
-        config.set_labels(labels);
-        let vs = VarStore::new(device);
-        let model = SequenceClassifier::new(&vs.root(), &config);
-        ckpt.load_into_except(&vs, new_head.then_some("classifier."))?.log(&ckpt.dir);
-        Ok(Classifier { vs, model, config, tokenizer, tokenizer_dir: ckpt.dir.clone(), device, autocast })
-    }
-
-    pub fn collator(&self) -> Collator {
-        Collator { pad_id: self.tokenizer.pad_id }
-    }
-
     /// Class probabilities `[n, classes]` (CPU, fp32) in the order of `items`, and the mean
     /// cross-entropy when `labels` are given.
     pub fn predict(
@@ -113,10 +82,6 @@ impl Classifier {
         report["eval_loss"] = json!(loss);
         Ok(Evaluation { metrics, report, summary })
     }
-
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        save_pretrained(dir, &self.vs, &self.config, "BertForSequenceClassification", &self.tokenizer_dir)
-    }
 }
 
 /// Fine-tuning = a classifier, its training set and (optionally) held-out data.
@@ -128,7 +93,7 @@ pub struct FineTune {
     pub bucketing: bool,
 }
 
-impl Task for FineTune {
+impl Objective for FineTune {
     fn var_store(&self) -> &VarStore {
         &self.classifier.vs
     }

@@ -1,99 +1,151 @@
-//! Hyper-parameters shared by fine-tuning and further pretraining, with Trainer's defaults
-//! where transformers has one. Also the `--flag`s of both commands.
+//! The flags of the training commands, in three groups that each mean one thing:
+//! - [`HyperParams`]: what decides the weights a run reaches. Saved in every checkpoint; a run
+//!   resumes only with the same ones (compared field by field, every field: a new one is
+//!   checked as soon as it is added here).
+//! - [`Placement`]: where and how fast it runs (device, threads, precision, recomputation).
+//! - [`RunControl`]: the run directory, and how often it is evaluated, checkpointed and logged.
+//!
+//! Defaults are Trainer's where transformers has one. Every numeric flag is range-checked by
+//! clap when parsed (`crate::cli::checks`), so a bad value is one line naming it.
 
 use std::path::PathBuf;
 
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::schedule::ScheduleKind;
+use crate::cli::checks::{fraction, non_negative, positive, positive_float};
+use crate::device::{DeviceFlags, Precision};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    Fp32,
-    /// bf16 autocast with fp32 master weights.
-    Bf16,
-}
-
-#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Output directory: the final (best) model, log.jsonl, curves, checkpoint-N/ folders.
-    #[arg(long)]
-    pub output: PathBuf,
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
+pub struct HyperParams {
     /// Passes over the training data (ignored when --max-steps is given).
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = positive_float)]
     pub epochs: f64,
     /// Stop after this many optimizer steps.
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     pub max_steps: Option<usize>,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     pub batch_size: usize,
     /// Micro-batches per optimizer step (effective batch = batch-size x grad-accum).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = positive)]
     pub grad_accum: usize,
-    #[arg(long, default_value_t = 5e-5)]
+    #[arg(long, default_value_t = 5e-5, value_parser = positive_float)]
     pub lr: f64,
     /// Decoupled weight decay (never on biases and LayerNorm weights).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
     pub weight_decay: f64,
     /// Warmup as a fraction of all steps.
-    #[arg(long, default_value_t = 0.0, conflicts_with = "warmup_steps")]
+    #[arg(long, default_value_t = 0.0, conflicts_with = "warmup_steps", value_parser = fraction)]
     pub warmup_ratio: f64,
     #[arg(long)]
     pub warmup_steps: Option<usize>,
     #[arg(long, value_enum, default_value = "linear")]
     pub scheduler: ScheduleKind,
     /// Clip the global gradient norm to this (0 = no clipping).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative)]
     pub max_grad_norm: f64,
     /// Override the model's hidden/attention dropout.
-    #[arg(long)]
+    #[arg(long, value_parser = fraction)]
     pub dropout: Option<f64>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Evaluate (and checkpoint) every N optimizer steps; default: at the end of every epoch.
-    #[arg(long)]
-    pub eval_every: Option<usize>,
-    /// Stop when the best metric has not improved for this many evaluations.
-    #[arg(long)]
-    pub early_stopping_patience: Option<usize>,
-    /// Metric that picks the best checkpoint (a loss or perplexity is minimised, others maximised).
-    #[arg(long)]
-    pub metric_for_best: Option<String>,
-    /// Keep at most this many checkpoint-N folders (the best one is always kept).
-    #[arg(long)]
-    pub save_total_limit: Option<usize>,
-    /// Log training loss, learning rate and throughput every N optimizer steps.
-    #[arg(long, default_value_t = 10)]
-    pub log_every: usize,
-    /// Continue a run from one of its checkpoint-N folders (optimizer, schedule, data order).
-    #[arg(long)]
-    pub resume_from: Option<PathBuf>,
-    /// Replace an output directory that holds another run.
-    #[arg(long)]
-    pub overwrite: bool,
-    #[arg(long, value_enum, default_value = "fp32")]
-    pub precision: Precision,
-    /// CPU threads for libtorch (default: one per physical core).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// cpu, cuda, cuda:N, or auto.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
     /// Batch examples in random order instead of grouping similar lengths (more padding).
     #[arg(long)]
     pub no_bucketing: bool,
-    /// On a NaN/Inf loss or gradient, skip that step's update instead of stopping (the run still
-    /// stops after 10 such steps in a row: then the weights themselves are broken).
-    #[arg(long)]
-    #[serde(default)]
-    pub skip_nan_steps: bool,
+}
+
+impl HyperParams {
+    /// Fails naming every field that differs from `saved` (the checkpoint's).
+    pub fn check_same_as(&self, saved: &HyperParams, checkpoint: &std::path::Path) -> Result<()> {
+        let (now, then) = (serde_json::to_value(self)?, serde_json::to_value(saved)?);
+        let differ: Vec<String> = now
+            .as_object()
+            .expect("a struct serialises to an object")
+            .iter()
+            .filter(|(key, value)| then.get(key.as_str()) != Some(value))
+            .map(|(key, value)| {
+                let was = then.get(key.as_str()).map_or("unset".to_string(), |v| v.to_string());
+                format!("--{} {value} (the checkpoint: {was})", key.replace('_', "-"))
+            })
+            .collect();
+        if !differ.is_empty() {
+            bail!(
+                "{}: was trained with other settings: {}; resume with the same arguments",
+                checkpoint.display(),
+                differ.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct Placement {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub device: DeviceFlags,
+    /// fp32, bf16 (autocast), or auto: bf16 where the device computes it natively.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: Precision,
     /// Keep only each layer's input and recompute its activations in backward: activation
     /// memory no longer grows with depth, for ~30% more compute (transformers'
     /// `gradient_checkpointing=True`).
     #[arg(long)]
     #[serde(default)]
     pub gradient_checkpointing: bool,
+}
+
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct RunControl {
+    /// Output directory: the final (best) model, log.jsonl, curves, checkpoint-N/ folders.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Continue a run from one of its checkpoint-N folders (optimizer, schedule, data order).
+    #[arg(long)]
+    pub resume_from: Option<PathBuf>,
+    /// Replace an output directory that holds another run.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Evaluate (and checkpoint) every N optimizer steps; default: at the end of every epoch.
+    #[arg(long, value_parser = positive)]
+    pub eval_every: Option<usize>,
+    /// Stop when the best metric has not improved for this many evaluations.
+    #[arg(long, value_parser = positive)]
+    pub early_stopping_patience: Option<usize>,
+    /// Metric that picks the best checkpoint (a loss or perplexity is minimised, others maximised).
+    #[arg(long)]
+    pub metric_for_best: Option<String>,
+    /// Keep at most this many checkpoint-N folders (the best one is always kept).
+    #[arg(long, value_parser = positive)]
+    pub save_total_limit: Option<usize>,
+    /// Log training loss, learning rate and throughput every N optimizer steps.
+    #[arg(long, default_value_t = 10, value_parser = positive)]
+    pub log_every: usize,
+    /// On a NaN/Inf loss or gradient, skip that step's update instead of stopping (the run still
+    /// stops after 10 such steps in a row: then the weights themselves are broken).
+    #[arg(long)]
+    #[serde(default)]
+    pub skip_nan_steps: bool,
+}
+
+impl RunControl {
+    /// The model a run loads: the checkpoint it resumes (which carries the head this run
+    /// created), else `model`.
+    pub fn model_source(&self, model: &str) -> String {
+        self.resume_from.as_ref().map_or(model.to_string(), |p| p.display().to_string())
+    }
+}
+
+/// Every flag of a training command.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct TrainConfig {
+    #[command(flatten)]
+    pub hyper: HyperParams,
+    #[command(flatten)]
+    pub placement: Placement,
+    #[command(flatten)]
+    pub control: RunControl,
 }
 
 impl TrainConfig {

@@ -1,4 +1,5 @@
-//! Training: the shared loop and what it is made of, and the two tasks that use it.
+//! Training: the loop shared by fine-tuning and further pretraining (`trainer`), the run
+//! directory it writes (`run_dir`), and the two objectives that use it (`classify`, `pretrain`).
 
 pub mod classify;
 pub mod config;
@@ -7,8 +8,9 @@ pub mod metrics;
 pub mod optim;
 pub mod pretrain;
 pub mod progress;
+pub mod run_dir;
 pub mod schedule;
 pub mod trainer;
 
-pub use config::{Precision, TrainConfig};
-pub use trainer::{Evaluation, Outcome, StepLoss, Stop, Task, train};
+pub use config::{HyperParams, Placement, RunControl, TrainConfig};
+pub use trainer::{Evaluation, Objective, Outcome, StepLoss, Stop, train};

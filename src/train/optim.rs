@@ -10,24 +10,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use tch::{Kind, Tensor};
 
-use crate::torch_failure::csrc_error;
-
-unsafe extern "C" {
-    fn bertkit_fused_adamw(
-        params: *const *const torch_sys::C_tensor,
-        grads: *const *const torch_sys::C_tensor,
-        exp_avgs: *const *const torch_sys::C_tensor,
-        exp_avg_sqs: *const *const torch_sys::C_tensor,
-        steps: *const *const torch_sys::C_tensor,
-        n: i32,
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        weight_decay: f64,
-        eps: f64,
-    ) -> i32;
-    fn bertkit_clear_grads(params: *const *const torch_sys::C_tensor, n: i32) -> i32;
-}
+use crate::ffi::{self, AdamWGroup, AdamWUpdate};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWConfig {
@@ -100,34 +83,15 @@ impl AdamW {
             if group.is_empty() {
                 continue;
             }
-            let (mut params, mut gs, mut m, mut v, mut steps) = (vec![], vec![], vec![], vec![], vec![]);
-            for (p, g) in &group {
-                params.push(p.param.as_ptr());
-                gs.push(g.as_ptr());
-                m.push(p.exp_avg.as_ptr());
-                v.push(p.exp_avg_sq.as_ptr());
-                steps.push(self.step_tensor.as_ptr());
-            }
-            // SAFETY: five arrays of `group.len()` live tensor handles, kept alive by `group`
-            // and `grads` for the duration of the call; the kernel updates them in place.
-            let rc = unsafe {
-                bertkit_fused_adamw(
-                    params.as_ptr(),
-                    gs.as_ptr(),
-                    m.as_ptr(),
-                    v.as_ptr(),
-                    steps.as_ptr(),
-                    group.len() as i32,
-                    lr,
-                    c.beta1,
-                    c.beta2,
-                    weight_decay,
-                    c.eps,
-                )
+            let group = AdamWGroup {
+                params: group.iter().map(|(p, _)| &p.param).collect(),
+                grads: group.iter().map(|(_, g)| *g).collect(),
+                exp_avgs: group.iter().map(|(p, _)| &p.exp_avg).collect(),
+                exp_avg_sqs: group.iter().map(|(p, _)| &p.exp_avg_sq).collect(),
+                step: &self.step_tensor,
             };
-            if rc != 0 {
-                bail!("AdamW step {} failed in libtorch: {}", self.step, csrc_error());
-            }
+            let update = AdamWUpdate { lr, beta1: c.beta1, beta2: c.beta2, weight_decay, eps: c.eps };
+            ffi::fused_adamw(&group, update).with_context(|| format!("AdamW step {} failed in libtorch", self.step))?;
         }
         Ok(())
     }
@@ -166,10 +130,7 @@ impl AdamW {
     /// Drops the gradients (as `zero_grad(set_to_none=True)`), freeing their memory until the
     /// next backward pass.
     pub fn zero_grad(&mut self) {
-        let handles: Vec<*const torch_sys::C_tensor> = self.params.iter().map(|p| p.param.as_ptr()).collect();
-        // SAFETY: live tensor handles owned by `self.params` for the duration of the call.
-        let rc = unsafe { bertkit_clear_grads(handles.as_ptr(), handles.len() as i32) };
-        assert_eq!(rc, 0, "resetting gradients cannot fail");
+        ffi::clear_grads(self.params.iter().map(|p| &p.param));
     }
 }
 

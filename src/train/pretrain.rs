@@ -2,22 +2,22 @@
 //! held-out masked-token loss / accuracy / perplexity that `pretrain` and `adapt` report.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
+use tch::Kind;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
 
-use super::trainer::{Evaluation, StepLoss, Task};
-use crate::checkpoint::{Checkpoint, save_pretrained};
+use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::corpus::TokenCache;
 use crate::data::masking::Masker;
-use crate::data::{Collator, Encoded, epoch_batches, eval_batches};
-use crate::device::Autocast;
-use crate::model::{BertConfig, ForwardOptions, Inputs, MaskedLm, MaskedTargets};
+use crate::data::{Encoded, epoch_batches, eval_batches};
+use crate::encoder::{ForwardOptions, Inputs};
+use crate::pretrained::Pretrained;
+use crate::task::{MaskedLm, MaskedTargets};
 use crate::tokenizer::BertTokenizer;
 
 /// Evaluation masks come from this seed, so numbers compare across runs and models.
@@ -44,74 +44,39 @@ impl Blocks<'_> {
     }
 }
 
-pub struct MaskedLanguageModel {
-    pub vs: VarStore,
-    pub model: MaskedLm,
-    pub config: BertConfig,
-    pub tokenizer: BertTokenizer,
-    pub masker: Masker,
-    tokenizer_dir: PathBuf,
-    device: Device,
-    autocast: Autocast,
-}
+/// A model with a masked-language-model head, loaded.
+pub type MaskedLanguageModel = Pretrained<MaskedLm>;
 
 impl MaskedLanguageModel {
-    /// The checkpoint with its MLM head, or one created as transformers creates it.
-    pub fn load(
-        ckpt: &Checkpoint,
-        masker_probability: f64,
-        whole_word: bool,
-        device: Device,
-        autocast: Autocast,
-    ) -> Result<Self> {
-        let tokenizer = BertTokenizer::from_dir(&ckpt.dir)?;
-        tokenizer.check_fits(ckpt.config.vocab_size, &ckpt.dir)?;
-        let vs = VarStore::new(device);
-        let model = MaskedLm::new(&vs.root(), &ckpt.config);
-        ckpt.load_into(&vs)?.log(&ckpt.dir);
-        let masker = Masker::new(&tokenizer, masker_probability, whole_word);
-        Ok(MaskedLanguageModel {
-            vs,
-            model,
-            config: ckpt.config.clone(),
-            tokenizer,
-            masker,
-            tokenizer_dir: ckpt.dir.clone(),
-            device,
-            autocast,
-        })
-    }
-
-    /// A batch of blocks, masked with `rng`: inputs and targets on the device, real tokens.
-    fn masked_batch(&self, blocks: &Blocks, batch: &[usize], rng: &mut ChaCha8Rng) -> (Inputs, MaskedTargets, usize) {
+    /// A batch of blocks, masked on the host with `rng`: inputs and targets on the device, and
+    /// the real tokens.
+    fn masked_batch(
+        &self,
+        masker: &Masker,
+        blocks: &Blocks,
+        batch: &[usize],
+        rng: &mut ChaCha8Rng,
+    ) -> (Inputs, MaskedTargets, usize) {
         let items: Vec<Encoded> = batch.iter().map(|&i| blocks.encoded(&self.tokenizer, i)).collect();
         let refs: Vec<&Encoded> = items.iter().collect();
-        let inputs = Collator { pad_id: self.tokenizer.pad_id }.collate(&refs);
-        let (rows, len) = inputs.input_ids.size2().expect("2-d");
-        let mut ids = Vec::<i64>::try_from(inputs.input_ids.flatten(0, 1)).expect("int64");
-        let attention = Vec::<i64>::try_from(inputs.attention_mask.flatten(0, 1)).expect("int64");
-        let mut labels = Vec::with_capacity(ids.len());
-        for r in 0..rows as usize {
-            let span = r * len as usize..(r + 1) * len as usize;
-            labels.extend(self.masker.mask_row(&mut ids[span.clone()], &attention[span], rng));
-        }
-        let tokens = items.iter().map(Encoded::len).sum();
-        let inputs = Inputs { input_ids: Tensor::from_slice(&ids).view([rows, len]), ..inputs };
+        let mut host = self.collator().pad(&refs);
+        let labels = masker.mask_batch(&mut host, rng);
+        let (rows, tokens) = (host.rows, host.tokens());
         (
-            inputs.to_device(self.device),
-            MaskedTargets::from_label_slice(&labels, rows as usize).to_device(self.device),
+            host.into_inputs().to_device(self.device),
+            MaskedTargets::from_label_slice(&labels, rows).to_device(self.device),
             tokens,
         )
     }
 
     /// Masked-token loss, accuracy and perplexity on held-out blocks, masked with a fixed seed.
-    pub fn evaluate_blocks(&self, blocks: &Blocks, batch_size: usize) -> Result<Evaluation> {
+    pub fn evaluate_blocks(&self, masker: &Masker, blocks: &Blocks, batch_size: usize) -> Result<Evaluation> {
         let mut rng = ChaCha8Rng::seed_from_u64(EVAL_MASK_SEED);
         let (mut loss_sum, mut correct, mut count) = (0.0, 0i64, 0i64);
         let bar = super::progress::items_bar(blocks.indices.len() as u64, "blocks");
         bar.set_message("evaluating");
         for batch in eval_batches(&blocks.lengths(), batch_size) {
-            let (inputs, masked, _) = self.masked_batch(blocks, &batch, &mut rng);
+            let (inputs, masked, _) = self.masked_batch(masker, blocks, &batch, &mut rng);
             let out = tch::no_grad(|| {
                 self.autocast.run(|| self.model.forward_masked(&inputs, &masked, ForwardOptions::eval()))
             });
@@ -145,8 +110,8 @@ impl MaskedLanguageModel {
 
     /// The `top_k` most likely tokens at each [MASK] of `text`, with probabilities.
     pub fn fill_mask(&self, text: &str, top_k: usize) -> Result<Vec<Vec<(String, f64)>>> {
-        let enc = self.tokenizer.encode_batch(&[text], None, self.config.max_position_embeddings as usize)?;
-        let inputs = Collator { pad_id: self.tokenizer.pad_id }.collate_encodings(&enc).to_device(self.device);
+        let enc = self.tokenizer.encode_batch(&[text], None, self.dims.max_positions as usize)?;
+        let inputs = self.collator().collate_encodings(&enc).to_device(self.device);
         let logits = tch::no_grad(|| self.model.forward(&inputs, ForwardOptions::eval()));
         let mut out = Vec::new();
         for (pos, &id) in enc[0].get_ids().iter().enumerate() {
@@ -154,7 +119,7 @@ impl MaskedLanguageModel {
                 continue;
             }
             let probs = logits.get(0).get(pos as i64).softmax(-1, Kind::Float);
-            let (values, indices) = probs.topk(top_k as i64, -1, true, true);
+            let (values, indices) = probs.topk(top_k.min(self.dims.vocab_size as usize) as i64, -1, true, true);
             let values = Vec::<f64>::try_from(values.to_kind(Kind::Double))?;
             let indices = Vec::<i64>::try_from(indices)?;
             out.push(
@@ -167,22 +132,19 @@ impl MaskedLanguageModel {
         }
         Ok(out)
     }
-
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        save_pretrained(dir, &self.vs, &self.config, "BertForMaskedLM", &self.tokenizer_dir)
-    }
 }
 
 /// Further pretraining = an MLM model, training blocks, optional held-out blocks.
 pub struct Pretrain<'a> {
     pub mlm: MaskedLanguageModel,
+    pub masker: Masker,
     pub train: Blocks<'a>,
     pub eval: Option<Blocks<'a>>,
     pub batch_size: usize,
     pub bucketing: bool,
 }
 
-impl Task for Pretrain<'_> {
+impl Objective for Pretrain<'_> {
     fn var_store(&self) -> &VarStore {
         &self.mlm.vs
     }
@@ -194,13 +156,13 @@ impl Task for Pretrain<'_> {
     fn train_loss(&self, batch: &[usize], seed: u64) -> Result<StepLoss> {
         // Dynamic masking: new masks every step, the same ones when a run is resumed.
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let (inputs, masked, tokens) = self.mlm.masked_batch(&self.train, batch, &mut rng);
+        let (inputs, masked, tokens) = self.mlm.masked_batch(&self.masker, &self.train, batch, &mut rng);
         let out = self.mlm.model.forward_masked(&inputs, &masked, ForwardOptions::train());
         Ok(StepLoss { loss: out.loss, examples: batch.len(), tokens, padded_tokens: inputs.input_ids.numel() })
     }
 
     fn evaluate(&self) -> Result<Option<Evaluation>> {
-        self.eval.as_ref().map(|b| self.mlm.evaluate_blocks(b, self.batch_size * 2)).transpose()
+        self.eval.as_ref().map(|b| self.mlm.evaluate_blocks(&self.masker, b, self.batch_size * 2)).transpose()
     }
 
     fn save_model(&self, dir: &Path) -> Result<()> {

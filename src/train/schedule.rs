@@ -14,15 +14,16 @@ pub enum ScheduleKind {
     Constant,
 }
 
+/// The learning rate of every step: linear warmup from 0 to `base_lr`, then `kind`'s decay.
 #[derive(Debug, Clone, Copy)]
-pub struct LinearWarmup {
+pub struct Schedule {
     pub kind: ScheduleKind,
     pub base_lr: f64,
     pub warmup_steps: usize,
     pub total_steps: usize,
 }
 
-impl LinearWarmup {
+impl Schedule {
     pub fn lr(&self, step: usize) -> f64 {
         self.base_lr * self.factor(step)
     }
@@ -48,7 +49,7 @@ mod tests {
     #[test]
     fn matches_transformers_schedules() {
         // Values of transformers' get_*_schedule_with_warmup(warmup=2, total=10) lambdas.
-        let s = |kind| LinearWarmup { kind, base_lr: 1.0, warmup_steps: 2, total_steps: 10 };
+        let s = |kind| Schedule { kind, base_lr: 1.0, warmup_steps: 2, total_steps: 10 };
         let linear: Vec<f64> = (0..11).map(|i| s(ScheduleKind::Linear).lr(i)).collect();
         let want = [0.0, 0.5, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125, 0.0];
         for (g, w) in linear.iter().zip(want) {

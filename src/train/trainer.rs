@@ -1,30 +1,30 @@
-//! The training loop shared by fine-tuning and further pretraining, visible in one place:
+//! The training loop shared by fine-tuning and further pretraining, on one screen (`train`):
 //! batches -> forward/backward (with gradient accumulation) -> clip -> AdamW at the scheduled
-//! learning rate -> log -> evaluate / checkpoint -> repeat.
+//! learning rate -> log -> evaluate / checkpoint -> repeat. What the run directory holds is
+//! `run_dir.rs`; what differs between the two tasks is an `Objective`.
 //!
 //! Determinism: the batches of an epoch are a function of (seed, epoch), and the dropout RNG is
 //! reseeded from (seed, step) before every micro-batch, so a run resumed from `checkpoint-N`
 //! reaches the same weights as one that never stopped (bit for bit on CPU).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::{Deserialize, Serialize};
+use indicatif::ProgressBar;
 use serde_json::json;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
-use super::config::TrainConfig;
+use super::config::{HyperParams, TrainConfig};
 use super::log::RunLog;
 use super::optim::{AdamW, AdamWConfig, clip_grad_norm};
-use super::schedule::LinearWarmup;
-use crate::checkpoint::{read_weights, write_safetensors};
+use super::run_dir::{RunDir, TrainerState, resume};
+use super::schedule::Schedule;
 use crate::device::{Autocast, gpu_peak_memory};
-use crate::fsutil::{atomic_write, verify_manifest, write_manifest};
 use crate::torch_failure::catch;
 
 /// One training micro-batch's mean loss and its size.
@@ -64,8 +64,8 @@ pub struct Evaluation {
     pub summary: String,
 }
 
-/// What differs between fine-tuning and further pretraining.
-pub trait Task {
+/// What differs between fine-tuning and further pretraining: the model, its data, its loss.
+pub trait Objective {
     fn var_store(&self) -> &VarStore;
     /// Training batches (indices into the training set) of one epoch.
     fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>>;
@@ -88,23 +88,6 @@ pub trait Task {
 /// With `--skip-nan-steps`, this many non-finite steps in a row still stop the run.
 const MAX_SKIPPED_IN_A_ROW: usize = 10;
 
-/// Saved in every checkpoint beside the model and the optimizer state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainerState {
-    pub global_step: usize,
-    pub total_steps: usize,
-    pub steps_per_epoch: usize,
-    pub metric_for_best: String,
-    pub best_metric: Option<f64>,
-    pub best_step: Option<usize>,
-    /// The full evaluation at `best_step` (what `eval_results.json` reports), kept across resumes.
-    #[serde(default)]
-    pub best_evaluation: Option<serde_json::Value>,
-    pub evals_without_improvement: usize,
-    /// Hyper-parameters of the run, to refuse resuming with different ones.
-    pub config: TrainConfig,
-}
-
 #[derive(Debug)]
 pub enum Stop {
     Finished,
@@ -124,42 +107,322 @@ pub struct Outcome {
     pub best_evaluation: Option<Evaluation>,
 }
 
-/// Refuses to write into a directory that holds another run, unless told to replace or resume.
-pub fn prepare_output_dir(cfg: &TrainConfig) -> Result<()> {
-    let out = &cfg.output;
-    let has_run = ["log.jsonl", "config.json", "model.safetensors"].iter().any(|f| out.join(f).exists())
-        || list_checkpoints(out).map(|c| !c.is_empty()).unwrap_or(false);
-    if has_run && cfg.resume_from.is_none() {
-        if !cfg.overwrite {
-            bail!(
-                "{}: holds another run; pass --overwrite to replace it or --resume-from to continue it",
-                out.display()
-            );
-        }
-        for (_, dir) in list_checkpoints(out)? {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-        }
-        for f in ["log.jsonl", "curves.png", "curves.svg", "eval_results.json", "trainer_state.json"] {
-            let _ = std::fs::remove_file(out.join(f));
-        }
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
+/// How many steps a run takes and the learning rate of each, from the hyper-parameters and
+/// the number of training batches.
+pub struct Plan {
+    pub total_steps: usize,
+    pub steps_per_epoch: usize,
+    pub schedule: Schedule,
 }
 
-/// `checkpoint-N` folders of an output directory, oldest first.
-pub fn list_checkpoints(out: &Path) -> Result<Vec<(usize, PathBuf)>> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(out) else { return Ok(found) };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if let Some(step) = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok())
-            && e.path().join("manifest.json").exists()
-        {
-            found.push((step, e.path()));
+impl Plan {
+    pub fn new(h: &HyperParams, num_train_batches: usize) -> Self {
+        let steps_per_epoch = num_train_batches.div_ceil(h.grad_accum).max(1);
+        let total_steps = match h.max_steps {
+            Some(n) => n,
+            None => ((h.epochs * steps_per_epoch as f64).ceil() as usize).max(1),
+        };
+        let warmup_steps = h.warmup_steps.unwrap_or((h.warmup_ratio * total_steps as f64).ceil() as usize);
+        let schedule = Schedule { kind: h.scheduler, base_lr: h.lr, warmup_steps, total_steps };
+        Plan { total_steps, steps_per_epoch, schedule }
+    }
+}
+
+pub fn train<T: Objective>(
+    task: &T,
+    cfg: &TrainConfig,
+    autocast: Autocast,
+    num_train_batches: usize,
+) -> Result<Outcome> {
+    let (h, run) = (&cfg.hyper, RunDir::new(&cfg.control));
+    let plan = Plan::new(h, num_train_batches);
+    let params = sorted_params(task.var_store());
+    let trainable: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
+    let mut opt = AdamW::new(params, AdamWConfig { weight_decay: h.weight_decay, ..Default::default() });
+    let metric = cfg.control.metric_for_best.clone().unwrap_or_else(|| task.default_metric().to_string());
+    let mut state = TrainerState {
+        global_step: 0,
+        total_steps: plan.total_steps,
+        steps_per_epoch: plan.steps_per_epoch,
+        metric_for_best: metric,
+        best_metric: None,
+        best_step: None,
+        best_evaluation: None,
+        evals_without_improvement: 0,
+        hyper: h.clone(),
+    };
+    if let Some(dir) = &cfg.control.resume_from {
+        state = resume(dir, &mut opt, &state)?;
+        tracing::info!("resuming from {} at step {}/{}", dir.display(), state.global_step, plan.total_steps);
+    }
+    let mut log = RunLog::open(&run.path.join("log.jsonl"), state.global_step)?;
+    if state.global_step == 0 {
+        begin(task, cfg, &plan, num_train_batches, autocast, &run, &mut log)?;
+    }
+    let mut run = Loop::new(task, cfg, &plan, run, log, state)?;
+    while run.state.global_step < plan.total_steps {
+        let step = run.state.global_step;
+        let micro = run.micro_batches(step);
+        let stats = accumulate_gradients(task, &micro, h.seed, step, autocast)
+            .map_err(|e| anyhow!("{e:#}; {}", run.dir.last_checkpoint_note()))?;
+        let values = clip_and_read(&stats, &trainable, h.max_grad_norm);
+        let applied = run.update(&mut opt, values, plan.schedule.lr(step))?;
+        opt.zero_grad();
+        run.state.global_step += 1;
+        run.record(applied, values, &stats, plan.schedule.lr(step))?;
+        let interrupted = run.signals.received();
+        let evaluated = run.due_for_evaluation();
+        if evaluated && run.evaluate_and_checkpoint(&opt)? {
+            return run.finish(Stop::EarlyStopped);
+        }
+        if let Some(exit_code) = interrupted {
+            return run.interrupt(&opt, evaluated, exit_code);
         }
     }
-    found.sort();
-    Ok(found)
+    run.finish(Stop::Finished)
+}
+
+/// Parameters in name order: the global gradient norm sums per-tensor norms, and HashMap order
+/// (random per process) would change its last bits, the clipping, and so the weights run to run.
+pub fn sorted_params(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    params
+}
+
+/// The first records of a fresh run: its plan, and the evaluation before training if asked.
+fn begin<T: Objective>(
+    task: &T,
+    cfg: &TrainConfig,
+    plan: &Plan,
+    num_train_batches: usize,
+    autocast: Autocast,
+    run: &RunDir,
+    log: &mut RunLog,
+) -> Result<()> {
+    let h = &cfg.hyper;
+    tracing::info!(
+        "{} steps ({} per epoch), effective batch {} ({} x {} accumulated), precision {:?}",
+        plan.total_steps,
+        plan.steps_per_epoch,
+        h.batch_size * h.grad_accum,
+        h.batch_size,
+        h.grad_accum,
+        autocast.precision()
+    );
+    log.write(json!({"event": "start", "total_steps": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch,
+        "warmup_steps": plan.schedule.warmup_steps, "train_batches": num_train_batches,
+        "precision": autocast.precision(), "config": cfg}))?;
+    if task.evaluate_before_training()
+        && let Some(ev) = task.evaluate()?
+    {
+        tracing::info!("before training: {}", ev.summary);
+        log.write(json!({"event": "eval", "step": 0, "epoch": 0.0, "metrics": ev.metrics}))?;
+        run.write_json("eval_before.json", &ev.report)?;
+    }
+    Ok(())
+}
+
+/// A run between steps: what the loop reads and updates besides the model and optimizer.
+struct Loop<'a, T: Objective> {
+    task: &'a T,
+    cfg: &'a TrainConfig,
+    plan: &'a Plan,
+    dir: RunDir,
+    log: RunLog,
+    state: TrainerState,
+    signals: Signals,
+    bar: ProgressBar,
+    /// The batches of the current epoch.
+    epoch: Option<(usize, Vec<Vec<usize>>)>,
+    /// Sums since the last log line, and over the whole process.
+    window: Window,
+    totals: Window,
+    skipped_in_a_row: usize,
+    best_evaluation: Option<Evaluation>,
+}
+
+impl<'a, T: Objective> Loop<'a, T> {
+    fn new(
+        task: &'a T,
+        cfg: &'a TrainConfig,
+        plan: &'a Plan,
+        dir: RunDir,
+        log: RunLog,
+        state: TrainerState,
+    ) -> Result<Self> {
+        let bar = super::progress::bar(plan.total_steps as u64, state.global_step as u64);
+        Ok(Loop {
+            task,
+            cfg,
+            plan,
+            dir,
+            log,
+            state,
+            signals: Signals::install()?,
+            bar,
+            epoch: None,
+            window: Window::started(),
+            totals: Window::started(),
+            skipped_in_a_row: 0,
+            best_evaluation: None,
+        })
+    }
+
+    /// The micro-batches of optimizer step `step` (0-based).
+    fn micro_batches(&mut self, step: usize) -> Vec<Vec<usize>> {
+        let epoch = step / self.plan.steps_per_epoch;
+        if self.epoch.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            self.epoch = Some((epoch, self.task.epoch_batches(epoch, self.cfg.hyper.seed)));
+        }
+        let batches = &self.epoch.as_ref().expect("set above").1;
+        let accum = self.cfg.hyper.grad_accum;
+        batches.iter().skip((step % self.plan.steps_per_epoch) * accum).take(accum).cloned().collect()
+    }
+
+    /// Applies the AdamW update, or, for a non-finite loss or gradient norm, skips it
+    /// (`--skip-nan-steps`) or stops naming the checkpoint to resume from. Returns whether the
+    /// update was applied.
+    fn update(&mut self, opt: &mut AdamW, values: StepValues, lr: f64) -> Result<bool> {
+        let step = self.state.global_step + 1;
+        let non_finite = match values {
+            StepValues { loss, .. } if !loss.is_finite() => format!("the loss is {loss}"),
+            StepValues { grad_norm: Some(norm), .. } if !norm.is_finite() => format!("the gradient norm is {norm}"),
+            _ => {
+                self.skipped_in_a_row = 0;
+                opt.step(lr)?;
+                return Ok(true);
+            }
+        };
+        if !self.cfg.control.skip_nan_steps || self.skipped_in_a_row + 1 >= MAX_SKIPPED_IN_A_ROW {
+            let hint = if self.cfg.control.skip_nan_steps {
+                format!(" ({MAX_SKIPPED_IN_A_ROW} steps in a row)")
+            } else {
+                "; --skip-nan-steps skips such steps instead".into()
+            };
+            bail!("step {step}: {non_finite} (learning rate {lr:.3e}){hint}; {}", self.dir.last_checkpoint_note());
+        }
+        self.skipped_in_a_row += 1;
+        self.bar.suspend(|| tracing::warn!("step {step}: {non_finite}; update skipped (--skip-nan-steps)"));
+        self.log.write(json!({"event": "skipped_step", "step": step, "reason": non_finite}))?;
+        Ok(false)
+    }
+
+    /// Adds a finished step to the sums; every `--log-every` steps, a log line and the bar's text.
+    fn record(&mut self, applied: bool, values: StepValues, stats: &StepStats, lr: f64) -> Result<()> {
+        // A skipped step's loss is no loss of the model being trained: left out of the averages.
+        let loss = applied.then_some(values.loss);
+        self.window.add(loss, stats);
+        self.totals.add(loss, stats);
+        let step = self.state.global_step;
+        self.bar.set_position(step as u64);
+        if !(step.is_multiple_of(self.cfg.control.log_every) || step == self.plan.total_steps) {
+            return Ok(());
+        }
+        let w = self.window.take();
+        self.bar.set_message(format!(
+            "loss {:.4}  lr {lr:.2e}  {:.1} ex/s  {:.0} tok/s",
+            w.loss.unwrap_or(f64::NAN),
+            w.examples_per_s,
+            w.tokens_per_s
+        ));
+        let mut record = json!({"event": "train", "step": step, "epoch": self.epoch_progress(), "loss": w.loss,
+            "lr": lr, "grad_norm": values.grad_norm.filter(|n| n.is_finite()),
+            "examples_per_s": w.examples_per_s, "tokens_per_s": w.tokens_per_s,
+            "padded_tokens_per_s": w.padded_tokens_per_s});
+        if let Some(memory) = gpu_peak_memory(self.task.var_store().device()) {
+            record["gpu_peak_memory"] = json!(memory);
+        }
+        self.log.write(record)
+    }
+
+    fn epoch_progress(&self) -> f64 {
+        self.state.global_step as f64 / self.plan.steps_per_epoch as f64
+    }
+
+    /// Every `--eval-every` steps (default: each epoch's end), and after the last step.
+    fn due_for_evaluation(&self) -> bool {
+        let step = self.state.global_step;
+        let every = self.cfg.control.eval_every.unwrap_or(self.plan.steps_per_epoch);
+        step.is_multiple_of(every) || step == self.plan.total_steps
+    }
+
+    /// Evaluates, tracks the best metric, saves `checkpoint-N`; true when early stopping is due.
+    fn evaluate_and_checkpoint(&mut self, opt: &AdamW) -> Result<bool> {
+        let step = self.state.global_step;
+        let task = self.task;
+        let evaluation =
+            self.bar.suspend(|| catch(|| task.evaluate())).map_err(|f| anyhow!("evaluating at step {step}: {f}"))??;
+        if let Some(ev) = evaluation {
+            let epoch = self.epoch_progress();
+            self.bar.suspend(|| tracing::info!("step {step} (epoch {epoch:.2}) evaluation:\n{}", ev.summary));
+            self.log.write(json!({"event": "eval", "step": step, "epoch": epoch, "metrics": ev.metrics}))?;
+            self.track_best(ev)?;
+        }
+        self.dir.save_checkpoint(self.task, opt, &self.state)?;
+        let patience = self.cfg.control.early_stopping_patience;
+        let stop = patience.is_some_and(|p| self.state.evals_without_improvement >= p);
+        if stop {
+            tracing::info!(
+                "early stopping at step {step}: {} has not improved for {} evaluations",
+                self.state.metric_for_best,
+                self.state.evals_without_improvement
+            );
+        }
+        Ok(stop)
+    }
+
+    fn track_best(&mut self, ev: Evaluation) -> Result<()> {
+        let metric = &self.state.metric_for_best;
+        let value = *ev.metrics.get(metric).with_context(|| {
+            let known: Vec<&str> = ev.metrics.keys().map(String::as_str).collect();
+            format!("--metric-for-best {metric}: evaluation reports {}", known.join(", "))
+        })?;
+        let greater = TrainConfig::greater_is_better(metric);
+        if self.state.best_metric.is_none_or(|b| if greater { value > b } else { value < b }) {
+            self.state.best_evaluation = Some(json!({"metrics": ev.metrics, "report": ev.report}));
+            self.state.best_metric = Some(value);
+            self.state.best_step = Some(self.state.global_step);
+            self.state.evals_without_improvement = 0;
+            self.best_evaluation = Some(ev);
+        } else {
+            self.state.evals_without_improvement += 1;
+        }
+        Ok(())
+    }
+
+    /// After SIGINT/SIGTERM: a checkpoint of this step (unless one was just saved), then stop.
+    fn interrupt(mut self, opt: &AdamW, saved: bool, exit_code: i32) -> Result<Outcome> {
+        let step = self.state.global_step;
+        if !saved {
+            self.dir.save_checkpoint(self.task, opt, &self.state)?;
+        }
+        self.bar.abandon_with_message("interrupted");
+        let at = self.dir.checkpoint(step);
+        tracing::warn!("interrupted at step {step}: saved {}; continue with --resume-from", at.display());
+        self.log.write(json!({"event": "interrupted", "step": step}))?;
+        Ok(self.outcome(Stop::Interrupted { exit_code }))
+    }
+
+    fn finish(mut self, stop: Stop) -> Result<Outcome> {
+        self.bar.finish();
+        let t = &self.totals;
+        let work = json!({"steps": t.steps, "examples": t.examples, "tokens": t.tokens,
+            "padded_tokens": t.padded_tokens, "seconds": t.seconds(),
+            "gpu_peak_memory": gpu_peak_memory(self.task.var_store().device())});
+        self.dir.finish(self.task, &self.state, &mut self.log, work)?;
+        Ok(self.outcome(stop))
+    }
+
+    fn outcome(self, stop: Stop) -> Outcome {
+        Outcome {
+            stop,
+            global_step: self.state.global_step,
+            best: self.state.best_step.zip(self.state.best_metric),
+            metric_for_best: self.state.metric_for_best,
+            best_evaluation: self.best_evaluation,
+        }
+    }
 }
 
 /// SIGINT/SIGTERM set a flag the loop checks between steps; a second Ctrl-C exits at once.
@@ -193,208 +456,21 @@ impl Signals {
     }
 }
 
-pub fn train<T: Task>(task: &T, cfg: &TrainConfig, autocast: Autocast, num_train_batches: usize) -> Result<Outcome> {
-    let steps_per_epoch = num_train_batches.div_ceil(cfg.grad_accum).max(1);
-    let total_steps = match cfg.max_steps {
-        Some(n) => n,
-        None => ((cfg.epochs * steps_per_epoch as f64).ceil() as usize).max(1),
-    };
-    let warmup_steps = cfg.warmup_steps.unwrap_or((cfg.warmup_ratio * total_steps as f64).ceil() as usize);
-    let schedule = LinearWarmup { kind: cfg.scheduler, base_lr: cfg.lr, warmup_steps, total_steps };
-    // In name order: the global gradient norm sums per-tensor norms, and HashMap order (random
-    // per process) would change its last bits, the clipping, and so the weights run to run.
-    let mut params: Vec<(String, Tensor)> = task.var_store().variables().into_iter().collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    let trainable: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
-    let mut opt = AdamW::new(params, AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() });
-    let metric = cfg.metric_for_best.clone().unwrap_or_else(|| task.default_metric().to_string());
-    let greater = TrainConfig::greater_is_better(&metric);
-
-    let mut state = TrainerState {
-        global_step: 0,
-        total_steps,
-        steps_per_epoch,
-        metric_for_best: metric.clone(),
-        best_metric: None,
-        best_step: None,
-        best_evaluation: None,
-        evals_without_improvement: 0,
-        config: cfg.clone(),
-    };
-    if let Some(dir) = &cfg.resume_from {
-        state = resume(dir, &mut opt, &state)?;
-        tracing::info!("resuming from {} at step {}/{}", dir.display(), state.global_step, total_steps);
-    }
-    let mut log = RunLog::open(&cfg.output.join("log.jsonl"), state.global_step)?;
-    let device = task.var_store().device();
-    if state.global_step == 0 {
-        log.write(json!({"event": "start", "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
-            "warmup_steps": warmup_steps, "train_batches": num_train_batches, "config": cfg}))?;
-    }
-    if state.global_step == 0
-        && task.evaluate_before_training()
-        && let Some(ev) = task.evaluate()?
-    {
-        tracing::info!("before training: {}", ev.summary);
-        log.write(json!({"event": "eval", "step": 0, "epoch": 0.0, "metrics": ev.metrics}))?;
-        atomic_write(&cfg.output.join("eval_before.json"), serde_json::to_string_pretty(&ev.report)?.as_bytes())?;
-    }
-    let signals = Signals::install()?;
-    let bar = super::progress::bar(total_steps as u64, state.global_step as u64);
-
-    let mut epoch_cache: Option<(usize, Vec<Vec<usize>>)> = None;
-    let mut window = Window { since: Some(Instant::now()), ..Default::default() };
-    let mut totals = Window { since: Some(Instant::now()), ..Default::default() };
-    let mut stop = Stop::Finished;
-    let mut best_evaluation = None;
-    let mut skipped_in_a_row = 0;
-    while state.global_step < total_steps {
-        let step = state.global_step;
-        let epoch = step / steps_per_epoch;
-        if epoch_cache.as_ref().map(|(e, _)| *e) != Some(epoch) {
-            epoch_cache = Some((epoch, task.epoch_batches(epoch, cfg.seed)));
-        }
-        let batches = &epoch_cache.as_ref().unwrap().1;
-        let first = (step % steps_per_epoch) * cfg.grad_accum;
-        let micro: Vec<&Vec<usize>> = batches.iter().skip(first).take(cfg.grad_accum).collect();
-        let lr = schedule.lr(step);
-
-        let stats = accumulate_gradients(task, &micro, cfg.seed, step, autocast)
-            .map_err(|e| anyhow!("{e:#}; {}", last_checkpoint_note(cfg)))?;
-        let values = clip_and_read(&stats, &trainable, cfg.max_grad_norm);
-        let non_finite = match values {
-            StepValues { loss, .. } if !loss.is_finite() => Some(format!("the loss is {loss}")),
-            StepValues { grad_norm: Some(norm), .. } if !norm.is_finite() => {
-                Some(format!("the gradient norm is {norm}"))
-            }
-            _ => None,
-        };
-        let skipped = non_finite.is_some();
-        match non_finite {
-            None => {
-                skipped_in_a_row = 0;
-                opt.step(lr)?;
-            }
-            Some(what) if cfg.skip_nan_steps && skipped_in_a_row + 1 < MAX_SKIPPED_IN_A_ROW => {
-                skipped_in_a_row += 1;
-                bar.suspend(|| tracing::warn!("step {}: {what}; update skipped (--skip-nan-steps)", step + 1));
-                log.write(json!({"event": "skipped_step", "step": step + 1, "reason": what}))?;
-            }
-            Some(what) => {
-                let hint = if cfg.skip_nan_steps {
-                    format!(" ({MAX_SKIPPED_IN_A_ROW} steps in a row)")
-                } else {
-                    "; --skip-nan-steps skips such steps instead".into()
-                };
-                bail!("step {}: {what} (learning rate {lr:.3e}){hint}; {}", step + 1, last_checkpoint_note(cfg));
-            }
-        }
-        opt.zero_grad();
-        state.global_step += 1;
-        // A skipped step's loss is no loss of the model being trained: left out of the averages.
-        let loss = (!skipped).then_some(values.loss);
-        window.add(loss, &stats);
-        totals.add(loss, &stats);
-        bar.set_position(state.global_step as u64);
-
-        let step = state.global_step;
-        let epoch_f = step as f64 / steps_per_epoch as f64;
-        if step.is_multiple_of(cfg.log_every.max(1)) || step == total_steps {
-            let w = window.take();
-            bar.set_message(format!(
-                "loss {:.4}  lr {:.2e}  {:.1} ex/s  {:.0} tok/s",
-                w.loss.unwrap_or(f64::NAN),
-                lr,
-                w.examples_per_s,
-                w.tokens_per_s
-            ));
-            let mut record = json!({"event": "train", "step": step, "epoch": epoch_f, "loss": w.loss, "lr": lr,
-                "grad_norm": values.grad_norm.filter(|n| n.is_finite()),
-                "examples_per_s": w.examples_per_s, "tokens_per_s": w.tokens_per_s,
-                "padded_tokens_per_s": w.padded_tokens_per_s});
-            if let Some(memory) = gpu_peak_memory(device) {
-                record["gpu_peak_memory"] = json!(memory);
-            }
-            log.write(record)?;
-        }
-
-        let end_of_epoch = step.is_multiple_of(steps_per_epoch);
-        let due = match cfg.eval_every {
-            Some(n) => step.is_multiple_of(n),
-            None => end_of_epoch,
-        } || step == total_steps;
-        let interrupted = signals.received();
-        if due {
-            let evaluation =
-                bar.suspend(|| catch(|| task.evaluate())).map_err(|f| anyhow!("evaluating at step {step}: {f}"))??;
-            if let Some(ev) = &evaluation {
-                bar.suspend(|| tracing::info!("step {step} (epoch {epoch_f:.2}) evaluation:\n{}", ev.summary));
-                log.write(json!({"event": "eval", "step": step, "epoch": epoch_f, "metrics": ev.metrics}))?;
-                let value = *ev.metrics.get(&metric).with_context(|| {
-                    format!(
-                        "--metric-for-best {metric}: evaluation reports {}",
-                        ev.metrics.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )
-                })?;
-                let improved = state.best_metric.is_none_or(|b| if greater { value > b } else { value < b });
-                if improved {
-                    best_evaluation = Some(ev.clone());
-                    state.best_evaluation = Some(json!({"metrics": ev.metrics, "report": ev.report}));
-                    state.best_metric = Some(value);
-                    state.best_step = Some(step);
-                    state.evals_without_improvement = 0;
-                } else {
-                    state.evals_without_improvement += 1;
-                }
-            }
-            save_checkpoint(task, &opt, &state, cfg)?;
-            if cfg.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
-                tracing::info!(
-                    "early stopping at step {step}: {metric} has not improved for {} evaluations",
-                    state.evals_without_improvement
-                );
-                stop = Stop::EarlyStopped;
-                break;
-            }
-        }
-        if let Some(exit_code) = interrupted {
-            if !due {
-                save_checkpoint(task, &opt, &state, cfg)?;
-            }
-            bar.abandon_with_message("interrupted");
-            tracing::warn!(
-                "interrupted at step {step}: saved {}; continue with --resume-from",
-                checkpoint_dir(cfg, step).display()
-            );
-            log.write(json!({"event": "interrupted", "step": step}))?;
-            return Ok(Outcome {
-                metric_for_best: state.metric_for_best.clone(),
-                stop: Stop::Interrupted { exit_code },
-                global_step: step,
-                best: best(&state),
-                best_evaluation,
-            });
+impl Drop for Signals {
+    /// Outside training, signals do what they normally do again.
+    fn drop(&mut self) {
+        for id in self.handlers.drain(..) {
+            signal_hook::low_level::unregister(id);
         }
     }
-    bar.finish();
-    let work = json!({"steps": totals.steps, "examples": totals.examples, "tokens": totals.tokens,
-        "padded_tokens": totals.padded_tokens, "seconds": totals.seconds(), "gpu_peak_memory": gpu_peak_memory(device)});
-    finish(task, cfg, &state, &mut log, work)?;
-    Ok(Outcome {
-        metric_for_best: state.metric_for_best.clone(),
-        stop,
-        global_step: state.global_step,
-        best: best(&state),
-        best_evaluation,
-    })
 }
 
 /// Forward and backward over the micro-batches of optimizer step `step`, leaving their mean
 /// gradient in the parameters; returns the mean loss, examples and real tokens. Every random
 /// draw (dropout, masks) is seeded from (seed, step, micro-batch), which makes runs repeatable.
-pub fn accumulate_gradients<T: Task>(
+pub fn accumulate_gradients<T: Objective>(
     task: &T,
-    micro: &[&Vec<usize>],
+    micro: &[Vec<usize>],
     seed: u64,
     step: usize,
     autocast: Autocast,
@@ -432,19 +508,6 @@ pub fn clip_and_read(stats: &StepStats, trainable: &[Tensor], max_grad_norm: f64
     StepValues { loss: both[0], grad_norm: Some(both[1]) }
 }
 
-fn best(state: &TrainerState) -> Option<(usize, f64)> {
-    state.best_step.zip(state.best_metric)
-}
-
-impl Drop for Signals {
-    /// Outside training, signals do what they normally do again.
-    fn drop(&mut self) {
-        for id in self.handlers.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
-}
-
 /// Running sums between two log lines (and over the whole run, for the end record).
 #[derive(Default)]
 struct Window {
@@ -467,6 +530,10 @@ struct WindowStats {
 }
 
 impl Window {
+    fn started() -> Self {
+        Window { since: Some(Instant::now()), ..Default::default() }
+    }
+
     fn add(&mut self, loss: Option<f64>, s: &StepStats) {
         if let Some(loss) = loss {
             self.loss += loss;
@@ -493,130 +560,4 @@ impl Window {
         *self = Window { since: Some(Instant::now()), ..Default::default() };
         stats
     }
-}
-
-fn checkpoint_dir(cfg: &TrainConfig, step: usize) -> PathBuf {
-    cfg.output.join(format!("checkpoint-{step}"))
-}
-
-/// Which checkpoint a failed run leaves to resume from.
-fn last_checkpoint_note(cfg: &TrainConfig) -> String {
-    match list_checkpoints(&cfg.output).ok().and_then(|c| c.last().cloned()) {
-        Some((_, path)) => format!("{} is intact (continue with --resume-from)", path.display()),
-        None => "no checkpoint was saved before it".into(),
-    }
-}
-
-/// Model + optimizer + trainer state + a manifest of checksums into `checkpoint-N`, written under
-/// a temporary name and renamed, so a crash leaves either no folder or a complete one.
-fn save_checkpoint<T: Task>(task: &T, opt: &AdamW, state: &TrainerState, cfg: &TrainConfig) -> Result<()> {
-    let dir = checkpoint_dir(cfg, state.global_step);
-    let tmp = cfg.output.join(format!(".checkpoint-{}.tmp", state.global_step));
-    let written = (|| -> Result<()> {
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        task.save_model(&tmp)?;
-        write_safetensors(&tmp.join("optimizer.safetensors"), &opt.state())?;
-        atomic_write(&tmp.join("trainer_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
-        write_manifest(&tmp)
-    })();
-    if let Err(e) = written {
-        // A full disk must not stay full of our half checkpoint.
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e.context(format!("saving {} failed; {}", dir.display(), last_checkpoint_note(cfg))));
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("replacing {}", dir.display()))?;
-    }
-    std::fs::rename(&tmp, &dir).with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
-    if let Some(limit) = cfg.save_total_limit {
-        let all = list_checkpoints(&cfg.output)?;
-        let mut excess = all.len().saturating_sub(limit.max(1));
-        for (step, path) in all {
-            if excess == 0 {
-                break;
-            }
-            if Some(step) != state.best_step && step != state.global_step {
-                std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
-                excess -= 1;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn resume(dir: &Path, opt: &mut AdamW, fresh: &TrainerState) -> Result<TrainerState> {
-    verify_manifest(dir)?;
-    let path = dir.join("trainer_state.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("{}: not a checkpoint folder", path.display()))?;
-    let saved: TrainerState = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))?;
-    let (a, b) = (&saved.config, &fresh.config);
-    let same = a.batch_size == b.batch_size
-        && a.grad_accum == b.grad_accum
-        && a.lr == b.lr
-        && a.seed == b.seed
-        && a.scheduler == b.scheduler
-        && a.no_bucketing == b.no_bucketing
-        && saved.total_steps == fresh.total_steps
-        && saved.steps_per_epoch == fresh.steps_per_epoch;
-    if !same {
-        bail!(
-            "{}: was trained with other settings or data (batch size, accumulation, lr, seed, schedule or number of steps differ); resume with the same arguments",
-            dir.display()
-        );
-    }
-    let state = read_weights_raw(&dir.join("optimizer.safetensors"))?;
-    opt.load_state(state).with_context(|| format!("{}", dir.join("optimizer.safetensors").display()))?;
-    Ok(TrainerState { config: fresh.config.clone(), ..saved })
-}
-
-/// Tensors of a safetensors file under their stored names and kinds.
-fn read_weights_raw(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let tensors = Tensor::read_safetensors(path).with_context(|| format!("{}: unreadable", path.display()))?;
-    Ok(tensors.into_iter().collect())
-}
-
-/// The output directory's model: the best checkpoint's (as Trainer's load_best_model_at_end),
-/// or the final weights when nothing was evaluated. Then the curves.
-/// `work` is what this process trained (steps, examples, tokens, seconds), for the end record.
-fn finish<T: Task>(
-    task: &T,
-    cfg: &TrainConfig,
-    state: &TrainerState,
-    log: &mut RunLog,
-    work: serde_json::Value,
-) -> Result<()> {
-    match state.best_step {
-        Some(step) if step != state.global_step => {
-            let best = checkpoint_dir(cfg, step);
-            tracing::info!(
-                "best {} = {:.4} at step {step}: copying {} to {}",
-                state.metric_for_best,
-                state.best_metric.unwrap(),
-                best.display(),
-                cfg.output.display()
-            );
-            for entry in std::fs::read_dir(&best)?.flatten() {
-                let name = entry.file_name();
-                if ["optimizer.safetensors", "trainer_state.json", "manifest.json"].iter().any(|n| name == *n) {
-                    continue;
-                }
-                atomic_write(&cfg.output.join(&name), &std::fs::read(entry.path())?)?;
-            }
-            // Sanity: what we copied is loadable.
-            read_weights(&cfg.output)?;
-        }
-        _ => task.save_model(&cfg.output)?,
-    }
-    atomic_write(&cfg.output.join("trainer_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
-    if let Some(best) = &state.best_evaluation {
-        let results = json!({"step": state.best_step, "metrics": best["metrics"], "report": best["report"]});
-        atomic_write(&cfg.output.join("eval_results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
-    }
-    log.write(json!({"event": "end", "step": state.global_step, "best_step": state.best_step, "best_metric": state.best_metric, "metric_for_best": state.metric_for_best, "this_process": work}))?;
-    if let Err(e) = crate::viz::curves::plot_run(&cfg.output.join("log.jsonl"), &cfg.output) {
-        tracing::warn!("could not draw the training curves: {e:#}");
-    }
-    Ok(())
 }

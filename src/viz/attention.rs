@@ -1,17 +1,11 @@
 //! Attention probabilities of every layer and head for one text, as transformers returns them
 //! with `output_attentions=True`, and how much each head changed between two models.
 
-use std::path::Path;
-
 use anyhow::{Result, bail};
 use serde::Serialize;
-use tch::nn::VarStore;
 use tch::{Device, Kind};
 
-use crate::checkpoint::Checkpoint;
-use crate::data::Collator;
-use crate::model::{Bert, ForwardOptions};
-use crate::tokenizer::BertTokenizer;
+use crate::encoder::{Encoder, ForwardOptions, Inputs};
 
 /// `maps[layer][head][query][key]` for the tokens of one text.
 #[derive(Debug, Clone, Serialize)]
@@ -25,25 +19,17 @@ pub struct AttentionMaps {
 pub type Matrix = Vec<Vec<f32>>;
 
 impl AttentionMaps {
-    /// Runs `text` through the encoder of the model at `model_dir` (any BERT checkpoint).
-    pub fn compute(model: &str, text: &str, max_len: usize, device: Device) -> Result<Self> {
-        let ckpt = Checkpoint::open(model)?;
-        let tokenizer = BertTokenizer::from_dir(&ckpt.dir)?;
-        tokenizer.check_fits(ckpt.config.vocab_size, &ckpt.dir)?;
-        let vs = VarStore::new(device);
-        let bert = Bert::new(vs.root().sub("bert"), &ckpt.config, false);
-        ckpt.load_into(&vs)?;
-        let enc = tokenizer.encode_batch(&[text], None, max_len.min(ckpt.config.max_position_embeddings as usize))?;
-        let inputs = Collator { pad_id: tokenizer.pad_id }.collate_encodings(&enc).to_device(device);
+    /// The attention of `encoder` on one text (`inputs`, one row; `tokens` its tokens), under
+    /// the name `model` in titles.
+    pub fn compute(model: String, encoder: &dyn Encoder, inputs: &Inputs, tokens: Vec<String>) -> Result<Self> {
         let opts = ForwardOptions { output_attentions: true, ..ForwardOptions::eval() };
-        let out = tch::no_grad(|| bert.forward(&inputs, opts));
+        let out = tch::no_grad(|| encoder.forward(inputs, opts));
         let mut maps = Vec::with_capacity(out.attentions.len());
         for a in &out.attentions {
             let a = a.get(0).to_kind(Kind::Float).to_device(Device::Cpu);
             maps.push(Vec::<Vec<Vec<f32>>>::try_from(a)?);
         }
-        let name = display_name(&ckpt.dir, model);
-        Ok(AttentionMaps { model: name, tokens: enc[0].get_tokens().to_vec(), maps })
+        Ok(AttentionMaps { model, tokens, maps })
     }
 
     pub fn layers(&self) -> usize {
@@ -77,13 +63,6 @@ impl AttentionMaps {
             .map(|q| (0..n).map(|k| heads.iter().map(|h| h[q][k]).sum::<f32>() / heads.len() as f32).collect())
             .collect()
     }
-}
-
-fn display_name(dir: &Path, spec: &str) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| spec.to_string())
 }
 
 /// `b - a`, elementwise.

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use bertkit::device::Autocast;
+use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained};
+use bertkit::task::TaskModel;
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
 
@@ -24,8 +27,11 @@ pub fn bertkit<S: AsRef<OsStr>>(args: &[S]) -> std::process::Output {
 pub fn finetune_tiny(train: &Path, output: &Path, flags: &[&str]) -> Vec<String> {
     let [model, train, output] = [tiny_model().as_path(), train, output].map(|p| p.display().to_string());
     let base = ["finetune", "--new-head", "--model", &model, "--train", &train, "--output", &output];
+    // fp32 unless a test asks otherwise: numbers must not depend on whether this CPU has native bf16.
+    let precision = if flags.contains(&"--precision") { &[][..] } else { &["--precision", "fp32"][..] };
     base.into_iter()
         .chain(["--device", "cpu", "--threads", "1"])
+        .chain(precision.iter().copied())
         .chain(flags.iter().copied())
         .map(String::from)
         .collect()
@@ -49,6 +55,23 @@ pub fn synthetic_csv(path: &Path, n: usize, seed: u64) {
 
 pub fn tiny_model() -> PathBuf {
     repo().join("tests/fixtures/tiny-bert")
+}
+
+/// The model at `dir` with head `M`, as the commands load it (fp32, the checkpoint's own head).
+pub fn load<M: TaskModel>(dir: &Path, device: Device) -> anyhow::Result<Pretrained<M>> {
+    pretrained::load(&ModelDir::open(dir.to_str().unwrap())?, &LoadOptions::inference(device, Autocast::off()))
+}
+
+/// The same with the config's labels set to `labels` first (a classifier for them).
+pub fn load_with_labels<M: TaskModel>(dir: &Path, labels: &[&str], device: Device) -> Pretrained<M> {
+    let mut model = ModelDir::open(dir.to_str().unwrap()).unwrap();
+    model.config.set_labels(&labels.iter().map(|l| l.to_string()).collect::<Vec<_>>());
+    pretrained::load(&model, &LoadOptions::inference(device, Autocast::off())).unwrap()
+}
+
+/// Every tensor of a BERT checkpoint directory, under its canonical name.
+pub fn bert_weights(dir: &Path) -> BTreeMap<String, Tensor> {
+    pretrained::read_weights(dir, &bertkit::encoder::bert::FAMILY).unwrap()
 }
 
 /// all-MiniLM-L6-v2 and its reference outputs, made by `.ci/run` (see the README). Absent on a

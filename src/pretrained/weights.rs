@@ -1,8 +1,6 @@
-//! Hugging Face checkpoint directories: finding them, reading their weights into a model,
-//! writing a model back out so that `transformers.from_pretrained` loads it unchanged.
-
-mod hub;
-pub mod names;
+//! Weight files of a model directory: reading them (every naming variant mapped to the
+//! family's canonical names, as views of the memory-mapped files), and writing tensors as
+//! safetensors that transformers loads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,19 +10,8 @@ use safetensors::{Dtype, SafeTensors, View};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::fsutil::{atomic_write, atomic_write_with};
-use crate::model::BertConfig;
-use names::{Mapped, belongs_to_other_head, canonical};
-
-/// Tokenizer files copied along with a model so the output directory is self-contained.
-const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
-
-/// A checkpoint directory on disk and its parsed config.
-#[derive(Debug, Clone)]
-pub struct Checkpoint {
-    pub dir: PathBuf,
-    pub config: BertConfig,
-}
+use crate::encoder::{Family, Mapped};
+use crate::fsutil::atomic_write_with;
 
 /// What loading did beyond copying tensors: heads created fresh, heads left behind.
 #[derive(Debug, Default)]
@@ -48,42 +35,6 @@ impl LoadReport {
         if !self.unused.is_empty() {
             tracing::info!("{}: not used by this task: {}", source.display(), self.unused.join(", "));
         }
-    }
-}
-
-impl Checkpoint {
-    /// A local directory, or a Hugging Face hub id fetched into the hub cache.
-    pub fn open(spec: &str) -> Result<Self> {
-        // A hub id is `name` or `owner/name`; anything else that does not exist is a mistyped path.
-        let looks_like_path = spec.starts_with(['/', '.', '~']) || spec.matches('/').count() > 1;
-        let dir = if Path::new(spec).exists() {
-            PathBuf::from(spec)
-        } else if looks_like_path {
-            bail!("{spec}: no such model directory");
-        } else {
-            hub::download(spec)?
-        };
-        if !dir.is_dir() {
-            bail!("{spec}: not a model directory");
-        }
-        let config = BertConfig::from_file(&dir.join("config.json"))?;
-        Ok(Checkpoint { dir, config })
-    }
-
-    /// Fills every variable of `vs` (built from `self.config` under HF names) from the files.
-    pub fn load_into(&self, vs: &VarStore) -> Result<LoadReport> {
-        self.load_into_except(vs, None)
-    }
-
-    /// The same, leaving the tensors under `skip` (e.g. `classifier.`) at their fresh values.
-    pub fn load_into_except(&self, vs: &VarStore, skip: Option<&str>) -> Result<LoadReport> {
-        with_mapped_weights(&self.dir, |mut weights| {
-            if let Some(prefix) = skip {
-                weights.retain(|name, _| !name.starts_with(prefix));
-            }
-            load_weights(vs, weights)
-        })
-        .with_context(|| format!("loading {}", self.dir.display()))
     }
 }
 
@@ -122,7 +73,7 @@ pub struct TensorInfo {
 }
 
 /// What the checkpoint holds, by canonical name, without reading the weights themselves.
-pub fn tensor_index(dir: &Path) -> Result<BTreeMap<String, TensorInfo>> {
+pub fn tensor_index(dir: &Path, family: &Family) -> Result<BTreeMap<String, TensorInfo>> {
     let mut out = BTreeMap::new();
     for file in weight_files(dir)? {
         let mut f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
@@ -142,7 +93,7 @@ pub fn tensor_index(dir: &Path) -> Result<BTreeMap<String, TensorInfo>> {
             if name == "__metadata__" {
                 continue;
             }
-            let Mapped::Param(canon) = canonical(&name) else { continue };
+            let Mapped::Param(canon) = (family.canonical_name)(&name) else { continue };
             let info: safetensors::tensor::TensorInfo = serde_json::from_value(info)
                 .with_context(|| format!("{}: tensor {name}: bad header entry", file.display()))?;
             out.insert(canon, TensorInfo { dtype: info.dtype, shape: info.shape.iter().map(|&d| d as i64).collect() });
@@ -152,14 +103,18 @@ pub fn tensor_index(dir: &Path) -> Result<BTreeMap<String, TensorInfo>> {
 }
 
 /// Every tensor of the checkpoint as float32 on the CPU, under its canonical name.
-pub fn read_weights(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
-    with_mapped_weights(dir, |weights| Ok(weights.into_iter().map(|(name, t)| (name, t.copy())).collect()))
+pub fn read_weights(dir: &Path, family: &Family) -> Result<BTreeMap<String, Tensor>> {
+    with_mapped_weights(dir, family, |weights| Ok(weights.into_iter().map(|(name, t)| (name, t.copy())).collect()))
 }
 
 /// Calls `f` with every tensor of the checkpoint under its canonical name, float32 tensors as
 /// views of the memory-mapped files: loading into a model then holds the weights twice (the
 /// model and the page cache), not three times. The views must not outlive `f`.
-fn with_mapped_weights<R>(dir: &Path, f: impl FnOnce(BTreeMap<String, Tensor>) -> Result<R>) -> Result<R> {
+pub fn with_mapped_weights<R>(
+    dir: &Path,
+    family: &Family,
+    f: impl FnOnce(BTreeMap<String, Tensor>) -> Result<R>,
+) -> Result<R> {
     let mut maps = Vec::new();
     for file in weight_files(dir)? {
         let handle = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
@@ -174,7 +129,7 @@ fn with_mapped_weights<R>(dir: &Path, f: impl FnOnce(BTreeMap<String, Tensor>) -
             anyhow::anyhow!("{}: not a complete safetensors file (truncated or corrupt?): {e}", file.display())
         })?;
         for (name, view) in st.tensors() {
-            let Mapped::Param(canon) = canonical(&name) else { continue };
+            let Mapped::Param(canon) = (family.canonical_name)(&name) else { continue };
             let kind = match view.dtype() {
                 Dtype::F32 => Kind::Float,
                 Dtype::F16 => Kind::Half,
@@ -206,7 +161,7 @@ fn with_mapped_weights<R>(dir: &Path, f: impl FnOnce(BTreeMap<String, Tensor>) -
 
 /// Copies `weights` into `vs`. Parameters missing from the file are fine for task heads (they
 /// keep their fresh initialisation); for the encoder they mean config and weights disagree.
-pub fn load_weights(vs: &VarStore, mut weights: BTreeMap<String, Tensor>) -> Result<LoadReport> {
+pub fn load_weights(vs: &VarStore, family: &Family, mut weights: BTreeMap<String, Tensor>) -> Result<LoadReport> {
     let mut report = LoadReport::default();
     let mut missing_encoder = Vec::new();
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -219,7 +174,7 @@ pub fn load_weights(vs: &VarStore, mut weights: BTreeMap<String, Tensor>) -> Res
                         "tensor {name} has shape {:?} in the checkpoint but the config implies {:?}{}",
                         src.size(),
                         var.size(),
-                        if name.starts_with("classifier.") {
+                        if name.starts_with(family.heads.classifier) {
                             " (a different number of labels: fine-tune from the base model or pass matching labels)"
                         } else {
                             ""
@@ -228,7 +183,7 @@ pub fn load_weights(vs: &VarStore, mut weights: BTreeMap<String, Tensor>) -> Res
                 }
                 tch::no_grad(|| var.shallow_clone().copy_(&src));
             }
-            None if belongs_to_other_head(name) => report.initialised.push(name.clone()),
+            None if family.is_head_tensor(name) => report.initialised.push(name.clone()),
             None => missing_encoder.push(name.clone()),
         }
     }
@@ -239,7 +194,7 @@ pub fn load_weights(vs: &VarStore, mut weights: BTreeMap<String, Tensor>) -> Res
             missing_encoder[0]
         );
     }
-    let (unused, unknown): (Vec<String>, Vec<String>) = weights.into_keys().partition(|n| belongs_to_other_head(n));
+    let (unused, unknown): (Vec<String>, Vec<String>) = weights.into_keys().partition(|n| family.is_head_tensor(n));
     if let Some(first) = unknown.first() {
         bail!(
             "unexpected tensor {first} in the checkpoint{} (config.json does not match the weights?)",
@@ -308,33 +263,4 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Res
     atomic_write_with(path, |tmp| {
         Ok(safetensors::serialize_to_file(prepared.iter().map(|(n, b)| (n.as_str(), b)), metadata, tmp)?)
     })
-}
-
-/// Writes an HF model directory: config.json (with `architectures`), model.safetensors and the
-/// tokenizer files from `tokenizer_from`. Each file is written to a temporary name and renamed,
-/// so a crash leaves either the old file or the new one.
-pub fn save_pretrained(
-    out: &Path,
-    vs: &VarStore,
-    config: &BertConfig,
-    architecture: &str,
-    tokenizer_from: &Path,
-) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    write_safetensors(&out.join("model.safetensors"), &tensors)?;
-    let mut config = config.clone();
-    config.architectures = vec![architecture.to_string()];
-    config.extra.insert("dtype".into(), "float32".into());
-    config.extra.remove("torch_dtype");
-    atomic_write(&out.join("config.json"), serde_json::to_string_pretty(&config)?.as_bytes())?;
-    let same_dir = tokenizer_from.canonicalize().ok() == out.canonicalize().ok();
-    for name in TOKENIZER_FILES {
-        let src = tokenizer_from.join(name);
-        if src.exists() && !same_dir {
-            let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
-            atomic_write(&out.join(name), &bytes)?;
-        }
-    }
-    Ok(())
 }

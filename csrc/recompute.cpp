@@ -3,6 +3,8 @@
 // backward reaches the block, the forward is run again with the random-number generator and
 // autocast state it had the first time (so dropout draws the same masks), and backpropagated
 // through. The block itself is a Rust closure, called through a C function pointer.
+#include "bertkit.h"
+
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/ivalue.h>
@@ -15,8 +17,6 @@
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-extern thread_local std::string bertkit_error;
 
 extern "C" {
 // Runs the block on `input` (which it takes ownership of); returns a new tensor, or null on
@@ -87,7 +87,7 @@ struct AutocastAs {
   }
 };
 
-struct Checkpoint : public torch::autograd::Function<Checkpoint> {
+struct Recompute : public torch::autograd::Function<Recompute> {
   // Runs with gradients off (Function::apply does that): nothing inside the block is recorded.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, c10::intrusive_ptr<Block> block) {
     auto device = input.device().type();
@@ -128,14 +128,11 @@ extern "C" {
 // 0 on success, -1 on error (message: bertkit_last_error).
 int bertkit_checkpoint(bertkit_block_fn call, void* closure, bertkit_drop_fn drop, const at::Tensor* input,
                        at::Tensor** output) {
-  try {
+  return bertkit_guard([&] {
     auto block = c10::make_intrusive<Block>(call, closure, drop);
-    *output = new at::Tensor(Checkpoint::apply(*input, block));
+    *output = new at::Tensor(Recompute::apply(*input, block));
     return 0;
-  } catch (const std::exception& e) {
-    bertkit_error = e.what();
-    return -1;
-  }
+  });
 }
 
 }  // extern "C"

@@ -3,7 +3,7 @@
 //! activation memory that no longer grows with the number of layers, as transformers'
 //! `gradient_checkpointing_enable()` (torch.utils.checkpoint) does.
 //!
-//! The autograd node is libtorch's (`csrc/checkpoint.cpp`); the block is a Rust closure it
+//! The autograd node is libtorch's (`csrc/recompute.cpp`); the block is a Rust closure it
 //! calls, in forward and again in backward, with the RNG and autocast state of the first call.
 
 use std::ffi::{c_char, c_void};
@@ -11,20 +11,8 @@ use std::ffi::{c_char, c_void};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
-use crate::torch_failure::{catch, csrc_tensor};
-
-type BlockFn = unsafe extern "C" fn(*mut c_void, *mut C_tensor, *mut c_char, usize) -> *mut C_tensor;
-type DropFn = unsafe extern "C" fn(*mut c_void);
-
-unsafe extern "C" {
-    fn bertkit_checkpoint(
-        call: BlockFn,
-        closure: *mut c_void,
-        drop: DropFn,
-        input: *const C_tensor,
-        output: *mut *mut C_tensor,
-    ) -> i32;
-}
+use crate::ffi;
+use crate::torch_failure::catch;
 
 /// `block(input)`, with the activations inside `block` recomputed in backward instead of kept
 /// (`torch.utils.checkpoint`).
@@ -37,10 +25,8 @@ where
     F: Fn(&Tensor) -> Tensor + Send + 'static,
 {
     let closure = Box::into_raw(Box::new(block)) as *mut c_void;
-    // SAFETY: `call::<F>` and `drop_closure::<F>` match the closure's type; the C++ side owns the
-    // closure from here on and frees it exactly once through `drop_closure`. On success it
-    // allocates the output for us.
-    unsafe { csrc_tensor(|output| bertkit_checkpoint(call::<F>, closure, drop_closure::<F>, input.as_ptr(), output)) }
+    // SAFETY: `call::<F>` and `drop_closure::<F>` match the closure's type.
+    unsafe { ffi::checkpoint(call::<F>, closure, drop_closure::<F>, input) }
 }
 
 /// Calls the closure on an input the C++ side allocated for us; returns the output's ownership,

@@ -5,14 +5,7 @@
 //! `cls.predictions.decoder.bias`, and most carry the `position_ids` buffer. The canonical name is
 //! the one `BertFor*` models use in transformers today.
 
-/// What to do with a tensor found in a checkpoint file.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Mapped {
-    /// Load it under this canonical name.
-    Param(String),
-    /// A buffer or a tied copy that carries no information of its own.
-    Skip,
-}
+use crate::encoder::Mapped;
 
 pub fn canonical(name: &str) -> Mapped {
     if name.ends_with("position_ids") || name == "cls.predictions.decoder.weight" {
@@ -32,12 +25,6 @@ pub fn canonical(name: &str) -> Mapped {
         name = "cls.predictions.bias".into();
     }
     Mapped::Param(name)
-}
-
-/// Parameters of a task head that is not the one being loaded: transformers drops these with
-/// a notice (e.g. the MLM head when fine-tuning a pretraining checkpoint), and so do we.
-pub fn belongs_to_other_head(canonical: &str) -> bool {
-    ["cls.", "classifier.", "bert.pooler."].iter().any(|p| canonical.starts_with(p))
 }
 
 #[cfg(test)]

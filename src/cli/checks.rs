@@ -1,0 +1,106 @@
+//! Range checks for numeric flags, as clap value parsers: a bad value stops the command before
+//! anything runs, with one line naming the flag, the value and the allowed range
+//! (`invalid value '0' for '--batch-size <BATCH_SIZE>': must be at least 1`).
+
+/// An integer of at least 1 (sizes, counts, steps).
+pub fn positive(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| "must be a whole number of at least 1".to_string())?;
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
+}
+
+fn finite(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|_| "must be a number".to_string())?;
+    if !x.is_finite() {
+        return Err("must be a finite number".into());
+    }
+    Ok(x)
+}
+
+/// A finite number above 0 (learning rate, epochs).
+pub fn positive_float(s: &str) -> Result<f64, String> {
+    let x = finite(s)?;
+    if x <= 0.0 {
+        return Err("must be greater than 0".into());
+    }
+    Ok(x)
+}
+
+/// A finite number of at least 0 (weight decay, clipping norm; 0 turns them off).
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    let x = finite(s)?;
+    if x < 0.0 {
+        return Err("must be 0 or more".into());
+    }
+    Ok(x)
+}
+
+/// A number in [0, 1] (dropout, warmup ratio).
+pub fn fraction(s: &str) -> Result<f64, String> {
+    let x = finite(s)?;
+    if !(0.0..=1.0).contains(&x) {
+        return Err("must be between 0 and 1".into());
+    }
+    Ok(x)
+}
+
+/// A number strictly between 0 and 1 (masking probability, held-out share).
+pub fn open_fraction(s: &str) -> Result<f64, String> {
+    let x = finite(s)?;
+    if x <= 0.0 || x >= 1.0 {
+        return Err("must be between 0 and 1, both excluded".into());
+    }
+    Ok(x)
+}
+
+/// A sequence length: at least 3 tokens (`[CLS] x [SEP]`). Its upper bound is the model's
+/// position count, checked against the model (`check_max_len`).
+pub fn sequence_length(s: &str) -> Result<usize, String> {
+    let n = positive(s)?;
+    if n < 3 {
+        return Err("must be at least 3 (the special tokens and one token of text)".into());
+    }
+    Ok(n)
+}
+
+/// `--max-len` as given (checked against the positions the model's embeddings cover), or by
+/// default 512 tokens, fewer where the model covers fewer.
+pub fn resolve_max_len(given: Option<usize>, model: &crate::pretrained::ModelDir) -> anyhow::Result<usize> {
+    match given {
+        Some(len) => check_max_len("max-len", len, model).map(|()| len),
+        None => Ok(model.dims.max_positions.min(512) as usize),
+    }
+}
+
+/// `--{flag} {len}` against the `max_positions` the model's position embeddings cover.
+pub fn check_max_len(flag: &str, len: usize, model: &crate::pretrained::ModelDir) -> anyhow::Result<()> {
+    if len as i64 > model.dims.max_positions {
+        anyhow::bail!(
+            "--{flag} {len} exceeds the {} positions of {} (allowed: 3 to {})",
+            model.dims.max_positions,
+            model.dir.display(),
+            model.dims.max_positions
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(positive("0").is_err() && positive("-3").is_err() && positive("x").is_err());
+        assert_eq!(positive("16"), Ok(16));
+        for bad in ["nan", "inf", "-inf", "0", "-1e-5"] {
+            assert!(positive_float(bad).is_err(), "{bad}");
+        }
+        assert!(non_negative("0").is_ok() && non_negative("-0.1").is_err() && non_negative("NaN").is_err());
+        assert!(fraction("1").is_ok() && fraction("1.5").is_err());
+        assert!(open_fraction("0").is_err() && open_fraction("1").is_err() && open_fraction("0.15").is_ok());
+        assert!(sequence_length("2").is_err() && sequence_length("3").is_ok());
+    }
+}

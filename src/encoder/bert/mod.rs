@@ -1,0 +1,310 @@
+//! BERT, read top to bottom: embeddings, encoder layers, pooler (`bert.*` in Hugging Face
+//! checkpoints). The task heads on top are in `crate::task`.
+//!
+//! Parameters live in a tch `VarStore` under exactly the names Hugging Face uses
+//! (`bert.encoder.layer.0.attention.self.query.weight`, ...), so loading and saving is a
+//! matter of matching names (`names.rs` maps the variants). Initialisation follows
+//! transformers' `BertPreTrainedModel._init_weights`, which matters for heads a checkpoint
+//! does not have.
+
+mod config;
+mod names;
+
+use anyhow::Result;
+use tch::nn::{Init, Path};
+use tch::{Kind, Tensor};
+
+pub use config::BertConfig;
+
+use super::layers::{Activation, LayerNorm, Linear, dropout};
+use super::recompute::recomputed;
+use super::{Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
+use crate::pretrained::ModelConfig;
+
+/// BERT in the registry (`encoder::FAMILIES`).
+pub const FAMILY: Family = Family {
+    model_type: "bert",
+    class_stem: "Bert",
+    dropout_keys: &["hidden_dropout_prob", "attention_probs_dropout_prob"],
+    dims: |config| Ok(BertConfig::from_model_config(config)?.dims()),
+    build,
+    canonical_name: names::canonical,
+    heads: HeadLayout {
+        classifier: "classifier",
+        mlm_dense: "cls.predictions.transform.dense",
+        mlm_layer_norm: "cls.predictions.transform.LayerNorm",
+        mlm_bias: "cls.predictions.bias",
+        prefixes: &["cls.", "classifier.", "bert.pooler."],
+    },
+};
+
+fn build(root: &Path, config: &ModelConfig, with_pooler: bool) -> Result<Box<dyn Encoder>> {
+    let config = BertConfig::from_model_config(config)?;
+    Ok(Box::new(Bert::new(root.sub("bert"), &config, with_pooler)))
+}
+
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    layer_norm: LayerNorm,
+    pad_token_id: i64,
+    dropout: f64,
+}
+
+impl Embeddings {
+    fn new(p: Path, c: &BertConfig) -> Self {
+        let init = Init::Randn { mean: 0., stdev: c.initializer_range };
+        let word = p.sub("word_embeddings").var("weight", &[c.vocab_size, c.hidden_size], init);
+        // nn.Embedding(padding_idx=pad) starts the padding row at zero and never updates it.
+        if (0..c.vocab_size).contains(&c.pad_token_id) {
+            let _ = tch::no_grad(|| word.get(c.pad_token_id).zero_());
+        }
+        Embeddings {
+            word,
+            position: p.sub("position_embeddings").var("weight", &[c.max_position_embeddings, c.hidden_size], init),
+            token_type: p.sub("token_type_embeddings").var("weight", &[c.type_vocab_size, c.hidden_size], init),
+            layer_norm: LayerNorm::new(p.sub("LayerNorm"), c.hidden_size, c.layer_norm_eps),
+            pad_token_id: c.pad_token_id,
+            dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    fn forward(&self, inputs: &Inputs, train: bool) -> Tensor {
+        let seq_len = inputs.input_ids.size()[1];
+        let positions = Tensor::arange(seq_len, (Kind::Int64, inputs.input_ids.device()));
+        let words = Tensor::embedding(&self.word, &inputs.input_ids, self.pad_token_id, false, false);
+        // Summed in transformers' order: float addition is not associative.
+        let xs = words
+            + Tensor::embedding(&self.token_type, &inputs.token_type_ids, -1, false, false)
+            + self.position.index_select(0, &positions).unsqueeze(0);
+        dropout(&self.layer_norm.forward(&xs), self.dropout, train)
+    }
+}
+
+struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    layer_norm: LayerNorm,
+    num_heads: i64,
+    head_dim: i64,
+    attention_dropout: f64,
+    hidden_dropout: f64,
+}
+
+impl SelfAttention {
+    fn new(p: Path, c: &BertConfig) -> Self {
+        let (h, r) = (c.hidden_size, c.initializer_range);
+        let s = p.sub("self");
+        let o = p.sub("output");
+        SelfAttention {
+            query: Linear::new(s.sub("query"), h, h, r),
+            key: Linear::new(s.sub("key"), h, h, r),
+            value: Linear::new(s.sub("value"), h, h, r),
+            output: Linear::new(o.sub("dense"), h, h, r),
+            layer_norm: LayerNorm::new(o.sub("LayerNorm"), h, c.layer_norm_eps),
+            num_heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+            attention_dropout: c.attention_probs_dropout_prob,
+            hidden_dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    /// `mask` is additive, `[batch, 1, 1, seq]`: 0 where a key may be attended, a large
+    /// negative number at padding (None: no padding). `queries` (`[batch, m]` positions) limits
+    /// the output to those positions, which still attend to every key. Returns the layer output
+    /// (`[batch, seq or m, hidden]`) and, if asked, the probabilities.
+    fn forward(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+        want_probs: bool,
+        queries: Option<&Tensor>,
+    ) -> (Tensor, Option<Tensor>) {
+        let (b, l, h) = xs.size3().expect("[batch, seq, hidden]");
+        let (heads, d) = (self.num_heads, self.head_dim);
+        let (xq, q, k, v) = match queries {
+            None => {
+                // One matmul for Q, K and V instead of three: the weights stay separate (HF names).
+                let w = Tensor::cat(&[&self.query.weight, &self.key.weight, &self.value.weight], 0);
+                let bias = Tensor::cat(&[&self.query.bias, &self.key.bias, &self.value.bias], 0);
+                let qkv = xs.linear(&w, Some(&bias)).view([b, l, 3, heads, d]).permute([2, 0, 3, 1, 4]);
+                (xs.shallow_clone(), qkv.get(0), qkv.get(1), qkv.get(2))
+            }
+            Some(positions) => {
+                let xq = xs.gather(1, &positions.unsqueeze(-1).expand([-1, -1, h], false), false);
+                let q = self.query.forward(&xq).view([b, -1, heads, d]).transpose(1, 2);
+                let w = Tensor::cat(&[&self.key.weight, &self.value.weight], 0);
+                let bias = Tensor::cat(&[&self.key.bias, &self.value.bias], 0);
+                let kv = xs.linear(&w, Some(&bias)).view([b, l, 2, heads, d]).permute([2, 0, 3, 1, 4]);
+                (xq, q, kv.get(0), kv.get(1))
+            }
+        };
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let dropout_p = if train { self.attention_dropout } else { 0.0 };
+        // SDPA's fused CPU kernel has no dropout, so training on the CPU would take its math
+        // fallback, which keeps a float dropout mask and scaled copies of Q and K for backward:
+        // written out here instead, with a one-byte mask, the same arithmetic otherwise.
+        let explicit = want_probs || (dropout_p > 0.0 && xs.device() == tch::Device::Cpu);
+        let (context, probs) = if explicit {
+            let scores = q.matmul(&k.transpose(-1, -2)) * scale;
+            let scores = match mask {
+                Some(m) => scores + m,
+                None => scores,
+            };
+            let probs = scores.softmax(-1, Kind::Float).to_kind(q.kind());
+            (dropout(&probs, dropout_p, train).matmul(&v), want_probs.then_some(probs))
+        } else {
+            // Fused kernel (flash attention where the device has it), same result.
+            let mask = mask.map(|m| m.to_kind(q.kind()));
+            (Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), dropout_p, false, scale, false), None)
+        };
+        let context = context.transpose(1, 2).reshape([b, -1, h]);
+        let out = dropout(&self.output.forward(&context), self.hidden_dropout, train);
+        (self.layer_norm.forward(&(out + xq)), probs)
+    }
+
+    fn shallow_clone(&self) -> Self {
+        SelfAttention {
+            query: self.query.shallow_clone(),
+            key: self.key.shallow_clone(),
+            value: self.value.shallow_clone(),
+            output: self.output.shallow_clone(),
+            layer_norm: self.layer_norm.shallow_clone(),
+            ..*self
+        }
+    }
+}
+
+struct Layer {
+    attention: SelfAttention,
+    intermediate: Linear,
+    output: Linear,
+    layer_norm: LayerNorm,
+    activation: Activation,
+    dropout: f64,
+}
+
+impl Layer {
+    fn new(p: Path, c: &BertConfig) -> Self {
+        let r = c.initializer_range;
+        Layer {
+            attention: SelfAttention::new(p.sub("attention"), c),
+            intermediate: Linear::new(p.sub("intermediate").sub("dense"), c.hidden_size, c.intermediate_size, r),
+            output: Linear::new(p.sub("output").sub("dense"), c.intermediate_size, c.hidden_size, r),
+            layer_norm: LayerNorm::new(p.sub("output").sub("LayerNorm"), c.hidden_size, c.layer_norm_eps),
+            activation: Activation::parse(&c.hidden_act).expect("validated config"),
+            dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    fn forward(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+        want_probs: bool,
+        queries: Option<&Tensor>,
+    ) -> (Tensor, Option<Tensor>) {
+        let (xs, probs) = self.attention.forward(xs, mask, train, want_probs, queries);
+        let ff = self.activation.apply(&self.intermediate.forward(&xs));
+        let ff = dropout(&self.output.forward(&ff), self.dropout, train);
+        (self.layer_norm.forward(&(ff + xs)), probs)
+    }
+
+    /// The same layer, sharing its parameters: what a checkpointed forward keeps for backward.
+    fn shallow_clone(&self) -> Self {
+        Layer {
+            attention: self.attention.shallow_clone(),
+            intermediate: self.intermediate.shallow_clone(),
+            output: self.output.shallow_clone(),
+            layer_norm: self.layer_norm.shallow_clone(),
+            ..*self
+        }
+    }
+}
+
+/// The encoder shared by every task: `bert.*` in Hugging Face checkpoints.
+pub struct Bert {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    pooler: Option<Linear>,
+    /// Recompute each layer's activations in backward instead of keeping them (training only).
+    gradient_checkpointing: bool,
+}
+
+impl Bert {
+    /// `p` is the `bert` path. BertForMaskedLM has no pooler (`add_pooling_layer=False`).
+    pub fn new(p: Path, config: &BertConfig, with_pooler: bool) -> Self {
+        let enc = p.sub("encoder").sub("layer");
+        Bert {
+            embeddings: Embeddings::new(p.sub("embeddings"), config),
+            layers: (0..config.num_hidden_layers).map(|i| Layer::new(enc.sub(i), config)).collect(),
+            pooler: with_pooler.then(|| {
+                let h = config.hidden_size;
+                Linear::new(p.sub("pooler").sub("dense"), h, h, config.initializer_range)
+            }),
+            gradient_checkpointing: false,
+        }
+    }
+
+    fn encode(&self, inputs: &Inputs, opts: ForwardOptions, last_positions: Option<&Tensor>) -> EncoderOutput {
+        let mut xs = self.embeddings.forward(inputs, opts.train);
+        // Additive mask as in transformers: 0 for tokens, the dtype's minimum for padding. None
+        // when nothing is padded: attention then skips the addition (and SDPA may use a fused
+        // kernel that takes no mask).
+        let mask = inputs.padded.then(|| {
+            let keep = inputs.attention_mask.to_kind(Kind::Float);
+            ((-keep + 1.0) * f32::MIN as f64).unsqueeze(1).unsqueeze(1)
+        });
+        let mut hidden_states = Vec::new();
+        let mut attentions = Vec::new();
+        let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.output_attentions;
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            if opts.output_hidden_states {
+                hidden_states.push(xs.shallow_clone());
+            }
+            let queries = if i == last { last_positions } else { None };
+            if recompute {
+                let (layer, train) = (layer.shallow_clone(), opts.train);
+                let (mask, queries) = (mask.as_ref().map(Tensor::shallow_clone), queries.map(Tensor::shallow_clone));
+                xs = recomputed(&xs, move |x| layer.forward(x, mask.as_ref(), train, false, queries.as_ref()).0);
+                continue;
+            }
+            let (out, probs) = layer.forward(&xs, mask.as_ref(), opts.train, opts.output_attentions, queries);
+            xs = out;
+            attentions.extend(probs);
+        }
+        if opts.output_hidden_states {
+            hidden_states.push(xs.shallow_clone());
+        }
+        let pooled = match (&self.pooler, last_positions) {
+            (Some(p), None) => Some(p.forward(&xs.select(1, 0)).tanh()),
+            _ => None,
+        };
+        EncoderOutput { last_hidden_state: xs, hidden_states, attentions, pooled }
+    }
+}
+
+impl Encoder for Bert {
+    fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
+        self.encode(inputs, opts, None)
+    }
+
+    fn forward_at(&self, inputs: &Inputs, opts: ForwardOptions, positions: &Tensor) -> Tensor {
+        let opts = ForwardOptions { output_hidden_states: false, output_attentions: false, ..opts };
+        self.encode(inputs, opts, Some(positions)).last_hidden_state
+    }
+
+    fn word_embeddings(&self) -> &Tensor {
+        &self.embeddings.word
+    }
+
+    fn set_gradient_checkpointing(&mut self, on: bool) {
+        self.gradient_checkpointing = on;
+    }
+}

@@ -1,0 +1,135 @@
+//! The building blocks every family's modules and every task head are made of, with
+//! transformers' initialisation: `nn.Linear`, `nn.LayerNorm`, `nn.Dropout`, `ACT2FN`.
+
+use anyhow::{Result, bail};
+use tch::Tensor;
+use tch::nn::{Init, Path};
+
+use crate::ffi;
+
+/// Dropout as `nn.Dropout`, keeping a one-byte mask for backward as libtorch's `native_dropout`
+/// does (`Tensor::dropout` keeps a float one on the CPU, 4x the memory). On a GPU that is
+/// `native_dropout` itself; on the CPU the same arithmetic, `input.mul(mask).mul_(scale)`, with
+/// the mask drawn in parallel (`csrc/extras.cpp`).
+pub fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
+    if !(train && p > 0.0) {
+        return xs.shallow_clone();
+    }
+    if xs.device() != tch::Device::Cpu {
+        return xs.native_dropout(p, true).0;
+    }
+    let keep = 1.0 - p;
+    let mut out = xs * ffi::dropout_mask(xs, keep);
+    let _ = out.g_mul_scalar_(if keep == 0.0 { 0.0 } else { 1.0 / keep });
+    out
+}
+
+/// `nn.Linear`, initialised as transformers' `_init_weights`: normal(0, initializer_range), zero bias.
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+impl Linear {
+    pub fn new(p: Path, in_dim: i64, out_dim: i64, init_range: f64) -> Self {
+        Linear {
+            weight: p.var("weight", &[out_dim, in_dim], Init::Randn { mean: 0., stdev: init_range }),
+            bias: p.zeros("bias", &[out_dim]),
+        }
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.linear(&self.weight, Some(&self.bias))
+    }
+
+    pub fn shallow_clone(&self) -> Self {
+        Linear { weight: self.weight.shallow_clone(), bias: self.bias.shallow_clone() }
+    }
+}
+
+/// `nn.LayerNorm` over the last dimension: weight 1, bias 0.
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(p: Path, dim: i64, eps: f64) -> Self {
+        LayerNorm { weight: p.ones("weight", &[dim]), bias: p.zeros("bias", &[dim]), eps }
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        let dim = *xs.size().last().expect("LayerNorm input has a feature dim");
+        xs.layer_norm([dim], Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+
+    pub fn shallow_clone(&self) -> Self {
+        LayerNorm { weight: self.weight.shallow_clone(), bias: self.bias.shallow_clone(), eps: self.eps }
+    }
+}
+
+/// The activations transformers' `ACT2FN` maps BERT's `hidden_act` names to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    Gelu,
+    GeluTanh,
+    Relu,
+    Silu,
+}
+
+impl Activation {
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            "silu" | "swish" => Activation::Silu,
+            other => bail!("hidden_act {other:?} is not supported"),
+        })
+    }
+
+    pub fn apply(self, xs: &tch::Tensor) -> tch::Tensor {
+        match self {
+            Activation::Gelu => xs.gelu("none"),
+            Activation::GeluTanh => xs.gelu("tanh"),
+            Activation::Relu => xs.relu(),
+            Activation::Silu => xs.silu(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    #[test]
+    fn cpu_dropout_keeps_the_asked_fraction_and_follows_the_seed() {
+        let x = Tensor::ones([64, 12, 128, 128], (Kind::Float, tch::Device::Cpu));
+        tch::manual_seed(3);
+        let a = dropout(&x, 0.1, true);
+        tch::manual_seed(3);
+        let b = dropout(&x, 0.1, true);
+        let c = dropout(&x, 0.1, true);
+        assert!(a.equal(&b), "same seed, same mask");
+        assert!(!b.equal(&c), "the next call draws a new mask");
+        // Kept elements are scaled by 1 / (1 - p), as nn.Dropout does.
+        let kept = a.ne(0.0);
+        assert!(a.masked_select(&kept).allclose(&Tensor::from(1.0f32 / 0.9), 1e-6, 1e-6, false));
+        // 12.6M Bernoulli(0.9) draws: the kept fraction is within 5 standard deviations of 0.9.
+        let n = x.numel() as f64;
+        let fraction = kept.sum(Kind::Float).double_value(&[]) / n;
+        assert!((fraction - 0.9).abs() < 5.0 * (0.9 * 0.1 / n).sqrt(), "kept fraction {fraction}");
+        // Neighbouring elements are independent: both kept as often as 0.9^2.
+        let flat = kept.flatten(0, -1).to_kind(Kind::Float);
+        let pairs =
+            (flat.narrow(0, 0, x.numel() as i64 - 1) * flat.narrow(0, 1, x.numel() as i64 - 1)).mean(Kind::Float);
+        assert!((pairs.double_value(&[]) - 0.81).abs() < 1e-3);
+        // Gradient: the same mask, the same scale.
+        let w = x.copy().set_requires_grad(true);
+        tch::manual_seed(3);
+        dropout(&w, 0.1, true).sum(Kind::Float).backward();
+        assert!(w.grad().equal(&a));
+    }
+}

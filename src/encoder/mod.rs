@@ -1,0 +1,184 @@
+//! The encoder interface every family implements, and the registry of families.
+//!
+//! `Encoder` is a trait (used as `Box<dyn Encoder>`), not an enum: a family is one module that
+//! implements it plus one line in `FAMILIES`, and nothing else in the crate matches on the
+//! family, so adding one touches no other file. The price, a virtual call per forward pass, is
+//! nothing beside the matrix products behind it.
+//!
+//! What a family provides is `Family`: its config.json reader (`dims`), its constructor
+//! (`build`), its weight-name map (`canonical_name`), and where transformers keeps its task
+//! heads (`HeadLayout`); the heads themselves are built by `crate::task` from that layout.
+
+pub mod bert;
+pub mod layers;
+pub mod recompute;
+
+use anyhow::{Result, bail};
+use tch::Tensor;
+use tch::nn::Path;
+
+pub use layers::Activation;
+
+use crate::device::upload;
+use crate::pretrained::ModelConfig;
+
+/// Every family bertkit reads, by `model_type`.
+pub const FAMILIES: &[Family] = &[bert::FAMILY];
+
+/// The family of a config.json, or an error listing the ones there are.
+pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {
+    let model_type = config.model_type();
+    match FAMILIES.iter().find(|f| f.model_type == model_type) {
+        Some(family) => Ok(family),
+        None => {
+            let known: Vec<&str> = FAMILIES.iter().map(|f| f.model_type).collect();
+            bail!("model_type {model_type:?} is not supported (supported: {})", known.join(", "))
+        }
+    }
+}
+
+/// An encoder family: how to read its config, build it, and name its weights.
+pub struct Family {
+    /// `model_type` in config.json.
+    pub model_type: &'static str,
+    /// Stem of its transformers classes: `{stem}ForSequenceClassification`, `{stem}ForMaskedLM`.
+    pub class_stem: &'static str,
+    /// config.json keys that `--dropout` sets (hidden and attention dropout).
+    pub dropout_keys: &'static [&'static str],
+    /// Checks config.json and reads what the rest of bertkit needs from it.
+    pub dims: fn(&ModelConfig) -> Result<Dims>,
+    /// Creates the encoder's parameters under the VarStore root, with transformers' init.
+    pub build: fn(&Path, &ModelConfig, bool) -> Result<Box<dyn Encoder>>,
+    /// A tensor name as found in a checkpoint -> the name bertkit's VarStore uses.
+    pub canonical_name: fn(&str) -> Mapped,
+    pub heads: HeadLayout,
+}
+
+impl Family {
+    /// The transformers class of this family with `head` (`ForSequenceClassification`).
+    pub fn architecture(&self, head: &str) -> String {
+        format!("{}{head}", self.class_stem)
+    }
+
+    /// Whether a (canonical) tensor belongs to a task head rather than the encoder: missing,
+    /// it is created fresh; present but unused by the task loaded, it is dropped with a note.
+    pub fn is_head_tensor(&self, name: &str) -> bool {
+        self.heads.prefixes.iter().any(|p| name.starts_with(p))
+    }
+}
+
+impl std::fmt::Debug for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Family({})", self.model_type)
+    }
+}
+
+/// Where a family's transformers models keep their task heads (canonical names).
+pub struct HeadLayout {
+    /// The linear layer of sequence classification, on the encoder's pooled output.
+    pub classifier: &'static str,
+    /// Masked-LM head: transform (dense, activation, layer norm), then the decoder tied to the
+    /// word embeddings plus this bias.
+    pub mlm_dense: &'static str,
+    pub mlm_layer_norm: &'static str,
+    pub mlm_bias: &'static str,
+    /// Name prefixes of every task-head tensor (pooler included where the encoder's is optional).
+    pub prefixes: &'static [&'static str],
+}
+
+/// What to do with a tensor found in a checkpoint file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mapped {
+    /// Load it under this canonical name.
+    Param(String),
+    /// A buffer or a tied copy that carries no information of its own.
+    Skip,
+}
+
+/// The sizes and settings of a family's config that heads, data and flag checks need.
+#[derive(Debug, Clone, Copy)]
+pub struct Dims {
+    pub hidden_size: i64,
+    pub vocab_size: i64,
+    /// Longest sequence the position embeddings cover.
+    pub max_positions: i64,
+    pub num_layers: i64,
+    pub num_heads: i64,
+    pub initializer_range: f64,
+    pub layer_norm_eps: f64,
+    pub hidden_act: Activation,
+    pub classifier_dropout: f64,
+}
+
+/// An encoder: token ids in, hidden states (and attention probabilities) out.
+pub trait Encoder {
+    fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput;
+
+    /// The last layer's output at `positions` only (`[batch, m]` positions of each sequence):
+    /// `[batch, m, hidden]`. Masked-language modelling needs nothing else, and the last layer's
+    /// feed-forward and attention output then run on ~15% of the positions.
+    fn forward_at(&self, inputs: &Inputs, opts: ForwardOptions, positions: &Tensor) -> Tensor;
+
+    /// The word-embedding matrix, which the MLM decoder shares.
+    fn word_embeddings(&self) -> &Tensor;
+
+    /// Recompute each layer's activations in backward instead of keeping them (training only).
+    fn set_gradient_checkpointing(&mut self, on: bool);
+}
+
+/// One batch of token ids, as the tokenizer and collator produce it. All `[batch, seq]`, int64.
+#[derive(Debug)]
+pub struct Inputs {
+    pub input_ids: Tensor,
+    pub attention_mask: Tensor,
+    pub token_type_ids: Tensor,
+    /// Whether any position is padding. Known where the batch is built; asking the mask on a GPU
+    /// would make the host wait for it at every forward pass.
+    pub padded: bool,
+}
+
+impl Inputs {
+    /// Inputs from their tensors, reading the mask once to see whether anything is padded.
+    pub fn new(input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Self {
+        let padded = attention_mask.eq(0).any().int64_value(&[]) != 0;
+        Inputs { input_ids, attention_mask, token_type_ids, padded }
+    }
+
+    pub fn to_device(&self, device: tch::Device) -> Inputs {
+        Inputs {
+            input_ids: upload(&self.input_ids, device),
+            attention_mask: upload(&self.attention_mask, device),
+            token_type_ids: upload(&self.token_type_ids, device),
+            padded: self.padded,
+        }
+    }
+}
+
+/// What a forward pass should compute beyond the last hidden state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardOptions {
+    /// Dropout on (training) or off (evaluation).
+    pub train: bool,
+    pub output_hidden_states: bool,
+    pub output_attentions: bool,
+}
+
+impl ForwardOptions {
+    pub fn train() -> Self {
+        ForwardOptions { train: true, ..Default::default() }
+    }
+    pub fn eval() -> Self {
+        ForwardOptions::default()
+    }
+}
+
+#[derive(Debug)]
+pub struct EncoderOutput {
+    pub last_hidden_state: Tensor,
+    /// Embedding output then every layer's output (`num_hidden_layers + 1` tensors) when asked.
+    pub hidden_states: Vec<Tensor>,
+    /// `[batch, heads, seq, seq]` softmax probabilities of every layer when asked.
+    pub attentions: Vec<Tensor>,
+    /// The sentence vector of a family with a pooler (BERT: `tanh(dense(h[CLS]))`), when built.
+    pub pooled: Option<Tensor>,
+}

@@ -1,0 +1,168 @@
+//! Every call into `csrc/` (the libtorch functions tch does not bind), declared once and wrapped
+//! in safe functions. The C side turns exceptions into a -1 status and keeps libtorch's message
+//! (`csrc/bertkit.h`); here a failure becomes an error carrying that message, or, where tch's
+//! own operations would panic, the same panic (so `torch_failure::catch` treats both alike).
+
+use std::ffi::{c_char, c_void};
+
+use anyhow::{Result, bail};
+use tch::Tensor;
+use torch_sys::C_tensor;
+
+use crate::torch_failure::fail;
+
+/// A block that `checkpoint` runs (and runs again in backward): closure, input handle (ours to
+/// own), error buffer and its length; returns the output handle, or null after writing the error.
+pub type BlockFn = unsafe extern "C" fn(*mut c_void, *mut C_tensor, *mut c_char, usize) -> *mut C_tensor;
+/// Frees a block's closure.
+pub type DropFn = unsafe extern "C" fn(*mut c_void);
+
+unsafe extern "C" {
+    fn bertkit_last_error() -> *const c_char;
+    fn bertkit_autocast_enter(cuda: i32) -> i32;
+    fn bertkit_autocast_exit(cuda: i32, previous: i32) -> i32;
+    fn bertkit_upload_async(src: *const C_tensor, index: i32, out: *mut *mut C_tensor) -> i32;
+    fn bertkit_cuda_peak_memory(index: i32, allocated: *mut i64, reserved: *mut i64) -> i32;
+    fn bertkit_dropout_mask(like: *const C_tensor, keep: f64, out: *mut *mut C_tensor) -> i32;
+    fn bertkit_clear_grads(params: *const *const C_tensor, n: i32) -> i32;
+    fn bertkit_fused_adamw(
+        params: *const *const C_tensor,
+        grads: *const *const C_tensor,
+        exp_avgs: *const *const C_tensor,
+        exp_avg_sqs: *const *const C_tensor,
+        steps: *const *const C_tensor,
+        n: i32,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+    ) -> i32;
+    fn bertkit_checkpoint(
+        call: BlockFn,
+        closure: *mut c_void,
+        drop: DropFn,
+        input: *const C_tensor,
+        output: *mut *mut C_tensor,
+    ) -> i32;
+}
+
+/// The message of the last call into `csrc/` that failed on this thread.
+fn last_error() -> String {
+    // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
+    unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) }.to_string_lossy().into_owned()
+}
+
+/// The tensor a call hands back through its out-pointer; a failure fails as tch's operations do.
+///
+/// # Safety
+/// `call` must return 0 only after storing in its argument a tensor allocated for the caller.
+unsafe fn returned_tensor(call: impl FnOnce(*mut *mut C_tensor) -> i32) -> Tensor {
+    let mut out = std::ptr::null_mut();
+    if call(&mut out) != 0 {
+        fail(&last_error());
+    }
+    // SAFETY: per the contract, a tensor allocated for us; the returned Tensor frees it.
+    unsafe { Tensor::from_ptr(out) }
+}
+
+/// Turns bf16 autocast on for the CPU or CUDA; returns whether it was on before.
+pub fn autocast_enter(cuda: bool) -> Result<bool> {
+    // SAFETY: a plain C call into libtorch's thread-local autocast state.
+    match unsafe { bertkit_autocast_enter(i32::from(cuda)) } {
+        previous @ (0 | 1) => Ok(previous == 1),
+        _ => bail!("libtorch refused to enable autocast: {}", last_error()),
+    }
+}
+
+/// Restores the autocast state `autocast_enter` returned.
+pub fn autocast_exit(cuda: bool, previous: bool) -> Result<()> {
+    // SAFETY: as above.
+    if unsafe { bertkit_autocast_exit(i32::from(cuda), i32::from(previous)) } != 0 {
+        bail!("libtorch failed to restore the autocast state: {}", last_error());
+    }
+    Ok(())
+}
+
+/// `t` (a CPU tensor) on CUDA device `index`, through page-locked memory, without waiting.
+pub fn upload_async(t: &Tensor, index: usize) -> Tensor {
+    // SAFETY: a live tensor handle in; on success the C++ side allocates the copy for us.
+    unsafe { returned_tensor(|out| bertkit_upload_async(t.as_ptr(), index as i32, out)) }
+}
+
+/// Peak bytes (allocated, reserved) of libtorch's CUDA caching allocator on device `index`.
+pub fn cuda_peak_memory(index: usize) -> Option<(i64, i64)> {
+    let (mut allocated, mut reserved) = (0, 0);
+    // SAFETY: two valid out-pointers.
+    let rc = unsafe { bertkit_cuda_peak_memory(index as i32, &mut allocated, &mut reserved) };
+    (rc == 0).then_some((allocated, reserved))
+}
+
+/// A bool tensor shaped like `like` (on the CPU), true with probability `keep`, drawn from the
+/// default CPU generator (so `manual_seed` and saved generator states apply).
+pub fn dropout_mask(like: &Tensor, keep: f64) -> Tensor {
+    // SAFETY: a live tensor handle in; on success the C++ side allocates the mask for us.
+    unsafe { returned_tensor(|out| bertkit_dropout_mask(like.as_ptr(), keep, out)) }
+}
+
+/// Drops the gradients of `params` (`zero_grad(set_to_none=True)`).
+pub fn clear_grads<'a>(params: impl IntoIterator<Item = &'a Tensor>) {
+    let handles: Vec<*const C_tensor> = params.into_iter().map(Tensor::as_ptr).collect();
+    // SAFETY: live tensor handles, borrowed for the duration of the call.
+    if unsafe { bertkit_clear_grads(handles.as_ptr(), handles.len() as i32) } != 0 {
+        fail(&last_error());
+    }
+}
+
+/// Tensors of one AdamW parameter group, updated in place by `fused_adamw`.
+pub struct AdamWGroup<'a> {
+    pub params: Vec<&'a Tensor>,
+    pub grads: Vec<&'a Tensor>,
+    pub exp_avgs: Vec<&'a Tensor>,
+    pub exp_avg_sqs: Vec<&'a Tensor>,
+    /// The step count as a float scalar on the parameters' device (read, not written).
+    pub step: &'a Tensor,
+}
+
+/// Hyper-parameters of one fused AdamW update.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWUpdate {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+    pub eps: f64,
+}
+
+/// One step of libtorch's fused AdamW kernel (`torch.optim.AdamW(fused=True)`) over a group.
+pub fn fused_adamw(group: &AdamWGroup, u: AdamWUpdate) -> Result<()> {
+    let handles = |ts: &[&Tensor]| -> Vec<*const C_tensor> { ts.iter().map(|t| t.as_ptr()).collect() };
+    let n = group.params.len();
+    assert!([group.grads.len(), group.exp_avgs.len(), group.exp_avg_sqs.len()].iter().all(|&l| l == n));
+    let (p, g, m, v) =
+        (handles(&group.params), handles(&group.grads), handles(&group.exp_avgs), handles(&group.exp_avg_sqs));
+    let steps = vec![group.step.as_ptr(); n];
+    // SAFETY: five arrays of `n` live tensor handles, kept alive by `group` for the call; the
+    // kernel updates them in place.
+    let rc = unsafe {
+        let ptrs = (p.as_ptr(), g.as_ptr(), m.as_ptr(), v.as_ptr(), steps.as_ptr());
+        bertkit_fused_adamw(
+            ptrs.0, ptrs.1, ptrs.2, ptrs.3, ptrs.4, n as i32, u.lr, u.beta1, u.beta2, u.weight_decay, u.eps,
+        )
+    };
+    if rc != 0 {
+        bail!("{}", last_error());
+    }
+    Ok(())
+}
+
+/// `call(closure, input)` as a libtorch autograd node that keeps only `input` and calls the
+/// block again in backward (`encoder::recompute` builds `call` and `drop` for a Rust closure).
+///
+/// # Safety
+/// `call` and `drop` must match what `closure` points to; the C++ side owns the closure from
+/// here on and frees it exactly once through `drop`.
+pub unsafe fn checkpoint(call: BlockFn, closure: *mut c_void, drop: DropFn, input: &Tensor) -> Tensor {
+    // SAFETY: per the contract; on success the C++ side allocates the output for us.
+    unsafe { returned_tensor(|out| bertkit_checkpoint(call, closure, drop, input.as_ptr(), out)) }
+}

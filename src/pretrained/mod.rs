@@ -1,0 +1,193 @@
+//! Hugging Face model directories: opening one (or a hub id), loading it as an encoder with a
+//! task head (the one loader every command uses), and writing a model back out so that
+//! `transformers.from_pretrained` loads it unchanged.
+
+mod config;
+mod hub;
+pub mod weights;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+pub use config::ModelConfig;
+pub use weights::{LoadReport, TensorInfo, read_weights, write_safetensors};
+
+use crate::data::Collator;
+use crate::device::Autocast;
+use crate::encoder::{Dims, Family, family_of};
+use crate::fsutil::atomic_write;
+use crate::task::TaskModel;
+use crate::tokenizer::BertTokenizer;
+
+/// Tokenizer files copied along with a model so the output directory is self-contained.
+const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
+
+/// A model directory on disk, its config and its family: cheap to open (no weights read), so
+/// commands check their flags against it before anything is loaded or written.
+#[derive(Debug, Clone)]
+pub struct ModelDir {
+    pub dir: PathBuf,
+    pub config: ModelConfig,
+    pub family: &'static Family,
+    pub dims: Dims,
+}
+
+impl ModelDir {
+    /// A local directory, or a Hugging Face hub id fetched into the hub cache.
+    pub fn open(spec: &str) -> Result<Self> {
+        // A hub id is `name` or `owner/name`; anything else that does not exist is a mistyped path.
+        let looks_like_path = spec.starts_with(['/', '.', '~']) || spec.matches('/').count() > 1;
+        let dir = if Path::new(spec).exists() {
+            PathBuf::from(spec)
+        } else if looks_like_path {
+            bail!("{spec}: no such model directory");
+        } else {
+            hub::download(spec)?
+        };
+        if !dir.is_dir() {
+            bail!("{spec}: not a model directory");
+        }
+        let path = dir.join("config.json");
+        let config = ModelConfig::from_file(&path)?;
+        let family = family_of(&config).with_context(|| path.display().to_string())?;
+        let dims = (family.dims)(&config).with_context(|| path.display().to_string())?;
+        Ok(ModelDir { dir, config, family, dims })
+    }
+
+    /// Overrides the hidden and attention dropout (`--dropout`), in the config that is saved too.
+    pub fn set_dropout(&mut self, p: f64) -> Result<()> {
+        for key in self.family.dropout_keys {
+            self.config.set(key, Value::from(p));
+        }
+        self.dims = (self.family.dims)(&self.config)?;
+        Ok(())
+    }
+
+    /// What the weight files hold, by canonical name, from their headers alone.
+    pub fn tensor_index(&self) -> Result<BTreeMap<String, TensorInfo>> {
+        weights::tensor_index(&self.dir, self.family)
+    }
+
+    /// Whether the checkpoint has a trained classification head.
+    pub fn has_classifier(&self) -> Result<bool> {
+        let weight = format!("{}.weight", self.family.heads.classifier);
+        Ok(self.tensor_index()?.contains_key(&weight))
+    }
+
+    /// The directory's name, for titles and messages.
+    pub fn display_name(&self) -> String {
+        self.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| self.dir.display().to_string())
+    }
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    pub device: Device,
+    pub autocast: Autocast,
+    pub gradient_checkpointing: bool,
+    /// Start the task head fresh even where the checkpoint has one (`--new-head`).
+    pub new_head: bool,
+}
+
+impl LoadOptions {
+    /// For evaluation and inspection: no recomputation, the checkpoint's own head.
+    pub fn inference(device: Device, autocast: Autocast) -> Self {
+        LoadOptions { device, autocast, gradient_checkpointing: false, new_head: false }
+    }
+}
+
+/// A loaded model: encoder and task head, their parameters, their tokenizer.
+pub struct Pretrained<M> {
+    pub model: M,
+    pub vs: VarStore,
+    pub config: ModelConfig,
+    pub family: &'static Family,
+    pub dims: Dims,
+    pub tokenizer: BertTokenizer,
+    pub report: LoadReport,
+    pub device: Device,
+    pub autocast: Autocast,
+    /// Where the tokenizer files come from (copied into every directory saved).
+    source: PathBuf,
+}
+
+/// The one loader: `dir` (its config as the caller left it: labels, dropout) built as encoder
+/// + task head `M`, weights filled from the files, heads the files lack created as transformers
+/// creates them (listed in one warning).
+pub fn load<M: TaskModel>(dir: &ModelDir, opts: &LoadOptions) -> Result<Pretrained<M>> {
+    let tokenizer = BertTokenizer::from_dir(&dir.dir)?;
+    tokenizer.check_fits(dir.dims.vocab_size, &dir.dir)?;
+    let vs = VarStore::new(opts.device);
+    let root = vs.root();
+    let encoder = (dir.family.build)(&root, &dir.config, M::POOLER)?;
+    let mut model = M::new(&root, encoder, dir.family, &dir.dims, &dir.config);
+    model.encoder_mut().set_gradient_checkpointing(opts.gradient_checkpointing);
+    let fresh = opts.new_head.then(|| M::head_path(dir.family)).flatten().map(|p| format!("{p}."));
+    let report = weights::with_mapped_weights(&dir.dir, dir.family, |mut weights| {
+        if let Some(prefix) = &fresh {
+            weights.retain(|name, _| !name.starts_with(prefix.as_str()));
+        }
+        weights::load_weights(&vs, dir.family, weights)
+    })
+    .with_context(|| format!("loading {}", dir.dir.display()))?;
+    report.log(&dir.dir);
+    Ok(Pretrained {
+        model,
+        vs,
+        config: dir.config.clone(),
+        family: dir.family,
+        dims: dir.dims,
+        tokenizer,
+        report,
+        device: opts.device,
+        autocast: opts.autocast,
+        source: dir.dir.clone(),
+    })
+}
+
+impl<M: TaskModel> Pretrained<M> {
+    pub fn collator(&self) -> Collator {
+        Collator { pad_id: self.tokenizer.pad_id }
+    }
+
+    /// Writes the model as a Hugging Face directory (`{Family}{M::ARCHITECTURE}`).
+    pub fn save(&self, out: &Path) -> Result<()> {
+        let architecture = self.family.architecture(M::ARCHITECTURE);
+        save_pretrained(out, &self.vs, &self.config, &architecture, &self.source)
+    }
+}
+
+/// Writes an HF model directory: config.json (with `architectures`), model.safetensors and the
+/// tokenizer files from `tokenizer_from`. Each file is written to a temporary name and renamed,
+/// so a crash leaves either the old file or the new one.
+pub fn save_pretrained(
+    out: &Path,
+    vs: &VarStore,
+    config: &ModelConfig,
+    architecture: &str,
+    tokenizer_from: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    write_safetensors(&out.join("model.safetensors"), &tensors)?;
+    let mut config = config.clone();
+    config.set("architectures", Value::from(vec![architecture]));
+    config.set("dtype", Value::from("float32"));
+    config.remove("torch_dtype");
+    atomic_write(&out.join("config.json"), serde_json::to_string_pretty(config.json())?.as_bytes())?;
+    let same_dir = tokenizer_from.canonicalize().ok() == out.canonicalize().ok();
+    for name in TOKENIZER_FILES {
+        let src = tokenizer_from.join(name);
+        if src.exists() && !same_dir {
+            let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+            atomic_write(&out.join(name), &bytes)?;
+        }
+    }
+    Ok(())
+}
