@@ -158,7 +158,12 @@ fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
     let resume = ["--max-steps", "12", "--batch-size", "8", "--resume-from", ckpt.to_str().unwrap()];
     let out = bertkit(&finetune_tiny(&train, &other, &resume));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("other settings"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("other settings") && err.contains("--batch-size 8 (the checkpoint: 4)"), "{err}");
+    // Every hyper-parameter is compared, not a chosen few: weight decay too.
+    let resume = ["--max-steps", "12", "--weight-decay", "0.5", "--resume-from", ckpt.to_str().unwrap()];
+    let err = String::from_utf8_lossy(&bertkit(&finetune_tiny(&train, &other, &resume)).stderr).to_string();
+    assert!(err.contains("--weight-decay 0.5"), "{err}");
 }
 
 #[test]

@@ -159,7 +159,10 @@ impl<M: TaskModel> Pretrained<M> {
     /// Writes the model as a Hugging Face directory (`{Family}{M::ARCHITECTURE}`).
     pub fn save(&self, out: &Path) -> Result<()> {
         let architecture = self.family.architecture(M::ARCHITECTURE);
-        save_pretrained(out, &self.vs, &self.config, &architecture, &self.source)
+        let mut config = self.config.clone();
+        // Old configs may lack it; AutoConfig needs it to find the family.
+        config.set("model_type", Value::from(self.family.model_type));
+        save_pretrained(out, &self.vs, &config, &architecture, &self.source)
     }
 }
 

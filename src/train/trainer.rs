@@ -202,13 +202,13 @@ fn begin<T: Objective>(
 ) -> Result<()> {
     let h = &cfg.hyper;
     tracing::info!(
-        "{} steps ({} per epoch), effective batch {} ({} x {} accumulated), precision {:?}",
+        "{} steps ({} per epoch), effective batch {} ({} x {} accumulated), precision {}",
         plan.total_steps,
         plan.steps_per_epoch,
         h.batch_size * h.grad_accum,
         h.batch_size,
         h.grad_accum,
-        autocast.precision()
+        format!("{:?}", autocast.precision()).to_lowercase()
     );
     log.write(json!({"event": "start", "total_steps": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch,
         "warmup_steps": plan.schedule.warmup_steps, "train_batches": num_train_batches,
