@@ -6,10 +6,13 @@ sequence-classification logits/loss, MLM logits/loss, the gradient of every para
 one backward, and the weights after one AdamW step.
 
     python scripts/make_reference.py tiny                       # tests/fixtures/{tiny-bert,reference}
+    python scripts/make_reference.py tiny-roberta               # tests/fixtures/{tiny-roberta,reference}
     python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
 
-The tiny model is created here from a fixed seed with a small character-level vocabulary, so
-the committed fixture is a few hundred KB and needs nothing downloaded.
+The tiny models are created here from a fixed seed with small vocabularies of their family's kind
+(WordPiece for BERT, byte-level BPE trained here with `tokenizers` for RoBERTa), so the committed
+fixtures are a few hundred KB and need nothing downloaded. Every family goes through the same
+`make_reference` (transformers' Auto classes).
 """
 import json
 import os
@@ -18,10 +21,13 @@ import sys
 from pathlib import Path
 
 import torch
-from tokenizers import BertWordPieceTokenizer
+from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
+from tokenizers.processors import RobertaProcessing
 from safetensors.torch import save_file
-from transformers import (BertConfig, BertForMaskedLM, BertForSequenceClassification,
-                          BertTokenizerFast)
+from transformers import (AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer,
+                          BertConfig, BertForMaskedLM, BertForSequenceClassification,
+                          BertTokenizerFast, RobertaConfig, RobertaForMaskedLM,
+                          RobertaForSequenceClassification, RobertaTokenizerFast)
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM_LABELS = 3
@@ -80,24 +86,56 @@ def make_tiny_model(model_dir: Path):
                      num_attention_heads=4, intermediate_size=64, max_position_embeddings=512,
                      num_labels=NUM_LABELS, id2label=ID2LABEL,
                      label2id={v: k for k, v in ID2LABEL.items()})
+    save_with_every_head(model_dir, cfg, BertForSequenceClassification, BertForMaskedLM, "cls.",
+                         "BertForPreTraining")
+
+
+def save_with_every_head(model_dir, cfg, cls_class, mlm_class, mlm_prefix, architecture):
+    """One checkpoint holding every head: the encoder of a classifier, its classifier (and pooler),
+    and an MLM head whose transform is not at its initial values (so loading it is really tested)."""
     torch.manual_seed(1234)
-    cls = BertForSequenceClassification(cfg)
-    mlm = BertForMaskedLM(cfg)
-    # One checkpoint holding every head: the encoder of `cls`, its pooler and classifier, and an
-    # MLM head whose transform is not at its initial values (so loading it is really tested).
+    cls = cls_class(cfg)
+    mlm = mlm_class(cfg)
     state = {k: v for k, v in cls.state_dict().items()}
     for k, v in mlm.state_dict().items():
-        if k.startswith("cls.") and k != "cls.predictions.decoder.weight" and k != "cls.predictions.decoder.bias":
+        if k.startswith(mlm_prefix) and ".decoder." not in k:
             state[k] = v + 0.01 * torch.randn_like(v)
-    cfg.architectures = ["BertForPreTraining"]
+    cfg.architectures = [architecture]
     cfg.save_pretrained(model_dir)
     save_file({k: v.contiguous() for k, v in state.items()}, model_dir / "model.safetensors",
               metadata={"format": "pt"})
 
 
+def make_tiny_roberta(model_dir: Path):
+    """A tiny RoBERTa with a byte-level BPE vocabulary trained here on the reference texts."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    corpus = SHORT_TEXTS + [t for pair in PAIRS for t in pair] + [LONG_TEXT] + tiny_vocab()
+    bpe.train_from_iterator(corpus, vocab_size=600, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.post_processor = RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
+    bpe.save(str(model_dir / "tokenizer.json"))
+    tok = RobertaTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"), bos_token="<s>",
+                               eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
+                               pad_token="<pad>", mask_token="<mask>")
+    tok.save_pretrained(model_dir)  # tokenizer.json, tokenizer_config.json, special_tokens_map.json
+    assert len(tok) == bpe.get_vocab_size() and tok.pad_token_id == 1, (len(tok), tok.pad_token_id)
+    cfg = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=514,
+                        type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=tok.pad_token_id,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                        num_labels=NUM_LABELS, id2label=ID2LABEL,
+                        label2id={v: k for k, v in ID2LABEL.items()})
+    save_with_every_head(model_dir, cfg, RobertaForSequenceClassification, RobertaForMaskedLM,
+                         "lm_head.", "RobertaForMaskedLM")
+
+
 def encode(tok, texts, pairs=None, max_length=512):
-    return tok(texts, pairs, padding=True, truncation=True, max_length=max_length,
-               return_tensors="pt", return_offsets_mapping=True)
+    enc = tok(texts, pairs, padding=True, truncation=True, max_length=max_length,
+              return_tensors="pt", return_offsets_mapping=True)
+    if "token_type_ids" not in enc:  # RoBERTa's tokenizer returns none: its model uses zeros
+        enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
+    return enc
 
 
 def tokens_json(tok):
@@ -139,25 +177,26 @@ def adamw_groups(model):
 def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool):
     torch.manual_seed(0)
     out.mkdir(parents=True, exist_ok=True)
-    tok = BertTokenizerFast.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
     kw = dict(attn_implementation="eager")
-    cls = BertForSequenceClassification.from_pretrained(
+    cls = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=NUM_LABELS, id2label=ID2LABEL,
         label2id={v: k for k, v in ID2LABEL.items()}, **kw).eval()
-    mlm = BertForMaskedLM.from_pretrained(model_dir, **kw).eval()
+    mlm = AutoModelForMaskedLM.from_pretrained(model_dir, **kw).eval()
     # transformers' fused-attention path rounds differently from its eager one (up to ~4e-5 on
     # MiniLM's hidden states); bertkit's SDPA path is compared with this one.
-    sdpa = BertForSequenceClassification.from_pretrained(
+    sdpa = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=NUM_LABELS, attn_implementation="sdpa").eval()
     sdpa.load_state_dict(cls.state_dict())
+    encoder = cls.base_model_prefix  # "bert", "roberta"
     ref = {}
     # Heads the checkpoint may lack are created at random by transformers: save what it made,
     # so bertkit can start from the same values.
     for k, v in cls.state_dict().items():
-        if k.startswith("classifier.") or k.startswith("bert.pooler."):
+        if not k.startswith(encoder + ".") or k.startswith(encoder + ".pooler."):
             ref[f"init.{k}"] = v.clone()
     for k, v in mlm.state_dict().items():
-        if k.startswith("cls.predictions.") and "decoder" not in k:
+        if not k.startswith(encoder + ".") and "decoder" not in k:
             ref[f"init.{k}"] = v.clone()
 
     toks = tokens_json(tok)
@@ -176,12 +215,13 @@ def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool)
         with torch.no_grad():
             o = cls(**inputs, labels=labels[bname], output_hidden_states=True,
                     output_attentions=(bname != "long" or long_attentions))
-            pooled = cls.bert(**inputs).pooler_output
+            pooled = getattr(cls, encoder)(**inputs).pooler_output  # None without a pooler
         for i, h in enumerate(o.hidden_states):
             ref[f"{bname}.hidden_states.{i}"] = h
         for i, att in enumerate(o.attentions or []):
             ref[f"{bname}.attentions.{i}"] = att
-        ref[f"{bname}.pooled"] = pooled
+        if pooled is not None:
+            ref[f"{bname}.pooled"] = pooled
         ref[f"{bname}.cls_logits"] = o.logits
         ref[f"{bname}.cls_loss"] = o.loss.reshape(1)
         with torch.no_grad():
@@ -227,10 +267,10 @@ def roundtrip(model_dir: str, expected: str):
     exp = load_file(expected)
     cfg = json.loads((Path(model_dir) / "config.json").read_text())
     arch = cfg["architectures"][0]
-    cls = {"BertForSequenceClassification": BertForSequenceClassification,
-           "BertForMaskedLM": BertForMaskedLM}[arch]
-    model = cls.from_pretrained(model_dir).eval()
-    tok = BertTokenizerFast.from_pretrained(model_dir)
+    auto = AutoModelForSequenceClassification if arch.endswith("ForSequenceClassification") else AutoModelForMaskedLM
+    model = auto.from_pretrained(model_dir).eval()
+    assert type(model).__name__ == arch, (type(model).__name__, arch)
+    tok = AutoTokenizer.from_pretrained(model_dir)
     enc = tok(SHORT_TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         logits = model(**enc).logits
@@ -245,6 +285,10 @@ if __name__ == "__main__":
         tiny_dir = ROOT / "tests/fixtures/tiny-bert"
         make_tiny_model(tiny_dir)
         make_reference(tiny_dir, ROOT / "tests/fixtures/reference", "tiny", long_attentions=False)
+    elif cmd == "tiny-roberta":
+        model_dir = ROOT / "tests/fixtures/tiny-roberta"
+        make_tiny_roberta(model_dir)
+        make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-roberta", long_attentions=False)
     elif cmd == "minilm":
         make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
     elif cmd == "roundtrip":

@@ -1,6 +1,7 @@
 //! The model's tokenizer, from `tokenizer.json` or, failing that, `vocab.txt`, through the
 //! `tokenizers` crate: the same Rust code that backs transformers' fast tokenizers, so ids,
-//! masks and offsets are identical to Python's.
+//! masks and offsets are identical to Python's. The special tokens' roles (`[CLS]` or `<s>`,
+//! `[PAD]` or `<pad>`, ...) come from the tokenizer's files, as transformers reads them.
 
 use std::path::Path;
 
@@ -10,23 +11,30 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{AddedToken, Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{
+    AddedToken, Encoding, Tokenizer as HfTokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
-pub struct BertTokenizer {
-    inner: Tokenizer,
+pub struct Tokenizer {
+    inner: HfTokenizer,
     pub pad_id: u32,
+    /// The token a sequence starts with: `[CLS]` (BERT), `<s>` (RoBERTa).
     pub cls_id: u32,
+    /// The token that ends a segment: `[SEP]` (BERT), `</s>` (RoBERTa).
     pub sep_id: u32,
     pub mask_id: u32,
     pub unk_id: u32,
+    /// Every special token (those above and any other the tokenizer marks special), sorted:
+    /// never masked for MLM.
+    special_ids: Vec<u32>,
 }
 
-impl BertTokenizer {
+impl Tokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
         let mut inner = if json.exists() {
-            Tokenizer::from_file(&json).map_err(|e| anyhow!("{}: {e}", json.display()))?
+            HfTokenizer::from_file(&json).map_err(|e| anyhow!("{}: {e}", json.display()))?
         } else if vocab.exists() {
             from_vocab(&vocab, lowercase_setting(dir))?
         } else {
@@ -35,17 +43,24 @@ impl BertTokenizer {
         // Padding is the collator's job (per batch); truncation is set per call.
         inner.with_padding(None);
         inner.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
-        let id = |token: &str| {
-            inner.token_to_id(token).with_context(|| format!("{}: tokenizer has no {token} token", dir.display()))
+        let roles = special_tokens(dir);
+        let id = |role: &str, default: &str| {
+            let token = roles.get(role).map_or(default, String::as_str);
+            inner.token_to_id(token).with_context(|| format!("{}: tokenizer has no {role} {token}", dir.display()))
         };
-        Ok(BertTokenizer {
-            pad_id: id("[PAD]")?,
-            cls_id: id("[CLS]")?,
-            sep_id: id("[SEP]")?,
-            mask_id: id("[MASK]")?,
-            unk_id: id("[UNK]")?,
-            inner,
-        })
+        let (pad_id, cls_id, sep_id) =
+            (id("pad_token", "[PAD]")?, id("cls_token", "[CLS]")?, id("sep_token", "[SEP]")?);
+        let (mask_id, unk_id) = (id("mask_token", "[MASK]")?, id("unk_token", "[UNK]")?);
+        let mut special_ids: Vec<u32> = inner
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, token)| token.special)
+            .map(|(&id, _)| id)
+            .chain([pad_id, cls_id, sep_id, mask_id, unk_id])
+            .collect();
+        special_ids.sort_unstable();
+        special_ids.dedup();
+        Ok(Tokenizer { inner, pad_id, cls_id, sep_id, mask_id, unk_id, special_ids })
     }
 
     /// Vocabulary size including added tokens: every id the tokenizer can produce is below it.
@@ -67,7 +82,7 @@ impl BertTokenizer {
     }
 
     pub fn is_special(&self, id: u32) -> bool {
-        [self.pad_id, self.cls_id, self.sep_id, self.mask_id, self.unk_id].contains(&id)
+        self.special_ids.binary_search(&id).is_ok()
     }
 
     pub fn id_to_token(&self, id: u32) -> Option<String> {
@@ -78,7 +93,8 @@ impl BertTokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// Encodes texts (or text pairs) with `[CLS] a [SEP] (b [SEP])`, truncated to `max_len`
+    /// Encodes texts (or text pairs) with the model's template (`[CLS] a [SEP] (b [SEP])` for
+    /// BERT, `<s> a </s></s> b </s>` for RoBERTa), truncated to `max_len`
     /// tokens the way transformers' `truncation=True` does (longest first). Offsets are in
     /// characters, as Python reports them.
     pub fn encode_batch(&self, texts: &[&str], pairs: Option<&[&str]>, max_len: usize) -> Result<Vec<Encoding>> {
@@ -107,7 +123,27 @@ impl BertTokenizer {
     }
 }
 
-/// `do_lower_case` from tokenizer_config.json; uncased (true) when absent, like BertTokenizer.
+/// Role (`cls_token`, ...) -> token text, from special_tokens_map.json, then tokenizer_config.json
+/// (transformers writes either a string or an AddedToken object with its `content`).
+fn special_tokens(dir: &Path) -> std::collections::HashMap<String, String> {
+    let mut roles = std::collections::HashMap::new();
+    for file in ["tokenizer_config.json", "special_tokens_map.json"] {
+        let Some(json) = std::fs::read_to_string(dir.join(file)).ok().and_then(|t| serde_json::from_str(&t).ok())
+        else {
+            continue;
+        };
+        let json: serde_json::Value = json;
+        for role in ["pad_token", "cls_token", "sep_token", "mask_token", "unk_token"] {
+            let token = json[role].as_str().or_else(|| json[role]["content"].as_str());
+            if let Some(token) = token {
+                roles.insert(role.to_string(), token.to_string());
+            }
+        }
+    }
+    roles
+}
+
+/// `do_lower_case` from tokenizer_config.json; uncased (true) when absent, like transformers' BertTokenizer.
 fn lowercase_setting(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("tokenizer_config.json"))
         .ok()
@@ -117,13 +153,13 @@ fn lowercase_setting(dir: &Path) -> bool {
 }
 
 /// The tokenizer transformers builds from a bare vocab.txt (`BertTokenizerFast`).
-fn from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
+fn from_vocab(vocab: &Path, lowercase: bool) -> Result<HfTokenizer> {
     let path = vocab.to_str().context("vocab path is not UTF-8")?;
     let model = WordPiece::from_file(path)
         .unk_token("[UNK]".into())
         .build()
         .map_err(|e| anyhow!("{}: {e}", vocab.display()))?;
-    let mut tok = Tokenizer::new(model);
+    let mut tok = HfTokenizer::new(model);
     let id = |t: &str| tok.token_to_id(t).with_context(|| format!("{}: no {t} token", vocab.display()));
     let processor = BertProcessing::new(("[SEP]".into(), id("[SEP]")?), ("[CLS]".into(), id("[CLS]")?));
     tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase))).map_err(|e| anyhow!("{e}"))?;

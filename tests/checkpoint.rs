@@ -8,7 +8,7 @@ use std::path::Path;
 
 use bertkit::pretrained::{LoadReport, write_safetensors};
 use bertkit::task::{MaskedLm, SequenceClassifier};
-use bertkit::tokenizer::BertTokenizer;
+use bertkit::tokenizer::Tokenizer;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -165,7 +165,7 @@ fn tokenizer_larger_than_embeddings_is_an_error() {
         .unwrap()
         .replace("\"vocab_size\": 355", "\"vocab_size\": 300");
     std::fs::write(dir.path().join("config.json"), cfg).unwrap();
-    let tok = BertTokenizer::from_dir(dir.path()).unwrap();
+    let tok = Tokenizer::from_dir(dir.path()).unwrap();
     let err = format!("{:#}", tok.check_fits(300, dir.path()).unwrap_err());
     assert!(err.contains("355 tokens") && err.contains("300"), "{err}");
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use bertkit::data::labelled::{Columns, OnBadRow, read_examples};
-use bertkit::tokenizer::BertTokenizer;
+use bertkit::tokenizer::Tokenizer;
 use proptest::prelude::*;
 
 fn config(cases: u32) -> ProptestConfig {
@@ -135,7 +135,7 @@ proptest! {
     #[test]
     fn corpus_reader_never_panics(bytes in nasty_bytes(), chunking in prop::sample::select(vec![Chunking::Group, Chunking::Line, Chunking::Document]), max_len in 3usize..12) {
         let tmp = tempfile::tempdir().unwrap();
-        let tokenizer = BertTokenizer::from_dir(&common::tiny_model()).unwrap();
+        let tokenizer = Tokenizer::from_dir(&common::tiny_model()).unwrap();
         for name in ["c.txt", "c.jsonl"] {
             let file = tmp.path().join(name);
             std::fs::write(&file, &bytes).unwrap();

@@ -11,7 +11,7 @@ use bertkit::device::{Autocast, Precision};
 use bertkit::encoder::recompute::recomputed;
 use bertkit::encoder::{Encoder, ForwardOptions, Inputs};
 use bertkit::task::{IGNORE_INDEX, MaskedLm, MaskedTargets, SequenceClassifier};
-use bertkit::tokenizer::BertTokenizer;
+use bertkit::tokenizer::Tokenizer;
 use common::bertkit;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
@@ -20,7 +20,7 @@ const TEXTS: [&str; 3] = ["the lessee shall repair the premises at its own cost"
 
 /// A padded batch (so the attention mask is exercised) from the tiny model's tokenizer.
 fn batch() -> Inputs {
-    let tok = BertTokenizer::from_dir(&common::tiny_model()).unwrap();
+    let tok = Tokenizer::from_dir(&common::tiny_model()).unwrap();
     let enc = tok.encode_batch(&TEXTS, None, 64).unwrap();
     Collator { pad_id: tok.pad_id }.collate_encodings(&enc).to_device(common::test_device())
 }

@@ -9,11 +9,11 @@ use std::path::Path;
 use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use bertkit::encoder::ForwardOptions;
 use bertkit::task::{IGNORE_INDEX, MaskedLm, MaskedTargets};
-use bertkit::tokenizer::BertTokenizer;
+use bertkit::tokenizer::Tokenizer;
 use tch::{Device, Kind, Reduction, Tensor};
 
-fn tok() -> BertTokenizer {
-    BertTokenizer::from_dir(&common::tiny_model()).unwrap()
+fn tok() -> Tokenizer {
+    Tokenizer::from_dir(&common::tiny_model()).unwrap()
 }
 
 fn spec(paths: &[&Path], chunking: Chunking, max_len: usize) -> CorpusSpec {

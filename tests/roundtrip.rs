@@ -10,7 +10,7 @@ use bertkit::data::Collator;
 use bertkit::encoder::ForwardOptions;
 use bertkit::pretrained::{Pretrained, write_safetensors};
 use bertkit::task::{MaskedLm, SequenceClassifier, TaskModel};
-use bertkit::tokenizer::BertTokenizer;
+use bertkit::tokenizer::Tokenizer;
 use tch::{Device, Tensor};
 
 fn short_texts() -> Vec<String> {
@@ -47,7 +47,7 @@ fn python_agrees<M: TaskModel>(model: &Pretrained<M>, logits: &Tensor, ids: &Ten
 }
 
 fn roundtrip(model_dir: &Path) {
-    let tok = BertTokenizer::from_dir(model_dir).unwrap();
+    let tok = Tokenizer::from_dir(model_dir).unwrap();
     let texts = short_texts();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&tok.encode_batch(&texts, None, 512).unwrap());
@@ -69,6 +69,13 @@ fn roundtrip(model_dir: &Path) {
 fn tiny_saved_model_loads_in_transformers() {
     if common::python_available() {
         roundtrip(&common::tiny_model());
+    }
+}
+
+#[test]
+fn tiny_roberta_saved_model_loads_in_transformers() {
+    if common::python_available() {
+        roundtrip(&common::repo().join("tests/fixtures/tiny-roberta"));
     }
 }
 

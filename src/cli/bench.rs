@@ -16,7 +16,7 @@ use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
 use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::tokenizer::BertTokenizer;
+use crate::tokenizer::Tokenizer;
 use crate::train::Objective;
 use crate::train::classify::{Classifier, FineTune, LabelledSet};
 use crate::train::optim::{AdamW, AdamWConfig};
@@ -204,7 +204,7 @@ fn train_steps<T: Objective>(
 }
 
 /// Words of the vocabulary (no pieces, no specials) in random order.
-fn vocabulary_words(tokenizer: &BertTokenizer) -> Vec<String> {
+fn vocabulary_words(tokenizer: &Tokenizer) -> Vec<String> {
     (0..tokenizer.vocab_size() as u32)
         .filter(|&id| !tokenizer.is_special(id))
         .filter_map(|id| tokenizer.id_to_token(id))
@@ -213,7 +213,7 @@ fn vocabulary_words(tokenizer: &BertTokenizer) -> Vec<String> {
 }
 
 /// `[CLS] random words [SEP]` examples of exactly `len` tokens.
-fn random_examples(tokenizer: &BertTokenizer, n: usize, len: usize) -> Vec<Encoded> {
+fn random_examples(tokenizer: &Tokenizer, n: usize, len: usize) -> Vec<Encoded> {
     let words: Vec<u32> = vocabulary_words(tokenizer).iter().filter_map(|w| tokenizer.token_to_id(w)).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     (0..n)
@@ -227,7 +227,7 @@ fn random_examples(tokenizer: &BertTokenizer, n: usize, len: usize) -> Vec<Encod
 }
 
 /// About `tokens` tokens of random vocabulary words, in paragraphs.
-fn random_text(tokenizer: &BertTokenizer, tokens: usize) -> String {
+fn random_text(tokenizer: &Tokenizer, tokens: usize) -> String {
     let words = vocabulary_words(tokenizer);
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let mut text = String::new();

@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::pretrained::ModelDir;
-use crate::tokenizer::BertTokenizer;
+use crate::tokenizer::Tokenizer;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,7 +31,7 @@ pub fn run(args: Args) -> Result<()> {
         ("masked_lm", has(family.heads.mlm_bias)),
     ]);
     let dtypes: std::collections::BTreeSet<String> = tensors.values().map(|t| format!("{:?}", t.dtype)).collect();
-    let tokenizer = BertTokenizer::from_dir(&model.dir).ok();
+    let tokenizer = Tokenizer::from_dir(&model.dir).ok();
     let (c, d) = (model.config.json(), &model.dims);
     let architectures: Vec<&str> = c
         .get("architectures")

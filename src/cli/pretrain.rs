@@ -88,6 +88,13 @@ pub fn run(args: Args) -> Result<i32> {
     let gradient_checkpointing = cfg.placement.gradient_checkpointing;
     let options = LoadOptions { device, autocast, gradient_checkpointing, new_head: false };
     let mlm: MaskedLanguageModel = pretrained::load(&model, &options)?;
+    if args.whole_word_masking && !Masker::knows_words(&mlm.tokenizer) {
+        bail!(
+            "--whole-word-masking: {} has no WordPiece continuation pieces (##); whole words of \
+             byte-level BPE and SentencePiece vocabularies are not supported yet",
+            model.dir.display()
+        );
+    }
 
     // The corpus is checked (and tokenised) before the output directory is touched; the cache
     // lives beside the output so a rerun or a resume finds it.

@@ -8,7 +8,7 @@ use tch::{Kind, Tensor};
 
 use super::labelled::Example;
 use crate::encoder::Inputs;
-use crate::tokenizer::BertTokenizer;
+use crate::tokenizer::Tokenizer;
 
 /// One tokenised example: `[CLS] a [SEP] (b [SEP])`, already truncated.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +41,7 @@ pub struct Tokenized {
 
 /// Tokenises (in parallel, in chunks to bound memory) texts with optional second segments.
 pub fn tokenize(
-    tokenizer: &BertTokenizer,
+    tokenizer: &Tokenizer,
     texts: &[&str],
     pairs: Option<&[&str]>,
     max_len: usize,
@@ -59,7 +59,7 @@ pub fn tokenize(
 }
 
 /// Tokenises examples (text, and second text when they have one).
-pub fn tokenize_examples(tokenizer: &BertTokenizer, examples: &[Example], max_len: usize) -> anyhow::Result<Tokenized> {
+pub fn tokenize_examples(tokenizer: &Tokenizer, examples: &[Example], max_len: usize) -> anyhow::Result<Tokenized> {
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let pairs: Option<Vec<&str>> = examples.iter().map(|e| e.pair.as_deref()).collect();
     if pairs.is_none() && examples.iter().any(|e| e.pair.is_some()) {

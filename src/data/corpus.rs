@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::labelled::{Columns, Format, OnBadRow, open_text, read_examples};
-use crate::tokenizer::BertTokenizer;
+use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -103,7 +103,7 @@ impl TokenCache {
     pub fn open_or_build(
         dir: &Path,
         spec: &CorpusSpec,
-        tokenizer: &BertTokenizer,
+        tokenizer: &Tokenizer,
         tokenizer_dir: &Path,
     ) -> Result<TokenCache> {
         let fingerprint = fingerprint(spec, tokenizer_dir)?;
@@ -313,7 +313,7 @@ impl BlockWriter {
     }
 }
 
-fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &BertTokenizer, fingerprint: &str) -> Result<()> {
+fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &Tokenizer, fingerprint: &str) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let _ = std::fs::remove_file(dir.join("meta.json")); // invalid until the build completes
     let files = corpus_files(&spec.paths)?;

@@ -7,7 +7,7 @@ use rand::Rng;
 
 use super::batching::HostBatch;
 use crate::task::IGNORE_INDEX;
-use crate::tokenizer::BertTokenizer;
+use crate::tokenizer::Tokenizer;
 
 pub struct Masker {
     pub probability: f64,
@@ -21,7 +21,7 @@ pub struct Masker {
 }
 
 impl Masker {
-    pub fn new(tokenizer: &BertTokenizer, probability: f64, whole_word: bool) -> Self {
+    pub fn new(tokenizer: &Tokenizer, probability: f64, whole_word: bool) -> Self {
         let vocab_size = tokenizer.vocab_size();
         let mut special = vec![false; vocab_size];
         let mut continuation = vec![false; vocab_size];
@@ -30,6 +30,12 @@ impl Masker {
             continuation[id as usize] = tokenizer.id_to_token(id).is_some_and(|t| t.starts_with("##"));
         }
         Masker { probability, whole_word, mask_id: tokenizer.mask_id as i64, vocab_size, special, continuation }
+    }
+
+    /// Whether whole-word masking can find the words of this vocabulary: a WordPiece one, whose
+    /// `##` pieces continue the word before them.
+    pub fn knows_words(tokenizer: &Tokenizer) -> bool {
+        (0..tokenizer.vocab_size() as u32).any(|id| tokenizer.id_to_token(id).is_some_and(|t| t.starts_with("##")))
     }
 
     /// Corrupts every row of a padded batch in place; returns the labels, row-major.
@@ -85,8 +91,8 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn tiny() -> BertTokenizer {
-        BertTokenizer::from_dir(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert"))
+    fn tiny() -> Tokenizer {
+        Tokenizer::from_dir(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert"))
             .unwrap()
     }
 

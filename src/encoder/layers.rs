@@ -76,6 +76,8 @@ pub enum Activation {
     GeluTanh,
     Relu,
     Silu,
+    /// Not a `hidden_act` of any config: the classification heads of RoBERTa and its kin.
+    Tanh,
 }
 
 impl Activation {
@@ -95,6 +97,7 @@ impl Activation {
             Activation::GeluTanh => xs.gelu("tanh"),
             Activation::Relu => xs.relu(),
             Activation::Silu => xs.silu(),
+            Activation::Tanh => xs.tanh(),
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod bert;
 pub mod layers;
 pub mod recompute;
+pub mod roberta;
 
 use anyhow::{Result, bail};
 use tch::Tensor;
@@ -23,7 +24,7 @@ use crate::device::upload;
 use crate::pretrained::ModelConfig;
 
 /// Every family bertkit reads, by `model_type`.
-pub const FAMILIES: &[Family] = &[bert::FAMILY];
+pub const FAMILIES: &[Family] = &[bert::FAMILY, roberta::FAMILY, roberta::XLM_FAMILY];
 
 /// The family of a config.json, or an error listing the ones there are.
 pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {
@@ -75,15 +76,28 @@ impl std::fmt::Debug for Family {
 
 /// Where a family's transformers models keep their task heads (canonical names).
 pub struct HeadLayout {
-    /// The linear layer of sequence classification, on the encoder's pooled output.
+    /// The sequence-classification head's module, and its shape.
     pub classifier: &'static str,
+    pub classifier_kind: ClassifierKind,
     /// Masked-LM head: transform (dense, activation, layer norm), then the decoder tied to the
     /// word embeddings plus this bias.
     pub mlm_dense: &'static str,
     pub mlm_layer_norm: &'static str,
     pub mlm_bias: &'static str,
+    /// The transform's activation; None: the config's `hidden_act` (BERT's choice).
+    pub mlm_activation: Option<Activation>,
     /// Name prefixes of every task-head tensor (pooler included where the encoder's is optional).
     pub prefixes: &'static [&'static str],
+}
+
+/// The shapes transformers gives sequence classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassifierKind {
+    /// BERT: dropout, then `{classifier}` (one linear layer) on the pooler's output.
+    Pooled,
+    /// RoBERTa: on the first token's state, dropout, `{classifier}.dense`, tanh, dropout,
+    /// `{classifier}.out_proj`; the encoder has no pooler.
+    FirstTokenDense,
 }
 
 /// What to do with a tensor found in a checkpoint file.

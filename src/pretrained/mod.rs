@@ -22,7 +22,7 @@ use crate::device::Autocast;
 use crate::encoder::{Dims, Family, family_of};
 use crate::fsutil::atomic_write;
 use crate::task::TaskModel;
-use crate::tokenizer::BertTokenizer;
+use crate::tokenizer::Tokenizer;
 
 /// Tokenizer files copied along with a model so the output directory is self-contained.
 const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
@@ -75,8 +75,8 @@ impl ModelDir {
 
     /// Whether the checkpoint has a trained classification head.
     pub fn has_classifier(&self) -> Result<bool> {
-        let weight = format!("{}.weight", self.family.heads.classifier);
-        Ok(self.tensor_index()?.contains_key(&weight))
+        let prefix = format!("{}.", self.family.heads.classifier);
+        Ok(self.tensor_index()?.keys().any(|name| name.starts_with(&prefix)))
     }
 
     /// The directory's name, for titles and messages.
@@ -109,7 +109,7 @@ pub struct Pretrained<M> {
     pub config: ModelConfig,
     pub family: &'static Family,
     pub dims: Dims,
-    pub tokenizer: BertTokenizer,
+    pub tokenizer: Tokenizer,
     pub report: LoadReport,
     pub device: Device,
     pub autocast: Autocast,
@@ -121,11 +121,11 @@ pub struct Pretrained<M> {
 /// + task head `M`, weights filled from the files, heads the files lack created as transformers
 /// creates them (listed in one warning).
 pub fn load<M: TaskModel>(dir: &ModelDir, opts: &LoadOptions) -> Result<Pretrained<M>> {
-    let tokenizer = BertTokenizer::from_dir(&dir.dir)?;
+    let tokenizer = Tokenizer::from_dir(&dir.dir)?;
     tokenizer.check_fits(dir.dims.vocab_size, &dir.dir)?;
     let vs = VarStore::new(opts.device);
     let root = vs.root();
-    let encoder = (dir.family.build)(&root, &dir.config, M::POOLER)?;
+    let encoder = (dir.family.build)(&root, &dir.config, M::pooler(dir.family))?;
     let mut model = M::new(&root, encoder, dir.family, &dir.dims, &dir.config);
     model.encoder_mut().set_gradient_checkpointing(opts.gradient_checkpointing);
     let fresh = opts.new_head.then(|| M::head_path(dir.family)).flatten().map(|p| format!("{p}."));

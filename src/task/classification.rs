@@ -1,35 +1,45 @@
-//! Sequence classification (`BertForSequenceClassification` and its kin): dropout and a
-//! linear layer on the encoder's pooled output; cross-entropy, or mean squared error for one
-//! label (regression), as transformers picks the loss.
+//! Sequence classification (`BertForSequenceClassification` and its kin), in the family's
+//! shape (`ClassifierKind`): BERT's linear layer on the pooled output, or RoBERTa's dense + tanh
+//! + out_proj on the first token; cross-entropy, or mean squared error for one label
+//! (regression), as transformers picks the loss.
 
 use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
 
 use super::{IGNORE_INDEX, TaskModel};
 use crate::encoder::layers::{Linear, dropout};
-use crate::encoder::{Dims, Encoder, EncoderOutput, Family, ForwardOptions, Inputs};
+use crate::encoder::{ClassifierKind, Dims, Encoder, EncoderOutput, Family, ForwardOptions, Inputs};
 use crate::pretrained::ModelConfig;
 
 pub struct SequenceClassifier {
     pub encoder: Box<dyn Encoder>,
-    classifier: Linear,
+    /// RoBERTa's `dense` (then tanh) on the first token; None for BERT, whose pooler does that.
+    dense: Option<Linear>,
+    /// The layer that gives the logits (`classifier`, `classifier.out_proj`).
+    out: Linear,
     dropout: f64,
     regression: bool,
 }
 
 impl TaskModel for SequenceClassifier {
     const ARCHITECTURE: &'static str = "ForSequenceClassification";
-    const POOLER: bool = true;
+
+    fn pooler(family: &Family) -> bool {
+        family.heads.classifier_kind == ClassifierKind::Pooled
+    }
 
     fn new(root: &Path, encoder: Box<dyn Encoder>, family: &Family, dims: &Dims, config: &ModelConfig) -> Self {
-        let num_labels = config.num_labels();
-        let path = super::path_at(root, family.heads.classifier);
-        SequenceClassifier {
-            encoder,
-            classifier: Linear::new(path, dims.hidden_size, num_labels, dims.initializer_range),
-            dropout: dims.classifier_dropout,
-            regression: num_labels == 1 || config.problem_type() == Some("regression"),
-        }
+        let (h, r) = (dims.hidden_size, dims.initializer_range);
+        let head = super::path_at(root, family.heads.classifier);
+        let (dense, out) = match family.heads.classifier_kind {
+            ClassifierKind::Pooled => (None, Linear::new(head, h, config.num_labels(), r)),
+            ClassifierKind::FirstTokenDense => {
+                let dense = Linear::new(head.sub("dense"), h, h, r);
+                (Some(dense), Linear::new(head.sub("out_proj"), h, config.num_labels(), r))
+            }
+        };
+        let regression = config.num_labels() == 1 || config.problem_type() == Some("regression");
+        SequenceClassifier { encoder, dense, out, dropout: dims.classifier_dropout, regression }
     }
     fn encoder(&self) -> &dyn Encoder {
         self.encoder.as_ref()
@@ -46,8 +56,14 @@ impl SequenceClassifier {
     /// Logits `[batch, num_labels]` and the encoder output they came from.
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> (Tensor, EncoderOutput) {
         let out = self.encoder.forward(inputs, opts);
-        let pooled = out.pooled.as_ref().expect("a classifier's encoder has a pooler");
-        (self.classifier.forward(&dropout(pooled, self.dropout, opts.train)), out)
+        let features = match &self.dense {
+            None => out.pooled.as_ref().expect("built with a pooler").shallow_clone(),
+            Some(dense) => {
+                let first = dropout(&out.last_hidden_state.select(1, 0), self.dropout, opts.train);
+                dense.forward(&first).tanh()
+            }
+        };
+        (self.out.forward(&dropout(&features, self.dropout, opts.train)), out)
     }
 
     /// Mean loss over the batch, as transformers computes it for this head.

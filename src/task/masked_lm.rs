@@ -29,7 +29,7 @@ impl MaskedLmHead {
             dense: Linear::new(path_at(root, h.mlm_dense), d.hidden_size, d.hidden_size, d.initializer_range),
             layer_norm: LayerNorm::new(path_at(root, h.mlm_layer_norm), d.hidden_size, d.layer_norm_eps),
             bias,
-            activation: d.hidden_act,
+            activation: h.mlm_activation.unwrap_or(d.hidden_act),
         }
     }
 
@@ -46,8 +46,11 @@ pub struct MaskedLm {
 
 impl TaskModel for MaskedLm {
     const ARCHITECTURE: &'static str = "ForMaskedLM";
-    /// BertForMaskedLM has no pooler (`add_pooling_layer=False`).
-    const POOLER: bool = false;
+
+    /// BertForMaskedLM has no pooler (`add_pooling_layer=False`), nor has any MLM model.
+    fn pooler(_: &Family) -> bool {
+        false
+    }
 
     fn new(root: &Path, encoder: Box<dyn Encoder>, family: &Family, dims: &Dims, _: &ModelConfig) -> Self {
         MaskedLm { encoder, head: MaskedLmHead::new(root, family, dims) }

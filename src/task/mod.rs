@@ -18,10 +18,10 @@ pub const IGNORE_INDEX: i64 = -100;
 
 /// An encoder with a task head: what `pretrained::load` builds.
 pub trait TaskModel: Sized {
-    /// transformers class suffix (`ForSequenceClassification`); empty for a bare encoder.
+    /// transformers class suffix (`ForSequenceClassification`; `Model` for a bare encoder).
     const ARCHITECTURE: &'static str;
     /// Whether the encoder is built with its pooler (BERT's `add_pooling_layer`).
-    const POOLER: bool;
+    fn pooler(family: &Family) -> bool;
     /// Creates the head's parameters under the VarStore root (`family.heads` names them).
     fn new(root: &Path, encoder: Box<dyn Encoder>, family: &Family, dims: &Dims, config: &ModelConfig) -> Self;
     fn encoder(&self) -> &dyn Encoder;
@@ -39,7 +39,10 @@ pub struct Bare<const POOLER: bool> {
 
 impl<const P: bool> TaskModel for Bare<P> {
     const ARCHITECTURE: &'static str = "Model";
-    const POOLER: bool = P;
+
+    fn pooler(_: &Family) -> bool {
+        P
+    }
 
     fn new(_: &Path, encoder: Box<dyn Encoder>, _: &Family, _: &Dims, _: &ModelConfig) -> Self {
         Bare { encoder }

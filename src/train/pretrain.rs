@@ -18,7 +18,7 @@ use crate::data::{Encoded, epoch_batches, eval_batches};
 use crate::encoder::{ForwardOptions, Inputs};
 use crate::pretrained::Pretrained;
 use crate::task::{MaskedLm, MaskedTargets};
-use crate::tokenizer::BertTokenizer;
+use crate::tokenizer::Tokenizer;
 
 /// Evaluation masks come from this seed, so numbers compare across runs and models.
 pub const EVAL_MASK_SEED: u64 = 1234;
@@ -30,7 +30,7 @@ pub struct Blocks<'a> {
 }
 
 impl Blocks<'_> {
-    fn encoded(&self, tokenizer: &BertTokenizer, i: usize) -> Encoded {
+    fn encoded(&self, tokenizer: &Tokenizer, i: usize) -> Encoded {
         let body = self.cache.block(self.indices[i]);
         let mut ids = Vec::with_capacity(body.len() + 2);
         ids.push(tokenizer.cls_id);

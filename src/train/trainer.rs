@@ -134,7 +134,7 @@ pub fn train<T: Objective>(
     autocast: Autocast,
     num_train_batches: usize,
 ) -> Result<Outcome> {
-    let (h, run) = (&cfg.hyper, RunDir::new(&cfg.control));
+    let (h, dir) = (&cfg.hyper, RunDir::new(&cfg.control));
     let plan = Plan::new(h, num_train_batches);
     let params = sorted_params(task.var_store());
     let trainable: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
@@ -151,25 +151,26 @@ pub fn train<T: Objective>(
         evals_without_improvement: 0,
         hyper: h.clone(),
     };
-    if let Some(dir) = &cfg.control.resume_from {
-        state = resume(dir, &mut opt, &state)?;
-        tracing::info!("resuming from {} at step {}/{}", dir.display(), state.global_step, plan.total_steps);
+    if let Some(checkpoint) = &cfg.control.resume_from {
+        state = resume(checkpoint, &mut opt, &state)?;
+        tracing::info!("resuming from {} at step {}/{}", checkpoint.display(), state.global_step, plan.total_steps);
     }
-    let mut log = RunLog::open(&run.path.join("log.jsonl"), state.global_step)?;
+    let mut log = RunLog::open(&dir.path.join("log.jsonl"), state.global_step)?;
     if state.global_step == 0 {
-        begin(task, cfg, &plan, num_train_batches, autocast, &run, &mut log)?;
+        begin(task, cfg, &plan, num_train_batches, autocast, &dir, &mut log)?;
     }
-    let mut run = Loop::new(task, cfg, &plan, run, log, state)?;
+    let mut run = Loop::new(task, cfg, &plan, dir, log, state)?;
     while run.state.global_step < plan.total_steps {
         let step = run.state.global_step;
         let micro = run.micro_batches(step);
         let stats = accumulate_gradients(task, &micro, h.seed, step, autocast)
             .map_err(|e| anyhow!("{e:#}; {}", run.dir.last_checkpoint_note()))?;
         let values = clip_and_read(&stats, &trainable, h.max_grad_norm);
-        let applied = run.update(&mut opt, values, plan.schedule.lr(step))?;
+        let lr = plan.schedule.lr(step);
+        let applied = run.update(&mut opt, values, lr)?;
         opt.zero_grad();
         run.state.global_step += 1;
-        run.record(applied, values, &stats, plan.schedule.lr(step))?;
+        run.record(applied, values, &stats, lr)?;
         let interrupted = run.signals.received();
         let evaluated = run.due_for_evaluation();
         if evaluated && run.evaluate_and_checkpoint(&opt)? {

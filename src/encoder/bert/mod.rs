@@ -18,7 +18,7 @@ pub use config::BertConfig;
 
 use super::layers::{Activation, LayerNorm, Linear, dropout};
 use super::recompute::recomputed;
-use super::{Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
+use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
 use crate::pretrained::ModelConfig;
 
 /// BERT in the registry (`encoder::FAMILIES`).
@@ -31,21 +31,34 @@ pub const FAMILY: Family = Family {
     canonical_name: names::canonical,
     heads: HeadLayout {
         classifier: "classifier",
+        classifier_kind: ClassifierKind::Pooled,
         mlm_dense: "cls.predictions.transform.dense",
         mlm_layer_norm: "cls.predictions.transform.LayerNorm",
         mlm_bias: "cls.predictions.bias",
+        mlm_activation: None,
         prefixes: &["cls.", "classifier.", "bert.pooler."],
     },
 };
 
 fn build(root: &Path, config: &ModelConfig, with_pooler: bool) -> Result<Box<dyn Encoder>> {
     let config = BertConfig::from_model_config(config)?;
-    Ok(Box::new(Bert::new(root.sub("bert"), &config, with_pooler)))
+    Ok(Box::new(Bert::new(root.sub("bert"), &config, with_pooler, Positions::Absolute)))
+}
+
+/// How a sequence's positions are numbered for the position embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// 0, 1, 2, ... (BERT).
+    Absolute,
+    /// Real tokens count from `padding_idx + 1`; padding keeps `padding_idx`, whose embedding
+    /// row is never trained (RoBERTa's `create_position_ids_from_input_ids`).
+    AfterPadding { padding_idx: i64 },
 }
 
 struct Embeddings {
     word: Tensor,
     position: Tensor,
+    positions: Positions,
     token_type: Tensor,
     layer_norm: LayerNorm,
     pad_token_id: i64,
@@ -53,16 +66,24 @@ struct Embeddings {
 }
 
 impl Embeddings {
-    fn new(p: Path, c: &BertConfig) -> Self {
+    fn new(p: Path, c: &BertConfig, positions: Positions) -> Self {
         let init = Init::Randn { mean: 0., stdev: c.initializer_range };
-        let word = p.sub("word_embeddings").var("weight", &[c.vocab_size, c.hidden_size], init);
         // nn.Embedding(padding_idx=pad) starts the padding row at zero and never updates it.
-        if (0..c.vocab_size).contains(&c.pad_token_id) {
-            let _ = tch::no_grad(|| word.get(c.pad_token_id).zero_());
-        }
+        let embedding = |name: &str, rows: i64, padding_idx: i64| {
+            let weight = p.sub(name).var("weight", &[rows, c.hidden_size], init);
+            if (0..rows).contains(&padding_idx) {
+                let _ = tch::no_grad(|| weight.get(padding_idx).zero_());
+            }
+            weight
+        };
+        let position_padding = match positions {
+            Positions::Absolute => -1,
+            Positions::AfterPadding { padding_idx } => padding_idx,
+        };
         Embeddings {
-            word,
-            position: p.sub("position_embeddings").var("weight", &[c.max_position_embeddings, c.hidden_size], init),
+            word: embedding("word_embeddings", c.vocab_size, c.pad_token_id),
+            position: embedding("position_embeddings", c.max_position_embeddings, position_padding),
+            positions,
             token_type: p.sub("token_type_embeddings").var("weight", &[c.type_vocab_size, c.hidden_size], init),
             layer_norm: LayerNorm::new(p.sub("LayerNorm"), c.hidden_size, c.layer_norm_eps),
             pad_token_id: c.pad_token_id,
@@ -71,13 +92,21 @@ impl Embeddings {
     }
 
     fn forward(&self, inputs: &Inputs, train: bool) -> Tensor {
-        let seq_len = inputs.input_ids.size()[1];
-        let positions = Tensor::arange(seq_len, (Kind::Int64, inputs.input_ids.device()));
-        let words = Tensor::embedding(&self.word, &inputs.input_ids, self.pad_token_id, false, false);
+        let ids = &inputs.input_ids;
+        let positions = match self.positions {
+            Positions::Absolute => {
+                let seq = Tensor::arange(ids.size()[1], (Kind::Int64, ids.device()));
+                self.position.index_select(0, &seq).unsqueeze(0)
+            }
+            Positions::AfterPadding { padding_idx } => {
+                let real = ids.ne(padding_idx).to_kind(Kind::Int64);
+                let position_ids = real.cumsum(1, Kind::Int64) * &real + padding_idx;
+                Tensor::embedding(&self.position, &position_ids, padding_idx, false, false)
+            }
+        };
+        let words = Tensor::embedding(&self.word, ids, self.pad_token_id, false, false);
         // Summed in transformers' order: float addition is not associative.
-        let xs = words
-            + Tensor::embedding(&self.token_type, &inputs.token_type_ids, -1, false, false)
-            + self.position.index_select(0, &positions).unsqueeze(0);
+        let xs = words + Tensor::embedding(&self.token_type, &inputs.token_type_ids, -1, false, false) + positions;
         dropout(&self.layer_norm.forward(&xs), self.dropout, train)
     }
 }
@@ -237,11 +266,12 @@ pub struct Bert {
 }
 
 impl Bert {
-    /// `p` is the `bert` path. BertForMaskedLM has no pooler (`add_pooling_layer=False`).
-    pub fn new(p: Path, config: &BertConfig, with_pooler: bool) -> Self {
+    /// `p` is the encoder's path (`bert`, `roberta`). BertForMaskedLM has no pooler
+    /// (`add_pooling_layer=False`).
+    pub fn new(p: Path, config: &BertConfig, with_pooler: bool, positions: Positions) -> Self {
         let enc = p.sub("encoder").sub("layer");
         Bert {
-            embeddings: Embeddings::new(p.sub("embeddings"), config),
+            embeddings: Embeddings::new(p.sub("embeddings"), config, positions),
             layers: (0..config.num_hidden_layers).map(|i| Layer::new(enc.sub(i), config)).collect(),
             pooler: with_pooler.then(|| {
                 let h = config.hidden_size;
