@@ -14,8 +14,8 @@ import random
 import time
 
 import torch
-from transformers import (AutoTokenizer, BertForMaskedLM, BertForSequenceClassification, DataCollatorForLanguageModeling,
-                          DataCollatorWithPadding)
+from transformers import (AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer,
+                          DataCollatorForLanguageModeling, DataCollatorWithPadding)
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", required=True)
@@ -41,10 +41,10 @@ def example():
 
 
 if args.workload == "mlm":
-    model = BertForMaskedLM.from_pretrained(args.model)
+    model = AutoModelForMaskedLM.from_pretrained(args.model)
     collator = DataCollatorForLanguageModeling(tok, mlm_probability=0.15)
 else:
-    model = BertForSequenceClassification.from_pretrained(args.model, num_labels=2)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
     collator = DataCollatorWithPadding(tok)
 model.to(device)
 if args.gradient_checkpointing:

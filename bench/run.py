@@ -87,6 +87,38 @@ def bert_base_random():
     return d
 
 
+ROBERTA_BASE_RANDOM = """
+import sys, glob, torch
+from pathlib import Path
+from tokenizers import ByteLevelBPETokenizer
+from tokenizers.processors import RobertaProcessing
+from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast
+out, corpus = Path(sys.argv[1]), sys.argv[2]
+out.mkdir(parents=True, exist_ok=True)
+bpe = ByteLevelBPETokenizer()
+bpe.train(sorted(glob.glob(corpus + "/*.txt")), vocab_size=50265, min_frequency=2,
+          special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+bpe.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
+bpe.save(str(out / "tokenizer.json"))
+tok = RobertaTokenizerFast(tokenizer_file=str(out / "tokenizer.json"), bos_token="<s>", eos_token="</s>",
+                           sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>",
+                           mask_token="<mask>")
+tok.save_pretrained(out)
+torch.manual_seed(0)
+RobertaForSequenceClassification(RobertaConfig(vocab_size=len(tok), max_position_embeddings=514,
+    type_vocab_size=1, layer_norm_eps=1e-5, num_labels=2)).save_pretrained(out)
+"""
+
+
+def roberta_base_random():
+    """A roberta-base-shaped RoBERTa with random weights and a byte-level BPE vocabulary of
+    roberta-base's size trained on the CUAD contracts (the hub's is out of reach), made once."""
+    d = OUT / "roberta-base-random"
+    if not (d / "model.safetensors").exists():
+        subprocess.run([sys.executable, "-c", ROBERTA_BASE_RANDOM, d, CUAD], check=True)
+    return d
+
+
 def step_workload(n, title, workload, model, batch, seq, precision, extra=()):
     common = ["--model", model, "--workload", workload, "--batch-size", batch, "--seq-len", seq,
               "--steps", args.steps, "--warmup", 2, "--precision", precision, *extra]
@@ -108,7 +140,7 @@ def imdb_subset():
 
 
 GPU = args.device.startswith("cuda")
-DEFAULT = [8, 9, 10, 11, 12, 13] if GPU else [1, 2, 3, 4, 5, 6, 7, 8]
+DEFAULT = [8, 9, 10, 11, 12, 13] if GPU else [1, 2, 3, 4, 5, 6, 7, 8, 14]
 
 
 def wanted(n):
@@ -125,6 +157,9 @@ def workloads():
     if wanted(5):
         w.append(step_workload(5, "fine-tune step, bert-base (random init), L=128 B=8, fp32", "finetune",
                                bert_base_random(), 8, 128, "fp32"))
+    if wanted(14):
+        w.append(step_workload(14, "fine-tune step, roberta-base (random init), L=128 B=8, fp32", "finetune",
+                               roberta_base_random(), 8, 128, "fp32"))
     for n, model, name in [(6, MINILM, "all-MiniLM-L6-v2"), (13, None, "bert-base (random init)")]:
         if not wanted(n):
             continue
@@ -223,7 +258,8 @@ def summarise(w, runs):
     return out
 
 
-TARGETS = {1: 1.0, 2: 1.0, 3: 1.8, 4: 1.0, 5: 1.0, 6: 1.5, 7: 1.8, 8: 1.0, 9: 1.0, 10: 1.0, 11: 1.0, 12: 1.0, 13: 1.0}
+TARGETS = {1: 1.0, 2: 1.0, 3: 1.8, 4: 1.0, 5: 1.0, 6: 1.5, 7: 1.8, 8: 1.0, 9: 1.0, 10: 1.0, 11: 1.0, 12: 1.0, 13: 1.0,
+           14: 1.0}
 # Memory ratio bertkit / reference: the CPU issue asks ≤0.8 (resident), the GPU one ≤1.0 (GPU memory).
 MEMORY_TARGET = 1.0 if GPU else 0.8
 

@@ -7,27 +7,36 @@ one backward, and the weights after one AdamW step.
 
     python scripts/make_reference.py tiny                       # tests/fixtures/{tiny-bert,reference}
     python scripts/make_reference.py tiny-roberta               # tests/fixtures/{tiny-roberta,reference}
+    python scripts/make_reference.py tiny-xlm-roberta           # tests/fixtures/{tiny-xlm-roberta,reference}
+    python scripts/make_reference.py tiny-distilbert            # tests/fixtures/{tiny-distilbert,reference}
     python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
 
 The tiny models are created here from a fixed seed with small vocabularies of their family's kind
-(WordPiece for BERT, byte-level BPE trained here with `tokenizers` for RoBERTa), so the committed
+(WordPiece for BERT, byte-level BPE for RoBERTa, SentencePiece Unigram for XLM-RoBERTa, the
+latter two trained here with `tokenizers`), so the committed
 fixtures are a few hundred KB and need nothing downloaded. Every family goes through the same
 `make_reference` (transformers' Auto classes).
 """
+import inspect
 import json
 import os
+import shutil
 import string
 import sys
 from pathlib import Path
 
 import torch
-from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
-from tokenizers.processors import RobertaProcessing
+from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
+from tokenizers import pre_tokenizers
+from tokenizers.processors import RobertaProcessing, TemplateProcessing
 from safetensors.torch import save_file
 from transformers import (AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer,
                           BertConfig, BertForMaskedLM, BertForSequenceClassification,
                           BertTokenizerFast, RobertaConfig, RobertaForMaskedLM,
-                          RobertaForSequenceClassification, RobertaTokenizerFast)
+                          RobertaForSequenceClassification, RobertaTokenizerFast,
+                          DistilBertConfig, DistilBertForMaskedLM, DistilBertForSequenceClassification,
+                          XLMRobertaConfig, XLMRobertaForMaskedLM,
+                          XLMRobertaForSequenceClassification, XLMRobertaTokenizerFast)
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM_LABELS = 3
@@ -97,8 +106,9 @@ def save_with_every_head(model_dir, cfg, cls_class, mlm_class, mlm_prefix, archi
     cls = cls_class(cfg)
     mlm = mlm_class(cfg)
     state = {k: v for k, v in cls.state_dict().items()}
+    tied = mlm.get_input_embeddings().weight.data_ptr()
     for k, v in mlm.state_dict().items():
-        if k.startswith(mlm_prefix) and ".decoder." not in k:
+        if k.startswith(mlm_prefix) and ".decoder." not in k and v.data_ptr() != tied:
             state[k] = v + 0.01 * torch.randn_like(v)
     cfg.architectures = [architecture]
     cfg.save_pretrained(model_dir)
@@ -130,12 +140,73 @@ def make_tiny_roberta(model_dir: Path):
                          "lm_head.", "RobertaForMaskedLM")
 
 
+def make_tiny_xlm_roberta(model_dir: Path):
+    """A tiny XLM-RoBERTa with a SentencePiece (Unigram, Metaspace) vocabulary trained here."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    sp = SentencePieceUnigramTokenizer()
+    corpus = SHORT_TEXTS + [t for pair in PAIRS for t in pair] + [LONG_TEXT] + tiny_vocab()
+    sp.train_from_iterator(corpus, vocab_size=400, special_tokens=specials, unk_token="<unk>")
+    # transformers 5 tokenizes XLM-R with its class's pipeline, not the file's: no normalizer,
+    # whitespace split then Metaspace. The fixture's file says the same, so both sides agree.
+    sp._tokenizer.normalizer = None
+    sp.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)])
+    ids = {t: sp.token_to_id(t) for t in specials}
+    sp.post_processor = TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", ids["<s>"]), ("</s>", ids["</s>"])])
+    sp.save(str(model_dir / "tokenizer.json"))
+    tok = XLMRobertaTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"), bos_token="<s>",
+                                  eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
+                                  pad_token="<pad>", mask_token="<mask>")
+    tok.save_pretrained(model_dir)
+    assert len(tok) == sp.get_vocab_size() and tok.pad_token_id == 1, (len(tok), tok.pad_token_id)
+    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=4, intermediate_size=64, max_position_embeddings=514,
+                           type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=tok.pad_token_id,
+                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                           num_labels=NUM_LABELS, id2label=ID2LABEL,
+                           label2id={v: k for k, v in ID2LABEL.items()})
+    save_with_every_head(model_dir, cfg, XLMRobertaForSequenceClassification, XLMRobertaForMaskedLM,
+                         "lm_head.", "XLMRobertaForMaskedLM")
+
+
+def make_tiny_distilbert(model_dir: Path):
+    """A tiny DistilBERT with the tiny BERT's WordPiece vocabulary."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for f in ["vocab.txt", "tokenizer.json"]:
+        shutil.copy(ROOT / "tests/fixtures/tiny-bert" / f, model_dir / f)
+    tok = AutoTokenizer.from_pretrained(ROOT / "tests/fixtures/tiny-bert")
+    tok.save_pretrained(model_dir)
+    cfg = DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                           max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+                           num_labels=NUM_LABELS, id2label=ID2LABEL,
+                           label2id={v: k for k, v in ID2LABEL.items()})
+    save_with_every_head(model_dir, cfg, DistilBertForSequenceClassification, DistilBertForMaskedLM,
+                         "vocab_", "DistilBertForMaskedLM")
+
+
 def encode(tok, texts, pairs=None, max_length=512):
-    enc = tok(texts, pairs, padding=True, truncation=True, max_length=max_length,
-              return_tensors="pt", return_offsets_mapping=True)
-    if "token_type_ids" not in enc:  # RoBERTa's tokenizer returns none: its model uses zeros
-        enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
-    return enc
+    # Token types as the tokenizer's template gives them, also where the model takes none
+    # (bertkit's collator makes them the same way, and such encoders ignore them).
+    return tok(texts, pairs, padding=True, truncation=True, max_length=max_length,
+               return_tensors="pt", return_offsets_mapping=True, return_token_type_ids=True)
+
+
+def named_parameters(model):
+    """Each parameter once, under bertkit's name: a decoder tied to the word embeddings under the
+    embeddings' name, whichever module transformers happens to list first."""
+    encoder = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)
+               if n.startswith(model.base_model_prefix + ".")}
+    return [(encoder.get(id(p), n), p) for n, p in model.named_parameters()]
+
+
+def accepted(model, inputs):
+    """The inputs `model.forward` takes (DistilBERT takes no token_type_ids)."""
+    params = inspect.signature(model.forward).parameters
+    return {k: v for k, v in inputs.items() if k in params}
 
 
 def tokens_json(tok):
@@ -213,9 +284,10 @@ def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool)
             ref[f"{bname}.{k}"] = v
         ref[f"{bname}.labels"] = labels[bname]
         with torch.no_grad():
-            o = cls(**inputs, labels=labels[bname], output_hidden_states=True,
+            o = cls(**accepted(cls, inputs), labels=labels[bname], output_hidden_states=True,
                     output_attentions=(bname != "long" or long_attentions))
-            pooled = getattr(cls, encoder)(**inputs).pooler_output  # None without a pooler
+            base = getattr(cls, encoder)
+            pooled = getattr(base(**accepted(base, inputs)), "pooler_output", None)  # None without a pooler
         for i, h in enumerate(o.hidden_states):
             ref[f"{bname}.hidden_states.{i}"] = h
         for i, att in enumerate(o.attentions or []):
@@ -225,7 +297,7 @@ def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool)
         ref[f"{bname}.cls_logits"] = o.logits
         ref[f"{bname}.cls_loss"] = o.loss.reshape(1)
         with torch.no_grad():
-            o = sdpa(**inputs, output_hidden_states=True)
+            o = sdpa(**accepted(sdpa, inputs), output_hidden_states=True)
         ref[f"{bname}.sdpa.last_hidden_state"] = o.hidden_states[-1]
         ref[f"{bname}.sdpa.cls_logits"] = o.logits
 
@@ -233,8 +305,8 @@ def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool)
         ref[f"{bname}.mlm_input_ids"] = mlm_inputs
         ref[f"{bname}.mlm_labels"] = mlm_lab
         with torch.no_grad():
-            o = mlm(input_ids=mlm_inputs, attention_mask=enc["attention_mask"],
-                    token_type_ids=enc["token_type_ids"], labels=mlm_lab)
+            o = mlm(**accepted(mlm, dict(input_ids=mlm_inputs, attention_mask=enc["attention_mask"],
+                                         token_type_ids=enc["token_type_ids"])), labels=mlm_lab)
         if bname != "long" or long_attentions:
             ref[f"{bname}.mlm_logits"] = o.logits
         ref[f"{bname}.mlm_loss"] = o.loss.reshape(1)
@@ -242,18 +314,18 @@ def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool)
     # Gradients of every parameter (dropout off so the numbers are deterministic), then one
     # AdamW step on the classification loss.
     enc = batches["short"]
-    inputs = dict(attention_mask=enc["attention_mask"], token_type_ids=enc["token_type_ids"])
+    inputs = accepted(cls, dict(attention_mask=enc["attention_mask"], token_type_ids=enc["token_type_ids"]))
     mlm.zero_grad()
     mlm(input_ids=ref["short.mlm_input_ids"], labels=ref["short.mlm_labels"], **inputs).loss.backward()
-    for n, p in mlm.named_parameters():
+    for n, p in named_parameters(mlm):
         ref[f"grad.mlm.{n}"] = p.grad.clone()
     opt = torch.optim.AdamW(adamw_groups(cls), lr=LR, betas=(0.9, 0.999), eps=1e-8)
     cls.zero_grad()
     cls(input_ids=enc["input_ids"], labels=labels["short"], **inputs).loss.backward()
-    for n, p in cls.named_parameters():
+    for n, p in named_parameters(cls):
         ref[f"grad.cls.{n}"] = p.grad.clone()
     opt.step()
-    for n, p in cls.named_parameters():
+    for n, p in named_parameters(cls):
         ref[f"step.cls.{n}"] = p.detach().clone()
 
     ref = {k: v.detach().contiguous() for k, v in ref.items()}
@@ -273,7 +345,7 @@ def roundtrip(model_dir: str, expected: str):
     tok = AutoTokenizer.from_pretrained(model_dir)
     enc = tok(SHORT_TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
-        logits = model(**enc).logits
+        logits = model(**accepted(model, enc)).logits
     print(json.dumps({"architecture": arch, "max_abs_diff": (logits - exp["logits"]).abs().max().item(),
                       "input_ids_equal": torch.equal(enc["input_ids"], exp["input_ids"].long())}))
 
@@ -289,6 +361,14 @@ if __name__ == "__main__":
         model_dir = ROOT / "tests/fixtures/tiny-roberta"
         make_tiny_roberta(model_dir)
         make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-roberta", long_attentions=False)
+    elif cmd == "tiny-xlm-roberta":
+        model_dir = ROOT / "tests/fixtures/tiny-xlm-roberta"
+        make_tiny_xlm_roberta(model_dir)
+        make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-xlm-roberta", long_attentions=False)
+    elif cmd == "tiny-distilbert":
+        model_dir = ROOT / "tests/fixtures/tiny-distilbert"
+        make_tiny_distilbert(model_dir)
+        make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-distilbert", long_attentions=False)
     elif cmd == "minilm":
         make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
     elif cmd == "roundtrip":

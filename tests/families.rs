@@ -10,7 +10,12 @@ use common::{bertkit, synthetic_csv};
 /// The tiny model of each family, and the mask token its tokenizer uses.
 fn families() -> Vec<(&'static str, PathBuf, &'static str)> {
     let fixtures = common::repo().join("tests/fixtures");
-    vec![("bert", fixtures.join("tiny-bert"), "[MASK]"), ("roberta", fixtures.join("tiny-roberta"), "<mask>")]
+    vec![
+        ("bert", fixtures.join("tiny-bert"), "[MASK]"),
+        ("roberta", fixtures.join("tiny-roberta"), "<mask>"),
+        ("xlm-roberta", fixtures.join("tiny-xlm-roberta"), "<mask>"),
+        ("distilbert", fixtures.join("tiny-distilbert"), "[MASK]"),
+    ]
 }
 
 fn ok(args: &[&str]) -> String {

@@ -73,9 +73,11 @@ fn tiny_saved_model_loads_in_transformers() {
 }
 
 #[test]
-fn tiny_roberta_saved_model_loads_in_transformers() {
+fn other_families_saved_models_load_in_transformers() {
     if common::python_available() {
-        roundtrip(&common::repo().join("tests/fixtures/tiny-roberta"));
+        for family in ["tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert"] {
+            roundtrip(&common::repo().join("tests/fixtures").join(family));
+        }
     }
 }
 

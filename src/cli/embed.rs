@@ -1,6 +1,6 @@
 //! `bertkit embed`: sentence vectors from any encoder, as JSON.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use serde_json::json;
 use tch::{Kind, Tensor};
@@ -81,7 +81,7 @@ fn embed<const P: bool>(
     let out = tch::no_grad(|| m.model.encoder().forward(&inputs, ForwardOptions::eval()));
     let vectors = match args.pooling {
         Pooling::Cls => out.last_hidden_state.select(1, 0),
-        Pooling::Pooler => out.pooled.expect("built with a pooler"),
+        Pooling::Pooler => out.pooled.context("this model has no pooler; use --pooling cls or mean")?,
         Pooling::Mean => mean_over_tokens(&out.last_hidden_state, &inputs),
     };
     let vectors =

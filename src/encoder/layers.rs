@@ -7,6 +7,14 @@ use tch::nn::{Init, Path};
 
 use crate::ffi;
 
+/// The VarStore path of a dotted transformers name (`cls.predictions.transform.dense`): tch
+/// names each level separately.
+pub fn path_at<'a>(root: &Path<'a>, dotted: &str) -> Path<'a> {
+    let mut parts = dotted.split('.');
+    let first = root.sub(parts.next().expect("split yields at least one part"));
+    parts.fold(first, |p, part| p.sub(part))
+}
+
 /// Dropout as `nn.Dropout`, keeping a one-byte mask for backward as libtorch's `native_dropout`
 /// does (`Tensor::dropout` keeps a float one on the CPU, 4x the memory). On a GPU that is
 /// `native_dropout` itself; on the CPU the same arithmetic, `input.mul(mask).mul_(scale)`, with

@@ -10,6 +10,7 @@
 //! heads (`HeadLayout`); the heads themselves are built by `crate::task` from that layout.
 
 pub mod bert;
+pub mod distilbert;
 pub mod layers;
 pub mod recompute;
 pub mod roberta;
@@ -24,7 +25,7 @@ use crate::device::upload;
 use crate::pretrained::ModelConfig;
 
 /// Every family bertkit reads, by `model_type`.
-pub const FAMILIES: &[Family] = &[bert::FAMILY, roberta::FAMILY, roberta::XLM_FAMILY];
+pub const FAMILIES: &[Family] = &[bert::FAMILY, roberta::FAMILY, roberta::XLM_FAMILY, distilbert::FAMILY];
 
 /// The family of a config.json, or an error listing the ones there are.
 pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {
@@ -98,6 +99,8 @@ pub enum ClassifierKind {
     /// RoBERTa: on the first token's state, dropout, `{classifier}.dense`, tanh, dropout,
     /// `{classifier}.out_proj`; the encoder has no pooler.
     FirstTokenDense,
+    /// DistilBERT: on the first token's state, `{dense}`, ReLU, dropout, `{classifier}`.
+    PreClassifier { dense: &'static str },
 }
 
 /// What to do with a tensor found in a checkpoint file.

@@ -13,7 +13,9 @@ use crate::pretrained::ModelConfig;
 
 pub struct SequenceClassifier {
     pub encoder: Box<dyn Encoder>,
-    /// RoBERTa's `dense` (then tanh) on the first token; None for BERT, whose pooler does that.
+    kind: ClassifierKind,
+    /// RoBERTa's `dense` (then tanh), DistilBERT's `pre_classifier` (then ReLU) on the first
+    /// token; None for BERT, whose pooler does that.
     dense: Option<Linear>,
     /// The layer that gives the logits (`classifier`, `classifier.out_proj`).
     out: Linear,
@@ -30,16 +32,21 @@ impl TaskModel for SequenceClassifier {
 
     fn new(root: &Path, encoder: Box<dyn Encoder>, family: &Family, dims: &Dims, config: &ModelConfig) -> Self {
         let (h, r) = (dims.hidden_size, dims.initializer_range);
-        let head = super::path_at(root, family.heads.classifier);
-        let (dense, out) = match family.heads.classifier_kind {
+        let head = crate::encoder::layers::path_at(root, family.heads.classifier);
+        let kind = family.heads.classifier_kind;
+        let (dense, out) = match kind {
             ClassifierKind::Pooled => (None, Linear::new(head, h, config.num_labels(), r)),
             ClassifierKind::FirstTokenDense => {
                 let dense = Linear::new(head.sub("dense"), h, h, r);
                 (Some(dense), Linear::new(head.sub("out_proj"), h, config.num_labels(), r))
             }
+            ClassifierKind::PreClassifier { dense } => {
+                let dense = Linear::new(crate::encoder::layers::path_at(root, dense), h, h, r);
+                (Some(dense), Linear::new(head, h, config.num_labels(), r))
+            }
         };
         let regression = config.num_labels() == 1 || config.problem_type() == Some("regression");
-        SequenceClassifier { encoder, dense, out, dropout: dims.classifier_dropout, regression }
+        SequenceClassifier { encoder, kind, dense, out, dropout: dims.classifier_dropout, regression }
     }
     fn encoder(&self) -> &dyn Encoder {
         self.encoder.as_ref()
@@ -56,12 +63,13 @@ impl SequenceClassifier {
     /// Logits `[batch, num_labels]` and the encoder output they came from.
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> (Tensor, EncoderOutput) {
         let out = self.encoder.forward(inputs, opts);
-        let features = match &self.dense {
-            None => out.pooled.as_ref().expect("built with a pooler").shallow_clone(),
-            Some(dense) => {
-                let first = dropout(&out.last_hidden_state.select(1, 0), self.dropout, opts.train);
-                dense.forward(&first).tanh()
+        let first = || out.last_hidden_state.select(1, 0);
+        let features = match (&self.dense, self.kind) {
+            (Some(dense), ClassifierKind::FirstTokenDense) => {
+                dense.forward(&dropout(&first(), self.dropout, opts.train)).tanh()
             }
+            (Some(dense), ClassifierKind::PreClassifier { .. }) => dense.forward(&first()).relu(),
+            _ => out.pooled.as_ref().expect("built with a pooler").shallow_clone(),
         };
         (self.out.forward(&dropout(&features, self.dropout, opts.train)), out)
     }

@@ -6,8 +6,9 @@
 use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
 
-use super::{IGNORE_INDEX, TaskModel, path_at};
+use super::{IGNORE_INDEX, TaskModel};
 use crate::device::upload;
+use crate::encoder::layers::path_at;
 use crate::encoder::layers::{Activation, LayerNorm, Linear};
 use crate::encoder::{Dims, Encoder, Family, ForwardOptions, Inputs};
 use crate::pretrained::ModelConfig;

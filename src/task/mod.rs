@@ -54,11 +54,3 @@ impl<const P: bool> TaskModel for Bare<P> {
         self.encoder.as_mut()
     }
 }
-
-/// The VarStore path of a dotted transformers name (`cls.predictions.transform.dense`): tch
-/// names each level separately.
-fn path_at<'a>(root: &Path<'a>, dotted: &str) -> Path<'a> {
-    let mut parts = dotted.split('.');
-    let first = root.sub(parts.next().expect("split yields at least one part"));
-    parts.fold(first, |p, part| p.sub(part))
-}

@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 pub use config::BertConfig;
 
-use super::layers::{Activation, LayerNorm, Linear, dropout};
+use super::layers::{Activation, LayerNorm, Linear, dropout, path_at};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
 use crate::pretrained::ModelConfig;
@@ -42,8 +42,42 @@ pub const FAMILY: Family = Family {
 
 fn build(root: &Path, config: &ModelConfig, with_pooler: bool) -> Result<Box<dyn Encoder>> {
     let config = BertConfig::from_model_config(config)?;
-    Ok(Box::new(Bert::new(root.sub("bert"), &config, with_pooler, Positions::Absolute)))
+    Ok(Box::new(Bert::new(root.sub("bert"), &config, with_pooler, Positions::Absolute, &BERT_LAYOUT)))
 }
+
+/// Where a BERT-shaped family keeps each parameter of its layer stack (dotted paths below the
+/// encoder's), and the few places its arithmetic differs from BERT's.
+pub struct Layout {
+    /// The layers' list (`encoder.layer`); the rest is relative to one layer.
+    pub layers: &'static str,
+    pub query: &'static str,
+    pub key: &'static str,
+    pub value: &'static str,
+    pub attention_output: &'static str,
+    pub attention_norm: &'static str,
+    pub intermediate: &'static str,
+    pub output: &'static str,
+    pub output_norm: &'static str,
+    /// Whether the embeddings have token types (DistilBERT's have none).
+    pub token_types: bool,
+    /// Dropout after the attention's output projection (BERT: yes; DistilBERT: no).
+    pub attention_output_dropout: bool,
+}
+
+/// BERT's names (RoBERTa's too).
+pub const BERT_LAYOUT: Layout = Layout {
+    layers: "encoder.layer",
+    query: "attention.self.query",
+    key: "attention.self.key",
+    value: "attention.self.value",
+    attention_output: "attention.output.dense",
+    attention_norm: "attention.output.LayerNorm",
+    intermediate: "intermediate.dense",
+    output: "output.dense",
+    output_norm: "output.LayerNorm",
+    token_types: true,
+    attention_output_dropout: true,
+};
 
 /// How a sequence's positions are numbered for the position embeddings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,14 +93,15 @@ struct Embeddings {
     word: Tensor,
     position: Tensor,
     positions: Positions,
-    token_type: Tensor,
+    /// None for a family without token types.
+    token_type: Option<Tensor>,
     layer_norm: LayerNorm,
     pad_token_id: i64,
     dropout: f64,
 }
 
 impl Embeddings {
-    fn new(p: Path, c: &BertConfig, positions: Positions) -> Self {
+    fn new(p: Path, c: &BertConfig, positions: Positions, token_types: bool) -> Self {
         let init = Init::Randn { mean: 0., stdev: c.initializer_range };
         // nn.Embedding(padding_idx=pad) starts the padding row at zero and never updates it.
         let embedding = |name: &str, rows: i64, padding_idx: i64| {
@@ -84,7 +119,8 @@ impl Embeddings {
             word: embedding("word_embeddings", c.vocab_size, c.pad_token_id),
             position: embedding("position_embeddings", c.max_position_embeddings, position_padding),
             positions,
-            token_type: p.sub("token_type_embeddings").var("weight", &[c.type_vocab_size, c.hidden_size], init),
+            token_type: token_types
+                .then(|| p.sub("token_type_embeddings").var("weight", &[c.type_vocab_size, c.hidden_size], init)),
             layer_norm: LayerNorm::new(p.sub("LayerNorm"), c.hidden_size, c.layer_norm_eps),
             pad_token_id: c.pad_token_id,
             dropout: c.hidden_dropout_prob,
@@ -106,7 +142,10 @@ impl Embeddings {
         };
         let words = Tensor::embedding(&self.word, ids, self.pad_token_id, false, false);
         // Summed in transformers' order: float addition is not associative.
-        let xs = words + Tensor::embedding(&self.token_type, &inputs.token_type_ids, -1, false, false) + positions;
+        let xs = match &self.token_type {
+            Some(types) => words + Tensor::embedding(types, &inputs.token_type_ids, -1, false, false) + positions,
+            None => words + positions,
+        };
         dropout(&self.layer_norm.forward(&xs), self.dropout, train)
     }
 }
@@ -120,24 +159,24 @@ struct SelfAttention {
     num_heads: i64,
     head_dim: i64,
     attention_dropout: f64,
+    /// After the output projection (0 where the family has none there).
     hidden_dropout: f64,
 }
 
 impl SelfAttention {
-    fn new(p: Path, c: &BertConfig) -> Self {
+    /// `p` is the layer's path.
+    fn new(p: &Path, c: &BertConfig, l: &Layout) -> Self {
         let (h, r) = (c.hidden_size, c.initializer_range);
-        let s = p.sub("self");
-        let o = p.sub("output");
         SelfAttention {
-            query: Linear::new(s.sub("query"), h, h, r),
-            key: Linear::new(s.sub("key"), h, h, r),
-            value: Linear::new(s.sub("value"), h, h, r),
-            output: Linear::new(o.sub("dense"), h, h, r),
-            layer_norm: LayerNorm::new(o.sub("LayerNorm"), h, c.layer_norm_eps),
+            query: Linear::new(path_at(p, l.query), h, h, r),
+            key: Linear::new(path_at(p, l.key), h, h, r),
+            value: Linear::new(path_at(p, l.value), h, h, r),
+            output: Linear::new(path_at(p, l.attention_output), h, h, r),
+            layer_norm: LayerNorm::new(path_at(p, l.attention_norm), h, c.layer_norm_eps),
             num_heads: c.num_attention_heads,
             head_dim: c.head_dim(),
             attention_dropout: c.attention_probs_dropout_prob,
-            hidden_dropout: c.hidden_dropout_prob,
+            hidden_dropout: if l.attention_output_dropout { c.hidden_dropout_prob } else { 0.0 },
         }
     }
 
@@ -218,13 +257,13 @@ struct Layer {
 }
 
 impl Layer {
-    fn new(p: Path, c: &BertConfig) -> Self {
-        let r = c.initializer_range;
+    fn new(p: Path, c: &BertConfig, l: &Layout) -> Self {
+        let (h, r) = (c.hidden_size, c.initializer_range);
         Layer {
-            attention: SelfAttention::new(p.sub("attention"), c),
-            intermediate: Linear::new(p.sub("intermediate").sub("dense"), c.hidden_size, c.intermediate_size, r),
-            output: Linear::new(p.sub("output").sub("dense"), c.intermediate_size, c.hidden_size, r),
-            layer_norm: LayerNorm::new(p.sub("output").sub("LayerNorm"), c.hidden_size, c.layer_norm_eps),
+            attention: SelfAttention::new(&p, c, l),
+            intermediate: Linear::new(path_at(&p, l.intermediate), h, c.intermediate_size, r),
+            output: Linear::new(path_at(&p, l.output), c.intermediate_size, h, r),
+            layer_norm: LayerNorm::new(path_at(&p, l.output_norm), h, c.layer_norm_eps),
             activation: Activation::parse(&c.hidden_act).expect("validated config"),
             dropout: c.hidden_dropout_prob,
         }
@@ -268,11 +307,11 @@ pub struct Bert {
 impl Bert {
     /// `p` is the encoder's path (`bert`, `roberta`). BertForMaskedLM has no pooler
     /// (`add_pooling_layer=False`).
-    pub fn new(p: Path, config: &BertConfig, with_pooler: bool, positions: Positions) -> Self {
-        let enc = p.sub("encoder").sub("layer");
+    pub fn new(p: Path, config: &BertConfig, with_pooler: bool, positions: Positions, layout: &Layout) -> Self {
+        let layers = path_at(&p, layout.layers);
         Bert {
-            embeddings: Embeddings::new(p.sub("embeddings"), config, positions),
-            layers: (0..config.num_hidden_layers).map(|i| Layer::new(enc.sub(i), config)).collect(),
+            embeddings: Embeddings::new(p.sub("embeddings"), config, positions, layout.token_types),
+            layers: (0..config.num_hidden_layers).map(|i| Layer::new(layers.sub(i), config, layout)).collect(),
             pooler: with_pooler.then(|| {
                 let h = config.hidden_size;
                 Linear::new(p.sub("pooler").sub("dense"), h, h, config.initializer_range)

@@ -8,7 +8,7 @@ mod names;
 use anyhow::{Result, bail};
 use tch::nn::Path;
 
-use super::bert::{Bert, BertConfig, Positions};
+use super::bert::{BERT_LAYOUT, Bert, BertConfig, Positions};
 use super::{Activation, ClassifierKind, Dims, Encoder, Family, HeadLayout};
 use crate::pretrained::ModelConfig;
 
@@ -62,5 +62,5 @@ fn dims(model: &ModelConfig) -> Result<Dims> {
 fn build(root: &Path, model: &ModelConfig, with_pooler: bool) -> Result<Box<dyn Encoder>> {
     let c = config(model)?;
     let positions = Positions::AfterPadding { padding_idx: c.pad_token_id };
-    Ok(Box::new(Bert::new(root.sub("roberta"), &c, with_pooler, positions)))
+    Ok(Box::new(Bert::new(root.sub("roberta"), &c, with_pooler, positions, &BERT_LAYOUT)))
 }
