@@ -9,6 +9,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py tiny-roberta               # tests/fixtures/{tiny-roberta,reference}
     python scripts/make_reference.py tiny-xlm-roberta           # tests/fixtures/{tiny-xlm-roberta,reference}
     python scripts/make_reference.py tiny-distilbert            # tests/fixtures/{tiny-distilbert,reference}
+    python scripts/make_reference.py tiny-electra               # tests/fixtures/{tiny-electra,reference}
     python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
 
 The tiny models are created here from a fixed seed with small vocabularies of their family's kind
@@ -35,6 +36,7 @@ from transformers import (AutoModelForMaskedLM, AutoModelForSequenceClassificati
                           BertTokenizerFast, RobertaConfig, RobertaForMaskedLM,
                           RobertaForSequenceClassification, RobertaTokenizerFast,
                           DistilBertConfig, DistilBertForMaskedLM, DistilBertForSequenceClassification,
+                          ElectraConfig, ElectraForMaskedLM, ElectraForSequenceClassification,
                           XLMRobertaConfig, XLMRobertaForMaskedLM,
                           XLMRobertaForSequenceClassification, XLMRobertaTokenizerFast)
 
@@ -173,13 +175,30 @@ def make_tiny_xlm_roberta(model_dir: Path):
                          "lm_head.", "XLMRobertaForMaskedLM")
 
 
-def make_tiny_distilbert(model_dir: Path):
-    """A tiny DistilBERT with the tiny BERT's WordPiece vocabulary."""
+def tiny_bert_tokenizer(model_dir: Path):
+    """The tiny BERT's WordPiece tokenizer, saved into `model_dir`."""
     model_dir.mkdir(parents=True, exist_ok=True)
     for f in ["vocab.txt", "tokenizer.json"]:
         shutil.copy(ROOT / "tests/fixtures/tiny-bert" / f, model_dir / f)
     tok = AutoTokenizer.from_pretrained(ROOT / "tests/fixtures/tiny-bert")
     tok.save_pretrained(model_dir)
+    return tok
+
+
+def make_tiny_electra(model_dir: Path):
+    """A tiny ELECTRA whose embeddings (16) are narrower than its layers (32), so the projection
+    is exercised, with the tiny BERT's WordPiece vocabulary."""
+    tok = tiny_bert_tokenizer(model_dir)
+    cfg = ElectraConfig(vocab_size=len(tok), embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=512,
+                        num_labels=NUM_LABELS, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})
+    save_with_every_head(model_dir, cfg, ElectraForSequenceClassification, ElectraForMaskedLM,
+                         "generator_", "ElectraForMaskedLM")
+
+
+def make_tiny_distilbert(model_dir: Path):
+    """A tiny DistilBERT with the tiny BERT's WordPiece vocabulary."""
+    tok = tiny_bert_tokenizer(model_dir)
     cfg = DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=2, n_heads=4, hidden_dim=64,
                            max_position_embeddings=512, pad_token_id=tok.pad_token_id,
                            num_labels=NUM_LABELS, id2label=ID2LABEL,
@@ -369,6 +388,10 @@ if __name__ == "__main__":
         model_dir = ROOT / "tests/fixtures/tiny-distilbert"
         make_tiny_distilbert(model_dir)
         make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-distilbert", long_attentions=False)
+    elif cmd == "tiny-electra":
+        model_dir = ROOT / "tests/fixtures/tiny-electra"
+        make_tiny_electra(model_dir)
+        make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-electra", long_attentions=False)
     elif cmd == "minilm":
         make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
     elif cmd == "roundtrip":

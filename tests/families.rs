@@ -15,6 +15,7 @@ fn families() -> Vec<(&'static str, PathBuf, &'static str)> {
         ("roberta", fixtures.join("tiny-roberta"), "<mask>"),
         ("xlm-roberta", fixtures.join("tiny-xlm-roberta"), "<mask>"),
         ("distilbert", fixtures.join("tiny-distilbert"), "[MASK]"),
+        ("electra", fixtures.join("tiny-electra"), "[MASK]"),
     ]
 }
 
@@ -60,6 +61,14 @@ fn every_command_runs_on_every_family() {
         let adapted = tmp.path().join("adapted");
         let pretrain = ["pretrain", "--model", m, "--corpus", s(&corpus), "--output", s(&adapted), "--max-len", "16"];
         ok(&[&pretrain[..], &["--max-steps", "3", "--batch-size", "4", "--eval-split", "0.2"], &cpu].concat());
+        // Gradient checkpointing and bf16 autocast, with the masked-only MLM projection.
+        let recomputed = tmp.path().join("recomputed");
+        let pretrain =
+            ["pretrain", "--model", m, "--corpus", s(&corpus), "--output", s(&recomputed), "--max-len", "16"];
+        let flags = ["--max-steps", "2", "--batch-size", "4", "--gradient-checkpointing", "--precision", "bf16"];
+        ok(&[&pretrain[..], &flags, &cpu].concat());
+        let log = std::fs::read_to_string(recomputed.join("log.jsonl")).unwrap();
+        assert!(log.contains("\"precision\":\"bf16\"") && log.contains("\"event\":\"end\""), "{family}: {log}");
         let text = format!("The lessee shall {mask} the premises.");
         let fills = ok(&[&["fill-mask", "--model", s(&adapted), "--text", &text, "--json"][..], &cpu].concat());
         assert!(fills.contains("\"probability\""), "{family}: {fills}");

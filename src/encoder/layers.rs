@@ -78,7 +78,7 @@ impl LayerNorm {
 }
 
 /// The activations transformers' `ACT2FN` maps BERT's `hidden_act` names to.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     Gelu,
     GeluTanh,

@@ -11,6 +11,7 @@
 
 pub mod bert;
 pub mod distilbert;
+pub mod electra;
 pub mod layers;
 pub mod recompute;
 pub mod roberta;
@@ -25,7 +26,8 @@ use crate::device::upload;
 use crate::pretrained::ModelConfig;
 
 /// Every family bertkit reads, by `model_type`.
-pub const FAMILIES: &[Family] = &[bert::FAMILY, roberta::FAMILY, roberta::XLM_FAMILY, distilbert::FAMILY];
+pub const FAMILIES: &[Family] =
+    &[bert::FAMILY, roberta::FAMILY, roberta::XLM_FAMILY, distilbert::FAMILY, electra::FAMILY];
 
 /// The family of a config.json, or an error listing the ones there are.
 pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {
@@ -96,9 +98,9 @@ pub struct HeadLayout {
 pub enum ClassifierKind {
     /// BERT: dropout, then `{classifier}` (one linear layer) on the pooler's output.
     Pooled,
-    /// RoBERTa: on the first token's state, dropout, `{classifier}.dense`, tanh, dropout,
-    /// `{classifier}.out_proj`; the encoder has no pooler.
-    FirstTokenDense,
+    /// RoBERTa (tanh), ELECTRA (GELU): on the first token's state, dropout,
+    /// `{classifier}.dense`, the activation, dropout, `{classifier}.out_proj`; no pooler.
+    FirstTokenDense { activation: Activation },
     /// DistilBERT: on the first token's state, `{dense}`, ReLU, dropout, `{classifier}`.
     PreClassifier { dense: &'static str },
 }
@@ -116,6 +118,8 @@ pub enum Mapped {
 #[derive(Debug, Clone, Copy)]
 pub struct Dims {
     pub hidden_size: i64,
+    /// Width of the embeddings (and the tied MLM decoder): hidden_size except in ELECTRA.
+    pub embedding_size: i64,
     pub vocab_size: i64,
     /// Longest sequence the position embeddings cover.
     pub max_positions: i64,

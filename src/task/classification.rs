@@ -36,7 +36,7 @@ impl TaskModel for SequenceClassifier {
         let kind = family.heads.classifier_kind;
         let (dense, out) = match kind {
             ClassifierKind::Pooled => (None, Linear::new(head, h, config.num_labels(), r)),
-            ClassifierKind::FirstTokenDense => {
+            ClassifierKind::FirstTokenDense { .. } => {
                 let dense = Linear::new(head.sub("dense"), h, h, r);
                 (Some(dense), Linear::new(head.sub("out_proj"), h, config.num_labels(), r))
             }
@@ -65,8 +65,8 @@ impl SequenceClassifier {
         let out = self.encoder.forward(inputs, opts);
         let first = || out.last_hidden_state.select(1, 0);
         let features = match (&self.dense, self.kind) {
-            (Some(dense), ClassifierKind::FirstTokenDense) => {
-                dense.forward(&dropout(&first(), self.dropout, opts.train)).tanh()
+            (Some(dense), ClassifierKind::FirstTokenDense { activation }) => {
+                activation.apply(&dense.forward(&dropout(&first(), self.dropout, opts.train)))
             }
             (Some(dense), ClassifierKind::PreClassifier { .. }) => dense.forward(&first()).relu(),
             _ => out.pooled.as_ref().expect("built with a pooler").shallow_clone(),

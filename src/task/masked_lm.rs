@@ -27,8 +27,9 @@ impl MaskedLmHead {
         let (module, name) = h.mlm_bias.rsplit_once('.').expect("the MLM bias lies inside the head's module");
         let bias = path_at(root, module).zeros(name, &[d.vocab_size]);
         MaskedLmHead {
-            dense: Linear::new(path_at(root, h.mlm_dense), d.hidden_size, d.hidden_size, d.initializer_range),
-            layer_norm: LayerNorm::new(path_at(root, h.mlm_layer_norm), d.hidden_size, d.layer_norm_eps),
+            // Into the embeddings' width, which the tied decoder expects (ELECTRA's is narrower).
+            dense: Linear::new(path_at(root, h.mlm_dense), d.hidden_size, d.embedding_size, d.initializer_range),
+            layer_norm: LayerNorm::new(path_at(root, h.mlm_layer_norm), d.embedding_size, d.layer_norm_eps),
             bias,
             activation: h.mlm_activation.unwrap_or(d.hidden_act),
         }

@@ -34,6 +34,9 @@ pub struct BertConfig {
     pub pad_token_id: i64,
     #[serde(default = "default_position_type")]
     pub position_embedding_type: String,
+    /// ELECTRA's embeddings are narrower than its layers (then projected up); None: hidden_size.
+    #[serde(default)]
+    pub embedding_size: Option<i64>,
 }
 
 fn default_act() -> String {
@@ -74,6 +77,7 @@ impl BertConfig {
             ("intermediate_size", self.intermediate_size),
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
+            ("embedding_size", self.embedding_size()),
         ];
         if let Some((key, value)) = positive.iter().find(|(_, v)| *v <= 0) {
             bail!("config.json: {key} is {value}, must be positive");
@@ -92,6 +96,10 @@ impl BertConfig {
         Ok(())
     }
 
+    pub fn embedding_size(&self) -> i64 {
+        self.embedding_size.unwrap_or(self.hidden_size)
+    }
+
     pub fn head_dim(&self) -> i64 {
         self.hidden_size / self.num_attention_heads
     }
@@ -99,6 +107,7 @@ impl BertConfig {
     pub fn dims(&self) -> Dims {
         Dims {
             hidden_size: self.hidden_size,
+            embedding_size: self.embedding_size(),
             vocab_size: self.vocab_size,
             max_positions: self.max_position_embeddings,
             num_layers: self.num_hidden_layers,

@@ -105,7 +105,7 @@ impl Embeddings {
         let init = Init::Randn { mean: 0., stdev: c.initializer_range };
         // nn.Embedding(padding_idx=pad) starts the padding row at zero and never updates it.
         let embedding = |name: &str, rows: i64, padding_idx: i64| {
-            let weight = p.sub(name).var("weight", &[rows, c.hidden_size], init);
+            let weight = p.sub(name).var("weight", &[rows, c.embedding_size()], init);
             if (0..rows).contains(&padding_idx) {
                 let _ = tch::no_grad(|| weight.get(padding_idx).zero_());
             }
@@ -120,8 +120,8 @@ impl Embeddings {
             position: embedding("position_embeddings", c.max_position_embeddings, position_padding),
             positions,
             token_type: token_types
-                .then(|| p.sub("token_type_embeddings").var("weight", &[c.type_vocab_size, c.hidden_size], init)),
-            layer_norm: LayerNorm::new(p.sub("LayerNorm"), c.hidden_size, c.layer_norm_eps),
+                .then(|| p.sub("token_type_embeddings").var("weight", &[c.type_vocab_size, c.embedding_size()], init)),
+            layer_norm: LayerNorm::new(p.sub("LayerNorm"), c.embedding_size(), c.layer_norm_eps),
             pad_token_id: c.pad_token_id,
             dropout: c.hidden_dropout_prob,
         }
@@ -298,6 +298,8 @@ impl Layer {
 /// The encoder shared by every task: `bert.*` in Hugging Face checkpoints.
 pub struct Bert {
     embeddings: Embeddings,
+    /// ELECTRA's `embeddings_project`, from a narrower embedding to the layers' width.
+    projection: Option<Linear>,
     layers: Vec<Layer>,
     pooler: Option<Linear>,
     /// Recompute each layer's activations in backward instead of keeping them (training only).
@@ -311,6 +313,10 @@ impl Bert {
         let layers = path_at(&p, layout.layers);
         Bert {
             embeddings: Embeddings::new(p.sub("embeddings"), config, positions, layout.token_types),
+            projection: (config.embedding_size() != config.hidden_size).then(|| {
+                let (e, h) = (config.embedding_size(), config.hidden_size);
+                Linear::new(p.sub("embeddings_project"), e, h, config.initializer_range)
+            }),
             layers: (0..config.num_hidden_layers).map(|i| Layer::new(layers.sub(i), config, layout)).collect(),
             pooler: with_pooler.then(|| {
                 let h = config.hidden_size;
@@ -322,6 +328,9 @@ impl Bert {
 
     fn encode(&self, inputs: &Inputs, opts: ForwardOptions, last_positions: Option<&Tensor>) -> EncoderOutput {
         let mut xs = self.embeddings.forward(inputs, opts.train);
+        if let Some(projection) = &self.projection {
+            xs = projection.forward(&xs);
+        }
         // Additive mask as in transformers: 0 for tokens, the dtype's minimum for padding. None
         // when nothing is padded: attention then skips the addition (and SDPA may use a fused
         // kernel that takes no mask).

@@ -126,6 +126,7 @@ fn config_of(config: &ModelConfig) -> Result<BertConfig> {
         layer_norm_eps: 1e-12,
         pad_token_id: d.pad_token_id,
         position_embedding_type: "absolute".into(),
+        embedding_size: None,
     };
     c.validate()?;
     Ok(c)

@@ -14,7 +14,7 @@ use crate::pretrained::ModelConfig;
 
 const HEADS: HeadLayout = HeadLayout {
     classifier: "classifier",
-    classifier_kind: ClassifierKind::FirstTokenDense,
+    classifier_kind: ClassifierKind::FirstTokenDense { activation: Activation::Tanh },
     mlm_dense: "lm_head.dense",
     mlm_layer_norm: "lm_head.layer_norm",
     mlm_bias: "lm_head.bias",
