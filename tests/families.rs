@@ -61,11 +61,13 @@ fn every_command_runs_on_every_family() {
         let adapted = tmp.path().join("adapted");
         let pretrain = ["pretrain", "--model", m, "--corpus", s(&corpus), "--output", s(&adapted), "--max-len", "16"];
         ok(&[&pretrain[..], &["--max-steps", "3", "--batch-size", "4", "--eval-split", "0.2"], &cpu].concat());
-        // Gradient checkpointing and bf16 autocast, with the masked-only MLM projection.
+        // Gradient checkpointing, bf16 autocast and whole-word masking, with the masked-only
+        // MLM projection.
         let recomputed = tmp.path().join("recomputed");
         let pretrain =
             ["pretrain", "--model", m, "--corpus", s(&corpus), "--output", s(&recomputed), "--max-len", "16"];
         let flags = ["--max-steps", "2", "--batch-size", "4", "--gradient-checkpointing", "--precision", "bf16"];
+        let flags = [&flags[..], &["--whole-word-masking"]].concat();
         ok(&[&pretrain[..], &flags, &cpu].concat());
         let log = std::fs::read_to_string(recomputed.join("log.jsonl")).unwrap();
         assert!(log.contains("\"precision\":\"bf16\"") && log.contains("\"event\":\"end\""), "{family}: {log}");

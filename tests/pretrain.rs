@@ -288,3 +288,34 @@ fn adapt_runs_the_whole_study() {
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(stderr.contains("$ bertkit pretrain") && stderr.contains("$ bertkit finetune"), "the chain is printed");
 }
+
+/// Whole-word masking reads word boundaries from the cache: from the tokenizer's word ids, so
+/// byte-level BPE (`Ġ`) and SentencePiece (`▁`) vocabularies get them as WordPiece's (`##`) does.
+#[test]
+fn token_cache_marks_word_pieces_for_every_vocabulary_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("c.txt");
+    std::fs::write(&file, "the lessee shall unconscionably sublicense the premises, herein\n").unwrap();
+    // Whether a piece (not the document's first) continues the word before it, by each kind's
+    // convention: WordPiece's `##`; byte-level BPE's missing `Ġ`, punctuation being a word of
+    // its own there; SentencePiece's missing `▁` (it splits words on whitespace only).
+    let wordpiece = |p: &str| p.starts_with("##");
+    let bpe = |p: &str| !p.starts_with('Ġ') && p.chars().all(|c| c.is_ascii_alphanumeric());
+    let sentencepiece = |p: &str| !p.starts_with('▁');
+    let kinds: [(&str, &dyn Fn(&str) -> bool); 3] =
+        [("tiny-bert", &wordpiece), ("tiny-roberta", &bpe), ("tiny-xlm-roberta", &sentencepiece)];
+    for (model, continues_word) in kinds {
+        let dir = common::repo().join("tests/fixtures").join(model);
+        let tok = Tokenizer::from_dir(&dir).unwrap();
+        let cache =
+            TokenCache::open_or_build(&tmp.path().join(model), &spec(&[&file], Chunking::Document, 64), &tok, &dir)
+                .unwrap();
+        let pieces: Vec<String> = cache.block(0).iter().map(|&i| tok.id_to_token(i).unwrap()).collect();
+        let continues = cache.continues(0);
+        assert_eq!(continues.len(), pieces.len());
+        for (i, (piece, &c)) in pieces.iter().zip(continues).enumerate() {
+            assert_eq!(c == 1, i > 0 && continues_word(piece), "{model}: {piece} in {pieces:?} / {continues:?}");
+        }
+        assert!(continues.contains(&1), "{model}: some word is split into pieces: {pieces:?}");
+    }
+}

@@ -55,7 +55,8 @@ pub struct Args {
     /// Fraction of tokens chosen for prediction.
     #[arg(long, default_value_t = 0.15, value_parser = open_fraction)]
     mlm_probability: f64,
-    /// Choose whole words (a token and its ## pieces) rather than single tokens.
+    /// Choose whole words (a token and the pieces that continue it, as the tokenizer splits
+    /// words: `##` pieces, BPE pieces without `Ġ`, SentencePiece pieces without `▁`).
     #[arg(long)]
     whole_word_masking: bool,
     #[command(flatten)]
@@ -88,13 +89,6 @@ pub fn run(args: Args) -> Result<i32> {
     let gradient_checkpointing = cfg.placement.gradient_checkpointing;
     let options = LoadOptions { device, autocast, gradient_checkpointing, new_head: false };
     let mlm: MaskedLanguageModel = pretrained::load(&model, &options)?;
-    if args.whole_word_masking && !Masker::knows_words(&mlm.tokenizer) {
-        bail!(
-            "--whole-word-masking: {} has no WordPiece continuation pieces (##); whole words of \
-             byte-level BPE and SentencePiece vocabularies are not supported yet",
-            model.dir.display()
-        );
-    }
 
     // The corpus is checked (and tokenised) before the output directory is touched; the cache
     // lives beside the output so a rerun or a resume finds it.

@@ -2,7 +2,10 @@
 //!
 //! The corpus (files, directories of `.txt`, JSONL with a text field, Parquet text columns;
 //! gzip accepted) is read in a streaming pass, a batch of documents at a time, and its token ids
-//! are appended to `tokens.bin` with block boundaries in `blocks.bin`. Nothing but the current
+//! are appended to `tokens.bin` with block boundaries in `blocks.bin`, and beside them
+//! `words.bin`, one byte a token saying whether it continues the word before it (from the
+//! tokenizer's word ids: `##` pieces, BPE pieces without `Ġ`, SentencePiece pieces without `▁`),
+//! which whole-word masking reads. Nothing but the current
 //! batch is in memory, so corpora larger than memory work. The cache is keyed by a fingerprint
 //! of the corpus files (path, size, mtime), the tokenizer and the chunking settings: the next run
 //! with the same inputs reuses it, any change rebuilds it.
@@ -46,6 +49,8 @@ pub struct CorpusSpec {
 /// The memory-mapped blocks of a tokenised corpus. Block i is `[CLS] tokens[start..end] [SEP]`.
 pub struct TokenCache {
     tokens: memmap2::Mmap,
+    /// One byte a token: 1 where it continues the word of the token before it.
+    words: memmap2::Mmap,
     bounds: Vec<u64>,
     pub meta: CacheMeta,
 }
@@ -99,6 +104,11 @@ impl TokenCache {
         unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u32>(), b - a) }
     }
 
+    /// Per content token of block `i`: whether it continues the word before it.
+    pub fn continues(&self, i: usize) -> &[u8] {
+        &self.words[self.bounds[i] as usize..self.bounds[i + 1] as usize]
+    }
+
     /// Opens the cache in `dir` if it was built from `spec` with this tokenizer, else builds it.
     pub fn open_or_build(
         dir: &Path,
@@ -125,12 +135,17 @@ impl TokenCache {
             std::fs::File::open(dir.join("tokens.bin")).with_context(|| format!("{}: tokens.bin", dir.display()))?;
         // SAFETY: read-only map of a file only we write, and only before this point.
         let tokens = unsafe { memmap2::Mmap::map(&file)? };
+        let file =
+            std::fs::File::open(dir.join("words.bin")).with_context(|| format!("{}: words.bin", dir.display()))?;
+        // SAFETY: as above.
+        let words = unsafe { memmap2::Mmap::map(&file)? };
         let raw = std::fs::read(dir.join("blocks.bin")).with_context(|| format!("{}: blocks.bin", dir.display()))?;
         let bounds: Vec<u64> = raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
-        if bounds.last().copied().unwrap_or(0) as usize * 4 != tokens.len() {
+        let count = bounds.last().copied().unwrap_or(0) as usize;
+        if count * 4 != tokens.len() || count != words.len() {
             bail!("{}: token cache is inconsistent (interrupted build?); delete it to rebuild", dir.display());
         }
-        Ok(TokenCache { tokens, bounds, meta })
+        Ok(TokenCache { tokens, words, bounds, meta })
     }
 }
 
@@ -173,6 +188,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 fn fingerprint(spec: &CorpusSpec, tokenizer_dir: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
+    h.update("cache format 2 (words.bin)");
     h.update(serde_json::to_string(spec)?);
     for f in corpus_files(&spec.paths)? {
         let m = std::fs::metadata(&f).with_context(|| format!("{}: cannot read metadata", f.display()))?;
@@ -251,51 +267,58 @@ fn dedupe(doc: &str, seen: &mut HashSet<u64>, dropped: &mut u64) -> String {
 /// recording where each block ends.
 struct BlockWriter {
     tokens: BufWriter<std::fs::File>,
+    words: BufWriter<std::fs::File>,
     /// Token offset of every block boundary (0 first).
     bounds: Vec<u64>,
     /// Longest block, without [CLS] and [SEP].
     block: usize,
     chunking: Chunking,
     sep_id: u32,
-    /// Group mode carries a partial block from one document into the next.
+    /// Group mode carries a partial block (ids, continuation flags) into the next document.
     carry: Vec<u32>,
+    carry_words: Vec<u8>,
 }
 
 impl BlockWriter {
-    fn emit(&mut self, ids: &[u32]) -> Result<()> {
+    fn emit(&mut self, ids: &[u32], continues: &[u8]) -> Result<()> {
         for &id in ids {
             self.tokens.write_all(&id.to_le_bytes())?;
         }
+        self.words.write_all(continues)?;
         let end = self.bounds.last().copied().unwrap_or(0) + ids.len() as u64;
         self.bounds.push(end);
         Ok(())
     }
 
-    /// One document's tokens (without [CLS]/[SEP]); true when Line chunking had to cut it.
-    fn add(&mut self, ids: &[u32]) -> Result<bool> {
+    /// One document's tokens (without [CLS]/[SEP]) and their word-continuation flags; true
+    /// when Line chunking had to cut it.
+    fn add(&mut self, ids: &[u32], continues: &[u8]) -> Result<bool> {
         match self.chunking {
             Chunking::Line => {
-                if !ids.is_empty() {
-                    self.emit(&ids[..ids.len().min(self.block)])?;
+                let n = ids.len().min(self.block);
+                if n > 0 {
+                    self.emit(&ids[..n], &continues[..n])?;
                 }
                 return Ok(ids.len() > self.block);
             }
             Chunking::Document => {
-                for chunk in ids.chunks(self.block) {
-                    self.emit(chunk)?;
+                for (chunk, flags) in ids.chunks(self.block).zip(continues.chunks(self.block)) {
+                    self.emit(chunk, flags)?;
                 }
             }
             Chunking::Group => {
                 if !self.carry.is_empty() {
                     self.carry.push(self.sep_id);
+                    self.carry_words.push(0);
                 }
                 self.carry.extend_from_slice(ids);
+                self.carry_words.extend_from_slice(continues);
                 let full = self.carry.len() / self.block * self.block;
-                let carry = std::mem::take(&mut self.carry);
-                for chunk in carry[..full].chunks(self.block) {
-                    self.emit(chunk)?;
+                let (carry, words) = (std::mem::take(&mut self.carry), std::mem::take(&mut self.carry_words));
+                for (chunk, flags) in carry[..full].chunks(self.block).zip(words[..full].chunks(self.block)) {
+                    self.emit(chunk, flags)?;
                 }
-                self.carry = carry[full..].to_vec();
+                (self.carry, self.carry_words) = (carry[full..].to_vec(), words[full..].to_vec());
             }
         }
         Ok(false)
@@ -305,10 +328,11 @@ impl BlockWriter {
     /// synced; returns the block boundaries.
     fn finish(mut self) -> Result<Vec<u64>> {
         if self.carry.len() >= (self.block / 4).max(1) {
-            let carry = std::mem::take(&mut self.carry);
-            self.emit(&carry)?;
+            let (carry, words) = (std::mem::take(&mut self.carry), std::mem::take(&mut self.carry_words));
+            self.emit(&carry, &words)?;
         }
         self.tokens.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        self.words.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         Ok(self.bounds)
     }
 }
@@ -323,14 +347,17 @@ fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &Tokenizer, fingerprint: &str
     let mut meta = CacheMeta { fingerprint: fingerprint.into(), ..Default::default() };
     let block =
         spec.max_len.checked_sub(2).filter(|&b| b > 0).context("--max-len must leave room for [CLS] and [SEP]")?;
-    let file = std::fs::File::create(dir.join("tokens.bin"))?;
+    let create =
+        |name: &str| std::fs::File::create(dir.join(name)).with_context(|| format!("{}: {name}", dir.display()));
     let mut writer = BlockWriter {
-        tokens: BufWriter::new(file),
+        tokens: BufWriter::new(create("tokens.bin")?),
+        words: BufWriter::new(create("words.bin")?),
         bounds: vec![0],
         block,
         chunking: spec.chunking,
         sep_id: tokenizer.sep_id,
         carry: Vec::new(),
+        carry_words: Vec::new(),
     };
     let mut seen = HashSet::new();
     let mut pending: Vec<String> = Vec::new();
@@ -340,9 +367,12 @@ fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &Tokenizer, fingerprint: &str
         // No truncation here: documents are cut into blocks (a very large limit).
         for e in tokenizer.encode_batch(&texts, None, usize::MAX / 4)? {
             // Drop the [CLS]/[SEP] the tokenizer added: blocks get their own.
-            let ids = &e.get_ids()[1..e.len().saturating_sub(1).max(1)];
-            meta.tokens += ids.len() as u64;
-            meta.truncated += u64::from(writer.add(ids)?);
+            let content = 1..e.len().saturating_sub(1).max(1);
+            let words = e.get_word_ids();
+            let continues: Vec<u8> =
+                content.clone().map(|i| u8::from(words[i].is_some() && words[i] == words[i - 1])).collect();
+            meta.tokens += content.len() as u64;
+            meta.truncated += u64::from(writer.add(&e.get_ids()[content], &continues)?);
         }
         docs.clear();
         Ok(())

@@ -16,48 +16,39 @@ pub struct Masker {
     vocab_size: usize,
     /// Per vocabulary id: never masked ([CLS], [SEP], [PAD], ...).
     special: Vec<bool>,
-    /// Per vocabulary id: a `##` continuation piece (belongs to the word before it).
-    continuation: Vec<bool>,
 }
 
 impl Masker {
     pub fn new(tokenizer: &Tokenizer, probability: f64, whole_word: bool) -> Self {
         let vocab_size = tokenizer.vocab_size();
-        let mut special = vec![false; vocab_size];
-        let mut continuation = vec![false; vocab_size];
-        for id in 0..vocab_size as u32 {
-            special[id as usize] = tokenizer.is_special(id);
-            continuation[id as usize] = tokenizer.id_to_token(id).is_some_and(|t| t.starts_with("##"));
-        }
-        Masker { probability, whole_word, mask_id: tokenizer.mask_id as i64, vocab_size, special, continuation }
-    }
-
-    /// Whether whole-word masking can find the words of this vocabulary: a WordPiece one, whose
-    /// `##` pieces continue the word before them.
-    pub fn knows_words(tokenizer: &Tokenizer) -> bool {
-        (0..tokenizer.vocab_size() as u32).any(|id| tokenizer.id_to_token(id).is_some_and(|t| t.starts_with("##")))
+        let special = (0..vocab_size as u32).map(|id| tokenizer.is_special(id)).collect();
+        Masker { probability, whole_word, mask_id: tokenizer.mask_id as i64, vocab_size, special }
     }
 
     /// Corrupts every row of a padded batch in place; returns the labels, row-major.
-    pub fn mask_batch(&self, batch: &mut HostBatch, rng: &mut impl Rng) -> Vec<i64> {
+    /// `continues` (row-major too) says which tokens continue the word before them.
+    pub fn mask_batch(&self, batch: &mut HostBatch, continues: &[bool], rng: &mut impl Rng) -> Vec<i64> {
         let mut labels = Vec::with_capacity(batch.ids.len());
         for r in 0..batch.rows {
             let span = r * batch.len..(r + 1) * batch.len;
-            labels.extend(self.mask_row(&mut batch.ids[span.clone()], &batch.attention_mask[span], rng));
+            let (ids, attention) = (&mut batch.ids[span.clone()], &batch.attention_mask[span.clone()]);
+            labels.extend(self.mask_row(ids, attention, &continues[span], rng));
         }
         labels
     }
 
     /// Corrupts `ids` (one row of a batch, padding included) in place; returns the labels.
-    pub fn mask_row(&self, ids: &mut [i64], attention: &[i64], rng: &mut impl Rng) -> Vec<i64> {
+    /// `continues[i]`: token i belongs to the word of token i - 1 (whole-word masking's words,
+    /// from the tokenizer's word ids).
+    pub fn mask_row(&self, ids: &mut [i64], attention: &[i64], continues: &[bool], rng: &mut impl Rng) -> Vec<i64> {
         let maskable = |i: usize| attention[i] == 1 && !self.special[ids[i] as usize];
         let mut chosen = vec![false; ids.len()];
         if self.whole_word {
-            // A word is a token and the `##` pieces after it; it is chosen as a whole.
+            // A word is a token and the pieces that continue it; it is chosen as a whole.
             let mut i = 0;
             while i < ids.len() {
                 let mut end = i + 1;
-                while end < ids.len() && maskable(end) && self.continuation[ids[end] as usize] {
+                while end < ids.len() && maskable(end) && continues[end] {
                     end += 1;
                 }
                 if maskable(i) && rng.random_bool(self.probability) {
@@ -110,7 +101,7 @@ mod tests {
             ids.extend([pad; 10]);
             let attention: Vec<i64> = ids.iter().map(|&i| i64::from(i != pad)).collect();
             let original = ids.clone();
-            let labels = masker.mask_row(&mut ids, &attention, &mut rng);
+            let labels = masker.mask_row(&mut ids, &attention, &vec![false; attention.len()], &mut rng);
             assert_eq!(labels[0], IGNORE_INDEX, "[CLS] never masked");
             assert_eq!(labels[61], IGNORE_INDEX, "[SEP] never masked");
             assert!(labels[62..].iter().all(|&l| l == IGNORE_INDEX), "padding never masked");
@@ -147,12 +138,14 @@ mod tests {
         let enc = tok.encode_batch(&["sublicense the premises unconscionably herein"], None, 64).unwrap();
         let base: Vec<i64> = enc[0].get_ids().iter().map(|&i| i as i64).collect();
         let words = enc[0].get_word_ids().to_vec();
+        let continues: Vec<bool> =
+            (0..words.len()).map(|i| i > 0 && words[i].is_some() && words[i] == words[i - 1]).collect();
         let attention = vec![1i64; base.len()];
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let mut saw_multi_piece_word = false;
         for _ in 0..500 {
             let mut ids = base.clone();
-            let labels = masker.mask_row(&mut ids, &attention, &mut rng);
+            let labels = masker.mask_row(&mut ids, &attention, &continues, &mut rng);
             for w in words.iter().flatten() {
                 let pieces: Vec<usize> = (0..ids.len()).filter(|&i| words[i] == Some(*w)).collect();
                 let masked: Vec<bool> = pieces.iter().map(|&i| labels[i] != IGNORE_INDEX).collect();

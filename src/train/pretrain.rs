@@ -30,13 +30,15 @@ pub struct Blocks<'a> {
 }
 
 impl Blocks<'_> {
-    fn encoded(&self, tokenizer: &Tokenizer, i: usize) -> Encoded {
-        let body = self.cache.block(self.indices[i]);
+    /// Block `i` as `[CLS] tokens [SEP]`, and per position whether it continues a word.
+    fn encoded(&self, tokenizer: &Tokenizer, i: usize) -> (Encoded, Vec<bool>) {
+        let (body, words) = (self.cache.block(self.indices[i]), self.cache.continues(self.indices[i]));
         let mut ids = Vec::with_capacity(body.len() + 2);
         ids.push(tokenizer.cls_id);
         ids.extend_from_slice(body);
         ids.push(tokenizer.sep_id);
-        Encoded { type_ids: vec![0; ids.len()], ids }
+        let continues = std::iter::once(false).chain(words.iter().map(|&w| w == 1)).chain([false]).collect();
+        (Encoded { type_ids: vec![0; ids.len()], ids }, continues)
     }
 
     pub fn lengths(&self) -> Vec<usize> {
@@ -57,10 +59,16 @@ impl MaskedLanguageModel {
         batch: &[usize],
         rng: &mut ChaCha8Rng,
     ) -> (Inputs, MaskedTargets, usize) {
-        let items: Vec<Encoded> = batch.iter().map(|&i| blocks.encoded(&self.tokenizer, i)).collect();
+        let (items, words): (Vec<Encoded>, Vec<Vec<bool>>) =
+            batch.iter().map(|&i| blocks.encoded(&self.tokenizer, i)).unzip();
         let refs: Vec<&Encoded> = items.iter().collect();
         let mut host = self.collator().pad(&refs);
-        let labels = masker.mask_batch(&mut host, rng);
+        // Word continuation per position of the padded batch (padding continues nothing).
+        let mut continues = vec![false; host.ids.len()];
+        for (r, row) in words.iter().enumerate() {
+            continues[r * host.len..r * host.len + row.len()].copy_from_slice(row);
+        }
+        let labels = masker.mask_batch(&mut host, &continues, rng);
         let (rows, tokens) = (host.rows, host.tokens());
         (
             host.into_inputs().to_device(self.device),
