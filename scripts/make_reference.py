@@ -10,6 +10,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py tiny-xlm-roberta           # tests/fixtures/{tiny-xlm-roberta,reference}
     python scripts/make_reference.py tiny-distilbert            # tests/fixtures/{tiny-distilbert,reference}
     python scripts/make_reference.py tiny-electra               # tests/fixtures/{tiny-electra,reference}
+    python scripts/make_reference.py tokens                     # only every fixture's *_tokens.json
     python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
 
 The tiny models are created here from a fixed seed with small vocabularies of their family's kind
@@ -221,16 +222,22 @@ def accepted(model, inputs):
 
 
 def tokens_json(tok):
+    def fields(enc):
+        out = {k: enc[k].tolist() for k in ["input_ids", "attention_mask", "token_type_ids", "offset_mapping"]}
+        out["word_ids"] = [enc.word_ids(i) for i in range(len(enc["input_ids"]))]
+        return out
     out = {}
     for name, texts in [("short", SHORT_TEXTS), ("long", [LONG_TEXT])]:
-        enc = encode(tok, texts)
-        out[name] = {"texts": texts, **{k: enc[k].tolist() for k in
-                     ["input_ids", "attention_mask", "token_type_ids", "offset_mapping"]}}
+        out[name] = {"texts": texts, **fields(encode(tok, texts))}
     a, b = zip(*PAIRS)
-    enc = encode(tok, list(a), list(b))
-    out["pairs"] = {"texts": list(a), "pairs": list(b), **{k: enc[k].tolist() for k in
-                    ["input_ids", "attention_mask", "token_type_ids", "offset_mapping"]}}
+    out["pairs"] = {"texts": list(a), "pairs": list(b), **fields(encode(tok, list(a), list(b)))}
     return out
+
+
+def write_tokens(model_dir: Path, out: Path, name: str):
+    """Only the tokenisation reference, from the committed tokenizer files (deterministic)."""
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    (out / f"{name}_tokens.json").write_text(json.dumps(tokens_json(tok), ensure_ascii=False))
 
 
 def mlm_labels(tok, input_ids, attention_mask, seed=7):
@@ -384,6 +391,12 @@ if __name__ == "__main__":
         model_dir = ROOT / "tests/fixtures/tiny-electra"
         make_tiny_electra(model_dir)
         make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-electra", long_attentions=False)
+    elif cmd == "tokens":
+        fixtures = ROOT / "tests/fixtures"
+        for name, model in [("tiny", "tiny-bert"), ("tiny-roberta", "tiny-roberta"),
+                            ("tiny-xlm-roberta", "tiny-xlm-roberta"), ("tiny-distilbert", "tiny-distilbert"),
+                            ("tiny-electra", "tiny-electra")]:
+            write_tokens(fixtures / model, fixtures / "reference", name)
     elif cmd == "minilm":
         make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
     elif cmd == "roundtrip":

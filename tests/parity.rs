@@ -117,9 +117,12 @@ fn check_tokenizer(tok: &Tokenizer, tokens: &Value, label: &str) {
         assert_eq!(as_vec(&got.attention_mask), json("attention_mask"), "{label} {batch}: attention_mask");
         assert_eq!(as_vec(&got.token_type_ids), json("token_type_ids"), "{label} {batch}: token_type_ids");
         let want_offsets: Vec<Vec<[usize; 2]>> = serde_json::from_value(want["offset_mapping"].clone()).unwrap();
-        for (row, (e, w)) in enc.iter().zip(&want_offsets).enumerate() {
+        // Word ids: what whole-word masking's words come from (null at special tokens).
+        let want_words: Vec<Vec<Option<u32>>> = serde_json::from_value(want["word_ids"].clone()).unwrap();
+        for (row, e) in enc.iter().enumerate() {
             let got: Vec<[usize; 2]> = e.get_offsets().iter().map(|&(a, b)| [a, b]).collect();
-            assert_eq!(got, w[..got.len()], "{label} {batch} row {row}: offsets");
+            assert_eq!(got, want_offsets[row][..got.len()], "{label} {batch} row {row}: offsets");
+            assert_eq!(e.get_word_ids(), &want_words[row][..e.len()], "{label} {batch} row {row}: word ids");
         }
     }
 }
