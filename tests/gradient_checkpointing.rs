@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bertkit::data::Collator;
 use bertkit::device::{Autocast, Precision};
 use bertkit::encoder::recompute::recomputed;
-use bertkit::encoder::{Encoder, ForwardOptions, Inputs};
+use bertkit::encoder::{ForwardOptions, Inputs};
 use bertkit::task::{IGNORE_INDEX, MaskedLm, MaskedTargets, SequenceClassifier};
 use bertkit::tokenizer::Tokenizer;
 use common::bertkit;
@@ -20,7 +20,11 @@ const TEXTS: [&str; 3] = ["the lessee shall repair the premises at its own cost"
 
 /// A padded batch (so the attention mask is exercised) from the tiny model's tokenizer.
 fn batch() -> Inputs {
-    let tok = Tokenizer::from_dir(&common::tiny_model()).unwrap();
+    batch_of(&common::tiny_model())
+}
+
+fn batch_of(model: &std::path::Path) -> Inputs {
+    let tok = Tokenizer::from_dir(model).unwrap();
     let enc = tok.encode_batch(&TEXTS, None, 64).unwrap();
     Collator { pad_id: tok.pad_id }.collate_encodings(&enc).to_device(common::test_device())
 }
@@ -53,10 +57,23 @@ fn assert_same(plain: &(f64, BTreeMap<String, Tensor>), recomputed: &(f64, BTree
     }
 }
 
-fn classifier_grads(checkpointing: bool, precision: Precision) -> (f64, BTreeMap<String, Tensor>) {
-    let inputs = batch();
+/// Every family's tiny model: the same layer code, but each with its own dropout placement,
+/// embeddings and head.
+fn family_models() -> Vec<std::path::PathBuf> {
+    let fixtures = common::repo().join("tests/fixtures");
+    ["tiny-bert", "tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert", "tiny-electra"]
+        .map(|m| fixtures.join(m))
+        .to_vec()
+}
+
+fn classifier_grads_of(
+    model: &std::path::Path,
+    checkpointing: bool,
+    precision: Precision,
+) -> (f64, BTreeMap<String, Tensor>) {
+    let inputs = batch_of(model);
     let device = common::test_device();
-    let mut loaded = common::load::<SequenceClassifier>(&common::tiny_model(), device).unwrap();
+    let mut loaded = common::load::<SequenceClassifier>(model, device).unwrap();
     loaded.model.encoder.set_gradient_checkpointing(checkpointing);
     let (vs, model) = (&loaded.vs, &loaded.model);
     let labels = Tensor::from_slice(&[0i64, 2, 1]).to_device(device);
@@ -104,18 +121,22 @@ fn a_recomputed_block_runs_again_in_backward_with_the_same_random_draws() {
 #[test]
 fn classifier_gradients_are_unchanged_with_dropout() {
     let _serial = serial();
-    let plain = classifier_grads(false, Precision::Fp32);
-    let recomputed = classifier_grads(true, Precision::Fp32);
-    assert_same(&plain, &recomputed, 1e-6);
+    for model in family_models() {
+        let plain = classifier_grads_of(&model, false, Precision::Fp32);
+        let recomputed = classifier_grads_of(&model, true, Precision::Fp32);
+        assert_same(&plain, &recomputed, 1e-6);
+    }
 }
 
 #[test]
 fn classifier_gradients_are_unchanged_under_bf16_autocast() {
     let _serial = serial();
-    let plain = classifier_grads(false, Precision::Bf16);
-    let recomputed = classifier_grads(true, Precision::Bf16);
-    // The recomputation runs under the same autocast, so the bf16 roundings are the same ones.
-    assert_same(&plain, &recomputed, 1e-6);
+    for model in family_models() {
+        let plain = classifier_grads_of(&model, false, Precision::Bf16);
+        let recomputed = classifier_grads_of(&model, true, Precision::Bf16);
+        // The recomputation runs under the same autocast, so the bf16 roundings are the same ones.
+        assert_same(&plain, &recomputed, 1e-6);
+    }
 }
 
 #[test]
