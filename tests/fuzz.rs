@@ -139,7 +139,7 @@ proptest! {
         for name in ["c.txt", "c.jsonl"] {
             let file = tmp.path().join(name);
             std::fs::write(&file, &bytes).unwrap();
-            let spec = CorpusSpec { paths: vec![file.clone()], chunking, max_len, text_field: "text".into(), dedupe: true };
+            let spec = CorpusSpec { paths: vec![file.clone()], format: None, chunking, max_len, text_field: "text".into(), dedupe: true };
             let cache_dir = tmp.path().join(format!("cache-{name}"));
             match TokenCache::open_or_build(&cache_dir, &spec, &tokenizer, &common::tiny_model()) {
                 Ok(cache) => {

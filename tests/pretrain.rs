@@ -18,6 +18,7 @@ fn tok() -> Tokenizer {
 
 fn spec(paths: &[&Path], chunking: Chunking, max_len: usize) -> CorpusSpec {
     CorpusSpec {
+        format: None,
         paths: paths.iter().map(|p| p.to_path_buf()).collect(),
         chunking,
         max_len,
@@ -318,4 +319,42 @@ fn token_cache_marks_word_pieces_for_every_vocabulary_kind() {
         }
         assert!(continues.contains(&1), "{model}: some word is split into pieces: {pieces:?}");
     }
+}
+
+/// Legal text usually comes without an extension (`LICENSE`, `GPL-2`, `Apache-2.0`): such files
+/// are read as plain text when they are UTF-8; binary files are skipped in a directory and
+/// refused by name, with `--format` named as the way out.
+#[test]
+fn extension_less_text_files_are_read_as_plain_text() {
+    use bertkit::data::corpus::corpus_files;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("licenses");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("LICENSE"), "Permission is hereby granted, free of charge.\n").unwrap();
+    std::fs::write(dir.join("Apache-2.0"), "Licensed under the Apache License, Version 2.0.\n").unwrap();
+    std::fs::write(dir.join("blob"), [0u8, 159, 146, 150, 0, 1, 2]).unwrap();
+    std::fs::write(dir.join(".hidden"), "not a corpus file\n").unwrap();
+    std::fs::write(dir.join("notes.md"), "an extension bertkit does not read: skipped\n").unwrap();
+    let files = corpus_files(std::slice::from_ref(&dir), None).unwrap();
+    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().to_string()).collect();
+    assert_eq!(names, ["Apache-2.0", "LICENSE"]);
+    let cache = TokenCache::open_or_build(
+        &tmp.path().join("c"),
+        &spec(&[&dir], Chunking::Document, 64),
+        &tok(),
+        &common::tiny_model(),
+    )
+    .unwrap();
+    assert_eq!(cache.meta.documents, 2);
+    let blob = dir.join("blob");
+    let err = TokenCache::open_or_build(
+        &tmp.path().join("b"),
+        &spec(&[&blob], Chunking::Document, 64),
+        &tok(),
+        &common::tiny_model(),
+    )
+    .err()
+    .map(|e| format!("{e:#}"))
+    .unwrap();
+    assert!(err.contains("blob") && err.contains("--format text"), "{err}");
 }

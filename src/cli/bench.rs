@@ -145,6 +145,7 @@ fn mlm_steps(
     std::fs::write(&corpus, random_text(&mlm.tokenizer, n * args.seq_len))?;
     let spec = CorpusSpec {
         paths: vec![corpus],
+        format: None,
         chunking: Chunking::Group,
         max_len: args.seq_len,
         text_field: "text".into(),

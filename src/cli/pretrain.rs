@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use super::checks::{check_max_len, fraction, open_fraction, sequence_length};
-use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
+use crate::data::corpus::{Chunking, CorpusFormat, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::device::Autocast;
 use crate::pretrained::{self, LoadOptions, ModelDir};
@@ -24,12 +24,17 @@ pub struct CorpusFlags {
     /// Drop repeated paragraphs (boilerplate such as licence texts).
     #[arg(long)]
     pub dedupe: bool,
+    /// Read every corpus file as this format; by default from the name, and UTF-8 files whose
+    /// name says nothing (LICENSE, GPL-2, COPYING) as plain text.
+    #[arg(long, value_enum)]
+    pub format: Option<CorpusFormat>,
 }
 
 impl CorpusFlags {
     pub fn spec(&self, paths: &[PathBuf]) -> CorpusSpec {
         CorpusSpec {
             paths: paths.to_vec(),
+            format: self.format,
             chunking: self.chunking,
             max_len: self.max_len,
             text_field: self.text_field.clone(),

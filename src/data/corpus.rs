@@ -33,10 +33,26 @@ pub enum Chunking {
     Document,
 }
 
+/// How corpus files are read, when the name does not say (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CorpusFormat {
+    /// Plain UTF-8 text, one document a file (one example a line with `--chunking line`).
+    Text,
+    /// One JSON object a line, the text under `--text-field`.
+    Jsonl,
+    /// A Parquet file, the text in the `--text-field` column.
+    Parquet,
+}
+
 /// How a corpus becomes training blocks.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CorpusSpec {
     pub paths: Vec<PathBuf>,
+    /// Every file in this format; None: by the name, and plain text for UTF-8 files whose name
+    /// says nothing (`LICENSE`, `GPL-2`, `COPYING`: legal text as it usually comes).
+    #[serde(default)]
+    pub format: Option<CorpusFormat>,
     pub chunking: Chunking,
     /// Block length including [CLS] and [SEP].
     pub max_len: usize,
@@ -151,15 +167,15 @@ impl TokenCache {
 
 /// Every file a corpus path stands for: the file itself, or all `.txt`/`.jsonl`/`.parquet`
 /// (optionally `.gz`) files under a directory, in sorted order.
-pub fn corpus_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub fn corpus_files(paths: &[PathBuf], format: Option<CorpusFormat>) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
             let mut found = Vec::new();
-            walk(p, &mut found)?;
+            walk(p, format, &mut found)?;
             found.sort();
             if found.is_empty() {
-                bail!("{}: no .txt, .jsonl or .parquet files in this directory", p.display());
+                bail!("{}: no .txt, .jsonl, .parquet or other text files in this directory", p.display());
             }
             files.extend(found);
         } else if p.exists() {
@@ -171,12 +187,13 @@ pub fn corpus_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(dir: &Path, format: Option<CorpusFormat>, out: &mut Vec<PathBuf>) -> Result<()> {
     for e in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
         let path = e?.path();
+        let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if path.is_dir() {
-            walk(&path, out)?;
-        } else if matches!(Format::detect(&path), Ok(Format::Lines | Format::Jsonl | Format::Parquet)) {
+            walk(&path, format, out)?;
+        } else if !hidden && file_format(&path, format).is_ok() {
             out.push(path);
         }
     }
@@ -190,7 +207,7 @@ fn fingerprint(spec: &CorpusSpec, tokenizer_dir: &Path) -> Result<String> {
     let mut h = Sha256::new();
     h.update("cache format 2 (words.bin)");
     h.update(serde_json::to_string(spec)?);
-    for f in corpus_files(&spec.paths)? {
+    for f in corpus_files(&spec.paths, spec.format)? {
         let m = std::fs::metadata(&f).with_context(|| format!("{}: cannot read metadata", f.display()))?;
         let modified = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         h.update(f.canonicalize()?.to_string_lossy().as_bytes());
@@ -206,17 +223,71 @@ fn fingerprint(spec: &CorpusSpec, tokenizer_dir: &Path) -> Result<String> {
     Ok(h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// How to read one corpus file: `--format` if given, else by the name (.txt, .jsonl,
+/// .parquet, optionally .gz), else plain text if the name has no extension and the file starts
+/// as UTF-8 text.
+fn file_format(file: &Path, format: Option<CorpusFormat>) -> Result<CorpusFormat> {
+    if let Some(format) = format {
+        return Ok(format);
+    }
+    match Format::detect(file) {
+        Ok(Format::Lines) => Ok(CorpusFormat::Text),
+        Ok(Format::Jsonl) => Ok(CorpusFormat::Jsonl),
+        Ok(Format::Parquet) => Ok(CorpusFormat::Parquet),
+        _ if !has_extension(file) && looks_like_text(file) => Ok(CorpusFormat::Text),
+        _ => bail!(
+            "{}: cannot tell the format from the name (.txt, .jsonl, .parquet) and it is not UTF-8 text; \
+             pass --format text, jsonl or parquet",
+            file.display()
+        ),
+    }
+}
+
+/// One line for the files read as plain text because their name says nothing.
+fn log_unnamed(files: &[PathBuf], spec: &CorpusSpec) {
+    let unnamed: Vec<&PathBuf> = files.iter().filter(|f| spec.format.is_none() && Format::detect(f).is_err()).collect();
+    if let Some(first) = unnamed.first() {
+        tracing::info!(
+            "{} file(s) without an extension read as plain text, e.g. {} (--format says otherwise)",
+            unnamed.len(),
+            first.display()
+        );
+    }
+}
+
+/// Whether the name has an extension: a dot then something that is not only digits (`GPL-2`,
+/// `Apache-2.0` and `GFDL-1.3` have version numbers, not extensions).
+fn has_extension(file: &Path) -> bool {
+    let extension = file.extension().map(|e| e.to_string_lossy().to_string());
+    extension.is_some_and(|e| !e.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Whether the file's first 64 KiB are UTF-8 without NUL bytes (a character cut at the end of
+/// that window is fine).
+fn looks_like_text(file: &Path) -> bool {
+    let Ok(mut f) = std::fs::File::open(file) else { return false };
+    let mut head = vec![0u8; 1 << 16];
+    let Ok(n) = std::io::Read::read(&mut f, &mut head) else { return false };
+    let head = &head[..n];
+    match std::str::from_utf8(head) {
+        Ok(_) => !head.contains(&0),
+        Err(e) => e.error_len().is_none() && !head.contains(&0),
+    }
+}
+
 /// Documents of one corpus file, handed out a batch at a time.
 fn for_each_document(file: &Path, spec: &CorpusSpec, f: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
-    match Format::detect(file)? {
-        Format::Jsonl | Format::Parquet => {
+    let format = file_format(file, spec.format)?;
+    match format {
+        CorpusFormat::Jsonl | CorpusFormat::Parquet => {
             let columns = Columns { text: spec.text_field.clone(), pair: None, label: None };
-            for ex in read_examples(file, None, &columns, OnBadRow::Skip)?.examples {
+            let as_format = if format == CorpusFormat::Jsonl { Format::Jsonl } else { Format::Parquet };
+            for ex in read_examples(file, Some(as_format), &columns, OnBadRow::Skip)?.examples {
                 f(ex.text)?;
             }
         }
-        _ => {
-            // A .txt file is one document, read as lines so any size streams.
+        CorpusFormat::Text => {
+            // A text file is one document, read as lines so any size streams.
             let mut doc = String::new();
             let reader = BufReader::new(open_text(file)?);
             for (i, line) in reader.split(b'\n').enumerate() {
@@ -340,7 +411,8 @@ impl BlockWriter {
 fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &Tokenizer, fingerprint: &str) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let _ = std::fs::remove_file(dir.join("meta.json")); // invalid until the build completes
-    let files = corpus_files(&spec.paths)?;
+    let files = corpus_files(&spec.paths, spec.format)?;
+    log_unnamed(&files, spec);
     let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
     let bar = crate::train::progress::items_bar(total_bytes, "bytes");
     bar.set_message("tokenising the corpus");

@@ -88,7 +88,7 @@ impl Format {
             Some("parquet" | "pq") => Format::Parquet,
             Some("txt") => Format::Lines,
             _ => bail!(
-                "{}: cannot tell the format from the name (.csv, .tsv, .jsonl, .parquet, .txt, or an aclImdb-style folder)",
+                "{}: cannot tell the format from the name (.csv, .tsv, .jsonl, .parquet, .txt, or an aclImdb-style folder); pass --format",
                 path.display()
             ),
         })
