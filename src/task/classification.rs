@@ -1,7 +1,7 @@
 //! Sequence classification (`BertForSequenceClassification` and its kin), in the family's
-//! shape (`ClassifierKind`): BERT's linear layer on the pooled output, or RoBERTa's dense + tanh
-//! + out_proj on the first token; cross-entropy, or mean squared error for one label
-//! (regression), as transformers picks the loss.
+//! shape (`ClassifierKind`): BERT's linear layer on the pooled output, RoBERTa's and ELECTRA's
+//! dense + activation + out_proj on the first token, or DistilBERT's pre_classifier + ReLU;
+//! cross-entropy, or mean squared error for one label (regression), as transformers picks the loss.
 
 use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
@@ -14,8 +14,8 @@ use crate::pretrained::ModelConfig;
 pub struct SequenceClassifier {
     pub encoder: Box<dyn Encoder>,
     kind: ClassifierKind,
-    /// RoBERTa's `dense` (then tanh), DistilBERT's `pre_classifier` (then ReLU) on the first
-    /// token; None for BERT, whose pooler does that.
+    /// RoBERTa's and ELECTRA's `dense` (then tanh or GELU), DistilBERT's `pre_classifier` (then
+    /// ReLU) on the first token; None for BERT, whose pooler does that.
     dense: Option<Linear>,
     /// The layer that gives the logits (`classifier`, `classifier.out_proj`).
     out: Linear,
