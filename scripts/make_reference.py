@@ -368,34 +368,27 @@ def roundtrip(model_dir: str, expected: str):
                       "input_ids_equal": torch.equal(enc["input_ids"], exp["input_ids"].long())}))
 
 
+# Each committed tiny model: reference name -> (folder under tests/fixtures, its maker).
+FIXTURES = {
+    "tiny": ("tiny-bert", make_tiny_model),
+    "tiny-roberta": ("tiny-roberta", make_tiny_roberta),
+    "tiny-xlm-roberta": ("tiny-xlm-roberta", make_tiny_xlm_roberta),
+    "tiny-distilbert": ("tiny-distilbert", make_tiny_distilbert),
+    "tiny-electra": ("tiny-electra", make_tiny_electra),
+}
+
+
 if __name__ == "__main__":
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     cmd = sys.argv[1] if len(sys.argv) > 1 else "tiny"
-    if cmd == "tiny":
-        tiny_dir = ROOT / "tests/fixtures/tiny-bert"
-        make_tiny_model(tiny_dir)
-        make_reference(tiny_dir, ROOT / "tests/fixtures/reference", "tiny", long_attentions=False)
-    elif cmd == "tiny-roberta":
-        model_dir = ROOT / "tests/fixtures/tiny-roberta"
-        make_tiny_roberta(model_dir)
-        make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-roberta", long_attentions=False)
-    elif cmd == "tiny-xlm-roberta":
-        model_dir = ROOT / "tests/fixtures/tiny-xlm-roberta"
-        make_tiny_xlm_roberta(model_dir)
-        make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-xlm-roberta", long_attentions=False)
-    elif cmd == "tiny-distilbert":
-        model_dir = ROOT / "tests/fixtures/tiny-distilbert"
-        make_tiny_distilbert(model_dir)
-        make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-distilbert", long_attentions=False)
-    elif cmd == "tiny-electra":
-        model_dir = ROOT / "tests/fixtures/tiny-electra"
-        make_tiny_electra(model_dir)
-        make_reference(model_dir, ROOT / "tests/fixtures/reference", "tiny-electra", long_attentions=False)
+    fixtures = ROOT / "tests/fixtures"
+    if cmd in FIXTURES:
+        folder, make = FIXTURES[cmd]
+        model_dir = fixtures / folder
+        make(model_dir)
+        make_reference(model_dir, fixtures / "reference", cmd, long_attentions=False)
     elif cmd == "tokens":
-        fixtures = ROOT / "tests/fixtures"
-        for name, model in [("tiny", "tiny-bert"), ("tiny-roberta", "tiny-roberta"),
-                            ("tiny-xlm-roberta", "tiny-xlm-roberta"), ("tiny-distilbert", "tiny-distilbert"),
-                            ("tiny-electra", "tiny-electra")]:
+        for name, (model, _) in FIXTURES.items():
             write_tokens(fixtures / model, fixtures / "reference", name)
     elif cmd == "minilm":
         make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
