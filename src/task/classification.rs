@@ -7,20 +7,28 @@ use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
 
 use super::{IGNORE_INDEX, TaskModel};
-use crate::encoder::layers::{Linear, dropout};
+use crate::encoder::layers::{Activation, Linear, dropout};
 use crate::encoder::{ClassifierKind, Dims, Encoder, EncoderOutput, Family, ForwardOptions, Inputs};
 use crate::pretrained::ModelConfig;
 
 pub struct SequenceClassifier {
     pub encoder: Box<dyn Encoder>,
-    kind: ClassifierKind,
-    /// RoBERTa's and ELECTRA's `dense` (then tanh or GELU), DistilBERT's `pre_classifier` (then
-    /// ReLU) on the first token; None for BERT, whose pooler does that.
-    dense: Option<Linear>,
+    /// What comes before the logits layer, by the family's `ClassifierKind`.
+    features: Features,
     /// The layer that gives the logits (`classifier`, `classifier.out_proj`).
     out: Linear,
     dropout: f64,
     regression: bool,
+}
+
+/// The sentence vector the logits layer reads.
+enum Features {
+    /// BERT: the pooler's output.
+    Pooled,
+    /// RoBERTa, ELECTRA: dropout, `dense` and the activation on the first token.
+    FirstTokenDense { dense: Linear, activation: Activation },
+    /// DistilBERT: `pre_classifier` and ReLU on the first token.
+    PreClassifier { dense: Linear },
 }
 
 impl TaskModel for SequenceClassifier {
@@ -33,20 +41,20 @@ impl TaskModel for SequenceClassifier {
     fn new(root: &Path, encoder: Box<dyn Encoder>, family: &Family, dims: &Dims, config: &ModelConfig) -> Self {
         let (h, r) = (dims.hidden_size, dims.initializer_range);
         let head = crate::encoder::layers::path_at(root, family.heads.classifier);
-        let kind = family.heads.classifier_kind;
-        let (dense, out) = match kind {
-            ClassifierKind::Pooled => (None, Linear::new(head, h, config.num_labels(), r)),
-            ClassifierKind::FirstTokenDense { .. } => {
+        let (features, out) = match family.heads.classifier_kind {
+            ClassifierKind::Pooled => (Features::Pooled, Linear::new(head, h, config.num_labels(), r)),
+            ClassifierKind::FirstTokenDense { activation } => {
                 let dense = Linear::new(head.sub("dense"), h, h, r);
-                (Some(dense), Linear::new(head.sub("out_proj"), h, config.num_labels(), r))
+                let out = Linear::new(head.sub("out_proj"), h, config.num_labels(), r);
+                (Features::FirstTokenDense { dense, activation }, out)
             }
             ClassifierKind::PreClassifier { dense } => {
                 let dense = Linear::new(crate::encoder::layers::path_at(root, dense), h, h, r);
-                (Some(dense), Linear::new(head, h, config.num_labels(), r))
+                (Features::PreClassifier { dense }, Linear::new(head, h, config.num_labels(), r))
             }
         };
         let regression = config.num_labels() == 1 || config.problem_type() == Some("regression");
-        SequenceClassifier { encoder, kind, dense, out, dropout: dims.classifier_dropout, regression }
+        SequenceClassifier { encoder, features, out, dropout: dims.classifier_dropout, regression }
     }
     fn encoder(&self) -> &dyn Encoder {
         self.encoder.as_ref()
@@ -64,12 +72,12 @@ impl SequenceClassifier {
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> (Tensor, EncoderOutput) {
         let out = self.encoder.forward(inputs, opts);
         let first = || out.last_hidden_state.select(1, 0);
-        let features = match (&self.dense, self.kind) {
-            (Some(dense), ClassifierKind::FirstTokenDense { activation }) => {
+        let features = match &self.features {
+            Features::Pooled => out.pooled.as_ref().expect("built with a pooler").shallow_clone(),
+            Features::FirstTokenDense { dense, activation } => {
                 activation.apply(&dense.forward(&dropout(&first(), self.dropout, opts.train)))
             }
-            (Some(dense), ClassifierKind::PreClassifier { .. }) => dense.forward(&first()).relu(),
-            _ => out.pooled.as_ref().expect("built with a pooler").shallow_clone(),
+            Features::PreClassifier { dense } => dense.forward(&first()).relu(),
         };
         (self.out.forward(&dropout(&features, self.dropout, opts.train)), out)
     }
