@@ -7,6 +7,7 @@
 //! - [`pretrained`]: model directories in and out, and the one loader;
 //! - [`tokenizer`]: the model's tokenizer;
 //! - [`data`]: reading examples, tokenising, length-bucketed batches, padding, masking;
+//! - [`metrics`]: evaluation metrics of every task, as scikit-learn, scipy and seqeval define them;
 //! - [`train`]: the training loop, its run directory, optimiser and schedule;
 //! - [`device`]: CPU/CUDA selection, threads, precision (bf16 autocast);
 //! - [`ffi`]: every call into `csrc/`, wrapped safely;
@@ -20,6 +21,7 @@ pub mod device;
 pub mod encoder;
 pub mod ffi;
 pub mod fsutil;
+pub mod metrics;
 pub mod pretrained;
 pub mod task;
 pub mod tokenizer;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{
@@ -116,6 +117,28 @@ impl Tokenizer {
             }
         };
         tok.encode_batch_char_offsets(inputs, true).map_err(|e| anyhow!("tokenizing: {e}"))
+    }
+
+    /// Encodes texts split into words (CoNLL tokens) without special tokens and without
+    /// truncation, so the caller can window them; `get_word_ids` maps tokens to words. A
+    /// byte-level BPE tokenizer marks each word as space-preceded, as transformers requires
+    /// (`add_prefix_space=True`) for words given one by one.
+    pub fn encode_words(&self, sentences: &[Vec<String>]) -> Result<Vec<Encoding>> {
+        let mut tok = self.inner.clone();
+        if let Some(PreTokenizerWrapper::ByteLevel(b)) = tok.get_pre_tokenizer() {
+            let b = b.clone().add_prefix_space(true);
+            tok.with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(b)));
+        }
+        let inputs: Vec<tokenizers::EncodeInput> =
+            sentences.iter().map(|words| tokenizers::InputSequence::from(words.as_slice()).into()).collect();
+        tok.encode_batch_char_offsets(inputs, false).map_err(|e| anyhow!("tokenizing: {e}"))
+    }
+
+    /// Encodes raw texts without special tokens or truncation (for windowing); word ids are the
+    /// pre-tokenizer's words and offsets are characters in the text.
+    pub fn encode_plain(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
+        let inputs: Vec<tokenizers::EncodeInput> = texts.iter().map(|&t| t.into()).collect();
+        self.inner.encode_batch_char_offsets(inputs, false).map_err(|e| anyhow!("tokenizing: {e}"))
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {

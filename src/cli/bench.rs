@@ -11,9 +11,9 @@ use serde_json::json;
 use tch::Device;
 
 use super::checks::{check_max_len, positive, sequence_length};
-use crate::data::Encoded;
 use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
+use crate::data::{Encoded, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::tokenizer::Tokenizer;
@@ -118,15 +118,17 @@ fn classifier_steps(
     let n = args.batch_size * batches.len();
     let items = random_examples(&classifier.tokenizer, n, args.seq_len);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let set = LabelledSet { items, labels: (0..n).map(|_| rng.random_range(0..labels.len() as i64)).collect() };
+    let classes = (0..n).map(|_| rng.random_range(0..labels.len() as i64)).collect();
+    let set = LabelledSet { items, targets: Targets::Classes(classes) };
     if args.workload == Workload::Inference {
         for (step, batch) in batches.iter().enumerate() {
             let items: Vec<Encoded> = batch.iter().map(|&i| set.items[i].clone()).collect();
-            watch.time(step, || classifier.predict(&items, None, args.batch_size).map(|_| ()))?;
+            watch.time(step, || classifier.logits(&items, args.batch_size).map(|_| ()))?;
         }
         return Ok(());
     }
-    let task = FineTune { classifier, train: set, eval: None, batch_size: args.batch_size, bucketing: false };
+    let (batch_size, loss_weights) = (args.batch_size, None);
+    let task = FineTune { classifier, train: set, eval: None, batch_size, bucketing: false, loss_weights };
     train_steps(&task, batches, options.autocast, watch)
 }
 

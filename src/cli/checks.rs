@@ -11,6 +11,14 @@ pub fn positive(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+/// A non-empty string (separators).
+pub fn non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(s.to_string())
+}
+
 fn finite(s: &str) -> Result<f64, String> {
     let x: f64 = s.parse().map_err(|_| "must be a number".to_string())?;
     if !x.is_finite() {

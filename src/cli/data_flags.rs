@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::data::{Columns, Dataset, Format, OnBadRow, read_examples};
+use crate::data::{Columns, Dataset, Format, LabelSource, OnBadRow, read_examples};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct DataFlags {
@@ -14,9 +14,15 @@ pub struct DataFlags {
     /// Column holding a second text, for sentence-pair tasks.
     #[arg(long)]
     pub text_pair_column: Option<String>,
-    /// Column holding the label (strings or integers).
+    /// Column holding the label: a class name, a number, or (multi-label) a JSON/Parquet list.
     #[arg(long, default_value = "label")]
     pub label_column: String,
+    /// Multi-label data: the label column holds class names joined by this (`a;b`; empty = none).
+    #[arg(long, conflicts_with = "label_columns", value_parser = super::checks::non_empty)]
+    pub label_separator: Option<String>,
+    /// Multi-label data: one 0/1 column per class, named by the class (`--label-columns A,B,C`).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub label_columns: Option<Vec<String>>,
     /// File format; by default from the extension (.csv .tsv .jsonl .parquet .txt, a folder = aclImdb layout).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
@@ -31,11 +37,20 @@ pub struct DataFlags {
 
 impl DataFlags {
     pub fn columns(&self, with_label: bool) -> Columns {
-        Columns {
-            text: self.text_column.clone(),
-            pair: self.text_pair_column.clone(),
-            label: with_label.then(|| self.label_column.clone()),
-        }
+        let label = match (with_label, &self.label_separator, &self.label_columns) {
+            (false, ..) => LabelSource::None,
+            (true, _, Some(names)) => LabelSource::Indicators(names.clone()),
+            (true, Some(separator), None) => {
+                LabelSource::Separated { column: self.label_column.clone(), separator: separator.clone() }
+            }
+            (true, None, None) => LabelSource::Column(self.label_column.clone()),
+        };
+        Columns { text: self.text_column.clone(), pair: self.text_pair_column.clone(), label }
+    }
+
+    /// Whether the flags say the labels are sets (multi-label).
+    pub fn label_sets(&self) -> bool {
+        self.label_separator.is_some() || self.label_columns.is_some()
     }
 
     /// Reads a file, reporting skipped rows.

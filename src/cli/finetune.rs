@@ -1,4 +1,7 @@
-use std::path::PathBuf;
+//! `bertkit finetune`: a sequence-level head (one class, a set of classes or a score per text)
+//! or a token-classification head (`--task token-classification`, CoNLL data: `tagging.rs`).
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use rand::SeedableRng;
@@ -7,38 +10,59 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checks::{open_fraction, resolve_max_len};
 use super::data_flags::DataFlags;
-use crate::data::{Example, LabelSet, tokenize_examples};
+use crate::data::{Example, LabelSet, Targets, infer_task, tokenize_examples};
 use crate::device::Autocast;
 use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::train::classify::{Classifier, FineTune, LabelledSet};
+use crate::task::TaskKind;
+use crate::train::classify::{Classifier, Decision, FineTune, LabelledSet, read_thresholds, write_thresholds};
+use crate::train::loss_weights::{WeightSpec, loss_weights};
 use crate::train::run_dir::RunDir;
-use crate::train::{TrainConfig, train};
+use crate::train::{Stop, TrainConfig, train};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Model to start from: a directory or a hub id (an MLM or classification checkpoint works).
     #[arg(long)]
-    model: String,
+    pub model: String,
     /// Labelled training data.
     #[arg(long)]
-    train: PathBuf,
+    pub train: PathBuf,
     /// Held-out labelled data for evaluation during training.
     #[arg(long, conflicts_with = "eval_split")]
-    eval: Option<PathBuf>,
+    pub eval: Option<PathBuf>,
     /// Hold out this fraction of --train (shuffled with --seed) for evaluation instead.
     #[arg(long, value_parser = open_fraction)]
-    eval_split: Option<f64>,
+    pub eval_split: Option<f64>,
+    /// What to predict. By default the model's head says, else the data: label lists or
+    /// --label-separator/--label-columns mean multi-label, CoNLL files token classification;
+    /// numeric labels that are not all integers need the flag.
+    #[arg(long, value_enum)]
+    pub task: Option<TaskKind>,
     /// Replace the checkpoint's classification head with a fresh one for this data's labels.
     #[arg(long)]
-    new_head: bool,
+    pub new_head: bool,
+    /// Weighted cross-entropy (classification): `balanced` (n / (classes x count), as
+    /// scikit-learn) or a JSON file {label: weight}. Logged and saved as loss_weights.json.
+    #[arg(long)]
+    pub class_weights: Option<WeightSpec>,
+    /// Positive-class weight per label (multi-label BCE): `balanced` (negatives / positives)
+    /// or a JSON file {label: weight}.
+    #[arg(long)]
+    pub pos_weight: Option<WeightSpec>,
+    /// Multi-label: after training, pick each label's threshold on the evaluation data (best F1)
+    /// and save them beside the model (thresholds.json); evaluate and predict use them.
+    #[arg(long)]
+    pub tune_thresholds: bool,
     #[command(flatten)]
-    data: DataFlags,
+    pub data: DataFlags,
     #[command(flatten)]
-    cfg: TrainConfig,
+    pub tags: super::tagging::TagFlags,
+    #[command(flatten)]
+    pub cfg: TrainConfig,
 }
 
 /// Splits off `fraction` of the examples (at least one) after a seeded shuffle.
-pub fn split(mut examples: Vec<Example>, fraction: f64, seed: u64) -> Result<(Vec<Example>, Vec<Example>)> {
+pub fn split<T>(mut examples: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T>, Vec<T>)> {
     if examples.len() < 2 {
         bail!("--eval-split: {} example(s) cannot be split into training and held-out data", examples.len());
     }
@@ -59,11 +83,21 @@ pub fn run(args: Args) -> Result<i32> {
     if let Some(p) = cfg.hyper.dropout {
         model.set_dropout(p)?;
     }
+    if super::tagging::is_tagging(&args, &model, new_head)? {
+        return super::tagging::finetune(&args, model, device, new_head);
+    }
     let max_len = resolve_max_len(args.data.max_len, &model)?;
-
     let (train_examples, eval_examples) = read_data(&args, cfg.hyper.seed)?;
-    let labels = label_set(&model, &train_examples, new_head, &args.train)?;
+    let kind = task_kind(&args, &model, &train_examples, new_head)?;
+    let labels = label_set(kind, &model, &train_examples, new_head, &args)?;
     model.config.set_labels(labels.names());
+    model.config.set("problem_type", kind.problem_type().into());
+    let train_targets = Targets::new(kind, &train_examples, &labels, "training")?;
+    let eval_targets = eval_examples.as_deref().map(|e| Targets::new(kind, e, &labels, "training")).transpose()?;
+    let weights = loss_weights(kind, args.class_weights.as_ref(), args.pos_weight.as_ref(), &train_targets, &labels)?;
+    if args.tune_thresholds && (kind != TaskKind::MultiLabel || eval_targets.is_none()) {
+        bail!("--tune-thresholds needs a multi-label task and evaluation data (--eval or --eval-split)");
+    }
 
     // Only now that the data is known to be good is anything written.
     let run = RunDir::new(&cfg.control);
@@ -72,19 +106,27 @@ pub fn run(args: Args) -> Result<i32> {
     let gradient_checkpointing = cfg.placement.gradient_checkpointing;
     let classifier: Classifier =
         pretrained::load(&model, &LoadOptions { device, autocast, gradient_checkpointing, new_head })?;
-    let encode = |examples: &[Example], role: &str| -> Result<LabelledSet> {
+    let encode = |examples: &[Example], targets: Targets, role: &str| -> Result<LabelledSet> {
         let tokenized = tokenize_examples(&classifier.tokenizer, examples, max_len)?;
         tracing::info!("{role}: {} examples, {} truncated to {} tokens", examples.len(), tokenized.truncated, max_len);
-        Ok(LabelledSet { items: tokenized.items, labels: labels.ids(examples, "training")? })
+        Ok(LabelledSet { items: tokenized.items, targets })
     };
-    let train_set = encode(&train_examples, "train")?;
-    let eval_set = eval_examples.as_deref().map(|e| encode(e, "eval")).transpose()?;
-    tracing::info!("labels: {} | device {device:?}", labels.names().join(", "));
+    let train_set = encode(&train_examples, train_targets, "train")?;
+    let eval_set = eval_examples.as_deref().zip(eval_targets).map(|(e, t)| encode(e, t, "eval")).transpose()?;
+    tracing::info!("task {} | labels: {} | device {device:?}", kind.name(), labels.names().join(", "));
+    if let Some(w) = &weights {
+        tracing::info!("loss weights: {w:?}");
+        run.write_json("loss_weights.json", &serde_json::json!({"labels": labels.names(), "weights": w}))?;
+    }
 
     let num_batches = train_set.items.len().div_ceil(cfg.hyper.batch_size);
     let (batch_size, bucketing) = (cfg.hyper.batch_size, !cfg.hyper.no_bucketing);
-    let task = FineTune { classifier, train: train_set, eval: eval_set, batch_size, bucketing };
+    let loss_weights = weights.map(|w| tch::Tensor::from_slice(&w).to_device(device));
+    let task = FineTune { classifier, train: train_set, eval: eval_set, batch_size, bucketing, loss_weights };
     let outcome = train(&task, cfg, autocast, num_batches)?;
+    if args.tune_thresholds && !matches!(outcome.stop, Stop::Interrupted { .. }) {
+        tune_thresholds(&cfg.control.output, task.eval.as_ref().expect("checked above"), batch_size * 2, device)?;
+    }
     Ok(super::conclude(&outcome, &cfg.control.output))
 }
 
@@ -101,19 +143,62 @@ fn read_data(args: &Args, seed: u64) -> Result<(Vec<Example>, Option<Vec<Example
     })
 }
 
-/// A classification checkpoint keeps its label ids; otherwise the training data defines them.
-fn label_set(model: &ModelDir, train: &[Example], new_head: bool, path: &std::path::Path) -> Result<LabelSet> {
+/// The task: --task, else the head the checkpoint has, else what the data says.
+fn task_kind(args: &Args, model: &ModelDir, train: &[Example], new_head: bool) -> Result<TaskKind> {
+    let saved = (!new_head && model.has_classifier()?).then(|| TaskKind::of(&model.config));
+    Ok(match (args.task, saved) {
+        (Some(flag), Some(head)) if flag != head => bail!(
+            "--task {} but {} has a {} head; pass --new-head to replace it",
+            flag.name(),
+            model.dir.display(),
+            head.name()
+        ),
+        (Some(flag), _) => flag,
+        (None, Some(head)) => head,
+        (None, None) => infer_task(train, args.data.label_sets())?,
+    })
+}
+
+/// A checkpoint's head keeps its label ids; otherwise the training data defines them (a
+/// regression head has one output, named after the label column).
+fn label_set(kind: TaskKind, model: &ModelDir, train: &[Example], new_head: bool, args: &Args) -> Result<LabelSet> {
+    let path = args.train.display();
     let labels = match (model.config.id2label(), !new_head && model.has_classifier()?) {
         (Some(names), true) => {
             let set = LabelSet::new(names.to_vec());
-            set.ids(train, "model's")
+            Targets::new(kind, train, &set, "model's")
                 .map_err(|e| e.context("the model already has a classification head; pass --new-head to replace it"))?;
             set
         }
+        _ if kind == TaskKind::Regression => LabelSet::new(vec![args.data.label_column.clone()]),
         _ => LabelSet::from_examples(train),
     };
-    if labels.len() < 2 {
-        bail!("{}: only one label ({}) in the training data", path.display(), labels.names().join(", "));
+    match kind {
+        TaskKind::Classification if labels.len() < 2 => {
+            bail!("{path}: only one label ({}) in the training data", labels.names().join(", "))
+        }
+        TaskKind::MultiLabel if labels.is_empty() => bail!("{path}: no example carries a label"),
+        _ => Ok(labels),
     }
-    Ok(labels)
+}
+
+/// Picks per-label thresholds for the saved (best) model on the evaluation set, writes them
+/// beside it, and prints the evaluation they give.
+fn tune_thresholds(output: &Path, eval: &LabelledSet, batch_size: usize, device: tch::Device) -> Result<()> {
+    let model = ModelDir::open(&output.display().to_string())?;
+    let classifier: Classifier = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
+    let probs = Vec::<Vec<f32>>::try_from(classifier.outputs(&classifier.logits(&eval.items, batch_size)?))?;
+    let Targets::Sets(gold) = &eval.targets else { bail!("--tune-thresholds: not multi-label targets") };
+    let gold: Vec<Vec<bool>> = gold.iter().map(|r| r.iter().map(|&v| v > 0.5).collect()).collect();
+    let thresholds = crate::metrics::tune_thresholds(&probs, &gold);
+    let names = model.config.label_names();
+    write_thresholds(output, &names, &thresholds)?;
+    let decision = Decision { thresholds: read_thresholds(output, &names)?, count_no_label: false };
+    let evaluation = classifier.evaluate_set(eval, batch_size, &decision)?;
+    println!(
+        "with tuned thresholds ({}):\n{}",
+        output.join(crate::train::classify::THRESHOLDS_FILE).display(),
+        evaluation.summary
+    );
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod finetune;
 mod inspect;
 mod predict;
 mod pretrain;
+mod tagging;
 
 use clap::{Parser, Subcommand};
 

@@ -1,3 +1,7 @@
+//! `bertkit predict`: what a fine-tuned model says about each text, by its task: the label and
+//! class probabilities, the label set (at the tuned thresholds where the model has them), the
+//! score, or (token classification) tags per word and entities with character offsets.
+
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -6,18 +10,22 @@ use serde_json::json;
 
 use super::checks::{positive, resolve_max_len};
 use super::data_flags::DataFlags;
-use crate::data::{Format, tokenize_examples};
+use super::tagging::{TagFlags, write_out};
+use crate::data::tagged::{is_conll, is_tagged_jsonl};
+use crate::data::{Example, Format, tokenize_examples};
 use crate::device::{Autocast, DeviceFlags, Precision};
-use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::train::classify::Classifier;
+use crate::task::TaskKind;
+use crate::train::classify::{Classifier, decide, read_thresholds};
+use crate::train::tag::{Aggregation, Tagger};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A fine-tuned classification model.
+    /// A fine-tuned model.
     #[arg(long)]
     model: String,
-    /// Texts to classify: a data file (see --format) or - for standard input (one text per line).
+    /// Texts: a data file (see --format) or - for standard input (one text per line); for a
+    /// tagger also CoNLL or JSONL {"tokens": [...]} sentences.
     #[arg(long, default_value = "-")]
     input: PathBuf,
     /// Where to write predictions (.jsonl or .csv), or - for standard output (JSONL).
@@ -25,6 +33,11 @@ pub struct Args {
     output: PathBuf,
     #[command(flatten)]
     flags: DataFlags,
+    #[command(flatten)]
+    tags: TagFlags,
+    /// Token classification: how a word's tokens make its tag (as transformers' pipeline).
+    #[arg(long, value_enum, default_value = "first")]
+    aggregation: Aggregation,
     #[arg(long, default_value_t = 32, value_parser = positive)]
     batch_size: usize,
     /// fp32, bf16 (autocast), or auto: bf16 where the device computes it natively.
@@ -46,51 +59,101 @@ pub fn run(args: Args) -> Result<()> {
     let names = model.config.id2label().map(<[String]>::to_vec);
     let names = names.with_context(|| format!("{}: config.json has no id2label", model.dir.display()))?;
     let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
-    let classifier: Classifier = pretrained::load(&model, &options)?;
+    let pre_split = args.input.as_os_str() != "-" && (is_conll(&args.input) || is_tagged_jsonl(&args.input));
+    let out = if TaskKind::of(&model.config) == TaskKind::TokenClassification {
+        let tagger: Tagger = pretrained::load(&model, &options)?;
+        let texts =
+            if pre_split { None } else { Some(read_texts(&args)?.into_iter().map(|e| e.text).collect::<Vec<_>>()) };
+        let on_bad = args.flags.on_bad_row;
+        let how = args.aggregation;
+        super::tagging::predict(
+            &tagger,
+            &args.input,
+            texts.as_deref(),
+            &args.tags,
+            max_len,
+            on_bad,
+            how,
+            args.batch_size,
+        )?
+    } else {
+        let classifier: Classifier = pretrained::load(&model, &options)?;
+        let examples = read_texts(&args)?;
+        let tokenized = tokenize_examples(&classifier.tokenizer, &examples, max_len)?;
+        if tokenized.truncated > 0 {
+            tracing::info!("{} of {} texts truncated to {} tokens", tokenized.truncated, examples.len(), max_len);
+        }
+        let outputs = classifier.outputs(&classifier.logits(&tokenized.items, args.batch_size)?);
+        let outputs = Vec::<Vec<f32>>::try_from(outputs)?;
+        let thresholds = read_thresholds(&model.dir, &names)?;
+        let csv = args.output.extension().is_some_and(|e| e == "csv");
+        let kind = classifier.model.kind;
+        render(kind, &examples, &outputs, &names, thresholds.as_deref(), csv)?
+    };
+    write_out(&args.output, &out)?;
+    if args.output.as_os_str() != "-" {
+        tracing::info!("wrote predictions to {}", args.output.display());
+    }
+    Ok(())
+}
+
+/// The texts to predict: standard input line by line, or a data file's text column.
+fn read_texts(args: &Args) -> Result<Vec<Example>> {
     let mut flags = args.flags.clone();
     if args.input.as_os_str() == "-" && flags.format.is_none() {
         flags.format = Some(Format::Lines);
     }
-    let examples = flags.read(&args.input, false)?.examples;
-    let tokenized = tokenize_examples(&classifier.tokenizer, &examples, max_len)?;
-    if tokenized.truncated > 0 {
-        tracing::info!("{} of {} texts truncated to {} tokens", tokenized.truncated, examples.len(), max_len);
-    }
-    let (probs, _) = classifier.predict(&tokenized.items, None, args.batch_size)?;
-    let probs = Vec::<Vec<f32>>::try_from(probs)?;
+    Ok(flags.read(&args.input, false)?.examples)
+}
 
-    let csv = args.output.extension().is_some_and(|e| e == "csv");
+/// One line per text: JSONL, or CSV with a header.
+fn render(
+    kind: TaskKind,
+    examples: &[Example],
+    outputs: &[Vec<f32>],
+    names: &[String],
+    thresholds: Option<&[f32]>,
+    csv: bool,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
+    let prob_columns = names.iter().map(|n| csv_field(&format!("prob_{n}")));
     if csv {
-        let header: Vec<String> = ["text".to_string(), "label".into(), "score".into()]
-            .into_iter()
-            .chain(names.iter().map(|n| csv_field(&format!("prob_{n}"))))
-            .collect();
+        let header: Vec<String> = match kind {
+            TaskKind::Regression => vec!["text".into(), "score".into()],
+            TaskKind::MultiLabel => ["text".to_string(), "labels".into()].into_iter().chain(prob_columns).collect(),
+            _ => ["text".to_string(), "label".into(), "score".into()].into_iter().chain(prob_columns).collect(),
+        };
         writeln!(out, "{}", header.join(","))?;
     }
-    for (ex, p) in examples.iter().zip(&probs) {
+    let sets = decide(outputs, thresholds);
+    for ((ex, p), set) in examples.iter().zip(outputs).zip(&sets) {
         let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
-        if csv {
-            let cells: Vec<String> = [csv_field(&ex.text), csv_field(&names[best]), format!("{:.6}", p[best])]
+        let chosen: Vec<&str> = names.iter().zip(set).filter(|(_, on)| **on).map(|(n, _)| n.as_str()).collect();
+        let probabilities: serde_json::Map<String, serde_json::Value> =
+            names.iter().zip(p).map(|(n, v)| (n.clone(), json!(v))).collect();
+        let probs = p.iter().map(|v| format!("{v:.6}"));
+        let line = match (kind, csv) {
+            (TaskKind::Regression, false) => json!({"text": ex.text, "score": p[0]}).to_string(),
+            (TaskKind::Regression, true) => format!("{},{:.6}", csv_field(&ex.text), p[0]),
+            (TaskKind::MultiLabel, false) => {
+                json!({"text": ex.text, "labels": chosen, "probabilities": probabilities}).to_string()
+            }
+            (TaskKind::MultiLabel, true) => [csv_field(&ex.text), csv_field(&chosen.join(";"))]
                 .into_iter()
-                .chain(p.iter().map(|v| format!("{v:.6}")))
-                .collect();
-            writeln!(out, "{}", cells.join(","))?;
-        } else {
-            let probabilities: serde_json::Map<String, serde_json::Value> =
-                names.iter().zip(p).map(|(n, v)| (n.clone(), json!(v))).collect();
-            writeln!(
-                out,
-                "{}",
+                .chain(probs)
+                .collect::<Vec<_>>()
+                .join(","),
+            (_, false) => {
                 json!({"text": ex.text, "label": names[best], "score": p[best], "probabilities": probabilities})
-            )?;
-        }
+                    .to_string()
+            }
+            (_, true) => [csv_field(&ex.text), csv_field(&names[best]), format!("{:.6}", p[best])]
+                .into_iter()
+                .chain(probs)
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        writeln!(out, "{line}")?;
     }
-    if args.output.as_os_str() == "-" {
-        std::io::stdout().write_all(&out)?;
-    } else {
-        atomic_write(&args.output, &out)?;
-        tracing::info!("wrote {} predictions to {}", examples.len(), args.output.display());
-    }
-    Ok(())
+    Ok(out)
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::labelled::{Columns, Format, OnBadRow, open_text, read_examples};
+use super::labelled::{Columns, Format, LabelSource, OnBadRow, open_text, read_examples};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -280,7 +280,7 @@ fn for_each_document(file: &Path, spec: &CorpusSpec, f: &mut dyn FnMut(String) -
     let format = file_format(file, spec.format)?;
     match format {
         CorpusFormat::Jsonl | CorpusFormat::Parquet => {
-            let columns = Columns { text: spec.text_field.clone(), pair: None, label: None };
+            let columns = Columns { text: spec.text_field.clone(), pair: None, label: LabelSource::None };
             let as_format = if format == CorpusFormat::Jsonl { Format::Jsonl } else { Format::Parquet };
             for ex in read_examples(file, Some(as_format), &columns, OnBadRow::Skip)?.examples {
                 f(ex.text)?;

@@ -34,9 +34,42 @@ impl fmt::Display for Location {
 pub struct Example {
     pub text: String,
     pub pair: Option<String>,
-    /// The label as written in the file (numbers as their decimal text); None without a label column.
-    pub label: Option<String>,
+    /// None without a label column (texts to predict).
+    pub label: Option<Label>,
     pub at: Location,
+}
+
+impl Example {
+    /// The label of a one-label example, as written (numbers as their decimal text).
+    pub fn single_label(&self) -> Option<&str> {
+        match &self.label {
+            Some(Label::One(l)) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+/// A label as the file writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Label {
+    /// One value: a class name, or a score as its text.
+    One(String),
+    /// A set of class names (multi-label data): a JSON or Parquet list, a separated field or
+    /// indicator columns. Empty is valid (an example with none of the labels).
+    Many(Vec<String>),
+}
+
+/// Where the labels are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelSource {
+    /// No labels (texts to predict).
+    None,
+    /// One column: a value, or a JSON/Parquet list of class names.
+    Column(String),
+    /// One column holding class names joined by a separator (`a;b`; empty = no label).
+    Separated { column: String, separator: String },
+    /// One 0/1 column per class, named by the class.
+    Indicators(Vec<String>),
 }
 
 /// Which columns (CSV header names, JSON keys, Parquet columns) hold what.
@@ -44,8 +77,7 @@ pub struct Example {
 pub struct Columns {
     pub text: String,
     pub pair: Option<String>,
-    /// None when reading texts to predict.
-    pub label: Option<String>,
+    pub label: LabelSource,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -145,11 +177,15 @@ pub fn read_examples(path: &Path, format: Option<Format>, columns: &Columns, on_
 
 type Sink<'a> = dyn FnMut(Result<Example, (Location, String)>) -> Result<()> + 'a;
 
+/// A label as a reader found it: a value, or why the row has none usable.
+type RawLabel = Result<Label, String>;
+
 /// Builds an example from raw field values, checking what every format must satisfy.
+/// `label` is None when no labels are read.
 fn make_example(
     text: Option<&str>,
     pair: Option<Option<&str>>,
-    label: Option<Option<&str>>,
+    label: Option<RawLabel>,
     at: Location,
 ) -> Result<Example, (Location, String)> {
     let text = text.unwrap_or("");
@@ -165,12 +201,42 @@ fn make_example(
     };
     let label = match label {
         None => None,
-        Some(l) => match l.map(str::trim) {
-            Some(l) if !l.is_empty() => Some(l.to_string()),
-            _ => return Err((at, "missing label".into())),
-        },
+        Some(Err(why)) => return Err((at, why)),
+        Some(Ok(Label::One(l))) if l.trim().is_empty() => return Err((at, "missing label".into())),
+        Some(Ok(Label::One(l))) => Some(Label::One(l.trim().to_string())),
+        Some(Ok(Label::Many(names))) => {
+            let mut set: Vec<String> = names.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+            set.dedup();
+            Some(Label::Many(set))
+        }
     };
     Ok(Example { text: text.to_string(), pair, label, at })
+}
+
+/// `a;b;c` as a label set (an empty field: no label).
+fn split_labels(field: &str, separator: &str) -> Label {
+    Label::Many(field.split(separator).map(str::to_string).collect())
+}
+
+/// An indicator column's value: 1/0, true/false (1.0/0.0 as pandas writes them).
+fn indicator(column: &str, value: Option<&str>) -> Result<bool, String> {
+    match value.map(str::trim) {
+        Some("1" | "1.0" | "true" | "True") => Ok(true),
+        Some("0" | "0.0" | "false" | "False") => Ok(false),
+        Some(v) => Err(format!("label column {column:?} holds {v:?}, not 0 or 1")),
+        None => Err(format!("no value in label column {column:?}")),
+    }
+}
+
+/// The label set of indicator columns from each column's value.
+fn indicators<'a>(names: &[String], mut value: impl FnMut(usize) -> Option<&'a str>) -> RawLabel {
+    let mut set = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if indicator(name, value(i))? {
+            set.push(name.clone());
+        }
+    }
+    Ok(Label::Many(set))
 }
 
 fn missing_column(path: &Path, what: &str, name: &str, available: &[String]) -> anyhow::Error {
@@ -182,6 +248,14 @@ fn missing_column(path: &Path, what: &str, name: &str, available: &[String]) -> 
         path.display(),
         shown.join(", ")
     )
+}
+
+/// The label columns of a delimited file, by position.
+enum LabelFields {
+    None,
+    One(usize),
+    Separated(usize, String),
+    Indicators(Vec<usize>, Vec<String>),
 }
 
 fn read_delimited(path: &Path, delimiter: u8, columns: &Columns, sink: &mut Sink) -> Result<()> {
@@ -197,7 +271,16 @@ fn read_delimited(path: &Path, delimiter: u8, columns: &Columns, sink: &mut Sink
     };
     let text_col = find("text", &columns.text)?;
     let pair_col = columns.pair.as_deref().map(|p| find("text-pair", p)).transpose()?;
-    let label_col = columns.label.as_deref().map(|l| find("label", l)).transpose()?;
+    let labels = match &columns.label {
+        LabelSource::None => LabelFields::None,
+        LabelSource::Column(c) => LabelFields::One(find("label", c)?),
+        LabelSource::Separated { column, separator } => {
+            LabelFields::Separated(find("label", column)?, separator.clone())
+        }
+        LabelSource::Indicators(names) => {
+            LabelFields::Indicators(names.iter().map(|n| find("label", n)).collect::<Result<_>>()?, names.clone())
+        }
+    };
     let mut record = csv::ByteRecord::new();
     loop {
         let at_line = reader.position().line();
@@ -212,29 +295,33 @@ fn read_delimited(path: &Path, delimiter: u8, columns: &Columns, sink: &mut Sink
             sink(Err((at, format!("{} fields, the header has {}{hint}", record.len(), header.len()))))?;
             continue;
         }
-        let field = |i: usize| std::str::from_utf8(&record[i]);
-        let mut utf8_error = None;
-        let mut get = |i: usize| match field(i) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                utf8_error.get_or_insert(format!(
-                    "column {:?} is not valid UTF-8 (byte {})",
-                    header[i],
-                    e.valid_up_to()
-                ));
-                None
-            }
-        };
-        let text = get(text_col);
-        let pair = pair_col.map(&mut get);
-        let label = label_col.map(&mut get);
-        let row = match utf8_error {
-            Some(why) => Err((at, why)),
-            None => make_example(text, pair, label, at),
-        };
-        sink(row)?;
+        sink(delimited_row(&record, &header, text_col, pair_col, &labels, at))?;
     }
     Ok(())
+}
+
+/// One CSV/TSV record as an example.
+fn delimited_row(
+    record: &csv::ByteRecord,
+    header: &[String],
+    text_col: usize,
+    pair_col: Option<usize>,
+    labels: &LabelFields,
+    at: Location,
+) -> Result<Example, (Location, String)> {
+    let field = |i: usize| {
+        std::str::from_utf8(&record[i])
+            .map_err(|e| format!("column {:?} is not valid UTF-8 (byte {})", header[i], e.valid_up_to()))
+    };
+    let text = field(text_col).map_err(|why| (at.clone(), why))?;
+    let pair = pair_col.map(field).transpose().map_err(|why| (at.clone(), why))?;
+    let label = match labels {
+        LabelFields::None => None,
+        LabelFields::One(c) => Some(field(*c).map(|l| Label::One(l.to_string()))),
+        LabelFields::Separated(c, separator) => Some(field(*c).map(|l| split_labels(l, separator))),
+        LabelFields::Indicators(cols, names) => Some(indicators(names, |i| field(cols[i]).ok())),
+    };
+    make_example(Some(text), pair.map(Some), label, at)
 }
 
 /// A JSON value as label text: strings as they are, numbers and booleans as written.
@@ -245,6 +332,36 @@ fn json_label(v: &serde_json::Value) -> Option<String> {
         serde_json::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// The label of a JSON object: a value, or a list of class names (multi-label).
+fn json_labels(obj: &serde_json::Map<String, serde_json::Value>, source: &LabelSource) -> Option<RawLabel> {
+    use serde_json::Value;
+    let value = |key: &str| match obj.get(key) {
+        None | Some(Value::Null) => Err("missing label".to_string()),
+        Some(v) => Ok(v),
+    };
+    let list = |items: &[Value]| -> RawLabel {
+        let names: Option<Vec<String>> = items.iter().map(json_label).collect();
+        names.map(Label::Many).ok_or_else(|| "a label list may hold only strings and numbers".to_string())
+    };
+    Some(match source {
+        LabelSource::None => return None,
+        LabelSource::Column(key) => value(key).and_then(|v| match v {
+            Value::Array(items) => list(items),
+            v => json_label(v).map(Label::One).ok_or_else(|| format!("label {key:?} is a JSON object")),
+        }),
+        LabelSource::Separated { column, separator } => value(column).and_then(|v| match v {
+            Value::Array(items) => list(items),
+            v => json_label(v)
+                .map(|l| split_labels(&l, separator))
+                .ok_or_else(|| format!("label {column:?} is a JSON object")),
+        }),
+        LabelSource::Indicators(names) => {
+            let texts: Vec<Option<String>> = names.iter().map(|n| obj.get(n).and_then(json_label)).collect();
+            indicators(names, |i| texts[i].as_deref())
+        }
+    })
 }
 
 fn read_jsonl(path: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
@@ -273,23 +390,29 @@ fn read_jsonl(path: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
         }
         let text = text_value.and_then(|v| v.as_str());
         let pair = columns.pair.as_ref().map(|p| obj.get(p).and_then(|v| v.as_str()));
-        let label_text = columns.label.as_ref().map(|l| obj.get(l).and_then(json_label));
-        let label = label_text.as_ref().map(|l| l.as_deref());
-        sink(make_example(text, pair, label, at))?;
+        sink(make_example(text, pair, json_labels(&obj, &columns.label), at))?;
     }
     Ok(())
 }
 
-/// Column values of a Parquet batch as optional strings (labels may be integers or booleans).
-/// `what` names the column's role in messages (`text`, `text-pair`, `label`).
-fn string_values(batch: &RecordBatch, what: &str, name: &str, path: &Path) -> Result<Vec<Option<String>>> {
-    let allow_numbers = what == "label";
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::*;
-    let col = batch.column_by_name(name).ok_or_else(|| {
+/// A Parquet column by name, or an error naming the columns there are.
+fn parquet_column<'a>(
+    batch: &'a RecordBatch,
+    what: &str,
+    name: &str,
+    path: &Path,
+) -> Result<&'a arrow_array::ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| {
         let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
         missing_column(path, what, name, &names)
-    })?;
+    })
+}
+
+/// Values of an Arrow array as optional strings; labels (`allow_numbers`) may also be
+/// integers or booleans, written as their text.
+fn array_strings(col: &dyn Array, allow_numbers: bool) -> Result<Vec<Option<String>>, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
     let get = |i: usize| !col.is_null(i);
     let n = col.len();
     macro_rules! collect {
@@ -310,13 +433,61 @@ fn string_values(batch: &RecordBatch, what: &str, name: &str, path: &Path) -> Re
         DataType::UInt16 if allow_numbers => collect!(col.as_primitive::<UInt16Type>()),
         DataType::UInt32 if allow_numbers => collect!(col.as_primitive::<UInt32Type>()),
         DataType::UInt64 if allow_numbers => collect!(col.as_primitive::<UInt64Type>()),
+        DataType::Float32 if allow_numbers => collect!(col.as_primitive::<Float32Type>()),
+        DataType::Float64 if allow_numbers => collect!(col.as_primitive::<Float64Type>()),
         DataType::Boolean if allow_numbers => collect!(col.as_boolean()),
-        other => bail!(
-            "{}: column {name:?} has type {other}, expected {}",
-            path.display(),
-            if allow_numbers { "strings, integers or booleans" } else { "strings" }
-        ),
+        other => {
+            let expected = if allow_numbers { "strings, numbers or booleans" } else { "strings" };
+            return Err(format!("has type {other}, expected {expected}"));
+        }
     })
+}
+
+/// A text column of a Parquet batch; `what` names its role in messages (`text`, `text-pair`).
+fn string_values(batch: &RecordBatch, what: &str, name: &str, path: &Path) -> Result<Vec<Option<String>>> {
+    let col = parquet_column(batch, what, name, path)?;
+    array_strings(col.as_ref(), false).map_err(|why| anyhow::anyhow!("{}: column {name:?} {why}", path.display()))
+}
+
+/// The labels of a Parquet batch, row by row: values, list columns (multi-label) or indicators.
+fn parquet_labels(batch: &RecordBatch, source: &LabelSource, path: &Path) -> Result<Option<Vec<RawLabel>>> {
+    use arrow_array::cast::AsArray;
+    let column = |name: &str| -> Result<Vec<Option<String>>> {
+        let col = parquet_column(batch, "label", name, path)?;
+        array_strings(col.as_ref(), true).map_err(|why| anyhow::anyhow!("{}: column {name:?} {why}", path.display()))
+    };
+    let missing = || "missing label".to_string();
+    Ok(Some(match source {
+        LabelSource::None => return Ok(None),
+        LabelSource::Column(name) | LabelSource::Separated { column: name, .. }
+            if matches!(
+                parquet_column(batch, "label", name, path)?.data_type(),
+                DataType::List(_) | DataType::LargeList(_)
+            ) =>
+        {
+            let col = parquet_column(batch, "label", name, path)?;
+            let row = |i: usize| -> RawLabel {
+                if col.is_null(i) {
+                    return Err(missing());
+                }
+                let items = match col.data_type() {
+                    DataType::List(_) => col.as_list::<i32>().value(i),
+                    _ => col.as_list::<i64>().value(i),
+                };
+                let names = array_strings(items.as_ref(), true).map_err(|why| format!("label list {why}"))?;
+                Ok(Label::Many(names.into_iter().flatten().collect()))
+            };
+            (0..batch.num_rows()).map(row).collect()
+        }
+        LabelSource::Column(name) => column(name)?.into_iter().map(|l| l.map(Label::One).ok_or_else(missing)).collect(),
+        LabelSource::Separated { column: name, separator } => {
+            column(name)?.into_iter().map(|l| l.map(|l| split_labels(&l, separator)).ok_or_else(missing)).collect()
+        }
+        LabelSource::Indicators(names) => {
+            let values: Vec<Vec<Option<String>>> = names.iter().map(|n| column(n)).collect::<Result<_>>()?;
+            (0..batch.num_rows()).map(|i| indicators(names, |c| values[c][i].as_deref())).collect()
+        }
+    }))
 }
 
 fn read_parquet(path: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
@@ -329,12 +500,12 @@ fn read_parquet(path: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
         let batch = batch.with_context(|| format!("{}: corrupt row group", path.display()))?;
         let texts = string_values(&batch, "text", &columns.text, path)?;
         let pairs = columns.pair.as_ref().map(|p| string_values(&batch, "text-pair", p, path)).transpose()?;
-        let labels = columns.label.as_ref().map(|l| string_values(&batch, "label", l, path)).transpose()?;
+        let mut labels = parquet_labels(&batch, &columns.label, path)?.map(Vec::into_iter);
         for i in 0..batch.num_rows() {
             row += 1;
             let at = Location { file: path.to_path_buf(), line: row };
             let pair = pairs.as_ref().map(|p| p[i].as_deref());
-            let label = labels.as_ref().map(|l| l[i].as_deref());
+            let label = labels.as_mut().and_then(Iterator::next);
             sink(make_example(texts[i].as_deref(), pair, label, at))?;
         }
     }
@@ -349,6 +520,14 @@ fn read_folder(dir: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
         .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "unsup"))
         .collect();
     classes.sort();
+    let with_labels = match &columns.label {
+        LabelSource::None => false,
+        LabelSource::Column(_) => true,
+        _ => bail!(
+            "{}: a folder of class folders has one label per text (no --label-separator or --label-columns)",
+            dir.display()
+        ),
+    };
     if classes.is_empty() {
         bail!("{}: no class folders (expected e.g. pos/ and neg/ with one .txt per example)", dir.display());
     }
@@ -366,7 +545,7 @@ fn read_folder(dir: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
             let at = Location { file: file.clone(), line: 0 };
             let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
             let row = match String::from_utf8(bytes) {
-                Ok(text) => make_example(Some(&text), None, columns.label.as_ref().map(|_| Some(label.as_str())), at),
+                Ok(text) => make_example(Some(&text), None, with_labels.then(|| Ok(Label::One(label.clone()))), at),
                 Err(_) => Err((at, "not valid UTF-8".into())),
             };
             sink(row)?;
@@ -402,10 +581,19 @@ impl LabelSet {
         LabelSet { names, index }
     }
 
-    /// The labels seen in training data: numeric order when all are integers ("0" < "2" < "10"),
-    /// else sorted as text, as transformers' example scripts do.
+    /// The labels seen in training data (every name of multi-label sets): numeric order when
+    /// all are integers ("0" < "2" < "10"), else sorted as text, as transformers' example
+    /// scripts do.
     pub fn from_examples(examples: &[Example]) -> Self {
-        let set: BTreeSet<&str> = examples.iter().filter_map(|e| e.label.as_deref()).collect();
+        let set: BTreeSet<&str> = examples
+            .iter()
+            .flat_map(|e| match &e.label {
+                Some(Label::One(l)) => std::slice::from_ref(l),
+                Some(Label::Many(names)) => names.as_slice(),
+                None => &[],
+            })
+            .map(String::as_str)
+            .collect();
         let mut names: Vec<String> = set.into_iter().map(String::from).collect();
         if names.iter().all(|n| n.parse::<i64>().is_ok()) {
             names.sort_by_key(|n| n.parse::<i64>().unwrap());
@@ -433,12 +621,41 @@ impl LabelSet {
     pub fn ids(&self, examples: &[Example], role: &str) -> Result<Vec<i64>> {
         examples
             .iter()
-            .map(|e| {
-                let label = e.label.as_deref().with_context(|| format!("{}: no label", e.at))?;
-                self.get(label).with_context(|| {
-                    format!("{}: label {label:?} is not among the {role} labels ({})", e.at, self.names.join(", "))
-                })
+            .map(|e| match &e.label {
+                Some(Label::One(label)) => self.known(label, e, role),
+                Some(Label::Many(names)) => bail!(
+                    "{}: {} labels where one is expected ({}); pass --task multi-label",
+                    e.at,
+                    names.len(),
+                    names.join(", ")
+                ),
+                None => bail!("{}: no label", e.at),
             })
             .collect()
+    }
+
+    /// Multi-label targets, `[examples][labels]` 0/1 rows; a single label is a set of one.
+    pub fn multi_hot(&self, examples: &[Example], role: &str) -> Result<Vec<Vec<f32>>> {
+        examples
+            .iter()
+            .map(|e| {
+                let names = match &e.label {
+                    Some(Label::One(l)) => std::slice::from_ref(l),
+                    Some(Label::Many(names)) => names.as_slice(),
+                    None => bail!("{}: no label", e.at),
+                };
+                let mut row = vec![0.0; self.len()];
+                for name in names {
+                    row[self.known(name, e, role)? as usize] = 1.0;
+                }
+                Ok(row)
+            })
+            .collect()
+    }
+
+    fn known(&self, label: &str, e: &Example, role: &str) -> Result<i64> {
+        self.get(label).with_context(|| {
+            format!("{}: label {label:?} is not among the {role} labels ({})", e.at, self.names.join(", "))
+        })
     }
 }

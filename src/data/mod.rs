@@ -4,6 +4,11 @@ pub mod batching;
 pub mod corpus;
 pub mod labelled;
 pub mod masking;
+pub mod tagged;
+pub mod targets;
 
 pub use batching::{Collator, Encoded, HostBatch, Tokenized, epoch_batches, eval_batches, tokenize, tokenize_examples};
-pub use labelled::{Columns, Dataset, Example, Format, LabelSet, Location, OnBadRow, read_examples};
+pub use labelled::{
+    Columns, Dataset, Example, Format, Label, LabelSet, LabelSource, Location, OnBadRow, read_examples,
+};
+pub use targets::{Targets, infer_task};

@@ -128,7 +128,10 @@ pub struct Dims {
     pub initializer_range: f64,
     pub layer_norm_eps: f64,
     pub hidden_act: Activation,
+    /// Dropout before a sequence-classification head's layers.
     pub classifier_dropout: f64,
+    /// Dropout before the token-classification layer (DistilBERT: its hidden dropout).
+    pub token_classifier_dropout: f64,
 }
 
 /// An encoder: token ids in, hidden states (and attention probabilities) out.

@@ -82,6 +82,12 @@ impl ModelConfig {
     pub fn problem_type(&self) -> Option<&str> {
         self.json.get("problem_type").and_then(Value::as_str)
     }
+
+    /// `architectures` (empty when absent).
+    pub fn architectures(&self) -> Vec<&str> {
+        let list = self.json.get("architectures").and_then(Value::as_array);
+        list.map_or_else(Vec::new, |a| a.iter().filter_map(Value::as_str).collect())
+    }
 }
 
 /// transformers writes `id2label` as `{"0": "neg", "1": "pos"}`; ids must be exactly 0..n.

@@ -1,12 +1,14 @@
 //! Sequence classification (`BertForSequenceClassification` and its kin), in the family's
 //! shape (`ClassifierKind`): BERT's linear layer on the pooled output, RoBERTa's and ELECTRA's
-//! dense + activation + out_proj on the first token, or DistilBERT's pre_classifier + ReLU;
-//! cross-entropy, or mean squared error for one label (regression), as transformers picks the loss.
+//! dense + activation + out_proj on the first token, or DistilBERT's pre_classifier + ReLU.
+//! The loss is the task's (`TaskKind`), as transformers picks it from `problem_type`:
+//! cross-entropy (one class), binary cross-entropy with logits (multi-label), mean squared
+//! error (regression); class weights (`--class-weights`, `--pos-weight`) are ours.
 
 use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
 
-use super::{IGNORE_INDEX, TaskModel};
+use super::{IGNORE_INDEX, TaskKind, TaskModel};
 use crate::encoder::layers::{Activation, Linear, dropout};
 use crate::encoder::{ClassifierKind, Dims, Encoder, EncoderOutput, Family, ForwardOptions, Inputs};
 use crate::pretrained::ModelConfig;
@@ -18,7 +20,7 @@ pub struct SequenceClassifier {
     /// The layer that gives the logits (`classifier`, `classifier.out_proj`).
     out: Linear,
     dropout: f64,
-    regression: bool,
+    pub kind: TaskKind,
 }
 
 /// The sentence vector the logits layer reads.
@@ -53,8 +55,7 @@ impl TaskModel for SequenceClassifier {
                 (Features::PreClassifier { dense }, Linear::new(head, h, config.num_labels(), r))
             }
         };
-        let regression = config.num_labels() == 1 || config.problem_type() == Some("regression");
-        SequenceClassifier { encoder, features, out, dropout: dims.classifier_dropout, regression }
+        SequenceClassifier { encoder, features, out, dropout: dims.classifier_dropout, kind: TaskKind::of(config) }
     }
     fn encoder(&self) -> &dyn Encoder {
         self.encoder.as_ref()
@@ -82,12 +83,25 @@ impl SequenceClassifier {
         (self.out.forward(&dropout(&features, self.dropout, opts.train)), out)
     }
 
-    /// Mean loss over the batch, as transformers computes it for this head.
-    pub fn loss(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
-        if self.regression {
-            logits.squeeze_dim(-1).mse_loss(&labels.to_kind(logits.kind()), Reduction::Mean)
-        } else {
-            logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, IGNORE_INDEX, 0.0)
+    /// Mean loss over the batch, as transformers computes it for this task. `labels`: class ids
+    /// (int64 `[batch]`), 0/1 rows (`[batch, labels]`) or scores (`[batch]`). `weights`: per
+    /// class (cross-entropy) or per label positive weights (multi-label).
+    pub fn loss(&self, logits: &Tensor, labels: &Tensor, weights: Option<&Tensor>) -> Tensor {
+        let logits = logits.to_kind(Kind::Float);
+        match self.kind {
+            TaskKind::Regression if logits.size()[1] == 1 => {
+                logits.squeeze_dim(-1).mse_loss(&labels.to_kind(Kind::Float), Reduction::Mean)
+            }
+            TaskKind::Regression => logits.mse_loss(&labels.to_kind(Kind::Float), Reduction::Mean),
+            TaskKind::MultiLabel => logits.binary_cross_entropy_with_logits::<&Tensor>(
+                &labels.to_kind(Kind::Float),
+                None,
+                weights,
+                Reduction::Mean,
+            ),
+            TaskKind::Classification | TaskKind::TokenClassification => {
+                logits.cross_entropy_loss(labels, weights, Reduction::Mean, IGNORE_INDEX, 0.0)
+            }
         }
     }
 }

@@ -1,20 +1,75 @@
 //! Task heads on top of any encoder, each shaped like the transformers class it saves as
-//! (`{Family}ForSequenceClassification`, `{Family}ForMaskedLM`), with its loss. The training
+//! (`{Family}ForSequenceClassification`, `{Family}ForTokenClassification`, `{Family}ForMaskedLM`),
+//! with its loss. The training
 //! commands use them, and so do evaluate, predict, fill-mask, embed, attention and bench.
 
 pub mod classification;
 pub mod masked_lm;
+pub mod token_classification;
 
 use tch::nn::Path;
 
 pub use classification::SequenceClassifier;
 pub use masked_lm::{MaskedLm, MaskedLmOutput, MaskedTargets};
+pub use token_classification::TokenClassifier;
 
 use crate::encoder::{Dims, Encoder, Family};
 use crate::pretrained::ModelConfig;
 
 /// Label value that marks positions without a target, as in transformers.
 pub const IGNORE_INDEX: i64 = -100;
+
+/// What a fine-tuned model predicts. Saved the way transformers records it (`problem_type`,
+/// the architecture), so `evaluate` and `predict` read it back from config.json and
+/// `from_pretrained` computes the same loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// One class per text (cross-entropy).
+    Classification,
+    /// Any set of classes per text, possibly none (sigmoid per class, binary cross-entropy).
+    MultiLabel,
+    /// One number per text (mean squared error).
+    Regression,
+    /// One tag per word (NER and other tagging).
+    TokenClassification,
+}
+
+impl TaskKind {
+    /// The task of a fine-tuned model's config: transformers' `problem_type` where set, else
+    /// what transformers infers (one label: regression).
+    pub fn of(config: &ModelConfig) -> TaskKind {
+        let token = config.architectures().iter().any(|a| a.ends_with("ForTokenClassification"));
+        match config.problem_type() {
+            _ if token => TaskKind::TokenClassification,
+            Some("multi_label_classification") => TaskKind::MultiLabel,
+            Some("regression") => TaskKind::Regression,
+            Some("single_label_classification") => TaskKind::Classification,
+            _ if config.num_labels() == 1 => TaskKind::Regression,
+            _ => TaskKind::Classification,
+        }
+    }
+
+    /// transformers' `problem_type` (None: token classification has no such field).
+    pub fn problem_type(self) -> Option<&'static str> {
+        match self {
+            TaskKind::Classification => Some("single_label_classification"),
+            TaskKind::MultiLabel => Some("multi_label_classification"),
+            TaskKind::Regression => Some("regression"),
+            TaskKind::TokenClassification => None,
+        }
+    }
+
+    /// The flag's spelling (`multi-label`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Classification => "classification",
+            TaskKind::MultiLabel => "multi-label",
+            TaskKind::Regression => "regression",
+            TaskKind::TokenClassification => "token-classification",
+        }
+    }
+}
 
 /// An encoder with a task head: what `pretrained::load` builds.
 pub trait TaskModel: Sized {

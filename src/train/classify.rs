@@ -1,25 +1,30 @@
-//! Fine-tuning for sequence classification: the `Task` the trainer runs, plus batched
-//! prediction and evaluation that `bertkit evaluate` / `predict` share.
+//! Fine-tuning a sequence-level head (one class, a set of classes, or a score per text): the
+//! `Objective` the trainer runs, plus batched prediction and evaluation that `bertkit evaluate`
+//! / `predict` share.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use super::metrics::classification_report;
 use super::trainer::{Evaluation, Objective, StepLoss};
-use crate::data::{Encoded, epoch_batches, eval_batches};
+use crate::data::{Encoded, Targets, epoch_batches, eval_batches};
 use crate::encoder::ForwardOptions;
+use crate::fsutil::atomic_write;
+use crate::metrics::{classification_report, multi_label_report, regression_report};
 use crate::pretrained::Pretrained;
-use crate::task::{IGNORE_INDEX, SequenceClassifier};
+use crate::task::{SequenceClassifier, TaskKind};
 
-/// Tokenised examples with their class ids.
+/// Where `--tune-thresholds` keeps the per-label decision thresholds, beside the model.
+pub const THRESHOLDS_FILE: &str = "thresholds.json";
+
+/// Tokenised examples with their targets.
 pub struct LabelledSet {
     pub items: Vec<Encoded>,
-    pub labels: Vec<i64>,
+    pub targets: Targets,
 }
 
 impl LabelledSet {
@@ -32,56 +37,109 @@ impl LabelledSet {
 pub type Classifier = Pretrained<SequenceClassifier>;
 
 impl Classifier {
-    /// Class probabilities `[n, classes]` (CPU, fp32) in the order of `items`, and the mean
-    /// cross-entropy when `labels` are given.
-    pub fn predict(
-        &self,
-        items: &[Encoded],
-        labels: Option<&[i64]>,
-        batch_size: usize,
-    ) -> Result<(Tensor, Option<f64>)> {
+    /// Logits `[n, num_labels]` (CPU, fp32) in the order of `items`.
+    pub fn logits(&self, items: &[Encoded], batch_size: usize) -> Result<Tensor> {
         let lengths: Vec<usize> = items.iter().map(Encoded::len).collect();
-        let mut probs = Tensor::zeros([items.len() as i64, self.config.num_labels()], (Kind::Float, Device::Cpu));
-        let mut loss_sum = 0.0;
+        let logits = Tensor::zeros([items.len() as i64, self.config.num_labels()], (Kind::Float, Device::Cpu));
         let collator = self.collator();
         let bar = super::progress::items_bar(items.len() as u64, "examples");
         for batch in eval_batches(&lengths, batch_size) {
             let refs: Vec<&Encoded> = batch.iter().map(|&i| &items[i]).collect();
             let inputs = collator.collate(&refs).to_device(self.device);
-            let logits = tch::no_grad(|| self.autocast.run(|| self.model.forward(&inputs, ForwardOptions::eval()).0));
-            let logits = logits.to_kind(Kind::Float);
-            if let Some(labels) = labels {
-                let y: Vec<i64> = batch.iter().map(|&i| labels[i]).collect();
-                let y = Tensor::from_slice(&y).to_device(self.device);
-                let sum =
-                    tch::no_grad(|| logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, IGNORE_INDEX, 0.0));
-                loss_sum += sum.double_value(&[]);
-            }
+            let out = tch::no_grad(|| self.autocast.run(|| self.model.forward(&inputs, ForwardOptions::eval()).0));
             let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            let p = logits.softmax(-1, Kind::Float).to_device(Device::Cpu);
-            let _ = probs.index_copy_(0, &index, &p);
+            let _ = logits.index_copy(0, &index, &out.to_kind(Kind::Float).to_device(Device::Cpu));
             bar.inc(batch.len() as u64);
         }
         bar.finish_and_clear();
-        Ok((probs, labels.map(|_| loss_sum / items.len().max(1) as f64)))
+        Ok(logits)
     }
 
-    /// Loss, accuracy, macro-F1, per-class scores and confusion matrix on a labelled set.
-    pub fn evaluate_set(&self, set: &LabelledSet, batch_size: usize) -> Result<Evaluation> {
-        let (probs, loss) = self.predict(&set.items, Some(&set.labels), batch_size)?;
-        let predicted = Vec::<i64>::try_from(probs.argmax(-1, false))?;
-        let report = classification_report(&predicted, &set.labels, &self.config.label_names());
-        let loss = loss.unwrap_or(f64::NAN);
-        let metrics = BTreeMap::from([
-            ("eval_loss".to_string(), loss),
-            ("accuracy".to_string(), report.accuracy),
-            ("macro_f1".to_string(), report.macro_f1),
-        ]);
-        let summary = format!("eval_loss {loss:.4}\n{}", report.table());
-        let mut report = serde_json::to_value(&report)?;
-        report["eval_loss"] = json!(loss);
-        Ok(Evaluation { metrics, report, summary })
+    /// What the task outputs per label: class probabilities (softmax), label probabilities
+    /// (sigmoid, multi-label) or the score itself (regression).
+    pub fn outputs(&self, logits: &Tensor) -> Tensor {
+        match self.model.kind {
+            TaskKind::MultiLabel => logits.sigmoid(),
+            TaskKind::Regression => logits.shallow_clone(),
+            _ => logits.softmax(-1, Kind::Float),
+        }
     }
+
+    /// Loss and the task's metrics on a labelled set.
+    pub fn evaluate_set(&self, set: &LabelledSet, batch_size: usize, decision: &Decision) -> Result<Evaluation> {
+        let logits = self.logits(&set.items, batch_size)?;
+        let loss = tch::no_grad(|| self.model.loss(&logits, &set.targets.all(), None)).double_value(&[]);
+        let outputs = self.outputs(&logits);
+        let names = self.config.label_names();
+        let (mut metrics, summary, mut report) = match &set.targets {
+            Targets::Classes(gold) => {
+                let r = classification_report(&Vec::<i64>::try_from(outputs.argmax(-1, false))?, gold, &names);
+                (vec![("accuracy", r.accuracy), ("macro_f1", r.macro_f1)], r.table(), serde_json::to_value(&r)?)
+            }
+            Targets::Sets(gold) => {
+                let predicted = decide(&Vec::<Vec<f32>>::try_from(&outputs)?, decision.thresholds.as_deref());
+                let gold: Vec<Vec<bool>> = gold.iter().map(|r| r.iter().map(|&v| v > 0.5).collect()).collect();
+                let r = multi_label_report(&predicted, &gold, &names, decision.count_no_label);
+                let m =
+                    vec![("micro_f1", r.micro_f1), ("macro_f1", r.macro_f1), ("subset_accuracy", r.subset_accuracy)];
+                (m, r.table(), serde_json::to_value(&r)?)
+            }
+            Targets::Scores(gold) => {
+                let predicted = Vec::<f64>::try_from(outputs.select(1, 0).to_kind(Kind::Double))?;
+                let gold: Vec<f64> = gold.iter().map(|&g| g as f64).collect();
+                let r = regression_report(&predicted, &gold);
+                let m = vec![
+                    ("mse", r.mse),
+                    ("rmse", r.rmse),
+                    ("mae", r.mae),
+                    ("pearson", r.pearson),
+                    ("spearman", r.spearman),
+                ];
+                (m, r.table(), serde_json::to_value(&r)?)
+            }
+        };
+        metrics.push(("eval_loss", loss));
+        report["eval_loss"] = json!(loss);
+        let metrics: BTreeMap<String, f64> = metrics.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        Ok(Evaluation { metrics, report, summary: format!("eval_loss {loss:.4}\n{summary}") })
+    }
+}
+
+/// How multi-label decisions are made and counted.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    /// Per label; 0.5 for every label without them.
+    pub thresholds: Option<Vec<f32>>,
+    /// Count "no label" as a class of its own (LexGLUE).
+    pub count_no_label: bool,
+}
+
+/// Label sets from per-label probabilities: those at or above the label's threshold.
+pub fn decide(probs: &[Vec<f32>], thresholds: Option<&[f32]>) -> Vec<Vec<bool>> {
+    let at = |c: usize| thresholds.map_or(0.5, |t| t[c]);
+    probs.iter().map(|row| row.iter().enumerate().map(|(c, &p)| p >= at(c)).collect()).collect()
+}
+
+/// Writes per-label thresholds beside a model, by label name.
+pub fn write_thresholds(dir: &Path, names: &[String], thresholds: &[f32]) -> Result<()> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        names.iter().zip(thresholds).map(|(n, t)| (n.clone(), json!(t))).collect();
+    atomic_write(&dir.join(THRESHOLDS_FILE), serde_json::to_string_pretty(&map)?.as_bytes())
+}
+
+/// A model's tuned thresholds in label order, if it has them; every label must have one.
+pub fn read_thresholds(dir: &Path, names: &[String]) -> Result<Option<Vec<f32>>> {
+    let path = dir.join(THRESHOLDS_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let map: BTreeMap<String, f32> =
+        serde_json::from_str(&text).with_context(|| format!("{}: expected {{label: threshold}}", path.display()))?;
+    let list = names
+        .iter()
+        .map(|n| map.get(n).copied().with_context(|| format!("{}: no threshold for label {n:?}", path.display())));
+    Ok(Some(list.collect::<Result<_>>()?))
 }
 
 /// Fine-tuning = a classifier, its training set and (optionally) held-out data.
@@ -91,6 +149,8 @@ pub struct FineTune {
     pub eval: Option<LabelledSet>,
     pub batch_size: usize,
     pub bucketing: bool,
+    /// Class weights (cross-entropy) or positive weights (multi-label), on the model's device.
+    pub loss_weights: Option<Tensor>,
 }
 
 impl Objective for FineTune {
@@ -106,11 +166,10 @@ impl Objective for FineTune {
         let c = &self.classifier;
         let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.items[i]).collect();
         let inputs = c.collator().collate(&refs).to_device(c.device);
-        let labels: Vec<i64> = batch.iter().map(|&i| self.train.labels[i]).collect();
-        let labels = Tensor::from_slice(&labels).to_device(c.device);
+        let targets = self.train.targets.tensor(batch).to_device(c.device);
         let (logits, _) = c.model.forward(&inputs, ForwardOptions::train());
         Ok(StepLoss {
-            loss: c.model.loss(&logits, &labels),
+            loss: c.model.loss(&logits, &targets, self.loss_weights.as_ref()),
             examples: batch.len(),
             tokens: refs.iter().map(|e| e.len()).sum(),
             padded_tokens: inputs.input_ids.numel(),
@@ -118,7 +177,8 @@ impl Objective for FineTune {
     }
 
     fn evaluate(&self) -> Result<Option<Evaluation>> {
-        self.eval.as_ref().map(|set| self.classifier.evaluate_set(set, self.batch_size * 2)).transpose()
+        let decision = Decision::default();
+        self.eval.as_ref().map(|set| self.classifier.evaluate_set(set, self.batch_size * 2, &decision)).transpose()
     }
 
     fn save_model(&self, dir: &Path) -> Result<()> {
@@ -126,6 +186,10 @@ impl Objective for FineTune {
     }
 
     fn default_metric(&self) -> &'static str {
-        "accuracy"
+        match self.classifier.model.kind {
+            TaskKind::MultiLabel => "micro_f1",
+            TaskKind::Regression => "pearson",
+            _ => "accuracy",
+        }
     }
 }

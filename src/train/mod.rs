@@ -4,12 +4,13 @@
 pub mod classify;
 pub mod config;
 pub mod log;
-pub mod metrics;
+pub mod loss_weights;
 pub mod optim;
 pub mod pretrain;
 pub mod progress;
 pub mod run_dir;
 pub mod schedule;
+pub mod tag;
 pub mod trainer;
 
 pub use config::{HyperParams, Placement, RunControl, TrainConfig};

@@ -116,6 +116,7 @@ impl BertConfig {
             layer_norm_eps: self.layer_norm_eps,
             hidden_act: Activation::parse(&self.hidden_act).expect("validated"),
             classifier_dropout: self.classifier_dropout.unwrap_or(self.hidden_dropout_prob),
+            token_classifier_dropout: self.classifier_dropout.unwrap_or(self.hidden_dropout_prob),
         }
     }
 }

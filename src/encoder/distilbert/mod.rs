@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tch::nn::Path;
 
 use super::bert::{Bert, BertConfig, Layout, Positions};
-use super::{ClassifierKind, Encoder, Family, HeadLayout};
+use super::{ClassifierKind, Dims, Encoder, Family, HeadLayout};
 use crate::pretrained::ModelConfig;
 
 /// DistilBERT in the registry (`encoder::FAMILIES`).
@@ -18,7 +18,10 @@ pub const FAMILY: Family = Family {
     model_type: "distilbert",
     class_stem: "DistilBert",
     dropout_keys: &["dropout", "attention_dropout"],
-    dims: |config| Ok(config_of(config)?.dims()),
+    dims: |config| {
+        let c = config_of(config)?;
+        Ok(Dims { token_classifier_dropout: c.hidden_dropout_prob, ..c.dims() })
+    },
     build,
     canonical_name: names::canonical,
     heads: HeadLayout {

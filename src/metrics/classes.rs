@@ -1,7 +1,9 @@
-//! Classification metrics, defined as scikit-learn defines them (undefined precision or recall
-//! counts as 0), so numbers compare with what Python users report.
+//! Single-label classification: accuracy, per-class precision/recall/F1, macro-F1 and the
+//! confusion matrix.
 
 use serde::Serialize;
+
+use super::{f1, ratio};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClassScores {
@@ -11,6 +13,15 @@ pub struct ClassScores {
     pub f1: f64,
     /// Number of true examples of this class.
     pub support: u64,
+}
+
+impl ClassScores {
+    /// From counts: true positives, predicted positives, actual positives (the support).
+    pub fn new(label: &str, true_positives: u64, predicted: u64, support: u64) -> Self {
+        let precision = ratio(true_positives, predicted);
+        let recall = ratio(true_positives, support);
+        ClassScores { label: label.to_string(), precision, recall, f1: f1(precision, recall), support }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -30,23 +41,18 @@ pub fn classification_report(predicted: &[i64], gold: &[i64], labels: &[String])
     for (&p, &g) in predicted.iter().zip(gold) {
         confusion[g as usize][p as usize] += 1;
     }
-    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let per_class: Vec<ClassScores> = (0..n)
         .map(|c| {
-            let tp = confusion[c][c];
             let predicted_c: u64 = (0..n).map(|g| confusion[g][c]).sum();
             let support: u64 = confusion[c].iter().sum();
-            let precision = ratio(tp, predicted_c);
-            let recall = ratio(tp, support);
-            let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-            ClassScores { label: labels[c].clone(), precision, recall, f1, support }
+            ClassScores::new(&labels[c], confusion[c][c], predicted_c, support)
         })
         .collect();
     let correct: u64 = (0..n).map(|c| confusion[c][c]).sum();
     ClassificationReport {
         examples: gold.len() as u64,
         accuracy: ratio(correct, gold.len() as u64),
-        macro_f1: if n == 0 { 0.0 } else { per_class.iter().map(|c| c.f1).sum::<f64>() / n as f64 },
+        macro_f1: super::mean(per_class.iter().map(|c| c.f1)),
         per_class,
         confusion,
     }

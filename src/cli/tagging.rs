@@ -1,0 +1,268 @@
+//! Token classification on the command line: `finetune`, `evaluate` and `predict` for a
+//! `{Family}ForTokenClassification` model, on CoNLL or JSONL `{"tokens", "tags"}` data (and, for
+//! `predict`, raw text, answered with entities and their character offsets).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use super::checks::{positive, resolve_max_len};
+use super::finetune::{Args as FinetuneArgs, split};
+use crate::data::tagged::{TagColumn, TaggedSentence, is_conll, read_tagged, windows};
+use crate::data::{LabelSet, OnBadRow};
+use crate::device::Autocast;
+use crate::fsutil::atomic_write;
+use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::task::TaskKind;
+use crate::train::run_dir::RunDir;
+use crate::train::tag::{Aggregation, TagFineTune, TaggedSet, Tagger};
+use crate::train::train;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct TagFlags {
+    /// CoNLL: the column holding the tag, counting the word as 1 (default: the last column).
+    #[arg(long, value_parser = tag_column)]
+    pub tag_column: Option<usize>,
+    /// Train on every sub-token of a word (later ones with the word's tag, `B-` as `I-`), not
+    /// only the first.
+    #[arg(long)]
+    pub label_all_tokens: bool,
+    /// Sentences longer than --max-len are cut into windows sharing this many tokens (at most
+    /// half a window); every word is predicted once.
+    #[arg(long, default_value_t = 128, value_parser = positive)]
+    pub stride: usize,
+}
+
+fn tag_column(s: &str) -> Result<usize, String> {
+    let n = positive(s)?;
+    if n < 2 {
+        return Err("must be at least 2 (column 1 is the word)".into());
+    }
+    Ok(n)
+}
+
+impl TagFlags {
+    pub fn column(&self) -> TagColumn {
+        self.tag_column.map_or(TagColumn::Last, TagColumn::Nth)
+    }
+
+    /// Stride in tokens, kept below half a window so windows always advance.
+    pub fn stride(&self, max_len: usize) -> usize {
+        self.stride.min(max_len.saturating_sub(2) / 2)
+    }
+}
+
+/// Whether `finetune` trains a tagger: --task says so, else the checkpoint's head, else the
+/// training file is CoNLL.
+pub fn is_tagging(args: &FinetuneArgs, model: &ModelDir, new_head: bool) -> Result<bool> {
+    let head = (!new_head && model.has_classifier()?).then(|| TaskKind::of(&model.config));
+    Ok(match (args.task, head) {
+        (Some(task), _) => task == TaskKind::TokenClassification,
+        (None, None) => is_conll(&args.train),
+        (None, Some(TaskKind::TokenClassification)) => true,
+        (None, Some(h)) if is_conll(&args.train) => bail!(
+            "{}: CoNLL data, but {} has a {} head; pass --new-head (and --task token-classification)",
+            args.train.display(),
+            model.dir.display(),
+            h.name()
+        ),
+        (None, Some(_)) => false,
+    })
+}
+
+/// Reads tagged sentences, reporting skipped ones.
+fn read(path: &Path, flags: &TagFlags, with_tags: bool, on_bad: OnBadRow) -> Result<Vec<TaggedSentence>> {
+    let (sentences, skipped) = read_tagged(path, flags.column(), with_tags, on_bad)?;
+    if !skipped.is_empty() {
+        tracing::warn!("{}: skipped {} bad sentences, e.g. {}", path.display(), skipped.len(), skipped[0]);
+    }
+    Ok(sentences)
+}
+
+/// The tag set: a checkpoint's head keeps its ids; otherwise the training tags, sorted.
+fn tag_set(model: &ModelDir, train: &[TaggedSentence], new_head: bool) -> Result<LabelSet> {
+    if let (Some(names), false) = (model.config.id2label(), new_head)
+        && model.has_classifier()?
+    {
+        return Ok(LabelSet::new(names.to_vec()));
+    }
+    let mut names: Vec<String> = train.iter().flat_map(|s| s.tags.iter().flatten().cloned()).collect();
+    names.sort();
+    names.dedup();
+    Ok(LabelSet::new(names))
+}
+
+/// Every tag of the sentences is one of `tags`, or an error naming the sentence.
+fn check_tags(sentences: &[TaggedSentence], tags: &LabelSet) -> Result<()> {
+    for s in sentences {
+        if let Some(bad) = s.tags.iter().flatten().find(|t| tags.get(t).is_none()) {
+            bail!("{}: tag {bad:?} is not among the model's tags ({})", s.at, tags.names().join(", "));
+        }
+    }
+    Ok(())
+}
+
+pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, new_head: bool) -> Result<i32> {
+    let cfg = &args.cfg;
+    if args.class_weights.is_some() || args.pos_weight.is_some() || args.tune_thresholds {
+        bail!(
+            "--class-weights, --pos-weight and --tune-thresholds apply to text-level tasks, not token classification"
+        );
+    }
+    let max_len = resolve_max_len(args.data.max_len, &model)?;
+    let on_bad = args.data.on_bad_row;
+    let train_sentences = read(&args.train, &args.tags, true, on_bad)?;
+    let (train_sentences, eval_sentences) = match (&args.eval, args.eval_split) {
+        (Some(path), _) => (train_sentences, Some(read(path, &args.tags, true, on_bad)?)),
+        (None, Some(f)) => split(train_sentences, f, cfg.hyper.seed).map(|(t, e)| (t, Some(e)))?,
+        (None, None) => (train_sentences, None),
+    };
+    let tags = tag_set(&model, &train_sentences, new_head)?;
+    if tags.len() < 2 {
+        bail!("{}: fewer than two tags ({})", args.train.display(), tags.names().join(", "));
+    }
+    check_tags(&train_sentences, &tags)?;
+    check_tags(eval_sentences.as_deref().unwrap_or_default(), &tags)?;
+    model.config.set_labels(tags.names());
+    model.config.remove("problem_type");
+
+    let run = RunDir::new(&cfg.control);
+    run.prepare()?;
+    let autocast = Autocast::new(cfg.placement.precision, device);
+    let gradient_checkpointing = cfg.placement.gradient_checkpointing;
+    let tagger: Tagger = pretrained::load(&model, &LoadOptions { device, autocast, gradient_checkpointing, new_head })?;
+    let stride = args.tags.stride(max_len);
+    let windowed = |sentences: &[TaggedSentence], role: &str| -> Result<TaggedSet> {
+        let set = TaggedSet::new(&tagger.tokenizer, sentences, &tags, max_len, stride, args.tags.label_all_tokens)?;
+        tracing::info!(
+            "{role}: {} sentences in {} windows of at most {max_len} tokens",
+            sentences.len(),
+            set.windows.len()
+        );
+        Ok(set)
+    };
+    let train_set = windowed(&train_sentences, "train")?;
+    let eval_set = eval_sentences.as_deref().map(|s| windowed(s, "eval")).transpose()?;
+    tracing::info!("task token-classification | tags: {} | device {device:?}", tags.names().join(", "));
+    let num_batches = train_set.windows.len().div_ceil(cfg.hyper.batch_size);
+    let (batch_size, bucketing) = (cfg.hyper.batch_size, !cfg.hyper.no_bucketing);
+    let task = TagFineTune { tagger, train: train_set, eval: eval_set, batch_size, bucketing };
+    let outcome = train(&task, cfg, autocast, num_batches)?;
+    Ok(super::conclude(&outcome, &cfg.control.output))
+}
+
+/// `evaluate` of a tagger: entity-level scores on tagged sentences.
+pub fn evaluate(
+    model: &ModelDir,
+    data: &Path,
+    flags: &TagFlags,
+    max_len: usize,
+    on_bad: OnBadRow,
+    options: &LoadOptions,
+    batch_size: usize,
+) -> Result<crate::train::Evaluation> {
+    let tags = LabelSet::new(model.config.label_names());
+    let sentences = read(data, flags, true, on_bad)?;
+    check_tags(&sentences, &tags)?;
+    let tagger: Tagger = pretrained::load(model, options)?;
+    let set = TaggedSet::new(&tagger.tokenizer, &sentences, &tags, max_len, flags.stride(max_len), false)?;
+    tracing::info!("{}: {} sentences in {} windows", data.display(), sentences.len(), set.windows.len());
+    tagger.evaluate_set(&set, batch_size)
+}
+
+/// `predict` of a tagger: tags per word for CoNLL/JSONL sentences, else entities in raw texts.
+pub fn predict(
+    tagger: &Tagger,
+    input: &Path,
+    texts: Option<&[String]>,
+    flags: &TagFlags,
+    max_len: usize,
+    on_bad: OnBadRow,
+    how: Aggregation,
+    batch_size: usize,
+) -> Result<Vec<u8>> {
+    let names = tagger.config.label_names();
+    let stride = flags.stride(max_len);
+    let mut out = Vec::new();
+    let Some(texts) = texts else {
+        let sentences = read(input, flags, false, on_bad)?;
+        let set = TaggedSet::new(&tagger.tokenizer, &sentences, &LabelSet::new(names.clone()), max_len, stride, false)?;
+        let (probs, ..) = tagger.window_probs(&set, batch_size)?;
+        for (s, words) in sentences.iter().zip(tagger.word_predictions(&set, &probs, how)?) {
+            let tags: Vec<&str> = words.iter().map(|w| w.map_or("O", |(t, _)| names[t].as_str())).collect();
+            let scores: Vec<f32> = words.iter().map(|w| w.map_or(0.0, |(_, p)| p)).collect();
+            writeln!(out, "{}", json!({"tokens": s.words, "tags": tags, "scores": scores}))?;
+        }
+        return Ok(out);
+    };
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let encodings = tagger.tokenizer.encode_plain(&refs)?;
+    let mut set = TaggedSet { windows: vec![], labels: vec![], sentence_words: vec![], gold: None };
+    for (i, e) in encodings.iter().enumerate() {
+        set.sentence_words.push(e.get_word_ids().iter().flatten().max().map_or(0, |&w| w as usize + 1));
+        for w in windows(&tagger.tokenizer, e.get_ids(), e.get_word_ids(), i, max_len, stride) {
+            set.labels.push(vec![]);
+            set.windows.push(w);
+        }
+    }
+    let (probs, ..) = tagger.window_probs(&set, batch_size)?;
+    for ((text, e), words) in texts.iter().zip(&encodings).zip(tagger.word_predictions(&set, &probs, how)?) {
+        writeln!(out, "{}", json!({"text": text, "entities": entities(text, e, &words, &names)}))?;
+    }
+    Ok(out)
+}
+
+/// Words grouped into entities: a `B-` tag or a change of type starts one, `I-` of the same
+/// type continues it, `O` ends it; each entity has its type, mean word score, text and
+/// character offsets (as transformers' pipeline reports them).
+fn entities(
+    text: &str,
+    e: &tokenizers::Encoding,
+    words: &[Option<(usize, f32)>],
+    names: &[String],
+) -> Vec<serde_json::Value> {
+    let span = |w: usize| -> Option<(usize, usize)> {
+        let tokens: Vec<usize> = (0..e.len()).filter(|&t| e.get_word_ids()[t] == Some(w as u32)).collect();
+        Some((e.get_offsets()[*tokens.first()?].0, e.get_offsets()[*tokens.last()?].1))
+    };
+    let mut groups: Vec<(String, Vec<f32>, usize, usize, usize)> = Vec::new(); // type, scores, start, end, last word
+    for (w, pred) in words.iter().enumerate() {
+        let (Some((tag, score)), Some((start, end))) = (pred, span(w)) else { continue };
+        let name = names[*tag].as_str();
+        if name == "O" {
+            continue;
+        }
+        let (bi, kind) = match name.split_once('-') {
+            Some((p @ ("B" | "I" | "E" | "S"), k)) => (p, k),
+            _ => ("I", name),
+        };
+        match groups.last_mut() {
+            Some(g) if g.0 == kind && bi != "B" && bi != "S" && g.4 + 1 == w => {
+                g.1.push(*score);
+                (g.3, g.4) = (end, w);
+            }
+            _ => groups.push((kind.to_string(), vec![*score], start, end, w)),
+        }
+    }
+    let chars: Vec<char> = text.chars().collect();
+    groups
+        .into_iter()
+        .map(|(kind, scores, start, end, _)| {
+            let word: String = chars[start..end].iter().collect();
+            let score = scores.iter().sum::<f32>() / scores.len() as f32;
+            json!({"entity_group": kind, "score": score, "word": word, "start": start, "end": end})
+        })
+        .collect()
+}
+
+/// Writes predictions to a file or standard output.
+pub fn write_out(output: &Path, out: &[u8]) -> Result<()> {
+    if output.as_os_str() == "-" {
+        std::io::stdout().write_all(out)?;
+    } else {
+        atomic_write(output, out)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! What each labelled example is scored against, by task: a class id, a 0/1 row over the
+//! label set (multi-label) or a number (regression). Every label is checked here, with the row
+//! it came from in the message.
+
+use anyhow::{Result, bail};
+use tch::Tensor;
+
+use super::labelled::{Example, Label, LabelSet};
+use crate::task::TaskKind;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    Classes(Vec<i64>),
+    /// `[examples][labels]`, 1.0 where the example carries the label.
+    Sets(Vec<Vec<f32>>),
+    Scores(Vec<f32>),
+}
+
+impl Targets {
+    /// The targets of `examples` for a task; `labels` is the model's label set (`role` names it
+    /// in messages: "training", "model's").
+    pub fn new(kind: TaskKind, examples: &[Example], labels: &LabelSet, role: &str) -> Result<Targets> {
+        Ok(match kind {
+            TaskKind::Classification => Targets::Classes(labels.ids(examples, role)?),
+            TaskKind::MultiLabel => Targets::Sets(labels.multi_hot(examples, role)?),
+            TaskKind::Regression => Targets::Scores(examples.iter().map(score).collect::<Result<_>>()?),
+            TaskKind::TokenClassification => bail!("token classification data has tags per word, not labels per text"),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Classes(v) => v.len(),
+            Targets::Sets(v) => v.len(),
+            Targets::Scores(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The targets of some examples as a tensor: int64 `[n]`, float `[n, labels]` or float `[n]`.
+    pub fn tensor(&self, rows: &[usize]) -> Tensor {
+        match self {
+            Targets::Classes(v) => Tensor::from_slice(&rows.iter().map(|&i| v[i]).collect::<Vec<_>>()),
+            Targets::Sets(v) => {
+                let flat: Vec<f32> = rows.iter().flat_map(|&i| v[i].iter().copied()).collect();
+                Tensor::from_slice(&flat).view([rows.len() as i64, -1])
+            }
+            Targets::Scores(v) => Tensor::from_slice(&rows.iter().map(|&i| v[i]).collect::<Vec<_>>()),
+        }
+    }
+
+    /// Every example's targets, in order.
+    pub fn all(&self) -> Tensor {
+        self.tensor(&(0..self.len()).collect::<Vec<_>>())
+    }
+}
+
+/// A regression label: a finite number.
+fn score(e: &Example) -> Result<f32> {
+    let text = match &e.label {
+        Some(Label::One(l)) => l,
+        Some(Label::Many(_)) => bail!("{}: a list of labels where a number is expected (--task regression)", e.at),
+        None => bail!("{}: no label", e.at),
+    };
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x as f32),
+        Ok(_) => bail!("{}: label {text:?} is not a finite number", e.at),
+        Err(_) => bail!("{}: label {text:?} is not a number (--task regression reads a number per row)", e.at),
+    }
+}
+
+/// The task data implies when no `--task` says it (`sets`: the flags read label sets), or an
+/// error asking for `--task` when it could be either: never a silent guess.
+pub fn infer_task(examples: &[Example], sets: bool) -> Result<TaskKind> {
+    if sets || examples.iter().any(|e| matches!(e.label, Some(Label::Many(_)))) {
+        return Ok(TaskKind::MultiLabel);
+    }
+    let labels: Vec<&str> = examples.iter().filter_map(Example::single_label).collect();
+    let fractional = labels.iter().find(|l| l.parse::<i64>().is_err() && l.parse::<f64>().is_ok());
+    let numeric = labels.iter().all(|l| l.parse::<f64>().is_ok());
+    match fractional {
+        Some(l) if numeric => {
+            let at = examples.iter().find(|e| e.single_label() == Some(l)).map(|e| e.at.to_string());
+            bail!(
+                "{}: the labels are numbers such as {l:?}: pass --task regression to predict them, or --task classification to treat each value as a class",
+                at.unwrap_or_default()
+            )
+        }
+        _ => Ok(TaskKind::Classification),
+    }
+}

@@ -1,0 +1,244 @@
+//! Fine-tuning for token classification: tagged sentences as windows with per-token labels,
+//! the `Objective` the trainer runs, and word-level prediction (one tag per word, from the
+//! window that owns it) that evaluation and `predict` share.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::trainer::{Evaluation, Objective, StepLoss};
+use crate::data::tagged::{TagWindow, TaggedSentence, windows};
+use crate::data::{Encoded, LabelSet, epoch_batches, eval_batches};
+use crate::encoder::ForwardOptions;
+use crate::metrics::entity_report;
+use crate::pretrained::Pretrained;
+use crate::task::{IGNORE_INDEX, TokenClassifier};
+use crate::tokenizer::Tokenizer;
+
+/// A model with a token-classification head, loaded.
+pub type Tagger = Pretrained<TokenClassifier>;
+
+/// Sentences cut into windows, with per-token labels where the sentences have tags.
+pub struct TaggedSet {
+    pub windows: Vec<TagWindow>,
+    /// Per window, per token: the tag id, or `IGNORE_INDEX` (special tokens, later sub-tokens).
+    pub labels: Vec<Vec<i64>>,
+    /// Number of words of each sentence.
+    pub sentence_words: Vec<usize>,
+    /// Each sentence's tags, when the data has them.
+    pub gold: Option<Vec<Vec<String>>>,
+}
+
+/// How the tokens of a word become its prediction (transformers' pipeline `aggregation_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Aggregation {
+    /// The word's first token.
+    First,
+    /// The mean of its tokens' probabilities.
+    Average,
+    /// The token with the most confident prediction.
+    Max,
+}
+
+impl TaggedSet {
+    /// Tokenises and windows sentences; tags outside `tags` are errors naming the sentence.
+    /// With `label_all_tokens`, later sub-tokens carry the word's tag too (`B-` as `I-`), as in
+    /// transformers' run_ner.py; otherwise only the first token of each word is trained on.
+    pub fn new(
+        tok: &Tokenizer,
+        sentences: &[TaggedSentence],
+        tags: &LabelSet,
+        max_len: usize,
+        stride: usize,
+        label_all_tokens: bool,
+    ) -> Result<Self> {
+        let words: Vec<Vec<String>> = sentences.iter().map(|s| s.words.clone()).collect();
+        let encodings = tok.encode_words(&words)?;
+        let inside = |id: i64| {
+            let name = &tags.names()[id as usize];
+            name.strip_prefix("B-").and_then(|t| tags.get(&format!("I-{t}"))).unwrap_or(id)
+        };
+        let mut set = TaggedSet { windows: vec![], labels: vec![], sentence_words: vec![], gold: None };
+        let mut gold = Vec::new();
+        for (i, (s, e)) in sentences.iter().zip(&encodings).enumerate() {
+            set.sentence_words.push(s.words.len());
+            let ids: Option<Vec<i64>> = match &s.tags {
+                None => None,
+                Some(t) => Some(
+                    t.iter()
+                        .map(|tag| match tags.get(tag) {
+                            Some(id) => Ok(id),
+                            None => bail!(
+                                "{}: tag {tag:?} is not among the model's tags ({})",
+                                s.at,
+                                tags.names().join(", ")
+                            ),
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+            };
+            gold.extend(s.tags.clone());
+            for w in windows(tok, e.get_ids(), e.get_word_ids(), i, max_len, stride) {
+                let labels = w.word_ids.iter().enumerate().map(|(p, word)| match (word, &ids) {
+                    (Some(word), Some(ids)) if p == 0 || w.word_ids[p - 1] != Some(*word) => ids[*word],
+                    (Some(word), Some(ids)) if label_all_tokens => inside(ids[*word]),
+                    _ => IGNORE_INDEX,
+                });
+                set.labels.push(labels.collect());
+                set.windows.push(w);
+            }
+        }
+        set.gold = (gold.len() == sentences.len()).then_some(gold);
+        Ok(set)
+    }
+
+    pub fn lengths(&self) -> Vec<usize> {
+        self.windows.iter().map(|w| w.encoded.len()).collect()
+    }
+
+    /// Labels of some windows, padded with `IGNORE_INDEX` to the longest: `[rows, len]`.
+    fn label_tensor(&self, rows: &[usize]) -> Tensor {
+        let len = rows.iter().map(|&r| self.labels[r].len()).max().unwrap_or(0);
+        let flat: Vec<i64> = rows
+            .iter()
+            .flat_map(|&r| self.labels[r].iter().copied().chain(std::iter::repeat(IGNORE_INDEX)).take(len))
+            .collect();
+        Tensor::from_slice(&flat).view([rows.len() as i64, len as i64])
+    }
+}
+
+impl Tagger {
+    /// Tag probabilities of every token of every window (`[len, tags]`, CPU), and the summed
+    /// cross-entropy and count of the labelled tokens.
+    pub fn window_probs(&self, set: &TaggedSet, batch_size: usize) -> Result<(Vec<Tensor>, f64, i64)> {
+        let mut probs: Vec<Option<Tensor>> = (0..set.windows.len()).map(|_| None).collect();
+        let (mut loss_sum, mut count) = (0.0, 0);
+        let bar = super::progress::items_bar(set.windows.len() as u64, "windows");
+        for batch in eval_batches(&set.lengths(), batch_size) {
+            let refs: Vec<&Encoded> = batch.iter().map(|&i| &set.windows[i].encoded).collect();
+            let inputs = self.collator().collate(&refs).to_device(self.device);
+            let logits = tch::no_grad(|| self.autocast.run(|| self.model.forward(&inputs, ForwardOptions::eval())));
+            let logits = logits.to_kind(Kind::Float).to_device(Device::Cpu);
+            if !set.labels[batch[0]].is_empty() {
+                let labels = set.label_tensor(&batch);
+                let n = labels.ne(IGNORE_INDEX).sum(Kind::Int64).int64_value(&[]);
+                loss_sum += tch::no_grad(|| self.model.loss(&logits, &labels, None)).double_value(&[]) * n as f64;
+                count += n;
+            }
+            let p = logits.softmax(-1, Kind::Float);
+            for (row, &i) in batch.iter().enumerate() {
+                probs[i] = Some(p.get(row as i64).narrow(0, 0, set.windows[i].encoded.len() as i64));
+            }
+            bar.inc(batch.len() as u64);
+        }
+        bar.finish_and_clear();
+        Ok((probs.into_iter().map(|p| p.expect("every window predicted")).collect(), loss_sum, count))
+    }
+
+    /// One (tag id, probability) per word of each sentence; None for a word without tokens.
+    pub fn word_predictions(
+        &self,
+        set: &TaggedSet,
+        probs: &[Tensor],
+        how: Aggregation,
+    ) -> Result<Vec<Vec<Option<(usize, f32)>>>> {
+        let mut out: Vec<Vec<Option<(usize, f32)>>> = set.sentence_words.iter().map(|&n| vec![None; n]).collect();
+        for (w, p) in set.windows.iter().zip(probs) {
+            let p = Vec::<Vec<f32>>::try_from(p)?;
+            for &(word, first) in &w.predicts {
+                let tokens: Vec<&Vec<f32>> =
+                    (first..w.word_ids.len()).take_while(|&t| w.word_ids[t] == Some(word)).map(|t| &p[t]).collect();
+                let scores: Vec<f32> = match how {
+                    Aggregation::First => tokens[0].clone(),
+                    Aggregation::Average => (0..tokens[0].len())
+                        .map(|c| tokens.iter().map(|t| t[c]).sum::<f32>() / tokens.len() as f32)
+                        .collect(),
+                    Aggregation::Max => {
+                        let top = |t: &&Vec<f32>| t.iter().copied().fold(f32::MIN, f32::max);
+                        (*tokens.iter().max_by(|a, b| top(a).total_cmp(&top(b))).unwrap()).clone()
+                    }
+                };
+                let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+                out[w.sentence][word] = Some((best, scores[best]));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entity-level precision/recall/F1 (seqeval), token accuracy and loss on tagged sentences.
+    pub fn evaluate_set(&self, set: &TaggedSet, batch_size: usize) -> Result<Evaluation> {
+        let Some(gold) = &set.gold else { bail!("evaluation data has no tags") };
+        let (probs, loss_sum, count) = self.window_probs(set, batch_size)?;
+        let names = self.config.label_names();
+        let fallback = names.iter().position(|n| n == "O").unwrap_or(0);
+        let predicted: Vec<Vec<String>> = self
+            .word_predictions(set, &probs, Aggregation::First)?
+            .into_iter()
+            .map(|s| s.into_iter().map(|w| names[w.map_or(fallback, |(t, _)| t)].clone()).collect())
+            .collect();
+        let r = entity_report(&predicted, gold);
+        let loss = loss_sum / count.max(1) as f64;
+        let metrics = BTreeMap::from(
+            [
+                ("eval_loss", loss),
+                ("precision", r.precision),
+                ("recall", r.recall),
+                ("f1", r.f1),
+                ("accuracy", r.accuracy),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        let mut report = serde_json::to_value(&r)?;
+        report["eval_loss"] = json!(loss);
+        Ok(Evaluation { metrics, report, summary: format!("eval_loss {loss:.4}\n{}", r.table()) })
+    }
+}
+
+/// Token-classification fine-tuning: a tagger, its training windows and held-out sentences.
+pub struct TagFineTune {
+    pub tagger: Tagger,
+    pub train: TaggedSet,
+    pub eval: Option<TaggedSet>,
+    pub batch_size: usize,
+    pub bucketing: bool,
+}
+
+impl Objective for TagFineTune {
+    fn var_store(&self) -> &VarStore {
+        &self.tagger.vs
+    }
+
+    fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
+        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.bucketing)
+    }
+
+    fn train_loss(&self, batch: &[usize], _seed: u64) -> Result<StepLoss> {
+        let t = &self.tagger;
+        let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.windows[i].encoded).collect();
+        let inputs = t.collator().collate(&refs).to_device(t.device);
+        let labels = self.train.label_tensor(batch).to_device(t.device);
+        let logits = t.model.forward(&inputs, ForwardOptions::train());
+        Ok(StepLoss {
+            loss: t.model.loss(&logits, &labels, None),
+            examples: batch.len(),
+            tokens: refs.iter().map(|e| e.len()).sum(),
+            padded_tokens: inputs.input_ids.numel(),
+        })
+    }
+
+    fn evaluate(&self) -> Result<Option<Evaluation>> {
+        self.eval.as_ref().map(|set| self.tagger.evaluate_set(set, self.batch_size * 2)).transpose()
+    }
+
+    fn save_model(&self, dir: &Path) -> Result<()> {
+        self.tagger.save(dir)
+    }
+
+    fn default_metric(&self) -> &'static str {
+        "f1"
+    }
+}
