@@ -11,6 +11,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py tiny-distilbert            # tests/fixtures/{tiny-distilbert,reference}
     python scripts/make_reference.py tiny-electra               # tests/fixtures/{tiny-electra,reference}
     python scripts/make_reference.py tokens                     # only every fixture's *_tokens.json
+    python scripts/make_reference.py tasks                      # every fixture's *_tasks.safetensors
     python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
 
 The tiny models are created here from a fixed seed with small vocabularies of their family's kind
@@ -33,6 +34,7 @@ from tokenizers import pre_tokenizers
 from tokenizers.processors import RobertaProcessing, TemplateProcessing
 from safetensors.torch import save_file
 from transformers import (AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer,
+                          AutoModelForTokenClassification,
                           BertConfig, BertForMaskedLM, BertForSequenceClassification,
                           BertTokenizerFast, RobertaConfig, RobertaForMaskedLM,
                           RobertaForSequenceClassification, RobertaTokenizerFast,
@@ -351,6 +353,67 @@ def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool)
     print(f"wrote {out / (name + '.safetensors')} ({len(ref)} tensors)")
 
 
+TAG_NAMES = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]
+TAGGED = [
+    (["John", "Smith", "lives", "in", "New", "York", "."], ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O"]),
+    (["The", "lessee", "shall", "maintain", "the", "premises", "."], ["O", "O", "O", "O", "O", "O", "O"]),
+    (["Café", "naïve", "東京", "über", "résumé"], ["O", "O", "B-LOC", "O", "O"]),
+]
+
+
+def make_task_reference(model_dir: Path, out: Path, name: str):
+    """The heads beyond single-label classification, from the committed fixture (not remade):
+    token classification on words (tokenised with is_split_into_words, first sub-token labelled),
+    the multi-label BCE loss and a one-output regression head's MSE loss."""
+    torch.manual_seed(0)
+    # bertkit's forward pass without attention probabilities is the fused one: compare with SDPA.
+    kw = dict(attn_implementation="sdpa")
+    family = json.loads((model_dir / "config.json").read_text())["model_type"]
+    # transformers requires add_prefix_space=True to tokenise words of a byte-level BPE one by one.
+    extra = {"add_prefix_space": True} if family == "roberta" else {}
+    tok = AutoTokenizer.from_pretrained(model_dir, **extra)
+    ref = {}
+    tagger = AutoModelForTokenClassification.from_pretrained(
+        model_dir, num_labels=len(TAG_NAMES), id2label=dict(enumerate(TAG_NAMES)),
+        label2id={n: i for i, n in enumerate(TAG_NAMES)}, ignore_mismatched_sizes=True, **kw).eval()
+    ref.update({f"tok_init.{k}": v.clone() for k, v in tagger.state_dict().items() if k.startswith("classifier.")})
+    enc = tok([w for w, _ in TAGGED], is_split_into_words=True, padding=True, return_tensors="pt",
+              return_token_type_ids=True)
+    labels, word_ids = [], []
+    for i, (_, tags) in enumerate(TAGGED):
+        words, previous, row = enc.word_ids(i), None, []
+        for w in words:
+            row.append(-100 if w is None or w == previous else TAG_NAMES.index(tags[w]))
+            previous = w
+        labels.append(row)
+        word_ids.append([-1 if w is None else w for w in words])
+    labels = torch.tensor(labels)
+    with torch.no_grad():
+        o = tagger(**accepted(tagger, dict(enc)), labels=labels)
+    ref.update({"tok.input_ids": enc["input_ids"], "tok.attention_mask": enc["attention_mask"],
+                "tok.word_ids": torch.tensor(word_ids), "tok.labels": labels, "tok.logits": o.logits,
+                "tok.loss": o.loss.reshape(1)})
+
+    enc = encode(AutoTokenizer.from_pretrained(model_dir), SHORT_TEXTS)
+    inputs = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], token_type_ids=enc["token_type_ids"])
+    cls = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=NUM_LABELS, problem_type="multi_label_classification", **kw).eval()
+    multi_hot = torch.tensor([[0, 0, 1], [1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]], dtype=torch.float)
+    with torch.no_grad():
+        o = cls(**accepted(cls, inputs), labels=multi_hot)
+    ref.update({"multi.multi_hot": multi_hot, "multi.logits": o.logits, "multi.loss": o.loss.reshape(1)})
+    reg = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=1, problem_type="regression", ignore_mismatched_sizes=True, **kw).eval()
+    ref.update({f"reg_init.{k}": v.clone() for k, v in reg.state_dict().items() if k.startswith("classifier.")})
+    scores = torch.tensor([4.5, 0.25, 2.0, 3.0, 1.5])
+    with torch.no_grad():
+        o = reg(**accepted(reg, inputs), labels=scores)
+    ref.update({"reg.scores": scores, "reg.logits": o.logits, "reg.loss": o.loss.reshape(1)})
+    ref = {k: v.detach().contiguous() for k, v in ref.items()}
+    save_file(ref, out / f"{name}_tasks.safetensors")
+    print(f"wrote {out / (name + '_tasks.safetensors')} ({len(ref)} tensors)")
+
+
 def roundtrip(model_dir: str, expected: str):
     """Load a bertkit-saved directory with from_pretrained; print max |logits - expected|."""
     from safetensors.torch import load_file
@@ -390,6 +453,9 @@ if __name__ == "__main__":
     elif cmd == "tokens":
         for name, (model, _) in FIXTURES.items():
             write_tokens(fixtures / model, fixtures / "reference", name)
+    elif cmd == "tasks":
+        for name, (model, _) in FIXTURES.items():
+            make_task_reference(fixtures / model, fixtures / "reference", name)
     elif cmd == "minilm":
         make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
     elif cmd == "roundtrip":

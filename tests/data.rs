@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use bertkit::data::{Columns, Format, LabelSet, OnBadRow, read_examples};
+use bertkit::data::{Columns, Format, LabelSet, LabelSource, OnBadRow, read_examples};
 
 fn cols() -> Columns {
-    Columns { text: "text".into(), pair: None, label: Some("label".into()) }
+    Columns { text: "text".into(), pair: None, label: LabelSource::Column("label".into()) }
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -38,7 +38,7 @@ fn csv_with_quotes_commas_newlines_and_bom() {
     let d = read_examples(&p, None, &cols(), OnBadRow::Error).unwrap();
     assert_eq!(d.examples.len(), 2);
     assert_eq!(d.examples[0].text, "He said \"wow\", then left.<br /><br />Later, he returned\nto the hall.");
-    assert_eq!(d.examples[0].label.as_deref(), Some("positive"));
+    assert_eq!(d.examples[0].single_label(), Some("positive"));
     assert_eq!(d.examples[1].at.line, 4, "line numbers count the embedded newline");
 }
 
@@ -48,7 +48,7 @@ fn tsv_jsonl_parquet_folder_and_gzip() {
     let tsv = write(tmp.path(), "a.tsv", b"label\ttext\n1\tfirst one\n0\tsecond, with comma\n");
     let d = read_examples(&tsv, None, &cols(), OnBadRow::Error).unwrap();
     assert_eq!(d.examples[1].text, "second, with comma");
-    assert_eq!(d.examples[0].label.as_deref(), Some("1"));
+    assert_eq!(d.examples[0].single_label(), Some("1"));
 
     let jsonl = write(
         tmp.path(),
@@ -57,7 +57,7 @@ fn tsv_jsonl_parquet_folder_and_gzip() {
     );
     let d = read_examples(&jsonl, None, &cols(), OnBadRow::Error).unwrap();
     assert_eq!(d.examples[0].text, "café");
-    assert_eq!(d.examples[0].label.as_deref(), Some("2"), "integer labels read as their text");
+    assert_eq!(d.examples[0].single_label(), Some("2"), "integer labels read as their text");
 
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, b"text,label\nzipped,1\n").unwrap();
@@ -75,7 +75,7 @@ fn tsv_jsonl_parquet_folder_and_gzip() {
     w.write(&batch).unwrap();
     w.close().unwrap();
     let d = read_examples(&parquet, None, &cols(), OnBadRow::Error).unwrap();
-    assert_eq!((d.examples[1].text.as_str(), d.examples[1].label.as_deref()), ("p two", Some("0")));
+    assert_eq!((d.examples[1].text.as_str(), d.examples[1].single_label()), ("p two", Some("0")));
 
     // Parquet with the text column of the wrong type.
     let bad = tmp.path().join("bad.parquet");

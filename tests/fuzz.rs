@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
-use bertkit::data::labelled::{Columns, OnBadRow, read_examples};
+use bertkit::data::labelled::{Columns, LabelSource, OnBadRow, read_examples};
 use bertkit::tokenizer::Tokenizer;
 use proptest::prelude::*;
 
@@ -20,7 +20,7 @@ fn config(cases: u32) -> ProptestConfig {
 }
 
 fn columns() -> Columns {
-    Columns { text: "text".into(), pair: None, label: Some("label".into()) }
+    Columns { text: "text".into(), pair: None, label: LabelSource::Column("label".into()) }
 }
 
 /// Bytes that stress readers: structure characters, BOMs, invalid UTF-8, lone surrogates in JSON.
@@ -120,7 +120,7 @@ proptest! {
         let mut line = 2;
         for (ex, (text, label)) in d.examples.iter().zip(&rows) {
             prop_assert_eq!(&ex.text, text);
-            prop_assert_eq!(ex.label.as_deref(), Some(label.as_str()));
+            prop_assert_eq!(ex.single_label(), Some(label.as_str()));
             prop_assert_eq!(ex.at.line, line);
             line += 1 + text.matches('\n').count() as u64;
         }

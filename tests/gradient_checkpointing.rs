@@ -81,7 +81,7 @@ fn classifier_grads_of(
     loss_and_grads(vs, || {
         autocast.run(|| {
             let (logits, _) = model.forward(&inputs, ForwardOptions::train());
-            model.loss(&logits, &labels)
+            model.loss(&logits, &labels, None)
         })
     })
 }

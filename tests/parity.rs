@@ -13,11 +13,16 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bertkit::data::Collator;
+use bertkit::data::tagged::TaggedSentence;
+use bertkit::data::{LabelSet, Location};
+use bertkit::device::Autocast;
 use bertkit::encoder::{ForwardOptions, Inputs};
 use bertkit::pretrained::Pretrained;
-use bertkit::task::{MaskedLm, MaskedTargets, SequenceClassifier};
+use bertkit::pretrained::{self, LoadOptions, ModelDir};
+use bertkit::task::{MaskedLm, MaskedTargets, SequenceClassifier, TaskModel, TokenClassifier};
 use bertkit::tokenizer::Tokenizer;
 use bertkit::train::optim::{AdamW, AdamWConfig};
+use bertkit::train::tag::TaggedSet;
 use common::{Reference, assert_close, assert_rel};
 use serde_json::Value;
 use tch::Tensor;
@@ -161,7 +166,7 @@ fn check_forward(case: Option<Case>) {
                 None => assert!(out.pooled.is_none(), "{name}: a pooler the reference does not have"),
             }
             assert_close(&at("cls_logits"), &logits, r.get(&format!("{batch}.cls_logits")), ATOL);
-            let loss = cls.model.loss(&logits, r.get(&format!("{batch}.labels")));
+            let loss = cls.model.loss(&logits, r.get(&format!("{batch}.labels")), None);
             assert_close(&at("cls_loss"), &loss.reshape([1]), r.get(&format!("{batch}.cls_loss")), ATOL);
 
             // The fused (SDPA) attention path, used whenever probabilities are not asked for.
@@ -214,7 +219,7 @@ fn check_gradients(case: Option<Case>) {
 
     let cls = case.classifier();
     let (logits, _) = cls.model.forward(&inputs(r, "short", "input_ids"), ForwardOptions::eval());
-    cls.model.loss(&logits, r.get("short.labels")).backward();
+    cls.model.loss(&logits, r.get("short.labels"), None).backward();
     check_grads(&cls.vs, r, "grad.cls", name);
 }
 
@@ -225,7 +230,7 @@ fn check_adamw_step(case: Option<Case>) {
     let Some(case) = case else { return };
     let (name, r, cls) = (case.name, &case.r, case.classifier());
     let (logits, _) = cls.model.forward(&inputs(r, "short", "input_ids"), ForwardOptions::eval());
-    cls.model.loss(&logits, r.get("short.labels")).backward(); // gives every parameter a .grad
+    cls.model.loss(&logits, r.get("short.labels"), None).backward(); // gives every parameter a .grad
     for (pname, var) in cls.vs.variables() {
         tch::no_grad(|| var.grad().copy_(r.get(&format!("grad.cls.{pname}"))));
     }
@@ -261,6 +266,100 @@ fn check_grads(vs: &VarStore, r: &Reference, prefix: &str, name: &str) {
     eprintln!("{name} {prefix}: worst relative gradient error {worst:.2e}");
 }
 
+/// The task-head reference of a tiny model (`make_reference.py tasks`); None for MiniLM.
+fn task_reference(case: &Case) -> Option<Reference> {
+    let path = common::repo().join(format!("tests/fixtures/reference/{}_tasks.safetensors", case.name));
+    path.exists().then(|| Reference::load(&path))
+}
+
+/// `model` with `labels` (and `problem_type`) and a fresh head set to the reference's `init`.
+fn load_task<M: TaskModel>(
+    model: &Path,
+    labels: &[&str],
+    problem_type: Option<&str>,
+    r: &Reference,
+    init: &str,
+) -> Pretrained<M> {
+    let mut dir = ModelDir::open(model.to_str().unwrap()).unwrap();
+    dir.config.set_labels(&labels.iter().map(|l| l.to_string()).collect::<Vec<_>>());
+    if let Some(p) = problem_type {
+        dir.config.set("problem_type", p.into());
+    }
+    let options = LoadOptions { new_head: true, ..LoadOptions::inference(common::test_device(), Autocast::off()) };
+    let m = pretrained::load::<M>(&dir, &options).unwrap();
+    let vars = m.vs.variables();
+    for (name, want) in r.with_prefix(init) {
+        tch::no_grad(|| vars.get(&name).unwrap_or_else(|| panic!("no {name}")).shallow_clone().copy_(want));
+    }
+    m
+}
+
+/// Words tokenised as transformers' `is_split_into_words` does, first sub-tokens labelled, and
+/// the token-classification logits and loss.
+fn check_token_classification(case: Option<Case>) {
+    let Some(case) = case else { return };
+    let Some(r) = task_reference(&case) else { return };
+    let tags = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"];
+    let tagger: Pretrained<TokenClassifier> = load_task(&case.model, &tags, None, &r, "tok_init");
+    let sentences: Vec<TaggedSentence> = TAGGED
+        .iter()
+        .map(|(words, t)| TaggedSentence {
+            words: words.split(' ').map(String::from).collect(),
+            tags: Some(t.split(' ').map(String::from).collect()),
+            at: Location { file: "reference".into(), line: 1 },
+        })
+        .collect();
+    let label_set = LabelSet::new(tags.iter().map(|t| t.to_string()).collect());
+    let set = TaggedSet::new(&tagger.tokenizer, &sentences, &label_set, 512, 128, false).unwrap();
+    let (ids, mask) = (r.get("tok.input_ids"), r.get("tok.attention_mask"));
+    for (i, w) in set.windows.iter().enumerate() {
+        let n = mask.get(i as i64).sum(tch::Kind::Int64).int64_value(&[]);
+        let want = |t: &Tensor| Vec::<i64>::try_from(t.get(i as i64).narrow(0, 0, n)).unwrap();
+        let got: Vec<i64> = w.encoded.ids.iter().map(|&x| x as i64).collect();
+        assert_eq!(got, want(ids), "{} sentence {i}: input ids", case.name);
+        let words: Vec<i64> = w.word_ids.iter().map(|x| x.map_or(-1, |x| x as i64)).collect();
+        assert_eq!(words, want(r.get("tok.word_ids")), "{} sentence {i}: word ids", case.name);
+        assert_eq!(set.labels[i], want(r.get("tok.labels")), "{} sentence {i}: labels", case.name);
+    }
+    let refs: Vec<&bertkit::data::Encoded> = set.windows.iter().map(|w| &w.encoded).collect();
+    let x = Collator { pad_id: tagger.tokenizer.pad_id }.collate(&refs).to_device(tagger.device);
+    let logits = tch::no_grad(|| tagger.model.forward(&x, ForwardOptions::eval()));
+    assert_close(&format!("{} token logits", case.name), &logits, r.get("tok.logits"), ATOL);
+    let loss = tagger.model.loss(&logits, &r.get("tok.labels").to_device(tagger.device), None);
+    assert_close(&format!("{} token loss", case.name), &loss.reshape([1]), r.get("tok.loss"), ATOL);
+}
+
+/// BCE-with-logits of a multi-label head and MSE of a one-output regression head, as
+/// transformers picks them from `problem_type`.
+fn check_multi_label_and_regression(case: Option<Case>) {
+    let Some(case) = case else { return };
+    let Some(r) = task_reference(&case) else { return };
+    let x = inputs(&case.r, "short", "input_ids").to_device(common::test_device());
+    let multi: Pretrained<SequenceClassifier> = {
+        let mut dir = ModelDir::open(case.model.to_str().unwrap()).unwrap();
+        dir.config.set_labels(&LABELS.map(String::from));
+        dir.config.set("problem_type", "multi_label_classification".into());
+        pretrained::load(&dir, &LoadOptions::inference(common::test_device(), Autocast::off())).unwrap()
+    };
+    let (logits, _) = tch::no_grad(|| multi.model.forward(&x, ForwardOptions::eval()));
+    assert_close(&format!("{} multi-label logits", case.name), &logits, r.get("multi.logits"), ATOL);
+    let loss = multi.model.loss(&logits, &r.get("multi.multi_hot").to_device(multi.device), None);
+    assert_close(&format!("{} multi-label loss", case.name), &loss.reshape([1]), r.get("multi.loss"), ATOL);
+
+    let reg: Pretrained<SequenceClassifier> = load_task(&case.model, &["score"], Some("regression"), &r, "reg_init");
+    let (logits, _) = tch::no_grad(|| reg.model.forward(&x, ForwardOptions::eval()));
+    assert_close(&format!("{} regression logits", case.name), &logits, r.get("reg.logits"), ATOL);
+    let loss = reg.model.loss(&logits, &r.get("reg.scores").to_device(reg.device), None);
+    assert_close(&format!("{} regression loss", case.name), &loss.reshape([1]), r.get("reg.loss"), ATOL);
+}
+
+/// `make_reference.py`'s TAGGED sentences (words, tags), space-separated.
+const TAGGED: [(&str, &str); 3] = [
+    ("John Smith lives in New York .", "B-PER I-PER O O B-LOC I-LOC O"),
+    ("The lessee shall maintain the premises .", "O O O O O O O"),
+    ("Café naïve 東京 über résumé", "O O B-LOC O O"),
+];
+
 /// The five parity tests of one model, in a module named after it (`tiny_roberta::forward`).
 macro_rules! parity_tests {
     ($model:ident, $case:expr) => {
@@ -286,6 +385,14 @@ macro_rules! parity_tests {
             #[test]
             fn adamw_step() {
                 check_adamw_step($case);
+            }
+            #[test]
+            fn token_classification() {
+                check_token_classification($case);
+            }
+            #[test]
+            fn multi_label_and_regression() {
+                check_multi_label_and_regression($case);
             }
         }
     };
