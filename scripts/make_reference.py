@@ -415,20 +415,28 @@ def make_task_reference(model_dir: Path, out: Path, name: str):
 
 
 def roundtrip(model_dir: str, expected: str):
-    """Load a bertkit-saved directory with from_pretrained; print max |logits - expected|."""
+    """Load a bertkit-saved directory with from_pretrained; print max |logits - expected| and,
+    where the expected file has labels, |loss - expected loss| (the loss transformers picks from
+    the saved config: problem_type, the architecture)."""
     from safetensors.torch import load_file
     exp = load_file(expected)
     cfg = json.loads((Path(model_dir) / "config.json").read_text())
     arch = cfg["architectures"][0]
-    auto = AutoModelForSequenceClassification if arch.endswith("ForSequenceClassification") else AutoModelForMaskedLM
+    auto = next(a for suffix, a in [("ForSequenceClassification", AutoModelForSequenceClassification),
+                                    ("ForTokenClassification", AutoModelForTokenClassification),
+                                    ("ForMaskedLM", AutoModelForMaskedLM)] if arch.endswith(suffix))
     model = auto.from_pretrained(model_dir).eval()
     assert type(model).__name__ == arch, (type(model).__name__, arch)
     tok = AutoTokenizer.from_pretrained(model_dir)
     enc = tok(SHORT_TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
-        logits = model(**accepted(model, enc)).logits
-    print(json.dumps({"architecture": arch, "max_abs_diff": (logits - exp["logits"]).abs().max().item(),
-                      "input_ids_equal": torch.equal(enc["input_ids"], exp["input_ids"].long())}))
+        out = model(**accepted(model, enc), labels=exp.get("labels"))
+    result = {"architecture": arch, "max_abs_diff": (out.logits - exp["logits"]).abs().max().item(),
+              "input_ids_equal": torch.equal(enc["input_ids"], exp["input_ids"].long()),
+              "problem_type": model.config.problem_type}
+    if "labels" in exp:
+        result["loss_diff"] = abs(out.loss.item() - exp["loss"].item())
+    print(json.dumps(result))
 
 
 # Each committed tiny model: reference name -> (folder under tests/fixtures, its maker).

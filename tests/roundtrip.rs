@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use bertkit::data::Collator;
+use bertkit::device::Autocast;
 use bertkit::encoder::ForwardOptions;
-use bertkit::pretrained::{Pretrained, write_safetensors};
-use bertkit::task::{MaskedLm, SequenceClassifier, TaskModel};
+use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained, write_safetensors};
+use bertkit::task::{MaskedLm, SequenceClassifier, TaskModel, TokenClassifier};
 use bertkit::tokenizer::Tokenizer;
 use tch::{Device, Tensor};
 
@@ -21,16 +22,21 @@ fn short_texts() -> Vec<String> {
     serde_json::from_value(tokens["short"]["texts"].clone()).unwrap()
 }
 
-/// Saves `model` as bertkit does, has Python load it and recompute the logits.
-fn python_agrees<M: TaskModel>(model: &Pretrained<M>, logits: &Tensor, ids: &Tensor) {
+/// Saves `model` as bertkit does, has Python load it and recompute the logits (and, given
+/// labels, the loss, which transformers chooses from the saved config).
+fn python_agrees<M: TaskModel>(model: &Pretrained<M>, logits: &Tensor, ids: &Tensor, loss: Option<(&Tensor, Tensor)>) {
     let out = tempfile::tempdir().unwrap();
     model.save(out.path()).unwrap();
     let architecture = model.family.architecture(M::ARCHITECTURE);
     let expected = out.path().join("expected.safetensors");
-    let tensors = BTreeMap::from([
+    let mut tensors = BTreeMap::from([
         ("logits".to_string(), logits.shallow_clone()),
         ("input_ids".to_string(), ids.shallow_clone()),
     ]);
+    if let Some((labels, loss)) = &loss {
+        tensors.insert("labels".to_string(), labels.shallow_clone());
+        tensors.insert("loss".to_string(), loss.reshape([1]));
+    }
     write_safetensors(&expected, &tensors).unwrap();
     let output = std::process::Command::new("python3")
         .arg(common::repo().join("scripts/make_reference.py"))
@@ -44,6 +50,10 @@ fn python_agrees<M: TaskModel>(model: &Pretrained<M>, logits: &Tensor, ids: &Ten
     assert_eq!(result["input_ids_equal"], true, "{result}");
     let diff = result["max_abs_diff"].as_f64().unwrap();
     assert!(diff <= 1e-5, "{architecture}: Python's logits differ by {diff:e}");
+    if loss.is_some() {
+        let diff = result["loss_diff"].as_f64().unwrap();
+        assert!(diff <= 1e-5, "{architecture} ({}): Python's loss differs by {diff:e}", result["problem_type"]);
+    }
 }
 
 fn roundtrip(model_dir: &Path) {
@@ -58,11 +68,39 @@ fn roundtrip(model_dir: &Path) {
         _ => common::load_with_labels(model_dir, &["bad", "good"], Device::Cpu),
     };
     let (logits, _) = tch::no_grad(|| cls.model.forward(&inputs, ForwardOptions::eval()));
-    python_agrees(&cls, &logits, &inputs.input_ids);
+    python_agrees(&cls, &logits, &inputs.input_ids, None);
 
     let mlm = common::load::<MaskedLm>(model_dir, Device::Cpu).unwrap();
     let logits = tch::no_grad(|| mlm.model.forward(&inputs, ForwardOptions::eval()));
-    python_agrees(&mlm, &logits, &inputs.input_ids);
+    python_agrees(&mlm, &logits, &inputs.input_ids, None);
+
+    // Each task head, fresh: Python must pick the same loss from what the config says.
+    let n = inputs.input_ids.size()[0];
+    for (task, labels, targets) in [
+        ("multi_label_classification", vec!["a", "b", "c"], Tensor::from_slice(&[1f32, 0., 1.]).repeat([n, 1])),
+        ("regression", vec!["score"], Tensor::arange(n, (tch::Kind::Float, Device::Cpu)) * 0.5),
+    ] {
+        let head: Pretrained<SequenceClassifier> = with_task(model_dir, &labels, Some(task));
+        let (logits, _) = tch::no_grad(|| head.model.forward(&inputs, ForwardOptions::eval()));
+        let loss = head.model.loss(&logits, &targets, None);
+        python_agrees(&head, &logits, &inputs.input_ids, Some((&targets, loss)));
+    }
+    let tagger: Pretrained<TokenClassifier> = with_task(model_dir, &["B-X", "I-X", "O"], None);
+    let logits = tch::no_grad(|| tagger.model.forward(&inputs, ForwardOptions::eval()));
+    let tags = inputs.input_ids.remainder(3).masked_fill(&inputs.attention_mask.eq(0), -100);
+    let loss = tagger.model.loss(&logits, &tags, None);
+    python_agrees(&tagger, &logits, &inputs.input_ids, Some((&tags, loss)));
+}
+
+/// `model_dir` with a fresh head for `labels`, the task recorded as transformers records it.
+fn with_task<M: TaskModel>(model_dir: &Path, labels: &[&str], problem_type: Option<&str>) -> Pretrained<M> {
+    let mut dir = ModelDir::open(model_dir.to_str().unwrap()).unwrap();
+    dir.config.set_labels(&labels.iter().map(|l| l.to_string()).collect::<Vec<_>>());
+    if let Some(p) = problem_type {
+        dir.config.set("problem_type", p.into());
+    }
+    let options = LoadOptions { new_head: true, ..LoadOptions::inference(Device::Cpu, Autocast::off()) };
+    pretrained::load(&dir, &options).unwrap()
 }
 
 #[test]
