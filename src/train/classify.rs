@@ -40,7 +40,7 @@ impl Classifier {
     /// Logits `[n, num_labels]` (CPU, fp32) in the order of `items`.
     pub fn logits(&self, items: &[Encoded], batch_size: usize) -> Result<Tensor> {
         let lengths: Vec<usize> = items.iter().map(Encoded::len).collect();
-        let logits = Tensor::zeros([items.len() as i64, self.config.num_labels()], (Kind::Float, Device::Cpu));
+        let mut logits = Tensor::zeros([items.len() as i64, self.config.num_labels()], (Kind::Float, Device::Cpu));
         let collator = self.collator();
         let bar = super::progress::items_bar(items.len() as u64, "examples");
         for batch in eval_batches(&lengths, batch_size) {
@@ -48,7 +48,7 @@ impl Classifier {
             let inputs = collator.collate(&refs).to_device(self.device);
             let out = tch::no_grad(|| self.autocast.run(|| self.model.forward(&inputs, ForwardOptions::eval()).0));
             let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            let _ = logits.index_copy(0, &index, &out.to_kind(Kind::Float).to_device(Device::Cpu));
+            let _ = logits.index_copy_(0, &index, &out.to_kind(Kind::Float).to_device(Device::Cpu));
             bar.inc(batch.len() as u64);
         }
         bar.finish_and_clear();

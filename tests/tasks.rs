@@ -1,0 +1,313 @@
+//! The tasks beyond single-label classification, end to end through the `bertkit` command on the
+//! tiny model: multi-label, regression and token classification learn a synthetic rule; what
+//! `evaluate` reports agrees with what `predict` writes; bad input is one line naming the file
+//! and line, before anything is written.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{bertkit, finetune_tiny};
+use rand::{Rng, SeedableRng};
+
+fn run<S: AsRef<str>>(args: &[S]) -> std::process::Output {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    bertkit(&args)
+}
+
+fn ok<S: AsRef<str>>(args: &[S]) -> String {
+    let out = run(args);
+    let shown: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bertkit {} failed:\n{stderr}", shown.join(" "));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The one-line error of a command that must fail.
+fn fails<S: AsRef<str>>(args: &[S]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "should have failed");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    errors[0].to_string()
+}
+
+fn read_json(path: PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const FILLER: [&str; 10] = ["the", "movie", "was", "and", "this", "of", "it", "plot", "a", "with"];
+
+/// Texts whose label set says which of "good", "bad", "film" they contain (often none).
+fn multi_label_jsonl(path: &Path, n: usize, seed: u64) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut out = String::new();
+    for _ in 0..n {
+        let mut words: Vec<&str> = (0..rng.random_range(4..10)).map(|_| FILLER[rng.random_range(0..10)]).collect();
+        let mut labels = vec![];
+        for (word, label) in [("good", "positive"), ("bad", "negative"), ("film", "film")] {
+            if rng.random_bool(0.35) {
+                words.insert(rng.random_range(0..=words.len()), word);
+                labels.push(label);
+            }
+        }
+        out += &format!("{}\n", serde_json::json!({"text": words.join(" "), "labels": labels}));
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn multi_label_learns_tunes_thresholds_and_agrees_with_predict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, run_dir) = (tmp.path().join("train.jsonl"), tmp.path().join("eval.jsonl"), tmp.path().join("ml"));
+    multi_label_jsonl(&train, 400, 1);
+    multi_label_jsonl(&eval, 100, 2);
+    let flags = ["--eval", s(&eval), "--label-column", "labels", "--epochs", "6", "--batch-size", "16", "--lr", "3e-3"];
+    ok(&finetune_tiny(&train, &run_dir, &[&flags[..], &["--max-len", "32", "--tune-thresholds"]].concat()));
+    let config = read_json(run_dir.join("config.json"));
+    assert_eq!(config["problem_type"], "multi_label_classification", "task inferred from label lists");
+    assert_eq!(config["id2label"]["0"], "film");
+    let thresholds = read_json(run_dir.join("thresholds.json"));
+    assert!(thresholds["negative"].as_f64().is_some(), "{thresholds}");
+
+    let json = tmp.path().join("eval.json");
+    let cpu = ["--device", "cpu", "--threads", "1", "--precision", "fp32"];
+    ok(&[
+        &["evaluate", "--model", s(&run_dir), "--data", s(&eval), "--label-column", "labels"][..],
+        &cpu,
+        &["--json", s(&json)],
+    ]
+    .concat());
+    let metrics = read_json(json)["metrics"].clone();
+    let micro_f1 = metrics["micro_f1"].as_f64().unwrap();
+    assert!(micro_f1 >= 0.9, "micro-F1 {micro_f1}: {metrics}");
+    for key in ["macro_f1", "subset_accuracy", "eval_loss"] {
+        assert!(metrics[key].as_f64().is_some(), "{key}: {metrics}");
+    }
+    // predict (at the tuned thresholds) gives the label sets evaluate scored.
+    let predictions = ok(&[&["predict", "--model", s(&run_dir), "--input", s(&eval)][..], &cpu].concat());
+    let gold: Vec<serde_json::Value> =
+        std::fs::read_to_string(&eval).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (mut tp, mut predicted, mut actual) = (0, 0, 0);
+    for (line, g) in predictions.lines().zip(&gold) {
+        let p: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (p, g) = (p["labels"].as_array().unwrap(), g["labels"].as_array().unwrap());
+        tp += p.iter().filter(|l| g.contains(l)).count();
+        (predicted, actual) = (predicted + p.len(), actual + g.len());
+    }
+    let f1 = 2.0 * tp as f64 / (predicted + actual) as f64;
+    assert!((f1 - micro_f1).abs() < 1e-9, "predict's sets give micro-F1 {f1}, evaluate said {micro_f1}");
+}
+
+#[test]
+fn regression_is_never_guessed_then_learns_a_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut csv = String::from("text,score\n");
+    for _ in 0..300 {
+        let good = rng.random_range(0..4);
+        let mut words: Vec<&str> = (0..rng.random_range(3..8)).map(|_| FILLER[rng.random_range(0..10)]).collect();
+        (0..good).for_each(|_| words.insert(rng.random_range(0..=words.len()), "good"));
+        csv += &format!("{},{}\n", words.join(" "), good as f64 * 1.25 + 0.5);
+    }
+    let train = tmp.path().join("scores.csv");
+    std::fs::write(&train, csv).unwrap();
+    let run_dir = tmp.path().join("reg");
+    let flags = ["--label-column", "score", "--epochs", "6", "--batch-size", "16", "--lr", "3e-3", "--max-len", "32"];
+    let message = fails(&finetune_tiny(&train, &run_dir, &flags));
+    assert!(message.contains("scores.csv:") && message.contains("--task regression"), "{message}");
+    assert!(!run_dir.exists(), "nothing written before the data is understood");
+
+    ok(&finetune_tiny(&train, &run_dir, &[&flags[..], &["--task", "regression", "--eval-split", "0.2"]].concat()));
+    let config = read_json(run_dir.join("config.json"));
+    assert_eq!(
+        (config["problem_type"].as_str(), config["id2label"]["0"].as_str()),
+        (Some("regression"), Some("score"))
+    );
+    let json = tmp.path().join("eval.json");
+    let cpu = ["--device", "cpu", "--threads", "1", "--precision", "fp32"];
+    let eval = ["evaluate", "--model", s(&run_dir), "--data", s(&train), "--label-column", "score", "--json", s(&json)];
+    ok(&[&eval[..], &cpu].concat());
+    let metrics = read_json(json)["metrics"].clone();
+    assert!(metrics["pearson"].as_f64().unwrap() > 0.9, "{metrics}");
+    // predict's scores give the MSE evaluate reported.
+    let predictions = ok(&[&["predict", "--model", s(&run_dir), "--input", s(&train)][..], &cpu].concat());
+    let gold: Vec<f64> = std::fs::read_to_string(&train)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    let scores: Vec<f64> = predictions
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["score"].as_f64().unwrap())
+        .collect();
+    let mse = scores.iter().zip(&gold).map(|(p, g)| (p - g).powi(2)).sum::<f64>() / gold.len() as f64;
+    assert!((mse - metrics["mse"].as_f64().unwrap()).abs() < 1e-4, "predict's MSE {mse}, evaluate's {metrics}");
+}
+
+/// CoNLL sentences: names tagged by type, filler words O; one very long sentence.
+fn conll(path: &Path, n: usize, seed: u64) {
+    let names = [("John", "PER"), ("Mary", "PER"), ("Paris", "LOC"), ("London", "LOC"), ("Acme", "ORG")];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut out = String::from("-DOCSTART- -X- -X- O\n\n");
+    for i in 0..n {
+        let len = if i == 0 { 40 } else { rng.random_range(3..10) };
+        for _ in 0..len {
+            if rng.random_bool(0.3) {
+                let (name, kind) = names[rng.random_range(0..names.len())];
+                out += &format!("{name} NNP B-NP B-{kind}\n");
+                if kind == "ORG" {
+                    out += &format!("Corp NNP I-NP I-{kind}\n");
+                }
+            } else {
+                out += &format!("{} NN I-NP O\n", FILLER[rng.random_range(0..10)]);
+            }
+        }
+        out += "\n";
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn token_classification_learns_entities_in_windows_and_predicts_offsets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, run_dir) =
+        (tmp.path().join("train.conll"), tmp.path().join("eval.conll"), tmp.path().join("ner"));
+    conll(&train, 300, 4);
+    conll(&eval, 60, 5);
+    // max-len 16: the 40-word sentences are cut into overlapping windows.
+    let flags =
+        ["--eval", s(&eval), "--epochs", "5", "--batch-size", "16", "--lr", "3e-3", "--max-len", "16", "--stride", "4"];
+    ok(&finetune_tiny(&train, &run_dir, &flags));
+    let config = read_json(run_dir.join("config.json"));
+    assert_eq!(config["architectures"][0], "BertForTokenClassification", "task inferred from the CoNLL file");
+
+    let json = tmp.path().join("eval.json");
+    let cpu = ["--device", "cpu", "--threads", "1", "--precision", "fp32", "--max-len", "16", "--stride", "4"];
+    ok(&[&["evaluate", "--model", s(&run_dir), "--data", s(&eval), "--json", s(&json)][..], &cpu].concat());
+    let report = read_json(json);
+    let f1 = report["metrics"]["f1"].as_f64().unwrap();
+    assert!(f1 >= 0.9, "entity F1 {f1}: {report}");
+    let types: Vec<&str> =
+        report["report"]["per_type"].as_array().unwrap().iter().map(|t| t["label"].as_str().unwrap()).collect();
+    assert_eq!(types, ["LOC", "ORG", "PER"]);
+
+    // Every word of every sentence gets exactly one tag, windows or not.
+    let tagged = ok(&[&["predict", "--model", s(&run_dir), "--input", s(&eval)][..], &cpu].concat());
+    let first: serde_json::Value = serde_json::from_str(tagged.lines().next().unwrap()).unwrap();
+    assert!(first["tokens"].as_array().unwrap().len() >= 40);
+    assert_eq!(first["tags"].as_array().unwrap().len(), first["tokens"].as_array().unwrap().len());
+    assert_eq!(tagged.lines().count(), 60);
+
+    // Raw text: entities with character offsets into the text, the same the model finds when
+    // the same words come pre-split.
+    let sentence = "the movie was John and this Acme Corp plot in Paris";
+    let (text, words) = (tmp.path().join("texts.txt"), tmp.path().join("words.conll"));
+    std::fs::write(&text, format!("{sentence}\n")).unwrap();
+    std::fs::write(&words, sentence.split(' ').map(|w| format!("{w} O\n")).collect::<String>()).unwrap();
+    let found = ok(&[&["predict", "--model", s(&run_dir), "--input", s(&text)][..], &cpu].concat());
+    let line: serde_json::Value = serde_json::from_str(found.lines().next().unwrap()).unwrap();
+    let entities: Vec<(String, String)> = line["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let (start, end) = (e["start"].as_u64().unwrap() as usize, e["end"].as_u64().unwrap() as usize);
+            assert_eq!(&sentence[start..end], e["word"].as_str().unwrap(), "offsets point at the word");
+            (e["entity_group"].as_str().unwrap().to_string(), e["word"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let tagged = ok(&[&["predict", "--model", s(&run_dir), "--input", s(&words)][..], &cpu].concat());
+    let tagged: serde_json::Value = serde_json::from_str(tagged.lines().next().unwrap()).unwrap();
+    let mut want: Vec<(String, String)> = vec![];
+    for (word, tag) in sentence.split(' ').zip(tagged["tags"].as_array().unwrap()) {
+        match tag.as_str().unwrap().split_once('-') {
+            Some(("I", kind)) if want.last().is_some_and(|(k, _)| k == kind) => {
+                want.last_mut().unwrap().1 += &format!(" {word}")
+            }
+            Some((_, kind)) => want.push((kind.to_string(), word.to_string())),
+            None => {}
+        }
+    }
+    assert_eq!(entities, want, "{found}");
+    assert!(!entities.is_empty(), "the trained model finds entities: {found}");
+}
+
+#[test]
+fn bad_task_input_is_one_line_naming_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("never");
+    let cases: [(&str, &str, &[&str], &str); 7] = [
+        ("no_tag.conll", "-DOCSTART- O\n\nJohn B-PER\nruns\n\n", &[], "no_tag.conll:3: line 4: 1 column(s), no tag"),
+        (
+            "count.jsonl",
+            "{\"tokens\": [\"a\", \"b\", \"c\"], \"tags\": [\"O\", \"O\"]}\n",
+            &["--task", "token-classification"],
+            "count.jsonl:1: 3 tokens but 2 tags",
+        ),
+        (
+            "nan.csv",
+            "text,score\na film,1.5\nthe plot,NaN\n",
+            &["--task", "regression", "--label-column", "score"],
+            "nan.csv:3: label \"NaN\" is not a finite number",
+        ),
+        (
+            "words.csv",
+            "text,score\na film,1.5\nthe plot,high\n",
+            &["--task", "regression", "--label-column", "score"],
+            "words.csv:3: label \"high\" is not a number",
+        ),
+        (
+            "indicator.csv",
+            "text,a,b\nfilm,1,0\nplot,2,1\n",
+            &["--label-columns", "a,b"],
+            "indicator.csv:3: label column \"a\" holds \"2\", not 0 or 1",
+        ),
+        (
+            "list.jsonl",
+            "{\"text\": \"a\", \"labels\": [\"x\"]}\n{\"text\": \"b\", \"labels\": [{\"y\": 1}]}\n",
+            &["--label-column", "labels"],
+            "list.jsonl:2: a label list may hold only strings",
+        ),
+        (
+            "weights.csv",
+            "text,label\na,x\nb,y\n",
+            &["--pos-weight", "balanced"],
+            "--pos-weight applies to --task multi-label",
+        ),
+    ];
+    for (name, content, flags, want) in cases {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let message = fails(&finetune_tiny(&path, &out, flags));
+        assert!(message.contains(want), "{name}: {message}");
+        assert!(!out.exists(), "{name}: nothing written");
+    }
+    // Skipping is counted, not silent.
+    let path = tmp.path().join("skip.conll");
+    std::fs::write(&path, "John B-PER\nruns O\n\nMary\n\nParis B-LOC\n").unwrap();
+    let output = run(&finetune_tiny(&path, &out, &["--on-bad-row", "skip", "--max-steps", "1"]));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("skipped 1 bad sentences"));
+}
+
+#[test]
+fn class_weights_are_balanced_and_saved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("imbalanced.csv");
+    let rows: String = (0..12).map(|i| if i < 9 { "a film,common\n" } else { "a plot,rare\n" }).collect();
+    std::fs::write(&train, format!("text,label\n{rows}")).unwrap();
+    let run_dir = tmp.path().join("weighted");
+    ok(&finetune_tiny(&train, &run_dir, &["--class-weights", "balanced", "--max-steps", "1"]));
+    let saved = read_json(run_dir.join("loss_weights.json"));
+    assert_eq!(saved["labels"], serde_json::json!(["common", "rare"]));
+    let w: Vec<f64> = saved["weights"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    // scikit-learn: 12 / (2 * 9), 12 / (2 * 3)
+    assert!((w[0] - 12.0 / 18.0).abs() < 1e-6 && (w[1] - 2.0).abs() < 1e-6, "{w:?}");
+}
