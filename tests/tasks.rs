@@ -311,3 +311,41 @@ fn class_weights_are_balanced_and_saved() {
     // scikit-learn: 12 / (2 * 9), 12 / (2 * 3)
     assert!((w[0] - 12.0 / 18.0).abs() < 1e-6 && (w[1] - 2.0).abs() < 1e-6, "{w:?}");
 }
+
+#[test]
+fn long_texts_in_windows_see_what_truncation_cuts_off() {
+    // 30 filler words, then the word that decides the label among the last 10: beyond a
+    // 16-token window, so truncation cannot learn it; windows and head-tail can.
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |path: &Path, n: usize, seed: u64| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut csv = String::from("text,label\n");
+        for _ in 0..n {
+            let mut words: Vec<&str> = (0..30).map(|_| FILLER[rng.random_range(0..10)]).collect();
+            let positive = rng.random_bool(0.5);
+            words.insert(rng.random_range(22..=30), if positive { "good" } else { "bad" });
+            csv += &format!("{},{}\n", words.join(" "), if positive { "pos" } else { "neg" });
+        }
+        std::fs::write(path, csv).unwrap();
+    };
+    let (train, eval) = (tmp.path().join("train.csv"), tmp.path().join("eval.csv"));
+    write(&train, 240, 7);
+    write(&eval, 80, 8);
+    let accuracy = |mode: &str| -> (f64, u64) {
+        let run_dir = tmp.path().join(mode);
+        let flags = ["--epochs", "6", "--batch-size", "16", "--lr", "3e-3", "--max-len", "16", "--stride", "4"];
+        ok(&finetune_tiny(&train, &run_dir, &[&flags[..], &["--long-text", mode]].concat()));
+        let json = tmp.path().join(format!("{mode}.json"));
+        let eval_args =
+            ["evaluate", "--model", s(&run_dir), "--data", s(&eval), "--json", s(&json), "--long-text", mode];
+        ok(&[&eval_args[..], &["--max-len", "16", "--stride", "4", "--device", "cpu", "--precision", "fp32"]].concat());
+        let report = read_json(json);
+        (report["metrics"]["accuracy"].as_f64().unwrap(), report["report"]["examples"].as_u64().unwrap())
+    };
+    let (window, examples) = accuracy("window");
+    assert_eq!(examples, 80, "metrics per text, not per window");
+    let (head_tail, _) = accuracy("head-tail");
+    let (truncate, _) = accuracy("truncate");
+    assert!(window >= 0.9 && head_tail >= 0.9, "window {window}, head-tail {head_tail}");
+    assert!(truncate <= 0.75, "truncation cannot see the deciding word: {truncate}");
+}

@@ -119,7 +119,7 @@ fn classifier_steps(
     let items = random_examples(&classifier.tokenizer, n, args.seq_len);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let classes = (0..n).map(|_| rng.random_range(0..labels.len() as i64)).collect();
-    let set = LabelledSet { items, targets: Targets::Classes(classes) };
+    let set = LabelledSet::new(items, Targets::Classes(classes));
     if args.workload == Workload::Inference {
         for (step, batch) in batches.iter().enumerate() {
             let items: Vec<Encoded> = batch.iter().map(|&i| set.items[i].clone()).collect();
@@ -128,7 +128,8 @@ fn classifier_steps(
         return Ok(());
     }
     let (batch_size, loss_weights) = (args.batch_size, None);
-    let task = FineTune { classifier, train: set, eval: None, batch_size, bucketing: false, loss_weights };
+    let pool = Default::default();
+    let task = FineTune { classifier, train: set, eval: None, batch_size, bucketing: false, loss_weights, pool };
     train_steps(&task, batches, options.autocast, watch)
 }
 

@@ -4,7 +4,12 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::data::{Columns, Dataset, Format, LabelSource, OnBadRow, read_examples};
+use crate::data::{
+    Columns, Dataset, Example, Format, LabelSource, LongText, OnBadRow, Targets, WindowPool, read_examples,
+    tokenize_long,
+};
+use crate::tokenizer::Tokenizer;
+use crate::train::classify::LabelledSet;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct DataFlags {
@@ -29,10 +34,21 @@ pub struct DataFlags {
     /// What to do with a bad row (empty text, missing label, broken line, invalid UTF-8).
     #[arg(long, value_enum, default_value = "error")]
     pub on_bad_row: OnBadRow,
-    /// Longest sequence in tokens; longer texts are truncated (and counted). Default: 512, or
-    /// the model's positions if fewer.
+    /// Longest sequence in tokens; longer texts are handled by --long-text (and counted).
+    /// Default: 512, or the model's positions if fewer.
     #[arg(long, value_parser = super::checks::sequence_length)]
     pub max_len: Option<usize>,
+    /// Texts longer than --max-len: truncate, head-tail (first quarter + end), or window
+    /// (every token, windows pooled per text; metrics per text).
+    #[arg(long, value_enum, default_value = "truncate")]
+    pub long_text: LongText,
+    /// Tokens shared by consecutive windows (--long-text window, and sentences of token
+    /// classification), at most half a window.
+    #[arg(long, default_value_t = 128, value_parser = super::checks::positive)]
+    pub stride: usize,
+    /// How the windows' outputs become one per text (--long-text window).
+    #[arg(long, value_enum, default_value = "mean")]
+    pub window_pool: WindowPool,
 }
 
 impl DataFlags {
@@ -48,9 +64,36 @@ impl DataFlags {
         Columns { text: self.text_column.clone(), pair: self.text_pair_column.clone(), label }
     }
 
+    /// The stride in tokens for windows of `max_len`, kept to at most half a window so that
+    /// windows always advance.
+    pub fn stride(&self, max_len: usize) -> usize {
+        self.stride.min(max_len.saturating_sub(2) / 2).max(1)
+    }
+
     /// Whether the flags say the labels are sets (multi-label).
     pub fn label_sets(&self) -> bool {
         self.label_separator.is_some() || self.label_columns.is_some()
+    }
+
+    /// Tokenised examples with their targets, long texts handled by --long-text (and counted in
+    /// the log under `role`).
+    pub fn encode(
+        &self,
+        tok: &Tokenizer,
+        examples: &[Example],
+        targets: Targets,
+        max_len: usize,
+        role: &str,
+    ) -> Result<LabelledSet> {
+        let pieces = tokenize_long(tok, examples, max_len, self.long_text, self.stride(max_len))?;
+        let how = match self.long_text {
+            LongText::Truncate => "truncated to",
+            LongText::HeadTail => "cut to their head and tail,",
+            LongText::Window => "split into windows of",
+        };
+        let (n, long, items) = (examples.len(), pieces.long, pieces.items.len());
+        tracing::info!("{role}: {n} examples, {long} {how} {max_len} tokens ({items} model inputs)");
+        Ok(LabelledSet { items: pieces.items, doc_of: pieces.doc_of, targets })
     }
 
     /// Reads a file, reporting skipped rows.

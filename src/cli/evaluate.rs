@@ -7,14 +7,14 @@ use anyhow::{Context, Result};
 
 use super::checks::{positive, resolve_max_len};
 use super::data_flags::DataFlags;
-use super::tagging::TagFlags;
-use crate::data::{LabelSet, Targets, tokenize_examples};
+use super::tagging::{Reading, TagFlags};
+use crate::data::{LabelSet, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision};
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::Evaluation;
-use crate::train::classify::{Classifier, Decision, LabelledSet, read_thresholds};
+use crate::train::classify::{Classifier, Decision, read_thresholds};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,16 +53,16 @@ pub fn run(args: Args) -> Result<()> {
     let kind = TaskKind::of(&model.config);
     let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
     let evaluation = if kind == TaskKind::TokenClassification {
-        let on_bad = args.flags.on_bad_row;
-        super::tagging::evaluate(&model, &args.data, &args.tags, max_len, on_bad, &options, args.batch_size)?
+        let stride = args.flags.stride(max_len);
+        let how = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
+        super::tagging::evaluate(&model, &args.data, &how, &options, args.batch_size)?
     } else {
         let labels = LabelSet::new(names.clone());
         let examples = args.flags.read(&args.data, true)?.examples;
         let targets = Targets::new(kind, &examples, &labels, "model's")?;
         let classifier: Classifier = pretrained::load(&model, &options)?;
-        let tokenized = tokenize_examples(&classifier.tokenizer, &examples, max_len)?;
-        let (data, n, cut) = (args.data.display(), examples.len(), tokenized.truncated);
-        tracing::info!("{data}: {n} examples, {cut} truncated to {max_len} tokens");
+        let set =
+            args.flags.encode(&classifier.tokenizer, &examples, targets, max_len, &args.data.display().to_string())?;
         let thresholds = read_thresholds(&model.dir, &names)?;
         if thresholds.is_some() {
             tracing::info!(
@@ -70,8 +70,8 @@ pub fn run(args: Args) -> Result<()> {
                 model.dir.join("thresholds.json").display()
             );
         }
-        let decision = Decision { thresholds, count_no_label: args.count_no_label };
-        classifier.evaluate_set(&LabelledSet { items: tokenized.items, targets }, args.batch_size, &decision)?
+        let decision = Decision { thresholds, count_no_label: args.count_no_label, pool: args.flags.window_pool };
+        classifier.evaluate_set(&set, args.batch_size, &decision)?
     };
     report(&args, &model, &evaluation)
 }

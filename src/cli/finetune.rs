@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checks::{open_fraction, resolve_max_len};
 use super::data_flags::DataFlags;
-use crate::data::{Example, LabelSet, Targets, infer_task, tokenize_examples};
+use crate::data::{Example, LabelSet, Targets, infer_task};
 use crate::device::Autocast;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
@@ -106,10 +106,8 @@ pub fn run(args: Args) -> Result<i32> {
     let gradient_checkpointing = cfg.placement.gradient_checkpointing;
     let classifier: Classifier =
         pretrained::load(&model, &LoadOptions { device, autocast, gradient_checkpointing, new_head })?;
-    let encode = |examples: &[Example], targets: Targets, role: &str| -> Result<LabelledSet> {
-        let tokenized = tokenize_examples(&classifier.tokenizer, examples, max_len)?;
-        tracing::info!("{role}: {} examples, {} truncated to {} tokens", examples.len(), tokenized.truncated, max_len);
-        Ok(LabelledSet { items: tokenized.items, targets })
+    let encode = |examples: &[Example], targets, role: &str| {
+        args.data.encode(&classifier.tokenizer, examples, targets, max_len, role)
     };
     let train_set = encode(&train_examples, train_targets, "train")?;
     let eval_set = eval_examples.as_deref().zip(eval_targets).map(|(e, t)| encode(e, t, "eval")).transpose()?;
@@ -122,7 +120,8 @@ pub fn run(args: Args) -> Result<i32> {
     let num_batches = train_set.items.len().div_ceil(cfg.hyper.batch_size);
     let (batch_size, bucketing) = (cfg.hyper.batch_size, !cfg.hyper.no_bucketing);
     let loss_weights = weights.map(|w| tch::Tensor::from_slice(&w).to_device(device));
-    let task = FineTune { classifier, train: train_set, eval: eval_set, batch_size, bucketing, loss_weights };
+    let pool = args.data.window_pool;
+    let task = FineTune { classifier, train: train_set, eval: eval_set, batch_size, bucketing, loss_weights, pool };
     let outcome = train(&task, cfg, autocast, num_batches)?;
     if args.tune_thresholds && !matches!(outcome.stop, Stop::Interrupted { .. }) {
         tune_thresholds(&cfg.control.output, task.eval.as_ref().expect("checked above"), batch_size * 2, device)?;
@@ -193,7 +192,7 @@ fn tune_thresholds(output: &Path, eval: &LabelledSet, batch_size: usize, device:
     let thresholds = crate::metrics::tune_thresholds(&probs, &gold);
     let names = model.config.label_names();
     write_thresholds(output, &names, &thresholds)?;
-    let decision = Decision { thresholds: read_thresholds(output, &names)?, count_no_label: false };
+    let decision = Decision { thresholds: read_thresholds(output, &names)?, ..Decision::default() };
     let evaluation = classifier.evaluate_set(eval, batch_size, &decision)?;
     println!(
         "with tuned thresholds ({}):\n{}",

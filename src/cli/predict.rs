@@ -10,13 +10,13 @@ use serde_json::json;
 
 use super::checks::{positive, resolve_max_len};
 use super::data_flags::DataFlags;
-use super::tagging::{TagFlags, write_out};
+use super::tagging::{Reading, TagFlags, write_out};
 use crate::data::tagged::{is_conll, is_tagged_jsonl};
-use crate::data::{Example, Format, tokenize_examples};
+use crate::data::{Example, Format, tokenize_long};
 use crate::device::{Autocast, DeviceFlags, Precision};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
-use crate::train::classify::{Classifier, decide, read_thresholds};
+use crate::train::classify::{Classifier, decide, pool_documents, read_thresholds};
 use crate::train::tag::{Aggregation, Tagger};
 
 #[derive(clap::Args)]
@@ -64,31 +64,27 @@ pub fn run(args: Args) -> Result<()> {
         let tagger: Tagger = pretrained::load(&model, &options)?;
         let texts =
             if pre_split { None } else { Some(read_texts(&args)?.into_iter().map(|e| e.text).collect::<Vec<_>>()) };
-        let on_bad = args.flags.on_bad_row;
-        let how = args.aggregation;
-        super::tagging::predict(
-            &tagger,
-            &args.input,
-            texts.as_deref(),
-            &args.tags,
-            max_len,
-            on_bad,
-            how,
-            args.batch_size,
-        )?
+        let stride = args.flags.stride(max_len);
+        let reading = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
+        super::tagging::predict(&tagger, &args.input, texts.as_deref(), &reading, args.aggregation, args.batch_size)?
     } else {
         let classifier: Classifier = pretrained::load(&model, &options)?;
         let examples = read_texts(&args)?;
-        let tokenized = tokenize_examples(&classifier.tokenizer, &examples, max_len)?;
-        if tokenized.truncated > 0 {
-            tracing::info!("{} of {} texts truncated to {} tokens", tokenized.truncated, examples.len(), max_len);
+        let (mode, stride) = (args.flags.long_text, args.flags.stride(max_len));
+        let pieces = tokenize_long(&classifier.tokenizer, &examples, max_len, mode, stride)?;
+        if pieces.long > 0 {
+            tracing::info!(
+                "{} of {} texts longer than {max_len} tokens (--long-text {mode:?})",
+                pieces.long,
+                examples.len()
+            );
         }
-        let outputs = classifier.outputs(&classifier.logits(&tokenized.items, args.batch_size)?);
-        let outputs = Vec::<Vec<f32>>::try_from(outputs)?;
+        let logits = classifier.logits(&pieces.items, args.batch_size)?;
+        let logits = pool_documents(&logits, &pieces.doc_of, examples.len(), args.flags.window_pool);
+        let outputs = Vec::<Vec<f32>>::try_from(classifier.outputs(&logits))?;
         let thresholds = read_thresholds(&model.dir, &names)?;
         let csv = args.output.extension().is_some_and(|e| e == "csv");
-        let kind = classifier.model.kind;
-        render(kind, &examples, &outputs, &names, thresholds.as_deref(), csv)?
+        render(classifier.model.kind, &examples, &outputs, &names, thresholds.as_deref(), csv)?
     };
     write_out(&args.output, &out)?;
     if args.output.as_os_str() != "-" {

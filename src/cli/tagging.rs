@@ -29,10 +29,6 @@ pub struct TagFlags {
     /// only the first.
     #[arg(long)]
     pub label_all_tokens: bool,
-    /// Sentences longer than --max-len are cut into windows sharing this many tokens (at most
-    /// half a window); every word is predicted once.
-    #[arg(long, default_value_t = 128, value_parser = positive)]
-    pub stride: usize,
 }
 
 fn tag_column(s: &str) -> Result<usize, String> {
@@ -46,11 +42,6 @@ fn tag_column(s: &str) -> Result<usize, String> {
 impl TagFlags {
     pub fn column(&self) -> TagColumn {
         self.tag_column.map_or(TagColumn::Last, TagColumn::Nth)
-    }
-
-    /// Stride in tokens, kept below half a window so windows always advance.
-    pub fn stride(&self, max_len: usize) -> usize {
-        self.stride.min(max_len.saturating_sub(2) / 2)
     }
 }
 
@@ -133,7 +124,7 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
     let autocast = Autocast::new(cfg.placement.precision, device);
     let gradient_checkpointing = cfg.placement.gradient_checkpointing;
     let tagger: Tagger = pretrained::load(&model, &LoadOptions { device, autocast, gradient_checkpointing, new_head })?;
-    let stride = args.tags.stride(max_len);
+    let stride = args.data.stride(max_len);
     let windowed = |sentences: &[TaggedSentence], role: &str| -> Result<TaggedSet> {
         let set = TaggedSet::new(&tagger.tokenizer, sentences, &tags, max_len, stride, args.tags.label_all_tokens)?;
         tracing::info!(
@@ -153,21 +144,27 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
     Ok(super::conclude(&outcome, &cfg.control.output))
 }
 
+/// How evaluate and predict read tagged data and cut it into windows.
+pub struct Reading<'a> {
+    pub tags: &'a TagFlags,
+    pub max_len: usize,
+    pub stride: usize,
+    pub on_bad: OnBadRow,
+}
+
 /// `evaluate` of a tagger: entity-level scores on tagged sentences.
 pub fn evaluate(
     model: &ModelDir,
     data: &Path,
-    flags: &TagFlags,
-    max_len: usize,
-    on_bad: OnBadRow,
+    how: &Reading,
     options: &LoadOptions,
     batch_size: usize,
 ) -> Result<crate::train::Evaluation> {
     let tags = LabelSet::new(model.config.label_names());
-    let sentences = read(data, flags, true, on_bad)?;
+    let sentences = read(data, how.tags, true, how.on_bad)?;
     check_tags(&sentences, &tags)?;
     let tagger: Tagger = pretrained::load(model, options)?;
-    let set = TaggedSet::new(&tagger.tokenizer, &sentences, &tags, max_len, flags.stride(max_len), false)?;
+    let set = TaggedSet::new(&tagger.tokenizer, &sentences, &tags, how.max_len, how.stride, false)?;
     tracing::info!("{}: {} sentences in {} windows", data.display(), sentences.len(), set.windows.len());
     tagger.evaluate_set(&set, batch_size)
 }
@@ -177,17 +174,15 @@ pub fn predict(
     tagger: &Tagger,
     input: &Path,
     texts: Option<&[String]>,
-    flags: &TagFlags,
-    max_len: usize,
-    on_bad: OnBadRow,
+    reading: &Reading,
     how: Aggregation,
     batch_size: usize,
 ) -> Result<Vec<u8>> {
     let names = tagger.config.label_names();
-    let stride = flags.stride(max_len);
+    let (max_len, stride) = (reading.max_len, reading.stride);
     let mut out = Vec::new();
     let Some(texts) = texts else {
-        let sentences = read(input, flags, false, on_bad)?;
+        let sentences = read(input, reading.tags, false, reading.on_bad)?;
         let set = TaggedSet::new(&tagger.tokenizer, &sentences, &LabelSet::new(names.clone()), max_len, stride, false)?;
         let (probs, ..) = tagger.window_probs(&set, batch_size)?;
         for (s, words) in sentences.iter().zip(tagger.word_predictions(&set, &probs, how)?) {

@@ -3,6 +3,7 @@
 pub mod batching;
 pub mod corpus;
 pub mod labelled;
+pub mod long_text;
 pub mod masking;
 pub mod tagged;
 pub mod targets;
@@ -11,4 +12,5 @@ pub use batching::{Collator, Encoded, HostBatch, Tokenized, epoch_batches, eval_
 pub use labelled::{
     Columns, Dataset, Example, Format, Label, LabelSet, LabelSource, Location, OnBadRow, read_examples,
 };
+pub use long_text::{LongText, Pieces, WindowPool, tokenize_long};
 pub use targets::{Targets, infer_task};

@@ -11,7 +11,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::trainer::{Evaluation, Objective, StepLoss};
-use crate::data::{Encoded, Targets, epoch_batches, eval_batches};
+use crate::data::{Encoded, Targets, WindowPool, epoch_batches, eval_batches};
 use crate::encoder::ForwardOptions;
 use crate::fsutil::atomic_write;
 use crate::metrics::{classification_report, multi_label_report, regression_report};
@@ -21,16 +21,43 @@ use crate::task::{SequenceClassifier, TaskKind};
 /// Where `--tune-thresholds` keeps the per-label decision thresholds, beside the model.
 pub const THRESHOLDS_FILE: &str = "thresholds.json";
 
-/// Tokenised examples with their targets.
+/// Tokenised examples with their targets. An example longer than the window may be several
+/// items (`--long-text window`): `doc_of` says whose each item is, and targets are per example.
 pub struct LabelledSet {
     pub items: Vec<Encoded>,
+    pub doc_of: Vec<usize>,
     pub targets: Targets,
 }
 
 impl LabelledSet {
+    /// One item per example.
+    pub fn new(items: Vec<Encoded>, targets: Targets) -> Self {
+        LabelledSet { doc_of: (0..items.len()).collect(), items, targets }
+    }
+
     pub fn lengths(&self) -> Vec<usize> {
         self.items.iter().map(Encoded::len).collect()
     }
+
+    /// The targets of some items (each its example's).
+    fn item_targets(&self, items: &[usize]) -> Tensor {
+        self.targets.tensor(&items.iter().map(|&i| self.doc_of[i]).collect::<Vec<_>>())
+    }
+}
+
+/// Per-example logits `[examples, labels]` from per-item ones: the mean or maximum over each
+/// example's windows.
+pub fn pool_documents(logits: &Tensor, doc_of: &[usize], examples: usize, pool: WindowPool) -> Tensor {
+    if doc_of.len() == examples {
+        return logits.shallow_clone();
+    }
+    let index = Tensor::from_slice(&doc_of.iter().map(|&d| d as i64).collect::<Vec<_>>());
+    let init = Tensor::zeros([examples as i64, logits.size()[1]], (Kind::Float, Device::Cpu));
+    let reduce = match pool {
+        WindowPool::Mean => "mean",
+        WindowPool::Max => "amax",
+    };
+    init.index_reduce(0, &index, logits, reduce, false)
 }
 
 /// A model with a sequence-classification head, loaded.
@@ -65,9 +92,10 @@ impl Classifier {
         }
     }
 
-    /// Loss and the task's metrics on a labelled set.
+    /// Loss and the task's metrics on a labelled set, per example (windows pooled).
     pub fn evaluate_set(&self, set: &LabelledSet, batch_size: usize, decision: &Decision) -> Result<Evaluation> {
         let logits = self.logits(&set.items, batch_size)?;
+        let logits = pool_documents(&logits, &set.doc_of, set.targets.len(), decision.pool);
         let loss = tch::no_grad(|| self.model.loss(&logits, &set.targets.all(), None)).double_value(&[]);
         let outputs = self.outputs(&logits);
         let names = self.config.label_names();
@@ -112,6 +140,8 @@ pub struct Decision {
     pub thresholds: Option<Vec<f32>>,
     /// Count "no label" as a class of its own (LexGLUE).
     pub count_no_label: bool,
+    /// How the windows of a long example are pooled.
+    pub pool: WindowPool,
 }
 
 /// Label sets from per-label probabilities: those at or above the label's threshold.
@@ -151,6 +181,8 @@ pub struct FineTune {
     pub bucketing: bool,
     /// Class weights (cross-entropy) or positive weights (multi-label), on the model's device.
     pub loss_weights: Option<Tensor>,
+    /// How evaluation pools the windows of long examples.
+    pub pool: WindowPool,
 }
 
 impl Objective for FineTune {
@@ -166,7 +198,7 @@ impl Objective for FineTune {
         let c = &self.classifier;
         let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.items[i]).collect();
         let inputs = c.collator().collate(&refs).to_device(c.device);
-        let targets = self.train.targets.tensor(batch).to_device(c.device);
+        let targets = self.train.item_targets(batch).to_device(c.device);
         let (logits, _) = c.model.forward(&inputs, ForwardOptions::train());
         Ok(StepLoss {
             loss: c.model.loss(&logits, &targets, self.loss_weights.as_ref()),
@@ -177,7 +209,7 @@ impl Objective for FineTune {
     }
 
     fn evaluate(&self) -> Result<Option<Evaluation>> {
-        let decision = Decision::default();
+        let decision = Decision { pool: self.pool, ..Decision::default() };
         self.eval.as_ref().map(|set| self.classifier.evaluate_set(set, self.batch_size * 2, &decision)).transpose()
     }
 
@@ -191,5 +223,20 @@ impl Objective for FineTune {
             TaskKind::Regression => "pearson",
             _ => "accuracy",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_pool_into_their_documents() {
+        let logits = Tensor::from_slice(&[1f32, -4., 3., -2., 5., 0.]).view([3, 2]);
+        // Items 0 and 1 are document 0's windows, item 2 is document 1.
+        let mean = pool_documents(&logits, &[0, 0, 1], 2, WindowPool::Mean);
+        assert_eq!(Vec::<Vec<f32>>::try_from(mean).unwrap(), vec![vec![2., -3.], vec![5., 0.]]);
+        let max = pool_documents(&logits, &[0, 0, 1], 2, WindowPool::Max);
+        assert_eq!(Vec::<Vec<f32>>::try_from(max).unwrap(), vec![vec![3., -2.], vec![5., 0.]]);
     }
 }
