@@ -223,3 +223,21 @@ fn html_head_view_works_in_chromium() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     let _ = ureq::delete(&base).call();
 }
+
+#[test]
+fn long_text_draws_a_named_window_and_says_which() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::tiny_model();
+    let text = ["the movie was good and the plot"; 20].join(" ");
+    let out = tmp.path().join("w.png");
+    let base = ["attention", "--model", s(&model), "--text", &text, "--max-len", "32", "--out", s(&out)];
+    let run = |extra: &[&str]| common::bertkit(&[&base[..], extra, &["--device", "cpu"]].concat());
+    let first = run(&[]);
+    assert!(first.status.success());
+    assert!(String::from_utf8_lossy(&first.stderr).contains("drawing window 0 of 13"), "{first:?}");
+    let third = run(&["--window", "2"]);
+    assert!(String::from_utf8_lossy(&third.stderr).contains("drawing window 2 of 13 (tokens 30..60)"));
+    let beyond = run(&["--window", "13"]);
+    assert!(String::from_utf8_lossy(&beyond.stderr).contains("--window 13: the text has 13 windows"));
+    assert!(!beyond.status.success());
+}

@@ -4,10 +4,13 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::checks::{resolve_max_len, sequence_length};
+use crate::data::Encoded;
+use crate::data::long_text::window_ranges;
 use crate::device::{Autocast, DeviceFlags};
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
 use crate::task::{Bare, TaskModel};
+use crate::tokenizer::Tokenizer;
 use crate::viz::attention::{AttentionMaps, difference, head_changes};
 use crate::viz::heatmap::{Heatmap, render_grid, render_panels};
 use crate::viz::html;
@@ -39,10 +42,16 @@ pub struct Args {
     /// Also write the attention probabilities of the chosen layer/head (all with --all) as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Longest text in tokens (longer ones are truncated). Default: 512, or the model's
-    /// positions if fewer.
+    /// Longest text in tokens; a longer one is cut into windows (see --window). Default: 512,
+    /// or the model's positions if fewer.
     #[arg(long, value_parser = sequence_length)]
     max_len: Option<usize>,
+    /// Which window of a text longer than --max-len to draw, counting from 0.
+    #[arg(long)]
+    window: Option<usize>,
+    /// Tokens shared by consecutive windows (at most half a window).
+    #[arg(long, default_value_t = 128, value_parser = super::checks::positive)]
+    stride: usize,
     #[command(flatten)]
     run: DeviceFlags,
 }
@@ -57,9 +66,40 @@ fn attention_of(spec: &str, args: &Args, device: tch::Device) -> Result<Attentio
     let model = ModelDir::open(spec)?;
     let max_len = resolve_max_len(args.max_len, &model)?;
     let loaded: Pretrained<Bare<false>> = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
-    let enc = loaded.tokenizer.encode_batch(&[args.text.as_str()], None, max_len)?;
-    let inputs = loaded.collator().collate_encodings(&enc).to_device(device);
-    AttentionMaps::compute(model.display_name(), loaded.model.encoder(), &inputs, enc[0].get_tokens().to_vec())
+    let (item, tokens) = window_of(&loaded.tokenizer, args, max_len)?;
+    let inputs = loaded.collator().collate(&[&item]).to_device(device);
+    AttentionMaps::compute(model.display_name(), loaded.model.encoder(), &inputs, tokens)
+}
+
+/// The text as the model reads it: whole when it fits in `max_len` tokens, else the window
+/// --window names (the first by default), saying which one was drawn.
+fn window_of(tok: &Tokenizer, args: &Args, max_len: usize) -> Result<(Encoded, Vec<String>)> {
+    let plain = tok.encode_plain(&[args.text.as_str()])?.remove(0);
+    let room = max_len.saturating_sub(2).max(2);
+    if plain.len() <= room {
+        if args.window.is_some_and(|w| w > 0) {
+            bail!("--window: the text has {} tokens and fits in one window (--max-len {max_len})", plain.len());
+        }
+        let enc = tok.encode_batch(&[args.text.as_str()], None, max_len)?.remove(0);
+        return Ok((Encoded::from(&enc), enc.get_tokens().to_vec()));
+    }
+    let step = room - args.stride.min(room / 2);
+    let windows = window_ranges(plain.len(), room, step);
+    let n = args.window.unwrap_or(0);
+    let Some(range) = windows.get(n) else {
+        bail!("--window {n}: the text has {} windows of {max_len} tokens (0 to {})", windows.len(), windows.len() - 1)
+    };
+    tracing::info!(
+        "the text has {} tokens: drawing window {n} of {} (tokens {}..{}); --window chooses another",
+        plain.len(),
+        windows.len(),
+        range.start,
+        range.end
+    );
+    let ids: Vec<u32> = [&[tok.cls_id][..], &plain.get_ids()[range.clone()], &[tok.sep_id]].concat();
+    let name = |id: u32| tok.id_to_token(id).unwrap_or_default();
+    let tokens = ids.iter().map(|&id| name(id)).collect();
+    Ok((Encoded { type_ids: vec![0; ids.len()], ids }, tokens))
 }
 
 pub fn run(args: Args) -> Result<()> {

@@ -79,7 +79,7 @@ pub fn tokenize_long(
 }
 
 /// Token ranges of `room` tokens starting every `step`, the last ending at `len`.
-fn window_ranges(len: usize, room: usize, step: usize) -> Vec<std::ops::Range<usize>> {
+pub fn window_ranges(len: usize, room: usize, step: usize) -> Vec<std::ops::Range<usize>> {
     (0..len.saturating_sub(room).div_ceil(step) + 1).map(|w| w * step..(w * step + room).min(len)).collect()
 }
 
