@@ -1,5 +1,6 @@
-//! Every command on a tiny random model of every encoder family: inspect, embed, finetune,
-//! evaluate, predict, pretrain, fill-mask, adapt, attention (PNG and HTML) and bench.
+//! Every command on a tiny random model of every encoder family: inspect, embed, finetune
+//! (classification, token classification, multi-label), evaluate, predict, pretrain, fill-mask,
+//! adapt, attention (PNG and HTML) and bench.
 
 mod common;
 
@@ -57,6 +58,37 @@ fn every_command_runs_on_every_family() {
         let predictions = tmp.path().join("p.jsonl");
         ok(&[&["predict", "--model", s(&run), "--input", s(&train), "--output", s(&predictions)][..], &cpu].concat());
         assert_eq!(std::fs::read_to_string(&predictions).unwrap().lines().count(), 24);
+
+        // Token classification (words tokenised one by one: RoBERTa's byte-level BPE with a
+        // prefix space) and multi-label classification.
+        let (conll, tagger) = (tmp.path().join("ner.conll"), tmp.path().join("tagger"));
+        std::fs::write(&conll, "John B-PER\nSmith I-PER\nsigned O\nin O\nParis B-LOC\n\nthe O\nfilm O\n\n".repeat(8))
+            .unwrap();
+        let finetune = ["finetune", "--new-head", "--model", m, "--train", s(&conll), "--output", s(&tagger)];
+        ok(&[
+            &finetune[..],
+            &["--max-steps", "2", "--batch-size", "4", "--eval-split", "0.25", "--max-len", "8"],
+            &cpu,
+        ]
+        .concat());
+        let report =
+            ok(&[&["evaluate", "--model", s(&tagger), "--data", s(&conll), "--max-len", "8"][..], &cpu].concat());
+        assert!(report.contains("token accuracy"), "{family}: {report}");
+        let text = tmp.path().join("text.txt");
+        std::fs::write(&text, "John Smith signed in Paris\n").unwrap();
+        let entities = ok(&[&["predict", "--model", s(&tagger), "--input", s(&text)][..], &cpu].concat());
+        assert!(entities.contains("\"entities\""), "{family}: {entities}");
+        let (labels, multi) = (tmp.path().join("multi.jsonl"), tmp.path().join("multi"));
+        std::fs::write(
+            &labels,
+            "{\"text\": \"a good film\", \"label\": [\"good\", \"film\"]}\n{\"text\": \"the plot\", \"label\": []}\n"
+                .repeat(6),
+        )
+        .unwrap();
+        let finetune = ["finetune", "--new-head", "--model", m, "--train", s(&labels), "--output", s(&multi)];
+        ok(&[&finetune[..], &["--max-steps", "2", "--batch-size", "4"], &cpu].concat());
+        let predicted = ok(&[&["predict", "--model", s(&multi), "--input", s(&labels)][..], &cpu].concat());
+        assert!(predicted.contains("\"labels\""), "{family}: {predicted}");
 
         let adapted = tmp.path().join("adapted");
         let pretrain = ["pretrain", "--model", m, "--corpus", s(&corpus), "--output", s(&adapted), "--max-len", "16"];

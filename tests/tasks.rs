@@ -349,3 +349,28 @@ fn long_texts_in_windows_see_what_truncation_cuts_off() {
     assert!(window >= 0.9 && head_tail >= 0.9, "window {window}, head-tail {head_tail}");
     assert!(truncate <= 0.75, "truncation cannot see the deciding word: {truncate}");
 }
+
+#[test]
+fn adapt_reports_the_task_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, corpus, study) =
+        (tmp.path().join("ner.conll"), tmp.path().join("corpus.txt"), tmp.path().join("study"));
+    conll(&train, 40, 9);
+    std::fs::write(&corpus, "John signed the lease in Paris.\n\nAcme Corp shall repair the premises.\n".repeat(20))
+        .unwrap();
+    let model = common::tiny_model();
+    let adapt = ["adapt", "--model", s(&model), "--corpus", s(&corpus), "--train", s(&train), "--output", s(&study)];
+    let sizes = [
+        "--task", "token-classification", "--pretrain-steps", "2", "--pretrain-max-len", "16", "--finetune-epochs", "1",
+    ];
+    ok(&[
+        &adapt[..],
+        &sizes,
+        &["--finetune-max-len", "16", "--batch-size", "8", "--device", "cpu", "--precision", "fp32"],
+    ]
+    .concat());
+    let report = std::fs::read_to_string(study.join("report.md")).unwrap();
+    for row in ["| f1 |", "| precision |", "| recall |", "| eval_loss |"] {
+        assert!(report.contains(row), "{row}: {report}");
+    }
+}

@@ -36,6 +36,9 @@ pub struct Args {
     text_column: String,
     #[arg(long, default_value = "label")]
     label_column: String,
+    /// The downstream task (see `finetune --task`); by default what the data says.
+    #[arg(long, value_enum)]
+    task: Option<crate::task::TaskKind>,
     /// Study directory: adapted/, baseline/, adapted-finetuned/, report.md, report.json.
     #[arg(long)]
     output: PathBuf,
@@ -179,6 +182,9 @@ fn finetune_command(args: &Args, model: String, output: &Path) -> Vec<String> {
         "--batch-size".into(),
         args.batch_size.to_string(),
     ];
+    if let Some(task) = args.task {
+        v.extend(["--task".into(), task.name().into()]);
+    }
     match &args.eval {
         Some(e) => v.extend(["--eval".into(), path(e)]),
         None => v.extend(["--eval-split".into(), args.eval_split.to_string()]),
@@ -229,7 +235,9 @@ fn write_report(args: &Args, adapted: &Path, baseline: &Path, adapted_ft: &Path)
     md += "\nA model published without an MLM head (such as all-MiniLM-L6-v2) starts from a freshly initialised head, so its \"before\" perplexity measures that head, not the encoder.\n";
     md +=
         "\n## Downstream task (same data, seed and settings)\n\n| | original | adapted | change |\n|---|---|---|---|\n";
-    for key in ["accuracy", "macro_f1", "eval_loss"] {
+    // The task's own metrics (accuracy, micro-F1, Pearson, entity F1, ...), loss last.
+    let keys = base["metrics"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    for key in keys.iter().filter(|k| *k != "eval_loss").chain(keys.iter().filter(|k| *k == "eval_loss")) {
         md += &row(key, &base, &ours, key);
     }
     atomic_write(&out.join("report.md"), md.as_bytes())?;
