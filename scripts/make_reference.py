@@ -12,6 +12,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py tiny-electra               # tests/fixtures/{tiny-electra,reference}
     python scripts/make_reference.py tokens                     # only every fixture's *_tokens.json
     python scripts/make_reference.py tasks                      # every fixture's *_tasks.safetensors
+    python scripts/make_reference.py metrics                    # reference/metrics.json (seqeval, sklearn, scipy)
     python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
 
 The tiny models are created here from a fixed seed with small vocabularies of their family's kind
@@ -414,6 +415,39 @@ def make_task_reference(model_dir: Path, out: Path, name: str):
     print(f"wrote {out / (name + '_tasks.safetensors')} ({len(ref)} tensors)")
 
 
+def make_metric_reference(out: Path):
+    """The metrics bertkit reports, as seqeval (entities), scikit-learn (multi-label) and scipy
+    (correlations) compute them, on random inputs with every awkward case: IOB1/IOB2/IOBES tags
+    mixed, empty label sets, tied scores."""
+    import random
+    import numpy as np
+    from scipy.stats import pearsonr, spearmanr
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.metrics.sequence_labeling import get_entities
+    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import f1_score as sk_f1
+    rng = random.Random(5)
+    tags = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "E-LOC", "S-ORG", "I-ORG", "B-MISC"]
+    gold = [[rng.choice(tags) for _ in range(rng.randint(1, 12))] for _ in range(300)]
+    pred = [[t if rng.random() < 0.7 else rng.choice(tags) for t in s] for s in gold]
+    per_type = classification_report(gold, pred, output_dict=True)
+    entities = {"gold": gold, "predicted": pred, "gold_entities": [list(e) for e in sorted(get_entities(gold))],
+                "precision": precision_score(gold, pred), "recall": recall_score(gold, pred), "f1": f1_score(gold, pred),
+                "per_type_f1": {k: v["f1-score"] for k, v in per_type.items() if "avg" not in k}}
+    g = [[int(rng.random() < 0.2) for _ in range(6)] for _ in range(200)]
+    p = [[x if rng.random() < 0.8 else 1 - x for x in r] for r in g]
+    multi = {"gold": g, "predicted": p, "micro_f1": sk_f1(g, p, average="micro", zero_division=0),
+             "macro_f1": sk_f1(g, p, average="macro", zero_division=0), "subset_accuracy": accuracy_score(g, p)}
+    y = [round(rng.uniform(0, 5), 1) for _ in range(300)]
+    x = [round(v + rng.gauss(0, 1), 0) for v in y]  # rounded: many ties
+    regression = {"predicted": x, "gold": y, "pearson": pearsonr(x, y)[0], "spearman": spearmanr(x, y)[0],
+                  "mse": float(np.mean((np.array(x) - np.array(y)) ** 2)),
+                  "mae": float(np.mean(np.abs(np.array(x) - np.array(y))))}
+    path = out / "metrics.json"
+    path.write_text(json.dumps({"entities": entities, "multi_label": multi, "regression": regression}))
+    print(f"wrote {path}")
+
+
 def roundtrip(model_dir: str, expected: str):
     """Load a bertkit-saved directory with from_pretrained; print max |logits - expected| and,
     where the expected file has labels, |loss - expected loss| (the loss transformers picks from
@@ -464,6 +498,8 @@ if __name__ == "__main__":
     elif cmd == "tasks":
         for name, (model, _) in FIXTURES.items():
             make_task_reference(fixtures / model, fixtures / "reference", name)
+    elif cmd == "metrics":
+        make_metric_reference(fixtures / "reference")
     elif cmd == "minilm":
         make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
     elif cmd == "roundtrip":

@@ -374,3 +374,47 @@ fn adapt_reports_the_task_metrics() {
         assert!(report.contains(row), "{row}: {report}");
     }
 }
+
+/// bertkit's metrics against seqeval, scikit-learn and scipy on the same random inputs
+/// (`make_reference.py metrics`).
+#[test]
+fn metrics_equal_seqeval_sklearn_and_scipy() {
+    use bertkit::metrics::{entity_report, multi_label_report, regression_report};
+    let path = common::repo().join("tests/fixtures/reference/metrics.json");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let close = |got: f64, want: &serde_json::Value, what: &str| {
+        let want = want.as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9, "{what}: bertkit {got}, Python {want}");
+    };
+    let e = &r["entities"];
+    let seqs = |k: &str| -> Vec<Vec<String>> { serde_json::from_value(e[k].clone()).unwrap() };
+    let entities: Vec<(String, usize, usize)> = serde_json::from_value(e["gold_entities"].clone()).unwrap();
+    assert_eq!(bertkit::metrics::entities::entities(&seqs("gold")).into_iter().collect::<Vec<_>>(), entities);
+    let report = entity_report(&seqs("predicted"), &seqs("gold"));
+    for (got, key) in [(report.precision, "precision"), (report.recall, "recall"), (report.f1, "f1")] {
+        close(got, &e[key], key);
+    }
+    for t in &report.per_type {
+        close(t.f1, &e["per_type_f1"][&t.label], &t.label);
+    }
+
+    let m = &r["multi_label"];
+    let rows = |k: &str| -> Vec<Vec<bool>> {
+        let v: Vec<Vec<u8>> = serde_json::from_value(m[k].clone()).unwrap();
+        v.into_iter().map(|r| r.into_iter().map(|x| x == 1).collect()).collect()
+    };
+    let names: Vec<String> = (0..6).map(|i| format!("l{i}")).collect();
+    let report = multi_label_report(&rows("predicted"), &rows("gold"), &names, false);
+    close(report.micro_f1, &m["micro_f1"], "micro-F1");
+    close(report.macro_f1, &m["macro_f1"], "macro-F1");
+    close(report.subset_accuracy, &m["subset_accuracy"], "subset accuracy");
+
+    let g = &r["regression"];
+    let values = |k: &str| -> Vec<f64> { serde_json::from_value(g[k].clone()).unwrap() };
+    let report = regression_report(&values("predicted"), &values("gold"));
+    for (got, key) in
+        [(report.pearson, "pearson"), (report.spearman, "spearman"), (report.mse, "mse"), (report.mae, "mae")]
+    {
+        close(got, &g[key], key);
+    }
+}

@@ -198,6 +198,18 @@ pub fn windows(
     max_len: usize,
     stride: usize,
 ) -> Vec<TagWindow> {
+    cut((tok.cls_id, tok.sep_id), ids, word_ids, sentence, max_len, stride)
+}
+
+/// `windows`, given the ids of the tokens that open and close a sequence.
+fn cut(
+    (cls, sep): (u32, u32),
+    ids: &[u32],
+    word_ids: &[Option<u32>],
+    sentence: usize,
+    max_len: usize,
+    stride: usize,
+) -> Vec<TagWindow> {
     let room = max_len.saturating_sub(2).max(1);
     // Each word that has tokens, with its token range.
     let mut spans: Vec<(usize, Range<usize>)> = Vec::new();
@@ -222,7 +234,8 @@ pub fn windows(
             break;
         }
         let (mut next, mut overlap) = (end, 0);
-        while next > start + 1 && overlap + cost(next - 1) <= stride {
+        // About `stride` tokens of overlap, and at least one word where the window can spare it.
+        while next > start + 1 && (overlap == 0 || overlap + cost(next - 1) <= stride) {
             overlap += cost(next - 1);
             next -= 1;
         }
@@ -232,7 +245,7 @@ pub fn windows(
     (0..starts.len())
         .map(|k| {
             let owned = owned_from(k)..if k + 1 < starts.len() { owned_from(k + 1) } else { spans.len() };
-            let (mut ids_out, mut words_out, mut predicts) = (vec![tok.cls_id], vec![None], Vec::new());
+            let (mut ids_out, mut words_out, mut predicts) = (vec![cls], vec![None], Vec::new());
             for s in starts[k]..ends[k] {
                 let (word, range) = &spans[s];
                 if owned.contains(&s) {
@@ -241,7 +254,7 @@ pub fn windows(
                 ids_out.extend_from_slice(&ids[range.start..range.start + cost(s)]);
                 words_out.extend((0..cost(s)).map(|_| Some(*word)));
             }
-            ids_out.push(tok.sep_id);
+            ids_out.push(sep);
             words_out.push(None);
             let encoded = Encoded { type_ids: vec![0; ids_out.len()], ids: ids_out };
             TagWindow { encoded, sentence, word_ids: words_out, predicts }
@@ -260,4 +273,46 @@ pub fn is_tagged_jsonl(path: &Path) -> bool {
                 .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
                 .is_some_and(|v| v["tokens"].is_array())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_word_is_predicted_once_by_the_window_with_most_context() {
+        // 10 words of 1, 2 or 3 tokens (word w has w % 3 + 1), windows of 8 (6 + 2 specials).
+        let mut word_ids = vec![];
+        for w in 0..10u32 {
+            word_ids.extend(std::iter::repeat_n(Some(w), w as usize % 3 + 1));
+        }
+        let ids: Vec<u32> = (100..100 + word_ids.len() as u32).collect();
+        let windows = cut((1, 2), &ids, &word_ids, 0, 8, 2);
+        let mut predicted: Vec<usize> = windows.iter().flat_map(|w| w.predicts.iter().map(|p| p.0)).collect();
+        predicted.sort();
+        assert_eq!(predicted, (0..10).collect::<Vec<_>>(), "each word exactly once");
+        for w in &windows {
+            assert!(w.encoded.len() <= 8 && w.encoded.ids[0] == 1 && *w.encoded.ids.last().unwrap() == 2);
+            for &(word, first) in &w.predicts {
+                assert_eq!(w.word_ids[first], Some(word));
+                assert_ne!(w.word_ids[first - 1], Some(word), "the word's first token");
+            }
+        }
+        assert!(windows.len() > 2, "the sentence needs several windows");
+        // Consecutive windows overlap (by about the stride) and cut only between words.
+        for pair in windows.windows(2) {
+            let last_of_first = pair[0].word_ids.iter().rev().flatten().next().unwrap();
+            let first_of_next = pair[1].word_ids.iter().flatten().next().unwrap();
+            assert!(first_of_next <= last_of_first, "windows overlap");
+        }
+    }
+
+    #[test]
+    fn a_word_longer_than_the_window_keeps_its_first_tokens() {
+        let word_ids = vec![Some(0), Some(1), Some(1), Some(1), Some(1), Some(1), Some(2)];
+        let windows = cut((1, 2), &[5, 6, 7, 8, 9, 10, 11], &word_ids, 0, 5, 1);
+        let predicted: Vec<usize> = windows.iter().flat_map(|w| w.predicts.iter().map(|p| p.0)).collect();
+        assert_eq!(predicted, vec![0, 1, 2]);
+        assert!(windows.iter().all(|w| w.encoded.len() <= 5));
+    }
 }
