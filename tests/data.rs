@@ -177,3 +177,56 @@ fn bad_data_fails_before_the_output_dir_is_touched() {
     assert!(stderr.contains("bad.csv:3") && stderr.contains("--on-bad-row skip"), "{stderr}");
     assert!(!out.exists(), "nothing written");
 }
+
+/// Multi-label data in each of its spellings gives the same label sets, empty ones included.
+#[test]
+fn label_sets_from_every_format() {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    let tmp = tempfile::tempdir().unwrap();
+    let want: Vec<Vec<&str>> = vec![vec!["law", "tax"], vec![], vec!["tax"]];
+    let sets = |path: &Path, label: LabelSource| -> Vec<Vec<String>> {
+        let columns = Columns { text: "text".into(), pair: None, label };
+        let d = read_examples(path, None, &columns, OnBadRow::Error).unwrap();
+        d.examples
+            .into_iter()
+            .map(|e| match e.label {
+                Some(bertkit::data::Label::Many(names)) => names,
+                other => panic!("{}: {other:?}", path.display()),
+            })
+            .collect()
+    };
+    let column = || LabelSource::Column("labels".into());
+    let jsonl = write(tmp.path(), "m.jsonl", b"{\"text\": \"a\", \"labels\": [\"law\", \"tax\"]}\n{\"text\": \"b\", \"labels\": []}\n{\"text\": \"c\", \"labels\": [\"tax\"]}\n");
+    assert_eq!(sets(&jsonl, column()), want);
+    let separated = write(tmp.path(), "m.csv", b"text,labels\na,law;tax\nb,\nc,tax\n");
+    assert_eq!(sets(&separated, LabelSource::Separated { column: "labels".into(), separator: ";".into() }), want);
+    let indicators = write(tmp.path(), "i.tsv", b"text\tlaw\ttax\na\t1\t1\nb\t0\t0\nc\t0\t1\n");
+    assert_eq!(sets(&indicators, LabelSource::Indicators(vec!["law".into(), "tax".into()])), want);
+
+    let mut lists = ListBuilder::new(StringBuilder::new());
+    for set in &want {
+        set.iter().for_each(|l| lists.values().append_value(l));
+        lists.append(true);
+    }
+    let batch = RecordBatch::try_from_iter([
+        ("text", Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef),
+        ("labels", Arc::new(lists.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    let parquet = tmp.path().join("m.parquet");
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&parquet).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    assert_eq!(sets(&parquet, column()), want);
+
+    // A set label where the task has one label per text is named, with the way out.
+    let labels = LabelSet::new(vec!["law".into(), "tax".into()]);
+    let d = read_examples(&jsonl, None, &Columns { text: "text".into(), pair: None, label: column() }, OnBadRow::Error)
+        .unwrap();
+    let msg = format!("{:#}", labels.ids(&d.examples, "training").unwrap_err());
+    assert!(msg.contains("m.jsonl:1: 2 labels where one is expected") && msg.contains("--task multi-label"), "{msg}");
+    let unknown = LabelSet::new(vec!["law".into()]);
+    let msg = format!("{:#}", unknown.multi_hot(&d.examples, "model's").unwrap_err());
+    assert!(msg.contains("m.jsonl:1: label \"tax\" is not among the model's labels"), "{msg}");
+}

@@ -127,6 +127,61 @@ proptest! {
     }
 }
 
+/// CoNLL and JSONL tagged sentences of any bytes: sentences with one tag per word, or a
+/// one-line error naming the file.
+fn read_tagged_both_ways(name: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
+    use bertkit::data::tagged::{TagColumn, read_tagged};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    for policy in [OnBadRow::Error, OnBadRow::Skip] {
+        match read_tagged(&path, TagColumn::Last, true, policy) {
+            Ok((sentences, _)) => {
+                for s in &sentences {
+                    prop_assert!(!s.words.is_empty());
+                    prop_assert_eq!(s.tags.as_ref().map(Vec::len), Some(s.words.len()));
+                }
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                prop_assert!(msg.contains(name), "the error does not name the file: {msg}");
+                prop_assert!(!msg.contains('\n'), "not one line: {msg:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn conll_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let pieces = prop::sample::select(vec![
+        &b"-DOCSTART- -X- O\n"[..],
+        b"John NNP B-PER\n",
+        b"runs O\n",
+        b"lonely\n",
+        b"\n",
+        b"\n\n",
+        b" \t \n",
+        b"{\"tokens\": [\"a\", \"b\"], \"tags\": [\"O\", \"B-X\"]}\n",
+        b"{\"tokens\": [\"a\"], \"tags\": []}\n",
+        b"{\"tokens\": [], \"tags\": []}\n",
+        b"{\"tokens\": [1, null]}\n",
+        b"\xff\xfe",
+        b"caf\xc3\xa9 O\n",
+        b"\0",
+    ]);
+    prop::collection::vec(pieces, 0..24).prop_map(|p| p.concat())
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    #[test]
+    fn tagged_readers_never_panic(bytes in conll_bytes()) {
+        read_tagged_both_ways("f.conll", &bytes)?;
+        read_tagged_both_ways("f.jsonl", &bytes)?;
+    }
+}
+
 proptest! {
     #![proptest_config(config(150))]
 

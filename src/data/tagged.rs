@@ -92,7 +92,14 @@ fn read_conll(path: &Path, column: TagColumn, with_tags: bool, sink: &mut Sink) 
     for (i, line) in reader.split(b'\n').enumerate() {
         let at = Location { file: path.to_path_buf(), line: i as u64 + 1 };
         let line = line.with_context(|| format!("{at}: read error"))?;
-        let Ok(line) = String::from_utf8(line) else { bail!("{at}: not valid UTF-8") };
+        // A line that is not UTF-8 spoils its sentence (skipped with it under --on-bad-row skip).
+        let line = String::from_utf8(line).unwrap_or_else(|_| {
+            let (_, error) = current.get_or_insert_with(|| {
+                (TaggedSentence { words: vec![], tags: with_tags.then(Vec::new), at: at.clone() }, None)
+            });
+            error.get_or_insert(format!("line {}: not valid UTF-8", at.line));
+            "\u{fffd}".to_string()
+        });
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() || fields[0] == "-DOCSTART-" {
             flush(&mut current, sink)?;
