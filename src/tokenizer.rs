@@ -126,7 +126,7 @@ impl Tokenizer {
     pub fn encode_words(&self, sentences: &[Vec<String>]) -> Result<Vec<Encoding>> {
         let mut tok = self.inner.clone();
         if let Some(PreTokenizerWrapper::ByteLevel(b)) = tok.get_pre_tokenizer() {
-            let b = b.clone().add_prefix_space(true);
+            let b = (*b).add_prefix_space(true);
             tok.with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(b)));
         }
         let inputs: Vec<tokenizers::EncodeInput> =

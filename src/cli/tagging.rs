@@ -17,7 +17,7 @@ use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::run_dir::RunDir;
-use crate::train::tag::{Aggregation, TagFineTune, TaggedSet, Tagger};
+use crate::train::tag::{Aggregation, TagFineTune, TaggedSet, Tagger, WordTag};
 use crate::train::train;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -197,7 +197,14 @@ pub fn predict(
     let mut set = TaggedSet { windows: vec![], labels: vec![], sentence_words: vec![], gold: None };
     for (i, e) in encodings.iter().enumerate() {
         set.sentence_words.push(e.get_word_ids().iter().flatten().max().map_or(0, |&w| w as usize + 1));
-        for w in windows(&tagger.tokenizer, e.get_ids(), e.get_word_ids(), i, max_len, stride) {
+        for w in windows(
+            (tagger.tokenizer.cls_id, tagger.tokenizer.sep_id),
+            e.get_ids(),
+            e.get_word_ids(),
+            i,
+            max_len,
+            stride,
+        ) {
             set.labels.push(vec![]);
             set.windows.push(w);
         }
@@ -212,12 +219,7 @@ pub fn predict(
 /// Words grouped into entities: a `B-` tag or a change of type starts one, `I-` of the same
 /// type continues it, `O` ends it; each entity has its type, mean word score, text and
 /// character offsets (as transformers' pipeline reports them).
-fn entities(
-    text: &str,
-    e: &tokenizers::Encoding,
-    words: &[Option<(usize, f32)>],
-    names: &[String],
-) -> Vec<serde_json::Value> {
+fn entities(text: &str, e: &tokenizers::Encoding, words: &[WordTag], names: &[String]) -> Vec<serde_json::Value> {
     let span = |w: usize| -> Option<(usize, usize)> {
         let tokens: Vec<usize> = (0..e.len()).filter(|&t| e.get_word_ids()[t] == Some(w as u32)).collect();
         Some((e.get_offsets()[*tokens.first()?].0, e.get_offsets()[*tokens.last()?].1))

@@ -364,35 +364,40 @@ fn json_labels(obj: &serde_json::Map<String, serde_json::Value>, source: &LabelS
     })
 }
 
-fn read_jsonl(path: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
+/// Each non-blank line of a JSONL file with where it is; a line that is not UTF-8 as `Err`.
+pub fn jsonl_lines(path: &Path, mut each: impl FnMut(Location, Result<String, String>) -> Result<()>) -> Result<()> {
     let reader = BufReader::new(open_text(path)?);
     for (i, line) in reader.split(b'\n').enumerate() {
         let at = Location { file: path.to_path_buf(), line: i as u64 + 1 };
         let line = line.with_context(|| format!("{at}: read error"))?;
-        let Ok(line) = String::from_utf8(line) else {
-            sink(Err((at, "not valid UTF-8".into())))?;
-            continue;
-        };
-        if line.trim().is_empty() {
-            continue;
+        match String::from_utf8(line) {
+            Ok(line) if line.trim().is_empty() => {}
+            Ok(line) => each(at, Ok(line))?,
+            Err(_) => each(at, Err("not valid UTF-8".into()))?,
         }
+    }
+    Ok(())
+}
+
+fn read_jsonl(path: &Path, columns: &Columns, sink: &mut Sink) -> Result<()> {
+    jsonl_lines(path, |at, line| {
+        let line = match line {
+            Ok(line) => line,
+            Err(why) => return sink(Err((at, why))),
+        };
         let obj: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(&line) {
             Ok(o) => o,
-            Err(e) => {
-                sink(Err((at, format!("not a JSON object: {e}"))))?;
-                continue;
-            }
+            Err(e) => return sink(Err((at, format!("not a JSON object: {e}")))),
         };
         let text_value = obj.get(&columns.text);
-        if text_value.is_none() && i == 0 {
+        if text_value.is_none() && at.line == 1 {
             let keys: Vec<String> = obj.keys().cloned().collect();
             return Err(missing_column(path, "text", &columns.text, &keys));
         }
         let text = text_value.and_then(|v| v.as_str());
         let pair = columns.pair.as_ref().map(|p| obj.get(p).and_then(|v| v.as_str()));
-        sink(make_example(text, pair, json_labels(&obj, &columns.label), at))?;
-    }
-    Ok(())
+        sink(make_example(text, pair, json_labels(&obj, &columns.label), at))
+    })
 }
 
 /// A Parquet column by name, or an error naming the columns there are.

@@ -10,8 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use super::batching::Encoded;
-use super::labelled::{Location, OnBadRow, open_text};
-use crate::tokenizer::Tokenizer;
+use super::labelled::{Location, OnBadRow, jsonl_lines, open_text};
 
 /// A sentence as words, with one tag per word when the data has tags.
 #[derive(Debug, Clone)]
@@ -127,19 +126,10 @@ fn read_conll(path: &Path, column: TagColumn, with_tags: bool, sink: &mut Sink) 
 }
 
 fn read_tagged_jsonl(path: &Path, with_tags: bool, sink: &mut Sink) -> Result<()> {
-    let reader = BufReader::new(open_text(path)?);
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let at = Location { file: path.to_path_buf(), line: i as u64 + 1 };
-        let line = line.with_context(|| format!("{at}: read error"))?;
-        let Ok(line) = String::from_utf8(line) else {
-            sink(Err((at, "not valid UTF-8".into())))?;
-            continue;
-        };
-        if !line.trim().is_empty() {
-            sink(tagged_json(&line, with_tags, at))?;
-        }
-    }
-    Ok(())
+    jsonl_lines(path, |at, line| match line {
+        Ok(line) => sink(tagged_json(&line, with_tags, at)),
+        Err(why) => sink(Err((at, why))),
+    })
 }
 
 /// `{"tokens": [...], "tags": [...]}` (or `ner_tags`), checked.
@@ -193,23 +183,11 @@ pub struct TagWindow {
 }
 
 /// Windows of a tokenised sentence (`word_ids`: each token's word, from an encoding without
-/// special tokens): at most `max_len` tokens with the special tokens, consecutive windows
-/// sharing about `stride` tokens, cut only between words (a word longer than a window keeps
-/// its first tokens). Each word is predicted by exactly one window: shared words are split at
+/// special tokens), each opened and closed by the tokenizer's `(cls, sep)` ids: at most
+/// `max_len` tokens with those, consecutive windows sharing about `stride` tokens (at least a
+/// word), cut only between words (a word longer than a window keeps its first tokens). Each word is predicted by exactly one window: shared words are split at
 /// the middle of the overlap. (A word the tokenizer turns into no token has no prediction.)
 pub fn windows(
-    tok: &Tokenizer,
-    ids: &[u32],
-    word_ids: &[Option<u32>],
-    sentence: usize,
-    max_len: usize,
-    stride: usize,
-) -> Vec<TagWindow> {
-    cut((tok.cls_id, tok.sep_id), ids, word_ids, sentence, max_len, stride)
-}
-
-/// `windows`, given the ids of the tokens that open and close a sequence.
-fn cut(
     (cls, sep): (u32, u32),
     ids: &[u32],
     word_ids: &[Option<u32>],
@@ -294,7 +272,7 @@ mod tests {
             word_ids.extend(std::iter::repeat_n(Some(w), w as usize % 3 + 1));
         }
         let ids: Vec<u32> = (100..100 + word_ids.len() as u32).collect();
-        let windows = cut((1, 2), &ids, &word_ids, 0, 8, 2);
+        let windows = windows((1, 2), &ids, &word_ids, 0, 8, 2);
         let mut predicted: Vec<usize> = windows.iter().flat_map(|w| w.predicts.iter().map(|p| p.0)).collect();
         predicted.sort();
         assert_eq!(predicted, (0..10).collect::<Vec<_>>(), "each word exactly once");
@@ -317,7 +295,7 @@ mod tests {
     #[test]
     fn a_word_longer_than_the_window_keeps_its_first_tokens() {
         let word_ids = vec![Some(0), Some(1), Some(1), Some(1), Some(1), Some(1), Some(2)];
-        let windows = cut((1, 2), &[5, 6, 7, 8, 9, 10, 11], &word_ids, 0, 5, 1);
+        let windows = windows((1, 2), &[5, 6, 7, 8, 9, 10, 11], &word_ids, 0, 5, 1);
         let predicted: Vec<usize> = windows.iter().flat_map(|w| w.predicts.iter().map(|p| p.0)).collect();
         assert_eq!(predicted, vec![0, 1, 2]);
         assert!(windows.iter().all(|w| w.encoded.len() <= 5));

@@ -33,6 +33,9 @@ pub struct TaggedSet {
     pub gold: Option<Vec<Vec<String>>>,
 }
 
+/// A word's predicted tag id and its probability (None: the tokenizer gave it no token).
+pub type WordTag = Option<(usize, f32)>;
+
 /// How the tokens of a word become its prediction (transformers' pipeline `aggregation_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Aggregation {
@@ -82,7 +85,7 @@ impl TaggedSet {
                 ),
             };
             gold.extend(s.tags.clone());
-            for w in windows(tok, e.get_ids(), e.get_word_ids(), i, max_len, stride) {
+            for w in windows((tok.cls_id, tok.sep_id), e.get_ids(), e.get_word_ids(), i, max_len, stride) {
                 let labels = w.word_ids.iter().enumerate().map(|(p, word)| match (word, &ids) {
                     (Some(word), Some(ids)) if p == 0 || w.word_ids[p - 1] != Some(*word) => ids[*word],
                     (Some(word), Some(ids)) if label_all_tokens => inside(ids[*word]),
@@ -140,13 +143,8 @@ impl Tagger {
     }
 
     /// One (tag id, probability) per word of each sentence; None for a word without tokens.
-    pub fn word_predictions(
-        &self,
-        set: &TaggedSet,
-        probs: &[Tensor],
-        how: Aggregation,
-    ) -> Result<Vec<Vec<Option<(usize, f32)>>>> {
-        let mut out: Vec<Vec<Option<(usize, f32)>>> = set.sentence_words.iter().map(|&n| vec![None; n]).collect();
+    pub fn word_predictions(&self, set: &TaggedSet, probs: &[Tensor], how: Aggregation) -> Result<Vec<Vec<WordTag>>> {
+        let mut out: Vec<Vec<WordTag>> = set.sentence_words.iter().map(|&n| vec![None; n]).collect();
         for (w, p) in set.windows.iter().zip(probs) {
             let p = Vec::<Vec<f32>>::try_from(p)?;
             for &(word, first) in &w.predicts {
