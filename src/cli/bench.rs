@@ -13,14 +13,17 @@ use tch::Device;
 use super::checks::{check_max_len, positive, sequence_length};
 use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
+use crate::data::tagged::TagWindow;
 use crate::data::{Encoded, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
 use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::task::{IGNORE_INDEX, TaskKind};
 use crate::tokenizer::Tokenizer;
 use crate::train::Objective;
 use crate::train::classify::{Classifier, FineTune, LabelledSet};
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
+use crate::train::tag::{TagFineTune, TaggedSet, Tagger};
 use crate::train::trainer::{accumulate_gradients, clip_and_read, sorted_params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +60,9 @@ pub struct Args {
     /// Recompute layer activations in backward instead of keeping them (training workloads).
     #[arg(long)]
     gradient_checkpointing: bool,
+    /// The head and loss of the finetune workload (random targets of that kind).
+    #[arg(long, value_enum, default_value = "classification")]
+    task: TaskKind,
     #[command(flatten)]
     run: DeviceFlags,
 }
@@ -73,6 +79,9 @@ pub fn run(args: Args) -> Result<()> {
     let options =
         LoadOptions { device, autocast, gradient_checkpointing: args.gradient_checkpointing, new_head: false };
     match args.workload {
+        Workload::Finetune if args.task == TaskKind::TokenClassification => {
+            tagger_steps(&args, &model, &options, &batches, &mut watch)?
+        }
         Workload::Finetune | Workload::Inference => classifier_steps(&args, &model, &options, &batches, &mut watch)?,
         Workload::Mlm => mlm_steps(&args, &model, &options, &batches, &mut watch)?,
     }
@@ -86,6 +95,7 @@ pub fn run(args: Args) -> Result<()> {
         json!({
             "tool": "bertkit",
             "workload": format!("{:?}", args.workload).to_lowercase(),
+            "task": args.task.name(),
             "precision": format!("{:?}", autocast.precision()).to_lowercase(),
             "device": format!("{device:?}"),
             "threads": tch::get_num_threads(),
@@ -110,16 +120,28 @@ fn classifier_steps(
     batches: &[Vec<usize>],
     watch: &mut Stopwatch,
 ) -> Result<()> {
-    // The checkpoint's own labels (a classifier keeps its head), else config.json's default.
+    // The checkpoint's own labels (a classifier keeps its head), else config.json's default;
+    // one output for regression (a fresh head for a task the checkpoint's head is not).
     let mut model = model.clone();
-    let labels = model.config.label_names();
+    let labels = if args.task == TaskKind::Regression { vec!["score".into()] } else { model.config.label_names() };
     model.config.set_labels(&labels);
-    let classifier: Classifier = pretrained::load(&model, options)?;
+    if let Some(problem_type) = args.task.problem_type() {
+        model.config.set("problem_type", problem_type.into());
+    }
+    let new_head = args.task != TaskKind::Classification;
+    let classifier: Classifier = pretrained::load(&model, &LoadOptions { new_head, ..*options })?;
     let n = args.batch_size * batches.len();
     let items = random_examples(&classifier.tokenizer, n, args.seq_len);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let classes = (0..n).map(|_| rng.random_range(0..labels.len() as i64)).collect();
-    let set = LabelledSet::new(items, Targets::Classes(classes));
+    let k = labels.len();
+    let targets = match args.task {
+        TaskKind::MultiLabel => {
+            Targets::Sets((0..n).map(|_| (0..k).map(|_| rng.random_range(0..2) as f32).collect()).collect())
+        }
+        TaskKind::Regression => Targets::Scores((0..n).map(|_| rng.random_range(0.0..5.0)).collect()),
+        _ => Targets::Classes((0..n).map(|_| rng.random_range(0..k as i64)).collect()),
+    };
+    let set = LabelledSet::new(items, targets);
     if args.workload == Workload::Inference {
         for (step, batch) in batches.iter().enumerate() {
             let items: Vec<Encoded> = batch.iter().map(|&i| set.items[i].clone()).collect();
@@ -130,6 +152,33 @@ fn classifier_steps(
     let (batch_size, loss_weights) = (args.batch_size, None);
     let pool = Default::default();
     let task = FineTune { classifier, train: set, eval: None, batch_size, bucketing: false, loss_weights, pool };
+    train_steps(&task, batches, options.autocast, watch)
+}
+
+/// Token-classification steps: a tag for every token but the special ones (nine tags, as
+/// CoNLL-2003's).
+fn tagger_steps(
+    args: &Args,
+    model: &ModelDir,
+    options: &LoadOptions,
+    batches: &[Vec<usize>],
+    watch: &mut Stopwatch,
+) -> Result<()> {
+    let mut model = model.clone();
+    model.config.set_labels(&(0..9).map(|i| format!("TAG_{i}")).collect::<Vec<_>>());
+    let tagger: Tagger = pretrained::load(&model, &LoadOptions { new_head: true, ..*options })?;
+    let n = args.batch_size * batches.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut set = TaggedSet { windows: vec![], labels: vec![], sentence_words: vec![], gold: None };
+    for (i, encoded) in random_examples(&tagger.tokenizer, n, args.seq_len).into_iter().enumerate() {
+        let len = encoded.len();
+        let inside = |p: usize| p > 0 && p + 1 < len;
+        set.labels.push((0..len).map(|p| if inside(p) { rng.random_range(0..9) } else { IGNORE_INDEX }).collect());
+        let word_ids = (0..len).map(|p| inside(p).then_some(p)).collect();
+        set.windows.push(TagWindow { encoded, sentence: i, word_ids, predicts: vec![] });
+        set.sentence_words.push(len);
+    }
+    let task = TagFineTune { tagger, train: set, eval: None, batch_size: args.batch_size, bucketing: false };
     train_steps(&task, batches, options.autocast, watch)
 }
 
