@@ -113,7 +113,9 @@ pub struct RunControl {
     /// Stop when the best metric has not improved for this many evaluations.
     #[arg(long, value_parser = positive)]
     pub early_stopping_patience: Option<usize>,
-    /// Metric that picks the best checkpoint (a loss or perplexity is minimised, others maximised).
+    /// Metric that picks the best checkpoint (a loss, perplexity, mse, rmse or mae is minimised,
+    /// others maximised). Default: accuracy, micro_f1 (multi-label), pearson (regression), f1
+    /// (token classification), eval_loss (further pretraining).
     #[arg(long)]
     pub metric_for_best: Option<String>,
     /// Keep at most this many checkpoint-N folders (the best one is always kept).
@@ -149,8 +151,8 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Whether a bigger value of `metric` is better.
+    /// Whether a bigger value of `metric` is better (not for losses, perplexity and errors).
     pub fn greater_is_better(metric: &str) -> bool {
-        !(metric.contains("loss") || metric.contains("perplexity"))
+        !(metric.contains("loss") || metric.contains("perplexity") || ["mse", "rmse", "mae"].contains(&metric))
     }
 }

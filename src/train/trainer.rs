@@ -380,7 +380,13 @@ impl<'a, T: Objective> Loop<'a, T> {
             format!("--metric-for-best {metric}: evaluation reports {}", known.join(", "))
         })?;
         let greater = TrainConfig::greater_is_better(metric);
-        if self.state.best_metric.is_none_or(|b| if greater { value > b } else { value < b }) {
+        // An undefined value (Pearson of constant predictions) is worse than any number.
+        let better = match self.state.best_metric {
+            None => true,
+            Some(best) if best.is_nan() => !value.is_nan(),
+            Some(best) => (greater && value > best) || (!greater && value < best),
+        };
+        if better {
             self.state.best_evaluation = Some(json!({"metrics": ev.metrics, "report": ev.report}));
             self.state.best_metric = Some(value);
             self.state.best_step = Some(self.state.global_step);
