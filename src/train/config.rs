@@ -156,3 +156,18 @@ impl TrainConfig {
         !(metric.contains("loss") || metric.contains("perplexity") || ["mse", "rmse", "mae"].contains(&metric))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TrainConfig;
+
+    #[test]
+    fn errors_and_losses_are_minimised_scores_maximised() {
+        for metric in ["eval_loss", "perplexity", "mse", "rmse", "mae"] {
+            assert!(!TrainConfig::greater_is_better(metric), "{metric}");
+        }
+        for metric in ["accuracy", "macro_f1", "micro_f1", "pearson", "spearman", "f1", "subset_accuracy"] {
+            assert!(TrainConfig::greater_is_better(metric), "{metric}");
+        }
+    }
+}
