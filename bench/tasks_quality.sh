@@ -4,7 +4,8 @@
 # hyper-parameters (max-len 128, batch 16, lr 5e-5, 2 epochs, seed 42), scored on the test split:
 # STS-B regression (dev), GoEmotions multi-label (first 8 000 train rows), CoNLL-2003 NER
 # (first 4 000 train sentences, whole test file). One JSON line per tool and task.
-# Usage: bash bench/tasks_quality.sh [OUT_DIR] [TASK...]   (needs scripts/setup.sh and ../shared/data)
+# Usage: [LR=5e-5 EPOCHS=2] bash bench/tasks_quality.sh [OUT_DIR] [TASK...]
+# (needs scripts/setup.sh and ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/out/tasks}
@@ -14,7 +15,7 @@ model=.models/all-MiniLM-L6-v2
 bk=target/release/bertkit
 cargo build --release --quiet
 python3 bench/tasks_data.py "$out/data"
-hp=(--max-len 128 --batch-size 16 --lr 5e-5 --epochs 2 --seed 42)
+hp=(--max-len 128 --batch-size 16 --lr "${LR:-5e-5}" --epochs "${EPOCHS:-2}" --seed 42)
 grep -o -m1 'avx512_bf16\|avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' > "$out/cpu_flags.txt"
 
 for task in $tasks; do
