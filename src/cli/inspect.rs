@@ -4,6 +4,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::pretrained::ModelDir;
+use crate::task::TaskKind;
 use crate::tokenizer::Tokenizer;
 
 #[derive(clap::Args)]
@@ -25,9 +26,14 @@ pub fn run(args: Args) -> Result<()> {
     let family = model.family;
     let encoder = count(&|n| !family.is_head_tensor(n));
     let has = |prefix: &str| tensors.keys().any(|n| n.starts_with(prefix));
+    // The classifier's task as config.json records it (a token classifier is named so).
+    let classifier = match TaskKind::of(&model.config) {
+        TaskKind::TokenClassification => "token_classification",
+        _ => "sequence_classification",
+    };
     let heads = BTreeMap::from([
         ("pooler", tensors.keys().any(|n| n.contains("pooler."))),
-        ("sequence_classification", has(&format!("{}.", family.heads.classifier))),
+        (classifier, has(&format!("{}.", family.heads.classifier))),
         ("masked_lm", has(family.heads.mlm_bias)),
     ]);
     let dtypes: std::collections::BTreeSet<String> = tensors.values().map(|t| format!("{:?}", t.dtype)).collect();
@@ -53,6 +59,7 @@ pub fn run(args: Args) -> Result<()> {
         "encoder_parameters": encoder,
         "heads": heads,
         "labels": model.config.id2label(),
+        "task": has(&format!("{}.", family.heads.classifier)).then(|| TaskKind::of(&model.config).name()),
         "dtypes": dtypes,
         "tokenizer_vocab_size": tokenizer.as_ref().map(|t| t.vocab_size()),
     });
@@ -70,6 +77,9 @@ pub fn run(args: Args) -> Result<()> {
     println!("  weights       {}", dtypes.into_iter().collect::<Vec<_>>().join(", "));
     let present: Vec<&str> = heads.iter().filter(|(_, v)| **v).map(|(k, _)| *k).collect();
     println!("  heads         {}", if present.is_empty() { "none".to_string() } else { present.join(", ") });
+    if let Some(task) = report["task"].as_str() {
+        println!("  task          {task}");
+    }
     if let Some(labels) = model.config.id2label() {
         println!("  labels        {}", labels.join(", "));
     }

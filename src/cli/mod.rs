@@ -36,11 +36,11 @@ enum Command {
     Inspect(inspect::Args),
     /// Sentence vectors (CLS, pooler or mean of tokens) as JSON.
     Embed(embed::Args),
-    /// Fine-tune a model with a classification head on labelled texts.
+    /// Fine-tune a model on labelled data: one class, a set of classes or a score per text, or a tag per word.
     Finetune(finetune::Args),
-    /// Accuracy, macro-F1, per-class scores and confusion matrix of a classifier on labelled data.
+    /// The metrics of a fine-tuned model on labelled data (by its task: accuracy/F1, micro/macro-F1, Pearson, entity F1).
     Evaluate(evaluate::Args),
-    /// Label and class probabilities for each text (JSONL or CSV).
+    /// What a fine-tuned model says of each text: label and probabilities, label set, score, or entities (JSONL or CSV).
     Predict(predict::Args),
     /// Further pretraining: continue masked-language-model training on unlabelled domain text.
     Pretrain(pretrain::Args),
