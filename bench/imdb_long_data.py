@@ -23,18 +23,25 @@ args = p.parse_args()
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 
+# Two sequential passes over the archive (reading a member out of order re-reads the gzip stream).
 reviews = {("train", "pos"): [], ("train", "neg"): [], ("test", "pos"): [], ("test", "neg"): []}
 with tarfile.open(args.archive) as tar:
     for member in tar:
         parts = member.name.split("/")
         if member.isfile() and len(parts) == 4 and (parts[1], parts[2]) in reviews:
-            reviews[(parts[1], parts[2])].append((member.name, member))
-    rng = random.Random(42)
-    chosen = {}
-    for (split, label), items in reviews.items():
-        items.sort()
-        n = (args.train if split == "train" else args.test) // 2
-        chosen[(split, label)] = [tar.extractfile(m).read().decode("utf-8") for _, m in rng.sample(items, n)]
+            reviews[(parts[1], parts[2])].append(member.name)
+rng = random.Random(42)
+picked = {}
+for (split, label), names in reviews.items():
+    n = (args.train if split == "train" else args.test) // 2
+    picked[(split, label)] = rng.sample(sorted(names), n)
+wanted = {name for names in picked.values() for name in names}
+texts = {}
+with tarfile.open(args.archive) as tar:
+    for member in tar:
+        if member.name in wanted:
+            texts[member.name] = tar.extractfile(member).read().decode("utf-8")
+chosen = {key: [texts[name] for name in names] for key, names in picked.items()}
 
 tok = AutoTokenizer.from_pretrained(args.model)
 for split in ["train", "test"]:
