@@ -4,7 +4,7 @@
 # hyper-parameters (max-len 128, batch 16, lr 5e-5, 2 epochs, seed 42), scored on the test split:
 # STS-B regression (dev), GoEmotions multi-label (first 8 000 train rows), CoNLL-2003 NER
 # (first 4 000 train sentences, whole test file). One JSON line per tool and task.
-# Usage: [LR=5e-5 EPOCHS=2] bash bench/tasks_quality.sh [OUT_DIR] [TASK...]
+# Usage: [LR=5e-5 EPOCHS=2 SEED=42 BERTKIT_FLAGS=--no-bucketing] bash bench/tasks_quality.sh [OUT_DIR] [TASK...]
 # (needs scripts/setup.sh and ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ model=.models/all-MiniLM-L6-v2
 bk=target/release/bertkit
 cargo build --release --quiet
 python3 bench/tasks_data.py "$out/data"
-hp=(--max-len 128 --batch-size 16 --lr "${LR:-5e-5}" --epochs "${EPOCHS:-2}" --seed 42)
+hp=(--max-len 128 --batch-size 16 --lr "${LR:-5e-5}" --epochs "${EPOCHS:-2}" --seed "${SEED:-42}")
 grep -o -m1 'avx512_bf16\|avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' > "$out/cpu_flags.txt"
 
 for task in $tasks; do
@@ -27,7 +27,7 @@ for task in $tasks; do
     esac
     start=$(date +%s.%N)
     $bk finetune --model $model --task "$task" --train "$out/data/$train" "${flags[@]}" "${hp[@]}" \
-        --precision fp32 --output "$out/bertkit-$task" --overwrite --device cpu --log-every 50 -q
+        --precision fp32 --output "$out/bertkit-$task" --overwrite --device cpu --log-every 50 -q ${BERTKIT_FLAGS:-}
     train_s=$(python3 -c "import time; print(time.time() - $start)")
     $bk evaluate --model "$out/bertkit-$task" --data "$out/data/$test" "${flags[@]}" --max-len 128 \
         --precision fp32 --device cpu --json "$out/bertkit-$task-eval.json" -q >/dev/null
