@@ -117,5 +117,7 @@ training = TrainingArguments(output_dir=args.output, per_device_train_batch_size
 trainer = Trainer(model=model, args=training, train_dataset=train_set, data_collator=collator)
 trainer.train()
 train_s = time.time() - start
-metrics = {k: float(v) for k, v in score(trainer.predict(test_set)).items()}
+pred = trainer.predict(test_set)
+metrics = {k: float(v) for k, v in score(pred).items()}
+metrics["eval_loss"] = float(pred.metrics["test_loss"])
 print(json.dumps({"tool": "transformers Trainer", "task": args.task, "train_seconds": train_s, **metrics}))
