@@ -61,12 +61,7 @@ pub fn classification_report(predicted: &[i64], gold: &[i64], labels: &[String])
 impl ClassificationReport {
     /// A fixed-width table for the terminal.
     pub fn table(&self) -> String {
-        let width = self.per_class.iter().map(|c| c.label.len()).max().unwrap_or(5).max(9);
-        let mut out = format!("{:>width$}  precision  recall     f1  support\n", "");
-        for c in &self.per_class {
-            out +=
-                &format!("{:>width$}  {:9.4}  {:6.4}  {:.4}  {:7}\n", c.label, c.precision, c.recall, c.f1, c.support);
-        }
+        let (mut out, width) = super::scores_table(&self.per_class);
         out += &format!(
             "{:>width$}  accuracy {:.4}   macro-F1 {:.4}   ({} examples)\n",
             "", self.accuracy, self.macro_f1, self.examples

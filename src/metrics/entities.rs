@@ -100,12 +100,7 @@ pub fn entity_report(predicted: &[Vec<String>], gold: &[Vec<String>]) -> EntityR
 
 impl EntityReport {
     pub fn table(&self) -> String {
-        let width = self.per_type.iter().map(|c| c.label.len()).max().unwrap_or(5).max(9);
-        let mut out = format!("{:>width$}  precision  recall     f1  support\n", "");
-        for c in &self.per_type {
-            out +=
-                &format!("{:>width$}  {:9.4}  {:6.4}  {:.4}  {:7}\n", c.label, c.precision, c.recall, c.f1, c.support);
-        }
+        let (mut out, width) = super::scores_table(&self.per_type);
         out += &format!(
             "{:>width$}  precision {:.4}   recall {:.4}   f1 {:.4}   token accuracy {:.4}   ({} sentences)\n",
             "", self.precision, self.recall, self.f1, self.accuracy, self.sentences

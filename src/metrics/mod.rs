@@ -12,6 +12,17 @@ pub use entities::{EntityReport, entity_report};
 pub use multi_label::{MultiLabelReport, multi_label_report, tune_thresholds};
 pub use regression::{RegressionReport, regression_report};
 
+/// The per-class rows every report prints (label, precision, recall, F1, support), and the
+/// label column's width for the summary lines below them.
+fn scores_table(rows: &[ClassScores]) -> (String, usize) {
+    let width = rows.iter().map(|c| c.label.len()).max().unwrap_or(5).max(9);
+    let mut out = format!("{:>width$}  precision  recall     f1  support\n", "");
+    for c in rows {
+        out += &format!("{:>width$}  {:9.4}  {:6.4}  {:.4}  {:7}\n", c.label, c.precision, c.recall, c.f1, c.support);
+    }
+    (out, width)
+}
+
 /// `a / b`, 0 when `b` is 0 (scikit-learn's `zero_division=0`).
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }

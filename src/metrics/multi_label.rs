@@ -89,12 +89,7 @@ pub fn tune_thresholds(probs: &[Vec<f32>], gold: &[Vec<bool>]) -> Vec<f32> {
 impl MultiLabelReport {
     /// A fixed-width table for the terminal.
     pub fn table(&self) -> String {
-        let width = self.per_label.iter().map(|c| c.label.len()).max().unwrap_or(5).max(9);
-        let mut out = format!("{:>width$}  precision  recall     f1  support\n", "");
-        for c in &self.per_label {
-            out +=
-                &format!("{:>width$}  {:9.4}  {:6.4}  {:.4}  {:7}\n", c.label, c.precision, c.recall, c.f1, c.support);
-        }
+        let (mut out, width) = super::scores_table(&self.per_label);
         out += &format!(
             "{:>width$}  micro-F1 {:.4}   macro-F1 {:.4}   subset accuracy {:.4}   ({} examples)\n",
             "", self.micro_f1, self.macro_f1, self.subset_accuracy, self.examples
