@@ -4,7 +4,8 @@
 # hyper-parameters (max-len 128, batch 16, lr 5e-5, 2 epochs, seed 42), scored on the test split:
 # STS-B regression (dev), GoEmotions multi-label (first 8 000 train rows), CoNLL-2003 NER
 # (first 4 000 train sentences, whole test file). One JSON line per tool and task.
-# Usage: [LR=5e-5 EPOCHS=2 SEED=42 BERTKIT_FLAGS=--no-bucketing] bash bench/tasks_quality.sh [OUT_DIR] [TASK...]
+# Usage: [LR=5e-5 EPOCHS=2 SEED=42 SAMPLING=random|group_by_length] bash bench/tasks_quality.sh [OUT_DIR] [TASK...]
+# (SAMPLING is given to both tools as --train-sampling-strategy)
 # (needs scripts/setup.sh and ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,12 +28,12 @@ for task in $tasks; do
     esac
     start=$(date +%s.%N)
     $bk finetune --model $model --task "$task" --train "$out/data/$train" "${flags[@]}" "${hp[@]}" \
-        --precision fp32 --output "$out/bertkit-$task" --overwrite --device cpu --log-every 50 -q ${BERTKIT_FLAGS:-}
+        --precision fp32 --output "$out/bertkit-$task" --overwrite --device cpu --log-every 50 -q --train-sampling-strategy "${SAMPLING:-random}"
     train_s=$(python3 -c "import time; print(time.time() - $start)")
     $bk evaluate --model "$out/bertkit-$task" --data "$out/data/$test" "${flags[@]}" --max-len 128 \
         --precision fp32 --device cpu --json "$out/bertkit-$task-eval.json" -q >/dev/null
     python3 -c "import json; m = json.load(open('$out/bertkit-$task-eval.json'))['metrics']; print(json.dumps({'tool': 'bertkit', 'task': '$task', 'train_seconds': $train_s, **m}))" \
         | tee "$out/bertkit-$task.json"
     python3 bench/tasks_trainer.py --task "$task" --model $model --train "$out/data/$train" --test "$out/data/$test" \
-        "${hp[@]}" --output "$out/trainer-$task" 2>"$out/trainer-$task.log" | tail -1 | tee "$out/trainer-$task.json"
+        "${hp[@]}" --train-sampling-strategy "${SAMPLING:-random}" --output "$out/trainer-$task" 2>"$out/trainer-$task.log" | tail -1 | tee "$out/trainer-$task.json"
 done

@@ -4,7 +4,7 @@ the usual Python tools score them (scipy, scikit-learn, seqeval).
 
     python bench/tasks_trainer.py --task regression|multi-label|token-classification \
         --model DIR --train FILE --test FILE --max-len 128 --batch-size 16 --lr 5e-5 \
-        --epochs 2 --seed 42 --output OUT
+        --epochs 2 --seed 42 [--train-sampling-strategy group_by_length] --output OUT
 Prints one JSON line with the metrics under bertkit's names and the training seconds.
 """
 import argparse
@@ -25,6 +25,7 @@ p.add_argument("--batch-size", type=int, default=16)
 p.add_argument("--lr", type=float, default=5e-5)
 p.add_argument("--epochs", type=float, default=2)
 p.add_argument("--seed", type=int, default=42)
+p.add_argument("--train-sampling-strategy", default="random", choices=["random", "group_by_length"])
 args = p.parse_args()
 tok = AutoTokenizer.from_pretrained(args.model)
 
@@ -113,7 +114,8 @@ model, train_set, test_set, collator, score = {"regression": regression, "multi-
 training = TrainingArguments(output_dir=args.output, per_device_train_batch_size=args.batch_size,
                              per_device_eval_batch_size=args.batch_size * 2, learning_rate=args.lr,
                              num_train_epochs=args.epochs, seed=args.seed, save_strategy="no",
-                             report_to=[], logging_steps=50, use_cpu=not torch.cuda.is_available())
+                             report_to=[], logging_steps=50, use_cpu=not torch.cuda.is_available(),
+                             train_sampling_strategy=args.train_sampling_strategy)
 trainer = Trainer(model=model, args=training, train_dataset=train_set, data_collator=collator)
 trainer.train()
 train_s = time.time() - start

@@ -14,7 +14,7 @@ use super::checks::{check_max_len, positive, sequence_length};
 use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::data::tagged::TagWindow;
-use crate::data::{Encoded, Targets};
+use crate::data::{Encoded, Sampling, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::{IGNORE_INDEX, TaskKind};
@@ -151,7 +151,7 @@ fn classifier_steps(
     }
     let (batch_size, loss_weights) = (args.batch_size, None);
     let pool = Default::default();
-    let task = FineTune { classifier, train: set, eval: None, batch_size, bucketing: false, loss_weights, pool };
+    let task = FineTune { classifier, train: set, eval: None, batch_size, sampling: Sampling::Random, loss_weights, pool };
     train_steps(&task, batches, options.autocast, watch)
 }
 
@@ -178,7 +178,7 @@ fn tagger_steps(
         set.windows.push(TagWindow { encoded, sentence: i, word_ids, predicts: vec![] });
         set.sentence_words.push(len);
     }
-    let task = TagFineTune { tagger, train: set, eval: None, batch_size: args.batch_size, bucketing: false };
+    let task = TagFineTune { tagger, train: set, eval: None, batch_size: args.batch_size, sampling: Sampling::Random };
     train_steps(&task, batches, options.autocast, watch)
 }
 
@@ -209,7 +209,7 @@ fn mlm_steps(
     }
     let train = Blocks { cache: &cache, indices: (0..n).collect() };
     let masker = Masker::new(&mlm.tokenizer, 0.15, false);
-    let task = Pretrain { mlm, masker, train, eval: None, batch_size: args.batch_size, bucketing: false };
+    let task = Pretrain { mlm, masker, train, eval: None, batch_size: args.batch_size, sampling: Sampling::Random };
     train_steps(&task, batches, options.autocast, watch)
 }
 

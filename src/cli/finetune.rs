@@ -118,10 +118,10 @@ pub fn run(args: Args) -> Result<i32> {
     }
 
     let num_batches = train_set.items.len().div_ceil(cfg.hyper.batch_size);
-    let (batch_size, bucketing) = (cfg.hyper.batch_size, !cfg.hyper.no_bucketing);
+    let (batch_size, sampling) = (cfg.hyper.batch_size, cfg.hyper.train_sampling_strategy);
     let loss_weights = weights.map(|w| tch::Tensor::from_slice(&w).to_device(device));
     let pool = args.data.window_pool;
-    let task = FineTune { classifier, train: train_set, eval: eval_set, batch_size, bucketing, loss_weights, pool };
+    let task = FineTune { classifier, train: train_set, eval: eval_set, batch_size, sampling, loss_weights, pool };
     let outcome = train(&task, cfg, autocast, num_batches)?;
     if args.tune_thresholds && !matches!(outcome.stop, Stop::Interrupted { .. }) {
         tune_thresholds(&cfg.control.output, task.eval.as_ref().expect("checked above"), batch_size * 2, device)?;

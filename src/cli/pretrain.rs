@@ -114,8 +114,8 @@ pub fn run(args: Args) -> Result<i32> {
 
     let num_batches = train_blocks.indices.len().div_ceil(cfg.hyper.batch_size);
     let masker = Masker::new(&mlm.tokenizer, args.mlm_probability, args.whole_word_masking);
-    let (batch_size, bucketing) = (cfg.hyper.batch_size, !cfg.hyper.no_bucketing);
-    let task = Pretrain { mlm, masker, train: train_blocks, eval: eval_blocks, batch_size, bucketing };
+    let (batch_size, sampling) = (cfg.hyper.batch_size, cfg.hyper.train_sampling_strategy);
+    let task = Pretrain { mlm, masker, train: train_blocks, eval: eval_blocks, batch_size, sampling };
     let outcome = train(&task, &cfg, autocast, num_batches)?;
     Ok(super::conclude(&outcome, &cfg.control.output))
 }

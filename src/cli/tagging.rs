@@ -138,8 +138,8 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
     let eval_set = eval_sentences.as_deref().map(|s| windowed(s, "eval")).transpose()?;
     tracing::info!("task token-classification | tags: {} | device {device:?}", tags.names().join(", "));
     let num_batches = train_set.windows.len().div_ceil(cfg.hyper.batch_size);
-    let (batch_size, bucketing) = (cfg.hyper.batch_size, !cfg.hyper.no_bucketing);
-    let task = TagFineTune { tagger, train: train_set, eval: eval_set, batch_size, bucketing };
+    let (batch_size, sampling) = (cfg.hyper.batch_size, cfg.hyper.train_sampling_strategy);
+    let task = TagFineTune { tagger, train: train_set, eval: eval_set, batch_size, sampling };
     let outcome = train(&task, cfg, autocast, num_batches)?;
     Ok(super::conclude(&outcome, &cfg.control.output))
 }

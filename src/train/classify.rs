@@ -11,7 +11,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::trainer::{Evaluation, Objective, StepLoss};
-use crate::data::{Encoded, Targets, WindowPool, epoch_batches, eval_batches};
+use crate::data::{Encoded, Sampling, Targets, WindowPool, epoch_batches, eval_batches};
 use crate::encoder::ForwardOptions;
 use crate::fsutil::atomic_write;
 use crate::metrics::{classification_report, multi_label_report, regression_report};
@@ -178,7 +178,7 @@ pub struct FineTune {
     pub train: LabelledSet,
     pub eval: Option<LabelledSet>,
     pub batch_size: usize,
-    pub bucketing: bool,
+    pub sampling: Sampling,
     /// Class weights (cross-entropy) or positive weights (multi-label), on the model's device.
     pub loss_weights: Option<Tensor>,
     /// How evaluation pools the windows of long examples.
@@ -191,7 +191,7 @@ impl Objective for FineTune {
     }
 
     fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
-        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.bucketing)
+        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.sampling)
     }
 
     fn train_loss(&self, batch: &[usize], _seed: u64) -> Result<StepLoss> {

@@ -14,6 +14,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::schedule::ScheduleKind;
+use crate::data::Sampling;
 use crate::cli::checks::{fraction, non_negative, positive, positive_float};
 use crate::device::{DeviceFlags, Precision};
 
@@ -50,9 +51,9 @@ pub struct HyperParams {
     pub dropout: Option<f64>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Batch examples in random order instead of grouping similar lengths (more padding).
-    #[arg(long)]
-    pub no_bucketing: bool,
+    /// How training examples are put into batches (transformers' `train_sampling_strategy`).
+    #[arg(long, value_enum, default_value = "random")]
+    pub train_sampling_strategy: Sampling,
 }
 
 impl HyperParams {

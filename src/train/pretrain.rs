@@ -14,7 +14,7 @@ use tch::nn::VarStore;
 use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::corpus::TokenCache;
 use crate::data::masking::Masker;
-use crate::data::{Encoded, epoch_batches, eval_batches};
+use crate::data::{Encoded, Sampling, epoch_batches, eval_batches};
 use crate::encoder::{ForwardOptions, Inputs};
 use crate::pretrained::Pretrained;
 use crate::task::{MaskedLm, MaskedTargets};
@@ -149,7 +149,7 @@ pub struct Pretrain<'a> {
     pub train: Blocks<'a>,
     pub eval: Option<Blocks<'a>>,
     pub batch_size: usize,
-    pub bucketing: bool,
+    pub sampling: Sampling,
 }
 
 impl Objective for Pretrain<'_> {
@@ -158,7 +158,7 @@ impl Objective for Pretrain<'_> {
     }
 
     fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
-        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.bucketing)
+        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.sampling)
     }
 
     fn train_loss(&self, batch: &[usize], seed: u64) -> Result<StepLoss> {

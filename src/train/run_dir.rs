@@ -204,6 +204,20 @@ pub fn list_checkpoints(out: &Path) -> Result<Vec<(usize, PathBuf)>> {
     Ok(found)
 }
 
+/// Earlier checkpoints saved `no_bucketing` (grouping by length was the default then);
+/// it is `train_sampling_strategy` now, so such a run resumes with the batches it had.
+fn upgrade_sampling_flag(mut state: serde_json::Value) -> serde_json::Value {
+    for key in ["hyper", "config"] {
+        if let Some(hyper) = state.get_mut(key).and_then(|h| h.as_object_mut())
+            && let Some(no_bucketing) = hyper.remove("no_bucketing").and_then(|v| v.as_bool())
+        {
+            let sampling = if no_bucketing { "random" } else { "group_by_length" };
+            hyper.insert("train_sampling_strategy".into(), sampling.into());
+        }
+    }
+    state
+}
+
 /// The state saved in checkpoint `dir`, after checking its files and that it was trained with
 /// the same hyper-parameters and data (`fresh` is this run's state at step 0); the optimizer
 /// state goes into `opt`.
@@ -212,7 +226,10 @@ pub fn resume(dir: &Path, opt: &mut AdamW, fresh: &TrainerState) -> Result<Train
     let path = dir.join("trainer_state.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("{}: not a checkpoint folder", path.display()))?;
-    let saved: TrainerState = serde_json::from_str(&text).with_context(|| format!("{}: unreadable", path.display()))?;
+    let saved: TrainerState = serde_json::from_str(&text)
+        .map(upgrade_sampling_flag)
+        .and_then(serde_json::from_value)
+        .with_context(|| format!("{}: unreadable", path.display()))?;
     fresh.hyper.check_same_as(&saved.hyper, dir)?;
     if (saved.total_steps, saved.steps_per_epoch) != (fresh.total_steps, fresh.steps_per_epoch) {
         bail!(
@@ -229,4 +246,19 @@ pub fn resume(dir: &Path, opt: &mut AdamW, fresh: &TrainerState) -> Result<Train
     let state: BTreeMap<String, Tensor> = tensors.into_iter().collect();
     opt.load_state(state).with_context(|| format!("{}", file.display()))?;
     Ok(saved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn earlier_checkpoints_resume_with_the_batches_they_had() {
+        let upgraded = |no_bucketing: bool| upgrade_sampling_flag(json!({"hyper": {"seed": 1, "no_bucketing": no_bucketing}}));
+        assert_eq!(upgraded(false)["hyper"], json!({"seed": 1, "train_sampling_strategy": "group_by_length"}));
+        assert_eq!(upgraded(true)["hyper"], json!({"seed": 1, "train_sampling_strategy": "random"}));
+        let now = json!({"hyper": {"train_sampling_strategy": "random"}});
+        assert_eq!(upgrade_sampling_flag(now.clone()), now);
+    }
 }

@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::tagged::{TagWindow, TaggedSentence, windows};
-use crate::data::{Encoded, LabelSet, epoch_batches, eval_batches};
+use crate::data::{Encoded, LabelSet, Sampling, epoch_batches, eval_batches};
 use crate::encoder::ForwardOptions;
 use crate::metrics::entity_report;
 use crate::pretrained::Pretrained;
@@ -202,7 +202,7 @@ pub struct TagFineTune {
     pub train: TaggedSet,
     pub eval: Option<TaggedSet>,
     pub batch_size: usize,
-    pub bucketing: bool,
+    pub sampling: Sampling,
 }
 
 impl Objective for TagFineTune {
@@ -211,7 +211,7 @@ impl Objective for TagFineTune {
     }
 
     fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
-        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.bucketing)
+        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.sampling)
     }
 
     fn train_loss(&self, batch: &[usize], _seed: u64) -> Result<StepLoss> {
