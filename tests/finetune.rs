@@ -164,6 +164,23 @@ fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
     let resume = ["--max-steps", "12", "--weight-decay", "0.5", "--resume-from", ckpt.to_str().unwrap()];
     let err = String::from_utf8_lossy(&bertkit(&finetune_tiny(&train, &other, &resume)).stderr).to_string();
     assert!(err.contains("--weight-decay 0.5"), "{err}");
+    // So are the examples and the task's settings: class weights, or one label changed in the
+    // file (the same number of steps either way).
+    let other_data = |extra: &[&str]| {
+        let out = tmp.path().join("other-data");
+        let mut flags = vec!["--max-steps", "12", "--eval-every", "4", "--batch-size", "4", "--grad-accum", "2"];
+        flags.extend(["--lr", "1e-3", "--warmup-steps", "3", "--dropout", "0.2", "--max-len", "16"]);
+        flags.extend(["--resume-from", ckpt.to_str().unwrap()]);
+        let out = bertkit(&finetune_tiny(&train, &out, &[&flags[..], extra].concat()));
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = other_data(&["--class-weights", "balanced"]);
+    assert!(err.contains("other examples or task settings"), "{err}");
+    let text = std::fs::read_to_string(&train).unwrap();
+    std::fs::write(&train, text.replacen(r#""label":"0""#, r#""label":"1""#, 1)).unwrap();
+    let err = other_data(&[]);
+    assert!(err.contains("other examples or task settings"), "{err}");
 }
 
 #[test]

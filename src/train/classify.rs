@@ -10,6 +10,7 @@ use serde_json::json;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use super::fingerprint::Fingerprint;
 use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::{Encoded, Sampling, Targets, WindowPool, epoch_batches, eval_batches};
 use crate::encoder::ForwardOptions;
@@ -215,6 +216,21 @@ impl Objective for FineTune {
 
     fn save_model(&self, dir: &Path) -> Result<()> {
         self.classifier.save(dir)
+    }
+
+    fn fingerprint(&self) -> String {
+        let mut f = Fingerprint::new(self.classifier.model.kind.name());
+        f.encoded(self.train.items.iter()).ints(self.train.doc_of.iter().map(|&d| d as i64));
+        match &self.train.targets {
+            Targets::Classes(ids) => f.ints(ids.iter().copied()),
+            Targets::Sets(rows) => f.floats(&rows.concat()),
+            Targets::Scores(scores) => f.floats(scores),
+        };
+        if let Some(w) = &self.loss_weights {
+            let weights = Vec::<f32>::try_from(w.to_kind(Kind::Float).to_device(Device::Cpu)).expect("loss weights are 1-d");
+            f.text("loss weights").floats(&weights);
+        }
+        f.finish()
     }
 
     fn default_metric(&self) -> &'static str {

@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod fingerprint;
 pub mod log;
 pub mod loss_weights;
 pub mod optim;

@@ -11,6 +11,7 @@ use serde_json::json;
 use tch::Kind;
 use tch::nn::VarStore;
 
+use super::fingerprint::Fingerprint;
 use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::corpus::TokenCache;
 use crate::data::masking::Masker;
@@ -175,6 +176,13 @@ impl Objective for Pretrain<'_> {
 
     fn save_model(&self, dir: &Path) -> Result<()> {
         self.mlm.save(dir)
+    }
+
+    fn fingerprint(&self) -> String {
+        let mut f = Fingerprint::new("masked-lm");
+        f.text(&self.train.cache.meta.fingerprint).ints(self.train.indices.iter().map(|&i| i as i64));
+        f.floats(&[self.masker.probability as f32]).text(if self.masker.whole_word { "whole words" } else { "tokens" });
+        f.finish()
     }
 
     fn default_metric(&self) -> &'static str {

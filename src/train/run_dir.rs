@@ -35,6 +35,9 @@ pub struct TrainerState {
     /// bertkit before 0.2 saved every flag as `config`; its hyper-parameters are read from there.)
     #[serde(alias = "config")]
     pub hyper: HyperParams,
+    /// The training data and task settings (`fingerprint`); absent in earlier checkpoints.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 /// Files of a finished run, removed by `--overwrite` with the checkpoints.
@@ -239,6 +242,13 @@ pub fn resume(dir: &Path, opt: &mut AdamW, fresh: &TrainerState) -> Result<Train
             saved.steps_per_epoch,
             fresh.total_steps,
             fresh.steps_per_epoch
+        );
+    }
+    if saved.fingerprint.is_some() && saved.fingerprint != fresh.fingerprint {
+        bail!(
+            "{}: was trained on other examples or task settings (the data files, their labels, \
+             --max-len, --long-text, --label-all-tokens, loss weights or masking differ); resume with the same",
+            dir.display()
         );
     }
     let file = dir.join("optimizer.safetensors");

@@ -10,13 +10,14 @@ use serde_json::json;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use super::fingerprint::Fingerprint;
 use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::tagged::{TagWindow, TaggedSentence, windows};
 use crate::data::{Encoded, LabelSet, Sampling, epoch_batches, eval_batches};
 use crate::encoder::ForwardOptions;
 use crate::metrics::entity_report;
 use crate::pretrained::Pretrained;
-use crate::task::{IGNORE_INDEX, TokenClassifier};
+use crate::task::{IGNORE_INDEX, TaskKind, TokenClassifier};
 use crate::tokenizer::Tokenizer;
 
 /// A model with a token-classification head, loaded.
@@ -234,6 +235,15 @@ impl Objective for TagFineTune {
 
     fn save_model(&self, dir: &Path) -> Result<()> {
         self.tagger.save(dir)
+    }
+
+    fn fingerprint(&self) -> String {
+        let mut f = Fingerprint::new(TaskKind::TokenClassification.name());
+        f.encoded(self.train.windows.iter().map(|w| &w.encoded));
+        for labels in &self.train.labels {
+            f.ints(labels.iter().copied());
+        }
+        f.finish()
     }
 
     fn default_metric(&self) -> &'static str {

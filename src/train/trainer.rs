@@ -76,6 +76,9 @@ pub trait Objective {
     fn evaluate(&self) -> Result<Option<Evaluation>>;
     /// Writes the model as a Hugging Face directory.
     fn save_model(&self, dir: &Path) -> Result<()>;
+    /// The training data and task settings as one hash (`fingerprint`): a checkpoint resumes
+    /// only on the same.
+    fn fingerprint(&self) -> String;
     /// The metric that picks the best checkpoint unless the user chose one.
     fn default_metric(&self) -> &'static str;
     /// Whether to evaluate once before the first step (logged as step 0, saved as
@@ -150,6 +153,7 @@ pub fn train<T: Objective>(
         best_evaluation: None,
         evals_without_improvement: 0,
         hyper: h.clone(),
+        fingerprint: Some(task.fingerprint()),
     };
     if let Some(checkpoint) = &cfg.control.resume_from {
         state = resume(checkpoint, &mut opt, &state)?;
