@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::checks::{resolve_max_len, sequence_length};
 use crate::data::Encoded;
-use crate::data::long_text::window_ranges;
+use crate::data::long_text::{window_ranges, window_room};
 use crate::device::{Autocast, DeviceFlags};
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
@@ -75,16 +75,14 @@ fn attention_of(spec: &str, args: &Args, device: tch::Device) -> Result<Attentio
 /// --window names (the first by default), saying which one was drawn.
 fn window_of(tok: &Tokenizer, args: &Args, max_len: usize) -> Result<(Encoded, Vec<String>)> {
     let plain = tok.encode_plain(&[args.text.as_str()])?.remove(0);
-    let room = max_len.saturating_sub(2).max(2);
-    if plain.len() <= room {
+    if plain.len() <= window_room(max_len) {
         if args.window.is_some_and(|w| w > 0) {
             bail!("--window: the text has {} tokens and fits in one window (--max-len {max_len})", plain.len());
         }
         let enc = tok.encode_batch(&[args.text.as_str()], None, max_len)?.remove(0);
         return Ok((Encoded::from(&enc), enc.get_tokens().to_vec()));
     }
-    let step = room - args.stride.min(room / 2);
-    let windows = window_ranges(plain.len(), room, step);
+    let windows = window_ranges(plain.len(), max_len, args.stride);
     let n = args.window.unwrap_or(0);
     let Some(range) = windows.get(n) else {
         bail!("--window {n}: the text has {} windows of {max_len} tokens (0 to {})", windows.len(), windows.len() - 1)

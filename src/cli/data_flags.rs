@@ -64,12 +64,6 @@ impl DataFlags {
         Columns { text: self.text_column.clone(), pair: self.text_pair_column.clone(), label }
     }
 
-    /// The stride in tokens for windows of `max_len`, kept to at most half a window so that
-    /// windows always advance.
-    pub fn stride(&self, max_len: usize) -> usize {
-        self.stride.min(max_len.saturating_sub(2) / 2).max(1)
-    }
-
     /// Whether the flags say the labels are sets (multi-label).
     pub fn label_sets(&self) -> bool {
         self.label_separator.is_some() || self.label_columns.is_some()
@@ -85,7 +79,7 @@ impl DataFlags {
         max_len: usize,
         role: &str,
     ) -> Result<LabelledSet> {
-        let pieces = tokenize_long(tok, examples, max_len, self.long_text, self.stride(max_len))?;
+        let pieces = tokenize_long(tok, examples, max_len, self.long_text, self.stride)?;
         let how = match self.long_text {
             LongText::Truncate => "truncated to",
             LongText::HeadTail => "cut to their head and tail,",

@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
     let kind = TaskKind::of(&model.config);
     let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
     let evaluation = if kind == TaskKind::TokenClassification {
-        let stride = args.flags.stride(max_len);
+        let stride = args.flags.stride;
         let how = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
         super::tagging::evaluate(&model, &args.data, &how, &options, args.batch_size)?
     } else {

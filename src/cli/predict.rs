@@ -64,13 +64,13 @@ pub fn run(args: Args) -> Result<()> {
         let tagger: Tagger = pretrained::load(&model, &options)?;
         let texts =
             if pre_split { None } else { Some(read_texts(&args)?.into_iter().map(|e| e.text).collect::<Vec<_>>()) };
-        let stride = args.flags.stride(max_len);
+        let stride = args.flags.stride;
         let reading = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
         super::tagging::predict(&tagger, &args.input, texts.as_deref(), &reading, args.aggregation, args.batch_size)?
     } else {
         let classifier: Classifier = pretrained::load(&model, &options)?;
         let examples = read_texts(&args)?;
-        let (mode, stride) = (args.flags.long_text, args.flags.stride(max_len));
+        let (mode, stride) = (args.flags.long_text, args.flags.stride);
         let pieces = tokenize_long(&classifier.tokenizer, &examples, max_len, mode, stride)?;
         if pieces.long > 0 {
             tracing::info!(

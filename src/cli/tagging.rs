@@ -124,7 +124,7 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
     let autocast = Autocast::new(cfg.placement.precision, device);
     let gradient_checkpointing = cfg.placement.gradient_checkpointing;
     let tagger: Tagger = pretrained::load(&model, &LoadOptions { device, autocast, gradient_checkpointing, new_head })?;
-    let stride = args.data.stride(max_len);
+    let stride = args.data.stride;
     let windowed = |sentences: &[TaggedSentence], role: &str| -> Result<TaggedSet> {
         let set = TaggedSet::new(&tagger.tokenizer, sentences, &tags, max_len, stride, args.tags.label_all_tokens)?;
         tracing::info!(

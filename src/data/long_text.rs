@@ -52,8 +52,7 @@ pub fn tokenize_long(
     if examples.iter().any(|e| e.pair.is_some()) {
         bail!("--long-text head-tail and window read one text per example, not text pairs (--text-pair-column)");
     }
-    let room = max_len.saturating_sub(2).max(2);
-    let step = room - stride.min(room / 2);
+    let room = window_room(max_len);
     let mut pieces = Pieces { items: vec![], doc_of: vec![], long: 0 };
     for (chunk_start, chunk) in examples.chunks(2048).enumerate().map(|(i, c)| (i * 2048, c)) {
         let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
@@ -65,7 +64,7 @@ pub fn tokenize_long(
                     let head = room / 4;
                     vec![[&ids[..head], &ids[ids.len() - (room - head)..]].concat()]
                 }
-                _ => window_ranges(ids.len(), room, step).into_iter().map(|r| ids[r].to_vec()).collect(),
+                _ => window_ranges(ids.len(), max_len, stride).into_iter().map(|r| ids[r].to_vec()).collect(),
             };
             pieces.long += usize::from(ids.len() > room);
             for part in parts {
@@ -78,8 +77,17 @@ pub fn tokenize_long(
     Ok(pieces)
 }
 
-/// Token ranges of `room` tokens starting every `step`, the last ending at `len`.
-pub fn window_ranges(len: usize, room: usize, step: usize) -> Vec<std::ops::Range<usize>> {
+/// Tokens of text a window of `max_len` holds besides its [CLS] and [SEP].
+pub fn window_room(max_len: usize) -> usize {
+    max_len.saturating_sub(2).max(2)
+}
+
+/// Token ranges of a text of `len` tokens in windows of `max_len`, consecutive ones sharing
+/// `stride` tokens (at most half a window, so that windows always advance), the last ending
+/// at `len`.
+pub fn window_ranges(len: usize, max_len: usize, stride: usize) -> Vec<std::ops::Range<usize>> {
+    let room = window_room(max_len);
+    let step = room - stride.min(room / 2);
     (0..len.saturating_sub(room).div_ceil(step) + 1).map(|w| w * step..(w * step + room).min(len)).collect()
 }
 
@@ -89,9 +97,11 @@ mod tests {
 
     #[test]
     fn windows_cover_every_token_with_the_stride_as_overlap() {
-        // room 8, stride 3: each window starts 5 after the last.
-        assert_eq!(window_ranges(21, 8, 5), vec![0..8, 5..13, 10..18, 15..21]);
-        assert_eq!(window_ranges(8, 8, 5), vec![0..8]);
-        assert_eq!(window_ranges(9, 8, 5), vec![0..8, 5..9]);
+        // max-len 10 = room 8, stride 3: each window starts 5 after the last.
+        assert_eq!(window_ranges(21, 10, 3), vec![0..8, 5..13, 10..18, 15..21]);
+        assert_eq!(window_ranges(8, 10, 3), vec![0..8]);
+        assert_eq!(window_ranges(9, 10, 3), vec![0..8, 5..9]);
+        // A stride past half the window is kept to half.
+        assert_eq!(window_ranges(12, 10, 100), vec![0..8, 4..12]);
     }
 }

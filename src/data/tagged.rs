@@ -196,6 +196,7 @@ pub fn windows(
     stride: usize,
 ) -> Vec<TagWindow> {
     let room = max_len.saturating_sub(2).max(1);
+    let stride = stride.min(room / 2);
     // Each word that has tokens, with its token range.
     let mut spans: Vec<(usize, Range<usize>)> = Vec::new();
     for (t, w) in word_ids.iter().enumerate() {
