@@ -86,7 +86,7 @@ fn multi_label_learns_tunes_thresholds_and_agrees_with_predict() {
     let metrics = read_json(json)["metrics"].clone();
     let micro_f1 = metrics["micro_f1"].as_f64().unwrap();
     // Predicting every label (35% of the examples carry each) scores 0.52; the tiny random
-    // model ends between 0.81 and 0.96 over seeds 1-8 and 42 at these settings.
+    // model ends at 0.81 or more over seeds 1-8 and 42 at these settings.
     assert!(micro_f1 >= 0.75, "micro-F1 {micro_f1}: {metrics}");
     for key in ["macro_f1", "subset_accuracy", "eval_loss"] {
         assert!(metrics[key].as_f64().is_some(), "{key}: {metrics}");
