@@ -417,8 +417,8 @@ def make_task_reference(model_dir: Path, out: Path, name: str):
 
 def make_metric_reference(out: Path):
     """The metrics bertkit reports, as seqeval (entities), scikit-learn (multi-label) and scipy
-    (correlations) compute them, on random inputs with every awkward case: IOB1/IOB2/IOBES tags
-    mixed, empty label sets, tied scores."""
+    (correlations, the paired t-test) compute them, on random inputs with every awkward case:
+    IOB1/IOB2/IOBES tags mixed, empty label sets, tied scores."""
     import random
     import numpy as np
     from scipy.stats import pearsonr, spearmanr
@@ -443,8 +443,16 @@ def make_metric_reference(out: Path):
     regression = {"predicted": x, "gold": y, "pearson": pearsonr(x, y)[0], "spearman": spearmanr(x, y)[0],
                   "mse": float(np.mean((np.array(x) - np.array(y)) ** 2)),
                   "mae": float(np.mean(np.abs(np.array(x) - np.array(y))))}
+    from scipy.stats import ttest_rel
+    paired = []
+    for n in [2, 3, 5, 10]:
+        a = [rng.uniform(0.6, 0.9) for _ in range(n)]
+        b = [v + rng.gauss(0.01, 0.02) for v in a]
+        test = ttest_rel(b, a)
+        paired.append({"a": a, "b": b, "t": float(test.statistic), "p": float(test.pvalue)})
     path = out / "metrics.json"
-    path.write_text(json.dumps({"entities": entities, "multi_label": multi, "regression": regression}))
+    path.write_text(json.dumps({"entities": entities, "multi_label": multi, "regression": regression,
+                                "paired_t": paired}))
     print(f"wrote {path}")
 
 

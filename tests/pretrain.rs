@@ -198,6 +198,16 @@ fn pretrain_then_finetune_and_fill_mask() {
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["architectures"][0], "BertForMaskedLM");
     assert!(out.with_extension("token-cache").join("train/meta.json").exists());
+    // What the MLM does not train (the pooler, the classifier) is carried through unchanged,
+    // so the adapted model differs from the original only by what pretraining changed.
+    let tensors = |dir: &Path| -> std::collections::BTreeMap<String, tch::Tensor> {
+        tch::Tensor::read_safetensors(dir.join("model.safetensors")).unwrap().into_iter().collect()
+    };
+    let (original, adapted) = (tensors(&model), tensors(&out));
+    for name in ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"] {
+        assert!(original[name].equal(&adapted[name]), "{name} changed or dropped");
+    }
+    assert!(!original["bert.embeddings.word_embeddings.weight"].equal(&adapted["bert.embeddings.word_embeddings.weight"]));
 
     let fill = bertkit(&[
         "fill-mask",
@@ -216,7 +226,7 @@ fn pretrain_then_finetune_and_fill_mask() {
     let p0 = top[0]["probability"].as_f64().unwrap();
     assert!(p0 >= top[4]["probability"].as_f64().unwrap() && p0 <= 1.0);
 
-    // The adapted model is a valid starting point for fine-tuning (a pooler and classifier are created).
+    // The adapted model is a valid starting point for fine-tuning.
     let train = tmp.path().join("t.csv");
     std::fs::write(&train, "text,label\nthe lessee shall repair,a\nthe licensee may not assign,b\nrepair the premises,a\nassign the rights,b\n").unwrap();
     let ft = bertkit(&[

@@ -419,4 +419,13 @@ fn metrics_equal_seqeval_sklearn_and_scipy() {
     {
         close(got, &g[key], key);
     }
+
+    for case in r["paired_t"].as_array().unwrap() {
+        let values = |k: &str| -> Vec<f64> { serde_json::from_value(case[k].clone()).unwrap() };
+        let test = bertkit::metrics::paired_t(&values("a"), &values("b")).unwrap();
+        let scale = |want: &serde_json::Value| want.as_f64().unwrap().abs().max(1.0);
+        assert!((test.t - case["t"].as_f64().unwrap()).abs() < 1e-9 * scale(&case["t"]), "t: {test:?} {case}");
+        assert!((test.p_value - case["p"].as_f64().unwrap()).abs() < 1e-9, "p: {test:?} {case}");
+    }
+    assert!(bertkit::metrics::paired_t(&[0.5], &[0.6]).is_none(), "one seed: nothing to test");
 }

@@ -93,7 +93,8 @@ pub fn run(args: Args) -> Result<i32> {
     let autocast = Autocast::new(cfg.placement.precision, device);
     let gradient_checkpointing = cfg.placement.gradient_checkpointing;
     let options = LoadOptions { device, autocast, gradient_checkpointing, new_head: false };
-    let mlm: MaskedLanguageModel = pretrained::load(&model, &options)?;
+    let mut mlm: MaskedLanguageModel = pretrained::load(&model, &options)?;
+    mlm.carry_unused()?;
 
     // The corpus is checked (and tokenised) before the output directory is touched; the cache
     // lives beside the output so a rerun or a resume finds it.

@@ -1,16 +1,19 @@
 //! Evaluation metrics, defined as the Python tools people compare with define them:
 //! scikit-learn for classification (an undefined precision or recall counts as 0), scipy for
-//! correlations, seqeval for entities. One module per kind of task.
+//! correlations and tests, seqeval for entities. One module per kind of task, and `seeds` for
+//! results over several seeds.
 
 pub mod classes;
 pub mod entities;
 pub mod multi_label;
 pub mod regression;
+pub mod seeds;
 
 pub use classes::{ClassScores, ClassificationReport, classification_report};
 pub use entities::{EntityReport, entity_report};
 pub use multi_label::{MultiLabelReport, multi_label_report, tune_thresholds};
 pub use regression::{RegressionReport, regression_report};
+pub use seeds::{PairedTest, mean_sd, paired_t};
 
 /// The per-class rows every report prints (label, precision, recall, F1, support), and the
 /// label column's width for the summary lines below them.

@@ -115,6 +115,8 @@ pub struct Pretrained<M> {
     pub autocast: Autocast,
     /// Where the tokenizer files come from (copied into every directory saved).
     source: PathBuf,
+    /// Checkpoint tensors this model does not use, written back unchanged (`carry_unused`).
+    carried: BTreeMap<String, Tensor>,
 }
 
 /// The one loader: `dir` (its config as the caller left it: labels, dropout) built as encoder
@@ -148,6 +150,7 @@ pub fn load<M: TaskModel>(dir: &ModelDir, opts: &LoadOptions) -> Result<Pretrain
         device: opts.device,
         autocast: opts.autocast,
         source: dir.dir.clone(),
+        carried: BTreeMap::new(),
     })
 }
 
@@ -156,29 +159,47 @@ impl<M: TaskModel> Pretrained<M> {
         Collator { pad_id: self.tokenizer.pad_id }
     }
 
+    /// Keeps the checkpoint's tensors this model has no use for (BERT's pooler and a classifier
+    /// under an MLM head) and writes them back unchanged with every save, so that further
+    /// pretraining changes only what it trains and a model fine-tuned from its output starts
+    /// from the original's pooler, as one fine-tuned from the original does.
+    pub fn carry_unused(&mut self) -> Result<()> {
+        let unused: std::collections::BTreeSet<&String> = self.report.unused.iter().collect();
+        self.carried = weights::with_mapped_weights(&self.source, self.family, |all| {
+            Ok(all.into_iter().filter(|(name, _)| unused.contains(name)).map(|(name, t)| (name, t.copy())).collect())
+        })?;
+        if !self.carried.is_empty() {
+            let names: Vec<&str> = self.carried.keys().map(String::as_str).collect();
+            tracing::info!("kept unchanged in the output (not trained here): {}", names.join(", "));
+        }
+        Ok(())
+    }
+
     /// Writes the model as a Hugging Face directory (`{Family}{M::ARCHITECTURE}`).
     pub fn save(&self, out: &Path) -> Result<()> {
         let architecture = self.family.architecture(M::ARCHITECTURE);
         let mut config = self.config.clone();
         // Old configs may lack it; AutoConfig needs it to find the family.
         config.set("model_type", Value::from(self.family.model_type));
-        save_pretrained(out, &self.vs, &config, &architecture, &self.source)
+        let mut tensors: BTreeMap<String, Tensor> =
+            self.carried.iter().map(|(name, t)| (name.clone(), t.shallow_clone())).collect();
+        tensors.extend(self.vs.variables());
+        save_pretrained(out, &tensors, &config, &architecture, &self.source)
     }
 }
 
-/// Writes an HF model directory: config.json (with `architectures`), model.safetensors and the
-/// tokenizer files from `tokenizer_from`. Each file is written to a temporary name and renamed,
+/// Writes an HF model directory: config.json (with `architectures`), model.safetensors (`tensors`
+/// under their canonical names) and the tokenizer files from `tokenizer_from`. Each file is written to a temporary name and renamed,
 /// so a crash leaves either the old file or the new one.
 pub fn save_pretrained(
     out: &Path,
-    vs: &VarStore,
+    tensors: &BTreeMap<String, Tensor>,
     config: &ModelConfig,
     architecture: &str,
     tokenizer_from: &Path,
 ) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let tensors: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    write_safetensors(&out.join("model.safetensors"), &tensors)?;
+    write_safetensors(&out.join("model.safetensors"), tensors)?;
     let mut config = config.clone();
     config.set("architectures", Value::from(vec![architecture]));
     config.set("dtype", Value::from("float32"));
