@@ -226,11 +226,13 @@ fn pretrain_then_finetune_and_fill_mask() {
     let p0 = top[0]["probability"].as_f64().unwrap();
     assert!(p0 >= top[4]["probability"].as_f64().unwrap() && p0 <= 1.0);
 
-    // The adapted model is a valid starting point for fine-tuning.
+    // The adapted model is a valid starting point for fine-tuning (with a new head for other
+    // labels, as the original would need: it carries the original's classifier).
     let train = tmp.path().join("t.csv");
     std::fs::write(&train, "text,label\nthe lessee shall repair,a\nthe licensee may not assign,b\nrepair the premises,a\nassign the rights,b\n").unwrap();
     let ft = bertkit(&[
         "finetune",
+        "--new-head",
         "--model",
         out.to_str().unwrap(),
         "--train",
