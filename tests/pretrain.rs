@@ -260,6 +260,8 @@ fn adapt_runs_the_whole_study() {
         .map(|i| if i % 2 == 0 { "the lessee shall repair,repair\n" } else { "the licensee may not assign,assign\n" })
         .collect();
     std::fs::write(&train, format!("text,label\n{rows}")).unwrap();
+    let test = tmp.path().join("test.csv");
+    std::fs::write(&test, "text,label\nthe lessee shall repair,repair\nthe licensee may not assign,assign\n").unwrap();
     let out = tmp.path().join("study");
     let res = bertkit(&[
         "adapt",
@@ -271,6 +273,10 @@ fn adapt_runs_the_whole_study() {
         train.to_str().unwrap(),
         "--output",
         out.to_str().unwrap(),
+        "--test",
+        test.to_str().unwrap(),
+        "--seeds",
+        "2",
         "--pretrain-steps",
         "8",
         "--pretrain-max-len",
@@ -292,12 +298,30 @@ fn adapt_runs_the_whole_study() {
     for key in ["before", "after"] {
         assert!(report["domain_heldout"][key]["perplexity"].as_f64().unwrap() > 1.0, "{key}");
     }
+    // Checkpoints chosen by macro-F1 on the held-out split, scores from --test, two seeds.
+    assert_eq!(report["checkpoint_metric"], "macro_f1");
+    assert_eq!(report["reported_on"], "test");
+    assert_eq!(report["seeds"], serde_json::json!([42, 43]));
     for key in ["original", "adapted"] {
-        let acc = report["downstream"][key]["accuracy"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&acc), "{key}");
+        let arm = &report["downstream"][key];
+        let acc = arm["mean"]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc) && arm["sd"]["accuracy"].as_f64().is_some(), "{key}: {arm}");
+        assert_eq!(arm["runs"].as_array().unwrap().len(), 2, "{key}");
+        let state = out.join(format!("finetuned/{key}-seed43/trainer_state.json"));
+        let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+        assert_eq!(state["metric_for_best"], "macro_f1");
+        assert!(out.join(format!("finetuned/{key}-seed43/test_results.json")).exists());
     }
+    assert_eq!(report["comparison"]["paired_t"]["pairs"], 2, "{report}");
+    let commands: Vec<&str> = report["commands"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let count = |verb: &str| commands.iter().filter(|c| c.starts_with(&format!("bertkit {verb} "))).count();
+    assert_eq!((count("pretrain"), count("finetune"), count("evaluate")), (1, 4, 4), "{commands:?}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("perplexity") && md.contains("| accuracy |"), "{md}");
+    for part in ["perplexity", "| macro_f1 |", "| accuracy |", "the test set", "$ bertkit evaluate"] {
+        assert!(md.contains(part), "{part}: {md}");
+    }
+    // (One epoch of the tiny model may leave both at the same score on both seeds.)
+    assert!(md.contains("Paired t-test over 2 seeds") || md.contains("the same macro_f1 on every seed"), "{md}");
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(stderr.contains("$ bertkit pretrain") && stderr.contains("$ bertkit finetune"), "the chain is printed");
 }

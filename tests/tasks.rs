@@ -372,9 +372,10 @@ fn adapt_reports_the_task_metrics() {
     ]
     .concat());
     let report = std::fs::read_to_string(study.join("report.md")).unwrap();
-    for row in ["| f1 |", "| precision |", "| recall |", "| eval_loss |"] {
+    for row in ["| f1 |", "| precision |", "| recall |", "| eval_loss |", "chosen by **f1**", "the selection set itself"] {
         assert!(report.contains(row), "{row}: {report}");
     }
+    assert!(report.contains("One seed: no test of significance"), "{report}");
 }
 
 /// bertkit's metrics against seqeval, scikit-learn and scipy on the same random inputs

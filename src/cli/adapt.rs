@@ -1,11 +1,12 @@
 //! `bertkit adapt`: the whole domain-adaptation study as one command. It runs the same
-//! commands a user would type (printed as it goes, so the chain can be rerun by hand):
+//! commands a user would type (printed as it goes and listed in the report, so every number can
+//! be reproduced by hand):
 //!
 //! 1. `pretrain` the model on the domain corpus (held-out perplexity before and after);
-//! 2. `finetune` the original model on the labelled task;
-//! 3. `finetune` the adapted model on the same task, same seed and settings;
+//! 2. for each seed, `finetune` the original and the adapted model on the labelled task, each
+//!    checkpoint chosen on `--eval`, then `evaluate` each on `--test` (never used to choose);
 //!
-//! then writes `report.md` and `report.json` comparing them.
+//! then writes `report.md` and `report.json`: mean ± sd over seeds and a paired t-test.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,10 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::checks::{open_fraction, positive, positive_float, sequence_length};
+use crate::data::tagged::{is_conll, is_tagged_jsonl};
 use crate::fsutil::atomic_write;
+use crate::metrics::{mean_sd, paired_t};
+use crate::task::TaskKind;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,20 +30,33 @@ pub struct Args {
     /// Labelled training data of the downstream task.
     #[arg(long)]
     train: PathBuf,
-    /// Labelled held-out data of the downstream task.
+    /// Labelled data that chooses each fine-tune's checkpoint (and stops it early).
     #[arg(long)]
     eval: Option<PathBuf>,
-    /// Or hold out this fraction of --train.
+    /// Or hold out this fraction of --train for that.
     #[arg(long, default_value_t = 0.2, value_parser = open_fraction)]
     eval_split: f64,
+    /// Labelled test data: every fine-tuned model is scored on it once, never chosen by it.
+    /// Without it the report's numbers come from the set that chose the checkpoints.
+    #[arg(long)]
+    test: Option<PathBuf>,
+    /// The metric that chooses each fine-tune's checkpoint. Default: macro_f1 for single- and
+    /// multi-label classification (accuracy flatters a model that ignores a rare class), the
+    /// task's own otherwise (pearson, entity f1).
+    #[arg(long)]
+    metric_for_best: Option<String>,
+    /// Fine-tune each model with this many seeds (--seed, --seed + 1, ...): the report gives
+    /// mean ± sd and a paired t-test of adapted against original.
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    seeds: usize,
     #[arg(long, default_value = "text")]
     text_column: String,
     #[arg(long, default_value = "label")]
     label_column: String,
     /// The downstream task (see `finetune --task`); by default what the data says.
     #[arg(long, value_enum)]
-    task: Option<crate::task::TaskKind>,
-    /// Study directory: adapted/, baseline/, adapted-finetuned/, report.md, report.json.
+    task: Option<TaskKind>,
+    /// Study directory: adapted/, finetuned/{original,adapted}-seedN/, report.md, report.json.
     #[arg(long)]
     output: PathBuf,
     /// Further-pretraining steps.
@@ -83,22 +100,42 @@ fn path(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Runs one bertkit command line in this process, after printing it.
-fn step(argv: Vec<String>) -> Result<()> {
-    eprintln!(
-        "\n$ bertkit {}",
-        argv.iter().map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() }).collect::<Vec<_>>().join(" ")
-    );
-    let code = super::run_args(std::iter::once("bertkit".to_string()).chain(argv.iter().cloned()))?;
-    if code != 0 {
-        bail!("bertkit {} stopped with exit code {code}", argv[0]);
+/// The command lines the study ran, in order (for the report).
+#[derive(Default)]
+struct Commands(Vec<String>);
+
+impl Commands {
+    /// Runs one bertkit command line in this process, after printing it.
+    fn run(&mut self, argv: Vec<String>) -> Result<()> {
+        let quoted = |a: &String| if a.contains(' ') { format!("'{a}'") } else { a.clone() };
+        let line = format!("bertkit {}", argv.iter().map(quoted).collect::<Vec<_>>().join(" "));
+        eprintln!("\n$ {line}");
+        self.0.push(line);
+        let code = super::run_args(std::iter::once("bertkit".to_string()).chain(argv.iter().cloned()))?;
+        if code != 0 {
+            bail!("bertkit {} stopped with exit code {code}", argv[0]);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn read_json(p: &Path) -> Result<Value> {
     serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
         .with_context(|| format!("{}: not JSON", p.display()))
+}
+
+/// One model fine-tuned with each seed: its scores on the reported set.
+struct Arm {
+    name: &'static str,
+    model: String,
+    runs: Vec<(u64, Value)>,
+}
+
+impl Arm {
+    /// The values of `metric` over the seeds.
+    fn values(&self, metric: &str) -> Vec<f64> {
+        self.runs.iter().map(|(_, m)| m[metric].as_f64().unwrap_or(f64::NAN)).collect()
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -107,27 +144,69 @@ pub fn run(args: Args) -> Result<()> {
         bail!("{}: holds a finished study; pass --overwrite to redo it", out.display());
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let (adapted, baseline, adapted_ft) = (out.join("adapted"), out.join("baseline"), out.join("adapted-finetuned"));
-    step(pretrain_command(&args, &adapted))?;
-    step(finetune_command(&args, args.model.clone(), &baseline))?;
-    step(finetune_command(&args, path(&adapted), &adapted_ft))?;
-    write_report(&args, &adapted, &baseline, &adapted_ft)
+    let mut commands = Commands::default();
+    let adapted = out.join("adapted");
+    commands.run(pretrain_command(&args, &adapted))?;
+    let mut arms = [
+        Arm { name: "original", model: args.model.clone(), runs: vec![] },
+        Arm { name: "adapted", model: path(&adapted), runs: vec![] },
+    ];
+    let metric = selection_metric(&args);
+    for seed in (args.seed..).take(args.seeds) {
+        for arm in &mut arms {
+            let dir = out.join("finetuned").join(format!("{}-seed{seed}", arm.name));
+            commands.run(finetune_command(&args, &arm.model, &dir, seed, metric.as_deref()))?;
+            let scores = match &args.test {
+                Some(test) => {
+                    let json = dir.join("test_results.json");
+                    commands.run(evaluate_command(&args, &dir, test, &json))?;
+                    read_json(&json)?
+                }
+                None => read_json(&dir.join("eval_results.json"))?,
+            };
+            arm.runs.push((seed, scores["metrics"].clone()));
+        }
+    }
+    let chosen_by = read_json(&out.join(format!("finetuned/original-seed{}/trainer_state.json", args.seed)))?;
+    let chosen_by = chosen_by["metric_for_best"].as_str().unwrap_or("eval_loss").to_string();
+    write_report(&args, &adapted, &arms, &chosen_by, &commands.0)
 }
 
-/// The flags every step of the study shares.
-fn common_flags(args: &Args) -> Vec<String> {
-    let mut common = vec!["--seed".to_string(), args.seed.to_string(), "--device".into(), args.device.clone()];
-    common.extend(["--precision".into(), format!("{:?}", args.precision).to_lowercase()]);
-    if let Some(t) = args.threads {
-        common.extend(["--threads".into(), t.to_string()]);
+/// macro_f1 for single- and multi-label classification unless told otherwise; None leaves
+/// `finetune` its task's default (pearson for regression, entity f1 for tagging).
+fn selection_metric(args: &Args) -> Option<String> {
+    if args.metric_for_best.is_some() {
+        return args.metric_for_best.clone();
     }
+    let tagged = is_conll(&args.train) || is_tagged_jsonl(&args.train);
+    match args.task {
+        Some(TaskKind::Classification | TaskKind::MultiLabel) => Some("macro_f1".into()),
+        None if !tagged => Some("macro_f1".into()),
+        _ => None,
+    }
+}
+
+/// Where and how every step runs.
+fn placement_flags(args: &Args) -> Vec<String> {
+    let mut flags = vec!["--device".to_string(), args.device.clone()];
+    flags.extend(["--precision".into(), format!("{:?}", args.precision).to_lowercase()]);
+    if let Some(t) = args.threads {
+        flags.extend(["--threads".into(), t.to_string()]);
+    }
+    flags
+}
+
+/// The flags every training step shares.
+fn training_flags(args: &Args, seed: u64) -> Vec<String> {
+    let mut flags = vec!["--seed".to_string(), seed.to_string()];
+    flags.extend(placement_flags(args));
     if args.overwrite {
-        common.push("--overwrite".into());
+        flags.push("--overwrite".into());
     }
     if args.gradient_checkpointing {
-        common.push("--gradient-checkpointing".into());
+        flags.push("--gradient-checkpointing".into());
     }
-    common
+    flags
 }
 
 /// `bertkit pretrain` of the model on the corpus, into `adapted`.
@@ -153,94 +232,154 @@ fn pretrain_command(args: &Args, adapted: &Path) -> Vec<String> {
     if args.dedupe {
         pretrain.push("--dedupe".into());
     }
-    pretrain.extend(common_flags(args));
+    pretrain.extend(training_flags(args, args.seed));
     pretrain
 }
 
-/// `bertkit finetune` of `model` on the task, with a fresh head, into `output`.
-fn finetune_command(args: &Args, model: String, output: &Path) -> Vec<String> {
-    let mut v: Vec<String> = vec![
-        // The study trains a fresh head for the task on both models.
-        "finetune".into(),
-        "--new-head".into(),
-        "--model".into(),
-        model,
-        "--train".into(),
-        path(&args.train),
-        "--output".into(),
-        path(output),
-        "--text-column".into(),
-        args.text_column.clone(),
-        "--label-column".into(),
-        args.label_column.clone(),
-        "--epochs".into(),
-        args.finetune_epochs.to_string(),
-        "--max-len".into(),
-        args.finetune_max_len.to_string(),
-        "--lr".into(),
-        args.finetune_lr.to_string(),
-        "--batch-size".into(),
-        args.batch_size.to_string(),
-    ];
+/// The task data's columns, for `finetune` and `evaluate`.
+fn column_flags(args: &Args) -> Vec<String> {
+    let mut flags = vec!["--text-column".to_string(), args.text_column.clone()];
+    flags.extend(["--label-column".into(), args.label_column.clone()]);
+    flags.extend(["--max-len".into(), args.finetune_max_len.to_string()]);
+    flags
+}
+
+/// `bertkit finetune` of `model` on the task with a fresh head (both models get one), into
+/// `output`, the checkpoint chosen by `metric` on the selection set.
+fn finetune_command(args: &Args, model: &str, output: &Path, seed: u64, metric: Option<&str>) -> Vec<String> {
+    let mut v: Vec<String> = vec!["finetune".into(), "--new-head".into(), "--model".into(), model.into()];
+    v.extend(["--train".into(), path(&args.train), "--output".into(), path(output)]);
+    v.extend(column_flags(args));
+    v.extend(["--epochs".into(), args.finetune_epochs.to_string(), "--lr".into(), args.finetune_lr.to_string()]);
+    v.extend(["--batch-size".into(), args.batch_size.to_string()]);
     if let Some(task) = args.task {
         v.extend(["--task".into(), task.name().into()]);
+    }
+    if let Some(metric) = metric {
+        v.extend(["--metric-for-best".into(), metric.into()]);
     }
     match &args.eval {
         Some(e) => v.extend(["--eval".into(), path(e)]),
         None => v.extend(["--eval-split".into(), args.eval_split.to_string()]),
     }
-    v.extend(common_flags(args));
+    v.extend(training_flags(args, seed));
     v
 }
 
-/// `report.json` and `report.md` from the three runs' results.
-fn write_report(args: &Args, adapted: &Path, baseline: &Path, adapted_ft: &Path) -> Result<()> {
+/// `bertkit evaluate` of a fine-tuned model on the test set, into `json`.
+fn evaluate_command(args: &Args, model: &Path, test: &Path, json: &Path) -> Vec<String> {
+    let mut v: Vec<String> = vec!["evaluate".into(), "--model".into(), path(model), "--data".into(), path(test)];
+    v.extend(column_flags(args));
+    v.extend(["--json".into(), path(json)]);
+    v.extend(placement_flags(args));
+    v
+}
+/// `report.json` and `report.md`: held-out domain perplexity before and after, both models'
+/// downstream scores over the seeds, the paired test, and the commands that made each number.
+fn write_report(args: &Args, adapted: &Path, arms: &[Arm; 2], chosen_by: &str, commands: &[String]) -> Result<()> {
     let out = &args.output;
-    let before = read_json(&adapted.join("eval_before.json"))?;
-    let after = read_json(&adapted.join("eval_results.json"))?;
-    let base = read_json(&baseline.join("eval_results.json"))?;
-    let ours = read_json(&adapted_ft.join("eval_results.json"))?;
-    let metric = |v: &Value, k: &str| v["metrics"][k].as_f64().unwrap_or(f64::NAN);
+    let before = read_json(&adapted.join("eval_before.json"))?["metrics"].clone();
+    let after = read_json(&adapted.join("eval_results.json"))?["metrics"].clone();
+    let test = paired_t(&arms[0].values(chosen_by), &arms[1].values(chosen_by));
+    let eval_split = args.eval.is_none().then_some(args.eval_split);
     let report = json!({
         "model": args.model,
         "corpus": args.corpus,
-        "task": {"train": args.train, "eval": args.eval, "eval_split": if args.eval.is_none() { Some(args.eval_split) } else { None }},
-        "domain_heldout": {
-            "before": before["metrics"],
-            "after": after["metrics"],
-        },
-        "downstream": {
-            "original": base["metrics"],
-            "adapted": ours["metrics"],
-        },
-        "directories": {"adapted": adapted, "baseline": baseline, "adapted_finetuned": adapted_ft},
+        "task": {"train": args.train, "eval": args.eval, "eval_split": eval_split, "test": args.test},
+        "checkpoint_metric": chosen_by,
+        "reported_on": if args.test.is_some() { "test" } else { "selection" },
+        "seeds": arms[0].runs.iter().map(|(seed, _)| seed).collect::<Vec<_>>(),
+        "domain_heldout": {"before": before, "after": after},
+        "downstream": {arms[0].name: arm_json(&arms[0]), arms[1].name: arm_json(&arms[1])},
+        "comparison": {"metric": chosen_by, "paired_t": test},
+        "commands": commands,
     });
     atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
-
-    let row = |name: &str, a: &Value, b: &Value, key: &str| {
-        let (x, y) = (metric(a, key), metric(b, key));
-        format!("| {name} | {x:.4} | {y:.4} | {:+.4} |\n", y - x)
-    };
-    let mut md = format!(
-        "# Domain adaptation of {}\n\nCorpus: {}. Task: {}.\n\n## Held-out domain text (masked-token prediction)\n\n| | before | after | change |\n|---|---|---|---|\n",
-        args.model,
-        args.corpus.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", "),
-        args.train.display()
-    );
-    let beforev = json!({"metrics": before["metrics"]});
-    let afterv = json!({"metrics": after["metrics"]});
-    md += &row("loss", &beforev, &afterv, "eval_loss");
-    md += &row("perplexity", &beforev, &afterv, "perplexity");
-    md += &row("accuracy", &beforev, &afterv, "accuracy");
-    md += "\nA model published without an MLM head (such as all-MiniLM-L6-v2) starts from a freshly initialised head, so its \"before\" perplexity measures that head, not the encoder.\n";
-    md +=
-        "\n## Downstream task (same data, seed and settings)\n\n| | original | adapted | change |\n|---|---|---|---|\n";
-    // The task's own metrics (accuracy, micro-F1, Pearson, entity F1, ...), loss last.
-    let keys = base["metrics"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
-    for key in keys.iter().filter(|k| *k != "eval_loss").chain(keys.iter().filter(|k| *k == "eval_loss")) {
-        md += &row(key, &base, &ours, key);
-    }
+    let md = markdown(args, &report, arms, chosen_by, commands);
     atomic_write(&out.join("report.md"), md.as_bytes())?;
     println!("{md}");
     Ok(())
+}
+
+/// One model's scores: per seed, and mean and sd of each metric (sd null with one seed).
+fn arm_json(arm: &Arm) -> Value {
+    let keys: Vec<String> = arm.runs[0].1.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let (mut mean, mut sd) = (serde_json::Map::new(), serde_json::Map::new());
+    for key in keys {
+        let (m, s) = mean_sd(&arm.values(&key));
+        mean.insert(key.clone(), json!(m));
+        sd.insert(key, json!(s));
+    }
+    let runs: Vec<Value> = arm.runs.iter().map(|(seed, metrics)| json!({"seed": seed, "metrics": metrics})).collect();
+    json!({"mean": mean, "sd": sd, "runs": runs})
+}
+
+fn markdown(args: &Args, report: &Value, arms: &[Arm; 2], chosen_by: &str, commands: &[String]) -> String {
+    let corpus: Vec<String> = args.corpus.iter().map(|p| format!("`{}`", p.display())).collect();
+    let selection = match &args.eval {
+        Some(e) => format!("`{}`", e.display()),
+        None => format!("{}% of `{}` held out", args.eval_split * 100.0, args.train.display()),
+    };
+    let reported = match &args.test {
+        Some(t) => format!("the test set `{}` (never used to choose)", t.display()),
+        None => "**the selection set itself**: it chose the checkpoints, which flatters both models; pass `--test` for unbiased numbers".into(),
+    };
+    let seeds: Vec<String> = report["seeds"].as_array().into_iter().flatten().map(|s| s.to_string()).collect();
+    let mut md = format!(
+        "# Domain adaptation of {}\n\nCorpus: {}. Task: `{}`.\nEach fine-tune's checkpoint is chosen by **{chosen_by}** on {selection}. \
+         The downstream scores below are on {reported}. Seeds: {}.\n\n",
+        args.model,
+        corpus.join(", "),
+        args.train.display(),
+        seeds.join(", ")
+    );
+    md += &domain_table(&report["domain_heldout"]);
+    md += &downstream_table(arms, chosen_by);
+    md += &verdict(&report["comparison"]["paired_t"], chosen_by);
+    md += "\n## Commands\n\nEvery number above comes from these, in this order:\n\n```\n";
+    md += &commands.iter().map(|c| format!("$ {c}\n")).collect::<String>();
+    md + "```\n"
+}
+
+fn domain_table(heldout: &Value) -> String {
+    let mut md = "## Held-out domain text (masked-token prediction)\n\n| | before | after | change |\n|---|---|---|---|\n".to_string();
+    for key in ["eval_loss", "perplexity", "accuracy"] {
+        let (x, y) = (heldout["before"][key].as_f64().unwrap_or(f64::NAN), heldout["after"][key].as_f64().unwrap_or(f64::NAN));
+        md += &format!("| {key} | {x:.4} | {y:.4} | {:+.4} |\n", y - x);
+    }
+    md + "\nA model published without an MLM head (such as all-MiniLM-L6-v2) starts from a freshly initialised head, so its \"before\" perplexity measures that head, not the encoder.\n"
+}
+
+/// The task's own metrics (the checkpoint metric first, the loss last), mean ± sd over seeds.
+fn downstream_table(arms: &[Arm; 2], chosen_by: &str) -> String {
+    let mut md = "\n## Downstream task (same data, settings and seeds; a fresh head on both)\n\n| | original | adapted | change |\n|---|---|---|---|\n".to_string();
+    let mut keys: Vec<String> = arms[0].runs[0].1.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    keys.sort_by_key(|k| (k != chosen_by, k == "eval_loss"));
+    let cell = |values: &[f64]| match mean_sd(values) {
+        (m, s) if s.is_nan() => format!("{m:.4}"),
+        (m, s) => format!("{m:.4} ± {s:.4}"),
+    };
+    for key in &keys {
+        let (a, b) = (arms[0].values(key), arms[1].values(key));
+        md += &format!("| {key} | {} | {} | {:+.4} |\n", cell(&a), cell(&b), mean_sd(&b).0 - mean_sd(&a).0);
+    }
+    md
+}
+
+/// What the paired test says, in words.
+fn verdict(test: &Value, metric: &str) -> String {
+    let Some(p) = test["p_value"].as_f64() else {
+        if test.is_null() {
+            return "\nOne seed: no test of significance. Pass `--seeds 3` or more before concluding that adaptation helps or hurts.\n".into();
+        }
+        return format!("\nThe two models score the same {metric} on every seed.\n");
+    };
+    let (change, t, n) = (test["mean_difference"].as_f64().unwrap_or(0.0), test["t"].as_f64().unwrap_or(0.0), test["pairs"].as_u64().unwrap_or(0));
+    let better = (change > 0.0) == crate::train::TrainConfig::greater_is_better(metric);
+    let conclusion = match p < 0.05 {
+        true if better => "adaptation helps (p < 0.05)",
+        true => "adaptation hurts (p < 0.05)",
+        false => "the difference is within the noise between seeds (p >= 0.05)",
+    };
+    format!("\nPaired t-test over {n} seeds on {metric}: mean change {change:+.4}, t = {t:.2}, p = {p:.3}: {conclusion}.\n")
 }
