@@ -296,13 +296,13 @@ fn adapt_runs_the_whole_study() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     for key in ["before", "after"] {
-        assert!(report["domain_heldout"][key]["perplexity"].as_f64().unwrap() > 1.0, "{key}");
+        assert!(report["pretraining"]["dapt"][key]["perplexity"].as_f64().unwrap() > 1.0, "{key}");
     }
     // Checkpoints chosen by macro-F1 on the held-out split, scores from --test, two seeds.
     assert_eq!(report["checkpoint_metric"], "macro_f1");
     assert_eq!(report["reported_on"], "test");
     assert_eq!(report["seeds"], serde_json::json!([42, 43]));
-    for key in ["original", "adapted"] {
+    for key in ["original", "dapt"] {
         let arm = &report["downstream"][key];
         let acc = arm["mean"]["accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc) && arm["sd"]["accuracy"].as_f64().is_some(), "{key}: {arm}");
@@ -312,7 +312,7 @@ fn adapt_runs_the_whole_study() {
         assert_eq!(state["metric_for_best"], "macro_f1");
         assert!(out.join(format!("finetuned/{key}-seed43/test_results.json")).exists());
     }
-    assert_eq!(report["comparison"]["paired_t"]["pairs"], 2, "{report}");
+    assert_eq!(report["comparison"]["paired_t"]["dapt"]["pairs"], 2, "{report}");
     let commands: Vec<&str> = report["commands"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     let count = |verb: &str| commands.iter().filter(|c| c.starts_with(&format!("bertkit {verb} "))).count();
     assert_eq!((count("pretrain"), count("finetune"), count("evaluate")), (1, 4, 4), "{commands:?}");
@@ -321,9 +321,51 @@ fn adapt_runs_the_whole_study() {
         assert!(md.contains(part), "{part}: {md}");
     }
     // (One epoch of the tiny model may leave both at the same score on both seeds.)
-    assert!(md.contains("Paired t-test over 2 seeds") || md.contains("the same macro_f1 on every seed"), "{md}");
+    assert!(md.contains("paired t-test over 2 seeds") || md.contains("the same macro_f1 as the original on every seed"), "{md}");
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(stderr.contains("$ bertkit pretrain") && stderr.contains("$ bertkit finetune"), "the chain is printed");
+}
+
+/// TAPT pretrains on the task's own text (never its labels); with a corpus too, the study
+/// compares original, DAPT, TAPT and DAPT+TAPT (TAPT continued from the DAPT model).
+#[test]
+fn adapt_compares_dapt_tapt_and_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("legal.txt");
+    std::fs::write(&corpus, "the lessee shall repair the premises and may not assign the lease.\n\n".repeat(60)).unwrap();
+    let train = tmp.path().join("task.csv");
+    let rows: String = (0..60)
+        .map(|i| if i % 2 == 0 { "the tenant repairs the roof,REPAIRLABEL\n" } else { "no assignment without consent,ASSIGNLABEL\n" })
+        .collect();
+    std::fs::write(&train, format!("text,label\n{rows}")).unwrap();
+    let out = tmp.path().join("study");
+    let model = common::tiny_model();
+    let adapt = ["adapt", "--model", model.to_str().unwrap(), "--train", train.to_str().unwrap(), "--output", out.to_str().unwrap()];
+    let sizes = ["--pretrain-steps", "4", "--pretrain-max-len", "16", "--pretrain-eval-split", "0.2", "--finetune-epochs", "1"];
+    let rest = ["--finetune-max-len", "16", "--batch-size", "8", "--device", "cpu", "--threads", "1", "--precision", "fp32"];
+    let res = bertkit(&[&adapt[..], &["--corpus", corpus.to_str().unwrap(), "--tapt"], &sizes, &rest].concat());
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+
+    let task_text = std::fs::read_to_string(out.join("task-text.txt")).unwrap();
+    assert!(task_text.contains("the tenant repairs the roof") && !task_text.contains("LABEL"), "{task_text}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let names = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&report["pretraining"]), ["dapt", "tapt", "dapt+tapt"]);
+    assert_eq!(names(&report["downstream"]), ["original", "dapt", "tapt", "dapt+tapt"]);
+    assert!(report["pretraining"]["dapt+tapt"]["from"].as_str().unwrap().ends_with("pretrained/dapt"));
+    assert_eq!(report["pretraining"]["tapt"]["corpus"][0].as_str().unwrap(), out.join("task-text.txt").to_str().unwrap());
+    assert!(out.join("finetuned/dapt-tapt-seed42/model.safetensors").exists());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| | original | dapt | tapt | dapt+tapt |"), "{md}");
+
+    // TAPT alone needs no corpus; neither is an error naming both flags.
+    let alone = bertkit(&[&adapt[..], &["--tapt", "--overwrite"], &sizes, &rest].concat());
+    assert!(alone.status.success(), "{}", String::from_utf8_lossy(&alone.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(names(&report["downstream"]), ["original", "tapt"]);
+    let neither = bertkit(&[&adapt[..], &sizes, &rest].concat());
+    let err = String::from_utf8_lossy(&neither.stderr);
+    assert!(!neither.status.success() && err.contains("--corpus") && err.contains("--tapt"), "{err}");
 }
 
 /// Whole-word masking reads word boundaries from the cache: from the tokenizer's word ids, so

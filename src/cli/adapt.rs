@@ -2,11 +2,15 @@
 //! commands a user would type (printed as it goes and listed in the report, so every number can
 //! be reproduced by hand):
 //!
-//! 1. `pretrain` the model on the domain corpus (held-out perplexity before and after);
-//! 2. for each seed, `finetune` the original and the adapted model on the labelled task, each
-//!    checkpoint chosen on `--eval`, then `evaluate` each on `--test` (never used to choose);
+//! 1. `pretrain` the model on the domain corpus (DAPT), on the task's own training text
+//!    (TAPT, `--tapt`), or both in sequence (DAPT+TAPT), held-out perplexity before and after
+//!    (Gururangan et al. 2020);
+//! 2. for each seed, `finetune` the original and every adapted model on the labelled task,
+//!    each checkpoint chosen on `--eval`, then `evaluate` each on `--test` (never used to
+//!    choose);
 //!
-//! then writes `report.md` and `report.json`: mean ± sd over seeds and a paired t-test.
+//! then writes `report.md` and `report.json`: mean ± sd over seeds and, for each adapted model,
+//! a paired t-test against the original.
 
 use std::path::{Path, PathBuf};
 
@@ -14,19 +18,25 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::checks::{open_fraction, positive, positive_float, sequence_length};
-use crate::data::tagged::{is_conll, is_tagged_jsonl};
+use crate::data::labelled::{Columns, LabelSource, OnBadRow, read_examples};
+use crate::data::tagged::{TagColumn, is_conll, is_tagged_jsonl, read_tagged};
 use crate::fsutil::atomic_write;
 use crate::metrics::{mean_sd, paired_t};
 use crate::task::TaskKind;
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("pretraining").required(true).multiple(true).args(["corpus", "tapt"])))]
 pub struct Args {
     /// The general-purpose model to adapt.
     #[arg(long)]
     model: String,
-    /// Unlabelled domain text (files or directories).
-    #[arg(long, required = true, num_args = 1..)]
+    /// Unlabelled domain text (files or directories): domain-adaptive pretraining (DAPT).
+    #[arg(long, num_args = 1..)]
     corpus: Vec<PathBuf>,
+    /// Task-adaptive pretraining (TAPT): also pretrain on the text of --train (its labels are
+    /// never read); with --corpus, DAPT then TAPT as a third model.
+    #[arg(long)]
+    tapt: bool,
     /// Labelled training data of the downstream task.
     #[arg(long)]
     train: PathBuf,
@@ -56,7 +66,8 @@ pub struct Args {
     /// The downstream task (see `finetune --task`); by default what the data says.
     #[arg(long, value_enum)]
     task: Option<TaskKind>,
-    /// Study directory: adapted/, finetuned/{original,adapted}-seedN/, report.md, report.json.
+    /// Study directory: pretrained/{dapt,tapt,dapt-tapt}/, finetuned/{model}-seedN/,
+    /// report.md, report.json.
     #[arg(long)]
     output: PathBuf,
     /// Further-pretraining steps.
@@ -138,23 +149,65 @@ impl Arm {
     }
 }
 
+/// One further pretraining of the study: `name` (dapt, tapt, dapt+tapt), from the model
+/// `from`, on `corpus`.
+struct Pretraining {
+    name: &'static str,
+    from: String,
+    corpus: Vec<PathBuf>,
+    output: PathBuf,
+}
+
+/// DAPT on --corpus, TAPT on the task text, and DAPT+TAPT (TAPT from the DAPT model) when both.
+fn pretrainings(args: &Args, task_text: &Path) -> Vec<Pretraining> {
+    let dir = args.output.join("pretrained");
+    let task_text = vec![task_text.to_path_buf()];
+    let dapt = Pretraining { name: "dapt", from: args.model.clone(), corpus: args.corpus.clone(), output: dir.join("dapt") };
+    let tapt = Pretraining { name: "tapt", from: args.model.clone(), corpus: task_text.clone(), output: dir.join("tapt") };
+    let both = Pretraining { name: "dapt+tapt", from: path(&dapt.output), corpus: task_text, output: dir.join("dapt-tapt") };
+    match (args.corpus.is_empty(), args.tapt) {
+        (false, false) => vec![dapt],
+        (true, _) => vec![tapt],
+        (false, true) => vec![dapt, tapt, both],
+    }
+}
+
+/// The task's own training text for TAPT: each example's text as one paragraph (a tagged
+/// sentence's words joined by spaces); labels are never read.
+fn write_task_text(args: &Args, out: &Path) -> Result<()> {
+    let texts: Vec<String> = if is_conll(&args.train) || is_tagged_jsonl(&args.train) {
+        let (sentences, _) = read_tagged(&args.train, TagColumn::Last, false, OnBadRow::Skip)?;
+        sentences.into_iter().map(|s| s.words.join(" ")).collect()
+    } else {
+        let columns = Columns { text: args.text_column.clone(), pair: None, label: LabelSource::None };
+        read_examples(&args.train, None, &columns, OnBadRow::Skip)?.examples.into_iter().map(|e| e.text).collect()
+    };
+    tracing::info!("TAPT corpus: {} texts of {} in {}", texts.len(), args.train.display(), out.display());
+    atomic_write(out, texts.join("\n\n").as_bytes())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let out = &args.output;
     if out.join("report.json").exists() && !args.overwrite {
         bail!("{}: holds a finished study; pass --overwrite to redo it", out.display());
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let task_text = out.join("task-text.txt");
+    if args.tapt {
+        write_task_text(&args, &task_text)?;
+    }
+    let plan = pretrainings(&args, &task_text);
     let mut commands = Commands::default();
-    let adapted = out.join("adapted");
-    commands.run(pretrain_command(&args, &adapted))?;
-    let mut arms = [
-        Arm { name: "original", model: args.model.clone(), runs: vec![] },
-        Arm { name: "adapted", model: path(&adapted), runs: vec![] },
-    ];
+    for pretraining in &plan {
+        commands.run(pretrain_command(&args, pretraining))?;
+    }
+    let original = Arm { name: "original", model: args.model.clone(), runs: vec![] };
+    let adapted = plan.iter().map(|p| Arm { name: p.name, model: path(&p.output), runs: vec![] });
+    let mut arms: Vec<Arm> = std::iter::once(original).chain(adapted).collect();
     let metric = selection_metric(&args);
     for seed in (args.seed..).take(args.seeds) {
         for arm in &mut arms {
-            let dir = out.join("finetuned").join(format!("{}-seed{seed}", arm.name));
+            let dir = out.join("finetuned").join(format!("{}-seed{seed}", arm.name.replace('+', "-")));
             commands.run(finetune_command(&args, &arm.model, &dir, seed, metric.as_deref()))?;
             let scores = match &args.test {
                 Some(test) => {
@@ -169,7 +222,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let chosen_by = read_json(&out.join(format!("finetuned/original-seed{}/trainer_state.json", args.seed)))?;
     let chosen_by = chosen_by["metric_for_best"].as_str().unwrap_or("eval_loss").to_string();
-    write_report(&args, &adapted, &arms, &chosen_by, &commands.0)
+    write_report(&args, &plan, &arms, &chosen_by, &commands.0)
 }
 
 /// macro_f1 for single- and multi-label classification unless told otherwise; None leaves
@@ -209,13 +262,13 @@ fn training_flags(args: &Args, seed: u64) -> Vec<String> {
     flags
 }
 
-/// `bertkit pretrain` of the model on the corpus, into `adapted`.
-fn pretrain_command(args: &Args, adapted: &Path) -> Vec<String> {
-    let mut pretrain: Vec<String> = vec!["pretrain".into(), "--model".into(), args.model.clone(), "--corpus".into()];
-    pretrain.extend(args.corpus.iter().map(|p| path(p)));
+/// `bertkit pretrain` of one pretraining of the study.
+fn pretrain_command(args: &Args, p: &Pretraining) -> Vec<String> {
+    let mut pretrain: Vec<String> = vec!["pretrain".into(), "--model".into(), p.from.clone(), "--corpus".into()];
+    pretrain.extend(p.corpus.iter().map(|c| path(c)));
     pretrain.extend([
         "--output".into(),
-        path(adapted),
+        path(&p.output),
         "--max-steps".into(),
         args.pretrain_steps.to_string(),
         "--max-len".into(),
@@ -274,24 +327,30 @@ fn evaluate_command(args: &Args, model: &Path, test: &Path, json: &Path) -> Vec<
     v.extend(placement_flags(args));
     v
 }
-/// `report.json` and `report.md`: held-out domain perplexity before and after, both models'
-/// downstream scores over the seeds, the paired test, and the commands that made each number.
-fn write_report(args: &Args, adapted: &Path, arms: &[Arm; 2], chosen_by: &str, commands: &[String]) -> Result<()> {
+/// `report.json` and `report.md`: each pretraining's held-out masked-token scores before and
+/// after, every model's downstream scores over the seeds, each adapted model's paired test
+/// against the original, and the commands that made each number.
+fn write_report(args: &Args, plan: &[Pretraining], arms: &[Arm], chosen_by: &str, commands: &[String]) -> Result<()> {
     let out = &args.output;
-    let before = read_json(&adapted.join("eval_before.json"))?["metrics"].clone();
-    let after = read_json(&adapted.join("eval_results.json"))?["metrics"].clone();
-    let test = paired_t(&arms[0].values(chosen_by), &arms[1].values(chosen_by));
+    let mut pretraining = serde_json::Map::new();
+    for p in plan {
+        let before = read_json(&p.output.join("eval_before.json"))?["metrics"].clone();
+        let after = read_json(&p.output.join("eval_results.json"))?["metrics"].clone();
+        pretraining.insert(p.name.into(), json!({"from": p.from, "corpus": p.corpus, "before": before, "after": after}));
+    }
+    let original = arms[0].values(chosen_by);
+    let tests: serde_json::Map<String, Value> =
+        arms[1..].iter().map(|arm| (arm.name.to_string(), json!(paired_t(&original, &arm.values(chosen_by))))).collect();
     let eval_split = args.eval.is_none().then_some(args.eval_split);
     let report = json!({
         "model": args.model,
-        "corpus": args.corpus,
         "task": {"train": args.train, "eval": args.eval, "eval_split": eval_split, "test": args.test},
         "checkpoint_metric": chosen_by,
         "reported_on": if args.test.is_some() { "test" } else { "selection" },
         "seeds": arms[0].runs.iter().map(|(seed, _)| seed).collect::<Vec<_>>(),
-        "domain_heldout": {"before": before, "after": after},
-        "downstream": {arms[0].name: arm_json(&arms[0]), arms[1].name: arm_json(&arms[1])},
-        "comparison": {"metric": chosen_by, "paired_t": test},
+        "pretraining": pretraining,
+        "downstream": arms.iter().map(|arm| (arm.name.to_string(), arm_json(arm))).collect::<serde_json::Map<_, _>>(),
+        "comparison": {"metric": chosen_by, "paired_t": tests},
         "commands": commands,
     });
     atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
@@ -314,72 +373,94 @@ fn arm_json(arm: &Arm) -> Value {
     json!({"mean": mean, "sd": sd, "runs": runs})
 }
 
-fn markdown(args: &Args, report: &Value, arms: &[Arm; 2], chosen_by: &str, commands: &[String]) -> String {
-    let corpus: Vec<String> = args.corpus.iter().map(|p| format!("`{}`", p.display())).collect();
+fn markdown(args: &Args, report: &Value, arms: &[Arm], chosen_by: &str, commands: &[String]) -> String {
     let selection = match &args.eval {
         Some(e) => format!("`{}`", e.display()),
         None => format!("{}% of `{}` held out", args.eval_split * 100.0, args.train.display()),
     };
     let reported = match &args.test {
         Some(t) => format!("the test set `{}` (never used to choose)", t.display()),
-        None => "**the selection set itself**: it chose the checkpoints, which flatters both models; pass `--test` for unbiased numbers".into(),
+        None => "**the selection set itself**: it chose the checkpoints, which flatters every model; pass `--test` for unbiased numbers".into(),
     };
     let seeds: Vec<String> = report["seeds"].as_array().into_iter().flatten().map(|s| s.to_string()).collect();
     let mut md = format!(
-        "# Domain adaptation of {}\n\nCorpus: {}. Task: `{}`.\nEach fine-tune's checkpoint is chosen by **{chosen_by}** on {selection}. \
+        "# Domain adaptation of {}\n\nTask: `{}`. Each fine-tune's checkpoint is chosen by **{chosen_by}** on {selection}. \
          The downstream scores below are on {reported}. Seeds: {}.\n\n",
         args.model,
-        corpus.join(", "),
         args.train.display(),
         seeds.join(", ")
     );
-    md += &domain_table(&report["domain_heldout"]);
+    md += &pretraining_table(&report["pretraining"]);
     md += &downstream_table(arms, chosen_by);
-    md += &verdict(&report["comparison"]["paired_t"], chosen_by);
+    for arm in &arms[1..] {
+        md += &verdict(arm.name, &report["comparison"]["paired_t"][arm.name], chosen_by);
+    }
     md += "\n## Commands\n\nEvery number above comes from these, in this order:\n\n```\n";
     md += &commands.iter().map(|c| format!("$ {c}\n")).collect::<String>();
     md + "```\n"
 }
 
-fn domain_table(heldout: &Value) -> String {
-    let mut md = "## Held-out domain text (masked-token prediction)\n\n| | before | after | change |\n|---|---|---|---|\n".to_string();
-    for key in ["eval_loss", "perplexity", "accuracy"] {
-        let (x, y) = (heldout["before"][key].as_f64().unwrap_or(f64::NAN), heldout["after"][key].as_f64().unwrap_or(f64::NAN));
-        md += &format!("| {key} | {x:.4} | {y:.4} | {:+.4} |\n", y - x);
+fn pretraining_table(pretraining: &Value) -> String {
+    let mut md = "## Further pretraining (held-out masked-token prediction on its own corpus)\n\n\
+                  | model | corpus | loss before | loss after | perplexity before | perplexity after |\n|---|---|---|---|---|---|\n"
+        .to_string();
+    for (name, p) in pretraining.as_object().into_iter().flatten() {
+        let corpus: Vec<String> = p["corpus"].as_array().into_iter().flatten().map(|c| format!("`{}`", c.as_str().unwrap_or(""))).collect();
+        let num = |side: &str, key: &str| p[side][key].as_f64().unwrap_or(f64::NAN);
+        md += &format!(
+            "| {name} | {} | {:.4} | {:.4} | {:.2} | {:.2} |\n",
+            corpus.join(", "),
+            num("before", "eval_loss"),
+            num("after", "eval_loss"),
+            num("before", "perplexity"),
+            num("after", "perplexity")
+        );
     }
     md + "\nA model published without an MLM head (such as all-MiniLM-L6-v2) starts from a freshly initialised head, so its \"before\" perplexity measures that head, not the encoder.\n"
 }
 
-/// The task's own metrics (the checkpoint metric first, the loss last), mean ± sd over seeds.
-fn downstream_table(arms: &[Arm; 2], chosen_by: &str) -> String {
-    let mut md = "\n## Downstream task (same data, settings and seeds; a fresh head on both)\n\n| | original | adapted | change |\n|---|---|---|---|\n".to_string();
+/// The task's own metrics (the checkpoint metric first, the loss last), mean ± sd over seeds,
+/// each adapted model's change against the original in brackets.
+fn downstream_table(arms: &[Arm], chosen_by: &str) -> String {
+    let names: Vec<&str> = arms.iter().map(|a| a.name).collect();
+    let mut md = format!(
+        "\n## Downstream task (same data, settings and seeds; a fresh head on every model)\n\n| | {} |\n|---|{}\n",
+        names.join(" | "),
+        "---|".repeat(names.len())
+    );
     let mut keys: Vec<String> = arms[0].runs[0].1.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
     keys.sort_by_key(|k| (k != chosen_by, k == "eval_loss"));
-    let cell = |values: &[f64]| match mean_sd(values) {
-        (m, s) if s.is_nan() => format!("{m:.4}"),
-        (m, s) => format!("{m:.4} ± {s:.4}"),
-    };
     for key in &keys {
-        let (a, b) = (arms[0].values(key), arms[1].values(key));
-        md += &format!("| {key} | {} | {} | {:+.4} |\n", cell(&a), cell(&b), mean_sd(&b).0 - mean_sd(&a).0);
+        let base = mean_sd(&arms[0].values(key)).0;
+        let cells: Vec<String> = arms
+            .iter()
+            .enumerate()
+            .map(|(i, arm)| {
+                let (m, s) = mean_sd(&arm.values(key));
+                let spread = if s.is_nan() { String::new() } else { format!(" ± {s:.4}") };
+                let change = if i == 0 { String::new() } else { format!(" ({:+.4})", m - base) };
+                format!("{m:.4}{spread}{change}")
+            })
+            .collect();
+        md += &format!("| {key} | {} |\n", cells.join(" | "));
     }
     md
 }
 
-/// What the paired test says, in words.
-fn verdict(test: &Value, metric: &str) -> String {
+/// What the paired test of `name` against the original says, in words.
+fn verdict(name: &str, test: &Value, metric: &str) -> String {
     let Some(p) = test["p_value"].as_f64() else {
         if test.is_null() {
-            return "\nOne seed: no test of significance. Pass `--seeds 3` or more before concluding that adaptation helps or hurts.\n".into();
+            return format!("\n{name}: one seed, so no test of significance. Pass `--seeds 3` or more before concluding that it helps or hurts.\n");
         }
-        return format!("\nThe two models score the same {metric} on every seed.\n");
+        return format!("\n{name}: the same {metric} as the original on every seed.\n");
     };
     let (change, t, n) = (test["mean_difference"].as_f64().unwrap_or(0.0), test["t"].as_f64().unwrap_or(0.0), test["pairs"].as_u64().unwrap_or(0));
     let better = (change > 0.0) == crate::train::TrainConfig::greater_is_better(metric);
     let conclusion = match p < 0.05 {
-        true if better => "adaptation helps (p < 0.05)",
-        true => "adaptation hurts (p < 0.05)",
+        true if better => "it helps (p < 0.05)",
+        true => "it hurts (p < 0.05)",
         false => "the difference is within the noise between seeds (p >= 0.05)",
     };
-    format!("\nPaired t-test over {n} seeds on {metric}: mean change {change:+.4}, t = {t:.2}, p = {p:.3}: {conclusion}.\n")
+    format!("\n{name} against original, paired t-test over {n} seeds on {metric}: mean change {change:+.4}, t = {t:.2}, p = {p:.3}: {conclusion}.\n")
 }
