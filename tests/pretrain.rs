@@ -326,6 +326,33 @@ fn adapt_runs_the_whole_study() {
     assert!(stderr.contains("$ bertkit pretrain") && stderr.contains("$ bertkit finetune"), "the chain is printed");
 }
 
+/// `evaluate --corpus` measures what further pretraining's held-out evaluation measures: the
+/// same masks, the same blocks, the same numbers.
+#[test]
+fn evaluate_on_a_corpus_equals_the_held_out_evaluation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, held_out, out) = (tmp.path().join("train.txt"), tmp.path().join("general.txt"), tmp.path().join("pt"));
+    std::fs::write(&train, "the lessee shall repair the premises.\n\n".repeat(40)).unwrap();
+    std::fs::write(&held_out, "a film about a dog who learns to sing, and the town that hears it.\n\n".repeat(10)).unwrap();
+    let model = common::tiny_model();
+    let (m, t, h, o) = (model.to_str().unwrap(), train.to_str().unwrap(), held_out.to_str().unwrap(), out.to_str().unwrap());
+    let cpu = ["--device", "cpu", "--threads", "1", "--precision", "fp32"];
+    let pretrain = ["pretrain", "--model", m, "--corpus", t, "--eval-corpus", h, "--output", o, "--max-len", "16", "--max-steps", "3"];
+    let res = bertkit(&[&pretrain[..], &["--batch-size", "8"], &cpu].concat());
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let json = tmp.path().join("general.json");
+    let evaluate = ["evaluate", "--model", o, "--corpus", h, "--max-len", "16", "--json", json.to_str().unwrap()];
+    let res = bertkit(&[&evaluate[..], &["--batch-size", "16"], &cpu].concat());
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let read = |p: &Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let (held, general) = (read(&out.join("eval_results.json")), read(&json));
+    assert_eq!(general["task"], "masked-lm");
+    for key in ["eval_loss", "accuracy", "perplexity"] {
+        let (a, b) = (held["metrics"][key].as_f64().unwrap(), general["metrics"][key].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{key}: pretrain {a}, evaluate {b}");
+    }
+}
+
 /// TAPT pretrains on the task's own text (never its labels); with a corpus too, the study
 /// compares original, DAPT, TAPT and DAPT+TAPT (TAPT continued from the DAPT model).
 #[test]

@@ -1,13 +1,16 @@
 //! `bertkit evaluate`: the metrics of a fine-tuned model on labelled data, by the task its
-//! config.json records (classification, multi-label, regression, token classification).
+//! config.json records (classification, multi-label, regression, token classification), or a
+//! model's masked-token loss and perplexity on unlabelled text (`--corpus`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::checks::{positive, resolve_max_len};
+use super::checks::{check_max_len, positive, resolve_max_len};
 use super::data_flags::DataFlags;
 use super::tagging::{Reading, TagFlags};
+use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
+use crate::data::masking::Masker;
 use crate::data::{LabelSet, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision};
 use crate::fsutil::atomic_write;
@@ -15,6 +18,7 @@ use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::Evaluation;
 use crate::train::classify::{Classifier, Decision, read_thresholds};
+use crate::train::pretrain::{Blocks, MaskedLanguageModel};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,8 +26,13 @@ pub struct Args {
     #[arg(long)]
     model: String,
     /// Labelled data to evaluate on.
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "corpus")]
+    data: Option<PathBuf>,
+    /// Unlabelled text instead: masked-token loss, accuracy and perplexity (15% of tokens
+    /// masked with a fixed seed, as further pretraining's held-out evaluation), in blocks of
+    /// --max-len tokens (default 128). An MLM head is created for a model without one.
+    #[arg(long, num_args = 1.., conflicts_with = "data")]
+    corpus: Vec<PathBuf>,
     #[command(flatten)]
     flags: DataFlags,
     #[command(flatten)]
@@ -46,23 +55,27 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
+    let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
+    let Some(data) = &args.data else {
+        let evaluation = masked_lm(&args, &model, &options)?;
+        return report(&args, &model, "masked-lm", &evaluation);
+    };
     let max_len = resolve_max_len(args.flags.max_len, &model)?;
     let names = model.config.id2label().map(<[String]>::to_vec).with_context(|| {
         format!("{}: config.json has no id2label; is this a fine-tuned model?", model.dir.display())
     })?;
     let kind = TaskKind::of(&model.config);
-    let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
     let evaluation = if kind == TaskKind::TokenClassification {
         let stride = args.flags.stride;
         let how = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
-        super::tagging::evaluate(&model, &args.data, &how, &options, args.batch_size)?
+        super::tagging::evaluate(&model, data, &how, &options, args.batch_size)?
     } else {
         let labels = LabelSet::new(names.clone());
-        let examples = args.flags.read(&args.data, true)?.examples;
+        let examples = args.flags.read(data, true)?.examples;
         let targets = Targets::new(kind, &examples, &labels, "model's")?;
         let classifier: Classifier = pretrained::load(&model, &options)?;
         let set =
-            args.flags.encode(&classifier.tokenizer, &examples, targets, max_len, &args.data.display().to_string())?;
+            args.flags.encode(&classifier.tokenizer, &examples, targets, max_len, &data.display().to_string())?;
         let thresholds = read_thresholds(&model.dir, &names)?;
         if thresholds.is_some() {
             tracing::info!(
@@ -73,14 +86,36 @@ pub fn run(args: Args) -> Result<()> {
         let decision = Decision { thresholds, count_no_label: args.count_no_label, pool: args.flags.window_pool };
         classifier.evaluate_set(&set, args.batch_size, &decision)?
     };
-    report(&args, &model, &evaluation)
+    report(&args, &model, kind.name(), &evaluation)
 }
 
-fn report(args: &Args, model: &ModelDir, evaluation: &Evaluation) -> Result<()> {
+/// The masked-token scores of the model on `--corpus`, tokenised into a cache that lives as
+/// long as this command.
+fn masked_lm(args: &Args, model: &ModelDir, options: &LoadOptions) -> Result<Evaluation> {
+    let max_len = args.flags.max_len.unwrap_or(128);
+    check_max_len("max-len", max_len, model)?;
+    let mlm: MaskedLanguageModel = pretrained::load(model, options)?;
+    let spec = CorpusSpec {
+        paths: args.corpus.clone(),
+        format: None,
+        chunking: Chunking::Group,
+        max_len,
+        text_field: "text".into(),
+        dedupe: false,
+    };
+    let cache_dir = tempfile::tempdir().context("creating a directory for the token cache")?;
+    let cache = TokenCache::open_or_build(cache_dir.path(), &spec, &mlm.tokenizer, &model.dir)?;
+    let blocks = Blocks { cache: &cache, indices: (0..cache.len()).collect() };
+    let masker = Masker::new(&mlm.tokenizer, 0.15, false);
+    mlm.evaluate_blocks(&masker, &blocks, args.batch_size)
+}
+
+fn report(args: &Args, model: &ModelDir, task: &str, evaluation: &Evaluation) -> Result<()> {
     println!("{}", evaluation.summary);
     if let Some(path) = &args.json {
-        let json = serde_json::json!({"model": model.dir, "task": TaskKind::of(&model.config).name(),
-            "data": args.data, "metrics": evaluation.metrics, "report": evaluation.report});
+        let data = args.data.as_ref().map_or(serde_json::json!(args.corpus), |d| serde_json::json!(d));
+        let json = serde_json::json!({"model": model.dir, "task": task,
+            "data": data, "metrics": evaluation.metrics, "report": evaluation.report});
         atomic_write(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     }
     Ok(())
