@@ -370,7 +370,10 @@ fn adapt_compares_dapt_tapt_and_both() {
     let adapt = ["adapt", "--model", model.to_str().unwrap(), "--train", train.to_str().unwrap(), "--output", out.to_str().unwrap()];
     let sizes = ["--pretrain-steps", "4", "--pretrain-max-len", "16", "--pretrain-eval-split", "0.2", "--finetune-epochs", "1"];
     let rest = ["--finetune-max-len", "16", "--batch-size", "8", "--device", "cpu", "--threads", "1", "--precision", "fp32"];
-    let res = bertkit(&[&adapt[..], &["--corpus", corpus.to_str().unwrap(), "--tapt"], &sizes, &rest].concat());
+    let general = tmp.path().join("reviews.txt");
+    std::fs::write(&general, "a film about a dog who learns to sing.\n\n".repeat(20)).unwrap();
+    let with = ["--corpus", corpus.to_str().unwrap(), "--tapt", "--general-corpus", general.to_str().unwrap()];
+    let res = bertkit(&[&adapt[..], &with, &sizes, &rest].concat());
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
 
     let task_text = std::fs::read_to_string(out.join("task-text.txt")).unwrap();
@@ -382,8 +385,12 @@ fn adapt_compares_dapt_tapt_and_both() {
     assert!(report["pretraining"]["dapt+tapt"]["from"].as_str().unwrap().ends_with("pretrained/dapt"));
     assert_eq!(report["pretraining"]["tapt"]["corpus"][0].as_str().unwrap(), out.join("task-text.txt").to_str().unwrap());
     assert!(out.join("finetuned/dapt-tapt-seed42/model.safetensors").exists());
+    // Forgetting: every model scored on the general-domain text with the same masks.
+    let general = &report["general_domain"]["scores"];
+    assert_eq!(names(general), ["original", "dapt", "tapt", "dapt+tapt"]);
+    assert!(general["tapt"]["perplexity"].as_f64().unwrap() > 1.0, "{general}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("| | original | dapt | tapt | dapt+tapt |"), "{md}");
+    assert!(md.contains("| | original | dapt | tapt | dapt+tapt |") && md.contains("## General-domain text"), "{md}");
 
     // TAPT alone needs no corpus; neither is an error naming both flags.
     let alone = bertkit(&[&adapt[..], &["--tapt", "--overwrite"], &sizes, &rest].concat());

@@ -10,7 +10,8 @@
 //!    choose);
 //!
 //! then writes `report.md` and `report.json`: mean ± sd over seeds and, for each adapted model,
-//! a paired t-test against the original.
+//! a paired t-test against the original; with `--general-corpus`, every model's perplexity on
+//! general-domain text (`evaluate --corpus`), what adaptation cost elsewhere.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,10 @@ pub struct Args {
     /// never read); with --corpus, DAPT then TAPT as a third model.
     #[arg(long)]
     tapt: bool,
+    /// General-domain text (e.g. unlabelled reviews) every model is scored on before and after
+    /// adaptation (masked-token perplexity): the cost of adaptation, or forgetting.
+    #[arg(long, num_args = 1..)]
+    general_corpus: Vec<PathBuf>,
     /// Labelled training data of the downstream task.
     #[arg(long)]
     train: PathBuf,
@@ -201,6 +206,7 @@ pub fn run(args: Args) -> Result<()> {
     for pretraining in &plan {
         commands.run(pretrain_command(&args, pretraining))?;
     }
+    let forgetting = general_domain_scores(&args, &plan, &mut commands)?;
     let original = Arm { name: "original", model: args.model.clone(), runs: vec![] };
     let adapted = plan.iter().map(|p| Arm { name: p.name, model: path(&p.output), runs: vec![] });
     let mut arms: Vec<Arm> = std::iter::once(original).chain(adapted).collect();
@@ -222,7 +228,28 @@ pub fn run(args: Args) -> Result<()> {
     }
     let chosen_by = read_json(&out.join(format!("finetuned/original-seed{}/trainer_state.json", args.seed)))?;
     let chosen_by = chosen_by["metric_for_best"].as_str().unwrap_or("eval_loss").to_string();
-    write_report(&args, &plan, &arms, &chosen_by, &commands.0)
+    write_report(&args, &plan, &arms, &chosen_by, &forgetting, &commands.0)
+}
+
+/// Each model's masked-token scores on `--general-corpus` (empty without it), by model name.
+fn general_domain_scores(args: &Args, plan: &[Pretraining], commands: &mut Commands) -> Result<serde_json::Map<String, Value>> {
+    let mut scores = serde_json::Map::new();
+    if args.general_corpus.is_empty() {
+        return Ok(scores);
+    }
+    let dir = args.output.join("general");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let models = std::iter::once(("original", args.model.clone())).chain(plan.iter().map(|p| (p.name, path(&p.output))));
+    for (name, model) in models {
+        let json = dir.join(format!("{}.json", name.replace('+', "-")));
+        let mut v: Vec<String> = vec!["evaluate".into(), "--model".into(), model, "--corpus".into()];
+        v.extend(args.general_corpus.iter().map(|c| path(c)));
+        v.extend(["--max-len".into(), args.pretrain_max_len.to_string(), "--json".into(), path(&json)]);
+        v.extend(placement_flags(args));
+        commands.run(v)?;
+        scores.insert(name.into(), read_json(&json)?["metrics"].clone());
+    }
+    Ok(scores)
 }
 
 /// macro_f1 for single- and multi-label classification unless told otherwise; None leaves
@@ -330,7 +357,14 @@ fn evaluate_command(args: &Args, model: &Path, test: &Path, json: &Path) -> Vec<
 /// `report.json` and `report.md`: each pretraining's held-out masked-token scores before and
 /// after, every model's downstream scores over the seeds, each adapted model's paired test
 /// against the original, and the commands that made each number.
-fn write_report(args: &Args, plan: &[Pretraining], arms: &[Arm], chosen_by: &str, commands: &[String]) -> Result<()> {
+fn write_report(
+    args: &Args,
+    plan: &[Pretraining],
+    arms: &[Arm],
+    chosen_by: &str,
+    forgetting: &serde_json::Map<String, Value>,
+    commands: &[String],
+) -> Result<()> {
     let out = &args.output;
     let mut pretraining = serde_json::Map::new();
     for p in plan {
@@ -349,6 +383,7 @@ fn write_report(args: &Args, plan: &[Pretraining], arms: &[Arm], chosen_by: &str
         "reported_on": if args.test.is_some() { "test" } else { "selection" },
         "seeds": arms[0].runs.iter().map(|(seed, _)| seed).collect::<Vec<_>>(),
         "pretraining": pretraining,
+        "general_domain": {"corpus": args.general_corpus, "scores": forgetting},
         "downstream": arms.iter().map(|arm| (arm.name.to_string(), arm_json(arm))).collect::<serde_json::Map<_, _>>(),
         "comparison": {"metric": chosen_by, "paired_t": tests},
         "commands": commands,
@@ -391,6 +426,7 @@ fn markdown(args: &Args, report: &Value, arms: &[Arm], chosen_by: &str, commands
         seeds.join(", ")
     );
     md += &pretraining_table(&report["pretraining"]);
+    md += &forgetting_table(&report["general_domain"]);
     md += &downstream_table(arms, chosen_by);
     for arm in &arms[1..] {
         md += &verdict(arm.name, &report["comparison"]["paired_t"][arm.name], chosen_by);
@@ -417,6 +453,22 @@ fn pretraining_table(pretraining: &Value) -> String {
         );
     }
     md + "\nA model published without an MLM head (such as all-MiniLM-L6-v2) starts from a freshly initialised head, so its \"before\" perplexity measures that head, not the encoder.\n"
+}
+
+/// Masked-token scores of every model on the general-domain text (nothing without it).
+fn forgetting_table(general: &Value) -> String {
+    let Some(scores) = general["scores"].as_object().filter(|s| !s.is_empty()) else { return String::new() };
+    let corpus: Vec<String> = general["corpus"].as_array().into_iter().flatten().map(|c| format!("`{}`", c.as_str().unwrap_or(""))).collect();
+    let mut md = format!(
+        "\n## General-domain text (what adaptation costs elsewhere)\n\nMasked-token scores on {}, the same masks for every model.\n\n\
+         | model | loss | perplexity | accuracy |\n|---|---|---|---|\n",
+        corpus.join(", ")
+    );
+    for (name, m) in scores {
+        let num = |key: &str| m[key].as_f64().unwrap_or(f64::NAN);
+        md += &format!("| {name} | {:.4} | {:.2} | {:.4} |\n", num("eval_loss"), num("perplexity"), num("accuracy"));
+    }
+    md
 }
 
 /// The task's own metrics (the checkpoint metric first, the loss last), mean ± sd over seeds,
