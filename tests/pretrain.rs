@@ -207,7 +207,9 @@ fn pretrain_then_finetune_and_fill_mask() {
     for name in ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"] {
         assert!(original[name].equal(&adapted[name]), "{name} changed or dropped");
     }
-    assert!(!original["bert.embeddings.word_embeddings.weight"].equal(&adapted["bert.embeddings.word_embeddings.weight"]));
+    assert!(
+        !original["bert.embeddings.word_embeddings.weight"].equal(&adapted["bert.embeddings.word_embeddings.weight"])
+    );
 
     let fill = bertkit(&[
         "fill-mask",
@@ -321,7 +323,10 @@ fn adapt_runs_the_whole_study() {
         assert!(md.contains(part), "{part}: {md}");
     }
     // (One epoch of the tiny model may leave both at the same score on both seeds.)
-    assert!(md.contains("paired t-test over 2 seeds") || md.contains("the same macro_f1 as the original on every seed"), "{md}");
+    assert!(
+        md.contains("paired t-test over 2 seeds") || md.contains("the same macro_f1 as the original on every seed"),
+        "{md}"
+    );
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(stderr.contains("$ bertkit pretrain") && stderr.contains("$ bertkit finetune"), "the chain is printed");
 }
@@ -333,11 +338,16 @@ fn evaluate_on_a_corpus_equals_the_held_out_evaluation() {
     let tmp = tempfile::tempdir().unwrap();
     let (train, held_out, out) = (tmp.path().join("train.txt"), tmp.path().join("general.txt"), tmp.path().join("pt"));
     std::fs::write(&train, "the lessee shall repair the premises.\n\n".repeat(40)).unwrap();
-    std::fs::write(&held_out, "a film about a dog who learns to sing, and the town that hears it.\n\n".repeat(10)).unwrap();
+    std::fs::write(&held_out, "a film about a dog who learns to sing, and the town that hears it.\n\n".repeat(10))
+        .unwrap();
     let model = common::tiny_model();
-    let (m, t, h, o) = (model.to_str().unwrap(), train.to_str().unwrap(), held_out.to_str().unwrap(), out.to_str().unwrap());
+    let (m, t, h, o) =
+        (model.to_str().unwrap(), train.to_str().unwrap(), held_out.to_str().unwrap(), out.to_str().unwrap());
     let cpu = ["--device", "cpu", "--threads", "1", "--precision", "fp32"];
-    let pretrain = ["pretrain", "--model", m, "--corpus", t, "--eval-corpus", h, "--output", o, "--max-len", "16", "--max-steps", "3"];
+    let pretrain = [
+        "pretrain", "--model", m, "--corpus", t, "--eval-corpus", h, "--output", o, "--max-len", "16", "--max-steps",
+        "3",
+    ];
     let res = bertkit(&[&pretrain[..], &["--batch-size", "8"], &cpu].concat());
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let json = tmp.path().join("general.json");
@@ -359,17 +369,34 @@ fn evaluate_on_a_corpus_equals_the_held_out_evaluation() {
 fn adapt_compares_dapt_tapt_and_both() {
     let tmp = tempfile::tempdir().unwrap();
     let corpus = tmp.path().join("legal.txt");
-    std::fs::write(&corpus, "the lessee shall repair the premises and may not assign the lease.\n\n".repeat(60)).unwrap();
+    std::fs::write(&corpus, "the lessee shall repair the premises and may not assign the lease.\n\n".repeat(60))
+        .unwrap();
     let train = tmp.path().join("task.csv");
     let rows: String = (0..60)
-        .map(|i| if i % 2 == 0 { "the tenant repairs the roof,REPAIRLABEL\n" } else { "no assignment without consent,ASSIGNLABEL\n" })
+        .map(|i| {
+            if i % 2 == 0 {
+                "the tenant repairs the roof,REPAIRLABEL\n"
+            } else {
+                "no assignment without consent,ASSIGNLABEL\n"
+            }
+        })
         .collect();
     std::fs::write(&train, format!("text,label\n{rows}")).unwrap();
     let out = tmp.path().join("study");
     let model = common::tiny_model();
-    let adapt = ["adapt", "--model", model.to_str().unwrap(), "--train", train.to_str().unwrap(), "--output", out.to_str().unwrap()];
-    let sizes = ["--pretrain-steps", "4", "--pretrain-max-len", "16", "--pretrain-eval-split", "0.2", "--finetune-epochs", "1"];
-    let rest = ["--finetune-max-len", "16", "--batch-size", "8", "--device", "cpu", "--threads", "1", "--precision", "fp32"];
+    let adapt = [
+        "adapt",
+        "--model",
+        model.to_str().unwrap(),
+        "--train",
+        train.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let sizes =
+        ["--pretrain-steps", "4", "--pretrain-max-len", "16", "--pretrain-eval-split", "0.2", "--finetune-epochs", "1"];
+    let rest =
+        ["--finetune-max-len", "16", "--batch-size", "8", "--device", "cpu", "--threads", "1", "--precision", "fp32"];
     let general = tmp.path().join("reviews.txt");
     std::fs::write(&general, "a film about a dog who learns to sing.\n\n".repeat(20)).unwrap();
     let with = ["--corpus", corpus.to_str().unwrap(), "--tapt", "--general-corpus", general.to_str().unwrap()];
@@ -378,12 +405,16 @@ fn adapt_compares_dapt_tapt_and_both() {
 
     let task_text = std::fs::read_to_string(out.join("task-text.txt")).unwrap();
     assert!(task_text.contains("the tenant repairs the roof") && !task_text.contains("LABEL"), "{task_text}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let names = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&report["pretraining"]), ["dapt", "tapt", "dapt+tapt"]);
     assert_eq!(names(&report["downstream"]), ["original", "dapt", "tapt", "dapt+tapt"]);
     assert!(report["pretraining"]["dapt+tapt"]["from"].as_str().unwrap().ends_with("pretrained/dapt"));
-    assert_eq!(report["pretraining"]["tapt"]["corpus"][0].as_str().unwrap(), out.join("task-text.txt").to_str().unwrap());
+    assert_eq!(
+        report["pretraining"]["tapt"]["corpus"][0].as_str().unwrap(),
+        out.join("task-text.txt").to_str().unwrap()
+    );
     assert!(out.join("finetuned/dapt-tapt-seed42/model.safetensors").exists());
     // Forgetting: every model scored on the general-domain text with the same masks.
     let general = &report["general_domain"]["scores"];
@@ -395,7 +426,8 @@ fn adapt_compares_dapt_tapt_and_both() {
     // TAPT alone needs no corpus; neither is an error naming both flags.
     let alone = bertkit(&[&adapt[..], &["--tapt", "--overwrite"], &sizes, &rest].concat());
     assert!(alone.status.success(), "{}", String::from_utf8_lossy(&alone.stderr));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(names(&report["downstream"]), ["original", "tapt"]);
     let neither = bertkit(&[&adapt[..], &sizes, &rest].concat());
     let err = String::from_utf8_lossy(&neither.stderr);

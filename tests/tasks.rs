@@ -372,7 +372,9 @@ fn adapt_reports_the_task_metrics() {
     ]
     .concat());
     let report = std::fs::read_to_string(study.join("report.md")).unwrap();
-    for row in ["| f1 |", "| precision |", "| recall |", "| eval_loss |", "chosen by **f1**", "the selection set itself"] {
+    for row in
+        ["| f1 |", "| precision |", "| recall |", "| eval_loss |", "chosen by **f1**", "the selection set itself"]
+    {
         assert!(report.contains(row), "{row}: {report}");
     }
     assert!(report.contains("one seed, so no test of significance"), "{report}");

@@ -151,7 +151,8 @@ fn classifier_steps(
     }
     let (batch_size, loss_weights) = (args.batch_size, None);
     let pool = Default::default();
-    let task = FineTune { classifier, train: set, eval: None, batch_size, sampling: Sampling::Random, loss_weights, pool };
+    let task =
+        FineTune { classifier, train: set, eval: None, batch_size, sampling: Sampling::Random, loss_weights, pool };
     train_steps(&task, batches, options.autocast, watch)
 }
 

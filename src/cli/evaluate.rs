@@ -74,8 +74,7 @@ pub fn run(args: Args) -> Result<()> {
         let examples = args.flags.read(data, true)?.examples;
         let targets = Targets::new(kind, &examples, &labels, "model's")?;
         let classifier: Classifier = pretrained::load(&model, &options)?;
-        let set =
-            args.flags.encode(&classifier.tokenizer, &examples, targets, max_len, &data.display().to_string())?;
+        let set = args.flags.encode(&classifier.tokenizer, &examples, targets, max_len, &data.display().to_string())?;
         let thresholds = read_thresholds(&model.dir, &names)?;
         if thresholds.is_some() {
             tracing::info!(

@@ -8,7 +8,9 @@ pub mod masking;
 pub mod tagged;
 pub mod targets;
 
-pub use batching::{Collator, Encoded, HostBatch, Sampling, Tokenized, epoch_batches, eval_batches, tokenize, tokenize_examples};
+pub use batching::{
+    Collator, Encoded, HostBatch, Sampling, Tokenized, epoch_batches, eval_batches, tokenize, tokenize_examples,
+};
 pub use labelled::{
     Columns, Dataset, Example, Format, Label, LabelSet, LabelSource, Location, OnBadRow, read_examples,
 };

@@ -227,7 +227,8 @@ impl Objective for FineTune {
             Targets::Scores(scores) => f.floats(scores),
         };
         if let Some(w) = &self.loss_weights {
-            let weights = Vec::<f32>::try_from(w.to_kind(Kind::Float).to_device(Device::Cpu)).expect("loss weights are 1-d");
+            let weights =
+                Vec::<f32>::try_from(w.to_kind(Kind::Float).to_device(Device::Cpu)).expect("loss weights are 1-d");
             f.text("loss weights").floats(&weights);
         }
         f.finish()

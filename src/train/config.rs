@@ -14,8 +14,8 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::schedule::ScheduleKind;
-use crate::data::Sampling;
 use crate::cli::checks::{fraction, non_negative, positive, positive_float};
+use crate::data::Sampling;
 use crate::device::{DeviceFlags, Precision};
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]

@@ -265,7 +265,8 @@ mod tests {
 
     #[test]
     fn earlier_checkpoints_resume_with_the_batches_they_had() {
-        let upgraded = |no_bucketing: bool| upgrade_sampling_flag(json!({"hyper": {"seed": 1, "no_bucketing": no_bucketing}}));
+        let upgraded =
+            |no_bucketing: bool| upgrade_sampling_flag(json!({"hyper": {"seed": 1, "no_bucketing": no_bucketing}}));
         assert_eq!(upgraded(false)["hyper"], json!({"seed": 1, "train_sampling_strategy": "group_by_length"}));
         assert_eq!(upgraded(true)["hyper"], json!({"seed": 1, "train_sampling_strategy": "random"}));
         let now = json!({"hyper": {"train_sampling_strategy": "random"}});

@@ -16,14 +16,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+mod report;
 
 use super::checks::{open_fraction, positive, positive_float, sequence_length};
 use crate::data::labelled::{Columns, LabelSource, OnBadRow, read_examples};
 use crate::data::tagged::{TagColumn, is_conll, is_tagged_jsonl, read_tagged};
 use crate::fsutil::atomic_write;
-use crate::metrics::{mean_sd, paired_t};
 use crate::task::TaskKind;
+use report::write_report;
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("pretraining").required(true).multiple(true).args(["corpus", "tapt"])))]
@@ -167,9 +169,12 @@ struct Pretraining {
 fn pretrainings(args: &Args, task_text: &Path) -> Vec<Pretraining> {
     let dir = args.output.join("pretrained");
     let task_text = vec![task_text.to_path_buf()];
-    let dapt = Pretraining { name: "dapt", from: args.model.clone(), corpus: args.corpus.clone(), output: dir.join("dapt") };
-    let tapt = Pretraining { name: "tapt", from: args.model.clone(), corpus: task_text.clone(), output: dir.join("tapt") };
-    let both = Pretraining { name: "dapt+tapt", from: path(&dapt.output), corpus: task_text, output: dir.join("dapt-tapt") };
+    let dapt =
+        Pretraining { name: "dapt", from: args.model.clone(), corpus: args.corpus.clone(), output: dir.join("dapt") };
+    let tapt =
+        Pretraining { name: "tapt", from: args.model.clone(), corpus: task_text.clone(), output: dir.join("tapt") };
+    let both =
+        Pretraining { name: "dapt+tapt", from: path(&dapt.output), corpus: task_text, output: dir.join("dapt-tapt") };
     match (args.corpus.is_empty(), args.tapt) {
         (false, false) => vec![dapt],
         (true, _) => vec![tapt],
@@ -232,14 +237,19 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Each model's masked-token scores on `--general-corpus` (empty without it), by model name.
-fn general_domain_scores(args: &Args, plan: &[Pretraining], commands: &mut Commands) -> Result<serde_json::Map<String, Value>> {
+fn general_domain_scores(
+    args: &Args,
+    plan: &[Pretraining],
+    commands: &mut Commands,
+) -> Result<serde_json::Map<String, Value>> {
     let mut scores = serde_json::Map::new();
     if args.general_corpus.is_empty() {
         return Ok(scores);
     }
     let dir = args.output.join("general");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let models = std::iter::once(("original", args.model.clone())).chain(plan.iter().map(|p| (p.name, path(&p.output))));
+    let models =
+        std::iter::once(("original", args.model.clone())).chain(plan.iter().map(|p| (p.name, path(&p.output))));
     for (name, model) in models {
         let json = dir.join(format!("{}.json", name.replace('+', "-")));
         let mut v: Vec<String> = vec!["evaluate".into(), "--model".into(), model, "--corpus".into()];
@@ -353,166 +363,4 @@ fn evaluate_command(args: &Args, model: &Path, test: &Path, json: &Path) -> Vec<
     v.extend(["--json".into(), path(json)]);
     v.extend(placement_flags(args));
     v
-}
-/// `report.json` and `report.md`: each pretraining's held-out masked-token scores before and
-/// after, every model's downstream scores over the seeds, each adapted model's paired test
-/// against the original, and the commands that made each number.
-fn write_report(
-    args: &Args,
-    plan: &[Pretraining],
-    arms: &[Arm],
-    chosen_by: &str,
-    forgetting: &serde_json::Map<String, Value>,
-    commands: &[String],
-) -> Result<()> {
-    let out = &args.output;
-    let mut pretraining = serde_json::Map::new();
-    for p in plan {
-        let before = read_json(&p.output.join("eval_before.json"))?["metrics"].clone();
-        let after = read_json(&p.output.join("eval_results.json"))?["metrics"].clone();
-        pretraining.insert(p.name.into(), json!({"from": p.from, "corpus": p.corpus, "before": before, "after": after}));
-    }
-    let original = arms[0].values(chosen_by);
-    let tests: serde_json::Map<String, Value> =
-        arms[1..].iter().map(|arm| (arm.name.to_string(), json!(paired_t(&original, &arm.values(chosen_by))))).collect();
-    let eval_split = args.eval.is_none().then_some(args.eval_split);
-    let report = json!({
-        "model": args.model,
-        "task": {"train": args.train, "eval": args.eval, "eval_split": eval_split, "test": args.test},
-        "checkpoint_metric": chosen_by,
-        "reported_on": if args.test.is_some() { "test" } else { "selection" },
-        "seeds": arms[0].runs.iter().map(|(seed, _)| seed).collect::<Vec<_>>(),
-        "pretraining": pretraining,
-        "general_domain": {"corpus": args.general_corpus, "scores": forgetting},
-        "downstream": arms.iter().map(|arm| (arm.name.to_string(), arm_json(arm))).collect::<serde_json::Map<_, _>>(),
-        "comparison": {"metric": chosen_by, "paired_t": tests},
-        "commands": commands,
-    });
-    atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
-    let md = markdown(args, &report, arms, chosen_by, commands);
-    atomic_write(&out.join("report.md"), md.as_bytes())?;
-    println!("{md}");
-    Ok(())
-}
-
-/// One model's scores: per seed, and mean and sd of each metric (sd null with one seed).
-fn arm_json(arm: &Arm) -> Value {
-    let keys: Vec<String> = arm.runs[0].1.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-    let (mut mean, mut sd) = (serde_json::Map::new(), serde_json::Map::new());
-    for key in keys {
-        let (m, s) = mean_sd(&arm.values(&key));
-        mean.insert(key.clone(), json!(m));
-        sd.insert(key, json!(s));
-    }
-    let runs: Vec<Value> = arm.runs.iter().map(|(seed, metrics)| json!({"seed": seed, "metrics": metrics})).collect();
-    json!({"mean": mean, "sd": sd, "runs": runs})
-}
-
-fn markdown(args: &Args, report: &Value, arms: &[Arm], chosen_by: &str, commands: &[String]) -> String {
-    let selection = match &args.eval {
-        Some(e) => format!("`{}`", e.display()),
-        None => format!("{}% of `{}` held out", args.eval_split * 100.0, args.train.display()),
-    };
-    let reported = match &args.test {
-        Some(t) => format!("the test set `{}` (never used to choose)", t.display()),
-        None => "**the selection set itself**: it chose the checkpoints, which flatters every model; pass `--test` for unbiased numbers".into(),
-    };
-    let seeds: Vec<String> = report["seeds"].as_array().into_iter().flatten().map(|s| s.to_string()).collect();
-    let mut md = format!(
-        "# Domain adaptation of {}\n\nTask: `{}`. Each fine-tune's checkpoint is chosen by **{chosen_by}** on {selection}. \
-         The downstream scores below are on {reported}. Seeds: {}.\n\n",
-        args.model,
-        args.train.display(),
-        seeds.join(", ")
-    );
-    md += &pretraining_table(&report["pretraining"]);
-    md += &forgetting_table(&report["general_domain"]);
-    md += &downstream_table(arms, chosen_by);
-    for arm in &arms[1..] {
-        md += &verdict(arm.name, &report["comparison"]["paired_t"][arm.name], chosen_by);
-    }
-    md += "\n## Commands\n\nEvery number above comes from these, in this order:\n\n```\n";
-    md += &commands.iter().map(|c| format!("$ {c}\n")).collect::<String>();
-    md + "```\n"
-}
-
-fn pretraining_table(pretraining: &Value) -> String {
-    let mut md = "## Further pretraining (held-out masked-token prediction on its own corpus)\n\n\
-                  | model | corpus | loss before | loss after | perplexity before | perplexity after |\n|---|---|---|---|---|---|\n"
-        .to_string();
-    for (name, p) in pretraining.as_object().into_iter().flatten() {
-        let corpus: Vec<String> = p["corpus"].as_array().into_iter().flatten().map(|c| format!("`{}`", c.as_str().unwrap_or(""))).collect();
-        let num = |side: &str, key: &str| p[side][key].as_f64().unwrap_or(f64::NAN);
-        md += &format!(
-            "| {name} | {} | {:.4} | {:.4} | {:.2} | {:.2} |\n",
-            corpus.join(", "),
-            num("before", "eval_loss"),
-            num("after", "eval_loss"),
-            num("before", "perplexity"),
-            num("after", "perplexity")
-        );
-    }
-    md + "\nA model published without an MLM head (such as all-MiniLM-L6-v2) starts from a freshly initialised head, so its \"before\" perplexity measures that head, not the encoder.\n"
-}
-
-/// Masked-token scores of every model on the general-domain text (nothing without it).
-fn forgetting_table(general: &Value) -> String {
-    let Some(scores) = general["scores"].as_object().filter(|s| !s.is_empty()) else { return String::new() };
-    let corpus: Vec<String> = general["corpus"].as_array().into_iter().flatten().map(|c| format!("`{}`", c.as_str().unwrap_or(""))).collect();
-    let mut md = format!(
-        "\n## General-domain text (what adaptation costs elsewhere)\n\nMasked-token scores on {}, the same masks for every model.\n\n\
-         | model | loss | perplexity | accuracy |\n|---|---|---|---|\n",
-        corpus.join(", ")
-    );
-    for (name, m) in scores {
-        let num = |key: &str| m[key].as_f64().unwrap_or(f64::NAN);
-        md += &format!("| {name} | {:.4} | {:.2} | {:.4} |\n", num("eval_loss"), num("perplexity"), num("accuracy"));
-    }
-    md
-}
-
-/// The task's own metrics (the checkpoint metric first, the loss last), mean ± sd over seeds,
-/// each adapted model's change against the original in brackets.
-fn downstream_table(arms: &[Arm], chosen_by: &str) -> String {
-    let names: Vec<&str> = arms.iter().map(|a| a.name).collect();
-    let mut md = format!(
-        "\n## Downstream task (same data, settings and seeds; a fresh head on every model)\n\n| | {} |\n|---|{}\n",
-        names.join(" | "),
-        "---|".repeat(names.len())
-    );
-    let mut keys: Vec<String> = arms[0].runs[0].1.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-    keys.sort_by_key(|k| (k != chosen_by, k == "eval_loss"));
-    for key in &keys {
-        let base = mean_sd(&arms[0].values(key)).0;
-        let cells: Vec<String> = arms
-            .iter()
-            .enumerate()
-            .map(|(i, arm)| {
-                let (m, s) = mean_sd(&arm.values(key));
-                let spread = if s.is_nan() { String::new() } else { format!(" ± {s:.4}") };
-                let change = if i == 0 { String::new() } else { format!(" ({:+.4})", m - base) };
-                format!("{m:.4}{spread}{change}")
-            })
-            .collect();
-        md += &format!("| {key} | {} |\n", cells.join(" | "));
-    }
-    md
-}
-
-/// What the paired test of `name` against the original says, in words.
-fn verdict(name: &str, test: &Value, metric: &str) -> String {
-    let Some(p) = test["p_value"].as_f64() else {
-        if test.is_null() {
-            return format!("\n{name}: one seed, so no test of significance. Pass `--seeds 3` or more before concluding that it helps or hurts.\n");
-        }
-        return format!("\n{name}: the same {metric} as the original on every seed.\n");
-    };
-    let (change, t, n) = (test["mean_difference"].as_f64().unwrap_or(0.0), test["t"].as_f64().unwrap_or(0.0), test["pairs"].as_u64().unwrap_or(0));
-    let better = (change > 0.0) == crate::train::TrainConfig::greater_is_better(metric);
-    let conclusion = match p < 0.05 {
-        true if better => "it helps (p < 0.05)",
-        true => "it hurts (p < 0.05)",
-        false => "the difference is within the noise between seeds (p >= 0.05)",
-    };
-    format!("\n{name} against original, paired t-test over {n} seeds on {metric}: mean change {change:+.4}, t = {t:.2}, p = {p:.3}: {conclusion}.\n")
 }
