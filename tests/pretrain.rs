@@ -363,6 +363,37 @@ fn evaluate_on_a_corpus_equals_the_held_out_evaluation() {
     }
 }
 
+/// `domain-fit` measures, for each vocabulary kind, how finely the tokenizer cuts the domain's
+/// words against the reference's and how much their top words overlap.
+#[test]
+fn domain_fit_finds_the_words_the_tokenizer_cuts_worst() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (domain, reference) = (tmp.path().join("contracts"), tmp.path().join("reviews.txt"));
+    std::fs::create_dir(&domain).unwrap();
+    let clause = "the indemnification obligations of the licensor survive termination of the movie";
+    std::fs::write(domain.join("a.txt"), format!("{clause}.\n\n").repeat(30)).unwrap();
+    std::fs::write(&reference, "the movie was good and the plot was bad.\n\n".repeat(30)).unwrap();
+    for family in ["tiny-bert", "tiny-roberta", "tiny-xlm-roberta"] {
+        let json = tmp.path().join(format!("{family}.json"));
+        let model = common::repo().join("tests/fixtures").join(family);
+        let args = ["domain-fit", "--model", model.to_str().unwrap(), "--corpus", domain.to_str().unwrap()];
+        let more = ["--reference", reference.to_str().unwrap(), "--top", "5", "--json", json.to_str().unwrap()];
+        let res = bertkit(&[&args[..], &more].concat());
+        assert!(res.status.success(), "{family}: {}", String::from_utf8_lossy(&res.stderr));
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(r["domain"]["words"], 30 * 11, "{family}");
+        // The domain's top 5 (stopwords out): indemnification, licensor, movie, obligations,
+        // survive; only "movie" is among the reference's.
+        assert!((r["vocabulary_overlap"].as_f64().unwrap() - 0.2).abs() < 1e-9, "{family}: {r}");
+        let tokens = |k: &str| r[k]["tokens_per_word"].as_f64().unwrap();
+        assert!(tokens("domain") > tokens("reference_fragmentation"), "{family}: {r}");
+        let worst = &r["worst_split"][0];
+        assert_eq!(worst["word"], "indemnification", "{family}: {r}");
+        assert!(worst["pieces"].as_array().unwrap().len() > 3, "{family}: {worst}");
+        assert!(r["verdict"].as_str().unwrap().starts_with("Far from the reference"), "{family}: {r}");
+    }
+}
+
 /// TAPT pretrains on the task's own text (never its labels); with a corpus too, the study
 /// compares original, DAPT, TAPT and DAPT+TAPT (TAPT continued from the DAPT model).
 #[test]

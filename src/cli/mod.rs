@@ -5,6 +5,7 @@ mod attention;
 mod bench;
 pub mod checks;
 mod data_flags;
+mod domain_fit;
 mod embed;
 mod evaluate;
 mod fill_mask;
@@ -48,6 +49,9 @@ enum Command {
     FillMask(fill_mask::Args),
     /// The domain-adaptation study: pretrain on a corpus, fine-tune original and adapted, report.
     Adapt(adapt::Args),
+    /// Before training: how finely the tokenizer cuts a domain's words and how far its
+    /// vocabulary is from general text.
+    DomainFit(domain_fit::Args),
     /// Attention of a layer/head (or all) for a sentence, as PNG, SVG or an HTML head view.
     Attention(attention::Args),
     /// Time training or inference steps on synthetic batches (one JSON line; see bench/).
@@ -105,6 +109,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Pretrain(args) => pretrain::run(args),
         Command::FillMask(args) => fill_mask::run(args).map(|()| 0),
         Command::Adapt(args) => adapt::run(args).map(|()| 0),
+        Command::DomainFit(args) => domain_fit::run(args).map(|()| 0),
         Command::Attention(args) => attention::run(args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),
     }

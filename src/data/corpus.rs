@@ -275,6 +275,14 @@ fn looks_like_text(file: &Path) -> bool {
     }
 }
 
+/// Every document of the corpus (`spec`'s files, formats and chunking), in file order.
+pub fn for_each_corpus_document(spec: &CorpusSpec, mut f: impl FnMut(String) -> Result<()>) -> Result<()> {
+    for file in corpus_files(&spec.paths, spec.format)? {
+        for_each_document(&file, spec, &mut f)?;
+    }
+    Ok(())
+}
+
 /// Documents of one corpus file, handed out a batch at a time.
 fn for_each_document(file: &Path, spec: &CorpusSpec, f: &mut dyn FnMut(String) -> Result<()>) -> Result<()> {
     let format = file_format(file, spec.format)?;

@@ -7,6 +7,7 @@ pub mod long_text;
 pub mod masking;
 pub mod tagged;
 pub mod targets;
+pub mod vocabulary;
 
 pub use batching::{
     Collator, Encoded, HostBatch, Sampling, Tokenized, epoch_batches, eval_batches, tokenize, tokenize_examples,
