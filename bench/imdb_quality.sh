@@ -13,9 +13,12 @@ python3 bench/imdb_split.py ../shared/data/imdb/imdb_2500.csv "$out/data"
 # fp32 in every bertkit command, as the Trainer reference runs (bertkit's default is auto).
 common=(--text-column review --label-column sentiment --max-len 256 --precision fp32)
 hp=(--batch-size 16 --lr 5e-5 --epochs 2 --seed 42)
+# SAMPLING=random gives Trainer's batches; the README's row was measured with group_by_length
+# (bertkit's default then), which pads less.
+sampling=(--train-sampling-strategy "${SAMPLING:-group_by_length}")
 
 start=$(date +%s.%N)
-$bk finetune --model $model --train "$out/data/train.csv" "${common[@]}" "${hp[@]}" \
+$bk finetune --model $model --train "$out/data/train.csv" "${common[@]}" "${hp[@]}" "${sampling[@]}" \
     --output "$out/bertkit" --overwrite --device cpu --log-every 20
 train_s=$(python3 -c "import time; print(time.time() - $start)")
 start=$(date +%s.%N)
