@@ -230,3 +230,36 @@ fn bf16_autocast_trains() {
     let config = read_json(out.join("config.json"));
     assert_eq!(config["dtype"], "float32");
 }
+
+/// Every trained model directory gets a Hugging Face model card that huggingface_hub parses:
+/// its pipeline, metrics and evaluation results in the front matter, the data and settings below.
+#[test]
+fn trained_model_has_a_model_card_the_hub_parses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("t.csv");
+    synthetic_csv(&train, 30, 3);
+    let out = tmp.path().join("run");
+    ok(&finetune_tiny(&train, &out, &["--max-steps", "2", "--eval-split", "0.2", "--batch-size", "4"]));
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.starts_with("---\n") && card.contains("## Data") && card.contains("## Results"), "{card}");
+    assert!(card.contains("\"learning_rate\"") || card.contains("\"lr\""), "hyper-parameters: {card}");
+    if !common::python_available() {
+        return;
+    }
+    let script = "import json, sys\nfrom huggingface_hub import ModelCard\nc = ModelCard.load(sys.argv[1])\n\
+                  d = c.data.to_dict()\nr = c.data.eval_results\n\
+                  print(json.dumps({'pipeline_tag': d['pipeline_tag'], 'library_name': d['library_name'], \
+                  'metrics': sorted(e.metric_type for e in r), 'values': {e.metric_type: e.metric_value for e in r}}))";
+    let py = std::process::Command::new("python3")
+        .args(["-c", script, out.join("README.md").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let parsed: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(parsed["pipeline_tag"], "text-classification");
+    assert_eq!(parsed["library_name"], "transformers");
+    assert_eq!(parsed["metrics"], serde_json::json!(["accuracy", "eval_loss", "macro_f1"]), "{parsed}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval_results.json")).unwrap()).unwrap();
+    assert_eq!(parsed["values"]["accuracy"], results["metrics"]["accuracy"], "{parsed} {results}");
+}

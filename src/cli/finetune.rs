@@ -16,6 +16,7 @@ use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::classify::{Classifier, Decision, FineTune, LabelledSet, read_thresholds, write_thresholds};
 use crate::train::loss_weights::{WeightSpec, loss_weights};
+use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::run_dir::RunDir;
 use crate::train::{Stop, TrainConfig, train};
 
@@ -93,7 +94,18 @@ pub fn run(args: Args) -> Result<i32> {
     model.config.set_labels(labels.names());
     model.config.set("problem_type", kind.problem_type().into());
     let train_targets = Targets::new(kind, &train_examples, &labels, "training")?;
+    let mut data = vec![DataFile {
+        role: "train",
+        path: args.train.display().to_string(),
+        examples: train_examples.len(),
+        labels: label_counts(&train_targets, &labels),
+    }];
     let eval_targets = eval_examples.as_deref().map(|e| Targets::new(kind, e, &labels, "training")).transpose()?;
+    if let (Some(examples), Some(targets)) = (&eval_examples, &eval_targets) {
+        let path =
+            args.eval.as_ref().map_or(format!("{} (held out)", args.train.display()), |e| e.display().to_string());
+        data.push(DataFile { role: "eval", path, examples: examples.len(), labels: label_counts(targets, &labels) });
+    }
     let weights = loss_weights(kind, args.class_weights.as_ref(), args.pos_weight.as_ref(), &train_targets, &labels)?;
     if args.tune_thresholds && (kind != TaskKind::MultiLabel || eval_targets.is_none()) {
         bail!("--tune-thresholds needs a multi-label task and evaluation data (--eval or --eval-split)");
@@ -126,7 +138,28 @@ pub fn run(args: Args) -> Result<i32> {
     if args.tune_thresholds && !matches!(outcome.stop, Stop::Interrupted { .. }) {
         tune_thresholds(&cfg.control.output, task.eval.as_ref().expect("checked above"), batch_size * 2, device)?;
     }
-    Ok(super::conclude(&outcome, &cfg.control.output))
+    let card = ModelCard {
+        base_model: &args.model,
+        pipeline_tag: "text-classification",
+        task: kind.name(),
+        data,
+        hyper: &cfg.hyper,
+    };
+    super::conclude(&outcome, &cfg.control.output, &card)
+}
+
+/// (label, examples carrying it) for the model card; nothing for scores.
+fn label_counts(targets: &Targets, labels: &LabelSet) -> Vec<(String, u64)> {
+    let names = labels.names().iter().enumerate();
+    match targets {
+        Targets::Classes(ids) => {
+            names.map(|(i, n)| (n.clone(), ids.iter().filter(|&&x| x == i as i64).count() as u64)).collect()
+        }
+        Targets::Sets(rows) => {
+            names.map(|(i, n)| (n.clone(), rows.iter().filter(|r| r[i] > 0.5).count() as u64)).collect()
+        }
+        Targets::Scores(_) => vec![],
+    }
 }
 
 /// Training examples and, from --eval or --eval-split, held-out ones.

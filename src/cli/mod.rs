@@ -77,20 +77,25 @@ pub fn main() -> i32 {
 }
 
 /// Prints how a training run ended; returns the exit code (130/143 after SIGINT/SIGTERM).
-fn conclude(outcome: &crate::train::Outcome, output: &std::path::Path) -> i32 {
+fn conclude(
+    outcome: &crate::train::Outcome,
+    output: &std::path::Path,
+    card: &crate::train::model_card::ModelCard,
+) -> anyhow::Result<i32> {
     if let Some(ev) = &outcome.best_evaluation {
         println!("{}", ev.summary);
     }
     if let Some((step, value)) = outcome.best {
         println!("best {} {value:.4} at step {step}", outcome.metric_for_best);
     }
-    match outcome.stop {
+    Ok(match outcome.stop {
         crate::train::Stop::Interrupted { exit_code } => exit_code,
         crate::train::Stop::Finished | crate::train::Stop::EarlyStopped => {
+            card.write(output, outcome)?;
             println!("model saved to {}", output.display());
             0
         }
-    }
+    })
 }
 
 /// Parses and runs one command line in this process (used by `adapt` to chain commands).

@@ -7,6 +7,7 @@ use crate::data::corpus::{Chunking, CorpusFormat, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::device::Autocast;
 use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
 use crate::train::run_dir::RunDir;
 use crate::train::{TrainConfig, train};
@@ -116,9 +117,28 @@ pub fn run(args: Args) -> Result<i32> {
     let num_batches = train_blocks.indices.len().div_ceil(cfg.hyper.batch_size);
     let masker = Masker::new(&mlm.tokenizer, args.mlm_probability, args.whole_word_masking);
     let (batch_size, sampling) = (cfg.hyper.batch_size, cfg.hyper.train_sampling_strategy);
+    let data = card_data(&args.corpus, &args.eval_corpus, &train_blocks, eval_blocks.as_ref());
     let task = Pretrain { mlm, masker, train: train_blocks, eval: eval_blocks, batch_size, sampling };
     let outcome = train(&task, &cfg, autocast, num_batches)?;
-    Ok(super::conclude(&outcome, &cfg.control.output))
+    let card = ModelCard {
+        base_model: &args.model,
+        pipeline_tag: "fill-mask",
+        task: "further pretraining (masked LM)",
+        data,
+        hyper: &cfg.hyper,
+    };
+    super::conclude(&outcome, &cfg.control.output, &card)
+}
+
+/// The corpora for the model card, in blocks of --max-len tokens.
+fn card_data(corpus: &[PathBuf], eval_corpus: &[PathBuf], train: &Blocks, eval: Option<&Blocks>) -> Vec<DataFile> {
+    let paths = |p: &[PathBuf]| p.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let mut data = vec![DataFile { role: "train", path: paths(corpus), examples: train.indices.len(), labels: vec![] }];
+    if let Some(eval) = eval {
+        let path = if eval_corpus.is_empty() { format!("{} (held out)", paths(corpus)) } else { paths(eval_corpus) };
+        data.push(DataFile { role: "eval", path, examples: eval.indices.len(), labels: vec![] });
+    }
+    data
 }
 
 /// Training and held-out blocks: a held-out corpus, else a seeded share of the training one.

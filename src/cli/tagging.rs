@@ -2,6 +2,7 @@
 //! `{Family}ForTokenClassification` model, on CoNLL or JSONL `{"tokens", "tags"}` data (and, for
 //! `predict`, raw text, answered with entities and their character offsets).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -16,6 +17,7 @@ use crate::device::Autocast;
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
+use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::run_dir::RunDir;
 use crate::train::tag::{Aggregation, TagFineTune, TaggedSet, Tagger, WordTag};
 use crate::train::train;
@@ -118,6 +120,7 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
     check_tags(eval_sentences.as_deref().unwrap_or_default(), &tags)?;
     model.config.set_labels(tags.names());
     model.config.remove("problem_type");
+    let data = card_data(args, &train_sentences, eval_sentences.as_deref());
 
     let run = RunDir::new(&cfg.control);
     run.prepare()?;
@@ -141,7 +144,32 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
     let (batch_size, sampling) = (cfg.hyper.batch_size, cfg.hyper.train_sampling_strategy);
     let task = TagFineTune { tagger, train: train_set, eval: eval_set, batch_size, sampling };
     let outcome = train(&task, cfg, autocast, num_batches)?;
-    Ok(super::conclude(&outcome, &cfg.control.output))
+    let card = ModelCard {
+        base_model: &args.model,
+        pipeline_tag: "token-classification",
+        task: "token-classification",
+        data,
+        hyper: &cfg.hyper,
+    };
+    super::conclude(&outcome, &cfg.control.output, &card)
+}
+
+/// The data files for the model card, with the words carrying each tag.
+fn card_data(args: &FinetuneArgs, train: &[TaggedSentence], eval: Option<&[TaggedSentence]>) -> Vec<DataFile> {
+    let file = |role: &'static str, path: String, sentences: &[TaggedSentence]| {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for tag in sentences.iter().flat_map(|s| s.tags.iter().flatten()) {
+            *counts.entry(tag.clone()).or_default() += 1;
+        }
+        DataFile { role, path, examples: sentences.len(), labels: counts.into_iter().collect() }
+    };
+    let mut data = vec![file("train", args.train.display().to_string(), train)];
+    if let Some(eval) = eval {
+        let path =
+            args.eval.as_ref().map_or(format!("{} (held out)", args.train.display()), |e| e.display().to_string());
+        data.push(file("eval", path, eval));
+    }
+    data
 }
 
 /// How evaluate and predict read tagged data and cut it into windows.

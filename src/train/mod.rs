@@ -6,6 +6,7 @@ pub mod config;
 pub mod fingerprint;
 pub mod log;
 pub mod loss_weights;
+pub mod model_card;
 pub mod optim;
 pub mod pretrain;
 pub mod progress;
