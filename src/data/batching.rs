@@ -144,7 +144,7 @@ pub enum Sampling {
     /// Shuffled examples, cut into batches (Trainer's default).
     Random,
     /// Batches of similar lengths: less padding, so faster on texts of mixed lengths, but the
-    /// batches are less random; measured to cost quality on short-text multi-label and NER data.
+    /// batches are less random (0.7 entity-F1 points on CoNLL in the README's runs).
     #[value(name = "group_by_length", alias = "group-by-length")]
     GroupByLength,
 }
