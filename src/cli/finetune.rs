@@ -62,6 +62,13 @@ pub struct Args {
     pub cfg: TrainConfig,
 }
 
+impl Args {
+    /// The evaluation data as the model card names it: --eval, or the share held out of --train.
+    pub fn eval_name(&self) -> String {
+        self.eval.as_ref().map_or(format!("{} (held out)", self.train.display()), |e| e.display().to_string())
+    }
+}
+
 /// Splits off `fraction` of the examples (at least one) after a seeded shuffle.
 pub fn split<T>(mut examples: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T>, Vec<T>)> {
     if examples.len() < 2 {
@@ -102,8 +109,7 @@ pub fn run(args: Args) -> Result<i32> {
     }];
     let eval_targets = eval_examples.as_deref().map(|e| Targets::new(kind, e, &labels, "training")).transpose()?;
     if let (Some(examples), Some(targets)) = (&eval_examples, &eval_targets) {
-        let path =
-            args.eval.as_ref().map_or(format!("{} (held out)", args.train.display()), |e| e.display().to_string());
+        let path = args.eval_name();
         data.push(DataFile { role: "eval", path, examples: examples.len(), labels: label_counts(targets, &labels) });
     }
     let weights = loss_weights(kind, args.class_weights.as_ref(), args.pos_weight.as_ref(), &train_targets, &labels)?;

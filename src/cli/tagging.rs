@@ -165,9 +165,7 @@ fn card_data(args: &FinetuneArgs, train: &[TaggedSentence], eval: Option<&[Tagge
     };
     let mut data = vec![file("train", args.train.display().to_string(), train)];
     if let Some(eval) = eval {
-        let path =
-            args.eval.as_ref().map_or(format!("{} (held out)", args.train.display()), |e| e.display().to_string());
-        data.push(file("eval", path, eval));
+        data.push(file("eval", args.eval_name(), eval));
     }
     data
 }

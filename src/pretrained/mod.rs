@@ -37,14 +37,18 @@ pub struct ModelDir {
     pub dims: Dims,
 }
 
+/// Whether `spec` names a model on the Hugging Face hub (`name` or `owner/name`) rather than a
+/// local directory; one that does not exist and does not look like a hub id is a mistyped path.
+pub fn is_hub_id(spec: &str) -> bool {
+    !Path::new(spec).exists() && !spec.starts_with(['/', '.', '~']) && spec.matches('/').count() <= 1
+}
+
 impl ModelDir {
     /// A local directory, or a Hugging Face hub id fetched into the hub cache.
     pub fn open(spec: &str) -> Result<Self> {
-        // A hub id is `name` or `owner/name`; anything else that does not exist is a mistyped path.
-        let looks_like_path = spec.starts_with(['/', '.', '~']) || spec.matches('/').count() > 1;
         let dir = if Path::new(spec).exists() {
             PathBuf::from(spec)
-        } else if looks_like_path {
+        } else if !is_hub_id(spec) {
             bail!("{spec}: no such model directory");
         } else {
             hub::download(spec)?

@@ -59,15 +59,12 @@ impl ModelCard<'_> {
             "dataset": {"name": eval, "type": eval},
             "metrics": results,
         }]}]);
-        // A hub id (`owner/name` or `name`), not a local path, is what the Hub links to.
-        let hub_id = !self.base_model.starts_with(['/', '.', '~'])
-            && self.base_model.matches('/').count() <= 1
-            && !Path::new(self.base_model).exists();
         let mut fm = format!(
             "---\nlibrary_name: transformers\ntags: [\"bertkit\"]\npipeline_tag: {}\n",
             json!(self.pipeline_tag)
         );
-        if hub_id {
+        // A hub id, not a local path, is what the Hub links to.
+        if crate::pretrained::is_hub_id(self.base_model) {
             fm += &format!("base_model: {}\n", json!(self.base_model));
         }
         fm += &format!("metrics: {}\nmodel-index: {}\n---\n", json!(metrics.keys().collect::<Vec<_>>()), index);

@@ -150,6 +150,11 @@ struct Arm {
 }
 
 impl Arm {
+    /// The metrics each run reports (every run of a task reports the same).
+    fn metric_names(&self) -> Vec<String> {
+        self.runs[0].1.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
     /// The values of `metric` over the seeds.
     fn values(&self, metric: &str) -> Vec<f64> {
         self.runs.iter().map(|(_, m)| m[metric].as_f64().unwrap_or(f64::NAN)).collect()

@@ -54,7 +54,7 @@ pub(super) fn write_report(
 
 /// One model's scores: per seed, and mean and sd of each metric (sd null with one seed).
 fn arm_json(arm: &Arm) -> Value {
-    let keys: Vec<String> = arm.runs[0].1.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let keys = arm.metric_names();
     let (mut mean, mut sd) = (serde_json::Map::new(), serde_json::Map::new());
     for key in keys {
         let (m, s) = mean_sd(&arm.values(&key));
@@ -139,7 +139,7 @@ fn downstream_table(arms: &[Arm], chosen_by: &str) -> String {
         names.join(" | "),
         "---|".repeat(names.len())
     );
-    let mut keys: Vec<String> = arms[0].runs[0].1.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let mut keys = arms[0].metric_names();
     keys.sort_by_key(|k| (k != chosen_by, k == "eval_loss"));
     for key in &keys {
         let base = mean_sd(&arms[0].values(key)).0;
