@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check \
-    torch==2.11.0 transformers==5.24.0 accelerate safetensors numpy
+    torch==2.11.0 transformers==5.24.0 accelerate safetensors numpy tensorboard
 
 if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -115,6 +115,16 @@ pub fn gpu_peak_memory(device: Device) -> Option<GpuMemory> {
     Some(GpuMemory { peak_allocated, peak_reserved })
 }
 
+/// The most resident memory this process has held so far, in bytes (the host side of a GPU
+/// run; all of a CPU run).
+pub fn peak_rss() -> Option<u64> {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0;
+    // Linux reports kilobytes.
+    ok.then(|| usage.ru_maxrss as u64 * 1024)
+}
+
 /// A batch tensor built on the host, on `device`. To a GPU it goes through page-locked memory
 /// without waiting: a plain copy would make the host wait until the GPU has finished all the
 /// work queued before it, at every micro-batch.

@@ -263,3 +263,78 @@ fn trained_model_has_a_model_card_the_hub_parses() {
         serde_json::from_str(&std::fs::read_to_string(out.join("eval_results.json")).unwrap()).unwrap();
     assert_eq!(parsed["values"]["accuracy"], results["metrics"]["accuracy"], "{parsed} {results}");
 }
+
+/// `--report-to tensorboard` writes event files that TensorBoard's own reader takes: the same
+/// training and evaluation scalars as log.jsonl (Trainer's tag names), the flags as `args` text,
+/// the hyper-parameters and the run's end for the hparams plugin. A resumed run's events replace
+/// the steps it redoes.
+#[test]
+fn tensorboard_reads_the_same_scalars_as_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("t.csv");
+    synthetic_csv(&train, 40, 4);
+    let out = tmp.path().join("run");
+    let flags = ["--max-steps", "6", "--eval-split", "0.2", "--batch-size", "4", "--log-every", "2", "--eval-every", "3"];
+    ok(&finetune_tiny(&train, &out, &[&flags[..], &["--report-to", "tensorboard"]].concat()));
+    // Resume the finished run from its middle: steps 4-6 are redone in a second event file.
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // event file names carry the second
+    let checkpoint = out.join("checkpoint-3").display().to_string();
+    ok(&finetune_tiny(&train, &out, &[&flags[..], &["--report-to", "tensorboard", "--resume-from", &checkpoint]].concat()));
+    let events: Vec<_> = std::fs::read_dir(out.join("runs")).unwrap().collect();
+    assert_eq!(events.len(), 2, "one event file per process");
+    if !common::python_available() {
+        return;
+    }
+    let script = "import json, sys\n\
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
+        from tensorboard.plugins.hparams import plugin_data_pb2\n\
+        acc = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0, 'tensors': 0}); acc.Reload()\n\
+        scalars = {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()['scalars']}\n\
+        data = acc.PluginTagToContent('hparams')\n\
+        start = plugin_data_pb2.HParamsPluginData.FromString(data['_hparams_/session_start_info'])\n\
+        end = plugin_data_pb2.HParamsPluginData.FromString(data['_hparams_/session_end_info'])\n\
+        hparams = {k: v.WhichOneof('kind') and getattr(v, v.WhichOneof('kind')) for k, v in start.session_start_info.hparams.items()}\n\
+        args = acc.Tensors('args/text_summary')[0].tensor_proto.string_val[0].decode()\n\
+        print(json.dumps({'scalars': scalars, 'hparams': hparams, 'status': end.session_end_info.status, 'args': json.loads(args)}))";
+    let py = std::process::Command::new("python3").args(["-c", script, out.join("runs").to_str().unwrap()]).output().unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let read: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    let log: Vec<serde_json::Value> = std::fs::read_to_string(out.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // (TensorBoard tag, log.jsonl event, where the value is in that record)
+    let cases = [
+        ("train/loss", "train", "/loss"),
+        ("train/learning_rate", "train", "/lr"),
+        ("train/tokens_per_s", "train", "/tokens_per_s"),
+        ("eval/loss", "eval", "/metrics/eval_loss"),
+        ("eval/accuracy", "eval", "/metrics/accuracy"),
+    ];
+    for (tag, event, field) in cases {
+        let want: Vec<(u64, f64)> = log
+            .iter()
+            .filter(|r| r["event"] == event)
+            .filter_map(|r| r.pointer(field).and_then(|v| v.as_f64()).map(|v| (r["step"].as_u64().unwrap(), v)))
+            .collect();
+        assert!(!want.is_empty(), "{field} in log.jsonl");
+        let got: Vec<(u64, f64)> = read["scalars"][tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("{tag} missing: {read}"))
+            .iter()
+            .map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap()))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{tag}: one value per logged step, the redone steps once: {got:?} vs {want:?}");
+        for ((gs, gv), (ws, wv)) in got.iter().zip(&want) {
+            assert_eq!(gs, ws, "{tag}");
+            assert!((gv - wv).abs() <= 1e-6 * wv.abs().max(1.0), "{tag} at step {gs}: {gv} vs {wv}");
+        }
+    }
+    assert!(read["scalars"]["train/peak_rss"][0][1].as_f64().unwrap() > 1e6, "peak memory in bytes: {read}");
+    assert_eq!(read["hparams"]["lr"], 5e-5);
+    assert_eq!(read["hparams"]["batch_size"], 4.0);
+    assert_eq!(read["hparams"]["train_sampling_strategy"], "random");
+    assert_eq!(read["status"], 1, "STATUS_SUCCESS at the end");
+    assert_eq!(read["args"]["hyper"]["max_steps"], 6);
+}

@@ -24,7 +24,8 @@ fn numeric_training_flags_are_range_checked_before_anything_is_written() {
     let train = tmp.path().join("t.csv");
     synthetic_csv(&train, 12, 1);
     let out = tmp.path().join("run");
-    let cases: [(&[&str], &str, &str); 14] = [
+    let file_as_dir = train.display().to_string();
+    let cases: [(&[&str], &str, &str); 15] = [
         (&["--batch-size", "0"], "--batch-size", "at least 1"),
         (&["--grad-accum", "0"], "--grad-accum", "at least 1"),
         (&["--max-steps", "0"], "--max-steps", "at least 1"),
@@ -39,6 +40,7 @@ fn numeric_training_flags_are_range_checked_before_anything_is_written() {
         (&["--eval-split", "1"], "--eval-split", "between 0 and 1"),
         (&["--save-total-limit", "0"], "--save-total-limit", "at least 1"),
         (&["--log-every", "0"], "--log-every", "at least 1"),
+        (&["--logging-dir", &file_as_dir], "--logging-dir", "not a directory"),
     ];
     for (flags, names, allowed) in cases {
         let line = refused(&finetune_tiny(&train, &out, flags), &out);

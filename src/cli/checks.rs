@@ -19,6 +19,15 @@ pub fn non_empty(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A directory to write into: absent (it will be created) or a directory, not a file.
+pub fn directory(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(s);
+    if path.exists() && !path.is_dir() {
+        return Err("is a file, not a directory".into());
+    }
+    Ok(path)
+}
+
 fn finite(s: &str) -> Result<f64, String> {
     let x: f64 = s.parse().map_err(|_| "must be a number".to_string())?;
     if !x.is_finite() {

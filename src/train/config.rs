@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::schedule::ScheduleKind;
-use crate::cli::checks::{fraction, non_negative, positive, positive_float};
+use crate::cli::checks::{directory, fraction, non_negative, positive, positive_float};
 use crate::data::Sampling;
 use crate::device::{DeviceFlags, Precision};
 
@@ -97,6 +97,9 @@ pub struct Placement {
     pub gradient_checkpointing: bool,
 }
 
+/// Where event files go inside the output directory unless --logging-dir says otherwise.
+pub const DEFAULT_LOGGING_DIR: &str = "runs";
+
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct RunControl {
     /// Output directory: the final (best) model, log.jsonl, curves, checkpoint-N/ folders.
@@ -130,6 +133,22 @@ pub struct RunControl {
     #[arg(long)]
     #[serde(default)]
     pub skip_nan_steps: bool,
+    /// Where else the log goes: `tensorboard` writes event files to --logging-dir (default
+    /// OUTPUT/runs). Default: none, or tensorboard when --logging-dir is given (as Trainer).
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub report_to: Option<ReportTo>,
+    /// The TensorBoard log directory (implies --report-to tensorboard unless it says none).
+    #[arg(long, value_parser = directory)]
+    #[serde(default)]
+    pub logging_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportTo {
+    None,
+    Tensorboard,
 }
 
 impl RunControl {
@@ -137,6 +156,15 @@ impl RunControl {
     /// created), else `model`.
     pub fn model_source(&self, model: &str) -> String {
         self.resume_from.as_ref().map_or(model.to_string(), |p| p.display().to_string())
+    }
+
+    /// The directory TensorBoard event files go to, if they are written at all.
+    pub fn tensorboard_dir(&self) -> Option<PathBuf> {
+        match (self.report_to, &self.logging_dir) {
+            (Some(ReportTo::None), _) | (None, None) => None,
+            (_, Some(dir)) => Some(dir.clone()),
+            (Some(ReportTo::Tensorboard), None) => Some(self.output.join(DEFAULT_LOGGING_DIR)),
+        }
     }
 }
 

@@ -7,15 +7,20 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use super::tensorboard::EventWriter;
+
 pub struct RunLog {
     file: std::fs::File,
     path: PathBuf,
+    /// TensorBoard event files written from the same records, when asked for.
+    events: Option<EventWriter>,
 }
 
 impl RunLog {
     /// Starts a fresh log, or when resuming at `resume_step` > 0 keeps the records up to that
-    /// step (later ones belong to the part of the run that is being redone).
-    pub fn open(path: &Path, resume_step: usize) -> Result<Self> {
+    /// step (later ones belong to the part of the run that is being redone). With
+    /// `tensorboard`, every record also goes to a new event file in that directory.
+    pub fn open(path: &Path, resume_step: usize, tensorboard: Option<&Path>) -> Result<Self> {
         let kept: Vec<String> = if resume_step > 0 && path.exists() {
             std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?
@@ -40,7 +45,8 @@ impl RunLog {
             .append(true)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(RunLog { file, path: path.to_path_buf() })
+        let events = tensorboard.map(|dir| EventWriter::create(dir, resume_step)).transpose()?;
+        Ok(RunLog { file, path: path.to_path_buf(), events })
     }
 
     /// Appends one record, stamped with the wall-clock time (seconds since the Unix epoch).
@@ -52,7 +58,11 @@ impl RunLog {
         }
         writeln!(self.file, "{record}")
             .and_then(|_| self.file.flush())
-            .with_context(|| format!("writing {}", self.path.display()))
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        match &mut self.events {
+            Some(events) => events.write_record(&record),
+            None => Ok(()),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod progress;
 pub mod run_dir;
 pub mod schedule;
 pub mod tag;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use config::{HyperParams, Placement, RunControl, TrainConfig};

@@ -81,6 +81,8 @@ impl RunDir {
             for f in RUN_FILES {
                 let _ = std::fs::remove_file(out.join(f));
             }
+            // The replaced run's TensorBoard events (a --logging-dir elsewhere is the user's).
+            let _ = std::fs::remove_dir_all(out.join(super::config::DEFAULT_LOGGING_DIR));
         }
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
     }

@@ -24,7 +24,7 @@ use super::log::RunLog;
 use super::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use super::run_dir::{RunDir, TrainerState, resume};
 use super::schedule::Schedule;
-use crate::device::{Autocast, gpu_peak_memory};
+use crate::device::{Autocast, gpu_peak_memory, peak_rss};
 use crate::torch_failure::catch;
 
 /// One training micro-batch's mean loss and its size.
@@ -159,7 +159,7 @@ pub fn train<T: Objective>(
         state = resume(checkpoint, &mut opt, &state)?;
         tracing::info!("resuming from {} at step {}/{}", checkpoint.display(), state.global_step, plan.total_steps);
     }
-    let mut log = RunLog::open(&dir.path.join("log.jsonl"), state.global_step)?;
+    let mut log = RunLog::open(&dir.path.join("log.jsonl"), state.global_step, cfg.control.tensorboard_dir().as_deref())?;
     if state.global_step == 0 {
         begin(task, cfg, &plan, num_train_batches, autocast, &dir, &mut log)?;
     }
@@ -334,7 +334,7 @@ impl<'a, T: Objective> Loop<'a, T> {
         let mut record = json!({"event": "train", "step": step, "epoch": self.epoch_progress(), "loss": w.loss,
             "lr": lr, "grad_norm": values.grad_norm.filter(|n| n.is_finite()),
             "examples_per_s": w.examples_per_s, "tokens_per_s": w.tokens_per_s,
-            "padded_tokens_per_s": w.padded_tokens_per_s});
+            "padded_tokens_per_s": w.padded_tokens_per_s, "peak_rss": peak_rss()});
         if let Some(memory) = gpu_peak_memory(self.task.var_store().device()) {
             record["gpu_peak_memory"] = json!(memory);
         }
