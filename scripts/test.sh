@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BERTKIT_REQUIRE_MINILM=1 BERTKIT_REQUIRE_PYTHON=1 BERTKIT_REQUIRE_CHROMIUM=1
-cargo test --all-targets "$@"
+# --release: the same profile as setup.sh's build, so the dependency tree compiled there is reused
+# instead of compiled a second time (the dev profile), and the tests run optimised code.
+cargo test --release --all-targets "$@"
