@@ -80,7 +80,7 @@ pub fn set_threads(threads: Option<usize>) {
     tch::set_num_threads(n as i32);
 }
 
-fn physical_cores() -> usize {
+pub fn physical_cores() -> usize {
     let logical = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     // /proc/cpuinfo lists (physical id, core id) per logical CPU on Linux.
     let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return logical };

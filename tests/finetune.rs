@@ -274,12 +274,17 @@ fn tensorboard_reads_the_same_scalars_as_the_log() {
     let train = tmp.path().join("t.csv");
     synthetic_csv(&train, 40, 4);
     let out = tmp.path().join("run");
-    let flags = ["--max-steps", "6", "--eval-split", "0.2", "--batch-size", "4", "--log-every", "2", "--eval-every", "3"];
+    let flags =
+        ["--max-steps", "6", "--eval-split", "0.2", "--batch-size", "4", "--log-every", "2", "--eval-every", "3"];
     ok(&finetune_tiny(&train, &out, &[&flags[..], &["--report-to", "tensorboard"]].concat()));
     // Resume the finished run from its middle: steps 4-6 are redone in a second event file.
     std::thread::sleep(std::time::Duration::from_millis(1100)); // event file names carry the second
     let checkpoint = out.join("checkpoint-3").display().to_string();
-    ok(&finetune_tiny(&train, &out, &[&flags[..], &["--report-to", "tensorboard", "--resume-from", &checkpoint]].concat()));
+    ok(&finetune_tiny(
+        &train,
+        &out,
+        &[&flags[..], &["--report-to", "tensorboard", "--resume-from", &checkpoint]].concat(),
+    ));
     let events: Vec<_> = std::fs::read_dir(out.join("runs")).unwrap().collect();
     assert_eq!(events.len(), 2, "one event file per process");
     if !common::python_available() {
@@ -296,7 +301,10 @@ fn tensorboard_reads_the_same_scalars_as_the_log() {
         hparams = {k: v.WhichOneof('kind') and getattr(v, v.WhichOneof('kind')) for k, v in start.session_start_info.hparams.items()}\n\
         args = acc.Tensors('args/text_summary')[0].tensor_proto.string_val[0].decode()\n\
         print(json.dumps({'scalars': scalars, 'hparams': hparams, 'status': end.session_end_info.status, 'args': json.loads(args)}))";
-    let py = std::process::Command::new("python3").args(["-c", script, out.join("runs").to_str().unwrap()]).output().unwrap();
+    let py = std::process::Command::new("python3")
+        .args(["-c", script, out.join("runs").to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
     let read: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
     let log: Vec<serde_json::Value> = std::fs::read_to_string(out.join("log.jsonl"))
@@ -325,7 +333,11 @@ fn tensorboard_reads_the_same_scalars_as_the_log() {
             .iter()
             .map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap()))
             .collect();
-        assert_eq!(got.len(), want.len(), "{tag}: one value per logged step, the redone steps once: {got:?} vs {want:?}");
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{tag}: one value per logged step, the redone steps once: {got:?} vs {want:?}"
+        );
         for ((gs, gv), (ws, wv)) in got.iter().zip(&want) {
             assert_eq!(gs, ws, "{tag}");
             assert!((gv - wv).abs() <= 1e-6 * wv.abs().max(1.0), "{tag} at step {gs}: {gv} vs {wv}");

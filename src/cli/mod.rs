@@ -13,6 +13,7 @@ mod finetune;
 mod inspect;
 mod predict;
 mod pretrain;
+pub mod sweep;
 mod tagging;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +53,9 @@ enum Command {
     /// Before training: how finely the tokenizer cuts a domain's words and how far its
     /// vocabulary is from general text.
     DomainFit(domain_fit::Args),
+    /// A grid or random search over training flags: one run directory per setting, a summary
+    /// table and plot, the best run; resumable.
+    Sweep(sweep::Args),
     /// Attention of a layer/head (or all) for a sentence, as PNG, SVG or an HTML head view.
     Attention(attention::Args),
     /// Time training or inference steps on synthetic batches (one JSON line; see bench/).
@@ -104,6 +108,17 @@ fn run_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<i32> {
     dispatch(cli.command)
 }
 
+/// Checks a command line (without the program name) as `bertkit` would parse it, running
+/// nothing: a bad flag or value is the parser's one-line message.
+fn check_args(argv: &[String]) -> anyhow::Result<()> {
+    let first_line = |e: clap::Error| {
+        anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or("").trim_start_matches("error: "))
+    };
+    Cli::try_parse_from(std::iter::once("bertkit".to_string()).chain(argv.iter().cloned()))
+        .map(drop)
+        .map_err(first_line)
+}
+
 fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Inspect(args) => inspect::run(args).map(|()| 0),
@@ -115,6 +130,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::FillMask(args) => fill_mask::run(args).map(|()| 0),
         Command::Adapt(args) => adapt::run(args).map(|()| 0),
         Command::DomainFit(args) => domain_fit::run(args).map(|()| 0),
+        Command::Sweep(args) => sweep::run(args).map(|()| 0),
         Command::Attention(args) => attention::run(args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),
     }

@@ -277,7 +277,8 @@ fn start_values(record: &Value) -> Vec<SummaryValue> {
 /// The hyper-parameters (`config.hyper`) plus the precision, as hparams values; unset ones
 /// are left out.
 fn hparams_of(config: &Value) -> BTreeMap<String, ProtoValue> {
-    let mut fields: Vec<(&String, &Value)> = config["hyper"].as_object().map(|m| m.iter().collect()).unwrap_or_default();
+    let mut fields: Vec<(&String, &Value)> =
+        config["hyper"].as_object().map(|m| m.iter().collect()).unwrap_or_default();
     if let Some((key, value)) = config["placement"].as_object().and_then(|p| p.get_key_value("precision")) {
         fields.push((key, value));
     }

@@ -159,7 +159,8 @@ pub fn train<T: Objective>(
         state = resume(checkpoint, &mut opt, &state)?;
         tracing::info!("resuming from {} at step {}/{}", checkpoint.display(), state.global_step, plan.total_steps);
     }
-    let mut log = RunLog::open(&dir.path.join("log.jsonl"), state.global_step, cfg.control.tensorboard_dir().as_deref())?;
+    let mut log =
+        RunLog::open(&dir.path.join("log.jsonl"), state.global_step, cfg.control.tensorboard_dir().as_deref())?;
     if state.global_step == 0 {
         begin(task, cfg, &plan, num_train_batches, autocast, &dir, &mut log)?;
     }

@@ -1,10 +1,11 @@
-//! Pictures people read: training curves, attention maps. Text is drawn with DejaVu Sans,
+//! Pictures people read: training curves, attention maps, sweep summaries. Text is drawn with DejaVu Sans,
 //! embedded in the binary, so pictures look the same on every machine.
 
 pub mod attention;
 pub mod curves;
 pub mod heatmap;
 pub mod html;
+pub mod sweep;
 
 use std::sync::Once;
 
