@@ -33,8 +33,8 @@ pub struct Args {
     run: DeviceFlags,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy)]
-enum Pooling {
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Pooling {
     Cls,
     Pooler,
     Mean,
@@ -45,6 +45,7 @@ pub fn run(args: Args) -> Result<()> {
     let model = ModelDir::open(&args.model)?;
     let max_len = resolve_max_len(args.max_len, &model)?;
     let options = LoadOptions::inference(device, Autocast::off());
+    let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
     // Only --pooling pooler builds the pooler (a checkpoint without one would warn otherwise).
     let (vectors, tokens) = match args.pooling {
         Pooling::Pooler => {
@@ -52,9 +53,9 @@ pub fn run(args: Args) -> Result<()> {
             if encoder.report.initialised.iter().any(|n| n.contains("pooler")) {
                 bail!("{}: has no pooler weights; use --pooling cls or mean", model.dir.display());
             }
-            embed(&encoder, &args, max_len)?
+            embed(&encoder, &texts, args.pooling, args.normalize, max_len)?
         }
-        _ => embed(&pretrained::load::<Bare<false>>(&model, &options)?, &args, max_len)?,
+        _ => embed(&pretrained::load::<Bare<false>>(&model, &options)?, &texts, args.pooling, args.normalize, max_len)?,
     };
     let rows: Vec<_> = args
         .text
@@ -69,23 +70,27 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// One vector per text, and each text's (tokens, truncated).
-fn embed<const P: bool>(
+/// Each text's vector, and its length in tokens and whether it was truncated.
+pub type Embeddings = (Vec<Vec<f32>>, Vec<(usize, bool)>);
+
+/// One vector per text (unit length if `normalize`), texts truncated at `max_len` tokens.
+pub fn embed<const P: bool>(
     m: &Pretrained<Bare<P>>,
-    args: &Args,
+    texts: &[&str],
+    pooling: Pooling,
+    normalize: bool,
     max_len: usize,
-) -> Result<(Vec<Vec<f32>>, Vec<(usize, bool)>)> {
-    let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
-    let encodings = m.tokenizer.encode_batch(&texts, None, max_len)?;
+) -> Result<Embeddings> {
+    let encodings = m.tokenizer.encode_batch(texts, None, max_len)?;
     let inputs = m.collator().collate_encodings(&encodings).to_device(m.device);
     let out = tch::no_grad(|| m.model.encoder().forward(&inputs, ForwardOptions::eval()));
-    let vectors = match args.pooling {
+    let vectors = match pooling {
         Pooling::Cls => out.last_hidden_state.select(1, 0),
         Pooling::Pooler => out.pooled.context("this model has no pooler; use --pooling cls or mean")?,
         Pooling::Mean => mean_over_tokens(&out.last_hidden_state, &inputs),
     };
     let vectors =
-        if args.normalize { &vectors / vectors.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12) } else { vectors };
+        if normalize { &vectors / vectors.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12) } else { vectors };
     let vectors = Vec::<Vec<f32>>::try_from(vectors.to_kind(Kind::Float).to_device(tch::Device::Cpu))?;
     let tokens = encodings.iter().map(|e| (e.len(), !e.get_overflowing().is_empty())).collect();
     Ok((vectors, tokens))

@@ -6,15 +6,16 @@ mod bench;
 pub mod checks;
 mod data_flags;
 mod domain_fit;
-mod embed;
+pub mod embed;
 mod evaluate;
 mod fill_mask;
 mod finetune;
 mod inspect;
 mod predict;
 mod pretrain;
+mod serve;
 pub mod sweep;
-mod tagging;
+pub mod tagging;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +54,9 @@ enum Command {
     /// Before training: how finely the tokenizer cuts a domain's words and how far its
     /// vocabulary is from general text.
     DomainFit(domain_fit::Args),
+    /// A model behind HTTP: /predict, /embed or /fill-mask (text-embeddings-inference's shapes),
+    /// with request batching, /health, /info and Prometheus /metrics.
+    Serve(serve::Args),
     /// A grid or random search over training flags: one run directory per setting, a summary
     /// table and plot, the best run; resumable.
     Sweep(sweep::Args),
@@ -130,6 +134,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::FillMask(args) => fill_mask::run(args).map(|()| 0),
         Command::Adapt(args) => adapt::run(args).map(|()| 0),
         Command::DomainFit(args) => domain_fit::run(args).map(|()| 0),
+        Command::Serve(args) => serve::run(args).map(|()| 0),
         Command::Sweep(args) => sweep::run(args).map(|()| 0),
         Command::Attention(args) => attention::run(args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),

@@ -218,6 +218,22 @@ pub fn predict(
         }
         return Ok(out);
     };
+    for (text, entities) in texts.iter().zip(entities_in_texts(tagger, texts, max_len, stride, how, batch_size)?) {
+        writeln!(out, "{}", json!({"text": text, "entities": entities}))?;
+    }
+    Ok(out)
+}
+
+/// The entities of each raw text, texts longer than `max_len` read in windows.
+pub fn entities_in_texts(
+    tagger: &Tagger,
+    texts: &[String],
+    max_len: usize,
+    stride: usize,
+    how: Aggregation,
+    batch_size: usize,
+) -> Result<Vec<Vec<serde_json::Value>>> {
+    let names = tagger.config.label_names();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let encodings = tagger.tokenizer.encode_plain(&refs)?;
     let mut set = TaggedSet { windows: vec![], labels: vec![], sentence_words: vec![], gold: None };
@@ -236,10 +252,8 @@ pub fn predict(
         }
     }
     let (probs, ..) = tagger.window_probs(&set, batch_size)?;
-    for ((text, e), words) in texts.iter().zip(&encodings).zip(tagger.word_predictions(&set, &probs, how)?) {
-        writeln!(out, "{}", json!({"text": text, "entities": entities(text, e, &words, &names)}))?;
-    }
-    Ok(out)
+    let words = tagger.word_predictions(&set, &probs, how)?;
+    Ok(texts.iter().zip(&encodings).zip(words).map(|((text, e), words)| entities(text, e, &words, &names)).collect())
 }
 
 /// Words grouped into entities: a `B-` tag or a change of type starts one, `I-` of the same

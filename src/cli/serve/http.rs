@@ -1,0 +1,229 @@
+//! The HTTP side: axum routes on a tokio runtime, limits (body size, inputs per request,
+//! requests at once), errors as TEI writes them (`{"error": ..., "error_type": ...}`), and a
+//! graceful shutdown on SIGINT/SIGTERM (no new connections; requests in flight are answered).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, oneshot};
+
+use super::Settings;
+use super::batcher::{self, EngineInfo, Job, Limits, Refusal};
+use super::engine::{Engine, Sequence};
+use super::metrics::Metrics;
+
+struct App {
+    jobs: mpsc::Sender<Job>,
+    permits: Semaphore,
+    metrics: Metrics,
+    engine: EngineInfo,
+    settings: Settings,
+    /// False once the model thread has stopped (it panicked or failed to start).
+    alive: Arc<AtomicBool>,
+}
+
+/// TEI's request: `inputs` is a text, a list, or (for /predict) a list of one- or two-text lists.
+#[derive(Deserialize)]
+struct Request {
+    inputs: Inputs,
+    #[serde(default)]
+    truncate: bool,
+    /// /embed: unit-length vectors (TEI's default).
+    #[serde(default = "yes")]
+    normalize: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Inputs {
+    Text(String),
+    List(Vec<String>),
+    Batch(Vec<Vec<String>>),
+}
+
+/// An error answer: the status and TEI's `{"error", "error_type"}` body.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let kind = match self.0 {
+            StatusCode::TOO_MANY_REQUESTS => "Overloaded",
+            StatusCode::INTERNAL_SERVER_ERROR | StatusCode::SERVICE_UNAVAILABLE => "Backend",
+            _ => "Validation",
+        };
+        (self.0, Json(json!({"error": self.1, "error_type": kind}))).into_response()
+    }
+}
+
+/// Starts the model thread, waits for the model, then serves until SIGINT/SIGTERM.
+pub fn serve(make: impl FnOnce() -> Result<Engine> + Send + 'static, settings: Settings) -> Result<()> {
+    let metrics = Metrics::new();
+    let (jobs, queue) = mpsc::channel();
+    let (ready_tx, ready) = mpsc::channel();
+    let alive = Arc::new(AtomicBool::new(true));
+    let limits = Limits { max_len: settings.max_len, max_batch_tokens: settings.max_batch_tokens };
+    let (batch_metrics, flag) = (metrics.clone(), alive.clone());
+    let worker = std::thread::spawn(move || {
+        let _mark = Dead(flag);
+        batcher::run(make, queue, limits, batch_metrics, ready_tx)
+    });
+    let engine = ready.recv().context("the model thread stopped while loading")??;
+    let permits = Semaphore::new(settings.max_concurrent_requests);
+    let app = Arc::new(App { jobs, permits, metrics, engine, settings, alive });
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(listen(app))?;
+    drop(runtime); // the last sender of the queue: the model thread's loop ends
+    worker.join().map_err(|_| anyhow::anyhow!("the model thread panicked"))
+}
+
+/// Marks the model thread dead when it ends, however it ends.
+struct Dead(Arc<AtomicBool>);
+
+impl Drop for Dead {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+async fn listen(app: Arc<App>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(&app.settings.address)
+        .await
+        .with_context(|| format!("listening on {}", app.settings.address))?;
+    let (route, limit) = (app.engine.route, app.settings.payload_limit);
+    println!("listening on http://{} (POST {route}, GET /health /info /metrics)", listener.local_addr()?);
+    let router = Router::new()
+        .route(route, post(answer))
+        .route("/health", get(health))
+        .route("/info", get(info))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app);
+    axum::serve(listener, router).with_graceful_shutdown(shutdown()).await?;
+    tracing::info!("stopped: every request in flight was answered");
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: answering the requests in flight");
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    match app.alive.load(Ordering::SeqCst) {
+        true => Json(json!({"status": "ok"})).into_response(),
+        false => Failure(StatusCode::SERVICE_UNAVAILABLE, "the model thread has stopped".into()).into_response(),
+    }
+}
+
+async fn info(State(app): State<Arc<App>>) -> Json<Value> {
+    let s = &app.settings;
+    Json(json!({
+        "model_id": s.model_id, "task": app.engine.task, "route": app.engine.route,
+        "max_input_length": s.max_len, "max_batch_tokens": s.max_batch_tokens,
+        "max_client_batch_size": s.max_client_batch_size, "max_concurrent_requests": s.max_concurrent_requests,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> String {
+    app.metrics.text()
+}
+
+/// The model route: validate, queue, wait for the batch, shape the answer as TEI does.
+async fn answer(State(app): State<Arc<App>>, body: Result<Json<Request>, JsonRejection>) -> Response {
+    let start = Instant::now();
+    app.metrics.in_flight.inc();
+    let response = match respond(&app, body).await {
+        Ok(value) => Json(value).into_response(),
+        Err(failure) => failure.into_response(),
+    };
+    app.metrics.in_flight.dec();
+    app.metrics.observe_request(app.engine.route, response.status().as_u16(), start.elapsed().as_secs_f64());
+    response
+}
+
+async fn respond(app: &App, body: Result<Json<Request>, JsonRejection>) -> Result<Value, Failure> {
+    let Json(request) = body.map_err(|r| Failure(r.status(), r.body_text()))?;
+    let _permit = app.permits.try_acquire().map_err(|_| {
+        Failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("more than {} requests at once", app.settings.max_concurrent_requests),
+        )
+    })?;
+    let (seqs, single) = sequences(app.engine.route, request.inputs)?;
+    if seqs.is_empty() || seqs.len() > app.settings.max_client_batch_size {
+        let most = app.settings.max_client_batch_size;
+        return Err(Failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{} inputs: a request carries 1 to {most}", seqs.len()),
+        ));
+    }
+    let (reply, answer) = oneshot::channel();
+    let job = Job { seqs, truncate: request.truncate, reply };
+    app.jobs.send(job).map_err(|_| Failure(StatusCode::SERVICE_UNAVAILABLE, "the model thread has stopped".into()))?;
+    let answers = match answer.await {
+        Ok(Ok(answers)) => answers,
+        Ok(Err(Refusal::TooLong(why))) => return Err(Failure(StatusCode::PAYLOAD_TOO_LARGE, why)),
+        Ok(Err(Refusal::Invalid(why))) => return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, why)),
+        Ok(Err(Refusal::Failed(why))) => return Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, why)),
+        Err(_) => {
+            return Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, "the model thread dropped the request".into()));
+        }
+    };
+    let answers = if app.engine.route == "/embed" && request.normalize {
+        answers.into_iter().map(unit_length).collect()
+    } else {
+        answers
+    };
+    Ok(match (single, app.engine.route) {
+        (_, "/embed") => Value::Array(answers),
+        (true, _) => answers.into_iter().next().unwrap_or(Value::Null),
+        (false, _) => Value::Array(answers),
+    })
+}
+
+/// The request's sequences, and whether it was one input (answered with one answer, not a list).
+/// `/predict` reads a list as one sequence (a text, or a pair) and a list of lists as a batch;
+/// `/embed` and `/fill-mask` read a list as a batch of texts.
+fn sequences(route: &str, inputs: Inputs) -> Result<(Vec<Sequence>, bool), Failure> {
+    let one = |text: String| Sequence { text, pair: None };
+    let pair_or_text = |mut v: Vec<String>| match v.len() {
+        1 => Ok(one(v.remove(0))),
+        2 => Ok(Sequence { pair: v.pop(), text: v.remove(0) }),
+        n => Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, format!("a sequence is one text or a pair, not {n} texts"))),
+    };
+    match (route, inputs) {
+        (_, Inputs::Text(text)) => Ok((vec![one(text)], true)),
+        ("/predict", Inputs::List(v)) => Ok((vec![pair_or_text(v)?], true)),
+        (_, Inputs::List(v)) => Ok((v.into_iter().map(one).collect(), false)),
+        ("/predict", Inputs::Batch(vv)) => Ok((vv.into_iter().map(pair_or_text).collect::<Result<_, _>>()?, false)),
+        (_, Inputs::Batch(_)) => {
+            Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, "inputs: a text or a list of texts".into()))
+        }
+    }
+}
+
+/// A vector scaled to length 1 (as TEI's `normalize`).
+fn unit_length(v: Value) -> Value {
+    let xs: Vec<f64> = v.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+    let norm = xs.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+    Value::Array(xs.iter().map(|x| json!(x / norm)).collect())
+}

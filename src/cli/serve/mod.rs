@@ -1,0 +1,144 @@
+//! `bertkit serve`: a model behind HTTP. `/predict` (classification, multi-label, regression,
+//! token classification), `/embed` or `/fill-mask` by what the model is; `/health`, `/info`,
+//! `/metrics`. Request and response shapes follow text-embeddings-inference where they overlap,
+//! so its clients work. Requests that arrive together run as one batch (`batcher.rs`); the HTTP
+//! side is axum on tokio (`http.rs`).
+
+mod batcher;
+mod engine;
+mod http;
+mod metrics;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use self::engine::Engine;
+use super::checks::{positive, resolve_max_len};
+use super::embed::Pooling;
+use crate::device::{Autocast, DeviceFlags, Precision};
+use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::task::TaskKind;
+use crate::train::classify::read_thresholds;
+use crate::train::tag::Aggregation;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model directory or hub id.
+    #[arg(long)]
+    model: String,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// What to serve. Default: predict for a model with a task head, fill-mask for one with an
+    /// MLM head, embed otherwise.
+    #[arg(long, value_enum)]
+    task: Option<ServeTask>,
+    /// Tokens one model batch may hold (requests queued together are run together up to this).
+    #[arg(long, default_value_t = 16384, value_parser = positive)]
+    max_batch_tokens: usize,
+    /// Inputs one request may carry.
+    #[arg(long, default_value_t = 32, value_parser = positive)]
+    max_client_batch_size: usize,
+    /// Requests answered or queued at once; more get 429.
+    #[arg(long, default_value_t = 512, value_parser = positive)]
+    max_concurrent_requests: usize,
+    /// Longest input in tokens (longer ones are refused, or cut with "truncate": true; a token
+    /// classifier reads them in windows). Default: 512, or the model's positions if fewer.
+    #[arg(long, value_parser = super::checks::sequence_length)]
+    max_len: Option<usize>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 2_000_000, value_parser = positive)]
+    payload_limit: usize,
+    /// Embeddings: how token vectors become one (mean suits sentence-transformers models).
+    #[arg(long, value_enum, default_value = "mean")]
+    pooling: Pooling,
+    /// Token classification: how a word's tokens make its tag.
+    #[arg(long, value_enum, default_value = "first")]
+    aggregation: Aggregation,
+    /// Fill-mask: candidates per mask.
+    #[arg(long, default_value_t = 5, value_parser = positive)]
+    top_k: usize,
+    /// Token classification: tokens shared by consecutive windows of a long text.
+    #[arg(long, default_value_t = 128, value_parser = positive)]
+    stride: usize,
+    /// fp32, bf16 (autocast), or auto: bf16 where the device computes it natively.
+    #[arg(long, value_enum, default_value = "auto")]
+    precision: Precision,
+    #[command(flatten)]
+    run: DeviceFlags,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+enum ServeTask {
+    Predict,
+    Embed,
+    FillMask,
+}
+
+pub struct Settings {
+    pub address: String,
+    pub max_len: usize,
+    pub max_batch_tokens: usize,
+    pub max_client_batch_size: usize,
+    pub max_concurrent_requests: usize,
+    pub payload_limit: usize,
+    pub model_id: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device = args.run.setup()?;
+    let model = ModelDir::open(&args.model)?;
+    let max_len = resolve_max_len(args.max_len, &model)?;
+    let task = args.task.unwrap_or_else(|| default_task(&model));
+    if task == ServeTask::Predict && model.config.id2label().is_none() {
+        bail!(
+            "{}: has no task head (config.json has no id2label); serve it with --task embed or fill-mask",
+            model.dir.display()
+        );
+    }
+    let settings = Settings {
+        address: format!("{}:{}", args.host, args.port),
+        max_len,
+        max_batch_tokens: args.max_batch_tokens.max(max_len),
+        max_client_batch_size: args.max_client_batch_size,
+        max_concurrent_requests: args.max_concurrent_requests,
+        payload_limit: args.payload_limit,
+        model_id: args.model.clone(),
+    };
+    let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
+    let dir: PathBuf = model.dir.clone();
+    let make = move || -> Result<Engine> {
+        Ok(match task {
+            ServeTask::Predict if TaskKind::of(&model.config) == TaskKind::TokenClassification => Engine::Tagger {
+                model: pretrained::load(&model, &options)?,
+                aggregation: args.aggregation,
+                stride: args.stride,
+            },
+            ServeTask::Predict => {
+                let names = model.config.label_names();
+                let thresholds = read_thresholds(&dir, &names)?;
+                Engine::Classifier { model: pretrained::load(&model, &options)?, names, thresholds }
+            }
+            ServeTask::Embed => Engine::Embedder { model: pretrained::load(&model, &options)?, pooling: args.pooling },
+            ServeTask::FillMask => Engine::FillMask { model: pretrained::load(&model, &options)?, top_k: args.top_k },
+        })
+    };
+    http::serve(make, settings).context("serving")
+}
+
+fn default_task(model: &ModelDir) -> ServeTask {
+    let architectures = model.config.architectures();
+    if architectures.iter().any(|a| a.ends_with("ForMaskedLM")) {
+        ServeTask::FillMask
+    } else if model.config.id2label().is_some()
+        && architectures
+            .iter()
+            .any(|a| a.ends_with("ForSequenceClassification") || a.ends_with("ForTokenClassification"))
+    {
+        ServeTask::Predict
+    } else {
+        ServeTask::Embed
+    }
+}

@@ -1,0 +1,215 @@
+//! `bertkit serve` over real HTTP on the tiny model: answers equal to `bertkit predict` and
+//! `bertkit embed`, TEI's request and response shapes, limits and faults answered with 4xx and
+//! the server still up, batching accounted for in /metrics, SIGTERM finishing cleanly.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::{bertkit, finetune_tiny, synthetic_csv, tiny_model};
+use serde_json::{Value, json};
+
+/// A server on a free port; killed when dropped (unless the test stopped it).
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(model: &Path, flags: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bertkit"))
+            .args(["serve", "--model", model.to_str().unwrap(), "--port", "0", "--device", "cpu", "--threads", "1"])
+            .args(["--precision", "fp32"])
+            .args(flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let address = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line}"));
+        Server { child, base: address.to_string() }
+    }
+
+    /// POSTs `body` (JSON text) to `route`: the status and the JSON answer.
+    fn post(&self, route: &str, body: &str) -> (u16, Value) {
+        let url = format!("{}{route}", self.base);
+        let reply = ureq::post(&url).set("content-type", "application/json").send_string(body);
+        let response = match reply {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{url}: {e}"),
+        };
+        let status = response.status();
+        (status, serde_json::from_str(&response.into_string().unwrap()).unwrap())
+    }
+
+    fn get(&self, route: &str) -> String {
+        ureq::get(&format!("{}{route}", self.base)).call().unwrap().into_string().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn trained_classifier(dir: &Path) -> std::path::PathBuf {
+    let train = dir.join("t.csv");
+    synthetic_csv(&train, 24, 7);
+    let out = dir.join("model");
+    let run = bertkit(&finetune_tiny(&train, &out, &["--max-steps", "3", "--batch-size", "8"]));
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    out
+}
+
+#[test]
+fn predict_answers_as_the_predict_command_and_survives_faults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained_classifier(tmp.path());
+    let server = Server::start(&model, &["--max-client-batch-size", "3", "--payload-limit", "4000", "--max-len", "32"]);
+    let texts = ["the movie was good", "a bad plot"];
+
+    // One text: every label, best first, probabilities as `bertkit predict` gives them.
+    let (status, one) = server.post("/predict", &json!({"inputs": texts[0]}).to_string());
+    assert_eq!(status, 200, "{one}");
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, texts.join("\n")).unwrap();
+    let cli = bertkit(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    ]);
+    let cli: Vec<Value> =
+        String::from_utf8_lossy(&cli.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let labels = one.as_array().unwrap();
+    assert_eq!(labels[0]["label"], cli[0]["label"], "{one} {:?}", cli[0]);
+    assert!(labels[0]["score"].as_f64().unwrap() >= labels[1]["score"].as_f64().unwrap());
+    for l in labels {
+        let want = cli[0]["probabilities"][l["label"].as_str().unwrap()].as_f64().unwrap();
+        assert!((l["score"].as_f64().unwrap() - want).abs() < 1e-5, "{l} vs {want}");
+    }
+    // A batch (TEI: a list of one-text lists) answers each in order, as a batch would alone.
+    let (status, batch) = server.post("/predict", &json!({"inputs": [[texts[0]], [texts[1]]]}).to_string());
+    assert_eq!(status, 200);
+    assert_eq!(batch[0], one, "the same answer in a batch");
+    assert_eq!(batch[1][0]["label"], cli[1]["label"]);
+    // A pair is one sequence.
+    assert_eq!(server.post("/predict", &json!({"inputs": ["a good film", "a bad film"]}).to_string()).0, 200);
+
+    // Faults: each a JSON error with its status, and the server goes on.
+    let long = "good ".repeat(60);
+    let cases: [(&str, u16, &str); 6] = [
+        ("{\"inputs\": ", 400, "JSON"),
+        ("{\"inputs\": [[\"a\"], [\"b\"], [\"c\"], [\"d\"]]}", 422, "1 to 3"),
+        ("{\"inputs\": [\"a\", \"b\", \"c\"]}", 422, "one text or a pair"),
+        (&json!({"inputs": long}).to_string(), 413, "more than the 32"),
+        (&json!({"inputs": "x".repeat(5000)}).to_string(), 413, "length limit"),
+        ("{\"text\": \"a\"}", 422, "inputs"),
+    ];
+    for (body, want, says) in cases {
+        let (status, error) = server.post("/predict", body);
+        assert_eq!(status, want, "{body:.60}: {error}");
+        assert!(error["error"].as_str().unwrap().contains(says), "{body:.60}: {error}");
+        assert!(error["error_type"].is_string());
+    }
+    assert_eq!(server.post("/predict", &json!({"inputs": long, "truncate": true}).to_string()).0, 200);
+    // A client that sends half a request and hangs up.
+    let mut socket = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    socket.write_all(b"POST /predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"inp").unwrap();
+    drop(socket);
+    assert_eq!(server.post("/predict", &json!({"inputs": texts[1]}).to_string()).0, 200);
+    assert!(server.get("/health").contains("ok"));
+    assert_eq!(serde_json::from_str::<Value>(&server.get("/info")).unwrap()["task"], "classification");
+}
+
+#[test]
+fn concurrent_requests_are_batched_and_counted_and_sigterm_ends_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained_classifier(tmp.path());
+    let mut server = Server::start(&model, &[]);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let server = &server;
+                s.spawn(move || {
+                    server.post(
+                        "/predict",
+                        &json!({"inputs": [[format!("text number {i} was good")], ["bad"]]}).to_string(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|(status, a)| *status == 200 && a.as_array().unwrap().len() == 2), "{answers:?}");
+    let metrics = server.get("/metrics");
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("bertkit_requests_total{route=\"/predict\",status=\"200\"}"), 16.0);
+    assert_eq!(value("bertkit_batch_inputs_sum"), 32.0, "every input ran in exactly one batch");
+    assert!(value("bertkit_batch_inputs_count") <= 16.0);
+    assert_eq!(value("bertkit_request_duration_seconds_count{route=\"/predict\"}"), 16.0);
+
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running 20 s after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn embed_and_fill_mask_answer_like_their_commands() {
+    let model = tiny_model();
+    let server = Server::start(&model, &["--task", "embed"]);
+    let texts = ["the lessee shall repair", "a film"];
+    let (status, vectors) = server.post("/embed", &json!({"inputs": texts}).to_string());
+    assert_eq!(status, 200, "{vectors}");
+    let cli = bertkit(&[
+        "embed",
+        model.to_str().unwrap(),
+        "--text",
+        texts[0],
+        "--text",
+        texts[1],
+        "--pooling",
+        "mean",
+        "--normalize",
+        "--device",
+        "cpu",
+    ]);
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    for (got, want) in vectors.as_array().unwrap().iter().zip(cli["embeddings"].as_array().unwrap()) {
+        for (g, w) in got.as_array().unwrap().iter().zip(want["vector"].as_array().unwrap()) {
+            assert!((g.as_f64().unwrap() - w.as_f64().unwrap()).abs() < 1e-5);
+        }
+    }
+    let (status, single) = server.post("/embed", &json!({"inputs": texts[1], "normalize": false}).to_string());
+    assert_eq!((status, single.as_array().unwrap().len()), (200, 1), "TEI answers a list of vectors");
+    drop(server);
+
+    let server = Server::start(&model, &["--task", "fill-mask", "--top-k", "3"]);
+    let (status, fills) = server.post("/fill-mask", &json!({"inputs": "the [MASK] shall repair"}).to_string());
+    assert_eq!(status, 200, "{fills}");
+    assert_eq!(fills[0].as_array().unwrap().len(), 3, "{fills}");
+    let (status, error) = server.post("/fill-mask", &json!({"inputs": "no mask here"}).to_string());
+    assert_eq!(status, 422);
+    assert!(error["error"].as_str().unwrap().contains("[MASK]"), "{error}");
+}
