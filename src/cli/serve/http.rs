@@ -150,14 +150,30 @@ async fn metrics(State(app): State<Arc<App>>) -> String {
 /// The model route: validate, queue, wait for the batch, shape the answer as TEI does.
 async fn answer(State(app): State<Arc<App>>, body: Result<Json<Request>, JsonRejection>) -> Response {
     let start = Instant::now();
-    app.metrics.in_flight.inc();
+    let _counted = InFlight::new(&app.metrics.in_flight);
     let response = match respond(&app, body).await {
         Ok(value) => Json(value).into_response(),
         Err(failure) => failure.into_response(),
     };
-    app.metrics.in_flight.dec();
     app.metrics.observe_request(app.engine.route, response.status().as_u16(), start.elapsed().as_secs_f64());
     response
+}
+
+/// Counts a request in flight until it is answered or its client goes away (axum then drops
+/// the handler mid-await, so the count is undone on drop, not at the end of the handler).
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 async fn respond(app: &App, body: Result<Json<Request>, JsonRejection>) -> Result<Value, Failure> {
