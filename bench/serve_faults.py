@@ -18,9 +18,14 @@ host, port = args.url.removeprefix("http://").split(":")
 
 
 async def status(session, body, headers=None):
-    async with session.post(f"{args.url}/predict", data=body, headers=headers or {"content-type": "application/json"}) as r:
-        await r.read()
-        return r.status
+    """The answer's status, or the client's exception when the server answered and closed
+    before the client finished sending (what a 413 on a large body does)."""
+    try:
+        async with session.post(f"{args.url}/predict", data=body, headers=headers or {"content-type": "application/json"}) as r:
+            await r.read()
+            return r.status
+    except aiohttp.ClientError as e:
+        return type(e).__name__
 
 
 async def one_connection(i):
