@@ -52,9 +52,7 @@ impl RunLog {
     /// Appends one record, stamped with the wall-clock time (seconds since the Unix epoch).
     pub fn write(&mut self, mut record: Value) -> Result<()> {
         if let Value::Object(map) = &mut record {
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-            map.insert("time".into(), now.into());
+            map.insert("time".into(), unix_time().into());
         }
         writeln!(self.file, "{record}")
             .and_then(|_| self.file.flush())
@@ -64,6 +62,12 @@ impl RunLog {
             None => Ok(()),
         }
     }
+}
+
+/// Wall-clock seconds since the Unix epoch: the `time` of every record, and TensorBoard's
+/// `wall_time`.
+pub fn unix_time() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// All records of a log file, in order.

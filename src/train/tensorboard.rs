@@ -16,6 +16,8 @@ use anyhow::{Context, Result};
 use prost::Message;
 use serde_json::Value;
 
+use super::log::unix_time;
+
 #[derive(Clone, PartialEq, prost::Message)]
 struct Event {
     #[prost(double, tag = "1")]
@@ -169,7 +171,7 @@ impl EventWriter {
     pub fn create(dir: &Path, resume_step: usize) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let host = std::fs::read_to_string("/etc/hostname").map_or("localhost".into(), |h| h.trim().to_string());
-        let name = format!("events.out.tfevents.{}.{host}.{}.0", now() as u64, std::process::id());
+        let name = format!("events.out.tfevents.{}.{host}.{}.0", unix_time() as u64, std::process::id());
         let path = dir.join(name);
         let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut writer = EventWriter { file, path };
@@ -197,7 +199,7 @@ impl EventWriter {
     }
 
     fn write_event(&mut self, step: usize, what: What) -> Result<()> {
-        let event = Event { wall_time: now(), step: step as i64, what: Some(what) };
+        let event = Event { wall_time: unix_time(), step: step as i64, what: Some(what) };
         let data = event.encode_to_vec();
         let len = (data.len() as u64).to_le_bytes();
         let mut record = Vec::with_capacity(data.len() + 16);
@@ -217,10 +219,6 @@ impl EventWriter {
 fn masked_crc(bytes: &[u8]) -> u32 {
     let crc = crc32c::crc32c(bytes);
     (crc.rotate_right(15)).wrapping_add(0xa282_ead8)
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// One scalar per numeric field of `record` (except `skip`), tagged `prefix` + the field name,
@@ -270,7 +268,7 @@ fn start_values(record: &Value) -> Vec<SummaryValue> {
         })),
     };
     let hparams = hparams_of(config);
-    let start = HParamsData::SessionStartInfo(SessionStartInfo { hparams, start_time_secs: now() });
+    let start = HParamsData::SessionStartInfo(SessionStartInfo { hparams, start_time_secs: unix_time() });
     vec![args, hparams_value("session_start_info", start)]
 }
 
@@ -297,7 +295,7 @@ fn hparams_of(config: &Value) -> BTreeMap<String, ProtoValue> {
 }
 
 fn session_end() -> HParamsData {
-    HParamsData::SessionEndInfo(SessionEndInfo { status: STATUS_SUCCESS, end_time_secs: now() })
+    HParamsData::SessionEndInfo(SessionEndInfo { status: STATUS_SUCCESS, end_time_secs: unix_time() })
 }
 
 /// A summary value the hparams plugin reads: no payload, the data in the plugin metadata.
