@@ -13,6 +13,8 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py tokens                     # only every fixture's *_tokens.json
     python scripts/make_reference.py tasks                      # every fixture's *_tasks.safetensors
     python scripts/make_reference.py metrics                    # reference/metrics.json (seqeval, sklearn, scipy)
+    python scripts/make_reference.py explain                    # every fixture's *_explain.safetensors
+    python scripts/make_reference.py minilm-explain MODEL_DIR OUT_DIR
     python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
 
 The tiny models are created here from a fixed seed with small vocabularies of their family's kind
@@ -415,6 +417,73 @@ def make_task_reference(model_dir: Path, out: Path, name: str):
     print(f"wrote {out / (name + '_tasks.safetensors')} ({len(ref)} tensors)")
 
 
+EXPLAIN_TEXT = "I love this movie, it's fantastic!"
+IG_STEPS = 50
+
+
+def make_explain_reference(model_dir: Path, out: Path, name: str):
+    """Attributions of the classifier's predicted class probability on one text: gradient x
+    input and integrated gradients on the word embeddings (`inputs_embeds`; baseline: words
+    replaced by padding, special tokens kept; trapezoidal rule on IG_STEPS points), attention
+    rollout (Abnar & Zuidema: per layer 0.5 mean-over-heads + 0.5 I, rows renormalised, the
+    product), and gradient x input of a token classifier's tag at two positions."""
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    cls = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=NUM_LABELS, id2label=ID2LABEL, attn_implementation="eager").eval()
+    encoder = cls.base_model_prefix
+    ref = {f"init.{k}": v.clone() for k, v in cls.state_dict().items()
+           if not k.startswith(encoder + ".") or k.startswith(encoder + ".pooler.")}
+    enc = tok(EXPLAIN_TEXT, return_tensors="pt", return_token_type_ids=True)
+    ids, types = enc["input_ids"], enc["token_type_ids"]
+    special = torch.tensor(tok.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True))
+    baseline = torch.where(special.bool(), ids[0], tok.pad_token_id).unsqueeze(0)
+    embed = cls.get_input_embeddings()
+
+    def probs(model, embeds):
+        n = embeds.shape[0]
+        kw = accepted(model, dict(inputs_embeds=embeds, attention_mask=torch.ones(n, ids.shape[1], dtype=torch.long),
+                                  token_type_ids=types.expand(n, -1)))
+        return model(**kw).logits.softmax(-1)
+
+    with torch.no_grad():
+        o = cls(**accepted(cls, dict(input_ids=ids, token_type_ids=types)), output_attentions=True)
+        target = int(o.logits[0].argmax())
+        x, x0 = embed(ids), embed(baseline)
+    joint = None
+    for a in o.attentions:
+        a = a[0].double().mean(0)
+        a = 0.5 * a + 0.5 * torch.eye(a.shape[0], dtype=torch.double)
+        a = a / a.sum(-1, keepdim=True)
+        joint = a if joint is None else a @ joint
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(probs(cls, xg)[:, target].sum(), xg)
+    alphas = torch.linspace(0, 1, IG_STEPS)
+    weights = torch.full((IG_STEPS,), 1 / (IG_STEPS - 1))
+    weights[0] = weights[-1] = 0.5 / (IG_STEPS - 1)
+    path = (x0 + alphas.view(-1, 1, 1) * (x - x0)).requires_grad_(True)
+    f = probs(cls, path)[:, target]
+    (pg,) = torch.autograd.grad(f.sum(), path)
+    ref.update({"explain.input_ids": ids, "explain.token_type_ids": types, "explain.baseline_ids": baseline,
+                "explain.target": torch.tensor([target]), "explain.gxi": (g * x).sum(-1)[0],
+                "explain.ig": ((pg * weights.view(-1, 1, 1)).sum(0) * (x - x0)[0]).sum(-1),
+                "explain.ig_outputs": torch.stack([f[-1], f[0]]), "explain.rollout": joint.float()})
+
+    tagger = AutoModelForTokenClassification.from_pretrained(
+        model_dir, num_labels=len(TAG_NAMES), id2label=dict(enumerate(TAG_NAMES)),
+        label2id={n: i for i, n in enumerate(TAG_NAMES)}, ignore_mismatched_sizes=True,
+        attn_implementation="eager").eval()
+    ref.update({f"tok_init.{k}": v.clone() for k, v in tagger.state_dict().items() if k.startswith("classifier.")})
+    xg = x.clone().requires_grad_(True)
+    kw = accepted(tagger, dict(inputs_embeds=xg, attention_mask=torch.ones_like(ids), token_type_ids=types))
+    score = tagger(**kw).logits.softmax(-1)[0, [1, 2], 1].mean()
+    (g,) = torch.autograd.grad(score, xg)
+    ref["explain.tok_gxi"] = (g * x).sum(-1)[0]
+    ref = {k: v.detach().contiguous() for k, v in ref.items()}
+    save_file(ref, out / f"{name}_explain.safetensors")
+    print(f"wrote {out / (name + '_explain.safetensors')} ({len(ref)} tensors)")
+
+
 def make_metric_reference(out: Path):
     """The metrics bertkit reports, as seqeval (entities), scikit-learn (multi-label) and scipy
     (correlations, the paired t-test) compute them, on random inputs with every awkward case:
@@ -506,6 +575,11 @@ if __name__ == "__main__":
     elif cmd == "tasks":
         for name, (model, _) in FIXTURES.items():
             make_task_reference(fixtures / model, fixtures / "reference", name)
+    elif cmd == "explain":
+        for name, (model, _) in FIXTURES.items():
+            make_explain_reference(fixtures / model, fixtures / "reference", name)
+    elif cmd == "minilm-explain":
+        make_explain_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm")
     elif cmd == "metrics":
         make_metric_reference(fixtures / "reference")
     elif cmd == "minilm":

@@ -31,6 +31,10 @@ if [ ! -f .reference/minilm.safetensors ] || [ scripts/make_reference.py -nt .re
     python3 scripts/make_reference.py minilm .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
         || python3 scripts/make_reference.py minilm .models/all-MiniLM-L6-v2 .reference
 fi
+if [ ! -f .reference/minilm_explain.safetensors ] || [ scripts/make_reference.py -nt .reference/minilm_explain.safetensors ]; then
+    python3 scripts/make_reference.py minilm-explain .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
+        || python3 scripts/make_reference.py minilm-explain .models/all-MiniLM-L6-v2 .reference
+fi
 
 cargo build --release --quiet
 

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod encoder;
+pub mod explain;
 pub mod ffi;
 pub mod fsutil;
 pub mod metrics;

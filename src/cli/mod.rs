@@ -2,6 +2,7 @@
 
 mod adapt;
 mod attention;
+mod explain;
 mod bench;
 pub mod checks;
 mod data_flags;
@@ -62,6 +63,9 @@ enum Command {
     Sweep(sweep::Args),
     /// Attention of a layer/head (or all) for a sentence, as PNG, SVG or an HTML head view.
     Attention(attention::Args),
+    /// Which tokens a fine-tuned model's output depends on: integrated gradients, gradient ×
+    /// input, attention rollout; any head, any text length, optionally beside a second model.
+    Explain(explain::Args),
     /// Time training or inference steps on synthetic batches (one JSON line; see bench/).
     Bench(bench::Args),
 }
@@ -137,6 +141,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Serve(args) => serve::run(args).map(|()| 0),
         Command::Sweep(args) => sweep::run(args).map(|()| 0),
         Command::Attention(args) => attention::run(args).map(|()| 0),
+        Command::Explain(args) => explain::run(args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),
     }
 }

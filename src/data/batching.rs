@@ -94,6 +94,7 @@ impl HostBatch {
             attention_mask: t(&self.attention_mask),
             token_type_ids: t(&self.type_ids),
             padded,
+            inputs_embeds: None,
         }
     }
 }

@@ -159,13 +159,17 @@ pub struct Inputs {
     /// Whether any position is padding. Known where the batch is built; asking the mask on a GPU
     /// would make the host wait for it at every forward pass.
     pub padded: bool,
+    /// transformers' `inputs_embeds`: word embeddings (`[batch, seq, embedding_size]`) used
+    /// instead of looking `input_ids` up, which then still give positions. Attributions
+    /// (`crate::explain`) differentiate the model with respect to them.
+    pub inputs_embeds: Option<Tensor>,
 }
 
 impl Inputs {
     /// Inputs from their tensors, reading the mask once to see whether anything is padded.
     pub fn new(input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Self {
         let padded = attention_mask.eq(0).any().int64_value(&[]) != 0;
-        Inputs { input_ids, attention_mask, token_type_ids, padded }
+        Inputs { input_ids, attention_mask, token_type_ids, padded, inputs_embeds: None }
     }
 
     pub fn to_device(&self, device: tch::Device) -> Inputs {
@@ -174,6 +178,7 @@ impl Inputs {
             attention_mask: upload(&self.attention_mask, device),
             token_type_ids: upload(&self.token_type_ids, device),
             padded: self.padded,
+            inputs_embeds: self.inputs_embeds.as_ref().map(|e| upload(e, device)),
         }
     }
 }

@@ -19,7 +19,7 @@ pub struct Heatmap {
 }
 
 /// Colour of `v` on a white-to-dark-blue scale for [0, max], or blue-white-red for [-max, max].
-fn colour(v: f32, max: f32, diverging: bool) -> RGBColor {
+pub(super) fn colour(v: f32, max: f32, diverging: bool) -> RGBColor {
     let lerp = |a: (f32, f32, f32), b: (f32, f32, f32), t: f32| {
         let t = t.clamp(0.0, 1.0);
         RGBColor((a.0 + (b.0 - a.0) * t) as u8, (a.1 + (b.1 - a.1) * t) as u8, (a.2 + (b.2 - a.2) * t) as u8)
@@ -51,7 +51,7 @@ fn scales(panels: &[&Heatmap]) -> (f32, f32) {
     (max_of(false).max(1e-6), max_of(true).max(1e-6))
 }
 
-fn text_width(s: &str, size: f64) -> i32 {
+pub(super) fn text_width(s: &str, size: f64) -> i32 {
     (s.chars().count() as f64 * size * 0.62) as i32 + 4
 }
 
@@ -246,7 +246,7 @@ where
 }
 
 /// Picks the backend from the extension and draws with it.
-fn render(
+pub(super) fn render(
     path: &Path,
     size: (u32, u32),
     png: impl FnOnce(DrawingArea<BitMapBackend, Shift>) -> Result<()>,

@@ -26,7 +26,7 @@ pub fn escape_html(s: &str) -> String {
 }
 
 /// JSON that is safe inside a `<script>` element.
-fn script_json(value: &serde_json::Value) -> String {
+pub fn script_json(value: &serde_json::Value) -> String {
     value.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
 }
 

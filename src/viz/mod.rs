@@ -2,6 +2,7 @@
 //! embedded in the binary, so pictures look the same on every machine.
 
 pub mod attention;
+pub mod attribution;
 pub mod curves;
 pub mod heatmap;
 pub mod html;

@@ -140,7 +140,10 @@ impl Embeddings {
                 Tensor::embedding(&self.position, &position_ids, padding_idx, false, false)
             }
         };
-        let words = Tensor::embedding(&self.word, ids, self.pad_token_id, false, false);
+        let words = match &inputs.inputs_embeds {
+            Some(embeds) => embeds.shallow_clone(),
+            None => Tensor::embedding(&self.word, ids, self.pad_token_id, false, false),
+        };
         // Summed in transformers' order: float addition is not associative.
         let xs = match &self.token_type {
             Some(types) => words + Tensor::embedding(types, &inputs.token_type_ids, -1, false, false) + positions,

@@ -1,0 +1,291 @@
+//! `bertkit explain`: which tokens of a text a fine-tuned model's output depends on, by
+//! integrated gradients, gradient × input and attention rollout, for any head and any text
+//! length; with `--compare`, the same text and targets through a second model (before and after
+//! fine-tuning).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use super::checks::{positive, resolve_max_len, sequence_length};
+use crate::device::{Autocast, DeviceFlags};
+use crate::explain::text::{Baseline, Document, Method, Settings, TargetExplanation, explain, predicted_targets};
+use crate::explain::{Explained, Output, Target};
+use crate::fsutil::atomic_write;
+use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
+use crate::task::{SequenceClassifier, TaskKind, TokenClassifier};
+use crate::tokenizer::Tokenizer;
+use crate::viz::attribution::{Figure, Row, page, render_text};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A fine-tuned model directory or hub id (classification, multi-label, regression or
+    /// token classification).
+    #[arg(long)]
+    model: String,
+    /// The text to explain.
+    #[arg(long, required_unless_present = "text_file", conflicts_with = "text_file")]
+    text: Option<String>,
+    /// Read the text from this file instead (UTF-8).
+    #[arg(long)]
+    text_file: Option<PathBuf>,
+    /// What to explain: a label (name or index) of a sequence-level head, an entity type of a
+    /// token-level one; repeat for several. Default: the prediction (every predicted label,
+    /// every entity).
+    #[arg(long)]
+    target: Vec<String>,
+    /// Methods, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Method::IntegratedGradients, Method::GradientXInput, Method::Rollout])]
+    method: Vec<Method>,
+    /// Integration points of integrated gradients (trapezoidal rule).
+    #[arg(long, default_value_t = 50, value_parser = at_least_two)]
+    steps: usize,
+    /// What integrated gradients starts from: the text's words replaced by padding or mask.
+    #[arg(long, value_enum, default_value_t = Baseline::Pad)]
+    baseline: Baseline,
+    /// The output explained: the probability people read, or the logit.
+    #[arg(long, value_enum, default_value_t = Output::Probability)]
+    output: Output,
+    /// Integration points per forward pass (memory against speed).
+    #[arg(long, default_value_t = 16, value_parser = positive)]
+    chunk: usize,
+    /// A second model (e.g. before fine-tuning) explained on the same targets; one without the
+    /// head gets a fresh one with the first model's labels (seeded by --seed).
+    #[arg(long)]
+    compare: Option<String>,
+    #[arg(long, default_value_t = 42)]
+    seed: i64,
+    /// The picture: .png, .svg or .html.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write every number (per window too) as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Window length in tokens; a longer text is read in windows. Default: 512, or the model's
+    /// positions if fewer.
+    #[arg(long, value_parser = sequence_length)]
+    max_len: Option<usize>,
+    /// Tokens shared by consecutive windows (at most half a window).
+    #[arg(long, default_value_t = 128, value_parser = positive)]
+    stride: usize,
+    #[command(flatten)]
+    run: DeviceFlags,
+}
+
+fn at_least_two(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 2 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 2")),
+    }
+}
+
+/// A model with the head it was fine-tuned with.
+enum Head {
+    Sequence(Pretrained<SequenceClassifier>),
+    Tokens(Pretrained<TokenClassifier>),
+}
+
+impl Head {
+    fn load(model: &ModelDir, device: tch::Device) -> Result<Head> {
+        let opts = LoadOptions::inference(device, Autocast::off());
+        Ok(match TaskKind::of(&model.config) {
+            TaskKind::TokenClassification => Head::Tokens(pretrained::load(model, &opts)?),
+            _ => Head::Sequence(pretrained::load(model, &opts)?),
+        })
+    }
+    fn explained(&self) -> &dyn Explained {
+        match self {
+            Head::Sequence(m) => &m.model,
+            Head::Tokens(m) => &m.model,
+        }
+    }
+    fn tokenizer(&self) -> &Tokenizer {
+        match self {
+            Head::Sequence(m) => &m.tokenizer,
+            Head::Tokens(m) => &m.tokenizer,
+        }
+    }
+    fn labels(&self) -> Vec<String> {
+        match self {
+            Head::Sequence(m) => m.config.label_names(),
+            Head::Tokens(m) => m.config.label_names(),
+        }
+    }
+}
+
+/// The first model: it must have been fine-tuned (a head to explain).
+fn open_fine_tuned(spec: &str) -> Result<ModelDir> {
+    let model = ModelDir::open(spec)?;
+    if !model.has_classifier()? {
+        bail!("--model {spec}: has no task head to explain (fine-tune it first; --compare takes a model without one)");
+    }
+    Ok(model)
+}
+
+/// The second model, given the first one's labels and task where it has no head of its own.
+fn open_compared(spec: &str, first: &ModelDir, seed: i64) -> Result<ModelDir> {
+    let mut model = ModelDir::open(spec)?;
+    if !model.has_classifier()? {
+        tracing::info!("--compare {spec}: no task head; a fresh one with {}'s labels (seed {seed})", first.display_name());
+        model.config.set_labels(&first.config.label_names());
+        if let Some(p) = first.config.problem_type() {
+            model.config.set("problem_type", json!(p));
+        }
+        model.config.set("architectures", json!(first.config.architectures()));
+        tch::manual_seed(seed);
+    }
+    Ok(model)
+}
+
+fn read_text(args: &Args) -> Result<String> {
+    match (&args.text, &args.text_file) {
+        (Some(t), _) => Ok(t.clone()),
+        (None, Some(p)) => std::fs::read_to_string(p).with_context(|| format!("--text-file {}", p.display())),
+        (None, None) => bail!("--text or --text-file is required"),
+    }
+}
+
+/// The targets named by --target, or the prediction's.
+fn choose_targets(args: &Args, head: &Head, doc: &Document, device: tch::Device) -> Result<Vec<Target>> {
+    let labels = head.labels();
+    let predicted = predicted_targets(head.explained(), doc, &labels, device);
+    if args.target.is_empty() {
+        return Ok(predicted);
+    }
+    if let Head::Tokens(_) = head {
+        let keep = |t: &Target| args.target.iter().any(|k| t.name.starts_with(&format!("{k} [")));
+        return Ok(predicted.into_iter().filter(keep).collect());
+    }
+    args.target
+        .iter()
+        .map(|name| {
+            let label = labels.iter().position(|l| l == name).or_else(|| name.parse().ok().filter(|&i: &usize| i < labels.len()));
+            let Some(label) = label else { bail!("--target {name}: the model's labels are {}", labels.join(", ")) };
+            Ok(Target { name: labels[label].clone(), label: label as i64, positions: vec![] })
+        })
+        .collect()
+}
+
+/// The first model's targets in the second model's label numbering (by label name).
+fn targets_in(targets: &[Target], first_labels: &[String], head: &Head, spec: &str) -> Result<Vec<Target>> {
+    let labels = head.labels();
+    targets
+        .iter()
+        .map(|t| {
+            let name = &first_labels[t.label as usize];
+            let Some(label) = labels.iter().position(|l| l == name) else {
+                bail!("--compare {spec}: has no label {name:?} (its labels: {})", labels.join(", "))
+            };
+            Ok(Target { label: label as i64, ..t.clone() })
+        })
+        .collect()
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let device = args.run.setup()?;
+    let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !["png", "svg", "html"].contains(&ext) {
+        bail!("{}: --out must end in .png, .svg or .html", args.out.display());
+    }
+    let text = read_text(&args)?;
+    let model = open_fine_tuned(&args.model)?;
+    let compared = args.compare.as_deref().map(|c| open_compared(c, &model, args.seed)).transpose()?;
+    let max_len = resolve_max_len(args.max_len, &model)?;
+    let head = Head::load(&model, device)?;
+    let tok = head.tokenizer();
+    let settings = Settings {
+        methods: args.method.clone(),
+        output: args.output,
+        steps: args.steps,
+        chunk: args.chunk,
+        baseline_id: args.baseline.token_id(tok),
+        max_len,
+        stride: args.stride,
+    };
+    let doc = Document::new(tok, &text, max_len, args.stride)?;
+    if doc.windows.len() > 1 {
+        tracing::info!("the text has {} tokens: explained in {} windows of {max_len}", doc.ids.len(), doc.windows.len());
+    }
+    let targets = choose_targets(&args, &head, &doc, device)?;
+    if targets.is_empty() {
+        bail!("nothing to explain: the model finds no entity in the text{}", if args.target.is_empty() { "" } else { " of the --target types" });
+    }
+    let mut explained = vec![(model.display_name(), explain(head.explained(), &doc, &targets, &settings, device)?)];
+    if let (Some(spec), Some(dir)) = (&args.compare, &compared) {
+        let other = Head::load(dir, device)?;
+        let other_doc = Document::new(other.tokenizer(), &text, max_len, args.stride)?;
+        if other_doc.ids != doc.ids {
+            bail!("--compare {spec}: its tokenizer reads the text differently from {}'s; attributions could not be set side by side", args.model);
+        }
+        let targets = targets_in(&targets, &head.labels(), &other, spec)?;
+        explained.push((dir.display_name(), explain(other.explained(), &doc, &targets, &settings, device)?));
+    }
+    print_summary(&doc, &explained);
+    let figure = figure(&text, &doc, &explained, &settings);
+    match ext {
+        "html" => atomic_write(&args.out, page(&figure).as_bytes())?,
+        _ => render_text(&args.out, &figure)?,
+    }
+    eprintln!("wrote {}", args.out.display());
+    if let Some(path) = &args.json {
+        write_json(path, &text, &doc, &explained, &settings)?;
+    }
+    Ok(())
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::IntegratedGradients => "integrated gradients",
+        Method::GradientXInput => "gradient × input",
+        Method::Rollout => "attention rollout",
+    }
+}
+
+fn figure(text: &str, doc: &Document, explained: &[(String, Vec<TargetExplanation>)], s: &Settings) -> Figure {
+    let mut rows = Vec::new();
+    for (model, targets) in explained {
+        for t in targets {
+            for m in &t.methods {
+                let detail = match m.completeness_error {
+                    Some(e) => format!(" ({} steps, completeness error {:.2}%)", s.steps, e * 100.0),
+                    None => String::new(),
+                };
+                let caption = format!("{model} · {} (output {:.4}) · {}{detail}", t.target, t.output, method_name(m.method));
+                rows.push(Row { caption, scores: m.scores.clone(), signed: m.method != Method::Rollout });
+            }
+        }
+    }
+    let models: Vec<&str> = explained.iter().map(|(m, _)| m.as_str()).collect();
+    Figure { title: format!("What the output depends on: {}", models.join(" vs ")), pieces: doc.pieces(text), rows }
+}
+
+/// Per model, target and method, the tokens that count most.
+fn print_summary(doc: &Document, explained: &[(String, Vec<TargetExplanation>)]) {
+    for (model, targets) in explained {
+        for t in targets {
+            println!("{model} · {} (output {:.4})", t.target, t.output);
+            for m in &t.methods {
+                let mut order: Vec<usize> = (0..m.scores.len()).filter(|&i| doc.special[i] == 0).collect();
+                order.sort_by(|&a, &b| m.scores[b].abs().total_cmp(&m.scores[a].abs()));
+                let top: Vec<String> = order.iter().take(5).map(|&i| format!("{} {:+.4}", doc.tokens[i], m.scores[i])).collect();
+                let completeness = m.completeness_error.map_or(String::new(), |e| format!(" [completeness error {:.2}%]", e * 100.0));
+                println!("  {:22} {}{completeness}", method_name(m.method), top.join(", "));
+            }
+        }
+    }
+}
+
+fn write_json(path: &Path, text: &str, doc: &Document, explained: &[(String, Vec<TargetExplanation>)], s: &Settings) -> Result<()> {
+    let models: Vec<_> = explained.iter().map(|(m, t)| json!({"model": m, "targets": t})).collect();
+    let out = json!({
+        "text": text,
+        "tokens": doc.tokens,
+        "offsets": doc.offsets,
+        "windows": doc.windows.iter().map(|w| [w[0], *w.last().unwrap()]).collect::<Vec<_>>(),
+        "output": s.output,
+        "steps": s.steps,
+        "models": models,
+    });
+    atomic_write(path, serde_json::to_string(&out)?.as_bytes())
+}

@@ -1,0 +1,158 @@
+//! Attributions as coloured text: each token's background is its share in the output (red
+//! for, blue against; for rollout, blue by amount), one row per model, target and method, as
+//! PNG, SVG or a self-contained HTML page (value of each token on hover).
+
+use std::path::Path;
+
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::heatmap::{colour, render, text_width};
+use super::html::{escape_html, script_json};
+use super::{FONT, init_fonts};
+
+/// One line of coloured text.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    pub caption: String,
+    pub scores: Vec<f32>,
+    /// Signed values (a diverging scale) rather than amounts.
+    pub signed: bool,
+}
+
+/// A text's tokens and the rows that colour them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Figure {
+    pub title: String,
+    /// Each token as shown: its text, with a leading space where the text had one.
+    pub pieces: Vec<String>,
+    pub rows: Vec<Row>,
+}
+
+const WIDTH: i32 = 1100;
+const FONT_SIZE: f64 = 15.0;
+const LINE: i32 = 24;
+
+/// Where each token of a row goes: (line, x) from the left margin, wrapping at the width.
+fn place(pieces: &[String]) -> Vec<(i32, i32)> {
+    let (mut line, mut x) = (0, 0);
+    pieces
+        .iter()
+        .map(|p| {
+            let w = text_width(p, FONT_SIZE);
+            if x + w > WIDTH - 40 && x > 0 {
+                (line, x) = (line + 1, 0);
+            }
+            let at = (line, x);
+            x += w;
+            at
+        })
+        .collect()
+}
+
+fn row_height(pieces: &[String]) -> i32 {
+    let lines = place(pieces).last().map_or(1, |p| p.0 + 1);
+    28 + lines * LINE + 14
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, fig: &Figure) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let top_left = Pos::new(HPos::Left, VPos::Top);
+    root.draw(&Text::new(fig.title.clone(), (20, 12), TextStyle::from((FONT, 20).into_font()).pos(top_left)))?;
+    let grey = BLACK.mix(0.7);
+    let caption = TextStyle::from((FONT, 14).into_font()).color(&grey).pos(top_left);
+    let token = TextStyle::from((FONT, FONT_SIZE).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    let places = place(&fig.pieces);
+    let mut y = 48;
+    for row in &fig.rows {
+        root.draw(&Text::new(row.caption.clone(), (20, y), caption.clone()))?;
+        let max = row.scores.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        for ((piece, &(line, x)), &v) in fig.pieces.iter().zip(&places).zip(&row.scores) {
+            let (x, top) = (20 + x, y + 24 + line * LINE);
+            let w = text_width(piece, FONT_SIZE);
+            root.draw(&Rectangle::new([(x, top), (x + w, top + LINE - 2)], colour(v, max, row.signed).filled()))?;
+            root.draw(&Text::new(piece.clone(), (x + 2, top + LINE / 2), token.clone()))?;
+        }
+        y += row_height(&fig.pieces);
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// The figure as PNG or SVG, by the file's extension.
+pub fn render_text(path: &Path, fig: &Figure) -> Result<()> {
+    init_fonts();
+    let height = 60 + fig.rows.len() as i32 * row_height(&fig.pieces);
+    render(path, (WIDTH as u32, height as u32), |root| draw(root, fig), |root| draw(root, fig))
+}
+
+/// The figure as an HTML page: the data as JSON, the text put in by `textContent`.
+pub fn page(fig: &Figure) -> String {
+    let data = serde_json::to_value(fig).expect("plain data");
+    TEMPLATE.replace("{{TITLE}}", &escape_html(&fig.title)).replace("{{DATA}}", &script_json(&data))
+}
+
+const TEMPLATE: &str = r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{TITLE}}</title>
+<style>
+  body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
+  h1 { font-size: 20px; margin: 0 0 12px; }
+  .row { margin: 14px 0 18px; }
+  .caption { color: #555; font-size: 13px; margin-bottom: 4px; }
+  .text { line-height: 1.9; font-size: 15px; }
+  .tok { padding: 2px 0; border-radius: 2px; white-space: pre-wrap; }
+  .legend { color: #777; font-size: 12px; }
+</style>
+</head>
+<body>
+<h1 id="title"></h1>
+<div class="legend">red: pushes the output up · blue: pulls it down (rollout: how much reaches the target) · hover a token for its value</div>
+<div id="rows"></div>
+<script id="data" type="application/json">{{DATA}}</script>
+<script>
+const data = JSON.parse(document.getElementById("data").textContent);
+document.getElementById("title").textContent = data.title;
+function colour(v, max, signed) {
+  const t = max > 0 ? Math.max(-1, Math.min(1, v / max)) : 0;
+  const mix = (a, b, t) => a.map((x, i) => Math.round(x + (b[i] - x) * t));
+  const c = !signed ? mix([255, 255, 255], [33, 102, 172], Math.abs(t))
+    : t >= 0 ? mix([255, 255, 255], [178, 24, 43], t) : mix([255, 255, 255], [33, 102, 172], -t);
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+const rows = document.getElementById("rows");
+for (const row of data.rows) {
+  const div = document.createElement("div");
+  div.className = "row";
+  const cap = document.createElement("div");
+  cap.className = "caption";
+  cap.textContent = row.caption;
+  div.appendChild(cap);
+  const text = document.createElement("div");
+  text.className = "text";
+  const max = Math.max(1e-12, ...row.scores.map(Math.abs));
+  const frag = document.createDocumentFragment();
+  data.pieces.forEach((piece, i) => {
+    const span = document.createElement("span");
+    span.className = "tok";
+    span.textContent = piece;
+    span.style.background = colour(row.scores[i], max, row.signed);
+    span.title = row.scores[i].toPrecision(4);
+    frag.appendChild(span);
+  });
+  text.appendChild(frag);
+  div.appendChild(text);
+  rows.appendChild(div);
+}
+</script>
+</body>
+</html>
+"##;
