@@ -115,3 +115,128 @@ fn token_classifier_gradient_x_input_matches_transformers() {
         assert_close(&format!("{name} tagger gradient x input"), &as_tensor(&got.scores), r.get("explain.tok_gxi"), 1e-5);
     }
 }
+
+/// A copy of the tiny BERT (whose checkpoint has a 3-label classifier) with config.json edited:
+/// another task over the same head.
+fn tiny_as(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let out = dir.join("model");
+    std::fs::create_dir_all(&out).unwrap();
+    for entry in std::fs::read_dir(common::tiny_model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
+    }
+    let path = out.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, config.to_string()).unwrap();
+    out
+}
+
+fn explain_cli(model: &Path, out: &Path, extra: &[&str]) -> (serde_json::Value, String) {
+    let json = out.with_extension("json");
+    let mut args: Vec<String> = ["explain", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()]
+        .into_iter()
+        .chain(["--json", json.to_str().unwrap(), "--device", "cpu", "--threads", "1"])
+        .map(String::from)
+        .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let run = common::bertkit(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "explain failed: {stderr}");
+    (serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap(), String::from_utf8_lossy(&run.stdout).to_string())
+}
+
+#[test]
+fn explain_command_writes_every_method_and_escapes_the_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_as(tmp.path(), |c| c["architectures"] = serde_json::json!(["BertForSequenceClassification"]));
+    let text = "great </script><b>film</b> & \"plot\"";
+    let out = tmp.path().join("view.html");
+    let (json, stdout) = explain_cli(&model, &out, &["--text", text, "--steps", "20"]);
+    let targets = json["models"][0]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "one predicted class");
+    let methods = targets[0]["methods"].as_array().unwrap();
+    let names: Vec<&str> = methods.iter().map(|m| m["method"].as_str().unwrap()).collect();
+    assert_eq!(names, ["integrated-gradients", "gradient-x-input", "rollout"]);
+    let tokens = json["tokens"].as_array().unwrap().len();
+    assert!(methods.iter().all(|m| m["scores"].as_array().unwrap().len() == tokens));
+    assert!(methods[0]["completeness_error"].as_f64().unwrap() < 0.05, "{}", methods[0]);
+    // Rollout of the first token is a distribution over the tokens.
+    let rollout: f64 = methods[2]["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
+    assert!((rollout - 1.0).abs() < 1e-4, "rollout sums to {rollout}");
+    assert!(stdout.contains("integrated gradients"), "{stdout}");
+    let page = std::fs::read_to_string(&out).unwrap();
+    assert!(!page.contains("</script><b>"), "the text reached the page unescaped");
+    assert!(page.contains("\\u003c"), "the text's pieces are in the page's data, escaped");
+    // PNG and SVG from the same numbers.
+    for ext in ["png", "svg"] {
+        explain_cli(&model, &tmp.path().join(format!("view.{ext}")), &["--text", text, "--method", "gradient-x-input"]);
+        assert!(std::fs::metadata(tmp.path().join(format!("view.{ext}"))).unwrap().len() > 1000);
+    }
+}
+
+#[test]
+fn explain_multi_label_and_tagger_targets_and_long_texts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let multi = tiny_as(&tmp.path().join("multi"), |c| {
+        c["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+        c["problem_type"] = serde_json::json!("multi_label_classification");
+    });
+    let out = tmp.path().join("multi.png");
+    let args = ["--text", "bad plot, great cast", "--target", "negative", "--target", "2", "--output", "logit"];
+    let (json, _) = explain_cli(&multi, &out, &args);
+    let names: Vec<&str> = json["models"][0]["targets"].as_array().unwrap().iter().map(|t| t["target"].as_str().unwrap()).collect();
+    assert_eq!(names, ["negative", "positive"]);
+
+    // Every tag an entity, so the random head finds some; each explained at its own tokens.
+    let tagger = tiny_as(&tmp.path().join("tagger"), |c| {
+        c["architectures"] = serde_json::json!(["BertForTokenClassification"]);
+        c["id2label"] = serde_json::json!({"0": "B-PER", "1": "I-PER", "2": "B-LOC"});
+        c["label2id"] = serde_json::json!({"B-PER": 0, "I-PER": 1, "B-LOC": 2});
+    });
+    let (json, _) = explain_cli(&tagger, &tmp.path().join("tags.html"), &["--text", "John Smith lives in New York"]);
+    let targets = json["models"][0]["targets"].as_array().unwrap();
+    assert!(!targets.is_empty());
+    assert!(targets.iter().all(|t| t["target"].as_str().unwrap().contains(" [")), "entities are named with their span");
+
+    // A text of many windows: one score per token of the whole text, each window explained.
+    let long = ["the film was good and the plot was bad"; 12].join(" ");
+    let (json, _) = explain_cli(&multi, &tmp.path().join("long.html"), &["--text", &long, "--max-len", "32", "--stride", "8", "--steps", "8"]);
+    let windows = json["windows"].as_array().unwrap().len();
+    assert!(windows > 3, "{windows} windows");
+    let target = &json["models"][0]["targets"][0];
+    for m in target["methods"].as_array().unwrap() {
+        assert_eq!(m["scores"].as_array().unwrap().len(), json["tokens"].as_array().unwrap().len());
+        assert_eq!(m["windows"].as_array().unwrap().len(), windows);
+    }
+}
+
+#[test]
+fn explain_refuses_bad_requests_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_as(tmp.path(), |c| c["architectures"] = serde_json::json!(["BertForSequenceClassification"]));
+    let m = model.to_str().unwrap();
+    let out = tmp.path().join("x.png");
+    let o = out.to_str().unwrap();
+    for (args, says) in [
+        (vec!["--out", o, "--text", "hi", "--target", "joy"], "--target joy: the model's labels are negative, neutral, positive"),
+        (vec!["--out", o, "--text", "hi", "--steps", "1"], "--steps"),
+        (vec!["--out", "x.txt", "--text", "hi"], "--out must end in"),
+        (vec!["--out", o, "--text", "hi", "--compare", "/nonexistent/model"], "/nonexistent/model"),
+    ] {
+        let mut full = vec!["explain", "--model", m];
+        full.extend(args);
+        let run = common::bertkit(&full);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && stderr.contains(says), "{full:?}: {stderr}");
+        assert!(!out.exists(), "nothing written on a refused request");
+    }
+    // The encoder alone, saved without any head.
+    let base = tmp.path().join("base");
+    let bare: Pretrained<bertkit::task::Bare<true>> = common::load(&common::tiny_model(), tch::Device::Cpu).unwrap();
+    bare.save(&base).unwrap();
+    let run = common::bertkit(&["explain", "--model", base.to_str().unwrap(), "--text", "hi", "--out", o]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("has no task head"), "{stderr}");
+    assert!(!out.exists());
+}

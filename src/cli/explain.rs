@@ -257,7 +257,7 @@ fn figure(text: &str, doc: &Document, explained: &[(String, Vec<TargetExplanatio
         }
     }
     let models: Vec<&str> = explained.iter().map(|(m, _)| m.as_str()).collect();
-    Figure { title: format!("What the output depends on: {}", models.join(" vs ")), pieces: doc.pieces(text), rows }
+    Figure { title: format!("What the output depends on: {}", models.join(" vs ")), pieces: doc.pieces(text), special: doc.special.iter().map(|&s| s == 1).collect(), rows }
 }
 
 /// Per model, target and method, the tokens that count most.

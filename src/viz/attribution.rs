@@ -28,6 +28,9 @@ pub struct Figure {
     pub title: String,
     /// Each token as shown: its text, with a leading space where the text had one.
     pub pieces: Vec<String>,
+    /// Special tokens ([CLS], [SEP]) are coloured but left out of each row's scale: rollout
+    /// gives them most of the mass, which would wash out the words.
+    pub special: Vec<bool>,
     pub rows: Vec<Row>,
 }
 
@@ -57,6 +60,18 @@ fn row_height(pieces: &[String]) -> i32 {
     28 + lines * LINE + 14
 }
 
+/// A row's colour range over its non-special tokens (all of them if there are no others):
+/// (0, max |value|) for signed values; (min, max) for amounts, which are all alike in rollout.
+fn range(fig: &Figure, row: &Row) -> (f32, f32) {
+    let mut words: Vec<f32> = row.scores.iter().zip(&fig.special).filter(|(_, s)| !**s).map(|(v, _)| *v).collect();
+    if words.is_empty() {
+        words = row.scores.clone();
+    }
+    let lo = if row.signed { 0.0 } else { words.iter().copied().fold(f32::INFINITY, f32::min) };
+    let hi = words.iter().fold(0f32, |m, v| m.max(v.abs()));
+    (lo.min(hi), hi)
+}
+
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, fig: &Figure) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -71,12 +86,15 @@ where
     let mut y = 48;
     for row in &fig.rows {
         root.draw(&Text::new(row.caption.clone(), (20, y), caption.clone()))?;
-        let max = row.scores.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let (lo, hi) = range(fig, row);
+        let max = (hi - lo).max(1e-12);
         for ((piece, &(line, x)), &v) in fig.pieces.iter().zip(&places).zip(&row.scores) {
             let (x, top) = (20 + x, y + 24 + line * LINE);
             let w = text_width(piece, FONT_SIZE);
+            let v = (v - lo).clamp(-max, max);
             root.draw(&Rectangle::new([(x, top), (x + w, top + LINE - 2)], colour(v, max, row.signed).filled()))?;
-            root.draw(&Text::new(piece.clone(), (x + 2, top + LINE / 2), token.clone()))?;
+            let ink = if v.abs() > 0.6 * max { &WHITE } else { &BLACK };
+            root.draw(&Text::new(piece.clone(), (x + 2, top + LINE / 2), token.color(ink)))?;
         }
         y += row_height(&fig.pieces);
     }
@@ -115,7 +133,7 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
 </head>
 <body>
 <h1 id="title"></h1>
-<div class="legend">red: pushes the output up · blue: pulls it down (rollout: how much reaches the target) · hover a token for its value</div>
+<div class="legend">red: pushes the output up · blue: pulls it down (rollout: how much reaches the target, from least to most) · hover a token for its value</div>
 <div id="rows"></div>
 <script id="data" type="application/json">{{DATA}}</script>
 <script>
@@ -138,13 +156,19 @@ for (const row of data.rows) {
   div.appendChild(cap);
   const text = document.createElement("div");
   text.className = "text";
-  const max = Math.max(1e-12, ...row.scores.map(Math.abs));
+  let words = row.scores.filter((v, i) => !data.special[i]);
+  if (words.length === 0) words = row.scores;
+  const hi = words.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  const lo = row.signed ? 0 : Math.min(hi, words.reduce((m, v) => Math.min(m, v), Infinity));
+  const max = Math.max(1e-12, hi - lo);
   const frag = document.createDocumentFragment();
   data.pieces.forEach((piece, i) => {
     const span = document.createElement("span");
     span.className = "tok";
     span.textContent = piece;
-    span.style.background = colour(row.scores[i], max, row.signed);
+    const v = Math.max(-max, Math.min(max, row.scores[i] - lo));
+    span.style.background = colour(v, max, row.signed);
+    if (Math.abs(v) > 0.6 * max) span.style.color = "#fff";
     span.title = row.scores[i].toPrecision(4);
     frag.appendChild(span);
   });
