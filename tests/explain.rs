@@ -8,10 +8,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use bertkit::device::Autocast;
 use bertkit::encoder::{ForwardOptions, Inputs};
 use bertkit::explain::rollout::rollout;
-use bertkit::explain::{Explained, Output, Target, gradient_x_input, integrated_gradients};
-use bertkit::device::Autocast;
+use bertkit::explain::{Output, Target, gradient_x_input, integrated_gradients};
 use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained};
 use bertkit::task::{SequenceClassifier, TaskModel, TokenClassifier};
 use common::{Reference, assert_close};
@@ -85,14 +85,19 @@ fn integrated_gradients_match_python_and_are_complete() {
     for (name, dir, r) in cases() {
         let m = with_heads::<SequenceClassifier>(&dir, &LABELS, &r, "init");
         let baseline = r.get("explain.baseline_ids");
-        let got = integrated_gradients(&m.model, &inputs(&r), baseline, &target(&r), Output::Probability, 50, 16).unwrap();
+        let got =
+            integrated_gradients(&m.model, &inputs(&r), baseline, &target(&r), Output::Probability, 50, 16).unwrap();
         assert_close(&format!("{name} integrated gradients"), &as_tensor(&got.scores), r.get("explain.ig"), 1e-5);
         let outputs = r.get("explain.ig_outputs");
         assert!((got.at_input - outputs.double_value(&[0])).abs() < 1e-5, "{name}: f(x)");
         assert!((got.at_baseline - outputs.double_value(&[1])).abs() < 1e-5, "{name}: f(baseline)");
         let error = got.completeness_error();
         assert!(error < 0.01, "{name}: completeness error {error} at 50 steps");
-        eprintln!("{name}: completeness error {:.4}%, f(x) - f(x') = {:.6}", error * 100.0, got.at_input - got.at_baseline);
+        eprintln!(
+            "{name}: completeness error {:.4}%, f(x) - f(x') = {:.6}",
+            error * 100.0,
+            got.at_input - got.at_baseline
+        );
     }
 }
 
@@ -112,7 +117,12 @@ fn token_classifier_gradient_x_input_matches_transformers() {
         let m = with_heads::<TokenClassifier>(&dir, &TAGS, &r, "tok_init");
         let t = Target { name: "B-PER at 1..2".into(), label: 1, positions: vec![1, 2] };
         let got = gradient_x_input(&m.model, &inputs(&r), &t, Output::Probability).unwrap();
-        assert_close(&format!("{name} tagger gradient x input"), &as_tensor(&got.scores), r.get("explain.tok_gxi"), 1e-5);
+        assert_close(
+            &format!("{name} tagger gradient x input"),
+            &as_tensor(&got.scores),
+            r.get("explain.tok_gxi"),
+            1e-5,
+        );
     }
 }
 
@@ -143,7 +153,10 @@ fn explain_cli(model: &Path, out: &Path, extra: &[&str]) -> (serde_json::Value, 
     let run = common::bertkit(&args);
     let stderr = String::from_utf8_lossy(&run.stderr).to_string();
     assert!(run.status.success(), "explain failed: {stderr}");
-    (serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap(), String::from_utf8_lossy(&run.stdout).to_string())
+    (
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap(),
+        String::from_utf8_lossy(&run.stdout).to_string(),
+    )
 }
 
 #[test]
@@ -185,7 +198,8 @@ fn explain_multi_label_and_tagger_targets_and_long_texts() {
     let out = tmp.path().join("multi.png");
     let args = ["--text", "bad plot, great cast", "--target", "negative", "--target", "2", "--output", "logit"];
     let (json, _) = explain_cli(&multi, &out, &args);
-    let names: Vec<&str> = json["models"][0]["targets"].as_array().unwrap().iter().map(|t| t["target"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        json["models"][0]["targets"].as_array().unwrap().iter().map(|t| t["target"].as_str().unwrap()).collect();
     assert_eq!(names, ["negative", "positive"]);
 
     // Every tag an entity, so the random head finds some; each explained at its own tokens.
@@ -201,7 +215,11 @@ fn explain_multi_label_and_tagger_targets_and_long_texts() {
 
     // A text of many windows: one score per token of the whole text, each window explained.
     let long = ["the film was good and the plot was bad"; 12].join(" ");
-    let (json, _) = explain_cli(&multi, &tmp.path().join("long.html"), &["--text", &long, "--max-len", "32", "--stride", "8", "--steps", "8"]);
+    let (json, _) = explain_cli(
+        &multi,
+        &tmp.path().join("long.html"),
+        &["--text", &long, "--max-len", "32", "--stride", "8", "--steps", "8"],
+    );
     let windows = json["windows"].as_array().unwrap().len();
     assert!(windows > 3, "{windows} windows");
     let target = &json["models"][0]["targets"][0];
@@ -219,7 +237,10 @@ fn explain_refuses_bad_requests_in_one_line() {
     let out = tmp.path().join("x.png");
     let o = out.to_str().unwrap();
     for (args, says) in [
-        (vec!["--out", o, "--text", "hi", "--target", "joy"], "--target joy: the model's labels are negative, neutral, positive"),
+        (
+            vec!["--out", o, "--text", "hi", "--target", "joy"],
+            "--target joy: the model's labels are negative, neutral, positive",
+        ),
         (vec!["--out", o, "--text", "hi", "--steps", "1"], "--steps"),
         (vec!["--out", "x.txt", "--text", "hi"], "--out must end in"),
         (vec!["--out", o, "--text", "hi", "--compare", "/nonexistent/model"], "/nonexistent/model"),

@@ -155,7 +155,7 @@ fn masked_lm_gradients_are_unchanged() {
             .logical_and(&inputs.attention_mask.eq(1));
         let labels = inputs.input_ids.where_self(&every_third, &Tensor::from(IGNORE_INDEX));
         let masked = MaskedTargets::from_labels(&labels).to_device(vs.device());
-        loss_and_grads(&vs, || model.forward_masked(&inputs, &masked, ForwardOptions::train()).loss)
+        loss_and_grads(vs, || model.forward_masked(&inputs, &masked, ForwardOptions::train()).loss)
     };
     // The word embeddings get gradient from the input side and the tied decoder, summed in
     // another order when the encoder's part arrives later: equal up to rounding.

@@ -478,7 +478,8 @@ fn token_cache_marks_word_pieces_for_every_vocabulary_kind() {
     let wordpiece = |p: &str| p.starts_with("##");
     let bpe = |p: &str| !p.starts_with('Ġ') && p.chars().all(|c| c.is_ascii_alphanumeric());
     let sentencepiece = |p: &str| !p.starts_with('▁');
-    let kinds: [(&str, &dyn Fn(&str) -> bool); 3] =
+    type ContinuesWord<'a> = &'a dyn Fn(&str) -> bool;
+    let kinds: [(&str, ContinuesWord); 3] =
         [("tiny-bert", &wordpiece), ("tiny-roberta", &bpe), ("tiny-xlm-roberta", &sentencepiece)];
     for (model, continues_word) in kinds {
         let dir = common::repo().join("tests/fixtures").join(model);

@@ -127,7 +127,10 @@ fn open_fine_tuned(spec: &str) -> Result<ModelDir> {
 fn open_compared(spec: &str, first: &ModelDir, seed: i64) -> Result<ModelDir> {
     let mut model = ModelDir::open(spec)?;
     if !model.has_classifier()? {
-        tracing::info!("--compare {spec}: no task head; a fresh one with {}'s labels (seed {seed})", first.display_name());
+        tracing::info!(
+            "--compare {spec}: no task head; a fresh one with {}'s labels (seed {seed})",
+            first.display_name()
+        );
         model.config.set_labels(&first.config.label_names());
         if let Some(p) = first.config.problem_type() {
             model.config.set("problem_type", json!(p));
@@ -160,7 +163,10 @@ fn choose_targets(args: &Args, head: &Head, doc: &Document, device: tch::Device)
     args.target
         .iter()
         .map(|name| {
-            let label = labels.iter().position(|l| l == name).or_else(|| name.parse().ok().filter(|&i: &usize| i < labels.len()));
+            let label = labels
+                .iter()
+                .position(|l| l == name)
+                .or_else(|| name.parse().ok().filter(|&i: &usize| i < labels.len()));
             let Some(label) = label else { bail!("--target {name}: the model's labels are {}", labels.join(", ")) };
             Ok(Target { name: labels[label].clone(), label: label as i64, positions: vec![] })
         })
@@ -205,18 +211,28 @@ pub fn run(args: Args) -> Result<()> {
     };
     let doc = Document::new(tok, &text, max_len, args.stride)?;
     if doc.windows.len() > 1 {
-        tracing::info!("the text has {} tokens: explained in {} windows of {max_len}", doc.ids.len(), doc.windows.len());
+        tracing::info!(
+            "the text has {} tokens: explained in {} windows of {max_len}",
+            doc.ids.len(),
+            doc.windows.len()
+        );
     }
     let targets = choose_targets(&args, &head, &doc, device)?;
     if targets.is_empty() {
-        bail!("nothing to explain: the model finds no entity in the text{}", if args.target.is_empty() { "" } else { " of the --target types" });
+        bail!(
+            "nothing to explain: the model finds no entity in the text{}",
+            if args.target.is_empty() { "" } else { " of the --target types" }
+        );
     }
     let mut explained = vec![(model.display_name(), explain(head.explained(), &doc, &targets, &settings, device)?)];
     if let (Some(spec), Some(dir)) = (&args.compare, &compared) {
         let other = Head::load(dir, device)?;
         let other_doc = Document::new(other.tokenizer(), &text, max_len, args.stride)?;
         if other_doc.ids != doc.ids {
-            bail!("--compare {spec}: its tokenizer reads the text differently from {}'s; attributions could not be set side by side", args.model);
+            bail!(
+                "--compare {spec}: its tokenizer reads the text differently from {}'s; attributions could not be set side by side",
+                args.model
+            );
         }
         let targets = targets_in(&targets, &head.labels(), &other, spec)?;
         explained.push((dir.display_name(), explain(other.explained(), &doc, &targets, &settings, device)?));
@@ -251,13 +267,19 @@ fn figure(text: &str, doc: &Document, explained: &[(String, Vec<TargetExplanatio
                     Some(e) => format!(" ({} steps, completeness error {:.2}%)", s.steps, e * 100.0),
                     None => String::new(),
                 };
-                let caption = format!("{model} · {} (output {:.4}) · {}{detail}", t.target, t.output, method_name(m.method));
+                let caption =
+                    format!("{model} · {} (output {:.4}) · {}{detail}", t.target, t.output, method_name(m.method));
                 rows.push(Row { caption, scores: m.scores.clone(), signed: m.method != Method::Rollout });
             }
         }
     }
     let models: Vec<&str> = explained.iter().map(|(m, _)| m.as_str()).collect();
-    Figure { title: format!("What the output depends on: {}", models.join(" vs ")), pieces: doc.pieces(text), special: doc.special.iter().map(|&s| s == 1).collect(), rows }
+    Figure {
+        title: format!("What the output depends on: {}", models.join(" vs ")),
+        pieces: doc.pieces(text),
+        special: doc.special.iter().map(|&s| s == 1).collect(),
+        rows,
+    }
 }
 
 /// Per model, target and method, the tokens that count most.
@@ -268,15 +290,23 @@ fn print_summary(doc: &Document, explained: &[(String, Vec<TargetExplanation>)])
             for m in &t.methods {
                 let mut order: Vec<usize> = (0..m.scores.len()).filter(|&i| doc.special[i] == 0).collect();
                 order.sort_by(|&a, &b| m.scores[b].abs().total_cmp(&m.scores[a].abs()));
-                let top: Vec<String> = order.iter().take(5).map(|&i| format!("{} {:+.4}", doc.tokens[i], m.scores[i])).collect();
-                let completeness = m.completeness_error.map_or(String::new(), |e| format!(" [completeness error {:.2}%]", e * 100.0));
+                let top: Vec<String> =
+                    order.iter().take(5).map(|&i| format!("{} {:+.4}", doc.tokens[i], m.scores[i])).collect();
+                let completeness =
+                    m.completeness_error.map_or(String::new(), |e| format!(" [completeness error {:.2}%]", e * 100.0));
                 println!("  {:22} {}{completeness}", method_name(m.method), top.join(", "));
             }
         }
     }
 }
 
-fn write_json(path: &Path, text: &str, doc: &Document, explained: &[(String, Vec<TargetExplanation>)], s: &Settings) -> Result<()> {
+fn write_json(
+    path: &Path,
+    text: &str,
+    doc: &Document,
+    explained: &[(String, Vec<TargetExplanation>)],
+    s: &Settings,
+) -> Result<()> {
     let models: Vec<_> = explained.iter().map(|(m, t)| json!({"model": m, "targets": t})).collect();
     let out = json!({
         "text": text,

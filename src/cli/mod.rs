@@ -2,13 +2,13 @@
 
 mod adapt;
 mod attention;
-mod explain;
 mod bench;
 pub mod checks;
 mod data_flags;
 mod domain_fit;
 pub mod embed;
 mod evaluate;
+mod explain;
 mod fill_mask;
 mod finetune;
 mod inspect;

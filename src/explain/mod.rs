@@ -131,7 +131,13 @@ fn with_embeddings(inputs: &Inputs, embeds: &Tensor) -> Inputs {
 }
 
 /// The target's outputs at `embeds` (`[n, seq, dim]`) and their gradients with respect to them.
-fn outputs_and_gradients(model: &dyn Explained, inputs: &Inputs, embeds: &Tensor, target: &Target, output: Output) -> (Tensor, Tensor) {
+fn outputs_and_gradients(
+    model: &dyn Explained,
+    inputs: &Inputs,
+    embeds: &Tensor,
+    target: &Target,
+    output: Output,
+) -> (Tensor, Tensor) {
     let embeds = embeds.detach().set_requires_grad(true);
     let scores = target_scores(model, &with_embeddings(inputs, &embeds), target, output);
     let grads = Tensor::run_backward(&[scores.sum(Kind::Float)], &[&embeds], false, false).remove(0);
@@ -188,7 +194,12 @@ pub fn integrated_gradients(
 
 /// Gradient × input (Shrikumar et al. 2016): per token, the sum over the embedding of the
 /// word embedding times the target's gradient there.
-pub fn gradient_x_input(model: &dyn Explained, inputs: &Inputs, target: &Target, output: Output) -> Result<Attribution> {
+pub fn gradient_x_input(
+    model: &dyn Explained,
+    inputs: &Inputs,
+    target: &Target,
+    output: Output,
+) -> Result<Attribution> {
     let x = word_embeddings(model, &inputs.input_ids);
     let (score, grads) = outputs_and_gradients(model, inputs, &x, target, output);
     let scores = (grads * x).sum_dim_intlist(-1, false, Kind::Float).get(0);

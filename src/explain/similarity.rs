@@ -29,7 +29,7 @@ mod tests {
         let opts = (Kind::Float, tch::Device::Cpu);
         let x = Tensor::randn([200, 16], opts);
         assert!((linear_cka(&x, &x) - 1.0).abs() < 1e-9);
-        let (q, _) = Tensor::randn([16, 16], opts).linalg_qr("reduced");
+        let (q, _) = Tensor::linalg_qr(&Tensor::randn([16, 16], opts), "reduced");
         assert!((linear_cka(&x, &(x.matmul(&q) * 3.0 + 1.0)) - 1.0).abs() < 1e-6);
         let noise = Tensor::randn([200, 16], opts);
         assert!(linear_cka(&x, &noise) < 0.2);

@@ -104,7 +104,8 @@ impl Document {
         self.offsets = [vec![(0, 0)], std::mem::take(&mut self.offsets), vec![(0, 0)]].concat();
         self.special = [vec![1], vec![0; n], vec![1]].concat();
         self.word_ids = [vec![None], std::mem::take(&mut self.word_ids), vec![None]].concat();
-        self.windows = ranges.into_iter().map(|r| [vec![0], (r.start + 1..r.end + 1).collect(), vec![n + 1]].concat()).collect();
+        self.windows =
+            ranges.into_iter().map(|r| [vec![0], (r.start + 1..r.end + 1).collect(), vec![n + 1]].concat()).collect();
     }
 
     /// Each token as shown in a picture: its characters of the text, after a space where the
@@ -140,8 +141,9 @@ impl Document {
     /// The text's logits: the mean over windows (sequence-level head, `[labels]`), or per token
     /// the mean over the windows that hold it (`[seq, labels]`).
     pub fn logits(&self, model: &dyn Explained, device: Device) -> Tensor {
-        let per_window: Vec<Tensor> =
-            (0..self.windows.len()).map(|w| tch::no_grad(|| model.logits(&self.window_inputs(w, device))).get(0).to_device(Device::Cpu)).collect();
+        let per_window: Vec<Tensor> = (0..self.windows.len())
+            .map(|w| tch::no_grad(|| model.logits(&self.window_inputs(w, device))).get(0).to_device(Device::Cpu))
+            .collect();
         if per_window[0].dim() == 1 {
             return Tensor::stack(&per_window, 0).mean_dim(0, false, Kind::Float);
         }
@@ -178,11 +180,23 @@ pub struct MethodResult {
 }
 
 /// Explains each target on the document with every method of `settings`.
-pub fn explain(model: &dyn Explained, doc: &Document, targets: &[Target], settings: &Settings, device: Device) -> Result<Vec<TargetExplanation>> {
+pub fn explain(
+    model: &dyn Explained,
+    doc: &Document,
+    targets: &[Target],
+    settings: &Settings,
+    device: Device,
+) -> Result<Vec<TargetExplanation>> {
     targets.iter().map(|t| explain_target(model, doc, t, settings, device)).collect()
 }
 
-fn explain_target(model: &dyn Explained, doc: &Document, target: &Target, s: &Settings, device: Device) -> Result<TargetExplanation> {
+fn explain_target(
+    model: &dyn Explained,
+    doc: &Document,
+    target: &Target,
+    s: &Settings,
+    device: Device,
+) -> Result<TargetExplanation> {
     // The windows holding the target (every window for a sequence-level head), with the target's
     // positions counted in each.
     let windows: Vec<(usize, Target)> = (0..doc.windows.len())
@@ -208,14 +222,23 @@ fn explain_target(model: &dyn Explained, doc: &Document, target: &Target, s: &Se
     Ok(TargetExplanation { target: target.name.clone(), output, methods })
 }
 
-fn run_method(model: &dyn Explained, doc: &Document, w: usize, t: &Target, method: Method, s: &Settings, device: Device) -> Result<Attribution> {
+fn run_method(
+    model: &dyn Explained,
+    doc: &Document,
+    w: usize,
+    t: &Target,
+    method: Method,
+    s: &Settings,
+    device: Device,
+) -> Result<Attribution> {
     let inputs = doc.window_inputs(w, device);
     match method {
         Method::IntegratedGradients => {
-                        let positions = &doc.windows[w];
+            let positions = &doc.windows[w];
             let ids: Vec<u32> = positions.iter().map(|&p| doc.ids[p]).collect();
             let special: Vec<u32> = positions.iter().map(|&p| doc.special[p]).collect();
-            let baseline = Tensor::from_slice(&baseline_ids(&ids, &special, s.baseline_id)).view([1, -1]).to_device(device);
+            let baseline =
+                Tensor::from_slice(&baseline_ids(&ids, &special, s.baseline_id)).view([1, -1]).to_device(device);
             integrated_gradients(model, &inputs, &baseline, t, s.output, s.steps, s.chunk)
         }
         Method::GradientXInput => gradient_x_input(model, &inputs, t, s.output),
@@ -246,12 +269,17 @@ fn mean_over_windows(doc: &Document, windows: &[usize], per_window: &[Attributio
 /// every predicted entity of a token-level head.
 pub fn predicted_targets(model: &dyn Explained, doc: &Document, labels: &[String], device: Device) -> Vec<Target> {
     let logits = doc.logits(model, device);
-    let sequence = |label: i64| Target { name: labels.get(label as usize).cloned().unwrap_or_else(|| "score".into()), label, positions: vec![] };
+    let sequence = |label: i64| Target {
+        name: labels.get(label as usize).cloned().unwrap_or_else(|| "score".into()),
+        label,
+        positions: vec![],
+    };
     match model.kind() {
         TaskKind::Regression => vec![sequence(0)],
         TaskKind::Classification => vec![sequence(logits.argmax(0, false).int64_value(&[]))],
         TaskKind::MultiLabel => {
-            let probs = Vec::<f32>::try_from(outputs(&logits, TaskKind::MultiLabel, Output::Probability)).unwrap_or_default();
+            let probs =
+                Vec::<f32>::try_from(outputs(&logits, TaskKind::MultiLabel, Output::Probability)).unwrap_or_default();
             let mut chosen: Vec<i64> = (0..probs.len() as i64).filter(|&i| probs[i as usize] >= 0.5).collect();
             if chosen.is_empty() {
                 chosen.push(logits.argmax(0, false).int64_value(&[]));

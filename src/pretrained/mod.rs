@@ -124,8 +124,8 @@ pub struct Pretrained<M> {
 }
 
 /// The one loader: `dir` (its config as the caller left it: labels, dropout) built as encoder
-/// + task head `M`, weights filled from the files, heads the files lack created as transformers
-/// creates them (listed in one warning).
+/// and task head `M`, weights filled from the files, heads the files lack created as
+/// transformers creates them (listed in one warning).
 pub fn load<M: TaskModel>(dir: &ModelDir, opts: &LoadOptions) -> Result<Pretrained<M>> {
     let tokenizer = Tokenizer::from_dir(&dir.dir)?;
     tokenizer.check_fits(dir.dims.vocab_size, &dir.dir)?;
