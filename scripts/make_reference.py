@@ -519,9 +519,15 @@ def make_metric_reference(out: Path):
         b = [v + rng.gauss(0.01, 0.02) for v in a]
         test = ttest_rel(b, a)
         paired.append({"a": a, "b": b, "t": float(test.statistic), "p": float(test.pvalue)})
+    # Linear CKA (Kornblith et al. 2019) as numpy computes it: centred, ||Y'X||_F^2 / (||X'X||_F ||Y'Y||_F).
+    nrng = np.random.default_rng(11)
+    cx = nrng.standard_normal((60, 8))
+    cy = cx @ nrng.standard_normal((8, 5)) + 0.5 * nrng.standard_normal((60, 5))
+    ccx, ccy = cx - cx.mean(0), cy - cy.mean(0)
+    cka = np.linalg.norm(ccy.T @ ccx) ** 2 / (np.linalg.norm(ccx.T @ ccx) * np.linalg.norm(ccy.T @ ccy))
     path = out / "metrics.json"
     path.write_text(json.dumps({"entities": entities, "multi_label": multi, "regression": regression,
-                                "paired_t": paired}))
+                                "paired_t": paired, "cka": {"x": cx.tolist(), "y": cy.tolist(), "cka": float(cka)}}))
     print(f"wrote {path}")
 
 

@@ -6,10 +6,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use bertkit::pretrained::write_safetensors;
+use common::browser::Browser;
 use common::{Reference, assert_close};
 use tch::Tensor;
 
@@ -120,49 +120,9 @@ fn every_picture_mode() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("layers 0..1"));
 }
 
-/// chromedriver on a free local port, stopped on drop.
-struct Driver {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chromedriver() -> Option<Driver> {
-    let exe =
-        ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].iter().map(PathBuf::from).find(|p| p.exists());
-    let Some(exe) = exe else {
-        if std::env::var("BERTKIT_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
-            panic!("chromedriver not found (apt-get install chromium chromium-driver)");
-        }
-        eprintln!("SKIPPED: chromedriver not found (apt-get install chromium chromium-driver)");
-        return None;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child =
-        Command::new(exe).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let driver = Driver { child, base: format!("http://127.0.0.1:{port}") };
-    let start = Instant::now();
-    while ureq::get(&format!("{}/status", driver.base)).call().is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(driver)
-}
-
-fn post(url: &str, body: serde_json::Value) -> serde_json::Value {
-    let resp = ureq::post(url).send_json(body).unwrap_or_else(|e| panic!("{url}: {e}"));
-    resp.into_json::<serde_json::Value>().unwrap()["value"].clone()
-}
-
 #[test]
-fn html_head_view_works_in_chromium() {
-    let Some(driver) = chromedriver() else { return };
+fn html_head_view_and_model_view_work_in_chromium() {
+    let Some(browser) = Browser::start() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let page = tmp.path().join("view.html");
     let changed = perturbed_tiny(tmp.path());
@@ -181,20 +141,8 @@ fn html_head_view_works_in_chromium() {
         "--out",
         s(&page),
     ]);
-    let session = post(
-        &format!("{}/session", driver.base),
-        serde_json::json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:loggingPrefs": {"browser": "ALL"},
-            "goog:chromeOptions": {"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--window-size=1400,1000", format!("--user-data-dir={}", tmp.path().join("profile").display())]}
-        }}}),
-    );
-    let id = session["sessionId"].as_str().expect("a session").to_string();
-    let base = format!("{}/session/{id}", driver.base);
-    post(&format!("{base}/url"), serde_json::json!({"url": format!("file://{}", page.display())}));
-    let run = |script: &str| post(&format!("{base}/execute/sync"), serde_json::json!({"script": script, "args": []}));
+    browser.open(&page);
+    let run = |script: &str| browser.run(script);
 
     assert_eq!(run("return document.body.dataset.drawn"), "0/0");
     assert_eq!(run("return document.querySelectorAll('svg').length"), 2, "both models drawn side by side");
@@ -209,19 +157,38 @@ fn html_head_view_works_in_chromium() {
     assert_ne!(before, after, "switching the layer changes the lines drawn");
     run("const s = document.getElementById('head'); s.value = '3'; s.dispatchEvent(new Event('change'));");
     assert_ne!(run(opacities), after, "switching the head changes the lines drawn");
+    run("const s = document.getElementById('head'); s.value = 'mean'; s.dispatchEvent(new Event('change'));");
+    assert_eq!(run("return document.body.dataset.drawn"), "1/mean");
 
-    let shot = ureq::get(&format!("{base}/screenshot")).call().unwrap().into_json::<serde_json::Value>().unwrap();
-    use base64::Engine;
-    let png = base64::engine::general_purpose::STANDARD.decode(shot["value"].as_str().unwrap()).unwrap();
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let shot_path = common::repo().join("target/attention-head-view.png");
-    std::fs::write(&shot_path, &png).unwrap();
+    // Model view: 2 models x 2 layers x 4 heads; a click opens that head above.
+    assert_eq!(run("return document.body.dataset.thumbnails"), "16");
+    run("document.querySelector('.grid canvas[data-layer=\"0\"][data-head=\"2\"]').click()");
+    assert_eq!(run("return document.body.dataset.drawn"), "0/2");
+    assert_eq!(run("return document.querySelectorAll('.grid canvas.chosen').length"), 2, "the head marked in both grids");
 
-    let logs = post(&format!("{base}/se/log"), serde_json::json!({"type": "browser"}));
-    let errors: Vec<&serde_json::Value> =
-        logs.as_array().map(|a| a.iter().filter(|e| e["level"] == "SEVERE").collect()).unwrap_or_default();
+    std::fs::write(common::repo().join("target/attention-head-view.png"), browser.screenshot()).unwrap();
+    let errors = browser.errors();
     assert!(errors.is_empty(), "console errors: {errors:?}");
-    let _ = ureq::delete(&base).call();
+}
+
+/// A window of 512 tokens through MiniLM (every layer and head of two models) stays a page a
+/// browser opens at once: a few MB, drawn on load. The load time is printed, not asserted.
+#[test]
+fn a_512_token_window_makes_a_small_page_that_draws() {
+    let Some((minilm, _)) = common::minilm() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let page = tmp.path().join("long.html");
+    let text = ["the lessee shall repair the premises at its own cost"; 60].join(" ");
+    bertkit(&["attention", "--model", s(&minilm), "--compare", s(&minilm), "--text", &text, "--out", s(&page)]);
+    let size = std::fs::metadata(&page).unwrap().len();
+    assert!(size < 12_000_000, "{size} bytes for 512 tokens");
+    let Some(browser) = Browser::start() else { return };
+    browser.open(&page);
+    assert_eq!(browser.run("return document.body.dataset.thumbnails"), "144");
+    assert_eq!(browser.run("return document.querySelectorAll('svg')[0].querySelectorAll('text').length"), 1024);
+    let ms = browser.run("const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;");
+    eprintln!("512-token head and model view: {size} bytes, loaded and drawn in {ms} ms");
+    assert!(browser.errors().is_empty());
 }
 
 #[test]

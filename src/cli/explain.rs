@@ -123,22 +123,20 @@ fn open_fine_tuned(spec: &str) -> Result<ModelDir> {
     Ok(model)
 }
 
-/// The second model, given the first one's labels and task where it has no head of its own.
-fn open_compared(spec: &str, first: &ModelDir, seed: i64) -> Result<ModelDir> {
-    let mut model = ModelDir::open(spec)?;
-    if !model.has_classifier()? {
-        tracing::info!(
-            "--compare {spec}: no task head; a fresh one with {}'s labels (seed {seed})",
-            first.display_name()
-        );
-        model.config.set_labels(&first.config.label_names());
-        if let Some(p) = first.config.problem_type() {
-            model.config.set("problem_type", json!(p));
-        }
-        model.config.set("architectures", json!(first.config.architectures()));
-        tch::manual_seed(seed);
+/// A model without a task head given `from`'s labels and task, for a fresh head (seeded); one
+/// with a head is left as it is.
+pub(crate) fn adopt_head(model: &mut ModelDir, from: &ModelDir, seed: i64) -> Result<()> {
+    if model.has_classifier()? {
+        return Ok(());
     }
-    Ok(model)
+    tracing::info!("{}: no task head; a fresh one with {}'s labels (seed {seed})", model.display_name(), from.display_name());
+    model.config.set_labels(&from.config.label_names());
+    if let Some(p) = from.config.problem_type() {
+        model.config.set("problem_type", json!(p));
+    }
+    model.config.set("architectures", json!(from.config.architectures()));
+    tch::manual_seed(seed);
+    Ok(())
 }
 
 fn read_text(args: &Args) -> Result<String> {
@@ -196,7 +194,14 @@ pub fn run(args: Args) -> Result<()> {
     }
     let text = read_text(&args)?;
     let model = open_fine_tuned(&args.model)?;
-    let compared = args.compare.as_deref().map(|c| open_compared(c, &model, args.seed)).transpose()?;
+    let compared = match &args.compare {
+        Some(spec) => {
+            let mut other = ModelDir::open(spec)?;
+            adopt_head(&mut other, &model, args.seed)?;
+            Some(other)
+        }
+        None => None,
+    };
     let max_len = resolve_max_len(args.max_len, &model)?;
     let head = Head::load(&model, device)?;
     let tok = head.tokenizer();
@@ -258,7 +263,7 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
-fn figure(text: &str, doc: &Document, explained: &[(String, Vec<TargetExplanation>)], s: &Settings) -> Figure {
+pub(crate) fn figure(text: &str, doc: &Document, explained: &[(String, Vec<TargetExplanation>)], s: &Settings) -> Figure {
     let mut rows = Vec::new();
     for (model, targets) in explained {
         for t in targets {

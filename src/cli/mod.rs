@@ -8,6 +8,7 @@ mod data_flags;
 mod domain_fit;
 pub mod embed;
 mod evaluate;
+mod compare_models;
 mod explain;
 mod fill_mask;
 mod finetune;
@@ -66,6 +67,9 @@ enum Command {
     /// Which tokens a fine-tuned model's output depends on: integrated gradients, gradient ×
     /// input, attention rollout; any head, any text length, optionally beside a second model.
     Explain(explain::Args),
+    /// Two models (before/after training) over a labelled set: metrics, flipped predictions,
+    /// per-layer representation similarity (CKA), per-head attention change; an HTML report.
+    CompareModels(compare_models::Args),
     /// Time training or inference steps on synthetic batches (one JSON line; see bench/).
     Bench(bench::Args),
 }
@@ -142,6 +146,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Sweep(args) => sweep::run(args).map(|()| 0),
         Command::Attention(args) => attention::run(args).map(|()| 0),
         Command::Explain(args) => explain::run(args).map(|()| 0),
+        Command::CompareModels(args) => compare_models::run(args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),
     }
 }

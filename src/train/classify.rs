@@ -97,10 +97,15 @@ impl Classifier {
     pub fn evaluate_set(&self, set: &LabelledSet, batch_size: usize, decision: &Decision) -> Result<Evaluation> {
         let logits = self.logits(&set.items, batch_size)?;
         let logits = pool_documents(&logits, &set.doc_of, set.targets.len(), decision.pool);
-        let loss = tch::no_grad(|| self.model.loss(&logits, &set.targets.all(), None)).double_value(&[]);
-        let outputs = self.outputs(&logits);
+        self.evaluate_logits(&logits, &set.targets, decision)
+    }
+
+    /// Loss and metrics of per-example logits (`[examples, labels]`, CPU) against `targets`.
+    pub fn evaluate_logits(&self, logits: &Tensor, targets: &Targets, decision: &Decision) -> Result<Evaluation> {
+        let loss = tch::no_grad(|| self.model.loss(logits, &targets.all(), None)).double_value(&[]);
+        let outputs = self.outputs(logits);
         let names = self.config.label_names();
-        let (mut metrics, summary, mut report) = match &set.targets {
+        let (mut metrics, summary, mut report) = match targets {
             Targets::Classes(gold) => {
                 let r = classification_report(&Vec::<i64>::try_from(outputs.argmax(-1, false))?, gold, &names);
                 (vec![("accuracy", r.accuracy), ("macro_f1", r.macro_f1)], r.table(), serde_json::to_value(&r)?)

@@ -1,7 +1,13 @@
-//! A self-contained HTML page with a head view in the manner of bertviz: the tokens in two
+//! A self-contained HTML page with the two views of bertviz: the head view (the tokens in two
 //! columns, a line from each attending token to each attended-to token whose opacity is the
-//! weight, layer and head selectors, hover to focus one token, and a second model side by side.
+//! weight, layer and head selectors, hover to focus one token, a second model side by side) and
+//! the model view (every layer x head as a thumbnail; a click opens it in the head view).
 //! No network, no CDN: data, style and script are all in the file.
+//!
+//! The page carries, per query token, only the keys it attends to with weight >= 0.01 (what a
+//! line's opacity can show), at most `TOP_K` of them, rounded to 3 decimals: a 512-token window
+//! of MiniLM (6 x 12) is then about 4 MB per model instead of 200, and draws at once. Exact
+//! values are what `attention --json` writes.
 //!
 //! Model and user text only ever reaches the page as JSON data (with `<`, `>` and `&` escaped, so
 //! `</script>` in a text cannot end the script) or through `textContent`; titles are
@@ -30,12 +36,41 @@ pub fn script_json(value: &serde_json::Value) -> String {
     value.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
 }
 
+/// Keys kept per query token, the largest first.
+const TOP_K: usize = 10;
+/// The weight below which a line is not drawn (its opacity would not show).
+const MIN_WEIGHT: f32 = 0.01;
+
+/// One head's rows as `[[key, weight], ...]`: the keys worth a line.
+fn edges(rows: &[Vec<f32>]) -> Vec<Vec<(usize, f64)>> {
+    rows.iter()
+        .map(|row| {
+            let mut keys: Vec<usize> = (0..row.len()).filter(|&k| row[k] >= MIN_WEIGHT).collect();
+            keys.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            keys.truncate(TOP_K);
+            keys.sort_unstable();
+            keys.into_iter().map(|k| (k, (row[k] as f64 * 1e3).round() / 1e3)).collect()
+        })
+        .collect()
+}
+
+/// Every layer's heads, then the mean over heads as one more, as edges.
+fn model_edges(m: &AttentionMaps) -> Vec<Vec<Vec<Vec<(usize, f64)>>>> {
+    (0..m.layers())
+        .map(|l| {
+            let mut heads: Vec<_> = m.maps[l].iter().map(|h| edges(h)).collect();
+            heads.push(edges(&m.mean_over_heads(l)));
+            heads
+        })
+        .collect()
+}
+
 pub fn page(text: &str, models: &[&AttentionMaps], layer: usize, head: usize) -> String {
     let data = serde_json::json!({
         "text": text,
         "layer": layer,
         "head": head,
-        "models": models.iter().map(|m| serde_json::json!({"name": m.model, "tokens": m.tokens, "maps": m.maps})).collect::<Vec<_>>(),
+        "models": models.iter().map(|m| serde_json::json!({"name": m.model, "tokens": m.tokens, "edges": model_edges(m)})).collect::<Vec<_>>(),
     });
     let title = format!("Attention: {}", models.iter().map(|m| m.model.as_str()).collect::<Vec<_>>().join(" vs "));
     TEMPLATE.replace("{{TITLE}}", &escape_html(&title)).replace("{{DATA}}", &script_json(&data))
@@ -58,6 +93,11 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
   .tok { font-size: 13px; cursor: default; }
   .tok.focus { font-weight: bold; fill: #b2182b; }
   .hint { color: #777; font-size: 12px; margin-top: 8px; }
+  h2.section { font-size: 17px; margin: 28px 0 8px; }
+  .grid { display: grid; gap: 4px; margin-bottom: 18px; }
+  .grid canvas { border: 1px solid #ddd; cursor: pointer; }
+  .grid canvas.chosen { border-color: #b2182b; }
+  .grid .label { font-size: 11px; color: #666; align-self: center; }
 </style>
 </head>
 <body>
@@ -69,6 +109,9 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
 </div>
 <div id="views"></div>
 <div class="hint">Left: attending token. Right: attended-to token. Line opacity = attention weight. Hover a token to see only its lines. Layers and heads count from 0, as in transformers.</div>
+<h2 class="section">Model view</h2>
+<div class="hint">Every layer (rows) and head (columns); click one to open it above.</div>
+<div id="models"></div>
 <script type="application/json" id="data">{{DATA}}</script>
 <script>
 "use strict";
@@ -78,7 +121,7 @@ const layerSel = document.getElementById("layer");
 const headSel = document.getElementById("head");
 document.getElementById("text").textContent = data.text;
 const first = data.models[0];
-const layers = first.maps.length, heads = first.maps[0].length;
+const layers = first.edges.length, heads = first.edges[0].length - 1;
 for (let l = 0; l < layers; l++) layerSel.add(new Option(String(l), String(l)));
 for (let h = 0; h < heads; h++) headSel.add(new Option(String(h), String(h)));
 headSel.add(new Option("mean of heads", "mean"));
@@ -86,20 +129,10 @@ layerSel.value = String(data.layer);
 headSel.value = String(data.head);
 let focus = null;
 
-function weights(model, layer, head) {
-  const m = model.maps[layer];
-  if (head !== "mean") return m[Number(head)];
-  const n = model.tokens.length;
-  const out = [];
-  for (let q = 0; q < n; q++) {
-    out.push([]);
-    for (let k = 0; k < n; k++) {
-      let s = 0;
-      for (let h = 0; h < m.length; h++) s += m[h][q][k];
-      out[q].push(s / m.length);
-    }
-  }
-  return out;
+// The rows of [key, weight] pairs of a head ("mean": the mean over heads, sent last).
+function edges(model, layer, head) {
+  const m = model.edges[layer];
+  return m[head === "mean" ? m.length - 1 : Number(head)];
 }
 
 function el(name, attrs) {
@@ -109,15 +142,13 @@ function el(name, attrs) {
 }
 
 function drawModel(model, container) {
-  const w = weights(model, Number(layerSel.value), headSel.value);
+  const rows = edges(model, Number(layerSel.value), headSel.value);
   const n = model.tokens.length, rowH = 20, colW = 120, gapW = 160;
   const svg = el("svg", { width: 2 * colW + gapW, height: n * rowH + 10, "data-model": model.name });
   const lines = el("g", { class: "lines" });
   svg.appendChild(lines);
   for (let q = 0; q < n; q++) {
-    for (let k = 0; k < n; k++) {
-      const v = w[q][k];
-      if (v < 0.005) continue;
+    for (const [k, v] of rows[q]) {
       const hidden = focus !== null && focus !== q;
       lines.appendChild(el("line", {
         x1: colW, y1: q * rowH + rowH / 2 + 5, x2: colW + gapW, y2: k * rowH + rowH / 2 + 5,
@@ -158,6 +189,65 @@ function draw() {
 layerSel.addEventListener("change", draw);
 headSel.addEventListener("change", draw);
 draw();
+
+// Model view: a canvas per layer x head, lines from the left edge (query) to the right (key).
+function thumbnail(model, layer, head) {
+  const size = 64, n = model.tokens.length;
+  const canvas = document.createElement("canvas");
+  canvas.width = size; canvas.height = size;
+  canvas.title = `layer ${layer} head ${head}`;
+  canvas.dataset.layer = layer; canvas.dataset.head = head;
+  const ctx = canvas.getContext("2d");
+  ctx.strokeStyle = "#2166ac";
+  ctx.lineWidth = 1;
+  const y = i => (i + 0.5) * size / n;
+  model.edges[layer][head].forEach((row, q) => {
+    for (const [k, v] of row) {
+      ctx.globalAlpha = Math.min(1, v);
+      ctx.beginPath(); ctx.moveTo(4, y(q)); ctx.lineTo(size - 4, y(k)); ctx.stroke();
+    }
+  });
+  canvas.addEventListener("click", () => {
+    layerSel.value = String(layer); headSel.value = String(head);
+    draw(); markChosen();
+    document.getElementById("views").scrollIntoView({ behavior: "smooth" });
+  });
+  return canvas;
+}
+
+function markChosen() {
+  for (const c of document.querySelectorAll(".grid canvas")) {
+    c.classList.toggle("chosen", c.dataset.layer === layerSel.value && c.dataset.head === headSel.value);
+  }
+}
+
+const modelsBox = document.getElementById("models");
+for (const model of data.models) {
+  const title = document.createElement("h2");
+  title.className = "view";
+  title.textContent = model.name;
+  modelsBox.appendChild(title);
+  const grid = document.createElement("div");
+  grid.className = "grid";
+  grid.style.gridTemplateColumns = `60px repeat(${heads}, 66px)`;
+  grid.appendChild(document.createElement("span"));
+  for (let h = 0; h < heads; h++) {
+    const label = document.createElement("span");
+    label.className = "label"; label.textContent = "head " + h;
+    grid.appendChild(label);
+  }
+  for (let l = 0; l < layers; l++) {
+    const label = document.createElement("span");
+    label.className = "label"; label.textContent = "layer " + l;
+    grid.appendChild(label);
+    for (let h = 0; h < heads; h++) grid.appendChild(thumbnail(model, l, h));
+  }
+  modelsBox.appendChild(grid);
+}
+markChosen();
+layerSel.addEventListener("change", markChosen);
+headSel.addEventListener("change", markChosen);
+document.body.dataset.thumbnails = String(document.querySelectorAll(".grid canvas").length);
 </script>
 </body>
 </html>

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod attribution;
+pub mod comparison;
 pub mod curves;
 pub mod heatmap;
 pub mod html;

@@ -1,6 +1,8 @@
 //! Shared by the integration tests: fixture paths, reference files, tensor comparisons.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

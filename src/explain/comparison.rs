@@ -1,0 +1,128 @@
+//! What changed between two models over a whole set, gathered batch by batch from the forward
+//! passes that also give their predictions: how far each head's attention moved (Jensen-Shannon
+//! divergence between the two models' attention rows, per example, averaged over its tokens),
+//! and each layer's sentence representation (mean over the tokens), for linear CKA at the end.
+
+use tch::{Device, Kind, Tensor};
+
+use super::similarity::linear_cka;
+
+/// Per example, per layer and head: the mean over its real query tokens of the Jensen-Shannon
+/// divergence (natural log, in [0, ln 2]) between the attention rows of `a` and `b` (each layer
+/// `[batch, heads, seq, seq]`). `mask` is `[batch, seq]`, 1 at real tokens. Returns
+/// `[batch, layers, heads]`.
+pub fn attention_divergence(a: &[Tensor], b: &[Tensor], mask: &Tensor) -> Tensor {
+    let keep = mask.to_kind(Kind::Double);
+    let tokens = keep.sum_dim_intlist(1, false, Kind::Double).view([-1, 1]);
+    let per_layer: Vec<Tensor> = a
+        .iter()
+        .zip(b)
+        .map(|(p, q)| {
+            let (p, q) = (p.to_kind(Kind::Double), q.to_kind(Kind::Double));
+            let m = (&p + &q) * 0.5;
+            // x ln(x / m), 0 where x is 0 (padding keys, or weights that underflowed).
+            let kl = |x: &Tensor| (x * (x / &m).log()).nan_to_num(0.0, None, None).sum_dim_intlist(-1, false, Kind::Double);
+            let js = ((kl(&p) + kl(&q)) * 0.5).clamp_min(0.0);
+            (js * keep.unsqueeze(1)).sum_dim_intlist(-1, false, Kind::Double) / &tokens
+        })
+        .collect();
+    Tensor::stack(&per_layer, 1).to_kind(Kind::Float)
+}
+
+/// Each layer's sentence representation (the embeddings' output first): the mean of the hidden
+/// states over real tokens, `[batch, hidden]` per layer.
+pub fn mean_pooled(hidden_states: &[Tensor], mask: &Tensor) -> Vec<Tensor> {
+    let keep = mask.to_kind(Kind::Float).unsqueeze(-1);
+    let count = keep.sum_dim_intlist(1, false, Kind::Float);
+    hidden_states.iter().map(|h| (h.to_kind(Kind::Float) * &keep).sum_dim_intlist(1, false, Kind::Float) / &count).collect()
+}
+
+/// Sums over the set, filled batch by batch.
+pub struct SetStatistics {
+    /// Σ divergence per gold label (the last row: every example), `[labels + 1, layers, heads]`.
+    divergence: Tensor,
+    examples: Vec<f64>,
+    /// Per model, per layer: the pooled representations of each batch, in order.
+    pooled: [Vec<Vec<Tensor>>; 2],
+}
+
+impl SetStatistics {
+    pub fn new(labels: usize, layers: i64, heads: i64) -> Self {
+        SetStatistics {
+            divergence: Tensor::zeros([labels as i64 + 1, layers, heads], (Kind::Double, Device::Cpu)),
+            examples: vec![0.0; labels + 1],
+            pooled: [vec![], vec![]],
+        }
+    }
+
+    /// One batch: the divergence `[batch, layers, heads]`, each example's gold label (None for
+    /// an example without one class: multi-label, regression) and both models' pooled states.
+    pub fn add(&mut self, divergence: &Tensor, gold: &[Option<usize>], pooled: [Vec<Tensor>; 2]) {
+        let divergence = divergence.to_kind(Kind::Double).to_device(Device::Cpu);
+        let all = self.examples.len() - 1;
+        for (i, label) in gold.iter().enumerate() {
+            for row in label.iter().copied().chain([all]) {
+                let mut slot = self.divergence.get(row as i64);
+                slot += divergence.get(i as i64);
+                self.examples[row] += 1.0;
+            }
+        }
+        for (model, states) in pooled.into_iter().enumerate() {
+            let states: Vec<Tensor> = states.iter().map(|s| s.to_device(Device::Cpu)).collect();
+            self.pooled[model].push(states);
+        }
+    }
+
+    /// Mean divergence `[layers][heads]` over the examples of `label` (None: every example).
+    pub fn mean_divergence(&self, label: Option<usize>) -> Vec<Vec<f64>> {
+        let row = label.unwrap_or(self.examples.len() - 1);
+        let mean = self.divergence.get(row as i64) / self.examples[row].max(1.0);
+        Vec::<Vec<f64>>::try_from(mean).expect("a [layers, heads] tensor")
+    }
+
+    /// Examples of each label seen (the last: all).
+    pub fn examples(&self) -> &[f64] {
+        &self.examples
+    }
+
+    /// Linear CKA of every layer of the first model with every layer of the second
+    /// (`[layers a][layers b]`, the embeddings' output first).
+    pub fn cka(&self) -> Vec<Vec<f64>> {
+        let layer = |model: usize, l: usize| Tensor::cat(&self.pooled[model].iter().map(|b| &b[l]).collect::<Vec<_>>(), 0);
+        let (la, lb) = (self.pooled[0].first().map_or(0, Vec::len), self.pooled[1].first().map_or(0, Vec::len));
+        (0..la).map(|i| (0..lb).map(|j| linear_cka(&layer(0, i), &layer(1, j))).collect()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn divergence_is_zero_for_the_same_attention_and_ln2_for_disjoint_rows() {
+        let opts = (Kind::Float, Device::Cpu);
+        let a = Tensor::rand([2, 3, 4, 4], opts).softmax(-1, Kind::Float);
+        let mask = Tensor::ones([2, 4], (Kind::Int64, Device::Cpu));
+        let same = attention_divergence(&[a.shallow_clone()], &[a.shallow_clone()], &mask);
+        assert_eq!(same.size(), [2, 1, 3]);
+        assert!(same.abs().max().double_value(&[]) < 1e-6);
+        // Each query attends to key 0 in one model, key 1 in the other; padding (key 3, query 3)
+        // has no weight and does not count.
+        let one_hot = |k: i64| Tensor::zeros([1, 1, 4, 4], opts).index_fill(3, &Tensor::from_slice(&[k]), 1.0);
+        let mask = Tensor::from_slice(&[1i64, 1, 1, 0]).view([1, 4]);
+        let apart = attention_divergence(&[one_hot(0)], &[one_hot(1)], &mask);
+        assert!((apart.double_value(&[0, 0, 0]) - 2f64.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn statistics_average_per_label() {
+        let mut s = SetStatistics::new(2, 1, 1);
+        let d = Tensor::from_slice(&[0.1f32, 0.3, 0.5]).view([3, 1, 1]);
+        let pooled = || vec![Tensor::randn([3, 4], (Kind::Float, Device::Cpu))];
+        s.add(&d, &[Some(0), Some(1), Some(1)], [pooled(), pooled()]);
+        assert!((s.mean_divergence(Some(1))[0][0] - 0.4).abs() < 1e-6);
+        assert!((s.mean_divergence(None)[0][0] - 0.3).abs() < 1e-6);
+        assert_eq!(s.examples(), &[1.0, 2.0, 3.0]);
+        assert_eq!(s.cka().len(), 1);
+    }
+}
