@@ -261,3 +261,24 @@ fn explain_refuses_bad_requests_in_one_line() {
     assert!(!run.status.success() && stderr.contains("has no task head"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// A text of over 4 096 tokens: attributions over every window, one page that a browser draws
+/// at once (one span per token per row). The load time is printed, not asserted.
+#[test]
+fn a_4096_token_text_explains_in_windows_and_its_page_draws() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_as(tmp.path(), |c| c["architectures"] = serde_json::json!(["BertForSequenceClassification"]));
+    let text = ["the lessee shall repair the premises at its own cost"; 400].join(" ");
+    let out = tmp.path().join("long.html");
+    let (json, _) = explain_cli(&model, &out, &["--text", &text, "--method", "gradient-x-input,rollout"]);
+    let tokens = json["tokens"].as_array().unwrap().len();
+    assert!(tokens >= 4000, "{tokens} tokens");
+    assert!(json["windows"].as_array().unwrap().len() >= 9);
+    let Some(browser) = common::browser::Browser::start() else { return };
+    browser.open(&out);
+    let spans = browser.run("return document.querySelectorAll('.tok').length").as_u64().unwrap() as usize;
+    assert_eq!(spans, 2 * tokens, "two rows of every token");
+    let ms = browser.run("const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;");
+    eprintln!("{tokens}-token attribution page: {} bytes, loaded and drawn in {ms} ms", std::fs::metadata(&out).unwrap().len());
+    assert!(browser.errors().is_empty());
+}
