@@ -141,6 +141,17 @@ impl Tokenizer {
         self.inner.encode_batch_char_offsets(inputs, false).map_err(|e| anyhow!("tokenizing: {e}"))
     }
 
+    /// The text as the tokenizer's normalizer leaves it (lower-cased and accents stripped by an
+    /// uncased BERT's), which is the form a vocabulary entry must have to match.
+    pub fn normalized(&self, text: &str) -> Result<String> {
+        use tokenizers::Normalizer;
+        let mut n = tokenizers::NormalizedString::from(text);
+        if let Some(normalizer) = self.inner.get_normalizer() {
+            normalizer.normalize(&mut n).map_err(|e| anyhow!("normalising {text:?}: {e}"))?;
+        }
+        Ok(n.get().to_string())
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(|e| anyhow!("{e}"))
     }

@@ -164,7 +164,11 @@ fn html_head_view_and_model_view_work_in_chromium() {
     assert_eq!(run("return document.body.dataset.thumbnails"), "16");
     run("document.querySelector('.grid canvas[data-layer=\"0\"][data-head=\"2\"]').click()");
     assert_eq!(run("return document.body.dataset.drawn"), "0/2");
-    assert_eq!(run("return document.querySelectorAll('.grid canvas.chosen').length"), 2, "the head marked in both grids");
+    assert_eq!(
+        run("return document.querySelectorAll('.grid canvas.chosen').length"),
+        2,
+        "the head marked in both grids"
+    );
 
     std::fs::write(common::repo().join("target/attention-head-view.png"), browser.screenshot()).unwrap();
     let errors = browser.errors();
@@ -186,7 +190,8 @@ fn a_512_token_window_makes_a_small_page_that_draws() {
     browser.open(&page);
     assert_eq!(browser.run("return document.body.dataset.thumbnails"), "144");
     assert_eq!(browser.run("return document.querySelectorAll('svg')[0].querySelectorAll('text').length"), 1024);
-    let ms = browser.run("const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;");
+    let ms =
+        browser.run("const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;");
     eprintln!("512-token head and model view: {size} bytes, loaded and drawn in {ms} ms");
     assert!(browser.errors().is_empty());
 }

@@ -56,7 +56,8 @@ fn numbers(v: &serde_json::Value) -> Vec<f64> {
 fn a_model_against_itself_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data.csv");
-    std::fs::write(&data, "text,label\ngood film,positive\nbad plot,negative\nan ok movie,neutral\nawful,negative\n").unwrap();
+    std::fs::write(&data, "text,label\ngood film,positive\nbad plot,negative\nan ok movie,neutral\nawful,negative\n")
+        .unwrap();
     let tiny = common::tiny_model();
     let r = compare(&tiny, &tiny, &data, &tmp.path().join("same"), &[]);
     assert_eq!(r["examples"], 4);
@@ -99,14 +100,20 @@ fn a_random_model_differs_and_its_flips_get_pages_that_work_in_a_browser() {
     browser.open(&out.join("report.html"));
     let metric_rows = browser.run("return document.querySelectorAll('#metrics tr').length").as_u64().unwrap();
     assert_eq!(metric_rows as usize, 1 + r["metrics"][0].as_object().unwrap().len());
-    assert_eq!(browser.run("return document.querySelectorAll('#changes tr').length").as_u64().unwrap() as usize, 1 + changes.len());
+    assert_eq!(
+        browser.run("return document.querySelectorAll('#changes tr').length").as_u64().unwrap() as usize,
+        1 + changes.len()
+    );
     assert_eq!(browser.run("return document.querySelectorAll('#cka tr').length"), 1 + cka.len() as u64);
     browser.run("const s = document.getElementById('label'); s.value = s.options[1].value; s.dispatchEvent(new Event('change'));");
     assert_ne!(browser.run("return document.body.dataset.divergence"), "all");
     // The first flipped example's attribution page draws one span per token per row.
     browser.run("document.querySelector('#changes a').click()");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(browser.run("return document.querySelectorAll('.row').length").as_u64().unwrap() >= 4, "two methods x two models");
+    assert!(
+        browser.run("return document.querySelectorAll('.row').length").as_u64().unwrap() >= 4,
+        "two methods x two models"
+    );
     assert!(browser.errors().is_empty());
 }
 

@@ -278,7 +278,11 @@ fn a_4096_token_text_explains_in_windows_and_its_page_draws() {
     browser.open(&out);
     let spans = browser.run("return document.querySelectorAll('.tok').length").as_u64().unwrap() as usize;
     assert_eq!(spans, 2 * tokens, "two rows of every token");
-    let ms = browser.run("const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;");
-    eprintln!("{tokens}-token attribution page: {} bytes, loaded and drawn in {ms} ms", std::fs::metadata(&out).unwrap().len());
+    let ms =
+        browser.run("const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;");
+    eprintln!(
+        "{tokens}-token attribution page: {} bytes, loaded and drawn in {ms} ms",
+        std::fs::metadata(&out).unwrap().len()
+    );
     assert!(browser.errors().is_empty());
 }

@@ -129,7 +129,11 @@ pub(crate) fn adopt_head(model: &mut ModelDir, from: &ModelDir, seed: i64) -> Re
     if model.has_classifier()? {
         return Ok(());
     }
-    tracing::info!("{}: no task head; a fresh one with {}'s labels (seed {seed})", model.display_name(), from.display_name());
+    tracing::info!(
+        "{}: no task head; a fresh one with {}'s labels (seed {seed})",
+        model.display_name(),
+        from.display_name()
+    );
     model.config.set_labels(&from.config.label_names());
     if let Some(p) = from.config.problem_type() {
         model.config.set("problem_type", json!(p));
@@ -263,7 +267,12 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
-pub(crate) fn figure(text: &str, doc: &Document, explained: &[(String, Vec<TargetExplanation>)], s: &Settings) -> Figure {
+pub(crate) fn figure(
+    text: &str,
+    doc: &Document,
+    explained: &[(String, Vec<TargetExplanation>)],
+    s: &Settings,
+) -> Figure {
     let mut rows = Vec::new();
     for (model, targets) in explained {
         for t in targets {

@@ -5,8 +5,11 @@ use anyhow::{Result, bail};
 use super::checks::{check_max_len, fraction, open_fraction, sequence_length};
 use crate::data::corpus::{Chunking, CorpusFormat, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
+use crate::data::vocabulary::{NewWord, WordCounts, most_useful_words};
 use crate::device::Autocast;
+use crate::pretrained::extend::{VocabSlots, extend_vocabulary};
 use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::tokenizer::Tokenizer;
 use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
 use crate::train::run_dir::RunDir;
@@ -65,10 +68,62 @@ pub struct Args {
     /// words: `##` pieces, BPE pieces without `Ġ`, SentencePiece pieces without `▁`).
     #[arg(long)]
     whole_word_masking: bool,
+    /// Add to the WordPiece vocabulary the N corpus words whose own token saves the most tokens
+    /// (frequency x (pieces - 1)); each starts as the mean of its old pieces' embeddings. The
+    /// words and their ids are listed in OUTPUT/added_vocabulary.json. A resumed run keeps the
+    /// checkpoint's vocabulary.
+    #[arg(long, value_parser = super::checks::positive)]
+    add_vocab: Option<usize>,
+    /// Where the added words go: BERT's [unusedK] slots (the vocabulary keeps its size), new
+    /// rows, or auto (the slots if there are enough).
+    #[arg(long, value_enum, default_value = "auto", requires = "add_vocab")]
+    add_vocab_into: VocabSlots,
     #[command(flatten)]
     corpus_flags: CorpusFlags,
     #[command(flatten)]
     cfg: TrainConfig,
+}
+
+/// The words `--add-vocab` added and their ids.
+struct AddedVocabulary {
+    words: Vec<NewWord>,
+    ids: Vec<u32>,
+}
+
+/// Extends `model`'s vocabulary with the corpus's most useful words into `OUTPUT.vocab/` (beside
+/// the output, as the token cache) and returns the extended model.
+fn extend_for_corpus(
+    model: &ModelDir,
+    corpus: &CorpusSpec,
+    n: usize,
+    into: VocabSlots,
+    dir: &std::path::Path,
+) -> Result<(ModelDir, AddedVocabulary)> {
+    let tokenizer = Tokenizer::from_dir(&model.dir)?;
+    let words = most_useful_words(&tokenizer, &WordCounts::of_corpus(corpus)?, n)?;
+    if words.len() < n {
+        tracing::warn!("--add-vocab {n}: the corpus has only {} words cut into pieces; adding those", words.len());
+    }
+    let ids = extend_vocabulary(model, &words, into, dir)?;
+    let shown: Vec<&str> = words.iter().take(12).map(|w| w.word.as_str()).collect();
+    tracing::info!(
+        "added {} words to the vocabulary ({}, ...), starting from {}",
+        words.len(),
+        shown.join(", "),
+        dir.display()
+    );
+    Ok((ModelDir::open(&dir.display().to_string())?, AddedVocabulary { words, ids }))
+}
+
+/// OUTPUT/added_vocabulary.json: each added word, its id, its count and its old pieces.
+fn write_added(out: &std::path::Path, added: &AddedVocabulary) -> Result<()> {
+    let words: Vec<serde_json::Value> = added
+        .words
+        .iter()
+        .zip(&added.ids)
+        .map(|(w, id)| serde_json::json!({"word": w.word, "id": id, "count": w.count, "pieces": w.pieces}))
+        .collect();
+    crate::fsutil::atomic_write(&out.join("added_vocabulary.json"), serde_json::to_string_pretty(&words)?.as_bytes())
 }
 
 /// Splits block indices into (train, held-out) by a seeded hash: stable, and the same blocks
@@ -87,6 +142,16 @@ pub fn run(args: Args) -> Result<i32> {
     let device = cfg.placement.device.setup()?;
     tch::manual_seed(cfg.hyper.seed as i64);
     let mut model = ModelDir::open(&cfg.control.model_source(&args.model))?;
+    let added = match (args.add_vocab, &cfg.control.resume_from) {
+        (Some(n), None) => {
+            let out = cfg.control.output.with_extension("vocab");
+            let spec = CorpusSpec { chunking: Chunking::Document, ..args.corpus_flags.spec(&args.corpus) };
+            let (extended, added) = extend_for_corpus(&model, &spec, n, args.add_vocab_into, &out)?;
+            model = extended;
+            Some(added)
+        }
+        _ => None,
+    };
     if let Some(p) = cfg.hyper.dropout {
         model.set_dropout(p)?;
     }
@@ -113,6 +178,9 @@ pub fn run(args: Args) -> Result<i32> {
         eval_blocks.as_ref().map_or(0, |b| b.indices.len())
     );
     RunDir::new(&cfg.control).prepare()?;
+    if let Some(added) = &added {
+        write_added(&cfg.control.output, added)?;
+    }
 
     let num_batches = train_blocks.indices.len().div_ceil(cfg.hyper.batch_size);
     let masker = Masker::new(&mlm.tokenizer, args.mlm_probability, args.whole_word_masking);

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::corpus::{CorpusSpec, for_each_corpus_document};
 use crate::tokenizer::Tokenizer;
@@ -93,6 +93,45 @@ pub fn pieces(tokenizer: &Tokenizer, counts: &WordCounts) -> Result<HashMap<Stri
         }
     }
     Ok(out)
+}
+
+/// A domain word worth a token of its own.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewWord {
+    /// In the tokenizer's normal form (lower case for an uncased BERT).
+    pub word: String,
+    pub count: u64,
+    /// The tokens it was cut into, and their ids.
+    pub pieces: Vec<String>,
+    pub piece_ids: Vec<u32>,
+}
+
+/// The `n` alphabetic words whose own token saves the most tokens over the corpus (count ×
+/// (pieces − 1)), spellings that normalise alike counted together; most useful first.
+pub fn most_useful_words(tokenizer: &Tokenizer, counts: &WordCounts, n: usize) -> Result<Vec<NewWord>> {
+    let pieces = pieces(tokenizer, counts)?;
+    let mut merged: HashMap<String, (u64, &Vec<String>)> = HashMap::new();
+    for (word, &count) in &counts.counts {
+        let cut = &pieces[word];
+        if cut.len() < 2 || !word.chars().all(char::is_alphabetic) {
+            continue;
+        }
+        merged.entry(tokenizer.normalized(word)?).or_insert((0, cut)).0 += count;
+    }
+    let saved = |(count, cut): &(u64, &Vec<String>)| count * (cut.len() as u64 - 1);
+    let mut ranked: Vec<(String, (u64, &Vec<String>))> = merged.into_iter().collect();
+    ranked.sort_by(|a, b| saved(&b.1).cmp(&saved(&a.1)).then_with(|| a.0.cmp(&b.0)));
+    ranked
+        .into_iter()
+        .take(n)
+        .map(|(word, (count, cut))| {
+            let piece_ids = cut
+                .iter()
+                .map(|p| tokenizer.token_to_id(p).context("a piece the tokenizer made"))
+                .collect::<Result<_>>()?;
+            Ok(NewWord { word, count, pieces: cut.clone(), piece_ids })
+        })
+        .collect()
 }
 
 /// How finely the tokenizer cuts a corpus's running words.

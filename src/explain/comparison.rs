@@ -12,21 +12,21 @@ use super::similarity::linear_cka;
 /// `[batch, heads, seq, seq]`). `mask` is `[batch, seq]`, 1 at real tokens. Returns
 /// `[batch, layers, heads]`.
 pub fn attention_divergence(a: &[Tensor], b: &[Tensor], mask: &Tensor) -> Tensor {
-    let keep = mask.to_kind(Kind::Double);
-    let tokens = keep.sum_dim_intlist(1, false, Kind::Double).view([-1, 1]);
+    let keep = mask.to_kind(Kind::Float);
+    let tokens = keep.sum_dim_intlist(1, false, Kind::Float).view([-1, 1]);
+    // JS(p, q) = ½ Σ p ln p + ½ Σ q ln q − Σ m ln m with m = ½ (p + q); xlogy makes 0 ln 0 = 0
+    // (padding keys). Three passes over each layer's probabilities, in their own precision.
+    let entropy_term = |x: &Tensor| x.xlogy(x).sum_dim_intlist(-1, false, Kind::Float);
     let per_layer: Vec<Tensor> = a
         .iter()
         .zip(b)
         .map(|(p, q)| {
-            let (p, q) = (p.to_kind(Kind::Double), q.to_kind(Kind::Double));
-            let m = (&p + &q) * 0.5;
-            // x ln(x / m), 0 where x is 0 (padding keys, or weights that underflowed).
-            let kl = |x: &Tensor| (x * (x / &m).log()).nan_to_num(0.0, None, None).sum_dim_intlist(-1, false, Kind::Double);
-            let js = ((kl(&p) + kl(&q)) * 0.5).clamp_min(0.0);
-            (js * keep.unsqueeze(1)).sum_dim_intlist(-1, false, Kind::Double) / &tokens
+            let m = (p + q) * 0.5;
+            let js = ((entropy_term(p) + entropy_term(q)) * 0.5 - entropy_term(&m)).clamp_min(0.0);
+            (js * keep.unsqueeze(1)).sum_dim_intlist(-1, false, Kind::Float) / &tokens
         })
         .collect();
-    Tensor::stack(&per_layer, 1).to_kind(Kind::Float)
+    Tensor::stack(&per_layer, 1)
 }
 
 /// Each layer's sentence representation (the embeddings' output first): the mean of the hidden
@@ -34,7 +34,10 @@ pub fn attention_divergence(a: &[Tensor], b: &[Tensor], mask: &Tensor) -> Tensor
 pub fn mean_pooled(hidden_states: &[Tensor], mask: &Tensor) -> Vec<Tensor> {
     let keep = mask.to_kind(Kind::Float).unsqueeze(-1);
     let count = keep.sum_dim_intlist(1, false, Kind::Float);
-    hidden_states.iter().map(|h| (h.to_kind(Kind::Float) * &keep).sum_dim_intlist(1, false, Kind::Float) / &count).collect()
+    hidden_states
+        .iter()
+        .map(|h| (h.to_kind(Kind::Float) * &keep).sum_dim_intlist(1, false, Kind::Float) / &count)
+        .collect()
 }
 
 /// Sums over the set, filled batch by batch.
@@ -88,7 +91,8 @@ impl SetStatistics {
     /// Linear CKA of every layer of the first model with every layer of the second
     /// (`[layers a][layers b]`, the embeddings' output first).
     pub fn cka(&self) -> Vec<Vec<f64>> {
-        let layer = |model: usize, l: usize| Tensor::cat(&self.pooled[model].iter().map(|b| &b[l]).collect::<Vec<_>>(), 0);
+        let layer =
+            |model: usize, l: usize| Tensor::cat(&self.pooled[model].iter().map(|b| &b[l]).collect::<Vec<_>>(), 0);
         let (la, lb) = (self.pooled[0].first().map_or(0, Vec::len), self.pooled[1].first().map_or(0, Vec::len));
         (0..la).map(|i| (0..lb).map(|j| linear_cka(&layer(0, i), &layer(1, j))).collect()).collect()
     }

@@ -3,6 +3,7 @@
 //! `transformers.from_pretrained` loads it unchanged.
 
 mod config;
+pub mod extend;
 mod hub;
 pub mod weights;
 

@@ -7,7 +7,8 @@
 use super::html::{escape_html, script_json};
 
 pub fn page(report: &serde_json::Value) -> String {
-    let models = report["models"].as_array().map(|m| m.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" → "));
+    let models =
+        report["models"].as_array().map(|m| m.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" → "));
     let title = format!("What changed: {}", models.unwrap_or_default());
     TEMPLATE.replace("{{TITLE}}", &escape_html(&title)).replace("{{DATA}}", &script_json(report))
 }

@@ -41,8 +41,10 @@ const TOP_K: usize = 10;
 /// The weight below which a line is not drawn (its opacity would not show).
 const MIN_WEIGHT: f32 = 0.01;
 
-/// One head's rows as `[[key, weight], ...]`: the keys worth a line.
-fn edges(rows: &[Vec<f32>]) -> Vec<Vec<(usize, f64)>> {
+/// One head's rows: per query token, the `(key, weight)` pairs worth a line.
+type Edges = Vec<Vec<(usize, f64)>>;
+
+fn edges(rows: &[Vec<f32>]) -> Edges {
     rows.iter()
         .map(|row| {
             let mut keys: Vec<usize> = (0..row.len()).filter(|&k| row[k] >= MIN_WEIGHT).collect();
@@ -55,7 +57,7 @@ fn edges(rows: &[Vec<f32>]) -> Vec<Vec<(usize, f64)>> {
 }
 
 /// Every layer's heads, then the mean over heads as one more, as edges.
-fn model_edges(m: &AttentionMaps) -> Vec<Vec<Vec<Vec<(usize, f64)>>>> {
+fn model_edges(m: &AttentionMaps) -> Vec<Vec<Edges>> {
     (0..m.layers())
         .map(|l| {
             let mut heads: Vec<_> = m.maps[l].iter().map(|h| edges(h)).collect();

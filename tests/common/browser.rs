@@ -29,7 +29,8 @@ impl Browser {
     /// None (the test passes, saying so) where chromedriver is absent, unless
     /// BERTKIT_REQUIRE_CHROMIUM=1 (as in CI).
     pub fn start() -> Option<Browser> {
-        let exe = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].iter().map(PathBuf::from).find(|p| p.exists());
+        let exe =
+            ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].iter().map(PathBuf::from).find(|p| p.exists());
         let Some(exe) = exe else {
             if std::env::var("BERTKIT_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
                 panic!("chromedriver not found (apt-get install chromium chromium-driver)");
@@ -38,7 +39,12 @@ impl Browser {
             return None;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(exe).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let child = Command::new(exe)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
         while ureq::get(&format!("{base}/status")).call().is_err() {
@@ -80,7 +86,11 @@ impl Browser {
     /// The window as PNG bytes.
     pub fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;
-        let shot = ureq::get(&format!("{}/screenshot", self.session)).call().unwrap().into_json::<serde_json::Value>().unwrap();
+        let shot = ureq::get(&format!("{}/screenshot", self.session))
+            .call()
+            .unwrap()
+            .into_json::<serde_json::Value>()
+            .unwrap();
         let png = base64::engine::general_purpose::STANDARD.decode(shot["value"].as_str().unwrap()).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         png

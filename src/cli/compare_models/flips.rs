@@ -44,7 +44,9 @@ pub fn changes(outputs: &[Tensor; 2], targets: &crate::data::Targets, names: &[S
     let rows = |t: &Tensor| Vec::<Vec<f32>>::try_from(t.to_kind(Kind::Float));
     let (a, b) = (rows(&outputs[0])?, rows(&outputs[1])?);
     let mut out: Vec<Change> = match targets {
-        Targets::Classes(gold) => (0..gold.len()).filter_map(|i| class_change(i, &a[i], &b[i], gold[i] as usize, names)).collect(),
+        Targets::Classes(gold) => {
+            (0..gold.len()).filter_map(|i| class_change(i, &a[i], &b[i], gold[i] as usize, names)).collect()
+        }
         Targets::Sets(gold) => (0..gold.len()).filter_map(|i| set_change(i, &a[i], &b[i], &gold[i], names)).collect(),
         Targets::Scores(gold) => {
             let mut order: Vec<usize> = (0..gold.len()).collect();
@@ -65,7 +67,13 @@ fn class_change(i: usize, a: &[f32], b: &[f32], gold: usize, names: &[String]) -
     if pa == pb {
         return None;
     }
-    let direction = if pb == gold { "fixed" } else if pa == gold { "broken" } else { "changed" };
+    let direction = if pb == gold {
+        "fixed"
+    } else if pa == gold {
+        "broken"
+    } else {
+        "changed"
+    };
     let name = |c: usize| format!("{} ({:.3})", names[c], if c == pa { a[c] } else { b[c] });
     let confidence = [a[gold] as f64, b[gold] as f64];
     Some(Change {
@@ -89,8 +97,16 @@ fn set_change(i: usize, a: &[f32], b: &[f32], gold: &[f32], names: &[String]) ->
         let chosen: Vec<&str> = names.iter().zip(set).filter(|(_, s)| **s).map(|(n, _)| n.as_str()).collect();
         if chosen.is_empty() { "(none)".to_string() } else { chosen.join(", ") }
     };
-    let direction = if decided[1] == gold { "fixed" } else if decided[0] == gold { "broken" } else { "changed" };
-    let belief = |p: &[f32]| p.iter().zip(&gold).map(|(&p, &g)| if g { p as f64 } else { 1.0 - p as f64 }).sum::<f64>() / p.len() as f64;
+    let direction = if decided[1] == gold {
+        "fixed"
+    } else if decided[0] == gold {
+        "broken"
+    } else {
+        "changed"
+    };
+    let belief = |p: &[f32]| {
+        p.iter().zip(&gold).map(|(&p, &g)| if g { p as f64 } else { 1.0 - p as f64 }).sum::<f64>() / p.len() as f64
+    };
     let confidence = [belief(a), belief(b)];
     Some(Change {
         example: i,
@@ -121,11 +137,16 @@ fn score_change(i: usize, a: f32, b: f32, gold: f32) -> Change {
 fn targets_of(change: &Change, names: &[String], a: &Classifier) -> Vec<Target> {
     let sequence = |label: usize| Target { name: names[label].clone(), label: label as i64, positions: vec![] };
     match a.model.kind {
-        crate::task::TaskKind::Classification => names.iter().position(|n| *n == change.gold).map(sequence).into_iter().collect(),
+        crate::task::TaskKind::Classification => {
+            names.iter().position(|n| *n == change.gold).map(sequence).into_iter().collect()
+        }
         crate::task::TaskKind::MultiLabel => {
             let before: Vec<&str> = change.before.split(", ").collect();
             let after: Vec<&str> = change.after.split(", ").collect();
-            (0..names.len()).filter(|&l| before.contains(&names[l].as_str()) != after.contains(&names[l].as_str())).map(sequence).collect()
+            (0..names.len())
+                .filter(|&l| before.contains(&names[l].as_str()) != after.contains(&names[l].as_str()))
+                .map(sequence)
+                .collect()
         }
         _ => vec![Target { name: "score".into(), label: 0, positions: vec![] }],
     }
@@ -172,15 +193,28 @@ pub fn write_pages(
             .map(|(m, d)| Ok((d.display_name(), explain(&m.model, &doc, &targets, &settings, device)?)))
             .collect::<Result<_>>()?;
         let explain_page = format!("flipped/{n}.explain.html");
-        atomic_write(&args.out.join(&explain_page), attribution::page(&figure(text, &doc, &explained, &settings)).as_bytes())?;
+        atomic_write(
+            &args.out.join(&explain_page),
+            attribution::page(&figure(text, &doc, &explained, &settings)).as_bytes(),
+        )?;
         let window: Vec<String> = doc.windows[0].iter().map(|&p| doc.tokens[p].clone()).collect();
         let maps: Vec<AttentionMaps> = models
             .iter()
             .zip(dirs)
-            .map(|(m, d)| AttentionMaps::compute(d.display_name(), m.model.encoder.as_ref(), &doc.window_inputs(0, device), window.clone()))
+            .map(|(m, d)| {
+                AttentionMaps::compute(
+                    d.display_name(),
+                    m.model.encoder.as_ref(),
+                    &doc.window_inputs(0, device),
+                    window.clone(),
+                )
+            })
             .collect::<Result<_>>()?;
         let attention_page = format!("flipped/{n}.attention.html");
-        atomic_write(&args.out.join(&attention_page), html::page(text, &maps.iter().collect::<Vec<_>>(), 0, 0).as_bytes())?;
+        atomic_write(
+            &args.out.join(&attention_page),
+            html::page(text, &maps.iter().collect::<Vec<_>>(), 0, 0).as_bytes(),
+        )?;
         pages.push(Some(json!({"explain": explain_page, "attention": attention_page, "text": text})));
     }
     Ok(pages)

@@ -78,8 +78,12 @@ pub fn run(args: Args) -> Result<()> {
     check_alike(&a, &b, &a_spec, &b_spec)?;
     let role = args.data.display().to_string();
     let set = args.flags.encode(&a.tokenizer, &examples, targets, max_len, &role)?;
-    if args.flags.encode(&b.tokenizer, &examples, Targets::Scores(vec![0.0; examples.len()]), max_len, &role)?.items != set.items {
-        bail!("--model {b_spec}: its tokenizer reads the data differently from {a_spec}'s; compare-models needs one vocabulary");
+    if args.flags.encode(&b.tokenizer, &examples, Targets::Scores(vec![0.0; examples.len()]), max_len, &role)?.items
+        != set.items
+    {
+        bail!(
+            "--model {b_spec}: its tokenizer reads the data differently from {a_spec}'s; compare-models needs one vocabulary"
+        );
     }
     std::fs::create_dir_all(args.out.join("flipped")).with_context(|| format!("--out {}", args.out.display()))?;
     let start = std::time::Instant::now();
@@ -87,7 +91,10 @@ pub fn run(args: Args) -> Result<()> {
     let pool = |l: &Tensor| pool_documents(l, &set.doc_of, set.targets.len(), args.flags.window_pool);
     let logits = [pool(&pass.logits[0]), pool(&pass.logits[1])];
     let decision = Decision { pool: args.flags.window_pool, ..Default::default() };
-    let evaluations = [a.evaluate_logits(&logits[0], &set.targets, &decision)?, b.evaluate_logits(&logits[1], &set.targets, &decision)?];
+    let evaluations = [
+        a.evaluate_logits(&logits[0], &set.targets, &decision)?,
+        b.evaluate_logits(&logits[1], &set.targets, &decision)?,
+    ];
     let outputs = [a.outputs(&logits[0]), b.outputs(&logits[1])];
     let changes = flips::changes(&outputs, &set.targets, &names)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -118,16 +125,24 @@ pub fn run(args: Args) -> Result<()> {
 /// labels; at least one must be a fine-tuned sequence-level model.
 fn open_pair(a_spec: &str, b_spec: &str, seed: i64) -> Result<(ModelDir, ModelDir)> {
     let (mut a, mut b) = (ModelDir::open(a_spec)?, ModelDir::open(b_spec)?);
-    let fine_tuned = |m: &ModelDir| -> Result<bool> { Ok(m.has_classifier()? && TaskKind::of(&m.config) != TaskKind::TokenClassification) };
+    let fine_tuned = |m: &ModelDir| -> Result<bool> {
+        Ok(m.has_classifier()? && TaskKind::of(&m.config) != TaskKind::TokenClassification)
+    };
     if fine_tuned(&a)? {
         adopt_head(&mut b, &a, seed)?;
     } else if fine_tuned(&b)? {
         adopt_head(&mut a, &b, seed)?;
     } else {
-        bail!("--model: neither {a_spec} nor {b_spec} is a fine-tuned sequence-level model (classification, multi-label, regression)");
+        bail!(
+            "--model: neither {a_spec} nor {b_spec} is a fine-tuned sequence-level model (classification, multi-label, regression)"
+        );
     }
     if TaskKind::of(&a.config) != TaskKind::of(&b.config) || a.config.label_names() != b.config.label_names() {
-        bail!("--model {b_spec}: its task or labels differ from {a_spec}'s ({:?} vs {:?})", b.config.label_names(), a.config.label_names());
+        bail!(
+            "--model {b_spec}: its task or labels differ from {a_spec}'s ({:?} vs {:?})",
+            b.config.label_names(),
+            a.config.label_names()
+        );
     }
     Ok((a, b))
 }
@@ -160,7 +175,14 @@ fn check_alike(a: &Classifier, b: &Classifier, a_spec: &str, b_spec: &str) -> Re
 }
 
 /// Every batch through both models once (fp32, dropout off), with attentions and hidden states.
-fn run_both(a: &Classifier, b: &Classifier, set: &LabelledSet, batch_size: usize, labels: usize, device: Device) -> Result<Pass> {
+fn run_both(
+    a: &Classifier,
+    b: &Classifier,
+    set: &LabelledSet,
+    batch_size: usize,
+    labels: usize,
+    device: Device,
+) -> Result<Pass> {
     let n = set.items.len() as i64;
     let mut logits = [0, 1].map(|_| Tensor::zeros([n, a.config.num_labels()], (Kind::Float, Device::Cpu)));
     let mut statistics = SetStatistics::new(labels, a.dims.num_layers, a.dims.num_heads);
@@ -177,7 +199,10 @@ fn run_both(a: &Classifier, b: &Classifier, set: &LabelledSet, batch_size: usize
         }
         let divergence = tch::no_grad(|| attention_divergence(&oa.attentions, &ob.attentions, &inputs.attention_mask));
         let gold: Vec<Option<usize>> = batch.iter().map(|&i| gold_class(&set.targets, set.doc_of[i])).collect();
-        let pooled = [mean_pooled(&oa.hidden_states, &inputs.attention_mask), mean_pooled(&ob.hidden_states, &inputs.attention_mask)];
+        let pooled = [
+            mean_pooled(&oa.hidden_states, &inputs.attention_mask),
+            mean_pooled(&ob.hidden_states, &inputs.attention_mask),
+        ];
         statistics.add(&divergence, &gold, pooled);
         bar.inc(batch.len() as u64);
     }
