@@ -215,7 +215,7 @@ pub fn write_pages(
             &args.out.join(&attention_page),
             html::page(text, &maps.iter().collect::<Vec<_>>(), 0, 0).as_bytes(),
         )?;
-        pages.push(Some(json!({"explain": explain_page, "attention": attention_page, "text": text})));
+        pages.push(Some(json!({"explain": explain_page, "attention": attention_page})));
     }
     Ok(pages)
 }
