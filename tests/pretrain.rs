@@ -454,12 +454,18 @@ fn adapt_compares_dapt_tapt_and_both() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| | original | dapt | tapt | dapt+tapt |") && md.contains("## General-domain text"), "{md}");
 
-    // TAPT alone needs no corpus; neither is an error naming both flags.
-    let alone = bertkit(&[&adapt[..], &["--tapt", "--overwrite"], &sizes, &rest].concat());
+    // TAPT alone needs no corpus (here with two task words added to the vocabulary); neither
+    // is an error naming both flags.
+    let alone = bertkit(&[&adapt[..], &["--tapt", "--overwrite", "--add-vocab", "2"], &sizes, &rest].concat());
     assert!(alone.status.success(), "{}", String::from_utf8_lossy(&alone.stderr));
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(names(&report["downstream"]), ["original", "tapt"]);
+    let added: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("pretrained/tapt/added_vocabulary.json")).unwrap())
+            .unwrap();
+    assert_eq!(added.as_array().unwrap().len(), 2, "{added}");
+    assert!(out.join("finetuned/tapt-seed42/model.safetensors").exists(), "the extended model fine-tunes");
     let neither = bertkit(&[&adapt[..], &sizes, &rest].concat());
     let err = String::from_utf8_lossy(&neither.stderr);
     assert!(!neither.status.success() && err.contains("--corpus") && err.contains("--tapt"), "{err}");

@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
 use serde_json::Value;
 
 mod report;
@@ -24,6 +25,7 @@ use super::checks::{open_fraction, positive, positive_float, sequence_length};
 use crate::data::labelled::{Columns, LabelSource, OnBadRow, read_examples};
 use crate::data::tagged::{TagColumn, is_conll, is_tagged_jsonl, read_tagged};
 use crate::fsutil::atomic_write;
+use crate::pretrained::extend::VocabSlots;
 use crate::task::TaskKind;
 use report::write_report;
 
@@ -89,6 +91,12 @@ pub struct Args {
     /// Drop repeated paragraphs of the corpus.
     #[arg(long)]
     dedupe: bool,
+    /// Add this many domain words to the vocabulary of each pretraining that starts from --model
+    /// (see `pretrain --add-vocab`; DAPT+TAPT inherits DAPT's).
+    #[arg(long, value_parser = positive)]
+    add_vocab: Option<usize>,
+    #[arg(long, value_enum, default_value = "auto", requires = "add_vocab")]
+    add_vocab_into: VocabSlots,
     #[arg(long, default_value_t = 3.0, value_parser = positive_float)]
     finetune_epochs: f64,
     #[arg(long, default_value_t = 256, value_parser = sequence_length)]
@@ -326,6 +334,10 @@ fn pretrain_command(args: &Args, p: &Pretraining) -> Vec<String> {
     ]);
     if args.dedupe {
         pretrain.push("--dedupe".into());
+    }
+    if let (Some(n), true) = (args.add_vocab, p.from == args.model) {
+        let into = args.add_vocab_into.to_possible_value().expect("no skipped variants");
+        pretrain.extend(["--add-vocab".into(), n.to_string(), "--add-vocab-into".into(), into.get_name().to_string()]);
     }
     pretrain.extend(training_flags(args, args.seed));
     pretrain
