@@ -212,4 +212,22 @@ fn long_text_draws_a_named_window_and_says_which() {
     let beyond = run(&["--window", "13"]);
     assert!(String::from_utf8_lossy(&beyond.stderr).contains("--window 13: the text has 13 windows"));
     assert!(!beyond.status.success());
+
+    // An HTML page without --window holds every window, chosen with a selector.
+    let page = tmp.path().join("w.html");
+    let html =
+        ["attention", "--model", s(&model), "--text", &text, "--max-len", "32", "--out", s(&page), "--device", "cpu"];
+    let run = common::bertkit(&html);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("all 13 windows of 32"), "{run:?}");
+    let Some(browser) = Browser::start() else { return };
+    browser.open(&page);
+    assert_eq!(browser.run("return document.getElementById('window').options.length"), 13);
+    let tokens =
+        "return [...document.querySelectorAll('svg')[0].querySelectorAll('text')].map(t => t.textContent).join(' ')";
+    let before = browser.run(tokens);
+    browser.run("const s = document.getElementById('window'); s.value = '12'; s.dispatchEvent(new Event('change'));");
+    assert_eq!(browser.run("return document.body.dataset.window"), "12");
+    assert_ne!(browser.run(tokens), before, "the last window's tokens are drawn");
+    assert_eq!(browser.run("return document.body.dataset.thumbnails"), "8", "the model view redrawn for the window");
+    assert!(browser.errors().is_empty());
 }

@@ -61,43 +61,75 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(format!("{stem}{suffix}"))
 }
 
-/// The attention maps of the model at `spec` (the exact probabilities: fp32, no autocast).
-fn attention_of(spec: &str, args: &Args, device: tch::Device) -> Result<AttentionMaps> {
+/// The attention maps of the model at `spec` (the exact probabilities: fp32, no autocast), one
+/// per window drawn, each with its name.
+fn attention_of(spec: &str, args: &Args, device: tch::Device) -> Result<Vec<(String, AttentionMaps)>> {
     let model = ModelDir::open(spec)?;
     let max_len = resolve_max_len(args.max_len, &model)?;
     let loaded: Pretrained<Bare<false>> = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
-    let (item, tokens) = window_of(&loaded.tokenizer, args, max_len)?;
-    let inputs = loaded.collator().collate(&[&item]).to_device(device);
-    AttentionMaps::compute(model.display_name(), loaded.model.encoder(), &inputs, tokens)
+    let mut out = Vec::new();
+    for (label, item, tokens) in windows_of(&loaded.tokenizer, args, max_len)? {
+        let inputs = loaded.collator().collate(&[&item]).to_device(device);
+        out.push((label, AttentionMaps::compute(model.display_name(), loaded.model.encoder(), &inputs, tokens)?));
+    }
+    Ok(out)
 }
 
-/// The text as the model reads it: whole when it fits in `max_len` tokens, else the window
-/// --window names (the first by default), saying which one was drawn.
-fn window_of(tok: &Tokenizer, args: &Args, max_len: usize) -> Result<(Encoded, Vec<String>)> {
+/// The text as the model reads it: whole when it fits in `max_len` tokens; else the window
+/// --window names, or every window for an HTML page (a selector there), or the first one,
+/// saying which was drawn.
+fn windows_of(tok: &Tokenizer, args: &Args, max_len: usize) -> Result<Vec<(String, Encoded, Vec<String>)>> {
     let plain = tok.encode_plain(&[args.text.as_str()])?.remove(0);
     if plain.len() <= window_room(max_len) {
         if args.window.is_some_and(|w| w > 0) {
             bail!("--window: the text has {} tokens and fits in one window (--max-len {max_len})", plain.len());
         }
         let enc = tok.encode_batch(&[args.text.as_str()], None, max_len)?.remove(0);
-        return Ok((Encoded::from(&enc), enc.get_tokens().to_vec()));
+        return Ok(vec![("whole text".into(), Encoded::from(&enc), enc.get_tokens().to_vec())]);
     }
     let windows = window_ranges(plain.len(), max_len, args.stride);
-    let n = args.window.unwrap_or(0);
-    let Some(range) = windows.get(n) else {
-        bail!("--window {n}: the text has {} windows of {max_len} tokens (0 to {})", windows.len(), windows.len() - 1)
+    let every = args.window.is_none() && args.out.extension().is_some_and(|e| e == "html");
+    let chosen: Vec<usize> = match args.window {
+        _ if every => (0..windows.len()).collect(),
+        Some(n) if n >= windows.len() => {
+            bail!(
+                "--window {n}: the text has {} windows of {max_len} tokens (0 to {})",
+                windows.len(),
+                windows.len() - 1
+            )
+        }
+        n => vec![n.unwrap_or(0)],
     };
-    tracing::info!(
-        "the text has {} tokens: drawing window {n} of {} (tokens {}..{}); --window chooses another",
-        plain.len(),
-        windows.len(),
-        range.start,
-        range.end
-    );
-    let ids: Vec<u32> = [&[tok.cls_id][..], &plain.get_ids()[range.clone()], &[tok.sep_id]].concat();
+    if every {
+        tracing::info!(
+            "the text has {} tokens: all {} windows of {max_len} in the page (a selector)",
+            plain.len(),
+            windows.len()
+        );
+    } else {
+        let (n, r) = (chosen[0], &windows[chosen[0]]);
+        tracing::info!(
+            "the text has {} tokens: drawing window {n} of {} (tokens {}..{}); --window chooses another",
+            plain.len(),
+            windows.len(),
+            r.start,
+            r.end
+        );
+    }
     let name = |id: u32| tok.id_to_token(id).unwrap_or_default();
-    let tokens = ids.iter().map(|&id| name(id)).collect();
-    Ok((Encoded { type_ids: vec![0; ids.len()], ids }, tokens))
+    Ok(chosen
+        .into_iter()
+        .map(|w| {
+            let range = windows[w].clone();
+            let ids: Vec<u32> = [&[tok.cls_id][..], &plain.get_ids()[range.clone()], &[tok.sep_id]].concat();
+            let tokens = ids.iter().map(|&id| name(id)).collect();
+            (
+                format!("window {w}: tokens {}..{}", range.start, range.end),
+                Encoded { type_ids: vec![0; ids.len()], ids },
+                tokens,
+            )
+        })
+        .collect())
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -106,23 +138,31 @@ pub fn run(args: Args) -> Result<()> {
     if !["png", "svg", "html"].contains(&ext) {
         bail!("{}: --out must end in .png, .svg or .html", args.out.display());
     }
-    let a = attention_of(&args.model, &args, device)?;
+    let a_windows = attention_of(&args.model, &args, device)?;
+    let b_windows = args.compare.as_deref().map(|m| attention_of(m, &args, device)).transpose()?;
+    let (a, b) = (&a_windows[0].1, b_windows.as_ref().map(|w| &w[0].1));
     a.check(args.layer, args.head)?;
-    let b = args.compare.as_deref().map(|m| attention_of(m, &args, device)).transpose()?;
-    if let Some(b) = &b {
-        report_head_changes(&args, &a, b)?;
+    if let Some(b) = b {
+        report_head_changes(&args, a, b)?;
     }
     if let Some(path) = &args.json {
-        write_json(path, &args, &a, b.as_ref())?;
+        write_json(path, &args, a, b)?;
     }
     let (l, h) = (args.layer, args.head);
     match ext {
         "html" => {
-            let models: Vec<&AttentionMaps> = std::iter::once(&a).chain(b.as_ref()).collect();
-            atomic_write(&args.out, html::page(&args.text, &models, l, h).as_bytes())?;
+            let windows: Vec<html::Window> = a_windows
+                .iter()
+                .enumerate()
+                .map(|(w, (label, a))| html::Window {
+                    label: label.clone(),
+                    models: std::iter::once(a).chain(b_windows.as_ref().map(|b| &b[w].1)).collect(),
+                })
+                .collect();
+            atomic_write(&args.out, html::page(&args.text, &windows, l, h).as_bytes())?;
         }
-        _ if args.all => draw_all(&args.out, &a, b.as_ref())?,
-        _ => draw_head(&args.out, &a, b.as_ref(), l, h)?,
+        _ if args.all => draw_all(&args.out, a, b)?,
+        _ => draw_head(&args.out, a, b, l, h)?,
     }
     eprintln!("wrote {}", args.out.display());
     Ok(())

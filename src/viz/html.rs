@@ -67,14 +67,28 @@ fn model_edges(m: &AttentionMaps) -> Vec<Vec<Edges>> {
         .collect()
 }
 
-pub fn page(text: &str, models: &[&AttentionMaps], layer: usize, head: usize) -> String {
+/// One window of the text as every model reads it (a text that fits: one window).
+pub struct Window<'a> {
+    pub label: String,
+    pub models: Vec<&'a AttentionMaps>,
+}
+
+pub fn page(text: &str, windows: &[Window], layer: usize, head: usize) -> String {
+    let models = |w: &Window| -> Vec<serde_json::Value> {
+        w.models
+            .iter()
+            .map(|m| serde_json::json!({"name": m.model, "tokens": m.tokens, "edges": model_edges(m)}))
+            .collect()
+    };
     let data = serde_json::json!({
         "text": text,
         "layer": layer,
         "head": head,
-        "models": models.iter().map(|m| serde_json::json!({"name": m.model, "tokens": m.tokens, "edges": model_edges(m)})).collect::<Vec<_>>(),
+        "windows": windows.iter().map(|w| serde_json::json!({"label": w.label, "models": models(w)})).collect::<Vec<_>>(),
     });
-    let title = format!("Attention: {}", models.iter().map(|m| m.model.as_str()).collect::<Vec<_>>().join(" vs "));
+    let names: Vec<&str> =
+        windows.first().map(|w| w.models.iter().map(|m| m.model.as_str()).collect()).unwrap_or_default();
+    let title = format!("Attention: {}", names.join(" vs "));
     TEMPLATE.replace("{{TITLE}}", &escape_html(&title)).replace("{{DATA}}", &script_json(&data))
 }
 
@@ -106,6 +120,7 @@ const TEMPLATE: &str = r##"<!DOCTYPE html>
 <h1>{{TITLE}}</h1>
 <div id="text"></div>
 <div class="controls">
+  <label id="window-label">Window <select id="window"></select></label>
   <label>Layer <select id="layer"></select></label>
   <label>Head <select id="head"></select></label>
 </div>
@@ -122,7 +137,12 @@ const SVG = "http://www.w3.org/2000/svg";
 const layerSel = document.getElementById("layer");
 const headSel = document.getElementById("head");
 document.getElementById("text").textContent = data.text;
-const first = data.models[0];
+const windowSel = document.getElementById("window");
+data.windows.forEach((w, i) => windowSel.add(new Option(w.label, String(i))));
+if (data.windows.length < 2) document.getElementById("window-label").style.display = "none";
+// The models as they read the chosen window.
+const current = () => data.windows[Number(windowSel.value)].models;
+const first = data.windows[0].models[0];
 const layers = first.edges.length, heads = first.edges[0].length - 1;
 for (let l = 0; l < layers; l++) layerSel.add(new Option(String(l), String(l)));
 for (let h = 0; h < heads; h++) headSel.add(new Option(String(h), String(h)));
@@ -184,8 +204,9 @@ function drawModel(model, container) {
 function draw() {
   const views = document.getElementById("views");
   views.replaceChildren();
-  for (const m of data.models) drawModel(m, views);
+  for (const m of current()) drawModel(m, views);
   document.body.dataset.drawn = layerSel.value + "/" + headSel.value;
+  document.body.dataset.window = windowSel.value;
 }
 
 layerSel.addEventListener("change", draw);
@@ -224,32 +245,37 @@ function markChosen() {
 }
 
 const modelsBox = document.getElementById("models");
-for (const model of data.models) {
-  const title = document.createElement("h2");
-  title.className = "view";
-  title.textContent = model.name;
-  modelsBox.appendChild(title);
-  const grid = document.createElement("div");
-  grid.className = "grid";
-  grid.style.gridTemplateColumns = `60px repeat(${heads}, 66px)`;
-  grid.appendChild(document.createElement("span"));
-  for (let h = 0; h < heads; h++) {
-    const label = document.createElement("span");
-    label.className = "label"; label.textContent = "head " + h;
-    grid.appendChild(label);
+function drawModelView() {
+  modelsBox.replaceChildren();
+  for (const model of current()) {
+    const title = document.createElement("h2");
+    title.className = "view";
+    title.textContent = model.name;
+    modelsBox.appendChild(title);
+    const grid = document.createElement("div");
+    grid.className = "grid";
+    grid.style.gridTemplateColumns = `60px repeat(${heads}, 66px)`;
+    grid.appendChild(document.createElement("span"));
+    for (let h = 0; h < heads; h++) {
+      const label = document.createElement("span");
+      label.className = "label"; label.textContent = "head " + h;
+      grid.appendChild(label);
+    }
+    for (let l = 0; l < layers; l++) {
+      const label = document.createElement("span");
+      label.className = "label"; label.textContent = "layer " + l;
+      grid.appendChild(label);
+      for (let h = 0; h < heads; h++) grid.appendChild(thumbnail(model, l, h));
+    }
+    modelsBox.appendChild(grid);
   }
-  for (let l = 0; l < layers; l++) {
-    const label = document.createElement("span");
-    label.className = "label"; label.textContent = "layer " + l;
-    grid.appendChild(label);
-    for (let h = 0; h < heads; h++) grid.appendChild(thumbnail(model, l, h));
-  }
-  modelsBox.appendChild(grid);
+  markChosen();
+  document.body.dataset.thumbnails = String(document.querySelectorAll(".grid canvas").length);
 }
-markChosen();
+drawModelView();
+windowSel.addEventListener("change", () => { focus = null; draw(); drawModelView(); });
 layerSel.addEventListener("change", markChosen);
 headSel.addEventListener("change", markChosen);
-document.body.dataset.thumbnails = String(document.querySelectorAll(".grid canvas").length);
 </script>
 </body>
 </html>
@@ -266,7 +292,8 @@ mod tests {
             tokens: vec!["[CLS]".into(), "</script><script>alert(1)</script>".into(), "[SEP]".into()],
             maps: vec![vec![vec![vec![1.0 / 3.0; 3]; 3]]],
         };
-        let html = page("x </script><img src=x onerror=alert(1)> & y", &[&maps], 0, 0);
+        let window = Window { label: "<i>w</i>".into(), models: vec![&maps] };
+        let html = page("x </script><img src=x onerror=alert(1)> & y", &[window], 0, 0);
         assert!(!html.contains("<script>alert"), "raw script tag from a token");
         assert!(!html.contains("<img"), "raw tag from the text");
         assert!(!html.contains("<b>model"), "raw tag from the model name");
@@ -276,6 +303,7 @@ mod tests {
         let start = html.find(r#"id="data">"#).unwrap() + 10;
         let end = start + html[start..].find("</script>").unwrap();
         let v: serde_json::Value = serde_json::from_str(&html[start..end]).unwrap();
-        assert_eq!(v["models"][0]["tokens"][1], "</script><script>alert(1)</script>");
+        assert_eq!(v["windows"][0]["models"][0]["tokens"][1], "</script><script>alert(1)</script>");
+        assert!(!html.contains("<i>w"), "raw tag from a window's label");
     }
 }

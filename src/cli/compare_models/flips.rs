@@ -213,7 +213,8 @@ pub fn write_pages(
         let attention_page = format!("flipped/{n}.attention.html");
         atomic_write(
             &args.out.join(&attention_page),
-            html::page(text, &maps.iter().collect::<Vec<_>>(), 0, 0).as_bytes(),
+            html::page(text, &[html::Window { label: "first window".into(), models: maps.iter().collect() }], 0, 0)
+                .as_bytes(),
         )?;
         pages.push(Some(json!({"explain": explain_page, "attention": attention_page})));
     }
