@@ -432,3 +432,32 @@ fn metrics_equal_seqeval_sklearn_and_scipy() {
     }
     assert!(bertkit::metrics::paired_t(&[0.5], &[0.6]).is_none(), "one seed: nothing to test");
 }
+
+#[test]
+fn adapt_passes_multi_label_columns_to_every_fine_tune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, corpus, study) =
+        (tmp.path().join("clauses.csv"), tmp.path().join("corpus.txt"), tmp.path().join("study"));
+    let rows = [
+        "\"the lessee shall repair\",repair",
+        "\"no assignment without consent\",assign;consent",
+        "\"pay rent monthly\",",
+    ];
+    std::fs::write(&train, format!("text,label\n{}\n", [rows; 12].concat().join("\n"))).unwrap();
+    std::fs::write(&corpus, "the lessee shall repair the premises and may not assign the lease.\n\n".repeat(20))
+        .unwrap();
+    let model = common::tiny_model();
+    let adapt = ["adapt", "--model", s(&model), "--corpus", s(&corpus), "--train", s(&train), "--output", s(&study)];
+    let sizes =
+        ["--label-separator", ";", "--pretrain-steps", "2", "--pretrain-max-len", "16", "--finetune-epochs", "1"];
+    ok(&[
+        &adapt[..],
+        &sizes,
+        &["--finetune-max-len", "16", "--batch-size", "8", "--device", "cpu", "--precision", "fp32"],
+    ]
+    .concat());
+    let report = std::fs::read_to_string(study.join("report.md")).unwrap();
+    for row in ["| micro_f1 |", "| subset_accuracy |", "--label-separator ;"] {
+        assert!(report.contains(row), "{row}: {report}");
+    }
+}

@@ -72,6 +72,12 @@ pub struct Args {
     text_column: String,
     #[arg(long, default_value = "label")]
     label_column: String,
+    /// Multi-label data: the label column holds class names joined by this (see `finetune`).
+    #[arg(long, conflicts_with = "label_columns", value_parser = super::checks::non_empty)]
+    label_separator: Option<String>,
+    /// Multi-label data: one 0/1 column per class (see `finetune`).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    label_columns: Option<Vec<String>>,
     /// The downstream task (see `finetune --task`); by default what the data says.
     #[arg(long, value_enum)]
     task: Option<TaskKind>,
@@ -347,6 +353,12 @@ fn pretrain_command(args: &Args, p: &Pretraining) -> Vec<String> {
 fn column_flags(args: &Args) -> Vec<String> {
     let mut flags = vec!["--text-column".to_string(), args.text_column.clone()];
     flags.extend(["--label-column".into(), args.label_column.clone()]);
+    if let Some(separator) = &args.label_separator {
+        flags.extend(["--label-separator".into(), separator.clone()]);
+    }
+    if let Some(columns) = &args.label_columns {
+        flags.extend(["--label-columns".into(), columns.join(",")]);
+    }
     flags.extend(["--max-len".into(), args.finetune_max_len.to_string()]);
     flags
 }
