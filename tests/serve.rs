@@ -213,3 +213,59 @@ fn embed_and_fill_mask_answer_like_their_commands() {
     assert_eq!(status, 422);
     assert!(error["error"].as_str().unwrap().contains("[MASK]"), "{error}");
 }
+
+/// The tiny BERT as a token classifier (its checkpoint's 3-row head read as three entity tags).
+fn tiny_tagger(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("tagger");
+    std::fs::create_dir_all(&out).unwrap();
+    for entry in std::fs::read_dir(tiny_model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
+    }
+    let path = out.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["architectures"] = json!(["BertForTokenClassification"]);
+    config["id2label"] = json!({"0": "B-PER", "1": "I-PER", "2": "B-LOC"});
+    config["label2id"] = json!({"B-PER": 0, "I-PER": 1, "B-LOC": 2});
+    std::fs::write(&path, config.to_string()).unwrap();
+    out
+}
+
+#[test]
+fn a_tagger_answers_the_entities_of_the_predict_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_tagger(tmp.path());
+    let server = Server::start(&model, &["--max-len", "64"]);
+    let texts = ["John Smith lives in New York", "Acme Corp shall repair the premises in Paris"];
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, texts.join("\n")).unwrap();
+    let m = model.to_str().unwrap();
+    let cli = bertkit(&[
+        "predict",
+        "--model",
+        m,
+        "--input",
+        input.to_str().unwrap(),
+        "--max-len",
+        "64",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    ]);
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let cli: Vec<Value> =
+        String::from_utf8_lossy(&cli.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (status, one) = server.post("/predict", &json!({"inputs": texts[0]}).to_string());
+    assert_eq!(status, 200, "{one}");
+    assert!(!one.as_array().unwrap().is_empty(), "every tag is an entity: some are found");
+    assert_eq!(one, cli[0]["entities"], "the server's entities are the command's");
+    let (status, both) = server.post("/predict", &json!({"inputs": [[texts[0]], [texts[1]]]}).to_string());
+    assert_eq!(status, 200);
+    assert_eq!(both[1], cli[1]["entities"]);
+    for e in both[1].as_array().unwrap() {
+        let (start, end) = (e["start"].as_u64().unwrap() as usize, e["end"].as_u64().unwrap() as usize);
+        assert_eq!(e["word"].as_str().unwrap(), &texts[1][start..end], "character offsets into the text");
+    }
+    assert_eq!(serde_json::from_str::<Value>(&server.get("/info")).unwrap()["task"], "token-classification");
+}

@@ -215,8 +215,6 @@ pub fn run(args: Args) -> Result<()> {
         steps: args.steps,
         chunk: args.chunk,
         baseline_id: args.baseline.token_id(tok),
-        max_len,
-        stride: args.stride,
     };
     let doc = Document::new(tok, &text, max_len, args.stride)?;
     if doc.windows.len() > 1 {
@@ -231,6 +229,15 @@ pub fn run(args: Args) -> Result<()> {
         bail!(
             "nothing to explain: the model finds no entity in the text{}",
             if args.target.is_empty() { "" } else { " of the --target types" }
+        );
+    }
+    let runs = targets.len() * doc.windows.len();
+    if runs > 20 && settings.methods.contains(&Method::IntegratedGradients) {
+        tracing::warn!(
+            "{} targets x {} windows: up to {runs} integrated-gradient runs of {} steps each (--target narrows them)",
+            targets.len(),
+            doc.windows.len(),
+            settings.steps
         );
     }
     let mut explained = vec![(model.display_name(), explain(head.explained(), &doc, &targets, &settings, device)?)];

@@ -53,8 +53,6 @@ pub struct Settings {
     pub chunk: usize,
     /// The token that replaces the words in integrated gradients' baseline.
     pub baseline_id: u32,
-    pub max_len: usize,
-    pub stride: usize,
 }
 
 /// A text as the model reads it.

@@ -170,8 +170,6 @@ pub fn write_pages(
         steps: args.steps,
         chunk: 16,
         baseline_id: models[0].tokenizer.pad_id,
-        max_len,
-        stride: args.flags.stride,
     };
     let names = models[0].config.label_names();
     let mut pages = Vec::new();
