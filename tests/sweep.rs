@@ -101,3 +101,48 @@ fn mistakes_are_one_line_before_any_run() {
     assert!(sweep(&config, &out, &["--overwrite"]).status.success());
     assert_eq!(json(&out.join("run-000/trainer_state.json"))["hyper"]["seed"], 2);
 }
+
+/// A SIGTERM sent to the sweep process alone (as a job scheduler or `kill PID` does) stops its
+/// running children too: each saves a checkpoint and exits, the sweep says it was interrupted,
+/// and no bertkit process of the sweep is left behind.
+#[test]
+fn sigterm_to_the_sweep_stops_its_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = sweep_file(tmp.path(), "lr = [1e-3, 1e-4]\n");
+    // Long runs that checkpoint at every evaluation (2 steps), so each is mid-training when the
+    // signal comes.
+    let text = std::fs::read_to_string(&config).unwrap().replace("max-steps = 4", "max-steps = 100000");
+    std::fs::write(&config, text).unwrap();
+    let out = tmp.path().join("sweep");
+    let args = ["sweep", "--config", config.to_str().unwrap(), "--output", out.to_str().unwrap()];
+    let mut sweep = std::process::Command::new(env!("CARGO_BIN_EXE_bertkit"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !(out.join("run-000/checkpoint-2").exists() && out.join("run-001/checkpoint-2").exists()) {
+        assert!(started.elapsed().as_secs() < 120, "the runs did not reach a checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    unsafe { libc::kill(sweep.id() as libc::pid_t, libc::SIGTERM) };
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = sweep.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopped.elapsed().as_secs() < 60, "the sweep did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut sweep.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success() && stderr.contains("interrupted"), "{stderr}");
+    // No process of this sweep's runs is left.
+    let marker = out.display().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(!cmdline.contains(&marker), "left running: {cmdline}");
+    }
+}

@@ -130,7 +130,8 @@ fn is_finished(dir: &Path) -> bool {
 }
 
 /// Runs what is not finished, `parallel` at a time; returns the names of the runs that failed.
-/// Ctrl-C reaches the children too (they save a checkpoint); no new run starts after it.
+/// SIGINT or SIGTERM to the sweep is passed on to the running children (each saves a
+/// checkpoint and exits; Ctrl-C reaches them anyway); no new run starts after it.
 fn execute(runs: &[Run], output: &Path, parallel: usize) -> Result<Vec<String>> {
     let todo: Vec<&Run> = runs.iter().filter(|r| !is_finished(&output.join(&r.name))).collect();
     let threads = (crate::device::physical_cores() / parallel).max(1);
@@ -148,7 +149,7 @@ fn execute(runs: &[Run], output: &Path, parallel: usize) -> Result<Vec<String>> 
                         break;
                     }
                     bar.set_message(run.name.clone());
-                    match run_one(run, output, threads) {
+                    match run_one(run, output, threads, &stop) {
                         Ok(true) => {}
                         Ok(false) => failures.lock().unwrap().push(run.name.clone()),
                         Err(e) => {
@@ -170,7 +171,7 @@ fn execute(runs: &[Run], output: &Path, parallel: usize) -> Result<Vec<String>> 
 
 /// One child process: a fresh run, or the continuation of an interrupted one from its last
 /// checkpoint. Its console output goes to `logs/NAME.txt`.
-fn run_one(run: &Run, output: &Path, threads: usize) -> Result<bool> {
+fn run_one(run: &Run, output: &Path, threads: usize, stop: &AtomicBool) -> Result<bool> {
     let dir = output.join(&run.name);
     let mut argv = run.argv.clone();
     argv.extend(["--output".into(), dir.display().to_string(), "--threads".into(), threads.to_string()]);
@@ -181,12 +182,24 @@ fn run_one(run: &Run, output: &Path, threads: usize) -> Result<bool> {
     }
     let log_path = output.join("logs").join(format!("{}.txt", run.name));
     let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let status = Command::new(std::env::current_exe()?)
+    let mut child = Command::new(std::env::current_exe()?)
         .args(&argv)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        .status()
+        .spawn()
         .context("starting bertkit")?;
-    Ok(status.success())
+    let mut told = false;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.success());
+        }
+        // A SIGTERM sent to the sweep alone (a scheduler, `kill PID`) must stop its runs too.
+        if stop.load(Ordering::SeqCst) && !told {
+            // SAFETY: kill(2) on our own child's pid, which is not reaped before try_wait says so.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            told = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
