@@ -77,13 +77,11 @@ impl Explained for TokenClassifier {
     }
 }
 
-/// The outputs people read from logits: class probabilities (softmax), label probabilities
-/// (sigmoid), scores (regression, as they are); or the logits themselves.
+/// The outputs people read from logits (`TaskKind::outputs`), or the logits themselves.
 pub fn outputs(logits: &Tensor, kind: TaskKind, output: Output) -> Tensor {
-    match (output, kind) {
-        (Output::Logit, _) | (_, TaskKind::Regression) => logits.shallow_clone(),
-        (Output::Probability, TaskKind::MultiLabel) => logits.sigmoid(),
-        (Output::Probability, _) => logits.softmax(-1, Kind::Float),
+    match output {
+        Output::Probability => kind.outputs(logits),
+        Output::Logit => logits.shallow_clone(),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod masked_lm;
 pub mod token_classification;
 
 use tch::nn::Path;
+use tch::{Kind, Tensor};
 
 pub use classification::SequenceClassifier;
 pub use masked_lm::{MaskedLm, MaskedLmOutput, MaskedTargets};
@@ -57,6 +58,17 @@ impl TaskKind {
             TaskKind::MultiLabel => Some("multi_label_classification"),
             TaskKind::Regression => Some("regression"),
             TaskKind::TokenClassification => None,
+        }
+    }
+
+    /// What the task outputs per label from its logits: class probabilities (softmax; per
+    /// token for token classification), label probabilities (sigmoid, multi-label) or the score
+    /// itself (regression).
+    pub fn outputs(self, logits: &Tensor) -> Tensor {
+        match self {
+            TaskKind::MultiLabel => logits.sigmoid(),
+            TaskKind::Regression => logits.shallow_clone(),
+            TaskKind::Classification | TaskKind::TokenClassification => logits.softmax(-1, Kind::Float),
         }
     }
 

@@ -83,14 +83,9 @@ impl Classifier {
         Ok(logits)
     }
 
-    /// What the task outputs per label: class probabilities (softmax), label probabilities
-    /// (sigmoid, multi-label) or the score itself (regression).
+    /// What the task outputs per label (`TaskKind::outputs`).
     pub fn outputs(&self, logits: &Tensor) -> Tensor {
-        match self.model.kind {
-            TaskKind::MultiLabel => logits.sigmoid(),
-            TaskKind::Regression => logits.shallow_clone(),
-            _ => logits.softmax(-1, Kind::Float),
-        }
+        self.model.kind.outputs(logits)
     }
 
     /// Loss and the task's metrics on a labelled set, per example (windows pooled).
