@@ -124,16 +124,27 @@ impl Document {
             .collect()
     }
 
-    fn ids_at(&self, positions: &[usize], of: &[u32]) -> Tensor {
-        let ids: Vec<i64> = positions.iter().map(|&p| of[p] as i64).collect();
-        Tensor::from_slice(&ids).view([1, -1])
-    }
-
     /// One window as model inputs (one row, no padding).
     pub fn window_inputs(&self, w: usize, device: Device) -> Inputs {
-        let ids = self.ids_at(&self.windows[w], &self.ids);
-        let ones = ids.ones_like();
-        Inputs::new(ids, ones, self.ids_at(&self.windows[w], &vec![0; self.ids.len()])).to_device(device)
+        let ids: Vec<i64> = self.windows[w].iter().map(|&p| self.ids[p] as i64).collect();
+        let ids = Tensor::from_slice(&ids).view([1, -1]);
+        Inputs::new(ids.shallow_clone(), ids.ones_like(), ids.zeros_like()).to_device(device)
+    }
+
+    /// Per document token, the mean over the windows that hold it of their values
+    /// (`per_window[i]`, `[window length, ...]`, from window `windows[i]`): `[tokens, ...]`,
+    /// 0 where no window gave one.
+    fn mean_over_windows(&self, windows: &[usize], per_window: &[Tensor]) -> Tensor {
+        let mut shape = per_window[0].size();
+        shape[0] = self.ids.len() as i64;
+        let mut sum = Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu));
+        let mut count = sum.zeros_like();
+        for (&w, values) in windows.iter().zip(per_window) {
+            let index = Tensor::from_slice(&self.windows[w].iter().map(|&p| p as i64).collect::<Vec<_>>());
+            let _ = sum.index_add_(0, &index, values);
+            let _ = count.index_add_(0, &index, &values.ones_like());
+        }
+        sum / count.clamp_min(1.0)
     }
 
     /// The text's logits: the mean over windows (sequence-level head, `[labels]`), or per token
@@ -145,15 +156,7 @@ impl Document {
         if per_window[0].dim() == 1 {
             return Tensor::stack(&per_window, 0).mean_dim(0, false, Kind::Float);
         }
-        let labels = per_window[0].size()[1];
-        let mut sum = Tensor::zeros([self.ids.len() as i64, labels], (Kind::Float, Device::Cpu));
-        let mut count = Tensor::zeros([self.ids.len() as i64, 1], (Kind::Float, Device::Cpu));
-        for (w, logits) in per_window.iter().enumerate() {
-            let index = Tensor::from_slice(&self.windows[w].iter().map(|&p| p as i64).collect::<Vec<_>>());
-            let _ = sum.index_add_(0, &index, logits);
-            let _ = count.index_add_(0, &index, &logits.ones_like().narrow(1, 0, 1));
-        }
-        sum / count
+        self.mean_over_windows(&(0..self.windows.len()).collect::<Vec<_>>(), &per_window)
     }
 }
 
@@ -211,7 +214,9 @@ fn explain_target(
         for (w, t) in &windows {
             per_window.push(run_method(model, doc, *w, t, method, s, device)?);
         }
-        let scores = mean_over_windows(doc, &windows.iter().map(|(w, _)| *w).collect::<Vec<_>>(), &per_window);
+        let scores: Vec<Tensor> = per_window.iter().map(|a| Tensor::from_slice(&a.scores)).collect();
+        let scores = doc.mean_over_windows(&windows.iter().map(|(w, _)| *w).collect::<Vec<_>>(), &scores);
+        let scores = Vec::<f32>::try_from(scores)?;
         output = per_window.iter().map(|a| a.at_input).sum::<f64>() / per_window.len() as f64;
         let completeness_error = (method == Method::IntegratedGradients)
             .then(|| per_window.iter().map(Attribution::completeness_error).fold(0.0, f64::max));
@@ -247,19 +252,6 @@ fn run_method(
             Ok(Attribution { scores, at_input, at_baseline: at_input })
         }
     }
-}
-
-/// Each document token's mean attribution over the windows (`windows[i]` gave `per_window[i]`).
-fn mean_over_windows(doc: &Document, windows: &[usize], per_window: &[Attribution]) -> Vec<f32> {
-    let mut sum = vec![0f32; doc.ids.len()];
-    let mut count = vec![0u32; doc.ids.len()];
-    for (&w, a) in windows.iter().zip(per_window) {
-        for (&p, &v) in doc.windows[w].iter().zip(&a.scores) {
-            sum[p] += v;
-            count[p] += 1;
-        }
-    }
-    sum.iter().zip(&count).map(|(&s, &c)| if c == 0 { 0.0 } else { s / c as f32 }).collect()
 }
 
 /// The targets to explain when none are named: the predicted class; the predicted labels of a
