@@ -36,6 +36,9 @@ pub struct Change {
     pub gold_confidence: [f64; 2],
     /// After minus before.
     pub confidence_change: f64,
+    /// What its pages explain: the gold class, the labels whose decision changed, or the score.
+    #[serde(skip)]
+    explained: Vec<Target>,
 }
 
 /// Every changed example, most changed confidence first.
@@ -62,6 +65,10 @@ fn argmax(row: &[f32]) -> usize {
     (0..row.len()).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap_or(0)
 }
 
+fn label_target(label: usize, names: &[String]) -> Target {
+    Target { name: names[label].clone(), label: label as i64, positions: vec![] }
+}
+
 fn class_change(i: usize, a: &[f32], b: &[f32], gold: usize, names: &[String]) -> Option<Change> {
     let (pa, pb) = (argmax(a), argmax(b));
     if pa == pb {
@@ -84,6 +91,7 @@ fn class_change(i: usize, a: &[f32], b: &[f32], gold: usize, names: &[String]) -
         direction,
         gold_confidence: confidence,
         confidence_change: confidence[1] - confidence[0],
+        explained: vec![label_target(gold, names)],
     })
 }
 
@@ -116,6 +124,10 @@ fn set_change(i: usize, a: &[f32], b: &[f32], gold: &[f32], names: &[String]) ->
         direction,
         gold_confidence: confidence,
         confidence_change: confidence[1] - confidence[0],
+        explained: (0..names.len())
+            .filter(|&l| decided[0][l] != decided[1][l])
+            .map(|l| label_target(l, names))
+            .collect(),
     })
 }
 
@@ -129,26 +141,7 @@ fn score_change(i: usize, a: f32, b: f32, gold: f32) -> Change {
         direction: if confidence[1] >= confidence[0] { "closer" } else { "further" },
         gold_confidence: confidence,
         confidence_change: confidence[1] - confidence[0],
-    }
-}
-
-/// The targets a changed example is explained on: the gold class, the labels whose decision
-/// changed, or the score.
-fn targets_of(change: &Change, names: &[String], a: &Classifier) -> Vec<Target> {
-    let sequence = |label: usize| Target { name: names[label].clone(), label: label as i64, positions: vec![] };
-    match a.model.kind {
-        crate::task::TaskKind::Classification => {
-            names.iter().position(|n| *n == change.gold).map(sequence).into_iter().collect()
-        }
-        crate::task::TaskKind::MultiLabel => {
-            let before: Vec<&str> = change.before.split(", ").collect();
-            let after: Vec<&str> = change.after.split(", ").collect();
-            (0..names.len())
-                .filter(|&l| before.contains(&names[l].as_str()) != after.contains(&names[l].as_str()))
-                .map(sequence)
-                .collect()
-        }
-        _ => vec![Target { name: "score".into(), label: 0, positions: vec![] }],
+        explained: vec![Target { name: "score".into(), label: 0, positions: vec![] }],
     }
 }
 
@@ -171,7 +164,6 @@ pub fn write_pages(
         chunk: 16,
         baseline_id: models[0].tokenizer.pad_id,
     };
-    let names = models[0].config.label_names();
     let mut pages = Vec::new();
     for (n, change) in changes.iter().enumerate() {
         if n >= args.explain_flipped {
@@ -184,11 +176,10 @@ pub fn write_pages(
             // What the models read of a long text: its first window (the tokens past it score 0).
             doc.windows.truncate(1);
         }
-        let targets = targets_of(change, &names, models[0]);
         let explained: Vec<(String, _)> = models
             .iter()
             .zip(dirs)
-            .map(|(m, d)| Ok((d.display_name(), explain(&m.model, &doc, &targets, &settings, device)?)))
+            .map(|(m, d)| Ok((d.display_name(), explain(&m.model, &doc, &change.explained, &settings, device)?)))
             .collect::<Result<_>>()?;
         let explain_page = format!("flipped/{n}.explain.html");
         atomic_write(
