@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::heatmap::{colour, render, text_width};
-use super::html::{escape_html, script_json};
+use super::html::fill;
 use super::{FONT, init_fonts};
 
 /// One line of coloured text.
@@ -112,7 +112,7 @@ pub fn render_text(path: &Path, fig: &Figure) -> Result<()> {
 /// The figure as an HTML page: the data as JSON, the text put in by `textContent`.
 pub fn page(fig: &Figure) -> String {
     let data = serde_json::to_value(fig).expect("plain data");
-    TEMPLATE.replace("{{TITLE}}", &escape_html(&fig.title)).replace("{{DATA}}", &script_json(&data))
+    fill(TEMPLATE, &fig.title, &data)
 }
 
 const TEMPLATE: &str = r##"<!DOCTYPE html>

@@ -4,13 +4,13 @@
 //! head's attention change, over the set or the examples of one gold label. Text reaches the
 //! page only as JSON data and through `textContent`.
 
-use super::html::{escape_html, script_json};
+use super::html::fill;
 
 pub fn page(report: &serde_json::Value) -> String {
     let models =
         report["models"].as_array().map(|m| m.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" → "));
     let title = format!("What changed: {}", models.unwrap_or_default());
-    TEMPLATE.replace("{{TITLE}}", &escape_html(&title)).replace("{{DATA}}", &script_json(report))
+    fill(TEMPLATE, &title, report)
 }
 
 const TEMPLATE: &str = r##"<!DOCTYPE html>

@@ -32,8 +32,14 @@ pub fn escape_html(s: &str) -> String {
 }
 
 /// JSON that is safe inside a `<script>` element.
-pub fn script_json(value: &serde_json::Value) -> String {
+fn script_json(value: &serde_json::Value) -> String {
     value.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+}
+
+/// A page's template with its title (escaped) and its data (as script-safe JSON) put in: the
+/// only way model and user text reaches any of bertkit's pages.
+pub fn fill(template: &str, title: &str, data: &serde_json::Value) -> String {
+    template.replace("{{TITLE}}", &escape_html(title)).replace("{{DATA}}", &script_json(data))
 }
 
 /// Keys kept per query token, the largest first.
@@ -89,7 +95,7 @@ pub fn page(text: &str, windows: &[Window], layer: usize, head: usize) -> String
     let names: Vec<&str> =
         windows.first().map(|w| w.models.iter().map(|m| m.model.as_str()).collect()).unwrap_or_default();
     let title = format!("Attention: {}", names.join(" vs "));
-    TEMPLATE.replace("{{TITLE}}", &escape_html(&title)).replace("{{DATA}}", &script_json(&data))
+    fill(TEMPLATE, &title, &data)
 }
 
 const TEMPLATE: &str = r##"<!DOCTYPE html>
