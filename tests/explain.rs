@@ -14,7 +14,7 @@ use bertkit::explain::rollout::rollout;
 use bertkit::explain::{Output, Target, gradient_x_input, integrated_gradients};
 use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained};
 use bertkit::task::{SequenceClassifier, TaskModel, TokenClassifier};
-use common::{Reference, assert_close};
+use common::{Reference, assert_close, tiny_as, tiny_tagger};
 use tch::Tensor;
 
 const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
@@ -126,22 +126,6 @@ fn token_classifier_gradient_x_input_matches_transformers() {
     }
 }
 
-/// A copy of the tiny BERT (whose checkpoint has a 3-label classifier) with config.json edited:
-/// another task over the same head.
-fn tiny_as(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
-    let out = dir.join("model");
-    std::fs::create_dir_all(&out).unwrap();
-    for entry in std::fs::read_dir(common::tiny_model()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
-    }
-    let path = out.join("config.json");
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit(&mut config);
-    std::fs::write(&path, config.to_string()).unwrap();
-    out
-}
-
 fn explain_cli(model: &Path, out: &Path, extra: &[&str]) -> (serde_json::Value, String) {
     let json = out.with_extension("json");
     let mut args: Vec<String> = ["explain", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()]
@@ -203,11 +187,7 @@ fn explain_multi_label_and_tagger_targets_and_long_texts() {
     assert_eq!(names, ["negative", "positive"]);
 
     // Every tag an entity, so the random head finds some; each explained at its own tokens.
-    let tagger = tiny_as(&tmp.path().join("tagger"), |c| {
-        c["architectures"] = serde_json::json!(["BertForTokenClassification"]);
-        c["id2label"] = serde_json::json!({"0": "B-PER", "1": "I-PER", "2": "B-LOC"});
-        c["label2id"] = serde_json::json!({"B-PER": 0, "I-PER": 1, "B-LOC": 2});
-    });
+    let tagger = tiny_tagger(&tmp.path().join("tagger"));
     let (json, _) = explain_cli(&tagger, &tmp.path().join("tags.html"), &["--text", "John Smith lives in New York"]);
     let targets = json["models"][0]["targets"].as_array().unwrap();
     assert!(!targets.is_empty());

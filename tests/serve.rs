@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::{bertkit, finetune_tiny, synthetic_csv, tiny_model};
+use common::{bertkit, finetune_tiny, synthetic_csv, tiny_model, tiny_tagger};
 use serde_json::{Value, json};
 
 /// A server on a free port; killed when dropped (unless the test stopped it).
@@ -212,23 +212,6 @@ fn embed_and_fill_mask_answer_like_their_commands() {
     let (status, error) = server.post("/fill-mask", &json!({"inputs": "no mask here"}).to_string());
     assert_eq!(status, 422);
     assert!(error["error"].as_str().unwrap().contains("[MASK]"), "{error}");
-}
-
-/// The tiny BERT as a token classifier (its checkpoint's 3-row head read as three entity tags).
-fn tiny_tagger(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("tagger");
-    std::fs::create_dir_all(&out).unwrap();
-    for entry in std::fs::read_dir(tiny_model()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
-    }
-    let path = out.join("config.json");
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    config["architectures"] = json!(["BertForTokenClassification"]);
-    config["id2label"] = json!({"0": "B-PER", "1": "I-PER", "2": "B-LOC"});
-    config["label2id"] = json!({"B-PER": 0, "I-PER": 1, "B-LOC": 2});
-    std::fs::write(&path, config.to_string()).unwrap();
-    out
 }
 
 #[test]

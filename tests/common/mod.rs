@@ -59,6 +59,32 @@ pub fn tiny_model() -> PathBuf {
     repo().join("tests/fixtures/tiny-bert")
 }
 
+/// A copy of the tiny BERT in `dir/model` (its checkpoint has a 3-label classifier) with
+/// config.json edited: another task over the same head.
+pub fn tiny_as(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let out = dir.join("model");
+    std::fs::create_dir_all(&out).unwrap();
+    for entry in std::fs::read_dir(tiny_model()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
+    }
+    let path = out.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, config.to_string()).unwrap();
+    out
+}
+
+/// The tiny BERT as a token classifier: its checkpoint's 3-row head read as three entity tags
+/// (no `O`, so a random head finds entities).
+pub fn tiny_tagger(dir: &Path) -> PathBuf {
+    tiny_as(dir, |c| {
+        c["architectures"] = serde_json::json!(["BertForTokenClassification"]);
+        c["id2label"] = serde_json::json!({"0": "B-PER", "1": "I-PER", "2": "B-LOC"});
+        c["label2id"] = serde_json::json!({"B-PER": 0, "I-PER": 1, "B-LOC": 2});
+    })
+}
+
 /// The model at `dir` with head `M`, as the commands load it (fp32, the checkpoint's own head).
 pub fn load<M: TaskModel>(dir: &Path, device: Device) -> anyhow::Result<Pretrained<M>> {
     pretrained::load(&ModelDir::open(dir.to_str().unwrap())?, &LoadOptions::inference(device, Autocast::off()))
