@@ -154,13 +154,11 @@ fn read_text(args: &Args) -> Result<String> {
 /// The targets named by --target, or the prediction's.
 fn choose_targets(args: &Args, head: &Head, doc: &Document, device: tch::Device) -> Result<Vec<Target>> {
     let labels = head.labels();
-    let predicted = predicted_targets(head.explained(), doc, &labels, device);
-    if args.target.is_empty() {
-        return Ok(predicted);
-    }
-    if let Head::Tokens(_) = head {
-        let keep = |t: &Target| args.target.iter().any(|k| t.name.starts_with(&format!("{k} [")));
-        return Ok(predicted.into_iter().filter(keep).collect());
+    // Named labels of a sequence-level head need no prediction; entities are found first.
+    if args.target.is_empty() || matches!(head, Head::Tokens(_)) {
+        let predicted = predicted_targets(head.explained(), doc, &labels, device);
+        let named = |t: &Target| args.target.iter().any(|k| t.name.starts_with(&format!("{k} [")));
+        return Ok(predicted.into_iter().filter(|t| args.target.is_empty() || named(t)).collect());
     }
     args.target
         .iter()
