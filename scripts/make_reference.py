@@ -15,6 +15,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py metrics                    # reference/metrics.json (seqeval, sklearn, scipy)
     python scripts/make_reference.py explain                    # every fixture's *_explain.safetensors
     python scripts/make_reference.py minilm-explain MODEL_DIR OUT_DIR
+    python scripts/make_reference.py minilm-probe MODEL_DIR OUT_DIR  # linear probe (scikit-learn)
     python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
 
 The tiny models are created here from a fixed seed with small vocabularies of their family's kind
@@ -557,6 +558,74 @@ def roundtrip(model_dir: str, expected: str):
 
 
 # Each committed tiny model: reference name -> (folder under tests/fixtures, its maker).
+def make_probe_reference(model_dir, out):
+    """A linear probe of frozen features, as scikit-learn fits it, for `bertkit probe`: a small
+    three-class set whose words overlap between classes (so the L2 penalty matters), its mean-
+    pooled last hidden states standardised with the training statistics, LogisticRegression
+    with C = 1, and its objective (mean cross-entropy + ||W||^2 / 2n), loss and predictions on
+    held-out texts."""
+    import csv
+    import random
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModel
+
+    rng = random.Random(7)
+    words = {
+        "rent": "tenant landlord lease premises rent repair deposit".split(),
+        "pay": "invoice payment fee price royalty revenue account".split(),
+        "term": "terminate notice expiration renewal period breach cure".split(),
+    }
+    shared = "the party shall agreement may any such of this".split()
+
+    def sentence(label):
+        own = [rng.choice(words[label]) for _ in range(3)]
+        other = [rng.choice(words[rng.choice(sorted(words))]) for _ in range(2)]
+        body = own + other + [rng.choice(shared) for _ in range(4)]
+        rng.shuffle(body)
+        return " ".join(body)
+
+    sets = {name: [(sentence(l), l) for l in sorted(words) for _ in range(n)] for name, n in (("train", 40), ("eval", 15))}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in sets.items():
+        with open(out / f"minilm_probe_{name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            w.writerows(rows)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+
+    def features(rows):
+        enc = tok([t for t, _ in rows], padding=True, return_tensors="pt")
+        with torch.no_grad():
+            h = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        return ((h * mask).sum(1) / mask.sum(1)).double().numpy()
+
+    x_train, x_eval = features(sets["train"]), features(sets["eval"])
+    mean, scale = x_train.mean(0), np.maximum(x_train.std(0), 1e-6)
+    z_train, z_eval = (x_train - mean) / scale, (x_eval - mean) / scale
+    labels = sorted(words)
+    y_train = np.array([labels.index(l) for _, l in sets["train"]])
+    y_eval = np.array([labels.index(l) for _, l in sets["eval"]])
+    clf = LogisticRegression(C=1.0, tol=1e-12, max_iter=100000).fit(z_train, y_train)
+
+    def mean_loss(z, y):
+        p = clf.predict_proba(z)
+        return float(-np.log(p[np.arange(len(y)), y]).mean())
+
+    objective = mean_loss(z_train, y_train) + 0.5 * float((clf.coef_**2).sum()) / len(y_train)
+    predicted = clf.predict(z_eval)
+    ref = {
+        "objective": objective,
+        "eval_loss": mean_loss(z_eval, y_eval),
+        "accuracy": float((predicted == y_eval).mean()),
+        "predicted": [labels[i] for i in predicted],
+    }
+    (out / "minilm_probe.json").write_text(json.dumps(ref, indent=1))
+
+
 FIXTURES = {
     "tiny": ("tiny-bert", make_tiny_model),
     "tiny-roberta": ("tiny-roberta", make_tiny_roberta),
@@ -586,6 +655,8 @@ if __name__ == "__main__":
             make_explain_reference(fixtures / model, fixtures / "reference", name)
     elif cmd == "minilm-explain":
         make_explain_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm")
+    elif cmd == "minilm-probe":
+        make_probe_reference(Path(sys.argv[2]), Path(sys.argv[3]))
     elif cmd == "metrics":
         make_metric_reference(fixtures / "reference")
     elif cmd == "minilm":

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check \
-    torch==2.11.0 transformers==5.24.0 accelerate safetensors numpy tensorboard
+    torch==2.11.0 transformers==5.24.0 accelerate safetensors numpy tensorboard scikit-learn
 
 if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -34,6 +34,10 @@ fi
 if [ ! -f .reference/minilm_explain.safetensors ] || [ scripts/make_reference.py -nt .reference/minilm_explain.safetensors ]; then
     python3 scripts/make_reference.py minilm-explain .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
         || python3 scripts/make_reference.py minilm-explain .models/all-MiniLM-L6-v2 .reference
+fi
+if [ ! -f .reference/minilm_probe.json ] || [ scripts/make_reference.py -nt .reference/minilm_probe.json ]; then
+    python3 scripts/make_reference.py minilm-probe .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
+        || python3 scripts/make_reference.py minilm-probe .models/all-MiniLM-L6-v2 .reference
 fi
 
 cargo build --release --quiet

@@ -471,6 +471,85 @@ fn adapt_compares_dapt_tapt_and_both() {
     assert!(!neither.status.success() && err.contains("--corpus") && err.contains("--tapt"), "{err}");
 }
 
+/// `--probe-every`: every checkpoint of each pretraining, and the model it starts from, is scored
+/// on the task (the original once for DAPT and TAPT), the best one named and, with
+/// `--adapted-checkpoint probe`, fine-tuned; the report draws perplexity and probe score by step.
+#[test]
+fn adapt_scores_pretraining_checkpoints_by_the_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("legal.txt");
+    std::fs::write(&corpus, "the lessee shall repair the premises and may not assign the lease.\n\n".repeat(60))
+        .unwrap();
+    let train = tmp.path().join("task.csv");
+    let rows: String =
+        (0..60)
+            .map(|i| {
+                if i % 2 == 0 {
+                    "the tenant repairs the roof,repair\n"
+                } else {
+                    "no assignment without consent,assign\n"
+                }
+            })
+            .collect();
+    std::fs::write(&train, format!("text,label\n{rows}")).unwrap();
+    let out = tmp.path().join("study");
+    let model = common::tiny_model();
+    let (m, t, o) = (model.to_str().unwrap(), train.to_str().unwrap(), out.to_str().unwrap());
+    let adapt = ["adapt", "--model", m, "--train", t, "--output", o, "--tapt", "--pretrain-steps", "4"];
+    let rest = [
+        "--pretrain-max-len", "16", "--pretrain-eval-split", "0.2", "--finetune-epochs", "1", "--finetune-max-len",
+        "16", "--batch-size", "8", "--device", "cpu", "--threads", "1", "--precision", "fp32", "--probe-every", "2",
+    ];
+    let with = ["--corpus", corpus.to_str().unwrap(), "--adapted-checkpoint", "probe", "--probe-examples", "20"];
+    let res = bertkit(&[&adapt[..], &rest, &with].concat());
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let dapt = &report["pretraining"]["dapt"];
+    let points = dapt["probes"]["points"].as_array().unwrap();
+    let steps: Vec<u64> = points.iter().map(|p| p["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [0, 2, 4], "{dapt}");
+    assert!(points.iter().all(|p| p["metrics"]["macro_f1"].is_number()), "{dapt}");
+    let perplexity_steps: Vec<f64> =
+        dapt["perplexity_by_step"].as_array().unwrap().iter().map(|p| p[0].as_f64().unwrap()).collect();
+    assert_eq!(perplexity_steps, [0.0, 2.0, 4.0]);
+    // The best step's model is what the fine-tunes started from, and DAPT+TAPT continued.
+    let best = dapt["probes"]["best_step"].as_u64().unwrap();
+    let best_model = points.iter().find(|p| p["step"] == best).unwrap()["model"].clone();
+    assert_eq!(dapt["fine_tuned_model"], best_model);
+    assert_eq!(report["pretraining"]["dapt+tapt"]["from"], best_model);
+    // The original was probed once: TAPT's step 0 reuses DAPT's.
+    assert!(points[0]["seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["pretraining"]["tapt"]["probes"]["points"][0]["seconds"], 0.0);
+    assert_eq!(report["pretraining"]["tapt"]["probes"]["points"][0]["metrics"], points[0]["metrics"]);
+    assert!(out.join("curves.png").exists() && out.join("curves.svg").exists());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Checkpoints scored by the task") && md.contains("(best)") && md.contains("% more"), "{md}");
+
+    // The fine-tune probe scores any task; it leaves each probe's run beside its score.
+    let res = bertkit(&[&adapt[..], &rest, &["--probe", "finetune", "--probe-examples", "16", "--overwrite"]].concat());
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(out.join("probes/tapt/step-2/eval_results.json").exists());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["pretraining"]["tapt"]["probes"]["points"][2]["metrics"]["macro_f1"].is_number(), "{report}");
+
+    // Mistakes are named before anything runs.
+    let unprobed = bertkit(&[&adapt[..], &["--adapted-checkpoint", "probe", "--overwrite"]].concat());
+    let err = String::from_utf8_lossy(&unprobed.stderr);
+    assert!(!unprobed.status.success() && err.contains("--probe-every"), "{err}");
+    let conll = tmp.path().join("ner.conll");
+    std::fs::write(&conll, "EU B-ORG\nrejects O\n\n").unwrap();
+    let tagged =
+        ["adapt", "--model", m, "--train", conll.to_str().unwrap(), "--output", o, "--tapt", "--probe-every", "2"];
+    let err = bertkit(&tagged);
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("--probe finetune"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
+}
+
 /// Whole-word masking reads word boundaries from the cache: from the tokenizer's word ids, so
 /// byte-level BPE (`Ġ`) and SentencePiece (`▁`) vocabularies get them as WordPiece's (`##`) does.
 #[test]

@@ -95,9 +95,10 @@ pub fn run(args: Args) -> Result<i32> {
         return super::tagging::finetune(&args, model, device, new_head);
     }
     let max_len = resolve_max_len(args.data.max_len, &model)?;
-    let (train_examples, eval_examples) = read_data(&args, cfg.hyper.seed)?;
-    let kind = task_kind(&args, &model, &train_examples, new_head)?;
-    let labels = label_set(kind, &model, &train_examples, new_head, &args)?;
+    let (train_examples, eval_examples) =
+        read_data(&args.data, &args.train, args.eval.as_deref(), args.eval_split, cfg.hyper.seed)?;
+    let kind = task_kind(args.task, &args.data, &model, &train_examples, new_head)?;
+    let labels = label_set(kind, &model, &train_examples, new_head, &args.data, &args.train)?;
     model.config.set_labels(labels.names());
     model.config.set("problem_type", kind.problem_type().into());
     let train_targets = Targets::new(kind, &train_examples, &labels, "training")?;
@@ -169,10 +170,16 @@ fn label_counts(targets: &Targets, labels: &LabelSet) -> Vec<(String, u64)> {
 }
 
 /// Training examples and, from --eval or --eval-split, held-out ones.
-fn read_data(args: &Args, seed: u64) -> Result<(Vec<Example>, Option<Vec<Example>>)> {
-    let train_data = args.data.read(&args.train, true)?.examples;
-    Ok(match (&args.eval, args.eval_split) {
-        (Some(path), _) => (train_data, Some(args.data.read(path, true)?.examples)),
+pub(super) fn read_data(
+    data: &DataFlags,
+    train: &Path,
+    eval: Option<&Path>,
+    eval_split: Option<f64>,
+    seed: u64,
+) -> Result<(Vec<Example>, Option<Vec<Example>>)> {
+    let train_data = data.read(train, true)?.examples;
+    Ok(match (eval, eval_split) {
+        (Some(path), _) => (train_data, Some(data.read(path, true)?.examples)),
         (None, Some(fraction)) => {
             let (t, e) = split(train_data, fraction, seed)?;
             (t, Some(e))
@@ -182,9 +189,15 @@ fn read_data(args: &Args, seed: u64) -> Result<(Vec<Example>, Option<Vec<Example
 }
 
 /// The task: --task, else the head the checkpoint has, else what the data says.
-fn task_kind(args: &Args, model: &ModelDir, train: &[Example], new_head: bool) -> Result<TaskKind> {
+pub(super) fn task_kind(
+    task: Option<TaskKind>,
+    data: &DataFlags,
+    model: &ModelDir,
+    train: &[Example],
+    new_head: bool,
+) -> Result<TaskKind> {
     let saved = (!new_head && model.has_classifier()?).then(|| TaskKind::of(&model.config));
-    Ok(match (args.task, saved) {
+    Ok(match (task, saved) {
         (Some(flag), Some(head)) if flag != head => bail!(
             "--task {} but {} has a {} head; pass --new-head to replace it",
             flag.name(),
@@ -193,14 +206,21 @@ fn task_kind(args: &Args, model: &ModelDir, train: &[Example], new_head: bool) -
         ),
         (Some(flag), _) => flag,
         (None, Some(head)) => head,
-        (None, None) => infer_task(train, args.data.label_sets())?,
+        (None, None) => infer_task(train, data.label_sets())?,
     })
 }
 
 /// A checkpoint's head keeps its label ids; otherwise the training data defines them (a
 /// regression head has one output, named after the label column).
-fn label_set(kind: TaskKind, model: &ModelDir, train: &[Example], new_head: bool, args: &Args) -> Result<LabelSet> {
-    let path = args.train.display();
+pub(super) fn label_set(
+    kind: TaskKind,
+    model: &ModelDir,
+    train: &[Example],
+    new_head: bool,
+    data: &DataFlags,
+    train_path: &Path,
+) -> Result<LabelSet> {
+    let path = train_path.display();
     let labels = match (model.config.id2label(), !new_head && model.has_classifier()?) {
         (Some(names), true) => {
             let set = LabelSet::new(names.to_vec());
@@ -208,7 +228,7 @@ fn label_set(kind: TaskKind, model: &ModelDir, train: &[Example], new_head: bool
                 .map_err(|e| e.context("the model already has a classification head; pass --new-head to replace it"))?;
             set
         }
-        _ if kind == TaskKind::Regression => LabelSet::new(vec![args.data.label_column.clone()]),
+        _ if kind == TaskKind::Regression => LabelSet::new(vec![data.label_column.clone()]),
         _ => LabelSet::from_examples(train),
     };
     match kind {

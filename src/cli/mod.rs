@@ -15,6 +15,7 @@ mod finetune;
 mod inspect;
 mod predict;
 mod pretrain;
+mod probe;
 mod serve;
 pub mod sweep;
 pub mod tagging;
@@ -47,6 +48,9 @@ enum Command {
     Evaluate(evaluate::Args),
     /// What a fine-tuned model says of each text: label and probabilities, label set, score, or entities (JSONL or CSV).
     Predict(predict::Args),
+    /// How much of a labelled task a frozen model's features already solve: a linear probe,
+    /// fitted on --train, scored on --eval.
+    Probe(probe::Args),
     /// Further pretraining: continue masked-language-model training on unlabelled domain text.
     Pretrain(pretrain::Args),
     /// The most likely tokens for each [MASK] in a text.
@@ -138,6 +142,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Finetune(args) => finetune::run(args),
         Command::Evaluate(args) => evaluate::run(args).map(|()| 0),
         Command::Predict(args) => predict::run(args).map(|()| 0),
+        Command::Probe(args) => probe::run(args).map(|()| 0),
         Command::Pretrain(args) => pretrain::run(args),
         Command::FillMask(args) => fill_mask::run(args).map(|()| 0),
         Command::Adapt(args) => adapt::run(args).map(|()| 0),

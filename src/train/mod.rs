@@ -9,6 +9,7 @@ pub mod loss_weights;
 pub mod model_card;
 pub mod optim;
 pub mod pretrain;
+pub mod probe;
 pub mod progress;
 pub mod run_dir;
 pub mod schedule;

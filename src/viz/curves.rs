@@ -11,9 +11,9 @@ use super::{FONT, init_fonts};
 use crate::train::log::read_log;
 
 /// One panel: a title and named series of (step, value).
-struct Panel {
-    title: String,
-    series: Vec<(String, Vec<(f64, f64)>)>,
+pub struct Panel {
+    pub title: String,
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
 }
 
 /// Groups a log into panels: losses together, metrics within [0, 1] together, any other
@@ -111,10 +111,16 @@ pub fn plot_run(log: &Path, out: &Path) -> Result<()> {
         bail!("{}: nothing to plot yet", log.display());
     }
     let title = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    plot_panels(&panels, &title, &out.join("curves"))
+}
+
+/// Draws panels side by side into `stem`.png and `stem`.svg.
+pub fn plot_panels(panels: &[Panel], title: &str, stem: &Path) -> Result<()> {
+    init_fonts();
     let size = (520 * panels.len() as u32, 440);
-    let png = out.join("curves.png");
-    draw(BitMapBackend::new(&png, size).into_drawing_area(), &panels, &title)?;
-    let svg = out.join("curves.svg");
-    draw(SVGBackend::new(&svg, size).into_drawing_area(), &panels, &title)?;
+    let png = stem.with_extension("png");
+    draw(BitMapBackend::new(&png, size).into_drawing_area(), panels, title)?;
+    let svg = stem.with_extension("svg");
+    draw(SVGBackend::new(&svg, size).into_drawing_area(), panels, title)?;
     Ok(())
 }

@@ -11,14 +11,19 @@
 //!
 //! then writes `report.md` and `report.json`: mean ± sd over seeds and, for each adapted model,
 //! a paired t-test against the original; with `--general-corpus`, every model's perplexity on
-//! general-domain text (`evaluate --corpus`), what adaptation cost elsewhere.
+//! general-domain text (`evaluate --corpus`), what adaptation cost elsewhere; with
+//! `--probe-every`, every checkpoint's downstream probe score beside its held-out perplexity
+//! (`probes.rs`, drawn in `curves.png`), the best one named, and optionally fine-tuned.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use serde_json::Value;
 
+mod probes;
 mod report;
 
 use super::checks::{open_fraction, positive, positive_float, sequence_length};
@@ -27,6 +32,7 @@ use crate::data::tagged::{TagColumn, is_conll, is_tagged_jsonl, read_tagged};
 use crate::fsutil::atomic_write;
 use crate::pretrained::extend::VocabSlots;
 use crate::task::TaskKind;
+use probes::{ProbeKind, Series};
 use report::write_report;
 
 #[derive(clap::Args)]
@@ -103,6 +109,22 @@ pub struct Args {
     add_vocab: Option<usize>,
     #[arg(long, value_enum, default_value = "auto", requires = "add_vocab")]
     add_vocab_into: VocabSlots,
+    /// Save a checkpoint every N pretraining steps and score each (and the starting model) on
+    /// the task: fitted on --train, scored on the selection set (--eval / --eval-split).
+    #[arg(long, value_parser = positive)]
+    probe_every: Option<usize>,
+    /// How: a linear probe on frozen features (cheap; sequence-level tasks) or a short
+    /// fine-tune of the whole model (any task).
+    #[arg(long, value_enum, default_value = "linear")]
+    probe: ProbeKind,
+    /// Training examples per probe (a seeded sample for the linear probe; one pass of this
+    /// many for the fine-tune probe).
+    #[arg(long, default_value_t = 1000, value_parser = positive)]
+    probe_examples: usize,
+    /// The further-pretraining checkpoint the fine-tunes start from: the lowest held-out
+    /// masked-token loss (pretrain's own choice) or the best probe score (needs --probe-every).
+    #[arg(long, value_enum, default_value = "loss")]
+    adapted_checkpoint: AdaptedCheckpoint,
     #[arg(long, default_value_t = 3.0, value_parser = positive_float)]
     finetune_epochs: f64,
     #[arg(long, default_value_t = 256, value_parser = sequence_length)]
@@ -128,6 +150,13 @@ pub struct Args {
     overwrite: bool,
 }
 
+/// Which checkpoint of a further pretraining stands for it downstream.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+enum AdaptedCheckpoint {
+    Loss,
+    Probe,
+}
+
 fn path(p: &Path) -> String {
     p.display().to_string()
 }
@@ -137,8 +166,10 @@ fn path(p: &Path) -> String {
 struct Commands(Vec<String>);
 
 impl Commands {
-    /// Runs one bertkit command line in this process, after printing it.
-    fn run(&mut self, argv: Vec<String>) -> Result<()> {
+    /// Runs one bertkit command line in this process, after printing it; returns its wall time
+    /// in seconds.
+    fn run(&mut self, argv: Vec<String>) -> Result<f64> {
+        let start = Instant::now();
         let quoted = |a: &String| if a.contains(' ') { format!("'{a}'") } else { a.clone() };
         let line = format!("bertkit {}", argv.iter().map(quoted).collect::<Vec<_>>().join(" "));
         eprintln!("\n$ {line}");
@@ -147,7 +178,7 @@ impl Commands {
         if code != 0 {
             bail!("bertkit {} stopped with exit code {code}", argv[0]);
         }
-        Ok(())
+        Ok(start.elapsed().as_secs_f64())
     }
 }
 
@@ -184,6 +215,14 @@ struct Pretraining {
     output: PathBuf,
 }
 
+/// A pretraining done: how long it took, its probes, and the model that stands for it.
+struct Adapted {
+    pretraining: Pretraining,
+    seconds: f64,
+    probes: Option<Series>,
+    model: PathBuf,
+}
+
 /// DAPT on --corpus, TAPT on the task text, and DAPT+TAPT (TAPT from the DAPT model) when both.
 fn pretrainings(args: &Args, task_text: &Path) -> Vec<Pretraining> {
     let dir = args.output.join("pretrained");
@@ -216,6 +255,7 @@ fn write_task_text(args: &Args, out: &Path) -> Result<()> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    probes::check(&args)?;
     let out = &args.output;
     if out.join("report.json").exists() && !args.overwrite {
         bail!("{}: holds a finished study; pass --overwrite to redo it", out.display());
@@ -225,15 +265,12 @@ pub fn run(args: Args) -> Result<()> {
     if args.tapt {
         write_task_text(&args, &task_text)?;
     }
-    let plan = pretrainings(&args, &task_text);
     let mut commands = Commands::default();
-    for pretraining in &plan {
-        commands.run(pretrain_command(&args, pretraining))?;
-    }
-    let forgetting = general_domain_scores(&args, &plan, &mut commands)?;
+    let adapted = further_pretrain(&args, pretrainings(&args, &task_text), &mut commands)?;
+    let forgetting = general_domain_scores(&args, &adapted, &mut commands)?;
     let original = Arm { name: "original", model: args.model.clone(), runs: vec![] };
-    let adapted = plan.iter().map(|p| Arm { name: p.name, model: path(&p.output), runs: vec![] });
-    let mut arms: Vec<Arm> = std::iter::once(original).chain(adapted).collect();
+    let others = adapted.iter().map(|a| Arm { name: a.pretraining.name, model: path(&a.model), runs: vec![] });
+    let mut arms: Vec<Arm> = std::iter::once(original).chain(others).collect();
     let metric = selection_metric(&args);
     for seed in (args.seed..).take(args.seeds) {
         for arm in &mut arms {
@@ -252,13 +289,43 @@ pub fn run(args: Args) -> Result<()> {
     }
     let chosen_by = read_json(&out.join(format!("finetuned/original-seed{}/trainer_state.json", args.seed)))?;
     let chosen_by = chosen_by["metric_for_best"].as_str().unwrap_or("eval_loss").to_string();
-    write_report(&args, &plan, &arms, &chosen_by, &forgetting, &commands.0)
+    write_report(&args, &adapted, &arms, &chosen_by, &forgetting, &commands.0)
+}
+
+/// Runs each pretraining of the plan (DAPT+TAPT from the model that stands for DAPT), probes
+/// its checkpoints when asked, and picks the model that stands for it downstream.
+fn further_pretrain(args: &Args, plan: Vec<Pretraining>, commands: &mut Commands) -> Result<Vec<Adapted>> {
+    let metric = probe_metric(args);
+    let mut probed = BTreeMap::new();
+    let mut adapted: Vec<Adapted> = Vec::new();
+    for mut pretraining in plan {
+        if let (true, Some(dapt)) = (pretraining.name == "dapt+tapt", adapted.first()) {
+            pretraining.from = path(&dapt.model);
+        }
+        let seconds = commands.run(pretrain_command(args, &pretraining))?;
+        let probes = match args.probe_every {
+            Some(_) => Some(probes::probe_pretraining(args, &pretraining, commands, &mut probed)?),
+            None => None,
+        };
+        let model = match args.adapted_checkpoint {
+            AdaptedCheckpoint::Loss => pretraining.output.clone(),
+            AdaptedCheckpoint::Probe => probes::chosen_model(&pretraining, probes.as_ref(), &metric),
+        };
+        adapted.push(Adapted { pretraining, seconds, probes, model });
+    }
+    Ok(adapted)
+}
+
+/// The metric probes are compared by: the fine-tunes' checkpoint metric, else the task's own.
+fn probe_metric(args: &Args) -> String {
+    let tagged = is_conll(&args.train) || is_tagged_jsonl(&args.train);
+    selection_metric(args).unwrap_or_else(|| if tagged { "f1".into() } else { "pearson".into() })
 }
 
 /// Each model's masked-token scores on `--general-corpus` (empty without it), by model name.
 fn general_domain_scores(
     args: &Args,
-    plan: &[Pretraining],
+    adapted: &[Adapted],
     commands: &mut Commands,
 ) -> Result<serde_json::Map<String, Value>> {
     let mut scores = serde_json::Map::new();
@@ -267,8 +334,8 @@ fn general_domain_scores(
     }
     let dir = args.output.join("general");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let models =
-        std::iter::once(("original", args.model.clone())).chain(plan.iter().map(|p| (p.name, path(&p.output))));
+    let models = std::iter::once(("original", args.model.clone()))
+        .chain(adapted.iter().map(|a| (a.pretraining.name, path(&a.model))));
     for (name, model) in models {
         let json = dir.join(format!("{}.json", name.replace('+', "-")));
         let mut v: Vec<String> = vec!["evaluate".into(), "--model".into(), model, "--corpus".into()];
@@ -336,7 +403,7 @@ fn pretrain_command(args: &Args, p: &Pretraining) -> Vec<String> {
         "--batch-size".into(),
         args.batch_size.to_string(),
         "--eval-every".into(),
-        (args.pretrain_steps / 4).max(1).to_string(),
+        args.probe_every.unwrap_or((args.pretrain_steps / 4).max(1)).to_string(),
     ]);
     if args.dedupe {
         pretrain.push("--dedupe".into());

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Args, Arm, Pretraining, read_json};
+use super::{Adapted, Args, Arm, path, probes, read_json};
 use crate::fsutil::atomic_write;
 use crate::metrics::{mean_sd, paired_t};
 use anyhow::Result;
@@ -13,7 +13,7 @@ use anyhow::Result;
 /// against the original, and the commands that made each number.
 pub(super) fn write_report(
     args: &Args,
-    plan: &[Pretraining],
+    adapted: &[Adapted],
     arms: &[Arm],
     chosen_by: &str,
     forgetting: &serde_json::Map<String, Value>,
@@ -21,11 +21,22 @@ pub(super) fn write_report(
 ) -> Result<()> {
     let out = &args.output;
     let mut pretraining = serde_json::Map::new();
-    for p in plan {
+    let metric = super::probe_metric(args);
+    for a in adapted {
+        let p = &a.pretraining;
         let before = read_json(&p.output.join("eval_before.json"))?["metrics"].clone();
         let after = read_json(&p.output.join("eval_results.json"))?["metrics"].clone();
-        pretraining
-            .insert(p.name.into(), json!({"from": p.from, "corpus": p.corpus, "before": before, "after": after}));
+        let probes = a.probes.as_ref().map(|s| s.to_json(&metric));
+        let probe_seconds: Option<f64> = a.probes.as_ref().map(|s| s.points.iter().map(|p| p.seconds).sum());
+        pretraining.insert(
+            p.name.into(),
+            json!({"from": p.from, "corpus": p.corpus, "before": before, "after": after, "seconds": a.seconds,
+                "probes": probes, "probe_seconds": probe_seconds, "fine_tuned_model": path(&a.model),
+                "perplexity_by_step": probes::perplexities(&p.output)?}),
+        );
+    }
+    if adapted.iter().any(|a| a.probes.is_some()) {
+        probes::plot(adapted, &metric, &out.join("curves"))?;
     }
     let original = arms[0].values(chosen_by);
     let tests: serde_json::Map<String, Value> = arms[1..]
@@ -83,6 +94,7 @@ fn markdown(args: &Args, report: &Value, arms: &[Arm], chosen_by: &str, commands
         seeds.join(", ")
     );
     md += &pretraining_table(&report["pretraining"]);
+    md += &probe_table(args, &report["pretraining"]);
     md += &forgetting_table(&report["general_domain"]);
     md += &downstream_table(arms, chosen_by);
     for arm in &arms[1..] {
@@ -111,6 +123,45 @@ fn pretraining_table(pretraining: &Value) -> String {
         );
     }
     md + "\nA model published without an MLM head (such as all-MiniLM-L6-v2) starts from a freshly initialised head, so its \"before\" perplexity measures that head, not the encoder.\n"
+}
+
+/// Each pretraining's probed checkpoints: step, held-out perplexity, probe score, the best one,
+/// and what the probes cost (nothing without --probe-every).
+fn probe_table(args: &Args, pretraining: &Value) -> String {
+    let Some(every) = args.probe_every else { return String::new() };
+    let how = match args.probe {
+        probes::ProbeKind::Linear => "a linear probe on frozen features",
+        probes::ProbeKind::Finetune => "a short fine-tune",
+    };
+    let mut md = format!(
+        "\n## Checkpoints scored by the task\n\nEvery {every} pretraining steps, {how} ({} training examples) \
+         scored on the selection set, beside the held-out perplexity.\n\n![perplexity and probe score by step](curves.png)\n\n",
+        args.probe_examples
+    );
+    let (mut pretrain_s, mut probe_s) = (0.0, 0.0);
+    for (name, p) in pretraining.as_object().into_iter().flatten() {
+        let metric = p["probes"]["metric"].as_str().unwrap_or("");
+        let best = p["probes"]["best_step"].as_u64();
+        md += &format!("**{name}** | step | perplexity | probe {metric} |\n|---|---|---|---|\n");
+        let perplexity = |step: u64| {
+            let pairs = p["perplexity_by_step"].as_array().cloned().unwrap_or_default();
+            pairs.iter().find(|v| v[0].as_f64() == Some(step as f64)).and_then(|v| v[1].as_f64())
+        };
+        for point in p["probes"]["points"].as_array().into_iter().flatten() {
+            let step = point["step"].as_u64().unwrap_or(0);
+            let mark = if Some(step) == best { " (best)" } else { "" };
+            let ppl = perplexity(step).map_or("-".into(), |v| format!("{v:.2}"));
+            md +=
+                &format!("| | {step}{mark} | {ppl} | {:.4} |\n", point["metrics"][metric].as_f64().unwrap_or(f64::NAN));
+        }
+        md += &format!("\nFine-tuned below: `{}`.\n\n", p["fine_tuned_model"].as_str().unwrap_or(""));
+        pretrain_s += p["seconds"].as_f64().unwrap_or(0.0);
+        probe_s += p["probe_seconds"].as_f64().unwrap_or(0.0);
+    }
+    md + &format!(
+        "The probes took {probe_s:.0} s against {pretrain_s:.0} s of pretraining ({:.0}% more; a model probed once counts once).\n",
+        100.0 * probe_s / pretrain_s.max(1e-9)
+    )
 }
 
 /// Masked-token scores of every model on the general-domain text (nothing without it).
