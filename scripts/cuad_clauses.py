@@ -11,9 +11,10 @@ so no contract gives examples to two splits: a contract's name hashed (SHA-1) de
 
 Also writes `dapt-corpus/`: links to the full texts of the train and dev contracts only, so
 further pretraining never reads a test contract. Full texts whose name matches no annotated
-contract are left out of it as well.
+contract are left out of it as well. With an IMDB CSV (review,sentiment) as a third argument,
+`general.txt` holds its first 500 reviews: general-domain text to measure forgetting on.
 
-    python3 scripts/cuad_clauses.py ../shared/data/cuad/CUAD_v1 target/cuad-clauses
+    python3 scripts/cuad_clauses.py ../shared/data/cuad/CUAD_v1 target/cuad-clauses [../shared/data/imdb/imdb_2500.csv]
 """
 import ast
 import csv
@@ -93,7 +94,16 @@ def main(cuad, out):
     print(json.dumps(summary, indent=1))
 
 
+def general_text(imdb_csv, out, n=500):
+    with open(imdb_csv, encoding="utf-8") as f:
+        reviews = [row["review"].replace("<br />", " ") for _, row in zip(range(n), csv.DictReader(f))]
+    with open(os.path.join(out, "general.txt"), "w", encoding="utf-8") as f:
+        f.write("\n\n".join(" ".join(r.split()) for r in reviews) + "\n")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2])
+    if len(sys.argv) == 4:
+        general_text(sys.argv[3], sys.argv[2])

@@ -453,6 +453,11 @@ fn adapt_compares_dapt_tapt_and_both() {
     assert!(general["tapt"]["perplexity"].as_f64().unwrap() > 1.0, "{general}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| | original | dapt | tapt | dapt+tapt |") && md.contains("## General-domain text"), "{md}");
+    // Domain fit of the corpus against the general text, measured before training.
+    let fit = &report["domain_fit"];
+    assert!(fit["domain"]["tokens_per_word"].as_f64().unwrap() >= 1.0, "{fit}");
+    assert!(fit["vocabulary_overlap"].as_f64().is_some() && fit["verdict"].is_string(), "{fit}");
+    assert!(md.contains("## Domain fit (before training)") && md.contains("vocabulary overlap"), "{md}");
 
     // TAPT alone needs no corpus (here with two task words added to the vocabulary); neither
     // is an error naming both flags.

@@ -266,6 +266,7 @@ pub fn run(args: Args) -> Result<()> {
         write_task_text(&args, &task_text)?;
     }
     let mut commands = Commands::default();
+    let domain_fit = domain_fit(&args, &task_text, &mut commands)?;
     let adapted = further_pretrain(&args, pretrainings(&args, &task_text), &mut commands)?;
     let forgetting = general_domain_scores(&args, &adapted, &mut commands)?;
     let original = Arm { name: "original", model: args.model.clone(), runs: vec![] };
@@ -289,7 +290,26 @@ pub fn run(args: Args) -> Result<()> {
     }
     let chosen_by = read_json(&out.join(format!("finetuned/original-seed{}/trainer_state.json", args.seed)))?;
     let chosen_by = chosen_by["metric_for_best"].as_str().unwrap_or("eval_loss").to_string();
-    write_report(&args, &adapted, &arms, &chosen_by, &forgetting, &commands.0)
+    let measured = report::Measured { forgetting, domain_fit };
+    write_report(&args, &adapted, &arms, &chosen_by, &measured, &commands.0)
+}
+
+/// `domain-fit` of the domain corpus (the task text for TAPT alone) against the general-domain
+/// text, before any training: whether adaptation is likely to pay.
+fn domain_fit(args: &Args, task_text: &Path, commands: &mut Commands) -> Result<Value> {
+    let json = args.output.join("domain-fit.json");
+    let mut v: Vec<String> = vec!["domain-fit".into(), "--model".into(), args.model.clone(), "--corpus".into()];
+    match args.corpus.is_empty() {
+        true => v.push(path(task_text)),
+        false => v.extend(args.corpus.iter().map(|c| path(c))),
+    }
+    if !args.general_corpus.is_empty() {
+        v.push("--reference".into());
+        v.extend(args.general_corpus.iter().map(|c| path(c)));
+    }
+    v.extend(["--json".into(), path(&json)]);
+    commands.run(v)?;
+    read_json(&json)
 }
 
 /// Runs each pretraining of the plan (DAPT+TAPT from the model that stands for DAPT), probes

@@ -8,6 +8,14 @@ use crate::fsutil::atomic_write;
 use crate::metrics::{mean_sd, paired_t};
 use anyhow::Result;
 
+/// What the study measured besides pretraining and fine-tuning.
+pub(super) struct Measured {
+    /// Each model's masked-token scores on --general-corpus, by name (empty without it).
+    pub forgetting: serde_json::Map<String, Value>,
+    /// `domain-fit`'s report on the domain text.
+    pub domain_fit: Value,
+}
+
 /// `report.json` and `report.md`: each pretraining's held-out masked-token scores before and
 /// after, every model's downstream scores over the seeds, each adapted model's paired test
 /// against the original, and the commands that made each number.
@@ -16,7 +24,7 @@ pub(super) fn write_report(
     adapted: &[Adapted],
     arms: &[Arm],
     chosen_by: &str,
-    forgetting: &serde_json::Map<String, Value>,
+    measured: &Measured,
     commands: &[String],
 ) -> Result<()> {
     let out = &args.output;
@@ -51,7 +59,8 @@ pub(super) fn write_report(
         "reported_on": if args.test.is_some() { "test" } else { "selection" },
         "seeds": arms[0].runs.iter().map(|(seed, _)| seed).collect::<Vec<_>>(),
         "pretraining": pretraining,
-        "general_domain": {"corpus": args.general_corpus, "scores": forgetting},
+        "domain_fit": measured.domain_fit,
+        "general_domain": {"corpus": args.general_corpus, "scores": measured.forgetting},
         "downstream": arms.iter().map(|arm| (arm.name.to_string(), arm_json(arm))).collect::<serde_json::Map<_, _>>(),
         "comparison": {"metric": chosen_by, "paired_t": tests},
         "commands": commands,
@@ -93,6 +102,7 @@ fn markdown(args: &Args, report: &Value, arms: &[Arm], chosen_by: &str, commands
         args.train.display(),
         seeds.join(", ")
     );
+    md += &domain_fit_summary(&report["domain_fit"]);
     md += &pretraining_table(&report["pretraining"]);
     md += &probe_table(args, &report["pretraining"]);
     md += &forgetting_table(&report["general_domain"]);
@@ -103,6 +113,43 @@ fn markdown(args: &Args, report: &Value, arms: &[Arm], chosen_by: &str, commands
     md += "\n## Commands\n\nEvery number above comes from these, in this order:\n\n```\n";
     md += &commands.iter().map(|c| format!("$ {c}\n")).collect::<String>();
     md + "```\n"
+}
+
+/// Before training: how finely the tokenizer cuts the domain, its vocabulary overlap with the
+/// general text, the verdict, and the words cut worst.
+fn domain_fit_summary(fit: &Value) -> String {
+    let line = |name: &str, f: &Value| {
+        format!(
+            "| {name} | {} | {:.3} | {:.1}% |\n",
+            f["words"],
+            f["tokens_per_word"].as_f64().unwrap_or(f64::NAN),
+            100.0 * f["split_share"].as_f64().unwrap_or(f64::NAN)
+        )
+    };
+    let mut md = "## Domain fit (before training)\n\n| text | words | tokens per word | words cut into 2+ pieces |\n|---|---|---|---|\n"
+        .to_string();
+    md += &line("domain", &fit["domain"]);
+    if !fit["reference_fragmentation"].is_null() {
+        md += &line("general", &fit["reference_fragmentation"]);
+        let overlap = 100.0 * fit["vocabulary_overlap"].as_f64().unwrap_or(f64::NAN);
+        md += &format!("\nTop-{} vocabulary overlap with the general text: {overlap:.1}%.", fit["top"]);
+    }
+    let worst: Vec<String> = fit["worst_split"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(10)
+        .map(|w| {
+            let pieces: Vec<&str> = w["pieces"].as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect();
+            format!("{} ({})", w["word"].as_str().unwrap_or(""), pieces.join(" "))
+        })
+        .collect();
+    md += &format!(
+        " {}.\n\nFrequent domain words cut worst: {}.\n\n",
+        fit["verdict"].as_str().unwrap_or(""),
+        worst.join(", ")
+    );
+    md
 }
 
 fn pretraining_table(pretraining: &Value) -> String {
