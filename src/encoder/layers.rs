@@ -32,48 +32,78 @@ pub fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
     out
 }
 
-/// `nn.Linear`, initialised as transformers' `_init_weights`: normal(0, initializer_range), zero bias.
+/// `nn.Linear`, initialised as transformers' `_init_weights`: normal(0, initializer_range), zero
+/// bias. ModernBERT's layers have no bias (`bias: None`).
 pub struct Linear {
     pub weight: Tensor,
-    pub bias: Tensor,
+    pub bias: Option<Tensor>,
 }
 
 impl Linear {
     pub fn new(p: Path, in_dim: i64, out_dim: i64, init_range: f64) -> Self {
         Linear {
             weight: p.var("weight", &[out_dim, in_dim], Init::Randn { mean: 0., stdev: init_range }),
-            bias: p.zeros("bias", &[out_dim]),
+            bias: Some(p.zeros("bias", &[out_dim])),
         }
     }
 
+    /// A layer whose weight starts as `init` (weights drawn as ModernBERT draws them:
+    /// `truncated_normal`), with a zero bias or none.
+    pub fn with_init(p: Path, in_dim: i64, out_dim: i64, init: Tensor, bias: bool) -> Self {
+        assert_eq!(init.size(), [out_dim, in_dim], "initial weight shape");
+        Linear { weight: p.var_copy("weight", &init), bias: bias.then(|| p.zeros("bias", &[out_dim])) }
+    }
+
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.linear(&self.weight, Some(&self.bias))
+        xs.linear(&self.weight, self.bias.as_ref())
     }
 
     pub fn shallow_clone(&self) -> Self {
-        Linear { weight: self.weight.shallow_clone(), bias: self.bias.shallow_clone() }
+        Linear { weight: self.weight.shallow_clone(), bias: self.bias.as_ref().map(Tensor::shallow_clone) }
     }
 }
 
-/// `nn.LayerNorm` over the last dimension: weight 1, bias 0.
+/// `[rows, cols]` drawn from normal(0, std) truncated to ±`cutoff` std, as `nn.init.trunc_normal_`
+/// draws it: a uniform draw mapped through the normal's inverse CDF.
+pub fn truncated_normal(rows: i64, cols: i64, std: f64, cutoff: f64) -> Tensor {
+    // The standard normal's CDF, with libtorch's erf.
+    let cdf = |x: f64| (1.0 + Tensor::from(x / std::f64::consts::SQRT_2).erf().double_value(&[])) / 2.0;
+    let (low, high) = (cdf(-cutoff), cdf(cutoff));
+    let mut t = Tensor::empty([rows, cols], (tch::Kind::Float, tch::Device::Cpu));
+    let _ = t.uniform_(2.0 * low - 1.0, 2.0 * high - 1.0);
+    let _ = t.erfinv_();
+    let _ = t.g_mul_scalar_(std * std::f64::consts::SQRT_2);
+    t.clamp(-cutoff * std, cutoff * std)
+}
+
+/// `nn.LayerNorm` over the last dimension: weight 1, bias 0 (none where the family's norms
+/// have none: ModernBERT's `norm_bias = false`).
 pub struct LayerNorm {
     weight: Tensor,
-    bias: Tensor,
+    bias: Option<Tensor>,
     eps: f64,
 }
 
 impl LayerNorm {
     pub fn new(p: Path, dim: i64, eps: f64) -> Self {
-        LayerNorm { weight: p.ones("weight", &[dim]), bias: p.zeros("bias", &[dim]), eps }
+        Self::with_bias(p, dim, eps, true)
+    }
+
+    pub fn with_bias(p: Path, dim: i64, eps: f64, bias: bool) -> Self {
+        LayerNorm { weight: p.ones("weight", &[dim]), bias: bias.then(|| p.zeros("bias", &[dim])), eps }
     }
 
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let dim = *xs.size().last().expect("LayerNorm input has a feature dim");
-        xs.layer_norm([dim], Some(&self.weight), Some(&self.bias), self.eps, true)
+        xs.layer_norm([dim], Some(&self.weight), self.bias.as_ref(), self.eps, true)
     }
 
     pub fn shallow_clone(&self) -> Self {
-        LayerNorm { weight: self.weight.shallow_clone(), bias: self.bias.shallow_clone(), eps: self.eps }
+        LayerNorm {
+            weight: self.weight.shallow_clone(),
+            bias: self.bias.as_ref().map(Tensor::shallow_clone),
+            eps: self.eps,
+        }
     }
 }
 

@@ -103,6 +103,10 @@ pub enum ClassifierKind {
     FirstTokenDense { activation: Activation },
     /// DistilBERT: on the first token's state, `{dense}`, ReLU, dropout, `{classifier}`.
     PreClassifier { dense: &'static str },
+    /// ModernBERT: on the first token's state or the mean over real tokens (the config's
+    /// `classifier_pooling`), `{head}` (dense, activation, layer norm), dropout, `{classifier}`;
+    /// its token classifier puts the same `{head}` before dropout and `{classifier}`.
+    PredictionHead { head: &'static str },
 }
 
 /// What to do with a tensor found in a checkpoint file.
@@ -132,6 +136,46 @@ pub struct Dims {
     pub classifier_dropout: f64,
     /// Dropout before the token-classification layer (DistilBERT: its hidden dropout).
     pub token_classifier_dropout: f64,
+    pub head: HeadShape,
+}
+
+/// What the task heads' layers look like where a config decides it (ModernBERT's); every
+/// BERT-shaped family has `HeadShape::BERT`.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadShape {
+    /// The heads' dense layers have biases (ModernBERT: `classifier_bias`).
+    pub dense_bias: bool,
+    /// The heads' layer norms have biases (ModernBERT: `norm_bias`).
+    pub norm_bias: bool,
+    /// The MLM decoder adds a bias (ModernBERT: `decoder_bias`).
+    pub decoder_bias: bool,
+    /// The transform's activation when the config names one (ModernBERT: `classifier_activation`).
+    pub activation: Option<Activation>,
+    /// Sentence vector of `PredictionHead`: the mean over real tokens (else the first token).
+    pub mean_pooling: bool,
+    /// ModernBERT's initialisation of fresh heads (truncated normals); None: normal(0, range).
+    pub truncated_init: Option<TruncatedInit>,
+}
+
+/// Standard deviations of ModernBERT's `_init_weights`, each normal truncated at `cutoff` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct TruncatedInit {
+    pub cutoff: f64,
+    /// The heads' dense layer (`initializer_range / sqrt(2 num_layers)`).
+    pub dense_std: f64,
+    /// The classifier (`hidden_size ** -0.5`).
+    pub classifier_std: f64,
+}
+
+impl HeadShape {
+    pub const BERT: HeadShape = HeadShape {
+        dense_bias: true,
+        norm_bias: true,
+        decoder_bias: true,
+        activation: None,
+        mean_pooling: false,
+        truncated_init: None,
+    };
 }
 
 /// An encoder: token ids in, hidden states (and attention probabilities) out.

@@ -8,7 +8,7 @@
 use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
 
-use super::{IGNORE_INDEX, TaskKind, TaskModel};
+use super::{IGNORE_INDEX, TaskKind, TaskModel, Transform, head_linear, prediction_head};
 use crate::encoder::layers::{Activation, Linear, dropout};
 use crate::encoder::{ClassifierKind, Dims, Encoder, EncoderOutput, Family, ForwardOptions, Inputs};
 use crate::pretrained::ModelConfig;
@@ -31,6 +31,8 @@ enum Features {
     FirstTokenDense { dense: Linear, activation: Activation },
     /// DistilBERT: `pre_classifier` and ReLU on the first token.
     PreClassifier { dense: Linear },
+    /// ModernBERT: its prediction head on the first token or the mean over real tokens.
+    PredictionHead { transform: Transform, mean: bool },
 }
 
 impl TaskModel for SequenceClassifier {
@@ -53,6 +55,12 @@ impl TaskModel for SequenceClassifier {
             ClassifierKind::PreClassifier { dense } => {
                 let dense = Linear::new(crate::encoder::layers::path_at(root, dense), h, h, r);
                 (Features::PreClassifier { dense }, Linear::new(head, h, config.num_labels(), r))
+            }
+            ClassifierKind::PredictionHead { head } => {
+                let transform = prediction_head(root, head, dims);
+                let std = dims.head.truncated_init.map_or(0.0, |t| t.classifier_std);
+                let out = head_linear(root, family.heads.classifier, dims, (h, config.num_labels()), std, true);
+                (Features::PredictionHead { transform, mean: dims.head.mean_pooling }, out)
             }
         };
         SequenceClassifier { encoder, features, out, dropout: dims.classifier_dropout, kind: TaskKind::of(config) }
@@ -79,6 +87,12 @@ impl SequenceClassifier {
                 activation.apply(&dense.forward(&dropout(&first(), self.dropout, opts.train)))
             }
             Features::PreClassifier { dense } => dense.forward(&first()).relu(),
+            Features::PredictionHead { transform, mean: false } => transform.forward(&first()),
+            Features::PredictionHead { transform, mean: true } => {
+                let mask = inputs.attention_mask.to_kind(out.last_hidden_state.kind()).unsqueeze(-1);
+                let sum = (&out.last_hidden_state * &mask).sum_dim_intlist(1, false, None);
+                transform.forward(&(sum / mask.sum_dim_intlist(1, false, None)))
+            }
         };
         (self.out.forward(&dropout(&features, self.dropout, opts.train)), out)
     }

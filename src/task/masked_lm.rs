@@ -6,18 +6,16 @@
 use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
 
-use super::{IGNORE_INDEX, TaskModel};
+use super::{IGNORE_INDEX, TaskModel, Transform};
 use crate::device::upload;
 use crate::encoder::layers::path_at;
-use crate::encoder::layers::{Activation, LayerNorm, Linear};
 use crate::encoder::{Dims, Encoder, Family, ForwardOptions, Inputs};
 use crate::pretrained::ModelConfig;
 
 struct MaskedLmHead {
-    dense: Linear,
-    layer_norm: LayerNorm,
-    bias: Tensor,
-    activation: Activation,
+    transform: Transform,
+    /// None where the family's decoder has none (ModernBERT's `decoder_bias = false`).
+    bias: Option<Tensor>,
 }
 
 impl MaskedLmHead {
@@ -25,19 +23,15 @@ impl MaskedLmHead {
         let h = &family.heads;
         // The bias is a tensor inside the head's module (`cls.predictions.bias`), not a module.
         let (module, name) = h.mlm_bias.rsplit_once('.').expect("the MLM bias lies inside the head's module");
-        let bias = path_at(root, module).zeros(name, &[d.vocab_size]);
-        MaskedLmHead {
-            // Into the embeddings' width, which the tied decoder expects (ELECTRA's is narrower).
-            dense: Linear::new(path_at(root, h.mlm_dense), d.hidden_size, d.embedding_size, d.initializer_range),
-            layer_norm: LayerNorm::new(path_at(root, h.mlm_layer_norm), d.embedding_size, d.layer_norm_eps),
-            bias,
-            activation: h.mlm_activation.unwrap_or(d.hidden_act),
-        }
+        let bias = d.head.decoder_bias.then(|| path_at(root, module).zeros(name, &[d.vocab_size]));
+        let activation = h.mlm_activation.or(d.head.activation).unwrap_or(d.hidden_act);
+        // Into the embeddings' width, which the tied decoder expects (ELECTRA's is narrower).
+        let transform = Transform::new(root, h.mlm_dense, h.mlm_layer_norm, d, activation, d.embedding_size);
+        MaskedLmHead { transform, bias }
     }
 
     fn forward(&self, hidden: &Tensor, word_embeddings: &Tensor) -> Tensor {
-        let xs = self.layer_norm.forward(&self.activation.apply(&self.dense.forward(hidden)));
-        xs.linear(word_embeddings, Some(&self.bias))
+        self.transform.forward(hidden).linear(word_embeddings, self.bias.as_ref())
     }
 }
 

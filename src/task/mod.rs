@@ -14,6 +14,7 @@ pub use classification::SequenceClassifier;
 pub use masked_lm::{MaskedLm, MaskedLmOutput, MaskedTargets};
 pub use token_classification::TokenClassifier;
 
+use crate::encoder::layers::{Activation, LayerNorm, Linear, path_at, truncated_normal};
 use crate::encoder::{Dims, Encoder, Family};
 use crate::pretrained::ModelConfig;
 
@@ -81,6 +82,46 @@ impl TaskKind {
             TaskKind::TokenClassification => "token-classification",
         }
     }
+}
+
+/// A layer of a head under `path`, `in_dim` to `out_dim`, initialised as the family does (`std`:
+/// the truncated normal's deviation where the family draws those, `bias` whether it has one
+/// there; BERT-shaped heads always have).
+pub(crate) fn head_linear(root: &Path, path: &str, dims: &Dims, shape: (i64, i64), std: f64, bias: bool) -> Linear {
+    let (p, (in_dim, out_dim)) = (path_at(root, path), shape);
+    match dims.head.truncated_init {
+        Some(t) => Linear::with_init(p, in_dim, out_dim, truncated_normal(out_dim, in_dim, std, t.cutoff), bias),
+        None => Linear::new(p, in_dim, out_dim, dims.initializer_range),
+    }
+}
+
+/// Dense, activation, layer norm: BERT's MLM transform, ModernBERT's prediction head.
+pub(crate) struct Transform {
+    dense: Linear,
+    activation: Activation,
+    norm: LayerNorm,
+}
+
+impl Transform {
+    /// `dense` and `norm` are the layers' dotted paths; the output is `out_dim` wide.
+    pub fn new(root: &Path, dense: &str, norm: &str, dims: &Dims, activation: Activation, out_dim: i64) -> Self {
+        let std = dims.head.truncated_init.map_or(0.0, |t| t.dense_std);
+        Transform {
+            dense: head_linear(root, dense, dims, (dims.hidden_size, out_dim), std, dims.head.dense_bias),
+            activation,
+            norm: LayerNorm::with_bias(path_at(root, norm), out_dim, dims.layer_norm_eps, dims.head.norm_bias),
+        }
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        self.norm.forward(&self.activation.apply(&self.dense.forward(xs)))
+    }
+}
+
+/// ModernBERT's prediction head `{head}.dense`, the config's activation, `{head}.norm`.
+pub(crate) fn prediction_head(root: &Path, head: &str, dims: &Dims) -> Transform {
+    let activation = dims.head.activation.unwrap_or(dims.hidden_act);
+    Transform::new(root, &format!("{head}.dense"), &format!("{head}.norm"), dims, activation, dims.hidden_size)
 }
 
 /// An encoder with a task head: what `pretrained::load` builds.

@@ -1,17 +1,20 @@
 //! Token classification (`BertForTokenClassification` and its kin): dropout and one linear layer
-//! on every position's last hidden state, named `classifier` in every family; cross-entropy over
+//! on every position's last hidden state (ModernBERT: its prediction head first), named
+//! `classifier` in every family; cross-entropy over
 //! the positions that carry a tag (the others hold `IGNORE_INDEX`).
 
 use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
 
-use super::{IGNORE_INDEX, TaskModel};
-use crate::encoder::layers::{Linear, dropout, path_at};
-use crate::encoder::{Dims, Encoder, Family, ForwardOptions, Inputs};
+use super::{IGNORE_INDEX, TaskModel, Transform, head_linear, prediction_head};
+use crate::encoder::layers::{Linear, dropout};
+use crate::encoder::{ClassifierKind, Dims, Encoder, Family, ForwardOptions, Inputs};
 use crate::pretrained::ModelConfig;
 
 pub struct TokenClassifier {
     pub encoder: Box<dyn Encoder>,
+    /// ModernBERT's prediction head on every position, before dropout and the classifier.
+    transform: Option<Transform>,
     classifier: Linear,
     dropout: f64,
 }
@@ -25,9 +28,14 @@ impl TaskModel for TokenClassifier {
     }
 
     fn new(root: &Path, encoder: Box<dyn Encoder>, family: &Family, dims: &Dims, config: &ModelConfig) -> Self {
-        let path = path_at(root, family.heads.classifier);
-        let classifier = Linear::new(path, dims.hidden_size, config.num_labels(), dims.initializer_range);
-        TokenClassifier { encoder, classifier, dropout: dims.token_classifier_dropout }
+        let transform = match family.heads.classifier_kind {
+            ClassifierKind::PredictionHead { head } => Some(prediction_head(root, head, dims)),
+            _ => None,
+        };
+        let std = dims.head.truncated_init.map_or(0.0, |t| t.classifier_std);
+        let shape = (dims.hidden_size, config.num_labels());
+        let classifier = head_linear(root, family.heads.classifier, dims, shape, std, true);
+        TokenClassifier { encoder, transform, classifier, dropout: dims.token_classifier_dropout }
     }
     fn encoder(&self) -> &dyn Encoder {
         self.encoder.as_ref()
@@ -43,7 +51,10 @@ impl TaskModel for TokenClassifier {
 impl TokenClassifier {
     /// Logits `[batch, seq, num_labels]`.
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> Tensor {
-        let hidden = self.encoder.forward(inputs, opts).last_hidden_state;
+        let mut hidden = self.encoder.forward(inputs, opts).last_hidden_state;
+        if let Some(transform) = &self.transform {
+            hidden = transform.forward(&hidden);
+        }
         self.classifier.forward(&dropout(&hidden, self.dropout, opts.train))
     }
 

@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::encoder::{Activation, Dims};
+use crate::encoder::{Activation, Dims, HeadShape};
 use crate::pretrained::ModelConfig;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -117,6 +117,7 @@ impl BertConfig {
             hidden_act: Activation::parse(&self.hidden_act).expect("validated"),
             classifier_dropout: self.classifier_dropout.unwrap_or(self.hidden_dropout_prob),
             token_classifier_dropout: self.classifier_dropout.unwrap_or(self.hidden_dropout_prob),
+            head: HeadShape::BERT,
         }
     }
 }

@@ -153,6 +153,11 @@ impl Embeddings {
     }
 }
 
+/// A BERT projection's bias (every BERT-shaped family has one).
+fn bias(linear: &Linear) -> &Tensor {
+    linear.bias.as_ref().expect("BERT's projections have biases")
+}
+
 struct SelfAttention {
     query: Linear,
     key: Linear,
@@ -201,7 +206,7 @@ impl SelfAttention {
             None => {
                 // One matmul for Q, K and V instead of three: the weights stay separate (HF names).
                 let w = Tensor::cat(&[&self.query.weight, &self.key.weight, &self.value.weight], 0);
-                let bias = Tensor::cat(&[&self.query.bias, &self.key.bias, &self.value.bias], 0);
+                let bias = Tensor::cat(&[bias(&self.query), bias(&self.key), bias(&self.value)], 0);
                 let qkv = xs.linear(&w, Some(&bias)).view([b, l, 3, heads, d]).permute([2, 0, 3, 1, 4]);
                 (xs.shallow_clone(), qkv.get(0), qkv.get(1), qkv.get(2))
             }
@@ -209,7 +214,7 @@ impl SelfAttention {
                 let xq = xs.gather(1, &positions.unsqueeze(-1).expand([-1, -1, h], false), false);
                 let q = self.query.forward(&xq).view([b, -1, heads, d]).transpose(1, 2);
                 let w = Tensor::cat(&[&self.key.weight, &self.value.weight], 0);
-                let bias = Tensor::cat(&[&self.key.bias, &self.value.bias], 0);
+                let bias = Tensor::cat(&[bias(&self.key), bias(&self.value)], 0);
                 let kv = xs.linear(&w, Some(&bias)).view([b, l, 2, heads, d]).permute([2, 0, 3, 1, 4]);
                 (xq, q, kv.get(0), kv.get(1))
             }
