@@ -10,6 +10,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py tiny-xlm-roberta           # tests/fixtures/{tiny-xlm-roberta,reference}
     python scripts/make_reference.py tiny-distilbert            # tests/fixtures/{tiny-distilbert,reference}
     python scripts/make_reference.py tiny-electra               # tests/fixtures/{tiny-electra,reference}
+    python scripts/make_reference.py tiny-modernbert            # tests/fixtures/{tiny-modernbert,reference}
     python scripts/make_reference.py tokens                     # only every fixture's *_tokens.json
     python scripts/make_reference.py tasks                      # every fixture's *_tasks.safetensors
     python scripts/make_reference.py metrics                    # reference/metrics.json (seqeval, sklearn, scipy)
@@ -206,6 +207,36 @@ def make_tiny_distilbert(model_dir: Path):
                          "vocab_", "DistilBertForMaskedLM")
 
 
+def make_tiny_modernbert(model_dir: Path):
+    """A tiny ModernBERT with a byte-level BPE vocabulary trained here and ModernBERT's
+    `[CLS] ... [SEP]` template: three layers (global, local, local), a local window of 16 tokens
+    (±8) that every reference batch exceeds, mean pooling for classification."""
+    from tokenizers import AddedToken
+    from transformers import (ModernBertConfig, ModernBertForMaskedLM, ModernBertForSequenceClassification,
+                              PreTrainedTokenizerFast)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    specials = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+    bpe = ByteLevelBPETokenizer()
+    corpus = SHORT_TEXTS + [t for pair in PAIRS for t in pair] + [LONG_TEXT] + tiny_vocab()
+    bpe.train_from_iterator(corpus, vocab_size=600, min_frequency=1, special_tokens=specials)
+    ids = {t: bpe.token_to_id(t) for t in specials}
+    bpe.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
+    bpe.save(str(model_dir / "tokenizer.json"))
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"), unk_token="[UNK]",
+                                  cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+                                  mask_token=AddedToken("[MASK]", lstrip=True), model_input_names=["input_ids", "attention_mask"])
+    tok.save_pretrained(model_dir)
+    cfg = ModernBertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                           num_attention_heads=4, local_attention=16, max_position_embeddings=512,
+                           pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+                           cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id, classifier_pooling="mean",
+                           num_labels=NUM_LABELS, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})
+    save_with_every_head(model_dir, cfg, ModernBertForSequenceClassification, ModernBertForMaskedLM,
+                         ("head.", "decoder."), "ModernBertForMaskedLM")
+
+
 def encode(tok, texts, pairs=None, max_length=512):
     # Token types as the tokenizer's template gives them, also where the model takes none
     # (bertkit's collator makes them the same way, and such encoders ignore them).
@@ -262,10 +293,13 @@ def mlm_labels(tok, input_ids, attention_mask, seed=7):
 
 
 def adamw_groups(model):
-    # The grouping transformers' Trainer uses: no decay on biases and LayerNorm weights.
+    # Trainer's own grouping: no decay on biases and on norm layers' weights, whatever their
+    # name (LayerNorm, sa_layer_norm, ModernBERT's norm / attn_norm / final_norm).
+    from transformers import Trainer
+    decayed = set(Trainer.get_decay_parameter_names(None, model))
     decay, no_decay = [], []
     for n, p in model.named_parameters():
-        (no_decay if n.endswith(".bias") or "LayerNorm" in n else decay).append(p)
+        (decay if n in decayed else no_decay).append(p)
     return [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -373,8 +407,10 @@ def make_task_reference(model_dir: Path, out: Path, name: str):
     # bertkit's forward pass without attention probabilities is the fused one: compare with SDPA.
     kw = dict(attn_implementation="sdpa")
     family = json.loads((model_dir / "config.json").read_text())["model_type"]
-    # transformers requires add_prefix_space=True to tokenise words of a byte-level BPE one by one.
-    extra = {"add_prefix_space": True} if family == "roberta" else {}
+    # transformers requires add_prefix_space=True to tokenise words of a byte-level BPE one by one
+    # (RoBERTa's tokenizer refuses them otherwise; ModernBERT's would glue each word to the last,
+    # unlike the text it was pretrained on). bertkit marks every word so for any byte-level BPE.
+    extra = {"add_prefix_space": True} if family in ("roberta", "modernbert") else {}
     tok = AutoTokenizer.from_pretrained(model_dir, **extra)
     ref = {}
     tagger = AutoModelForTokenClassification.from_pretrained(
@@ -632,6 +668,7 @@ FIXTURES = {
     "tiny-xlm-roberta": ("tiny-xlm-roberta", make_tiny_xlm_roberta),
     "tiny-distilbert": ("tiny-distilbert", make_tiny_distilbert),
     "tiny-electra": ("tiny-electra", make_tiny_electra),
+    "tiny-modernbert": ("tiny-modernbert", make_tiny_modernbert),
 }
 
 

@@ -28,6 +28,8 @@ pub struct Tokenizer {
     /// Every special token (those above and any other the tokenizer marks special), sorted:
     /// never masked for MLM.
     special_ids: Vec<u32>,
+    /// Whether words given one by one are tokenised as space-preceded (byte-level BPE).
+    words_after_space: bool,
 }
 
 impl Tokenizer {
@@ -61,7 +63,8 @@ impl Tokenizer {
             .collect();
         special_ids.sort_unstable();
         special_ids.dedup();
-        Ok(Tokenizer { inner, pad_id, cls_id, sep_id, mask_id, unk_id, special_ids })
+        let words_after_space = !generic_class(dir);
+        Ok(Tokenizer { inner, pad_id, cls_id, sep_id, mask_id, unk_id, special_ids, words_after_space })
     }
 
     /// Vocabulary size including added tokens: every id the tokenizer can produce is below it.
@@ -121,11 +124,12 @@ impl Tokenizer {
 
     /// Encodes texts split into words (CoNLL tokens) without special tokens and without
     /// truncation, so the caller can window them; `get_word_ids` maps tokens to words. A
-    /// byte-level BPE tokenizer marks each word as space-preceded, as transformers requires
-    /// (`add_prefix_space=True`) for words given one by one.
+    /// RoBERTa-style byte-level BPE tokenizer marks each word as space-preceded, as transformers
+    /// requires (`add_prefix_space=True`) for words given one by one; a generic fast tokenizer
+    /// (ModernBERT's) takes each word as it stands, as transformers does.
     pub fn encode_words(&self, sentences: &[Vec<String>]) -> Result<Vec<Encoding>> {
         let mut tok = self.inner.clone();
-        if let Some(PreTokenizerWrapper::ByteLevel(b)) = tok.get_pre_tokenizer() {
+        if let (true, Some(PreTokenizerWrapper::ByteLevel(b))) = (self.words_after_space, tok.get_pre_tokenizer()) {
             let b = (*b).add_prefix_space(true);
             tok.with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(b)));
         }
@@ -175,6 +179,18 @@ fn special_tokens(dir: &Path) -> std::collections::HashMap<String, String> {
         }
     }
     roles
+}
+
+/// Whether tokenizer_config.json names transformers' generic fast tokenizer, which applies
+/// tokenizer.json as it is (no `add_prefix_space` of its own).
+fn generic_class(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| {
+            v["tokenizer_class"].as_str().map(|c| ["PreTrainedTokenizerFast", "TokenizersBackend"].contains(&c))
+        })
+        .unwrap_or(false)
 }
 
 /// `do_lower_case` from tokenizer_config.json; uncased (true) when absent, like transformers' BertTokenizer.

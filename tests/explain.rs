@@ -19,12 +19,13 @@ use tch::Tensor;
 
 const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
 const TAGS: [&str; 5] = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"];
-const FIXTURES: [(&str, &str); 5] = [
+const FIXTURES: [(&str, &str); 6] = [
     ("tiny", "tiny-bert"),
     ("tiny-roberta", "tiny-roberta"),
     ("tiny-xlm-roberta", "tiny-xlm-roberta"),
     ("tiny-distilbert", "tiny-distilbert"),
     ("tiny-electra", "tiny-electra"),
+    ("tiny-modernbert", "tiny-modernbert"),
 ];
 
 /// Every model with its explain reference: the committed fixtures, and MiniLM where set up.

@@ -403,6 +403,7 @@ parity_tests!(tiny_roberta, Case::fixture("tiny-roberta"));
 parity_tests!(tiny_xlm_roberta, Case::fixture("tiny-xlm-roberta"));
 parity_tests!(tiny_distilbert, Case::fixture("tiny-distilbert"));
 parity_tests!(tiny_electra, Case::fixture("tiny-electra"));
+parity_tests!(tiny_modernbert, Case::fixture("tiny-modernbert"));
 parity_tests!(minilm, Case::minilm());
 
 #[test]

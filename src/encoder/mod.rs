@@ -13,6 +13,7 @@ pub mod bert;
 pub mod distilbert;
 pub mod electra;
 pub mod layers;
+pub mod modernbert;
 pub mod recompute;
 pub mod roberta;
 
@@ -27,7 +28,7 @@ use crate::pretrained::ModelConfig;
 
 /// Every family bertkit reads, by `model_type`.
 pub const FAMILIES: &[Family] =
-    &[bert::FAMILY, roberta::FAMILY, roberta::XLM_FAMILY, distilbert::FAMILY, electra::FAMILY];
+    &[bert::FAMILY, roberta::FAMILY, roberta::XLM_FAMILY, distilbert::FAMILY, electra::FAMILY, modernbert::FAMILY];
 
 /// The family of a config.json, or an error listing the ones there are.
 pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {

@@ -43,9 +43,13 @@ pub struct AdamW {
     step_tensor: Tensor,
 }
 
-/// Trainer's grouping: no weight decay on biases and LayerNorm weights.
+/// Trainer's grouping (`get_decay_parameter_names`): no weight decay on biases, nor on norm
+/// layers' weights by any of their names (`LayerNorm`, DistilBERT's `sa_layer_norm`,
+/// ModernBERT's `norm`, `attn_norm`, `final_norm`).
 pub fn decays(name: &str) -> bool {
-    !(name.ends_with(".bias") || name.contains("LayerNorm"))
+    let name = name.to_lowercase();
+    let norm = name.split('.').any(|part| part == "norm" || part.ends_with("_norm"));
+    !(norm || ["bias", "layernorm", "rmsnorm"].iter().any(|p| name.contains(p)))
 }
 
 impl AdamW {

@@ -1,0 +1,315 @@
+//! ModernBERT (Warner et al. 2024), read top to bottom as transformers 5.24's
+//! `modeling_modernbert.py` computes it on padded batches: token embeddings and a layer norm (no
+//! positions there), then pre-norm layers whose attention rotates queries and keys (RoPE, one
+//! theta for global layers, another for local ones) and is global every
+//! `global_attn_every_n_layers` layers and a sliding window of `local_attention` tokens (±half)
+//! otherwise, a GeGLU feed-forward, no biases unless the config asks, and a final layer norm.
+//! Weights live under transformers' names (`model.layers.0.attn.Wqkv.weight`, `head.dense`,
+//! `decoder.bias`, `classifier`); the heads are `crate::task`'s, in `PredictionHead` shape.
+
+mod config;
+mod names;
+
+use anyhow::Result;
+use tch::nn::Path;
+use tch::{Kind, Tensor};
+
+use self::config::ModernBertConfig;
+use super::layers::{Activation, LayerNorm, Linear, dropout, truncated_normal};
+use super::recompute::recomputed;
+use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
+use crate::pretrained::ModelConfig;
+
+/// ModernBERT in the registry (`encoder::FAMILIES`).
+pub const FAMILY: Family = Family {
+    model_type: "modernbert",
+    class_stem: "ModernBert",
+    dropout_keys: &["embedding_dropout", "mlp_dropout", "attention_dropout"],
+    dims: |config| Ok(ModernBertConfig::from_model_config(config)?.dims()),
+    build,
+    canonical_name: names::canonical,
+    heads: HeadLayout {
+        classifier: "classifier",
+        classifier_kind: ClassifierKind::PredictionHead { head: "head" },
+        mlm_dense: "head.dense",
+        mlm_layer_norm: "head.norm",
+        mlm_bias: "decoder.bias",
+        mlm_activation: None,
+        prefixes: &["head.", "decoder.", "classifier."],
+    },
+};
+
+fn build(root: &Path, config: &ModelConfig, _with_pooler: bool) -> Result<Box<dyn Encoder>> {
+    let config = ModernBertConfig::from_model_config(config)?;
+    Ok(Box::new(ModernBert::new(&root.sub("model"), &config)))
+}
+
+/// A weight drawn as ModernBERT's `_init_weights` draws it (a truncated normal), under `p`.
+fn linear(p: Path, (in_dim, out_dim): (i64, i64), std: f64, c: &ModernBertConfig, bias: bool) -> Linear {
+    Linear::with_init(p, in_dim, out_dim, truncated_normal(out_dim, in_dim, std, c.cutoff()), bias)
+}
+
+/// Rotary position embeddings of one kind of layer: `cos` and `sin`, `[seq, head_dim]`.
+struct Rotation {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotation {
+    /// transformers' default RoPE: `inv_freq = 1 / theta^(2i / head_dim)`, angles position x
+    /// inv_freq, repeated for both halves.
+    fn new(theta: f64, head_dim: i64, seq: i64, device: tch::Device) -> Self {
+        let exponents = Tensor::arange_start_step(0, head_dim, 2, (Kind::Int64, device)).to_kind(Kind::Float);
+        let inv_freq = (Tensor::from(theta).to_device(device).to_kind(Kind::Float).pow(&(exponents / head_dim as f64)))
+            .reciprocal();
+        let positions = Tensor::arange(seq, (Kind::Float, device));
+        let freqs = positions.unsqueeze(-1) * inv_freq.unsqueeze(0);
+        let angles = Tensor::cat(&[&freqs, &freqs], -1);
+        Rotation { cos: angles.cos(), sin: angles.sin() }
+    }
+
+    /// Rotates `[batch, heads, seq, head_dim]` queries or keys, in fp32 as transformers does.
+    fn apply(&self, xs: &Tensor) -> Tensor {
+        let x = xs.to_kind(Kind::Float);
+        let half = x.size()[3] / 2;
+        let rotated = Tensor::cat(&[-x.narrow(3, half, half), x.narrow(3, 0, half)], 3);
+        (&x * &self.cos + rotated * &self.sin).to_kind(xs.kind())
+    }
+
+    fn shallow_clone(&self) -> Self {
+        Rotation { cos: self.cos.shallow_clone(), sin: self.sin.shallow_clone() }
+    }
+}
+
+/// Which keys each query may attend, as transformers hands it to each attention path: a boolean
+/// mask to SDPA, an additive one (0, or the float minimum) to the explicit softmax. They differ
+/// only for a padding query that a local window cuts off from every real key: SDPA gives it
+/// zeros, the explicit path the mean of all values (nothing downstream reads either).
+struct Mask {
+    allowed: Tensor,
+    additive: Tensor,
+}
+
+impl Mask {
+    fn new(allowed: Tensor) -> Self {
+        let device = allowed.device();
+        let min = Tensor::from(f32::MIN).to_device(device);
+        let additive = Tensor::zeros([1], (Kind::Float, device)).where_self(&allowed, &min);
+        Mask { allowed, additive }
+    }
+
+    fn shallow_clone(&self) -> Self {
+        Mask { allowed: self.allowed.shallow_clone(), additive: self.additive.shallow_clone() }
+    }
+}
+
+/// What a layer reads besides its input: its attention mask (None: every key) and rotation.
+struct Context {
+    mask: Option<Mask>,
+    rotation: Rotation,
+}
+
+impl Context {
+    fn shallow_clone(&self) -> Self {
+        Context { mask: self.mask.as_ref().map(Mask::shallow_clone), rotation: self.rotation.shallow_clone() }
+    }
+}
+
+struct Layer {
+    /// None in layer 0, whose input is the embeddings' already normalised output.
+    attn_norm: Option<LayerNorm>,
+    wqkv: Linear,
+    wo: Linear,
+    mlp_norm: LayerNorm,
+    wi: Linear,
+    mlp_wo: Linear,
+    activation: Activation,
+    heads: i64,
+    head_dim: i64,
+    /// A sliding-window (local) layer, else global.
+    local: bool,
+    attention_dropout: f64,
+    mlp_dropout: f64,
+}
+
+impl Layer {
+    fn new(p: Path, c: &ModernBertConfig, index: i64) -> Self {
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let (std_in, std_out) = (c.initializer_range, c.initializer_range / (2.0 * c.num_hidden_layers as f64).sqrt());
+        let norm = |name: &str| LayerNorm::with_bias(p.sub(name), h, c.norm_eps, c.norm_bias);
+        Layer {
+            attn_norm: (index > 0).then(|| norm("attn_norm")),
+            wqkv: linear(p.sub("attn").sub("Wqkv"), (h, 3 * h), std_in, c, c.attention_bias),
+            wo: linear(p.sub("attn").sub("Wo"), (h, h), std_out, c, c.attention_bias),
+            mlp_norm: norm("mlp_norm"),
+            wi: linear(p.sub("mlp").sub("Wi"), (h, 2 * i), std_in, c, c.mlp_bias),
+            mlp_wo: linear(p.sub("mlp").sub("Wo"), (i, h), std_out, c, c.mlp_bias),
+            activation: Activation::parse(&c.hidden_activation).expect("validated config"),
+            heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+            local: c.is_local(index),
+            attention_dropout: c.attention_dropout,
+            mlp_dropout: c.mlp_dropout,
+        }
+    }
+
+    /// The layer's output and, if asked, its attention probabilities `[batch, heads, seq, seq]`.
+    fn forward(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+        let normed = self.attn_norm.as_ref().map_or_else(|| xs.shallow_clone(), |n| n.forward(xs));
+        let (attended, probs) = self.attention(&normed, cx, train, want_probs);
+        let xs = xs + attended;
+        let parts = self.wi.forward(&self.mlp_norm.forward(&xs)).chunk(2, -1);
+        let gated = self.activation.apply(&parts[0]) * &parts[1];
+        (&xs + self.mlp_wo.forward(&dropout(&gated, self.mlp_dropout, train)), probs)
+    }
+
+    fn attention(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+        let (b, l, h) = xs.size3().expect("[batch, seq, hidden]");
+        let qkv = self.wqkv.forward(xs).view([b, l, 3, self.heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (cx.rotation.apply(&qkv.get(0)), cx.rotation.apply(&qkv.get(1)), qkv.get(2));
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let dropout_p = if train { self.attention_dropout } else { 0.0 };
+        let (context, probs) = if want_probs || (dropout_p > 0.0 && xs.device() == tch::Device::Cpu) {
+            let scores = q.matmul(&k.transpose(-1, -2)) * scale;
+            let scores = match &cx.mask {
+                Some(m) => scores + &m.additive,
+                None => scores,
+            };
+            let probs = scores.softmax(-1, Kind::Float).to_kind(q.kind());
+            (dropout(&probs, dropout_p, train).matmul(&v), want_probs.then_some(probs))
+        } else {
+            let mask = cx.mask.as_ref().map(|m| &m.allowed);
+            (Tensor::scaled_dot_product_attention(&q, &k, &v, mask, dropout_p, false, scale, false), None)
+        };
+        let context = context.transpose(1, 2).reshape([b, l, h]);
+        (dropout(&self.wo.forward(&context), self.attention_dropout, train), probs)
+    }
+
+    /// The same layer, sharing its parameters: what a checkpointed forward keeps for backward.
+    fn shallow_clone(&self) -> Self {
+        Layer {
+            attn_norm: self.attn_norm.as_ref().map(LayerNorm::shallow_clone),
+            wqkv: self.wqkv.shallow_clone(),
+            wo: self.wo.shallow_clone(),
+            mlp_norm: self.mlp_norm.shallow_clone(),
+            wi: self.wi.shallow_clone(),
+            mlp_wo: self.mlp_wo.shallow_clone(),
+            ..*self
+        }
+    }
+}
+
+/// The encoder shared by every task: `model.*` in Hugging Face checkpoints.
+pub struct ModernBert {
+    tok_embeddings: Tensor,
+    embedding_norm: LayerNorm,
+    embedding_dropout: f64,
+    pad_token_id: i64,
+    layers: Vec<Layer>,
+    final_norm: LayerNorm,
+    head_dim: i64,
+    /// RoPE theta of the global and of the local layers.
+    global_theta: f64,
+    local_theta: f64,
+    /// A local layer's query sees keys at most this many positions away (`local_attention / 2`).
+    window: i64,
+    gradient_checkpointing: bool,
+}
+
+impl ModernBert {
+    fn new(p: &Path, c: &ModernBertConfig) -> Self {
+        let embeddings = p.sub("embeddings");
+        let init = truncated_normal(c.vocab_size, c.hidden_size, c.initializer_range, c.cutoff());
+        // nn.Embedding(padding_idx=pad) starts the padding row at zero.
+        if (0..c.vocab_size).contains(&c.pad_token_id) {
+            let _ = init.get(c.pad_token_id).zero_();
+        }
+        let layers = p.sub("layers");
+        ModernBert {
+            tok_embeddings: embeddings.sub("tok_embeddings").var_copy("weight", &init),
+            embedding_norm: LayerNorm::with_bias(embeddings.sub("norm"), c.hidden_size, c.norm_eps, c.norm_bias),
+            embedding_dropout: c.embedding_dropout,
+            pad_token_id: c.pad_token_id,
+            layers: (0..c.num_hidden_layers).map(|i| Layer::new(layers.sub(i), c, i)).collect(),
+            final_norm: LayerNorm::with_bias(p.sub("final_norm"), c.hidden_size, c.norm_eps, c.norm_bias),
+            head_dim: c.head_dim(),
+            global_theta: c.global_theta(),
+            local_theta: c.local_theta(),
+            window: c.local_attention / 2,
+            gradient_checkpointing: false,
+        }
+    }
+
+    /// The masks of the global layers (padding only, `[batch, 1, 1, seq]`; None without
+    /// padding) and of the local ones (padding and distance, `[batch, 1, seq, seq]`; the
+    /// global one when every distance is within the window). One mask per pair, as
+    /// transformers builds it: two additive minimums would overflow to -inf.
+    fn masks(&self, inputs: &Inputs, seq: i64, device: tch::Device) -> (Option<Mask>, Option<Mask>) {
+        let keys = inputs.attention_mask.ne(0).unsqueeze(1).unsqueeze(1);
+        if seq - 1 <= self.window {
+            return (inputs.padded.then(|| Mask::new(keys.shallow_clone())), inputs.padded.then(|| Mask::new(keys)));
+        }
+        let positions = Tensor::arange(seq, (Kind::Int64, device));
+        let near = (positions.unsqueeze(1) - positions.unsqueeze(0)).abs().le(self.window);
+        let local = Mask::new(near.logical_and(&keys));
+        (inputs.padded.then(|| Mask::new(keys)), Some(local))
+    }
+
+    fn encode(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
+        let words = match &inputs.inputs_embeds {
+            Some(embeds) => embeds.shallow_clone(),
+            None => Tensor::embedding(&self.tok_embeddings, &inputs.input_ids, self.pad_token_id, false, false),
+        };
+        let mut xs = dropout(&self.embedding_norm.forward(&words), self.embedding_dropout, opts.train);
+        let (seq, device) = (xs.size()[1], xs.device());
+        let (global_mask, local_mask) = self.masks(inputs, seq, device);
+        let global =
+            Context { mask: global_mask, rotation: Rotation::new(self.global_theta, self.head_dim, seq, device) };
+        let local = Context { mask: local_mask, rotation: Rotation::new(self.local_theta, self.head_dim, seq, device) };
+        let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
+        let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.output_attentions;
+        for layer in &self.layers {
+            if opts.output_hidden_states {
+                hidden_states.push(xs.shallow_clone());
+            }
+            let cx = if layer.local { &local } else { &global };
+            if recompute {
+                let (layer, cx, train) = (layer.shallow_clone(), cx.shallow_clone(), opts.train);
+                xs = recomputed(&xs, move |x| layer.forward(x, &cx, train, false).0);
+                continue;
+            }
+            let (out, probs) = layer.forward(&xs, cx, opts.train, opts.output_attentions);
+            xs = out;
+            attentions.extend(probs);
+        }
+        let xs = self.final_norm.forward(&xs);
+        if opts.output_hidden_states {
+            // transformers' last hidden state in the list is the normalised one.
+            hidden_states.push(xs.shallow_clone());
+        }
+        EncoderOutput { last_hidden_state: xs, hidden_states, attentions, pooled: None }
+    }
+}
+
+impl Encoder for ModernBert {
+    fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
+        self.encode(inputs, opts)
+    }
+
+    /// Every position through every layer (a local layer's windows make computing the last
+    /// one at the masked positions alone no simpler), then those positions.
+    fn forward_at(&self, inputs: &Inputs, opts: ForwardOptions, positions: &Tensor) -> Tensor {
+        let opts = ForwardOptions { output_hidden_states: false, output_attentions: false, ..opts };
+        let xs = self.encode(inputs, opts).last_hidden_state;
+        let hidden = xs.size()[2];
+        xs.gather(1, &positions.unsqueeze(-1).expand([-1, -1, hidden], false), false)
+    }
+
+    fn word_embeddings(&self) -> &Tensor {
+        &self.tok_embeddings
+    }
+
+    fn set_gradient_checkpointing(&mut self, on: bool) {
+        self.gradient_checkpointing = on;
+    }
+}
