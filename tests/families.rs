@@ -17,6 +17,7 @@ fn families() -> Vec<(&'static str, PathBuf, &'static str)> {
         ("xlm-roberta", fixtures.join("tiny-xlm-roberta"), "<mask>"),
         ("distilbert", fixtures.join("tiny-distilbert"), "[MASK]"),
         ("electra", fixtures.join("tiny-electra"), "[MASK]"),
+        ("modernbert", fixtures.join("tiny-modernbert"), "[MASK]"),
     ]
 }
 

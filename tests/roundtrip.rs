@@ -115,7 +115,7 @@ fn tiny_saved_model_loads_in_transformers() {
 #[test]
 fn other_families_saved_models_load_in_transformers() {
     if common::python_available() {
-        for family in ["tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert", "tiny-electra"] {
+        for family in ["tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert", "tiny-electra", "tiny-modernbert"] {
             roundtrip(&common::repo().join("tests/fixtures").join(family));
         }
     }
