@@ -37,7 +37,9 @@ rng = random.Random(1)
 
 def example():
     ids = [tok.cls_token_id] + [rng.choice(words) for _ in range(args.seq_len - 2)] + [tok.sep_token_id]
-    return {"input_ids": ids, "token_type_ids": [0] * len(ids), "attention_mask": [1] * len(ids)}
+    row = {"input_ids": ids, "token_type_ids": [0] * len(ids), "attention_mask": [1] * len(ids)}
+    # Only what the model takes (ModernBERT has no token types).
+    return {k: v for k, v in row.items() if k in tok.model_input_names}
 
 
 if args.workload == "mlm":
