@@ -155,14 +155,16 @@ pub fn chosen_model(p: &Pretraining, series: Option<&Series>, metric: &str) -> P
     }
 }
 
-/// `curves.png` and `.svg`: held-out perplexity and probe score against pretraining steps, one
-/// line per pretraining.
+/// `curves.png` and `.svg`: held-out perplexity (log10) and probe score against pretraining
+/// steps, one line per pretraining.
 pub fn plot(adapted: &[super::Adapted], metric: &str, stem: &Path) -> Result<()> {
-    let mut perplexity = Panel { title: "held-out perplexity".into(), series: vec![] };
+    // log10: a model without an MLM head starts from a fresh one, tens of thousands at step 0.
+    let mut perplexity = Panel { title: "held-out perplexity (log10)".into(), series: vec![] };
     let mut score = Panel { title: format!("probe {metric}"), series: vec![] };
     for a in adapted {
         let name = a.pretraining.name.to_string();
-        perplexity.series.push((name.clone(), perplexities(&a.pretraining.output)?));
+        let log10 = perplexities(&a.pretraining.output)?.into_iter().map(|(step, p)| (step, p.log10())).collect();
+        perplexity.series.push((name.clone(), log10));
         let points = a.probes.iter().flat_map(|s| &s.points);
         let values = points.filter_map(|p| Some((p.step as f64, p.metrics[metric].as_f64()?))).collect();
         score.series.push((name, values));
