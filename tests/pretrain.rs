@@ -505,7 +505,16 @@ fn adapt_scores_pretraining_checkpoints_by_the_task() {
         "--pretrain-max-len", "16", "--pretrain-eval-split", "0.2", "--finetune-epochs", "1", "--finetune-max-len",
         "16", "--batch-size", "8", "--device", "cpu", "--threads", "1", "--precision", "fp32", "--probe-every", "2",
     ];
-    let with = ["--corpus", corpus.to_str().unwrap(), "--adapted-checkpoint", "probe", "--probe-examples", "20"];
+    let with = [
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--adapted-checkpoint",
+        "probe",
+        "--probe-examples",
+        "20",
+        "--train-sampling-strategy",
+        "group_by_length",
+    ];
     let res = bertkit(&[&adapt[..], &rest, &with].concat());
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let report: serde_json::Value =
@@ -528,6 +537,14 @@ fn adapt_scores_pretraining_checkpoints_by_the_task() {
     assert_eq!(report["pretraining"]["tapt"]["probes"]["points"][0]["seconds"], 0.0);
     assert_eq!(report["pretraining"]["tapt"]["probes"]["points"][0]["metrics"], points[0]["metrics"]);
     assert!(out.join("curves.png").exists() && out.join("curves.svg").exists());
+    let finetunes: Vec<&str> = report["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .filter(|c| c.contains(" finetune "))
+        .collect();
+    assert!(finetunes.iter().all(|c| c.contains("--train-sampling-strategy group_by_length")), "{finetunes:?}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Checkpoints scored by the task") && md.contains("(best)") && md.contains("% more"), "{md}");
 

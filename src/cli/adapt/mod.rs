@@ -133,6 +133,9 @@ pub struct Args {
     finetune_lr: f64,
     #[arg(long, default_value_t = 16, value_parser = positive)]
     batch_size: usize,
+    /// How each fine-tune batches its examples (see `finetune`): group_by_length pads less.
+    #[arg(long, value_enum, default_value = "random")]
+    train_sampling_strategy: crate::data::Sampling,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     #[arg(long, default_value = "auto")]
@@ -458,6 +461,8 @@ fn finetune_command(args: &Args, model: &str, output: &Path, seed: u64, metric: 
     v.extend(column_flags(args));
     v.extend(["--epochs".into(), args.finetune_epochs.to_string(), "--lr".into(), args.finetune_lr.to_string()]);
     v.extend(["--batch-size".into(), args.batch_size.to_string()]);
+    let sampling = args.train_sampling_strategy.to_possible_value().expect("no skipped variants");
+    v.extend(["--train-sampling-strategy".into(), sampling.get_name().to_string()]);
     if let Some(task) = args.task {
         v.extend(["--task".into(), task.name().into()]);
     }
