@@ -87,11 +87,12 @@ pub fn probe_pretraining(
         // A model probed before costs nothing more here.
         let seconds = match done.get(&model) {
             Some(_) => 0.0,
-            None => probe_once(args, &model, &dir.join(format!("step-{step}")), commands)?,
+            None => {
+                let seconds = probe_once(args, &model, &dir.join(format!("step-{step}")), commands)?;
+                done.insert(model.clone(), read_json(&dir.join(format!("step-{step}.json")))?["metrics"].clone());
+                seconds
+            }
         };
-        if !done.contains_key(&model) {
-            done.insert(model.clone(), read_json(&dir.join(format!("step-{step}.json")))?["metrics"].clone());
-        }
         points.push(Point { step, metrics: done[&model].clone(), model, seconds });
     }
     Ok(Series { points })

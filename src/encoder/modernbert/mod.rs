@@ -247,7 +247,9 @@ impl ModernBert {
     fn masks(&self, inputs: &Inputs, seq: i64, device: tch::Device) -> (Option<Mask>, Option<Mask>) {
         let keys = inputs.attention_mask.ne(0).unsqueeze(1).unsqueeze(1);
         if seq - 1 <= self.window {
-            return (inputs.padded.then(|| Mask::new(keys.shallow_clone())), inputs.padded.then(|| Mask::new(keys)));
+            let global = inputs.padded.then(|| Mask::new(keys));
+            let local = global.as_ref().map(Mask::shallow_clone);
+            return (global, local);
         }
         let positions = Tensor::arange(seq, (Kind::Int64, device));
         let near = (positions.unsqueeze(1) - positions.unsqueeze(0)).abs().le(self.window);
