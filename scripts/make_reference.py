@@ -11,10 +11,11 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py tiny-distilbert            # tests/fixtures/{tiny-distilbert,reference}
     python scripts/make_reference.py tiny-electra               # tests/fixtures/{tiny-electra,reference}
     python scripts/make_reference.py tiny-modernbert            # tests/fixtures/{tiny-modernbert,reference}
+    python scripts/make_reference.py tiny-deberta-v3            # tests/fixtures/{tiny-deberta-v3,reference}
     python scripts/make_reference.py tokens                     # only every fixture's *_tokens.json
-    python scripts/make_reference.py tasks                      # every fixture's *_tasks.safetensors
+    python scripts/make_reference.py tasks [NAME]               # every fixture's (or NAME's) *_tasks.safetensors
     python scripts/make_reference.py metrics                    # reference/metrics.json (seqeval, sklearn, scipy)
-    python scripts/make_reference.py explain                    # every fixture's *_explain.safetensors
+    python scripts/make_reference.py explain [NAME]             # every fixture's (or NAME's) *_explain.safetensors
     python scripts/make_reference.py minilm-explain MODEL_DIR OUT_DIR
     python scripts/make_reference.py minilm-probe MODEL_DIR OUT_DIR  # linear probe (scikit-learn)
     python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
@@ -237,11 +238,57 @@ def make_tiny_modernbert(model_dir: Path):
                          ("head.", "decoder."), "ModernBertForMaskedLM")
 
 
+def make_tiny_deberta_v3(model_dir: Path):
+    """A tiny DeBERTa-v3 (`deberta-v2` in transformers): a SentencePiece Unigram vocabulary
+    trained here with DeBERTa-v3's special tokens and DebertaV2Tokenizer's own pipeline, and
+    v3-base's settings at a small size: relative attention both ways (`p2c|c2p`) with keys
+    shared, log-bucketed positions (8 buckets, so every longer batch reaches the log range),
+    normalised relative embeddings, no absolute positions, no token types, the legacy MLM head."""
+    from transformers import DebertaV2Config, DebertaV2ForMaskedLM, DebertaV2ForSequenceClassification
+    from transformers import DebertaV2Tokenizer
+    from tokenizers import Regex, normalizers
+    model_dir.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+    sp = SentencePieceUnigramTokenizer()
+    corpus = SHORT_TEXTS + [t for pair in PAIRS for t in pair] + [LONG_TEXT] + tiny_vocab()
+    sp.train_from_iterator(corpus, vocab_size=400, special_tokens=specials, unk_token="[UNK]")
+    # The pipeline DebertaV2Tokenizer builds for itself in transformers 5, written into the file
+    # too, so that both sides tokenise alike whichever one a reader follows.
+    sp._tokenizer.normalizer = normalizers.Sequence([
+        normalizers.Replace(Regex(r"\s{2,}|[\n\r\t]"), " "), normalizers.NFC(),
+        normalizers.Strip(left=False, right=True)])
+    sp.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    ids = {t: sp.token_to_id(t) for t in specials}
+    sp.post_processor = TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
+    sp.save(str(model_dir / "tokenizer.json"))
+    tok = DebertaV2Tokenizer(tokenizer_file=str(model_dir / "tokenizer.json"))
+    tok.save_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    assert len(tok) == sp.get_vocab_size() and tok.pad_token_id == 0, (len(tok), tok.pad_token_id)
+    cfg = DebertaV2Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=64, max_position_embeddings=512, relative_attention=True,
+                          position_buckets=8, norm_rel_ebd="layer_norm", share_att_key=True,
+                          pos_att_type="p2c|c2p", layer_norm_eps=1e-7, max_relative_positions=-1,
+                          position_biased_input=False, type_vocab_size=0, pad_token_id=tok.pad_token_id,
+                          num_labels=NUM_LABELS, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})
+    save_with_every_head(model_dir, cfg, DebertaV2ForSequenceClassification, DebertaV2ForMaskedLM,
+                         "cls.", "DebertaV2ForMaskedLM")
+
+
 def encode(tok, texts, pairs=None, max_length=512):
     # Token types as the tokenizer's template gives them, also where the model takes none
     # (bertkit's collator makes them the same way, and such encoders ignore them).
     return tok(texts, pairs, padding=True, truncation=True, max_length=max_length,
                return_tensors="pt", return_offsets_mapping=True, return_token_type_ids=True)
+
+
+def fused_attention(model_dir: Path):
+    """transformers' fused attention (SDPA), or its eager path for a family that has no other
+    (DeBERTa: its relative-position scores are added before the softmax by hand)."""
+    family = json.loads((model_dir / "config.json").read_text())["model_type"]
+    return "eager" if family == "deberta-v2" else "sdpa"
 
 
 def named_parameters(model):
@@ -315,7 +362,7 @@ def make_reference(model_dir: Path, out: Path, name: str, long_attentions: bool)
     # transformers' fused-attention path rounds differently from its eager one (up to ~4e-5 on
     # MiniLM's hidden states); bertkit's SDPA path is compared with this one.
     sdpa = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=NUM_LABELS, attn_implementation="sdpa").eval()
+        model_dir, num_labels=NUM_LABELS, attn_implementation=fused_attention(model_dir)).eval()
     sdpa.load_state_dict(cls.state_dict())
     encoder = cls.base_model_prefix  # "bert", "roberta"
     ref = {}
@@ -405,7 +452,7 @@ def make_task_reference(model_dir: Path, out: Path, name: str):
     the multi-label BCE loss and a one-output regression head's MSE loss."""
     torch.manual_seed(0)
     # bertkit's forward pass without attention probabilities is the fused one: compare with SDPA.
-    kw = dict(attn_implementation="sdpa")
+    kw = dict(attn_implementation=fused_attention(model_dir))
     family = json.loads((model_dir / "config.json").read_text())["model_type"]
     # transformers requires add_prefix_space=True to tokenise words of a byte-level BPE one by one
     # (RoBERTa's tokenizer refuses them otherwise; ModernBERT's would glue each word to the last,
@@ -669,6 +716,7 @@ FIXTURES = {
     "tiny-distilbert": ("tiny-distilbert", make_tiny_distilbert),
     "tiny-electra": ("tiny-electra", make_tiny_electra),
     "tiny-modernbert": ("tiny-modernbert", make_tiny_modernbert),
+    "tiny-deberta-v3": ("tiny-deberta-v3", make_tiny_deberta_v3),
 }
 
 
@@ -686,10 +734,12 @@ if __name__ == "__main__":
             write_tokens(fixtures / model, fixtures / "reference", name)
     elif cmd == "tasks":
         for name, (model, _) in FIXTURES.items():
-            make_task_reference(fixtures / model, fixtures / "reference", name)
+            if len(sys.argv) < 3 or sys.argv[2] == name:
+                make_task_reference(fixtures / model, fixtures / "reference", name)
     elif cmd == "explain":
         for name, (model, _) in FIXTURES.items():
-            make_explain_reference(fixtures / model, fixtures / "reference", name)
+            if len(sys.argv) < 3 or sys.argv[2] == name:
+                make_explain_reference(fixtures / model, fixtures / "reference", name)
     elif cmd == "minilm-explain":
         make_explain_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm")
     elif cmd == "minilm-probe":

@@ -404,6 +404,7 @@ parity_tests!(tiny_xlm_roberta, Case::fixture("tiny-xlm-roberta"));
 parity_tests!(tiny_distilbert, Case::fixture("tiny-distilbert"));
 parity_tests!(tiny_electra, Case::fixture("tiny-electra"));
 parity_tests!(tiny_modernbert, Case::fixture("tiny-modernbert"));
+parity_tests!(tiny_deberta_v3, Case::fixture("tiny-deberta-v3"));
 parity_tests!(minilm, Case::minilm());
 
 #[test]

@@ -114,7 +114,7 @@ pub enum Activation {
     GeluTanh,
     Relu,
     Silu,
-    /// Not a `hidden_act` of any config: the classification heads of RoBERTa and its kin.
+    /// The classification heads of RoBERTa and its kin; DeBERTa's `conv_act` by default.
     Tanh,
 }
 
@@ -125,6 +125,7 @@ impl Activation {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
             "relu" => Activation::Relu,
             "silu" | "swish" => Activation::Silu,
+            "tanh" => Activation::Tanh,
             other => bail!("hidden_act {other:?} is not supported"),
         })
     }

@@ -10,6 +10,7 @@
 //! heads (`HeadLayout`); the heads themselves are built by `crate::task` from that layout.
 
 pub mod bert;
+pub mod deberta;
 pub mod distilbert;
 pub mod electra;
 pub mod layers;
@@ -28,7 +29,7 @@ use crate::pretrained::ModelConfig;
 
 /// Every family bertkit reads, by `model_type`.
 pub const FAMILIES: &[Family] =
-    &[bert::FAMILY, roberta::FAMILY, roberta::XLM_FAMILY, distilbert::FAMILY, electra::FAMILY, modernbert::FAMILY];
+    &[bert::FAMILY, roberta::FAMILY, roberta::XLM_FAMILY, distilbert::FAMILY, electra::FAMILY, modernbert::FAMILY, deberta::FAMILY];
 
 /// The family of a config.json, or an error listing the ones there are.
 pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {
@@ -108,6 +109,9 @@ pub enum ClassifierKind {
     /// `classifier_pooling`), `{head}` (dense, activation, layer norm), dropout, `{classifier}`;
     /// its token classifier puts the same `{head}` before dropout and `{classifier}`.
     PredictionHead { head: &'static str },
+    /// DeBERTa: on the first token, dropout (`pooler_dropout`), `{dense}` and the config's
+    /// `pooler_hidden_act` (transformers' `ContextPooler`), dropout, `{classifier}`.
+    ContextPooler { dense: &'static str },
 }
 
 /// What to do with a tensor found in a checkpoint file.
@@ -156,6 +160,10 @@ pub struct HeadShape {
     pub mean_pooling: bool,
     /// ModernBERT's initialisation of fresh heads (truncated normals); None: normal(0, range).
     pub truncated_init: Option<TruncatedInit>,
+    /// `ContextPooler`'s activation (DeBERTa's `pooler_hidden_act`) and the dropout before its
+    /// dense layer (`pooler_dropout`); other shapes have no such layer.
+    pub pooler_activation: Activation,
+    pub pooler_dropout: f64,
 }
 
 /// Standard deviations of ModernBERT's `_init_weights`, each normal truncated at `cutoff` of them.
@@ -176,6 +184,8 @@ impl HeadShape {
         activation: None,
         mean_pooling: false,
         truncated_init: None,
+        pooler_activation: Activation::Gelu,
+        pooler_dropout: 0.0,
     };
 }
 

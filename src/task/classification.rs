@@ -33,6 +33,8 @@ enum Features {
     PreClassifier { dense: Linear },
     /// ModernBERT: its prediction head on the first token or the mean over real tokens.
     PredictionHead { transform: Transform, mean: bool },
+    /// DeBERTa: dropout, `pooler.dense` and its activation on the first token.
+    ContextPooler { dense: Linear, activation: Activation, dropout: f64 },
 }
 
 impl TaskModel for SequenceClassifier {
@@ -62,6 +64,11 @@ impl TaskModel for SequenceClassifier {
                 let out = head_linear(root, family.heads.classifier, dims, (h, config.num_labels()), std, true);
                 (Features::PredictionHead { transform, mean: dims.head.mean_pooling }, out)
             }
+            ClassifierKind::ContextPooler { dense } => {
+                let dense = Linear::new(crate::encoder::layers::path_at(root, dense), h, h, r);
+                let (activation, dropout) = (dims.head.pooler_activation, dims.head.pooler_dropout);
+                (Features::ContextPooler { dense, activation, dropout }, Linear::new(head, h, config.num_labels(), r))
+            }
         };
         SequenceClassifier { encoder, features, out, dropout: dims.classifier_dropout, kind: TaskKind::of(config) }
     }
@@ -87,6 +94,9 @@ impl SequenceClassifier {
                 activation.apply(&dense.forward(&dropout(&first(), self.dropout, opts.train)))
             }
             Features::PreClassifier { dense } => dense.forward(&first()).relu(),
+            Features::ContextPooler { dense, activation, dropout: p } => {
+                activation.apply(&dense.forward(&dropout(&first(), *p, opts.train)))
+            }
             Features::PredictionHead { transform, mean: false } => transform.forward(&first()),
             Features::PredictionHead { transform, mean: true } => {
                 let mask = inputs.attention_mask.to_kind(out.last_hidden_state.kind()).unsqueeze(-1);

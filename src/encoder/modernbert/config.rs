@@ -175,6 +175,7 @@ impl ModernBertConfig {
                     dense_std: self.initializer_range / (2.0 * self.num_hidden_layers as f64).sqrt(),
                     classifier_std: (self.hidden_size as f64).powf(-0.5),
                 }),
+                ..HeadShape::BERT
             },
         }
     }

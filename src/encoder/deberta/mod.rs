@@ -1,0 +1,432 @@
+//! DeBERTa-v2 and v3 (He et al. 2021; `model_type` "deberta-v2"), read top to bottom as
+//! transformers 5.24's `modeling_deberta_v2.py` computes it: word embeddings (plus absolute
+//! positions and token types where the config keeps them), a layer norm and the padding zeroed;
+//! then BERT-shaped post-norm layers whose attention adds to the content scores two
+//! disentangled terms, content-to-position and position-to-content, read from relative-position
+//! embeddings shared by every layer (log-bucketed distances, `relative.rs`); v2's large models
+//! add a convolution after the first layer. Weights live under transformers' names
+//! (`deberta.encoder.layer.0.attention.self.query_proj.weight`, `pooler.dense`, `classifier`,
+//! `cls.predictions.*`); the heads are `crate::task`'s, in `ContextPooler` shape.
+
+mod config;
+mod names;
+mod relative;
+
+use anyhow::Result;
+use tch::nn::{Init, Path};
+use tch::{Kind, Tensor};
+
+use self::config::DebertaConfig;
+use self::relative::RelativeIndex;
+use super::layers::{Activation, LayerNorm, Linear, dropout};
+use super::recompute::recomputed;
+use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
+use crate::pretrained::ModelConfig;
+
+/// DeBERTa-v2/v3 in the registry (`encoder::FAMILIES`).
+pub const FAMILY: Family = Family {
+    model_type: "deberta-v2",
+    class_stem: "DebertaV2",
+    dropout_keys: &["hidden_dropout_prob", "attention_probs_dropout_prob"],
+    dims: |config| Ok(DebertaConfig::from_model_config(config)?.dims()),
+    build,
+    canonical_name: names::canonical,
+    heads: HeadLayout {
+        classifier: "classifier",
+        classifier_kind: ClassifierKind::ContextPooler { dense: "pooler.dense" },
+        mlm_dense: "cls.predictions.transform.dense",
+        mlm_layer_norm: "cls.predictions.transform.LayerNorm",
+        mlm_bias: "cls.predictions.bias",
+        mlm_activation: None,
+        // lm_predictions / mask_predictions: the original checkpoints' MLM and replaced-token
+        // heads, which transformers' default (legacy) classes do not read either.
+        prefixes: &["cls.", "classifier.", "pooler.", "lm_predictions.", "mask_predictions."],
+    },
+};
+
+fn build(root: &Path, config: &ModelConfig, _with_pooler: bool) -> Result<Box<dyn Encoder>> {
+    let config = DebertaConfig::from_model_config(config)?;
+    Ok(Box::new(Deberta::new(&root.sub("deberta"), &config)))
+}
+
+/// The lowest finite value of a score's dtype (`torch.finfo(dtype).min`), what transformers
+/// writes where a pair may not attend: the float32 one would round to -inf in bfloat16.
+fn lowest(kind: Kind) -> f64 {
+    match kind {
+        Kind::BFloat16 => -3.389_531_389_251_535_5e38,
+        Kind::Half => -65504.0,
+        _ => f32::MIN as f64,
+    }
+}
+
+/// What every layer reads besides its input: which pairs may attend (None: all), the relative
+/// embeddings (before their layer norm, which each layer applies: a checkpointed layer must
+/// compute from parameters, not from a tensor of the outer graph) and where each pair reads them.
+struct Context {
+    blocked: Option<Tensor>,
+    relative: Option<(Tensor, RelativeIndex)>,
+    relative_norm: Option<LayerNorm>,
+}
+
+impl Context {
+    fn relative_embeddings(&self) -> Option<(Tensor, &RelativeIndex)> {
+        let (weight, index) = self.relative.as_ref()?;
+        Some((self.relative_norm.as_ref().map_or_else(|| weight.shallow_clone(), |n| n.forward(weight)), index))
+    }
+
+    fn shallow_clone(&self) -> Self {
+        Context {
+            blocked: self.blocked.as_ref().map(Tensor::shallow_clone),
+            relative: self.relative.as_ref().map(|(w, i)| {
+                (w.shallow_clone(), RelativeIndex { c2p: i.c2p.shallow_clone(), p2c: i.p2c.shallow_clone() })
+            }),
+            relative_norm: self.relative_norm.as_ref().map(LayerNorm::shallow_clone),
+        }
+    }
+}
+
+/// `DisentangledSelfAttention`: content scores plus c2p and p2c, all over sqrt(d x terms).
+struct Attention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    /// Projections of the relative embeddings of their own (None: `share_att_key`, the
+    /// content ones serve).
+    pos_key: Option<Linear>,
+    pos_query: Option<Linear>,
+    c2p: bool,
+    p2c: bool,
+    heads: i64,
+    head_dim: i64,
+    dropout: f64,
+    /// Dropout on the relative embeddings (`pos_dropout`, the hidden dropout).
+    pos_dropout: f64,
+}
+
+impl Attention {
+    fn new(p: Path, c: &DebertaConfig) -> Self {
+        let h = c.hidden_size;
+        let own = |name: &str, wanted: bool| {
+            (c.relative_attention && !c.share_att_key && wanted).then(|| Linear::new(p.sub(name), h, h, c.initializer_range))
+        };
+        Attention {
+            query: Linear::new(p.sub("query_proj"), h, h, c.initializer_range),
+            key: Linear::new(p.sub("key_proj"), h, h, c.initializer_range),
+            value: Linear::new(p.sub("value_proj"), h, h, c.initializer_range),
+            pos_key: own("pos_key_proj", c.c2p()),
+            pos_query: own("pos_query_proj", c.p2c()),
+            c2p: c.relative_attention && c.c2p(),
+            p2c: c.relative_attention && c.p2c(),
+            heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+            dropout: c.attention_probs_dropout_prob,
+            pos_dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    /// `[batch, seq, heads x head_dim]` and, if asked, the probabilities `[batch, heads, seq, seq]`.
+    fn forward(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+        let (b, l, _) = xs.size3().expect("[batch, seq, hidden]");
+        let split = |t: Tensor| t.view([b, l, self.heads, self.head_dim]).transpose(1, 2);
+        let (q, k, v) = (split(self.query.forward(xs)), split(self.key.forward(xs)), split(self.value.forward(xs)));
+        let terms = 1 + self.c2p as i64 + self.p2c as i64;
+        // A float32 scalar tensor, divided by as transformers divides (not a multiplication).
+        let scale = Tensor::from(((self.head_dim * terms) as f32).sqrt()).to_device(xs.device());
+        let mut scores = q.matmul(&(k.transpose(-1, -2) / &scale.to_kind(q.kind())));
+        if let Some((embeddings, index)) = cx.relative_embeddings() {
+            let embeddings = dropout(&embeddings, self.pos_dropout, train);
+            scores = scores + self.relative_scores(&q, &k, &embeddings, index, &scale);
+        }
+        if let Some(blocked) = &cx.blocked {
+            scores = scores.masked_fill(blocked, lowest(scores.kind()));
+        }
+        let probs = scores.softmax(-1, Kind::Float).to_kind(v.kind());
+        let context = dropout(&probs, self.dropout, train).matmul(&v).transpose(1, 2).reshape([b, l, -1]);
+        (context, want_probs.then_some(probs))
+    }
+
+    /// c2p: each query against the embedding of its distance to each key; p2c: each key
+    /// against the embedding of the query's distance to it (transposed into query rows).
+    fn relative_scores(&self, q: &Tensor, k: &Tensor, embeddings: &Tensor, index: &RelativeIndex, scale: &Tensor) -> Tensor {
+        let (b, h, l, _) = q.size4().expect("[batch, heads, seq, head_dim]");
+        let rows = embeddings.size()[0];
+        let project = |layer: &Linear| {
+            layer.forward(embeddings).view([1, rows, self.heads, self.head_dim]).transpose(1, 2).transpose(-1, -2)
+        };
+        let pairs = [b, h, l, l];
+        let mut score: Option<Tensor> = None;
+        if self.c2p {
+            let pos_key = project(self.pos_key.as_ref().unwrap_or(&self.key));
+            let c2p = q.matmul(&pos_key).gather(-1, &index.c2p.expand(pairs, false), false);
+            score = Some(c2p / scale.to_kind(q.kind()));
+        }
+        if self.p2c {
+            let pos_query = project(self.pos_query.as_ref().unwrap_or(&self.query));
+            let p2c = k.matmul(&pos_query).gather(-1, &index.p2c.expand(pairs, false), false).transpose(-1, -2);
+            let p2c = p2c / scale.to_kind(q.kind());
+            score = Some(match score {
+                Some(s) => s + p2c,
+                None => p2c,
+            });
+        }
+        score.expect("relative attention has c2p or p2c")
+    }
+
+    fn shallow_clone(&self) -> Self {
+        Attention {
+            query: self.query.shallow_clone(),
+            key: self.key.shallow_clone(),
+            value: self.value.shallow_clone(),
+            pos_key: self.pos_key.as_ref().map(Linear::shallow_clone),
+            pos_query: self.pos_query.as_ref().map(Linear::shallow_clone),
+            ..*self
+        }
+    }
+}
+
+/// `DebertaV2Layer`: attention, dense + dropout + residual layer norm, then the feed-forward
+/// the same way (BERT's post-norm arrangement).
+struct Layer {
+    attention: Attention,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    activation: Activation,
+    hidden_dropout: f64,
+}
+
+impl Layer {
+    fn new(p: Path, c: &DebertaConfig) -> Self {
+        let (h, i, r) = (c.hidden_size, c.intermediate_size, c.initializer_range);
+        Layer {
+            attention: Attention::new(p.sub("attention").sub("self"), c),
+            attention_output: Linear::new(p.sub("attention").sub("output").sub("dense"), h, h, r),
+            attention_norm: LayerNorm::new(p.sub("attention").sub("output").sub("LayerNorm"), h, c.layer_norm_eps),
+            intermediate: Linear::new(p.sub("intermediate").sub("dense"), h, i, r),
+            output: Linear::new(p.sub("output").sub("dense"), i, h, r),
+            output_norm: LayerNorm::new(p.sub("output").sub("LayerNorm"), h, c.layer_norm_eps),
+            activation: Activation::parse(&c.hidden_act).expect("validated config"),
+            hidden_dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    fn forward(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+        let (context, probs) = self.attention.forward(xs, cx, train, want_probs);
+        let attended = dropout(&self.attention_output.forward(&context), self.hidden_dropout, train);
+        let attended = self.attention_norm.forward(&(attended + xs));
+        let inner = self.activation.apply(&self.intermediate.forward(&attended));
+        let out = dropout(&self.output.forward(&inner), self.hidden_dropout, train);
+        (self.output_norm.forward(&(out + attended)), probs)
+    }
+
+    fn shallow_clone(&self) -> Self {
+        Layer {
+            attention: self.attention.shallow_clone(),
+            attention_output: self.attention_output.shallow_clone(),
+            attention_norm: self.attention_norm.shallow_clone(),
+            intermediate: self.intermediate.shallow_clone(),
+            output: self.output.shallow_clone(),
+            output_norm: self.output_norm.shallow_clone(),
+            ..*self
+        }
+    }
+}
+
+/// `ConvLayer` (DeBERTa-v2 xlarge/xxlarge): a convolution over the embeddings' output, added to
+/// the first layer's output before a layer norm, padding zeroed.
+struct Convolution {
+    weight: Tensor,
+    bias: Tensor,
+    groups: i64,
+    activation: Activation,
+    norm: LayerNorm,
+    dropout: f64,
+}
+
+impl Convolution {
+    fn new(p: Path, c: &DebertaConfig) -> Self {
+        let (h, k) = (c.hidden_size, c.conv_kernel_size);
+        let conv = p.sub("conv");
+        Convolution {
+            weight: conv.var("weight", &[h, h / c.conv_groups, k], Init::Randn { mean: 0., stdev: c.initializer_range }),
+            bias: conv.zeros("bias", &[h]),
+            groups: c.conv_groups,
+            activation: Activation::parse(&c.conv_act).expect("validated config"),
+            norm: LayerNorm::new(p.sub("LayerNorm"), h, c.layer_norm_eps),
+            dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    /// `embedded`: the first layer's input; `residual`: its output; `keep`: `[batch, seq]` 0/1.
+    fn forward(&self, embedded: &Tensor, residual: &Tensor, keep: &Tensor, train: bool) -> Tensor {
+        let padding = (self.weight.size()[2] - 1) / 2;
+        let out = embedded.permute([0, 2, 1]).conv1d(&self.weight, Some(&self.bias), [1], [padding], [1], self.groups);
+        let out = out.permute([0, 2, 1]).masked_fill(&keep.eq(0).unsqueeze(-1), 0.0);
+        let out = self.activation.apply(&dropout(&out, self.dropout, train));
+        self.norm.forward(&(residual + out)) * keep.unsqueeze(2).to_kind(residual.kind())
+    }
+}
+
+/// `DebertaV2Embeddings`: words (+ absolute positions, + token types, where the config has
+/// them), projected up when narrower than the layers, layer norm, padding zeroed, dropout.
+struct Embeddings {
+    word: Tensor,
+    position: Option<Tensor>,
+    token_type: Option<Tensor>,
+    projection: Option<Linear>,
+    norm: LayerNorm,
+    pad_token_id: i64,
+    dropout: f64,
+}
+
+impl Embeddings {
+    fn new(p: Path, c: &DebertaConfig) -> Self {
+        let (e, h, r) = (c.embedding_size(), c.hidden_size, c.initializer_range);
+        let table = |name: &str, rows: i64| p.sub(name).var("weight", &[rows, e], Init::Randn { mean: 0., stdev: r });
+        let word = table("word_embeddings", c.vocab_size);
+        let pad_token_id = c.pad_token_id.unwrap_or(-1);
+        if (0..c.vocab_size).contains(&pad_token_id) {
+            // nn.Embedding(padding_idx=pad) starts the padding row at zero.
+            let _ = tch::no_grad(|| word.get(pad_token_id).zero_());
+        }
+        let projection = (e != h).then(|| {
+            let init = Tensor::randn([h, e], (Kind::Float, p.device())) * r;
+            Linear::with_init(p.sub("embed_proj"), e, h, init, false)
+        });
+        Embeddings {
+            word,
+            position: c.position_biased_input.then(|| table("position_embeddings", c.max_position_embeddings)),
+            token_type: (c.type_vocab_size > 0).then(|| table("token_type_embeddings", c.type_vocab_size)),
+            projection,
+            norm: LayerNorm::new(p.sub("LayerNorm"), h, c.layer_norm_eps),
+            pad_token_id,
+            dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    fn forward(&self, inputs: &Inputs, train: bool) -> Tensor {
+        let mut xs = match &inputs.inputs_embeds {
+            Some(embeds) => embeds.shallow_clone(),
+            None => Tensor::embedding(&self.word, &inputs.input_ids, self.pad_token_id, false, false),
+        };
+        if let Some(position) = &self.position {
+            xs = xs + position.narrow(0, 0, inputs.input_ids.size()[1]);
+        }
+        if let Some(token_type) = &self.token_type {
+            xs = xs + Tensor::embedding(token_type, &inputs.token_type_ids, -1, false, false);
+        }
+        if let Some(projection) = &self.projection {
+            xs = projection.forward(&xs);
+        }
+        let mut xs = self.norm.forward(&xs);
+        if inputs.padded {
+            xs = &xs * inputs.attention_mask.unsqueeze(2).to_kind(xs.kind());
+        }
+        dropout(&xs, self.dropout, train)
+    }
+}
+
+/// The encoder shared by every task: `deberta.*` in Hugging Face checkpoints.
+pub struct Deberta {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    /// `rel_embeddings`: `2 x span` rows (None without relative attention).
+    relative: Option<Tensor>,
+    relative_norm: Option<LayerNorm>,
+    span: i64,
+    buckets: i64,
+    max_relative_positions: i64,
+    conv: Option<Convolution>,
+    gradient_checkpointing: bool,
+}
+
+impl Deberta {
+    fn new(p: &Path, c: &DebertaConfig) -> Self {
+        let encoder = p.sub("encoder");
+        let layers = encoder.sub("layer");
+        let init = Init::Randn { mean: 0., stdev: c.initializer_range };
+        let span = c.attention_span();
+        Deberta {
+            embeddings: Embeddings::new(p.sub("embeddings"), c),
+            layers: (0..c.num_hidden_layers).map(|i| Layer::new(layers.sub(i), c)).collect(),
+            relative: c
+                .relative_attention
+                .then(|| encoder.sub("rel_embeddings").var("weight", &[2 * span, c.hidden_size], init)),
+            relative_norm: (c.relative_attention && c.norm_relative_embeddings())
+                .then(|| LayerNorm::new(encoder.sub("LayerNorm"), c.hidden_size, c.layer_norm_eps)),
+            span,
+            buckets: c.position_buckets,
+            max_relative_positions: c.max_relative_positions(),
+            conv: (c.conv_kernel_size > 0).then(|| Convolution::new(encoder.sub("conv"), c)),
+            gradient_checkpointing: false,
+        }
+    }
+
+    /// Pairs where the query or the key is padding may not attend (`get_attention_mask`: the
+    /// mask times its transpose), so a padding row attends everything alike.
+    fn context(&self, inputs: &Inputs, seq: i64, device: tch::Device) -> Context {
+        let blocked = inputs.padded.then(|| {
+            let keep = inputs.attention_mask.ne(0);
+            keep.unsqueeze(2).logical_and(&keep.unsqueeze(1)).logical_not().unsqueeze(1)
+        });
+        let relative = self.relative.as_ref().map(|weight| {
+            let index = RelativeIndex::new(seq, self.span, self.buckets, self.max_relative_positions, device);
+            (weight.shallow_clone(), index)
+        });
+        let relative_norm = self.relative_norm.as_ref().map(LayerNorm::shallow_clone);
+        Context { blocked, relative, relative_norm }
+    }
+
+    fn encode(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
+        let embedded = self.embeddings.forward(inputs, opts.train);
+        let cx = self.context(inputs, embedded.size()[1], embedded.device());
+        let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
+        let recompute = self.gradient_checkpointing && embedded.requires_grad() && !opts.output_attentions;
+        let mut xs = embedded.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            if opts.output_hidden_states {
+                hidden_states.push(xs.shallow_clone());
+            }
+            if recompute {
+                let (layer, cx, train) = (layer.shallow_clone(), cx.shallow_clone(), opts.train);
+                xs = recomputed(&xs, move |x| layer.forward(x, &cx, train, false).0);
+            } else {
+                let (out, probs) = layer.forward(&xs, &cx, opts.train, opts.output_attentions);
+                xs = out;
+                attentions.extend(probs);
+            }
+            if let (0, Some(conv)) = (i, &self.conv) {
+                xs = conv.forward(&embedded, &xs, &inputs.attention_mask, opts.train);
+            }
+        }
+        if opts.output_hidden_states {
+            hidden_states.push(xs.shallow_clone());
+        }
+        EncoderOutput { last_hidden_state: xs, hidden_states, attentions, pooled: None }
+    }
+}
+
+impl Encoder for Deberta {
+    fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
+        self.encode(inputs, opts)
+    }
+
+    /// Every position through every layer, then those positions (the last layer's keys and
+    /// values need every position, and its queries are a small part of its work).
+    fn forward_at(&self, inputs: &Inputs, opts: ForwardOptions, positions: &Tensor) -> Tensor {
+        let opts = ForwardOptions { output_hidden_states: false, output_attentions: false, ..opts };
+        let xs = self.encode(inputs, opts).last_hidden_state;
+        let hidden = xs.size()[2];
+        xs.gather(1, &positions.unsqueeze(-1).expand([-1, -1, hidden], false), false)
+    }
+
+    fn word_embeddings(&self) -> &Tensor {
+        &self.embeddings.word
+    }
+
+    fn set_gradient_checkpointing(&mut self, on: bool) {
+        self.gradient_checkpointing = on;
+    }
+}
