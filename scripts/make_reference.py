@@ -12,6 +12,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py tiny-electra               # tests/fixtures/{tiny-electra,reference}
     python scripts/make_reference.py tiny-modernbert            # tests/fixtures/{tiny-modernbert,reference}
     python scripts/make_reference.py tiny-deberta-v3            # tests/fixtures/{tiny-deberta-v3,reference}
+    python scripts/make_reference.py tiny-deberta-v2            # (after v3: its tokenizer) tiny-deberta-v2
     python scripts/make_reference.py tokens                     # only every fixture's *_tokens.json
     python scripts/make_reference.py tasks [NAME]               # every fixture's (or NAME's) *_tasks.safetensors
     python scripts/make_reference.py metrics                    # reference/metrics.json (seqeval, sklearn, scipy)
@@ -243,7 +244,9 @@ def make_tiny_deberta_v3(model_dir: Path):
     trained here with DeBERTa-v3's special tokens and DebertaV2Tokenizer's own pipeline, and
     v3-base's settings at a small size: relative attention both ways (`p2c|c2p`) with keys
     shared, log-bucketed positions (8 buckets, so every longer batch reaches the log range),
-    normalised relative embeddings, no absolute positions, no token types, the legacy MLM head."""
+    normalised relative embeddings, no absolute positions, no token types, the legacy MLM head.
+    Weights drawn 5x wider than transformers' default: at 0.02 a two-layer DeBERTa's output
+    hardly depends on its input (attributions and head tests would compare noise)."""
     from transformers import DebertaV2Config, DebertaV2ForMaskedLM, DebertaV2ForSequenceClassification
     from transformers import DebertaV2Tokenizer
     from tokenizers import Regex, normalizers
@@ -272,6 +275,30 @@ def make_tiny_deberta_v3(model_dir: Path):
                           position_buckets=8, norm_rel_ebd="layer_norm", share_att_key=True,
                           pos_att_type="p2c|c2p", layer_norm_eps=1e-7, max_relative_positions=-1,
                           position_biased_input=False, type_vocab_size=0, pad_token_id=tok.pad_token_id,
+                          initializer_range=0.1,
+                          num_labels=NUM_LABELS, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})
+    save_with_every_head(model_dir, cfg, DebertaV2ForSequenceClassification, DebertaV2ForMaskedLM,
+                         "cls.", "DebertaV2ForMaskedLM")
+
+
+def make_tiny_deberta_v2(model_dir: Path):
+    """A tiny DeBERTa with every setting the v3 fixture leaves at rest: v2-xlarge's convolution
+    after the first layer, embeddings narrower than the layers (`embed_proj`), absolute positions
+    and token types added, relative positions unbucketed and clamped at 24, position projections
+    of their own (`share_att_key` off), relative embeddings not normalised. The v3 fixture's
+    tokenizer."""
+    from transformers import DebertaV2Config, DebertaV2ForMaskedLM, DebertaV2ForSequenceClassification
+    model_dir.mkdir(parents=True, exist_ok=True)
+    v3 = ROOT / "tests/fixtures/tiny-deberta-v3"
+    for f in ["tokenizer.json", "tokenizer_config.json"]:
+        shutil.copy(v3 / f, model_dir / f)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    cfg = DebertaV2Config(vocab_size=len(tok), embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=4, intermediate_size=64, max_position_embeddings=512,
+                          relative_attention=True, max_relative_positions=24, position_buckets=-1,
+                          share_att_key=False, pos_att_type="c2p|p2c", norm_rel_ebd="none",
+                          conv_kernel_size=3, conv_act="gelu", position_biased_input=True, type_vocab_size=2,
+                          layer_norm_eps=1e-7, initializer_range=0.1, pad_token_id=tok.pad_token_id,
                           num_labels=NUM_LABELS, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()})
     save_with_every_head(model_dir, cfg, DebertaV2ForSequenceClassification, DebertaV2ForMaskedLM,
                          "cls.", "DebertaV2ForMaskedLM")
@@ -521,7 +548,11 @@ def make_explain_reference(model_dir: Path, out: Path, name: str):
     enc = tok(EXPLAIN_TEXT, return_tensors="pt", return_token_type_ids=True)
     ids, types = enc["input_ids"], enc["token_type_ids"]
     special = torch.tensor(tok.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True))
-    baseline = torch.where(special.bool(), ids[0], tok.pad_token_id).unsqueeze(0)
+    # DeBERTa's padding row is zero and it adds no positions: its layer norm makes every point of
+    # a padding-baseline path but the first one input, which 50 steps cannot integrate. Mask it is.
+    family = json.loads((model_dir / "config.json").read_text())["model_type"]
+    blank = tok.mask_token_id if family == "deberta-v2" else tok.pad_token_id
+    baseline = torch.where(special.bool(), ids[0], blank).unsqueeze(0)
     embed = cls.get_input_embeddings()
 
     def probs(model, embeds):
@@ -717,6 +748,7 @@ FIXTURES = {
     "tiny-electra": ("tiny-electra", make_tiny_electra),
     "tiny-modernbert": ("tiny-modernbert", make_tiny_modernbert),
     "tiny-deberta-v3": ("tiny-deberta-v3", make_tiny_deberta_v3),
+    "tiny-deberta-v2": ("tiny-deberta-v2", make_tiny_deberta_v2),
 }
 
 

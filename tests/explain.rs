@@ -19,13 +19,15 @@ use tch::Tensor;
 
 const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
 const TAGS: [&str; 5] = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"];
-const FIXTURES: [(&str, &str); 6] = [
+const FIXTURES: [(&str, &str); 8] = [
     ("tiny", "tiny-bert"),
     ("tiny-roberta", "tiny-roberta"),
     ("tiny-xlm-roberta", "tiny-xlm-roberta"),
     ("tiny-distilbert", "tiny-distilbert"),
     ("tiny-electra", "tiny-electra"),
     ("tiny-modernbert", "tiny-modernbert"),
+    ("tiny-deberta-v3", "tiny-deberta-v3"),
+    ("tiny-deberta-v2", "tiny-deberta-v2"),
 ];
 
 /// Every model with its explain reference: the committed fixtures, and MiniLM where set up.

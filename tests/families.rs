@@ -18,6 +18,7 @@ fn families() -> Vec<(&'static str, PathBuf, &'static str)> {
         ("distilbert", fixtures.join("tiny-distilbert"), "[MASK]"),
         ("electra", fixtures.join("tiny-electra"), "[MASK]"),
         ("modernbert", fixtures.join("tiny-modernbert"), "[MASK]"),
+        ("deberta-v2", fixtures.join("tiny-deberta-v3"), "[MASK]"),
     ]
 }
 

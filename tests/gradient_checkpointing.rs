@@ -61,9 +61,12 @@ fn assert_same(plain: &(f64, BTreeMap<String, Tensor>), recomputed: &(f64, BTree
 /// embeddings and head.
 fn family_models() -> Vec<std::path::PathBuf> {
     let fixtures = common::repo().join("tests/fixtures");
-    ["tiny-bert", "tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert", "tiny-electra", "tiny-modernbert"]
-        .map(|m| fixtures.join(m))
-        .to_vec()
+    [
+        "tiny-bert", "tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert", "tiny-electra", "tiny-modernbert",
+        "tiny-deberta-v3", "tiny-deberta-v2",
+    ]
+    .map(|m| fixtures.join(m))
+    .to_vec()
 }
 
 fn classifier_grads_of(

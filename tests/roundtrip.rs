@@ -115,7 +115,10 @@ fn tiny_saved_model_loads_in_transformers() {
 #[test]
 fn other_families_saved_models_load_in_transformers() {
     if common::python_available() {
-        for family in ["tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert", "tiny-electra", "tiny-modernbert"] {
+        for family in [
+            "tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert", "tiny-electra", "tiny-modernbert",
+            "tiny-deberta-v3", "tiny-deberta-v2",
+        ] {
             roundtrip(&common::repo().join("tests/fixtures").join(family));
         }
     }

@@ -314,6 +314,15 @@ fn print_summary(doc: &Document, explained: &[(String, Vec<TargetExplanation>)])
                 let completeness =
                     m.completeness_error.map_or(String::new(), |e| format!(" [completeness error {:.2}%]", e * 100.0));
                 println!("  {:22} {}{completeness}", method_name(m.method), top.join(", "));
+                if let Some(e) = m.completeness_error.filter(|&e| e > 0.05) {
+                    // DeBERTa-v3's padding row is zero and no positions are added: after the
+                    // layer norm, every point of the path but the first is the same input.
+                    tracing::warn!(
+                        "{model}: integrated gradients miss {:.0}% of the output's change: raise --steps, or try \
+                         --baseline mask (a padding baseline whose embedding is zero jumps at its start)",
+                        e * 100.0
+                    );
+                }
             }
         }
     }

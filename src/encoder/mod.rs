@@ -28,8 +28,15 @@ use crate::device::upload;
 use crate::pretrained::ModelConfig;
 
 /// Every family bertkit reads, by `model_type`.
-pub const FAMILIES: &[Family] =
-    &[bert::FAMILY, roberta::FAMILY, roberta::XLM_FAMILY, distilbert::FAMILY, electra::FAMILY, modernbert::FAMILY, deberta::FAMILY];
+pub const FAMILIES: &[Family] = &[
+    bert::FAMILY,
+    roberta::FAMILY,
+    roberta::XLM_FAMILY,
+    distilbert::FAMILY,
+    electra::FAMILY,
+    modernbert::FAMILY,
+    deberta::FAMILY,
+];
 
 /// The family of a config.json, or an error listing the ones there are.
 pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {

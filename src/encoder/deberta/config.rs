@@ -99,7 +99,9 @@ impl DebertaConfig {
             );
         }
         if self.attention_head_size.is_some_and(|d| d * self.num_attention_heads != self.hidden_size) {
-            bail!("attention_head_size x num_attention_heads must equal hidden_size (transformers' output layer needs it)");
+            bail!(
+                "attention_head_size x num_attention_heads must equal hidden_size (transformers' output layer needs it)"
+            );
         }
         Activation::parse(&self.hidden_act)?;
         Activation::parse(&self.pooler_hidden_act).context("pooler_hidden_act")?;
@@ -127,9 +129,10 @@ impl DebertaConfig {
         Ok(match &self.pos_att_type {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) => s.to_lowercase().split('|').map(|k| k.trim().to_string()).collect(),
-            Some(Value::Array(items)) => {
-                items.iter().map(|k| k.as_str().map(str::to_string).context("pos_att_type: not a string")).collect::<Result<_>>()?
-            }
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|k| k.as_str().map(str::to_string).context("pos_att_type: not a string"))
+                .collect::<Result<_>>()?,
             Some(other) => bail!("pos_att_type {other}: expected a string or a list"),
         })
     }

@@ -107,7 +107,8 @@ impl Attention {
     fn new(p: Path, c: &DebertaConfig) -> Self {
         let h = c.hidden_size;
         let own = |name: &str, wanted: bool| {
-            (c.relative_attention && !c.share_att_key && wanted).then(|| Linear::new(p.sub(name), h, h, c.initializer_range))
+            (c.relative_attention && !c.share_att_key && wanted)
+                .then(|| Linear::new(p.sub(name), h, h, c.initializer_range))
         };
         Attention {
             query: Linear::new(p.sub("query_proj"), h, h, c.initializer_range),
@@ -127,19 +128,28 @@ impl Attention {
     /// `[batch, seq, heads x head_dim]` and, if asked, the probabilities `[batch, heads, seq, seq]`.
     fn forward(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
         let (b, l, _) = xs.size3().expect("[batch, seq, hidden]");
-        let split = |t: Tensor| t.view([b, l, self.heads, self.head_dim]).transpose(1, 2);
-        let (q, k, v) = (split(self.query.forward(xs)), split(self.key.forward(xs)), split(self.value.forward(xs)));
+        // One matmul for Q, K and V (the weights stay separate, under transformers' names). Under
+        // autocast it also casts the input once, whether or not it is a checkpointed leaf.
+        let layers = [&self.query, &self.key, &self.value];
+        let weight = Tensor::cat(&layers.map(|x| &x.weight), 0);
+        let bias = Tensor::cat(&layers.map(|x| x.bias.as_ref().expect("DeBERTa's projections have biases")), 0);
+        let qkv = xs.linear(&weight, Some(&bias)).view([b, l, 3, self.heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let terms = 1 + self.c2p as i64 + self.p2c as i64;
         // A float32 scalar tensor, divided by as transformers divides (not a multiplication).
         let scale = Tensor::from(((self.head_dim * terms) as f32).sqrt()).to_device(xs.device());
-        let mut scores = q.matmul(&(k.transpose(-1, -2) / &scale.to_kind(q.kind())));
-        if let Some((embeddings, index)) = cx.relative_embeddings() {
-            let embeddings = dropout(&embeddings, self.pos_dropout, train);
-            scores = scores + self.relative_scores(&q, &k, &embeddings, index, &scale);
-        }
-        if let Some(blocked) = &cx.blocked {
-            scores = scores.masked_fill(blocked, lowest(scores.kind()));
-        }
+        let content = q.matmul(&(k.transpose(-1, -2) / &scale.to_kind(q.kind())));
+        let scores = match cx.relative_embeddings() {
+            Some((embeddings, index)) => {
+                let embeddings = dropout(&embeddings, self.pos_dropout, train);
+                content + self.relative_scores(&q, &k, &embeddings, index, &scale)
+            }
+            None => content,
+        };
+        let scores = match &cx.blocked {
+            Some(blocked) => scores.masked_fill(blocked, lowest(scores.kind())),
+            None => scores,
+        };
         let probs = scores.softmax(-1, Kind::Float).to_kind(v.kind());
         let context = dropout(&probs, self.dropout, train).matmul(&v).transpose(1, 2).reshape([b, l, -1]);
         (context, want_probs.then_some(probs))
@@ -147,7 +157,14 @@ impl Attention {
 
     /// c2p: each query against the embedding of its distance to each key; p2c: each key
     /// against the embedding of the query's distance to it (transposed into query rows).
-    fn relative_scores(&self, q: &Tensor, k: &Tensor, embeddings: &Tensor, index: &RelativeIndex, scale: &Tensor) -> Tensor {
+    fn relative_scores(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        embeddings: &Tensor,
+        index: &RelativeIndex,
+        scale: &Tensor,
+    ) -> Tensor {
         let (b, h, l, _) = q.size4().expect("[batch, heads, seq, head_dim]");
         let rows = embeddings.size()[0];
         let project = |layer: &Linear| {
@@ -250,12 +267,25 @@ impl Convolution {
         let (h, k) = (c.hidden_size, c.conv_kernel_size);
         let conv = p.sub("conv");
         Convolution {
-            weight: conv.var("weight", &[h, h / c.conv_groups, k], Init::Randn { mean: 0., stdev: c.initializer_range }),
+            weight: conv.var(
+                "weight",
+                &[h, h / c.conv_groups, k],
+                Init::Randn { mean: 0., stdev: c.initializer_range },
+            ),
             bias: conv.zeros("bias", &[h]),
             groups: c.conv_groups,
             activation: Activation::parse(&c.conv_act).expect("validated config"),
             norm: LayerNorm::new(p.sub("LayerNorm"), h, c.layer_norm_eps),
             dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    fn shallow_clone(&self) -> Self {
+        Convolution {
+            weight: self.weight.shallow_clone(),
+            bias: self.bias.shallow_clone(),
+            norm: self.norm.shallow_clone(),
+            ..*self
         }
     }
 
@@ -311,11 +341,13 @@ impl Embeddings {
             Some(embeds) => embeds.shallow_clone(),
             None => Tensor::embedding(&self.word, &inputs.input_ids, self.pad_token_id, false, false),
         };
+        // Summed in transformers' order (words, positions, token types): not in place, since
+        // `xs` may be the caller's `inputs_embeds`.
         if let Some(position) = &self.position {
-            xs = xs + position.narrow(0, 0, inputs.input_ids.size()[1]);
+            xs = &xs + position.narrow(0, 0, inputs.input_ids.size()[1]);
         }
         if let Some(token_type) = &self.token_type {
-            xs = xs + Tensor::embedding(token_type, &inputs.token_type_ids, -1, false, false);
+            xs = &xs + Tensor::embedding(token_type, &inputs.token_type_ids, -1, false, false);
         }
         if let Some(projection) = &self.projection {
             xs = projection.forward(&xs);
@@ -380,25 +412,29 @@ impl Deberta {
     }
 
     fn encode(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
-        let embedded = self.embeddings.forward(inputs, opts.train);
-        let cx = self.context(inputs, embedded.size()[1], embedded.device());
+        let mut xs = self.embeddings.forward(inputs, opts.train);
+        let cx = self.context(inputs, xs.size()[1], xs.device());
         let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
-        let recompute = self.gradient_checkpointing && embedded.requires_grad() && !opts.output_attentions;
-        let mut xs = embedded.shallow_clone();
+        let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.output_attentions;
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
                 hidden_states.push(xs.shallow_clone());
             }
+            // The convolution reads the first layer's input too: it runs inside the same block,
+            // so a checkpointed block sums that input's gradients as the plain backward does.
+            let conv = self.conv.as_ref().filter(|_| i == 0);
             if recompute {
                 let (layer, cx, train) = (layer.shallow_clone(), cx.shallow_clone(), opts.train);
-                xs = recomputed(&xs, move |x| layer.forward(x, &cx, train, false).0);
+                let conv = conv.map(Convolution::shallow_clone);
+                let keep = inputs.attention_mask.shallow_clone();
+                xs = recomputed(&xs, move |x| {
+                    let out = layer.forward(x, &cx, train, false).0;
+                    conv.as_ref().map_or(out.shallow_clone(), |c| c.forward(x, &out, &keep, train))
+                });
             } else {
                 let (out, probs) = layer.forward(&xs, &cx, opts.train, opts.output_attentions);
-                xs = out;
+                xs = conv.map_or(out.shallow_clone(), |c| c.forward(&xs, &out, &inputs.attention_mask, opts.train));
                 attentions.extend(probs);
-            }
-            if let (0, Some(conv)) = (i, &self.conv) {
-                xs = conv.forward(&embedded, &xs, &inputs.attention_mask, opts.train);
             }
         }
         if opts.output_hidden_states {
