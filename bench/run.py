@@ -156,6 +156,44 @@ def modernbert_base_random():
     return d
 
 
+DEBERTA_V3_BASE_RANDOM = """
+import sys, glob, torch
+from pathlib import Path
+from tokenizers import SentencePieceUnigramTokenizer, pre_tokenizers
+from tokenizers.processors import TemplateProcessing
+from transformers import DebertaV2Config, DebertaV2ForSequenceClassification, DebertaV2Tokenizer
+out, corpus = Path(sys.argv[1]), sys.argv[2]
+out.mkdir(parents=True, exist_ok=True)
+specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+sp = SentencePieceUnigramTokenizer()
+texts = [open(f, encoding="utf-8", errors="replace").read() for f in sorted(glob.glob(corpus + "/*.txt"))]
+sp.train_from_iterator(texts, vocab_size=32000, special_tokens=specials, unk_token="[UNK]")
+sp.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+ids = {t: sp.token_to_id(t) for t in specials}
+sp.post_processor = TemplateProcessing(single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+                                       special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
+sp.save(str(out / "tokenizer.json"))
+DebertaV2Tokenizer(tokenizer_file=str(out / "tokenizer.json")).save_pretrained(out)
+torch.manual_seed(0)
+# microsoft/deberta-v3-base's config.json; its 128 100-row embedding is kept (wider than this vocabulary).
+DebertaV2ForSequenceClassification(DebertaV2Config(vocab_size=128100, hidden_size=768, num_hidden_layers=12,
+    num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512, relative_attention=True,
+    position_buckets=256, norm_rel_ebd="layer_norm", share_att_key=True, pos_att_type="p2c|c2p",
+    layer_norm_eps=1e-7, max_relative_positions=-1, position_biased_input=False, type_vocab_size=0,
+    pad_token_id=0, num_labels=2)).save_pretrained(out)
+"""
+
+
+def deberta_v3_base_random():
+    """A DeBERTa-v3-base-shaped model (deberta-v3-base's config: 12 layers, 256 position buckets,
+    a 128 100-row embedding) with random weights and a SentencePiece Unigram vocabulary of 32 000
+    trained on the CUAD contracts, made once."""
+    d = OUT / "deberta-v3-base-random"
+    if not (d / "model.safetensors").exists():
+        subprocess.run([sys.executable, "-c", DEBERTA_V3_BASE_RANDOM, d, CUAD], check=True)
+    return d
+
+
 def step_workload(n, title, workload, model, batch, seq, precision, extra=()):
     common = ["--model", model, "--workload", workload, "--batch-size", batch, "--seq-len", seq,
               "--steps", args.steps, "--warmup", 2, "--precision", precision, *extra]
@@ -177,7 +215,7 @@ def imdb_subset():
 
 
 GPU = args.device.startswith("cuda")
-DEFAULT = [8, 9, 10, 11, 12, 13] if GPU else [1, 2, 3, 4, 5, 6, 7, 8, 14, 15, 16]
+DEFAULT = [8, 9, 10, 11, 12, 13] if GPU else [1, 2, 3, 4, 5, 6, 7, 8, 14, 15, 16, 19]
 
 
 def wanted(n):
@@ -206,6 +244,9 @@ def workloads():
         if wanted(n):
             w.append(step_workload(n, f"fine-tune step, ModernBERT-base (random init), L={seq} B={batch}, fp32",
                                    "finetune", modernbert_base_random(), batch, seq, "fp32"))
+    if wanted(19):
+        w.append(step_workload(19, "fine-tune step, DeBERTa-v3-base (random init), L=128 B=8, fp32", "finetune",
+                               deberta_v3_base_random(), 8, 128, "fp32"))
     for n, model, name in [(6, MINILM, "all-MiniLM-L6-v2"), (13, None, "bert-base (random init)")]:
         if not wanted(n):
             continue

@@ -22,8 +22,8 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py minilm MODEL_DIR OUT_DIR   # all-MiniLM-L6-v2 (too big to commit)
 
 The tiny models are created here from a fixed seed with small vocabularies of their family's kind
-(WordPiece for BERT, byte-level BPE for RoBERTa, SentencePiece Unigram for XLM-RoBERTa, the
-latter two trained here with `tokenizers`), so the committed
+(WordPiece for BERT, byte-level BPE for RoBERTa and ModernBERT, SentencePiece Unigram for
+XLM-RoBERTa and DeBERTa, the latter trained here with `tokenizers`), so the committed
 fixtures are a few hundred KB and need nothing downloaded. Every family goes through the same
 `make_reference` (transformers' Auto classes).
 """

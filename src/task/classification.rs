@@ -1,6 +1,7 @@
 //! Sequence classification (`BertForSequenceClassification` and its kin), in the family's
 //! shape (`ClassifierKind`): BERT's linear layer on the pooled output, RoBERTa's and ELECTRA's
-//! dense + activation + out_proj on the first token, or DistilBERT's pre_classifier + ReLU.
+//! dense + activation + out_proj on the first token, DistilBERT's pre_classifier + ReLU,
+//! ModernBERT's prediction head, or DeBERTa's context pooler.
 //! The loss is the task's (`TaskKind`), as transformers picks it from `problem_type`:
 //! cross-entropy (one class), binary cross-entropy with logits (multi-label), mean squared
 //! error (regression); class weights (`--class-weights`, `--pos-weight`) are ours.
