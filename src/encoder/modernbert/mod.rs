@@ -9,12 +9,14 @@
 
 mod config;
 mod names;
+mod window;
 
 use anyhow::Result;
 use tch::nn::Path;
 use tch::{Kind, Tensor};
 
 use self::config::ModernBertConfig;
+use self::window::Windows;
 use super::layers::{Activation, LayerNorm, Linear, dropout, truncated_normal};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
@@ -103,15 +105,22 @@ impl Mask {
     }
 }
 
-/// What a layer reads besides its input: its attention mask (None: every key) and rotation.
+/// What a layer reads besides its input: its attention mask (None: every key), its rotation,
+/// and for a local layer on a long sequence the windows it attends by blocks (its full mask is
+/// then built only where attention probabilities are asked for).
 struct Context {
     mask: Option<Mask>,
     rotation: Rotation,
+    windows: Option<Windows>,
 }
 
 impl Context {
     fn shallow_clone(&self) -> Self {
-        Context { mask: self.mask.as_ref().map(Mask::shallow_clone), rotation: self.rotation.shallow_clone() }
+        Context {
+            mask: self.mask.as_ref().map(Mask::shallow_clone),
+            rotation: self.rotation.shallow_clone(),
+            windows: self.windows.as_ref().map(Windows::shallow_clone),
+        }
     }
 }
 
@@ -169,7 +178,9 @@ impl Layer {
         let (q, k, v) = (cx.rotation.apply(&qkv.get(0)), cx.rotation.apply(&qkv.get(1)), qkv.get(2));
         let scale = (self.head_dim as f64).powf(-0.5);
         let dropout_p = if train { self.attention_dropout } else { 0.0 };
-        let (context, probs) = if want_probs || (dropout_p > 0.0 && xs.device() == tch::Device::Cpu) {
+        let (context, probs) = if let (Some(windows), false) = (&cx.windows, want_probs) {
+            (windows.attend(&q, &k, &v, scale, dropout_p, train), None)
+        } else if want_probs || (dropout_p > 0.0 && xs.device() == tch::Device::Cpu) {
             let scores = q.matmul(&k.transpose(-1, -2)) * scale;
             let scores = match &cx.mask {
                 Some(m) => scores + &m.additive,
@@ -242,19 +253,28 @@ impl ModernBert {
 
     /// The masks of the global layers (padding only, `[batch, 1, 1, seq]`; None without
     /// padding) and of the local ones (padding and distance, `[batch, 1, seq, seq]`; the
-    /// global one when every distance is within the window). One mask per pair, as
+    /// global one when every distance is within the window; None when `full_local` is false,
+    /// the local layers then attending by blocks). One mask per pair, as
     /// transformers builds it: two additive minimums would overflow to -inf.
-    fn masks(&self, inputs: &Inputs, seq: i64, device: tch::Device) -> (Option<Mask>, Option<Mask>) {
+    fn masks(&self, inputs: &Inputs, seq: i64, full_local: bool) -> (Option<Mask>, Option<Mask>) {
         let keys = inputs.attention_mask.ne(0).unsqueeze(1).unsqueeze(1);
         if seq - 1 <= self.window {
             let global = inputs.padded.then(|| Mask::new(keys));
             let local = global.as_ref().map(Mask::shallow_clone);
             return (global, local);
         }
-        let positions = Tensor::arange(seq, (Kind::Int64, device));
-        let near = (positions.unsqueeze(1) - positions.unsqueeze(0)).abs().le(self.window);
-        let local = Mask::new(near.logical_and(&keys));
-        (inputs.padded.then(|| Mask::new(keys)), Some(local))
+        let local = full_local.then(|| {
+            let positions = Tensor::arange(seq, (Kind::Int64, keys.device()));
+            let near = (positions.unsqueeze(1) - positions.unsqueeze(0)).abs().le(self.window);
+            Mask::new(near.logical_and(&keys))
+        });
+        (inputs.padded.then(|| Mask::new(keys)), local)
+    }
+
+    /// Local layers attend by blocks where that saves work: a query's three blocks of keys
+    /// (3 x window/2) must be well under the sequence.
+    fn use_windows(&self, seq: i64) -> bool {
+        seq > 6 * self.window
     }
 
     fn encode(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
@@ -264,10 +284,12 @@ impl ModernBert {
         };
         let mut xs = dropout(&self.embedding_norm.forward(&words), self.embedding_dropout, opts.train);
         let (seq, device) = (xs.size()[1], xs.device());
-        let (global_mask, local_mask) = self.masks(inputs, seq, device);
-        let global =
-            Context { mask: global_mask, rotation: Rotation::new(self.global_theta, self.head_dim, seq, device) };
-        let local = Context { mask: local_mask, rotation: Rotation::new(self.local_theta, self.head_dim, seq, device) };
+        let windowed = self.use_windows(seq);
+        let (global_mask, local_mask) = self.masks(inputs, seq, !windowed || opts.output_attentions);
+        let rotation = |theta: f64| Rotation::new(theta, self.head_dim, seq, device);
+        let global = Context { mask: global_mask, rotation: rotation(self.global_theta), windows: None };
+        let windows = windowed.then(|| Windows::new(&inputs.attention_mask, self.window));
+        let local = Context { mask: local_mask, rotation: rotation(self.local_theta), windows };
         let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
         let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.output_attentions;
         for layer in &self.layers {
