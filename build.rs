@@ -8,6 +8,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/extras.cpp");
     println!("cargo:rerun-if-changed=csrc/recompute.cpp");
+    println!("cargo:rerun-if-changed=csrc/dist.cpp");
     println!("cargo:rerun-if-changed=csrc/bertkit.h");
     // torch-sys (links = "tch") publishes where it found libtorch.
     let lib_dir = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports the libtorch directory");
@@ -29,8 +30,17 @@ fn main() {
     let mut lines = text.lines();
     let abi = lines.next().unwrap().trim().to_string();
     let mut build = cc::Build::new();
-    build.cpp(true).pic(true).warnings(false).std("c++17").file("csrc/extras.cpp").file("csrc/recompute.cpp");
+    build
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .std("c++17")
+        .file("csrc/extras.cpp")
+        .file("csrc/recompute.cpp")
+        .file("csrc/dist.cpp");
     build.define("_GLIBCXX_USE_CXX11_ABI", abi.as_str());
+    // The pip wheel is built with c10d and gloo; its headers declare them only under these.
+    build.define("USE_DISTRIBUTED", "1").define("USE_C10D_GLOO", "1").include("csrc/third_party/gloo");
     for include in lines {
         build.include(include.trim());
     }

@@ -73,10 +73,14 @@ fn cuda(index: usize) -> Result<Device> {
     Ok(Device::Cuda(index))
 }
 
-/// Intra-op threads: the user's number, else one per physical core (hyper-threads slow
-/// libtorch's GEMMs down rather than up).
+/// Intra-op threads: the user's number, else OMP_NUM_THREADS (torchrun and `bertkit launch`
+/// set it per rank), else one per physical core shared among this machine's ranks
+/// (hyper-threads slow libtorch's GEMMs down rather than up).
 pub fn set_threads(threads: Option<usize>) {
-    let n = threads.unwrap_or_else(physical_cores);
+    let env = |key: &str| std::env::var(key).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 0);
+    let n = threads
+        .or_else(|| env("OMP_NUM_THREADS"))
+        .unwrap_or_else(|| (physical_cores() / env("LOCAL_WORLD_SIZE").unwrap_or(1)).max(1));
     tch::set_num_threads(n as i32);
 }
 

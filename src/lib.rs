@@ -10,6 +10,7 @@
 //! - [`metrics`]: evaluation metrics of every task, as scikit-learn, scipy and seqeval define them;
 //! - [`train`]: the training loop, its run directory, optimiser and schedule;
 //! - [`device`]: CPU/CUDA selection, threads, precision (bf16 autocast);
+//! - [`dist`]: data-parallel training on c10d (rank, process group, DDP's Reducer, `launch`);
 //! - [`ffi`]: every call into `csrc/`, wrapped safely;
 //! - [`torch_failure`]: libtorch failures (out of memory) as one-line errors;
 //! - [`viz`]: pictures (training curves, attention maps) from tensors it is given;
@@ -18,6 +19,7 @@
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod encoder;
 pub mod explain;
 pub mod ffi;

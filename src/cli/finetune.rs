@@ -82,6 +82,7 @@ pub fn split<T>(mut examples: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T
 
 pub fn run(args: Args) -> Result<i32> {
     let cfg = &args.cfg;
+    cfg.placement.join_group()?;
     let device = cfg.placement.device.setup()?;
     // Fresh heads start from the seed, as with Trainer's set_seed before the model is built.
     tch::manual_seed(cfg.hyper.seed as i64);
@@ -136,13 +137,15 @@ pub fn run(args: Args) -> Result<i32> {
         run.write_json("loss_weights.json", &serde_json::json!({"labels": labels.names(), "weights": w}))?;
     }
 
-    let num_batches = train_set.items.len().div_ceil(cfg.hyper.batch_size);
-    let (batch_size, sampling) = (cfg.hyper.batch_size, cfg.hyper.train_sampling_strategy);
+    // --batch-size is per rank, as per_device_train_batch_size: a step's batch spans the ranks.
+    let batch_size = cfg.hyper.batch_size * crate::dist::world_size();
+    let num_batches = train_set.items.len().div_ceil(batch_size);
+    let sampling = cfg.hyper.train_sampling_strategy;
     let loss_weights = weights.map(|w| tch::Tensor::from_slice(&w).to_device(device));
     let pool = args.data.window_pool;
     let task = FineTune { classifier, train: train_set, eval: eval_set, batch_size, sampling, loss_weights, pool };
     let outcome = train(&task, cfg, autocast, num_batches)?;
-    if args.tune_thresholds && !matches!(outcome.stop, Stop::Interrupted { .. }) {
+    if args.tune_thresholds && crate::dist::is_main() && !matches!(outcome.stop, Stop::Interrupted { .. }) {
         tune_thresholds(&cfg.control.output, task.eval.as_ref().expect("checked above"), batch_size * 2, device)?;
     }
     let card = ModelCard {

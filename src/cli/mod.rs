@@ -66,6 +66,9 @@ enum Command {
     /// A grid or random search over training flags: one run directory per setting, a summary
     /// table and plot, the best run; resumable.
     Sweep(sweep::Args),
+    /// Start a data-parallel run on this machine as torchrun does: `bertkit launch
+    /// --nproc-per-node 2 -- finetune ...` (ranks, rendezvous, signals, a failed rank stops all).
+    Launch(crate::dist::launch::Args),
     /// Attention of a layer/head (or all) for a sentence, as PNG, SVG or an HTML head view.
     Attention(attention::Args),
     /// Which tokens a fine-tuned model's output depends on: integrated gradients, gradient ×
@@ -102,6 +105,12 @@ fn conclude(
     output: &std::path::Path,
     card: &crate::train::model_card::ModelCard,
 ) -> anyhow::Result<i32> {
+    if !crate::dist::is_main() {
+        return Ok(match outcome.stop {
+            crate::train::Stop::Interrupted { exit_code } => exit_code,
+            _ => 0,
+        });
+    }
     if let Some(ev) = &outcome.best_evaluation {
         println!("{}", ev.summary);
     }
@@ -149,6 +158,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::DomainFit(args) => domain_fit::run(args).map(|()| 0),
         Command::Serve(args) => serve::run(args).map(|()| 0),
         Command::Sweep(args) => sweep::run(args).map(|()| 0),
+        Command::Launch(args) => crate::dist::launch::run(args),
         Command::Attention(args) => attention::run(args).map(|()| 0),
         Command::Explain(args) => explain::run(args).map(|()| 0),
         Command::CompareModels(args) => compare_models::run(args).map(|()| 0),

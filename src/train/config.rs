@@ -95,6 +95,22 @@ pub struct Placement {
     #[arg(long)]
     #[serde(default)]
     pub gradient_checkpointing: bool,
+    /// Data-parallel runs (torchrun, `bertkit launch`): seconds the rendezvous and each
+    /// collective may wait for the other ranks; a rank that died stops the rest after this.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    #[serde(default = "default_dist_timeout")]
+    pub dist_timeout: u64,
+}
+
+fn default_dist_timeout() -> u64 {
+    300
+}
+
+impl Placement {
+    /// Joins the data-parallel group the environment describes (nothing for a plain run).
+    pub fn join_group(&self) -> anyhow::Result<()> {
+        crate::dist::join(std::time::Duration::from_secs(self.dist_timeout))
+    }
 }
 
 /// Where event files go inside the output directory unless --logging-dir says otherwise.

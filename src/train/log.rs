@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::tensorboard::EventWriter;
 
 pub struct RunLog {
-    file: std::fs::File,
+    /// None on ranks other than 0 of a data-parallel run, which log nothing.
+    file: Option<std::fs::File>,
     path: PathBuf,
     /// TensorBoard event files written from the same records, when asked for.
     events: Option<EventWriter>,
@@ -21,6 +22,9 @@ impl RunLog {
     /// step (later ones belong to the part of the run that is being redone). With
     /// `tensorboard`, every record also goes to a new event file in that directory.
     pub fn open(path: &Path, resume_step: usize, tensorboard: Option<&Path>) -> Result<Self> {
+        if !crate::dist::is_main() {
+            return Ok(RunLog { file: None, path: path.to_path_buf(), events: None });
+        }
         let kept: Vec<String> = if resume_step > 0 && path.exists() {
             std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?
@@ -46,7 +50,7 @@ impl RunLog {
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
         let events = tensorboard.map(|dir| EventWriter::create(dir, resume_step)).transpose()?;
-        Ok(RunLog { file, path: path.to_path_buf(), events })
+        Ok(RunLog { file: Some(file), path: path.to_path_buf(), events })
     }
 
     /// Appends one record, stamped with the wall-clock time (seconds since the Unix epoch).
@@ -54,8 +58,9 @@ impl RunLog {
         if let Value::Object(map) = &mut record {
             map.insert("time".into(), unix_time().into());
         }
-        writeln!(self.file, "{record}")
-            .and_then(|_| self.file.flush())
+        let Some(file) = &mut self.file else { return Ok(()) };
+        writeln!(file, "{record}")
+            .and_then(|_| file.flush())
             .with_context(|| format!("writing {}", self.path.display()))?;
         match &mut self.events {
             Some(events) => events.write_record(&record),

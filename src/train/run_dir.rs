@@ -50,6 +50,8 @@ pub struct RunDir {
     save_total_limit: Option<usize>,
     overwrite: bool,
     resuming: bool,
+    /// False on every rank but 0 of a data-parallel run: only rank 0 writes.
+    writes: bool,
 }
 
 impl RunDir {
@@ -59,12 +61,16 @@ impl RunDir {
             save_total_limit: control.save_total_limit,
             overwrite: control.overwrite,
             resuming: control.resume_from.is_some(),
+            writes: crate::dist::is_main(),
         }
     }
 
     /// Refuses a directory that holds another run, unless told to replace or resume it.
     /// Commands call it once their inputs are known to be good: it is the first thing written.
     pub fn prepare(&self) -> Result<()> {
+        if !self.writes {
+            return Ok(());
+        }
         let out = &self.path;
         let has_run = ["log.jsonl", "config.json", "model.safetensors"].iter().any(|f| out.join(f).exists())
             || list_checkpoints(out).map(|c| !c.is_empty()).unwrap_or(false);
@@ -100,12 +106,18 @@ impl RunDir {
     }
 
     pub fn write_json(&self, name: &str, value: &serde_json::Value) -> Result<()> {
+        if !self.writes {
+            return Ok(());
+        }
         atomic_write(&self.path.join(name), serde_json::to_string_pretty(value)?.as_bytes())
     }
 
     /// Model + optimizer + trainer state + a manifest of checksums into `checkpoint-N`, written
     /// under a temporary name and renamed, so a crash leaves either no folder or a complete one.
     pub fn save_checkpoint<T: Objective>(&self, task: &T, opt: &AdamW, state: &TrainerState) -> Result<()> {
+        if !self.writes {
+            return Ok(());
+        }
         let dir = self.checkpoint(state.global_step);
         let tmp = self.path.join(format!(".checkpoint-{}.tmp", state.global_step));
         let written = (|| -> Result<()> {
@@ -155,6 +167,9 @@ impl RunDir {
         log: &mut RunLog,
         work: serde_json::Value,
     ) -> Result<()> {
+        if !self.writes {
+            return Ok(());
+        }
         match state.best_step {
             Some(step) if step != state.global_step => self.copy_best(step, state)?,
             _ => task.save_model(&self.path)?,

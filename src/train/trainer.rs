@@ -25,6 +25,7 @@ use super::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use super::run_dir::{RunDir, TrainerState, resume};
 use super::schedule::Schedule;
 use crate::device::{Autocast, gpu_peak_memory, peak_rss};
+use crate::dist::Reducer;
 use crate::torch_failure::catch;
 
 /// One training micro-batch's mean loss and its size.
@@ -141,6 +142,11 @@ pub fn train<T: Objective>(
     let plan = Plan::new(h, num_train_batches);
     let params = sorted_params(task.var_store());
     let trainable: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
+    if let Some(g) = crate::dist::group() {
+        let settings = serde_json::to_string(&json!({"bertkit": env!("CARGO_PKG_VERSION"), "hyper": h}))?;
+        g.agree("bertkit version and hyper-parameters", &settings)?;
+    }
+    let reducer = Reducer::new(&trainable)?;
     let mut opt = AdamW::new(params, AdamWConfig { weight_decay: h.weight_decay, ..Default::default() });
     let metric = cfg.control.metric_for_best.clone().unwrap_or_else(|| task.default_metric().to_string());
     let mut state = TrainerState {
@@ -168,15 +174,15 @@ pub fn train<T: Objective>(
     while run.state.global_step < plan.total_steps {
         let step = run.state.global_step;
         let micro = run.micro_batches(step);
-        let stats = accumulate_gradients(task, &micro, h.seed, step, autocast)
+        let stats = accumulate_gradients(task, &micro, h.seed, step, autocast, reducer.as_ref())
             .map_err(|e| anyhow!("{e:#}; {}", run.dir.last_checkpoint_note()))?;
+        let (stats, interrupted) = gather_step(stats, run.signals.received())?;
         let values = clip_and_read(&stats, &trainable, h.max_grad_norm);
         let lr = plan.schedule.lr(step);
         let applied = run.update(&mut opt, values, lr)?;
         opt.zero_grad();
         run.state.global_step += 1;
         run.record(applied, values, &stats, lr)?;
-        let interrupted = run.signals.received();
         let evaluated = run.due_for_evaluation();
         if evaluated && run.evaluate_and_checkpoint(&opt)? {
             return run.finish(Stop::EarlyStopped);
@@ -208,11 +214,12 @@ fn begin<T: Objective>(
 ) -> Result<()> {
     let h = &cfg.hyper;
     tracing::info!(
-        "{} steps ({} per epoch), effective batch {} ({} x {} accumulated), precision {}",
+        "{} steps ({} per epoch), effective batch {} ({} x {} rank(s) x {} accumulated), precision {}",
         plan.total_steps,
         plan.steps_per_epoch,
-        h.batch_size * h.grad_accum,
+        h.batch_size * crate::dist::world_size() * h.grad_accum,
         h.batch_size,
+        crate::dist::world_size(),
         h.grad_accum,
         format!("{:?}", autocast.precision()).to_lowercase()
     );
@@ -479,32 +486,60 @@ impl Drop for Signals {
 
 /// Forward and backward over the micro-batches of optimizer step `step`, leaving their mean
 /// gradient in the parameters; returns the mean loss, examples and real tokens. Every random
-/// draw (dropout, masks) is seeded from (seed, step, micro-batch), which makes runs repeatable.
+/// draw (dropout, masks) is seeded from (seed, rank, step, micro-batch), which makes runs
+/// repeatable. In a data-parallel run each rank takes its share of every micro-batch
+/// (`dist::shard`) and the Reducer averages the gradients over ranks during the last backward.
 pub fn accumulate_gradients<T: Objective>(
     task: &T,
     micro: &[Vec<usize>],
     seed: u64,
     step: usize,
     autocast: Autocast,
+    reducer: Option<&Reducer>,
 ) -> Result<StepStats> {
     let mut stats = StepStats { loss: Tensor::new(), examples: 0, tokens: 0, padded_tokens: 0 };
+    let rank_seed = (crate::dist::rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for (m, batch) in micro.iter().enumerate() {
-        let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
+        let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64) ^ rank_seed;
         tch::manual_seed(seed as i64);
+        let share = crate::dist::shard(batch);
         // A batch that does not fit (libtorch panics through tch) becomes an error naming it.
         let (loss, out) = catch(|| -> Result<_> {
-            let out = autocast.run(|| task.train_loss(batch, seed))?;
-            let loss = &out.loss / micro.len() as f64;
+            let out = autocast.run(|| task.train_loss(&share.examples, seed))?;
+            let loss = &out.loss * (share.weight / micro.len() as f64);
+            if let Some(r) = reducer.filter(|_| m + 1 == micro.len()) {
+                r.prepare(&loss)?;
+            }
             loss.backward();
             Ok((loss.detach().to_kind(Kind::Double), out))
         })
-        .map_err(|f| anyhow!("step {}, a micro-batch of {} examples: {f}", step + 1, batch.len()))??;
+        .map_err(|f| anyhow!("step {}, a micro-batch of {} examples: {f}", step + 1, share.examples.len()))??;
         stats.loss = if stats.loss.defined() { &stats.loss + loss } else { loss };
-        stats.examples += out.examples;
-        stats.tokens += out.tokens;
-        stats.padded_tokens += out.padded_tokens;
+        if share.weight > 0.0 {
+            stats.examples += out.examples;
+            stats.tokens += out.tokens;
+            stats.padded_tokens += out.padded_tokens;
+        }
     }
     Ok(stats)
+}
+
+/// In a data-parallel run, the step as a whole: loss and counts summed over ranks (each rank's
+/// loss is its weighted share of the mean), and whether any rank was signalled, so that all
+/// stop at the same step. Elsewhere the step and this process's signal as they are.
+fn gather_step(stats: StepStats, signal: Option<i32>) -> Result<(StepStats, Option<i32>)> {
+    let Some(g) = crate::dist::group() else { return Ok((stats, signal)) };
+    let device = stats.loss.device();
+    let counts = [stats.examples, stats.tokens, stats.padded_tokens].map(|c| c as f64);
+    let local = [stats.loss.to_device(tch::Device::Cpu).double_value(&[]), counts[0], counts[1], counts[2]];
+    let sums = Tensor::from_slice(&local);
+    g.all_reduce_sum(&sums)?;
+    let signals = Tensor::from_slice(&[signal.unwrap_or(0) as i64]);
+    g.all_reduce_max(&signals)?;
+    let v = Vec::<f64>::try_from(&sums)?;
+    let signal = Some(signals.int64_value(&[0]) as i32).filter(|&s| s != 0);
+    let loss = Tensor::from(v[0] / g.world.size as f64).to_device(device);
+    Ok((StepStats { loss, examples: v[1] as usize, tokens: v[2] as usize, padded_tokens: v[3] as usize }, signal))
 }
 
 /// Clips the gradients (when `max_grad_norm` > 0) and reads the step's loss and gradient norm

@@ -1,0 +1,212 @@
+//! Data-parallel fine-tuning on c10d (gloo, localhost): N ranks x batch B take the steps one
+//! process takes with batch N x B, through `bertkit launch` and through torchrun; a rank that
+//! dies stops the others; ranks that disagree refuse to start.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bertkit, finetune_tiny, synthetic_csv};
+use safetensors::SafeTensors;
+
+fn run_ok(args: &[String]) {
+    let out = bertkit(args);
+    assert!(
+        out.status.success(),
+        "bertkit {} failed:\n{}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The fine-tuning command of these tests, without --batch-size: dropout off, so that the
+/// split of a batch over ranks is the only difference.
+fn finetune(train: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let flags =
+        [&["--dropout", "0", "--lr", "1e-3", "--max-len", "32", "--seed", "3", "--overwrite"][..], extra].concat();
+    // Threads are the launcher's to set (one core per rank); a single process passes its own.
+    let mut argv = finetune_tiny(train, out, &flags);
+    let at = argv.iter().position(|a| a == "--threads").unwrap();
+    argv.drain(at..at + 2);
+    argv
+}
+
+fn launch(nproc: usize, command: &[String]) -> Vec<String> {
+    let mut argv = vec!["launch".to_string(), "--nproc-per-node".into(), nproc.to_string(), "--".into()];
+    argv.extend(command.iter().cloned());
+    argv
+}
+
+/// Every tensor of two saved models equal as torch.allclose(rtol=1e-5, atol=1e-6) has it.
+fn assert_same_weights(a: &Path, b: &Path) {
+    let (da, db) =
+        (std::fs::read(a.join("model.safetensors")).unwrap(), std::fs::read(b.join("model.safetensors")).unwrap());
+    let (ta, tb) = (SafeTensors::deserialize(&da).unwrap(), SafeTensors::deserialize(&db).unwrap());
+    assert_eq!(ta.len(), tb.len());
+    for (name, x) in ta.tensors() {
+        let y = tb.tensor(&name).unwrap();
+        let floats =
+            |b: &[u8]| b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+        for (p, q) in floats(x.data()).iter().zip(floats(y.data())) {
+            assert!((p - q).abs() <= 1e-6 + 1e-5 * q.abs(), "{name}: {p} vs {q}");
+        }
+    }
+}
+
+fn losses(dir: &Path) -> Vec<f64> {
+    let log = std::fs::read_to_string(dir.join("log.jsonl")).unwrap();
+    log.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "train")
+        .map(|r| r["loss"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn two_ranks_take_the_steps_of_one_process_with_their_batches_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval) = (tmp.path().join("train.csv"), tmp.path().join("eval.csv"));
+    // 69 examples in batches of 8: the epoch's last batch (5) splits 2 + 3 over two ranks.
+    synthetic_csv(&train, 69, 1);
+    synthetic_csv(&eval, 30, 2);
+    let e = eval.to_str().unwrap();
+    let common = ["--max-steps", "10", "--log-every", "1", "--eval", e, "--eval-every", "9"];
+    for (accum, name) in [("1", "plain"), ("2", "accumulated")] {
+        let (one, two) = (tmp.path().join(format!("{name}-one")), tmp.path().join(format!("{name}-two")));
+        let flags = [&common[..], &["--grad-accum", accum]].concat();
+        run_ok(
+            &[finetune(&train, &one, &flags), vec!["--batch-size".into(), "8".into(), "--threads".into(), "2".into()]]
+                .concat(),
+        );
+        run_ok(&launch(2, &[finetune(&train, &two, &flags), vec!["--batch-size".into(), "4".into()]].concat()));
+        assert_same_weights(&one, &two);
+        let (l1, l2) = (losses(&one), losses(&two));
+        assert_eq!(l1.len(), 10, "{name}: one log line per step");
+        for (a, b) in l1.iter().zip(&l2) {
+            assert!((a - b).abs() < 1e-6, "{name}: step losses {l1:?} vs {l2:?}");
+        }
+        let metrics = |d: &Path| std::fs::read_to_string(d.join("eval_results.json")).unwrap();
+        let (m1, m2): (serde_json::Value, serde_json::Value) =
+            (serde_json::from_str(&metrics(&one)).unwrap(), serde_json::from_str(&metrics(&two)).unwrap());
+        assert_eq!(m1["metrics"]["accuracy"], m2["metrics"]["accuracy"], "{name}: the same evaluation");
+        assert!(two.join("checkpoint-9").join("optimizer.safetensors").exists(), "rank 0 saved the checkpoint");
+    }
+}
+
+#[test]
+fn torchrun_starts_bertkit_ranks_unchanged() {
+    let Ok(torchrun) = which("torchrun") else {
+        panic!("torchrun (pip's torch) is needed to build bertkit and for this test");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.csv");
+    synthetic_csv(&train, 32, 1);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let flags = ["--max-steps", "3"];
+    run_ok(
+        &[finetune(&train, &one, &flags), vec!["--batch-size".into(), "8".into(), "--threads".into(), "2".into()]]
+            .concat(),
+    );
+    let status = Command::new(torchrun)
+        .args(["--nproc-per-node", "2", "--master-port", &free_port().to_string(), "--no-python"])
+        .arg(env!("CARGO_BIN_EXE_bertkit"))
+        .args(finetune(&train, &two, &flags))
+        .args(["--batch-size", "4"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "torchrun --no-python bertkit finetune: {status}");
+    assert_same_weights(&one, &two);
+}
+
+#[test]
+fn a_killed_rank_stops_the_others_and_the_launcher_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.csv");
+    synthetic_csv(&train, 400, 1);
+    let out = tmp.path().join("run");
+    let argv = launch(
+        2,
+        &[
+            finetune(&train, &out, &["--epochs", "200", "--dist-timeout", "20"]),
+            vec!["--batch-size".into(), "4".into()],
+        ]
+        .concat(),
+    );
+    let launcher = Command::new(env!("CARGO_BIN_EXE_bertkit")).args(&argv).stderr(Stdio::piped()).spawn().unwrap();
+    // Wait for rank 1 to be training, then SIGKILL it.
+    let rank1 = wait_for_rank(launcher.id(), "1");
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill(2) on a pid of our launcher's child.
+    unsafe { libc::kill(rank1, libc::SIGKILL) };
+    let started = Instant::now();
+    let out = launcher.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("rank 1 was killed by signal 9"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(40), "the launcher took {:?}", started.elapsed());
+}
+
+#[test]
+fn ranks_with_other_hyper_parameters_refuse_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.csv");
+    synthetic_csv(&train, 32, 1);
+    let port = free_port().to_string();
+    let children: Vec<_> = ["1e-3", "2e-3"]
+        .iter()
+        .enumerate()
+        .map(|(rank, lr)| {
+            let out = tmp.path().join(format!("run{rank}"));
+            let mut argv = finetune(&train, &out, &["--max-steps", "2", "--dist-timeout", "30"]);
+            let at = argv.iter().position(|a| a == "--lr").unwrap();
+            argv[at + 1] = lr.to_string();
+            Command::new(env!("CARGO_BIN_EXE_bertkit"))
+                .args(&argv)
+                .env("WORLD_SIZE", "2")
+                .env("RANK", rank.to_string())
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let rank1 = String::from_utf8_lossy(&outputs[1].stderr);
+    assert!(!outputs[1].status.success());
+    assert!(rank1.contains("rank 1 has other bertkit version and hyper-parameters than rank 0"), "{rank1}");
+    assert!(rank1.contains("0.002") && rank1.contains("0.001"), "{rank1}");
+}
+
+/// The pid of the launcher's child whose environment says RANK=`rank`.
+fn wait_for_rank(launcher: u32, rank: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1)).unwrap_or("");
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let wanted = format!("RANK={rank}");
+            if parent == launcher.to_string() && environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()) {
+                return pid;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("rank {rank} of launcher {launcher} never started");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file()))
+        .ok_or(())
+}
