@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::checks::{check_max_len, fraction, open_fraction, sequence_length};
 use crate::data::corpus::{Chunking, CorpusFormat, CorpusSpec, TokenCache};
@@ -139,6 +139,10 @@ pub fn split_blocks(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usiz
 
 pub fn run(args: Args) -> Result<i32> {
     let cfg = args.cfg;
+    cfg.placement.join_group()?;
+    if args.add_vocab.is_some() && cfg.control.resume_from.is_none() && crate::dist::world_size() > 1 {
+        bail!("--add-vocab: extend the vocabulary in a single process first (it writes the new model), then pretrain it on several ranks");
+    }
     let device = cfg.placement.device.setup()?;
     tch::manual_seed(cfg.hyper.seed as i64);
     let mut model = ModelDir::open(&cfg.control.model_source(&args.model))?;
@@ -169,8 +173,16 @@ pub fn run(args: Args) -> Result<i32> {
         let spec = args.corpus_flags.spec(paths);
         TokenCache::open_or_build(&cache_root.join(name), &spec, &mlm.tokenizer, &model.dir)
     };
+    // In a data-parallel run rank 0 tokenises; the others wait for it, then read its cache.
+    let group = crate::dist::group();
+    if let Some(g) = group.filter(|_| !crate::dist::is_main()) {
+        g.barrier().context("waiting for rank 0's token cache (raise --dist-timeout for a large corpus)")?;
+    }
     let train_cache = open("train", &args.corpus)?;
     let eval_cache = (!args.eval_corpus.is_empty()).then(|| open("eval", &args.eval_corpus)).transpose()?;
+    if let Some(g) = group.filter(|_| crate::dist::is_main()) {
+        g.barrier().context("telling the other ranks the token cache is built")?;
+    }
     let (train_blocks, eval_blocks) = blocks(&train_cache, eval_cache.as_ref(), args.eval_split, cfg.hyper.seed)?;
     tracing::info!(
         "{} training blocks, {} held out | device {device:?}",
@@ -182,9 +194,11 @@ pub fn run(args: Args) -> Result<i32> {
         write_added(&cfg.control.output, added)?;
     }
 
-    let num_batches = train_blocks.indices.len().div_ceil(cfg.hyper.batch_size);
+    // --batch-size is per rank: a step's batch spans the ranks.
+    let batch_size = cfg.hyper.batch_size * crate::dist::world_size();
+    let num_batches = train_blocks.indices.len().div_ceil(batch_size);
     let masker = Masker::new(&mlm.tokenizer, args.mlm_probability, args.whole_word_masking);
-    let (batch_size, sampling) = (cfg.hyper.batch_size, cfg.hyper.train_sampling_strategy);
+    let sampling = cfg.hyper.train_sampling_strategy;
     let data = card_data(&args.corpus, &args.eval_corpus, &train_blocks, eval_blocks.as_ref());
     let task = Pretrain { mlm, masker, train: train_blocks, eval: eval_blocks, batch_size, sampling };
     let outcome = train(&task, &cfg, autocast, num_batches)?;

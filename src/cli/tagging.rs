@@ -140,8 +140,10 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
     let train_set = windowed(&train_sentences, "train")?;
     let eval_set = eval_sentences.as_deref().map(|s| windowed(s, "eval")).transpose()?;
     tracing::info!("task token-classification | tags: {} | device {device:?}", tags.names().join(", "));
-    let num_batches = train_set.windows.len().div_ceil(cfg.hyper.batch_size);
-    let (batch_size, sampling) = (cfg.hyper.batch_size, cfg.hyper.train_sampling_strategy);
+    // --batch-size is per rank: a step's batch spans the ranks.
+    let batch_size = cfg.hyper.batch_size * crate::dist::world_size();
+    let num_batches = train_set.windows.len().div_ceil(batch_size);
+    let sampling = cfg.hyper.train_sampling_strategy;
     let task = TagFineTune { tagger, train: train_set, eval: eval_set, batch_size, sampling };
     let outcome = train(&task, cfg, autocast, num_batches)?;
     let card = ModelCard {
