@@ -97,6 +97,25 @@ fn two_ranks_take_the_steps_of_one_process_with_their_batches_together() {
 }
 
 #[test]
+fn a_resumed_data_parallel_run_reaches_the_uninterrupted_one_and_needs_as_many_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.csv");
+    synthetic_csv(&train, 48, 1);
+    let (whole, resumed) = (tmp.path().join("whole"), tmp.path().join("resumed"));
+    let b4 = vec!["--batch-size".to_string(), "4".into()];
+    let flags = ["--max-steps", "6", "--eval-every", "3"];
+    run_ok(&launch(2, &[finetune(&train, &whole, &flags), b4.clone()].concat()));
+    let checkpoint = whole.join("checkpoint-3");
+    let resume = ["--resume-from", checkpoint.to_str().unwrap()];
+    let one_rank = [finetune(&train, &resumed, &[&flags[..], &resume].concat()), b4.clone()].concat();
+    let out = bertkit(&one_rank);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("was trained on 2 rank(s), this run has 1"), "{stderr}");
+    run_ok(&launch(2, &[finetune(&train, &resumed, &[&flags[..], &resume].concat()), b4].concat()));
+    assert_same_weights(&whole, &resumed);
+}
+
+#[test]
 fn torchrun_starts_bertkit_ranks_unchanged() {
     let Ok(torchrun) = which("torchrun") else {
         panic!("torchrun (pip's torch) is needed to build bertkit and for this test");

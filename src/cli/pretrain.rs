@@ -141,7 +141,9 @@ pub fn run(args: Args) -> Result<i32> {
     let cfg = args.cfg;
     cfg.placement.join_group()?;
     if args.add_vocab.is_some() && cfg.control.resume_from.is_none() && crate::dist::world_size() > 1 {
-        bail!("--add-vocab: extend the vocabulary in a single process first (it writes the new model), then pretrain it on several ranks");
+        bail!(
+            "--add-vocab: extend the vocabulary in a single process first (it writes the new model), then pretrain it on several ranks"
+        );
     }
     let device = cfg.placement.device.setup()?;
     tch::manual_seed(cfg.hyper.seed as i64);

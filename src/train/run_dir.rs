@@ -38,6 +38,13 @@ pub struct TrainerState {
     /// The training data and task settings (`fingerprint`); absent in earlier checkpoints.
     #[serde(default)]
     pub fingerprint: Option<String>,
+    /// Ranks of a data-parallel run (1 for one process): a step's batch spans them.
+    #[serde(default = "one_rank")]
+    pub world_size: usize,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 /// Files of a finished run, removed by `--overwrite` with the checkpoints.
@@ -251,6 +258,16 @@ pub fn resume(dir: &Path, opt: &mut AdamW, fresh: &TrainerState) -> Result<Train
         .and_then(serde_json::from_value)
         .with_context(|| format!("{}: unreadable", path.display()))?;
     fresh.hyper.check_same_as(&saved.hyper, dir)?;
+    if saved.world_size != fresh.world_size {
+        bail!(
+            "{}: was trained on {} rank(s), this run has {}: a step's batch spans the ranks, so its steps would \
+             not be the ones that were planned; resume with {} rank(s)",
+            dir.display(),
+            saved.world_size,
+            fresh.world_size,
+            saved.world_size
+        );
+    }
     if (saved.total_steps, saved.steps_per_epoch) != (fresh.total_steps, fresh.steps_per_epoch) {
         bail!(
             "{}: was trained on other data ({} steps of {} per epoch, now {} of {}); resume with the same data",

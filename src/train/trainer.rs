@@ -160,6 +160,7 @@ pub fn train<T: Objective>(
         evals_without_improvement: 0,
         hyper: h.clone(),
         fingerprint: Some(task.fingerprint()),
+        world_size: crate::dist::world_size(),
     };
     if let Some(checkpoint) = &cfg.control.resume_from {
         state = resume(checkpoint, &mut opt, &state)?;
