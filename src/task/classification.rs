@@ -88,24 +88,45 @@ impl SequenceClassifier {
     /// Logits `[batch, num_labels]` and the encoder output they came from.
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> (Tensor, EncoderOutput) {
         let out = self.encoder.forward(inputs, opts);
-        let first = || out.last_hidden_state.select(1, 0);
         let features = match &self.features {
             Features::Pooled => out.pooled.as_ref().expect("built with a pooler").shallow_clone(),
-            Features::FirstTokenDense { dense, activation } => {
-                activation.apply(&dense.forward(&dropout(&first(), self.dropout, opts.train)))
-            }
-            Features::PreClassifier { dense } => dense.forward(&first()).relu(),
-            Features::ContextPooler { dense, activation, dropout: p } => {
-                activation.apply(&dense.forward(&dropout(&first(), *p, opts.train)))
-            }
-            Features::PredictionHead { transform, mean: false } => transform.forward(&first()),
             Features::PredictionHead { transform, mean: true } => {
                 let mask = inputs.attention_mask.to_kind(out.last_hidden_state.kind()).unsqueeze(-1);
                 let sum = (&out.last_hidden_state * &mask).sum_dim_intlist(1, false, None);
                 transform.forward(&(sum / mask.sum_dim_intlist(1, false, None)))
             }
+            _ => self.first_token_features(&out.last_hidden_state.select(1, 0), opts.train),
         };
         (self.out.forward(&dropout(&features, self.dropout, opts.train)), out)
+    }
+
+    /// The logits alone, as training needs them. Where the head reads only the first token, the
+    /// last layer computes that position alone (`Encoder::forward_at`, as MLM does with its
+    /// masked positions): its feed-forward and attention output on one row of each sequence.
+    pub fn logits(&self, inputs: &Inputs, opts: ForwardOptions) -> Tensor {
+        let whole = matches!(self.features, Features::Pooled | Features::PredictionHead { mean: true, .. });
+        if whole || opts.output_hidden_states || opts.output_attentions {
+            return self.forward(inputs, opts).0;
+        }
+        let positions = Tensor::zeros([inputs.input_ids.size()[0], 1], (Kind::Int64, inputs.input_ids.device()));
+        let first = self.encoder.forward_at(inputs, opts, &positions).squeeze_dim(1);
+        let features = self.first_token_features(&first, opts.train);
+        self.out.forward(&dropout(&features, self.dropout, opts.train))
+    }
+
+    /// What the heads that read the first token make of it (`[batch, hidden]`).
+    fn first_token_features(&self, first: &Tensor, train: bool) -> Tensor {
+        match &self.features {
+            Features::FirstTokenDense { dense, activation } => {
+                activation.apply(&dense.forward(&dropout(first, self.dropout, train)))
+            }
+            Features::PreClassifier { dense } => dense.forward(first).relu(),
+            Features::ContextPooler { dense, activation, dropout: p } => {
+                activation.apply(&dense.forward(&dropout(first, *p, train)))
+            }
+            Features::PredictionHead { transform, mean: false } => transform.forward(first),
+            Features::Pooled | Features::PredictionHead { mean: true, .. } => unreachable!("not first-token heads"),
+        }
     }
 
     /// Mean loss over the batch, as transformers computes it for this task. `labels`: class ids

@@ -200,7 +200,7 @@ impl Objective for FineTune {
         let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.items[i]).collect();
         let inputs = c.collator().collate(&refs).to_device(c.device);
         let targets = self.train.item_targets(batch).to_device(c.device);
-        let (logits, _) = c.model.forward(&inputs, ForwardOptions::train());
+        let logits = c.model.logits(&inputs, ForwardOptions::train());
         Ok(StepLoss {
             loss: c.model.loss(&logits, &targets, self.loss_weights.as_ref()),
             examples: batch.len(),

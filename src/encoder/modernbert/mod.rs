@@ -78,6 +78,13 @@ impl Rotation {
         (&x * &self.cos + rotated * &self.sin).to_kind(xs.kind())
     }
 
+    /// Rotates `[batch, heads, m, head_dim]` queries that sit at `positions` (`[batch, m]`).
+    fn apply_at(&self, xs: &Tensor, positions: &Tensor) -> Tensor {
+        let at =
+            |t: &Tensor| t.index_select(0, &positions.flatten(0, -1)).view([positions.size()[0], 1, -1, t.size()[1]]);
+        Rotation { cos: at(&self.cos), sin: at(&self.sin) }.apply(xs)
+    }
+
     fn shallow_clone(&self) -> Self {
         Rotation { cos: self.cos.shallow_clone(), sin: self.sin.shallow_clone() }
     }
@@ -172,27 +179,62 @@ impl Layer {
         (&xs + self.mlp_wo.forward(&dropout(&gated, self.mlp_dropout, train)), probs)
     }
 
-    fn attention(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+    /// The layer's output at `positions` alone (`[batch, m]`), every key still attended: what
+    /// the last layer computes when only those positions are read. A global layer's only.
+    fn forward_at(&self, xs: &Tensor, cx: &Context, train: bool, positions: &Tensor) -> Tensor {
+        let normed = self.attn_norm.as_ref().map_or_else(|| xs.shallow_clone(), |n| n.forward(xs));
         let (b, l, h) = xs.size3().expect("[batch, seq, hidden]");
+        let rows = |t: &Tensor| t.gather(1, &positions.unsqueeze(-1).expand([-1, -1, h], false), false);
+        let split = |t: &Tensor| t.view([b, -1, self.heads, self.head_dim]).transpose(1, 2);
+        let (w, bias) = (&self.wqkv.weight, self.wqkv.bias.as_ref());
+        let q = rows(&normed).linear(&w.narrow(0, 0, h), bias.map(|b| b.narrow(0, 0, h)).as_ref());
+        let kv = normed.linear(&w.narrow(0, h, 2 * h), bias.map(|b| b.narrow(0, h, 2 * h)).as_ref());
+        let kv = kv.view([b, l, 2, self.heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
+        let q = cx.rotation.apply_at(&split(&q), positions);
+        let (k, v) = (cx.rotation.apply(&kv.get(0)), kv.get(1));
+        let (attended, _) = self.attend(&q, &k, &v, cx, train, false);
+        let xs = rows(xs) + attended;
+        let parts = self.wi.forward(&self.mlp_norm.forward(&xs)).chunk(2, -1);
+        let gated = self.activation.apply(&parts[0]) * &parts[1];
+        &xs + self.mlp_wo.forward(&dropout(&gated, self.mlp_dropout, train))
+    }
+
+    fn attention(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+        let (b, l, _) = xs.size3().expect("[batch, seq, hidden]");
         let qkv = self.wqkv.forward(xs).view([b, l, 3, self.heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (cx.rotation.apply(&qkv.get(0)), cx.rotation.apply(&qkv.get(1)), qkv.get(2));
+        self.attend(&q, &k, &v, cx, train, want_probs)
+    }
+
+    /// Attention of rotated queries (`[batch, heads, m, head_dim]`) over every key, projected
+    /// by `Wo`: `[batch, m, hidden]`, and the probabilities if asked.
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        cx: &Context,
+        train: bool,
+        want_probs: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let (b, m) = (q.size()[0], q.size()[2]);
         let scale = (self.head_dim as f64).powf(-0.5);
         let dropout_p = if train { self.attention_dropout } else { 0.0 };
         let (context, probs) = if let (Some(windows), false) = (&cx.windows, want_probs) {
-            (windows.attend(&q, &k, &v, scale, dropout_p, train), None)
-        } else if want_probs || (dropout_p > 0.0 && xs.device() == tch::Device::Cpu) {
+            (windows.attend(q, k, v, scale, dropout_p, train), None)
+        } else if want_probs || (dropout_p > 0.0 && q.device() == tch::Device::Cpu) {
             let scores = q.matmul(&k.transpose(-1, -2)) * scale;
             let scores = match &cx.mask {
                 Some(m) => scores + &m.additive,
                 None => scores,
             };
             let probs = scores.softmax(-1, Kind::Float).to_kind(q.kind());
-            (dropout(&probs, dropout_p, train).matmul(&v), want_probs.then_some(probs))
+            (dropout(&probs, dropout_p, train).matmul(v), want_probs.then_some(probs))
         } else {
             let mask = cx.mask.as_ref().map(|m| &m.allowed);
-            (Tensor::scaled_dot_product_attention(&q, &k, &v, mask, dropout_p, false, scale, false), None)
+            (Tensor::scaled_dot_product_attention(q, k, v, mask, dropout_p, false, scale, false), None)
         };
-        let context = context.transpose(1, 2).reshape([b, l, h]);
+        let context = context.transpose(1, 2).reshape([b, m, -1]);
         (dropout(&self.wo.forward(&context), self.attention_dropout, train), probs)
     }
 
@@ -277,7 +319,8 @@ impl ModernBert {
         seq > 6 * self.window
     }
 
-    fn encode(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
+    /// Every layer; with `last_at`, the last one (a global layer) only at those positions.
+    fn encode(&self, inputs: &Inputs, opts: ForwardOptions, last_at: Option<&Tensor>) -> EncoderOutput {
         let words = match &inputs.inputs_embeds {
             Some(embeds) => embeds.shallow_clone(),
             None => Tensor::embedding(&self.tok_embeddings, &inputs.input_ids, self.pad_token_id, false, false),
@@ -292,11 +335,15 @@ impl ModernBert {
         let local = Context { mask: local_mask, rotation: rotation(self.local_theta), windows };
         let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
         let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.output_attentions;
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
                 hidden_states.push(xs.shallow_clone());
             }
             let cx = if layer.local { &local } else { &global };
+            if let Some(positions) = last_at.filter(|_| i + 1 == self.layers.len()) {
+                xs = layer.forward_at(&xs, cx, opts.train, positions);
+                break;
+            }
             if recompute {
                 let (layer, cx, train) = (layer.shallow_clone(), cx.shallow_clone(), opts.train);
                 xs = recomputed(&xs, move |x| layer.forward(x, &cx, train, false).0);
@@ -317,14 +364,17 @@ impl ModernBert {
 
 impl Encoder for ModernBert {
     fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
-        self.encode(inputs, opts)
+        self.encode(inputs, opts, None)
     }
 
-    /// Every position through every layer (a local layer's windows make computing the last
-    /// one at the masked positions alone no simpler), then those positions.
+    /// A global last layer (ModernBERT-base's and -large's) runs at `positions` alone; a local
+    /// one (whose windows make that no simpler) runs whole, then those positions are taken.
     fn forward_at(&self, inputs: &Inputs, opts: ForwardOptions, positions: &Tensor) -> Tensor {
         let opts = ForwardOptions { output_hidden_states: false, output_attentions: false, ..opts };
-        let xs = self.encode(inputs, opts).last_hidden_state;
+        if self.layers.last().is_some_and(|l| !l.local) {
+            return self.encode(inputs, opts, Some(positions)).last_hidden_state;
+        }
+        let xs = self.encode(inputs, opts, None).last_hidden_state;
         let hidden = xs.size()[2];
         xs.gather(1, &positions.unsqueeze(-1).expand([-1, -1, hidden], false), false)
     }
@@ -335,5 +385,40 @@ impl Encoder for ModernBert {
 
     fn set_gradient_checkpointing(&mut self, on: bool) {
         self.gradient_checkpointing = on;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn::VarStore;
+
+    /// The tiny fixture's settings with a global last layer, as ModernBERT-base has.
+    fn model(vs: &VarStore) -> ModernBert {
+        let json = serde_json::json!({"model_type": "modernbert", "vocab_size": 600, "hidden_size": 32,
+            "intermediate_size": 48, "num_attention_heads": 4, "num_hidden_layers": 3, "local_attention": 4,
+            "layer_types": ["full_attention", "sliding_attention", "full_attention"], "initializer_range": 0.5,
+            "pad_token_id": 3, "max_position_embeddings": 64});
+        let config = ModernBertConfig::from_model_config(&ModelConfig::from_json(json).unwrap()).unwrap();
+        ModernBert::new(&vs.root().sub("model"), &config)
+    }
+
+    #[test]
+    fn a_global_last_layer_at_some_positions_equals_the_whole_pass_there() {
+        tch::manual_seed(0);
+        let vs = VarStore::new(tch::Device::Cpu);
+        let model = model(&vs);
+        let ids = Tensor::randint(600, [2, 12], (Kind::Int64, tch::Device::Cpu));
+        let mask = Tensor::ones([2, 12], (Kind::Int64, tch::Device::Cpu));
+        let _ = mask.get(1).narrow(0, 9, 3).fill_(0);
+        let inputs = Inputs::new(ids, mask, Tensor::zeros([2, 12], (Kind::Int64, tch::Device::Cpu)));
+        let positions = Tensor::from_slice(&[0i64, 5, 0, 7]).view([2, 2]);
+        let opts = ForwardOptions::default();
+        let whole = model.forward(&inputs, opts).last_hidden_state;
+        let whole = whole.gather(1, &positions.unsqueeze(-1).expand([-1, -1, 32], false), false);
+        let at = model.forward_at(&inputs, opts, &positions);
+        let diff = (&whole - &at).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "forward_at differs from the whole pass by {diff}");
+        assert!(whole.abs().max().double_value(&[]) > 0.1);
     }
 }
