@@ -117,9 +117,6 @@ fn a_resumed_data_parallel_run_reaches_the_uninterrupted_one_and_needs_as_many_r
 
 #[test]
 fn torchrun_starts_bertkit_ranks_unchanged() {
-    let Ok(torchrun) = which("torchrun") else {
-        panic!("torchrun (pip's torch) is needed to build bertkit and for this test");
-    };
     let tmp = tempfile::tempdir().unwrap();
     let train = tmp.path().join("train.csv");
     synthetic_csv(&train, 32, 1);
@@ -129,8 +126,11 @@ fn torchrun_starts_bertkit_ranks_unchanged() {
         &[finetune(&train, &one, &flags), vec!["--batch-size".into(), "8".into(), "--threads".into(), "2".into()]]
             .concat(),
     );
-    let status = Command::new(torchrun)
-        .args(["--nproc-per-node", "2", "--master-port", &free_port().to_string(), "--no-python"])
+    // torchrun is `python3 -m torch.distributed.run` (the torch bertkit is built against).
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let status = Command::new(python)
+        .args(["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", &free_port().to_string()])
+        .arg("--no-python")
         .arg(env!("CARGO_BIN_EXE_bertkit"))
         .args(finetune(&train, &two, &flags))
         .args(["--batch-size", "4"])
@@ -222,10 +222,4 @@ fn wait_for_rank(launcher: u32, rank: &str) -> i32 {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn which(program: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file()))
-        .ok_or(())
 }
