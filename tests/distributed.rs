@@ -116,6 +116,59 @@ fn a_resumed_data_parallel_run_reaches_the_uninterrupted_one_and_needs_as_many_r
 }
 
 #[test]
+fn two_launchers_as_two_nodes_take_the_steps_of_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.csv");
+    synthetic_csv(&train, 32, 1);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let flags = ["--max-steps", "3"];
+    let b8 = vec!["--batch-size".to_string(), "8".into(), "--threads".into(), "2".into()];
+    run_ok(&[finetune(&train, &one, &flags), b8].concat());
+    let port = free_port().to_string();
+    let nodes: Vec<_> = ["0", "1"]
+        .iter()
+        .map(|node| {
+            let mut argv: Vec<String> =
+                ["launch", "--nnodes", "2", "--node-rank", node, "--master-port", &port].map(String::from).to_vec();
+            argv.extend(["--nproc-per-node".into(), "1".into(), "--".into()]);
+            argv.extend(finetune(&train, &two, &flags));
+            argv.extend(["--batch-size".into(), "4".into(), "--threads".into(), "1".into()]);
+            Command::new(env!("CARGO_BIN_EXE_bertkit")).args(&argv).stdout(Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    for mut node in nodes {
+        assert!(node.wait().unwrap().success(), "a node's launcher failed");
+    }
+    assert_same_weights(&one, &two);
+}
+
+#[test]
+fn after_a_rank_is_killed_the_last_checkpoint_resumes_to_the_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.csv");
+    synthetic_csv(&train, 64, 1);
+    let (whole, broken) = (tmp.path().join("whole"), tmp.path().join("broken"));
+    let b4 = vec!["--batch-size".to_string(), "4".into()];
+    let flags = ["--max-steps", "600", "--eval-every", "25", "--save-total-limit", "2"];
+    run_ok(&launch(2, &[finetune(&train, &whole, &flags), b4.clone()].concat()));
+    let argv = launch(2, &[finetune(&train, &broken, &flags), b4.clone()].concat());
+    let launcher = Command::new(env!("CARGO_BIN_EXE_bertkit")).args(&argv).stderr(Stdio::null()).spawn().unwrap();
+    let rank1 = wait_for_rank(launcher.id(), "1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !broken.join("checkpoint-25").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on a pid of our launcher's child.
+    unsafe { libc::kill(rank1, libc::SIGKILL) };
+    let out = launcher.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the run was to be cut short");
+    let last = bertkit::train::run_dir::list_checkpoints(&broken).unwrap().pop().expect("a checkpoint was saved").1;
+    let resume = ["--resume-from", last.to_str().unwrap()];
+    run_ok(&launch(2, &[finetune(&train, &broken, &[&flags[..], &resume].concat()), b4].concat()));
+    assert_same_weights(&whole, &broken);
+}
+
+#[test]
 fn torchrun_starts_bertkit_ranks_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
     let train = tmp.path().join("train.csv");
