@@ -1,5 +1,5 @@
 //! Every call into `csrc/` (the libtorch functions tch does not bind), declared once and wrapped
-//! in safe functions. The C side turns exceptions into a -1 status and keeps libtorch's message
+//! in safe functions; c10d's (`csrc/dist.cpp`) are in `dist/ffi.rs`, beside what uses them. The C side turns exceptions into a -1 status and keeps libtorch's message
 //! (`csrc/bertkit.h`); here a failure becomes an error carrying that message, or, where tch's
 //! own operations would panic, the same panic (so `torch_failure::catch` treats both alike).
 
@@ -48,7 +48,7 @@ unsafe extern "C" {
 }
 
 /// The message of the last call into `csrc/` that failed on this thread.
-fn last_error() -> String {
+pub(crate) fn last_error() -> String {
     // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
     unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) }.to_string_lossy().into_owned()
 }

@@ -11,7 +11,6 @@ use torch_sys::C_tensor;
 use super::World;
 
 unsafe extern "C" {
-    fn bertkit_last_error() -> *const c_char;
     fn bertkit_dist_init(
         host: *const c_char,
         port: i32,
@@ -41,8 +40,7 @@ unsafe extern "C" {
 /// Turns a C status into a result with c10d's message.
 fn check(rc: i32) -> Result<i32> {
     if rc < 0 {
-        // SAFETY: a NUL-terminated string owned by the C++ side, valid until its next error.
-        let msg = unsafe { std::ffi::CStr::from_ptr(bertkit_last_error()) }.to_string_lossy().into_owned();
+        let msg = crate::ffi::last_error();
         bail!("{}", msg.lines().next().unwrap_or("c10d failed"));
     }
     Ok(rc)

@@ -79,16 +79,14 @@ pub fn run(args: Args) -> Result<i32> {
 fn supervise(mut ranks: Vec<(usize, Child)>, stop: &AtomicBool) -> Result<i32> {
     let mut failed: Option<(usize, ExitStatus)> = None;
     let mut stopping_since: Option<Instant> = None;
-    let mut alive = ranks.len();
     let mut done = vec![false; ranks.len()];
-    while alive > 0 {
+    while done.contains(&false) {
         for (i, (rank, child)) in ranks.iter_mut().enumerate() {
             if done[i] {
                 continue;
             }
             if let Some(status) = child.try_wait()? {
                 done[i] = true;
-                alive -= 1;
                 if !status.success() && failed.is_none() && stopping_since.is_none() {
                     tracing::error!("rank {rank} {}; stopping the other ranks", describe(status));
                     failed = Some((*rank, status));
@@ -97,7 +95,7 @@ fn supervise(mut ranks: Vec<(usize, Child)>, stop: &AtomicBool) -> Result<i32> {
         }
         let asked = stop.load(Ordering::SeqCst) || failed.is_some();
         match stopping_since {
-            None if asked && alive > 0 => {
+            None if asked && done.contains(&false) => {
                 signal_all(&ranks, &done, libc::SIGTERM);
                 stopping_since = Some(Instant::now());
             }

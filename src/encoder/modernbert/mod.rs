@@ -173,10 +173,14 @@ impl Layer {
     fn forward(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
         let normed = self.attn_norm.as_ref().map_or_else(|| xs.shallow_clone(), |n| n.forward(xs));
         let (attended, probs) = self.attention(&normed, cx, train, want_probs);
-        let xs = xs + attended;
-        let parts = self.wi.forward(&self.mlp_norm.forward(&xs)).chunk(2, -1);
+        (self.feed_forward(&(xs + attended), train), probs)
+    }
+
+    /// The pre-norm GeGLU feed-forward and its residual.
+    fn feed_forward(&self, xs: &Tensor, train: bool) -> Tensor {
+        let parts = self.wi.forward(&self.mlp_norm.forward(xs)).chunk(2, -1);
         let gated = self.activation.apply(&parts[0]) * &parts[1];
-        (&xs + self.mlp_wo.forward(&dropout(&gated, self.mlp_dropout, train)), probs)
+        xs + self.mlp_wo.forward(&dropout(&gated, self.mlp_dropout, train))
     }
 
     /// The layer's output at `positions` alone (`[batch, m]`), every key still attended: what
@@ -193,10 +197,7 @@ impl Layer {
         let q = cx.rotation.apply_at(&split(&q), positions);
         let (k, v) = (cx.rotation.apply(&kv.get(0)), kv.get(1));
         let (attended, _) = self.attend(&q, &k, &v, cx, train, false);
-        let xs = rows(xs) + attended;
-        let parts = self.wi.forward(&self.mlp_norm.forward(&xs)).chunk(2, -1);
-        let gated = self.activation.apply(&parts[0]) * &parts[1];
-        &xs + self.mlp_wo.forward(&dropout(&gated, self.mlp_dropout, train))
+        self.feed_forward(&(rows(xs) + attended), train)
     }
 
     fn attention(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
