@@ -1,14 +1,15 @@
-//! Data-parallel fine-tuning on c10d (gloo, localhost): N ranks x batch B take the steps one
-//! process takes with batch N x B, through `bertkit launch` and through torchrun; a rank that
-//! dies stops the others; ranks that disagree refuse to start.
+//! Data-parallel training on c10d (gloo, localhost): N ranks x batch B take the steps one
+//! process takes with batch N x B (fine-tuning and further pretraining), through `bertkit
+//! launch` and through torchrun; evaluation spread over ranks gives one process's numbers
+//! exactly; a rank that dies stops the others; ranks that disagree refuse to start.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bertkit, finetune_tiny, synthetic_csv};
+use common::{bertkit, conll, finetune_tiny, synthetic_csv, tiny_model};
 use safetensors::SafeTensors;
 
 fn run_ok(args: &[String]) {
@@ -93,6 +94,92 @@ fn two_ranks_take_the_steps_of_one_process_with_their_batches_together() {
             (serde_json::from_str(&metrics(&one)).unwrap(), serde_json::from_str(&metrics(&two)).unwrap());
         assert_eq!(m1["metrics"]["accuracy"], m2["metrics"]["accuracy"], "{name}: the same evaluation");
         assert!(two.join("checkpoint-9").join("optimizer.safetensors").exists(), "rank 0 saved the checkpoint");
+    }
+}
+
+/// A corpus of varied sentences, so that each block's masks matter.
+fn corpus(path: &Path) {
+    let words = ["lessee", "shall", "repair", "the", "premises", "licensee", "may", "not", "assign", "rights"];
+    let text: String =
+        (0..150).map(|i| format!("{} {}.\n\n", words[i % 10], words[(i * 7 + 3) % 10..].join(" "))).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+fn metrics(path: &Path) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(path).unwrap()).unwrap()["metrics"].clone()
+}
+
+#[test]
+fn two_ranks_pretrain_as_one_process_with_their_batches_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = tmp.path().join("contracts.txt");
+    corpus(&text);
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let pretrain = |out: &Path| -> Vec<String> {
+        let (m, t, o) = (tiny_model(), text.to_str().unwrap().to_string(), out.to_str().unwrap().to_string());
+        let flags =
+            ["--max-len", "16", "--max-steps", "6", "--grad-accum", "2", "--eval-split", "0.2", "--eval-every", "3"];
+        let fixed = ["--dropout", "0", "--lr", "1e-3", "--seed", "3", "--whole-word-masking", "--log-every", "1"];
+        let cpu = ["--device", "cpu", "--precision", "fp32", "--overwrite"];
+        let head = [
+            "pretrain".to_string(),
+            "--model".into(),
+            m.display().to_string(),
+            "--corpus".into(),
+            t,
+            "--output".into(),
+            o,
+        ];
+        [&head[..], &[&flags[..], &fixed, &cpu].concat().into_iter().map(String::from).collect::<Vec<_>>()].concat()
+    };
+    run_ok(&[pretrain(&one), ["--batch-size", "8", "--threads", "1"].map(String::from).to_vec()].concat());
+    run_ok(&launch(2, &[pretrain(&two), vec!["--batch-size".into(), "4".into()]].concat()));
+    assert_same_weights(&one, &two);
+    let (l1, l2) = (losses(&one), losses(&two));
+    assert_eq!(l1.len(), 6);
+    for (a, b) in l1.iter().zip(&l2) {
+        assert!((a - b).abs() < 1e-6, "step losses {l1:?} vs {l2:?}");
+    }
+    // Before training both evaluate the same weights on one thread a rank: the same numbers.
+    assert_eq!(metrics(&one.join("eval_before.json")), metrics(&two.join("eval_before.json")));
+}
+
+#[test]
+fn evaluation_on_two_ranks_equals_one_process_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name);
+    synthetic_csv(&p("train.csv"), 16, 1);
+    synthetic_csv(&p("eval.csv"), 37, 2);
+    conll(&p("train.conll"), 16, 4);
+    conll(&p("eval.conll"), 15, 5);
+    corpus(&p("corpus.txt"));
+    let windows = ["--max-len", "16", "--stride", "4"];
+    run_ok(&finetune_tiny(&p("train.csv"), &p("classifier"), &["--max-steps", "2"]));
+    run_ok(&finetune_tiny(&p("train.conll"), &p("tagger"), &[&["--max-steps", "2"][..], &windows].concat()));
+    let s = |path: PathBuf| path.display().to_string();
+    let mlm = tiny_model().display().to_string();
+    let cases = [
+        ("classification", s(p("classifier")), vec!["--data".to_string(), s(p("eval.csv"))]),
+        (
+            "tagging",
+            s(p("tagger")),
+            [&["--data".to_string(), s(p("eval.conll"))][..], &windows.map(String::from)].concat(),
+        ),
+        ("masked-lm", mlm, vec!["--corpus".to_string(), s(p("corpus.txt")), "--max-len".into(), "16".into()]),
+    ];
+    for (task, model, data) in cases {
+        let (alone, spread) = (p(&format!("{task}-alone.json")), p(&format!("{task}-spread.json")));
+        let evaluate = |json: &Path| -> Vec<String> {
+            let head = ["evaluate", "--model", &model, "--json", json.to_str().unwrap(), "--batch-size", "4"];
+            [&head.map(String::from)[..], &data, &["--device", "cpu", "--precision", "fp32"].map(String::from)].concat()
+        };
+        run_ok(&[evaluate(&alone), vec!["--threads".into(), "1".into()]].concat());
+        run_ok(&launch(2, &evaluate(&spread)));
+        let read =
+            |path: &Path| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let (a, b) = (read(&alone), read(&spread));
+        assert_eq!(a["metrics"], b["metrics"], "{task}");
+        assert_eq!(a["report"], b["report"], "{task}");
     }
 }
 

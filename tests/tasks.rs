@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{bertkit, finetune_tiny};
+use common::{bertkit, conll, finetune_tiny};
 use rand::{Rng, SeedableRng};
 
 fn run<S: AsRef<str>>(args: &[S]) -> std::process::Output {
@@ -151,29 +151,6 @@ fn regression_is_never_guessed_then_learns_a_score() {
         .collect();
     let mse = scores.iter().zip(&gold).map(|(p, g)| (p - g).powi(2)).sum::<f64>() / gold.len() as f64;
     assert!((mse - metrics["mse"].as_f64().unwrap()).abs() < 1e-4, "predict's MSE {mse}, evaluate's {metrics}");
-}
-
-/// CoNLL sentences: names tagged by type, filler words O; one very long sentence.
-fn conll(path: &Path, n: usize, seed: u64) {
-    let names = [("John", "PER"), ("Mary", "PER"), ("Paris", "LOC"), ("London", "LOC"), ("Acme", "ORG")];
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut out = String::from("-DOCSTART- -X- -X- O\n\n");
-    for i in 0..n {
-        let len = if i == 0 { 40 } else { rng.random_range(3..10) };
-        for _ in 0..len {
-            if rng.random_bool(0.3) {
-                let (name, kind) = names[rng.random_range(0..names.len())];
-                out += &format!("{name} NNP B-NP B-{kind}\n");
-                if kind == "ORG" {
-                    out += &format!("Corp NNP I-NP I-{kind}\n");
-                }
-            } else {
-                out += &format!("{} NN I-NP O\n", FILLER[rng.random_range(0..10)]);
-            }
-        }
-        out += "\n";
-    }
-    std::fs::write(path, out).unwrap();
 }
 
 #[test]

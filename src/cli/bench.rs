@@ -16,6 +16,7 @@ use crate::data::masking::Masker;
 use crate::data::tagged::TagWindow;
 use crate::data::{Encoded, Sampling, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
+use crate::dist::Spread;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::{IGNORE_INDEX, TaskKind};
 use crate::tokenizer::Tokenizer;
@@ -145,7 +146,7 @@ fn classifier_steps(
     if args.workload == Workload::Inference {
         for (step, batch) in batches.iter().enumerate() {
             let items: Vec<Encoded> = batch.iter().map(|&i| set.items[i].clone()).collect();
-            watch.time(step, || classifier.logits(&items, args.batch_size).map(|_| ()))?;
+            watch.time(step, || classifier.logits(&items, args.batch_size, Spread::Alone).map(|_| ()))?;
         }
         return Ok(());
     }

@@ -13,6 +13,7 @@ use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::data::{LabelSet, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision};
+use crate::dist::Spread;
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
@@ -53,6 +54,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // Under `bertkit launch` / torchrun the ranks split the batches; rank 0 reports.
+    crate::dist::join(crate::dist::DEFAULT_TIMEOUT)?;
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
     let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
@@ -83,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
         let decision = Decision { thresholds, count_no_label: args.count_no_label, pool: args.flags.window_pool };
-        classifier.evaluate_set(&set, args.batch_size, &decision)?
+        classifier.evaluate_set(&set, args.batch_size, &decision, Spread::Ranks)?
     };
     report(&args, &model, kind.name(), &evaluation)
 }
@@ -106,10 +109,13 @@ fn masked_lm(args: &Args, model: &ModelDir, options: &LoadOptions) -> Result<Eva
     let cache = TokenCache::open_or_build(cache_dir.path(), &spec, &mlm.tokenizer, &model.dir)?;
     let blocks = Blocks { cache: &cache, indices: (0..cache.len()).collect() };
     let masker = Masker::new(&mlm.tokenizer, 0.15, false);
-    mlm.evaluate_blocks(&masker, &blocks, args.batch_size)
+    mlm.evaluate_blocks(&masker, &blocks, args.batch_size, Spread::Ranks)
 }
 
 fn report(args: &Args, model: &ModelDir, task: &str, evaluation: &Evaluation) -> Result<()> {
+    if !crate::dist::is_main() {
+        return Ok(());
+    }
     println!("{}", evaluation.summary);
     if let Some(path) = &args.json {
         let data = args.data.as_ref().map_or(serde_json::json!(args.corpus), |d| serde_json::json!(d));

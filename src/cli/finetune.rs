@@ -12,6 +12,7 @@ use super::checks::{open_fraction, resolve_max_len};
 use super::data_flags::DataFlags;
 use crate::data::{Example, LabelSet, Targets, infer_task};
 use crate::device::Autocast;
+use crate::dist::Spread;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::classify::{Classifier, Decision, FineTune, LabelledSet, read_thresholds, write_thresholds};
@@ -248,14 +249,15 @@ pub(super) fn label_set(
 fn tune_thresholds(output: &Path, eval: &LabelledSet, batch_size: usize, device: tch::Device) -> Result<()> {
     let model = ModelDir::open(&output.display().to_string())?;
     let classifier: Classifier = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
-    let probs = Vec::<Vec<f32>>::try_from(classifier.outputs(&classifier.logits(&eval.items, batch_size)?))?;
+    let probs =
+        Vec::<Vec<f32>>::try_from(classifier.outputs(&classifier.logits(&eval.items, batch_size, Spread::Alone)?))?;
     let Targets::Sets(gold) = &eval.targets else { bail!("--tune-thresholds: not multi-label targets") };
     let gold: Vec<Vec<bool>> = gold.iter().map(|r| r.iter().map(|&v| v > 0.5).collect()).collect();
     let thresholds = crate::metrics::tune_thresholds(&probs, &gold);
     let names = model.config.label_names();
     write_thresholds(output, &names, &thresholds)?;
     let decision = Decision { thresholds: read_thresholds(output, &names)?, ..Decision::default() };
-    let evaluation = classifier.evaluate_set(eval, batch_size, &decision)?;
+    let evaluation = classifier.evaluate_set(eval, batch_size, &decision, Spread::Alone)?;
     println!(
         "with tuned thresholds ({}):\n{}",
         output.join(crate::train::classify::THRESHOLDS_FILE).display(),

@@ -14,6 +14,7 @@ use super::tagging::{Reading, TagFlags, write_out};
 use crate::data::tagged::{is_conll, is_tagged_jsonl};
 use crate::data::{Example, Format, tokenize_long};
 use crate::device::{Autocast, DeviceFlags, Precision};
+use crate::dist::Spread;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::classify::{Classifier, decide, pool_documents, read_thresholds};
@@ -79,7 +80,7 @@ pub fn run(args: Args) -> Result<()> {
                 examples.len()
             );
         }
-        let logits = classifier.logits(&pieces.items, args.batch_size)?;
+        let logits = classifier.logits(&pieces.items, args.batch_size, Spread::Alone)?;
         let logits = pool_documents(&logits, &pieces.doc_of, examples.len(), args.flags.window_pool);
         let outputs = Vec::<Vec<f32>>::try_from(classifier.outputs(&logits))?;
         let thresholds = read_thresholds(&model.dir, &names)?;

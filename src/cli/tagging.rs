@@ -14,6 +14,7 @@ use super::finetune::{Args as FinetuneArgs, split};
 use crate::data::tagged::{TagColumn, TaggedSentence, is_conll, read_tagged, windows};
 use crate::data::{LabelSet, OnBadRow};
 use crate::device::Autocast;
+use crate::dist::Spread;
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
@@ -194,7 +195,7 @@ pub fn evaluate(
     let tagger: Tagger = pretrained::load(model, options)?;
     let set = TaggedSet::new(&tagger.tokenizer, &sentences, &tags, how.max_len, how.stride, false)?;
     tracing::info!("{}: {} sentences in {} windows", data.display(), sentences.len(), set.windows.len());
-    tagger.evaluate_set(&set, batch_size)
+    tagger.evaluate_set(&set, batch_size, Spread::Ranks)
 }
 
 /// `predict` of a tagger: tags per word for CoNLL/JSONL sentences, else entities in raw texts.
@@ -212,7 +213,7 @@ pub fn predict(
     let Some(texts) = texts else {
         let sentences = read(input, reading.tags, false, reading.on_bad)?;
         let set = TaggedSet::new(&tagger.tokenizer, &sentences, &LabelSet::new(names.clone()), max_len, stride, false)?;
-        let (probs, ..) = tagger.window_probs(&set, batch_size)?;
+        let (probs, ..) = tagger.window_probs(&set, batch_size, Spread::Alone)?;
         for (s, words) in sentences.iter().zip(tagger.word_predictions(&set, &probs, how)?) {
             let tags: Vec<&str> = words.iter().map(|w| w.map_or("O", |(t, _)| names[t].as_str())).collect();
             let scores: Vec<f32> = words.iter().map(|w| w.map_or(0.0, |(_, p)| p)).collect();
@@ -253,7 +254,7 @@ pub fn entities_in_texts(
             set.windows.push(w);
         }
     }
-    let (probs, ..) = tagger.window_probs(&set, batch_size)?;
+    let (probs, ..) = tagger.window_probs(&set, batch_size, Spread::Alone)?;
     let words = tagger.word_predictions(&set, &probs, how)?;
     Ok(texts.iter().zip(&encodings).zip(words).map(|((text, e), words)| entities(text, e, &words, &names)).collect())
 }

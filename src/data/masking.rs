@@ -25,14 +25,20 @@ impl Masker {
         Masker { probability, whole_word, mask_id: tokenizer.mask_id as i64, vocab_size, special }
     }
 
-    /// Corrupts every row of a padded batch in place; returns the labels, row-major.
-    /// `continues` (row-major too) says which tokens continue the word before them.
-    pub fn mask_batch(&self, batch: &mut HostBatch, continues: &[bool], rng: &mut impl Rng) -> Vec<i64> {
+    /// Corrupts every row of a padded batch in place, row r with the draws of `rng_of_row(r)`;
+    /// returns the labels, row-major. `continues` (row-major too) says which tokens continue the
+    /// word before them.
+    pub fn mask_batch<R: Rng>(
+        &self,
+        batch: &mut HostBatch,
+        continues: &[bool],
+        mut rng_of_row: impl FnMut(usize) -> R,
+    ) -> Vec<i64> {
         let mut labels = Vec::with_capacity(batch.ids.len());
         for r in 0..batch.rows {
             let span = r * batch.len..(r + 1) * batch.len;
             let (ids, attention) = (&mut batch.ids[span.clone()], &batch.attention_mask[span.clone()]);
-            labels.extend(self.mask_row(ids, attention, &continues[span], rng));
+            labels.extend(self.mask_row(ids, attention, &continues[span], &mut rng_of_row(r)));
         }
         labels
     }

@@ -24,6 +24,9 @@ pub struct Group {
 
 static GROUP: OnceLock<Group> = OnceLock::new();
 
+/// How long the rendezvous and each collective wait where no `--dist-timeout` is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Joins the group the environment describes (no-op for a single process); `timeout` bounds the
 /// rendezvous and every collective, so a dead rank stops the others instead of hanging them.
 pub fn join(timeout: Duration) -> Result<()> {
@@ -62,14 +65,12 @@ pub fn is_main() -> bool {
     rank() == 0
 }
 
-/// This rank's part of a batch that spans the ranks, and the weight that makes the ranks'
-/// averaged losses the batch's mean loss.
+/// This rank's part of a batch that spans the ranks.
 pub struct Share {
     pub examples: Vec<usize>,
-    /// (examples here x ranks / examples in the batch): 1 for an even split. A rank left
-    /// without examples (a batch smaller than the world) runs one with weight 0, so that its
-    /// backward still meets the others' all-reduce; it adds nothing.
-    pub weight: f64,
+    /// A batch smaller than the world leaves some ranks without examples: such a rank runs one
+    /// as a stand-in, at weight 0, so that its backward still meets the others' all-reduce.
+    pub stand_in: bool,
 }
 
 /// Rank r's contiguous r-th part of `batch` (sizes differ by one at most). Splitting every
@@ -77,14 +78,54 @@ pub struct Share {
 /// batch B take the very steps one process takes with batch N x B.
 pub fn shard(batch: &[usize]) -> Share {
     let (n, world, rank) = (batch.len(), world_size(), rank());
-    if world == 1 {
-        return Share { examples: batch.to_vec(), weight: 1.0 };
-    }
     let (start, end) = (rank * n / world, (rank + 1) * n / world);
     if start == end {
-        return Share { examples: vec![batch[rank % n]], weight: 0.0 };
+        return Share { examples: vec![batch[rank % n]], stand_in: true };
     }
-    Share { examples: batch[start..end].to_vec(), weight: ((end - start) * world) as f64 / n as f64 }
+    Share { examples: batch[start..end].to_vec(), stand_in: false }
+}
+
+/// The factor that turns this rank's mean loss into its part of the mean over all ranks' shares
+/// together, once the Reducer has averaged over ranks: world x (this rank's denominator / the
+/// sum of all ranks'). A denominator is what a mean loss divides by: examples, labelled or
+/// masked tokens, the class weights of the targets. 1 without a group; 0 where no rank has one.
+pub fn loss_weight(denominator: f64) -> Result<f64> {
+    let Some(g) = group() else { return Ok(1.0) };
+    let total = Tensor::from_slice(&[denominator]);
+    g.all_reduce_sum(&total).context("summing the ranks' loss denominators")?;
+    let total = total.double_value(&[0]);
+    Ok(if total > 0.0 { g.world.size as f64 * denominator / total } else { 0.0 })
+}
+
+/// How an evaluation's batches are spread over processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spread {
+    /// This process evaluates every batch (`bertkit evaluate`, or one rank alone).
+    Alone,
+    /// Every rank of the group runs the same evaluation (the trainer's) and computes every
+    /// world-th batch; the results are then summed over ranks (`complete`), each rank holding
+    /// zeros where another computed, so every rank ends with what one process computes, bit for
+    /// bit: no example is dropped or counted twice. The same as `Alone` without a group.
+    Ranks,
+}
+
+impl Spread {
+    /// The batches this process computes, each with its position in `batches`.
+    pub fn take(self, batches: Vec<Vec<usize>>) -> Vec<(usize, Vec<usize>)> {
+        let (world, rank) = match self {
+            Spread::Ranks => (world_size(), rank()),
+            Spread::Alone => (1, 0),
+        };
+        batches.into_iter().enumerate().filter(|(b, _)| b % world == rank).collect()
+    }
+
+    /// Sums `partial` over the ranks in place (a no-op alone).
+    pub fn complete(self, partial: &Tensor) -> Result<()> {
+        match (self, group()) {
+            (Spread::Ranks, Some(g)) => g.all_reduce_sum(partial).context("gathering the ranks' evaluation"),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Group {

@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 use super::fingerprint::Fingerprint;
 use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::{Encoded, Sampling, Targets, WindowPool, epoch_batches, eval_batches};
+use crate::dist::Spread;
 use crate::encoder::ForwardOptions;
 use crate::fsutil::atomic_write;
 use crate::metrics::{classification_report, multi_label_report, regression_report};
@@ -66,12 +67,13 @@ pub type Classifier = Pretrained<SequenceClassifier>;
 
 impl Classifier {
     /// Logits `[n, num_labels]` (CPU, fp32) in the order of `items`.
-    pub fn logits(&self, items: &[Encoded], batch_size: usize) -> Result<Tensor> {
+    pub fn logits(&self, items: &[Encoded], batch_size: usize, spread: Spread) -> Result<Tensor> {
         let lengths: Vec<usize> = items.iter().map(Encoded::len).collect();
         let mut logits = Tensor::zeros([items.len() as i64, self.config.num_labels()], (Kind::Float, Device::Cpu));
         let collator = self.collator();
-        let bar = super::progress::items_bar(items.len() as u64, "examples");
-        for batch in eval_batches(&lengths, batch_size) {
+        let mine = spread.take(eval_batches(&lengths, batch_size));
+        let bar = super::progress::items_bar(mine.iter().map(|(_, b)| b.len() as u64).sum(), "examples");
+        for (_, batch) in mine {
             let refs: Vec<&Encoded> = batch.iter().map(|&i| &items[i]).collect();
             let inputs = collator.collate(&refs).to_device(self.device);
             let out = tch::no_grad(|| self.autocast.run(|| self.model.forward(&inputs, ForwardOptions::eval()).0));
@@ -80,6 +82,7 @@ impl Classifier {
             bar.inc(batch.len() as u64);
         }
         bar.finish_and_clear();
+        spread.complete(&logits)?;
         Ok(logits)
     }
 
@@ -89,8 +92,14 @@ impl Classifier {
     }
 
     /// Loss and the task's metrics on a labelled set, per example (windows pooled).
-    pub fn evaluate_set(&self, set: &LabelledSet, batch_size: usize, decision: &Decision) -> Result<Evaluation> {
-        let logits = self.logits(&set.items, batch_size)?;
+    pub fn evaluate_set(
+        &self,
+        set: &LabelledSet,
+        batch_size: usize,
+        decision: &Decision,
+        spread: Spread,
+    ) -> Result<Evaluation> {
+        let logits = self.logits(&set.items, batch_size, spread)?;
         let logits = pool_documents(&logits, &set.doc_of, set.targets.len(), decision.pool);
         self.evaluate_logits(&logits, &set.targets, decision)
     }
@@ -201,8 +210,14 @@ impl Objective for FineTune {
         let inputs = c.collator().collate(&refs).to_device(c.device);
         let targets = self.train.item_targets(batch).to_device(c.device);
         let logits = c.model.logits(&inputs, ForwardOptions::train());
+        // Weighted cross-entropy divides by the weights of the targets, not by their number.
+        let denominator = match (&self.loss_weights, c.model.kind) {
+            (Some(w), TaskKind::Classification) => w.index_select(0, &targets).sum(Kind::Double).double_value(&[]),
+            _ => batch.len() as f64,
+        };
         Ok(StepLoss {
             loss: c.model.loss(&logits, &targets, self.loss_weights.as_ref()),
+            denominator,
             examples: batch.len(),
             tokens: refs.iter().map(|e| e.len()).sum(),
             padded_tokens: inputs.input_ids.numel(),
@@ -211,7 +226,11 @@ impl Objective for FineTune {
 
     fn evaluate(&self) -> Result<Option<Evaluation>> {
         let decision = Decision { pool: self.pool, ..Decision::default() };
-        self.eval.as_ref().map(|set| self.classifier.evaluate_set(set, self.batch_size * 2, &decision)).transpose()
+        let batch_size = self.batch_size * 2;
+        self.eval
+            .as_ref()
+            .map(|set| self.classifier.evaluate_set(set, batch_size, &decision, Spread::Ranks))
+            .transpose()
     }
 
     fn save_model(&self, dir: &Path) -> Result<()> {

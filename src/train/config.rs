@@ -97,13 +97,13 @@ pub struct Placement {
     pub gradient_checkpointing: bool,
     /// Data-parallel runs (torchrun, `bertkit launch`): seconds the rendezvous and each
     /// collective may wait for the other ranks; a rank that died stops the rest after this.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = default_dist_timeout(), value_parser = clap::value_parser!(u64).range(1..))]
     #[serde(default = "default_dist_timeout")]
     pub dist_timeout: u64,
 }
 
 fn default_dist_timeout() -> u64 {
-    300
+    crate::dist::DEFAULT_TIMEOUT.as_secs()
 }
 
 impl Placement {

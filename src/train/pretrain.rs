@@ -8,14 +8,15 @@ use anyhow::Result;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
-use tch::Kind;
 use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
 
 use super::fingerprint::Fingerprint;
 use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::corpus::TokenCache;
 use crate::data::masking::Masker;
 use crate::data::{Encoded, Sampling, epoch_batches, eval_batches};
+use crate::dist::Spread;
 use crate::encoder::{ForwardOptions, Inputs};
 use crate::pretrained::Pretrained;
 use crate::task::{MaskedLm, MaskedTargets};
@@ -51,14 +52,15 @@ impl Blocks<'_> {
 pub type MaskedLanguageModel = Pretrained<MaskedLm>;
 
 impl MaskedLanguageModel {
-    /// A batch of blocks, masked on the host with `rng`: inputs and targets on the device, and
-    /// the real tokens.
+    /// A batch of blocks, masked on the host: inputs and targets on the device, and the real
+    /// tokens. Each block's masks are drawn from `seed` and the block alone (a stream of its
+    /// own), so they do not depend on the batch it is in or the rank that computes it.
     fn masked_batch(
         &self,
         masker: &Masker,
         blocks: &Blocks,
         batch: &[usize],
-        rng: &mut ChaCha8Rng,
+        seed: u64,
     ) -> (Inputs, MaskedTargets, usize) {
         let (items, words): (Vec<Encoded>, Vec<Vec<bool>>) =
             batch.iter().map(|&i| blocks.encoded(&self.tokenizer, i)).unzip();
@@ -69,7 +71,11 @@ impl MaskedLanguageModel {
         for (r, row) in words.iter().enumerate() {
             continues[r * host.len..r * host.len + row.len()].copy_from_slice(row);
         }
-        let labels = masker.mask_batch(&mut host, &continues, rng);
+        let labels = masker.mask_batch(&mut host, &continues, |r| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(blocks.indices[batch[r]] as u64);
+            rng
+        });
         let (rows, tokens) = (host.rows, host.tokens());
         (
             host.into_inputs().to_device(self.device),
@@ -78,40 +84,56 @@ impl MaskedLanguageModel {
         )
     }
 
-    /// Masked-token loss, accuracy and perplexity on held-out blocks, masked with a fixed seed.
-    pub fn evaluate_blocks(&self, masker: &Masker, blocks: &Blocks, batch_size: usize) -> Result<Evaluation> {
-        let mut rng = ChaCha8Rng::seed_from_u64(EVAL_MASK_SEED);
-        let (mut loss_sum, mut correct, mut count) = (0.0, 0i64, 0i64);
-        let bar = super::progress::items_bar(blocks.indices.len() as u64, "blocks");
+    /// Masked-token loss, accuracy and perplexity on held-out blocks, masked with a fixed seed;
+    /// spread over the ranks in the trainer.
+    pub fn evaluate_blocks(
+        &self,
+        masker: &Masker,
+        blocks: &Blocks,
+        batch_size: usize,
+        spread: Spread,
+    ) -> Result<Evaluation> {
+        let batches = eval_batches(&blocks.lengths(), batch_size);
+        // Per batch: summed loss, correct predictions, masked tokens (zeros where another rank
+        // computed), added up in batch order below whoever computed them.
+        let sums = Tensor::zeros([batches.len() as i64, 3], (Kind::Double, Device::Cpu));
+        let mine = spread.take(batches);
+        let bar = super::progress::items_bar(mine.iter().map(|(_, b)| b.len() as u64).sum(), "blocks");
         bar.set_message("evaluating");
-        for batch in eval_batches(&blocks.lengths(), batch_size) {
-            let (inputs, masked, _) = self.masked_batch(masker, blocks, &batch, &mut rng);
+        for (b, batch) in mine {
+            let (inputs, masked, _) = self.masked_batch(masker, blocks, &batch, EVAL_MASK_SEED);
             let out = tch::no_grad(|| {
                 self.autocast.run(|| self.model.forward_masked(&inputs, &masked, ForwardOptions::eval()))
             });
             let n = out.targets.numel() as i64;
             if n > 0 {
-                loss_sum += out.loss.to_kind(Kind::Double).double_value(&[]) * n as f64;
-                correct += out.logits.argmax(-1, false).eq_tensor(&out.targets).sum(Kind::Int64).int64_value(&[]);
-                count += n;
+                let loss_sum = out.loss.to_kind(Kind::Double).double_value(&[]) * n as f64;
+                let correct = out.logits.argmax(-1, false).eq_tensor(&out.targets).sum(Kind::Int64).int64_value(&[]);
+                sums.get(b as i64).copy_(&Tensor::from_slice(&[loss_sum, correct as f64, n as f64]));
             }
             bar.inc(batch.len() as u64);
         }
         bar.finish_and_clear();
-        let loss = loss_sum / count.max(1) as f64;
-        let accuracy = correct as f64 / count.max(1) as f64;
+        spread.complete(&sums)?;
+        let (mut loss_sum, mut correct, mut count) = (0.0, 0.0, 0.0);
+        for row in Vec::<Vec<f64>>::try_from(&sums)? {
+            (loss_sum, correct, count) = (loss_sum + row[0], correct + row[1], count + row[2]);
+        }
+        let loss = loss_sum / count.max(1.0);
+        let accuracy = correct / count.max(1.0);
         let metrics = BTreeMap::from([
             ("eval_loss".to_string(), loss),
             ("perplexity".to_string(), loss.exp()),
             ("accuracy".to_string(), accuracy),
         ]);
         let summary = format!(
-            "masked-token loss {loss:.4}  perplexity {:.2}  accuracy {accuracy:.4}  ({count} masked tokens in {} blocks)",
+            "masked-token loss {loss:.4}  perplexity {:.2}  accuracy {accuracy:.4}  ({} masked tokens in {} blocks)",
             loss.exp(),
+            count as i64,
             blocks.indices.len()
         );
         Ok(Evaluation {
-            report: json!({"metrics": metrics, "masked_tokens": count, "blocks": blocks.indices.len()}),
+            report: json!({"metrics": metrics, "masked_tokens": count as i64, "blocks": blocks.indices.len()}),
             metrics,
             summary,
         })
@@ -164,14 +186,21 @@ impl Objective for Pretrain<'_> {
 
     fn train_loss(&self, batch: &[usize], seed: u64) -> Result<StepLoss> {
         // Dynamic masking: new masks every step, the same ones when a run is resumed.
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let (inputs, masked, tokens) = self.mlm.masked_batch(&self.masker, &self.train, batch, &mut rng);
+        let (inputs, masked, tokens) = self.mlm.masked_batch(&self.masker, &self.train, batch, seed);
         let out = self.mlm.model.forward_masked(&inputs, &masked, ForwardOptions::train());
-        Ok(StepLoss { loss: out.loss, examples: batch.len(), tokens, padded_tokens: inputs.input_ids.numel() })
+        let denominator = out.targets.numel() as f64;
+        Ok(StepLoss {
+            loss: out.loss,
+            denominator,
+            examples: batch.len(),
+            tokens,
+            padded_tokens: inputs.input_ids.numel(),
+        })
     }
 
     fn evaluate(&self) -> Result<Option<Evaluation>> {
-        self.eval.as_ref().map(|b| self.mlm.evaluate_blocks(&self.masker, b, self.batch_size * 2)).transpose()
+        let spread = Spread::Ranks;
+        self.eval.as_ref().map(|b| self.mlm.evaluate_blocks(&self.masker, b, self.batch_size * 2, spread)).transpose()
     }
 
     fn save_model(&self, dir: &Path) -> Result<()> {

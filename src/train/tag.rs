@@ -14,6 +14,7 @@ use super::fingerprint::Fingerprint;
 use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::tagged::{TagWindow, TaggedSentence, windows};
 use crate::data::{Encoded, LabelSet, Sampling, epoch_batches, eval_batches};
+use crate::dist::Spread;
 use crate::encoder::ForwardOptions;
 use crate::metrics::entity_report;
 use crate::pretrained::Pretrained;
@@ -117,12 +118,19 @@ impl TaggedSet {
 
 impl Tagger {
     /// Tag probabilities of every token of every window (`[len, tags]`, CPU), and the summed
-    /// cross-entropy and count of the labelled tokens.
-    pub fn window_probs(&self, set: &TaggedSet, batch_size: usize) -> Result<(Vec<Tensor>, f64, i64)> {
-        let mut probs: Vec<Option<Tensor>> = (0..set.windows.len()).map(|_| None).collect();
-        let (mut loss_sum, mut count) = (0.0, 0);
-        let bar = super::progress::items_bar(set.windows.len() as u64, "windows");
-        for batch in eval_batches(&set.lengths(), batch_size) {
+    /// cross-entropy and count of the labelled tokens; spread over the ranks in the trainer.
+    pub fn window_probs(&self, set: &TaggedSet, batch_size: usize, spread: Spread) -> Result<(Vec<Tensor>, f64, i64)> {
+        let lengths = set.lengths();
+        let starts: Vec<i64> = lengths.iter().scan(0, |at, &n| Some(std::mem::replace(at, *at + n as i64))).collect();
+        // Every window's rows in one tensor, and per batch the summed loss and count: zeros
+        // where another rank computed them, added up in batch order below whoever did.
+        let probs =
+            Tensor::zeros([lengths.iter().sum::<usize>() as i64, self.config.num_labels()], (Kind::Float, Device::Cpu));
+        let batches = eval_batches(&lengths, batch_size);
+        let sums = Tensor::zeros([batches.len() as i64, 2], (Kind::Double, Device::Cpu));
+        let mine = spread.take(batches);
+        let bar = super::progress::items_bar(mine.iter().map(|(_, b)| b.len() as u64).sum(), "windows");
+        for (b, batch) in mine {
             let refs: Vec<&Encoded> = batch.iter().map(|&i| &set.windows[i].encoded).collect();
             let inputs = self.collator().collate(&refs).to_device(self.device);
             let logits = tch::no_grad(|| self.autocast.run(|| self.model.forward(&inputs, ForwardOptions::eval())));
@@ -130,17 +138,25 @@ impl Tagger {
             if !set.labels[batch[0]].is_empty() {
                 let labels = set.label_tensor(&batch);
                 let n = labels.ne(IGNORE_INDEX).sum(Kind::Int64).int64_value(&[]);
-                loss_sum += tch::no_grad(|| self.model.loss(&logits, &labels, None)).double_value(&[]) * n as f64;
-                count += n;
+                let loss = tch::no_grad(|| self.model.loss(&logits, &labels, None)).double_value(&[]);
+                sums.get(b as i64).copy_(&Tensor::from_slice(&[loss * n as f64, n as f64]));
             }
             let p = logits.softmax(-1, Kind::Float);
             for (row, &i) in batch.iter().enumerate() {
-                probs[i] = Some(p.get(row as i64).narrow(0, 0, set.windows[i].encoded.len() as i64));
+                let n = lengths[i] as i64;
+                probs.narrow(0, starts[i], n).copy_(&p.get(row as i64).narrow(0, 0, n));
             }
             bar.inc(batch.len() as u64);
         }
         bar.finish_and_clear();
-        Ok((probs.into_iter().map(|p| p.expect("every window predicted")).collect(), loss_sum, count))
+        spread.complete(&probs)?;
+        spread.complete(&sums)?;
+        let (mut loss_sum, mut count) = (0.0, 0.0);
+        for row in Vec::<Vec<f64>>::try_from(&sums)? {
+            (loss_sum, count) = (loss_sum + row[0], count + row[1]);
+        }
+        let windows = starts.iter().zip(&lengths).map(|(&at, &n)| probs.narrow(0, at, n as i64)).collect();
+        Ok((windows, loss_sum, count as i64))
     }
 
     /// One (tag id, probability) per word of each sentence; None for a word without tokens.
@@ -169,9 +185,9 @@ impl Tagger {
     }
 
     /// Entity-level precision/recall/F1 (seqeval), token accuracy and loss on tagged sentences.
-    pub fn evaluate_set(&self, set: &TaggedSet, batch_size: usize) -> Result<Evaluation> {
+    pub fn evaluate_set(&self, set: &TaggedSet, batch_size: usize, spread: Spread) -> Result<Evaluation> {
         let Some(gold) = &set.gold else { bail!("evaluation data has no tags") };
-        let (probs, loss_sum, count) = self.window_probs(set, batch_size)?;
+        let (probs, loss_sum, count) = self.window_probs(set, batch_size, spread)?;
         let names = self.config.label_names();
         let fallback = names.iter().position(|n| n == "O").unwrap_or(0);
         let predicted: Vec<Vec<String>> = self
@@ -219,10 +235,12 @@ impl Objective for TagFineTune {
         let t = &self.tagger;
         let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.windows[i].encoded).collect();
         let inputs = t.collator().collate(&refs).to_device(t.device);
-        let labels = self.train.label_tensor(batch).to_device(t.device);
+        let labels = self.train.label_tensor(batch);
+        let denominator = labels.ne(IGNORE_INDEX).sum(Kind::Int64).int64_value(&[]) as f64;
         let logits = t.model.forward(&inputs, ForwardOptions::train());
         Ok(StepLoss {
-            loss: t.model.loss(&logits, &labels, None),
+            loss: t.model.loss(&logits, &labels.to_device(t.device), None),
+            denominator,
             examples: batch.len(),
             tokens: refs.iter().map(|e| e.len()).sum(),
             padded_tokens: inputs.input_ids.numel(),
@@ -230,7 +248,7 @@ impl Objective for TagFineTune {
     }
 
     fn evaluate(&self) -> Result<Option<Evaluation>> {
-        self.eval.as_ref().map(|set| self.tagger.evaluate_set(set, self.batch_size * 2)).transpose()
+        self.eval.as_ref().map(|set| self.tagger.evaluate_set(set, self.batch_size * 2, Spread::Ranks)).transpose()
     }
 
     fn save_model(&self, dir: &Path) -> Result<()> {

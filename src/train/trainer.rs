@@ -31,6 +31,9 @@ use crate::torch_failure::catch;
 /// One training micro-batch's mean loss and its size.
 pub struct StepLoss {
     pub loss: Tensor,
+    /// What the mean loss divides by: examples, labelled or masked tokens, or the class weights
+    /// of the targets (weighted cross-entropy). Ranks weigh their losses by it (`loss_weight`).
+    pub denominator: f64,
     pub examples: usize,
     /// Real (non-padding) tokens.
     pub tokens: usize,
@@ -487,9 +490,11 @@ impl Drop for Signals {
 
 /// Forward and backward over the micro-batches of optimizer step `step`, leaving their mean
 /// gradient in the parameters; returns the mean loss, examples and real tokens. Every random
-/// draw (dropout, masks) is seeded from (seed, rank, step, micro-batch), which makes runs
-/// repeatable. In a data-parallel run each rank takes its share of every micro-batch
-/// (`dist::shard`) and the Reducer averages the gradients over ranks during the last backward.
+/// draw is seeded from (seed, step, micro-batch), which makes runs repeatable: the task's own
+/// (MLM masks) from that alone, so that they do not depend on how the ranks split a batch;
+/// dropout from it and the rank. In a data-parallel run each rank takes its share of every
+/// micro-batch (`dist::shard`), weighs its loss by its share of the loss's denominator, and the
+/// Reducer averages the gradients over ranks during the last backward.
 pub fn accumulate_gradients<T: Objective>(
     task: &T,
     micro: &[Vec<usize>],
@@ -501,22 +506,25 @@ pub fn accumulate_gradients<T: Objective>(
     let mut stats = StepStats { loss: Tensor::new(), examples: 0, tokens: 0, padded_tokens: 0 };
     let rank_seed = (crate::dist::rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for (m, batch) in micro.iter().enumerate() {
-        let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64) ^ rank_seed;
-        tch::manual_seed(seed as i64);
+        let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
+        tch::manual_seed((seed ^ rank_seed) as i64);
         let share = crate::dist::shard(batch);
         // A batch that does not fit (libtorch panics through tch) becomes an error naming it.
         let (loss, out) = catch(|| -> Result<_> {
             let out = autocast.run(|| task.train_loss(&share.examples, seed))?;
-            let loss = &out.loss * (share.weight / micro.len() as f64);
+            let weight = crate::dist::loss_weight(if share.stand_in { 0.0 } else { out.denominator })?;
+            let loss = &out.loss * (weight / micro.len() as f64);
             if let Some(r) = reducer.filter(|_| m + 1 == micro.len()) {
                 r.prepare(&loss)?;
             }
             loss.backward();
-            Ok((loss.detach().to_kind(Kind::Double), out))
+            // A share without terms (a stand-in, an MLM block without masks) has a NaN mean.
+            let loss = if weight > 0.0 { loss.detach() } else { loss.zeros_like() };
+            Ok((loss.to_kind(Kind::Double), out))
         })
         .map_err(|f| anyhow!("step {}, a micro-batch of {} examples: {f}", step + 1, share.examples.len()))??;
         stats.loss = if stats.loss.defined() { &stats.loss + loss } else { loss };
-        if share.weight > 0.0 {
+        if !share.stand_in {
             stats.examples += out.examples;
             stats.tokens += out.tokens;
             stats.padded_tokens += out.padded_tokens;

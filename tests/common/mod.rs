@@ -55,6 +55,30 @@ pub fn synthetic_csv(path: &Path, n: usize, seed: u64) {
     std::fs::write(path, csv).unwrap();
 }
 
+/// CoNLL sentences: names tagged by type, filler words O; one very long sentence.
+pub fn conll(path: &Path, n: usize, seed: u64) {
+    let names = [("John", "PER"), ("Mary", "PER"), ("Paris", "LOC"), ("London", "LOC"), ("Acme", "ORG")];
+    let filler = ["the", "movie", "was", "and", "this", "of", "it", "plot", "a", "with"];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut out = String::from("-DOCSTART- -X- -X- O\n\n");
+    for i in 0..n {
+        let len = if i == 0 { 40 } else { rng.random_range(3..10) };
+        for _ in 0..len {
+            if rng.random_bool(0.3) {
+                let (name, kind) = names[rng.random_range(0..names.len())];
+                out += &format!("{name} NNP B-NP B-{kind}\n");
+                if kind == "ORG" {
+                    out += &format!("Corp NNP I-NP I-{kind}\n");
+                }
+            } else {
+                out += &format!("{} NN I-NP O\n", filler[rng.random_range(0..filler.len())]);
+            }
+        }
+        out += "\n";
+    }
+    std::fs::write(path, out).unwrap();
+}
+
 pub fn tiny_model() -> PathBuf {
     repo().join("tests/fixtures/tiny-bert")
 }

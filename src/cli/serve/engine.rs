@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::cli::embed::{Pooling, embed};
 use crate::data::{Example, Location, LongText, tokenize_long};
+use crate::dist::Spread;
 use crate::pretrained::Pretrained;
 use crate::task::{Bare, TaskKind};
 use crate::train::classify::{Classifier, decide};
@@ -143,7 +144,7 @@ fn classify(
         .map(|s| Example { text: s.text.clone(), pair: s.pair.clone(), label: None, at: at.clone() })
         .collect();
     let pieces = tokenize_long(&model.tokenizer, &examples, max_len, LongText::Truncate, 0)?;
-    let logits = model.logits(&pieces.items, pieces.items.len().max(1))?;
+    let logits = model.logits(&pieces.items, pieces.items.len().max(1), Spread::Alone)?;
     let outputs = Vec::<Vec<f32>>::try_from(model.outputs(&logits))?;
     let multi_label = model.model.kind == TaskKind::MultiLabel;
     let decisions = decide(&outputs, thresholds);
