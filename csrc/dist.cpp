@@ -1,5 +1,6 @@
 // PyTorch's distributed engine (c10d), as torch.distributed and DistributedDataParallel use it:
-// a TCPStore for the rendezvous (rank 0 serves it), a ProcessGroup whose CPU backend is gloo,
+// a TCPStore for the rendezvous (rank 0 serves it), a ProcessGroup whose CPU backend is gloo
+// (and whose CUDA backend is NCCL when csrc/nccl.cpp is handed in),
 // the collectives the trainer needs (broadcast, all-reduce, barrier, store keys), and DDP's own
 // Reducer, which all-reduces gradients in buckets from autograd hooks while backward still runs.
 // Plain C entry points; exceptions become -1 with the message kept (bertkit.h).
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -45,9 +47,16 @@ std::shared_ptr<::gloo::transport::Device> gloo_device() {
 
 extern "C" {
 
+// What csrc/nccl.cpp exports, passed in when the NCCL backend is wanted (null for gloo alone).
+typedef int (*nccl_backend_fn)(void* store, int rank, int world, long timeout_ms, void** out, char* error,
+                               long cap);
+
 // Joins the group: rank 0 serves the store at host:port and waits for the others; every rank
-// then builds a gloo backend through it. `timeout_ms` bounds the rendezvous and every collective.
-int bertkit_dist_init(const char* host, int port, int rank, int world, long timeout_ms, void** out) {
+// then builds a gloo backend through it, for CPU tensors, and with `nccl` a NCCL backend for
+// CUDA tensors (torch.distributed's "cpu:gloo,cuda:nccl"). `timeout_ms` bounds the rendezvous
+// and every collective.
+int bertkit_dist_init(const char* host, int port, int rank, int world, long timeout_ms, nccl_backend_fn nccl,
+                      void** out) {
   return bertkit_guard([&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions so;
@@ -59,11 +68,23 @@ int bertkit_dist_init(const char* host, int port, int rank, int world, long time
     auto store = c10::make_intrusive<c10d::TCPStore>(host, so);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(gloo_device());
-    auto prefixed = c10::make_intrusive<c10d::PrefixStore>("default_pg/0/", store);
+    c10::intrusive_ptr<c10d::Store> prefixed = c10::make_intrusive<c10d::PrefixStore>("default_pg/0/", store);
     auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, options);
     auto pg = c10::make_intrusive<c10d::ProcessGroup>(prefixed, rank, world);
     pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
     pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    if (nccl == nullptr) {
+      pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    } else {
+      void* made = nullptr;
+      char error[1024];
+      if (nccl(&prefixed, rank, world, timeout_ms, &made, error, sizeof error) != 0) {
+        throw std::runtime_error(error);
+      }
+      auto* backend = static_cast<c10::intrusive_ptr<c10d::Backend>*>(made);
+      pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, *backend);
+      delete backend;
+    }
     *out = new Group{store, pg};
     return 0;
   });

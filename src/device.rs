@@ -25,13 +25,16 @@ impl DeviceFlags {
     }
 }
 
-/// `cpu`, `cuda`, `cuda:N`, or `auto` (the first GPU when one is usable, else the CPU).
+/// `cpu`, `cuda`, `cuda:N`, or `auto` (a GPU when one is usable, else the CPU). `cuda` and
+/// `auto` mean this process's GPU: in a data-parallel run the one numbered by its local rank, as
+/// torchrun scripts do with `torch.cuda.set_device(LOCAL_RANK)`; otherwise the first.
 pub fn parse_device(spec: &str) -> Result<Device> {
+    let own = crate::dist::World::from_env().ok().flatten().map_or(0, |w| w.local_rank);
     Ok(match spec {
         "cpu" => Device::Cpu,
-        "auto" if nvidia_driver_present() && load_libtorch_cuda().is_ok() => Device::cuda_if_available(),
+        "auto" if nvidia_driver_present() && load_libtorch_cuda().is_ok() && tch::Cuda::is_available() => cuda(own)?,
         "auto" => Device::Cpu,
-        "cuda" => cuda(0)?,
+        "cuda" => cuda(own)?,
         s => match s.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) {
             Some(i) => cuda(i)?,
             None => bail!("unknown device {spec:?} (expected cpu, cuda, cuda:N or auto)"),
@@ -46,7 +49,7 @@ fn nvidia_driver_present() -> bool {
 /// libtorch's CUDA half (and the CUDA libraries behind it) is loaded only when a GPU is wanted:
 /// linking it always cost every CPU run ~400 MB of resident memory and start-up time. Loading
 /// it registers libtorch's CUDA backend, exactly as if it had been linked.
-fn load_libtorch_cuda() -> Result<()> {
+pub(crate) fn load_libtorch_cuda() -> Result<()> {
     static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     LOADED
         .get_or_init(|| {

@@ -363,3 +363,21 @@ fn wait_for_rank(launcher: u32, rank: &str) -> i32 {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+#[test]
+fn nccl_on_the_cpu_is_refused_before_anything_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.csv");
+    synthetic_csv(&train, 8, 1);
+    let out = tmp.path().join("run");
+    let argv = [
+        finetune(&train, &out, &["--max-steps", "1", "--dist-backend", "nccl"]),
+        vec!["--batch-size".into(), "4".into()],
+    ]
+    .concat();
+    let res = bertkit(&launch(2, &argv));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success());
+    assert!(stderr.contains("--dist-backend nccl: NCCL connects GPUs and this run is on the CPU"), "{stderr}");
+    assert!(!out.exists(), "nothing written");
+}

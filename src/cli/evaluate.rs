@@ -54,8 +54,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    // Under `bertkit launch` / torchrun the ranks split the batches; rank 0 reports.
-    crate::dist::join(crate::dist::DEFAULT_TIMEOUT)?;
+    // Under `bertkit launch` / torchrun the ranks split the batches, gathered on the host (so
+    // gloo on any device); rank 0 reports.
+    crate::dist::join(crate::dist::DEFAULT_TIMEOUT, crate::dist::Backend::Gloo)?;
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
     let options = LoadOptions::inference(device, Autocast::new(args.precision, device));

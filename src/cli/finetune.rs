@@ -83,8 +83,8 @@ pub fn split<T>(mut examples: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T
 
 pub fn run(args: Args) -> Result<i32> {
     let cfg = &args.cfg;
-    cfg.placement.join_group()?;
     let device = cfg.placement.device.setup()?;
+    cfg.placement.join_group(device)?;
     // Fresh heads start from the seed, as with Trainer's set_seed before the model is built.
     tch::manual_seed(cfg.hyper.seed as i64);
     // A checkpoint being resumed carries the head this run created.

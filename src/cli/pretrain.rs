@@ -139,13 +139,13 @@ pub fn split_blocks(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usiz
 
 pub fn run(args: Args) -> Result<i32> {
     let cfg = args.cfg;
-    cfg.placement.join_group()?;
+    let device = cfg.placement.device.setup()?;
+    cfg.placement.join_group(device)?;
     if args.add_vocab.is_some() && cfg.control.resume_from.is_none() && crate::dist::world_size() > 1 {
         bail!(
             "--add-vocab: extend the vocabulary in a single process first (it writes the new model), then pretrain it on several ranks"
         );
     }
-    let device = cfg.placement.device.setup()?;
     tch::manual_seed(cfg.hyper.seed as i64);
     let mut model = ModelDir::open(&cfg.control.model_source(&args.model))?;
     let added = match (args.add_vocab, &cfg.control.resume_from) {

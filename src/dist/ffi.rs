@@ -17,6 +17,7 @@ unsafe extern "C" {
         rank: i32,
         world: i32,
         timeout_ms: i64,
+        nccl: Option<super::nccl::BackendFn>,
         out: *mut *mut c_void,
     ) -> i32;
     fn bertkit_dist_free(group: *mut c_void);
@@ -58,14 +59,14 @@ unsafe impl Send for GroupHandle {}
 unsafe impl Sync for GroupHandle {}
 
 impl GroupHandle {
-    pub fn init(w: &World, timeout: Duration) -> Result<Self> {
+    /// `nccl`: the NCCL backend's constructor, for CUDA tensors (gloo serves them otherwise).
+    pub fn init(w: &World, timeout: Duration, nccl: Option<super::nccl::BackendFn>) -> Result<Self> {
         let host = CString::new(w.master_addr.as_str())?;
         let mut out = std::ptr::null_mut();
         let ms = timeout.as_millis() as i64;
-        // SAFETY: a valid C string and out-pointer; the group is ours to free.
-        check(unsafe {
-            bertkit_dist_init(host.as_ptr(), w.master_port as i32, w.rank as i32, w.size as i32, ms, &mut out)
-        })?;
+        let (port, rank, size) = (w.master_port as i32, w.rank as i32, w.size as i32);
+        // SAFETY: a valid C string, function pointer and out-pointer; the group is ours to free.
+        check(unsafe { bertkit_dist_init(host.as_ptr(), port, rank, size, ms, nccl, &mut out) })?;
         Ok(GroupHandle(out))
     }
 

@@ -6,6 +6,7 @@
 
 mod ffi;
 pub mod launch;
+mod nccl;
 mod world;
 
 use std::sync::OnceLock;
@@ -27,20 +28,33 @@ static GROUP: OnceLock<Group> = OnceLock::new();
 /// How long the rendezvous and each collective wait where no `--dist-timeout` is given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Collectives between the ranks: gloo (CPU tensors, and CUDA ones through the host), or NCCL
+/// for CUDA tensors beside gloo for CPU ones (torch.distributed's "cpu:gloo,cuda:nccl").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Gloo,
+    Nccl,
+}
+
 /// Joins the group the environment describes (no-op for a single process); `timeout` bounds the
 /// rendezvous and every collective, so a dead rank stops the others instead of hanging them.
-pub fn join(timeout: Duration) -> Result<()> {
+pub fn join(timeout: Duration, backend: Backend) -> Result<()> {
     let Some(world) = World::from_env()? else { return Ok(()) };
     if GROUP.get().is_some() {
         return Ok(());
     }
-    let handle = ffi::GroupHandle::init(&world, timeout).with_context(|| {
+    let nccl = match backend {
+        Backend::Nccl => Some(nccl::backend_fn().context("--dist-backend nccl")?),
+        Backend::Gloo => None,
+    };
+    let handle = ffi::GroupHandle::init(&world, timeout, nccl).with_context(|| {
         format!(
             "rank {} of {}: joining the group at {}:{} (MASTER_ADDR, MASTER_PORT)",
             world.rank, world.size, world.master_addr, world.master_port
         )
     })?;
-    tracing::info!("rank {} of {} (local rank {}), gloo", world.rank, world.size, world.local_rank);
+    let (rank, size, local) = (world.rank, world.size, world.local_rank);
+    tracing::info!("rank {rank} of {size} (local rank {local}), {backend:?}");
     let _ = GROUP.set(Group { world, handle });
     Ok(())
 }

@@ -100,6 +100,19 @@ pub struct Placement {
     #[arg(long, default_value_t = default_dist_timeout(), value_parser = clap::value_parser!(u64).range(1..))]
     #[serde(default = "default_dist_timeout")]
     pub dist_timeout: u64,
+    /// Data-parallel runs: the collectives' backend. auto: NCCL on GPUs, gloo on the CPU.
+    #[arg(long, value_enum, default_value = "auto")]
+    #[serde(default)]
+    pub dist_backend: DistBackend,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistBackend {
+    #[default]
+    Auto,
+    Gloo,
+    Nccl,
 }
 
 fn default_dist_timeout() -> u64 {
@@ -107,9 +120,19 @@ fn default_dist_timeout() -> u64 {
 }
 
 impl Placement {
-    /// Joins the data-parallel group the environment describes (nothing for a plain run).
-    pub fn join_group(&self) -> anyhow::Result<()> {
-        crate::dist::join(std::time::Duration::from_secs(self.dist_timeout))
+    /// Joins the data-parallel group the environment describes (nothing for a plain run), with
+    /// the backend for the run's device.
+    pub fn join_group(&self, device: tch::Device) -> anyhow::Result<()> {
+        use crate::dist::Backend;
+        let backend = match self.dist_backend {
+            DistBackend::Auto if device.is_cuda() => Backend::Nccl,
+            DistBackend::Auto | DistBackend::Gloo => Backend::Gloo,
+            DistBackend::Nccl if !device.is_cuda() => anyhow::bail!(
+                "--dist-backend nccl: NCCL connects GPUs and this run is on the CPU (--device cuda, or --dist-backend gloo)"
+            ),
+            DistBackend::Nccl => Backend::Nccl,
+        };
+        crate::dist::join(std::time::Duration::from_secs(self.dist_timeout), backend)
     }
 }
 
