@@ -54,7 +54,8 @@ pub fn join(timeout: Duration, backend: Backend) -> Result<()> {
         )
     })?;
     let (rank, size, local) = (world.rank, world.size, world.local_rank);
-    tracing::info!("rank {rank} of {size} (local rank {local}), {backend:?}");
+    let backend = if nccl.is_some() { "gloo for CPU tensors, NCCL for CUDA ones" } else { "gloo" };
+    tracing::info!("rank {rank} of {size} (local rank {local}), {backend}");
     let _ = GROUP.set(Group { world, handle });
     Ok(())
 }
