@@ -208,6 +208,12 @@ pub trait Encoder {
     /// The word-embedding matrix, which the MLM decoder shares.
     fn word_embeddings(&self) -> &Tensor;
 
+    /// The pooler's output (`[batch, hidden]`) from the first token's last hidden state, for
+    /// encoders that have one (BERT's `pooler.dense` and tanh); `EncoderOutput::pooled` is this.
+    fn pool(&self, _first: &Tensor) -> Option<Tensor> {
+        None
+    }
+
     /// Recompute each layer's activations in backward instead of keeping them (training only).
     fn set_gradient_checkpointing(&mut self, on: bool);
 }

@@ -100,17 +100,21 @@ impl SequenceClassifier {
         (self.out.forward(&dropout(&features, self.dropout, opts.train)), out)
     }
 
-    /// The logits alone, as training needs them. Where the head reads only the first token, the
-    /// last layer computes that position alone (`Encoder::forward_at`, as MLM does with its
-    /// masked positions): its feed-forward and attention output on one row of each sequence.
+    /// The logits alone, as training and prediction need them. Where the head reads only the
+    /// first token (BERT's pooler reads it too), the last layer computes that position alone
+    /// (`Encoder::forward_at`, as MLM does with its masked positions): its feed-forward and
+    /// attention output on one row of each sequence.
     pub fn logits(&self, inputs: &Inputs, opts: ForwardOptions) -> Tensor {
-        let whole = matches!(self.features, Features::Pooled | Features::PredictionHead { mean: true, .. });
+        let whole = matches!(self.features, Features::PredictionHead { mean: true, .. });
         if whole || opts.output_hidden_states || opts.output_attentions {
             return self.forward(inputs, opts).0;
         }
         let positions = Tensor::zeros([inputs.input_ids.size()[0], 1], (Kind::Int64, inputs.input_ids.device()));
         let first = self.encoder.forward_at(inputs, opts, &positions).squeeze_dim(1);
-        let features = self.first_token_features(&first, opts.train);
+        let features = match &self.features {
+            Features::Pooled => self.encoder.pool(&first).expect("built with a pooler"),
+            _ => self.first_token_features(&first, opts.train),
+        };
         self.out.forward(&dropout(&features, self.dropout, opts.train))
     }
 
@@ -125,7 +129,9 @@ impl SequenceClassifier {
                 activation.apply(&dense.forward(&dropout(first, *p, train)))
             }
             Features::PredictionHead { transform, mean: false } => transform.forward(first),
-            Features::Pooled | Features::PredictionHead { mean: true, .. } => unreachable!("not first-token heads"),
+            Features::Pooled | Features::PredictionHead { mean: true, .. } => {
+                unreachable!("read by the encoder's pooler, or from every token")
+            }
         }
     }
 

@@ -76,7 +76,7 @@ impl Classifier {
         for (_, batch) in mine {
             let refs: Vec<&Encoded> = batch.iter().map(|&i| &items[i]).collect();
             let inputs = collator.collate(&refs).to_device(self.device);
-            let out = tch::no_grad(|| self.autocast.run(|| self.model.forward(&inputs, ForwardOptions::eval()).0));
+            let out = tch::no_grad(|| self.autocast.run(|| self.model.logits(&inputs, ForwardOptions::eval())));
             let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
             let _ = logits.index_copy_(0, &index, &out.to_kind(Kind::Float).to_device(Device::Cpu));
             bar.inc(batch.len() as u64);

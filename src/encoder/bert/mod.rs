@@ -368,10 +368,7 @@ impl Bert {
         if opts.output_hidden_states {
             hidden_states.push(xs.shallow_clone());
         }
-        let pooled = match (&self.pooler, last_positions) {
-            (Some(p), None) => Some(p.forward(&xs.select(1, 0)).tanh()),
-            _ => None,
-        };
+        let pooled = if last_positions.is_none() { self.pool(&xs.select(1, 0)) } else { None };
         EncoderOutput { last_hidden_state: xs, hidden_states, attentions, pooled }
     }
 }
@@ -388,6 +385,10 @@ impl Encoder for Bert {
 
     fn word_embeddings(&self) -> &Tensor {
         &self.embeddings.word
+    }
+
+    fn pool(&self, first: &Tensor) -> Option<Tensor> {
+        self.pooler.as_ref().map(|p| p.forward(first).tanh())
     }
 
     fn set_gradient_checkpointing(&mut self, on: bool) {
