@@ -115,9 +115,10 @@ pub fn loss_weight(denominator: f64) -> Result<f64> {
 /// How an evaluation's batches are spread over processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spread {
-    /// This process evaluates every batch (`bertkit evaluate`, or one rank alone).
+    /// This process computes every batch (predict, serve, thresholds tuned on rank 0 alone).
     Alone,
-    /// Every rank of the group runs the same evaluation (the trainer's) and computes every
+    /// Every rank of the group runs the same evaluation (the trainer's, `evaluate` under a
+    /// launcher) and computes every
     /// world-th batch; the results are then summed over ranks (`complete`), each rank holding
     /// zeros where another computed, so every rank ends with what one process computes, bit for
     /// bit: no example is dropped or counted twice. The same as `Alone` without a group.
