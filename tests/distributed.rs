@@ -9,19 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bertkit, conll, finetune_tiny, synthetic_csv, tiny_model};
+use common::{bertkit, conll, finetune_tiny, ok, synthetic_csv, tiny_model};
 use safetensors::SafeTensors;
-
-fn run_ok(args: &[String]) {
-    let out = bertkit(args);
-    assert!(
-        out.status.success(),
-        "bertkit {} failed:\n{}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The fine-tuning command of these tests, without --batch-size: dropout off, so that the
 /// split of a batch over ranks is the only difference.
@@ -78,11 +67,9 @@ fn two_ranks_take_the_steps_of_one_process_with_their_batches_together() {
     for (accum, name) in [("1", "plain"), ("2", "accumulated")] {
         let (one, two) = (tmp.path().join(format!("{name}-one")), tmp.path().join(format!("{name}-two")));
         let flags = [&common[..], &["--grad-accum", accum]].concat();
-        run_ok(
-            &[finetune(&train, &one, &flags), vec!["--batch-size".into(), "8".into(), "--threads".into(), "2".into()]]
-                .concat(),
-        );
-        run_ok(&launch(2, &[finetune(&train, &two, &flags), vec!["--batch-size".into(), "4".into()]].concat()));
+        ok(&[finetune(&train, &one, &flags), vec!["--batch-size".into(), "8".into(), "--threads".into(), "2".into()]]
+            .concat());
+        ok(&launch(2, &[finetune(&train, &two, &flags), vec!["--batch-size".into(), "4".into()]].concat()));
         assert_same_weights(&one, &two);
         let (l1, l2) = (losses(&one), losses(&two));
         assert_eq!(l1.len(), 10, "{name}: one log line per step");
@@ -132,8 +119,8 @@ fn two_ranks_pretrain_as_one_process_with_their_batches_together() {
         ];
         [&head[..], &[&flags[..], &fixed, &cpu].concat().into_iter().map(String::from).collect::<Vec<_>>()].concat()
     };
-    run_ok(&[pretrain(&one), ["--batch-size", "8", "--threads", "1"].map(String::from).to_vec()].concat());
-    run_ok(&launch(2, &[pretrain(&two), vec!["--batch-size".into(), "4".into()]].concat()));
+    ok(&[pretrain(&one), ["--batch-size", "8", "--threads", "1"].map(String::from).to_vec()].concat());
+    ok(&launch(2, &[pretrain(&two), vec!["--batch-size".into(), "4".into()]].concat()));
     assert_same_weights(&one, &two);
     let (l1, l2) = (losses(&one), losses(&two));
     assert_eq!(l1.len(), 6);
@@ -154,8 +141,8 @@ fn evaluation_on_two_ranks_equals_one_process_exactly() {
     conll(&p("eval.conll"), 15, 5);
     corpus(&p("corpus.txt"));
     let windows = ["--max-len", "16", "--stride", "4"];
-    run_ok(&finetune_tiny(&p("train.csv"), &p("classifier"), &["--max-steps", "2"]));
-    run_ok(&finetune_tiny(&p("train.conll"), &p("tagger"), &[&["--max-steps", "2"][..], &windows].concat()));
+    ok(&finetune_tiny(&p("train.csv"), &p("classifier"), &["--max-steps", "2"]));
+    ok(&finetune_tiny(&p("train.conll"), &p("tagger"), &[&["--max-steps", "2"][..], &windows].concat()));
     let s = |path: PathBuf| path.display().to_string();
     let mlm = tiny_model().display().to_string();
     let cases = [
@@ -173,8 +160,8 @@ fn evaluation_on_two_ranks_equals_one_process_exactly() {
             let head = ["evaluate", "--model", &model, "--json", json.to_str().unwrap(), "--batch-size", "4"];
             [&head.map(String::from)[..], &data, &["--device", "cpu", "--precision", "fp32"].map(String::from)].concat()
         };
-        run_ok(&[evaluate(&alone), vec!["--threads".into(), "1".into()]].concat());
-        run_ok(&launch(2, &evaluate(&spread)));
+        ok(&[evaluate(&alone), vec!["--threads".into(), "1".into()]].concat());
+        ok(&launch(2, &evaluate(&spread)));
         let read =
             |path: &Path| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(path).unwrap()).unwrap();
         let (a, b) = (read(&alone), read(&spread));
@@ -191,14 +178,14 @@ fn a_resumed_data_parallel_run_reaches_the_uninterrupted_one_and_needs_as_many_r
     let (whole, resumed) = (tmp.path().join("whole"), tmp.path().join("resumed"));
     let b4 = vec!["--batch-size".to_string(), "4".into()];
     let flags = ["--max-steps", "6", "--eval-every", "3"];
-    run_ok(&launch(2, &[finetune(&train, &whole, &flags), b4.clone()].concat()));
+    ok(&launch(2, &[finetune(&train, &whole, &flags), b4.clone()].concat()));
     let checkpoint = whole.join("checkpoint-3");
     let resume = ["--resume-from", checkpoint.to_str().unwrap()];
     let one_rank = [finetune(&train, &resumed, &[&flags[..], &resume].concat()), b4.clone()].concat();
     let out = bertkit(&one_rank);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("was trained on 2 rank(s), this run has 1"), "{stderr}");
-    run_ok(&launch(2, &[finetune(&train, &resumed, &[&flags[..], &resume].concat()), b4].concat()));
+    ok(&launch(2, &[finetune(&train, &resumed, &[&flags[..], &resume].concat()), b4].concat()));
     assert_same_weights(&whole, &resumed);
 }
 
@@ -210,7 +197,7 @@ fn two_launchers_as_two_nodes_take_the_steps_of_one_process() {
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
     let flags = ["--max-steps", "3"];
     let b8 = vec!["--batch-size".to_string(), "8".into(), "--threads".into(), "2".into()];
-    run_ok(&[finetune(&train, &one, &flags), b8].concat());
+    ok(&[finetune(&train, &one, &flags), b8].concat());
     let port = free_port().to_string();
     let nodes: Vec<_> = ["0", "1"]
         .iter()
@@ -237,7 +224,7 @@ fn after_a_rank_is_killed_the_last_checkpoint_resumes_to_the_uninterrupted_run()
     let (whole, broken) = (tmp.path().join("whole"), tmp.path().join("broken"));
     let b4 = vec!["--batch-size".to_string(), "4".into()];
     let flags = ["--max-steps", "600", "--eval-every", "25", "--save-total-limit", "2"];
-    run_ok(&launch(2, &[finetune(&train, &whole, &flags), b4.clone()].concat()));
+    ok(&launch(2, &[finetune(&train, &whole, &flags), b4.clone()].concat()));
     let argv = launch(2, &[finetune(&train, &broken, &flags), b4.clone()].concat());
     let launcher = Command::new(env!("CARGO_BIN_EXE_bertkit")).args(&argv).stderr(Stdio::null()).spawn().unwrap();
     let rank1 = wait_for_rank(launcher.id(), "1");
@@ -251,7 +238,7 @@ fn after_a_rank_is_killed_the_last_checkpoint_resumes_to_the_uninterrupted_run()
     assert!(!out.status.success(), "the run was to be cut short");
     let last = bertkit::train::run_dir::list_checkpoints(&broken).unwrap().pop().expect("a checkpoint was saved").1;
     let resume = ["--resume-from", last.to_str().unwrap()];
-    run_ok(&launch(2, &[finetune(&train, &broken, &[&flags[..], &resume].concat()), b4].concat()));
+    ok(&launch(2, &[finetune(&train, &broken, &[&flags[..], &resume].concat()), b4].concat()));
     assert_same_weights(&whole, &broken);
 }
 
@@ -262,10 +249,8 @@ fn torchrun_starts_bertkit_ranks_unchanged() {
     synthetic_csv(&train, 32, 1);
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
     let flags = ["--max-steps", "3"];
-    run_ok(
-        &[finetune(&train, &one, &flags), vec!["--batch-size".into(), "8".into(), "--threads".into(), "2".into()]]
-            .concat(),
-    );
+    ok(&[finetune(&train, &one, &flags), vec!["--batch-size".into(), "8".into(), "--threads".into(), "2".into()]]
+        .concat());
     // torchrun is `python3 -m torch.distributed.run` (the torch bertkit is built against).
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let status = Command::new(python)

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{bertkit, synthetic_csv};
+use common::{ok, synthetic_csv};
 
 /// The tiny model of each family, and the mask token its tokenizer uses.
 fn families() -> Vec<(&'static str, PathBuf, &'static str)> {
@@ -20,13 +20,6 @@ fn families() -> Vec<(&'static str, PathBuf, &'static str)> {
         ("modernbert", fixtures.join("tiny-modernbert"), "[MASK]"),
         ("deberta-v2", fixtures.join("tiny-deberta-v3"), "[MASK]"),
     ]
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = bertkit(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bertkit {}: {stderr}", args.join(" "));
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 fn s(p: &Path) -> &str {

@@ -5,20 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{bertkit, finetune_tiny, synthetic_csv};
-
-fn ok<S: AsRef<str>>(args: &[S]) -> String {
-    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    let out = bertkit(&args);
-    assert!(
-        out.status.success(),
-        "bertkit {} failed:\n{}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
+use common::{bertkit, finetune_tiny, ok, synthetic_csv};
 
 fn read_json(path: PathBuf) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()

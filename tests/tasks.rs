@@ -7,20 +7,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{bertkit, conll, finetune_tiny};
+use common::{bertkit, conll, finetune_tiny, ok};
 use rand::{Rng, SeedableRng};
 
 fn run<S: AsRef<str>>(args: &[S]) -> std::process::Output {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     bertkit(&args)
-}
-
-fn ok<S: AsRef<str>>(args: &[S]) -> String {
-    let out = run(args);
-    let shown: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bertkit {} failed:\n{stderr}", shown.join(" "));
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// The one-line error of a command that must fail.

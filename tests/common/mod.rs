@@ -24,6 +24,21 @@ pub fn bertkit<S: AsRef<OsStr>>(args: &[S]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args).env("RUST_BACKTRACE", "0").output().unwrap()
 }
 
+/// Runs bertkit, failing the test with the command line, stdout and stderr unless it succeeds;
+/// returns stdout.
+pub fn ok<S: AsRef<OsStr>>(args: &[S]) -> String {
+    let out = bertkit(args);
+    let shown: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+    assert!(
+        out.status.success(),
+        "bertkit {} failed:\n{}\n{}",
+        shown.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The fine-tuning command most tests run: the tiny model with a fresh head on `train`, written
 /// to `output`, on the CPU with one thread; `flags` are what the test varies.
 pub fn finetune_tiny(train: &Path, output: &Path, flags: &[&str]) -> Vec<String> {
