@@ -103,9 +103,11 @@ pub fn shard(batch: &[usize]) -> Share {
 /// The factor that turns this rank's mean loss into its part of the mean over all ranks' shares
 /// together, once the Reducer has averaged over ranks: world x (this rank's denominator / the
 /// sum of all ranks'). A denominator is what a mean loss divides by: examples, labelled or
-/// masked tokens, the class weights of the targets. 1 without a group; 0 where no rank has one.
-pub fn loss_weight(denominator: f64) -> Result<f64> {
+/// masked tokens, the class weights of the targets; None for a stand-in, which counts nothing.
+/// 1 without a group (the denominator is then not read); 0 where no rank has one.
+pub fn loss_weight(denominator: Option<&Tensor>) -> Result<f64> {
     let Some(g) = group() else { return Ok(1.0) };
+    let denominator = denominator.map_or(0.0, |d| d.to_kind(tch::Kind::Double).double_value(&[]));
     let total = Tensor::from_slice(&[denominator]);
     g.all_reduce_sum(&total).context("summing the ranks' loss denominators")?;
     let total = total.double_value(&[0]);
@@ -118,10 +120,10 @@ pub enum Spread {
     /// This process computes every batch (predict, serve, thresholds tuned on rank 0 alone).
     Alone,
     /// Every rank of the group runs the same evaluation (the trainer's, `evaluate` under a
-    /// launcher) and computes every
-    /// world-th batch; the results are then summed over ranks (`complete`), each rank holding
-    /// zeros where another computed, so every rank ends with what one process computes, bit for
-    /// bit: no example is dropped or counted twice. The same as `Alone` without a group.
+    /// launcher) and computes every world-th batch; the results are then summed over ranks
+    /// (`complete`), each rank holding zeros where another computed, so every rank ends with
+    /// what one process computes, bit for bit: no example is dropped or counted twice. The same
+    /// as `Alone` without a group.
     Ranks,
 }
 
@@ -141,6 +143,18 @@ impl Spread {
             (Spread::Ranks, Some(g)) => g.all_reduce_sum(partial).context("gathering the ranks' evaluation"),
             _ => Ok(()),
         }
+    }
+
+    /// Column totals of per-batch sums (`[batches, k]`, f64, CPU, zero in the rows of batches
+    /// this process did not compute), completed over the ranks and added up in batch order, so
+    /// that they do not depend on which rank computed what.
+    pub fn totals(self, per_batch: &Tensor) -> Result<Vec<f64>> {
+        self.complete(per_batch)?;
+        let mut totals = vec![0.0; per_batch.size()[1] as usize];
+        for row in Vec::<Vec<f64>>::try_from(per_batch)? {
+            totals.iter_mut().zip(row).for_each(|(t, x)| *t += x);
+        }
+        Ok(totals)
     }
 }
 

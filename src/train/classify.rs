@@ -212,8 +212,8 @@ impl Objective for FineTune {
         let logits = c.model.logits(&inputs, ForwardOptions::train());
         // Weighted cross-entropy divides by the weights of the targets, not by their number.
         let denominator = match (&self.loss_weights, c.model.kind) {
-            (Some(w), TaskKind::Classification) => w.index_select(0, &targets).sum(Kind::Double).double_value(&[]),
-            _ => batch.len() as f64,
+            (Some(w), TaskKind::Classification) => w.index_select(0, &targets).sum(Kind::Double),
+            _ => Tensor::from(batch.len() as f64),
         };
         Ok(StepLoss {
             loss: c.model.loss(&logits, &targets, self.loss_weights.as_ref()),

@@ -114,11 +114,7 @@ impl MaskedLanguageModel {
             bar.inc(batch.len() as u64);
         }
         bar.finish_and_clear();
-        spread.complete(&sums)?;
-        let (mut loss_sum, mut correct, mut count) = (0.0, 0.0, 0.0);
-        for row in Vec::<Vec<f64>>::try_from(&sums)? {
-            (loss_sum, correct, count) = (loss_sum + row[0], correct + row[1], count + row[2]);
-        }
+        let [loss_sum, correct, count] = spread.totals(&sums)?[..] else { unreachable!("three columns") };
         let loss = loss_sum / count.max(1.0);
         let accuracy = correct / count.max(1.0);
         let metrics = BTreeMap::from([
@@ -188,7 +184,7 @@ impl Objective for Pretrain<'_> {
         // Dynamic masking: new masks every step, the same ones when a run is resumed.
         let (inputs, masked, tokens) = self.mlm.masked_batch(&self.masker, &self.train, batch, seed);
         let out = self.mlm.model.forward_masked(&inputs, &masked, ForwardOptions::train());
-        let denominator = out.targets.numel() as f64;
+        let denominator = Tensor::from(out.targets.numel() as f64);
         Ok(StepLoss {
             loss: out.loss,
             denominator,

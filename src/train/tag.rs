@@ -150,11 +150,7 @@ impl Tagger {
         }
         bar.finish_and_clear();
         spread.complete(&probs)?;
-        spread.complete(&sums)?;
-        let (mut loss_sum, mut count) = (0.0, 0.0);
-        for row in Vec::<Vec<f64>>::try_from(&sums)? {
-            (loss_sum, count) = (loss_sum + row[0], count + row[1]);
-        }
+        let [loss_sum, count] = spread.totals(&sums)?[..] else { unreachable!("two columns") };
         let windows = starts.iter().zip(&lengths).map(|(&at, &n)| probs.narrow(0, at, n as i64)).collect();
         Ok((windows, loss_sum, count as i64))
     }
@@ -236,7 +232,7 @@ impl Objective for TagFineTune {
         let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.windows[i].encoded).collect();
         let inputs = t.collator().collate(&refs).to_device(t.device);
         let labels = self.train.label_tensor(batch);
-        let denominator = labels.ne(IGNORE_INDEX).sum(Kind::Int64).int64_value(&[]) as f64;
+        let denominator = labels.ne(IGNORE_INDEX).sum(Kind::Double);
         let logits = t.model.forward(&inputs, ForwardOptions::train());
         Ok(StepLoss {
             loss: t.model.loss(&logits, &labels.to_device(t.device), None),

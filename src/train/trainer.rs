@@ -31,9 +31,10 @@ use crate::torch_failure::catch;
 /// One training micro-batch's mean loss and its size.
 pub struct StepLoss {
     pub loss: Tensor,
-    /// What the mean loss divides by: examples, labelled or masked tokens, or the class weights
-    /// of the targets (weighted cross-entropy). Ranks weigh their losses by it (`loss_weight`).
-    pub denominator: f64,
+    /// What the mean loss divides by (a 0-d tensor): examples, labelled or masked tokens, or the
+    /// class weights of the targets (weighted cross-entropy). Ranks weigh their losses by it
+    /// (`loss_weight`); a single process never reads it, so it costs no wait for the device.
+    pub denominator: Tensor,
     pub examples: usize,
     /// Real (non-padding) tokens.
     pub tokens: usize,
@@ -512,7 +513,7 @@ pub fn accumulate_gradients<T: Objective>(
         // A batch that does not fit (libtorch panics through tch) becomes an error naming it.
         let (loss, out) = catch(|| -> Result<_> {
             let out = autocast.run(|| task.train_loss(&share.examples, seed))?;
-            let weight = crate::dist::loss_weight(if share.stand_in { 0.0 } else { out.denominator })?;
+            let weight = crate::dist::loss_weight((!share.stand_in).then_some(&out.denominator))?;
             let loss = &out.loss * (weight / micro.len() as f64);
             if let Some(r) = reducer.filter(|_| m + 1 == micro.len()) {
                 r.prepare(&loss)?;
