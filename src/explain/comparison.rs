@@ -5,6 +5,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use super::divergence::js_rows;
 use super::similarity::linear_cka;
 
 /// Per example, per layer and head: the mean over its real query tokens of the Jensen-Shannon
@@ -22,36 +23,17 @@ pub fn attention_divergence(a: &[Tensor], b: &[Tensor], mask: &Tensor) -> Tensor
     Tensor::stack(&per_layer, 1)
 }
 
-/// Elements of one piece of the CPU computation: two 512 KB float tensors, so that the eleven
-/// passes below run in the core's cache rather than through memory (8x faster on a whole
-/// layer of 32 x 12 x 256 x 256 than one pass of each over the layer).
-const PIECE_ELEMENTS: i64 = 1 << 17;
-
 /// The Jensen-Shannon divergence of every attention row, `[batch, heads, seq]` from two
-/// `[batch, heads, seq, seq]`: JS(p, q) = ½ Σ p ln p + ½ Σ q ln q − Σ m ln m with m = ½ (p + q).
-/// On the CPU, a few (example, head) maps at a time.
+/// `[batch, heads, seq, seq]`: in one pass on the CPU (`divergence.rs`), as libtorch's ops on a
+/// GPU: JS(p, q) = ½ Σ p ln p + ½ Σ q ln q − Σ m ln m with m = ½ (p + q).
 fn row_divergence(p: &Tensor, q: &Tensor) -> Tensor {
-    let (batch, heads, seq, keys) = p.size4().expect("attention is [batch, heads, seq, seq]");
-    let maps = batch * heads;
-    let (p, q) = (p.reshape([maps, seq, keys]), q.reshape([maps, seq, keys]));
-    let per_piece = if p.device() == Device::Cpu { (PIECE_ELEMENTS / (seq * keys)).max(1) } else { maps };
-    let pieces: Vec<Tensor> = (0..maps)
-        .step_by(per_piece as usize)
-        .map(|start| {
-            let n = per_piece.min(maps - start);
-            let (x, y) = (p.narrow(0, start, n).to_kind(Kind::Float), q.narrow(0, start, n).to_kind(Kind::Float));
-            let m = (&x + &y).g_mul_scalar_(0.5);
-            let js = x_ln_x(&x).g_add_(&x_ln_x(&y)).g_mul_scalar_(0.5).g_sub_(&x_ln_x(&m));
-            js.sum_dim_intlist(-1, false, Kind::Float).clamp_min_(0.0)
-        })
-        .collect();
-    Tensor::cat(&pieces, 0).view([batch, heads, seq])
-}
-
-/// x ln x, 0 where x is 0 (padding keys): ln of x clamped to the smallest normal float, times x.
-/// As `xlogy(x, x)`, which is not vectorised on the CPU (2.5 ns an element against 0.2 for ln).
-fn x_ln_x(x: &Tensor) -> Tensor {
-    x.clamp_min(f32::MIN_POSITIVE as f64).log_().g_mul_(x)
+    if p.device() == Device::Cpu {
+        return js_rows(p, q);
+    }
+    let m = (p + q) * 0.5;
+    // xlogy makes 0 ln 0 = 0 (padding keys).
+    let term = |x: &Tensor| x.xlogy(x).sum_dim_intlist(-1, false, Kind::Float);
+    ((term(p) + term(q)) * 0.5 - term(&m)).clamp_min(0.0)
 }
 
 /// Each layer's sentence representation (the embeddings' output first): the mean of the hidden
@@ -141,28 +123,6 @@ mod tests {
         let mask = Tensor::from_slice(&[1i64, 1, 1, 0]).view([1, 4]);
         let apart = attention_divergence(&[one_hot(0)], &[one_hot(1)], &mask);
         assert!((apart.double_value(&[0, 0, 0]) - 2f64.ln()).abs() < 1e-6);
-    }
-
-    #[test]
-    fn divergence_in_pieces_equals_the_formula_over_the_whole_layer() {
-        // 12 maps of 200 x 200: pieces of 3 maps; the last 20 keys have no weight.
-        let opts = (Kind::Float, Device::Cpu);
-        let keys =
-            Tensor::ones([200], opts).index_fill(0, &Tensor::arange_start(180, 200, (Kind::Int64, Device::Cpu)), 0.0);
-        let attention = || {
-            let p = Tensor::randn([3, 4, 200, 200], opts).softmax(-1, Kind::Float) * &keys;
-            &p / p.sum_dim_intlist(-1, true, Kind::Float)
-        };
-        let (p, q) = (attention(), attention());
-        // The reference in double precision; float sums of 200 terms each round at ~1e-7.
-        let (pd, qd) = (p.to_kind(Kind::Double), q.to_kind(Kind::Double));
-        let m = (&pd + &qd) * 0.5;
-        let term = |x: &Tensor| x.xlogy(x).sum_dim_intlist(-1, false, Kind::Double);
-        let whole = (term(&pd) + term(&qd)) * 0.5 - term(&m);
-        let pieces = row_divergence(&p, &q);
-        assert_eq!(pieces.size(), [3, 4, 200]);
-        let err = (pieces - whole).abs().max().double_value(&[]);
-        assert!(err < 1e-6, "{err}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Which input tokens an output of a fine-tuned model depends on: integrated gradients and
 //! gradient × input on the word embeddings (transformers' `inputs_embeds`), and attention
 //! rollout (`rollout.rs`), for one text of any length (`text.rs`). Also what changed between two
-//! models over a whole set (`comparison.rs`: attention divergence per head, representations
-//! compared by linear CKA in `similarity.rs`).
+//! models over a whole set (`comparison.rs`: attention divergence per head, computed in
+//! `divergence.rs`, representations compared by linear CKA in `similarity.rs`).
 //!
 //! An attribution explains one `Target`: a class (or a label of a multi-label head, or the score
 //! of a regression head) of a sequence-level head, or a tag at some positions of a token-level
@@ -13,6 +13,7 @@
 //! embeddings stay those of the input, as in Captum's usual BERT recipe.
 
 pub mod comparison;
+mod divergence;
 pub mod rollout;
 pub mod similarity;
 pub mod text;
