@@ -18,7 +18,7 @@ use tch::{Kind, Tensor};
 
 use self::config::DebertaConfig;
 use self::relative::RelativeIndex;
-use super::layers::{Activation, LayerNorm, Linear, dropout};
+use super::layers::{Activation, LayerNorm, Linear, attention_softmax, dropout};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
 use crate::pretrained::ModelConfig;
@@ -150,7 +150,7 @@ impl Attention {
             Some(blocked) => scores.masked_fill(blocked, lowest(scores.kind())),
             None => scores,
         };
-        let probs = scores.softmax(-1, Kind::Float).to_kind(v.kind());
+        let probs = attention_softmax(scores).to_kind(v.kind());
         let context = dropout(&probs, self.dropout, train).matmul(&v).transpose(1, 2).reshape([b, l, -1]);
         (context, want_probs.then_some(probs))
     }
