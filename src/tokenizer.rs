@@ -16,6 +16,7 @@ use tokenizers::{
     AddedToken, Encoding, Tokenizer as HfTokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: HfTokenizer,
     pub pad_id: u32,

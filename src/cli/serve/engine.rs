@@ -5,8 +5,9 @@
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
+use super::reader::{Reader, Reading};
 use crate::cli::embed::{Pooling, embed};
-use crate::data::{Example, Location, LongText, tokenize_long};
+use crate::data::Encoded;
 use crate::dist::Spread;
 use crate::pretrained::Pretrained;
 use crate::task::{Bare, TaskKind};
@@ -55,52 +56,32 @@ impl Engine {
         }
     }
 
-    fn tokenizer(&self) -> &crate::tokenizer::Tokenizer {
-        match self {
-            Engine::Classifier { model, .. } => &model.tokenizer,
-            Engine::Tagger { model, .. } => &model.tokenizer,
-            Engine::Embedder { model, .. } => &model.tokenizer,
-            Engine::FillMask { model, .. } => &model.tokenizer,
-        }
-    }
-
-    /// Each sequence's length in tokens with the model's special tokens (what batching counts
-    /// and what --max-input-length limits). A tagger reads long texts in windows, so no limit
-    /// applies there: its lengths are capped at `max_len` for counting.
-    pub fn lengths(&self, seqs: &[Sequence], max_len: usize) -> Result<Vec<usize>> {
-        let texts: Vec<&str> = seqs.iter().map(|s| s.text.as_str()).collect();
-        let pairs: Vec<&str> = seqs.iter().map(|s| s.pair.as_deref().unwrap_or("")).collect();
-        let has_pairs = seqs.iter().any(|s| s.pair.is_some());
-        let encodings = self.tokenizer().encode_batch(&texts, has_pairs.then_some(&pairs[..]), usize::MAX >> 1)?;
-        let cap = if matches!(self, Engine::Tagger { .. }) { max_len } else { usize::MAX };
-        Ok(encodings.iter().map(|e| e.len().min(cap)).collect())
-    }
-
-    /// Why these sequences cannot be answered by this model, if they cannot: pairs where the
-    /// task takes single texts, a fill-mask text without the mask token.
-    pub fn check(&self, seqs: &[Sequence]) -> std::result::Result<(), String> {
-        let pairs = seqs.iter().any(|s| s.pair.is_some());
-        match self {
-            Engine::Tagger { .. } | Engine::Embedder { .. } | Engine::FillMask { .. } if pairs => {
-                Err(format!("{} takes single texts, not pairs", self.task()))
-            }
+    /// The request side: how this engine's requests are checked and tokenised (on the HTTP
+    /// threads, with a copy of the tokenizer).
+    pub fn reader(&self, max_len: usize) -> Reader {
+        let (tokenizer, mask_token) = match self {
+            Engine::Classifier { model, .. } => (model.tokenizer.clone(), None),
+            Engine::Tagger { model, .. } => (model.tokenizer.clone(), None),
+            Engine::Embedder { model, .. } => (model.tokenizer.clone(), None),
             Engine::FillMask { model, .. } => {
-                let mask = model.tokenizer.id_to_token(model.tokenizer.mask_id).unwrap_or_else(|| "[MASK]".into());
-                match seqs.iter().position(|s| !s.text.contains(mask.as_str())) {
-                    Some(i) => Err(format!("input {i} has no {mask} token")),
-                    None => Ok(()),
-                }
+                let t = &model.tokenizer;
+                (t.clone(), Some(t.id_to_token(t.mask_id).unwrap_or_else(|| "[MASK]".into())))
             }
-            _ => Ok(()),
-        }
+        };
+        let how = Reading {
+            windows: matches!(self, Engine::Tagger { .. }),
+            encodes: matches!(self, Engine::Classifier { .. }),
+            singles_only: !matches!(self, Engine::Classifier { .. }),
+            mask_token,
+        };
+        Reader::new(self.route(), self.task(), tokenizer, max_len, how)
     }
 
-    /// One answer per sequence (all of them in one forward pass where the task allows).
-    pub fn answer(&self, seqs: &[Sequence], max_len: usize) -> Result<Vec<Value>> {
+    /// One answer per sequence (all of them in one forward pass where the task allows);
+    /// `encoded`: their model inputs, for the engines that take them (`Reader::prepare`).
+    pub fn answer(&self, seqs: &[Sequence], encoded: &[Encoded], max_len: usize) -> Result<Vec<Value>> {
         match self {
-            Engine::Classifier { model, names, thresholds } => {
-                classify(model, names, thresholds.as_deref(), seqs, max_len)
-            }
+            Engine::Classifier { model, names, thresholds } => classify(model, names, thresholds.as_deref(), encoded),
             Engine::Tagger { model, aggregation, stride } => {
                 let texts: Vec<String> = seqs.iter().map(|s| s.text.clone()).collect();
                 let found =
@@ -131,20 +112,8 @@ impl Engine {
 /// TEI's `/predict` answer for each sequence: every label with its score, best first (softmax
 /// probabilities; sigmoid ones for multi-label, with `predicted` at the model's thresholds; the
 /// score itself for regression).
-fn classify(
-    model: &Classifier,
-    names: &[String],
-    thresholds: Option<&[f32]>,
-    seqs: &[Sequence],
-    max_len: usize,
-) -> Result<Vec<Value>> {
-    let at = Location { file: "request".into(), line: 0 };
-    let examples: Vec<Example> = seqs
-        .iter()
-        .map(|s| Example { text: s.text.clone(), pair: s.pair.clone(), label: None, at: at.clone() })
-        .collect();
-    let pieces = tokenize_long(&model.tokenizer, &examples, max_len, LongText::Truncate, 0)?;
-    let logits = model.logits(&pieces.items, pieces.items.len().max(1), Spread::Alone)?;
+fn classify(model: &Classifier, names: &[String], thresholds: Option<&[f32]>, items: &[Encoded]) -> Result<Vec<Value>> {
+    let logits = model.logits(items, items.len().max(1), Spread::Alone)?;
     let outputs = Vec::<Vec<f32>>::try_from(model.outputs(&logits))?;
     let multi_label = model.model.kind == TaskKind::MultiLabel;
     let decisions = decide(&outputs, thresholds);

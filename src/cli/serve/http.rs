@@ -18,15 +18,17 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, oneshot};
 
 use super::Settings;
-use super::batcher::{self, EngineInfo, Job, Limits, Refusal};
+use super::batcher::{self, Job, Limits, Refusal};
 use super::engine::{Engine, Sequence};
 use super::metrics::Metrics;
+use super::reader::Reader;
 
 struct App {
     jobs: mpsc::Sender<Job>,
     permits: Semaphore,
     metrics: Metrics,
-    engine: EngineInfo,
+    /// Checks and tokenises requests here, so the model thread only runs batches.
+    reader: Reader,
     settings: Settings,
     /// False once the model thread has stopped (it panicked or failed to start).
     alive: Arc<AtomicBool>,
@@ -81,10 +83,13 @@ pub fn serve(make: impl FnOnce() -> Result<Engine> + Send + 'static, settings: S
         let _mark = Dead(flag);
         batcher::run(make, queue, limits, batch_metrics, ready_tx)
     });
-    let engine = ready.recv().context("the model thread stopped while loading")??;
+    let reader = ready.recv().context("the model thread stopped while loading")??;
     let permits = Semaphore::new(settings.max_concurrent_requests);
-    let app = Arc::new(App { jobs, permits, metrics, engine, settings, alive });
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let app = Arc::new(App { jobs, permits, metrics, reader, settings, alive });
+    // Requests are tokenised on the blocking pool: as many threads as HTTP workers (each thread
+    // that allocates gets a malloc arena of its own; 32 of them cost 170 MB resident).
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(2).enable_all().build()?;
     runtime.block_on(listen(app))?;
     drop(runtime); // the last sender of the queue: the model thread's loop ends
     worker.join().map_err(|_| anyhow::anyhow!("the model thread panicked"))
@@ -103,7 +108,7 @@ async fn listen(app: Arc<App>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&app.settings.address)
         .await
         .with_context(|| format!("listening on {}", app.settings.address))?;
-    let (route, limit) = (app.engine.route, app.settings.payload_limit);
+    let (route, limit) = (app.reader.route, app.settings.payload_limit);
     println!("listening on http://{} (POST {route}, GET /health /info /metrics)", listener.local_addr()?);
     let router = Router::new()
         .route(route, post(answer))
@@ -136,7 +141,7 @@ async fn health(State(app): State<Arc<App>>) -> Response {
 async fn info(State(app): State<Arc<App>>) -> Json<Value> {
     let s = &app.settings;
     Json(json!({
-        "model_id": s.model_id, "task": app.engine.task, "route": app.engine.route,
+        "model_id": s.model_id, "task": app.reader.task, "route": app.reader.route,
         "max_input_length": s.max_len, "max_batch_tokens": s.max_batch_tokens,
         "max_client_batch_size": s.max_client_batch_size, "max_concurrent_requests": s.max_concurrent_requests,
         "version": env!("CARGO_PKG_VERSION"),
@@ -155,7 +160,7 @@ async fn answer(State(app): State<Arc<App>>, body: Result<Json<Request>, JsonRej
         Ok(value) => Json(value).into_response(),
         Err(failure) => failure.into_response(),
     };
-    app.metrics.observe_request(app.engine.route, response.status().as_u16(), start.elapsed().as_secs_f64());
+    app.metrics.observe_request(app.reader.route, response.status().as_u16(), start.elapsed().as_secs_f64());
     response
 }
 
@@ -184,7 +189,7 @@ async fn respond(app: &App, body: Result<Json<Request>, JsonRejection>) -> Resul
             format!("more than {} requests at once", app.settings.max_concurrent_requests),
         )
     })?;
-    let (seqs, single) = sequences(app.engine.route, request.inputs)?;
+    let (seqs, single) = sequences(app.reader.route, request.inputs)?;
     if seqs.is_empty() || seqs.len() > app.settings.max_client_batch_size {
         let most = app.settings.max_client_batch_size;
         return Err(Failure(
@@ -192,28 +197,40 @@ async fn respond(app: &App, body: Result<Json<Request>, JsonRejection>) -> Resul
             format!("{} inputs: a request carries 1 to {most}", seqs.len()),
         ));
     }
+    let (reader, truncate) = (app.reader.clone(), request.truncate);
+    let prepared = tokio::task::spawn_blocking(move || reader.prepare(seqs, truncate))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the request: {e}")))?
+        .map_err(refused)?;
     let (reply, answer) = oneshot::channel();
-    let job = Job { seqs, truncate: request.truncate, reply };
+    let job = Job { request: prepared, reply };
     app.jobs.send(job).map_err(|_| Failure(StatusCode::SERVICE_UNAVAILABLE, "the model thread has stopped".into()))?;
     let answers = match answer.await {
         Ok(Ok(answers)) => answers,
-        Ok(Err(Refusal::TooLong(why))) => return Err(Failure(StatusCode::PAYLOAD_TOO_LARGE, why)),
-        Ok(Err(Refusal::Invalid(why))) => return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, why)),
-        Ok(Err(Refusal::Failed(why))) => return Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, why)),
+        Ok(Err(refusal)) => return Err(refused(refusal)),
         Err(_) => {
             return Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, "the model thread dropped the request".into()));
         }
     };
-    let answers = if app.engine.route == "/embed" && request.normalize {
+    let answers = if app.reader.route == "/embed" && request.normalize {
         answers.into_iter().map(unit_length).collect()
     } else {
         answers
     };
-    Ok(match (single, app.engine.route) {
+    Ok(match (single, app.reader.route) {
         (_, "/embed") => Value::Array(answers),
         (true, _) => answers.into_iter().next().unwrap_or(Value::Null),
         (false, _) => Value::Array(answers),
     })
+}
+
+/// A refusal as the HTTP status that says whose fault it is.
+fn refused(refusal: Refusal) -> Failure {
+    match refusal {
+        Refusal::TooLong(why) => Failure(StatusCode::PAYLOAD_TOO_LARGE, why),
+        Refusal::Invalid(why) => Failure(StatusCode::UNPROCESSABLE_ENTITY, why),
+        Refusal::Failed(why) => Failure(StatusCode::INTERNAL_SERVER_ERROR, why),
+    }
 }
 
 /// The request's sequences, and whether it was one input (answered with one answer, not a list).

@@ -8,6 +8,7 @@ mod batcher;
 mod engine;
 mod http;
 mod metrics;
+mod reader;
 
 use std::path::PathBuf;
 
