@@ -32,9 +32,35 @@ pub fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
     out
 }
 
+/// Scaled dot-product attention written out, as transformers' eager attention computes it:
+/// `[batch, heads, m, head_dim]` queries over keys and values, an additive mask broadcast onto
+/// the scores. Returns the context and the probabilities (in the queries' precision). For when
+/// the probabilities are wanted, and for dropout on the CPU (why: BERT's `SelfAttention`).
+/// The scores are scaled and masked in place and, without
+/// autograd, overwritten by the softmax: with MiniLM's 32 x 12 x 256 x 256 scores on 2 cores,
+/// 0.07 s a layer against 0.11 s for the same ops each making a new tensor (a torch
+/// microbenchmark of both).
+pub fn explicit_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+    dropout_p: f64,
+    train: bool,
+) -> (Tensor, Tensor) {
+    let mut scores = q.matmul(&k.transpose(-1, -2));
+    let _ = scores.g_mul_scalar_(scale);
+    if let Some(m) = mask {
+        scores += m;
+    }
+    let probs = attention_softmax(scores).to_kind(q.kind());
+    (dropout(&probs, dropout_p, train).matmul(v), probs)
+}
+
 /// Attention probabilities, softmax over the keys in float32, as transformers computes them.
-/// Without autograd a float32 `scores` is overwritten in place: one fewer `[batch, heads, seq,
-/// seq]` tensor to allocate and fault in (a quarter of the explicit attention's time on the CPU).
+/// Without autograd a float32 `scores` is overwritten in place (one `[batch, heads, seq, seq]`
+/// tensor fewer to allocate and fault in).
 pub fn attention_softmax(scores: Tensor) -> Tensor {
     if scores.kind() == Kind::Float && !scores.requires_grad() {
         scores.internal_softmax_out(&scores, -1, false)

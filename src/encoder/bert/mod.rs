@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 pub use config::BertConfig;
 
-use super::layers::{Activation, LayerNorm, Linear, attention_softmax, dropout, path_at};
+use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, path_at};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
 use crate::pretrained::ModelConfig;
@@ -226,16 +226,8 @@ impl SelfAttention {
         // written out here instead, with a one-byte mask, the same arithmetic otherwise.
         let explicit = want_probs || (dropout_p > 0.0 && xs.device() == tch::Device::Cpu);
         let (context, probs) = if explicit {
-            // Scaled and masked in place (transformers' arithmetic in its order): no new
-            // [batch, heads, seq, seq] tensors to allocate and fault in (a third of this path's
-            // time on the CPU).
-            let mut scores = q.matmul(&k.transpose(-1, -2));
-            let _ = scores.g_mul_scalar_(scale);
-            if let Some(m) = mask {
-                scores += m;
-            }
-            let probs = attention_softmax(scores).to_kind(q.kind());
-            (dropout(&probs, dropout_p, train).matmul(&v), want_probs.then_some(probs))
+            let (context, probs) = explicit_attention(&q, &k, &v, scale, mask, dropout_p, train);
+            (context, want_probs.then_some(probs))
         } else {
             // Fused kernel (flash attention where the device has it), same result.
             let mask = mask.map(|m| m.to_kind(q.kind()));

@@ -17,7 +17,7 @@ use tch::{Kind, Tensor};
 
 use self::config::ModernBertConfig;
 use self::window::Windows;
-use super::layers::{Activation, LayerNorm, Linear, attention_softmax, dropout, truncated_normal};
+use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, truncated_normal};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
 use crate::pretrained::ModelConfig;
@@ -227,14 +227,9 @@ impl Layer {
         let (context, probs) = if let (Some(windows), false) = (&cx.windows, want_probs) {
             (windows.attend(q, k, v, scale, dropout_p, train), None)
         } else if want_probs || (dropout_p > 0.0 && q.device() == tch::Device::Cpu) {
-            // As BERT's: scaled and masked in place.
-            let mut scores = q.matmul(&k.transpose(-1, -2));
-            let _ = scores.g_mul_scalar_(scale);
-            if let Some(m) = &cx.mask {
-                scores += &m.additive;
-            }
-            let probs = attention_softmax(scores).to_kind(q.kind());
-            (dropout(&probs, dropout_p, train).matmul(v), want_probs.then_some(probs))
+            let mask = cx.mask.as_ref().map(|m| &m.additive);
+            let (context, probs) = explicit_attention(q, k, v, scale, mask, dropout_p, train);
+            (context, want_probs.then_some(probs))
         } else {
             let mask = cx.mask.as_ref().map(|m| &m.allowed);
             (Tensor::scaled_dot_product_attention(q, k, v, mask, dropout_p, false, scale, false), None)
