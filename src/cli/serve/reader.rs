@@ -28,29 +28,26 @@ pub struct Reader {
     pub task: &'static str,
     tokenizer: Arc<Tokenizer>,
     max_len: usize,
-    /// Token classification reads long texts in windows: no length limit, lengths counted up
-    /// to `max_len`.
-    windows: bool,
-    /// The engine takes `Prepared::encoded`.
-    encodes: bool,
-    /// Text pairs are refused (all but sequence-level heads).
-    singles_only: bool,
-    /// Fill-mask: the token every text must contain.
-    mask_token: Option<String>,
+    how: Reading,
 }
 
-/// How an engine reads requests (`Engine::reader` fills it in).
+/// How an engine's requests are read (`Engine::reader` fills it in).
+#[derive(Clone)]
 pub struct Reading {
+    /// Token classification reads long texts in windows: no length limit, lengths counted up
+    /// to `max_len`.
     pub windows: bool,
+    /// The engine takes `Prepared::encoded`.
     pub encodes: bool,
+    /// Text pairs are refused (all but sequence-level heads).
     pub singles_only: bool,
+    /// Fill-mask: the token every text must contain.
     pub mask_token: Option<String>,
 }
 
 impl Reader {
     pub fn new(route: &'static str, task: &'static str, tokenizer: Tokenizer, max_len: usize, how: Reading) -> Self {
-        let Reading { windows, encodes, singles_only, mask_token } = how;
-        Reader { route, task, tokenizer: Arc::new(tokenizer), max_len, windows, encodes, singles_only, mask_token }
+        Reader { route, task, tokenizer: Arc::new(tokenizer), max_len, how }
     }
 
     /// Checks and tokenises a request; `truncate` is TEI's (cut over-long inputs instead of
@@ -58,7 +55,7 @@ impl Reader {
     pub fn prepare(&self, seqs: Vec<Sequence>, truncate: bool) -> Result<Prepared, Refusal> {
         self.check(&seqs).map_err(Refusal::Invalid)?;
         let invalid = |e: anyhow::Error| Refusal::Invalid(format!("{e:#}"));
-        if self.encodes && truncate {
+        if self.how.encodes && truncate {
             // The model's inputs are all a truncating request needs: one tokenisation.
             let encoded = self.encode(&seqs).map_err(invalid)?;
             let tokens = encoded.iter().map(|e| e.ids.len()).sum();
@@ -73,17 +70,17 @@ impl Reader {
                 self.max_len
             )));
         }
-        let encoded = if self.encodes { self.encode(&seqs).map_err(invalid)? } else { vec![] };
+        let encoded = if self.how.encodes { self.encode(&seqs).map_err(invalid)? } else { vec![] };
         let tokens = lengths.iter().map(|&n| n.min(self.max_len)).sum();
         Ok(Prepared { seqs, tokens, encoded })
     }
 
     /// Why these sequences cannot be answered by this model, if they cannot.
     fn check(&self, seqs: &[Sequence]) -> std::result::Result<(), String> {
-        if self.singles_only && seqs.iter().any(|s| s.pair.is_some()) {
+        if self.how.singles_only && seqs.iter().any(|s| s.pair.is_some()) {
             return Err(format!("{} takes single texts, not pairs", self.task));
         }
-        match &self.mask_token {
+        match &self.how.mask_token {
             Some(mask) => match seqs.iter().position(|s| !s.text.contains(mask.as_str())) {
                 Some(i) => Err(format!("input {i} has no {mask} token")),
                 None => Ok(()),
@@ -99,7 +96,7 @@ impl Reader {
         let pairs: Vec<&str> = seqs.iter().map(|s| s.pair.as_deref().unwrap_or("")).collect();
         let has_pairs = seqs.iter().any(|s| s.pair.is_some());
         let encodings = self.tokenizer.encode_batch(&texts, has_pairs.then_some(&pairs[..]), usize::MAX >> 1)?;
-        let cap = if self.windows { self.max_len } else { usize::MAX };
+        let cap = if self.how.windows { self.max_len } else { usize::MAX };
         Ok(encodings.iter().map(|e| e.len().min(cap)).collect())
     }
 
