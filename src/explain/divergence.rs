@@ -1,8 +1,9 @@
 //! The Jensen-Shannon divergence of attention rows, in one pass over the two models'
 //! probabilities on the CPU: JS(p, q) = Σ ½ (p ln p + q ln q) − m ln m with m = ½ (p + q),
-//! summed as the rows are read. libtorch needs eleven passes for this (its `xlogy` is not
-//! vectorised: 2.5 ns an element against 0.2 for `log`), which on compare-models' IMDB set cost
-//! a seventh of the run; here the logarithm is Cephes' `logf` polynomial, which the compiler
+//! summed as the rows are read. With libtorch's ops (its `xlogy` is not vectorised: 2.5 ns an
+//! element against 0.2 for `log`) a 32 x 12 x 256 x 256 layer took 0.49 s, 0.05 s in pieces
+//! small enough for the cache; this loop takes 0.04 s, the time of one add and sum over both
+//! tensors, so memory-bound. The logarithm is Cephes' `logf` polynomial, which the compiler
 //! vectorises like the rest of the loop.
 
 use tch::{Kind, Tensor};
