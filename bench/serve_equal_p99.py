@@ -1,8 +1,8 @@
 """Throughput at equal p99 latency, from serve_load.sh's results: for each concurrency level of
-bertkit, the requests/s the reference sustains at the same p99, read off the reference's
-(p99, requests/s) curve over its levels by linear interpolation between the two levels around
-that p99 (its highest throughput when bertkit's p99 is beyond all of its levels; none when the
-reference never answers that fast). One JSON line per bertkit level.
+bertkit, the most requests/s the reference served with a p99 no higher: the better of its best
+level at or under that p99 and the linear interpolation between its two levels around it (its
+curve need not rise with concurrency); none when the reference never answers that fast. One
+JSON line per bertkit level.
 
 Usage: python3 bench/serve_equal_p99.py RESULTS.jsonl [--ours bertkit] [--reference transformers+fastapi]
 """
