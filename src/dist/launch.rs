@@ -77,21 +77,29 @@ pub fn run(args: Args) -> Result<i32> {
 /// Waits for every rank. The first to fail (or a signal to the launcher) has the others sent
 /// SIGTERM, then killed after `GRACE`. Returns 0, or the failed rank's exit code.
 fn supervise(mut ranks: Vec<(usize, Child)>, stop: &AtomicBool) -> Result<i32> {
+    use std::os::unix::process::ExitStatusExt;
     let mut failed: Option<(usize, ExitStatus)> = None;
     let mut stopping_since: Option<Instant> = None;
     let mut done = vec![false; ranks.len()];
     while done.contains(&false) {
+        let mut failing = vec![];
         for (i, (rank, child)) in ranks.iter_mut().enumerate() {
             if done[i] {
                 continue;
             }
             if let Some(status) = child.try_wait()? {
                 done[i] = true;
-                if !status.success() && failed.is_none() && stopping_since.is_none() {
-                    tracing::error!("rank {rank} {}; stopping the other ranks", describe(status));
-                    failed = Some((*rank, status));
+                if !status.success() {
+                    failing.push((*rank, status));
                 }
             }
+        }
+        // A rank killed by a signal is the cause when others fail in the same poll: they exit
+        // with an error moments after losing their connection to it.
+        let cause = failing.iter().find(|(_, s)| s.signal().is_some()).or(failing.first());
+        if let (Some(&(rank, status)), None, None) = (cause, failed, stopping_since) {
+            tracing::error!("rank {rank} {}; stopping the other ranks", describe(status));
+            failed = Some((rank, status));
         }
         let asked = stop.load(Ordering::SeqCst) || failed.is_some();
         match stopping_since {
@@ -107,7 +115,6 @@ fn supervise(mut ranks: Vec<(usize, Child)>, stop: &AtomicBool) -> Result<i32> {
     Ok(match failed {
         Some((rank, status)) => {
             tracing::error!("rank {rank} {}", describe(status));
-            use std::os::unix::process::ExitStatusExt;
             // A rank killed by a signal exits the launcher as a shell reports it: 128 + signal.
             status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(1).max(1)
         }
