@@ -42,6 +42,16 @@ fn main() {
         .file("csrc/recompute.cpp")
         .file("csrc/dist.cpp");
     build.define("_GLIBCXX_USE_CXX11_ABI", abi.as_str());
+    // This wheel's ATen runs `at::parallel_for` (csrc/extras.cpp) as an OpenMP loop written in its
+    // headers: without -fopenmp it runs on one thread. Linked to the wheel's own libgomp, the
+    // loop runs on libtorch's thread pool (one OpenMP runtime in the process, not two).
+    let gomp = std::path::Path::new(&lib_dir).join("libgomp.so.1");
+    if gomp.exists() {
+        build.flag("-fopenmp");
+        println!("cargo:rustc-link-arg={}", gomp.display());
+    } else {
+        println!("cargo:warning=no libgomp.so.1 beside libtorch: bertkit's own parallel loops run on one thread");
+    }
     // The pip wheel is built with c10d and gloo; its headers declare them only under these.
     build.define("USE_DISTRIBUTED", "1").define("USE_C10D_GLOO", "1").include("csrc/third_party/gloo");
     for include in &includes {

@@ -141,4 +141,14 @@ int bertkit_dropout_mask(const at::Tensor* like, double keep, at::Tensor** out) 
   });
 }
 
+// Runs body(context, begin, end) over pieces of [0, n) on libtorch's intra-op threads (the
+// ones its kernels just used: no threads to start, and none left spinning beside ours). The
+// body must not throw or unwind; Rust's side catches its panics.
+int bertkit_parallel_for(int64_t n, int64_t grain, void (*body)(void*, int64_t, int64_t), void* context) {
+  return bertkit_guard([&] {
+    at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { body(context, begin, end); });
+    return 0;
+  });
+}
+
 }  // extern "C"

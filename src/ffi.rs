@@ -25,6 +25,12 @@ unsafe extern "C" {
     fn bertkit_cuda_peak_memory(index: i32, allocated: *mut i64, reserved: *mut i64) -> i32;
     fn bertkit_dropout_mask(like: *const C_tensor, keep: f64, out: *mut *mut C_tensor) -> i32;
     fn bertkit_clear_grads(params: *const *const C_tensor, n: i32) -> i32;
+    fn bertkit_parallel_for(
+        n: i64,
+        grain: i64,
+        body: unsafe extern "C" fn(*mut c_void, i64, i64),
+        context: *mut c_void,
+    ) -> i32;
     fn bertkit_fused_adamw(
         params: *const *const C_tensor,
         grads: *const *const C_tensor,
@@ -103,6 +109,33 @@ pub fn cuda_peak_memory(index: usize) -> Option<(i64, i64)> {
 pub fn dropout_mask(like: &Tensor, keep: f64) -> Tensor {
     // SAFETY: a live tensor handle in; on success the C++ side allocates the mask for us.
     unsafe { returned_tensor(|out| bertkit_dropout_mask(like.as_ptr(), keep, out)) }
+}
+
+/// `body(begin, end)` over pieces of `0..n` of at least `grain` items, on libtorch's intra-op
+/// threads (`at::parallel_for`): loops of our own that follow libtorch's kernels share their
+/// threads instead of starting more beside them. A panic in `body` is raised here afterwards.
+pub fn parallel_for(n: usize, grain: usize, body: impl Fn(usize, usize) + Sync) {
+    struct Call<'a> {
+        body: &'a (dyn Fn(usize, usize) + Sync),
+        panic: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    }
+    unsafe extern "C" fn trampoline(context: *mut c_void, begin: i64, end: i64) {
+        // SAFETY: `context` is the `Call` below, alive until bertkit_parallel_for returns.
+        let call = unsafe { &*(context as *const Call) };
+        let run = std::panic::AssertUnwindSafe(|| (call.body)(begin as usize, end as usize));
+        if let Err(panic) = std::panic::catch_unwind(run) {
+            *call.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(panic);
+        }
+    }
+    let call = Call { body: &body, panic: std::sync::Mutex::new(None) };
+    let context = &call as *const Call as *mut c_void;
+    // SAFETY: the trampoline reads `call` only during this call and never unwinds into C++.
+    if unsafe { bertkit_parallel_for(n as i64, grain.max(1) as i64, trampoline, context) } != 0 {
+        fail(&last_error());
+    }
+    if let Some(panic) = call.panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// Drops the gradients of `params` (`zero_grad(set_to_none=True)`).

@@ -8,6 +8,17 @@
 
 use tch::{Kind, Tensor};
 
+/// `out`'s rows, written by several threads at disjoint ranges.
+struct SharedRows(*mut f32);
+// SAFETY: each thread writes only the rows it was handed (see `js_rows`).
+unsafe impl Sync for SharedRows {}
+impl SharedRows {
+    fn at(&self, row: usize) -> *mut f32 {
+        // SAFETY: callers pass rows within the vector this points into.
+        unsafe { self.0.add(row) }
+    }
+}
+
 /// Each row is summed in this many independent lanes: a float sum in one accumulator may not
 /// be reordered, so only side-by-side lanes become vector instructions.
 const LANES: usize = 16;
@@ -29,18 +40,22 @@ pub fn js_rows(p: &Tensor, q: &Tensor) -> Tensor {
         )
     };
     let mut out = vec![0f32; n / keys.max(1)];
-    let per_thread = out.len().div_ceil(tch::get_num_threads().max(1) as usize).max(1);
-    std::thread::scope(|scope| {
-        for ((out, ps), qs) in
-            out.chunks_mut(per_thread).zip(ps.chunks(per_thread * keys)).zip(qs.chunks(per_thread * keys))
-        {
-            scope.spawn(move || rows(ps, qs, keys, out));
-        }
+    let rows_out = SharedRows(out.as_mut_ptr());
+    // Pieces of at least 64 rows (16 KiB of each tensor at 64 keys).
+    crate::ffi::parallel_for(out.len(), 64, |begin, end| {
+        // SAFETY: parallel_for hands out disjoint [begin, end) ranges of `out`, which outlives it.
+        let out = unsafe { std::slice::from_raw_parts_mut(rows_out.at(begin), end - begin) };
+        rows(&ps[begin * keys..end * keys], &qs[begin * keys..end * keys], keys, out);
     });
     Tensor::from_slice(&out).view(&shape[..shape.len() - 1])
 }
 
 fn rows(p: &[f32], q: &[f32], keys: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, just checked.
+        return unsafe { rows_avx512(p, q, keys, out) };
+    }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, just checked.
@@ -53,6 +68,13 @@ fn rows(p: &[f32], q: &[f32], keys: usize, out: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn rows_avx2(p: &[f32], q: &[f32], keys: usize, out: &mut [f32]) {
+    rows_any_cpu(p, q, keys, out)
+}
+
+/// The same loop with sixteen lanes to a register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn rows_avx512(p: &[f32], q: &[f32], keys: usize, out: &mut [f32]) {
     rows_any_cpu(p, q, keys, out)
 }
 
