@@ -10,13 +10,14 @@
 
 mod common;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use bertkit::data::Collator;
 use bertkit::data::tagged::TaggedSentence;
 use bertkit::data::{LabelSet, Location};
 use bertkit::device::Autocast;
-use bertkit::encoder::{ForwardOptions, Inputs};
+use bertkit::encoder::{AttentionSink, ForwardOptions, Inputs};
 use bertkit::pretrained::Pretrained;
 use bertkit::pretrained::{self, LoadOptions, ModelDir};
 use bertkit::task::{MaskedLm, MaskedTargets, SequenceClassifier, TaskModel, TokenClassifier};
@@ -138,12 +139,28 @@ fn check_tokenizer_json(case: Option<Case>) {
     check_tokenizer(&tok, &case.tokens, &format!("{} tokenizer.json", case.name));
 }
 
+/// Each layer's probabilities handed to a sink, put back together (chunks come in order).
+struct Layers(RefCell<Vec<Tensor>>);
+
+impl AttentionSink for Layers {
+    fn take(&self, layer: usize, first: i64, probs: &Tensor) {
+        let mut layers = self.0.borrow_mut();
+        if first == 0 {
+            assert_eq!(layer, layers.len(), "layers in order");
+            layers.push(probs.copy());
+        } else {
+            assert_eq!(first, layers[layer].size()[0], "chunks in order");
+            layers[layer] = Tensor::cat(&[&layers[layer], probs], 0);
+        }
+    }
+}
+
 /// Every hidden state, attention map, the pooled output, logits and loss, with attention
 /// probabilities asked for (eager attention) and without (the fused SDPA path).
 fn check_forward(case: Option<Case>) {
     let Some(case) = case else { return };
     let (name, r, cls) = (case.name, &case.r, case.classifier());
-    let all = ForwardOptions { train: false, output_hidden_states: true, output_attentions: true };
+    let all = ForwardOptions { output_hidden_states: true, output_attentions: true, ..ForwardOptions::eval() };
     for batch in BATCHES {
         let x = inputs(r, batch, "input_ids");
         let at = |what: &str| format!("{name} {batch} {what}");
@@ -169,6 +186,18 @@ fn check_forward(case: Option<Case>) {
             let loss = cls.model.loss(&logits, r.get(&format!("{batch}.labels")), None);
             assert_close(&at("cls_loss"), &loss.reshape([1]), r.get(&format!("{batch}.cls_loss")), ATOL);
 
+            // A sink gets the same probabilities, layer by layer, and the pass the same result.
+            let sink = Layers(RefCell::new(Vec::new()));
+            let sunk = ForwardOptions { attention_sink: Some(&sink), ..all };
+            let (sunk_logits, sunk_out) = cls.model.forward(&x, sunk);
+            assert!(sunk_out.attentions.is_empty(), "{name}: probabilities both sunk and returned");
+            assert_close(&at("sunk logits"), &sunk_logits, r.get(&format!("{batch}.cls_logits")), ATOL);
+            let layers = sink.0.into_inner();
+            assert_eq!(layers.len(), out.attentions.len(), "{name} {batch}: layers sunk");
+            for (i, (got, want)) in layers.iter().zip(&out.attentions).enumerate() {
+                assert_close(&at(&format!("sunk attentions.{i}")), got, want, ATOL);
+            }
+
             // The fused (SDPA) attention path, used whenever probabilities are not asked for.
             let (fast_logits, fast) = cls.model.forward(&x, ForwardOptions::eval());
             let want = r.get(&format!("{batch}.sdpa.last_hidden_state"));
@@ -184,7 +213,7 @@ fn check_masked_lm(case: Option<Case>) {
     let Some(case) = case else { return };
     let (name, r, mlm) = (case.name, &case.r, case.masked_lm());
     // The reference MLM model runs transformers' eager attention, as `all` does here.
-    let all = ForwardOptions { train: false, output_hidden_states: true, output_attentions: true };
+    let all = ForwardOptions { output_hidden_states: true, output_attentions: true, ..ForwardOptions::eval() };
     for batch in BATCHES {
         let mx = inputs(r, batch, "mlm_input_ids");
         let labels = r.get(&format!("{batch}.mlm_labels"));

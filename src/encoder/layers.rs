@@ -5,6 +5,7 @@ use anyhow::{Result, bail};
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
+use super::{AttentionSink, Probs};
 use crate::ffi;
 
 /// The VarStore path of a dotted transformers name (`cls.predictions.transform.dense`): tch
@@ -34,12 +35,12 @@ pub fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
 
 /// Scaled dot-product attention written out, as transformers' eager attention computes it:
 /// `[batch, heads, m, head_dim]` queries over keys and values, an additive mask broadcast onto
-/// the scores. Returns the context and the probabilities (in the queries' precision). For when
-/// the probabilities are wanted, and for dropout on the CPU (why: BERT's `SelfAttention`).
-/// The scores are scaled and masked in place and, without
-/// autograd, overwritten by the softmax: with MiniLM's 32 x 12 x 256 x 256 scores on 2 cores,
-/// 0.07 s a layer against 0.11 s for the same ops each making a new tensor (a torch
-/// microbenchmark of both).
+/// the scores (`[batch or 1, 1, 1 or m, seq]`). Returns the context and the probabilities (in
+/// the queries' precision) if `probs` says to return them. `dropout_p` is 0 outside training. For when the probabilities are
+/// wanted, and for dropout on the CPU (why: BERT's `SelfAttention`). The scores are scaled and
+/// masked in place and, without autograd, overwritten by the softmax: with MiniLM's
+/// 32 x 12 x 256 x 256 scores on 2 cores, 0.07 s a layer against 0.11 s for the same ops each
+/// making a new tensor (a torch microbenchmark of both).
 pub fn explicit_attention(
     q: &Tensor,
     k: &Tensor,
@@ -47,7 +48,56 @@ pub fn explicit_attention(
     scale: f64,
     mask: Option<&Tensor>,
     dropout_p: f64,
-    train: bool,
+    probs: Probs,
+) -> (Tensor, Option<Tensor>) {
+    if let Probs::Sunk(sink, layer) = probs {
+        return (sunk_attention(q, k, v, scale, mask, dropout_p, (sink, layer)), None);
+    }
+    let (context, p) = attend_written_out(q, k, v, scale, mask, dropout_p);
+    (context, probs.deliver(p))
+}
+
+/// The scores of this many bytes at most are made at a time for a sink: a chunk's scores,
+/// probabilities and the sink's reduction then stay in cache (with MiniLM's 12 heads and 256
+/// tokens, one example is 3 MiB).
+const SUNK_CHUNK_BYTES: i64 = 4 << 20;
+
+/// Explicit attention a few examples at a time, each chunk's probabilities handed to the sink
+/// and dropped: no `[batch, heads, seq, seq]` tensor is written to memory and read back.
+fn sunk_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+    dropout_p: f64,
+    (sink, layer): (&dyn AttentionSink, usize),
+) -> Tensor {
+    let (batch, heads, m, _) = q.size4().expect("[batch, heads, m, head_dim]");
+    let per_example = heads * m * k.size()[2] * 4;
+    let chunk = (SUNK_CHUNK_BYTES / per_example).clamp(1, batch);
+    let contexts: Vec<Tensor> = (0..batch)
+        .step_by(chunk as usize)
+        .map(|first| {
+            let n = chunk.min(batch - first);
+            let rows = |t: &Tensor| if t.size()[0] == batch { t.narrow(0, first, n) } else { t.shallow_clone() };
+            let mask = mask.map(rows);
+            let (context, probs) = attend_written_out(&rows(q), &rows(k), &rows(v), scale, mask.as_ref(), dropout_p);
+            sink.take(layer, first, &probs);
+            context
+        })
+        .collect();
+    Tensor::cat(&contexts, 0)
+}
+
+/// The context and the probabilities, every step its own op.
+fn attend_written_out(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+    dropout_p: f64,
 ) -> (Tensor, Tensor) {
     let mut scores = q.matmul(&k.transpose(-1, -2));
     let _ = scores.g_mul_scalar_(scale);
@@ -55,7 +105,7 @@ pub fn explicit_attention(
         scores += m;
     }
     let probs = attention_softmax(scores).to_kind(q.kind());
-    (dropout(&probs, dropout_p, train).matmul(v), probs)
+    (dropout(&probs, dropout_p, dropout_p > 0.0).matmul(v), probs)
 }
 
 /// Attention probabilities, softmax over the keys in float32, as transformers computes them.
@@ -181,7 +231,42 @@ impl Activation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
     use tch::Kind;
+
+    /// Keeps each chunk it is handed, with where it starts.
+    struct Chunks(RefCell<Vec<(usize, i64, Tensor)>>);
+
+    impl AttentionSink for Chunks {
+        fn take(&self, layer: usize, first: i64, probs: &Tensor) {
+            self.0.borrow_mut().push((layer, first, probs.copy()));
+        }
+    }
+
+    #[test]
+    fn sunk_attention_hands_over_every_example_in_chunks_and_attends_as_written_out() {
+        // 4 heads x 512 x 512 float scores are 4 MiB an example: one example a chunk.
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let (q, k, v) = (
+            Tensor::randn([3, 4, 512, 8], opts),
+            Tensor::randn([3, 4, 512, 8], opts),
+            Tensor::randn([3, 4, 512, 8], opts),
+        );
+        let mask =
+            Tensor::zeros([3, 1, 1, 512], opts).index_fill(3, &Tensor::from_slice(&[500i64, 511]), f32::MIN as f64);
+        let (want, probs) = explicit_attention(&q, &k, &v, 0.3, Some(&mask), 0.0, Probs::Returned);
+        let sink = Chunks(RefCell::new(Vec::new()));
+        let (got, none) = explicit_attention(&q, &k, &v, 0.3, Some(&mask), 0.0, Probs::Sunk(&sink, 5));
+        assert!(none.is_none(), "sunk probabilities are not returned");
+        assert!((got - want).abs().max().double_value(&[]) < 1e-6);
+        let chunks = sink.0.into_inner();
+        assert_eq!(
+            chunks.iter().map(|(l, f, p)| (*l, *f, p.size()[0])).collect::<Vec<_>>(),
+            [(5, 0, 1), (5, 1, 1), (5, 2, 1)]
+        );
+        let whole = Tensor::cat(&chunks.iter().map(|(_, _, p)| p).collect::<Vec<_>>(), 0);
+        assert!((whole - probs.unwrap()).abs().max().double_value(&[]) < 1e-7);
+    }
 
     #[test]
     fn cpu_dropout_keeps_the_asked_fraction_and_follows_the_seed() {

@@ -252,20 +252,75 @@ impl Inputs {
 }
 
 /// What a forward pass should compute beyond the last hidden state.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ForwardOptions {
+#[derive(Clone, Copy, Default)]
+pub struct ForwardOptions<'a> {
     /// Dropout on (training) or off (evaluation).
     pub train: bool,
     pub output_hidden_states: bool,
     pub output_attentions: bool,
+    /// Every layer's attention probabilities handed here as they are made, not returned (it
+    /// takes precedence over `output_attentions`).
+    pub attention_sink: Option<&'a dyn AttentionSink>,
 }
 
-impl ForwardOptions {
+impl<'a> ForwardOptions<'a> {
     pub fn train() -> Self {
         ForwardOptions { train: true, ..Default::default() }
     }
     pub fn eval() -> Self {
         ForwardOptions::default()
+    }
+
+    /// Whether the layers must compute attention probabilities (no fused kernel).
+    pub fn wants_probs(&self) -> bool {
+        self.output_attentions || self.attention_sink.is_some()
+    }
+
+    /// Where layer `layer`'s attention probabilities go.
+    pub fn probs(&self, layer: usize) -> Probs<'a> {
+        match (self.attention_sink, self.output_attentions) {
+            (Some(sink), _) => Probs::Sunk(sink, layer),
+            (None, true) => Probs::Returned,
+            (None, false) => Probs::Unwanted,
+        }
+    }
+}
+
+/// Takes attention probabilities as a forward pass makes them, a few examples at a time,
+/// instead of the pass returning every layer's `[batch, heads, seq, seq]`: compare-models
+/// reduces the second model's against the first's as they come, in cache and never kept.
+pub trait AttentionSink {
+    /// Layer `layer`'s probabilities (`[examples, heads, seq, seq]`) of the batch's examples
+    /// `first..first + examples`.
+    fn take(&self, layer: usize, first: i64, probs: &Tensor);
+}
+
+/// What a layer does with its attention probabilities.
+#[derive(Clone, Copy)]
+pub enum Probs<'a> {
+    /// Nothing: the fused kernel runs where it can.
+    Unwanted,
+    /// Returned with the layer's output (`output_attentions`).
+    Returned,
+    /// Handed to the sink as the layer (the `usize`) makes them.
+    Sunk(&'a dyn AttentionSink, usize),
+}
+
+impl Probs<'_> {
+    pub fn wanted(self) -> bool {
+        !matches!(self, Probs::Unwanted)
+    }
+
+    /// A whole batch's probabilities sent where they go: returned, to the sink, or dropped.
+    pub fn deliver(self, probs: Tensor) -> Option<Tensor> {
+        match self {
+            Probs::Unwanted => None,
+            Probs::Returned => Some(probs),
+            Probs::Sunk(sink, layer) => {
+                sink.take(layer, 0, &probs);
+                None
+            }
+        }
     }
 }
 

@@ -7,20 +7,50 @@ use tch::{Device, Kind, Tensor};
 
 use super::divergence::js_rows;
 use super::similarity::linear_cka;
+use crate::encoder::AttentionSink;
 
 /// Per example, per layer and head: the mean over its real query tokens of the Jensen-Shannon
-/// divergence (natural log, in [0, ln 2]) between the attention rows of `a` and `b` (each layer
-/// `[batch, heads, seq, seq]`). `mask` is `[batch, seq]`, 1 at real tokens. Returns
-/// `[batch, layers, heads]`.
-pub fn attention_divergence(a: &[Tensor], b: &[Tensor], mask: &Tensor) -> Tensor {
-    let keep = mask.to_kind(Kind::Float);
-    let tokens = keep.sum_dim_intlist(1, false, Kind::Float).view([-1, 1]);
-    let per_layer: Vec<Tensor> = a
-        .iter()
-        .zip(b)
-        .map(|(p, q)| (row_divergence(p, q) * keep.unsqueeze(1)).sum_dim_intlist(-1, false, Kind::Float) / &tokens)
-        .collect();
-    Tensor::stack(&per_layer, 1)
+/// divergence (natural log, in [0, ln 2]) between a first model's attention rows and a second's,
+/// taken as the second model's forward pass makes them (its `ForwardOptions::attention_sink`):
+/// the second model's probabilities are reduced while in cache and never kept.
+pub struct AttentionDivergence<'a> {
+    /// The first model's probabilities, `[batch, heads, seq, seq]` per layer.
+    first: &'a [Tensor],
+    /// 1 at real tokens, `[batch, seq]`.
+    keep: Tensor,
+    /// Real tokens per example, `[batch, 1]`.
+    tokens: Tensor,
+    /// `[batch, layers, heads]`, filled as the layers come.
+    divergence: Tensor,
+}
+
+impl<'a> AttentionDivergence<'a> {
+    /// Against `first` (every layer's probabilities), for a batch with `mask` (`[batch, seq]`).
+    pub fn new(first: &'a [Tensor], mask: &Tensor) -> Self {
+        let keep = mask.to_kind(Kind::Float);
+        let tokens = keep.sum_dim_intlist(1, false, Kind::Float).view([-1, 1]);
+        let (batch, heads) = match first.first() {
+            Some(layer) => (layer.size()[0], layer.size()[1]),
+            None => (mask.size()[0], 0),
+        };
+        let divergence = Tensor::zeros([batch, first.len() as i64, heads], (Kind::Float, mask.device()));
+        AttentionDivergence { first, keep, tokens, divergence }
+    }
+
+    /// `[batch, layers, heads]`, once the second model's pass has handed every layer over.
+    pub fn into_divergence(self) -> Tensor {
+        self.divergence
+    }
+}
+
+impl AttentionSink for AttentionDivergence<'_> {
+    fn take(&self, layer: usize, first: i64, probs: &Tensor) {
+        let n = probs.size()[0];
+        let rows = row_divergence(&self.first[layer].narrow(0, first, n), probs);
+        let keep = self.keep.narrow(0, first, n).unsqueeze(1);
+        let mean = (rows * keep).sum_dim_intlist(-1, false, Kind::Float) / self.tokens.narrow(0, first, n);
+        self.divergence.narrow(0, first, n).select(1, layer as i64).copy_(&mean);
+    }
 }
 
 /// The Jensen-Shannon divergence of every attention row, `[batch, heads, seq]` from two
@@ -109,20 +139,50 @@ impl SetStatistics {
 mod tests {
     use super::*;
 
+    /// The divergence as compare-models gets it: the second model's layers handed over whole
+    /// (a chunk from example 0), or a few examples at a time.
+    fn divergence(a: &[Tensor], b: &[Tensor], mask: &Tensor, chunk: i64) -> Tensor {
+        let sink = AttentionDivergence::new(a, mask);
+        for (layer, probs) in b.iter().enumerate() {
+            let batch = probs.size()[0];
+            for first in (0..batch).step_by(chunk as usize) {
+                sink.take(layer, first, &probs.narrow(0, first, chunk.min(batch - first)));
+            }
+        }
+        sink.into_divergence()
+    }
+
     #[test]
     fn divergence_is_zero_for_the_same_attention_and_ln2_for_disjoint_rows() {
         let opts = (Kind::Float, Device::Cpu);
         let a = Tensor::rand([2, 3, 4, 4], opts).softmax(-1, Kind::Float);
         let mask = Tensor::ones([2, 4], (Kind::Int64, Device::Cpu));
-        let same = attention_divergence(&[a.shallow_clone()], &[a.shallow_clone()], &mask);
+        let same = divergence(&[a.shallow_clone()], &[a.shallow_clone()], &mask, 2);
         assert_eq!(same.size(), [2, 1, 3]);
         assert!(same.abs().max().double_value(&[]) < 1e-6);
         // Each query attends to key 0 in one model, key 1 in the other; padding (key 3, query 3)
         // has no weight and does not count.
         let one_hot = |k: i64| Tensor::zeros([1, 1, 4, 4], opts).index_fill(3, &Tensor::from_slice(&[k]), 1.0);
         let mask = Tensor::from_slice(&[1i64, 1, 1, 0]).view([1, 4]);
-        let apart = attention_divergence(&[one_hot(0)], &[one_hot(1)], &mask);
+        let apart = divergence(&[one_hot(0)], &[one_hot(1)], &mask, 1);
         assert!((apart.double_value(&[0, 0, 0]) - 2f64.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn chunks_of_examples_give_what_whole_layers_give() {
+        let opts = (Kind::Float, Device::Cpu);
+        let layers = |seed| {
+            tch::manual_seed(seed);
+            (0..2).map(|_| Tensor::rand([5, 2, 6, 6], opts).softmax(-1, Kind::Float)).collect::<Vec<_>>()
+        };
+        let (a, b) = (layers(1), layers(2));
+        let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 0, 0]).view([1, 6]).repeat([5, 1]);
+        let whole = divergence(&a, &b, &mask, 5);
+        for chunk in [1, 2, 3] {
+            let chunked = divergence(&a, &b, &mask, chunk);
+            assert!((&chunked - &whole).abs().max().double_value(&[]) < 1e-7, "chunks of {chunk}");
+        }
+        assert!(whole.min().double_value(&[]) > 0.0, "every example and layer filled");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::explain::adopt_head;
 use crate::data::{Encoded, LabelSet, Targets, eval_batches};
 use crate::device::{Autocast, DeviceFlags};
 use crate::encoder::ForwardOptions;
-use crate::explain::comparison::{SetStatistics, attention_divergence, mean_pooled};
+use crate::explain::comparison::{AttentionDivergence, SetStatistics, mean_pooled};
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
@@ -192,12 +192,15 @@ fn run_both(
         let items: Vec<&Encoded> = batch.iter().map(|&i| &set.items[i]).collect();
         let inputs = a.collator().collate(&items).to_device(device);
         let (la, oa) = tch::no_grad(|| a.model.forward(&inputs, opts));
-        let (lb, ob) = tch::no_grad(|| b.model.forward(&inputs, opts));
+        // The second model's attention is compared with the first's as each layer makes it.
+        let sink = AttentionDivergence::new(&oa.attentions, &inputs.attention_mask);
+        let sunk = ForwardOptions { attention_sink: Some(&sink), ..opts };
+        let (lb, ob) = tch::no_grad(|| b.model.forward(&inputs, sunk));
+        let divergence = sink.into_divergence();
         let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
         for (all, l) in logits.iter_mut().zip([la, lb]) {
             let _ = all.index_copy_(0, &index, &l.to_kind(Kind::Float).to_device(Device::Cpu));
         }
-        let divergence = tch::no_grad(|| attention_divergence(&oa.attentions, &ob.attentions, &inputs.attention_mask));
         let gold: Vec<Option<usize>> = batch.iter().map(|&i| gold_class(&set.targets, set.doc_of[i])).collect();
         let pooled = [
             mean_pooled(&oa.hidden_states, &inputs.attention_mask),

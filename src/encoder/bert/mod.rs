@@ -18,7 +18,7 @@ pub use config::BertConfig;
 
 use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, path_at};
 use super::recompute::recomputed;
-use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
+use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
 use crate::pretrained::ModelConfig;
 
 /// BERT in the registry (`encoder::FAMILIES`).
@@ -197,7 +197,7 @@ impl SelfAttention {
         xs: &Tensor,
         mask: Option<&Tensor>,
         train: bool,
-        want_probs: bool,
+        probs: Probs,
         queries: Option<&Tensor>,
     ) -> (Tensor, Option<Tensor>) {
         let (b, l, h) = xs.size3().expect("[batch, seq, hidden]");
@@ -224,10 +224,9 @@ impl SelfAttention {
         // SDPA's fused CPU kernel has no dropout, so training on the CPU would take its math
         // fallback, which keeps a float dropout mask and scaled copies of Q and K for backward:
         // written out here instead, with a one-byte mask, the same arithmetic otherwise.
-        let explicit = want_probs || (dropout_p > 0.0 && xs.device() == tch::Device::Cpu);
+        let explicit = probs.wanted() || (dropout_p > 0.0 && xs.device() == tch::Device::Cpu);
         let (context, probs) = if explicit {
-            let (context, probs) = explicit_attention(&q, &k, &v, scale, mask, dropout_p, train);
-            (context, want_probs.then_some(probs))
+            explicit_attention(&q, &k, &v, scale, mask, dropout_p, probs)
         } else {
             // Fused kernel (flash attention where the device has it), same result.
             let mask = mask.map(|m| m.to_kind(q.kind()));
@@ -277,10 +276,10 @@ impl Layer {
         xs: &Tensor,
         mask: Option<&Tensor>,
         train: bool,
-        want_probs: bool,
+        probs: Probs,
         queries: Option<&Tensor>,
     ) -> (Tensor, Option<Tensor>) {
-        let (xs, probs) = self.attention.forward(xs, mask, train, want_probs, queries);
+        let (xs, probs) = self.attention.forward(xs, mask, train, probs, queries);
         let ff = self.activation.apply(&self.intermediate.forward(&xs));
         let ff = dropout(&self.output.forward(&ff), self.dropout, train);
         (self.layer_norm.forward(&(ff + xs)), probs)
@@ -343,7 +342,7 @@ impl Bert {
         });
         let mut hidden_states = Vec::new();
         let mut attentions = Vec::new();
-        let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.output_attentions;
+        let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.wants_probs();
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
@@ -353,10 +352,12 @@ impl Bert {
             if recompute {
                 let (layer, train) = (layer.shallow_clone(), opts.train);
                 let (mask, queries) = (mask.as_ref().map(Tensor::shallow_clone), queries.map(Tensor::shallow_clone));
-                xs = recomputed(&xs, move |x| layer.forward(x, mask.as_ref(), train, false, queries.as_ref()).0);
+                xs = recomputed(&xs, move |x| {
+                    layer.forward(x, mask.as_ref(), train, Probs::Unwanted, queries.as_ref()).0
+                });
                 continue;
             }
-            let (out, probs) = layer.forward(&xs, mask.as_ref(), opts.train, opts.output_attentions, queries);
+            let (out, probs) = layer.forward(&xs, mask.as_ref(), opts.train, opts.probs(i), queries);
             xs = out;
             attentions.extend(probs);
         }

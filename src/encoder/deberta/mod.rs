@@ -20,7 +20,7 @@ use self::config::DebertaConfig;
 use self::relative::RelativeIndex;
 use super::layers::{Activation, LayerNorm, Linear, attention_softmax, dropout};
 use super::recompute::recomputed;
-use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
+use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
 use crate::pretrained::ModelConfig;
 
 /// DeBERTa-v2/v3 in the registry (`encoder::FAMILIES`).
@@ -126,7 +126,7 @@ impl Attention {
     }
 
     /// `[batch, seq, heads x head_dim]` and, if asked, the probabilities `[batch, heads, seq, seq]`.
-    fn forward(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+    fn forward(&self, xs: &Tensor, cx: &Context, train: bool, wanted: Probs) -> (Tensor, Option<Tensor>) {
         let (b, l, _) = xs.size3().expect("[batch, seq, hidden]");
         // One matmul for Q, K and V (the weights stay separate, under transformers' names). Under
         // autocast it also casts the input once, whether or not it is a checkpointed leaf.
@@ -152,7 +152,7 @@ impl Attention {
         };
         let probs = attention_softmax(scores).to_kind(v.kind());
         let context = dropout(&probs, self.dropout, train).matmul(&v).transpose(1, 2).reshape([b, l, -1]);
-        (context, want_probs.then_some(probs))
+        (context, wanted.deliver(probs))
     }
 
     /// c2p: each query against the embedding of its distance to each key; p2c: each key
@@ -229,8 +229,8 @@ impl Layer {
         }
     }
 
-    fn forward(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
-        let (context, probs) = self.attention.forward(xs, cx, train, want_probs);
+    fn forward(&self, xs: &Tensor, cx: &Context, train: bool, probs: Probs) -> (Tensor, Option<Tensor>) {
+        let (context, probs) = self.attention.forward(xs, cx, train, probs);
         let attended = dropout(&self.attention_output.forward(&context), self.hidden_dropout, train);
         let attended = self.attention_norm.forward(&(attended + xs));
         let inner = self.activation.apply(&self.intermediate.forward(&attended));
@@ -415,7 +415,7 @@ impl Deberta {
         let mut xs = self.embeddings.forward(inputs, opts.train);
         let cx = self.context(inputs, xs.size()[1], xs.device());
         let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
-        let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.output_attentions;
+        let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.wants_probs();
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
                 hidden_states.push(xs.shallow_clone());
@@ -428,11 +428,11 @@ impl Deberta {
                 let conv = conv.map(Convolution::shallow_clone);
                 let keep = inputs.attention_mask.shallow_clone();
                 xs = recomputed(&xs, move |x| {
-                    let out = layer.forward(x, &cx, train, false).0;
+                    let out = layer.forward(x, &cx, train, Probs::Unwanted).0;
                     conv.as_ref().map_or(out.shallow_clone(), |c| c.forward(x, &out, &keep, train))
                 });
             } else {
-                let (out, probs) = layer.forward(&xs, &cx, opts.train, opts.output_attentions);
+                let (out, probs) = layer.forward(&xs, &cx, opts.train, opts.probs(i));
                 xs = conv.map_or(out.shallow_clone(), |c| c.forward(&xs, &out, &inputs.attention_mask, opts.train));
                 attentions.extend(probs);
             }

@@ -19,7 +19,7 @@ use self::config::ModernBertConfig;
 use self::window::Windows;
 use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, truncated_normal};
 use super::recompute::recomputed;
-use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs};
+use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
 use crate::pretrained::ModelConfig;
 
 /// ModernBERT in the registry (`encoder::FAMILIES`).
@@ -173,9 +173,9 @@ impl Layer {
     }
 
     /// The layer's output and, if asked, its attention probabilities `[batch, heads, seq, seq]`.
-    fn forward(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+    fn forward(&self, xs: &Tensor, cx: &Context, train: bool, probs: Probs) -> (Tensor, Option<Tensor>) {
         let normed = self.attn_norm.as_ref().map_or_else(|| xs.shallow_clone(), |n| n.forward(xs));
-        let (attended, probs) = self.attention(&normed, cx, train, want_probs);
+        let (attended, probs) = self.attention(&normed, cx, train, probs);
         (self.feed_forward(&(xs + attended), train), probs)
     }
 
@@ -199,15 +199,15 @@ impl Layer {
         let kv = kv.view([b, l, 2, self.heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
         let q = cx.rotation.apply_at(&split(&q), positions);
         let (k, v) = (cx.rotation.apply(&kv.get(0)), kv.get(1));
-        let (attended, _) = self.attend(&q, &k, &v, cx, train, false);
+        let (attended, _) = self.attend(&q, &k, &v, cx, train, Probs::Unwanted);
         self.feed_forward(&(rows(xs) + attended), train)
     }
 
-    fn attention(&self, xs: &Tensor, cx: &Context, train: bool, want_probs: bool) -> (Tensor, Option<Tensor>) {
+    fn attention(&self, xs: &Tensor, cx: &Context, train: bool, probs: Probs) -> (Tensor, Option<Tensor>) {
         let (b, l, _) = xs.size3().expect("[batch, seq, hidden]");
         let qkv = self.wqkv.forward(xs).view([b, l, 3, self.heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
         let qk = cx.rotation.apply(&qkv.narrow(0, 0, 2));
-        self.attend(&qk.get(0), &qk.get(1), &qkv.get(2), cx, train, want_probs)
+        self.attend(&qk.get(0), &qk.get(1), &qkv.get(2), cx, train, probs)
     }
 
     /// Attention of rotated queries (`[batch, heads, m, head_dim]`) over every key, projected
@@ -219,17 +219,16 @@ impl Layer {
         v: &Tensor,
         cx: &Context,
         train: bool,
-        want_probs: bool,
+        probs: Probs,
     ) -> (Tensor, Option<Tensor>) {
         let (b, m) = (q.size()[0], q.size()[2]);
         let scale = (self.head_dim as f64).powf(-0.5);
         let dropout_p = if train { self.attention_dropout } else { 0.0 };
-        let (context, probs) = if let (Some(windows), false) = (&cx.windows, want_probs) {
+        let (context, probs) = if let (Some(windows), false) = (&cx.windows, probs.wanted()) {
             (windows.attend(q, k, v, scale, dropout_p, train), None)
-        } else if want_probs || (dropout_p > 0.0 && q.device() == tch::Device::Cpu) {
+        } else if probs.wanted() || (dropout_p > 0.0 && q.device() == tch::Device::Cpu) {
             let mask = cx.mask.as_ref().map(|m| &m.additive);
-            let (context, probs) = explicit_attention(q, k, v, scale, mask, dropout_p, train);
-            (context, want_probs.then_some(probs))
+            explicit_attention(q, k, v, scale, mask, dropout_p, probs)
         } else {
             let mask = cx.mask.as_ref().map(|m| &m.allowed);
             (Tensor::scaled_dot_product_attention(q, k, v, mask, dropout_p, false, scale, false), None)
@@ -328,13 +327,13 @@ impl ModernBert {
         let mut xs = dropout(&self.embedding_norm.forward(&words), self.embedding_dropout, opts.train);
         let (seq, device) = (xs.size()[1], xs.device());
         let windowed = self.use_windows(seq);
-        let (global_mask, local_mask) = self.masks(inputs, seq, !windowed || opts.output_attentions);
+        let (global_mask, local_mask) = self.masks(inputs, seq, !windowed || opts.wants_probs());
         let rotation = |theta: f64| Rotation::new(theta, self.head_dim, seq, device);
         let global = Context { mask: global_mask, rotation: rotation(self.global_theta), windows: None };
         let windows = windowed.then(|| Windows::new(&inputs.attention_mask, self.window));
         let local = Context { mask: local_mask, rotation: rotation(self.local_theta), windows };
         let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
-        let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.output_attentions;
+        let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.wants_probs();
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
                 hidden_states.push(xs.shallow_clone());
@@ -346,10 +345,10 @@ impl ModernBert {
             }
             if recompute {
                 let (layer, cx, train) = (layer.shallow_clone(), cx.shallow_clone(), opts.train);
-                xs = recomputed(&xs, move |x| layer.forward(x, &cx, train, false).0);
+                xs = recomputed(&xs, move |x| layer.forward(x, &cx, train, Probs::Unwanted).0);
                 continue;
             }
-            let (out, probs) = layer.forward(&xs, cx, opts.train, opts.output_attentions);
+            let (out, probs) = layer.forward(&xs, cx, opts.train, opts.probs(i));
             xs = out;
             attentions.extend(probs);
         }
