@@ -10,14 +10,14 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use bertkit::data::Collator;
 use bertkit::data::tagged::TaggedSentence;
 use bertkit::data::{LabelSet, Location};
 use bertkit::device::Autocast;
-use bertkit::encoder::{AttentionSink, ForwardOptions, Inputs};
+use bertkit::encoder::{ForwardOptions, Inputs};
+use bertkit::explain::comparison::KeptAttention;
 use bertkit::pretrained::Pretrained;
 use bertkit::pretrained::{self, LoadOptions, ModelDir};
 use bertkit::task::{MaskedLm, MaskedTargets, SequenceClassifier, TaskModel, TokenClassifier};
@@ -139,22 +139,6 @@ fn check_tokenizer_json(case: Option<Case>) {
     check_tokenizer(&tok, &case.tokens, &format!("{} tokenizer.json", case.name));
 }
 
-/// Each layer's probabilities handed to a sink, put back together (chunks come in order).
-struct Layers(RefCell<Vec<Tensor>>);
-
-impl AttentionSink for Layers {
-    fn take(&self, layer: usize, first: i64, probs: &Tensor) {
-        let mut layers = self.0.borrow_mut();
-        if first == 0 {
-            assert_eq!(layer, layers.len(), "layers in order");
-            layers.push(probs.copy());
-        } else {
-            assert_eq!(first, layers[layer].size()[0], "chunks in order");
-            layers[layer] = Tensor::cat(&[&layers[layer], probs], 0);
-        }
-    }
-}
-
 /// Every hidden state, attention map, the pooled output, logits and loss, with attention
 /// probabilities asked for (eager attention) and without (the fused SDPA path).
 fn check_forward(case: Option<Case>) {
@@ -187,12 +171,12 @@ fn check_forward(case: Option<Case>) {
             assert_close(&at("cls_loss"), &loss.reshape([1]), r.get(&format!("{batch}.cls_loss")), ATOL);
 
             // A sink gets the same probabilities, layer by layer, and the pass the same result.
-            let sink = Layers(RefCell::new(Vec::new()));
+            let sink = KeptAttention::new(x.input_ids.size()[0]);
             let sunk = ForwardOptions { attention_sink: Some(&sink), ..all };
             let (sunk_logits, sunk_out) = cls.model.forward(&x, sunk);
             assert!(sunk_out.attentions.is_empty(), "{name}: probabilities both sunk and returned");
             assert_close(&at("sunk logits"), &sunk_logits, r.get(&format!("{batch}.cls_logits")), ATOL);
-            let layers = sink.0.into_inner();
+            let layers = sink.into_layers();
             assert_eq!(layers.len(), out.attentions.len(), "{name} {batch}: layers sunk");
             for (i, (got, want)) in layers.iter().zip(&out.attentions).enumerate() {
                 assert_close(&at(&format!("sunk attentions.{i}")), got, want, ATOL);

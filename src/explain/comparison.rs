@@ -3,11 +3,43 @@
 //! divergence between the two models' attention rows, per example, averaged over its tokens),
 //! and each layer's sentence representation (mean over the tokens), for linear CKA at the end.
 
+use std::cell::RefCell;
+
 use tch::{Device, Kind, Tensor};
 
 use super::divergence::js_rows;
 use super::similarity::linear_cka;
 use crate::encoder::AttentionSink;
+
+/// A model's attention probabilities, every layer's `[batch, heads, seq, seq]`, kept as its
+/// forward pass hands them over: made a few examples at a time in cache and written out once,
+/// where the pass returning them writes and reads back each layer's scores whole.
+pub struct KeptAttention {
+    batch: i64,
+    layers: RefCell<Vec<Tensor>>,
+}
+
+impl KeptAttention {
+    pub fn new(batch: i64) -> Self {
+        KeptAttention { batch, layers: RefCell::new(Vec::new()) }
+    }
+
+    pub fn into_layers(self) -> Vec<Tensor> {
+        self.layers.into_inner()
+    }
+}
+
+impl AttentionSink for KeptAttention {
+    fn take(&self, layer: usize, first: i64, probs: &Tensor) {
+        let mut layers = self.layers.borrow_mut();
+        if layer == layers.len() {
+            let mut shape = probs.size();
+            shape[0] = self.batch;
+            layers.push(Tensor::empty(shape, (probs.kind(), probs.device())));
+        }
+        layers[layer].narrow(0, first, probs.size()[0]).copy_(probs);
+    }
+}
 
 /// Per example, per layer and head: the mean over its real query tokens of the Jensen-Shannon
 /// divergence (natural log, in [0, ln 2]) between a first model's attention rows and a second's,

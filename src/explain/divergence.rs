@@ -169,4 +169,3 @@ mod tests {
         assert_eq!(js_rows(&p, &p).abs().max().double_value(&[]), 0.0);
     }
 }
-

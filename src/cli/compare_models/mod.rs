@@ -19,7 +19,7 @@ use super::explain::adopt_head;
 use crate::data::{Encoded, LabelSet, Targets, eval_batches};
 use crate::device::{Autocast, DeviceFlags};
 use crate::encoder::ForwardOptions;
-use crate::explain::comparison::{AttentionDivergence, SetStatistics, mean_pooled};
+use crate::explain::comparison::{AttentionDivergence, KeptAttention, SetStatistics, mean_pooled};
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
@@ -186,16 +186,19 @@ fn run_both(
     let n = set.items.len() as i64;
     let mut logits = [0, 1].map(|_| Tensor::zeros([n, a.config.num_labels()], (Kind::Float, Device::Cpu)));
     let mut statistics = SetStatistics::new(labels, a.dims.num_layers, a.dims.num_heads);
-    let opts = ForwardOptions { output_attentions: true, output_hidden_states: true, ..ForwardOptions::eval() };
+    let hidden = ForwardOptions { output_hidden_states: true, ..ForwardOptions::eval() };
     let bar = items_bar(n as u64, "examples");
     for batch in eval_batches(&set.lengths(), batch_size) {
         let items: Vec<&Encoded> = batch.iter().map(|&i| &set.items[i]).collect();
         let inputs = a.collator().collate(&items).to_device(device);
-        let (la, oa) = tch::no_grad(|| a.model.forward(&inputs, opts));
+        let kept = KeptAttention::new(batch.len() as i64);
+        let (la, oa) =
+            tch::no_grad(|| a.model.forward(&inputs, ForwardOptions { attention_sink: Some(&kept), ..hidden }));
         // The second model's attention is compared with the first's as each layer makes it.
-        let sink = AttentionDivergence::new(&oa.attentions, &inputs.attention_mask);
-        let sunk = ForwardOptions { attention_sink: Some(&sink), ..opts };
-        let (lb, ob) = tch::no_grad(|| b.model.forward(&inputs, sunk));
+        let first = kept.into_layers();
+        let sink = AttentionDivergence::new(&first, &inputs.attention_mask);
+        let (lb, ob) =
+            tch::no_grad(|| b.model.forward(&inputs, ForwardOptions { attention_sink: Some(&sink), ..hidden }));
         let divergence = sink.into_divergence();
         let index = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
         for (all, l) in logits.iter_mut().zip([la, lb]) {
