@@ -35,12 +35,12 @@ pub fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
 
 /// Scaled dot-product attention written out, as transformers' eager attention computes it:
 /// `[batch, heads, m, head_dim]` queries over keys and values, an additive mask broadcast onto
-/// the scores (`[batch or 1, 1, 1 or m, seq]`). Returns the context and the probabilities (in
-/// the queries' precision) if `probs` says to return them. `dropout_p` is 0 outside training. For when the probabilities are
-/// wanted, and for dropout on the CPU (why: BERT's `SelfAttention`). The scores are scaled and
-/// masked in place and, without autograd, overwritten by the softmax: with MiniLM's
-/// 32 x 12 x 256 x 256 scores on 2 cores, 0.07 s a layer against 0.11 s for the same ops each
-/// making a new tensor (a torch microbenchmark of both).
+/// the scores (`[batch or 1, 1, 1 or m, seq]`), `dropout_p` 0 outside training. Returns the
+/// context and the probabilities (in the queries' precision) if `probs` says to return them.
+/// For when the probabilities are wanted, and for dropout on the CPU (why: BERT's
+/// `SelfAttention`). The scores are scaled and masked in place and, without autograd,
+/// overwritten by the softmax: with MiniLM's 32 x 12 x 256 x 256 scores on 2 cores, 0.07 s a
+/// layer against 0.11 s for the same ops each making a new tensor (a torch microbenchmark).
 pub fn explicit_attention(
     q: &Tensor,
     k: &Tensor,
