@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
-use super::{AttentionSink, Probs};
+use super::Probs;
 use crate::ffi;
 
 /// The VarStore path of a dotted transformers name (`cls.predictions.transform.dense`): tch
@@ -50,29 +50,12 @@ pub fn explicit_attention(
     dropout_p: f64,
     probs: Probs,
 ) -> (Tensor, Option<Tensor>) {
-    if let Probs::Sunk(sink, layer) = probs {
-        return (sunk_attention(q, k, v, scale, mask, dropout_p, (sink, layer)), None);
-    }
-    let (context, p) = attend_written_out(q, k, v, scale, mask, dropout_p);
-    (context, probs.deliver(p))
-}
-
-/// The scores of this many bytes at most are made at a time for a sink: a chunk's scores,
-/// probabilities and the sink's reduction then stay in cache (with MiniLM's 12 heads and 256
-/// tokens, one example is 3 MiB).
-const SUNK_CHUNK_BYTES: i64 = 4 << 20;
-
-/// Explicit attention a few examples at a time, each chunk's probabilities handed to the sink
-/// and dropped: no `[batch, heads, seq, seq]` tensor is written to memory and read back.
-fn sunk_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    scale: f64,
-    mask: Option<&Tensor>,
-    dropout_p: f64,
-    (sink, layer): (&dyn AttentionSink, usize),
-) -> Tensor {
+    let Probs::Sunk(sink, layer) = probs else {
+        let (context, p) = attend_written_out(q, k, v, scale, mask, dropout_p);
+        return (context, probs.deliver(p));
+    };
+    // For a sink, a few examples at a time, each chunk's probabilities handed over and
+    // dropped: no [batch, heads, seq, seq] tensor is written to memory and read back.
     let (batch, heads, m, _) = q.size4().expect("[batch, heads, m, head_dim]");
     let per_example = heads * m * k.size()[2] * 4;
     let chunk = (SUNK_CHUNK_BYTES / per_example).clamp(1, batch);
@@ -87,8 +70,13 @@ fn sunk_attention(
             context
         })
         .collect();
-    Tensor::cat(&contexts, 0)
+    (Tensor::cat(&contexts, 0), None)
 }
+
+/// The scores of this many bytes at most are made at a time for a sink: a chunk's scores,
+/// probabilities and the sink's reduction then stay in cache (with MiniLM's 12 heads and 256
+/// tokens, one example is 3 MiB).
+const SUNK_CHUNK_BYTES: i64 = 4 << 20;
 
 /// The context and the probabilities, every step its own op.
 fn attend_written_out(
@@ -231,6 +219,7 @@ impl Activation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoder::AttentionSink;
     use std::cell::RefCell;
     use tch::Kind;
 

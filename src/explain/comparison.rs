@@ -61,11 +61,8 @@ impl<'a> AttentionDivergence<'a> {
     pub fn new(first: &'a [Tensor], mask: &Tensor) -> Self {
         let keep = mask.to_kind(Kind::Float);
         let tokens = keep.sum_dim_intlist(1, false, Kind::Float).view([-1, 1]);
-        let (batch, heads) = match first.first() {
-            Some(layer) => (layer.size()[0], layer.size()[1]),
-            None => (mask.size()[0], 0),
-        };
-        let divergence = Tensor::zeros([batch, first.len() as i64, heads], (Kind::Float, mask.device()));
+        let heads = first.first().map_or(0, |layer| layer.size()[1]);
+        let divergence = Tensor::zeros([mask.size()[0], first.len() as i64, heads], (Kind::Float, mask.device()));
         AttentionDivergence { first, keep, tokens, divergence }
     }
 
