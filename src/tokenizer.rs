@@ -241,3 +241,29 @@ fn from_vocab(vocab: &Path, lowercase: bool) -> Result<HfTokenizer> {
     tok.add_special_tokens(specials).map_err(|e| anyhow!("{e}"))?;
     Ok(tok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_length_truncates_to_itself_however_the_calls_interleave() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        let tok = Tokenizer::from_dir(&dir).unwrap();
+        let text = "the tenant shall pay the rent on the first day of every month to the landlord";
+        let full = tok.encode_batch(&[text], None, usize::MAX >> 1).unwrap().remove(0);
+        assert!(full.len() > 12, "the text is longer than the lengths below");
+        for max_len in [8, 12, 8, 5, 12] {
+            let cut = tok.encode_batch(&[text], None, max_len).unwrap().remove(0);
+            assert_eq!(cut.len(), max_len);
+            // [CLS], the first tokens of the whole encoding, [SEP].
+            assert_eq!(cut.get_ids()[..max_len - 1], full.get_ids()[..max_len - 1]);
+            assert_eq!(cut.get_ids()[max_len - 1], tok.sep_id);
+        }
+        // A copy shares the truncating tokenizers already made.
+        let copy = tok.clone();
+        assert_eq!(copy.encode_batch(&[text], None, 8).unwrap()[0].len(), 8);
+        assert_eq!(Arc::strong_count(&tok.truncating), 2);
+        assert_eq!(tok.truncating.lock().unwrap().len(), 4, "one per length: 8, 12, 5 and untruncated");
+    }
+}
