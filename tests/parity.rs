@@ -176,7 +176,7 @@ fn check_forward(case: Option<Case>) {
             let (sunk_logits, sunk_out) = cls.model.forward(&x, sunk);
             assert!(sunk_out.attentions.is_empty(), "{name}: probabilities both sunk and returned");
             assert_close(&at("sunk logits"), &sunk_logits, r.get(&format!("{batch}.cls_logits")), ATOL);
-            let layers = sink.into_layers();
+            let layers = sink.layers();
             assert_eq!(layers.len(), out.attentions.len(), "{name} {batch}: layers sunk");
             for (i, (got, want)) in layers.iter().zip(&out.attentions).enumerate() {
                 assert_close(&at(&format!("sunk attentions.{i}")), got, want, ATOL);

@@ -188,14 +188,15 @@ fn run_both(
     let mut statistics = SetStatistics::new(labels, a.dims.num_layers, a.dims.num_heads);
     let hidden = ForwardOptions { output_hidden_states: true, ..ForwardOptions::eval() };
     let bar = items_bar(n as u64, "examples");
+    let mut kept = KeptAttention::new(batch_size as i64);
     for batch in eval_batches(&set.lengths(), batch_size) {
         let items: Vec<&Encoded> = batch.iter().map(|&i| &set.items[i]).collect();
         let inputs = a.collator().collate(&items).to_device(device);
-        let kept = KeptAttention::new(batch.len() as i64);
+        kept.next_batch(batch.len() as i64);
         let (la, oa) =
             tch::no_grad(|| a.model.forward(&inputs, ForwardOptions { attention_sink: Some(&kept), ..hidden }));
         // The second model's attention is compared with the first's as each layer makes it.
-        let first = kept.into_layers();
+        let first = kept.layers();
         let sink = AttentionDivergence::new(&first, &inputs.attention_mask);
         let (lb, ob) =
             tch::no_grad(|| b.model.forward(&inputs, ForwardOptions { attention_sink: Some(&sink), ..hidden }));
