@@ -112,17 +112,21 @@ impl Tokenizer {
     /// tokens the way transformers' `truncation=True` does (longest first). Offsets are in
     /// characters, as Python reports them.
     pub fn encode_batch(&self, texts: &[&str], pairs: Option<&[&str]>, max_len: usize) -> Result<Vec<Encoding>> {
-        let tok = self.truncating_to(max_len)?;
-        let inputs: Vec<tokenizers::EncodeInput> = match pairs {
-            None => texts.iter().map(|&t| t.into()).collect(),
-            Some(pairs) => {
-                if pairs.len() != texts.len() {
-                    bail!("{} texts but {} pairs", texts.len(), pairs.len());
-                }
-                texts.iter().zip(pairs).map(|(&a, &b)| (a, b).into()).collect()
-            }
-        };
-        tok.encode_batch_char_offsets(inputs, true).map_err(|e| anyhow!("tokenizing: {e}"))
+        encode_with(&*self.truncating_to(max_len)?, texts, pairs)
+    }
+
+    /// `encode_batch` without truncation: every token of every text, with the template.
+    pub fn encode_batch_whole(&self, texts: &[&str], pairs: Option<&[&str]>) -> Result<Vec<Encoding>> {
+        encode_with(&self.inner, texts, pairs)
+    }
+
+    /// Whether `other` turns every text into the same ids: the same tokenizer (vocabulary,
+    /// normaliser, template, added tokens) and the same special tokens.
+    pub fn reads_like(&self, other: &Tokenizer) -> bool {
+        let roles = |t: &Tokenizer| (t.pad_id, t.cls_id, t.sep_id, t.mask_id, t.unk_id, t.words_after_space);
+        roles(self) == roles(other)
+            && self.special_ids == other.special_ids
+            && matches!((self.inner.to_string(false), other.inner.to_string(false)), (Ok(a), Ok(b)) if a == b)
     }
 
     /// `inner` truncating to `max_len` tokens (special tokens included).
@@ -181,6 +185,20 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(|e| anyhow!("{e}"))
     }
+}
+
+/// Texts (or text pairs) through `tok`, offsets in characters.
+fn encode_with(tok: &HfTokenizer, texts: &[&str], pairs: Option<&[&str]>) -> Result<Vec<Encoding>> {
+    let inputs: Vec<tokenizers::EncodeInput> = match pairs {
+        None => texts.iter().map(|&t| t.into()).collect(),
+        Some(pairs) => {
+            if pairs.len() != texts.len() {
+                bail!("{} texts but {} pairs", texts.len(), pairs.len());
+            }
+            texts.iter().zip(pairs).map(|(&a, &b)| (a, b).into()).collect()
+        }
+    };
+    tok.encode_batch_char_offsets(inputs, true).map_err(|e| anyhow!("tokenizing: {e}"))
 }
 
 /// Role (`cls_token`, ...) -> token text, from special_tokens_map.json, then tokenizer_config.json
@@ -250,11 +268,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tokenizer_reads_like_itself_loaded_again_and_not_like_another() {
+        let fixture = |name: &str| {
+            Tokenizer::from_dir(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name))
+                .unwrap()
+        };
+        let bert = fixture("tiny-bert");
+        assert!(bert.reads_like(&fixture("tiny-bert")));
+        assert!(bert.reads_like(&bert.clone()));
+        assert!(!bert.reads_like(&fixture("tiny-roberta")));
+        // The same vocabulary with another special token in a role reads differently.
+        let mut other = fixture("tiny-bert");
+        other.mask_id = other.unk_id;
+        assert!(!bert.reads_like(&other));
+    }
+
+    #[test]
     fn each_length_truncates_to_itself_however_the_calls_interleave() {
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
         let tok = Tokenizer::from_dir(&dir).unwrap();
         let text = "the tenant shall pay the rent on the first day of every month to the landlord";
-        let full = tok.encode_batch(&[text], None, usize::MAX >> 1).unwrap().remove(0);
+        let full = tok.encode_batch_whole(&[text], None).unwrap().remove(0);
         assert!(full.len() > 12, "the text is longer than the lengths below");
         for max_len in [8, 12, 8, 5, 12] {
             let cut = tok.encode_batch(&[text], None, max_len).unwrap().remove(0);
@@ -267,6 +301,6 @@ mod tests {
         let copy = tok.clone();
         assert_eq!(copy.encode_batch(&[text], None, 8).unwrap()[0].len(), 8);
         assert_eq!(Arc::strong_count(&tok.truncating), 2);
-        assert_eq!(tok.truncating.lock().unwrap().len(), 4, "one per length: 8, 12, 5 and untruncated");
+        assert_eq!(tok.truncating.lock().unwrap().len(), 3, "one per length: 8, 12 and 5");
     }
 }

@@ -444,8 +444,8 @@ fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &Tokenizer, fingerprint: &str
     // Documents are tokenised 256 at a time (in parallel), then cut into blocks in order.
     let mut flush = |docs: &mut Vec<String>, meta: &mut CacheMeta| -> Result<()> {
         let texts: Vec<&str> = docs.iter().map(String::as_str).collect();
-        // No truncation here: documents are cut into blocks (a very large limit).
-        for e in tokenizer.encode_batch(&texts, None, usize::MAX / 4)? {
+        // No truncation here: documents are cut into blocks.
+        for e in tokenizer.encode_batch_whole(&texts, None)? {
             // Drop the [CLS]/[SEP] the tokenizer added: blocks get their own.
             let content = 1..e.len().saturating_sub(1).max(1);
             let words = e.get_word_ids();

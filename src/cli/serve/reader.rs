@@ -95,7 +95,7 @@ impl Reader {
         let texts: Vec<&str> = seqs.iter().map(|s| s.text.as_str()).collect();
         let pairs: Vec<&str> = seqs.iter().map(|s| s.pair.as_deref().unwrap_or("")).collect();
         let has_pairs = seqs.iter().any(|s| s.pair.is_some());
-        let encodings = self.tokenizer.encode_batch(&texts, has_pairs.then_some(&pairs[..]), usize::MAX >> 1)?;
+        let encodings = self.tokenizer.encode_batch_whole(&texts, has_pairs.then_some(&pairs[..]))?;
         let cap = if self.how.windows { self.max_len } else { usize::MAX };
         Ok(encodings.iter().map(|e| e.len().min(cap)).collect())
     }
