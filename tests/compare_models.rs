@@ -130,3 +130,45 @@ fn linear_cka_matches_numpy() {
     let want = r["cka"]["cka"].as_f64().unwrap();
     assert!((got - want).abs() < 1e-9, "{got} vs numpy {want}");
 }
+
+#[test]
+fn a_tokenizer_that_reads_the_data_differently_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The tiny BERT with a tokenizer that keeps case: another tokenizer, which reads lower-case
+    // text as the original does and capitals otherwise.
+    let cased = tmp.path().join("cased");
+    std::fs::create_dir_all(&cased).unwrap();
+    for f in std::fs::read_dir(common::tiny_model()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, cased.join(f.file_name().unwrap())).unwrap();
+    }
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cased.join("tokenizer.json")).unwrap()).unwrap();
+    json["normalizer"]["lowercase"] = false.into();
+    std::fs::write(cased.join("tokenizer.json"), json.to_string()).unwrap();
+    let lower = tmp.path().join("lower.csv");
+    std::fs::write(&lower, "text,label\ngood film,positive\nbad plot,negative\n").unwrap();
+    let r = compare(&common::tiny_model(), &cased, &lower, &tmp.path().join("lower"), &[]);
+    assert_eq!(r["examples"], 2);
+
+    let upper = tmp.path().join("upper.csv");
+    std::fs::write(&upper, "text,label\nGood film,positive\nbad plot,negative\n").unwrap();
+    let out = tmp.path().join("upper");
+    let run = common::bertkit(&[
+        "compare-models",
+        "--model",
+        s(&common::tiny_model()),
+        "--model",
+        s(&cased),
+        "--data",
+        s(&upper),
+        "--out",
+        s(&out),
+        "--device",
+        "cpu",
+    ]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("reads the data differently"), "{err}");
+    assert!(!out.join("report.json").exists());
+}
