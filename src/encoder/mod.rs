@@ -289,7 +289,8 @@ impl<'a> ForwardOptions<'a> {
 /// Takes attention probabilities as a forward pass makes them, a few examples at a time,
 /// instead of the pass returning every layer's `[batch, heads, seq, seq]`: compare-models
 /// reduces the second model's against the first's as they come, in cache and never kept.
-pub trait AttentionSink {
+/// Several threads may hand over a layer's chunks at once, in any order.
+pub trait AttentionSink: Sync {
     /// Layer `layer`'s probabilities (`[examples, heads, seq, seq]`) of the batch's examples
     /// `first..first + examples`.
     fn take(&self, layer: usize, first: i64, probs: &Tensor);

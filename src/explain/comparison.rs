@@ -3,7 +3,7 @@
 //! divergence between the two models' attention rows, per example, averaged over its tokens),
 //! and each layer's sentence representation (mean over the tokens), for linear CKA at the end.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use tch::{Device, Kind, Tensor};
 
@@ -19,46 +19,50 @@ use crate::encoder::AttentionSink;
 pub struct KeptAttention {
     batch: i64,
     /// Per layer, flat, as large as the largest layer kept so far.
-    buffers: RefCell<Vec<Tensor>>,
+    buffers: Mutex<Vec<Tensor>>,
     /// This batch's layers: views of the buffers.
-    layers: RefCell<Vec<Tensor>>,
+    layers: Mutex<Vec<Tensor>>,
 }
 
 impl KeptAttention {
     pub fn new(batch: i64) -> Self {
-        KeptAttention { batch, buffers: RefCell::new(Vec::new()), layers: RefCell::new(Vec::new()) }
+        KeptAttention { batch, buffers: Mutex::new(Vec::new()), layers: Mutex::new(Vec::new()) }
     }
 
     /// Ready for the next batch's pass, in the same memory: the last batch's layers are
     /// overwritten.
     pub fn next_batch(&mut self, batch: i64) {
         self.batch = batch;
-        self.layers.get_mut().clear();
+        self.layers.get_mut().unwrap().clear();
     }
 
     /// The layers kept in this batch's pass (views, valid until the next batch's pass).
     pub fn layers(&self) -> Vec<Tensor> {
-        self.layers.borrow().iter().map(Tensor::shallow_clone).collect()
+        self.layers.lock().unwrap().iter().map(Tensor::shallow_clone).collect()
     }
 }
 
 impl AttentionSink for KeptAttention {
     fn take(&self, layer: usize, first: i64, probs: &Tensor) {
-        let mut layers = self.layers.borrow_mut();
-        if layer == layers.len() {
-            let mut shape = probs.size();
-            shape[0] = self.batch;
-            let numel: i64 = shape.iter().product();
-            let mut buffers = self.buffers.borrow_mut();
-            if buffers.len() == layer {
-                buffers.push(Tensor::empty([0], (probs.kind(), probs.device())));
+        let mut target = {
+            let mut layers = self.layers.lock().unwrap();
+            if layer == layers.len() {
+                let mut shape = probs.size();
+                shape[0] = self.batch;
+                let numel: i64 = shape.iter().product();
+                let mut buffers = self.buffers.lock().unwrap();
+                if buffers.len() == layer {
+                    buffers.push(Tensor::empty([0], (probs.kind(), probs.device())));
+                }
+                if buffers[layer].numel() < numel as usize {
+                    buffers[layer] = Tensor::empty([numel], (probs.kind(), probs.device()));
+                }
+                layers.push(buffers[layer].narrow(0, 0, numel).view(shape.as_slice()));
             }
-            if buffers[layer].numel() < numel as usize {
-                buffers[layer] = Tensor::empty([numel], (probs.kind(), probs.device()));
-            }
-            layers.push(buffers[layer].narrow(0, 0, numel).view(shape.as_slice()));
-        }
-        layers[layer].narrow(0, first, probs.size()[0]).copy_(probs);
+            layers[layer].narrow(0, first, probs.size()[0])
+        };
+        // Outside the lock: threads copy their own examples' rows side by side.
+        target.copy_(probs);
     }
 }
 
@@ -92,6 +96,10 @@ impl<'a> AttentionDivergence<'a> {
         self.divergence
     }
 }
+
+// SAFETY: threads handing over chunks at once read `first`, `keep` and `tokens` (libtorch's
+// tensors may be read from any thread) and write `divergence` at their own examples' rows.
+unsafe impl Sync for AttentionDivergence<'_> {}
 
 impl AttentionSink for AttentionDivergence<'_> {
     fn take(&self, layer: usize, first: i64, probs: &Tensor) {
