@@ -61,7 +61,9 @@ impl Reader {
             let tokens = encoded.iter().map(|e| e.ids.len()).sum();
             return Ok(Prepared { seqs, tokens, encoded });
         }
-        let lengths = self.lengths(&seqs).map_err(invalid)?;
+        let whole = self.encode_whole(&seqs).map_err(invalid)?;
+        let cap = if self.how.windows { self.max_len } else { usize::MAX };
+        let lengths: Vec<usize> = whole.iter().map(|e| e.len().min(cap)).collect();
         if let Some((i, n)) = lengths.iter().enumerate().find(|(_, n)| **n > self.max_len)
             && !truncate
         {
@@ -70,7 +72,13 @@ impl Reader {
                 self.max_len
             )));
         }
-        let encoded = if self.how.encodes { self.encode(&seqs).map_err(invalid)? } else { vec![] };
+        let encoded = match self.how.encodes {
+            // A sequence-level engine reads no windows, so nothing here is longer than max_len
+            // (it would have been refused): the whole
+            // encodings are the model's inputs, without tokenising again.
+            true => whole.iter().map(Encoded::from).collect(),
+            false => vec![],
+        };
         let tokens = lengths.iter().map(|&n| n.min(self.max_len)).sum();
         Ok(Prepared { seqs, tokens, encoded })
     }
@@ -89,15 +97,13 @@ impl Reader {
         }
     }
 
-    /// Each sequence's length in tokens with the model's special tokens (what
-    /// --max-input-length limits); for token classification, capped at it.
-    fn lengths(&self, seqs: &[Sequence]) -> Result<Vec<usize>> {
+    /// Each sequence with the model's special tokens and not truncated: its length is what
+    /// --max-input-length limits.
+    fn encode_whole(&self, seqs: &[Sequence]) -> Result<Vec<tokenizers::Encoding>> {
         let texts: Vec<&str> = seqs.iter().map(|s| s.text.as_str()).collect();
         let pairs: Vec<&str> = seqs.iter().map(|s| s.pair.as_deref().unwrap_or("")).collect();
         let has_pairs = seqs.iter().any(|s| s.pair.is_some());
-        let encodings = self.tokenizer.encode_batch_whole(&texts, has_pairs.then_some(&pairs[..]))?;
-        let cap = if self.how.windows { self.max_len } else { usize::MAX };
-        Ok(encodings.iter().map(|e| e.len().min(cap)).collect())
+        self.tokenizer.encode_batch_whole(&texts, has_pairs.then_some(&pairs[..]))
     }
 
     /// The model's inputs, cut to `max_len` as `evaluate` cuts them.
