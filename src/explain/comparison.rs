@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 use super::divergence::js_rows;
-use super::similarity::linear_cka;
+use super::similarity::linear_cka_all;
 use crate::encoder::AttentionSink;
 
 /// A model's attention probabilities, every layer's `[batch, heads, seq, seq]`, kept as its
@@ -186,10 +186,11 @@ impl SetStatistics {
     /// Linear CKA of every layer of the first model with every layer of the second
     /// (`[layers a][layers b]`, the embeddings' output first).
     pub fn cka(&self) -> Vec<Vec<f64>> {
-        let layer =
-            |model: usize, l: usize| Tensor::cat(&self.pooled[model].iter().map(|b| &b[l]).collect::<Vec<_>>(), 0);
-        let (la, lb) = (self.pooled[0].first().map_or(0, Vec::len), self.pooled[1].first().map_or(0, Vec::len));
-        (0..la).map(|i| (0..lb).map(|j| linear_cka(&layer(0, i), &layer(1, j))).collect()).collect()
+        let layers = |model: usize| -> Vec<Tensor> {
+            let count = self.pooled[model].first().map_or(0, Vec::len);
+            (0..count).map(|l| Tensor::cat(&self.pooled[model].iter().map(|b| &b[l]).collect::<Vec<_>>(), 0)).collect()
+        };
+        linear_cka_all(&layers(0), &layers(1))
     }
 }
 
