@@ -267,12 +267,13 @@ fn from_vocab(vocab: &Path, lowercase: bool) -> Result<HfTokenizer> {
 mod tests {
     use super::*;
 
+    fn fixture(name: &str) -> Tokenizer {
+        Tokenizer::from_dir(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name))
+            .unwrap()
+    }
+
     #[test]
     fn a_tokenizer_reads_like_itself_loaded_again_and_not_like_another() {
-        let fixture = |name: &str| {
-            Tokenizer::from_dir(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name))
-                .unwrap()
-        };
         let bert = fixture("tiny-bert");
         assert!(bert.reads_like(&fixture("tiny-bert")));
         assert!(bert.reads_like(&bert.clone()));
@@ -285,8 +286,7 @@ mod tests {
 
     #[test]
     fn each_length_truncates_to_itself_however_the_calls_interleave() {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
-        let tok = Tokenizer::from_dir(&dir).unwrap();
+        let tok = fixture("tiny-bert");
         let text = "the tenant shall pay the rent on the first day of every month to the landlord";
         let full = tok.encode_batch_whole(&[text], None).unwrap().remove(0);
         assert!(full.len() > 12, "the text is longer than the lengths below");

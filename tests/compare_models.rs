@@ -36,11 +36,16 @@ fn random_tiny(dir: &Path) -> PathBuf {
     out
 }
 
-fn compare(a: &Path, b: &Path, data: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+/// `bertkit compare-models` of `a` and `b` over `data`, its report in `out`.
+fn run_compare(a: &Path, b: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["compare-models", "--model", s(a), "--model", s(b), "--data", s(data), "--out", s(out)];
     args.extend(["--device", "cpu", "--threads", "1", "--steps", "4"]);
     args.extend(extra);
-    let run = common::bertkit(&args);
+    common::bertkit(&args)
+}
+
+fn compare(a: &Path, b: &Path, data: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let run = run_compare(a, b, data, out, extra);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
 }
@@ -154,19 +159,7 @@ fn a_tokenizer_that_reads_the_data_differently_is_refused() {
     let upper = tmp.path().join("upper.csv");
     std::fs::write(&upper, "text,label\nGood film,positive\nbad plot,negative\n").unwrap();
     let out = tmp.path().join("upper");
-    let run = common::bertkit(&[
-        "compare-models",
-        "--model",
-        s(&common::tiny_model()),
-        "--model",
-        s(&cased),
-        "--data",
-        s(&upper),
-        "--out",
-        s(&out),
-        "--device",
-        "cpu",
-    ]);
+    let run = run_compare(&common::tiny_model(), &cased, &upper, &out, &[]);
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("reads the data differently"), "{err}");

@@ -72,13 +72,9 @@ impl Reader {
                 self.max_len
             )));
         }
-        let encoded = match self.how.encodes {
-            // A sequence-level engine reads no windows, so nothing here is longer than max_len
-            // (it would have been refused): the whole
-            // encodings are the model's inputs, without tokenising again.
-            true => whole.iter().map(Encoded::from).collect(),
-            false => vec![],
-        };
+        // A sequence-level engine reads no windows, so nothing here is longer than max_len (it
+        // would have been refused): the whole encodings are its inputs, not tokenised again.
+        let encoded = if self.how.encodes { whole.iter().map(Encoded::from).collect() } else { vec![] };
         let tokens = lengths.iter().map(|&n| n.min(self.max_len)).sum();
         Ok(Prepared { seqs, tokens, encoded })
     }
