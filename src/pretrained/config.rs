@@ -35,9 +35,10 @@ impl ModelConfig {
         &self.json
     }
 
-    /// The family's own view of the config (its serde defaults fill what the file omits).
+    /// The family's own view of the config (its serde defaults fill what the file omits). An
+    /// error names the key (`legacy: invalid type: string "no", expected a boolean`).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(Value::Object(self.json.clone())).context("config.json")
+        serde_path_to_error::deserialize(Value::Object(self.json.clone())).context("config.json")
     }
 
     /// transformers' `model_type`; configs written before it existed are BERT's.
