@@ -124,6 +124,58 @@ fn other_families_saved_models_load_in_transformers() {
     }
 }
 
+/// The tiny DeBERTa-v3 with `legacy: false`: its MLM head under the names the hub's DeBERTa-v3
+/// checkpoints keep it (`lm_predictions.lm_head.*`), the same weights.
+fn deberta_with_lm_predictions(dir: &Path) -> std::path::PathBuf {
+    let from = common::repo().join("tests/fixtures/tiny-deberta-v3");
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(from.join(f), dir.join(f)).unwrap();
+    }
+    let weights = pretrained::read_weights(&from, &bertkit::encoder::deberta::FAMILY).unwrap();
+    let renamed: BTreeMap<String, Tensor> = weights
+        .into_iter()
+        .map(|(name, t)| {
+            let name = match name.strip_prefix("cls.predictions.") {
+                Some(rest) => format!("lm_predictions.lm_head.{}", rest.trim_start_matches("transform.")),
+                None => name,
+            };
+            (name, t)
+        })
+        .collect();
+    write_safetensors(&dir.join("model.safetensors"), &renamed).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(from.join("config.json")).unwrap()).unwrap();
+    config["legacy"] = false.into();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    dir.to_path_buf()
+}
+
+/// A `legacy: false` DeBERTa reads its `lm_predictions` head (nothing started fresh), computes
+/// what the legacy head computes from the same weights (which the parity tests hold to
+/// transformers), saves it under the same names, and transformers reads the result.
+#[test]
+fn deberta_lm_predictions_head_is_read_and_written_under_its_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = deberta_with_lm_predictions(dir.path());
+    let legacy = common::load::<MaskedLm>(&common::repo().join("tests/fixtures/tiny-deberta-v3"), Device::Cpu).unwrap();
+    let head = common::load::<MaskedLm>(&model, Device::Cpu).unwrap();
+    assert!(head.report.initialised.is_empty(), "started fresh: {:?}", head.report.initialised);
+    let tok = Tokenizer::from_dir(&model).unwrap();
+    let texts = short_texts();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&tok.encode_batch(&texts, None, 512).unwrap());
+    let logits = |m: &Pretrained<MaskedLm>| tch::no_grad(|| m.model.forward(&inputs, ForwardOptions::eval()));
+    assert_eq!(common::max_abs_diff(&logits(&head), &logits(&legacy)), 0.0);
+    let out = tempfile::tempdir().unwrap();
+    head.save(out.path()).unwrap();
+    let saved = pretrained::weights::tensor_index(out.path(), head.family).unwrap();
+    assert!(saved.contains_key("lm_predictions.lm_head.dense.weight"), "{:?}", saved.keys());
+    assert!(!saved.keys().any(|n| n.starts_with("cls.")), "{:?}", saved.keys());
+    if common::python_available() {
+        roundtrip(&model);
+    }
+}
+
 /// MiniLM has neither a classifier nor an MLM head: both are created here, saved, and must
 /// come back in Python exactly as bertkit initialised them.
 #[test]

@@ -7,7 +7,8 @@
 //!
 //! What a family provides is `Family`: its config.json reader (`dims`), its constructor
 //! (`build`), its weight-name map (`canonical_name`), and where transformers keeps its task
-//! heads (`HeadLayout`); the heads themselves are built by `crate::task` from that layout.
+//! heads (`HeadLayout`); the heads themselves are built by `crate::task` from that layout. A
+//! family whose config chooses between two head layouts has an entry for each (`selects`).
 
 pub mod bert;
 pub mod deberta;
@@ -35,16 +36,18 @@ pub const FAMILIES: &[Family] = &[
     distilbert::FAMILY,
     electra::FAMILY,
     modernbert::FAMILY,
+    deberta::LM_PREDICTIONS_FAMILY,
     deberta::FAMILY,
 ];
 
 /// The family of a config.json, or an error listing the ones there are.
 pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {
     let model_type = config.model_type();
-    match FAMILIES.iter().find(|f| f.model_type == model_type) {
+    match FAMILIES.iter().find(|f| f.model_type == model_type && f.selects.is_none_or(|selects| selects(config))) {
         Some(family) => Ok(family),
         None => {
-            let known: Vec<&str> = FAMILIES.iter().map(|f| f.model_type).collect();
+            let mut known: Vec<&str> = FAMILIES.iter().map(|f| f.model_type).collect();
+            known.dedup();
             bail!("model_type {model_type:?} is not supported (supported: {})", known.join(", "))
         }
     }
@@ -54,6 +57,9 @@ pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {
 pub struct Family {
     /// `model_type` in config.json.
     pub model_type: &'static str,
+    /// Where one `model_type` keeps its heads in more than one layout (DeBERTa's `legacy`): the
+    /// configs this entry reads; None: every config of its `model_type`.
+    pub selects: Option<fn(&ModelConfig) -> bool>,
     /// Stem of its transformers classes: `{stem}ForSequenceClassification`, `{stem}ForMaskedLM`.
     pub class_stem: &'static str,
     /// config.json keys that `--dropout` sets (hidden and attention dropout).

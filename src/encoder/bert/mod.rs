@@ -24,6 +24,7 @@ use crate::pretrained::ModelConfig;
 /// BERT in the registry (`encoder::FAMILIES`).
 pub const FAMILY: Family = Family {
     model_type: "bert",
+    selects: None,
     class_stem: "Bert",
     dropout_keys: &["hidden_dropout_prob", "attention_probs_dropout_prob"],
     dims: |config| Ok(BertConfig::from_model_config(config)?.dims()),

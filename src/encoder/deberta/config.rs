@@ -109,10 +109,12 @@ impl DebertaConfig {
         if self.pooler_hidden_size.is_some_and(|p| p != self.hidden_size) {
             bail!("pooler_hidden_size differs from hidden_size: transformers' classifier would not fit it");
         }
-        if !self.legacy {
+        if !self.legacy && self.embedding_size.is_some_and(|e| e != self.hidden_size) {
             bail!(
-                "legacy = false (DeBERTa's `lm_predictions` MLM head) is not supported; \
-                 transformers' default legacy head (`cls.predictions`) is"
+                "legacy = false with embedding_size {} != hidden_size {}: the lm_predictions head multiplies \
+                 the hidden state by the word embeddings, which needs them equal (transformers fails too)",
+                self.embedding_size.unwrap_or_default(),
+                self.hidden_size
             );
         }
         if !self.tie_word_embeddings {

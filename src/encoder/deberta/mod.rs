@@ -6,7 +6,8 @@
 //! embeddings shared by every layer (log-bucketed distances, `relative.rs`); v2's large models
 //! add a convolution after the first layer. Weights live under transformers' names
 //! (`deberta.encoder.layer.0.attention.self.query_proj.weight`, `pooler.dense`, `classifier`,
-//! `cls.predictions.*`); the heads are `crate::task`'s, in `ContextPooler` shape.
+//! `cls.predictions.*`, or `lm_predictions.lm_head.*` where the config says `legacy: false`);
+//! the heads are `crate::task`'s, in `ContextPooler` shape.
 
 mod config;
 mod names;
@@ -23,9 +24,11 @@ use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
 use crate::pretrained::ModelConfig;
 
-/// DeBERTa-v2/v3 in the registry (`encoder::FAMILIES`).
+/// DeBERTa-v2/v3 in the registry (`encoder::FAMILIES`), with transformers' default (`legacy`)
+/// MLM head, `cls.predictions`.
 pub const FAMILY: Family = Family {
     model_type: "deberta-v2",
+    selects: None,
     class_stem: "DebertaV2",
     dropout_keys: &["hidden_dropout_prob", "attention_probs_dropout_prob"],
     dims: |config| Ok(DebertaConfig::from_model_config(config)?.dims()),
@@ -39,9 +42,24 @@ pub const FAMILY: Family = Family {
         mlm_bias: "cls.predictions.bias",
         mlm_activation: None,
         // lm_predictions / mask_predictions: the original checkpoints' MLM and replaced-token
-        // heads, which transformers' default (legacy) classes do not read either.
+        // heads, which the legacy classes do not read (carried through unchanged).
         prefixes: &["cls.", "classifier.", "pooler.", "lm_predictions.", "mask_predictions."],
     },
+};
+
+/// DeBERTa with `legacy: false`: the original checkpoints' MLM head, `lm_predictions.lm_head`
+/// (dense, activation, layer norm, the word embeddings and a bias: the legacy head's arithmetic
+/// under other names), which the hub's DeBERTa-v3 checkpoints carry with their pretrained
+/// weights.
+pub const LM_PREDICTIONS_FAMILY: Family = Family {
+    selects: Some(|config| config.json().get("legacy").and_then(serde_json::Value::as_bool) == Some(false)),
+    heads: HeadLayout {
+        mlm_dense: "lm_predictions.lm_head.dense",
+        mlm_layer_norm: "lm_predictions.lm_head.LayerNorm",
+        mlm_bias: "lm_predictions.lm_head.bias",
+        ..FAMILY.heads
+    },
+    ..FAMILY
 };
 
 fn build(root: &Path, config: &ModelConfig, _with_pooler: bool) -> Result<Box<dyn Encoder>> {
@@ -464,5 +482,37 @@ impl Encoder for Deberta {
 
     fn set_gradient_checkpointing(&mut self, on: bool) {
         self.gradient_checkpointing = on;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::family_of;
+
+    fn config(edit: serde_json::Value) -> ModelConfig {
+        let mut json = serde_json::json!({"model_type": "deberta-v2", "hidden_size": 32, "num_attention_heads": 4});
+        json.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
+        ModelConfig::from_json(json).unwrap()
+    }
+
+    #[test]
+    fn legacy_chooses_the_mlm_heads_names() {
+        let mlm = |c: &ModelConfig| family_of(c).unwrap().heads.mlm_dense;
+        assert_eq!(mlm(&config(serde_json::json!({}))), "cls.predictions.transform.dense");
+        assert_eq!(mlm(&config(serde_json::json!({"legacy": true}))), "cls.predictions.transform.dense");
+        assert_eq!(mlm(&config(serde_json::json!({"legacy": false}))), "lm_predictions.lm_head.dense");
+        // Not a boolean: the legacy entry, whose config reader names the key.
+        let odd = config(serde_json::json!({"legacy": "no"}));
+        assert!(format!("{:#}", (family_of(&odd).unwrap().dims)(&odd).unwrap_err()).contains("legacy"));
+    }
+
+    #[test]
+    fn lm_predictions_needs_embeddings_as_wide_as_the_layers() {
+        let narrow = config(serde_json::json!({"legacy": false, "embedding_size": 16}));
+        let err = (family_of(&narrow).unwrap().dims)(&narrow).unwrap_err().to_string();
+        assert!(err.contains("legacy = false with embedding_size 16 != hidden_size 32"), "{err}");
+        let legacy = config(serde_json::json!({"embedding_size": 16}));
+        assert!((family_of(&legacy).unwrap().dims)(&legacy).is_ok());
     }
 }

@@ -16,6 +16,7 @@ use crate::pretrained::ModelConfig;
 /// DistilBERT in the registry (`encoder::FAMILIES`).
 pub const FAMILY: Family = Family {
     model_type: "distilbert",
+    selects: None,
     class_stem: "DistilBert",
     dropout_keys: &["dropout", "attention_dropout"],
     dims: |config| {

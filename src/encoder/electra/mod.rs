@@ -14,6 +14,7 @@ use crate::pretrained::ModelConfig;
 /// ELECTRA in the registry (`encoder::FAMILIES`).
 pub const FAMILY: Family = Family {
     model_type: "electra",
+    selects: None,
     class_stem: "Electra",
     dropout_keys: &["hidden_dropout_prob", "attention_probs_dropout_prob"],
     dims: |config| Ok(BertConfig::from_model_config(config)?.dims()),

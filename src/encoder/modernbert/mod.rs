@@ -25,6 +25,7 @@ use crate::pretrained::ModelConfig;
 /// ModernBERT in the registry (`encoder::FAMILIES`).
 pub const FAMILY: Family = Family {
     model_type: "modernbert",
+    selects: None,
     class_stem: "ModernBert",
     dropout_keys: &["embedding_dropout", "mlp_dropout", "attention_dropout"],
     dims: |config| Ok(ModernBertConfig::from_model_config(config)?.dims()),

@@ -25,6 +25,7 @@ const HEADS: HeadLayout = HeadLayout {
 /// RoBERTa in the registry (`encoder::FAMILIES`).
 pub const FAMILY: Family = Family {
     model_type: "roberta",
+    selects: None,
     class_stem: "Roberta",
     dropout_keys: &["hidden_dropout_prob", "attention_probs_dropout_prob"],
     dims,
