@@ -124,8 +124,8 @@ fn other_families_saved_models_load_in_transformers() {
     }
 }
 
-/// The tiny DeBERTa-v3 with `legacy: false`: its MLM head under the names the hub's DeBERTa-v3
-/// checkpoints keep it (`lm_predictions.lm_head.*`), the same weights.
+/// The tiny DeBERTa-v3 with `legacy: false`: its MLM head under the names Microsoft's
+/// checkpoints keep a pretrained one (`lm_predictions.lm_head.*`), the same weights.
 fn deberta_with_lm_predictions(dir: &Path) -> std::path::PathBuf {
     let from = common::repo().join("tests/fixtures/tiny-deberta-v3");
     for f in ["tokenizer.json", "tokenizer_config.json"] {

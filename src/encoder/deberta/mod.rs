@@ -49,8 +49,8 @@ pub const FAMILY: Family = Family {
 
 /// DeBERTa with `legacy: false`: the original checkpoints' MLM head, `lm_predictions.lm_head`
 /// (dense, activation, layer norm, the word embeddings and a bias: the legacy head's arithmetic
-/// under other names), which the hub's DeBERTa-v3 checkpoints carry with their pretrained
-/// weights.
+/// under other names), where Microsoft's checkpoints that ship a pretrained MLM head (v2's)
+/// keep it.
 pub const LM_PREDICTIONS_FAMILY: Family = Family {
     selects: Some(|config| config.json().get("legacy").and_then(serde_json::Value::as_bool) == Some(false)),
     heads: HeadLayout {
