@@ -43,7 +43,7 @@ pub const FAMILIES: &[Family] = &[
 /// The family of a config.json, or an error listing the ones there are.
 pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {
     let model_type = config.model_type();
-    match FAMILIES.iter().find(|f| f.model_type == model_type && f.selects.is_none_or(|selects| selects(config))) {
+    match FAMILIES.iter().find(|f| f.model_type == model_type && f.selects.as_ref().is_none_or(|s| (s.reads)(config))) {
         Some(family) => Ok(family),
         None => {
             let mut known: Vec<&str> = FAMILIES.iter().map(|f| f.model_type).collect();
@@ -59,7 +59,7 @@ pub struct Family {
     pub model_type: &'static str,
     /// Where one `model_type` keeps its heads in more than one layout (DeBERTa's `legacy`): the
     /// configs this entry reads; None: every config of its `model_type`.
-    pub selects: Option<fn(&ModelConfig) -> bool>,
+    pub selects: Option<Selector>,
     /// Stem of its transformers classes: `{stem}ForSequenceClassification`, `{stem}ForMaskedLM`.
     pub class_stem: &'static str,
     /// config.json keys that `--dropout` sets (hidden and attention dropout).
@@ -83,6 +83,38 @@ impl Family {
     /// it is created fresh; present but unused by the task loaded, it is dropped with a note.
     pub fn is_head_tensor(&self, name: &str) -> bool {
         self.heads.prefixes.iter().any(|p| name.starts_with(p))
+    }
+}
+
+/// Which configs of its `model_type` a registry entry reads.
+pub struct Selector {
+    pub reads: fn(&ModelConfig) -> bool,
+    /// The config.json setting that chooses it, for messages (`"legacy": false`).
+    pub setting: &'static str,
+}
+
+impl Family {
+    /// Where a load started this entry's MLM head fresh (`initialised`) while the checkpoint
+    /// holds one under another entry's names (`unused`): which setting would have read it.
+    pub fn mlm_head_elsewhere(&self, initialised: &[String], unused: &[String]) -> Option<String> {
+        if !initialised.iter().any(|n| n.starts_with(self.heads.mlm_dense)) {
+            return None;
+        }
+        FAMILIES.iter().filter(|f| f.model_type == self.model_type).find_map(|other| {
+            let selector = other.selects.as_ref()?;
+            let held = unused.iter().any(|n| n.starts_with(other.heads.mlm_dense));
+            // The head's module: where its bias lies (`cls.predictions`, `lm_predictions.lm_head`).
+            let module = |f: &Family| f.heads.mlm_bias.rsplit_once('.').map_or(f.heads.mlm_bias, |(m, _)| m);
+            (held && other.heads.mlm_dense != self.heads.mlm_dense).then(|| {
+                format!(
+                    "the checkpoint's MLM head is {}, which this config does not read: set {} in config.json \
+                     to start from it (as transformers then does) instead of a fresh {}",
+                    module(other),
+                    selector.setting,
+                    module(self)
+                )
+            })
+        })
     }
 }
 

@@ -144,6 +144,9 @@ pub fn load<M: TaskModel>(dir: &ModelDir, opts: &LoadOptions) -> Result<Pretrain
     })
     .with_context(|| format!("loading {}", dir.dir.display()))?;
     report.log(&dir.dir);
+    if let Some(note) = dir.family.mlm_head_elsewhere(&report.initialised, &report.unused) {
+        tracing::warn!("{}: {note}", dir.dir.display());
+    }
     Ok(Pretrained {
         model,
         vs,

@@ -21,7 +21,7 @@ use self::config::DebertaConfig;
 use self::relative::RelativeIndex;
 use super::layers::{Activation, LayerNorm, Linear, attention_softmax, dropout};
 use super::recompute::recomputed;
-use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
+use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs, Selector};
 use crate::pretrained::ModelConfig;
 
 /// DeBERTa-v2/v3 in the registry (`encoder::FAMILIES`), with transformers' default (`legacy`)
@@ -52,7 +52,10 @@ pub const FAMILY: Family = Family {
 /// under other names), where Microsoft's checkpoints that ship a pretrained MLM head (v2's)
 /// keep it.
 pub const LM_PREDICTIONS_FAMILY: Family = Family {
-    selects: Some(|config| config.json().get("legacy").and_then(serde_json::Value::as_bool) == Some(false)),
+    selects: Some(Selector {
+        reads: |config| config.json().get("legacy").and_then(serde_json::Value::as_bool) == Some(false),
+        setting: "\"legacy\": false",
+    }),
     heads: HeadLayout {
         mlm_dense: "lm_predictions.lm_head.dense",
         mlm_layer_norm: "lm_predictions.lm_head.LayerNorm",
@@ -505,6 +508,19 @@ mod tests {
         // Not a boolean: the legacy entry, whose config reader names the key.
         let odd = config(serde_json::json!({"legacy": "no"}));
         assert!(format!("{:#}", (family_of(&odd).unwrap().dims)(&odd).unwrap_err()).contains("legacy"));
+    }
+
+    #[test]
+    fn a_fresh_legacy_head_beside_a_stored_one_says_how_to_read_it() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let fresh = names(&["cls.predictions.bias", "cls.predictions.transform.dense.weight"]);
+        let stored = names(&["lm_predictions.lm_head.dense.weight", "mask_predictions.dense.weight"]);
+        let note = FAMILY.mlm_head_elsewhere(&fresh, &stored).expect("a note");
+        assert!(note.contains("set \"legacy\": false in config.json"), "{note}");
+        // Nothing started fresh, or nothing stored elsewhere: nothing to say.
+        assert_eq!(FAMILY.mlm_head_elsewhere(&[], &stored), None);
+        assert_eq!(FAMILY.mlm_head_elsewhere(&fresh, &names(&["pooler.dense.weight"])), None);
+        assert_eq!(LM_PREDICTIONS_FAMILY.mlm_head_elsewhere(&stored, &fresh), None);
     }
 
     #[test]
