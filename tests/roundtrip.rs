@@ -8,7 +8,7 @@ use std::path::Path;
 
 use bertkit::data::Collator;
 use bertkit::device::Autocast;
-use bertkit::encoder::ForwardOptions;
+use bertkit::encoder::{ForwardOptions, Inputs};
 use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained, write_safetensors};
 use bertkit::task::{MaskedLm, SequenceClassifier, TaskModel, TokenClassifier};
 use bertkit::tokenizer::Tokenizer;
@@ -56,11 +56,16 @@ fn python_agrees<M: TaskModel>(model: &Pretrained<M>, logits: &Tensor, ids: &Ten
     }
 }
 
-fn roundtrip(model_dir: &Path) {
+/// The short texts as `model_dir`'s tokenizer reads them, one batch.
+fn short_inputs(model_dir: &Path) -> Inputs {
     let tok = Tokenizer::from_dir(model_dir).unwrap();
     let texts = short_texts();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&tok.encode_batch(&texts, None, 512).unwrap());
+    Collator { pad_id: tok.pad_id }.collate_encodings(&tok.encode_batch(&texts, None, 512).unwrap())
+}
+
+fn roundtrip(model_dir: &Path) {
+    let inputs = short_inputs(model_dir);
 
     let cls = match common::load::<SequenceClassifier>(model_dir, Device::Cpu).unwrap() {
         // A checkpoint without labels gets two, as a fine-tune would give it.
@@ -160,10 +165,7 @@ fn deberta_lm_predictions_head_is_read_and_written_under_its_names() {
     let legacy = common::load::<MaskedLm>(&common::repo().join("tests/fixtures/tiny-deberta-v3"), Device::Cpu).unwrap();
     let head = common::load::<MaskedLm>(&model, Device::Cpu).unwrap();
     assert!(head.report.initialised.is_empty(), "started fresh: {:?}", head.report.initialised);
-    let tok = Tokenizer::from_dir(&model).unwrap();
-    let texts = short_texts();
-    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&tok.encode_batch(&texts, None, 512).unwrap());
+    let inputs = short_inputs(&model);
     let logits = |m: &Pretrained<MaskedLm>| tch::no_grad(|| m.model.forward(&inputs, ForwardOptions::eval()));
     assert_eq!(common::max_abs_diff(&logits(&head), &logits(&legacy)), 0.0);
     let out = tempfile::tempdir().unwrap();

@@ -84,16 +84,7 @@ impl Family {
     pub fn is_head_tensor(&self, name: &str) -> bool {
         self.heads.prefixes.iter().any(|p| name.starts_with(p))
     }
-}
 
-/// Which configs of its `model_type` a registry entry reads.
-pub struct Selector {
-    pub reads: fn(&ModelConfig) -> bool,
-    /// The config.json setting that chooses it, for messages (`"legacy": false`).
-    pub setting: &'static str,
-}
-
-impl Family {
     /// Where a load started this entry's MLM head fresh (`initialised`) while the checkpoint
     /// holds one under another entry's names (`unused`): which setting would have read it.
     pub fn mlm_head_elsewhere(&self, initialised: &[String], unused: &[String]) -> Option<String> {
@@ -116,6 +107,13 @@ impl Family {
             })
         })
     }
+}
+
+/// Which configs of its `model_type` a registry entry reads.
+pub struct Selector {
+    pub reads: fn(&ModelConfig) -> bool,
+    /// The config.json setting that chooses it, for messages (`"legacy": false`).
+    pub setting: &'static str,
 }
 
 impl std::fmt::Debug for Family {
