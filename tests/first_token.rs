@@ -65,13 +65,15 @@ fn logits_from_the_first_token_alone_equal_the_whole_pass() {
         let (whole, g_whole) = run(&model, false);
         let (short, g_short) = run(&model, true);
         let name = model.file_name().unwrap().to_string_lossy().to_string();
-        assert!(whole.allclose(&short, 1e-5, 1e-6, false), "{name}: logits {whole} vs {short}");
+        // The same arithmetic on fewer rows: the last layer's products may sum in another order.
+        let drift = common::Drift::forward(&model);
+        drift.assert(&format!("{name}: logits"), &short, &whole);
         assert_eq!(g_whole.len(), g_short.len(), "{name}: the same parameters get gradients");
+        // Gradients at the scale of the whole backward pass: a weight's gradient sums over the
+        // batch's tokens (3 texts cut at 64), and some cancel to nearly nothing.
+        let (backward, scale) = (drift.backward(3 * 64), common::largest(g_whole.iter().map(|(_, g)| g)));
         for ((n, a), (_, b)) in g_whole.iter().zip(&g_short) {
-            let scale = a.abs().max().double_value(&[]).max(1e-12);
-            let diff = (a - b).abs().max().double_value(&[]);
-            // Relative to the tensor, with a floor for gradients that are float noise themselves.
-            assert!(diff <= 1e-5 * scale + 1e-8, "{name} {n}: gradients differ by {diff} (largest {scale})");
+            backward.assert_at(&format!("{name} {n}: gradient"), b, a, scale);
         }
     }
 }

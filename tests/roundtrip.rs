@@ -48,11 +48,17 @@ fn python_agrees<M: TaskModel>(model: &Pretrained<M>, logits: &Tensor, ids: &Ten
     let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(result["architecture"], architecture);
     assert_eq!(result["input_ids_equal"], true, "{result}");
-    let diff = result["max_abs_diff"].as_f64().unwrap();
-    assert!(diff <= 1e-5, "{architecture}: Python's logits differ by {diff:e}");
-    if loss.is_some() {
-        let diff = result["loss_diff"].as_f64().unwrap();
-        assert!(diff <= 1e-5, "{architecture} ({}): Python's loss differs by {diff:e}", result["problem_type"]);
+    // The same weights through transformers' kernels: float32 rounding alone (common::Drift).
+    let drift = common::Drift::forward(&out.path().join(""));
+    let (diff, tol) = (result["max_abs_diff"].as_f64().unwrap(), drift.tolerance(common::largest([logits])));
+    assert!(diff <= tol, "{architecture}: Python's logits differ by {diff:e} > {tol:e}");
+    if let Some((_, loss)) = &loss {
+        let (diff, tol) = (result["loss_diff"].as_f64().unwrap(), drift.tolerance(loss.abs().double_value(&[])));
+        assert!(
+            diff <= tol,
+            "{architecture} ({}): Python's loss differs by {diff:e} > {tol:e}",
+            result["problem_type"]
+        );
     }
 }
 

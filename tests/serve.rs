@@ -97,7 +97,9 @@ fn predict_answers_as_the_predict_command_and_survives_faults() {
     assert!(labels[0]["score"].as_f64().unwrap() >= labels[1]["score"].as_f64().unwrap());
     for l in labels {
         let want = cli[0]["probabilities"][l["label"].as_str().unwrap()].as_f64().unwrap();
-        assert!((l["score"].as_f64().unwrap() - want).abs() < 1e-5, "{l} vs {want}");
+        // Probabilities (scale 1) of the same model batched otherwise: rounding alone.
+        let tol = common::Drift::forward(&tiny_model()).tolerance(1.0);
+        assert!((l["score"].as_f64().unwrap() - want).abs() <= tol, "{l} vs {want}");
     }
     // A batch (TEI: a list of one-text lists) answers each in order, as a batch would alone.
     let (status, batch) = server.post("/predict", &json!({"inputs": [[texts[0]], [texts[1]]]}).to_string());
@@ -198,7 +200,9 @@ fn embed_and_fill_mask_answer_like_their_commands() {
     let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
     for (got, want) in vectors.as_array().unwrap().iter().zip(cli["embeddings"].as_array().unwrap()) {
         for (g, w) in got.as_array().unwrap().iter().zip(want["vector"].as_array().unwrap()) {
-            assert!((g.as_f64().unwrap() - w.as_f64().unwrap()).abs() < 1e-5);
+            // Unit vectors (scale 1) of the same model: rounding alone.
+            let tol = common::Drift::forward(&model).tolerance(1.0);
+            assert!((g.as_f64().unwrap() - w.as_f64().unwrap()).abs() <= tol, "{g} vs {w}");
         }
     }
     let (status, single) = server.post("/embed", &json!({"inputs": texts[1], "normalize": false}).to_string());
