@@ -53,7 +53,7 @@ enum Command {
     Probe(probe::Args),
     /// Further pretraining: continue masked-language-model training on unlabelled domain text.
     Pretrain(pretrain::Args),
-    /// The most likely tokens for each [MASK] in a text.
+    /// The most likely tokens for each `[MASK]` in a text.
     FillMask(fill_mask::Args),
     /// The domain-adaptation study: pretrain on a corpus, fine-tune original and adapted, report.
     Adapt(adapt::Args),
@@ -89,7 +89,14 @@ pub fn main() -> i32 {
     crate::torch_failure::install_panic_hook();
     let cli = Cli::parse();
     let level = if cli.quiet { tracing::Level::WARN } else { tracing::Level::INFO };
-    tracing_subscriber::fmt().with_max_level(level).with_target(false).with_writer(std::io::stderr).init();
+    // Colour codes only for a person at a terminal: a log file or a pipe gets plain lines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
