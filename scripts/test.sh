@@ -1,9 +1,38 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (after scripts/setup.sh). The MiniLM parity tests, the
 # Python round-trip tests and the Chromium test of the HTML view are required here, not skipped.
+#   1. gates: rustfmt, clippy with warnings denied, rustdoc with warnings denied
+#   2. every test, on this CPU's own kernels
+#   3. the numerics tests again on other CPUs' kernel paths (AVX2, and no vector extension at
+#      all), so a tolerance that holds only on the CPU it was written on fails here first
+# Extra arguments go to step 2's `cargo test` (e.g. a test name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BERTKIT_REQUIRE_MINILM=1 BERTKIT_REQUIRE_PYTHON=1 BERTKIT_REQUIRE_CHROMIUM=1
-# --release: the same profile as setup.sh's build, so the dependency tree compiled there is reused
-# instead of compiled a second time (the dev profile), and the tests run optimised code.
+
+section() { printf '\n== %s\n' "$*"; }
+
+# --release everywhere: the same profile as setup.sh's build, so the dependency tree compiled
+# there is reused instead of compiled a second time (the dev profile).
+section "gates: cargo fmt --check, clippy -D warnings, rustdoc -D warnings"
+cargo fmt --check
+cargo clippy --release --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --release --no-deps --quiet
+
+section "tests on this CPU's kernels"
 cargo test --release --all-targets "$@"
+
+# libtorch picks its vector kernels by ATEN_CPU_CAPABILITY, oneDNN by ONEDNN_MAX_CPU_ISA and MKL
+# by MKL_ENABLE_INSTRUCTIONS: together they run the code paths of a CPU without AVX-512 (avx2)
+# or without any vector extension libtorch uses (default). The tests here compare float32 results
+# (tests/common: Drift) or claim bit-exactness where the arithmetic is the same by construction.
+numerics=(--test parity --test first_token --test gradient_checkpointing --test explain --test attention
+    --test roundtrip)
+exact=(two_ranks evaluation_on_two_ranks a_resumed)
+for capability in avx2 default; do
+    section "numerics tests on the $capability kernel path"
+    ATEN_CPU_CAPABILITY=$capability ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        cargo test --release "${numerics[@]}"
+    ATEN_CPU_CAPABILITY=$capability ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        cargo test --release --test distributed -- "${exact[@]}"
+done

@@ -46,7 +46,7 @@ pub struct Args {
     workload: Workload,
     #[arg(long, default_value_t = 32, value_parser = positive)]
     batch_size: usize,
-    /// Tokens per example, [CLS] and [SEP] included (every example is this long).
+    /// Tokens per example, `[CLS]` and `[SEP]` included (every example is this long).
     #[arg(long, default_value_t = 128, value_parser = sequence_length)]
     seq_len: usize,
     /// Timed steps.

@@ -18,7 +18,7 @@ pub struct Args {
     /// Text to embed (repeat for several).
     #[arg(long, required = true)]
     text: Vec<String>,
-    /// cls: last hidden state at [CLS]; pooler: tanh(dense(CLS)) as BERT's pooler gives it;
+    /// cls: last hidden state at `[CLS]`; pooler: tanh(dense(CLS)) as BERT's pooler gives it;
     /// mean: average over real tokens (what sentence-transformers models such as MiniLM expect).
     #[arg(long, value_enum, default_value = "cls")]
     pooling: Pooling,

@@ -11,7 +11,7 @@ pub struct Args {
     /// A model with an MLM head (e.g. the output of `bertkit pretrain`).
     #[arg(long)]
     model: String,
-    /// Text with one or more [MASK] tokens (repeat --text for several).
+    /// Text with one or more `[MASK]` tokens (repeat --text for several).
     #[arg(long, required = true)]
     text: Vec<String>,
     #[arg(long, default_value_t = 5, value_parser = positive)]

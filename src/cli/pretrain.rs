@@ -17,7 +17,7 @@ use crate::train::{TrainConfig, train};
 
 #[derive(clap::Args)]
 pub struct CorpusFlags {
-    /// Block length in tokens, [CLS] and [SEP] included.
+    /// Block length in tokens, `[CLS]` and `[SEP]` included.
     #[arg(long, default_value_t = 128, value_parser = sequence_length)]
     pub max_len: usize,
     #[arg(long, value_enum, default_value = "group")]

@@ -77,7 +77,7 @@ pub fn tokenize_long(
     Ok(pieces)
 }
 
-/// Tokens of text a window of `max_len` holds besides its [CLS] and [SEP].
+/// Tokens of text a window of `max_len` holds besides its `[CLS]` and `[SEP]`.
 pub fn window_room(max_len: usize) -> usize {
     max_len.saturating_sub(2).max(2)
 }

@@ -1,6 +1,6 @@
 //! BERT's masked-language-model corruption, as transformers' DataCollatorForLanguageModeling
 //! does it: each real (non-special, non-padding) token is chosen with probability 0.15; of the
-//! chosen, 80% become [MASK], 10% a random token, 10% stay; labels are the original ids at the
+//! chosen, 80% become `[MASK]`, 10% a random token, 10% stay; labels are the original ids at the
 //! chosen positions and -100 elsewhere. Masking is redrawn every time a batch is seen.
 
 use rand::Rng;
@@ -14,7 +14,7 @@ pub struct Masker {
     pub whole_word: bool,
     mask_id: i64,
     vocab_size: usize,
-    /// Per vocabulary id: never masked ([CLS], [SEP], [PAD], ...).
+    /// Per vocabulary id: never masked (`[CLS]`, `[SEP]`, `[PAD]`, ...).
     special: Vec<bool>,
 }
 

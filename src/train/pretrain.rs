@@ -135,7 +135,7 @@ impl MaskedLanguageModel {
         })
     }
 
-    /// The `top_k` most likely tokens at each [MASK] of `text`, with probabilities.
+    /// The `top_k` most likely tokens at each `[MASK]` of `text`, with probabilities.
     pub fn fill_mask(&self, text: &str, top_k: usize) -> Result<Vec<Vec<(String, f64)>>> {
         let enc = self.tokenizer.encode_batch(&[text], None, self.dims.max_positions as usize)?;
         let inputs = self.collator().collate_encodings(&enc).to_device(self.device);

@@ -28,7 +28,7 @@ pub struct Figure {
     pub title: String,
     /// Each token as shown: its text, with a leading space where the text had one.
     pub pieces: Vec<String>,
-    /// Special tokens ([CLS], [SEP]) are coloured but left out of each row's scale: rollout
+    /// Special tokens (`[CLS]`, `[SEP]`) are coloured but left out of each row's scale: rollout
     /// gives them most of the mass, which would wash out the words.
     pub special: Vec<bool>,
     pub rows: Vec<Row>,
