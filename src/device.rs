@@ -197,9 +197,11 @@ impl Autocast {
             }
             Precision::Auto => native,
         };
-        if precision == Precision::Auto {
-            let why = if native { "native bf16 on this device" } else { "no native bf16 on this device" };
-            tracing::info!("precision auto: {} ({why})", if enabled { "bf16" } else { "fp32" });
+        let chosen = if enabled { "bf16 autocast" } else { "fp32" };
+        match precision {
+            Precision::Auto if native => tracing::info!("precision: {chosen} (auto: native bf16 on this device)"),
+            Precision::Auto => tracing::info!("precision: {chosen} (auto: no native bf16 on this device)"),
+            _ => tracing::info!("precision: {chosen}"),
         }
         Autocast { enabled, cuda: device.is_cuda() }
     }

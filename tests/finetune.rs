@@ -337,3 +337,35 @@ fn tensorboard_reads_the_same_scalars_as_the_log() {
     assert_eq!(read["status"], 1, "STATUS_SUCCESS at the end");
     assert_eq!(read["args"]["hyper"]["max_steps"], 6);
 }
+
+/// evaluate, predict and serve compute in fp32 unless asked, so their numbers are transformers'
+/// on every CPU (`auto` took bf16 on a bf16 CPU), and the log says which precision ran.
+#[test]
+fn inference_computes_in_fp32_unless_asked() {
+    for command in ["evaluate", "predict", "serve"] {
+        let help = common::ok(&[command, "--help"]);
+        let flag = help.split("--precision").nth(1).unwrap_or_else(|| panic!("{command} has no --precision"));
+        assert!(flag.split("\n  -").next().unwrap().contains("[default: fp32]"), "{command}: {flag}");
+    }
+    let model = common::tiny_model().display().to_string();
+    let predict = |extra: &[&str]| {
+        let args = [&["predict", "--model", &model, "--device", "cpu", "--input", "-"][..], extra].concat();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bertkit"))
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"the film was good\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (default, log) = predict(&[]);
+    assert!(log.contains("precision: fp32"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in a log that is not a terminal: {log:?}");
+    assert_eq!(default, predict(&["--precision", "fp32"]).0);
+    assert!(predict(&["--precision", "bf16"]).1.contains("precision: bf16 autocast"));
+}

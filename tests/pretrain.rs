@@ -76,6 +76,44 @@ fn chunking_modes() {
 }
 
 #[test]
+fn a_corpus_shorter_than_a_block_says_how_many_tokens_and_what_to_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("task-text.txt");
+    std::fs::write(&file, "a b c d e\n").unwrap(); // 5 tokens, under a quarter of a 126-token block
+    let t = tok();
+    let err = TokenCache::open_or_build(
+        &tmp.path().join("c"),
+        &spec(&[&file], Chunking::Group, 128),
+        &t,
+        &common::tiny_model(),
+    )
+    .err()
+    .expect("no block to train on");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("holds 5 tokens") && msg.contains("--max-len 7"), "{msg}");
+    // What the message advises works.
+    let c = TokenCache::open_or_build(
+        &tmp.path().join("d"),
+        &spec(&[&file], Chunking::Group, 7),
+        &t,
+        &common::tiny_model(),
+    )
+    .unwrap();
+    assert_eq!(c.len(), 1);
+
+    std::fs::write(&file, "\n\n").unwrap();
+    let err = TokenCache::open_or_build(
+        &tmp.path().join("e"),
+        &spec(&[&file], Chunking::Group, 128),
+        &t,
+        &common::tiny_model(),
+    )
+    .err()
+    .expect("no text");
+    assert!(format!("{err:#}").contains("holds no text"), "{err:#}");
+}
+
+#[test]
 fn jsonl_corpus_gzip_and_dedupe() {
     let tmp = tempfile::tempdir().unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -430,3 +430,29 @@ fn adapt_passes_multi_label_columns_to_every_fine_tune() {
         assert!(report.contains(row), "{row}: {report}");
     }
 }
+
+/// Two-column tagged words without `-DOCSTART-` (WNUT and most exported NER data), space or tab
+/// between word and tag: CoNLL once the task says tagging; without it, one line naming the
+/// formats that were tried.
+#[test]
+fn conll_without_docstart_is_read_when_the_task_says_tagging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("ner.txt");
+    std::fs::write(&train, "John\tB-PER\nlives\tO\nin O\nParis B-LOC\n\nMary B-PER\nsleeps\tO\n").unwrap();
+    let run_dir = tmp.path().join("ner");
+    ok(&finetune_tiny(&train, &run_dir, &["--task", "token-classification", "--max-steps", "2"]));
+    let config = read_json(run_dir.join("config.json"));
+    assert_eq!(config["architectures"][0], "BertForTokenClassification");
+    let mut tags: Vec<&str> = config["id2label"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
+    tags.sort();
+    assert_eq!(tags, ["B-LOC", "B-PER", "O"]);
+
+    let out = bertkit(&finetune_tiny(&train, &tmp.path().join("never"), &[]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("ner.txt: read as plain text lines") && stderr.contains("--task token-classification"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("never").exists());
+}

@@ -24,7 +24,7 @@ use crate::tokenizer::Tokenizer;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Chunking {
-    /// Concatenate documents (separated by [SEP]) and cut into full-length blocks, like
+    /// Concatenate documents (separated by `[SEP]`) and cut into full-length blocks, like
     /// run_mlm.py's group_texts: no padding, no wasted positions.
     Group,
     /// One example per non-empty line, truncated to max-len.
@@ -54,7 +54,7 @@ pub struct CorpusSpec {
     #[serde(default)]
     pub format: Option<CorpusFormat>,
     pub chunking: Chunking,
-    /// Block length including [CLS] and [SEP].
+    /// Block length including `[CLS]` and `[SEP]`.
     pub max_len: usize,
     /// JSONL key / Parquet column holding the text.
     pub text_field: String,
@@ -111,7 +111,7 @@ impl TokenCache {
         self.len() == 0
     }
 
-    /// Content tokens of block `i` (without [CLS]/[SEP]).
+    /// Content tokens of block `i` (without `[CLS]`/`[SEP]`).
     pub fn block(&self, i: usize) -> &[u32] {
         let (a, b) = (self.bounds[i] as usize, self.bounds[i + 1] as usize);
         let bytes = &self.tokens[a * 4..b * 4];
@@ -349,7 +349,7 @@ struct BlockWriter {
     words: BufWriter<std::fs::File>,
     /// Token offset of every block boundary (0 first).
     bounds: Vec<u64>,
-    /// Longest block, without [CLS] and [SEP].
+    /// Longest block, without `[CLS]` and `[SEP]`.
     block: usize,
     chunking: Chunking,
     sep_id: u32,
@@ -369,7 +369,7 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// One document's tokens (without [CLS]/[SEP]) and their word-continuation flags; true
+    /// One document's tokens (without `[CLS]`/`[SEP]`) and their word-continuation flags; true
     /// when Line chunking had to cut it.
     fn add(&mut self, ids: &[u32], continues: &[u8]) -> Result<bool> {
         match self.chunking {
@@ -480,10 +480,23 @@ fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &Tokenizer, fingerprint: &str
     crate::fsutil::atomic_write(&dir.join("meta.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
     meta.log(spec);
     if meta.blocks == 0 {
-        bail!(
-            "the corpus ({}) holds no text",
-            spec.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
+        bail!(no_blocks(spec, meta.tokens));
     }
     Ok(())
+}
+
+/// Why a corpus gave no block: no text at all, or fewer tokens than a last group is kept for.
+fn no_blocks(spec: &CorpusSpec, tokens: u64) -> String {
+    let paths = spec.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    if tokens == 0 {
+        return format!("the corpus ({paths}) holds no text");
+    }
+    let kept = ((spec.max_len - 2) / 4).max(1);
+    format!(
+        "the corpus ({paths}) holds {tokens} tokens, too few for one block: --max-len {} makes blocks of {} \
+         tokens and a last group under {kept} is dropped; add text, or pass --max-len {} (or less)",
+        spec.max_len,
+        spec.max_len - 2,
+        tokens + 2
+    )
 }

@@ -146,6 +146,15 @@ pub fn read_examples(path: &Path, format: Option<Format>, columns: &Columns, on_
         Some(f) => f,
         None => Format::detect(path)?,
     };
+    if format == Format::Lines && !matches!(columns.label, LabelSource::None) {
+        bail!(
+            "{}: read as plain text lines, which carry no labels; labelled texts come as CSV, TSV, JSONL, \
+             Parquet or an aclImdb-style folder, and tagged words as CoNLL (`word ... tag` a line, a blank \
+             line between sentences), read from .conll/.iob/.bio files, from a .txt that starts with \
+             -DOCSTART-, or from any .txt with --task token-classification",
+            path.display()
+        );
+    }
     let mut data = Dataset::default();
     let mut sink = |row: Result<Example, (Location, String)>| -> Result<()> {
         match row {

@@ -37,6 +37,23 @@ pub fn is_conll(path: &Path) -> bool {
     }
 }
 
+/// Whether sentences known to be tagged (the task says so) are CoNLL rather than JSONL:
+/// `is_conll`'s names and `-DOCSTART-` files, and any other file whose first line is not a JSON
+/// object (`word tag` columns without `-DOCSTART-`, as WNUT and most exported NER data come).
+fn tagged_as_conll(path: &Path) -> bool {
+    if is_conll(path) {
+        return true;
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_lowercase);
+    if path.is_dir() || matches!(ext.as_deref(), Some("jsonl" | "ndjson" | "json")) {
+        return false;
+    }
+    open_text(path).ok().is_some_and(|r| {
+        let first = BufReader::new(r).lines().map_while(Result::ok).find(|l| !l.trim().is_empty());
+        first.is_some_and(|l| !l.trim_start().starts_with('{'))
+    })
+}
+
 /// Where the tag is in a CoNLL line.
 #[derive(Debug, Clone, Copy)]
 pub enum TagColumn {
@@ -45,7 +62,7 @@ pub enum TagColumn {
     Nth(usize),
 }
 
-/// Reads CoNLL (by `is_conll`) or JSONL tagged sentences; bad sentences stop the run or are
+/// Reads CoNLL (by `tagged_as_conll`) or JSONL tagged sentences; bad sentences stop the run or are
 /// skipped (and counted in the returned messages) by `on_bad`.
 pub fn read_tagged(
     path: &Path,
@@ -65,7 +82,7 @@ pub fn read_tagged(
         }
         Ok(())
     };
-    if is_conll(path) {
+    if tagged_as_conll(path) {
         read_conll(path, column, with_tags, &mut sink)?;
     } else {
         read_tagged_jsonl(path, with_tags, &mut sink)?;
