@@ -52,7 +52,7 @@ fn commands(line: &str) -> Vec<Vec<String>> {
     let (mut commands, mut words, mut word) = (vec![], vec![], String::new());
     let (mut quote, mut in_word) = (None::<char>, false);
     let mut chars = line.chars().peekable();
-    let mut end_word = |words: &mut Vec<String>, word: &mut String, in_word: &mut bool| {
+    let end_word = |words: &mut Vec<String>, word: &mut String, in_word: &mut bool| {
         if *in_word {
             words.push(std::mem::take(word));
             *in_word = false;

@@ -456,3 +456,39 @@ fn conll_without_docstart_is_read_when_the_task_says_tagging() {
     );
     assert!(!tmp.path().join("never").exists());
 }
+
+/// A fresh multi-label head starts each label's bias at its log prior odds in the training data,
+/// (n + 0.5) / (N + 1) smoothed, so that rare labels do not all start at probability 0.5; one
+/// step at a vanishing learning rate leaves them there, and the log says so.
+#[test]
+fn a_fresh_multi_label_head_starts_at_the_labels_prior_odds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, run_dir) = (tmp.path().join("train.jsonl"), tmp.path().join("ml"));
+    // 8 examples: "common" on 6, "rare" on 1, one with no label.
+    let rows = [&["common"][..], &["common"], &["common"], &["common", "rare"], &["common"], &["common"], &[], &[]];
+    let text: String =
+        rows.iter().map(|labels| format!("{}\n", serde_json::json!({"text": "the film", "labels": labels}))).collect();
+    std::fs::write(&train, text).unwrap();
+    let flags = ["--label-column", "labels", "--max-steps", "1", "--lr", "1e-12", "--dropout", "0"];
+    let out = bertkit(&finetune_tiny(&train, &run_dir, &flags));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("biases start at each label's log prior odds"), "{log}");
+    let weights = tch::Tensor::read_safetensors(run_dir.join("model.safetensors")).unwrap();
+    let bias = weights.iter().find(|(n, _)| n == "classifier.bias").expect("classifier.bias").1.shallow_clone();
+    let bias = Vec::<f32>::try_from(bias).unwrap();
+    let odds = |carrying: f64| {
+        let p = (carrying + 0.5) / 9.0;
+        (p / (1.0 - p)).ln()
+    };
+    // Labels sort as text: common, rare. One AdamW step at 1e-12 moves a weight by 1e-12 at
+    // most; what remains is the float32 rounding of the log odds (|odds| < 2: 2.4e-7).
+    for (got, want) in bias.iter().zip([odds(6.0), odds(1.0)]) {
+        assert!(
+            (f64::from(*got) - want).abs() <= 2.0 * f64::from(f32::EPSILON) * want.abs(),
+            "bias {bias:?}, want {} and {}",
+            odds(6.0),
+            odds(1.0)
+        );
+    }
+}

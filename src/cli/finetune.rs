@@ -104,6 +104,7 @@ pub fn run(args: Args) -> Result<i32> {
     model.config.set_labels(labels.names());
     model.config.set("problem_type", kind.problem_type().into());
     let train_targets = Targets::new(kind, &train_examples, &labels, "training")?;
+    let prior_odds = train_targets.log_prior_odds();
     let mut data = vec![DataFile {
         role: "train",
         path: args.train.display().to_string(),
@@ -127,6 +128,10 @@ pub fn run(args: Args) -> Result<i32> {
     let gradient_checkpointing = cfg.placement.gradient_checkpointing;
     let classifier: Classifier =
         pretrained::load(&model, &LoadOptions { device, autocast, gradient_checkpointing, new_head })?;
+    if let Some(odds) = prior_odds {
+        start_at_prior_odds(&classifier, &odds);
+    }
+    warn_if_pooler_untrained(&classifier);
     let encode = |examples: &[Example], targets, role: &str| {
         args.data.encode(&classifier.tokenizer, examples, targets, max_len, role)
     };
@@ -157,6 +162,40 @@ pub fn run(args: Args) -> Result<i32> {
         hyper: &cfg.hyper,
     };
     super::conclude(&outcome, &cfg.control.output, &card)
+}
+
+/// A fresh multi-label head starts each label's bias at its log prior odds in the training data
+/// (as detection heads start rare classes), not at 0: at 0 every label starts at probability
+/// 0.5, and binary cross-entropy spends the first steps pushing all of them down, on little
+/// data until the model predicts no label at all. Still a plain bias of a transformers head.
+fn start_at_prior_odds(classifier: &Classifier, odds: &[f32]) {
+    let head = classifier.family.heads.classifier;
+    if !classifier.report.initialised.iter().any(|name| name.starts_with(head)) {
+        return; // the checkpoint's own head: trained already
+    }
+    classifier.model.start_bias_at(odds);
+    let shown: Vec<String> = odds.iter().take(5).map(|o| format!("{o:.2}")).collect();
+    tracing::info!(
+        "multi-label head: biases start at each label's log prior odds in the training data ({}{})",
+        shown.join(", "),
+        if odds.len() > 5 { ", ..." } else { "" }
+    );
+}
+
+/// A pooler whose bias is exactly zero was never trained (training moves every bias): so in
+/// sentence-transformers models such as all-MiniLM-L6-v2, which pool the tokens otherwise. A
+/// BERT-style classifier reads it all the same, and then learns more slowly.
+fn warn_if_pooler_untrained(classifier: &Classifier) {
+    let vars = classifier.vs.variables();
+    let Some((name, bias)) = vars.iter().find(|(n, _)| n.ends_with("pooler.dense.bias")) else { return };
+    if classifier.report.initialised.contains(name) || bias.abs().max().double_value(&[]) != 0.0 {
+        return;
+    }
+    tracing::warn!(
+        "{name} is all zeros, as initialised: this checkpoint's pooler, which the classifier reads, was \
+         probably never trained (sentence-transformers models pool otherwise); expect the head to learn \
+         slowly: more epochs or a higher --lr help"
+    );
 }
 
 /// (label, examples carrying it) for the model card; nothing for scores.

@@ -52,6 +52,21 @@ impl Targets {
         }
     }
 
+    /// Each label's log prior odds ln(p / (1 - p)) among multi-label targets, with p smoothed
+    /// as (carrying + 0.5) / (examples + 1) so that a label no example (or every example)
+    /// carries stays finite; None for other targets.
+    pub fn log_prior_odds(&self) -> Option<Vec<f32>> {
+        let Targets::Sets(rows) = self else { return None };
+        let labels = rows.first().map_or(0, Vec::len);
+        let n = rows.len() as f64;
+        let odds = (0..labels).map(|j| {
+            let carrying = rows.iter().filter(|r| r[j] > 0.5).count() as f64;
+            let p = (carrying + 0.5) / (n + 1.0);
+            (p / (1.0 - p)).ln() as f32
+        });
+        Some(odds.collect())
+    }
+
     /// Every example's targets, in order.
     pub fn all(&self) -> Tensor {
         self.tensor(&(0..self.len()).collect::<Vec<_>>())

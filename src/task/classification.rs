@@ -135,6 +135,13 @@ impl SequenceClassifier {
         }
     }
 
+    /// Sets the logits layer's bias (one value a label): a fresh multi-label head starts at
+    /// each label's prior log odds instead of 0 (every label at probability 0.5).
+    pub fn start_bias_at(&self, bias: &[f32]) {
+        let b = self.out.bias.as_ref().expect("classifier heads have a bias");
+        tch::no_grad(|| b.shallow_clone().copy_(&Tensor::from_slice(bias).to_device(b.device())));
+    }
+
     /// Mean loss over the batch, as transformers computes it for this task. `labels`: class ids
     /// (int64 `[batch]`), 0/1 rows (`[batch, labels]`) or scores (`[batch]`). `weights`: per
     /// class (cross-entropy) or per label positive weights (multi-label).
