@@ -144,22 +144,26 @@ pub fn upload(t: &Tensor, device: Device) -> Tensor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// bf16 where the hardware computes it natively (a CUDA GPU, a CPU with avx512_bf16 or
-    /// AMX), else fp32.
+    /// What the device computes fast: bf16 on a CPU with avx512_bf16 or AMX and on GPUs of
+    /// compute capability 8.0 or more, fp16 on 7.x (T4, V100, where bf16 is emulated), else fp32.
     Auto,
     Fp32,
     /// bf16 autocast with fp32 master weights.
     Bf16,
+    /// fp16 autocast with fp32 master weights; training scales the loss as PyTorch's GradScaler
+    /// does (fp16's narrow range would flush small gradients to zero).
+    Fp16,
 }
 
 /// Whether bf16 matrix products run natively on `device` (x86: avx512_bf16 or AMX; Arm: the
-/// bf16 extension). On a CPU without them,
-/// libtorch emulates them: measured on a 2-core AVX2 EPYC, inference 7x and MLM training 28x
-/// slower than fp32.
+/// bf16 extension; CUDA: compute capability 8.0 or more). On a CPU without them, libtorch
+/// emulates them: measured on a 2-core AVX2 EPYC, inference 7x and MLM training 28x slower
+/// than fp32.
 pub fn native_bf16(device: Device) -> bool {
     match device {
         Device::Cpu => cpu_flags().iter().any(|f| ["avx512_bf16", "amx_bf16", "bf16"].contains(&f.as_str())),
-        _ => true,
+        Device::Cuda(i) => cuda_capability(i).is_some_and(|(major, _)| major >= 8),
+        _ => false,
     }
 }
 
@@ -171,11 +175,55 @@ fn cpu_flags() -> Vec<String> {
     flags.trim_start_matches([' ', '\t', ':']).split_whitespace().map(str::to_string).collect()
 }
 
-/// Mixed precision for forward passes: bf16 autocast (matmuls in bf16, reductions and weights in
-/// fp32), as `torch.autocast(device, dtype=torch.bfloat16)`. Backward needs no autocast.
+/// GPU `index`'s compute capability (major, minor), from the CUDA driver (libcuda, loaded here
+/// only to ask: libtorch links no CUDA runtime a CPU run could ask instead); None without one.
+fn cuda_capability(index: usize) -> Option<(i32, i32)> {
+    type Init = unsafe extern "C" fn(u32) -> i32;
+    type Get = unsafe extern "C" fn(*mut i32, i32) -> i32;
+    type Attribute = unsafe extern "C" fn(*mut i32, i32, i32) -> i32;
+    const MAJOR: i32 = 75; // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+    const MINOR: i32 = 76;
+    // SAFETY: dlopen/dlsym of the driver's documented C entry points, called with their
+    // signatures; every result code is checked before a value is read.
+    unsafe {
+        let lib = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if lib.is_null() {
+            return None;
+        }
+        let symbol = |name: &std::ffi::CStr| libc::dlsym(lib, name.as_ptr());
+        let (init, get, attribute) = (symbol(c"cuInit"), symbol(c"cuDeviceGet"), symbol(c"cuDeviceGetAttribute"));
+        if init.is_null() || get.is_null() || attribute.is_null() {
+            return None;
+        }
+        type Symbol = *mut libc::c_void;
+        let init = std::mem::transmute::<Symbol, Init>(init);
+        let get = std::mem::transmute::<Symbol, Get>(get);
+        let attribute = std::mem::transmute::<Symbol, Attribute>(attribute);
+        let (mut device, mut major, mut minor) = (0, 0, 0);
+        let ok = init(0) == 0
+            && get(&mut device, index as i32) == 0
+            && attribute(&mut major, MAJOR, device) == 0
+            && attribute(&mut minor, MINOR, device) == 0;
+        ok.then_some((major, minor))
+    }
+}
+
+/// What `--precision auto` takes on a GPU of compute capability `capability`: bf16 from 8.0
+/// (Ampere on), fp16 with loss scaling on 7.x (Volta, Turing: fp16 tensor cores, bf16 emulated
+/// and slow), fp32 below or when the capability is unknown.
+pub fn auto_for_gpu(capability: Option<(i32, i32)>) -> Precision {
+    match capability {
+        Some((major, _)) if major >= 8 => Precision::Bf16,
+        Some((7, _)) => Precision::Fp16,
+        _ => Precision::Fp32,
+    }
+}
+
+/// Mixed precision for forward passes: autocast (matmuls in bf16 or fp16, reductions and weights
+/// in fp32), as `torch.autocast(device, dtype=...)`. Backward needs no autocast.
 #[derive(Debug, Clone, Copy)]
 pub struct Autocast {
-    enabled: bool,
+    precision: Precision,
     cuda: bool,
 }
 
@@ -183,44 +231,49 @@ impl Autocast {
     /// `auto` resolved for `device`; the choice is logged, and bf16 asked for where it is
     /// emulated draws a warning.
     pub fn new(precision: Precision, device: Device) -> Self {
-        let native = native_bf16(device);
-        let enabled = match precision {
-            Precision::Fp32 => false,
-            Precision::Bf16 => {
-                if !native {
-                    tracing::warn!(
-                        "--precision bf16: this CPU has no native bf16 (no avx512_bf16 or AMX), so bf16 runs \
-                         several times slower than fp32 here; --precision fp32 (or auto) is faster"
-                    );
-                }
-                true
+        let (chosen, why) = match (precision, device) {
+            (Precision::Auto, Device::Cuda(i)) => {
+                let capability = cuda_capability(i);
+                let why = capability.map_or("auto: compute capability unknown".to_string(), |(major, minor)| {
+                    format!("auto: compute capability {major}.{minor}")
+                });
+                (auto_for_gpu(capability), why)
             }
-            Precision::Auto => native,
+            (Precision::Auto, _) if native_bf16(device) => (Precision::Bf16, "auto: native bf16 on this CPU".into()),
+            (Precision::Auto, _) => (Precision::Fp32, "auto: no native bf16 on this CPU".into()),
+            (Precision::Bf16, _) if !native_bf16(device) => {
+                tracing::warn!(
+                    "--precision bf16: this device has no native bf16 (a CPU without avx512_bf16 or AMX, a GPU \
+                     under compute capability 8.0), so bf16 runs several times slower than fp32 here"
+                );
+                (Precision::Bf16, "--precision".into())
+            }
+            (p, _) => (p, "--precision".into()),
         };
-        let chosen = if enabled { "bf16 autocast" } else { "fp32" };
-        match precision {
-            Precision::Auto if native => tracing::info!("precision: {chosen} (auto: native bf16 on this device)"),
-            Precision::Auto => tracing::info!("precision: {chosen} (auto: no native bf16 on this device)"),
-            _ => tracing::info!("precision: {chosen}"),
-        }
-        Autocast { enabled, cuda: device.is_cuda() }
+        let name = match chosen {
+            Precision::Bf16 => "bf16 autocast",
+            Precision::Fp16 => "fp16 autocast",
+            _ => "fp32",
+        };
+        tracing::info!("precision: {name} ({why})");
+        Autocast { precision: chosen, cuda: device.is_cuda() }
     }
 
     pub fn off() -> Self {
-        Autocast { enabled: false, cuda: false }
+        Autocast { precision: Precision::Fp32, cuda: false }
     }
 
     /// What forward passes compute in, once `auto` is resolved.
     pub fn precision(&self) -> Precision {
-        if self.enabled { Precision::Bf16 } else { Precision::Fp32 }
+        self.precision
     }
 
     /// `f` under autocast; the previous state comes back afterwards, also when `f` panics.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
-        if !self.enabled {
+        if self.precision == Precision::Fp32 {
             return f();
         }
-        let _on = AutocastGuard::enter(self.cuda);
+        let _on = AutocastGuard::enter(self.cuda, self.precision == Precision::Fp16);
         f()
     }
 }
@@ -232,8 +285,8 @@ struct AutocastGuard {
 }
 
 impl AutocastGuard {
-    fn enter(cuda: bool) -> Self {
-        match ffi::autocast_enter(cuda) {
+    fn enter(cuda: bool, half: bool) -> Self {
+        match ffi::autocast_enter(cuda, half) {
             Ok(previous) => AutocastGuard { cuda, previous },
             Err(e) => crate::torch_failure::fail(&format!("{e:#}")),
         }
@@ -255,7 +308,7 @@ mod tests {
 
     #[test]
     fn autocast_state_comes_back_after_a_panic() {
-        let bf16 = Autocast { enabled: true, cuda: false };
+        let bf16 = Autocast { precision: Precision::Bf16, cuda: false };
         let a = Tensor::ones([4, 4], (tch::Kind::Float, Device::Cpu));
         assert_eq!(bf16.run(|| a.matmul(&a)).kind(), tch::Kind::BFloat16, "autocast on inside");
         let caught = crate::torch_failure::catch(|| bf16.run(|| panic!("Torch(\"inside autocast\")")));
@@ -265,9 +318,27 @@ mod tests {
 
     #[test]
     fn explicit_precisions_are_kept_and_auto_follows_the_hardware() {
-        assert_eq!(Autocast::new(Precision::Fp32, Device::Cpu).precision(), Precision::Fp32);
-        assert_eq!(Autocast::new(Precision::Bf16, Device::Cpu).precision(), Precision::Bf16);
+        for p in [Precision::Fp32, Precision::Bf16, Precision::Fp16] {
+            assert_eq!(Autocast::new(p, Device::Cpu).precision(), p);
+        }
         let auto = Autocast::new(Precision::Auto, Device::Cpu).precision();
         assert_eq!(auto == Precision::Bf16, native_bf16(Device::Cpu));
+    }
+
+    #[test]
+    fn auto_on_a_gpu_follows_its_compute_capability() {
+        assert_eq!(auto_for_gpu(Some((9, 0))), Precision::Bf16, "H100");
+        assert_eq!(auto_for_gpu(Some((8, 0))), Precision::Bf16, "A100");
+        assert_eq!(auto_for_gpu(Some((7, 5))), Precision::Fp16, "T4");
+        assert_eq!(auto_for_gpu(Some((7, 0))), Precision::Fp16, "V100");
+        assert_eq!(auto_for_gpu(Some((6, 1))), Precision::Fp32, "P4");
+        assert_eq!(auto_for_gpu(None), Precision::Fp32);
+    }
+
+    #[test]
+    fn fp16_autocast_computes_matrix_products_in_half() {
+        let fp16 = Autocast { precision: Precision::Fp16, cuda: false };
+        let a = Tensor::ones([4, 4], (tch::Kind::Float, Device::Cpu));
+        assert_eq!(fp16.run(|| a.matmul(&a)).kind(), tch::Kind::Half);
     }
 }

@@ -19,7 +19,7 @@ pub type DropFn = unsafe extern "C" fn(*mut c_void);
 
 unsafe extern "C" {
     fn bertkit_last_error() -> *const c_char;
-    fn bertkit_autocast_enter(cuda: i32) -> i32;
+    fn bertkit_autocast_enter(cuda: i32, half: i32) -> i32;
     fn bertkit_autocast_exit(cuda: i32, previous: i32) -> i32;
     fn bertkit_upload_async(src: *const C_tensor, index: i32, out: *mut *mut C_tensor) -> i32;
     fn bertkit_cuda_peak_memory(index: i32, allocated: *mut i64, reserved: *mut i64) -> i32;
@@ -72,10 +72,11 @@ unsafe fn returned_tensor(call: impl FnOnce(*mut *mut C_tensor) -> i32) -> Tenso
     unsafe { Tensor::from_ptr(out) }
 }
 
-/// Turns bf16 autocast on for the CPU or CUDA; returns whether it was on before.
-pub fn autocast_enter(cuda: bool) -> Result<bool> {
+/// Turns autocast on for the CPU or CUDA, in fp16 (`half`) or bf16; returns whether it was on
+/// before.
+pub fn autocast_enter(cuda: bool, half: bool) -> Result<bool> {
     // SAFETY: a plain C call into libtorch's thread-local autocast state.
-    match unsafe { bertkit_autocast_enter(i32::from(cuda)) } {
+    match unsafe { bertkit_autocast_enter(i32::from(cuda), i32::from(half)) } {
         previous @ (0 | 1) => Ok(previous == 1),
         _ => bail!("libtorch refused to enable autocast: {}", last_error()),
     }

@@ -248,7 +248,7 @@ fn train_steps<T: Objective>(
     let mut opt = AdamW::new(params, AdamWConfig::default());
     for (step, batch) in batches.iter().enumerate() {
         watch.time(step, || {
-            let stats = accumulate_gradients(task, std::slice::from_ref(batch), 42, step, autocast, None)?;
+            let stats = accumulate_gradients(task, std::slice::from_ref(batch), 42, step, autocast, 1.0, None)?;
             clip_and_read(&stats, &trainable, 1.0);
             opt.step(5e-5)?;
             opt.zero_grad();

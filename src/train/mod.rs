@@ -5,6 +5,7 @@ pub mod classify;
 pub mod config;
 pub mod fingerprint;
 pub mod log;
+pub mod loss_scale;
 pub mod loss_weights;
 pub mod model_card;
 pub mod optim;

@@ -41,6 +41,9 @@ pub struct TrainerState {
     /// Ranks of a data-parallel run (1 for one process): a step's batch spans them.
     #[serde(default = "one_rank")]
     pub world_size: usize,
+    /// fp16 training's loss scale (`loss_scale.rs`); None in other precisions.
+    #[serde(default)]
+    pub loss_scale: Option<super::loss_scale::LossScale>,
 }
 
 fn one_rank() -> usize {

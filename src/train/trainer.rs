@@ -24,7 +24,7 @@ use super::log::RunLog;
 use super::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use super::run_dir::{RunDir, TrainerState, resume};
 use super::schedule::Schedule;
-use crate::device::{Autocast, gpu_peak_memory, peak_rss};
+use crate::device::{Autocast, Precision, gpu_peak_memory, peak_rss};
 use crate::dist::Reducer;
 use crate::torch_failure::catch;
 
@@ -165,11 +165,15 @@ pub fn train<T: Objective>(
         hyper: h.clone(),
         fingerprint: Some(task.fingerprint()),
         world_size: crate::dist::world_size(),
+        loss_scale: None,
     };
     if let Some(checkpoint) = &cfg.control.resume_from {
         state = resume(checkpoint, &mut opt, &state)?;
         tracing::info!("resuming from {} at step {}/{}", checkpoint.display(), state.global_step, plan.total_steps);
     }
+    // fp16 scales the loss (a resumed run from where its checkpoint left the scale).
+    let fp16 = autocast.precision() == Precision::Fp16;
+    state.loss_scale = if fp16 { Some(state.loss_scale.unwrap_or_default()) } else { None };
     let mut log =
         RunLog::open(&dir.path.join("log.jsonl"), state.global_step, cfg.control.tensorboard_dir().as_deref())?;
     if state.global_step == 0 {
@@ -179,10 +183,11 @@ pub fn train<T: Objective>(
     while run.state.global_step < plan.total_steps {
         let step = run.state.global_step;
         let micro = run.micro_batches(step);
-        let stats = accumulate_gradients(task, &micro, h.seed, step, autocast, reducer.as_ref())
+        let scale = run.state.loss_scale.map_or(1.0, |s| s.scale);
+        let stats = accumulate_gradients(task, &micro, h.seed, step, autocast, scale, reducer.as_ref())
             .map_err(|e| anyhow!("{e:#}; {}", run.dir.last_checkpoint_note()))?;
         let (stats, interrupted) = gather_step(stats, run.signals.received())?;
-        let values = clip_and_read(&stats, &trainable, h.max_grad_norm);
+        let values = run.unscale_and_clip(&stats, &trainable);
         let lr = plan.schedule.lr(step);
         let applied = run.update(&mut opt, values, lr)?;
         opt.zero_grad();
@@ -298,11 +303,52 @@ impl<'a, T: Objective> Loop<'a, T> {
         batches.iter().skip((step % self.plan.steps_per_epoch) * accum).take(accum).cloned().collect()
     }
 
+    /// The step's loss and gradient norm. Under fp16 the gradients are unscaled first (before
+    /// clipping, as `GradScaler.unscale_`), and their norm is taken even without clipping: it
+    /// says whether they overflowed.
+    fn unscale_and_clip(&self, stats: &StepStats, trainable: &[Tensor]) -> StepValues {
+        let max_norm = self.cfg.hyper.max_grad_norm;
+        match &self.state.loss_scale {
+            None => clip_and_read(stats, trainable, max_norm),
+            Some(scale) => {
+                scale.unscale(trainable);
+                clip_and_read(stats, trainable, if max_norm > 0.0 { max_norm } else { f64::INFINITY })
+            }
+        }
+    }
+
+    /// fp16 only: whether the step overflowed (the loss or a gradient not finite at this loss
+    /// scale), which skips it and halves the scale, as GradScaler does: no divergence unless no
+    /// scale helps. Every step updates the scale.
+    fn fp16_overflowed(&mut self, values: StepValues, step: usize) -> Result<bool> {
+        let Some(scale) = self.state.loss_scale.as_mut() else { return Ok(false) };
+        let overflowed = !values.loss.is_finite() || values.grad_norm.is_some_and(|n| !n.is_finite());
+        let Some(before) = scale.update(overflowed) else { return Ok(false) };
+        let now = scale.scale;
+        self.bar.suspend(|| tracing::info!("step {step}: loss scale {before} -> {now}"));
+        if !overflowed {
+            return Ok(false);
+        }
+        if now < f64::from(f32::EPSILON) {
+            bail!(
+                "step {step}: the loss or its gradients are not finite at any loss scale (now {now:e}): the run \
+                 diverged; {}",
+                self.dir.last_checkpoint_note()
+            );
+        }
+        let reason = format!("fp16 overflow; loss scale {before} -> {now}");
+        self.log.write(json!({"event": "skipped_step", "step": step, "reason": reason}))?;
+        Ok(true)
+    }
+
     /// Applies the AdamW update, or, for a non-finite loss or gradient norm, skips it
     /// (`--skip-nan-steps`) or stops naming the checkpoint to resume from. Returns whether the
     /// update was applied.
     fn update(&mut self, opt: &mut AdamW, values: StepValues, lr: f64) -> Result<bool> {
         let step = self.state.global_step + 1;
+        if self.fp16_overflowed(values, step)? {
+            return Ok(false);
+        }
         let non_finite = match values {
             StepValues { loss, .. } if !loss.is_finite() => format!("the loss is {loss}"),
             StepValues { grad_norm: Some(norm), .. } if !norm.is_finite() => format!("the gradient norm is {norm}"),
@@ -502,6 +548,7 @@ pub fn accumulate_gradients<T: Objective>(
     seed: u64,
     step: usize,
     autocast: Autocast,
+    loss_scale: f64,
     reducer: Option<&Reducer>,
 ) -> Result<StepStats> {
     let mut stats = StepStats { loss: Tensor::new(), examples: 0, tokens: 0, padded_tokens: 0 };
@@ -515,10 +562,12 @@ pub fn accumulate_gradients<T: Objective>(
             let out = autocast.run(|| task.train_loss(&share.examples, seed))?;
             let weight = crate::dist::loss_weight((!share.stand_in).then_some(&out.denominator))?;
             let loss = &out.loss * (weight / micro.len() as f64);
+            // fp16's loss scale (1 otherwise) multiplies what backward starts from, not the loss.
+            let scaled = if loss_scale == 1.0 { loss.shallow_clone() } else { &loss * loss_scale };
             if let Some(r) = reducer.filter(|_| m + 1 == micro.len()) {
-                r.prepare(&loss)?;
+                r.prepare(&scaled)?;
             }
-            loss.backward();
+            scaled.backward();
             // A share without terms (a stand-in, an MLM block without masks) has a NaN mean.
             let loss = if weight > 0.0 { loss.detach() } else { loss.zeros_like() };
             Ok((loss.to_kind(Kind::Double), out))
@@ -616,5 +665,75 @@ impl Window {
         };
         *self = Window { since: Some(Instant::now()), ..Default::default() };
         stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// One weight; the loss is w x the step's factor: 1e34 on the first step, so that the
+    /// scaled loss's gradient (1e34 x 65 536) is infinite, 1 after.
+    struct Overflowing {
+        vs: VarStore,
+        w: Tensor,
+    }
+
+    impl Objective for Overflowing {
+        fn var_store(&self) -> &VarStore {
+            &self.vs
+        }
+        fn epoch_batches(&self, _: usize, _: u64) -> Vec<Vec<usize>> {
+            vec![vec![0], vec![1], vec![2]]
+        }
+        fn train_loss(&self, batch: &[usize], _: u64) -> Result<StepLoss> {
+            let factor = if batch[0] == 0 { 1e34 } else { 1.0 };
+            let one = Tensor::from(1.0f32);
+            Ok(StepLoss { loss: &self.w * factor, denominator: one, examples: 1, tokens: 1, padded_tokens: 1 })
+        }
+        fn evaluate(&self) -> Result<Option<Evaluation>> {
+            Ok(None)
+        }
+        fn save_model(&self, dir: &Path) -> Result<()> {
+            Ok(self.vs.save(dir.join("w.safetensors"))?)
+        }
+        fn fingerprint(&self) -> String {
+            "overflowing".into()
+        }
+        fn default_metric(&self) -> &'static str {
+            "loss"
+        }
+    }
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        cfg: TrainConfig,
+    }
+
+    #[test]
+    fn an_fp16_overflow_skips_the_step_and_halves_the_loss_scale() {
+        let tmp = tempfile::tempdir().unwrap();
+        let output = tmp.path().join("run");
+        let args =
+            ["t", "--output", output.to_str().unwrap(), "--max-steps", "3", "--lr", "0.1", "--warmup-steps", "0"];
+        let cfg = Flags::parse_from(args).cfg;
+        RunDir::new(&cfg.control).prepare().unwrap();
+        let vs = VarStore::new(tch::Device::Cpu);
+        let w = vs.root().var("w", &[], tch::nn::Init::Const(1.0));
+        let task = Overflowing { vs, w };
+        train(&task, &cfg, Autocast::new(crate::device::Precision::Fp16, tch::Device::Cpu), 3).unwrap();
+
+        let log = std::fs::read_to_string(output.join("log.jsonl")).unwrap();
+        let skipped: Vec<&str> = log.lines().filter(|l| l.contains("skipped_step")).collect();
+        assert_eq!(skipped.len(), 1, "{log}");
+        assert!(skipped[0].contains("\"step\":1") && skipped[0].contains("loss scale 65536 -> 32768"), "{log}");
+        // Two AdamW steps on the unscaled gradient 1, at the linear schedule's 0.1 x 2/3 and
+        // 0.1 x 1/3 (the schedule follows the step count, the skipped step included): with a constant gradient
+        // each moves the weight by its learning rate (no weight decay by default), up to Adam's
+        // eps (1e-8) and float32 rounding.
+        let w = task.w.double_value(&[]);
+        assert!((w - (1.0 - 0.1 * (2.0 / 3.0) - 0.1 * (1.0 / 3.0))).abs() < 1e-6, "w = {w}");
     }
 }
