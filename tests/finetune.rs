@@ -135,6 +135,8 @@ fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
     run(&part, &["--resume-from", ckpt.to_str().unwrap()]);
     let a = std::fs::read(full.join("model.safetensors")).unwrap();
     let b = std::fs::read(part.join("model.safetensors")).unwrap();
+    // Exact: the resumed steps repeat the uninterrupted run's arithmetic (the same batches, one
+    // thread, the optimiser's moments and the random generator's state read back bit for bit).
     assert!(a == b, "resumed run ends with different weights");
     let steps = |p: &Path| read_json(p.join("trainer_state.json"))["global_step"].as_u64().unwrap();
     assert_eq!(steps(&full), 12);
