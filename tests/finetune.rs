@@ -80,15 +80,8 @@ fn learns_a_synthetic_rule_then_evaluates_and_predicts() {
     let text = std::fs::read_to_string(&preds).unwrap();
     assert!(text.starts_with("text,label,score,prob_neg,prob_pos\n"), "{text}");
     assert_eq!(text.lines().count(), 101);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bertkit"))
-        .args(["predict", "--model", out_s, "--device", "cpu"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"the film was good\nthe plot was bad and the film too\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let input = b"the film was good\nthe plot was bad and the film too\n";
+    let out = common::bertkit_with_stdin(&["predict", "--model", out_s, "--device", "cpu"], input);
     let lines: Vec<serde_json::Value> =
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
@@ -352,16 +345,7 @@ fn inference_computes_in_fp32_unless_asked() {
     let model = common::tiny_model().display().to_string();
     let predict = |extra: &[&str]| {
         let args = [&["predict", "--model", &model, "--device", "cpu", "--input", "-"][..], extra].concat();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bertkit"))
-            .args(&args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"the film was good\n").unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = common::bertkit_with_stdin(&args, b"the film was good\n");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
     };

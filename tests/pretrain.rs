@@ -79,38 +79,24 @@ fn chunking_modes() {
 fn a_corpus_shorter_than_a_block_says_how_many_tokens_and_what_to_change() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("task-text.txt");
-    std::fs::write(&file, "a b c d e\n").unwrap(); // 5 tokens, under a quarter of a 126-token block
     let t = tok();
-    let err = TokenCache::open_or_build(
-        &tmp.path().join("c"),
-        &spec(&[&file], Chunking::Group, 128),
-        &t,
-        &common::tiny_model(),
-    )
-    .err()
-    .expect("no block to train on");
-    let msg = format!("{err:#}");
+    let build = |cache: &str, max_len: usize| {
+        TokenCache::open_or_build(
+            &tmp.path().join(cache),
+            &spec(&[&file], Chunking::Group, max_len),
+            &t,
+            &common::tiny_model(),
+        )
+    };
+    std::fs::write(&file, "a b c d e\n").unwrap(); // 5 tokens, under a quarter of a 126-token block
+    let msg = format!("{:#}", build("c", 128).err().expect("no block to train on"));
     assert!(msg.contains("holds 5 tokens") && msg.contains("--max-len 7"), "{msg}");
     // What the message advises works.
-    let c = TokenCache::open_or_build(
-        &tmp.path().join("d"),
-        &spec(&[&file], Chunking::Group, 7),
-        &t,
-        &common::tiny_model(),
-    )
-    .unwrap();
-    assert_eq!(c.len(), 1);
+    assert_eq!(build("d", 7).unwrap().len(), 1);
 
     std::fs::write(&file, "\n\n").unwrap();
-    let err = TokenCache::open_or_build(
-        &tmp.path().join("e"),
-        &spec(&[&file], Chunking::Group, 128),
-        &t,
-        &common::tiny_model(),
-    )
-    .err()
-    .expect("no text");
-    assert!(format!("{err:#}").contains("holds no text"), "{err:#}");
+    let msg = format!("{:#}", build("e", 128).err().expect("no text"));
+    assert!(msg.contains("holds no text"), "{msg}");
 }
 
 #[test]

@@ -24,6 +24,22 @@ pub fn bertkit<S: AsRef<OsStr>>(args: &[S]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_bertkit")).args(args).env("RUST_BACKTRACE", "0").output().unwrap()
 }
 
+/// Runs bertkit with `input` on its standard input.
+pub fn bertkit_with_stdin<S: AsRef<OsStr>>(args: &[S], input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bertkit"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Runs bertkit, failing the test with the command line, stdout and stderr unless it succeeds;
 /// returns stdout.
 pub fn ok<S: AsRef<OsStr>>(args: &[S]) -> String {
