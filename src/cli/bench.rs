@@ -70,9 +70,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let device = args.run.setup()?;
-    let autocast = Autocast::new(args.precision, device);
     let model = ModelDir::open(&args.model)?;
     check_max_len("seq-len", args.seq_len, &model)?;
+    let autocast = Autocast::new(args.precision, device);
     let total = args.warmup + args.steps;
     let batches: Vec<Vec<usize>> =
         (0..total).map(|s| (s * args.batch_size..(s + 1) * args.batch_size).collect()).collect();
