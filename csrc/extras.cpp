@@ -47,13 +47,14 @@ int bertkit_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads, at:
   });
 }
 
-// Turns bf16 autocast on for `cuda` (1) or the CPU (0); returns the previous state (0/1), -1 on error.
-int bertkit_autocast_enter(int cuda) {
+// Turns autocast on for `cuda` (1) or the CPU (0), in fp16 (`half` 1) or bf16; returns the
+// previous state (0/1), -1 on error.
+int bertkit_autocast_enter(int cuda, int half) {
   return bertkit_guard([&] {
     auto device = cuda ? at::kCUDA : at::kCPU;
     bool previous = at::autocast::is_autocast_enabled(device);
     at::autocast::set_autocast_enabled(device, true);
-    at::autocast::set_autocast_dtype(device, at::kBFloat16);
+    at::autocast::set_autocast_dtype(device, half ? at::kHalf : at::kBFloat16);
     at::autocast::increment_nesting();
     return previous ? 1 : 0;
   });
