@@ -303,19 +303,11 @@ impl Drop for AutocastGuard {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// libtorch keeps autocast's dtype per process, not per thread: the library's tests that
-    /// switch it (here and the trainer's) run one at a time.
-    pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
-        static AUTOCAST: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        AUTOCAST.lock().unwrap_or_else(|e| e.into_inner())
-    }
 
     #[test]
     fn autocast_state_comes_back_after_a_panic() {
-        let _serial = serial();
         let bf16 = Autocast { precision: Precision::Bf16, cuda: false };
         let a = Tensor::ones([4, 4], (tch::Kind::Float, Device::Cpu));
         assert_eq!(bf16.run(|| a.matmul(&a)).kind(), tch::Kind::BFloat16, "autocast on inside");
@@ -345,7 +337,6 @@ pub(crate) mod tests {
 
     #[test]
     fn fp16_autocast_computes_matrix_products_in_half() {
-        let _serial = serial();
         let fp16 = Autocast { precision: Precision::Fp16, cuda: false };
         let a = Tensor::ones([4, 4], (tch::Kind::Float, Device::Cpu));
         assert_eq!(fp16.run(|| a.matmul(&a)).kind(), tch::Kind::Half);

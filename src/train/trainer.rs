@@ -714,7 +714,6 @@ mod tests {
 
     #[test]
     fn an_fp16_overflow_skips_the_step_and_halves_the_loss_scale() {
-        let _serial = crate::device::tests::serial(); // fp16 autocast switches a process-wide dtype
         let tmp = tempfile::tempdir().unwrap();
         let output = tmp.path().join("run");
         let args =
