@@ -13,7 +13,7 @@ pub struct DeviceFlags {
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// CPU threads for libtorch (default: one per physical core).
-    #[arg(long, value_parser = crate::cli::checks::positive)]
+    #[arg(long, value_parser = crate::values::positive)]
     pub threads: Option<usize>,
 }
 
@@ -29,10 +29,12 @@ impl DeviceFlags {
 /// `auto` mean this process's GPU: in a data-parallel run the one numbered by its local rank, as
 /// torchrun scripts do with `torch.cuda.set_device(LOCAL_RANK)`; otherwise the first.
 pub fn parse_device(spec: &str) -> Result<Device> {
-    let own = crate::dist::World::from_env().ok().flatten().map_or(0, |w| w.local_rank);
+    let own = crate::distributed::World::from_env().ok().flatten().map_or(0, |w| w.local_rank);
     Ok(match spec {
         "cpu" => Device::Cpu,
-        "auto" if nvidia_driver_present() && load_libtorch_cuda().is_ok() && tch::Cuda::is_available() => cuda(own)?,
+        "auto" if nvidia_driver_present() && ffi::load_libtorch_cuda().is_ok() && tch::Cuda::is_available() => {
+            cuda(own)?
+        }
         "auto" => Device::Cpu,
         "cuda" => cuda(own)?,
         s => match s.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) {
@@ -46,29 +48,8 @@ fn nvidia_driver_present() -> bool {
     std::path::Path::new("/dev/nvidiactl").exists() || std::path::Path::new("/proc/driver/nvidia/version").exists()
 }
 
-/// libtorch's CUDA half (and the CUDA libraries behind it) is loaded only when a GPU is wanted:
-/// linking it always cost every CPU run ~400 MB of resident memory and start-up time. Loading
-/// it registers libtorch's CUDA backend, exactly as if it had been linked.
-pub(crate) fn load_libtorch_cuda() -> Result<()> {
-    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    LOADED
-        .get_or_init(|| {
-            let name = c"libtorch_cuda.so";
-            // SAFETY: dlopen with a valid C string; the handle is kept for the process lifetime.
-            let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-            if handle.is_null() {
-                // SAFETY: dlerror returns a C string owned by libc, valid until the next dl call.
-                let why = unsafe { std::ffi::CStr::from_ptr(libc::dlerror()) };
-                return Err(why.to_string_lossy().into_owned());
-            }
-            Ok(())
-        })
-        .clone()
-        .map_err(|e| anyhow::anyhow!("cannot load libtorch's CUDA library (a CPU-only PyTorch?): {e}"))
-}
-
 fn cuda(index: usize) -> Result<Device> {
-    load_libtorch_cuda()?;
+    ffi::load_libtorch_cuda()?;
     let count = tch::Cuda::device_count() as usize;
     if index >= count {
         bail!("--device cuda:{index} asked for, but libtorch sees {count} CUDA device(s)");

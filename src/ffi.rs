@@ -1,5 +1,5 @@
 //! Every call into `csrc/` (the libtorch functions tch does not bind), declared once and wrapped
-//! in safe functions; c10d's (`csrc/dist.cpp`) are in `dist/ffi.rs`, beside what uses them. The C side turns exceptions into a -1 status and keeps libtorch's message
+//! in safe functions; c10d's (`csrc/dist.cpp`) are in `distributed/ffi.rs`, beside what uses them. The C side turns exceptions into a -1 status and keeps libtorch's message
 //! (`csrc/bertkit.h`); here a failure becomes an error carrying that message, or, where tch's
 //! own operations would panic, the same panic (so `torch_failure::catch` treats both alike).
 
@@ -199,4 +199,25 @@ pub fn fused_adamw(group: &AdamWGroup, u: AdamWUpdate) -> Result<()> {
 pub unsafe fn checkpoint(call: BlockFn, closure: *mut c_void, drop: DropFn, input: &Tensor) -> Tensor {
     // SAFETY: per the contract; on success the C++ side allocates the output for us.
     unsafe { returned_tensor(|out| bertkit_checkpoint(call, closure, drop, input.as_ptr(), out)) }
+}
+
+/// libtorch's CUDA half (and the CUDA libraries behind it) is loaded only when a GPU is wanted:
+/// linking it always cost every CPU run ~400 MB of resident memory and start-up time. Loading
+/// it registers libtorch's CUDA backend, exactly as if it had been linked.
+pub fn load_libtorch_cuda() -> Result<()> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let name = c"libtorch_cuda.so";
+            // SAFETY: dlopen with a valid C string; the handle is kept for the process lifetime.
+            let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            if handle.is_null() {
+                // SAFETY: dlerror returns a C string owned by libc, valid until the next dl call.
+                let why = unsafe { std::ffi::CStr::from_ptr(libc::dlerror()) };
+                return Err(why.to_string_lossy().into_owned());
+            }
+            Ok(())
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("cannot load libtorch's CUDA library (a CPU-only PyTorch?): {e}"))
 }

@@ -3,7 +3,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::checks::{resolve_max_len, sequence_length};
 use crate::data::Encoded;
 use crate::data::long_text::{window_ranges, window_room};
 use crate::device::{Autocast, DeviceFlags};
@@ -11,6 +10,7 @@ use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
 use crate::task::{Bare, TaskModel};
 use crate::tokenizer::Tokenizer;
+use crate::values::sequence_length;
 use crate::viz::attention::{AttentionMaps, difference, head_changes};
 use crate::viz::heatmap::{Heatmap, render_grid, render_panels};
 use crate::viz::html;
@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(long)]
     window: Option<usize>,
     /// Tokens shared by consecutive windows (at most half a window).
-    #[arg(long, default_value_t = 128, value_parser = super::checks::positive)]
+    #[arg(long, default_value_t = 128, value_parser = crate::values::positive)]
     stride: usize,
     #[command(flatten)]
     run: DeviceFlags,
@@ -65,7 +65,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// per window drawn, each with its name.
 fn attention_of(spec: &str, args: &Args, device: tch::Device) -> Result<Vec<(String, AttentionMaps)>> {
     let model = ModelDir::open(spec)?;
-    let max_len = resolve_max_len(args.max_len, &model)?;
+    let max_len = model.max_len(args.max_len)?;
     let loaded: Pretrained<Bare<false>> = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
     let mut out = Vec::new();
     for (label, item, tokens) in windows_of(&loaded.tokenizer, args, max_len)? {

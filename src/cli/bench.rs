@@ -10,13 +10,12 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use tch::Device;
 
-use super::checks::{check_max_len, positive, sequence_length};
 use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::data::tagged::TagWindow;
 use crate::data::{Encoded, Sampling, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
-use crate::dist::Spread;
+use crate::distributed::Spread;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::{IGNORE_INDEX, TaskKind};
 use crate::tokenizer::Tokenizer;
@@ -26,6 +25,7 @@ use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
 use crate::train::tag::{TagFineTune, TaggedSet, Tagger};
 use crate::train::trainer::{accumulate_gradients, clip_and_read, sorted_params};
+use crate::values::{positive, sequence_length};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
@@ -71,7 +71,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
-    check_max_len("seq-len", args.seq_len, &model)?;
+    model.check_max_len("seq-len", args.seq_len)?;
     let autocast = Autocast::new(args.precision, device);
     let total = args.warmup + args.steps;
     let batches: Vec<Vec<usize>> =

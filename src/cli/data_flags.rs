@@ -23,7 +23,7 @@ pub struct DataFlags {
     #[arg(long, default_value = "label")]
     pub label_column: String,
     /// Multi-label data: the label column holds class names joined by this (`a;b`; empty = none).
-    #[arg(long, conflicts_with = "label_columns", value_parser = super::checks::non_empty)]
+    #[arg(long, conflicts_with = "label_columns", value_parser = crate::values::non_empty)]
     pub label_separator: Option<String>,
     /// Multi-label data: one 0/1 column per class, named by the class (`--label-columns A,B,C`).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
@@ -36,7 +36,7 @@ pub struct DataFlags {
     pub on_bad_row: OnBadRow,
     /// Longest sequence in tokens; longer texts are handled by --long-text (and counted).
     /// Default: 512, or the model's positions if fewer.
-    #[arg(long, value_parser = super::checks::sequence_length)]
+    #[arg(long, value_parser = crate::values::sequence_length)]
     pub max_len: Option<usize>,
     /// Texts longer than --max-len: truncate, head-tail (first quarter + end), or window
     /// (every token, windows pooled per text; metrics per text).
@@ -44,7 +44,7 @@ pub struct DataFlags {
     pub long_text: LongText,
     /// Tokens shared by consecutive windows (--long-text window, and sentences of token
     /// classification), at most half a window.
-    #[arg(long, default_value_t = 128, value_parser = super::checks::positive)]
+    #[arg(long, default_value_t = 128, value_parser = crate::values::positive)]
     pub stride: usize,
     /// How the windows' outputs become one per text (--long-text window).
     #[arg(long, value_enum, default_value = "mean")]

@@ -5,11 +5,11 @@ use clap::ValueEnum;
 use serde_json::json;
 use tch::{Kind, Tensor};
 
-use super::checks::{resolve_max_len, sequence_length};
 use crate::device::{Autocast, DeviceFlags};
 use crate::encoder::{ForwardOptions, Inputs};
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
 use crate::task::{Bare, TaskModel};
+use crate::values::sequence_length;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,7 +43,7 @@ pub enum Pooling {
 pub fn run(args: Args) -> Result<()> {
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
-    let max_len = resolve_max_len(args.max_len, &model)?;
+    let max_len = model.max_len(args.max_len)?;
     let options = LoadOptions::inference(device, Autocast::off());
     let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
     // Only --pooling pooler builds the pooler (a checkpoint without one would warn otherwise).

@@ -6,20 +6,20 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::checks::{check_max_len, positive, resolve_max_len};
 use super::data_flags::DataFlags;
 use super::tagging::{Reading, TagFlags};
 use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::data::{LabelSet, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision};
-use crate::dist::Spread;
+use crate::distributed::Spread;
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::Evaluation;
 use crate::train::classify::{Classifier, Decision, read_thresholds};
 use crate::train::pretrain::{Blocks, MaskedLanguageModel};
+use crate::values::positive;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -57,7 +57,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     // Under `bertkit launch` / torchrun the ranks split the batches, gathered on the host (so
     // gloo on any device); rank 0 reports.
-    crate::dist::join(crate::dist::DEFAULT_TIMEOUT, crate::dist::Backend::Gloo)?;
+    crate::distributed::join(crate::distributed::DEFAULT_TIMEOUT, crate::distributed::Backend::Gloo)?;
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
     let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
@@ -65,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
         let evaluation = masked_lm(&args, &model, &options)?;
         return report(&args, &model, "masked-lm", &evaluation);
     };
-    let max_len = resolve_max_len(args.flags.max_len, &model)?;
+    let max_len = model.max_len(args.flags.max_len)?;
     let names = model.config.id2label().map(<[String]>::to_vec).with_context(|| {
         format!("{}: config.json has no id2label; is this a fine-tuned model?", model.dir.display())
     })?;
@@ -97,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
 /// long as this command.
 fn masked_lm(args: &Args, model: &ModelDir, options: &LoadOptions) -> Result<Evaluation> {
     let max_len = args.flags.max_len.unwrap_or(128);
-    check_max_len("max-len", max_len, model)?;
+    model.check_max_len("max-len", max_len)?;
     let mlm: MaskedLanguageModel = pretrained::load(model, options)?;
     let spec = CorpusSpec {
         paths: args.corpus.clone(),
@@ -115,7 +115,7 @@ fn masked_lm(args: &Args, model: &ModelDir, options: &LoadOptions) -> Result<Eva
 }
 
 fn report(args: &Args, model: &ModelDir, task: &str, evaluation: &Evaluation) -> Result<()> {
-    if !crate::dist::is_main() {
+    if !crate::distributed::is_main() {
         return Ok(());
     }
     println!("{}", evaluation.summary);

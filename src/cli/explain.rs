@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::checks::{positive, resolve_max_len, sequence_length};
 use crate::device::{Autocast, DeviceFlags};
 use crate::explain::text::{Baseline, Document, Method, Settings, TargetExplanation, explain, predicted_targets};
 use crate::explain::{Explained, Output, Target};
@@ -16,6 +15,7 @@ use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
 use crate::task::{SequenceClassifier, TaskKind, TokenClassifier};
 use crate::tokenizer::Tokenizer;
+use crate::values::{positive, sequence_length};
 use crate::viz::attribution::{Figure, Row, page, render_text};
 
 #[derive(clap::Args)]
@@ -204,7 +204,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
-    let max_len = resolve_max_len(args.max_len, &model)?;
+    let max_len = model.max_len(args.max_len)?;
     let head = Head::load(&model, device)?;
     let tok = head.tokenizer();
     let settings = Settings {

@@ -1,10 +1,10 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::checks::positive;
 use crate::device::{Autocast, DeviceFlags};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::train::pretrain::MaskedLanguageModel;
+use crate::values::positive;
 
 #[derive(clap::Args)]
 pub struct Args {

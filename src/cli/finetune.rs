@@ -8,11 +8,10 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::checks::{open_fraction, resolve_max_len};
 use super::data_flags::DataFlags;
 use crate::data::{Example, LabelSet, Targets, infer_task};
 use crate::device::Autocast;
-use crate::dist::Spread;
+use crate::distributed::Spread;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::classify::{Classifier, Decision, FineTune, LabelledSet, read_thresholds, write_thresholds};
@@ -20,6 +19,7 @@ use crate::train::loss_weights::{WeightSpec, loss_weights};
 use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::run_dir::RunDir;
 use crate::train::{Stop, TrainConfig, train};
+use crate::values::open_fraction;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -96,7 +96,7 @@ pub fn run(args: Args) -> Result<i32> {
     if super::tagging::is_tagging(&args, &model, new_head)? {
         return super::tagging::finetune(&args, model, device, new_head);
     }
-    let max_len = resolve_max_len(args.data.max_len, &model)?;
+    let max_len = model.max_len(args.data.max_len)?;
     let (train_examples, eval_examples) =
         read_data(&args.data, &args.train, args.eval.as_deref(), args.eval_split, cfg.hyper.seed)?;
     let kind = task_kind(args.task, &args.data, &model, &train_examples, new_head)?;
@@ -144,14 +144,14 @@ pub fn run(args: Args) -> Result<i32> {
     }
 
     // --batch-size is per rank, as per_device_train_batch_size: a step's batch spans the ranks.
-    let batch_size = cfg.hyper.batch_size * crate::dist::world_size();
+    let batch_size = cfg.hyper.batch_size * crate::distributed::world_size();
     let num_batches = train_set.items.len().div_ceil(batch_size);
     let sampling = cfg.hyper.train_sampling_strategy;
     let loss_weights = weights.map(|w| tch::Tensor::from_slice(&w).to_device(device));
     let pool = args.data.window_pool;
     let task = FineTune { classifier, train: train_set, eval: eval_set, batch_size, sampling, loss_weights, pool };
     let outcome = train(&task, cfg, autocast, num_batches)?;
-    if args.tune_thresholds && crate::dist::is_main() && !matches!(outcome.stop, Stop::Interrupted { .. }) {
+    if args.tune_thresholds && crate::distributed::is_main() && !matches!(outcome.stop, Stop::Interrupted { .. }) {
         tune_thresholds(&cfg.control.output, task.eval.as_ref().expect("checked above"), batch_size * 2, device)?;
     }
     let card = ModelCard {

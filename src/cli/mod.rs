@@ -3,7 +3,6 @@
 mod adapt;
 mod attention;
 mod bench;
-pub mod checks;
 mod compare_models;
 mod data_flags;
 mod domain_fit;
@@ -13,6 +12,7 @@ mod explain;
 mod fill_mask;
 mod finetune;
 mod inspect;
+mod launch;
 mod predict;
 mod pretrain;
 mod probe;
@@ -68,7 +68,7 @@ enum Command {
     Sweep(sweep::Args),
     /// Start a data-parallel run on this machine as torchrun does: `bertkit launch
     /// --nproc-per-node 2 -- finetune ...` (ranks, rendezvous, signals, a failed rank stops all).
-    Launch(crate::dist::launch::Args),
+    Launch(launch::Args),
     /// Attention of a layer/head (or all) for a sentence, as PNG, SVG or an HTML head view.
     Attention(attention::Args),
     /// Which tokens a fine-tuned model's output depends on: integrated gradients, gradient ×
@@ -112,7 +112,7 @@ fn conclude(
     output: &std::path::Path,
     card: &crate::train::model_card::ModelCard,
 ) -> anyhow::Result<i32> {
-    if !crate::dist::is_main() {
+    if !crate::distributed::is_main() {
         return Ok(match outcome.stop {
             crate::train::Stop::Interrupted { exit_code } => exit_code,
             _ => 0,
@@ -165,7 +165,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::DomainFit(args) => domain_fit::run(args).map(|()| 0),
         Command::Serve(args) => serve::run(args).map(|()| 0),
         Command::Sweep(args) => sweep::run(args).map(|()| 0),
-        Command::Launch(args) => crate::dist::launch::run(args),
+        Command::Launch(args) => launch::run(args),
         Command::Attention(args) => attention::run(args).map(|()| 0),
         Command::Explain(args) => explain::run(args).map(|()| 0),
         Command::CompareModels(args) => compare_models::run(args).map(|()| 0),

@@ -8,17 +8,17 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::checks::{positive, resolve_max_len};
 use super::data_flags::DataFlags;
 use super::tagging::{Reading, TagFlags, write_out};
 use crate::data::tagged::{is_conll, is_tagged_jsonl};
 use crate::data::{Example, Format, tokenize_long};
 use crate::device::{Autocast, DeviceFlags, Precision};
-use crate::dist::Spread;
+use crate::distributed::Spread;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::classify::{Classifier, decide, pool_documents, read_thresholds};
 use crate::train::tag::{Aggregation, Tagger};
+use crate::values::positive;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -57,7 +57,7 @@ fn csv_field(s: &str) -> String {
 pub fn run(args: Args) -> Result<()> {
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
-    let max_len = resolve_max_len(args.flags.max_len, &model)?;
+    let max_len = model.max_len(args.flags.max_len)?;
     let names = model.config.id2label().map(<[String]>::to_vec);
     let names = names.with_context(|| format!("{}: config.json has no id2label", model.dir.display()))?;
     let options = LoadOptions::inference(device, Autocast::new(args.precision, device));

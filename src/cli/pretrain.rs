@@ -2,7 +2,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use super::checks::{check_max_len, fraction, open_fraction, sequence_length};
 use crate::data::corpus::{Chunking, CorpusFormat, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::data::vocabulary::{NewWord, WordCounts, most_useful_words};
@@ -14,6 +13,7 @@ use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
 use crate::train::run_dir::RunDir;
 use crate::train::{TrainConfig, train};
+use crate::values::{fraction, open_fraction, sequence_length};
 
 #[derive(clap::Args)]
 pub struct CorpusFlags {
@@ -72,7 +72,7 @@ pub struct Args {
     /// (frequency x (pieces - 1)); each starts as the mean of its old pieces' embeddings. The
     /// words and their ids are listed in OUTPUT/added_vocabulary.json. A resumed run keeps the
     /// checkpoint's vocabulary.
-    #[arg(long, value_parser = super::checks::positive)]
+    #[arg(long, value_parser = crate::values::positive)]
     add_vocab: Option<usize>,
     /// Where the added words go: BERT's [unusedK] slots (the vocabulary keeps its size), new
     /// rows, or auto (the slots if there are enough).
@@ -141,7 +141,7 @@ pub fn run(args: Args) -> Result<i32> {
     let cfg = args.cfg;
     let device = cfg.placement.device.setup()?;
     cfg.placement.join_group(device)?;
-    if args.add_vocab.is_some() && cfg.control.resume_from.is_none() && crate::dist::world_size() > 1 {
+    if args.add_vocab.is_some() && cfg.control.resume_from.is_none() && crate::distributed::world_size() > 1 {
         bail!(
             "--add-vocab: extend the vocabulary in a single process first (it writes the new model), then pretrain it on several ranks"
         );
@@ -161,7 +161,7 @@ pub fn run(args: Args) -> Result<i32> {
     if let Some(p) = cfg.hyper.dropout {
         model.set_dropout(p)?;
     }
-    check_max_len("max-len", args.corpus_flags.max_len, &model)?;
+    model.check_max_len("max-len", args.corpus_flags.max_len)?;
     let autocast = Autocast::new(cfg.placement.precision, device);
     let gradient_checkpointing = cfg.placement.gradient_checkpointing;
     let options = LoadOptions { device, autocast, gradient_checkpointing, new_head: false };
@@ -176,13 +176,13 @@ pub fn run(args: Args) -> Result<i32> {
         TokenCache::open_or_build(&cache_root.join(name), &spec, &mlm.tokenizer, &model.dir)
     };
     // In a data-parallel run rank 0 tokenises; the others wait for it, then read its cache.
-    let group = crate::dist::group();
-    if let Some(g) = group.filter(|_| !crate::dist::is_main()) {
+    let group = crate::distributed::group();
+    if let Some(g) = group.filter(|_| !crate::distributed::is_main()) {
         g.barrier().context("waiting for rank 0's token cache (raise --dist-timeout for a large corpus)")?;
     }
     let train_cache = open("train", &args.corpus)?;
     let eval_cache = (!args.eval_corpus.is_empty()).then(|| open("eval", &args.eval_corpus)).transpose()?;
-    if let Some(g) = group.filter(|_| crate::dist::is_main()) {
+    if let Some(g) = group.filter(|_| crate::distributed::is_main()) {
         g.barrier().context("telling the other ranks the token cache is built")?;
     }
     let (train_blocks, eval_blocks) = blocks(&train_cache, eval_cache.as_ref(), args.eval_split, cfg.hyper.seed)?;
@@ -197,7 +197,7 @@ pub fn run(args: Args) -> Result<i32> {
     }
 
     // --batch-size is per rank: a step's batch spans the ranks.
-    let batch_size = cfg.hyper.batch_size * crate::dist::world_size();
+    let batch_size = cfg.hyper.batch_size * crate::distributed::world_size();
     let num_batches = train_blocks.indices.len().div_ceil(batch_size);
     let masker = Masker::new(&mlm.tokenizer, args.mlm_probability, args.whole_word_masking);
     let sampling = cfg.hyper.train_sampling_strategy;

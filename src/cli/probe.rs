@@ -12,7 +12,6 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use super::checks::{open_fraction, positive, resolve_max_len};
 use super::data_flags::DataFlags;
 use super::finetune::{label_set, read_data, task_kind};
 use crate::data::Targets;
@@ -23,6 +22,7 @@ use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::classify::{Classifier, Decision};
 use crate::train::probe::{LinearProbe, features};
+use crate::values::{open_fraction, positive};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let device = args.run.setup()?;
     let mut model = ModelDir::open(&args.model)?;
-    let max_len = resolve_max_len(args.data.max_len, &model)?;
+    let max_len = model.max_len(args.data.max_len)?;
     let (mut train, eval) = read_data(&args.data, &args.train, args.eval.as_deref(), args.eval_split, args.seed)?;
     let eval = eval.expect("checked above");
     if let Some(n) = args.max_train_examples.filter(|&n| n < train.len()) {

@@ -9,12 +9,11 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::checks::{positive, resolve_max_len};
 use super::finetune::{Args as FinetuneArgs, split};
 use crate::data::tagged::{TagColumn, TaggedSentence, is_conll, read_tagged, windows};
 use crate::data::{LabelSet, OnBadRow};
 use crate::device::Autocast;
-use crate::dist::Spread;
+use crate::distributed::Spread;
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
@@ -22,6 +21,7 @@ use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::run_dir::RunDir;
 use crate::train::tag::{Aggregation, TagFineTune, TaggedSet, Tagger, WordTag};
 use crate::train::train;
+use crate::values::positive;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct TagFlags {
@@ -105,7 +105,7 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
             "--class-weights, --pos-weight and --tune-thresholds apply to text-level tasks, not token classification"
         );
     }
-    let max_len = resolve_max_len(args.data.max_len, &model)?;
+    let max_len = model.max_len(args.data.max_len)?;
     let on_bad = args.data.on_bad_row;
     let train_sentences = read(&args.train, &args.tags, true, on_bad)?;
     let (train_sentences, eval_sentences) = match (&args.eval, args.eval_split) {
@@ -142,7 +142,7 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
     let eval_set = eval_sentences.as_deref().map(|s| windowed(s, "eval")).transpose()?;
     tracing::info!("task token-classification | tags: {} | device {device:?}", tags.names().join(", "));
     // --batch-size is per rank: a step's batch spans the ranks.
-    let batch_size = cfg.hyper.batch_size * crate::dist::world_size();
+    let batch_size = cfg.hyper.batch_size * crate::distributed::world_size();
     let num_batches = train_set.windows.len().div_ceil(batch_size);
     let sampling = cfg.hyper.train_sampling_strategy;
     let task = TagFineTune { tagger, train: train_set, eval: eval_set, batch_size, sampling };

@@ -422,7 +422,7 @@ fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &Tokenizer, fingerprint: &str
     let files = corpus_files(&spec.paths, spec.format)?;
     log_unnamed(&files, spec);
     let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum();
-    let bar = crate::train::progress::items_bar(total_bytes, "bytes");
+    let bar = crate::progress::items_bar(total_bytes, "bytes");
     bar.set_message("tokenising the corpus");
     let mut meta = CacheMeta { fingerprint: fingerprint.into(), ..Default::default() };
     let block =

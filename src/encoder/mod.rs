@@ -11,6 +11,7 @@
 //! family whose config chooses between two head layouts has an entry for each (`selects`).
 
 pub mod bert;
+pub mod config;
 pub mod deberta;
 pub mod distilbert;
 pub mod electra;
@@ -23,10 +24,10 @@ use anyhow::{Result, bail};
 use tch::Tensor;
 use tch::nn::Path;
 
+pub use config::ModelConfig;
 pub use layers::Activation;
 
 use crate::device::upload;
-use crate::pretrained::ModelConfig;
 
 /// Every family bertkit reads, by `model_type`.
 pub const FAMILIES: &[Family] = &[

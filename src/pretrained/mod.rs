@@ -2,7 +2,6 @@
 //! task head (the one loader every command uses), and writing a model back out so that
 //! `transformers.from_pretrained` loads it unchanged.
 
-mod config;
 pub mod extend;
 mod hub;
 pub mod weights;
@@ -15,7 +14,7 @@ use serde_json::Value;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
-pub use config::ModelConfig;
+pub use crate::encoder::ModelConfig;
 pub use weights::{LoadReport, TensorInfo, read_weights, write_safetensors};
 
 use crate::data::Collator;
@@ -45,6 +44,28 @@ pub fn is_hub_id(spec: &str) -> bool {
 }
 
 impl ModelDir {
+    /// `--max-len` as given (checked against the positions the model's embeddings cover), or by
+    /// default 512 tokens, fewer where the model covers fewer.
+    pub fn max_len(&self, given: Option<usize>) -> anyhow::Result<usize> {
+        match given {
+            Some(len) => self.check_max_len("max-len", len).map(|()| len),
+            None => Ok(self.dims.max_positions.min(512) as usize),
+        }
+    }
+
+    /// `--{flag} {len}` against the `max_positions` the model's position embeddings cover.
+    pub fn check_max_len(&self, flag: &str, len: usize) -> anyhow::Result<()> {
+        if len as i64 > self.dims.max_positions {
+            anyhow::bail!(
+                "--{flag} {len} exceeds the {} positions of {} (allowed: 3 to {})",
+                self.dims.max_positions,
+                self.dir.display(),
+                self.dims.max_positions
+            );
+        }
+        Ok(())
+    }
+
     /// A local directory, or a Hugging Face hub id fetched into the hub cache.
     pub fn open(spec: &str) -> Result<Self> {
         let dir = if Path::new(spec).exists() {

@@ -10,9 +10,9 @@ use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
 
 use super::{IGNORE_INDEX, TaskKind, TaskModel, Transform, head_linear, prediction_head};
+use crate::encoder::ModelConfig;
 use crate::encoder::layers::{Activation, Linear, dropout};
 use crate::encoder::{ClassifierKind, Dims, Encoder, EncoderOutput, Family, ForwardOptions, Inputs};
-use crate::pretrained::ModelConfig;
 
 pub struct SequenceClassifier {
     pub encoder: Box<dyn Encoder>,

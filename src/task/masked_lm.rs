@@ -8,9 +8,9 @@ use tch::{Kind, Reduction, Tensor};
 
 use super::{IGNORE_INDEX, TaskModel, Transform};
 use crate::device::upload;
+use crate::encoder::ModelConfig;
 use crate::encoder::layers::path_at;
 use crate::encoder::{Dims, Encoder, Family, ForwardOptions, Inputs};
-use crate::pretrained::ModelConfig;
 
 struct MaskedLmHead {
     transform: Transform,

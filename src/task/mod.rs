@@ -14,9 +14,9 @@ pub use classification::SequenceClassifier;
 pub use masked_lm::{MaskedLm, MaskedLmOutput, MaskedTargets};
 pub use token_classification::TokenClassifier;
 
+use crate::encoder::ModelConfig;
 use crate::encoder::layers::{Activation, LayerNorm, Linear, path_at, truncated_normal};
 use crate::encoder::{Dims, Encoder, Family};
-use crate::pretrained::ModelConfig;
 
 /// Label value that marks positions without a target, as in transformers.
 pub const IGNORE_INDEX: i64 = -100;

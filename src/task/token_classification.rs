@@ -7,9 +7,9 @@ use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
 
 use super::{IGNORE_INDEX, TaskModel, Transform, head_linear, prediction_head};
+use crate::encoder::ModelConfig;
 use crate::encoder::layers::{Linear, dropout};
 use crate::encoder::{ClassifierKind, Dims, Encoder, Family, ForwardOptions, Inputs};
-use crate::pretrained::ModelConfig;
 
 pub struct TokenClassifier {
     pub encoder: Box<dyn Encoder>,

@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 use super::fingerprint::Fingerprint;
 use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::{Encoded, Sampling, Targets, WindowPool, epoch_batches, eval_batches};
-use crate::dist::Spread;
+use crate::distributed::Spread;
 use crate::encoder::ForwardOptions;
 use crate::fsutil::atomic_write;
 use crate::metrics::{classification_report, multi_label_report, regression_report};
@@ -72,7 +72,7 @@ impl Classifier {
         let mut logits = Tensor::zeros([items.len() as i64, self.config.num_labels()], (Kind::Float, Device::Cpu));
         let collator = self.collator();
         let mine = spread.take(eval_batches(&lengths, batch_size));
-        let bar = super::progress::items_bar(mine.iter().map(|(_, b)| b.len() as u64).sum(), "examples");
+        let bar = crate::progress::items_bar(mine.iter().map(|(_, b)| b.len() as u64).sum(), "examples");
         for (_, batch) in mine {
             let refs: Vec<&Encoded> = batch.iter().map(|&i| &items[i]).collect();
             let inputs = collator.collate(&refs).to_device(self.device);

@@ -6,7 +6,7 @@
 //! - [`RunControl`]: the run directory, and how often it is evaluated, checkpointed and logged.
 //!
 //! Defaults are Trainer's where transformers has one. Every numeric flag is range-checked by
-//! clap when parsed (`crate::cli::checks`), so a bad value is one line naming it.
+//! clap when parsed (`crate::values`), so a bad value is one line naming it.
 
 use std::path::PathBuf;
 
@@ -14,9 +14,9 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::schedule::ScheduleKind;
-use crate::cli::checks::{directory, fraction, non_negative, positive, positive_float};
 use crate::data::Sampling;
 use crate::device::{DeviceFlags, Precision};
+use crate::values::{directory, fraction, non_negative, positive, positive_float};
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
 pub struct HyperParams {
@@ -116,14 +116,14 @@ pub enum DistBackend {
 }
 
 fn default_dist_timeout() -> u64 {
-    crate::dist::DEFAULT_TIMEOUT.as_secs()
+    crate::distributed::DEFAULT_TIMEOUT.as_secs()
 }
 
 impl Placement {
     /// Joins the data-parallel group the environment describes (nothing for a plain run), with
     /// the backend for the run's device.
     pub fn join_group(&self, device: tch::Device) -> anyhow::Result<()> {
-        use crate::dist::Backend;
+        use crate::distributed::Backend;
         let backend = match self.dist_backend {
             DistBackend::Auto if device.is_cuda() => Backend::Nccl,
             DistBackend::Auto | DistBackend::Gloo => Backend::Gloo,
@@ -132,7 +132,7 @@ impl Placement {
             ),
             DistBackend::Nccl => Backend::Nccl,
         };
-        crate::dist::join(std::time::Duration::from_secs(self.dist_timeout), backend)
+        crate::distributed::join(std::time::Duration::from_secs(self.dist_timeout), backend)
     }
 }
 

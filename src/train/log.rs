@@ -22,7 +22,7 @@ impl RunLog {
     /// step (later ones belong to the part of the run that is being redone). With
     /// `tensorboard`, every record also goes to a new event file in that directory.
     pub fn open(path: &Path, resume_step: usize, tensorboard: Option<&Path>) -> Result<Self> {
-        if !crate::dist::is_main() {
+        if !crate::distributed::is_main() {
             return Ok(RunLog { file: None, path: path.to_path_buf(), events: None });
         }
         let kept: Vec<String> = if resume_step > 0 && path.exists() {

@@ -11,7 +11,6 @@ pub mod model_card;
 pub mod optim;
 pub mod pretrain;
 pub mod probe;
-pub mod progress;
 pub mod run_dir;
 pub mod schedule;
 pub mod tag;

@@ -16,7 +16,7 @@ use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::corpus::TokenCache;
 use crate::data::masking::Masker;
 use crate::data::{Encoded, Sampling, epoch_batches, eval_batches};
-use crate::dist::Spread;
+use crate::distributed::Spread;
 use crate::encoder::{ForwardOptions, Inputs};
 use crate::pretrained::Pretrained;
 use crate::task::{MaskedLm, MaskedTargets};
@@ -98,7 +98,7 @@ impl MaskedLanguageModel {
         // computed), added up in batch order below whoever computed them.
         let sums = Tensor::zeros([batches.len() as i64, 3], (Kind::Double, Device::Cpu));
         let mine = spread.take(batches);
-        let bar = super::progress::items_bar(mine.iter().map(|(_, b)| b.len() as u64).sum(), "blocks");
+        let bar = crate::progress::items_bar(mine.iter().map(|(_, b)| b.len() as u64).sum(), "blocks");
         bar.set_message("evaluating");
         for (b, batch) in mine {
             let (inputs, masked, _) = self.masked_batch(masker, blocks, &batch, EVAL_MASK_SEED);

@@ -27,7 +27,7 @@ pub fn features(classifier: &Classifier, set: &LabelledSet, batch_size: usize) -
     let hidden = classifier.dims.hidden_size;
     let mut pooled = Tensor::zeros([items.len() as i64, hidden], (Kind::Float, Device::Cpu));
     let collator = classifier.collator();
-    let bar = super::progress::items_bar(items.len() as u64, "examples");
+    let bar = crate::progress::items_bar(items.len() as u64, "examples");
     bar.set_message("features");
     for batch in eval_batches(&lengths, batch_size) {
         let refs: Vec<&Encoded> = batch.iter().map(|&i| &items[i]).collect();

@@ -71,7 +71,7 @@ impl RunDir {
             save_total_limit: control.save_total_limit,
             overwrite: control.overwrite,
             resuming: control.resume_from.is_some(),
-            writes: crate::dist::is_main(),
+            writes: crate::distributed::is_main(),
         }
     }
 
@@ -191,7 +191,8 @@ impl RunDir {
         }
         log.write(json!({"event": "end", "step": state.global_step, "best_step": state.best_step,
             "best_metric": state.best_metric, "metric_for_best": state.metric_for_best, "this_process": work}))?;
-        if let Err(e) = crate::viz::curves::plot_run(&self.path.join("log.jsonl"), &self.path) {
+        let records = super::log::read_log(&self.path.join("log.jsonl"));
+        if let Err(e) = records.and_then(|records| crate::viz::curves::plot_run(&records, &self.path)) {
             tracing::warn!("could not draw the training curves: {e:#}");
         }
         Ok(())

@@ -14,7 +14,7 @@ use super::fingerprint::Fingerprint;
 use super::trainer::{Evaluation, Objective, StepLoss};
 use crate::data::tagged::{TagWindow, TaggedSentence, windows};
 use crate::data::{Encoded, LabelSet, Sampling, epoch_batches, eval_batches};
-use crate::dist::Spread;
+use crate::distributed::Spread;
 use crate::encoder::ForwardOptions;
 use crate::metrics::entity_report;
 use crate::pretrained::Pretrained;
@@ -129,7 +129,7 @@ impl Tagger {
         let batches = eval_batches(&lengths, batch_size);
         let sums = Tensor::zeros([batches.len() as i64, 2], (Kind::Double, Device::Cpu));
         let mine = spread.take(batches);
-        let bar = super::progress::items_bar(mine.iter().map(|(_, b)| b.len() as u64).sum(), "windows");
+        let bar = crate::progress::items_bar(mine.iter().map(|(_, b)| b.len() as u64).sum(), "windows");
         for (b, batch) in mine {
             let refs: Vec<&Encoded> = batch.iter().map(|&i| &set.windows[i].encoded).collect();
             let inputs = self.collator().collate(&refs).to_device(self.device);

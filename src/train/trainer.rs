@@ -25,7 +25,7 @@ use super::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use super::run_dir::{RunDir, TrainerState, resume};
 use super::schedule::Schedule;
 use crate::device::{Autocast, Precision, gpu_peak_memory, peak_rss};
-use crate::dist::Reducer;
+use crate::distributed::Reducer;
 use crate::torch_failure::catch;
 
 /// One training micro-batch's mean loss and its size.
@@ -146,7 +146,7 @@ pub fn train<T: Objective>(
     let plan = Plan::new(h, num_train_batches);
     let params = sorted_params(task.var_store());
     let trainable: Vec<Tensor> = params.iter().map(|(_, t)| t.shallow_clone()).collect();
-    if let Some(g) = crate::dist::group() {
+    if let Some(g) = crate::distributed::group() {
         let settings = serde_json::to_string(&json!({"bertkit": env!("CARGO_PKG_VERSION"), "hyper": h}))?;
         g.agree("bertkit version and hyper-parameters", &settings)?;
     }
@@ -164,7 +164,7 @@ pub fn train<T: Objective>(
         evals_without_improvement: 0,
         hyper: h.clone(),
         fingerprint: Some(task.fingerprint()),
-        world_size: crate::dist::world_size(),
+        world_size: crate::distributed::world_size(),
         loss_scale: None,
     };
     if let Some(checkpoint) = &cfg.control.resume_from {
@@ -227,9 +227,9 @@ fn begin<T: Objective>(
         "{} steps ({} per epoch), effective batch {} ({} x {} rank(s) x {} accumulated), precision {}",
         plan.total_steps,
         plan.steps_per_epoch,
-        h.batch_size * crate::dist::world_size() * h.grad_accum,
+        h.batch_size * crate::distributed::world_size() * h.grad_accum,
         h.batch_size,
-        crate::dist::world_size(),
+        crate::distributed::world_size(),
         h.grad_accum,
         format!("{:?}", autocast.precision()).to_lowercase()
     );
@@ -274,7 +274,7 @@ impl<'a, T: Objective> Loop<'a, T> {
         log: RunLog,
         state: TrainerState,
     ) -> Result<Self> {
-        let bar = super::progress::bar(plan.total_steps as u64, state.global_step as u64);
+        let bar = crate::progress::bar(plan.total_steps as u64, state.global_step as u64);
         Ok(Loop {
             task,
             cfg,
@@ -552,15 +552,15 @@ pub fn accumulate_gradients<T: Objective>(
     reducer: Option<&Reducer>,
 ) -> Result<StepStats> {
     let mut stats = StepStats { loss: Tensor::new(), examples: 0, tokens: 0, padded_tokens: 0 };
-    let rank_seed = (crate::dist::rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let rank_seed = (crate::distributed::rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for (m, batch) in micro.iter().enumerate() {
         let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
         tch::manual_seed((seed ^ rank_seed) as i64);
-        let share = crate::dist::shard(batch);
+        let share = crate::distributed::shard(batch);
         // A batch that does not fit (libtorch panics through tch) becomes an error naming it.
         let (loss, out) = catch(|| -> Result<_> {
             let out = autocast.run(|| task.train_loss(&share.examples, seed))?;
-            let weight = crate::dist::loss_weight((!share.stand_in).then_some(&out.denominator))?;
+            let weight = crate::distributed::loss_weight((!share.stand_in).then_some(&out.denominator))?;
             let loss = &out.loss * (weight / micro.len() as f64);
             // fp16's loss scale (1 otherwise) multiplies what backward starts from, not the loss.
             let scaled = if loss_scale == 1.0 { loss.shallow_clone() } else { &loss * loss_scale };
@@ -587,7 +587,7 @@ pub fn accumulate_gradients<T: Objective>(
 /// loss is its weighted share of the mean), and whether any rank was signalled, so that all
 /// stop at the same step. Elsewhere the step and this process's signal as they are.
 fn gather_step(stats: StepStats, signal: Option<i32>) -> Result<(StepStats, Option<i32>)> {
-    let Some(g) = crate::dist::group() else { return Ok((stats, signal)) };
+    let Some(g) = crate::distributed::group() else { return Ok((stats, signal)) };
     let device = stats.loss.device();
     let counts = [stats.examples, stats.tokens, stats.padded_tokens].map(|c| c as f64);
     let local = [stats.loss.to_device(tch::Device::Cpu).double_value(&[]), counts[0], counts[1], counts[2]];

@@ -8,7 +8,6 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{FONT, init_fonts};
-use crate::train::log::read_log;
 
 /// One panel: a title and named series of (step, value).
 pub struct Panel {
@@ -102,13 +101,12 @@ where
     Ok(())
 }
 
-/// Writes `curves.png` and `curves.svg` into `out` from the run log at `log`.
-pub fn plot_run(log: &Path, out: &Path) -> Result<()> {
+/// Writes `curves.png` and `curves.svg` into `out` from the records of a run's `log.jsonl`.
+pub fn plot_run(records: &[serde_json::Value], out: &Path) -> Result<()> {
     init_fonts();
-    let records = read_log(log)?;
-    let panels = panels(&records);
+    let panels = panels(records);
     if panels.iter().all(|p| p.series.iter().all(|(_, s)| s.is_empty())) {
-        bail!("{}: nothing to plot yet", log.display());
+        bail!("{}: nothing to plot yet", out.display());
     }
     let title = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     plot_panels(&panels, &title, &out.join("curves"))

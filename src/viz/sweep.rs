@@ -8,7 +8,18 @@ use anyhow::{Result, bail};
 use plotters::prelude::*;
 
 use super::{FONT, init_fonts};
-use crate::cli::sweep::config::{Trial, value_word};
+
+/// One run's flags that varied, as the sweep's TOML gave them.
+pub type Trial = std::collections::BTreeMap<String, toml::Value>;
+
+/// A flag value as a word: strings bare, numbers as written.
+pub fn value_word(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Float(f) => format!("{f}"),
+        other => other.to_string(),
+    }
+}
 
 /// Where one flag's values go on the x axis, and how the axis is labelled.
 struct Axis {

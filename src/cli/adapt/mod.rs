@@ -26,12 +26,12 @@ use serde_json::Value;
 mod probes;
 mod report;
 
-use super::checks::{open_fraction, positive, positive_float, sequence_length};
 use crate::data::labelled::{Columns, LabelSource, OnBadRow, read_examples};
 use crate::data::tagged::{TagColumn, is_conll, is_tagged_jsonl, read_tagged};
 use crate::fsutil::atomic_write;
 use crate::pretrained::extend::VocabSlots;
 use crate::task::TaskKind;
+use crate::values::{open_fraction, positive, positive_float, sequence_length};
 use probes::{ProbeKind, Series};
 use report::write_report;
 
@@ -79,7 +79,7 @@ pub struct Args {
     #[arg(long, default_value = "label")]
     label_column: String,
     /// Multi-label data: the label column holds class names joined by this (see `finetune`).
-    #[arg(long, conflicts_with = "label_columns", value_parser = super::checks::non_empty)]
+    #[arg(long, conflicts_with = "label_columns", value_parser = crate::values::non_empty)]
     label_separator: Option<String>,
     /// Multi-label data: one 0/1 column per class (see `finetune`).
     #[arg(long, value_delimiter = ',', num_args = 1..)]

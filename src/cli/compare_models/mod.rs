@@ -13,7 +13,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
-use super::checks::{positive, resolve_max_len};
 use super::data_flags::DataFlags;
 use super::explain::adopt_head;
 use crate::data::{Encoded, LabelSet, Targets, eval_batches};
@@ -22,9 +21,10 @@ use crate::encoder::ForwardOptions;
 use crate::explain::comparison::{AttentionDivergence, KeptAttention, SetStatistics, mean_pooled};
 use crate::fsutil::atomic_write;
 use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::progress::items_bar;
 use crate::task::TaskKind;
 use crate::train::classify::{Classifier, Decision, LabelledSet, pool_documents};
-use crate::train::progress::items_bar;
+use crate::values::positive;
 use crate::viz::comparison::page;
 
 #[derive(clap::Args)]
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<()> {
         .map_err(|m| anyhow::anyhow!("--model: give exactly two models (before, after), not {}", m.len()))?;
     let (a_dir, b_dir) = open_pair(&a_spec, &b_spec, args.seed)?;
     let kind = TaskKind::of(&a_dir.config);
-    let max_len = resolve_max_len(args.flags.max_len, &a_dir)?;
+    let max_len = a_dir.max_len(args.flags.max_len)?;
     let names = a_dir.config.label_names();
     let examples = args.flags.read(&args.data, true)?.examples;
     let targets = Targets::new(kind, &examples, &LabelSet::new(names.clone()), "first model's")?;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::reader::{Reader, Reading};
 use crate::cli::embed::{Pooling, embed};
 use crate::data::Encoded;
-use crate::dist::Spread;
+use crate::distributed::Spread;
 use crate::pretrained::Pretrained;
 use crate::task::{Bare, TaskKind};
 use crate::train::classify::{Classifier, decide};

@@ -15,13 +15,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use self::engine::Engine;
-use super::checks::{positive, resolve_max_len};
 use super::embed::Pooling;
 use crate::device::{Autocast, DeviceFlags, Precision};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::classify::read_thresholds;
 use crate::train::tag::Aggregation;
+use crate::values::positive;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,7 +47,7 @@ pub struct Args {
     max_concurrent_requests: usize,
     /// Longest input in tokens (longer ones are refused, or cut with "truncate": true; a token
     /// classifier reads them in windows). Default: 512, or the model's positions if fewer.
-    #[arg(long, value_parser = super::checks::sequence_length)]
+    #[arg(long, value_parser = crate::values::sequence_length)]
     max_len: Option<usize>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 2_000_000, value_parser = positive)]
@@ -92,7 +92,7 @@ pub struct Settings {
 pub fn run(args: Args) -> Result<()> {
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
-    let max_len = resolve_max_len(args.max_len, &model)?;
+    let max_len = model.max_len(args.max_len)?;
     let task = args.task.unwrap_or_else(|| default_task(&model));
     if task == ServeTask::Predict && model.config.id2label().is_none() {
         bail!(

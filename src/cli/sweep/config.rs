@@ -69,8 +69,8 @@ pub enum Space {
     },
 }
 
-/// One run's varied flags, by flag name (without `--`).
-pub type Trial = BTreeMap<String, toml::Value>;
+// One run's varied flags, by flag name (without `--`), and how a value is written.
+pub use crate::viz::sweep::{Trial, value_word};
 
 /// Flags the sweep sets itself for every run.
 const OWNED: [&str; 4] = ["output", "overwrite", "resume-from", "metric-for-best"];
@@ -181,15 +181,6 @@ pub fn flag_words(key: &str, value: &toml::Value) -> Vec<String> {
         toml::Value::Boolean(false) => vec![],
         toml::Value::Array(values) => std::iter::once(flag).chain(values.iter().map(value_word)).collect(),
         other => vec![flag, value_word(other)],
-    }
-}
-
-/// How a value reads on a command line and in the summary.
-pub fn value_word(value: &toml::Value) -> String {
-    match value {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Float(f) => format!("{f}"),
-        other => other.to_string(),
     }
 }
 

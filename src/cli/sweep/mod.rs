@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use self::config::{SweepConfig, Trial, flag_words};
-use super::checks::positive;
+use crate::values::positive;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -139,7 +139,7 @@ fn execute(runs: &[Run], output: &Path, parallel: usize) -> Result<Vec<String>> 
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let bar = crate::train::progress::items_bar(todo.len() as u64, "runs");
+    let bar = crate::progress::items_bar(todo.len() as u64, "runs");
     let (next, failures) = (AtomicUsize::new(0), Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
         for _ in 0..parallel {

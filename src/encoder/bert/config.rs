@@ -4,8 +4,8 @@
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
+use crate::encoder::ModelConfig;
 use crate::encoder::{Activation, Dims, HeadShape};
-use crate::pretrained::ModelConfig;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct BertConfig {

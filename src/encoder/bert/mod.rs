@@ -19,7 +19,7 @@ pub use config::BertConfig;
 use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, path_at};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
-use crate::pretrained::ModelConfig;
+use crate::encoder::ModelConfig;
 
 /// BERT in the registry (`encoder::FAMILIES`).
 pub const FAMILY: Family = Family {

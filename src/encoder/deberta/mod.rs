@@ -22,7 +22,7 @@ use self::relative::RelativeIndex;
 use super::layers::{Activation, LayerNorm, Linear, attention_softmax, dropout};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs, Selector};
-use crate::pretrained::ModelConfig;
+use crate::encoder::ModelConfig;
 
 /// DeBERTa-v2/v3 in the registry (`encoder::FAMILIES`), with transformers' default (`legacy`)
 /// MLM head, `cls.predictions`.

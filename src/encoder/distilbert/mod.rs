@@ -11,7 +11,7 @@ use tch::nn::Path;
 
 use super::bert::{Bert, BertConfig, Layout, Positions};
 use super::{ClassifierKind, Dims, Encoder, Family, HeadLayout};
-use crate::pretrained::ModelConfig;
+use crate::encoder::ModelConfig;
 
 /// DistilBERT in the registry (`encoder::FAMILIES`).
 pub const FAMILY: Family = Family {

@@ -9,7 +9,7 @@ use tch::nn::Path;
 
 use super::bert::{BERT_LAYOUT, Bert, BertConfig, Positions};
 use super::{Activation, ClassifierKind, Encoder, Family, HeadLayout, Mapped};
-use crate::pretrained::ModelConfig;
+use crate::encoder::ModelConfig;
 
 /// ELECTRA in the registry (`encoder::FAMILIES`).
 pub const FAMILY: Family = Family {

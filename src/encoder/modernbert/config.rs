@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::encoder::ModelConfig;
 use crate::encoder::{Activation, Dims, HeadShape, TruncatedInit};
-use crate::pretrained::ModelConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]

@@ -20,7 +20,7 @@ use self::window::Windows;
 use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, truncated_normal};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
-use crate::pretrained::ModelConfig;
+use crate::encoder::ModelConfig;
 
 /// ModernBERT in the registry (`encoder::FAMILIES`).
 pub const FAMILY: Family = Family {

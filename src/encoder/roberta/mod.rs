@@ -10,7 +10,7 @@ use tch::nn::Path;
 
 use super::bert::{BERT_LAYOUT, Bert, BertConfig, Positions};
 use super::{Activation, ClassifierKind, Dims, Encoder, Family, HeadLayout};
-use crate::pretrained::ModelConfig;
+use crate::encoder::ModelConfig;
 
 const HEADS: HeadLayout = HeadLayout {
     classifier: "classifier",

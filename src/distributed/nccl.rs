@@ -47,7 +47,7 @@ fn load() -> Result<usize> {
     use anyhow::{Context, bail};
 
     static LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libbertkit_nccl.so"));
-    crate::device::load_libtorch_cuda()?;
+    crate::ffi::load_libtorch_cuda()?;
     // SAFETY: memfd_create with a valid name; the descriptor is owned by the File below.
     let fd = unsafe { libc::memfd_create(c"bertkit_nccl".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
@@ -75,8 +75,8 @@ fn load() -> Result<usize> {
 mod tests {
     use std::time::Duration;
 
-    use crate::dist::World;
-    use crate::dist::ffi::GroupHandle;
+    use crate::distributed::World;
+    use crate::distributed::ffi::GroupHandle;
 
     /// The embedded library loads beside libtorch_cuda and builds c10d's NCCL backend through
     /// the group's store; without a GPU (CI), ProcessGroupNCCL's own refusal comes back.

@@ -5,7 +5,6 @@
 //! `group()` reads it; without one (a plain run) every function here is a no-op.
 
 mod ffi;
-pub mod launch;
 mod nccl;
 mod world;
 

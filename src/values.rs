@@ -1,4 +1,4 @@
-//! Range checks for numeric flags, as clap value parsers: a bad value stops the command before
+//! Range checks for numeric flags, as clap value parsers (a leaf: it imports nothing of the crate): a bad value stops the command before
 //! anything runs, with one line naming the flag, the value and the allowed range
 //! (`invalid value '0' for '--batch-size <BATCH_SIZE>': must be at least 1`).
 
@@ -80,28 +80,6 @@ pub fn sequence_length(s: &str) -> Result<usize, String> {
         return Err("must be at least 3 (the special tokens and one token of text)".into());
     }
     Ok(n)
-}
-
-/// `--max-len` as given (checked against the positions the model's embeddings cover), or by
-/// default 512 tokens, fewer where the model covers fewer.
-pub fn resolve_max_len(given: Option<usize>, model: &crate::pretrained::ModelDir) -> anyhow::Result<usize> {
-    match given {
-        Some(len) => check_max_len("max-len", len, model).map(|()| len),
-        None => Ok(model.dims.max_positions.min(512) as usize),
-    }
-}
-
-/// `--{flag} {len}` against the `max_positions` the model's position embeddings cover.
-pub fn check_max_len(flag: &str, len: usize, model: &crate::pretrained::ModelDir) -> anyhow::Result<()> {
-    if len as i64 > model.dims.max_positions {
-        anyhow::bail!(
-            "--{flag} {len} exceeds the {} positions of {} (allowed: 3 to {})",
-            model.dims.max_positions,
-            model.dir.display(),
-            model.dims.max_positions
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
