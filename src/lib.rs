@@ -25,6 +25,7 @@ pub mod explain;
 pub mod ffi;
 pub mod fsutil;
 pub mod metrics;
+pub mod predict;
 pub mod pretrained;
 pub mod progress;
 pub mod task;

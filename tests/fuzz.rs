@@ -130,7 +130,7 @@ proptest! {
 /// CoNLL and JSONL tagged sentences of any bytes: sentences with one tag per word, or a
 /// one-line error naming the file.
 fn read_tagged_both_ways(name: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
-    use bertkit::data::tagged::{TagColumn, read_tagged};
+    use bertkit::data::token_classification::{TagColumn, read_tagged};
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join(name);
     std::fs::write(&path, bytes).unwrap();

@@ -12,19 +12,20 @@ use tch::Device;
 
 use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
-use crate::data::tagged::TagWindow;
+use crate::data::token_classification::TagWindow;
 use crate::data::{Encoded, Sampling, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
 use crate::distributed::Spread;
+use crate::predict::{Blocks, MaskedLanguageModel};
+use crate::predict::{Classifier, LabelledSet};
+use crate::predict::{TaggedSet, Tagger};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::{IGNORE_INDEX, TaskKind};
 use crate::tokenizer::Tokenizer;
 use crate::train::Objective;
-use crate::train::classify::{Classifier, FineTune, LabelledSet};
 use crate::train::optim::{AdamW, AdamWConfig};
-use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
-use crate::train::tag::{TagFineTune, TaggedSet, Tagger};
 use crate::train::trainer::{accumulate_gradients, clip_and_read, sorted_params};
+use crate::train::{MaskedLanguageModelling, SequenceClassification, TokenClassification};
 use crate::values::{positive, sequence_length};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -152,8 +153,15 @@ fn classifier_steps(
     }
     let (batch_size, loss_weights) = (args.batch_size, None);
     let pool = Default::default();
-    let task =
-        FineTune { classifier, train: set, eval: None, batch_size, sampling: Sampling::Random, loss_weights, pool };
+    let task = SequenceClassification {
+        classifier,
+        train: set,
+        eval: None,
+        batch_size,
+        sampling: Sampling::Random,
+        loss_weights,
+        pool,
+    };
     train_steps(&task, batches, options.autocast, watch)
 }
 
@@ -180,7 +188,8 @@ fn tagger_steps(
         set.windows.push(TagWindow { encoded, sentence: i, word_ids, predicts: vec![] });
         set.sentence_words.push(len);
     }
-    let task = TagFineTune { tagger, train: set, eval: None, batch_size: args.batch_size, sampling: Sampling::Random };
+    let task =
+        TokenClassification { tagger, train: set, eval: None, batch_size: args.batch_size, sampling: Sampling::Random };
     train_steps(&task, batches, options.autocast, watch)
 }
 
@@ -211,7 +220,14 @@ fn mlm_steps(
     }
     let train = Blocks { cache: &cache, indices: (0..n).collect() };
     let masker = Masker::new(&mlm.tokenizer, 0.15, false);
-    let task = Pretrain { mlm, masker, train, eval: None, batch_size: args.batch_size, sampling: Sampling::Random };
+    let task = MaskedLanguageModelling {
+        mlm,
+        masker,
+        train,
+        eval: None,
+        batch_size: args.batch_size,
+        sampling: Sampling::Random,
+    };
     train_steps(&task, batches, options.autocast, watch)
 }
 

@@ -8,8 +8,8 @@ use crate::data::{
     Columns, Dataset, Example, Format, LabelSource, LongText, OnBadRow, Targets, WindowPool, read_examples,
     tokenize_long,
 };
+use crate::predict::LabelledSet;
 use crate::tokenizer::Tokenizer;
-use crate::train::classify::LabelledSet;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct DataFlags {

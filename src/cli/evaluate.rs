@@ -14,11 +14,11 @@ use crate::data::{LabelSet, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision};
 use crate::distributed::Spread;
 use crate::fsutil::atomic_write;
+use crate::predict::Evaluation;
+use crate::predict::{Blocks, MaskedLanguageModel};
+use crate::predict::{Classifier, Decision, read_thresholds};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
-use crate::train::Evaluation;
-use crate::train::classify::{Classifier, Decision, read_thresholds};
-use crate::train::pretrain::{Blocks, MaskedLanguageModel};
 use crate::values::positive;
 
 #[derive(clap::Args)]

@@ -2,8 +2,8 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use crate::device::{Autocast, DeviceFlags};
+use crate::predict::MaskedLanguageModel;
 use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::train::pretrain::MaskedLanguageModel;
 use crate::values::positive;
 
 #[derive(clap::Args)]

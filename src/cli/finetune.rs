@@ -12,9 +12,10 @@ use super::data_flags::DataFlags;
 use crate::data::{Example, LabelSet, Targets, infer_task};
 use crate::device::Autocast;
 use crate::distributed::Spread;
+use crate::predict::{Classifier, Decision, LabelledSet, read_thresholds, write_thresholds};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
-use crate::train::classify::{Classifier, Decision, FineTune, LabelledSet, read_thresholds, write_thresholds};
+use crate::train::SequenceClassification;
 use crate::train::loss_weights::{WeightSpec, loss_weights};
 use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::run_dir::RunDir;
@@ -149,7 +150,15 @@ pub fn run(args: Args) -> Result<i32> {
     let sampling = cfg.hyper.train_sampling_strategy;
     let loss_weights = weights.map(|w| tch::Tensor::from_slice(&w).to_device(device));
     let pool = args.data.window_pool;
-    let task = FineTune { classifier, train: train_set, eval: eval_set, batch_size, sampling, loss_weights, pool };
+    let task = SequenceClassification {
+        classifier,
+        train: train_set,
+        eval: eval_set,
+        batch_size,
+        sampling,
+        loss_weights,
+        pool,
+    };
     let outcome = train(&task, cfg, autocast, num_batches)?;
     if args.tune_thresholds && crate::distributed::is_main() && !matches!(outcome.stop, Stop::Interrupted { .. }) {
         tune_thresholds(&cfg.control.output, task.eval.as_ref().expect("checked above"), batch_size * 2, device)?;
@@ -299,7 +308,7 @@ fn tune_thresholds(output: &Path, eval: &LabelledSet, batch_size: usize, device:
     let evaluation = classifier.evaluate_set(eval, batch_size, &decision, Spread::Alone)?;
     println!(
         "with tuned thresholds ({}):\n{}",
-        output.join(crate::train::classify::THRESHOLDS_FILE).display(),
+        output.join(crate::predict::THRESHOLDS_FILE).display(),
         evaluation.summary
     );
     Ok(())

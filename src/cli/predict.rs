@@ -10,14 +10,14 @@ use serde_json::json;
 
 use super::data_flags::DataFlags;
 use super::tagging::{Reading, TagFlags, write_out};
-use crate::data::tagged::{is_conll, is_tagged_jsonl};
+use crate::data::token_classification::{is_conll, is_tagged_jsonl};
 use crate::data::{Example, Format, tokenize_long};
 use crate::device::{Autocast, DeviceFlags, Precision};
 use crate::distributed::Spread;
+use crate::predict::{Aggregation, Tagger};
+use crate::predict::{Classifier, decide, pool_documents, read_thresholds};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
-use crate::train::classify::{Classifier, decide, pool_documents, read_thresholds};
-use crate::train::tag::{Aggregation, Tagger};
 use crate::values::positive;
 
 #[derive(clap::Args)]

@@ -6,11 +6,12 @@ use crate::data::corpus::{Chunking, CorpusFormat, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::data::vocabulary::{NewWord, WordCounts, most_useful_words};
 use crate::device::Autocast;
+use crate::predict::{Blocks, MaskedLanguageModel};
 use crate::pretrained::extend::{VocabSlots, extend_vocabulary};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::tokenizer::Tokenizer;
+use crate::train::MaskedLanguageModelling;
 use crate::train::model_card::{DataFile, ModelCard};
-use crate::train::pretrain::{Blocks, MaskedLanguageModel, Pretrain};
 use crate::train::run_dir::RunDir;
 use crate::train::{TrainConfig, train};
 use crate::values::{fraction, open_fraction, sequence_length};
@@ -202,7 +203,7 @@ pub fn run(args: Args) -> Result<i32> {
     let masker = Masker::new(&mlm.tokenizer, args.mlm_probability, args.whole_word_masking);
     let sampling = cfg.hyper.train_sampling_strategy;
     let data = card_data(&args.corpus, &args.eval_corpus, &train_blocks, eval_blocks.as_ref());
-    let task = Pretrain { mlm, masker, train: train_blocks, eval: eval_blocks, batch_size, sampling };
+    let task = MaskedLanguageModelling { mlm, masker, train: train_blocks, eval: eval_blocks, batch_size, sampling };
     let outcome = train(&task, &cfg, autocast, num_batches)?;
     let card = ModelCard {
         base_model: &args.model,

@@ -15,12 +15,12 @@ use serde_json::json;
 use super::data_flags::DataFlags;
 use super::finetune::{label_set, read_data, task_kind};
 use crate::data::Targets;
-use crate::data::tagged::{is_conll, is_tagged_jsonl};
+use crate::data::token_classification::{is_conll, is_tagged_jsonl};
 use crate::device::{Autocast, DeviceFlags, Precision};
 use crate::fsutil::atomic_write;
+use crate::predict::{Classifier, Decision};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
-use crate::train::classify::{Classifier, Decision};
 use crate::train::probe::{LinearProbe, features};
 use crate::values::{open_fraction, positive};
 

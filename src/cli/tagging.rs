@@ -10,16 +10,17 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::finetune::{Args as FinetuneArgs, split};
-use crate::data::tagged::{TagColumn, TaggedSentence, is_conll, read_tagged, windows};
+use crate::data::token_classification::{TagColumn, TaggedSentence, is_conll, read_tagged, windows};
 use crate::data::{LabelSet, OnBadRow};
 use crate::device::Autocast;
 use crate::distributed::Spread;
 use crate::fsutil::atomic_write;
+use crate::predict::{Aggregation, TaggedSet, Tagger, WordTag};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
+use crate::train::TokenClassification;
 use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::run_dir::RunDir;
-use crate::train::tag::{Aggregation, TagFineTune, TaggedSet, Tagger, WordTag};
 use crate::train::train;
 use crate::values::positive;
 
@@ -145,7 +146,7 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
     let batch_size = cfg.hyper.batch_size * crate::distributed::world_size();
     let num_batches = train_set.windows.len().div_ceil(batch_size);
     let sampling = cfg.hyper.train_sampling_strategy;
-    let task = TagFineTune { tagger, train: train_set, eval: eval_set, batch_size, sampling };
+    let task = TokenClassification { tagger, train: train_set, eval: eval_set, batch_size, sampling };
     let outcome = train(&task, cfg, autocast, num_batches)?;
     let card = ModelCard {
         base_model: &args.model,
@@ -188,7 +189,7 @@ pub fn evaluate(
     how: &Reading,
     options: &LoadOptions,
     batch_size: usize,
-) -> Result<crate::train::Evaluation> {
+) -> Result<crate::predict::Evaluation> {
     let tags = LabelSet::new(model.config.label_names());
     let sentences = read(data, how.tags, true, how.on_bad)?;
     check_tags(&sentences, &tags)?;

@@ -5,8 +5,8 @@ pub mod corpus;
 pub mod labelled;
 pub mod long_text;
 pub mod masking;
-pub mod tagged;
 pub mod targets;
+pub mod token_classification;
 pub mod vocabulary;
 
 pub use batching::{

@@ -128,6 +128,13 @@ impl LoadOptions {
     }
 }
 
+/// For inference on the CPU in float32.
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions::inference(Device::Cpu, Autocast::off())
+    }
+}
+
 /// A loaded model: encoder and task head, their parameters, their tokenizer.
 pub struct Pretrained<M> {
     pub model: M,

@@ -1,21 +1,27 @@
-//! Training: the loop shared by fine-tuning and further pretraining (`trainer`), the run
-//! directory it writes (`run_dir`), and the two objectives that use it (`classify`, `pretrain`).
+//! Training: the loop every objective shares (`trainer`), the run directory it writes
+//! (`run_dir`), and the three objectives that use it: `sequence_classification`,
+//! `token_classification` and `masked_lm` (further pretraining).
 
-pub mod classify;
 pub mod config;
 pub mod fingerprint;
 pub mod log;
 pub mod loss_scale;
 pub mod loss_weights;
+pub mod masked_lm;
 pub mod model_card;
 pub mod optim;
-pub mod pretrain;
 pub mod probe;
 pub mod run_dir;
 pub mod schedule;
-pub mod tag;
+pub mod sequence_classification;
 pub mod tensorboard;
+pub mod token_classification;
 pub mod trainer;
 
 pub use config::{HyperParams, Placement, RunControl, TrainConfig};
-pub use trainer::{Evaluation, Objective, Outcome, StepLoss, Stop, train};
+pub use masked_lm::MaskedLanguageModelling;
+pub use sequence_classification::SequenceClassification;
+pub use token_classification::TokenClassification;
+pub use trainer::{Objective, Outcome, StepLoss, Stop, train};
+
+pub use crate::predict::Evaluation;

@@ -10,9 +10,9 @@ use anyhow::Result;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-use super::classify::{Classifier, LabelledSet, pool_documents};
 use crate::data::{Encoded, Targets, WindowPool, eval_batches};
 use crate::encoder::ForwardOptions;
+use crate::predict::{Classifier, LabelledSet, pool_documents};
 
 /// Full-batch Adam steps: the objective is convex and the features standardised, so this many
 /// reach its optimum to well within the metrics' resolution (checked against scikit-learn).

@@ -7,7 +7,6 @@
 //! reseeded from (seed, step) before every micro-batch, so a run resumed from `checkpoint-N`
 //! reaches the same weights as one that never stopped (bit for bit on CPU).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +25,7 @@ use super::run_dir::{RunDir, TrainerState, resume};
 use super::schedule::Schedule;
 use crate::device::{Autocast, Precision, gpu_peak_memory, peak_rss};
 use crate::distributed::Reducer;
+use crate::predict::Evaluation;
 use crate::torch_failure::catch;
 
 /// One training micro-batch's mean loss and its size.
@@ -58,15 +58,6 @@ pub struct StepValues {
     pub loss: f64,
     /// None without clipping.
     pub grad_norm: Option<f64>,
-}
-
-/// Held-out results: flat metrics for logs and model selection, plus a full report.
-#[derive(Debug, Clone)]
-pub struct Evaluation {
-    pub metrics: BTreeMap<String, f64>,
-    pub report: serde_json::Value,
-    /// Human-readable lines for the terminal.
-    pub summary: String,
 }
 
 /// What differs between fine-tuning and further pretraining: the model, its data, its loss.
@@ -259,8 +250,8 @@ struct Loop<'a, T: Objective> {
     /// The batches of the current epoch.
     epoch: Option<(usize, Vec<Vec<usize>>)>,
     /// Sums since the last log line, and over the whole process.
-    window: Window,
-    totals: Window,
+    window: Tally,
+    totals: Tally,
     skipped_in_a_row: usize,
     best_evaluation: Option<Evaluation>,
 }
@@ -285,8 +276,8 @@ impl<'a, T: Objective> Loop<'a, T> {
             signals: Signals::install()?,
             bar,
             epoch: None,
-            window: Window::started(),
-            totals: Window::started(),
+            window: Tally::started(),
+            totals: Tally::started(),
             skipped_in_a_row: 0,
             best_evaluation: None,
         })
@@ -616,7 +607,7 @@ pub fn clip_and_read(stats: &StepStats, trainable: &[Tensor], max_grad_norm: f64
 
 /// Running sums between two log lines (and over the whole run, for the end record).
 #[derive(Default)]
-struct Window {
+struct Tally {
     loss: f64,
     /// Steps whose loss counts (skipped ones do not).
     loss_steps: usize,
@@ -627,7 +618,7 @@ struct Window {
     since: Option<Instant>,
 }
 
-struct WindowStats {
+struct TallyStats {
     /// None when every step of the window was skipped.
     loss: Option<f64>,
     examples_per_s: f64,
@@ -635,9 +626,9 @@ struct WindowStats {
     padded_tokens_per_s: f64,
 }
 
-impl Window {
+impl Tally {
     fn started() -> Self {
-        Window { since: Some(Instant::now()), ..Default::default() }
+        Tally { since: Some(Instant::now()), ..Default::default() }
     }
 
     fn add(&mut self, loss: Option<f64>, s: &StepStats) {
@@ -655,15 +646,15 @@ impl Window {
         self.since.map_or(f64::NAN, |t| t.elapsed().as_secs_f64())
     }
 
-    fn take(&mut self) -> WindowStats {
+    fn take(&mut self) -> TallyStats {
         let secs = self.seconds();
-        let stats = WindowStats {
+        let stats = TallyStats {
             loss: (self.loss_steps > 0).then(|| self.loss / self.loss_steps as f64),
             examples_per_s: self.examples as f64 / secs,
             tokens_per_s: self.tokens as f64 / secs,
             padded_tokens_per_s: self.padded_tokens as f64 / secs,
         };
-        *self = Window { since: Some(Instant::now()), ..Default::default() };
+        *self = Tally { since: Some(Instant::now()), ..Default::default() };
         stats
     }
 }

@@ -27,7 +27,7 @@ mod probes;
 mod report;
 
 use crate::data::labelled::{Columns, LabelSource, OnBadRow, read_examples};
-use crate::data::tagged::{TagColumn, is_conll, is_tagged_jsonl, read_tagged};
+use crate::data::token_classification::{TagColumn, is_conll, is_tagged_jsonl, read_tagged};
 use crate::fsutil::atomic_write;
 use crate::pretrained::extend::VocabSlots;
 use crate::task::TaskKind;

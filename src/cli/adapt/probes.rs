@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use super::{Args, Commands, Pretraining, column_flags, path, placement_flags, read_json};
-use crate::data::tagged::{is_conll, is_tagged_jsonl};
+use crate::data::token_classification::{is_conll, is_tagged_jsonl};
 use crate::train::log::read_log;
 use crate::train::run_dir::list_checkpoints;
 use crate::viz::curves::{Panel, plot_panels};

@@ -12,8 +12,8 @@ use crate::data::long_text::LongText;
 use crate::explain::text::{Document, Method, Settings, explain};
 use crate::explain::{Output, Target};
 use crate::fsutil::atomic_write;
+use crate::predict::{Classifier, decide};
 use crate::pretrained::ModelDir;
-use crate::train::classify::{Classifier, decide};
 use crate::viz::attention::AttentionMaps;
 use crate::viz::{attribution, html};
 

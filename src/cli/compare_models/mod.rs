@@ -20,10 +20,10 @@ use crate::device::{Autocast, DeviceFlags};
 use crate::encoder::ForwardOptions;
 use crate::explain::comparison::{AttentionDivergence, KeptAttention, SetStatistics, mean_pooled};
 use crate::fsutil::atomic_write;
+use crate::predict::{Classifier, Decision, LabelledSet, pool_documents};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::progress::items_bar;
 use crate::task::TaskKind;
-use crate::train::classify::{Classifier, Decision, LabelledSet, pool_documents};
 use crate::values::positive;
 use crate::viz::comparison::page;
 

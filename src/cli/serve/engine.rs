@@ -6,14 +6,13 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use super::reader::{Reader, Reading};
-use crate::cli::embed::{Pooling, embed};
 use crate::data::Encoded;
 use crate::distributed::Spread;
-use crate::pretrained::Pretrained;
-use crate::task::{Bare, TaskKind};
-use crate::train::classify::{Classifier, decide};
-use crate::train::pretrain::MaskedLanguageModel;
-use crate::train::tag::{Aggregation, Tagger};
+use crate::predict::Embedder;
+use crate::predict::MaskedLanguageModel;
+use crate::predict::{Aggregation, Tagger};
+use crate::predict::{Classifier, decide};
+use crate::task::TaskKind;
 
 /// One input: a text, or a text pair (sentence-pair models).
 #[derive(Debug, Clone)]
@@ -28,7 +27,7 @@ pub enum Engine {
     /// Token classification: `/predict` gives entities with character offsets.
     Tagger { model: Tagger, aggregation: Aggregation, stride: usize },
     /// Sentence vectors: `/embed`.
-    Embedder { model: Pretrained<Bare<false>>, pooling: Pooling },
+    Embedder { model: Embedder },
     /// A model with its MLM head: `/fill-mask`.
     FillMask { model: MaskedLanguageModel, top_k: usize },
 }
@@ -62,7 +61,7 @@ impl Engine {
         let (tokenizer, mask_token) = match self {
             Engine::Classifier { model, .. } => (model.tokenizer.clone(), None),
             Engine::Tagger { model, .. } => (model.tokenizer.clone(), None),
-            Engine::Embedder { model, .. } => (model.tokenizer.clone(), None),
+            Engine::Embedder { model } => (model.tokenizer().clone(), None),
             Engine::FillMask { model, .. } => {
                 let t = &model.tokenizer;
                 (t.clone(), Some(t.id_to_token(t.mask_id).unwrap_or_else(|| "[MASK]".into())))
@@ -88,10 +87,9 @@ impl Engine {
                     crate::cli::tagging::entities_in_texts(model, &texts, max_len, *stride, *aggregation, texts.len())?;
                 Ok(found.into_iter().map(Value::from).collect())
             }
-            Engine::Embedder { model, pooling } => {
+            Engine::Embedder { model } => {
                 let texts: Vec<&str> = seqs.iter().map(|s| s.text.as_str()).collect();
-                let (vectors, _) = embed(model, &texts, *pooling, false, max_len)?;
-                Ok(vectors.into_iter().map(Value::from).collect())
+                Ok(model.embed(&texts)?.vectors.into_iter().map(Value::from).collect())
             }
             Engine::FillMask { model, top_k } => seqs
                 .iter()

@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use self::engine::Engine;
-use super::embed::Pooling;
 use crate::device::{Autocast, DeviceFlags, Precision};
+use crate::predict::Aggregation;
+use crate::predict::read_thresholds;
+use crate::predict::{Embedder, Pooling};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
-use crate::train::classify::read_thresholds;
-use crate::train::tag::Aggregation;
 use crate::values::positive;
 
 #[derive(clap::Args)]
@@ -123,7 +123,9 @@ pub fn run(args: Args) -> Result<()> {
                 let thresholds = read_thresholds(&dir, &names)?;
                 Engine::Classifier { model: pretrained::load(&model, &options)?, names, thresholds }
             }
-            ServeTask::Embed => Engine::Embedder { model: pretrained::load(&model, &options)?, pooling: args.pooling },
+            ServeTask::Embed => {
+                Engine::Embedder { model: Embedder::load(&model, args.pooling, &options)?.max_len(max_len) }
+            }
             ServeTask::FillMask => Engine::FillMask { model: pretrained::load(&model, &options)?, top_k: args.top_k },
         })
     };

@@ -1,24 +1,21 @@
-//! Fine-tuning for token classification: tagged sentences as windows with per-token labels,
-//! the `Objective` the trainer runs, and word-level prediction (one tag per word, from the
-//! window that owns it) that evaluation and `predict` share.
+//! A loaded token classifier: tagged sentences as windows with per-token labels, and word-level
+//! prediction (one tag per word, from the window that owns it) that evaluation, `predict` and
+//! `serve` share.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::{Result, bail};
 use serde_json::json;
-use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::fingerprint::Fingerprint;
-use super::trainer::{Evaluation, Objective, StepLoss};
-use crate::data::tagged::{TagWindow, TaggedSentence, windows};
-use crate::data::{Encoded, LabelSet, Sampling, epoch_batches, eval_batches};
+use super::Evaluation;
+use crate::data::token_classification::{TagWindow, TaggedSentence, windows};
+use crate::data::{Encoded, LabelSet, eval_batches};
 use crate::distributed::Spread;
 use crate::encoder::ForwardOptions;
 use crate::metrics::entity_report;
 use crate::pretrained::Pretrained;
-use crate::task::{IGNORE_INDEX, TaskKind, TokenClassifier};
+use crate::task::{IGNORE_INDEX, TokenClassifier};
 use crate::tokenizer::Tokenizer;
 
 /// A model with a token-classification head, loaded.
@@ -106,7 +103,7 @@ impl TaggedSet {
     }
 
     /// Labels of some windows, padded with `IGNORE_INDEX` to the longest: `[rows, len]`.
-    fn label_tensor(&self, rows: &[usize]) -> Tensor {
+    pub(crate) fn label_tensor(&self, rows: &[usize]) -> Tensor {
         let len = rows.iter().map(|&r| self.labels[r].len()).max().unwrap_or(0);
         let flat: Vec<i64> = rows
             .iter()
@@ -206,61 +203,5 @@ impl Tagger {
         let mut report = serde_json::to_value(&r)?;
         report["eval_loss"] = json!(loss);
         Ok(Evaluation { metrics, report, summary: format!("eval_loss {loss:.4}\n{}", r.table()) })
-    }
-}
-
-/// Token-classification fine-tuning: a tagger, its training windows and held-out sentences.
-pub struct TagFineTune {
-    pub tagger: Tagger,
-    pub train: TaggedSet,
-    pub eval: Option<TaggedSet>,
-    pub batch_size: usize,
-    pub sampling: Sampling,
-}
-
-impl Objective for TagFineTune {
-    fn var_store(&self) -> &VarStore {
-        &self.tagger.vs
-    }
-
-    fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
-        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.sampling)
-    }
-
-    fn train_loss(&self, batch: &[usize], _seed: u64) -> Result<StepLoss> {
-        let t = &self.tagger;
-        let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.windows[i].encoded).collect();
-        let inputs = t.collator().collate(&refs).to_device(t.device);
-        let labels = self.train.label_tensor(batch);
-        let denominator = labels.ne(IGNORE_INDEX).sum(Kind::Double);
-        let logits = t.model.forward(&inputs, ForwardOptions::train());
-        Ok(StepLoss {
-            loss: t.model.loss(&logits, &labels.to_device(t.device), None),
-            denominator,
-            examples: batch.len(),
-            tokens: refs.iter().map(|e| e.len()).sum(),
-            padded_tokens: inputs.input_ids.numel(),
-        })
-    }
-
-    fn evaluate(&self) -> Result<Option<Evaluation>> {
-        self.eval.as_ref().map(|set| self.tagger.evaluate_set(set, self.batch_size * 2, Spread::Ranks)).transpose()
-    }
-
-    fn save_model(&self, dir: &Path) -> Result<()> {
-        self.tagger.save(dir)
-    }
-
-    fn fingerprint(&self) -> String {
-        let mut f = Fingerprint::new(TaskKind::TokenClassification.name());
-        f.encoded(self.train.windows.iter().map(|w| &w.encoded));
-        for labels in &self.train.labels {
-            f.ints(labels.iter().copied());
-        }
-        f.finish()
-    }
-
-    fn default_metric(&self) -> &'static str {
-        "f1"
     }
 }

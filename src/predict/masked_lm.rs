@@ -1,21 +1,18 @@
-//! Further pretraining (masked-language modelling) as a `Task` for the shared trainer, and the
-//! held-out masked-token loss / accuracy / perplexity that `pretrain` and `adapt` report.
+//! A loaded masked-language model: the held-out masked-token loss, accuracy and perplexity
+//! that `pretrain` and `adapt` report, and `fill-mask`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::Result;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
-use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::fingerprint::Fingerprint;
-use super::trainer::{Evaluation, Objective, StepLoss};
+use super::Evaluation;
 use crate::data::corpus::TokenCache;
 use crate::data::masking::Masker;
-use crate::data::{Encoded, Sampling, epoch_batches, eval_batches};
+use crate::data::{Encoded, eval_batches};
 use crate::distributed::Spread;
 use crate::encoder::{ForwardOptions, Inputs};
 use crate::pretrained::Pretrained;
@@ -55,7 +52,7 @@ impl MaskedLanguageModel {
     /// A batch of blocks, masked on the host: inputs and targets on the device, and the real
     /// tokens. Each block's masks are drawn from `seed` and the block alone (a stream of its
     /// own), so they do not depend on the batch it is in or the rank that computes it.
-    fn masked_batch(
+    pub(crate) fn masked_batch(
         &self,
         masker: &Masker,
         blocks: &Blocks,
@@ -158,63 +155,5 @@ impl MaskedLanguageModel {
             );
         }
         Ok(out)
-    }
-}
-
-/// Further pretraining = an MLM model, training blocks, optional held-out blocks.
-pub struct Pretrain<'a> {
-    pub mlm: MaskedLanguageModel,
-    pub masker: Masker,
-    pub train: Blocks<'a>,
-    pub eval: Option<Blocks<'a>>,
-    pub batch_size: usize,
-    pub sampling: Sampling,
-}
-
-impl Objective for Pretrain<'_> {
-    fn var_store(&self) -> &VarStore {
-        &self.mlm.vs
-    }
-
-    fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
-        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.sampling)
-    }
-
-    fn train_loss(&self, batch: &[usize], seed: u64) -> Result<StepLoss> {
-        // Dynamic masking: new masks every step, the same ones when a run is resumed.
-        let (inputs, masked, tokens) = self.mlm.masked_batch(&self.masker, &self.train, batch, seed);
-        let out = self.mlm.model.forward_masked(&inputs, &masked, ForwardOptions::train());
-        let denominator = Tensor::from(out.targets.numel() as f64);
-        Ok(StepLoss {
-            loss: out.loss,
-            denominator,
-            examples: batch.len(),
-            tokens,
-            padded_tokens: inputs.input_ids.numel(),
-        })
-    }
-
-    fn evaluate(&self) -> Result<Option<Evaluation>> {
-        let spread = Spread::Ranks;
-        self.eval.as_ref().map(|b| self.mlm.evaluate_blocks(&self.masker, b, self.batch_size * 2, spread)).transpose()
-    }
-
-    fn save_model(&self, dir: &Path) -> Result<()> {
-        self.mlm.save(dir)
-    }
-
-    fn fingerprint(&self) -> String {
-        let mut f = Fingerprint::new("masked-lm");
-        f.text(&self.train.cache.meta.fingerprint).ints(self.train.indices.iter().map(|&i| i as i64));
-        f.floats(&[self.masker.probability as f32]).text(if self.masker.whole_word { "whole words" } else { "tokens" });
-        f.finish()
-    }
-
-    fn default_metric(&self) -> &'static str {
-        "eval_loss"
-    }
-
-    fn evaluate_before_training(&self) -> bool {
-        true
     }
 }

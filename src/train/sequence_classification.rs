@@ -1,0 +1,111 @@
+//! The objective of fine-tuning a sequence-level head: batches of labelled texts, the loss of a
+//! micro-batch against each text's target, and evaluation (windows pooled per text).
+
+use std::path::Path;
+
+use anyhow::Result;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::fingerprint::Fingerprint;
+use super::trainer::{Objective, StepLoss};
+use crate::data::{Encoded, Sampling, Targets, WindowPool, epoch_batches};
+use crate::distributed::Spread;
+use crate::encoder::ForwardOptions;
+use crate::predict::{Classifier, Decision, Evaluation, LabelledSet};
+use crate::task::TaskKind;
+
+/// Fine-tuning = a classifier, its training set and (optionally) held-out data.
+pub struct SequenceClassification {
+    pub classifier: Classifier,
+    pub train: LabelledSet,
+    pub eval: Option<LabelledSet>,
+    pub batch_size: usize,
+    pub sampling: Sampling,
+    /// Class weights (cross-entropy) or positive weights (multi-label), on the model's device.
+    pub loss_weights: Option<Tensor>,
+    /// How evaluation pools the windows of long examples.
+    pub pool: WindowPool,
+}
+
+impl Objective for SequenceClassification {
+    fn var_store(&self) -> &VarStore {
+        &self.classifier.vs
+    }
+
+    fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
+        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.sampling)
+    }
+
+    fn train_loss(&self, batch: &[usize], _seed: u64) -> Result<StepLoss> {
+        let c = &self.classifier;
+        let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.items[i]).collect();
+        let inputs = c.collator().collate(&refs).to_device(c.device);
+        let targets = self.train.item_targets(batch).to_device(c.device);
+        let logits = c.model.logits(&inputs, ForwardOptions::train());
+        // Weighted cross-entropy divides by the weights of the targets, not by their number.
+        let denominator = match (&self.loss_weights, c.model.kind) {
+            (Some(w), TaskKind::Classification) => w.index_select(0, &targets).sum(Kind::Double),
+            _ => Tensor::from(batch.len() as f64),
+        };
+        Ok(StepLoss {
+            loss: c.model.loss(&logits, &targets, self.loss_weights.as_ref()),
+            denominator,
+            examples: batch.len(),
+            tokens: refs.iter().map(|e| e.len()).sum(),
+            padded_tokens: inputs.input_ids.numel(),
+        })
+    }
+
+    fn evaluate(&self) -> Result<Option<Evaluation>> {
+        let decision = Decision { pool: self.pool, ..Decision::default() };
+        let batch_size = self.batch_size * 2;
+        self.eval
+            .as_ref()
+            .map(|set| self.classifier.evaluate_set(set, batch_size, &decision, Spread::Ranks))
+            .transpose()
+    }
+
+    fn save_model(&self, dir: &Path) -> Result<()> {
+        self.classifier.save(dir)
+    }
+
+    fn fingerprint(&self) -> String {
+        let mut f = Fingerprint::new(self.classifier.model.kind.name());
+        f.encoded(self.train.items.iter()).ints(self.train.doc_of.iter().map(|&d| d as i64));
+        match &self.train.targets {
+            Targets::Classes(ids) => f.ints(ids.iter().copied()),
+            Targets::Sets(rows) => f.floats(&rows.concat()),
+            Targets::Scores(scores) => f.floats(scores),
+        };
+        if let Some(w) = &self.loss_weights {
+            let weights =
+                Vec::<f32>::try_from(w.to_kind(Kind::Float).to_device(Device::Cpu)).expect("loss weights are 1-d");
+            f.text("loss weights").floats(&weights);
+        }
+        f.finish()
+    }
+
+    fn default_metric(&self) -> &'static str {
+        match self.classifier.model.kind {
+            TaskKind::MultiLabel => "micro_f1",
+            TaskKind::Regression => "pearson",
+            _ => "accuracy",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_pool_into_their_documents() {
+        let logits = Tensor::from_slice(&[1f32, -4., 3., -2., 5., 0.]).view([3, 2]);
+        // Items 0 and 1 are document 0's windows, item 2 is document 1.
+        let mean = pool_documents(&logits, &[0, 0, 1], 2, WindowPool::Mean);
+        assert_eq!(Vec::<Vec<f32>>::try_from(mean).unwrap(), vec![vec![2., -3.], vec![5., 0.]]);
+        let max = pool_documents(&logits, &[0, 0, 1], 2, WindowPool::Max);
+        assert_eq!(Vec::<Vec<f32>>::try_from(max).unwrap(), vec![vec![3., -2.], vec![5., 0.]]);
+    }
+}
