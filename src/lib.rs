@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod predict;
 pub mod pretrained;
 pub mod progress;
+pub mod recipes;
 pub mod task;
 pub mod tokenizer;
 pub mod torch_failure;

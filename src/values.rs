@@ -82,6 +82,19 @@ pub fn sequence_length(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+/// `T` as its flags' defaults make it, with `given` (flags and values, as on a command line) on
+/// top: the defaults are written once, in the `#[arg]` attributes, for the command line and for
+/// code alike. A bad value is the command line's one-line message.
+pub fn from_flags<T: clap::Args + clap::FromArgMatches>(given: &[&str]) -> anyhow::Result<T> {
+    let command = T::augment_args(clap::Command::new("bertkit").no_binary_name(true));
+    let first_line = |e: clap::Error| {
+        let text = e.to_string();
+        anyhow::anyhow!("{}", text.lines().next().unwrap_or("").trim_start_matches("error: ").to_string())
+    };
+    let matches = command.try_get_matches_from(given).map_err(first_line)?;
+    T::from_arg_matches(&matches).map_err(first_line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +110,22 @@ mod tests {
         assert!(fraction("1").is_ok() && fraction("1.5").is_err());
         assert!(open_fraction("0").is_err() && open_fraction("1").is_err() && open_fraction("0.15").is_ok());
         assert!(sequence_length("2").is_err() && sequence_length("3").is_ok());
+    }
+
+    #[derive(clap::Args, Debug)]
+    struct Flags {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 16, value_parser = positive)]
+        batch_size: usize,
+    }
+
+    #[test]
+    fn flags_take_their_defaults_in_code() {
+        let flags: Flags = from_flags(&["--name", "x"]).unwrap();
+        assert_eq!((flags.name.as_str(), flags.batch_size), ("x", 16));
+        let err = from_flags::<Flags>(&["--name", "x", "--batch-size", "0"]).unwrap_err().to_string();
+        assert!(err.contains("--batch-size") && err.contains("at least 1"), "{err}");
+        assert!(from_flags::<Flags>(&[]).unwrap_err().to_string().contains("--name"));
     }
 }

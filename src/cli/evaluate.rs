@@ -6,8 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::data_flags::DataFlags;
-use super::tagging::{Reading, TagFlags};
 use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::data::{LabelSet, Targets};
@@ -18,6 +16,9 @@ use crate::predict::Evaluation;
 use crate::predict::{Blocks, MaskedLanguageModel};
 use crate::predict::{Classifier, Decision, read_thresholds};
 use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::recipes::DataFlags;
+use crate::recipes::TagFlags;
+use crate::recipes::token_classification::Reading;
 use crate::task::TaskKind;
 use crate::values::positive;
 
@@ -73,7 +74,7 @@ pub fn run(args: Args) -> Result<()> {
     let evaluation = if kind == TaskKind::TokenClassification {
         let stride = args.flags.stride;
         let how = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
-        super::tagging::evaluate(&model, data, &how, &options, args.batch_size)?
+        crate::recipes::token_classification::evaluate(&model, data, &how, &options, args.batch_size)?
     } else {
         let labels = LabelSet::new(names.clone());
         let examples = args.flags.read(data, true)?.examples;

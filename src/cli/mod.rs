@@ -4,21 +4,17 @@ mod adapt;
 mod attention;
 mod bench;
 mod compare_models;
-mod data_flags;
 mod domain_fit;
-pub mod embed;
+mod embed;
 mod evaluate;
 mod explain;
 mod fill_mask;
-mod finetune;
 mod inspect;
 mod launch;
 mod predict;
-mod pretrain;
 mod probe;
 mod serve;
 pub mod sweep;
-pub mod tagging;
 
 use clap::{Parser, Subcommand};
 
@@ -43,7 +39,7 @@ enum Command {
     /// Sentence vectors (CLS, pooler or mean of tokens) as JSON.
     Embed(embed::Args),
     /// Fine-tune a model on labelled data: one class, a set of classes or a score per text, or a tag per word.
-    Finetune(finetune::Args),
+    Finetune(crate::recipes::FineTune),
     /// The metrics of a fine-tuned model on labelled data (by its task: accuracy/F1, micro/macro-F1, Pearson, entity F1).
     Evaluate(evaluate::Args),
     /// What a fine-tuned model says of each text: label and probabilities, label set, score, or entities (JSONL or CSV).
@@ -52,7 +48,7 @@ enum Command {
     /// fitted on --train, scored on --eval.
     Probe(probe::Args),
     /// Further pretraining: continue masked-language-model training on unlabelled domain text.
-    Pretrain(pretrain::Args),
+    Pretrain(crate::recipes::Pretrain),
     /// The most likely tokens for each `[MASK]` in a text.
     FillMask(fill_mask::Args),
     /// The domain-adaptation study: pretrain on a corpus, fine-tune original and adapted, report.
@@ -107,16 +103,18 @@ pub fn main() -> i32 {
 }
 
 /// Prints how a training run ended; returns the exit code (130/143 after SIGINT/SIGTERM).
-fn conclude(
-    outcome: &crate::train::Outcome,
-    output: &std::path::Path,
-    card: &crate::train::model_card::ModelCard,
-) -> anyhow::Result<i32> {
+fn conclude(trained: crate::recipes::Trained) -> anyhow::Result<i32> {
+    let outcome = &trained.outcome;
+    let exit_code = match outcome.stop {
+        crate::train::Stop::Interrupted { exit_code } => exit_code,
+        crate::train::Stop::Finished | crate::train::Stop::EarlyStopped => 0,
+    };
     if !crate::distributed::is_main() {
-        return Ok(match outcome.stop {
-            crate::train::Stop::Interrupted { exit_code } => exit_code,
-            _ => 0,
-        });
+        return Ok(exit_code);
+    }
+    if let Some(tuned) = &trained.tuned {
+        let path = trained.output.join(crate::predict::THRESHOLDS_FILE);
+        println!("with tuned thresholds ({}):\n{}", path.display(), tuned.summary);
     }
     if let Some(ev) = &outcome.best_evaluation {
         println!("{}", ev.summary);
@@ -124,14 +122,10 @@ fn conclude(
     if let Some((step, value)) = outcome.best {
         println!("best {} {value:.4} at step {step}", outcome.metric_for_best);
     }
-    Ok(match outcome.stop {
-        crate::train::Stop::Interrupted { exit_code } => exit_code,
-        crate::train::Stop::Finished | crate::train::Stop::EarlyStopped => {
-            card.write(output, outcome)?;
-            println!("model saved to {}", output.display());
-            0
-        }
-    })
+    if exit_code == 0 {
+        println!("model saved to {}", trained.output.display());
+    }
+    Ok(exit_code)
 }
 
 /// Parses and runs one command line in this process (used by `adapt` to chain commands).
@@ -155,11 +149,11 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Inspect(args) => inspect::run(args).map(|()| 0),
         Command::Embed(args) => embed::run(args).map(|()| 0),
-        Command::Finetune(args) => finetune::run(args),
+        Command::Finetune(run) => conclude(run.run()?),
         Command::Evaluate(args) => evaluate::run(args).map(|()| 0),
         Command::Predict(args) => predict::run(args).map(|()| 0),
         Command::Probe(args) => probe::run(args).map(|()| 0),
-        Command::Pretrain(args) => pretrain::run(args),
+        Command::Pretrain(run) => conclude(run.run()?),
         Command::FillMask(args) => fill_mask::run(args).map(|()| 0),
         Command::Adapt(args) => adapt::run(args).map(|()| 0),
         Command::DomainFit(args) => domain_fit::run(args).map(|()| 0),

@@ -8,8 +8,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::data_flags::DataFlags;
-use super::tagging::{Reading, TagFlags, write_out};
 use crate::data::token_classification::{is_conll, is_tagged_jsonl};
 use crate::data::{Example, Format, tokenize_long};
 use crate::device::{Autocast, DeviceFlags, Precision};
@@ -17,6 +15,9 @@ use crate::distributed::Spread;
 use crate::predict::{Aggregation, Tagger};
 use crate::predict::{Classifier, decide, pool_documents, read_thresholds};
 use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::recipes::DataFlags;
+use crate::recipes::TagFlags;
+use crate::recipes::token_classification::Reading;
 use crate::task::TaskKind;
 use crate::values::positive;
 
@@ -68,7 +69,14 @@ pub fn run(args: Args) -> Result<()> {
             if pre_split { None } else { Some(read_texts(&args)?.into_iter().map(|e| e.text).collect::<Vec<_>>()) };
         let stride = args.flags.stride;
         let reading = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
-        super::tagging::predict(&tagger, &args.input, texts.as_deref(), &reading, args.aggregation, args.batch_size)?
+        crate::recipes::token_classification::predict(
+            &tagger,
+            &args.input,
+            texts.as_deref(),
+            &reading,
+            args.aggregation,
+            args.batch_size,
+        )?
     } else {
         let classifier: Classifier = pretrained::load(&model, &options)?;
         let examples = read_texts(&args)?;
@@ -154,4 +162,14 @@ fn render(
         writeln!(out, "{line}")?;
     }
     Ok(out)
+}
+
+/// Writes predictions to a file or standard output.
+pub fn write_out(output: &std::path::Path, out: &[u8]) -> Result<()> {
+    if output.as_os_str() == "-" {
+        std::io::stdout().write_all(out)?;
+    } else {
+        crate::fsutil::atomic_write(output, out)?;
+    }
+    Ok(())
 }

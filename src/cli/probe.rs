@@ -12,14 +12,14 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use super::data_flags::DataFlags;
-use super::finetune::{label_set, read_data, task_kind};
 use crate::data::Targets;
 use crate::data::token_classification::{is_conll, is_tagged_jsonl};
 use crate::device::{Autocast, DeviceFlags, Precision};
 use crate::fsutil::atomic_write;
 use crate::predict::{Classifier, Decision};
 use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::recipes::DataFlags;
+use crate::recipes::{label_set, read_data, task_kind};
 use crate::task::TaskKind;
 use crate::train::probe::{LinearProbe, features};
 use crate::values::{open_fraction, positive};

@@ -14,7 +14,7 @@ pub use masked_lm::{Blocks, EVAL_MASK_SEED, MaskedLanguageModel};
 pub use sequence_classification::{
     Classifier, Decision, LabelledSet, THRESHOLDS_FILE, decide, pool_documents, read_thresholds, write_thresholds,
 };
-pub use token_classification::{Aggregation, TaggedSet, Tagger, WordTag};
+pub use token_classification::{Aggregation, TaggedSet, Tagger, WordTag, entities_in_texts};
 
 /// Held-out results: flat metrics for logs and model selection, plus a full report.
 #[derive(Debug, Clone)]

@@ -205,3 +205,73 @@ impl Tagger {
         Ok(Evaluation { metrics, report, summary: format!("eval_loss {loss:.4}\n{}", r.table()) })
     }
 }
+
+/// The entities of each raw text, texts longer than `max_len` read in windows.
+pub fn entities_in_texts(
+    tagger: &Tagger,
+    texts: &[String],
+    max_len: usize,
+    stride: usize,
+    how: Aggregation,
+    batch_size: usize,
+) -> Result<Vec<Vec<serde_json::Value>>> {
+    let names = tagger.config.label_names();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let encodings = tagger.tokenizer.encode_plain(&refs)?;
+    let mut set = TaggedSet { windows: vec![], labels: vec![], sentence_words: vec![], gold: None };
+    for (i, e) in encodings.iter().enumerate() {
+        set.sentence_words.push(e.get_word_ids().iter().flatten().max().map_or(0, |&w| w as usize + 1));
+        for w in windows(
+            (tagger.tokenizer.cls_id, tagger.tokenizer.sep_id),
+            e.get_ids(),
+            e.get_word_ids(),
+            i,
+            max_len,
+            stride,
+        ) {
+            set.labels.push(vec![]);
+            set.windows.push(w);
+        }
+    }
+    let (probs, ..) = tagger.window_probs(&set, batch_size, Spread::Alone)?;
+    let words = tagger.word_predictions(&set, &probs, how)?;
+    Ok(texts.iter().zip(&encodings).zip(words).map(|((text, e), words)| entities(text, e, &words, &names)).collect())
+}
+
+/// Words grouped into entities: a `B-` tag or a change of type starts one, `I-` of the same
+/// type continues it, `O` ends it; each entity has its type, mean word score, text and
+/// character offsets (as transformers' pipeline reports them).
+fn entities(text: &str, e: &tokenizers::Encoding, words: &[WordTag], names: &[String]) -> Vec<serde_json::Value> {
+    let span = |w: usize| -> Option<(usize, usize)> {
+        let tokens: Vec<usize> = (0..e.len()).filter(|&t| e.get_word_ids()[t] == Some(w as u32)).collect();
+        Some((e.get_offsets()[*tokens.first()?].0, e.get_offsets()[*tokens.last()?].1))
+    };
+    let mut groups: Vec<(String, Vec<f32>, usize, usize, usize)> = Vec::new(); // type, scores, start, end, last word
+    for (w, pred) in words.iter().enumerate() {
+        let (Some((tag, score)), Some((start, end))) = (pred, span(w)) else { continue };
+        let name = names[*tag].as_str();
+        if name == "O" {
+            continue;
+        }
+        let (bi, kind) = match name.split_once('-') {
+            Some((p @ ("B" | "I" | "E" | "S"), k)) => (p, k),
+            _ => ("I", name),
+        };
+        match groups.last_mut() {
+            Some(g) if g.0 == kind && bi != "B" && bi != "S" && g.4 + 1 == w => {
+                g.1.push(*score);
+                (g.3, g.4) = (end, w);
+            }
+            _ => groups.push((kind.to_string(), vec![*score], start, end, w)),
+        }
+    }
+    let chars: Vec<char> = text.chars().collect();
+    groups
+        .into_iter()
+        .map(|(kind, scores, start, end, _)| {
+            let word: String = chars[start..end].iter().collect();
+            let score = scores.iter().sum::<f32>() / scores.len() as f32;
+            json!({"entity_group": kind, "score": score, "word": word, "start": start, "end": end})
+        })
+        .collect()
+}

@@ -13,7 +13,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
-use super::data_flags::DataFlags;
 use super::explain::adopt_head;
 use crate::data::{Encoded, LabelSet, Targets, eval_batches};
 use crate::device::{Autocast, DeviceFlags};
@@ -23,6 +22,7 @@ use crate::fsutil::atomic_write;
 use crate::predict::{Classifier, Decision, LabelledSet, pool_documents};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::progress::items_bar;
+use crate::recipes::DataFlags;
 use crate::task::TaskKind;
 use crate::values::positive;
 use crate::viz::comparison::page;

@@ -84,7 +84,7 @@ impl Engine {
             Engine::Tagger { model, aggregation, stride } => {
                 let texts: Vec<String> = seqs.iter().map(|s| s.text.clone()).collect();
                 let found =
-                    crate::cli::tagging::entities_in_texts(model, &texts, max_len, *stride, *aggregation, texts.len())?;
+                    crate::predict::entities_in_texts(model, &texts, max_len, *stride, *aggregation, texts.len())?;
                 Ok(found.into_iter().map(Value::from).collect())
             }
             Engine::Embedder { model } => {

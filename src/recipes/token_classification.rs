@@ -1,6 +1,7 @@
-//! Token classification on the command line: `finetune`, `evaluate` and `predict` for a
-//! `{Family}ForTokenClassification` model, on CoNLL or JSONL `{"tokens", "tags"}` data (and, for
-//! `predict`, raw text, answered with entities and their character offsets).
+//! Token classification from files: fine-tuning (`FineTune` hands over here for a tagger),
+//! evaluating and predicting a `{Family}ForTokenClassification` model on CoNLL or JSONL
+//! `{"tokens", "tags"}` data (and, for `predict`, raw text, answered with entities and their
+//! character offsets).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,13 +10,12 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::finetune::{Args as FinetuneArgs, split};
-use crate::data::token_classification::{TagColumn, TaggedSentence, is_conll, read_tagged, windows};
+use super::finetune::{FineTune as FinetuneArgs, Trained, split};
+use super::session;
+use crate::data::token_classification::{TagColumn, TaggedSentence, is_conll, read_tagged};
 use crate::data::{LabelSet, OnBadRow};
-use crate::device::Autocast;
 use crate::distributed::Spread;
-use crate::fsutil::atomic_write;
-use crate::predict::{Aggregation, TaggedSet, Tagger, WordTag};
+use crate::predict::{Aggregation, TaggedSet, Tagger, entities_in_texts};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::TokenClassification;
@@ -99,7 +99,12 @@ fn check_tags(sentences: &[TaggedSentence], tags: &LabelSet) -> Result<()> {
     Ok(())
 }
 
-pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, new_head: bool) -> Result<i32> {
+pub(crate) fn finetune(
+    args: &FinetuneArgs,
+    mut model: ModelDir,
+    device: tch::Device,
+    new_head: bool,
+) -> Result<Trained> {
     let cfg = &args.cfg;
     if args.class_weights.is_some() || args.pos_weight.is_some() || args.tune_thresholds {
         bail!(
@@ -126,9 +131,8 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
 
     let run = RunDir::new(&cfg.control);
     run.prepare()?;
-    let autocast = Autocast::new(cfg.placement.precision, device);
-    let gradient_checkpointing = cfg.placement.gradient_checkpointing;
-    let tagger: Tagger = pretrained::load(&model, &LoadOptions { device, autocast, gradient_checkpointing, new_head })?;
+    let options = session::load_options(cfg, device, new_head);
+    let tagger: Tagger = pretrained::load(&model, &options)?;
     let stride = args.data.stride;
     let windowed = |sentences: &[TaggedSentence], role: &str| -> Result<TaggedSet> {
         let set = TaggedSet::new(&tagger.tokenizer, sentences, &tags, max_len, stride, args.tags.label_all_tokens)?;
@@ -142,12 +146,11 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
     let train_set = windowed(&train_sentences, "train")?;
     let eval_set = eval_sentences.as_deref().map(|s| windowed(s, "eval")).transpose()?;
     tracing::info!("task token-classification | tags: {} | device {device:?}", tags.names().join(", "));
-    // --batch-size is per rank: a step's batch spans the ranks.
-    let batch_size = cfg.hyper.batch_size * crate::distributed::world_size();
+    let batch_size = session::global_batch(cfg);
     let num_batches = train_set.windows.len().div_ceil(batch_size);
     let sampling = cfg.hyper.train_sampling_strategy;
     let task = TokenClassification { tagger, train: train_set, eval: eval_set, batch_size, sampling };
-    let outcome = train(&task, cfg, autocast, num_batches)?;
+    let outcome = train(&task, cfg, options.autocast, num_batches)?;
     let card = ModelCard {
         base_model: &args.model,
         pipeline_tag: "token-classification",
@@ -155,7 +158,8 @@ pub fn finetune(args: &FinetuneArgs, mut model: ModelDir, device: tch::Device, n
         data,
         hyper: &cfg.hyper,
     };
-    super::conclude(&outcome, &cfg.control.output, &card)
+    session::finish(&outcome, cfg, &card)?;
+    Ok(Trained { outcome, output: cfg.control.output.clone(), tuned: None })
 }
 
 /// The data files for the model card, with the words carrying each tag.
@@ -226,84 +230,4 @@ pub fn predict(
         writeln!(out, "{}", json!({"text": text, "entities": entities}))?;
     }
     Ok(out)
-}
-
-/// The entities of each raw text, texts longer than `max_len` read in windows.
-pub fn entities_in_texts(
-    tagger: &Tagger,
-    texts: &[String],
-    max_len: usize,
-    stride: usize,
-    how: Aggregation,
-    batch_size: usize,
-) -> Result<Vec<Vec<serde_json::Value>>> {
-    let names = tagger.config.label_names();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let encodings = tagger.tokenizer.encode_plain(&refs)?;
-    let mut set = TaggedSet { windows: vec![], labels: vec![], sentence_words: vec![], gold: None };
-    for (i, e) in encodings.iter().enumerate() {
-        set.sentence_words.push(e.get_word_ids().iter().flatten().max().map_or(0, |&w| w as usize + 1));
-        for w in windows(
-            (tagger.tokenizer.cls_id, tagger.tokenizer.sep_id),
-            e.get_ids(),
-            e.get_word_ids(),
-            i,
-            max_len,
-            stride,
-        ) {
-            set.labels.push(vec![]);
-            set.windows.push(w);
-        }
-    }
-    let (probs, ..) = tagger.window_probs(&set, batch_size, Spread::Alone)?;
-    let words = tagger.word_predictions(&set, &probs, how)?;
-    Ok(texts.iter().zip(&encodings).zip(words).map(|((text, e), words)| entities(text, e, &words, &names)).collect())
-}
-
-/// Words grouped into entities: a `B-` tag or a change of type starts one, `I-` of the same
-/// type continues it, `O` ends it; each entity has its type, mean word score, text and
-/// character offsets (as transformers' pipeline reports them).
-fn entities(text: &str, e: &tokenizers::Encoding, words: &[WordTag], names: &[String]) -> Vec<serde_json::Value> {
-    let span = |w: usize| -> Option<(usize, usize)> {
-        let tokens: Vec<usize> = (0..e.len()).filter(|&t| e.get_word_ids()[t] == Some(w as u32)).collect();
-        Some((e.get_offsets()[*tokens.first()?].0, e.get_offsets()[*tokens.last()?].1))
-    };
-    let mut groups: Vec<(String, Vec<f32>, usize, usize, usize)> = Vec::new(); // type, scores, start, end, last word
-    for (w, pred) in words.iter().enumerate() {
-        let (Some((tag, score)), Some((start, end))) = (pred, span(w)) else { continue };
-        let name = names[*tag].as_str();
-        if name == "O" {
-            continue;
-        }
-        let (bi, kind) = match name.split_once('-') {
-            Some((p @ ("B" | "I" | "E" | "S"), k)) => (p, k),
-            _ => ("I", name),
-        };
-        match groups.last_mut() {
-            Some(g) if g.0 == kind && bi != "B" && bi != "S" && g.4 + 1 == w => {
-                g.1.push(*score);
-                (g.3, g.4) = (end, w);
-            }
-            _ => groups.push((kind.to_string(), vec![*score], start, end, w)),
-        }
-    }
-    let chars: Vec<char> = text.chars().collect();
-    groups
-        .into_iter()
-        .map(|(kind, scores, start, end, _)| {
-            let word: String = chars[start..end].iter().collect();
-            let score = scores.iter().sum::<f32>() / scores.len() as f32;
-            json!({"entity_group": kind, "score": score, "word": word, "start": start, "end": end})
-        })
-        .collect()
-}
-
-/// Writes predictions to a file or standard output.
-pub fn write_out(output: &Path, out: &[u8]) -> Result<()> {
-    if output.as_os_str() == "-" {
-        std::io::stdout().write_all(out)?;
-    } else {
-        atomic_write(output, out)?;
-    }
-    Ok(())
 }

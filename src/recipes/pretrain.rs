@@ -1,3 +1,6 @@
+//! Further pretraining: masked-language modelling on unlabelled text (files or directories), with
+//! optional vocabulary extension (`--add-vocab`), to a saved MLM model with its model card.
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -5,18 +8,20 @@ use anyhow::{Context, Result, bail};
 use crate::data::corpus::{Chunking, CorpusFormat, CorpusSpec, TokenCache};
 use crate::data::masking::Masker;
 use crate::data::vocabulary::{NewWord, WordCounts, most_useful_words};
-use crate::device::Autocast;
 use crate::predict::{Blocks, MaskedLanguageModel};
 use crate::pretrained::extend::{VocabSlots, extend_vocabulary};
-use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::pretrained::{self, ModelDir};
 use crate::tokenizer::Tokenizer;
 use crate::train::MaskedLanguageModelling;
 use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::run_dir::RunDir;
 use crate::train::{TrainConfig, train};
+
+use super::finetune::Trained;
+use super::session;
 use crate::values::{fraction, open_fraction, sequence_length};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct CorpusFlags {
     /// Block length in tokens, `[CLS]` and `[SEP]` included.
     #[arg(long, default_value_t = 128, value_parser = sequence_length)]
@@ -48,41 +53,53 @@ impl CorpusFlags {
     }
 }
 
-#[derive(clap::Args)]
-pub struct Args {
+/// A further-pretraining run. Its fields are `bertkit pretrain`'s flags; [`Pretrain::new`] gives
+/// their defaults in code.
+///
+/// ```no_run
+/// use bertkit::recipes::Pretrain;
+///
+/// let mut run = Pretrain::new("all-MiniLM-L6-v2", &["contracts/"], "out/legal-minilm")?;
+/// run.whole_word_masking = true;
+/// run.cfg.hyper.max_steps = Some(1000);
+/// run.run()?;
+/// # anyhow::Ok(())
+/// ```
+#[derive(clap::Args, Clone, Debug)]
+pub struct Pretrain {
     /// Model to continue from: a directory or hub id (an MLM head is created if it has none).
     #[arg(long)]
-    model: String,
+    pub model: String,
     /// Unlabelled text: files (.txt, .jsonl, .parquet, optionally .gz) or directories of them.
     #[arg(long, required = true, num_args = 1..)]
-    corpus: Vec<PathBuf>,
+    pub corpus: Vec<PathBuf>,
     /// Held-out text to evaluate on.
     #[arg(long, num_args = 1.., conflicts_with = "eval_split")]
-    eval_corpus: Vec<PathBuf>,
+    pub eval_corpus: Vec<PathBuf>,
     /// Hold out this fraction of the corpus blocks for evaluation (0: none).
     #[arg(long, default_value_t = 0.05, value_parser = fraction)]
-    eval_split: f64,
+    pub eval_split: f64,
     /// Fraction of tokens chosen for prediction.
     #[arg(long, default_value_t = 0.15, value_parser = open_fraction)]
-    mlm_probability: f64,
+    pub mlm_probability: f64,
     /// Choose whole words (a token and the pieces that continue it, as the tokenizer splits
     /// words: `##` pieces, BPE pieces without `Ġ`, SentencePiece pieces without `▁`).
     #[arg(long)]
-    whole_word_masking: bool,
+    pub whole_word_masking: bool,
     /// Add to the WordPiece vocabulary the N corpus words whose own token saves the most tokens
     /// (frequency x (pieces - 1)); each starts as the mean of its old pieces' embeddings. The
     /// words and their ids are listed in OUTPUT/added_vocabulary.json. A resumed run keeps the
     /// checkpoint's vocabulary.
     #[arg(long, value_parser = crate::values::positive)]
-    add_vocab: Option<usize>,
+    pub add_vocab: Option<usize>,
     /// Where the added words go: BERT's [unusedK] slots (the vocabulary keeps its size), new
     /// rows, or auto (the slots if there are enough).
     #[arg(long, value_enum, default_value = "auto", requires = "add_vocab")]
-    add_vocab_into: VocabSlots,
+    pub add_vocab_into: VocabSlots,
     #[command(flatten)]
-    corpus_flags: CorpusFlags,
+    pub corpus_flags: CorpusFlags,
     #[command(flatten)]
-    cfg: TrainConfig,
+    pub cfg: TrainConfig,
 }
 
 /// The words `--add-vocab` added and their ids.
@@ -138,81 +155,93 @@ pub fn split_blocks(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usiz
     })
 }
 
-pub fn run(args: Args) -> Result<i32> {
-    let cfg = args.cfg;
-    let device = cfg.placement.device.setup()?;
-    cfg.placement.join_group(device)?;
-    if args.add_vocab.is_some() && cfg.control.resume_from.is_none() && crate::distributed::world_size() > 1 {
-        bail!(
-            "--add-vocab: extend the vocabulary in a single process first (it writes the new model), then pretrain it on several ranks"
-        );
+impl Pretrain {
+    /// `model` further pretrained on `corpus` (files or directories) into `output`, every other
+    /// setting at its flag's default (blocks of 128 tokens, 15% masked, 5% held out).
+    pub fn new(
+        model: &str,
+        corpus: &[impl AsRef<std::path::Path>],
+        output: impl AsRef<std::path::Path>,
+    ) -> Result<Pretrain> {
+        let paths: Vec<String> = corpus.iter().map(|p| p.as_ref().display().to_string()).collect();
+        let output = output.as_ref().display().to_string();
+        let mut flags = vec!["--model", model, "--output", &output, "--corpus"];
+        flags.extend(paths.iter().map(String::as_str));
+        crate::values::from_flags(&flags)
     }
-    tch::manual_seed(cfg.hyper.seed as i64);
-    let mut model = ModelDir::open(&cfg.control.model_source(&args.model))?;
-    let added = match (args.add_vocab, &cfg.control.resume_from) {
-        (Some(n), None) => {
-            let out = cfg.control.output.with_extension("vocab");
-            let spec = CorpusSpec { chunking: Chunking::Document, ..args.corpus_flags.spec(&args.corpus) };
-            let (extended, added) = extend_for_corpus(&model, &spec, n, args.add_vocab_into, &out)?;
-            model = extended;
-            Some(added)
+
+    /// Tokenises the corpus (cached beside the output), trains and saves.
+    pub fn run(&self) -> Result<Trained> {
+        let (args, cfg) = (self, &self.cfg);
+        let device = session::start(cfg)?;
+        if args.add_vocab.is_some() && cfg.control.resume_from.is_none() && crate::distributed::world_size() > 1 {
+            bail!(
+                "--add-vocab: extend the vocabulary in a single process first (it writes the new model), then pretrain it on several ranks"
+            );
         }
-        _ => None,
-    };
-    if let Some(p) = cfg.hyper.dropout {
-        model.set_dropout(p)?;
-    }
-    model.check_max_len("max-len", args.corpus_flags.max_len)?;
-    let autocast = Autocast::new(cfg.placement.precision, device);
-    let gradient_checkpointing = cfg.placement.gradient_checkpointing;
-    let options = LoadOptions { device, autocast, gradient_checkpointing, new_head: false };
-    let mut mlm: MaskedLanguageModel = pretrained::load(&model, &options)?;
-    mlm.carry_unused()?;
+        let mut model = session::open_model(cfg, &args.model)?;
+        let added = match (args.add_vocab, &cfg.control.resume_from) {
+            (Some(n), None) => {
+                let out = cfg.control.output.with_extension("vocab");
+                let spec = CorpusSpec { chunking: Chunking::Document, ..args.corpus_flags.spec(&args.corpus) };
+                let (extended, added) = extend_for_corpus(&model, &spec, n, args.add_vocab_into, &out)?;
+                model = extended;
+                Some(added)
+            }
+            _ => None,
+        };
+        session::set_dropout(cfg, &mut model)?;
+        model.check_max_len("max-len", args.corpus_flags.max_len)?;
+        let options = session::load_options(cfg, device, false);
+        let mut mlm: MaskedLanguageModel = pretrained::load(&model, &options)?;
+        mlm.carry_unused()?;
 
-    // The corpus is checked (and tokenised) before the output directory is touched; the cache
-    // lives beside the output so a rerun or a resume finds it.
-    let cache_root = cfg.control.output.with_extension("token-cache");
-    let open = |name: &str, paths: &[PathBuf]| {
-        let spec = args.corpus_flags.spec(paths);
-        TokenCache::open_or_build(&cache_root.join(name), &spec, &mlm.tokenizer, &model.dir)
-    };
-    // In a data-parallel run rank 0 tokenises; the others wait for it, then read its cache.
-    let group = crate::distributed::group();
-    if let Some(g) = group.filter(|_| !crate::distributed::is_main()) {
-        g.barrier().context("waiting for rank 0's token cache (raise --dist-timeout for a large corpus)")?;
-    }
-    let train_cache = open("train", &args.corpus)?;
-    let eval_cache = (!args.eval_corpus.is_empty()).then(|| open("eval", &args.eval_corpus)).transpose()?;
-    if let Some(g) = group.filter(|_| crate::distributed::is_main()) {
-        g.barrier().context("telling the other ranks the token cache is built")?;
-    }
-    let (train_blocks, eval_blocks) = blocks(&train_cache, eval_cache.as_ref(), args.eval_split, cfg.hyper.seed)?;
-    tracing::info!(
-        "{} training blocks, {} held out | device {device:?}",
-        train_blocks.indices.len(),
-        eval_blocks.as_ref().map_or(0, |b| b.indices.len())
-    );
-    RunDir::new(&cfg.control).prepare()?;
-    if let Some(added) = &added {
-        write_added(&cfg.control.output, added)?;
-    }
+        // The corpus is checked (and tokenised) before the output directory is touched; the cache
+        // lives beside the output so a rerun or a resume finds it.
+        let cache_root = cfg.control.output.with_extension("token-cache");
+        let open = |name: &str, paths: &[PathBuf]| {
+            let spec = args.corpus_flags.spec(paths);
+            TokenCache::open_or_build(&cache_root.join(name), &spec, &mlm.tokenizer, &model.dir)
+        };
+        // In a data-parallel run rank 0 tokenises; the others wait for it, then read its cache.
+        let group = crate::distributed::group();
+        if let Some(g) = group.filter(|_| !crate::distributed::is_main()) {
+            g.barrier().context("waiting for rank 0's token cache (raise --dist-timeout for a large corpus)")?;
+        }
+        let train_cache = open("train", &args.corpus)?;
+        let eval_cache = (!args.eval_corpus.is_empty()).then(|| open("eval", &args.eval_corpus)).transpose()?;
+        if let Some(g) = group.filter(|_| crate::distributed::is_main()) {
+            g.barrier().context("telling the other ranks the token cache is built")?;
+        }
+        let (train_blocks, eval_blocks) = blocks(&train_cache, eval_cache.as_ref(), args.eval_split, cfg.hyper.seed)?;
+        tracing::info!(
+            "{} training blocks, {} held out | device {device:?}",
+            train_blocks.indices.len(),
+            eval_blocks.as_ref().map_or(0, |b| b.indices.len())
+        );
+        RunDir::new(&cfg.control).prepare()?;
+        if let Some(added) = &added {
+            write_added(&cfg.control.output, added)?;
+        }
 
-    // --batch-size is per rank: a step's batch spans the ranks.
-    let batch_size = cfg.hyper.batch_size * crate::distributed::world_size();
-    let num_batches = train_blocks.indices.len().div_ceil(batch_size);
-    let masker = Masker::new(&mlm.tokenizer, args.mlm_probability, args.whole_word_masking);
-    let sampling = cfg.hyper.train_sampling_strategy;
-    let data = card_data(&args.corpus, &args.eval_corpus, &train_blocks, eval_blocks.as_ref());
-    let task = MaskedLanguageModelling { mlm, masker, train: train_blocks, eval: eval_blocks, batch_size, sampling };
-    let outcome = train(&task, &cfg, autocast, num_batches)?;
-    let card = ModelCard {
-        base_model: &args.model,
-        pipeline_tag: "fill-mask",
-        task: "further pretraining (masked LM)",
-        data,
-        hyper: &cfg.hyper,
-    };
-    super::conclude(&outcome, &cfg.control.output, &card)
+        let batch_size = session::global_batch(cfg);
+        let num_batches = train_blocks.indices.len().div_ceil(batch_size);
+        let masker = Masker::new(&mlm.tokenizer, args.mlm_probability, args.whole_word_masking);
+        let sampling = cfg.hyper.train_sampling_strategy;
+        let data = card_data(&args.corpus, &args.eval_corpus, &train_blocks, eval_blocks.as_ref());
+        let task =
+            MaskedLanguageModelling { mlm, masker, train: train_blocks, eval: eval_blocks, batch_size, sampling };
+        let outcome = train(&task, cfg, options.autocast, num_batches)?;
+        let card = ModelCard {
+            base_model: &args.model,
+            pipeline_tag: "fill-mask",
+            task: "further pretraining (masked LM)",
+            data,
+            hyper: &cfg.hyper,
+        };
+        session::finish(&outcome, cfg, &card)?;
+        Ok(Trained { outcome, output: cfg.control.output.clone(), tuned: None })
+    }
 }
 
 /// The corpora for the model card, in blocks of --max-len tokens.

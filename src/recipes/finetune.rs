@@ -1,5 +1,6 @@
-//! `bertkit finetune`: a sequence-level head (one class, a set of classes or a score per text)
-//! or a token-classification head (`--task token-classification`, CoNLL data: `tagging.rs`).
+//! Fine-tuning: a sequence-level head (one class, a set of classes or a score per text) or a
+//! token-classification head (`--task token-classification`, CoNLL data:
+//! `token_classification.rs`), from labelled files to a saved model with its model card.
 
 use std::path::{Path, PathBuf};
 
@@ -9,21 +10,35 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::data_flags::DataFlags;
+use super::session;
 use crate::data::{Example, LabelSet, Targets, infer_task};
 use crate::device::Autocast;
 use crate::distributed::Spread;
-use crate::predict::{Classifier, Decision, LabelledSet, read_thresholds, write_thresholds};
+use crate::predict::{Classifier, Decision, Evaluation, LabelledSet, read_thresholds, write_thresholds};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::train::SequenceClassification;
 use crate::train::loss_weights::{WeightSpec, loss_weights};
 use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::run_dir::RunDir;
-use crate::train::{Stop, TrainConfig, train};
+use crate::train::{Outcome, Stop, TrainConfig, train};
 use crate::values::open_fraction;
 
-#[derive(clap::Args)]
-pub struct Args {
+/// A fine-tuning run: the model, the data, how to read it, and the training configuration. Its
+/// fields are `bertkit finetune`'s flags; [`FineTune::new`] gives their defaults in code.
+///
+/// ```no_run
+/// use bertkit::recipes::FineTune;
+///
+/// let mut run = FineTune::new("all-MiniLM-L6-v2", "train.csv", "out/sentiment")?;
+/// run.eval_split = Some(0.1);
+/// run.cfg.hyper.epochs = 2.0;
+/// let trained = run.run()?;
+/// println!("{:?}", trained.outcome.best);
+/// # anyhow::Ok(())
+/// ```
+#[derive(clap::Args, Clone, Debug)]
+pub struct FineTune {
     /// Model to start from: a directory or a hub id (an MLM or classification checkpoint works).
     #[arg(long)]
     pub model: String,
@@ -59,12 +74,41 @@ pub struct Args {
     #[command(flatten)]
     pub data: DataFlags,
     #[command(flatten)]
-    pub tags: super::tagging::TagFlags,
+    pub tags: super::token_classification::TagFlags,
     #[command(flatten)]
     pub cfg: TrainConfig,
 }
 
-impl Args {
+/// What a training run left: how it ended, where the model is, and (`--tune-thresholds`) the
+/// evaluation at the tuned thresholds.
+pub struct Trained {
+    pub outcome: Outcome,
+    pub output: PathBuf,
+    pub tuned: Option<Evaluation>,
+}
+
+impl FineTune {
+    /// `model` (a directory or hub id) fine-tuned on `train` into `output`, every other setting
+    /// at its flag's default (the task from the data, 3 epochs, batch 16, lr 5e-5, seed 42).
+    pub fn new(model: &str, train: impl AsRef<Path>, output: impl AsRef<Path>) -> Result<FineTune> {
+        let (train, output) = (train.as_ref().display().to_string(), output.as_ref().display().to_string());
+        crate::values::from_flags(&["--model", model, "--train", &train, "--output", &output])
+    }
+
+    /// Trains and saves; data problems are reported before anything is written.
+    pub fn run(&self) -> Result<Trained> {
+        let cfg = &self.cfg;
+        let device = session::start(cfg)?;
+        // A checkpoint being resumed carries the head this run created.
+        let new_head = self.new_head && cfg.control.resume_from.is_none();
+        let mut model = session::open_model(cfg, &self.model)?;
+        session::set_dropout(cfg, &mut model)?;
+        if super::token_classification::is_tagging(self, &model, new_head)? {
+            return super::token_classification::finetune(self, model, device, new_head);
+        }
+        self.sequence_classification(model, device, new_head)
+    }
+
     /// The evaluation data as the model card names it: --eval, or the share held out of --train.
     pub fn eval_name(&self) -> String {
         self.eval.as_ref().map_or(format!("{} (held out)", self.train.display()), |e| e.display().to_string())
@@ -82,95 +126,94 @@ pub fn split<T>(mut examples: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T
     Ok((train, examples))
 }
 
-pub fn run(args: Args) -> Result<i32> {
-    let cfg = &args.cfg;
-    let device = cfg.placement.device.setup()?;
-    cfg.placement.join_group(device)?;
-    // Fresh heads start from the seed, as with Trainer's set_seed before the model is built.
-    tch::manual_seed(cfg.hyper.seed as i64);
-    // A checkpoint being resumed carries the head this run created.
-    let new_head = args.new_head && cfg.control.resume_from.is_none();
-    let mut model = ModelDir::open(&cfg.control.model_source(&args.model))?;
-    if let Some(p) = cfg.hyper.dropout {
-        model.set_dropout(p)?;
-    }
-    if super::tagging::is_tagging(&args, &model, new_head)? {
-        return super::tagging::finetune(&args, model, device, new_head);
-    }
-    let max_len = model.max_len(args.data.max_len)?;
-    let (train_examples, eval_examples) =
-        read_data(&args.data, &args.train, args.eval.as_deref(), args.eval_split, cfg.hyper.seed)?;
-    let kind = task_kind(args.task, &args.data, &model, &train_examples, new_head)?;
-    let labels = label_set(kind, &model, &train_examples, new_head, &args.data, &args.train)?;
-    model.config.set_labels(labels.names());
-    model.config.set("problem_type", kind.problem_type().into());
-    let train_targets = Targets::new(kind, &train_examples, &labels, "training")?;
-    let prior_odds = train_targets.log_prior_odds();
-    let mut data = vec![DataFile {
-        role: "train",
-        path: args.train.display().to_string(),
-        examples: train_examples.len(),
-        labels: label_counts(&train_targets, &labels),
-    }];
-    let eval_targets = eval_examples.as_deref().map(|e| Targets::new(kind, e, &labels, "training")).transpose()?;
-    if let (Some(examples), Some(targets)) = (&eval_examples, &eval_targets) {
-        let path = args.eval_name();
-        data.push(DataFile { role: "eval", path, examples: examples.len(), labels: label_counts(targets, &labels) });
-    }
-    let weights = loss_weights(kind, args.class_weights.as_ref(), args.pos_weight.as_ref(), &train_targets, &labels)?;
-    if args.tune_thresholds && (kind != TaskKind::MultiLabel || eval_targets.is_none()) {
-        bail!("--tune-thresholds needs a multi-label task and evaluation data (--eval or --eval-split)");
-    }
+impl FineTune {
+    /// One class, a set of classes or a score per text.
+    fn sequence_classification(&self, mut model: ModelDir, device: tch::Device, new_head: bool) -> Result<Trained> {
+        let (args, cfg) = (self, &self.cfg);
+        let max_len = model.max_len(args.data.max_len)?;
+        let (train_examples, eval_examples) =
+            read_data(&args.data, &args.train, args.eval.as_deref(), args.eval_split, cfg.hyper.seed)?;
+        let kind = task_kind(args.task, &args.data, &model, &train_examples, new_head)?;
+        let labels = label_set(kind, &model, &train_examples, new_head, &args.data, &args.train)?;
+        model.config.set_labels(labels.names());
+        model.config.set("problem_type", kind.problem_type().into());
+        let train_targets = Targets::new(kind, &train_examples, &labels, "training")?;
+        let prior_odds = train_targets.log_prior_odds();
+        let mut data = vec![DataFile {
+            role: "train",
+            path: args.train.display().to_string(),
+            examples: train_examples.len(),
+            labels: label_counts(&train_targets, &labels),
+        }];
+        let eval_targets = eval_examples.as_deref().map(|e| Targets::new(kind, e, &labels, "training")).transpose()?;
+        if let (Some(examples), Some(targets)) = (&eval_examples, &eval_targets) {
+            let path = args.eval_name();
+            data.push(DataFile {
+                role: "eval",
+                path,
+                examples: examples.len(),
+                labels: label_counts(targets, &labels),
+            });
+        }
+        let weights =
+            loss_weights(kind, args.class_weights.as_ref(), args.pos_weight.as_ref(), &train_targets, &labels)?;
+        if args.tune_thresholds && (kind != TaskKind::MultiLabel || eval_targets.is_none()) {
+            bail!("--tune-thresholds needs a multi-label task and evaluation data (--eval or --eval-split)");
+        }
 
-    // Only now that the data is known to be good is anything written.
-    let run = RunDir::new(&cfg.control);
-    run.prepare()?;
-    let autocast = Autocast::new(cfg.placement.precision, device);
-    let gradient_checkpointing = cfg.placement.gradient_checkpointing;
-    let classifier: Classifier =
-        pretrained::load(&model, &LoadOptions { device, autocast, gradient_checkpointing, new_head })?;
-    if let Some(odds) = prior_odds {
-        start_at_prior_odds(&classifier, &odds);
-    }
-    warn_if_pooler_untrained(&classifier);
-    let encode = |examples: &[Example], targets, role: &str| {
-        args.data.encode(&classifier.tokenizer, examples, targets, max_len, role)
-    };
-    let train_set = encode(&train_examples, train_targets, "train")?;
-    let eval_set = eval_examples.as_deref().zip(eval_targets).map(|(e, t)| encode(e, t, "eval")).transpose()?;
-    tracing::info!("task {} | labels: {} | device {device:?}", kind.name(), labels.names().join(", "));
-    if let Some(w) = &weights {
-        tracing::info!("loss weights: {w:?}");
-        run.write_json("loss_weights.json", &serde_json::json!({"labels": labels.names(), "weights": w}))?;
-    }
+        // Only now that the data is known to be good is anything written.
+        let run = RunDir::new(&cfg.control);
+        run.prepare()?;
+        let options = session::load_options(cfg, device, new_head);
+        let classifier: Classifier = pretrained::load(&model, &options)?;
+        if let Some(odds) = prior_odds {
+            start_at_prior_odds(&classifier, &odds);
+        }
+        warn_if_pooler_untrained(&classifier);
+        let encode = |examples: &[Example], targets, role: &str| {
+            args.data.encode(&classifier.tokenizer, examples, targets, max_len, role)
+        };
+        let train_set = encode(&train_examples, train_targets, "train")?;
+        let eval_set = eval_examples.as_deref().zip(eval_targets).map(|(e, t)| encode(e, t, "eval")).transpose()?;
+        tracing::info!("task {} | labels: {} | device {device:?}", kind.name(), labels.names().join(", "));
+        if let Some(w) = &weights {
+            tracing::info!("loss weights: {w:?}");
+            run.write_json("loss_weights.json", &serde_json::json!({"labels": labels.names(), "weights": w}))?;
+        }
 
-    // --batch-size is per rank, as per_device_train_batch_size: a step's batch spans the ranks.
-    let batch_size = cfg.hyper.batch_size * crate::distributed::world_size();
-    let num_batches = train_set.items.len().div_ceil(batch_size);
-    let sampling = cfg.hyper.train_sampling_strategy;
-    let loss_weights = weights.map(|w| tch::Tensor::from_slice(&w).to_device(device));
-    let pool = args.data.window_pool;
-    let task = SequenceClassification {
-        classifier,
-        train: train_set,
-        eval: eval_set,
-        batch_size,
-        sampling,
-        loss_weights,
-        pool,
-    };
-    let outcome = train(&task, cfg, autocast, num_batches)?;
-    if args.tune_thresholds && crate::distributed::is_main() && !matches!(outcome.stop, Stop::Interrupted { .. }) {
-        tune_thresholds(&cfg.control.output, task.eval.as_ref().expect("checked above"), batch_size * 2, device)?;
+        let batch_size = session::global_batch(cfg);
+        let num_batches = train_set.items.len().div_ceil(batch_size);
+        let sampling = cfg.hyper.train_sampling_strategy;
+        let loss_weights = weights.map(|w| tch::Tensor::from_slice(&w).to_device(device));
+        let pool = args.data.window_pool;
+        let task = SequenceClassification {
+            classifier,
+            train: train_set,
+            eval: eval_set,
+            batch_size,
+            sampling,
+            loss_weights,
+            pool,
+        };
+        let outcome = train(&task, cfg, options.autocast, num_batches)?;
+        let output = cfg.control.output.clone();
+        let tuned = match args.tune_thresholds
+            && crate::distributed::is_main()
+            && !matches!(outcome.stop, Stop::Interrupted { .. })
+        {
+            true => Some(tune_thresholds(&output, task.eval.as_ref().expect("checked above"), batch_size * 2, device)?),
+            false => None,
+        };
+        let card = ModelCard {
+            base_model: &args.model,
+            pipeline_tag: "text-classification",
+            task: kind.name(),
+            data,
+            hyper: &cfg.hyper,
+        };
+        session::finish(&outcome, cfg, &card)?;
+        Ok(Trained { outcome, output, tuned })
     }
-    let card = ModelCard {
-        base_model: &args.model,
-        pipeline_tag: "text-classification",
-        task: kind.name(),
-        data,
-        hyper: &cfg.hyper,
-    };
-    super::conclude(&outcome, &cfg.control.output, &card)
 }
 
 /// A fresh multi-label head starts each label's bias at its log prior odds in the training data
@@ -222,7 +265,7 @@ fn label_counts(targets: &Targets, labels: &LabelSet) -> Vec<(String, u64)> {
 }
 
 /// Training examples and, from --eval or --eval-split, held-out ones.
-pub(super) fn read_data(
+pub fn read_data(
     data: &DataFlags,
     train: &Path,
     eval: Option<&Path>,
@@ -241,7 +284,7 @@ pub(super) fn read_data(
 }
 
 /// The task: --task, else the head the checkpoint has, else what the data says.
-pub(super) fn task_kind(
+pub fn task_kind(
     task: Option<TaskKind>,
     data: &DataFlags,
     model: &ModelDir,
@@ -264,7 +307,7 @@ pub(super) fn task_kind(
 
 /// A checkpoint's head keeps its label ids; otherwise the training data defines them (a
 /// regression head has one output, named after the label column).
-pub(super) fn label_set(
+pub fn label_set(
     kind: TaskKind,
     model: &ModelDir,
     train: &[Example],
@@ -293,8 +336,8 @@ pub(super) fn label_set(
 }
 
 /// Picks per-label thresholds for the saved (best) model on the evaluation set, writes them
-/// beside it, and prints the evaluation they give.
-fn tune_thresholds(output: &Path, eval: &LabelledSet, batch_size: usize, device: tch::Device) -> Result<()> {
+/// beside it (`THRESHOLDS_FILE`), and returns the evaluation they give.
+fn tune_thresholds(output: &Path, eval: &LabelledSet, batch_size: usize, device: tch::Device) -> Result<Evaluation> {
     let model = ModelDir::open(&output.display().to_string())?;
     let classifier: Classifier = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
     let probs =
@@ -305,11 +348,5 @@ fn tune_thresholds(output: &Path, eval: &LabelledSet, batch_size: usize, device:
     let names = model.config.label_names();
     write_thresholds(output, &names, &thresholds)?;
     let decision = Decision { thresholds: read_thresholds(output, &names)?, ..Decision::default() };
-    let evaluation = classifier.evaluate_set(eval, batch_size, &decision, Spread::Alone)?;
-    println!(
-        "with tuned thresholds ({}):\n{}",
-        output.join(crate::predict::THRESHOLDS_FILE).display(),
-        evaluation.summary
-    );
-    Ok(())
+    classifier.evaluate_set(eval, batch_size, &decision, Spread::Alone)
 }
