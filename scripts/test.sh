@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (after scripts/setup.sh). The MiniLM parity tests, the
 # Python round-trip tests and the Chromium test of the HTML view are required here, not skipped.
 #   1. gates: rustfmt, clippy with warnings denied, rustdoc with warnings denied
-#   2. every test, on this CPU's own kernels
+#   2. every test, on this CPU's own kernels, the documentation's examples (doc tests) and
+#      examples/ run on the fixtures as a user would run them
 #   3. the numerics tests again on other CPUs' kernel paths (AVX2, and no vector extension at
 #      all), so a tolerance that holds only on the CPU it was written on fails here first
 # Extra arguments go to step 2's `cargo test` (e.g. a test name).
@@ -21,6 +22,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --release --no-deps --quiet
 
 section "tests on this CPU's kernels"
 cargo test --release --all-targets "$@"
+cargo test --release --doc "$@"
+
+section "examples/ on the fixtures"
+for example in finetune predict embed serve; do  # predict and serve read what finetune wrote
+    cargo run --release --quiet --example "$example" >"target/example-$example.log" 2>&1 ||
+        { cat "target/example-$example.log"; exit 1; }
+    tail -n 2 "target/example-$example.log"
+done
 
 # libtorch picks its vector kernels by ATEN_CPU_CAPABILITY, oneDNN by ONEDNN_MAX_CPU_ISA and MKL
 # by MKL_ENABLE_INSTRUCTIONS: together they run the code paths of a CPU without AVX-512 (avx2)

@@ -14,9 +14,7 @@
 //! - [`ffi`]: every call into `csrc/`, wrapped safely;
 //! - [`torch_failure`]: libtorch failures (out of memory) as one-line errors;
 //! - [`viz`]: pictures (training curves, attention maps) from tensors it is given;
-//! - [`cli`]: the `bertkit` command, one module per subcommand.
 
-pub mod cli;
 pub mod data;
 pub mod device;
 pub mod distributed;
@@ -29,6 +27,7 @@ pub mod predict;
 pub mod pretrained;
 pub mod progress;
 pub mod recipes;
+pub mod serve;
 pub mod task;
 pub mod tokenizer;
 pub mod torch_failure;

@@ -21,6 +21,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static malloc_conf: Option<&'static std::ffi::c_char> =
     Some(unsafe { &*c"dirty_decay_ms:-1,muzzy_decay_ms:-1,lg_extent_max_active_fit:20".as_ptr() });
 
+mod cli;
+
 fn main() {
-    std::process::exit(bertkit::cli::main());
+    std::process::exit(cli::main());
 }

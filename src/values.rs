@@ -89,7 +89,7 @@ pub fn from_flags<T: clap::Args + clap::FromArgMatches>(given: &[&str]) -> anyho
     let command = T::augment_args(clap::Command::new("bertkit").no_binary_name(true));
     let first_line = |e: clap::Error| {
         let text = e.to_string();
-        anyhow::anyhow!("{}", text.lines().next().unwrap_or("").trim_start_matches("error: ").to_string())
+        anyhow::anyhow!("{}", text.lines().next().unwrap_or("").trim_start_matches("error: "))
     };
     let matches = command.try_get_matches_from(given).map_err(first_line)?;
     T::from_arg_matches(&matches).map_err(first_line)

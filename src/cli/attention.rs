@@ -3,17 +3,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use crate::data::Encoded;
-use crate::data::long_text::{window_ranges, window_room};
-use crate::device::{Autocast, DeviceFlags};
-use crate::fsutil::atomic_write;
-use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
-use crate::task::{Bare, TaskModel};
-use crate::tokenizer::Tokenizer;
-use crate::values::sequence_length;
-use crate::viz::attention::{AttentionMaps, difference, head_changes};
-use crate::viz::heatmap::{Heatmap, render_grid, render_panels};
-use crate::viz::html;
+use bertkit::data::Encoded;
+use bertkit::data::long_text::{window_ranges, window_room};
+use bertkit::device::{Autocast, DeviceFlags};
+use bertkit::fsutil::atomic_write;
+use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained};
+use bertkit::task::{Bare, TaskModel};
+use bertkit::tokenizer::Tokenizer;
+use bertkit::values::sequence_length;
+use bertkit::viz::attention::{AttentionMaps, difference, head_changes};
+use bertkit::viz::heatmap::{Heatmap, render_grid, render_panels};
+use bertkit::viz::html;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(long)]
     window: Option<usize>,
     /// Tokens shared by consecutive windows (at most half a window).
-    #[arg(long, default_value_t = 128, value_parser = crate::values::positive)]
+    #[arg(long, default_value_t = 128, value_parser = bertkit::values::positive)]
     stride: usize,
     #[command(flatten)]
     run: DeviceFlags,

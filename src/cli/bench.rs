@@ -10,23 +10,23 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use tch::Device;
 
-use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
-use crate::data::masking::Masker;
-use crate::data::token_classification::TagWindow;
-use crate::data::{Encoded, Sampling, Targets};
-use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
-use crate::distributed::Spread;
-use crate::predict::{Blocks, MaskedLanguageModel};
-use crate::predict::{Classifier, LabelledSet};
-use crate::predict::{TaggedSet, Tagger};
-use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::task::{IGNORE_INDEX, TaskKind};
-use crate::tokenizer::Tokenizer;
-use crate::train::Objective;
-use crate::train::optim::{AdamW, AdamWConfig};
-use crate::train::trainer::{accumulate_gradients, clip_and_read, sorted_params};
-use crate::train::{MaskedLanguageModelling, SequenceClassification, TokenClassification};
-use crate::values::{positive, sequence_length};
+use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
+use bertkit::data::masking::Masker;
+use bertkit::data::token_classification::TagWindow;
+use bertkit::data::{Encoded, Sampling, Targets};
+use bertkit::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
+use bertkit::distributed::Spread;
+use bertkit::predict::{Blocks, MaskedLanguageModel};
+use bertkit::predict::{Classifier, LabelledSet};
+use bertkit::predict::{TaggedSet, Tagger};
+use bertkit::pretrained::{self, LoadOptions, ModelDir};
+use bertkit::task::{IGNORE_INDEX, TaskKind};
+use bertkit::tokenizer::Tokenizer;
+use bertkit::train::Objective;
+use bertkit::train::optim::{AdamW, AdamWConfig};
+use bertkit::train::trainer::{accumulate_gradients, clip_and_read, sorted_params};
+use bertkit::train::{MaskedLanguageModelling, SequenceClassification, TokenClassification};
+use bertkit::values::{positive, sequence_length};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::data::corpus::{Chunking, CorpusFormat, CorpusSpec};
-use crate::data::vocabulary::{Fragmentation, WordCounts, fragmentation, overlap, pieces};
-use crate::fsutil::atomic_write;
-use crate::pretrained::ModelDir;
-use crate::tokenizer::Tokenizer;
-use crate::values::positive;
+use bertkit::data::corpus::{Chunking, CorpusFormat, CorpusSpec};
+use bertkit::data::vocabulary::{Fragmentation, WordCounts, fragmentation, overlap, pieces};
+use bertkit::fsutil::atomic_write;
+use bertkit::pretrained::ModelDir;
+use bertkit::tokenizer::Tokenizer;
+use bertkit::values::positive;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -4,10 +4,10 @@ use anyhow::Result;
 use clap::ValueEnum;
 use serde_json::json;
 
-use crate::device::{Autocast, DeviceFlags};
-use crate::predict::{Embedder, Pooling};
-use crate::pretrained::{LoadOptions, ModelDir};
-use crate::values::sequence_length;
+use bertkit::device::{Autocast, DeviceFlags};
+use bertkit::predict::{Embedder, Pooling};
+use bertkit::pretrained::{LoadOptions, ModelDir};
+use bertkit::values::sequence_length;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -6,21 +6,21 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
-use crate::data::masking::Masker;
-use crate::data::{LabelSet, Targets};
-use crate::device::{Autocast, DeviceFlags, Precision};
-use crate::distributed::Spread;
-use crate::fsutil::atomic_write;
-use crate::predict::Evaluation;
-use crate::predict::{Blocks, MaskedLanguageModel};
-use crate::predict::{Classifier, Decision, read_thresholds};
-use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::recipes::DataFlags;
-use crate::recipes::TagFlags;
-use crate::recipes::token_classification::Reading;
-use crate::task::TaskKind;
-use crate::values::positive;
+use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
+use bertkit::data::masking::Masker;
+use bertkit::data::{LabelSet, Targets};
+use bertkit::device::{Autocast, DeviceFlags, Precision};
+use bertkit::distributed::Spread;
+use bertkit::fsutil::atomic_write;
+use bertkit::predict::Evaluation;
+use bertkit::predict::{Blocks, MaskedLanguageModel};
+use bertkit::predict::{Classifier, Decision, read_thresholds};
+use bertkit::pretrained::{self, LoadOptions, ModelDir};
+use bertkit::recipes::DataFlags;
+use bertkit::recipes::TagFlags;
+use bertkit::recipes::token_classification::Reading;
+use bertkit::task::TaskKind;
+use bertkit::values::positive;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,7 +58,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     // Under `bertkit launch` / torchrun the ranks split the batches, gathered on the host (so
     // gloo on any device); rank 0 reports.
-    crate::distributed::join(crate::distributed::DEFAULT_TIMEOUT, crate::distributed::Backend::Gloo)?;
+    bertkit::distributed::join(bertkit::distributed::DEFAULT_TIMEOUT, bertkit::distributed::Backend::Gloo)?;
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
     let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
@@ -74,7 +74,7 @@ pub fn run(args: Args) -> Result<()> {
     let evaluation = if kind == TaskKind::TokenClassification {
         let stride = args.flags.stride;
         let how = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
-        crate::recipes::token_classification::evaluate(&model, data, &how, &options, args.batch_size)?
+        bertkit::recipes::token_classification::evaluate(&model, data, &how, &options, args.batch_size)?
     } else {
         let labels = LabelSet::new(names.clone());
         let examples = args.flags.read(data, true)?.examples;
@@ -116,7 +116,7 @@ fn masked_lm(args: &Args, model: &ModelDir, options: &LoadOptions) -> Result<Eva
 }
 
 fn report(args: &Args, model: &ModelDir, task: &str, evaluation: &Evaluation) -> Result<()> {
-    if !crate::distributed::is_main() {
+    if !bertkit::distributed::is_main() {
         return Ok(());
     }
     println!("{}", evaluation.summary);

@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use crate::device::{Autocast, DeviceFlags};
-use crate::explain::text::{Baseline, Document, Method, Settings, TargetExplanation, explain, predicted_targets};
-use crate::explain::{Explained, Output, Target};
-use crate::fsutil::atomic_write;
-use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
-use crate::task::{SequenceClassifier, TaskKind, TokenClassifier};
-use crate::tokenizer::Tokenizer;
-use crate::values::{positive, sequence_length};
-use crate::viz::attribution::{Figure, Row, page, render_text};
+use bertkit::device::{Autocast, DeviceFlags};
+use bertkit::explain::text::{Baseline, Document, Method, Settings, TargetExplanation, explain, predicted_targets};
+use bertkit::explain::{Explained, Output, Target};
+use bertkit::fsutil::atomic_write;
+use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained};
+use bertkit::task::{SequenceClassifier, TaskKind, TokenClassifier};
+use bertkit::tokenizer::Tokenizer;
+use bertkit::values::{positive, sequence_length};
+use bertkit::viz::attribution::{Figure, Row, page, render_text};
 
 #[derive(clap::Args)]
 pub struct Args {

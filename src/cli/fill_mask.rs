@@ -1,10 +1,10 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use crate::device::{Autocast, DeviceFlags};
-use crate::predict::MaskedLanguageModel;
-use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::values::positive;
+use bertkit::device::{Autocast, DeviceFlags};
+use bertkit::predict::MaskedLanguageModel;
+use bertkit::pretrained::{self, LoadOptions, ModelDir};
+use bertkit::values::positive;
 
 #[derive(clap::Args)]
 pub struct Args {

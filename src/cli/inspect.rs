@@ -3,9 +3,9 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::pretrained::ModelDir;
-use crate::task::TaskKind;
-use crate::tokenizer::Tokenizer;
+use bertkit::pretrained::ModelDir;
+use bertkit::task::TaskKind;
+use bertkit::tokenizer::Tokenizer;
 
 #[derive(clap::Args)]
 pub struct Args {

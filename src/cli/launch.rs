@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<i32> {
         signal_hook::flag::register(signal, stop.clone())?;
     }
     let local = args.nproc_per_node as usize;
-    let threads = args.threads_per_rank.unwrap_or((crate::device::physical_cores() / local).max(1));
+    let threads = args.threads_per_rank.unwrap_or((bertkit::device::physical_cores() / local).max(1));
     let mut ranks = Vec::new();
     for local_rank in 0..local {
         let rank = args.node_rank as usize * local + local_rank;

@@ -13,7 +13,6 @@ mod inspect;
 mod launch;
 mod predict;
 mod probe;
-mod serve;
 pub mod sweep;
 
 use clap::{Parser, Subcommand};
@@ -39,7 +38,7 @@ enum Command {
     /// Sentence vectors (CLS, pooler or mean of tokens) as JSON.
     Embed(embed::Args),
     /// Fine-tune a model on labelled data: one class, a set of classes or a score per text, or a tag per word.
-    Finetune(crate::recipes::FineTune),
+    Finetune(bertkit::recipes::FineTune),
     /// The metrics of a fine-tuned model on labelled data (by its task: accuracy/F1, micro/macro-F1, Pearson, entity F1).
     Evaluate(evaluate::Args),
     /// What a fine-tuned model says of each text: label and probabilities, label set, score, or entities (JSONL or CSV).
@@ -48,7 +47,7 @@ enum Command {
     /// fitted on --train, scored on --eval.
     Probe(probe::Args),
     /// Further pretraining: continue masked-language-model training on unlabelled domain text.
-    Pretrain(crate::recipes::Pretrain),
+    Pretrain(bertkit::recipes::Pretrain),
     /// The most likely tokens for each `[MASK]` in a text.
     FillMask(fill_mask::Args),
     /// The domain-adaptation study: pretrain on a corpus, fine-tune original and adapted, report.
@@ -58,7 +57,7 @@ enum Command {
     DomainFit(domain_fit::Args),
     /// A model behind HTTP: /predict, /embed or /fill-mask (text-embeddings-inference's shapes),
     /// with request batching, /health, /info and Prometheus /metrics.
-    Serve(serve::Args),
+    Serve(bertkit::serve::Serve),
     /// A grid or random search over training flags: one run directory per setting, a summary
     /// table and plot, the best run; resumable.
     Sweep(sweep::Args),
@@ -82,7 +81,7 @@ pub fn main() -> i32 {
     // Like any Unix filter: `bertkit predict ... | head` ends quietly instead of panicking.
     // SAFETY: restoring the default disposition of a signal, before any thread is started.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    crate::torch_failure::install_panic_hook();
+    bertkit::torch_failure::install_panic_hook();
     let cli = Cli::parse();
     let level = if cli.quiet { tracing::Level::WARN } else { tracing::Level::INFO };
     // Colour codes only for a person at a terminal: a log file or a pipe gets plain lines.
@@ -103,17 +102,17 @@ pub fn main() -> i32 {
 }
 
 /// Prints how a training run ended; returns the exit code (130/143 after SIGINT/SIGTERM).
-fn conclude(trained: crate::recipes::Trained) -> anyhow::Result<i32> {
+fn conclude(trained: bertkit::recipes::Trained) -> anyhow::Result<i32> {
     let outcome = &trained.outcome;
     let exit_code = match outcome.stop {
-        crate::train::Stop::Interrupted { exit_code } => exit_code,
-        crate::train::Stop::Finished | crate::train::Stop::EarlyStopped => 0,
+        bertkit::train::Stop::Interrupted { exit_code } => exit_code,
+        bertkit::train::Stop::Finished | bertkit::train::Stop::EarlyStopped => 0,
     };
-    if !crate::distributed::is_main() {
+    if !bertkit::distributed::is_main() {
         return Ok(exit_code);
     }
     if let Some(tuned) = &trained.tuned {
-        let path = trained.output.join(crate::predict::THRESHOLDS_FILE);
+        let path = trained.output.join(bertkit::predict::THRESHOLDS_FILE);
         println!("with tuned thresholds ({}):\n{}", path.display(), tuned.summary);
     }
     if let Some(ev) = &outcome.best_evaluation {
@@ -157,7 +156,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::FillMask(args) => fill_mask::run(args).map(|()| 0),
         Command::Adapt(args) => adapt::run(args).map(|()| 0),
         Command::DomainFit(args) => domain_fit::run(args).map(|()| 0),
-        Command::Serve(args) => serve::run(args).map(|()| 0),
+        Command::Serve(server) => server.run().map(|()| 0),
         Command::Sweep(args) => sweep::run(args).map(|()| 0),
         Command::Launch(args) => launch::run(args),
         Command::Attention(args) => attention::run(args).map(|()| 0),

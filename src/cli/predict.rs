@@ -8,18 +8,18 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::data::token_classification::{is_conll, is_tagged_jsonl};
-use crate::data::{Example, Format, tokenize_long};
-use crate::device::{Autocast, DeviceFlags, Precision};
-use crate::distributed::Spread;
-use crate::predict::{Aggregation, Tagger};
-use crate::predict::{Classifier, decide, pool_documents, read_thresholds};
-use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::recipes::DataFlags;
-use crate::recipes::TagFlags;
-use crate::recipes::token_classification::Reading;
-use crate::task::TaskKind;
-use crate::values::positive;
+use bertkit::data::token_classification::{is_conll, is_tagged_jsonl};
+use bertkit::data::{Example, Format, tokenize_long};
+use bertkit::device::{Autocast, DeviceFlags, Precision};
+use bertkit::distributed::Spread;
+use bertkit::predict::{Aggregation, Tagger};
+use bertkit::predict::{Classifier, decide, pool_documents, read_thresholds};
+use bertkit::pretrained::{self, LoadOptions, ModelDir};
+use bertkit::recipes::DataFlags;
+use bertkit::recipes::TagFlags;
+use bertkit::recipes::token_classification::Reading;
+use bertkit::task::TaskKind;
+use bertkit::values::positive;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<()> {
             if pre_split { None } else { Some(read_texts(&args)?.into_iter().map(|e| e.text).collect::<Vec<_>>()) };
         let stride = args.flags.stride;
         let reading = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
-        crate::recipes::token_classification::predict(
+        bertkit::recipes::token_classification::predict(
             &tagger,
             &args.input,
             texts.as_deref(),
@@ -169,7 +169,7 @@ pub fn write_out(output: &std::path::Path, out: &[u8]) -> Result<()> {
     if output.as_os_str() == "-" {
         std::io::stdout().write_all(out)?;
     } else {
-        crate::fsutil::atomic_write(output, out)?;
+        bertkit::fsutil::atomic_write(output, out)?;
     }
     Ok(())
 }

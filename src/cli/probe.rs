@@ -1,5 +1,5 @@
 //! `bertkit probe`: a linear probe of a frozen encoder on a labelled sequence-level task
-//! (`crate::train::probe`): the score a linear layer over the model's features reaches without
+//! (`bertkit::train::probe`): the score a linear layer over the model's features reaches without
 //! changing the model. `adapt --probe-every` runs it on every further-pretraining checkpoint to
 //! choose one by the task at a fraction of a fine-tune's cost.
 
@@ -12,17 +12,17 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use crate::data::Targets;
-use crate::data::token_classification::{is_conll, is_tagged_jsonl};
-use crate::device::{Autocast, DeviceFlags, Precision};
-use crate::fsutil::atomic_write;
-use crate::predict::{Classifier, Decision};
-use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::recipes::DataFlags;
-use crate::recipes::{label_set, read_data, task_kind};
-use crate::task::TaskKind;
-use crate::train::probe::{LinearProbe, features};
-use crate::values::{open_fraction, positive};
+use bertkit::data::Targets;
+use bertkit::data::token_classification::{is_conll, is_tagged_jsonl};
+use bertkit::device::{Autocast, DeviceFlags, Precision};
+use bertkit::fsutil::atomic_write;
+use bertkit::predict::{Classifier, Decision};
+use bertkit::pretrained::{self, LoadOptions, ModelDir};
+use bertkit::recipes::DataFlags;
+use bertkit::recipes::{label_set, read_data, task_kind};
+use bertkit::task::TaskKind;
+use bertkit::train::probe::{LinearProbe, features};
+use bertkit::values::{open_fraction, positive};
 
 #[derive(clap::Args)]
 pub struct Args {

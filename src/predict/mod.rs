@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 pub use embedding::{Embedder, Pooling};
 pub use masked_lm::{Blocks, EVAL_MASK_SEED, MaskedLanguageModel};
 pub use sequence_classification::{
-    Classifier, Decision, LabelledSet, THRESHOLDS_FILE, decide, pool_documents, read_thresholds, write_thresholds,
+    Classifier, Decision, LabelledSet, Prediction, THRESHOLDS_FILE, decide, pool_documents, read_thresholds,
+    write_thresholds,
 };
-pub use token_classification::{Aggregation, TaggedSet, Tagger, WordTag, entities_in_texts};
+pub use token_classification::{Aggregation, Entity, TaggedSet, Tagger, WordTag, entities_in_texts};
 
 /// Held-out results: flat metrics for logs and model selection, plus a full report.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use crate::encoder::ForwardOptions;
 use crate::fsutil::atomic_write;
 use crate::metrics::{classification_report, multi_label_report, regression_report};
 use crate::pretrained::Pretrained;
-use crate::task::SequenceClassifier;
+use crate::task::{SequenceClassifier, TaskKind};
 
 /// Where `--tune-thresholds` keeps the per-label decision thresholds, beside the model.
 pub const THRESHOLDS_FILE: &str = "thresholds.json";
@@ -63,7 +63,64 @@ pub fn pool_documents(logits: &Tensor, doc_of: &[usize], examples: usize, pool: 
 /// A model with a sequence-classification head, loaded.
 pub type Classifier = Pretrained<SequenceClassifier>;
 
+/// What a classifier says of one text.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Prediction {
+    /// The labels chosen: the most probable one (classification), every one at or above its
+    /// threshold (multi-label: `thresholds.json` beside the model, else 0.5), none (regression).
+    pub labels: Vec<String>,
+    /// Every label's probability (softmax; sigmoid for multi-label), or a regression's score.
+    pub scores: Vec<(String, f32)>,
+}
+
 impl Classifier {
+    /// The fine-tuned model in `dir`, on the CPU in float32 (`pretrained::load` takes a device
+    /// and precision).
+    ///
+    /// ```
+    /// use bertkit::predict::Classifier;
+    ///
+    /// let classifier = Classifier::load("tests/fixtures/tiny-bert")?; // a tiny random model
+    /// let predictions = classifier.predict(&["a fine film", "a dull one"])?;
+    /// assert_eq!(predictions.len(), 2);
+    /// assert_eq!(predictions[0].labels.len(), 1);
+    /// # anyhow::Ok(())
+    /// ```
+    pub fn load(dir: impl AsRef<Path>) -> Result<Classifier> {
+        let model = crate::pretrained::ModelDir::open(&dir.as_ref().display().to_string())?;
+        if model.config.id2label().is_none() {
+            anyhow::bail!("{}: has no classification head (config.json has no id2label)", model.dir.display());
+        }
+        crate::pretrained::load(&model, &crate::pretrained::LoadOptions::default())
+    }
+
+    /// Labels and scores of each text, texts longer than the model's default length truncated
+    /// (`bertkit predict --long-text` reads them whole).
+    pub fn predict(&self, texts: &[&str]) -> Result<Vec<Prediction>> {
+        let max_len = self.dims.max_positions.min(512) as usize;
+        let items: Vec<Encoded> =
+            self.tokenizer.encode_batch(texts, None, max_len)?.iter().map(Encoded::from).collect();
+        let outputs = Vec::<Vec<f32>>::try_from(self.outputs(&self.logits(&items, 32, Spread::Alone)?))?;
+        let names = self.config.label_names();
+        let thresholds = read_thresholds(self.dir(), &names)?;
+        let chosen = decide(&outputs, thresholds.as_deref());
+        Ok(outputs
+            .iter()
+            .zip(chosen)
+            .map(|(scores, on)| {
+                let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+                let labels = match self.model.kind {
+                    TaskKind::Regression => vec![],
+                    TaskKind::MultiLabel => {
+                        names.iter().zip(&on).filter(|(_, on)| **on).map(|(n, _)| n.clone()).collect()
+                    }
+                    _ => vec![names[best].clone()],
+                };
+                Prediction { labels, scores: names.iter().cloned().zip(scores.iter().copied()).collect() }
+            })
+            .collect())
+    }
+
     /// Logits `[n, num_labels]` (CPU, fp32) in the order of `items`.
     pub fn logits(&self, items: &[Encoded], batch_size: usize, spread: Spread) -> Result<Tensor> {
         let lengths: Vec<usize> = items.iter().map(Encoded::len).collect();
@@ -178,4 +235,19 @@ pub fn read_thresholds(dir: &Path, names: &[String]) -> Result<Option<Vec<f32>>>
         .iter()
         .map(|n| map.get(n).copied().with_context(|| format!("{}: no threshold for label {n:?}", path.display())));
     Ok(Some(list.collect::<Result<_>>()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_pool_into_their_documents() {
+        let logits = Tensor::from_slice(&[1f32, -4., 3., -2., 5., 0.]).view([3, 2]);
+        // Items 0 and 1 are document 0's windows, item 2 is document 1.
+        let mean = pool_documents(&logits, &[0, 0, 1], 2, WindowPool::Mean);
+        assert_eq!(Vec::<Vec<f32>>::try_from(mean).unwrap(), vec![vec![2., -3.], vec![5., 0.]]);
+        let max = pool_documents(&logits, &[0, 0, 1], 2, WindowPool::Max);
+        assert_eq!(Vec::<Vec<f32>>::try_from(max).unwrap(), vec![vec![3., -2.], vec![5., 0.]]);
+    }
 }

@@ -206,6 +206,47 @@ impl Tagger {
     }
 }
 
+/// A run of words a tagger puts in one entity, as transformers' token-classification pipeline
+/// reports it (`aggregation_strategy` other than none): its type, mean word score, text and
+/// character offsets.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entity {
+    pub entity_group: String,
+    pub score: f32,
+    pub word: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Tagger {
+    /// The fine-tuned token classifier in `dir`, on the CPU in float32.
+    ///
+    /// ```
+    /// use bertkit::predict::Tagger;
+    ///
+    /// let tagger = Tagger::load("tests/fixtures/tiny-bert")?; // a tiny random model
+    /// let found = tagger.entities(&["Ada Lovelace met Charles Babbage in London."])?;
+    /// assert_eq!(found.len(), 1);
+    /// assert!(found[0].iter().all(|e| e.start < e.end));
+    /// # anyhow::Ok(())
+    /// ```
+    pub fn load(dir: impl AsRef<std::path::Path>) -> Result<Tagger> {
+        let model = crate::pretrained::ModelDir::open(&dir.as_ref().display().to_string())?;
+        if model.config.id2label().is_none() {
+            bail!("{}: has no tag set (config.json has no id2label)", model.dir.display());
+        }
+        crate::pretrained::load(&model, &crate::pretrained::LoadOptions::default())
+    }
+
+    /// The entities of each text, a word's tag from its first token; a text longer than the
+    /// model's default length is read in windows sharing 128 tokens.
+    pub fn entities(&self, texts: &[&str]) -> Result<Vec<Vec<Entity>>> {
+        let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+        let max_len = self.dims.max_positions.min(512) as usize;
+        entities_in_texts(self, &texts, max_len, 128.min(max_len / 2), Aggregation::First, 32)
+    }
+}
+
 /// The entities of each raw text, texts longer than `max_len` read in windows.
 pub fn entities_in_texts(
     tagger: &Tagger,
@@ -214,7 +255,7 @@ pub fn entities_in_texts(
     stride: usize,
     how: Aggregation,
     batch_size: usize,
-) -> Result<Vec<Vec<serde_json::Value>>> {
+) -> Result<Vec<Vec<Entity>>> {
     let names = tagger.config.label_names();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let encodings = tagger.tokenizer.encode_plain(&refs)?;
@@ -241,7 +282,7 @@ pub fn entities_in_texts(
 /// Words grouped into entities: a `B-` tag or a change of type starts one, `I-` of the same
 /// type continues it, `O` ends it; each entity has its type, mean word score, text and
 /// character offsets (as transformers' pipeline reports them).
-fn entities(text: &str, e: &tokenizers::Encoding, words: &[WordTag], names: &[String]) -> Vec<serde_json::Value> {
+fn entities(text: &str, e: &tokenizers::Encoding, words: &[WordTag], names: &[String]) -> Vec<Entity> {
     let span = |w: usize| -> Option<(usize, usize)> {
         let tokens: Vec<usize> = (0..e.len()).filter(|&t| e.get_word_ids()[t] == Some(w as u32)).collect();
         Some((e.get_offsets()[*tokens.first()?].0, e.get_offsets()[*tokens.last()?].1))
@@ -271,7 +312,7 @@ fn entities(text: &str, e: &tokenizers::Encoding, words: &[WordTag], names: &[St
         .map(|(kind, scores, start, end, _)| {
             let word: String = chars[start..end].iter().collect();
             let score = scores.iter().sum::<f32>() / scores.len() as f32;
-            json!({"entity_group": kind, "score": score, "word": word, "start": start, "end": end})
+            Entity { entity_group: kind, score, word, start, end }
         })
         .collect()
 }

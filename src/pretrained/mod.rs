@@ -191,6 +191,11 @@ pub fn load<M: TaskModel>(dir: &ModelDir, opts: &LoadOptions) -> Result<Pretrain
 }
 
 impl<M: TaskModel> Pretrained<M> {
+    /// The model directory it was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.source
+    }
+
     pub fn collator(&self) -> Collator {
         Collator { pad_id: self.tokenizer.pad_id }
     }

@@ -27,14 +27,20 @@ use crate::values::open_fraction;
 /// A fine-tuning run: the model, the data, how to read it, and the training configuration. Its
 /// fields are `bertkit finetune`'s flags; [`FineTune::new`] gives their defaults in code.
 ///
-/// ```no_run
+/// ```
 /// use bertkit::recipes::FineTune;
 ///
-/// let mut run = FineTune::new("all-MiniLM-L6-v2", "train.csv", "out/sentiment")?;
+/// let output = tempfile::tempdir()?;
+/// let mut run = FineTune::new("tests/fixtures/tiny-bert", "data/demo/imdb/train.csv", output.path())?;
+/// run.data.text_column = "review".into(); // the file's columns: review, sentiment
+/// run.data.label_column = "sentiment".into();
 /// run.eval_split = Some(0.1);
-/// run.cfg.hyper.epochs = 2.0;
+/// run.new_head = true; // this data's labels, not the checkpoint's
+/// run.cfg.hyper.max_steps = Some(2);
+/// run.cfg.control.overwrite = true; // the directory exists (empty)
 /// let trained = run.run()?;
-/// println!("{:?}", trained.outcome.best);
+/// assert!(trained.outcome.best.is_some());
+/// assert!(output.path().join("model.safetensors").exists());
 /// # anyhow::Ok(())
 /// ```
 #[derive(clap::Args, Clone, Debug)]

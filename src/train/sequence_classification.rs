@@ -94,18 +94,3 @@ impl Objective for SequenceClassification {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_pool_into_their_documents() {
-        let logits = Tensor::from_slice(&[1f32, -4., 3., -2., 5., 0.]).view([3, 2]);
-        // Items 0 and 1 are document 0's windows, item 2 is document 1.
-        let mean = pool_documents(&logits, &[0, 0, 1], 2, WindowPool::Mean);
-        assert_eq!(Vec::<Vec<f32>>::try_from(mean).unwrap(), vec![vec![2., -3.], vec![5., 0.]]);
-        let max = pool_documents(&logits, &[0, 0, 1], 2, WindowPool::Max);
-        assert_eq!(Vec::<Vec<f32>>::try_from(max).unwrap(), vec![vec![3., -2.], vec![5., 0.]]);
-    }
-}

@@ -26,12 +26,12 @@ use serde_json::Value;
 mod probes;
 mod report;
 
-use crate::data::labelled::{Columns, LabelSource, OnBadRow, read_examples};
-use crate::data::token_classification::{TagColumn, is_conll, is_tagged_jsonl, read_tagged};
-use crate::fsutil::atomic_write;
-use crate::pretrained::extend::VocabSlots;
-use crate::task::TaskKind;
-use crate::values::{open_fraction, positive, positive_float, sequence_length};
+use bertkit::data::labelled::{Columns, LabelSource, OnBadRow, read_examples};
+use bertkit::data::token_classification::{TagColumn, is_conll, is_tagged_jsonl, read_tagged};
+use bertkit::fsutil::atomic_write;
+use bertkit::pretrained::extend::VocabSlots;
+use bertkit::task::TaskKind;
+use bertkit::values::{open_fraction, positive, positive_float, sequence_length};
 use probes::{ProbeKind, Series};
 use report::write_report;
 
@@ -79,7 +79,7 @@ pub struct Args {
     #[arg(long, default_value = "label")]
     label_column: String,
     /// Multi-label data: the label column holds class names joined by this (see `finetune`).
-    #[arg(long, conflicts_with = "label_columns", value_parser = crate::values::non_empty)]
+    #[arg(long, conflicts_with = "label_columns", value_parser = bertkit::values::non_empty)]
     label_separator: Option<String>,
     /// Multi-label data: one 0/1 column per class (see `finetune`).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
@@ -135,14 +135,14 @@ pub struct Args {
     batch_size: usize,
     /// How each fine-tune batches its examples (see `finetune`): group_by_length pads less.
     #[arg(long, value_enum, default_value = "random")]
-    train_sampling_strategy: crate::data::Sampling,
+    train_sampling_strategy: bertkit::data::Sampling,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     #[arg(long, default_value = "auto")]
     device: String,
     /// fp32, bf16 (autocast), or auto: bf16 where the device computes it natively.
     #[arg(long, value_enum, default_value = "auto")]
-    precision: crate::device::Precision,
+    precision: bertkit::device::Precision,
     #[arg(long, value_parser = positive)]
     threads: Option<usize>,
     /// Recompute layer activations in backward instead of keeping them (less memory).

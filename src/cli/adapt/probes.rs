@@ -10,10 +10,10 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use super::{Args, Commands, Pretraining, column_flags, path, placement_flags, read_json};
-use crate::data::token_classification::{is_conll, is_tagged_jsonl};
-use crate::train::log::read_log;
-use crate::train::run_dir::list_checkpoints;
-use crate::viz::curves::{Panel, plot_panels};
+use bertkit::data::token_classification::{is_conll, is_tagged_jsonl};
+use bertkit::train::log::read_log;
+use bertkit::train::run_dir::list_checkpoints;
+use bertkit::viz::curves::{Panel, plot_panels};
 
 /// How each checkpoint is scored.
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -40,7 +40,7 @@ pub struct Series {
 impl Series {
     /// The point with the best `metric` (the earliest of equals).
     pub fn best(&self, metric: &str) -> Option<&Point> {
-        let greater = crate::train::TrainConfig::greater_is_better(metric);
+        let greater = bertkit::train::TrainConfig::greater_is_better(metric);
         let value = |p: &Point| p.metrics[metric].as_f64().filter(|v| v.is_finite());
         self.points.iter().filter(|p| value(p).is_some()).fold(None, |best: Option<&Point>, p| match best {
             Some(b) if (greater && value(p) <= value(b)) || (!greater && value(p) >= value(b)) => Some(b),
@@ -125,7 +125,7 @@ fn probe_once(args: &Args, model: &str, stem: &Path, commands: &mut Commands) ->
             let steps = args.probe_examples.div_ceil(args.batch_size).to_string();
             v.extend(["--max-steps".into(), steps, "--output".into(), path(stem), "--overwrite".into()]);
             let seconds = commands.run(v)?;
-            crate::fsutil::atomic_write(&json, &std::fs::read(stem.join("eval_results.json"))?)?;
+            bertkit::fsutil::atomic_write(&json, &std::fs::read(stem.join("eval_results.json"))?)?;
             Ok(seconds)
         }
     }

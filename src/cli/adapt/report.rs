@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 
 use super::{Adapted, Args, Arm, path, probes, read_json};
-use crate::fsutil::atomic_write;
-use crate::metrics::{mean_sd, paired_t};
 use anyhow::Result;
+use bertkit::fsutil::atomic_write;
+use bertkit::metrics::{mean_sd, paired_t};
 
 /// What the study measured besides pretraining and fine-tuning.
 pub(super) struct Measured {
@@ -271,7 +271,7 @@ fn verdict(name: &str, test: &Value, metric: &str) -> String {
         test["t"].as_f64().unwrap_or(0.0),
         test["pairs"].as_u64().unwrap_or(0),
     );
-    let better = (change > 0.0) == crate::train::TrainConfig::greater_is_better(metric);
+    let better = (change > 0.0) == bertkit::train::TrainConfig::greater_is_better(metric);
     let conclusion = match p < 0.05 {
         true if better => "it helps (p < 0.05)",
         true => "it hurts (p < 0.05)",

@@ -8,14 +8,14 @@ use tch::{Device, Kind, Tensor};
 
 use super::Args;
 use crate::cli::explain::figure;
-use crate::data::long_text::LongText;
-use crate::explain::text::{Document, Method, Settings, explain};
-use crate::explain::{Output, Target};
-use crate::fsutil::atomic_write;
-use crate::predict::{Classifier, decide};
-use crate::pretrained::ModelDir;
-use crate::viz::attention::AttentionMaps;
-use crate::viz::{attribution, html};
+use bertkit::data::long_text::LongText;
+use bertkit::explain::text::{Document, Method, Settings, explain};
+use bertkit::explain::{Output, Target};
+use bertkit::fsutil::atomic_write;
+use bertkit::predict::{Classifier, decide};
+use bertkit::pretrained::ModelDir;
+use bertkit::viz::attention::AttentionMaps;
+use bertkit::viz::{attribution, html};
 
 /// Regression has no flips: its largest changes of score are listed instead.
 const SCORE_CHANGES: usize = 20;
@@ -42,8 +42,8 @@ pub struct Change {
 }
 
 /// Every changed example, most changed confidence first.
-pub fn changes(outputs: &[Tensor; 2], targets: &crate::data::Targets, names: &[String]) -> Result<Vec<Change>> {
-    use crate::data::Targets;
+pub fn changes(outputs: &[Tensor; 2], targets: &bertkit::data::Targets, names: &[String]) -> Result<Vec<Change>> {
+    use bertkit::data::Targets;
     let rows = |t: &Tensor| Vec::<Vec<f32>>::try_from(t.to_kind(Kind::Float));
     let (a, b) = (rows(&outputs[0])?, rows(&outputs[1])?);
     let mut out: Vec<Change> = match targets {

@@ -14,18 +14,18 @@ use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
 use super::explain::adopt_head;
-use crate::data::{Encoded, LabelSet, Targets, eval_batches};
-use crate::device::{Autocast, DeviceFlags};
-use crate::encoder::ForwardOptions;
-use crate::explain::comparison::{AttentionDivergence, KeptAttention, SetStatistics, mean_pooled};
-use crate::fsutil::atomic_write;
-use crate::predict::{Classifier, Decision, LabelledSet, pool_documents};
-use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::progress::items_bar;
-use crate::recipes::DataFlags;
-use crate::task::TaskKind;
-use crate::values::positive;
-use crate::viz::comparison::page;
+use bertkit::data::{Encoded, LabelSet, Targets, eval_batches};
+use bertkit::device::{Autocast, DeviceFlags};
+use bertkit::encoder::ForwardOptions;
+use bertkit::explain::comparison::{AttentionDivergence, KeptAttention, SetStatistics, mean_pooled};
+use bertkit::fsutil::atomic_write;
+use bertkit::predict::{Classifier, Decision, LabelledSet, pool_documents};
+use bertkit::pretrained::{self, LoadOptions, ModelDir};
+use bertkit::progress::items_bar;
+use bertkit::recipes::DataFlags;
+use bertkit::task::TaskKind;
+use bertkit::values::positive;
+use bertkit::viz::comparison::page;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -70,7 +70,7 @@ pub enum Space {
 }
 
 // One run's varied flags, by flag name (without `--`), and how a value is written.
-pub use crate::viz::sweep::{Trial, value_word};
+pub use bertkit::viz::sweep::{Trial, value_word};
 
 /// Flags the sweep sets itself for every run.
 const OWNED: [&str; 4] = ["output", "overwrite", "resume-from", "metric-for-best"];

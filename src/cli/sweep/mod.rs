@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use self::config::{SweepConfig, Trial, flag_words};
-use crate::values::positive;
+use bertkit::values::positive;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -120,7 +120,7 @@ fn prepare(output: &Path, config: &SweepConfig, runs: &[Run], overwrite: bool) -
         std::fs::remove_dir_all(output).with_context(|| format!("removing {}", output.display()))?;
     }
     std::fs::create_dir_all(output.join("logs")).with_context(|| format!("creating {}", output.display()))?;
-    crate::fsutil::atomic_write(&path, serde_json::to_string_pretty(&plan)?.as_bytes())
+    bertkit::fsutil::atomic_write(&path, serde_json::to_string_pretty(&plan)?.as_bytes())
 }
 
 /// A run is finished once its directory has the final `trainer_state.json` (a checkpoint keeps
@@ -134,12 +134,12 @@ fn is_finished(dir: &Path) -> bool {
 /// checkpoint and exits; Ctrl-C reaches them anyway); no new run starts after it.
 fn execute(runs: &[Run], output: &Path, parallel: usize) -> Result<Vec<String>> {
     let todo: Vec<&Run> = runs.iter().filter(|r| !is_finished(&output.join(&r.name))).collect();
-    let threads = (crate::device::physical_cores() / parallel).max(1);
+    let threads = (bertkit::device::physical_cores() / parallel).max(1);
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let bar = crate::progress::items_bar(todo.len() as u64, "runs");
+    let bar = bertkit::progress::items_bar(todo.len() as u64, "runs");
     let (next, failures) = (AtomicUsize::new(0), Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
         for _ in 0..parallel {
@@ -175,7 +175,7 @@ fn run_one(run: &Run, output: &Path, threads: usize, stop: &AtomicBool) -> Resul
     let dir = output.join(&run.name);
     let mut argv = run.argv.clone();
     argv.extend(["--output".into(), dir.display().to_string(), "--threads".into(), threads.to_string()]);
-    let checkpoints = crate::train::run_dir::list_checkpoints(&dir)?;
+    let checkpoints = bertkit::train::run_dir::list_checkpoints(&dir)?;
     match checkpoints.last().map(|(_, path)| path) {
         Some(checkpoint) => argv.extend(["--resume-from".into(), checkpoint.display().to_string()]),
         None => argv.push("--overwrite".into()),

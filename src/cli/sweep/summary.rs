@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::config::{Trial, value_word};
-use crate::train::TrainConfig;
+use bertkit::train::TrainConfig;
 
 pub struct Row {
     pub name: String,
@@ -54,7 +54,7 @@ pub fn collect(output: &Path, runs: &[(String, Trial)]) -> Result<Table> {
         if let Some(m) = state.as_ref().and_then(|s| s["metric_for_best"].as_str()) {
             metric.get_or_insert_with(|| m.to_string());
         }
-        let end = crate::train::log::read_log(&dir.join("log.jsonl"))
+        let end = bertkit::train::log::read_log(&dir.join("log.jsonl"))
             .ok()
             .and_then(|log| log.into_iter().rev().find(|r| r["event"] == "end"));
         rows.push(Row {
@@ -121,7 +121,7 @@ pub fn markdown(table: &Table) -> String {
 
 /// `summary.md`, `summary.csv`, `best.json` and `summary.png` in the sweep directory.
 pub fn write(output: &Path, table: &Table) -> Result<()> {
-    use crate::fsutil::atomic_write;
+    use bertkit::fsutil::atomic_write;
     atomic_write(&output.join("summary.md"), markdown(table).as_bytes())?;
     let flags = columns(table);
     let mut csv = csv::Writer::from_writer(Vec::new());
@@ -156,7 +156,7 @@ pub fn write(output: &Path, table: &Table) -> Result<()> {
         atomic_write(&output.join("best.json"), serde_json::to_string_pretty(&record)?.as_bytes())?;
     }
     let points: Vec<(Trial, f64)> = table.rows.iter().filter_map(|r| r.metric.map(|m| (r.trial.clone(), m))).collect();
-    if let Err(e) = crate::viz::sweep::plot_sweep(&points, &table.metric, &output.join("summary.png")) {
+    if let Err(e) = bertkit::viz::sweep::plot_sweep(&points, &table.metric, &output.join("summary.png")) {
         tracing::warn!("could not draw the sweep summary: {e:#}");
     }
     Ok(())

@@ -85,7 +85,7 @@ impl Engine {
                 let texts: Vec<String> = seqs.iter().map(|s| s.text.clone()).collect();
                 let found =
                     crate::predict::entities_in_texts(model, &texts, max_len, *stride, *aggregation, texts.len())?;
-                Ok(found.into_iter().map(Value::from).collect())
+                found.iter().map(|e| Ok(serde_json::to_value(e)?)).collect()
             }
             Engine::Embedder { model } => {
                 let texts: Vec<&str> = seqs.iter().map(|s| s.text.as_str()).collect();

@@ -1,4 +1,4 @@
-//! `bertkit serve`: a model behind HTTP. `/predict` (classification, multi-label, regression,
+//! A model behind HTTP (`bertkit serve`, or [`Serve`] in code): `/predict` (classification, multi-label, regression,
 //! token classification), `/embed` or `/fill-mask` by what the model is; `/health`, `/info`,
 //! `/metrics`. Request and response shapes follow text-embeddings-inference where they overlap,
 //! so its clients work. Requests that arrive together run as one batch (`batcher.rs`); the HTTP
@@ -23,57 +23,69 @@ use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::TaskKind;
 use crate::values::positive;
 
-#[derive(clap::Args)]
-pub struct Args {
+/// A server: the model and its settings. Its fields are `bertkit serve`'s flags; [`Serve::new`]
+/// gives their defaults in code. `run` answers until SIGINT/SIGTERM.
+///
+/// ```no_run
+/// use bertkit::serve::Serve;
+///
+/// let mut server = Serve::new("out/sentiment")?;
+/// server.port = 8081;
+/// server.run()?;
+/// # anyhow::Ok(())
+/// ```
+#[derive(clap::Args, Clone, Debug)]
+pub struct Serve {
     /// Model directory or hub id.
     #[arg(long)]
-    model: String,
+    pub model: String,
     #[arg(long, default_value = "127.0.0.1")]
-    host: String,
+    pub host: String,
     #[arg(long, default_value_t = 8080)]
-    port: u16,
+    pub port: u16,
     /// What to serve. Default: predict for a model with a task head, fill-mask for one with an
     /// MLM head, embed otherwise.
     #[arg(long, value_enum)]
-    task: Option<ServeTask>,
+    pub task: Option<ServeTask>,
     /// Tokens one model batch may hold (requests queued together are run together up to this).
     #[arg(long, default_value_t = 16384, value_parser = positive)]
-    max_batch_tokens: usize,
+    pub max_batch_tokens: usize,
     /// Inputs one request may carry.
     #[arg(long, default_value_t = 32, value_parser = positive)]
-    max_client_batch_size: usize,
+    pub max_client_batch_size: usize,
     /// Requests answered or queued at once; more get 429.
     #[arg(long, default_value_t = 512, value_parser = positive)]
-    max_concurrent_requests: usize,
+    pub max_concurrent_requests: usize,
     /// Longest input in tokens (longer ones are refused, or cut with "truncate": true; a token
     /// classifier reads them in windows). Default: 512, or the model's positions if fewer.
     #[arg(long, value_parser = crate::values::sequence_length)]
-    max_len: Option<usize>,
+    pub max_len: Option<usize>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 2_000_000, value_parser = positive)]
-    payload_limit: usize,
+    pub payload_limit: usize,
     /// Embeddings: how token vectors become one (mean suits sentence-transformers models).
     #[arg(long, value_enum, default_value = "mean")]
-    pooling: Pooling,
+    pub pooling: Pooling,
     /// Token classification: how a word's tokens make its tag.
     #[arg(long, value_enum, default_value = "first")]
-    aggregation: Aggregation,
+    pub aggregation: Aggregation,
     /// Fill-mask: candidates per mask.
     #[arg(long, default_value_t = 5, value_parser = positive)]
-    top_k: usize,
+    pub top_k: usize,
     /// Token classification: tokens shared by consecutive windows of a long text.
     #[arg(long, default_value_t = 128, value_parser = positive)]
-    stride: usize,
+    pub stride: usize,
     /// fp32 (the default: transformers' numbers), bf16 (autocast), or auto: bf16 where the
     /// device computes it natively (faster; probabilities move by ~1e-3).
     #[arg(long, value_enum, default_value = "fp32")]
-    precision: Precision,
+    pub precision: Precision,
     #[command(flatten)]
-    run: DeviceFlags,
+    pub run: DeviceFlags,
 }
 
+/// What a server answers.
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
-enum ServeTask {
+pub enum ServeTask {
     Predict,
     Embed,
     FillMask,
@@ -89,7 +101,20 @@ pub struct Settings {
     pub model_id: String,
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl Serve {
+    /// `model` (a directory or hub id) served on 127.0.0.1:8080, every other setting at its
+    /// flag's default.
+    pub fn new(model: &str) -> Result<Serve> {
+        crate::values::from_flags(&["--model", model])
+    }
+
+    /// Loads the model and answers until SIGINT/SIGTERM.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: Serve) -> Result<()> {
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
     let max_len = model.max_len(args.max_len)?;
