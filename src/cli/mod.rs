@@ -1,18 +1,7 @@
 //! The `bertkit` command line: one module per subcommand.
 
 mod adapt;
-mod attention;
-mod bench;
-mod compare_models;
-mod domain_fit;
-mod embed;
-mod evaluate;
-mod explain;
-mod fill_mask;
-mod inspect;
 mod launch;
-mod predict;
-mod probe;
 pub mod sweep;
 
 use clap::{Parser, Subcommand};
@@ -34,27 +23,27 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Config, parameter count, heads and tokenizer of a model directory or hub id.
-    Inspect(inspect::Args),
+    Inspect(bertkit::recipes::Inspect),
     /// Sentence vectors (CLS, pooler or mean of tokens) as JSON.
-    Embed(embed::Args),
+    Embed(bertkit::recipes::Embed),
     /// Fine-tune a model on labelled data: one class, a set of classes or a score per text, or a tag per word.
     Finetune(bertkit::recipes::FineTune),
     /// The metrics of a fine-tuned model on labelled data (by its task: accuracy/F1, micro/macro-F1, Pearson, entity F1).
-    Evaluate(evaluate::Args),
+    Evaluate(bertkit::recipes::Evaluate),
     /// What a fine-tuned model says of each text: label and probabilities, label set, score, or entities (JSONL or CSV).
-    Predict(predict::Args),
+    Predict(bertkit::recipes::Predict),
     /// How much of a labelled task a frozen model's features already solve: a linear probe,
     /// fitted on --train, scored on --eval.
-    Probe(probe::Args),
+    Probe(bertkit::recipes::Probe),
     /// Further pretraining: continue masked-language-model training on unlabelled domain text.
     Pretrain(bertkit::recipes::Pretrain),
     /// The most likely tokens for each `[MASK]` in a text.
-    FillMask(fill_mask::Args),
+    FillMask(bertkit::recipes::FillMask),
     /// The domain-adaptation study: pretrain on a corpus, fine-tune original and adapted, report.
     Adapt(adapt::Args),
     /// Before training: how finely the tokenizer cuts a domain's words and how far its
     /// vocabulary is from general text.
-    DomainFit(domain_fit::Args),
+    DomainFit(bertkit::recipes::DomainFit),
     /// A model behind HTTP: /predict, /embed or /fill-mask (text-embeddings-inference's shapes),
     /// with request batching, /health, /info and Prometheus /metrics.
     Serve(bertkit::serve::Serve),
@@ -65,15 +54,15 @@ enum Command {
     /// --nproc-per-node 2 -- finetune ...` (ranks, rendezvous, signals, a failed rank stops all).
     Launch(launch::Args),
     /// Attention of a layer/head (or all) for a sentence, as PNG, SVG or an HTML head view.
-    Attention(attention::Args),
+    Attention(bertkit::recipes::Attention),
     /// Which tokens a fine-tuned model's output depends on: integrated gradients, gradient ×
     /// input, attention rollout; any head, any text length, optionally beside a second model.
-    Explain(explain::Args),
+    Explain(bertkit::recipes::Explain),
     /// Two models (before/after training) over a labelled set: metrics, flipped predictions,
     /// per-layer representation similarity (CKA), per-head attention change; an HTML report.
-    CompareModels(compare_models::Args),
+    CompareModels(bertkit::recipes::CompareModels),
     /// Time training or inference steps on synthetic batches (one JSON line; see bench/).
-    Bench(bench::Args),
+    Bench(bertkit::recipes::Bench),
 }
 
 /// Runs the command line; returns the process exit code. Errors print as one line.
@@ -146,22 +135,22 @@ fn check_args(argv: &[String]) -> anyhow::Result<()> {
 
 fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Inspect(args) => inspect::run(args).map(|()| 0),
-        Command::Embed(args) => embed::run(args).map(|()| 0),
+        Command::Inspect(job) => job.run().map(|()| 0),
+        Command::Embed(job) => job.run().map(|()| 0),
         Command::Finetune(run) => conclude(run.run()?),
-        Command::Evaluate(args) => evaluate::run(args).map(|()| 0),
-        Command::Predict(args) => predict::run(args).map(|()| 0),
-        Command::Probe(args) => probe::run(args).map(|()| 0),
+        Command::Evaluate(job) => job.run().map(|()| 0),
+        Command::Predict(job) => job.run().map(|()| 0),
+        Command::Probe(job) => job.run().map(|()| 0),
         Command::Pretrain(run) => conclude(run.run()?),
-        Command::FillMask(args) => fill_mask::run(args).map(|()| 0),
+        Command::FillMask(job) => job.run().map(|()| 0),
         Command::Adapt(args) => adapt::run(args).map(|()| 0),
-        Command::DomainFit(args) => domain_fit::run(args).map(|()| 0),
+        Command::DomainFit(job) => job.run().map(|()| 0),
         Command::Serve(server) => server.run().map(|()| 0),
         Command::Sweep(args) => sweep::run(args).map(|()| 0),
         Command::Launch(args) => launch::run(args),
-        Command::Attention(args) => attention::run(args).map(|()| 0),
-        Command::Explain(args) => explain::run(args).map(|()| 0),
-        Command::CompareModels(args) => compare_models::run(args).map(|()| 0),
-        Command::Bench(args) => bench::run(args).map(|()| 0),
+        Command::Attention(job) => job.run().map(|()| 0),
+        Command::Explain(job) => job.run().map(|()| 0),
+        Command::CompareModels(job) => job.run().map(|()| 0),
+        Command::Bench(job) => job.run().map(|()| 0),
     }
 }

@@ -14,6 +14,7 @@ use crate::data::long_text::{window_ranges, window_room};
 use crate::encoder::Inputs;
 use crate::task::TaskKind;
 use crate::tokenizer::Tokenizer;
+use crate::viz::attribution::{Figure, Row};
 
 /// The ways a token's share in an output is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -315,4 +316,37 @@ fn entities(doc: &Document, logits: &Tensor, labels: &[String]) -> Vec<Target> {
             Target { name: format!("{kind} [{a}..{b}]"), label: tag, positions }
         })
         .collect()
+}
+
+pub fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::IntegratedGradients => "integrated gradients",
+        Method::GradientXInput => "gradient × input",
+        Method::Rollout => "attention rollout",
+    }
+}
+
+/// The picture of a text's explanations: one row of coloured tokens per model, target and method.
+pub fn figure(text: &str, doc: &Document, explained: &[(String, Vec<TargetExplanation>)], s: &Settings) -> Figure {
+    let mut rows = Vec::new();
+    for (model, targets) in explained {
+        for t in targets {
+            for m in &t.methods {
+                let detail = match m.completeness_error {
+                    Some(e) => format!(" ({} steps, completeness error {:.2}%)", s.steps, e * 100.0),
+                    None => String::new(),
+                };
+                let caption =
+                    format!("{model} · {} (output {:.4}) · {}{detail}", t.target, t.output, method_name(m.method));
+                rows.push(Row { caption, scores: m.scores.clone(), signed: m.method != Method::Rollout });
+            }
+        }
+    }
+    let models: Vec<&str> = explained.iter().map(|(m, _)| m.as_str()).collect();
+    Figure {
+        title: format!("What the output depends on: {}", models.join(" vs ")),
+        pieces: doc.pieces(text),
+        special: doc.special.iter().map(|&s| s == 1).collect(),
+        rows,
+    }
 }

@@ -44,6 +44,26 @@ pub fn is_hub_id(spec: &str) -> bool {
 }
 
 impl ModelDir {
+    /// A model without a task head given `from`'s labels and task, for a fresh head (seeded); one
+    /// with a head is left as it is.
+    pub fn adopt_head(&mut self, from: &ModelDir, seed: i64) -> Result<()> {
+        if self.has_classifier()? {
+            return Ok(());
+        }
+        tracing::info!(
+            "{}: no task head; a fresh one with {}'s labels (seed {seed})",
+            self.display_name(),
+            from.display_name()
+        );
+        self.config.set_labels(&from.config.label_names());
+        if let Some(p) = from.config.problem_type() {
+            self.config.set("problem_type", serde_json::json!(p));
+        }
+        self.config.set("architectures", serde_json::json!(from.config.architectures()));
+        tch::manual_seed(seed);
+        Ok(())
+    }
+
     /// `--max-len` as given (checked against the positions the model's embeddings cover), or by
     /// default 512 tokens, fewer where the model covers fewer.
     pub fn max_len(&self, given: Option<usize>) -> anyhow::Result<usize> {

@@ -8,69 +8,71 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use bertkit::device::{Autocast, DeviceFlags};
-use bertkit::explain::text::{Baseline, Document, Method, Settings, TargetExplanation, explain, predicted_targets};
-use bertkit::explain::{Explained, Output, Target};
-use bertkit::fsutil::atomic_write;
-use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained};
-use bertkit::task::{SequenceClassifier, TaskKind, TokenClassifier};
-use bertkit::tokenizer::Tokenizer;
-use bertkit::values::{positive, sequence_length};
-use bertkit::viz::attribution::{Figure, Row, page, render_text};
+use crate::device::{Autocast, DeviceFlags};
+use crate::explain::text::{
+    Baseline, Document, Method, Settings, TargetExplanation, explain, method_name, predicted_targets,
+};
+use crate::explain::{Explained, Output, Target};
+use crate::fsutil::atomic_write;
+use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
+use crate::task::{SequenceClassifier, TaskKind, TokenClassifier};
+use crate::tokenizer::Tokenizer;
+use crate::values::{positive, sequence_length};
+use crate::viz::attribution::{page, render_text};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Explain {
     /// A fine-tuned model directory or hub id (classification, multi-label, regression or
     /// token classification).
     #[arg(long)]
-    model: String,
+    pub model: String,
     /// The text to explain.
     #[arg(long, required_unless_present = "text_file", conflicts_with = "text_file")]
-    text: Option<String>,
+    pub text: Option<String>,
     /// Read the text from this file instead (UTF-8).
     #[arg(long)]
-    text_file: Option<PathBuf>,
+    pub text_file: Option<PathBuf>,
     /// What to explain: a label (name or index) of a sequence-level head, an entity type of a
     /// token-level one; repeat for several. Default: the prediction (every predicted label,
     /// every entity).
     #[arg(long)]
-    target: Vec<String>,
+    pub target: Vec<String>,
     /// Methods, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Method::IntegratedGradients, Method::GradientXInput, Method::Rollout])]
-    method: Vec<Method>,
+    pub method: Vec<Method>,
     /// Integration points of integrated gradients (trapezoidal rule).
     #[arg(long, default_value_t = 50, value_parser = at_least_two)]
-    steps: usize,
+    pub steps: usize,
     /// What integrated gradients starts from: the text's words replaced by padding or mask.
     #[arg(long, value_enum, default_value_t = Baseline::Pad)]
-    baseline: Baseline,
+    pub baseline: Baseline,
     /// The output explained: the probability people read, or the logit.
     #[arg(long, value_enum, default_value_t = Output::Probability)]
-    output: Output,
+    pub output: Output,
     /// Integration points per forward pass (memory against speed).
     #[arg(long, default_value_t = 16, value_parser = positive)]
-    chunk: usize,
+    pub chunk: usize,
     /// A second model (e.g. before fine-tuning) explained on the same targets; one without the
     /// head gets a fresh one with the first model's labels (seeded by --seed).
     #[arg(long)]
-    compare: Option<String>,
+    pub compare: Option<String>,
     #[arg(long, default_value_t = 42)]
-    seed: i64,
+    pub seed: i64,
     /// The picture: .png, .svg or .html.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Also write every number (per window too) as JSON.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
     /// Window length in tokens; a longer text is read in windows. Default: 512, or the model's
     /// positions if fewer.
     #[arg(long, value_parser = sequence_length)]
-    max_len: Option<usize>,
+    pub max_len: Option<usize>,
     /// Tokens shared by consecutive windows (at most half a window).
     #[arg(long, default_value_t = 128, value_parser = positive)]
-    stride: usize,
+    pub stride: usize,
     #[command(flatten)]
-    run: DeviceFlags,
+    pub run: DeviceFlags,
 }
 
 fn at_least_two(s: &str) -> Result<usize, String> {
@@ -123,27 +125,7 @@ fn open_fine_tuned(spec: &str) -> Result<ModelDir> {
     Ok(model)
 }
 
-/// A model without a task head given `from`'s labels and task, for a fresh head (seeded); one
-/// with a head is left as it is.
-pub(crate) fn adopt_head(model: &mut ModelDir, from: &ModelDir, seed: i64) -> Result<()> {
-    if model.has_classifier()? {
-        return Ok(());
-    }
-    tracing::info!(
-        "{}: no task head; a fresh one with {}'s labels (seed {seed})",
-        model.display_name(),
-        from.display_name()
-    );
-    model.config.set_labels(&from.config.label_names());
-    if let Some(p) = from.config.problem_type() {
-        model.config.set("problem_type", json!(p));
-    }
-    model.config.set("architectures", json!(from.config.architectures()));
-    tch::manual_seed(seed);
-    Ok(())
-}
-
-fn read_text(args: &Args) -> Result<String> {
+fn read_text(args: &Explain) -> Result<String> {
     match (&args.text, &args.text_file) {
         (Some(t), _) => Ok(t.clone()),
         (None, Some(p)) => std::fs::read_to_string(p).with_context(|| format!("--text-file {}", p.display())),
@@ -152,7 +134,7 @@ fn read_text(args: &Args) -> Result<String> {
 }
 
 /// The targets named by --target, or the prediction's.
-fn choose_targets(args: &Args, head: &Head, doc: &Document, device: tch::Device) -> Result<Vec<Target>> {
+fn choose_targets(args: &Explain, head: &Head, doc: &Document, device: tch::Device) -> Result<Vec<Target>> {
     let labels = head.labels();
     // Named labels of a sequence-level head need no prediction; entities are found first.
     if args.target.is_empty() || matches!(head, Head::Tokens(_)) {
@@ -188,7 +170,14 @@ fn targets_in(targets: &[Target], first_labels: &[String], head: &Head, spec: &s
         .collect()
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl Explain {
+    /// Runs the job as `bertkit explain` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: Explain) -> Result<()> {
     let device = args.run.setup()?;
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !["png", "svg", "html"].contains(&ext) {
@@ -199,7 +188,7 @@ pub fn run(args: Args) -> Result<()> {
     let compared = match &args.compare {
         Some(spec) => {
             let mut other = ModelDir::open(spec)?;
-            adopt_head(&mut other, &model, args.seed)?;
+            other.adopt_head(&model, args.seed)?;
             Some(other)
         }
         None => None,
@@ -252,7 +241,7 @@ pub fn run(args: Args) -> Result<()> {
         explained.push((dir.display_name(), explain(other.explained(), &doc, &targets, &settings, device)?));
     }
     print_summary(&doc, &explained);
-    let figure = figure(&text, &doc, &explained, &settings);
+    let figure = crate::explain::text::figure(&text, &doc, &explained, &settings);
     match ext {
         "html" => atomic_write(&args.out, page(&figure).as_bytes())?,
         _ => render_text(&args.out, &figure)?,
@@ -262,43 +251,6 @@ pub fn run(args: Args) -> Result<()> {
         write_json(path, &text, &doc, &explained, &settings)?;
     }
     Ok(())
-}
-
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::IntegratedGradients => "integrated gradients",
-        Method::GradientXInput => "gradient × input",
-        Method::Rollout => "attention rollout",
-    }
-}
-
-pub(crate) fn figure(
-    text: &str,
-    doc: &Document,
-    explained: &[(String, Vec<TargetExplanation>)],
-    s: &Settings,
-) -> Figure {
-    let mut rows = Vec::new();
-    for (model, targets) in explained {
-        for t in targets {
-            for m in &t.methods {
-                let detail = match m.completeness_error {
-                    Some(e) => format!(" ({} steps, completeness error {:.2}%)", s.steps, e * 100.0),
-                    None => String::new(),
-                };
-                let caption =
-                    format!("{model} · {} (output {:.4}) · {}{detail}", t.target, t.output, method_name(m.method));
-                rows.push(Row { caption, scores: m.scores.clone(), signed: m.method != Method::Rollout });
-            }
-        }
-    }
-    let models: Vec<&str> = explained.iter().map(|(m, _)| m.as_str()).collect();
-    Figure {
-        title: format!("What the output depends on: {}", models.join(" vs ")),
-        pieces: doc.pieces(text),
-        special: doc.special.iter().map(|&s| s == 1).collect(),
-        rows,
-    }
 }
 
 /// Per model, target and method, the tokens that count most.

@@ -6,59 +6,66 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
-use bertkit::data::masking::Masker;
-use bertkit::data::{LabelSet, Targets};
-use bertkit::device::{Autocast, DeviceFlags, Precision};
-use bertkit::distributed::Spread;
-use bertkit::fsutil::atomic_write;
-use bertkit::predict::Evaluation;
-use bertkit::predict::{Blocks, MaskedLanguageModel};
-use bertkit::predict::{Classifier, Decision, read_thresholds};
-use bertkit::pretrained::{self, LoadOptions, ModelDir};
-use bertkit::recipes::DataFlags;
-use bertkit::recipes::TagFlags;
-use bertkit::recipes::token_classification::Reading;
-use bertkit::task::TaskKind;
-use bertkit::values::positive;
+use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
+use crate::data::masking::Masker;
+use crate::data::{LabelSet, Targets};
+use crate::device::{Autocast, DeviceFlags, Precision};
+use crate::distributed::Spread;
+use crate::fsutil::atomic_write;
+use crate::predict::Evaluation;
+use crate::predict::{Blocks, MaskedLanguageModel};
+use crate::predict::{Classifier, Decision, read_thresholds};
+use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::recipes::DataFlags;
+use crate::recipes::TagFlags;
+use crate::recipes::token_classification::Reading;
+use crate::task::TaskKind;
+use crate::values::positive;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Evaluate {
     /// A fine-tuned model (its config holds the task and the labels).
     #[arg(long)]
-    model: String,
+    pub model: String,
     /// Labelled data to evaluate on.
     #[arg(long, required_unless_present = "corpus")]
-    data: Option<PathBuf>,
+    pub data: Option<PathBuf>,
     /// Unlabelled text instead: masked-token loss, accuracy and perplexity (15% of tokens
     /// masked with a fixed seed, as further pretraining's held-out evaluation), in blocks of
     /// --max-len tokens (default 128). An MLM head is created for a model without one.
     #[arg(long, num_args = 1.., conflicts_with = "data")]
-    corpus: Vec<PathBuf>,
+    pub corpus: Vec<PathBuf>,
     #[command(flatten)]
-    flags: DataFlags,
+    pub flags: DataFlags,
     #[command(flatten)]
-    tags: TagFlags,
+    pub tags: TagFlags,
     /// Multi-label: count "no label" as one more class in micro- and macro-F1 (LexGLUE's convention).
     #[arg(long)]
-    count_no_label: bool,
+    pub count_no_label: bool,
     #[arg(long, default_value_t = 32, value_parser = positive)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// Also write the full report (metrics, per-class scores, confusion matrix) as JSON here.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
     /// fp32 (the default: transformers' numbers), bf16 (autocast), or auto: bf16 where the
     /// device computes it natively (faster; probabilities move by ~1e-3).
     #[arg(long, value_enum, default_value = "fp32")]
-    precision: Precision,
+    pub precision: Precision,
     #[command(flatten)]
-    run: DeviceFlags,
+    pub run: DeviceFlags,
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl Evaluate {
+    /// Runs the job as `bertkit evaluate` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: Evaluate) -> Result<()> {
     // Under `bertkit launch` / torchrun the ranks split the batches, gathered on the host (so
     // gloo on any device); rank 0 reports.
-    bertkit::distributed::join(bertkit::distributed::DEFAULT_TIMEOUT, bertkit::distributed::Backend::Gloo)?;
+    crate::distributed::join(crate::distributed::DEFAULT_TIMEOUT, crate::distributed::Backend::Gloo)?;
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
     let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
@@ -74,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
     let evaluation = if kind == TaskKind::TokenClassification {
         let stride = args.flags.stride;
         let how = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
-        bertkit::recipes::token_classification::evaluate(&model, data, &how, &options, args.batch_size)?
+        crate::recipes::token_classification::evaluate(&model, data, &how, &options, args.batch_size)?
     } else {
         let labels = LabelSet::new(names.clone());
         let examples = args.flags.read(data, true)?.examples;
@@ -96,7 +103,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The masked-token scores of the model on `--corpus`, tokenised into a cache that lives as
 /// long as this command.
-fn masked_lm(args: &Args, model: &ModelDir, options: &LoadOptions) -> Result<Evaluation> {
+fn masked_lm(args: &Evaluate, model: &ModelDir, options: &LoadOptions) -> Result<Evaluation> {
     let max_len = args.flags.max_len.unwrap_or(128);
     model.check_max_len("max-len", max_len)?;
     let mlm: MaskedLanguageModel = pretrained::load(model, options)?;
@@ -115,8 +122,8 @@ fn masked_lm(args: &Args, model: &ModelDir, options: &LoadOptions) -> Result<Eva
     mlm.evaluate_blocks(&masker, &blocks, args.batch_size, Spread::Ranks)
 }
 
-fn report(args: &Args, model: &ModelDir, task: &str, evaluation: &Evaluation) -> Result<()> {
-    if !bertkit::distributed::is_main() {
+fn report(args: &Evaluate, model: &ModelDir, task: &str, evaluation: &Evaluation) -> Result<()> {
+    if !crate::distributed::is_main() {
         return Ok(());
     }
     println!("{}", evaluation.summary);

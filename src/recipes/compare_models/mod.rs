@@ -13,47 +13,46 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
-use super::explain::adopt_head;
-use bertkit::data::{Encoded, LabelSet, Targets, eval_batches};
-use bertkit::device::{Autocast, DeviceFlags};
-use bertkit::encoder::ForwardOptions;
-use bertkit::explain::comparison::{AttentionDivergence, KeptAttention, SetStatistics, mean_pooled};
-use bertkit::fsutil::atomic_write;
-use bertkit::predict::{Classifier, Decision, LabelledSet, pool_documents};
-use bertkit::pretrained::{self, LoadOptions, ModelDir};
-use bertkit::progress::items_bar;
-use bertkit::recipes::DataFlags;
-use bertkit::task::TaskKind;
-use bertkit::values::positive;
-use bertkit::viz::comparison::page;
+use crate::data::{Encoded, LabelSet, Targets, eval_batches};
+use crate::device::{Autocast, DeviceFlags};
+use crate::encoder::ForwardOptions;
+use crate::explain::comparison::{AttentionDivergence, KeptAttention, SetStatistics, mean_pooled};
+use crate::fsutil::atomic_write;
+use crate::predict::{Classifier, Decision, LabelledSet, pool_documents};
+use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::progress::items_bar;
+use crate::recipes::DataFlags;
+use crate::task::TaskKind;
+use crate::values::positive;
+use crate::viz::comparison::page;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct CompareModels {
     /// The two models, before then after (give --model twice). The second may lack the first's
     /// head (a base model): it then gets a fresh one with the first's labels.
     #[arg(long = "model", required = true)]
-    models: Vec<String>,
+    pub models: Vec<String>,
     /// Labelled data, read as `evaluate` reads it.
     #[arg(long)]
-    data: PathBuf,
+    pub data: PathBuf,
     #[command(flatten)]
-    flags: DataFlags,
+    pub flags: DataFlags,
     #[arg(long, default_value_t = 32, value_parser = positive)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// Directory for report.html, report.json and the flipped examples' pages.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Flipped examples that get their own attribution and attention pages (most changed first).
     #[arg(long, default_value_t = 10)]
-    explain_flipped: usize,
+    pub explain_flipped: usize,
     /// Integration points of the flipped examples' integrated gradients.
     #[arg(long, default_value_t = 20, value_parser = positive)]
-    steps: usize,
+    pub steps: usize,
     /// Seed of a fresh head for a model without one.
     #[arg(long, default_value_t = 42)]
-    seed: i64,
+    pub seed: i64,
     #[command(flatten)]
-    run: DeviceFlags,
+    pub run: DeviceFlags,
 }
 
 /// The outputs of both models over the set: per item logits, the statistics of the pass.
@@ -62,7 +61,14 @@ struct Pass {
     statistics: SetStatistics,
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl CompareModels {
+    /// Runs the job as `bertkit compare-models` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: CompareModels) -> Result<()> {
     let device = args.run.setup()?;
     let [a_spec, b_spec] = <[String; 2]>::try_from(args.models.clone())
         .map_err(|m| anyhow::anyhow!("--model: give exactly two models (before, after), not {}", m.len()))?;
@@ -131,9 +137,9 @@ fn open_pair(a_spec: &str, b_spec: &str, seed: i64) -> Result<(ModelDir, ModelDi
         Ok(m.has_classifier()? && TaskKind::of(&m.config) != TaskKind::TokenClassification)
     };
     if fine_tuned(&a)? {
-        adopt_head(&mut b, &a, seed)?;
+        b.adopt_head(&a, seed)?;
     } else if fine_tuned(&b)? {
-        adopt_head(&mut a, &b, seed)?;
+        a.adopt_head(&b, seed)?;
     } else {
         bail!(
             "--model: neither {a_spec} nor {b_spec} is a fine-tuned sequence-level model (classification, multi-label, regression)"

@@ -3,57 +3,57 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use bertkit::data::Encoded;
-use bertkit::data::long_text::{window_ranges, window_room};
-use bertkit::device::{Autocast, DeviceFlags};
-use bertkit::fsutil::atomic_write;
-use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained};
-use bertkit::task::{Bare, TaskModel};
-use bertkit::tokenizer::Tokenizer;
-use bertkit::values::sequence_length;
-use bertkit::viz::attention::{AttentionMaps, difference, head_changes};
-use bertkit::viz::heatmap::{Heatmap, render_grid, render_panels};
-use bertkit::viz::html;
+use crate::data::Encoded;
+use crate::data::long_text::{window_ranges, window_room};
+use crate::device::{Autocast, DeviceFlags};
+use crate::fsutil::atomic_write;
+use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
+use crate::task::{Bare, TaskModel};
+use crate::tokenizer::Tokenizer;
+use crate::values::sequence_length;
+use crate::viz::attention::{AttentionMaps, difference, head_changes};
+use crate::viz::heatmap::{Heatmap, render_grid, render_panels};
+use crate::viz::html;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Attention {
     /// Model directory or hub id.
     #[arg(long)]
-    model: String,
+    pub model: String,
     /// The sentence to look at.
     #[arg(long)]
-    text: String,
+    pub text: String,
     /// Layer, counted from 0 as in transformers' `attentions[layer]`.
     #[arg(long, default_value_t = 0)]
-    layer: usize,
+    pub layer: usize,
     /// Head, counted from 0.
     #[arg(long, default_value_t = 0)]
-    head: usize,
+    pub head: usize,
     /// Every layer x head as small multiples (PNG/SVG), plus the mean over heads.
     #[arg(long)]
-    all: bool,
+    pub all: bool,
     /// A second model (e.g. after fine-tuning): side-by-side maps, their difference, and the
     /// heads that changed most (printed, and saved beside --out as .heads.json).
     #[arg(long)]
-    compare: Option<String>,
+    pub compare: Option<String>,
     /// The picture: .png, .svg, or .html (an interactive head view).
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Also write the attention probabilities of the chosen layer/head (all with --all) as JSON.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
     /// Longest text in tokens; a longer one is cut into windows (see --window). Default: 512,
     /// or the model's positions if fewer.
     #[arg(long, value_parser = sequence_length)]
-    max_len: Option<usize>,
+    pub max_len: Option<usize>,
     /// Which window of a text longer than --max-len to draw, counting from 0.
     #[arg(long)]
-    window: Option<usize>,
+    pub window: Option<usize>,
     /// Tokens shared by consecutive windows (at most half a window).
-    #[arg(long, default_value_t = 128, value_parser = bertkit::values::positive)]
-    stride: usize,
+    #[arg(long, default_value_t = 128, value_parser = crate::values::positive)]
+    pub stride: usize,
     #[command(flatten)]
-    run: DeviceFlags,
+    pub run: DeviceFlags,
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -63,7 +63,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 
 /// The attention maps of the model at `spec` (the exact probabilities: fp32, no autocast), one
 /// per window drawn, each with its name.
-fn attention_of(spec: &str, args: &Args, device: tch::Device) -> Result<Vec<(String, AttentionMaps)>> {
+fn attention_of(spec: &str, args: &Attention, device: tch::Device) -> Result<Vec<(String, AttentionMaps)>> {
     let model = ModelDir::open(spec)?;
     let max_len = model.max_len(args.max_len)?;
     let loaded: Pretrained<Bare<false>> = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
@@ -78,7 +78,7 @@ fn attention_of(spec: &str, args: &Args, device: tch::Device) -> Result<Vec<(Str
 /// The text as the model reads it: whole when it fits in `max_len` tokens; else the window
 /// --window names, or every window for an HTML page (a selector there), or the first one,
 /// saying which was drawn.
-fn windows_of(tok: &Tokenizer, args: &Args, max_len: usize) -> Result<Vec<(String, Encoded, Vec<String>)>> {
+fn windows_of(tok: &Tokenizer, args: &Attention, max_len: usize) -> Result<Vec<(String, Encoded, Vec<String>)>> {
     let plain = tok.encode_plain(&[args.text.as_str()])?.remove(0);
     if plain.len() <= window_room(max_len) {
         if args.window.is_some_and(|w| w > 0) {
@@ -132,7 +132,14 @@ fn windows_of(tok: &Tokenizer, args: &Args, max_len: usize) -> Result<Vec<(Strin
         .collect())
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl Attention {
+    /// Runs the job as `bertkit attention` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: Attention) -> Result<()> {
     let device = args.run.setup()?;
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !["png", "svg", "html"].contains(&ext) {
@@ -169,7 +176,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Prints the heads that changed most and saves the ranking of all beside --out.
-fn report_head_changes(args: &Args, a: &AttentionMaps, b: &AttentionMaps) -> Result<()> {
+fn report_head_changes(args: &Attention, a: &AttentionMaps, b: &AttentionMaps) -> Result<()> {
     let changes = head_changes(a, b)?;
     println!("heads that changed most ({} -> {}), mean over tokens:", a.model, b.model);
     println!("  layer head  Jensen-Shannon     L1");
@@ -184,7 +191,7 @@ fn report_head_changes(args: &Args, a: &AttentionMaps, b: &AttentionMaps) -> Res
 }
 
 /// The probabilities of the chosen layer/head (every one with --all), of both models.
-fn write_json(path: &Path, args: &Args, a: &AttentionMaps, b: Option<&AttentionMaps>) -> Result<()> {
+fn write_json(path: &Path, args: &Attention, a: &AttentionMaps, b: Option<&AttentionMaps>) -> Result<()> {
     let pick = |m: &AttentionMaps| -> serde_json::Value {
         if args.all { json!(m.maps) } else { json!(m.head(args.layer, args.head)) }
     };

@@ -6,16 +6,16 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
 
-use super::Args;
-use crate::cli::explain::figure;
-use bertkit::data::long_text::LongText;
-use bertkit::explain::text::{Document, Method, Settings, explain};
-use bertkit::explain::{Output, Target};
-use bertkit::fsutil::atomic_write;
-use bertkit::predict::{Classifier, decide};
-use bertkit::pretrained::ModelDir;
-use bertkit::viz::attention::AttentionMaps;
-use bertkit::viz::{attribution, html};
+use super::CompareModels;
+use crate::data::long_text::LongText;
+use crate::explain::text::figure;
+use crate::explain::text::{Document, Method, Settings, explain};
+use crate::explain::{Output, Target};
+use crate::fsutil::atomic_write;
+use crate::predict::{Classifier, decide};
+use crate::pretrained::ModelDir;
+use crate::viz::attention::AttentionMaps;
+use crate::viz::{attribution, html};
 
 /// Regression has no flips: its largest changes of score are listed instead.
 const SCORE_CHANGES: usize = 20;
@@ -42,8 +42,8 @@ pub struct Change {
 }
 
 /// Every changed example, most changed confidence first.
-pub fn changes(outputs: &[Tensor; 2], targets: &bertkit::data::Targets, names: &[String]) -> Result<Vec<Change>> {
-    use bertkit::data::Targets;
+pub fn changes(outputs: &[Tensor; 2], targets: &crate::data::Targets, names: &[String]) -> Result<Vec<Change>> {
+    use crate::data::Targets;
     let rows = |t: &Tensor| Vec::<Vec<f32>>::try_from(t.to_kind(Kind::Float));
     let (a, b) = (rows(&outputs[0])?, rows(&outputs[1])?);
     let mut out: Vec<Change> = match targets {
@@ -149,7 +149,7 @@ fn score_change(i: usize, a: f32, b: f32, gold: f32) -> Change {
 /// and gradient × input of both models) and `flipped/N.attention.html` (both models' heads,
 /// the text's first window). Returns each change's pages (None past the first ones).
 pub fn write_pages(
-    args: &Args,
+    args: &CompareModels,
     models: [&Classifier; 2],
     dirs: [&ModelDir; 2],
     changes: &[Change],

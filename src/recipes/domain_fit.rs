@@ -9,39 +9,39 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde_json::json;
 
-use bertkit::data::corpus::{Chunking, CorpusFormat, CorpusSpec};
-use bertkit::data::vocabulary::{Fragmentation, WordCounts, fragmentation, overlap, pieces};
-use bertkit::fsutil::atomic_write;
-use bertkit::pretrained::ModelDir;
-use bertkit::tokenizer::Tokenizer;
-use bertkit::values::positive;
+use crate::data::corpus::{Chunking, CorpusFormat, CorpusSpec};
+use crate::data::vocabulary::{Fragmentation, WordCounts, fragmentation, overlap, pieces};
+use crate::fsutil::atomic_write;
+use crate::pretrained::ModelDir;
+use crate::tokenizer::Tokenizer;
+use crate::values::positive;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct DomainFit {
     /// The model whose tokenizer is measured (a directory or hub id).
     #[arg(long)]
-    model: String,
+    pub model: String,
     /// The domain's unlabelled text (files or directories).
     #[arg(long, required = true, num_args = 1..)]
-    corpus: Vec<PathBuf>,
+    pub corpus: Vec<PathBuf>,
     /// General text of the kind the model was pretrained on (e.g. unlabelled reviews, news).
     #[arg(long, num_args = 1..)]
-    reference: Vec<PathBuf>,
+    pub reference: Vec<PathBuf>,
     /// How many most frequent words the overlap compares.
     #[arg(long, default_value_t = 10_000, value_parser = positive)]
-    top: usize,
+    pub top: usize,
     /// How many of the frequent domain words cut worst to list.
     #[arg(long, default_value_t = 25, value_parser = positive)]
-    worst: usize,
+    pub worst: usize,
     /// Read every corpus file as this format (by default from the name).
     #[arg(long, value_enum)]
-    format: Option<CorpusFormat>,
+    pub format: Option<CorpusFormat>,
     /// JSONL key or Parquet column with the text.
     #[arg(long, default_value = "text")]
-    text_field: String,
+    pub text_field: String,
     /// Also write the whole report as JSON here.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
 }
 
 /// One corpus measured: its word counts and how the tokenizer cuts them.
@@ -51,7 +51,7 @@ struct Measured {
     fragmentation: Fragmentation,
 }
 
-fn measure(args: &Args, tokenizer: &Tokenizer, paths: &[PathBuf]) -> Result<Measured> {
+fn measure(args: &DomainFit, tokenizer: &Tokenizer, paths: &[PathBuf]) -> Result<Measured> {
     let spec = CorpusSpec {
         paths: paths.to_vec(),
         format: args.format,
@@ -80,7 +80,14 @@ fn worst_split(domain: &Measured, n: usize) -> Vec<serde_json::Value> {
         .collect()
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl DomainFit {
+    /// Runs the job as `bertkit domain-fit` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: DomainFit) -> Result<()> {
     let model = ModelDir::open(&args.model)?;
     let tokenizer = Tokenizer::from_dir(&model.dir)?;
     let domain = measure(&args, &tokenizer, &args.corpus)?;

@@ -1,5 +1,5 @@
 //! `bertkit probe`: a linear probe of a frozen encoder on a labelled sequence-level task
-//! (`bertkit::train::probe`): the score a linear layer over the model's features reaches without
+//! (`crate::train::probe`): the score a linear layer over the model's features reaches without
 //! changing the model. `adapt --probe-every` runs it on every further-pretraining checkpoint to
 //! choose one by the task at a fraction of a fine-tune's cost.
 
@@ -12,55 +12,62 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use bertkit::data::Targets;
-use bertkit::data::token_classification::{is_conll, is_tagged_jsonl};
-use bertkit::device::{Autocast, DeviceFlags, Precision};
-use bertkit::fsutil::atomic_write;
-use bertkit::predict::{Classifier, Decision};
-use bertkit::pretrained::{self, LoadOptions, ModelDir};
-use bertkit::recipes::DataFlags;
-use bertkit::recipes::{label_set, read_data, task_kind};
-use bertkit::task::TaskKind;
-use bertkit::train::probe::{LinearProbe, features};
-use bertkit::values::{open_fraction, positive};
+use crate::data::Targets;
+use crate::data::token_classification::{is_conll, is_tagged_jsonl};
+use crate::device::{Autocast, DeviceFlags, Precision};
+use crate::fsutil::atomic_write;
+use crate::predict::{Classifier, Decision};
+use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::recipes::DataFlags;
+use crate::recipes::{label_set, read_data, task_kind};
+use crate::task::TaskKind;
+use crate::train::probe::{LinearProbe, features};
+use crate::values::{open_fraction, positive};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Probe {
     /// The encoder to probe (any checkpoint: its own head, if any, is not used).
     #[arg(long)]
-    model: String,
+    pub model: String,
     /// Labelled data the probe is fitted on.
     #[arg(long)]
-    train: PathBuf,
+    pub train: PathBuf,
     /// Labelled data it is scored on.
     #[arg(long, conflicts_with = "eval_split")]
-    eval: Option<PathBuf>,
+    pub eval: Option<PathBuf>,
     /// Or hold out this fraction of --train (shuffled with --seed), as `finetune`.
     #[arg(long, value_parser = open_fraction)]
-    eval_split: Option<f64>,
+    pub eval_split: Option<f64>,
     /// Fit on at most this many training examples (a seeded sample): the cost of a probe is
     /// one forward pass over them.
     #[arg(long, value_parser = positive)]
-    max_train_examples: Option<usize>,
+    pub max_train_examples: Option<usize>,
     /// What to predict (classification, multi-label, regression); by default what the data says.
     #[arg(long, value_enum)]
-    task: Option<TaskKind>,
+    pub task: Option<TaskKind>,
     #[command(flatten)]
-    data: DataFlags,
+    pub data: DataFlags,
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    pub seed: u64,
     #[arg(long, default_value_t = 32, value_parser = positive)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// Write the metrics and the probe's settings as JSON here.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
-    precision: Precision,
+    pub precision: Precision,
     #[command(flatten)]
-    run: DeviceFlags,
+    pub run: DeviceFlags,
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl Probe {
+    /// Runs the job as `bertkit probe` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: Probe) -> Result<()> {
     let start = Instant::now();
     if is_conll(&args.train) || is_tagged_jsonl(&args.train) || args.task == Some(TaskKind::TokenClassification) {
         bail!(

@@ -4,34 +4,41 @@ use anyhow::Result;
 use clap::ValueEnum;
 use serde_json::json;
 
-use bertkit::device::{Autocast, DeviceFlags};
-use bertkit::predict::{Embedder, Pooling};
-use bertkit::pretrained::{LoadOptions, ModelDir};
-use bertkit::values::sequence_length;
+use crate::device::{Autocast, DeviceFlags};
+use crate::predict::{Embedder, Pooling};
+use crate::pretrained::{LoadOptions, ModelDir};
+use crate::values::sequence_length;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Embed {
     /// Model directory or Hugging Face hub id.
-    model: String,
+    pub model: String,
     /// Text to embed (repeat for several).
     #[arg(long, required = true)]
-    text: Vec<String>,
+    pub text: Vec<String>,
     /// cls: last hidden state at `[CLS]`; pooler: tanh(dense(CLS)) as BERT's pooler gives it;
     /// mean: average over real tokens (what sentence-transformers models such as MiniLM expect).
     #[arg(long, value_enum, default_value = "cls")]
-    pooling: Pooling,
+    pub pooling: Pooling,
     /// Scale each vector to unit length.
     #[arg(long)]
-    normalize: bool,
+    pub normalize: bool,
     /// Longest text in tokens (longer ones are truncated). Default: 512, or the model's
     /// positions if fewer.
     #[arg(long, value_parser = sequence_length)]
-    max_len: Option<usize>,
+    pub max_len: Option<usize>,
     #[command(flatten)]
-    run: DeviceFlags,
+    pub run: DeviceFlags,
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl Embed {
+    /// Runs the job as `bertkit embed` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: Embed) -> Result<()> {
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
     let max_len = model.max_len(args.max_len)?;

@@ -1,29 +1,36 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use bertkit::device::{Autocast, DeviceFlags};
-use bertkit::predict::MaskedLanguageModel;
-use bertkit::pretrained::{self, LoadOptions, ModelDir};
-use bertkit::values::positive;
+use crate::device::{Autocast, DeviceFlags};
+use crate::predict::MaskedLanguageModel;
+use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::values::positive;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct FillMask {
     /// A model with an MLM head (e.g. the output of `bertkit pretrain`).
     #[arg(long)]
-    model: String,
+    pub model: String,
     /// Text with one or more `[MASK]` tokens (repeat --text for several).
     #[arg(long, required = true)]
-    text: Vec<String>,
+    pub text: Vec<String>,
     #[arg(long, default_value_t = 5, value_parser = positive)]
-    top_k: usize,
+    pub top_k: usize,
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     #[command(flatten)]
-    run: DeviceFlags,
+    pub run: DeviceFlags,
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl FillMask {
+    /// Runs the job as `bertkit fill-mask` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: FillMask) -> Result<()> {
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
     let mlm: MaskedLanguageModel = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;

@@ -10,23 +10,23 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use tch::Device;
 
-use bertkit::data::corpus::{Chunking, CorpusSpec, TokenCache};
-use bertkit::data::masking::Masker;
-use bertkit::data::token_classification::TagWindow;
-use bertkit::data::{Encoded, Sampling, Targets};
-use bertkit::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
-use bertkit::distributed::Spread;
-use bertkit::predict::{Blocks, MaskedLanguageModel};
-use bertkit::predict::{Classifier, LabelledSet};
-use bertkit::predict::{TaggedSet, Tagger};
-use bertkit::pretrained::{self, LoadOptions, ModelDir};
-use bertkit::task::{IGNORE_INDEX, TaskKind};
-use bertkit::tokenizer::Tokenizer;
-use bertkit::train::Objective;
-use bertkit::train::optim::{AdamW, AdamWConfig};
-use bertkit::train::trainer::{accumulate_gradients, clip_and_read, sorted_params};
-use bertkit::train::{MaskedLanguageModelling, SequenceClassification, TokenClassification};
-use bertkit::values::{positive, sequence_length};
+use crate::data::corpus::{Chunking, CorpusSpec, TokenCache};
+use crate::data::masking::Masker;
+use crate::data::token_classification::TagWindow;
+use crate::data::{Encoded, Sampling, Targets};
+use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
+use crate::distributed::Spread;
+use crate::predict::{Blocks, MaskedLanguageModel};
+use crate::predict::{Classifier, LabelledSet};
+use crate::predict::{TaggedSet, Tagger};
+use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::task::{IGNORE_INDEX, TaskKind};
+use crate::tokenizer::Tokenizer;
+use crate::train::Objective;
+use crate::train::optim::{AdamW, AdamWConfig};
+use crate::train::trainer::{accumulate_gradients, clip_and_read, sorted_params};
+use crate::train::{MaskedLanguageModelling, SequenceClassification, TokenClassification};
+use crate::values::{positive, sequence_length};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
@@ -39,37 +39,44 @@ pub enum Workload {
 }
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Bench {
     /// Model directory or hub id (its weights are used as they are; heads are created if absent).
     #[arg(long)]
-    model: String,
+    pub model: String,
     #[arg(long, value_enum)]
-    workload: Workload,
+    pub workload: Workload,
     #[arg(long, default_value_t = 32, value_parser = positive)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// Tokens per example, `[CLS]` and `[SEP]` included (every example is this long).
     #[arg(long, default_value_t = 128, value_parser = sequence_length)]
-    seq_len: usize,
+    pub seq_len: usize,
     /// Timed steps.
     #[arg(long, default_value_t = 10, value_parser = positive)]
-    steps: usize,
+    pub steps: usize,
     /// Untimed steps first (allocator and kernel warm-up).
     #[arg(long, default_value_t = 2)]
-    warmup: usize,
+    pub warmup: usize,
     /// fp32 (the default here, as the benchmark's reference runs), bf16 autocast, or auto.
     #[arg(long, value_enum, default_value = "fp32")]
-    precision: Precision,
+    pub precision: Precision,
     /// Recompute layer activations in backward instead of keeping them (training workloads).
     #[arg(long)]
-    gradient_checkpointing: bool,
+    pub gradient_checkpointing: bool,
     /// The head and loss of the finetune workload (random targets of that kind).
     #[arg(long, value_enum, default_value = "classification")]
-    task: TaskKind,
+    pub task: TaskKind,
     #[command(flatten)]
-    run: DeviceFlags,
+    pub run: DeviceFlags,
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl Bench {
+    /// Runs the job as `bertkit bench` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: Bench) -> Result<()> {
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
     model.check_max_len("seq-len", args.seq_len)?;
@@ -116,7 +123,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Fine-tuning or inference steps of a classifier on random full-length examples.
 fn classifier_steps(
-    args: &Args,
+    args: &Bench,
     model: &ModelDir,
     options: &LoadOptions,
     batches: &[Vec<usize>],
@@ -168,7 +175,7 @@ fn classifier_steps(
 /// Token-classification steps: a tag for every token but the special ones (nine tags, as
 /// CoNLL-2003's).
 fn tagger_steps(
-    args: &Args,
+    args: &Bench,
     model: &ModelDir,
     options: &LoadOptions,
     batches: &[Vec<usize>],
@@ -195,7 +202,7 @@ fn tagger_steps(
 
 /// MLM steps on blocks of a random-word corpus, masked as in training.
 fn mlm_steps(
-    args: &Args,
+    args: &Bench,
     model: &ModelDir,
     options: &LoadOptions,
     batches: &[Vec<usize>],

@@ -3,20 +3,27 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::json;
 
-use bertkit::pretrained::ModelDir;
-use bertkit::task::TaskKind;
-use bertkit::tokenizer::Tokenizer;
+use crate::pretrained::ModelDir;
+use crate::task::TaskKind;
+use crate::tokenizer::Tokenizer;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Inspect {
     /// Model directory (config.json + model.safetensors) or Hugging Face hub id.
-    model: String,
+    pub model: String,
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl Inspect {
+    /// Runs the job as `bertkit inspect` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: Inspect) -> Result<()> {
     let model = ModelDir::open(&args.model)?;
     let tensors = model.tensor_index()?;
     let count = |pred: &dyn Fn(&str) -> bool| -> i64 {

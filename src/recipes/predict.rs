@@ -8,46 +8,46 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use bertkit::data::token_classification::{is_conll, is_tagged_jsonl};
-use bertkit::data::{Example, Format, tokenize_long};
-use bertkit::device::{Autocast, DeviceFlags, Precision};
-use bertkit::distributed::Spread;
-use bertkit::predict::{Aggregation, Tagger};
-use bertkit::predict::{Classifier, decide, pool_documents, read_thresholds};
-use bertkit::pretrained::{self, LoadOptions, ModelDir};
-use bertkit::recipes::DataFlags;
-use bertkit::recipes::TagFlags;
-use bertkit::recipes::token_classification::Reading;
-use bertkit::task::TaskKind;
-use bertkit::values::positive;
+use crate::data::token_classification::{is_conll, is_tagged_jsonl};
+use crate::data::{Example, Format, tokenize_long};
+use crate::device::{Autocast, DeviceFlags, Precision};
+use crate::distributed::Spread;
+use crate::predict::{Aggregation, Tagger};
+use crate::predict::{Classifier, decide, pool_documents, read_thresholds};
+use crate::pretrained::{self, LoadOptions, ModelDir};
+use crate::recipes::DataFlags;
+use crate::recipes::TagFlags;
+use crate::recipes::token_classification::Reading;
+use crate::task::TaskKind;
+use crate::values::positive;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Predict {
     /// A fine-tuned model.
     #[arg(long)]
-    model: String,
+    pub model: String,
     /// Texts: a data file (see --format) or - for standard input (one text per line); for a
     /// tagger also CoNLL or JSONL {"tokens": [...]} sentences.
     #[arg(long, default_value = "-")]
-    input: PathBuf,
+    pub input: PathBuf,
     /// Where to write predictions (.jsonl or .csv), or - for standard output (JSONL).
     #[arg(long, default_value = "-")]
-    output: PathBuf,
+    pub output: PathBuf,
     #[command(flatten)]
-    flags: DataFlags,
+    pub flags: DataFlags,
     #[command(flatten)]
-    tags: TagFlags,
+    pub tags: TagFlags,
     /// Token classification: how a word's tokens make its tag (as transformers' pipeline).
     #[arg(long, value_enum, default_value = "first")]
-    aggregation: Aggregation,
+    pub aggregation: Aggregation,
     #[arg(long, default_value_t = 32, value_parser = positive)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// fp32 (the default: transformers' numbers), bf16 (autocast), or auto: bf16 where the
     /// device computes it natively (faster; probabilities move by ~1e-3).
     #[arg(long, value_enum, default_value = "fp32")]
-    precision: Precision,
+    pub precision: Precision,
     #[command(flatten)]
-    run: DeviceFlags,
+    pub run: DeviceFlags,
 }
 
 /// A CSV field, quoted when it must be.
@@ -55,7 +55,14 @@ fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
-pub fn run(args: Args) -> Result<()> {
+impl Predict {
+    /// Runs the job as `bertkit predict` does, its report on standard output.
+    pub fn run(self) -> Result<()> {
+        run(self)
+    }
+}
+
+fn run(args: Predict) -> Result<()> {
     let device = args.run.setup()?;
     let model = ModelDir::open(&args.model)?;
     let max_len = model.max_len(args.flags.max_len)?;
@@ -69,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
             if pre_split { None } else { Some(read_texts(&args)?.into_iter().map(|e| e.text).collect::<Vec<_>>()) };
         let stride = args.flags.stride;
         let reading = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
-        bertkit::recipes::token_classification::predict(
+        crate::recipes::token_classification::predict(
             &tagger,
             &args.input,
             texts.as_deref(),
@@ -104,7 +111,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The texts to predict: standard input line by line, or a data file's text column.
-fn read_texts(args: &Args) -> Result<Vec<Example>> {
+fn read_texts(args: &Predict) -> Result<Vec<Example>> {
     let mut flags = args.flags.clone();
     if args.input.as_os_str() == "-" && flags.format.is_none() {
         flags.format = Some(Format::Lines);
@@ -169,7 +176,7 @@ pub fn write_out(output: &std::path::Path, out: &[u8]) -> Result<()> {
     if output.as_os_str() == "-" {
         std::io::stdout().write_all(out)?;
     } else {
-        bertkit::fsutil::atomic_write(output, out)?;
+        crate::fsutil::atomic_write(output, out)?;
     }
     Ok(())
 }
