@@ -87,9 +87,12 @@ pub fn sequence_length(s: &str) -> Result<usize, String> {
 /// code alike. A bad value is the command line's one-line message.
 pub fn from_flags<T: clap::Args + clap::FromArgMatches>(given: &[&str]) -> anyhow::Result<T> {
     let command = T::augment_args(clap::Command::new("bertkit").no_binary_name(true));
+    // clap's message up to its usage lines, on one line: "the following required arguments
+    // were not provided: --train <TRAIN>", "invalid value '0' for '--batch-size <N>': ...".
     let first_line = |e: clap::Error| {
         let text = e.to_string();
-        anyhow::anyhow!("{}", text.lines().next().unwrap_or("").trim_start_matches("error: "))
+        let lines = text.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:"));
+        anyhow::anyhow!("{}", lines.collect::<Vec<_>>().join(" ").trim_start_matches("error: "))
     };
     let matches = command.try_get_matches_from(given).map_err(first_line)?;
     T::from_arg_matches(&matches).map_err(first_line)
