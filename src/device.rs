@@ -52,7 +52,7 @@ fn cuda(index: usize) -> Result<Device> {
     ffi::load_libtorch_cuda()?;
     let count = tch::Cuda::device_count() as usize;
     if index >= count {
-        bail!("--device cuda:{index} asked for, but libtorch sees {count} CUDA device(s)");
+        crate::error::refuse!("--device cuda:{index} asked for, but libtorch sees {count} CUDA device(s)");
     }
     Ok(Device::Cuda(index))
 }

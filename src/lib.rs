@@ -19,6 +19,7 @@ pub mod data;
 pub mod device;
 pub mod distributed;
 pub mod encoder;
+pub mod error;
 pub mod explain;
 pub mod ffi;
 pub mod fsutil;
@@ -34,3 +35,5 @@ pub mod torch_failure;
 pub mod train;
 pub mod values;
 pub mod viz;
+
+pub use error::Error;

@@ -1,6 +1,8 @@
-//! Range checks for numeric flags, as clap value parsers (a leaf: it imports nothing of the crate): a bad value stops the command before
+//! Range checks for numeric flags, as clap value parsers (it imports only `error`): a bad value stops the command before
 //! anything runs, with one line naming the flag, the value and the allowed range
 //! (`invalid value '0' for '--batch-size <BATCH_SIZE>': must be at least 1`).
+
+use crate::error::Marked;
 
 /// An integer of at least 1 (sizes, counts, steps).
 pub fn positive(s: &str) -> Result<usize, String> {
@@ -94,8 +96,8 @@ pub fn from_flags<T: clap::Args + clap::FromArgMatches>(given: &[&str]) -> anyho
         let lines = text.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:"));
         anyhow::anyhow!("{}", lines.collect::<Vec<_>>().join(" ").trim_start_matches("error: "))
     };
-    let matches = command.try_get_matches_from(given).map_err(first_line)?;
-    T::from_arg_matches(&matches).map_err(first_line)
+    let matches = command.try_get_matches_from(given).map_err(first_line).setting_error()?;
+    T::from_arg_matches(&matches).map_err(first_line).setting_error()
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. The command line (`src/cli/`, `src/main.rs`) is the binary's, above all of them.
 const LAYERS: &[&str] = &[
-    "torch_failure", "ffi", "fsutil", "values", "progress", "distributed", "device", "tokenizer", "metrics", "encoder",
-    "task", "data", "pretrained", "viz", "explain", "predict", "serve", "train", "recipes",
+    "error", "torch_failure", "ffi", "fsutil", "values", "progress", "distributed", "device", "tokenizer", "metrics",
+    "encoder", "task", "data", "pretrained", "viz", "explain", "predict", "serve", "train", "recipes",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

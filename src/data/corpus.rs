@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::labelled::{Columns, Format, LabelSource, OnBadRow, open_text, read_examples};
+use crate::error::Marked;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -127,6 +128,15 @@ impl TokenCache {
 
     /// Opens the cache in `dir` if it was built from `spec` with this tokenizer, else builds it.
     pub fn open_or_build(
+        dir: &Path,
+        spec: &CorpusSpec,
+        tokenizer: &Tokenizer,
+        tokenizer_dir: &Path,
+    ) -> Result<TokenCache> {
+        Self::open_or_tokenize(dir, spec, tokenizer, tokenizer_dir).data_error()
+    }
+
+    fn open_or_tokenize(
         dir: &Path,
         spec: &CorpusSpec,
         tokenizer: &Tokenizer,

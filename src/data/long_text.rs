@@ -3,7 +3,7 @@
 //! rest from the end), or split into overlapping windows whose outputs are pooled back into one
 //! per text (`WindowPool`).
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::batching::{Encoded, tokenize_examples};
 use super::labelled::Example;
@@ -50,7 +50,9 @@ pub fn tokenize_long(
         return Ok(Pieces { doc_of: (0..t.items.len()).collect(), items: t.items, long: t.truncated });
     }
     if examples.iter().any(|e| e.pair.is_some()) {
-        bail!("--long-text head-tail and window read one text per example, not text pairs (--text-pair-column)");
+        crate::error::refuse!(
+            "--long-text head-tail and window read one text per example, not text pairs (--text-pair-column)"
+        );
     }
     let room = window_room(max_len);
     let mut pieces = Pieces { items: vec![], doc_of: vec![], long: 0 };

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use super::batching::Encoded;
 use super::labelled::{Location, OnBadRow, jsonl_lines, open_text};
+use crate::error::Marked;
 
 /// A sentence as words, with one tag per word when the data has tags.
 #[derive(Debug, Clone)]
@@ -65,6 +66,15 @@ pub enum TagColumn {
 /// Reads CoNLL (by `tagged_as_conll`) or JSONL tagged sentences; bad sentences stop the run or are
 /// skipped (and counted in the returned messages) by `on_bad`.
 pub fn read_tagged(
+    path: &Path,
+    column: TagColumn,
+    with_tags: bool,
+    on_bad: OnBadRow,
+) -> Result<(Vec<TaggedSentence>, Vec<String>)> {
+    read_sentences(path, column, with_tags, on_bad).data_error()
+}
+
+fn read_sentences(
     path: &Path,
     column: TagColumn,
     with_tags: bool,

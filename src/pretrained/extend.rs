@@ -98,7 +98,7 @@ pub fn extend_vocabulary(model: &ModelDir, words: &[NewWord], slots: VocabSlots,
         VocabSlots::Auto if unused.len() >= words.len() => VocabSlots::Unused,
         VocabSlots::Auto => VocabSlots::NewRows,
         VocabSlots::Unused if unused.len() < words.len() => {
-            bail!(
+            crate::error::refuse!(
                 "--add-vocab {}: the vocabulary has {} [unusedK] slots (--add-vocab-into new-rows adds rows instead)",
                 words.len(),
                 unused.len()

@@ -20,6 +20,7 @@ pub use weights::{LoadReport, TensorInfo, read_weights, write_safetensors};
 use crate::data::Collator;
 use crate::device::Autocast;
 use crate::encoder::{Dims, Family, family_of};
+use crate::error::Marked;
 use crate::fsutil::atomic_write;
 use crate::task::TaskModel;
 use crate::tokenizer::Tokenizer;
@@ -76,7 +77,7 @@ impl ModelDir {
     /// `--{flag} {len}` against the `max_positions` the model's position embeddings cover.
     pub fn check_max_len(&self, flag: &str, len: usize) -> anyhow::Result<()> {
         if len as i64 > self.dims.max_positions {
-            anyhow::bail!(
+            crate::error::refuse!(
                 "--{flag} {len} exceeds the {} positions of {} (allowed: 3 to {})",
                 self.dims.max_positions,
                 self.dir.display(),
@@ -88,6 +89,10 @@ impl ModelDir {
 
     /// A local directory, or a Hugging Face hub id fetched into the hub cache.
     pub fn open(spec: &str) -> Result<Self> {
+        Self::find(spec).model_error()
+    }
+
+    fn find(spec: &str) -> Result<Self> {
         let dir = if Path::new(spec).exists() {
             PathBuf::from(spec)
         } else if !is_hub_id(spec) {
@@ -176,6 +181,10 @@ pub struct Pretrained<M> {
 /// and task head `M`, weights filled from the files, heads the files lack created as
 /// transformers creates them (listed in one warning).
 pub fn load<M: TaskModel>(dir: &ModelDir, opts: &LoadOptions) -> Result<Pretrained<M>> {
+    build::<M>(dir, opts).model_error()
+}
+
+fn build<M: TaskModel>(dir: &ModelDir, opts: &LoadOptions) -> Result<Pretrained<M>> {
     let tokenizer = Tokenizer::from_dir(&dir.dir)?;
     tokenizer.check_fits(dir.dims.vocab_size, &dir.dir)?;
     let vs = VarStore::new(opts.device);

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::json;
 
 use crate::data::Encoded;
@@ -82,7 +82,10 @@ fn windows_of(tok: &Tokenizer, args: &Attention, max_len: usize) -> Result<Vec<(
     let plain = tok.encode_plain(&[args.text.as_str()])?.remove(0);
     if plain.len() <= window_room(max_len) {
         if args.window.is_some_and(|w| w > 0) {
-            bail!("--window: the text has {} tokens and fits in one window (--max-len {max_len})", plain.len());
+            crate::error::refuse!(
+                "--window: the text has {} tokens and fits in one window (--max-len {max_len})",
+                plain.len()
+            );
         }
         let enc = tok.encode_batch(&[args.text.as_str()], None, max_len)?.remove(0);
         return Ok(vec![("whole text".into(), Encoded::from(&enc), enc.get_tokens().to_vec())]);
@@ -92,7 +95,7 @@ fn windows_of(tok: &Tokenizer, args: &Attention, max_len: usize) -> Result<Vec<(
     let chosen: Vec<usize> = match args.window {
         _ if every => (0..windows.len()).collect(),
         Some(n) if n >= windows.len() => {
-            bail!(
+            crate::error::refuse!(
                 "--window {n}: the text has {} windows of {max_len} tokens (0 to {})",
                 windows.len(),
                 windows.len() - 1
@@ -135,44 +138,38 @@ fn windows_of(tok: &Tokenizer, args: &Attention, max_len: usize) -> Result<Vec<(
 impl Attention {
     /// Runs the job as `bertkit attention` does, its report on standard output.
     pub fn run(self) -> Result<()> {
-        run(self)
-    }
-}
-
-fn run(args: Attention) -> Result<()> {
-    let device = args.run.setup()?;
-    let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if !["png", "svg", "html"].contains(&ext) {
-        bail!("{}: --out must end in .png, .svg or .html", args.out.display());
-    }
-    let a_windows = attention_of(&args.model, &args, device)?;
-    let b_windows = args.compare.as_deref().map(|m| attention_of(m, &args, device)).transpose()?;
-    let (a, b) = (&a_windows[0].1, b_windows.as_ref().map(|w| &w[0].1));
-    a.check(args.layer, args.head)?;
-    if let Some(b) = b {
-        report_head_changes(&args, a, b)?;
-    }
-    if let Some(path) = &args.json {
-        write_json(path, &args, a, b)?;
-    }
-    let (l, h) = (args.layer, args.head);
-    match ext {
-        "html" => {
-            let windows: Vec<html::Window> = a_windows
-                .iter()
-                .enumerate()
-                .map(|(w, (label, a))| html::Window {
-                    label: label.clone(),
-                    models: std::iter::once(a).chain(b_windows.as_ref().map(|b| &b[w].1)).collect(),
-                })
-                .collect();
-            atomic_write(&args.out, html::page(&args.text, &windows, l, h).as_bytes())?;
+        let args = self;
+        let device = args.run.setup()?;
+        let ext = crate::viz::picture_format(&args.out)?;
+        let a_windows = attention_of(&args.model, &args, device)?;
+        let b_windows = args.compare.as_deref().map(|m| attention_of(m, &args, device)).transpose()?;
+        let (a, b) = (&a_windows[0].1, b_windows.as_ref().map(|w| &w[0].1));
+        a.check(args.layer, args.head)?;
+        if let Some(b) = b {
+            report_head_changes(&args, a, b)?;
         }
-        _ if args.all => draw_all(&args.out, a, b)?,
-        _ => draw_head(&args.out, a, b, l, h)?,
+        if let Some(path) = &args.json {
+            write_json(path, &args, a, b)?;
+        }
+        let (l, h) = (args.layer, args.head);
+        match ext {
+            "html" => {
+                let windows: Vec<html::Window> = a_windows
+                    .iter()
+                    .enumerate()
+                    .map(|(w, (label, a))| html::Window {
+                        label: label.clone(),
+                        models: std::iter::once(a).chain(b_windows.as_ref().map(|b| &b[w].1)).collect(),
+                    })
+                    .collect();
+                atomic_write(&args.out, html::page(&args.text, &windows, l, h).as_bytes())?;
+            }
+            _ if args.all => draw_all(&args.out, a, b)?,
+            _ => draw_head(&args.out, a, b, l, h)?,
+        }
+        eprintln!("wrote {}", args.out.display());
+        Ok(())
     }
-    eprintln!("wrote {}", args.out.display());
-    Ok(())
 }
 
 /// Prints the heads that changed most and saves the ranking of all beside --out.

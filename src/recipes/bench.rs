@@ -72,53 +72,52 @@ pub struct Bench {
 impl Bench {
     /// Runs the job as `bertkit bench` does, its report on standard output.
     pub fn run(self) -> Result<()> {
-        run(self)
-    }
-}
-
-fn run(args: Bench) -> Result<()> {
-    let device = args.run.setup()?;
-    let model = ModelDir::open(&args.model)?;
-    model.check_max_len("seq-len", args.seq_len)?;
-    let autocast = Autocast::new(args.precision, device);
-    let total = args.warmup + args.steps;
-    let batches: Vec<Vec<usize>> =
-        (0..total).map(|s| (s * args.batch_size..(s + 1) * args.batch_size).collect()).collect();
-    let mut watch = Stopwatch { warmup: args.warmup, device, seconds: Vec::with_capacity(args.steps) };
-    let options =
-        LoadOptions { device, autocast, gradient_checkpointing: args.gradient_checkpointing, new_head: false };
-    match args.workload {
-        Workload::Finetune if args.task == TaskKind::TokenClassification => {
-            tagger_steps(&args, &model, &options, &batches, &mut watch)?
+        let args = self;
+        let device = args.run.setup()?;
+        let model = ModelDir::open(&args.model)?;
+        model.check_max_len("seq-len", args.seq_len)?;
+        let autocast = Autocast::new(args.precision, device);
+        let total = args.warmup + args.steps;
+        let batches: Vec<Vec<usize>> =
+            (0..total).map(|s| (s * args.batch_size..(s + 1) * args.batch_size).collect()).collect();
+        let mut watch = Stopwatch { warmup: args.warmup, device, seconds: Vec::with_capacity(args.steps) };
+        let options =
+            LoadOptions { device, autocast, gradient_checkpointing: args.gradient_checkpointing, new_head: false };
+        match args.workload {
+            Workload::Finetune if args.task == TaskKind::TokenClassification => {
+                tagger_steps(&args, &model, &options, &batches, &mut watch)?
+            }
+            Workload::Finetune | Workload::Inference => {
+                classifier_steps(&args, &model, &options, &batches, &mut watch)?
+            }
+            Workload::Mlm => mlm_steps(&args, &model, &options, &batches, &mut watch)?,
         }
-        Workload::Finetune | Workload::Inference => classifier_steps(&args, &model, &options, &batches, &mut watch)?,
-        Workload::Mlm => mlm_steps(&args, &model, &options, &batches, &mut watch)?,
-    }
 
-    let mut seconds = watch.seconds;
-    seconds.sort_by(f64::total_cmp);
-    let median = seconds.get(seconds.len() / 2).copied().unwrap_or(f64::NAN);
-    let tokens = (args.batch_size * args.seq_len) as f64;
-    println!(
-        "{}",
-        json!({
-            "tool": "bertkit",
-            "workload": format!("{:?}", args.workload).to_lowercase(),
-            "task": args.task.name(),
-            "precision": format!("{:?}", autocast.precision()).to_lowercase(),
-            "device": format!("{device:?}"),
-            "threads": tch::get_num_threads(),
-            "batch_size": args.batch_size,
-            "seq_len": args.seq_len,
-            "gradient_checkpointing": args.gradient_checkpointing,
-            "step_seconds": seconds,
-            "median_step_seconds": median,
-            "tokens_per_s": tokens / median,
-            "examples_per_s": args.batch_size as f64 / median,
-            "gpu_peak_memory": gpu_peak_memory(device),
-        })
-    );
-    Ok(())
+        let mut seconds = watch.seconds;
+        seconds.sort_by(f64::total_cmp);
+        let median = seconds.get(seconds.len() / 2).copied().unwrap_or(f64::NAN);
+        let tokens = (args.batch_size * args.seq_len) as f64;
+        println!(
+            "{}",
+            json!({
+                "tool": "bertkit",
+                "workload": format!("{:?}", args.workload).to_lowercase(),
+                "task": args.task.name(),
+                "precision": format!("{:?}", autocast.precision()).to_lowercase(),
+                "device": format!("{device:?}"),
+                "threads": tch::get_num_threads(),
+                "batch_size": args.batch_size,
+                "seq_len": args.seq_len,
+                "gradient_checkpointing": args.gradient_checkpointing,
+                "step_seconds": seconds,
+                "median_step_seconds": median,
+                "tokens_per_s": tokens / median,
+                "examples_per_s": args.batch_size as f64 / median,
+                "gpu_peak_memory": gpu_peak_memory(device),
+            })
+        );
+        Ok(())
+    }
 }
 
 /// Fine-tuning or inference steps of a classifier on random full-length examples.

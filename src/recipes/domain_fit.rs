@@ -83,32 +83,30 @@ fn worst_split(domain: &Measured, n: usize) -> Vec<serde_json::Value> {
 impl DomainFit {
     /// Runs the job as `bertkit domain-fit` does, its report on standard output.
     pub fn run(self) -> Result<()> {
-        run(self)
+        let args = self;
+        let model = ModelDir::open(&args.model)?;
+        let tokenizer = Tokenizer::from_dir(&model.dir)?;
+        let domain = measure(&args, &tokenizer, &args.corpus)?;
+        let reference =
+            (!args.reference.is_empty()).then(|| measure(&args, &tokenizer, &args.reference)).transpose()?;
+        let shared = reference.as_ref().map(|r| overlap(&domain.counts, &r.counts, args.top));
+        let report = json!({
+            "model": args.model,
+            "corpus": args.corpus,
+            "reference": args.reference,
+            "domain": domain.fragmentation,
+            "reference_fragmentation": reference.as_ref().map(|r| r.fragmentation),
+            "top": args.top,
+            "vocabulary_overlap": shared,
+            "worst_split": worst_split(&domain, args.worst),
+            "verdict": verdict(&domain.fragmentation, reference.as_ref().map(|r| &r.fragmentation), shared),
+        });
+        println!("{}", render(&report));
+        if let Some(path) = &args.json {
+            atomic_write(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        }
+        Ok(())
     }
-}
-
-fn run(args: DomainFit) -> Result<()> {
-    let model = ModelDir::open(&args.model)?;
-    let tokenizer = Tokenizer::from_dir(&model.dir)?;
-    let domain = measure(&args, &tokenizer, &args.corpus)?;
-    let reference = (!args.reference.is_empty()).then(|| measure(&args, &tokenizer, &args.reference)).transpose()?;
-    let shared = reference.as_ref().map(|r| overlap(&domain.counts, &r.counts, args.top));
-    let report = json!({
-        "model": args.model,
-        "corpus": args.corpus,
-        "reference": args.reference,
-        "domain": domain.fragmentation,
-        "reference_fragmentation": reference.as_ref().map(|r| r.fragmentation),
-        "top": args.top,
-        "vocabulary_overlap": shared,
-        "worst_split": worst_split(&domain, args.worst),
-        "verdict": verdict(&domain.fragmentation, reference.as_ref().map(|r| &r.fragmentation), shared),
-    });
-    println!("{}", render(&report));
-    if let Some(path) = &args.json {
-        atomic_write(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
-    }
-    Ok(())
 }
 
 /// A rule of thumb, stated as one: adaptation paid most in the study on domains whose top-10k

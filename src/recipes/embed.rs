@@ -34,25 +34,22 @@ pub struct Embed {
 impl Embed {
     /// Runs the job as `bertkit embed` does, its report on standard output.
     pub fn run(self) -> Result<()> {
-        run(self)
+        let args = self;
+        let device = args.run.setup()?;
+        let model = ModelDir::open(&args.model)?;
+        let max_len = model.max_len(args.max_len)?;
+        let options = LoadOptions::inference(device, Autocast::off());
+        let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
+        let embedder = Embedder::load(&model, args.pooling, &options)?.normalized(args.normalize).max_len(max_len);
+        let out = embedder.embed(&texts)?;
+        let rows: Vec<_> = (args.text.iter().zip(out.vectors).enumerate())
+            .map(
+                |(i, (text, v))| json!({"text": text, "tokens": out.tokens[i], "truncated": out.truncated[i], "vector": v}),
+            )
+            .collect();
+        let pooling = args.pooling.to_possible_value().map(|v| v.get_name().to_string());
+        let report = json!({"model": model.dir, "pooling": pooling, "dim": model.dims.hidden_size, "embeddings": rows});
+        println!("{}", serde_json::to_string(&report)?);
+        Ok(())
     }
-}
-
-fn run(args: Embed) -> Result<()> {
-    let device = args.run.setup()?;
-    let model = ModelDir::open(&args.model)?;
-    let max_len = model.max_len(args.max_len)?;
-    let options = LoadOptions::inference(device, Autocast::off());
-    let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
-    let embedder = Embedder::load(&model, args.pooling, &options)?.normalized(args.normalize).max_len(max_len);
-    let out = embedder.embed(&texts)?;
-    let rows: Vec<_> = (args.text.iter().zip(out.vectors).enumerate())
-        .map(
-            |(i, (text, v))| json!({"text": text, "tokens": out.tokens[i], "truncated": out.truncated[i], "vector": v}),
-        )
-        .collect();
-    let pooling = args.pooling.to_possible_value().map(|v| v.get_name().to_string());
-    let report = json!({"model": model.dir, "pooling": pooling, "dim": model.dims.hidden_size, "embeddings": rows});
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
 }

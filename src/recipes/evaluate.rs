@@ -58,47 +58,45 @@ pub struct Evaluate {
 impl Evaluate {
     /// Runs the job as `bertkit evaluate` does, its report on standard output.
     pub fn run(self) -> Result<()> {
-        run(self)
+        let args = self;
+        // Under `bertkit launch` / torchrun the ranks split the batches, gathered on the host (so
+        // gloo on any device); rank 0 reports.
+        crate::distributed::join(crate::distributed::DEFAULT_TIMEOUT, crate::distributed::Backend::Gloo)?;
+        let device = args.run.setup()?;
+        let model = ModelDir::open(&args.model)?;
+        let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
+        let Some(data) = &args.data else {
+            let evaluation = masked_lm(&args, &model, &options)?;
+            return report(&args, &model, "masked-lm", &evaluation);
+        };
+        let max_len = model.max_len(args.flags.max_len)?;
+        let names = model.config.id2label().map(<[String]>::to_vec).with_context(|| {
+            format!("{}: config.json has no id2label; is this a fine-tuned model?", model.dir.display())
+        })?;
+        let kind = TaskKind::of(&model.config);
+        let evaluation = if kind == TaskKind::TokenClassification {
+            let stride = args.flags.stride;
+            let how = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
+            crate::recipes::token_classification::evaluate(&model, data, &how, &options, args.batch_size)?
+        } else {
+            let labels = LabelSet::new(names.clone());
+            let examples = args.flags.read(data, true)?.examples;
+            let targets = Targets::new(kind, &examples, &labels, "model's")?;
+            let classifier: Classifier = pretrained::load(&model, &options)?;
+            let set =
+                args.flags.encode(&classifier.tokenizer, &examples, targets, max_len, &data.display().to_string())?;
+            let thresholds = read_thresholds(&model.dir, &names)?;
+            if thresholds.is_some() {
+                tracing::info!(
+                    "multi-label decisions at the thresholds of {}",
+                    model.dir.join("thresholds.json").display()
+                );
+            }
+            let decision = Decision { thresholds, count_no_label: args.count_no_label, pool: args.flags.window_pool };
+            classifier.evaluate_set(&set, args.batch_size, &decision, Spread::Ranks)?
+        };
+        report(&args, &model, kind.name(), &evaluation)
     }
-}
-
-fn run(args: Evaluate) -> Result<()> {
-    // Under `bertkit launch` / torchrun the ranks split the batches, gathered on the host (so
-    // gloo on any device); rank 0 reports.
-    crate::distributed::join(crate::distributed::DEFAULT_TIMEOUT, crate::distributed::Backend::Gloo)?;
-    let device = args.run.setup()?;
-    let model = ModelDir::open(&args.model)?;
-    let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
-    let Some(data) = &args.data else {
-        let evaluation = masked_lm(&args, &model, &options)?;
-        return report(&args, &model, "masked-lm", &evaluation);
-    };
-    let max_len = model.max_len(args.flags.max_len)?;
-    let names = model.config.id2label().map(<[String]>::to_vec).with_context(|| {
-        format!("{}: config.json has no id2label; is this a fine-tuned model?", model.dir.display())
-    })?;
-    let kind = TaskKind::of(&model.config);
-    let evaluation = if kind == TaskKind::TokenClassification {
-        let stride = args.flags.stride;
-        let how = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
-        crate::recipes::token_classification::evaluate(&model, data, &how, &options, args.batch_size)?
-    } else {
-        let labels = LabelSet::new(names.clone());
-        let examples = args.flags.read(data, true)?.examples;
-        let targets = Targets::new(kind, &examples, &labels, "model's")?;
-        let classifier: Classifier = pretrained::load(&model, &options)?;
-        let set = args.flags.encode(&classifier.tokenizer, &examples, targets, max_len, &data.display().to_string())?;
-        let thresholds = read_thresholds(&model.dir, &names)?;
-        if thresholds.is_some() {
-            tracing::info!(
-                "multi-label decisions at the thresholds of {}",
-                model.dir.join("thresholds.json").display()
-            );
-        }
-        let decision = Decision { thresholds, count_no_label: args.count_no_label, pool: args.flags.window_pool };
-        classifier.evaluate_set(&set, args.batch_size, &decision, Spread::Ranks)?
-    };
-    report(&args, &model, kind.name(), &evaluation)
 }
 
 /// The masked-token scores of the model on `--corpus`, tokenised into a cache that lives as

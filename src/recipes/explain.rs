@@ -120,7 +120,9 @@ impl Head {
 fn open_fine_tuned(spec: &str) -> Result<ModelDir> {
     let model = ModelDir::open(spec)?;
     if !model.has_classifier()? {
-        bail!("--model {spec}: has no task head to explain (fine-tune it first; --compare takes a model without one)");
+        crate::error::refuse!(
+            "--model {spec}: has no task head to explain (fine-tune it first; --compare takes a model without one)"
+        );
     }
     Ok(model)
 }
@@ -129,7 +131,7 @@ fn read_text(args: &Explain) -> Result<String> {
     match (&args.text, &args.text_file) {
         (Some(t), _) => Ok(t.clone()),
         (None, Some(p)) => std::fs::read_to_string(p).with_context(|| format!("--text-file {}", p.display())),
-        (None, None) => bail!("--text or --text-file is required"),
+        (None, None) => crate::error::refuse!("--text or --text-file is required"),
     }
 }
 
@@ -149,7 +151,9 @@ fn choose_targets(args: &Explain, head: &Head, doc: &Document, device: tch::Devi
                 .iter()
                 .position(|l| l == name)
                 .or_else(|| name.parse().ok().filter(|&i: &usize| i < labels.len()));
-            let Some(label) = label else { bail!("--target {name}: the model's labels are {}", labels.join(", ")) };
+            let Some(label) = label else {
+                crate::error::refuse!("--target {name}: the model's labels are {}", labels.join(", "))
+            };
             Ok(Target { name: labels[label].clone(), label: label as i64, positions: vec![] })
         })
         .collect()
@@ -163,7 +167,7 @@ fn targets_in(targets: &[Target], first_labels: &[String], head: &Head, spec: &s
         .map(|t| {
             let name = &first_labels[t.label as usize];
             let Some(label) = labels.iter().position(|l| l == name) else {
-                bail!("--compare {spec}: has no label {name:?} (its labels: {})", labels.join(", "))
+                crate::error::refuse!("--compare {spec}: has no label {name:?} (its labels: {})", labels.join(", "))
             };
             Ok(Target { label: label as i64, ..t.clone() })
         })
@@ -173,84 +177,78 @@ fn targets_in(targets: &[Target], first_labels: &[String], head: &Head, spec: &s
 impl Explain {
     /// Runs the job as `bertkit explain` does, its report on standard output.
     pub fn run(self) -> Result<()> {
-        run(self)
-    }
-}
-
-fn run(args: Explain) -> Result<()> {
-    let device = args.run.setup()?;
-    let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if !["png", "svg", "html"].contains(&ext) {
-        bail!("{}: --out must end in .png, .svg or .html", args.out.display());
-    }
-    let text = read_text(&args)?;
-    let model = open_fine_tuned(&args.model)?;
-    let compared = match &args.compare {
-        Some(spec) => {
-            let mut other = ModelDir::open(spec)?;
-            other.adopt_head(&model, args.seed)?;
-            Some(other)
-        }
-        None => None,
-    };
-    let max_len = model.max_len(args.max_len)?;
-    let head = Head::load(&model, device)?;
-    let tok = head.tokenizer();
-    let settings = Settings {
-        methods: args.method.clone(),
-        output: args.output,
-        steps: args.steps,
-        chunk: args.chunk,
-        baseline_id: args.baseline.token_id(tok),
-    };
-    let doc = Document::new(tok, &text, max_len, args.stride)?;
-    if doc.windows.len() > 1 {
-        tracing::info!(
-            "the text has {} tokens: explained in {} windows of {max_len}",
-            doc.ids.len(),
-            doc.windows.len()
-        );
-    }
-    let targets = choose_targets(&args, &head, &doc, device)?;
-    if targets.is_empty() {
-        bail!(
-            "nothing to explain: the model finds no entity in the text{}",
-            if args.target.is_empty() { "" } else { " of the --target types" }
-        );
-    }
-    let runs = targets.len() * doc.windows.len();
-    if runs > 20 && settings.methods.contains(&Method::IntegratedGradients) {
-        tracing::warn!(
-            "{} targets x {} windows: up to {runs} integrated-gradient runs of {} steps each (--target narrows them)",
-            targets.len(),
-            doc.windows.len(),
-            settings.steps
-        );
-    }
-    let mut explained = vec![(model.display_name(), explain(head.explained(), &doc, &targets, &settings, device)?)];
-    if let (Some(spec), Some(dir)) = (&args.compare, &compared) {
-        let other = Head::load(dir, device)?;
-        let other_doc = Document::new(other.tokenizer(), &text, max_len, args.stride)?;
-        if other_doc.ids != doc.ids {
-            bail!(
-                "--compare {spec}: its tokenizer reads the text differently from {}'s; attributions could not be set side by side",
-                args.model
+        let args = self;
+        let device = args.run.setup()?;
+        let ext = crate::viz::picture_format(&args.out)?;
+        let text = read_text(&args)?;
+        let model = open_fine_tuned(&args.model)?;
+        let compared = match &args.compare {
+            Some(spec) => {
+                let mut other = ModelDir::open(spec)?;
+                other.adopt_head(&model, args.seed)?;
+                Some(other)
+            }
+            None => None,
+        };
+        let max_len = model.max_len(args.max_len)?;
+        let head = Head::load(&model, device)?;
+        let tok = head.tokenizer();
+        let settings = Settings {
+            methods: args.method.clone(),
+            output: args.output,
+            steps: args.steps,
+            chunk: args.chunk,
+            baseline_id: args.baseline.token_id(tok),
+        };
+        let doc = Document::new(tok, &text, max_len, args.stride)?;
+        if doc.windows.len() > 1 {
+            tracing::info!(
+                "the text has {} tokens: explained in {} windows of {max_len}",
+                doc.ids.len(),
+                doc.windows.len()
             );
         }
-        let targets = targets_in(&targets, &head.labels(), &other, spec)?;
-        explained.push((dir.display_name(), explain(other.explained(), &doc, &targets, &settings, device)?));
+        let targets = choose_targets(&args, &head, &doc, device)?;
+        if targets.is_empty() {
+            bail!(
+                "nothing to explain: the model finds no entity in the text{}",
+                if args.target.is_empty() { "" } else { " of the --target types" }
+            );
+        }
+        let runs = targets.len() * doc.windows.len();
+        if runs > 20 && settings.methods.contains(&Method::IntegratedGradients) {
+            tracing::warn!(
+                "{} targets x {} windows: up to {runs} integrated-gradient runs of {} steps each (--target narrows them)",
+                targets.len(),
+                doc.windows.len(),
+                settings.steps
+            );
+        }
+        let mut explained = vec![(model.display_name(), explain(head.explained(), &doc, &targets, &settings, device)?)];
+        if let (Some(spec), Some(dir)) = (&args.compare, &compared) {
+            let other = Head::load(dir, device)?;
+            let other_doc = Document::new(other.tokenizer(), &text, max_len, args.stride)?;
+            if other_doc.ids != doc.ids {
+                crate::error::refuse!(
+                    "--compare {spec}: its tokenizer reads the text differently from {}'s; attributions could not be set side by side",
+                    args.model
+                );
+            }
+            let targets = targets_in(&targets, &head.labels(), &other, spec)?;
+            explained.push((dir.display_name(), explain(other.explained(), &doc, &targets, &settings, device)?));
+        }
+        print_summary(&doc, &explained);
+        let figure = crate::explain::text::figure(&text, &doc, &explained, &settings);
+        match ext {
+            "html" => atomic_write(&args.out, page(&figure).as_bytes())?,
+            _ => render_text(&args.out, &figure)?,
+        }
+        eprintln!("wrote {}", args.out.display());
+        if let Some(path) = &args.json {
+            write_json(path, &text, &doc, &explained, &settings)?;
+        }
+        Ok(())
     }
-    print_summary(&doc, &explained);
-    let figure = crate::explain::text::figure(&text, &doc, &explained, &settings);
-    match ext {
-        "html" => atomic_write(&args.out, page(&figure).as_bytes())?,
-        _ => render_text(&args.out, &figure)?,
-    }
-    eprintln!("wrote {}", args.out.display());
-    if let Some(path) = &args.json {
-        write_json(path, &text, &doc, &explained, &settings)?;
-    }
-    Ok(())
 }
 
 /// Per model, target and method, the tokens that count most.

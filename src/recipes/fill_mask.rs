@@ -26,31 +26,28 @@ pub struct FillMask {
 impl FillMask {
     /// Runs the job as `bertkit fill-mask` does, its report on standard output.
     pub fn run(self) -> Result<()> {
-        run(self)
-    }
-}
-
-fn run(args: FillMask) -> Result<()> {
-    let device = args.run.setup()?;
-    let model = ModelDir::open(&args.model)?;
-    let mlm: MaskedLanguageModel = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
-    let mut rows = Vec::new();
-    for text in &args.text {
-        let fills = mlm.fill_mask(text, args.top_k)?;
-        if fills.is_empty() {
-            bail!("{text:?} has no [MASK] token");
-        }
-        if !args.json {
-            println!("{text}");
-            for (i, candidates) in fills.iter().enumerate() {
-                let line: Vec<String> = candidates.iter().map(|(t, p)| format!("{t} {p:.3}")).collect();
-                println!("  [MASK] #{}: {}", i + 1, line.join("  "));
+        let args = self;
+        let device = args.run.setup()?;
+        let model = ModelDir::open(&args.model)?;
+        let mlm: MaskedLanguageModel = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
+        let mut rows = Vec::new();
+        for text in &args.text {
+            let fills = mlm.fill_mask(text, args.top_k)?;
+            if fills.is_empty() {
+                bail!("{text:?} has no [MASK] token");
             }
+            if !args.json {
+                println!("{text}");
+                for (i, candidates) in fills.iter().enumerate() {
+                    let line: Vec<String> = candidates.iter().map(|(t, p)| format!("{t} {p:.3}")).collect();
+                    println!("  [MASK] #{}: {}", i + 1, line.join("  "));
+                }
+            }
+            rows.push(json!({"text": text, "masks": fills.iter().map(|c| c.iter().map(|(t, p)| json!({"token": t, "probability": p})).collect::<Vec<_>>()).collect::<Vec<_>>()}));
         }
-        rows.push(json!({"text": text, "masks": fills.iter().map(|c| c.iter().map(|(t, p)| json!({"token": t, "probability": p})).collect::<Vec<_>>()).collect::<Vec<_>>()}));
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Ok(())
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    }
-    Ok(())
 }

@@ -124,7 +124,10 @@ impl FineTune {
 /// Splits off `fraction` of the examples (at least one) after a seeded shuffle.
 pub fn split<T>(mut examples: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T>, Vec<T>)> {
     if examples.len() < 2 {
-        bail!("--eval-split: {} example(s) cannot be split into training and held-out data", examples.len());
+        crate::error::refuse!(
+            "--eval-split: {} example(s) cannot be split into training and held-out data",
+            examples.len()
+        );
     }
     examples.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     let held = ((examples.len() as f64 * fraction).round() as usize).clamp(1, examples.len().saturating_sub(1));
@@ -164,7 +167,9 @@ impl FineTune {
         let weights =
             loss_weights(kind, args.class_weights.as_ref(), args.pos_weight.as_ref(), &train_targets, &labels)?;
         if args.tune_thresholds && (kind != TaskKind::MultiLabel || eval_targets.is_none()) {
-            bail!("--tune-thresholds needs a multi-label task and evaluation data (--eval or --eval-split)");
+            crate::error::refuse!(
+                "--tune-thresholds needs a multi-label task and evaluation data (--eval or --eval-split)"
+            );
         }
 
         // Only now that the data is known to be good is anything written.
@@ -217,8 +222,7 @@ impl FineTune {
             data,
             hyper: &cfg.hyper,
         };
-        session::finish(&outcome, cfg, &card)?;
-        Ok(Trained { outcome, output, tuned })
+        Ok(Trained { tuned, ..session::finish(outcome, cfg, &card)? })
     }
 }
 
@@ -299,7 +303,7 @@ pub fn task_kind(
 ) -> Result<TaskKind> {
     let saved = (!new_head && model.has_classifier()?).then(|| TaskKind::of(&model.config));
     Ok(match (task, saved) {
-        (Some(flag), Some(head)) if flag != head => bail!(
+        (Some(flag), Some(head)) if flag != head => crate::error::refuse!(
             "--task {} but {} has a {} head; pass --new-head to replace it",
             flag.name(),
             model.dir.display(),
@@ -348,7 +352,9 @@ fn tune_thresholds(output: &Path, eval: &LabelledSet, batch_size: usize, device:
     let classifier: Classifier = pretrained::load(&model, &LoadOptions::inference(device, Autocast::off()))?;
     let probs =
         Vec::<Vec<f32>>::try_from(classifier.outputs(&classifier.logits(&eval.items, batch_size, Spread::Alone)?))?;
-    let Targets::Sets(gold) = &eval.targets else { bail!("--tune-thresholds: not multi-label targets") };
+    let Targets::Sets(gold) = &eval.targets else {
+        crate::error::refuse!("--tune-thresholds: not multi-label targets")
+    };
     let gold: Vec<Vec<bool>> = gold.iter().map(|r| r.iter().map(|&v| v > 0.5).collect()).collect();
     let thresholds = crate::metrics::tune_thresholds(&probs, &gold);
     let names = model.config.label_names();

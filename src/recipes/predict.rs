@@ -58,56 +58,53 @@ fn csv_field(s: &str) -> String {
 impl Predict {
     /// Runs the job as `bertkit predict` does, its report on standard output.
     pub fn run(self) -> Result<()> {
-        run(self)
-    }
-}
-
-fn run(args: Predict) -> Result<()> {
-    let device = args.run.setup()?;
-    let model = ModelDir::open(&args.model)?;
-    let max_len = model.max_len(args.flags.max_len)?;
-    let names = model.config.id2label().map(<[String]>::to_vec);
-    let names = names.with_context(|| format!("{}: config.json has no id2label", model.dir.display()))?;
-    let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
-    let pre_split = args.input.as_os_str() != "-" && (is_conll(&args.input) || is_tagged_jsonl(&args.input));
-    let out = if TaskKind::of(&model.config) == TaskKind::TokenClassification {
-        let tagger: Tagger = pretrained::load(&model, &options)?;
-        let texts =
-            if pre_split { None } else { Some(read_texts(&args)?.into_iter().map(|e| e.text).collect::<Vec<_>>()) };
-        let stride = args.flags.stride;
-        let reading = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
-        crate::recipes::token_classification::predict(
-            &tagger,
-            &args.input,
-            texts.as_deref(),
-            &reading,
-            args.aggregation,
-            args.batch_size,
-        )?
-    } else {
-        let classifier: Classifier = pretrained::load(&model, &options)?;
-        let examples = read_texts(&args)?;
-        let (mode, stride) = (args.flags.long_text, args.flags.stride);
-        let pieces = tokenize_long(&classifier.tokenizer, &examples, max_len, mode, stride)?;
-        if pieces.long > 0 {
-            tracing::info!(
-                "{} of {} texts longer than {max_len} tokens (--long-text {mode:?})",
-                pieces.long,
-                examples.len()
-            );
+        let args = self;
+        let device = args.run.setup()?;
+        let model = ModelDir::open(&args.model)?;
+        let max_len = model.max_len(args.flags.max_len)?;
+        let names = model.config.id2label().map(<[String]>::to_vec);
+        let names = names.with_context(|| format!("{}: config.json has no id2label", model.dir.display()))?;
+        let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
+        let pre_split = args.input.as_os_str() != "-" && (is_conll(&args.input) || is_tagged_jsonl(&args.input));
+        let out = if TaskKind::of(&model.config) == TaskKind::TokenClassification {
+            let tagger: Tagger = pretrained::load(&model, &options)?;
+            let texts =
+                if pre_split { None } else { Some(read_texts(&args)?.into_iter().map(|e| e.text).collect::<Vec<_>>()) };
+            let stride = args.flags.stride;
+            let reading = Reading { tags: &args.tags, max_len, stride, on_bad: args.flags.on_bad_row };
+            crate::recipes::token_classification::predict(
+                &tagger,
+                &args.input,
+                texts.as_deref(),
+                &reading,
+                args.aggregation,
+                args.batch_size,
+            )?
+        } else {
+            let classifier: Classifier = pretrained::load(&model, &options)?;
+            let examples = read_texts(&args)?;
+            let (mode, stride) = (args.flags.long_text, args.flags.stride);
+            let pieces = tokenize_long(&classifier.tokenizer, &examples, max_len, mode, stride)?;
+            if pieces.long > 0 {
+                tracing::info!(
+                    "{} of {} texts longer than {max_len} tokens (--long-text {mode:?})",
+                    pieces.long,
+                    examples.len()
+                );
+            }
+            let logits = classifier.logits(&pieces.items, args.batch_size, Spread::Alone)?;
+            let logits = pool_documents(&logits, &pieces.doc_of, examples.len(), args.flags.window_pool);
+            let outputs = Vec::<Vec<f32>>::try_from(classifier.outputs(&logits))?;
+            let thresholds = read_thresholds(&model.dir, &names)?;
+            let csv = args.output.extension().is_some_and(|e| e == "csv");
+            render(classifier.model.kind, &examples, &outputs, &names, thresholds.as_deref(), csv)?
+        };
+        write_out(&args.output, &out)?;
+        if args.output.as_os_str() != "-" {
+            tracing::info!("wrote predictions to {}", args.output.display());
         }
-        let logits = classifier.logits(&pieces.items, args.batch_size, Spread::Alone)?;
-        let logits = pool_documents(&logits, &pieces.doc_of, examples.len(), args.flags.window_pool);
-        let outputs = Vec::<Vec<f32>>::try_from(classifier.outputs(&logits))?;
-        let thresholds = read_thresholds(&model.dir, &names)?;
-        let csv = args.output.extension().is_some_and(|e| e == "csv");
-        render(classifier.model.kind, &examples, &outputs, &names, thresholds.as_deref(), csv)?
-    };
-    write_out(&args.output, &out)?;
-    if args.output.as_os_str() != "-" {
-        tracing::info!("wrote predictions to {}", args.output.display());
+        Ok(())
     }
-    Ok(())
 }
 
 /// The texts to predict: standard input line by line, or a data file's text column.

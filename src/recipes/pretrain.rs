@@ -177,7 +177,7 @@ impl Pretrain {
         let (args, cfg) = (self, &self.cfg);
         let device = session::start(cfg)?;
         if args.add_vocab.is_some() && cfg.control.resume_from.is_none() && crate::distributed::world_size() > 1 {
-            bail!(
+            crate::error::refuse!(
                 "--add-vocab: extend the vocabulary in a single process first (it writes the new model), then pretrain it on several ranks"
             );
         }
@@ -241,8 +241,7 @@ impl Pretrain {
             data,
             hyper: &cfg.hyper,
         };
-        session::finish(&outcome, cfg, &card)?;
-        Ok(Trained { outcome, output: cfg.control.output.clone(), tuned: None })
+        session::finish(outcome, cfg, &card)
     }
 }
 

@@ -5,6 +5,7 @@
 use anyhow::Result;
 use tch::Device;
 
+use super::Trained;
 use crate::device::Autocast;
 use crate::pretrained::{LoadOptions, ModelDir};
 use crate::train::model_card::ModelCard;
@@ -45,10 +46,10 @@ pub(crate) fn global_batch(cfg: &TrainConfig) -> usize {
 }
 
 /// A run that finished (or stopped early) gets its model card, written by rank 0.
-pub(crate) fn finish(outcome: &Outcome, cfg: &TrainConfig, card: &ModelCard) -> Result<()> {
+pub(crate) fn finish(outcome: Outcome, cfg: &TrainConfig, card: &ModelCard) -> Result<Trained> {
     let finished = matches!(outcome.stop, Stop::Finished | Stop::EarlyStopped);
     if finished && crate::distributed::is_main() {
-        card.write(&cfg.control.output, outcome)?;
+        card.write(&cfg.control.output, &outcome)?;
     }
-    Ok(())
+    Ok(Trained { outcome, output: cfg.control.output.clone(), tuned: None })
 }

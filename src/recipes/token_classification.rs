@@ -107,7 +107,7 @@ pub(crate) fn finetune(
 ) -> Result<Trained> {
     let cfg = &args.cfg;
     if args.class_weights.is_some() || args.pos_weight.is_some() || args.tune_thresholds {
-        bail!(
+        crate::error::refuse!(
             "--class-weights, --pos-weight and --tune-thresholds apply to text-level tasks, not token classification"
         );
     }
@@ -158,8 +158,7 @@ pub(crate) fn finetune(
         data,
         hyper: &cfg.hyper,
     };
-    session::finish(&outcome, cfg, &card)?;
-    Ok(Trained { outcome, output: cfg.control.output.clone(), tuned: None })
+    session::finish(outcome, cfg, &card)
 }
 
 /// The data files for the model card, with the words carrying each tag.

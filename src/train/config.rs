@@ -127,7 +127,7 @@ impl Placement {
         let backend = match self.dist_backend {
             DistBackend::Auto if device.is_cuda() => Backend::Nccl,
             DistBackend::Auto | DistBackend::Gloo => Backend::Gloo,
-            DistBackend::Nccl if !device.is_cuda() => anyhow::bail!(
+            DistBackend::Nccl if !device.is_cuda() => crate::error::refuse!(
                 "--dist-backend nccl: NCCL connects GPUs and this run is on the CPU (--device cuda, or --dist-backend gloo)"
             ),
             DistBackend::Nccl => Backend::Nccl,

@@ -55,8 +55,10 @@ pub fn loss_weights(
                 .collect();
             resolve(spec, balanced, labels, "--pos-weight").map(Some)
         }
-        (_, Some(_), _, _) => bail!("--class-weights applies to --task classification, not {}", kind.name()),
-        (_, _, Some(_), _) => bail!("--pos-weight applies to --task multi-label, not {}", kind.name()),
+        (_, Some(_), _, _) => {
+            crate::error::refuse!("--class-weights applies to --task classification, not {}", kind.name())
+        }
+        (_, _, Some(_), _) => crate::error::refuse!("--pos-weight applies to --task multi-label, not {}", kind.name()),
     }
 }
 

@@ -25,3 +25,13 @@ pub fn init_fonts() {
         }
     });
 }
+
+/// The format a picture is written in, from its file name (`--out`): png, svg or html.
+pub fn picture_format(path: &std::path::Path) -> anyhow::Result<&'static str> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("png") => Ok("png"),
+        Some("svg") => Ok("svg"),
+        Some("html") => Ok("html"),
+        _ => crate::error::refuse!("{}: --out must end in .png, .svg or .html", path.display()),
+    }
+}

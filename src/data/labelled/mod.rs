@@ -18,6 +18,8 @@ mod parquet;
 
 use anyhow::{Context, Result, bail};
 
+use crate::error::Marked;
+
 use self::delimited::read_delimited;
 use self::folder::read_folder;
 pub use self::jsonl::jsonl_lines;
@@ -156,6 +158,10 @@ pub fn open_text(path: &Path) -> Result<Box<dyn Read>> {
 
 /// Reads examples from `path` in `format` (or the one its name implies).
 pub fn read_examples(path: &Path, format: Option<Format>, columns: &Columns, on_bad: OnBadRow) -> Result<Dataset> {
+    read_any(path, format, columns, on_bad).data_error()
+}
+
+fn read_any(path: &Path, format: Option<Format>, columns: &Columns, on_bad: OnBadRow) -> Result<Dataset> {
     let format = match format {
         Some(f) => f,
         None => Format::detect(path)?,

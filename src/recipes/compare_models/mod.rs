@@ -9,7 +9,7 @@ mod flips;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
@@ -64,69 +64,69 @@ struct Pass {
 impl CompareModels {
     /// Runs the job as `bertkit compare-models` does, its report on standard output.
     pub fn run(self) -> Result<()> {
-        run(self)
+        let args = self;
+        let device = args.run.setup()?;
+        let [a_spec, b_spec] = <[String; 2]>::try_from(args.models.clone())
+            .map_err(|m| anyhow::anyhow!("--model: give exactly two models (before, after), not {}", m.len()))?;
+        let (a_dir, b_dir) = open_pair(&a_spec, &b_spec, args.seed)?;
+        let kind = TaskKind::of(&a_dir.config);
+        let max_len = a_dir.max_len(args.flags.max_len)?;
+        let names = a_dir.config.label_names();
+        let examples = args.flags.read(&args.data, true)?.examples;
+        let targets = Targets::new(kind, &examples, &LabelSet::new(names.clone()), "first model's")?;
+        let options = LoadOptions::inference(device, Autocast::off());
+        let a: Classifier = pretrained::load(&a_dir, &options)?;
+        let b: Classifier = pretrained::load(&b_dir, &options)?;
+        check_alike(&a, &b, &a_spec, &b_spec)?;
+        let role = args.data.display().to_string();
+        let set = args.flags.encode(&a.tokenizer, &examples, targets, max_len, &role)?;
+        // Two tokenizers alike read the data alike; others are tried on it.
+        if !a.tokenizer.reads_like(&b.tokenizer)
+            && args
+                .flags
+                .encode(&b.tokenizer, &examples, Targets::Scores(vec![0.0; examples.len()]), max_len, &role)?
+                .items
+                != set.items
+        {
+            crate::error::refuse!(
+                "--model {b_spec}: its tokenizer reads the data differently from {a_spec}'s; compare-models needs one vocabulary"
+            );
+        }
+        std::fs::create_dir_all(args.out.join("flipped")).with_context(|| format!("--out {}", args.out.display()))?;
+        let start = std::time::Instant::now();
+        let pass = run_both(&a, &b, &set, args.batch_size, names.len(), device)?;
+        let pool = |l: &Tensor| pool_documents(l, &set.doc_of, set.targets.len(), args.flags.window_pool);
+        let logits = [pool(&pass.logits[0]), pool(&pass.logits[1])];
+        let decision = Decision { pool: args.flags.window_pool, ..Default::default() };
+        let evaluations = [
+            a.evaluate_logits(&logits[0], &set.targets, &decision)?,
+            b.evaluate_logits(&logits[1], &set.targets, &decision)?,
+        ];
+        let outputs = [a.outputs(&logits[0]), b.outputs(&logits[1])];
+        let changes = flips::changes(&outputs, &set.targets, &names)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+        let pages = flips::write_pages(&args, [&a, &b], [&a_dir, &b_dir], &changes, &texts, max_len, device)?;
+        let report = json!({
+            "models": [a_dir.display_name(), b_dir.display_name()],
+            "paths": [a_spec, b_spec],
+            "data": args.data, "examples": set.targets.len(), "task": kind.name(), "labels": names,
+            "metrics": [evaluations[0].metrics, evaluations[1].metrics],
+            "changes": changes.iter().zip(&pages).map(|(c, p)| json!({"change": c, "text": preview(texts[c.example]), "pages": p})).collect::<Vec<_>>(),
+            "cka": pass.statistics.cka(),
+            "attention_divergence": {
+                "all": pass.statistics.mean_divergence(None),
+                "by_label": (0..names.len()).map(|l| pass.statistics.mean_divergence(Some(l))).collect::<Vec<_>>(),
+                "examples_by_label": pass.statistics.examples(),
+            },
+            "seconds": seconds,
+        });
+        atomic_write(&args.out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+        atomic_write(&args.out.join("report.html"), page(&report).as_bytes())?;
+        print_summary(&report, &evaluations.map(|e| e.summary));
+        println!("wrote {} ({seconds:.1} s for both models over the set)", args.out.join("report.html").display());
+        Ok(())
     }
-}
-
-fn run(args: CompareModels) -> Result<()> {
-    let device = args.run.setup()?;
-    let [a_spec, b_spec] = <[String; 2]>::try_from(args.models.clone())
-        .map_err(|m| anyhow::anyhow!("--model: give exactly two models (before, after), not {}", m.len()))?;
-    let (a_dir, b_dir) = open_pair(&a_spec, &b_spec, args.seed)?;
-    let kind = TaskKind::of(&a_dir.config);
-    let max_len = a_dir.max_len(args.flags.max_len)?;
-    let names = a_dir.config.label_names();
-    let examples = args.flags.read(&args.data, true)?.examples;
-    let targets = Targets::new(kind, &examples, &LabelSet::new(names.clone()), "first model's")?;
-    let options = LoadOptions::inference(device, Autocast::off());
-    let a: Classifier = pretrained::load(&a_dir, &options)?;
-    let b: Classifier = pretrained::load(&b_dir, &options)?;
-    check_alike(&a, &b, &a_spec, &b_spec)?;
-    let role = args.data.display().to_string();
-    let set = args.flags.encode(&a.tokenizer, &examples, targets, max_len, &role)?;
-    // Two tokenizers alike read the data alike; others are tried on it.
-    if !a.tokenizer.reads_like(&b.tokenizer)
-        && args.flags.encode(&b.tokenizer, &examples, Targets::Scores(vec![0.0; examples.len()]), max_len, &role)?.items
-            != set.items
-    {
-        bail!(
-            "--model {b_spec}: its tokenizer reads the data differently from {a_spec}'s; compare-models needs one vocabulary"
-        );
-    }
-    std::fs::create_dir_all(args.out.join("flipped")).with_context(|| format!("--out {}", args.out.display()))?;
-    let start = std::time::Instant::now();
-    let pass = run_both(&a, &b, &set, args.batch_size, names.len(), device)?;
-    let pool = |l: &Tensor| pool_documents(l, &set.doc_of, set.targets.len(), args.flags.window_pool);
-    let logits = [pool(&pass.logits[0]), pool(&pass.logits[1])];
-    let decision = Decision { pool: args.flags.window_pool, ..Default::default() };
-    let evaluations = [
-        a.evaluate_logits(&logits[0], &set.targets, &decision)?,
-        b.evaluate_logits(&logits[1], &set.targets, &decision)?,
-    ];
-    let outputs = [a.outputs(&logits[0]), b.outputs(&logits[1])];
-    let changes = flips::changes(&outputs, &set.targets, &names)?;
-    let seconds = start.elapsed().as_secs_f64();
-    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-    let pages = flips::write_pages(&args, [&a, &b], [&a_dir, &b_dir], &changes, &texts, max_len, device)?;
-    let report = json!({
-        "models": [a_dir.display_name(), b_dir.display_name()],
-        "paths": [a_spec, b_spec],
-        "data": args.data, "examples": set.targets.len(), "task": kind.name(), "labels": names,
-        "metrics": [evaluations[0].metrics, evaluations[1].metrics],
-        "changes": changes.iter().zip(&pages).map(|(c, p)| json!({"change": c, "text": preview(texts[c.example]), "pages": p})).collect::<Vec<_>>(),
-        "cka": pass.statistics.cka(),
-        "attention_divergence": {
-            "all": pass.statistics.mean_divergence(None),
-            "by_label": (0..names.len()).map(|l| pass.statistics.mean_divergence(Some(l))).collect::<Vec<_>>(),
-            "examples_by_label": pass.statistics.examples(),
-        },
-        "seconds": seconds,
-    });
-    atomic_write(&args.out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
-    atomic_write(&args.out.join("report.html"), page(&report).as_bytes())?;
-    print_summary(&report, &evaluations.map(|e| e.summary));
-    println!("wrote {} ({seconds:.1} s for both models over the set)", args.out.join("report.html").display());
-    Ok(())
 }
 
 /// Both models, the one without a head (a base model, before fine-tuning) given the other's
@@ -141,12 +141,12 @@ fn open_pair(a_spec: &str, b_spec: &str, seed: i64) -> Result<(ModelDir, ModelDi
     } else if fine_tuned(&b)? {
         a.adopt_head(&b, seed)?;
     } else {
-        bail!(
+        crate::error::refuse!(
             "--model: neither {a_spec} nor {b_spec} is a fine-tuned sequence-level model (classification, multi-label, regression)"
         );
     }
     if TaskKind::of(&a.config) != TaskKind::of(&b.config) || a.config.label_names() != b.config.label_names() {
-        bail!(
+        crate::error::refuse!(
             "--model {b_spec}: its task or labels differ from {a_spec}'s ({:?} vs {:?})",
             b.config.label_names(),
             a.config.label_names()
@@ -168,7 +168,7 @@ fn preview(text: &str) -> String {
 fn check_alike(a: &Classifier, b: &Classifier, a_spec: &str, b_spec: &str) -> Result<()> {
     let (x, y) = (&a.dims, &b.dims);
     if (x.num_layers, x.num_heads) != (y.num_layers, y.num_heads) {
-        bail!(
+        crate::error::refuse!(
             "--model {b_spec}: {} layers x {} heads, but {a_spec} has {} x {}; compare-models compares head by head",
             y.num_layers,
             y.num_heads,
@@ -177,7 +177,11 @@ fn check_alike(a: &Classifier, b: &Classifier, a_spec: &str, b_spec: &str) -> Re
         );
     }
     if a.config.num_labels() != b.config.num_labels() {
-        bail!("--model {b_spec}: {} labels, {a_spec} has {}", b.config.num_labels(), a.config.num_labels());
+        crate::error::refuse!(
+            "--model {b_spec}: {} labels, {a_spec} has {}",
+            b.config.num_labels(),
+            a.config.num_labels()
+        );
     }
     Ok(())
 }
