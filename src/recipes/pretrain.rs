@@ -94,7 +94,7 @@ pub struct Pretrain {
     /// checkpoint's vocabulary.
     #[arg(long, value_parser = crate::values::positive)]
     pub add_vocab: Option<usize>,
-    /// Where the added words go: BERT's [unusedK] slots (the vocabulary keeps its size), new
+    /// Where the added words go: BERT's `[unusedK]` slots (the vocabulary keeps its size), new
     /// rows, or auto (the slots if there are enough).
     #[arg(long, value_enum, default_value = "auto", requires = "add_vocab")]
     pub add_vocab_into: VocabSlots,
