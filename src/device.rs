@@ -60,7 +60,7 @@ fn cuda(index: usize) -> Result<Device> {
 /// Intra-op threads: the user's number, else OMP_NUM_THREADS (torchrun and `bertkit launch`
 /// set it per rank), else one per physical core shared among this machine's ranks
 /// (hyper-threads slow libtorch's GEMMs down rather than up).
-pub fn set_threads(threads: Option<usize>) {
+pub(crate) fn set_threads(threads: Option<usize>) {
     let env = |key: &str| std::env::var(key).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 0);
     let n = threads
         .or_else(|| env("OMP_NUM_THREADS"))
@@ -90,14 +90,14 @@ pub fn physical_cores() -> usize {
 /// Peak GPU memory of this process so far, as `torch.cuda.max_memory_allocated()` /
 /// `max_memory_reserved()` report it. None on the CPU.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct GpuMemory {
+pub(crate) struct GpuMemory {
     /// Bytes in tensors at the peak.
     pub peak_allocated: i64,
     /// Bytes the caching allocator held from the driver at the peak (what can run out).
     pub peak_reserved: i64,
 }
 
-pub fn gpu_peak_memory(device: Device) -> Option<GpuMemory> {
+pub(crate) fn gpu_peak_memory(device: Device) -> Option<GpuMemory> {
     let Device::Cuda(index) = device else { return None };
     let (peak_allocated, peak_reserved) = ffi::cuda_peak_memory(index)?;
     Some(GpuMemory { peak_allocated, peak_reserved })
@@ -105,7 +105,7 @@ pub fn gpu_peak_memory(device: Device) -> Option<GpuMemory> {
 
 /// The most resident memory this process has held so far, in bytes (the host side of a GPU
 /// run; all of a CPU run).
-pub fn peak_rss() -> Option<u64> {
+pub(crate) fn peak_rss() -> Option<u64> {
     // SAFETY: getrusage only writes the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0;
@@ -116,7 +116,7 @@ pub fn peak_rss() -> Option<u64> {
 /// A batch tensor built on the host, on `device`. To a GPU it goes through page-locked memory
 /// without waiting: a plain copy would make the host wait until the GPU has finished all the
 /// work queued before it, at every micro-batch.
-pub fn upload(t: &Tensor, device: Device) -> Tensor {
+pub(crate) fn upload(t: &Tensor, device: Device) -> Tensor {
     let Device::Cuda(index) = device else { return t.to_device(device) };
     ffi::upload_async(t, index)
 }
@@ -140,7 +140,7 @@ pub enum Precision {
 /// bf16 extension; CUDA: compute capability 8.0 or more). On a CPU without them, libtorch
 /// emulates them: measured on a 2-core AVX2 EPYC, inference 7x and MLM training 28x slower
 /// than fp32.
-pub fn native_bf16(device: Device) -> bool {
+pub(crate) fn native_bf16(device: Device) -> bool {
     match device {
         Device::Cpu => cpu_flags().iter().any(|f| ["avx512_bf16", "amx_bf16", "bf16"].contains(&f.as_str())),
         Device::Cuda(i) => cuda_capability(i).is_some_and(|(major, _)| major >= 8),
@@ -192,7 +192,7 @@ fn cuda_capability(index: usize) -> Option<(i32, i32)> {
 /// What `--precision auto` takes on a GPU of compute capability `capability`: bf16 from 8.0
 /// (Ampere on), fp16 with loss scaling on 7.x (Volta, Turing: fp16 tensor cores, bf16 emulated
 /// and slow), fp32 below or when the capability is unknown.
-pub fn auto_for_gpu(capability: Option<(i32, i32)>) -> Precision {
+pub(crate) fn auto_for_gpu(capability: Option<(i32, i32)>) -> Precision {
     match capability {
         Some((major, _)) if major >= 8 => Precision::Bf16,
         Some((7, _)) => Precision::Fp16,

@@ -13,9 +13,9 @@ use crate::torch_failure::fail;
 
 /// A block that `checkpoint` runs (and runs again in backward): closure, input handle (ours to
 /// own), error buffer and its length; returns the output handle, or null after writing the error.
-pub type BlockFn = unsafe extern "C" fn(*mut c_void, *mut C_tensor, *mut c_char, usize) -> *mut C_tensor;
+pub(crate) type BlockFn = unsafe extern "C" fn(*mut c_void, *mut C_tensor, *mut c_char, usize) -> *mut C_tensor;
 /// Frees a block's closure.
-pub type DropFn = unsafe extern "C" fn(*mut c_void);
+pub(crate) type DropFn = unsafe extern "C" fn(*mut c_void);
 
 unsafe extern "C" {
     fn bertkit_last_error() -> *const c_char;
@@ -74,7 +74,7 @@ unsafe fn returned_tensor(call: impl FnOnce(*mut *mut C_tensor) -> i32) -> Tenso
 
 /// Turns autocast on for the CPU or CUDA, in fp16 (`half`) or bf16; returns whether it was on
 /// before.
-pub fn autocast_enter(cuda: bool, half: bool) -> Result<bool> {
+pub(crate) fn autocast_enter(cuda: bool, half: bool) -> Result<bool> {
     // SAFETY: a plain C call into libtorch's thread-local autocast state.
     match unsafe { bertkit_autocast_enter(i32::from(cuda), i32::from(half)) } {
         previous @ (0 | 1) => Ok(previous == 1),
@@ -83,7 +83,7 @@ pub fn autocast_enter(cuda: bool, half: bool) -> Result<bool> {
 }
 
 /// Restores the autocast state `autocast_enter` returned.
-pub fn autocast_exit(cuda: bool, previous: bool) -> Result<()> {
+pub(crate) fn autocast_exit(cuda: bool, previous: bool) -> Result<()> {
     // SAFETY: as above.
     if unsafe { bertkit_autocast_exit(i32::from(cuda), i32::from(previous)) } != 0 {
         bail!("libtorch failed to restore the autocast state: {}", last_error());
@@ -92,13 +92,13 @@ pub fn autocast_exit(cuda: bool, previous: bool) -> Result<()> {
 }
 
 /// `t` (a CPU tensor) on CUDA device `index`, through page-locked memory, without waiting.
-pub fn upload_async(t: &Tensor, index: usize) -> Tensor {
+pub(crate) fn upload_async(t: &Tensor, index: usize) -> Tensor {
     // SAFETY: a live tensor handle in; on success the C++ side allocates the copy for us.
     unsafe { returned_tensor(|out| bertkit_upload_async(t.as_ptr(), index as i32, out)) }
 }
 
 /// Peak bytes (allocated, reserved) of libtorch's CUDA caching allocator on device `index`.
-pub fn cuda_peak_memory(index: usize) -> Option<(i64, i64)> {
+pub(crate) fn cuda_peak_memory(index: usize) -> Option<(i64, i64)> {
     let (mut allocated, mut reserved) = (0, 0);
     // SAFETY: two valid out-pointers.
     let rc = unsafe { bertkit_cuda_peak_memory(index as i32, &mut allocated, &mut reserved) };
@@ -107,7 +107,7 @@ pub fn cuda_peak_memory(index: usize) -> Option<(i64, i64)> {
 
 /// A bool tensor shaped like `like` (on the CPU), true with probability `keep`, drawn from the
 /// default CPU generator (so `manual_seed` and saved generator states apply).
-pub fn dropout_mask(like: &Tensor, keep: f64) -> Tensor {
+pub(crate) fn dropout_mask(like: &Tensor, keep: f64) -> Tensor {
     // SAFETY: a live tensor handle in; on success the C++ side allocates the mask for us.
     unsafe { returned_tensor(|out| bertkit_dropout_mask(like.as_ptr(), keep, out)) }
 }
@@ -115,7 +115,7 @@ pub fn dropout_mask(like: &Tensor, keep: f64) -> Tensor {
 /// `body(begin, end)` over pieces of `0..n` of at least `grain` items, on libtorch's intra-op
 /// threads (`at::parallel_for`): loops of our own that follow libtorch's kernels share their
 /// threads instead of starting more beside them. A panic in `body` is raised here afterwards.
-pub fn parallel_for(n: usize, grain: usize, body: impl Fn(usize, usize) + Sync) {
+pub(crate) fn parallel_for(n: usize, grain: usize, body: impl Fn(usize, usize) + Sync) {
     struct Call<'a> {
         body: &'a (dyn Fn(usize, usize) + Sync),
         panic: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
@@ -140,7 +140,7 @@ pub fn parallel_for(n: usize, grain: usize, body: impl Fn(usize, usize) + Sync) 
 }
 
 /// Drops the gradients of `params` (`zero_grad(set_to_none=True)`).
-pub fn clear_grads<'a>(params: impl IntoIterator<Item = &'a Tensor>) {
+pub(crate) fn clear_grads<'a>(params: impl IntoIterator<Item = &'a Tensor>) {
     let handles: Vec<*const C_tensor> = params.into_iter().map(Tensor::as_ptr).collect();
     // SAFETY: live tensor handles, borrowed for the duration of the call.
     if unsafe { bertkit_clear_grads(handles.as_ptr(), handles.len() as i32) } != 0 {
@@ -149,7 +149,7 @@ pub fn clear_grads<'a>(params: impl IntoIterator<Item = &'a Tensor>) {
 }
 
 /// Tensors of one AdamW parameter group, updated in place by `fused_adamw`.
-pub struct AdamWGroup<'a> {
+pub(crate) struct AdamWGroup<'a> {
     pub params: Vec<&'a Tensor>,
     pub grads: Vec<&'a Tensor>,
     pub exp_avgs: Vec<&'a Tensor>,
@@ -160,7 +160,7 @@ pub struct AdamWGroup<'a> {
 
 /// Hyper-parameters of one fused AdamW update.
 #[derive(Debug, Clone, Copy)]
-pub struct AdamWUpdate {
+pub(crate) struct AdamWUpdate {
     pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,
@@ -169,7 +169,7 @@ pub struct AdamWUpdate {
 }
 
 /// One step of libtorch's fused AdamW kernel (`torch.optim.AdamW(fused=True)`) over a group.
-pub fn fused_adamw(group: &AdamWGroup, u: AdamWUpdate) -> Result<()> {
+pub(crate) fn fused_adamw(group: &AdamWGroup, u: AdamWUpdate) -> Result<()> {
     let handles = |ts: &[&Tensor]| -> Vec<*const C_tensor> { ts.iter().map(|t| t.as_ptr()).collect() };
     let n = group.params.len();
     assert!([group.grads.len(), group.exp_avgs.len(), group.exp_avg_sqs.len()].iter().all(|&l| l == n));
@@ -204,7 +204,7 @@ pub unsafe fn checkpoint(call: BlockFn, closure: *mut c_void, drop: DropFn, inpu
 /// libtorch's CUDA half (and the CUDA libraries behind it) is loaded only when a GPU is wanted:
 /// linking it always cost every CPU run ~400 MB of resident memory and start-up time. Loading
 /// it registers libtorch's CUDA backend, exactly as if it had been linked.
-pub fn load_libtorch_cuda() -> Result<()> {
+pub(crate) fn load_libtorch_cuda() -> Result<()> {
     static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     LOADED
         .get_or_init(|| {

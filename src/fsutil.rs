@@ -16,7 +16,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// `write` creates the file at the temporary path it is given; that file is then synced and
 /// renamed over `path`. On any error the temporary file is removed and `path` is untouched.
-pub fn atomic_write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub(crate) fn atomic_write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().context("atomic_write needs a file name")?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -52,7 +52,7 @@ fn sha256_hex(path: &Path) -> Result<String> {
 }
 
 /// Writes `manifest.json` into `dir`: every file with its size and SHA-256.
-pub fn write_manifest(dir: &Path) -> Result<()> {
+pub(crate) fn write_manifest(dir: &Path) -> Result<()> {
     let mut files = serde_json::Map::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.flatten().filter(|e| e.path().is_file()).collect();
     entries.sort_by_key(|e| e.file_name());

@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What to change when a batch does not fit.
-pub const OUT_OF_MEMORY_HINT: &str =
+pub(crate) const OUT_OF_MEMORY_HINT: &str =
     "lower --batch-size (--grad-accum keeps the effective batch), --max-len, or pass --gradient-checkpointing";
 
 /// Calls inside `catch` right now: their panics are reported by `catch`'s caller, not the hook.
@@ -15,7 +15,7 @@ static CATCHING: AtomicUsize = AtomicUsize::new(0);
 
 /// A libtorch call that failed.
 #[derive(Debug, Clone)]
-pub struct TorchFailure {
+pub(crate) struct TorchFailure {
     /// libtorch's message, first line only (the rest is a C++ stack trace).
     pub message: String,
     pub out_of_memory: bool,
@@ -47,7 +47,7 @@ impl TorchFailure {
 
 /// Fails the way tch does when a libtorch call fails (a panic carrying `Torch("...")`), for
 /// the libtorch calls made through `crate::ffi`: `catch` and the panic hook then treat them alike.
-pub fn fail(message: &str) -> ! {
+pub(crate) fn fail(message: &str) -> ! {
     panic!("Torch(\"{message}\")")
 }
 
@@ -60,7 +60,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Runs `f`; a panic inside it (a failed libtorch call) comes back as an error.
-pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, TorchFailure> {
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, TorchFailure> {
     CATCHING.fetch_add(1, Ordering::SeqCst);
     let result = catch_unwind(AssertUnwindSafe(f));
     CATCHING.fetch_sub(1, Ordering::SeqCst);

@@ -286,7 +286,7 @@ fn looks_like_text(file: &Path) -> bool {
 }
 
 /// Every document of the corpus (`spec`'s files, formats and chunking), in file order.
-pub fn for_each_corpus_document(spec: &CorpusSpec, mut f: impl FnMut(String) -> Result<()>) -> Result<()> {
+pub(crate) fn for_each_corpus_document(spec: &CorpusSpec, mut f: impl FnMut(String) -> Result<()>) -> Result<()> {
     for file in corpus_files(&spec.paths, spec.format)? {
         for_each_document(&file, spec, &mut f)?;
     }

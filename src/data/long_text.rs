@@ -80,14 +80,14 @@ pub fn tokenize_long(
 }
 
 /// Tokens of text a window of `max_len` holds besides its `[CLS]` and `[SEP]`.
-pub fn window_room(max_len: usize) -> usize {
+pub(crate) fn window_room(max_len: usize) -> usize {
     max_len.saturating_sub(2).max(2)
 }
 
 /// Token ranges of a text of `len` tokens in windows of `max_len`, consecutive ones sharing
 /// `stride` tokens (at most half a window, so that windows always advance), the last ending
 /// at `len`.
-pub fn window_ranges(len: usize, max_len: usize, stride: usize) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn window_ranges(len: usize, max_len: usize, stride: usize) -> Vec<std::ops::Range<usize>> {
     let room = window_room(max_len);
     let step = room - stride.min(room / 2);
     (0..len.saturating_sub(room).div_ceil(step) + 1).map(|w| w * step..(w * step + room).min(len)).collect()

@@ -214,7 +214,7 @@ pub struct TagWindow {
 /// `max_len` tokens with those, consecutive windows sharing about `stride` tokens (at least a
 /// word), cut only between words (a word longer than a window keeps its first tokens). Each word is predicted by exactly one window: shared words are split at
 /// the middle of the overlap. (A word the tokenizer turns into no token has no prediction.)
-pub fn windows(
+pub(crate) fn windows(
     (cls, sep): (u32, u32),
     ids: &[u32],
     word_ids: &[Option<u32>],

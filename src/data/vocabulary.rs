@@ -27,7 +27,7 @@ const STOPWORDS: &[&str] = &[
 /// "lessee" differently). Words are runs of letters and digits: punctuation, which every
 /// tokenizer splits off before cutting words, separates them ("Party's" is "Party" and "s").
 #[derive(Debug, Default)]
-pub struct WordCounts {
+pub(crate) struct WordCounts {
     pub counts: HashMap<String, u64>,
     pub total: u64,
 }
@@ -74,7 +74,7 @@ impl WordCounts {
 }
 
 /// Share of `a`'s `n` most frequent words that are among `b`'s (the study's "vocabulary overlap").
-pub fn overlap(a: &WordCounts, b: &WordCounts, n: usize) -> f64 {
+pub(crate) fn overlap(a: &WordCounts, b: &WordCounts, n: usize) -> f64 {
     let ours = a.top(n);
     let theirs: std::collections::HashSet<String> = b.top(n).into_iter().map(|(w, _)| w).collect();
     ours.iter().filter(|(w, _)| theirs.contains(w)).count() as f64 / ours.len().max(1) as f64
@@ -82,7 +82,7 @@ pub fn overlap(a: &WordCounts, b: &WordCounts, n: usize) -> f64 {
 
 /// The tokens of each distinct word of `counts` as the tokenizer cuts it in running text
 /// (after a space, so byte-level BPE sees `Ġword` as it would mid-sentence).
-pub fn pieces(tokenizer: &Tokenizer, counts: &WordCounts) -> Result<HashMap<String, Vec<String>>> {
+pub(crate) fn pieces(tokenizer: &Tokenizer, counts: &WordCounts) -> Result<HashMap<String, Vec<String>>> {
     let words: Vec<&String> = counts.counts.keys().collect();
     let mut out = HashMap::with_capacity(words.len());
     for chunk in words.chunks(4096) {
@@ -97,7 +97,7 @@ pub fn pieces(tokenizer: &Tokenizer, counts: &WordCounts) -> Result<HashMap<Stri
 
 /// A domain word worth a token of its own.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct NewWord {
+pub(crate) struct NewWord {
     /// In the tokenizer's normal form (lower case for an uncased BERT).
     pub word: String,
     pub count: u64,
@@ -108,7 +108,7 @@ pub struct NewWord {
 
 /// The `n` alphabetic words whose own token saves the most tokens over the corpus (count ×
 /// (pieces − 1)), spellings that normalise alike counted together; most useful first.
-pub fn most_useful_words(tokenizer: &Tokenizer, counts: &WordCounts, n: usize) -> Result<Vec<NewWord>> {
+pub(crate) fn most_useful_words(tokenizer: &Tokenizer, counts: &WordCounts, n: usize) -> Result<Vec<NewWord>> {
     let pieces = pieces(tokenizer, counts)?;
     let mut merged: HashMap<String, (u64, &Vec<String>)> = HashMap::new();
     for (word, &count) in &counts.counts {
@@ -136,7 +136,7 @@ pub fn most_useful_words(tokenizer: &Tokenizer, counts: &WordCounts, n: usize) -
 
 /// How finely the tokenizer cuts a corpus's running words.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct Fragmentation {
+pub(crate) struct Fragmentation {
     pub words: u64,
     pub distinct_words: usize,
     pub tokens_per_word: f64,
@@ -144,7 +144,7 @@ pub struct Fragmentation {
     pub split_share: f64,
 }
 
-pub fn fragmentation(counts: &WordCounts, pieces: &HashMap<String, Vec<String>>) -> Fragmentation {
+pub(crate) fn fragmentation(counts: &WordCounts, pieces: &HashMap<String, Vec<String>>) -> Fragmentation {
     let (mut tokens, mut split) = (0u64, 0u64);
     for (word, &count) in &counts.counts {
         let n = pieces.get(word).map_or(1, Vec::len) as u64;

@@ -52,7 +52,7 @@ fn handles(tensors: &[Tensor]) -> Vec<*const C_tensor> {
 }
 
 /// A joined process group (its store and gloo backend).
-pub struct GroupHandle(*mut c_void);
+pub(crate) struct GroupHandle(*mut c_void);
 
 // SAFETY: c10d's ProcessGroup and Store are thread-safe; the pointer is only freed in Drop.
 unsafe impl Send for GroupHandle {}
@@ -117,7 +117,7 @@ impl Drop for GroupHandle {
 }
 
 /// DDP's Reducer, registered on the parameters' gradient accumulators.
-pub struct ReducerHandle(*mut c_void);
+pub(crate) struct ReducerHandle(*mut c_void);
 
 impl ReducerHandle {
     pub fn new(group: &GroupHandle, params: &[Tensor], bucket_bytes: i64) -> Result<Self> {

@@ -17,7 +17,7 @@ use tch::Tensor;
 pub use self::world::World;
 
 /// This process's membership of the group.
-pub struct Group {
+pub(crate) struct Group {
     pub world: World,
     handle: ffi::GroupHandle,
 }
@@ -25,19 +25,19 @@ pub struct Group {
 static GROUP: OnceLock<Group> = OnceLock::new();
 
 /// How long the rendezvous and each collective wait where no `--dist-timeout` is given.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Collectives between the ranks: gloo (CPU tensors, and CUDA ones through the host), or NCCL
 /// for CUDA tensors beside gloo for CPU ones (torch.distributed's "cpu:gloo,cuda:nccl").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Gloo,
     Nccl,
 }
 
 /// Joins the group the environment describes (no-op for a single process); `timeout` bounds the
 /// rendezvous and every collective, so a dead rank stops the others instead of hanging them.
-pub fn join(timeout: Duration, backend: Backend) -> Result<()> {
+pub(crate) fn join(timeout: Duration, backend: Backend) -> Result<()> {
     let Some(world) = World::from_env()? else { return Ok(()) };
     if GROUP.get().is_some() {
         return Ok(());
@@ -60,17 +60,17 @@ pub fn join(timeout: Duration, backend: Backend) -> Result<()> {
 }
 
 /// The group this process has joined, if any.
-pub fn group() -> Option<&'static Group> {
+pub(crate) fn group() -> Option<&'static Group> {
     GROUP.get()
 }
 
 /// Ranks in the job (1 without a group).
-pub fn world_size() -> usize {
+pub(crate) fn world_size() -> usize {
     group().map_or(1, |g| g.world.size)
 }
 
 /// This process's rank (0 without a group).
-pub fn rank() -> usize {
+pub(crate) fn rank() -> usize {
     group().map_or(0, |g| g.world.rank)
 }
 
@@ -80,7 +80,7 @@ pub fn is_main() -> bool {
 }
 
 /// This rank's part of a batch that spans the ranks.
-pub struct Share {
+pub(crate) struct Share {
     pub examples: Vec<usize>,
     /// A batch smaller than the world leaves some ranks without examples: such a rank runs one
     /// as a stand-in, at weight 0, so that its backward still meets the others' all-reduce.
@@ -90,7 +90,7 @@ pub struct Share {
 /// Rank r's contiguous r-th part of `batch` (sizes differ by one at most). Splitting every
 /// step's batch, rather than sharding the data as DistributedSampler does, makes N ranks x
 /// batch B take the very steps one process takes with batch N x B.
-pub fn shard(batch: &[usize]) -> Share {
+pub(crate) fn shard(batch: &[usize]) -> Share {
     let (n, world, rank) = (batch.len(), world_size(), rank());
     let (start, end) = (rank * n / world, (rank + 1) * n / world);
     if start == end {
@@ -104,7 +104,7 @@ pub fn shard(batch: &[usize]) -> Share {
 /// sum of all ranks'). A denominator is what a mean loss divides by: examples, labelled or
 /// masked tokens, the class weights of the targets; None for a stand-in, which counts nothing.
 /// 1 without a group (the denominator is then not read); 0 where no rank has one.
-pub fn loss_weight(denominator: Option<&Tensor>) -> Result<f64> {
+pub(crate) fn loss_weight(denominator: Option<&Tensor>) -> Result<f64> {
     let Some(g) = group() else { return Ok(1.0) };
     let denominator = denominator.map_or(0.0, |d| d.to_kind(tch::Kind::Double).double_value(&[]));
     let total = Tensor::from_slice(&[denominator]);
@@ -194,7 +194,7 @@ impl Group {
 
 /// DDP's Reducer over the trainable parameters: after `prepare`, the next backward all-reduces
 /// their gradients in buckets as they are produced, and leaves the average over ranks in each.
-pub struct Reducer {
+pub(crate) struct Reducer {
     handle: ffi::ReducerHandle,
 }
 

@@ -12,7 +12,7 @@ use anyhow::Result;
 use anyhow::bail;
 
 /// `bertkit_nccl_backend` of csrc/nccl.cpp.
-pub type BackendFn = unsafe extern "C" fn(
+pub(crate) type BackendFn = unsafe extern "C" fn(
     store: *mut c_void,
     rank: i32,
     world: i32,
@@ -23,7 +23,7 @@ pub type BackendFn = unsafe extern "C" fn(
 ) -> i32;
 
 #[cfg(not(nccl_plugin))]
-pub fn backend_fn() -> Result<BackendFn> {
+pub(crate) fn backend_fn() -> Result<BackendFn> {
     bail!(
         "this bertkit was built without NCCL (its build found no CUDA PyTorch or no NCCL/CUDA headers: \
          scripts/setup.sh installs them); --dist-backend gloo works on GPUs too, through the host"
@@ -32,7 +32,7 @@ pub fn backend_fn() -> Result<BackendFn> {
 
 /// The NCCL backend's constructor, loading libtorch_cuda and the embedded library once.
 #[cfg(nccl_plugin)]
-pub fn backend_fn() -> Result<BackendFn> {
+pub(crate) fn backend_fn() -> Result<BackendFn> {
     static LOADED: OnceLock<Result<usize, String>> = OnceLock::new();
     let address = LOADED.get_or_init(|| load().map_err(|e| format!("{e:#}"))).clone();
     // SAFETY: the address of `bertkit_nccl_backend`, whose signature is BackendFn's.

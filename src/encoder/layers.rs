@@ -10,7 +10,7 @@ use crate::ffi;
 
 /// The VarStore path of a dotted transformers name (`cls.predictions.transform.dense`): tch
 /// names each level separately.
-pub fn path_at<'a>(root: &Path<'a>, dotted: &str) -> Path<'a> {
+pub(crate) fn path_at<'a>(root: &Path<'a>, dotted: &str) -> Path<'a> {
     let mut parts = dotted.split('.');
     let first = root.sub(parts.next().expect("split yields at least one part"));
     parts.fold(first, |p, part| p.sub(part))
@@ -41,7 +41,7 @@ pub fn dropout(xs: &Tensor, p: f64, train: bool) -> Tensor {
 /// `SelfAttention`). The scores are scaled and masked in place and, without autograd,
 /// overwritten by the softmax: with MiniLM's 32 x 12 x 256 x 256 scores on 2 cores, 0.07 s a
 /// layer against 0.11 s for the same ops each making a new tensor (a torch microbenchmark).
-pub fn explicit_attention(
+pub(crate) fn explicit_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -125,7 +125,7 @@ fn attend_written_out(
 /// Attention probabilities, softmax over the keys in float32, as transformers computes them.
 /// Without autograd a float32 `scores` is overwritten in place (one `[batch, heads, seq, seq]`
 /// tensor fewer to allocate and fault in).
-pub fn attention_softmax(scores: Tensor) -> Tensor {
+pub(crate) fn attention_softmax(scores: Tensor) -> Tensor {
     if scores.kind() == Kind::Float && !scores.requires_grad() {
         scores.internal_softmax_out(&scores, -1, false)
     } else {
@@ -135,7 +135,7 @@ pub fn attention_softmax(scores: Tensor) -> Tensor {
 
 /// `nn.Linear`, initialised as transformers' `_init_weights`: normal(0, initializer_range), zero
 /// bias. ModernBERT's layers have no bias (`bias: None`).
-pub struct Linear {
+pub(crate) struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
 }
@@ -166,7 +166,7 @@ impl Linear {
 
 /// `[rows, cols]` drawn from normal(0, std) truncated to ±`cutoff` std, as `nn.init.trunc_normal_`
 /// draws it: a uniform draw mapped through the normal's inverse CDF.
-pub fn truncated_normal(rows: i64, cols: i64, std: f64, cutoff: f64) -> Tensor {
+pub(crate) fn truncated_normal(rows: i64, cols: i64, std: f64, cutoff: f64) -> Tensor {
     // The standard normal's CDF, with libtorch's erf.
     let cdf = |x: f64| (1.0 + Tensor::from(x / std::f64::consts::SQRT_2).erf().double_value(&[])) / 2.0;
     let (low, high) = (cdf(-cutoff), cdf(cutoff));
@@ -179,7 +179,7 @@ pub fn truncated_normal(rows: i64, cols: i64, std: f64, cutoff: f64) -> Tensor {
 
 /// `nn.LayerNorm` over the last dimension: weight 1, bias 0 (none where the family's norms
 /// have none: ModernBERT's `norm_bias = false`).
-pub struct LayerNorm {
+pub(crate) struct LayerNorm {
     weight: Tensor,
     bias: Option<Tensor>,
     eps: f64,

@@ -30,7 +30,7 @@ pub use layers::Activation;
 use crate::device::upload;
 
 /// Every family bertkit reads, by `model_type`.
-pub const FAMILIES: &[Family] = &[
+pub(crate) const FAMILIES: &[Family] = &[
     bert::FAMILY,
     roberta::FAMILY,
     roberta::XLM_FAMILY,
@@ -42,7 +42,7 @@ pub const FAMILIES: &[Family] = &[
 ];
 
 /// The family of a config.json, or an error listing the ones there are.
-pub fn family_of(config: &ModelConfig) -> Result<&'static Family> {
+pub(crate) fn family_of(config: &ModelConfig) -> Result<&'static Family> {
     let model_type = config.model_type();
     match FAMILIES.iter().find(|f| f.model_type == model_type && f.selects.as_ref().is_none_or(|s| (s.reads)(config))) {
         Some(family) => Ok(family),

@@ -70,7 +70,7 @@ impl AttentionSink for KeptAttention {
 /// divergence (natural log, in [0, ln 2]) between a first model's attention rows and a second's,
 /// taken as the second model's forward pass makes them (its `ForwardOptions::attention_sink`):
 /// the second model's probabilities are reduced while in cache and never kept.
-pub struct AttentionDivergence<'a> {
+pub(crate) struct AttentionDivergence<'a> {
     /// The first model's probabilities, `[batch, heads, seq, seq]` per layer.
     first: &'a [Tensor],
     /// 1 at real tokens, `[batch, seq]`.
@@ -126,7 +126,7 @@ fn row_divergence(p: &Tensor, q: &Tensor) -> Tensor {
 
 /// Each layer's sentence representation (the embeddings' output first): the mean of the hidden
 /// states over real tokens, `[batch, hidden]` per layer.
-pub fn mean_pooled(hidden_states: &[Tensor], mask: &Tensor) -> Vec<Tensor> {
+pub(crate) fn mean_pooled(hidden_states: &[Tensor], mask: &Tensor) -> Vec<Tensor> {
     let keep = mask.to_kind(Kind::Float).unsqueeze(-1);
     let count = keep.sum_dim_intlist(1, false, Kind::Float);
     hidden_states
@@ -136,7 +136,7 @@ pub fn mean_pooled(hidden_states: &[Tensor], mask: &Tensor) -> Vec<Tensor> {
 }
 
 /// Sums over the set, filled batch by batch.
-pub struct SetStatistics {
+pub(crate) struct SetStatistics {
     /// Σ divergence per gold label (the last row: every example), `[labels + 1, layers, heads]`.
     divergence: Tensor,
     examples: Vec<f64>,

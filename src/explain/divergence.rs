@@ -25,7 +25,7 @@ const LANES: usize = 16;
 
 /// JS divergence (natural log, in [0, ln 2]) of each row of the last dimension of `p` and `q`,
 /// CPU tensors of one shape; returns that shape without its last dimension, in float32.
-pub fn js_rows(p: &Tensor, q: &Tensor) -> Tensor {
+pub(crate) fn js_rows(p: &Tensor, q: &Tensor) -> Tensor {
     let shape = p.size();
     assert_eq!(shape, q.size(), "attention maps of one shape");
     let keys = *shape.last().expect("rows of keys") as usize;

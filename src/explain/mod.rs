@@ -79,7 +79,7 @@ impl Explained for TokenClassifier {
 }
 
 /// The outputs people read from logits (`TaskKind::outputs`), or the logits themselves.
-pub fn outputs(logits: &Tensor, kind: TaskKind, output: Output) -> Tensor {
+pub(crate) fn outputs(logits: &Tensor, kind: TaskKind, output: Output) -> Tensor {
     match output {
         Output::Probability => kind.outputs(logits),
         Output::Logit => logits.shallow_clone(),
@@ -88,7 +88,7 @@ pub fn outputs(logits: &Tensor, kind: TaskKind, output: Output) -> Tensor {
 
 /// The target's output for each row of `inputs`: `[batch]`, fp32 (for a token-level head, the
 /// mean over the target's positions).
-pub fn target_scores(model: &dyn Explained, inputs: &Inputs, target: &Target, output: Output) -> Tensor {
+pub(crate) fn target_scores(model: &dyn Explained, inputs: &Inputs, target: &Target, output: Output) -> Tensor {
     let outputs = outputs(&model.logits(inputs), model.kind(), output);
     if target.positions.is_empty() {
         return outputs.select(1, target.label);
@@ -210,7 +210,7 @@ pub fn gradient_x_input(
 
 /// The baseline of integrated gradients: the text's ids with every token that is not special
 /// (`special[i]`) replaced by `fill` (the padding or mask token).
-pub fn baseline_ids(ids: &[u32], special: &[u32], fill: u32) -> Vec<i64> {
+pub(crate) fn baseline_ids(ids: &[u32], special: &[u32], fill: u32) -> Vec<i64> {
     ids.iter().zip(special).map(|(&id, &s)| if s == 1 { id as i64 } else { fill as i64 }).collect()
 }
 

@@ -26,7 +26,7 @@ pub fn rollout(attentions: &[Tensor]) -> Tensor {
 
 /// Rollout on one text (`inputs`, one row), read at `rows` (their mean): the first token for a
 /// sequence-level head, an entity's tokens for a token-level one.
-pub fn rollout_at(encoder: &dyn Encoder, inputs: &Inputs, rows: &[i64]) -> anyhow::Result<Vec<f32>> {
+pub(crate) fn rollout_at(encoder: &dyn Encoder, inputs: &Inputs, rows: &[i64]) -> anyhow::Result<Vec<f32>> {
     let opts = ForwardOptions { output_attentions: true, ..ForwardOptions::eval() };
     let attentions = tch::no_grad(|| encoder.forward(inputs, opts)).attentions;
     let joint = rollout(&attentions);

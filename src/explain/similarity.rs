@@ -14,7 +14,7 @@ pub fn linear_cka(x: &Tensor, y: &Tensor) -> f64 {
 /// Linear CKA of every representation in `xs` with every one in `ys` (`[xs][ys]`): each centred
 /// and its own ‖Xᵀ X‖_F taken once, not once per pair (a 7 x 7 grid of 1 000 x 384 layers: 63
 /// products of two layers instead of 147).
-pub fn linear_cka_all(xs: &[Tensor], ys: &[Tensor]) -> Vec<Vec<f64>> {
+pub(crate) fn linear_cka_all(xs: &[Tensor], ys: &[Tensor]) -> Vec<Vec<f64>> {
     let centre = |t: &Tensor| {
         let t = t.to_kind(Kind::Double);
         &t - t.mean_dim(0, true, Kind::Double)

@@ -258,7 +258,12 @@ fn run_method(
 /// The targets to explain when none are named: the predicted class; the predicted labels of a
 /// multi-label head (the likeliest one if none reaches 0.5); the score of a regression head;
 /// every predicted entity of a token-level head.
-pub fn predicted_targets(model: &dyn Explained, doc: &Document, labels: &[String], device: Device) -> Vec<Target> {
+pub(crate) fn predicted_targets(
+    model: &dyn Explained,
+    doc: &Document,
+    labels: &[String],
+    device: Device,
+) -> Vec<Target> {
     let logits = doc.logits(model, device);
     let sequence = |label: i64| Target {
         name: labels.get(label as usize).cloned().unwrap_or_else(|| "score".into()),
@@ -318,7 +323,7 @@ fn entities(doc: &Document, logits: &Tensor, labels: &[String]) -> Vec<Target> {
         .collect()
 }
 
-pub fn method_name(m: Method) -> &'static str {
+pub(crate) fn method_name(m: Method) -> &'static str {
     match m {
         Method::IntegratedGradients => "integrated gradients",
         Method::GradientXInput => "gradient × input",
@@ -327,7 +332,12 @@ pub fn method_name(m: Method) -> &'static str {
 }
 
 /// The picture of a text's explanations: one row of coloured tokens per model, target and method.
-pub fn figure(text: &str, doc: &Document, explained: &[(String, Vec<TargetExplanation>)], s: &Settings) -> Figure {
+pub(crate) fn figure(
+    text: &str,
+    doc: &Document,
+    explained: &[(String, Vec<TargetExplanation>)],
+    s: &Settings,
+) -> Figure {
     let mut rows = Vec::new();
     for (model, targets) in explained {
         for t in targets {

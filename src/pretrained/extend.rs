@@ -88,7 +88,12 @@ impl Vocabulary {
 }
 
 /// Writes `model` with `words` added to its vocabulary into `out`; returns each word's id.
-pub fn extend_vocabulary(model: &ModelDir, words: &[NewWord], slots: VocabSlots, out: &Path) -> Result<Vec<u32>> {
+pub(crate) fn extend_vocabulary(
+    model: &ModelDir,
+    words: &[NewWord],
+    slots: VocabSlots,
+    out: &Path,
+) -> Result<Vec<u32>> {
     let mut vocab = Vocabulary::read(&model.dir)?;
     if let Some(w) = words.iter().find(|w| vocab.tokens.contains_key(&w.word)) {
         bail!("{:?} is already in the vocabulary", w.word);

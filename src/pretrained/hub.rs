@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 /// Downloads (or finds in the cache) what bertkit needs of a hub model; returns the snapshot dir.
-pub fn download(repo_id: &str) -> Result<PathBuf> {
+pub(crate) fn download(repo_id: &str) -> Result<PathBuf> {
     let api = hf_hub::api::sync::Api::new().context("setting up the Hugging Face hub client")?;
     let repo = api.model(repo_id.to_string());
     let config = repo.get("config.json").with_context(|| {

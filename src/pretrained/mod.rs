@@ -40,7 +40,7 @@ pub struct ModelDir {
 
 /// Whether `spec` names a model on the Hugging Face hub (`name` or `owner/name`) rather than a
 /// local directory; one that does not exist and does not look like a hub id is a mistyped path.
-pub fn is_hub_id(spec: &str) -> bool {
+pub(crate) fn is_hub_id(spec: &str) -> bool {
     !Path::new(spec).exists() && !spec.starts_with(['/', '.', '~']) && spec.matches('/').count() <= 1
 }
 
@@ -261,7 +261,7 @@ impl<M: TaskModel> Pretrained<M> {
 /// Writes an HF model directory: config.json (with `architectures`), model.safetensors (`tensors`
 /// under their canonical names) and the tokenizer files from `tokenizer_from`. Each file is written to a temporary name and renamed,
 /// so a crash leaves either the old file or the new one.
-pub fn save_pretrained(
+pub(crate) fn save_pretrained(
     out: &Path,
     tensors: &BTreeMap<String, Tensor>,
     config: &ModelConfig,

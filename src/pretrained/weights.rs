@@ -110,7 +110,7 @@ pub fn read_weights(dir: &Path, family: &Family) -> Result<BTreeMap<String, Tens
 /// Calls `f` with every tensor of the checkpoint under its canonical name, float32 tensors as
 /// views of the memory-mapped files: loading into a model then holds the weights twice (the
 /// model and the page cache), not three times. The views must not outlive `f`.
-pub fn with_mapped_weights<R>(
+pub(crate) fn with_mapped_weights<R>(
     dir: &Path,
     family: &Family,
     f: impl FnOnce(BTreeMap<String, Tensor>) -> Result<R>,
@@ -161,7 +161,11 @@ pub fn with_mapped_weights<R>(
 
 /// Copies `weights` into `vs`. Parameters missing from the file are fine for task heads (they
 /// keep their fresh initialisation); for the encoder they mean config and weights disagree.
-pub fn load_weights(vs: &VarStore, family: &Family, mut weights: BTreeMap<String, Tensor>) -> Result<LoadReport> {
+pub(crate) fn load_weights(
+    vs: &VarStore,
+    family: &Family,
+    mut weights: BTreeMap<String, Tensor>,
+) -> Result<LoadReport> {
     let mut report = LoadReport::default();
     let mut missing_encoder = Vec::new();
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();

@@ -16,28 +16,28 @@ use crate::data::Encoded;
 
 /// Why a job got no answer: the client's fault (HTTP 413/422) or the model's (500).
 #[derive(Debug)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     TooLong(String),
     Invalid(String),
     Failed(String),
 }
 
-pub type Answer = std::result::Result<Vec<Value>, Refusal>;
+pub(crate) type Answer = std::result::Result<Vec<Value>, Refusal>;
 
 /// One request, ready for the model, and where its answer goes.
-pub struct Job {
+pub(crate) struct Job {
     pub request: Prepared,
     pub reply: oneshot::Sender<Answer>,
 }
 
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_len: usize,
     pub max_batch_tokens: usize,
 }
 
 /// Runs the batching loop on this thread until every sender is gone. `ready` hears once the
 /// engine is loaded (with how requests are read for it) or why it could not be.
-pub fn run(
+pub(crate) fn run(
     make: impl FnOnce() -> Result<Engine>,
     jobs: mpsc::Receiver<Job>,
     limits: Limits,

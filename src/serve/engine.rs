@@ -16,12 +16,12 @@ use crate::task::TaskKind;
 
 /// One input: a text, or a text pair (sentence-pair models).
 #[derive(Debug, Clone)]
-pub struct Sequence {
+pub(crate) struct Sequence {
     pub text: String,
     pub pair: Option<String>,
 }
 
-pub enum Engine {
+pub(crate) enum Engine {
     /// Sequence classification, multi-label or regression: `/predict`.
     Classifier { model: Classifier, names: Vec<String>, thresholds: Option<Vec<f32>> },
     /// Token classification: `/predict` gives entities with character offsets.

@@ -12,7 +12,7 @@ use crate::data::{Encoded, Example, Location, LongText, tokenize_long};
 use crate::tokenizer::Tokenizer;
 
 /// A request made ready for the model thread.
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub seqs: Vec<Sequence>,
     /// Tokens it adds to a batch (what --max-batch-tokens bounds).
     pub tokens: usize,
@@ -23,7 +23,7 @@ pub struct Prepared {
 
 /// What the HTTP side knows of the engine, and the tokenizer to read requests with.
 #[derive(Clone)]
-pub struct Reader {
+pub(crate) struct Reader {
     pub route: &'static str,
     pub task: &'static str,
     tokenizer: Arc<Tokenizer>,
@@ -33,7 +33,7 @@ pub struct Reader {
 
 /// How an engine's requests are read (`Engine::reader` fills it in).
 #[derive(Clone)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// Token classification reads long texts in windows: no length limit, lengths counted up
     /// to `max_len`.
     pub windows: bool,

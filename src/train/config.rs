@@ -137,7 +137,7 @@ impl Placement {
 }
 
 /// Where event files go inside the output directory unless --logging-dir says otherwise.
-pub const DEFAULT_LOGGING_DIR: &str = "runs";
+pub(crate) const DEFAULT_LOGGING_DIR: &str = "runs";
 
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct RunControl {

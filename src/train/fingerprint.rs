@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::Encoded;
 
-pub struct Fingerprint(Sha256);
+pub(crate) struct Fingerprint(Sha256);
 
 impl Fingerprint {
     /// `task` names the objective, so two tasks never share a fingerprint.

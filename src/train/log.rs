@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::tensorboard::EventWriter;
 
-pub struct RunLog {
+pub(crate) struct RunLog {
     /// None on ranks other than 0 of a data-parallel run, which log nothing.
     file: Option<std::fs::File>,
     path: PathBuf,
@@ -71,7 +71,7 @@ impl RunLog {
 
 /// Wall-clock seconds since the Unix epoch: the `time` of every record, and TensorBoard's
 /// `wall_time`.
-pub fn unix_time() -> f64 {
+pub(crate) fn unix_time() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 

@@ -16,7 +16,7 @@ const GROWTH_INTERVAL: u32 = 2000;
 /// The scaler's state, saved with each checkpoint so that a resumed run scales as the
 /// uninterrupted one would.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LossScale {
+pub(crate) struct LossScale {
     pub scale: f64,
     /// Steps without overflow since the scale last changed.
     pub growth_tracker: u32,

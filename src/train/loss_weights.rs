@@ -30,7 +30,7 @@ impl FromStr for WeightSpec {
 }
 
 /// The weights the flags ask for, in label order; a flag that does not fit the task is an error.
-pub fn loss_weights(
+pub(crate) fn loss_weights(
     kind: TaskKind,
     class_weights: Option<&WeightSpec>,
     pos_weight: Option<&WeightSpec>,

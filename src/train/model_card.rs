@@ -12,7 +12,7 @@ use super::{HyperParams, Outcome};
 use crate::fsutil::atomic_write;
 
 /// One data file of the run: its role (train, eval, corpus), size, and label counts.
-pub struct DataFile {
+pub(crate) struct DataFile {
     pub role: &'static str,
     pub path: String,
     pub examples: usize,
@@ -20,7 +20,7 @@ pub struct DataFile {
     pub labels: Vec<(String, u64)>,
 }
 
-pub struct ModelCard<'a> {
+pub(crate) struct ModelCard<'a> {
     /// The `--model` the run started from (a hub id goes into `base_model`).
     pub base_model: &'a str,
     /// The Hub's pipeline: text-classification, token-classification, fill-mask.

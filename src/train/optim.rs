@@ -46,7 +46,7 @@ pub struct AdamW {
 /// Trainer's grouping (`get_decay_parameter_names`): no weight decay on biases, nor on norm
 /// layers' weights by any of their names (`LayerNorm`, DistilBERT's `sa_layer_norm`,
 /// ModernBERT's `norm`, `attn_norm`, `final_norm`).
-pub fn decays(name: &str) -> bool {
+pub(crate) fn decays(name: &str) -> bool {
     let name = name.to_lowercase();
     let norm = name.split('.').any(|part| part == "norm" || part.ends_with("_norm"));
     !(norm || ["bias", "layernorm", "rmsnorm"].iter().any(|p| name.contains(p)))
@@ -141,7 +141,7 @@ impl AdamW {
 /// Scales all gradients so their global L2 norm is at most `max_norm`, as
 /// `torch.nn.utils.clip_grad_norm_` does (the same arithmetic, on the device: nothing is read
 /// back); returns the norm before clipping, a scalar on the device.
-pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Tensor {
+pub(crate) fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Tensor {
     tch::no_grad(|| {
         let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
         if grads.is_empty() {

@@ -21,7 +21,7 @@ const FIT_LR: f64 = 0.02;
 
 /// One vector per example, `[examples, hidden]` (CPU, fp32): the mean over real tokens of the
 /// encoder's last hidden states, averaged over the example's windows.
-pub fn features(classifier: &Classifier, set: &LabelledSet, batch_size: usize) -> Result<Tensor> {
+pub(crate) fn features(classifier: &Classifier, set: &LabelledSet, batch_size: usize) -> Result<Tensor> {
     let items: &[Encoded] = &set.items;
     let lengths: Vec<usize> = items.iter().map(Encoded::len).collect();
     let hidden = classifier.dims.hidden_size;
@@ -46,7 +46,7 @@ pub fn features(classifier: &Classifier, set: &LabelledSet, batch_size: usize) -
 }
 
 /// A fitted probe: the training features' statistics and the linear layer over them.
-pub struct LinearProbe {
+pub(crate) struct LinearProbe {
     mean: Tensor,
     scale: Tensor,
     linear: nn::Linear,

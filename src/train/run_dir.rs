@@ -20,7 +20,7 @@ use crate::pretrained::write_safetensors;
 
 /// Saved in every checkpoint beside the model and the optimizer state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainerState {
+pub(crate) struct TrainerState {
     pub global_step: usize,
     pub total_steps: usize,
     pub steps_per_epoch: usize,
@@ -55,7 +55,7 @@ const RUN_FILES: [&str; 5] = ["log.jsonl", "curves.png", "curves.svg", "eval_res
 /// Files of a checkpoint that are not part of the model directory.
 const CHECKPOINT_ONLY: [&str; 3] = ["optimizer.safetensors", "trainer_state.json", "manifest.json"];
 
-pub struct RunDir {
+pub(crate) struct RunDir {
     pub path: PathBuf,
     save_total_limit: Option<usize>,
     overwrite: bool,
@@ -252,7 +252,7 @@ fn upgrade_sampling_flag(mut state: serde_json::Value) -> serde_json::Value {
 /// The state saved in checkpoint `dir`, after checking its files and that it was trained with
 /// the same hyper-parameters and data (`fresh` is this run's state at step 0); the optimizer
 /// state goes into `opt`.
-pub fn resume(dir: &Path, opt: &mut AdamW, fresh: &TrainerState) -> Result<TrainerState> {
+pub(crate) fn resume(dir: &Path, opt: &mut AdamW, fresh: &TrainerState) -> Result<TrainerState> {
     verify_manifest(dir)?;
     let path = dir.join("trainer_state.json");
     let text =

@@ -16,7 +16,7 @@ pub enum ScheduleKind {
 
 /// The learning rate of every step: linear warmup from 0 to `base_lr`, then `kind`'s decay.
 #[derive(Debug, Clone, Copy)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     pub kind: ScheduleKind,
     pub base_lr: f64,
     pub warmup_steps: usize,

@@ -160,7 +160,7 @@ enum Kind {
 }
 
 /// Appends events to one `events.out.tfevents.*` file, flushed after each record as `log.jsonl`.
-pub struct EventWriter {
+pub(crate) struct EventWriter {
     file: std::fs::File,
     path: PathBuf,
 }

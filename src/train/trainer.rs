@@ -43,7 +43,7 @@ pub struct StepLoss {
 }
 
 /// What one optimizer step processed, summed over its micro-batches.
-pub struct StepStats {
+pub(crate) struct StepStats {
     /// Mean loss of the step, still on the device: reading it makes the host wait for the GPU,
     /// which `clip_and_read` does once per step.
     pub loss: Tensor,
@@ -54,7 +54,7 @@ pub struct StepStats {
 
 /// The numbers of a step the host needs: the loss, and the gradient norm before clipping.
 #[derive(Debug, Clone, Copy)]
-pub struct StepValues {
+pub(crate) struct StepValues {
     pub loss: f64,
     /// None without clipping.
     pub grad_norm: Option<f64>,
@@ -108,7 +108,7 @@ pub struct Outcome {
 
 /// How many steps a run takes and the learning rate of each, from the hyper-parameters and
 /// the number of training batches.
-pub struct Plan {
+pub(crate) struct Plan {
     pub total_steps: usize,
     pub steps_per_epoch: usize,
     pub schedule: Schedule,
@@ -197,7 +197,7 @@ pub fn train<T: Objective>(
 
 /// Parameters in name order: the global gradient norm sums per-tensor norms, and HashMap order
 /// (random per process) would change its last bits, the clipping, and so the weights run to run.
-pub fn sorted_params(vs: &VarStore) -> Vec<(String, Tensor)> {
+pub(crate) fn sorted_params(vs: &VarStore) -> Vec<(String, Tensor)> {
     let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
     params
@@ -533,7 +533,7 @@ impl Drop for Signals {
 /// dropout from it and the rank. In a data-parallel run each rank takes its share of every
 /// micro-batch (`dist::shard`), weighs its loss by its share of the loss's denominator, and the
 /// Reducer averages the gradients over ranks during the last backward.
-pub fn accumulate_gradients<T: Objective>(
+pub(crate) fn accumulate_gradients<T: Objective>(
     task: &T,
     micro: &[Vec<usize>],
     seed: u64,
@@ -595,7 +595,7 @@ fn gather_step(stats: StepStats, signal: Option<i32>) -> Result<(StepStats, Opti
 /// Clips the gradients (when `max_grad_norm` > 0) and reads the step's loss and gradient norm
 /// back together: the one point of a step where the host waits for the device (Trainer waits
 /// there too, for `grad_norm.item()`).
-pub fn clip_and_read(stats: &StepStats, trainable: &[Tensor], max_grad_norm: f64) -> StepValues {
+pub(crate) fn clip_and_read(stats: &StepStats, trainable: &[Tensor], max_grad_norm: f64) -> StepValues {
     if max_grad_norm <= 0.0 {
         return StepValues { loss: stats.loss.double_value(&[]), grad_norm: None };
     }

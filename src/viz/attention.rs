@@ -9,14 +9,14 @@ use crate::encoder::{Encoder, ForwardOptions, Inputs};
 
 /// `maps[layer][head][query][key]` for the tokens of one text.
 #[derive(Debug, Clone, Serialize)]
-pub struct AttentionMaps {
+pub(crate) struct AttentionMaps {
     pub model: String,
     pub tokens: Vec<String>,
     pub maps: Vec<Vec<Vec<Vec<f32>>>>,
 }
 
 /// A matrix of one head (or an average of heads): `[query][key]`.
-pub type Matrix = Vec<Vec<f32>>;
+pub(crate) type Matrix = Vec<Vec<f32>>;
 
 impl AttentionMaps {
     /// The attention of `encoder` on one text (`inputs`, one row; `tokens` its tokens), under
@@ -66,13 +66,13 @@ impl AttentionMaps {
 }
 
 /// `b - a`, elementwise.
-pub fn difference(a: &Matrix, b: &Matrix) -> Matrix {
+pub(crate) fn difference(a: &Matrix, b: &Matrix) -> Matrix {
     a.iter().zip(b).map(|(ra, rb)| ra.iter().zip(rb).map(|(x, y)| y - x).collect()).collect()
 }
 
 /// How much one head's attention changed between two models, averaged over query tokens.
 #[derive(Debug, Clone, Serialize)]
-pub struct HeadChange {
+pub(crate) struct HeadChange {
     pub layer: usize,
     pub head: usize,
     /// Mean Jensen–Shannon divergence (natural log, in [0, ln 2]) between the rows.
@@ -90,7 +90,7 @@ fn js_divergence(p: &[f32], q: &[f32]) -> f64 {
 }
 
 /// Every head of `a` against the same head of `b`, most changed first.
-pub fn head_changes(a: &AttentionMaps, b: &AttentionMaps) -> Result<Vec<HeadChange>> {
+pub(crate) fn head_changes(a: &AttentionMaps, b: &AttentionMaps) -> Result<Vec<HeadChange>> {
     if a.tokens != b.tokens {
         bail!(
             "{} and {} tokenise the text differently; their attention cannot be compared token by token",

@@ -15,7 +15,7 @@ use super::{FONT, init_fonts};
 
 /// One line of coloured text.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub caption: String,
     pub scores: Vec<f32>,
     /// Signed values (a diverging scale) rather than amounts.
@@ -24,7 +24,7 @@ pub struct Row {
 
 /// A text's tokens and the rows that colour them.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Figure {
+pub(crate) struct Figure {
     pub title: String,
     /// Each token as shown: its text, with a leading space where the text had one.
     pub pieces: Vec<String>,
@@ -103,14 +103,14 @@ where
 }
 
 /// The figure as PNG or SVG, by the file's extension.
-pub fn render_text(path: &Path, fig: &Figure) -> Result<()> {
+pub(crate) fn render_text(path: &Path, fig: &Figure) -> Result<()> {
     init_fonts();
     let height = 60 + fig.rows.len() as i32 * row_height(&fig.pieces);
     render(path, (WIDTH as u32, height as u32), |root| draw(root, fig), |root| draw(root, fig))
 }
 
 /// The figure as an HTML page: the data as JSON, the text put in by `textContent`.
-pub fn page(fig: &Figure) -> String {
+pub(crate) fn page(fig: &Figure) -> String {
     let data = serde_json::to_value(fig).expect("plain data");
     fill(TEMPLATE, &fig.title, &data)
 }

@@ -6,7 +6,7 @@
 
 use super::html::fill;
 
-pub fn page(report: &serde_json::Value) -> String {
+pub(crate) fn page(report: &serde_json::Value) -> String {
     let models =
         report["models"].as_array().map(|m| m.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" → "));
     let title = format!("What changed: {}", models.unwrap_or_default());

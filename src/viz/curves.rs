@@ -102,7 +102,7 @@ where
 }
 
 /// Writes `curves.png` and `curves.svg` into `out` from the records of a run's `log.jsonl`.
-pub fn plot_run(records: &[serde_json::Value], out: &Path) -> Result<()> {
+pub(crate) fn plot_run(records: &[serde_json::Value], out: &Path) -> Result<()> {
     init_fonts();
     let panels = panels(records);
     if panels.iter().all(|p| p.series.iter().all(|(_, s)| s.is_empty())) {

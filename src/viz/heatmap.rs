@@ -12,7 +12,7 @@ use super::attention::Matrix;
 use super::{FONT, init_fonts};
 
 /// One matrix to draw, with its caption; `diverging` for signed values (differences).
-pub struct Heatmap {
+pub(crate) struct Heatmap {
     pub caption: String,
     pub matrix: Matrix,
     pub diverging: bool,
@@ -175,7 +175,7 @@ where
 }
 
 /// Draws `panels` side by side with token labels (PNG or SVG by the file's extension).
-pub fn render_panels(path: &Path, title: &str, tokens: &[String], panels: &[Heatmap]) -> Result<()> {
+pub(crate) fn render_panels(path: &Path, title: &str, tokens: &[String], panels: &[Heatmap]) -> Result<()> {
     init_fonts();
     let l = layout(tokens);
     let kinds = 1 + usize::from(panels.iter().any(|p| p.diverging) && panels.iter().any(|p| !p.diverging));
@@ -191,7 +191,12 @@ pub fn render_panels(path: &Path, title: &str, tokens: &[String], panels: &[Heat
 }
 
 /// Small multiples: `rows[r].1[c]`, with row and column labels, one shared scale per kind.
-pub fn render_grid(path: &Path, title: &str, rows: &[(String, Vec<Heatmap>)], col_labels: &[String]) -> Result<()> {
+pub(crate) fn render_grid(
+    path: &Path,
+    title: &str,
+    rows: &[(String, Vec<Heatmap>)],
+    col_labels: &[String],
+) -> Result<()> {
     init_fonts();
     let n = rows.first().and_then(|r| r.1.first()).map_or(1, |h| h.matrix.len()) as i32;
     let cell = (110 / n).clamp(2, 12);

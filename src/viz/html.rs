@@ -16,7 +16,7 @@
 use super::attention::AttentionMaps;
 
 /// Escapes text for HTML element content and attribute values.
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -38,7 +38,7 @@ fn script_json(value: &serde_json::Value) -> String {
 
 /// A page's template with its title (escaped) and its data (as script-safe JSON) put in: the
 /// only way model and user text reaches any of bertkit's pages.
-pub fn fill(template: &str, title: &str, data: &serde_json::Value) -> String {
+pub(crate) fn fill(template: &str, title: &str, data: &serde_json::Value) -> String {
     template.replace("{{TITLE}}", &escape_html(title)).replace("{{DATA}}", &script_json(data))
 }
 
@@ -74,12 +74,12 @@ fn model_edges(m: &AttentionMaps) -> Vec<Vec<Edges>> {
 }
 
 /// One window of the text as every model reads it (a text that fits: one window).
-pub struct Window<'a> {
+pub(crate) struct Window<'a> {
     pub label: String,
     pub models: Vec<&'a AttentionMaps>,
 }
 
-pub fn page(text: &str, windows: &[Window], layer: usize, head: usize) -> String {
+pub(crate) fn page(text: &str, windows: &[Window], layer: usize, head: usize) -> String {
     let models = |w: &Window| -> Vec<serde_json::Value> {
         w.models
             .iter()

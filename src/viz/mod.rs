@@ -12,10 +12,10 @@ pub mod sweep;
 use std::sync::Once;
 
 /// The font family name to use in plotters text styles.
-pub const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Registers the embedded font with plotters (once per process).
-pub fn init_fonts() {
+pub(crate) fn init_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         use plotters::style::FontStyle;
@@ -27,7 +27,7 @@ pub fn init_fonts() {
 }
 
 /// The format a picture is written in, from its file name (`--out`): png, svg or html.
-pub fn picture_format(path: &std::path::Path) -> anyhow::Result<&'static str> {
+pub(crate) fn picture_format(path: &std::path::Path) -> anyhow::Result<&'static str> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("png") => Ok("png"),
         Some("svg") => Ok("svg"),

@@ -144,7 +144,7 @@ impl Format {
 }
 
 /// Opens a file for reading, decompressing `.gz` on the fly; `-` is standard input.
-pub fn open_text(path: &Path) -> Result<Box<dyn Read>> {
+pub(crate) fn open_text(path: &Path) -> Result<Box<dyn Read>> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::stdin()));
     }

@@ -48,7 +48,7 @@ fn build(root: &Path, config: &ModelConfig, with_pooler: bool) -> Result<Box<dyn
 
 /// Where a BERT-shaped family keeps each parameter of its layer stack (dotted paths below the
 /// encoder's), and the few places its arithmetic differs from BERT's.
-pub struct Layout {
+pub(crate) struct Layout {
     /// The layers' list (`encoder.layer`); the rest is relative to one layer.
     pub layers: &'static str,
     pub query: &'static str,
@@ -66,7 +66,7 @@ pub struct Layout {
 }
 
 /// BERT's names (RoBERTa's too).
-pub const BERT_LAYOUT: Layout = Layout {
+pub(crate) const BERT_LAYOUT: Layout = Layout {
     layers: "encoder.layer",
     query: "attention.self.query",
     key: "attention.self.key",
@@ -82,7 +82,7 @@ pub const BERT_LAYOUT: Layout = Layout {
 
 /// How a sequence's positions are numbered for the position embeddings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Positions {
+pub(crate) enum Positions {
     /// 0, 1, 2, ... (BERT).
     Absolute,
     /// Real tokens count from `padding_idx + 1`; padding keeps `padding_idx`, whose embedding
@@ -299,7 +299,7 @@ impl Layer {
 }
 
 /// The encoder shared by every task: `bert.*` in Hugging Face checkpoints.
-pub struct Bert {
+pub(crate) struct Bert {
     embeddings: Embeddings,
     /// ELECTRA's `embeddings_project`, from a narrower embedding to the layers' width.
     projection: Option<Linear>,

@@ -7,7 +7,7 @@
 
 use crate::encoder::Mapped;
 
-pub fn canonical(name: &str) -> Mapped {
+pub(crate) fn canonical(name: &str) -> Mapped {
     if name.ends_with("position_ids") || name == "cls.predictions.decoder.weight" {
         // position_ids is arange(max_positions); the decoder weight is tied to the embeddings.
         return Mapped::Skip;

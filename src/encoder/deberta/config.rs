@@ -10,7 +10,7 @@ use crate::encoder::{Activation, Dims, HeadShape};
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
-pub struct DebertaConfig {
+pub(crate) struct DebertaConfig {
     pub vocab_size: i64,
     pub hidden_size: i64,
     pub num_hidden_layers: i64,

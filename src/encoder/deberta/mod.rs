@@ -51,7 +51,7 @@ pub const FAMILY: Family = Family {
 /// (dense, activation, layer norm, the word embeddings and a bias: the legacy head's arithmetic
 /// under other names), where Microsoft's checkpoints that ship a pretrained MLM head (v2's)
 /// keep it.
-pub const LM_PREDICTIONS_FAMILY: Family = Family {
+pub(crate) const LM_PREDICTIONS_FAMILY: Family = Family {
     selects: Some(Selector {
         reads: |config| config.json().get("legacy").and_then(serde_json::Value::as_bool) == Some(false),
         setting: "\"legacy\": false",
@@ -382,7 +382,7 @@ impl Embeddings {
 }
 
 /// The encoder shared by every task: `deberta.*` in Hugging Face checkpoints.
-pub struct Deberta {
+pub(crate) struct Deberta {
     embeddings: Embeddings,
     layers: Vec<Layer>,
     /// `rel_embeddings`: `2 x span` rows (None without relative attention).

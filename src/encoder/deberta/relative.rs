@@ -6,7 +6,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Where each pair `(i, j)` of a sequence looks up its relative embedding, `[seq, seq]` int64:
 /// `c2p` for the query's view of the key's position, `p2c` for the key's view of the query's.
-pub struct RelativeIndex {
+pub(crate) struct RelativeIndex {
     pub c2p: Tensor,
     pub p2c: Tensor,
 }

@@ -4,7 +4,7 @@
 
 use crate::encoder::Mapped;
 
-pub fn canonical(name: &str) -> Mapped {
+pub(crate) fn canonical(name: &str) -> Mapped {
     if name.ends_with("position_ids") || name == "vocab_projector.weight" {
         return Mapped::Skip;
     }

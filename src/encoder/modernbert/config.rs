@@ -11,7 +11,7 @@ use crate::encoder::{Activation, Dims, HeadShape, TruncatedInit};
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
-pub struct ModernBertConfig {
+pub(crate) struct ModernBertConfig {
     pub vocab_size: i64,
     pub hidden_size: i64,
     pub intermediate_size: i64,

@@ -253,7 +253,7 @@ impl Layer {
 }
 
 /// The encoder shared by every task: `model.*` in Hugging Face checkpoints.
-pub struct ModernBert {
+pub(crate) struct ModernBert {
     tok_embeddings: Tensor,
     embedding_norm: LayerNorm,
     embedding_dropout: f64,

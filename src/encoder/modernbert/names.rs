@@ -4,7 +4,7 @@
 
 use crate::encoder::Mapped;
 
-pub fn canonical(name: &str) -> Mapped {
+pub(crate) fn canonical(name: &str) -> Mapped {
     if name == "decoder.weight" {
         return Mapped::Skip;
     }

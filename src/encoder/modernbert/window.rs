@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 use crate::encoder::layers::dropout;
 
 /// Which keys of its three blocks each query may attend, for one batch.
-pub struct Windows {
+pub(crate) struct Windows {
     half: i64,
     /// `[batch, 1, blocks, half, 3 half]`: 0 where allowed, the float minimum elsewhere
     /// (beyond the window, padding, before the start or past the end).

@@ -35,7 +35,7 @@ pub const FAMILY: Family = Family {
 };
 
 /// XLM-RoBERTa: RoBERTa's network and weight names, its own classes.
-pub const XLM_FAMILY: Family = Family { model_type: "xlm-roberta", class_stem: "XLMRoberta", ..FAMILY };
+pub(crate) const XLM_FAMILY: Family = Family { model_type: "xlm-roberta", class_stem: "XLMRoberta", ..FAMILY };
 
 /// RoBERTa's config.json keys are BERT's; only `pad_token_id` defaults differently (1).
 fn config(config: &ModelConfig) -> Result<BertConfig> {

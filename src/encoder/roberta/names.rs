@@ -4,7 +4,7 @@
 
 use crate::encoder::Mapped;
 
-pub fn canonical(name: &str) -> Mapped {
+pub(crate) fn canonical(name: &str) -> Mapped {
     if name.ends_with("position_ids") || name == "lm_head.decoder.weight" || name == "lm_head.decoder.bias" {
         return Mapped::Skip;
     }
