@@ -56,8 +56,32 @@ pub struct Evaluate {
 }
 
 impl Evaluate {
-    /// Runs the job as `bertkit evaluate` does, its report on standard output.
+    /// `model` (fine-tuned: its config.json holds the task and labels) on the labelled `data`,
+    /// every other setting at its flag's default.
+    pub fn new(model: &str, data: impl AsRef<std::path::Path>) -> Result<Evaluate> {
+        crate::values::from_flags(&["--model", model, "--data", &data.as_ref().display().to_string()])
+    }
+
+    /// Runs the job as `bertkit evaluate` does: the summary on standard output, the report in
+    /// `--json` (rank 0 of a data-parallel run).
     pub fn run(self) -> Result<()> {
+        let (model, task, evaluation) = self.evaluate()?;
+        report(&self, &model, task, &evaluation)
+    }
+
+    /// The metrics (and the full report) of the model on the data, and the task they are of.
+    ///
+    /// ```
+    /// use bertkit::recipes::Evaluate;
+    ///
+    /// let data = tempfile::NamedTempFile::with_suffix(".csv")?;
+    /// std::fs::write(&data, "text,label\na fine film,positive\na dull one,negative\nso-so,neutral\n")?;
+    /// let (_, task, evaluation) = Evaluate::new("tests/fixtures/tiny-bert", data.path())?.evaluate()?;
+    /// assert_eq!(task, "classification");
+    /// assert!((0.0..=1.0).contains(&evaluation.metrics["accuracy"]));
+    /// # anyhow::Ok(())
+    /// ```
+    pub fn evaluate(&self) -> Result<(ModelDir, &'static str, Evaluation)> {
         let args = self;
         // Under `bertkit launch` / torchrun the ranks split the batches, gathered on the host (so
         // gloo on any device); rank 0 reports.
@@ -66,8 +90,8 @@ impl Evaluate {
         let model = ModelDir::open(&args.model)?;
         let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
         let Some(data) = &args.data else {
-            let evaluation = masked_lm(&args, &model, &options)?;
-            return report(&args, &model, "masked-lm", &evaluation);
+            let evaluation = masked_lm(args, &model, &options)?;
+            return Ok((model, "masked-lm", evaluation));
         };
         let max_len = model.max_len(args.flags.max_len)?;
         let names = model.config.id2label().map(<[String]>::to_vec).with_context(|| {
@@ -95,7 +119,7 @@ impl Evaluate {
             let decision = Decision { thresholds, count_no_label: args.count_no_label, pool: args.flags.window_pool };
             classifier.evaluate_set(&set, args.batch_size, &decision, Spread::Ranks)?
         };
-        report(&args, &model, kind.name(), &evaluation)
+        Ok((model, kind.name(), evaluation))
     }
 }
 
