@@ -138,92 +138,107 @@ pub fn split<T>(mut examples: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T
 impl FineTune {
     /// One class, a set of classes or a score per text.
     fn sequence_classification(&self, mut model: ModelDir, device: tch::Device, new_head: bool) -> Result<Trained> {
-        let (args, cfg) = (self, &self.cfg);
-        let max_len = model.max_len(args.data.max_len)?;
-        let (train_examples, eval_examples) =
-            read_data(&args.data, &args.train, args.eval.as_deref(), args.eval_split, cfg.hyper.seed)?;
-        let kind = task_kind(args.task, &args.data, &model, &train_examples, new_head)?;
-        let labels = label_set(kind, &model, &train_examples, new_head, &args.data, &args.train)?;
-        model.config.set_labels(labels.names());
-        model.config.set("problem_type", kind.problem_type().into());
-        let train_targets = Targets::new(kind, &train_examples, &labels, "training")?;
-        let prior_odds = train_targets.log_prior_odds();
-        let mut data = vec![DataFile {
-            role: "train",
-            path: args.train.display().to_string(),
-            examples: train_examples.len(),
-            labels: label_counts(&train_targets, &labels),
-        }];
-        let eval_targets = eval_examples.as_deref().map(|e| Targets::new(kind, e, &labels, "training")).transpose()?;
-        if let (Some(examples), Some(targets)) = (&eval_examples, &eval_targets) {
-            let path = args.eval_name();
-            data.push(DataFile {
-                role: "eval",
-                path,
-                examples: examples.len(),
-                labels: label_counts(targets, &labels),
-            });
-        }
-        let weights =
-            loss_weights(kind, args.class_weights.as_ref(), args.pos_weight.as_ref(), &train_targets, &labels)?;
-        if args.tune_thresholds && (kind != TaskKind::MultiLabel || eval_targets.is_none()) {
-            crate::error::refuse!(
-                "--tune-thresholds needs a multi-label task and evaluation data (--eval or --eval-split)"
-            );
-        }
+        let cfg = &self.cfg;
+        let max_len = model.max_len(self.data.max_len)?;
+        let data = self.read_texts(&mut model, new_head)?;
 
         // Only now that the data is known to be good is anything written.
         let run = RunDir::new(&cfg.control);
         run.prepare()?;
         let options = session::load_options(cfg, device, new_head);
         let classifier: Classifier = pretrained::load(&model, &options)?;
-        if let Some(odds) = prior_odds {
+        if let Some(odds) = data.train_targets.log_prior_odds() {
             start_at_prior_odds(&classifier, &odds);
         }
         warn_if_pooler_untrained(&classifier);
         let encode = |examples: &[Example], targets, role: &str| {
-            args.data.encode(&classifier.tokenizer, examples, targets, max_len, role)
+            self.data.encode(&classifier.tokenizer, examples, targets, max_len, role)
         };
-        let train_set = encode(&train_examples, train_targets, "train")?;
-        let eval_set = eval_examples.as_deref().zip(eval_targets).map(|(e, t)| encode(e, t, "eval")).transpose()?;
-        tracing::info!("task {} | labels: {} | device {device:?}", kind.name(), labels.names().join(", "));
-        if let Some(w) = &weights {
+        let train_set = encode(&data.train, data.train_targets, "train")?;
+        let eval_set = data.eval.zip(data.eval_targets).map(|(e, t)| encode(&e, t, "eval")).transpose()?;
+        let (kind, names) = (data.kind, data.labels.names());
+        tracing::info!("task {} | labels: {} | device {device:?}", kind.name(), names.join(", "));
+        if let Some(w) = &data.weights {
             tracing::info!("loss weights: {w:?}");
-            run.write_json("loss_weights.json", &serde_json::json!({"labels": labels.names(), "weights": w}))?;
+            run.write_json("loss_weights.json", &serde_json::json!({"labels": names, "weights": w}))?;
         }
 
         let batch_size = session::global_batch(cfg);
         let num_batches = train_set.items.len().div_ceil(batch_size);
-        let sampling = cfg.hyper.train_sampling_strategy;
-        let loss_weights = weights.map(|w| tch::Tensor::from_slice(&w).to_device(device));
-        let pool = args.data.window_pool;
         let task = SequenceClassification {
             classifier,
             train: train_set,
             eval: eval_set,
             batch_size,
-            sampling,
-            loss_weights,
-            pool,
+            sampling: cfg.hyper.train_sampling_strategy,
+            loss_weights: data.weights.map(|w| tch::Tensor::from_slice(&w).to_device(device)),
+            pool: self.data.window_pool,
         };
         let outcome = train(&task, cfg, options.autocast, num_batches)?;
-        let output = cfg.control.output.clone();
-        let tuned = match args.tune_thresholds
-            && crate::distributed::is_main()
-            && !matches!(outcome.stop, Stop::Interrupted { .. })
-        {
-            true => Some(tune_thresholds(&output, task.eval.as_ref().expect("checked above"), batch_size * 2, device)?),
+        let finished = !matches!(outcome.stop, Stop::Interrupted { .. });
+        let tuned = match self.tune_thresholds && crate::distributed::is_main() && finished {
+            true => Some(tune_thresholds(
+                &cfg.control.output,
+                task.eval.as_ref().expect("checked"),
+                batch_size * 2,
+                device,
+            )?),
             false => None,
         };
         let card = ModelCard {
-            base_model: &args.model,
+            base_model: &self.model,
             pipeline_tag: "text-classification",
             task: kind.name(),
-            data,
+            data: data.card,
             hyper: &cfg.hyper,
         };
         Ok(Trained { tuned, ..session::finish(outcome, cfg, &card)? })
     }
+
+    /// The texts, their task, labels and targets, read and checked before anything is written;
+    /// the labels and `problem_type` go into `model`'s config.
+    fn read_texts(&self, model: &mut ModelDir, new_head: bool) -> Result<TextData> {
+        let (train, eval) =
+            read_data(&self.data, &self.train, self.eval.as_deref(), self.eval_split, self.cfg.hyper.seed)?;
+        let kind = task_kind(self.task, &self.data, model, &train, new_head)?;
+        let labels = label_set(kind, model, &train, new_head, &self.data, &self.train)?;
+        model.config.set_labels(labels.names());
+        model.config.set("problem_type", kind.problem_type().into());
+        let train_targets = Targets::new(kind, &train, &labels, "training")?;
+        let eval_targets = eval.as_deref().map(|e| Targets::new(kind, e, &labels, "training")).transpose()?;
+        let file = |role, path, examples: &[Example], targets| DataFile {
+            role,
+            path,
+            examples: examples.len(),
+            labels: label_counts(targets, &labels),
+        };
+        let mut card = vec![file("train", self.train.display().to_string(), &train, &train_targets)];
+        if let (Some(examples), Some(targets)) = (&eval, &eval_targets) {
+            card.push(file("eval", self.eval_name(), examples, targets));
+        }
+        let weights =
+            loss_weights(kind, self.class_weights.as_ref(), self.pos_weight.as_ref(), &train_targets, &labels)?;
+        if self.tune_thresholds && (kind != TaskKind::MultiLabel || eval_targets.is_none()) {
+            crate::error::refuse!(
+                "--tune-thresholds needs a multi-label task and evaluation data (--eval or --eval-split)"
+            );
+        }
+        Ok(TextData { kind, labels, train, train_targets, eval, eval_targets, weights, card })
+    }
+}
+
+/// A text-level run's data, read and checked.
+struct TextData {
+    kind: TaskKind,
+    labels: LabelSet,
+    train: Vec<Example>,
+    train_targets: Targets,
+    eval: Option<Vec<Example>>,
+    eval_targets: Option<Targets>,
+    /// Class or positive weights of the loss (`--class-weights`, `--pos-weight`).
+    weights: Option<Vec<f32>>,
+    /// The data files as the model card lists them.
+    card: Vec<DataFile>,
 }
 
 /// A fresh multi-label head starts each label's bias at its log prior odds in the training data

@@ -172,6 +172,31 @@ impl Pretrain {
         crate::values::from_flags(&flags)
     }
 
+    /// The training and held-out corpora as token caches. They are checked (and tokenised)
+    /// before the output directory is touched, and live beside the output so that a rerun or a
+    /// resume finds them. In a data-parallel run rank 0 tokenises; the others wait for it, then
+    /// read its caches.
+    fn token_caches(
+        &self,
+        tokenizer: &Tokenizer,
+        model_dir: &std::path::Path,
+    ) -> Result<(TokenCache, Option<TokenCache>)> {
+        let cache_root = self.cfg.control.output.with_extension("token-cache");
+        let open = |name: &str, paths: &[PathBuf]| {
+            TokenCache::open_or_build(&cache_root.join(name), &self.corpus_flags.spec(paths), tokenizer, model_dir)
+        };
+        let group = crate::distributed::group();
+        if let Some(g) = group.filter(|_| !crate::distributed::is_main()) {
+            g.barrier().context("waiting for rank 0's token cache (raise --dist-timeout for a large corpus)")?;
+        }
+        let train = open("train", &self.corpus)?;
+        let eval = (!self.eval_corpus.is_empty()).then(|| open("eval", &self.eval_corpus)).transpose()?;
+        if let Some(g) = group.filter(|_| crate::distributed::is_main()) {
+            g.barrier().context("telling the other ranks the token cache is built")?;
+        }
+        Ok((train, eval))
+    }
+
     /// Tokenises the corpus (cached beside the output), trains and saves.
     pub fn run(&self) -> Result<Trained> {
         let (args, cfg) = (self, &self.cfg);
@@ -198,23 +223,7 @@ impl Pretrain {
         let mut mlm: MaskedLanguageModel = pretrained::load(&model, &options)?;
         mlm.carry_unused()?;
 
-        // The corpus is checked (and tokenised) before the output directory is touched; the cache
-        // lives beside the output so a rerun or a resume finds it.
-        let cache_root = cfg.control.output.with_extension("token-cache");
-        let open = |name: &str, paths: &[PathBuf]| {
-            let spec = args.corpus_flags.spec(paths);
-            TokenCache::open_or_build(&cache_root.join(name), &spec, &mlm.tokenizer, &model.dir)
-        };
-        // In a data-parallel run rank 0 tokenises; the others wait for it, then read its cache.
-        let group = crate::distributed::group();
-        if let Some(g) = group.filter(|_| !crate::distributed::is_main()) {
-            g.barrier().context("waiting for rank 0's token cache (raise --dist-timeout for a large corpus)")?;
-        }
-        let train_cache = open("train", &args.corpus)?;
-        let eval_cache = (!args.eval_corpus.is_empty()).then(|| open("eval", &args.eval_corpus)).transpose()?;
-        if let Some(g) = group.filter(|_| crate::distributed::is_main()) {
-            g.barrier().context("telling the other ranks the token cache is built")?;
-        }
+        let (train_cache, eval_cache) = self.token_caches(&mlm.tokenizer, &model.dir)?;
         let (train_blocks, eval_blocks) = blocks(&train_cache, eval_cache.as_ref(), args.eval_split, cfg.hyper.seed)?;
         tracing::info!(
             "{} training blocks, {} held out | device {device:?}",
