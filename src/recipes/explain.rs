@@ -174,13 +174,40 @@ fn targets_in(targets: &[Target], first_labels: &[String], head: &Head, spec: &s
         .collect()
 }
 
+/// What `Explain::explain` found: the text in windows and, per model, each target's scores by
+/// each method.
+pub struct Explanation {
+    pub text: String,
+    pub doc: Document,
+    pub explained: Vec<(String, Vec<TargetExplanation>)>,
+    pub settings: Settings,
+}
+
 impl Explain {
-    /// Runs the job as `bertkit explain` does, its report on standard output.
+    /// Runs the job as `bertkit explain` does: the summary on standard output, the picture in
+    /// `--out`, the scores in `--json`.
     pub fn run(self) -> Result<()> {
+        let ext = crate::viz::picture_format(&self.out)?;
+        let Explanation { text, doc, explained, settings } = self.explain()?;
+        print_summary(&doc, &explained);
+        let figure = crate::explain::text::figure(&text, &doc, &explained, &settings);
+        match ext {
+            "html" => atomic_write(&self.out, page(&figure).as_bytes())?,
+            _ => render_text(&self.out, &figure)?,
+        }
+        eprintln!("wrote {}", self.out.display());
+        if let Some(path) = &self.json {
+            write_json(path, &text, &doc, &explained, &settings)?;
+        }
+        Ok(())
+    }
+
+    /// The attributions of the text's targets, by every method asked, through the model and
+    /// (`--compare`) the second one.
+    pub fn explain(&self) -> Result<Explanation> {
         let args = self;
         let device = args.run.setup()?;
-        let ext = crate::viz::picture_format(&args.out)?;
-        let text = read_text(&args)?;
+        let text = read_text(args)?;
         let model = open_fine_tuned(&args.model)?;
         let compared = match &args.compare {
             Some(spec) => {
@@ -208,22 +235,7 @@ impl Explain {
                 doc.windows.len()
             );
         }
-        let targets = choose_targets(&args, &head, &doc, device)?;
-        if targets.is_empty() {
-            bail!(
-                "nothing to explain: the model finds no entity in the text{}",
-                if args.target.is_empty() { "" } else { " of the --target types" }
-            );
-        }
-        let runs = targets.len() * doc.windows.len();
-        if runs > 20 && settings.methods.contains(&Method::IntegratedGradients) {
-            tracing::warn!(
-                "{} targets x {} windows: up to {runs} integrated-gradient runs of {} steps each (--target narrows them)",
-                targets.len(),
-                doc.windows.len(),
-                settings.steps
-            );
-        }
+        let targets = self.targets(&head, &doc, &settings, device)?;
         let mut explained = vec![(model.display_name(), explain(head.explained(), &doc, &targets, &settings, device)?)];
         if let (Some(spec), Some(dir)) = (&args.compare, &compared) {
             let other = Head::load(dir, device)?;
@@ -237,17 +249,29 @@ impl Explain {
             let targets = targets_in(&targets, &head.labels(), &other, spec)?;
             explained.push((dir.display_name(), explain(other.explained(), &doc, &targets, &settings, device)?));
         }
-        print_summary(&doc, &explained);
-        let figure = crate::explain::text::figure(&text, &doc, &explained, &settings);
-        match ext {
-            "html" => atomic_write(&args.out, page(&figure).as_bytes())?,
-            _ => render_text(&args.out, &figure)?,
+        Ok(Explanation { text, doc, explained, settings })
+    }
+
+    /// The targets to explain (`--target`, else the prediction), with a warning when they make
+    /// many integrated-gradient runs.
+    fn targets(&self, head: &Head, doc: &Document, settings: &Settings, device: tch::Device) -> Result<Vec<Target>> {
+        let targets = choose_targets(self, head, doc, device)?;
+        if targets.is_empty() {
+            bail!(
+                "nothing to explain: the model finds no entity in the text{}",
+                if self.target.is_empty() { "" } else { " of the --target types" }
+            );
         }
-        eprintln!("wrote {}", args.out.display());
-        if let Some(path) = &args.json {
-            write_json(path, &text, &doc, &explained, &settings)?;
+        let runs = targets.len() * doc.windows.len();
+        if runs > 20 && settings.methods.contains(&Method::IntegratedGradients) {
+            tracing::warn!(
+                "{} targets x {} windows: up to {runs} integrated-gradient runs of {} steps each (--target narrows them)",
+                targets.len(),
+                doc.windows.len(),
+                settings.steps
+            );
         }
-        Ok(())
+        Ok(targets)
     }
 }
 

@@ -30,7 +30,7 @@ pub use data_flags::DataFlags;
 pub use domain_fit::DomainFit;
 pub use embed::Embed;
 pub use evaluate::Evaluate;
-pub use explain::Explain;
+pub use explain::{Explain, Explanation};
 pub use fill_mask::FillMask;
 pub use finetune::{FineTune, Trained, label_set, read_data, split, task_kind};
 pub use inspect::Inspect;
