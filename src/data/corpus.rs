@@ -369,6 +369,24 @@ struct BlockWriter {
 }
 
 impl BlockWriter {
+    /// A writer of `spec`'s blocks into `dir`'s tokens.bin and words.bin.
+    fn create(dir: &Path, spec: &CorpusSpec, sep_id: u32) -> Result<BlockWriter> {
+        let block =
+            spec.max_len.checked_sub(2).filter(|&b| b > 0).context("--max-len must leave room for [CLS] and [SEP]")?;
+        let create =
+            |name: &str| std::fs::File::create(dir.join(name)).with_context(|| format!("{}: {name}", dir.display()));
+        Ok(BlockWriter {
+            tokens: BufWriter::new(create("tokens.bin")?),
+            words: BufWriter::new(create("words.bin")?),
+            bounds: vec![0],
+            block,
+            chunking: spec.chunking,
+            sep_id,
+            carry: Vec::new(),
+            carry_words: Vec::new(),
+        })
+    }
+
     fn emit(&mut self, ids: &[u32], continues: &[u8]) -> Result<()> {
         for &id in ids {
             self.tokens.write_all(&id.to_le_bytes())?;
@@ -435,20 +453,7 @@ fn build(dir: &Path, spec: &CorpusSpec, tokenizer: &Tokenizer, fingerprint: &str
     let bar = crate::progress::items_bar(total_bytes, "bytes");
     bar.set_message("tokenising the corpus");
     let mut meta = CacheMeta { fingerprint: fingerprint.into(), ..Default::default() };
-    let block =
-        spec.max_len.checked_sub(2).filter(|&b| b > 0).context("--max-len must leave room for [CLS] and [SEP]")?;
-    let create =
-        |name: &str| std::fs::File::create(dir.join(name)).with_context(|| format!("{}: {name}", dir.display()));
-    let mut writer = BlockWriter {
-        tokens: BufWriter::new(create("tokens.bin")?),
-        words: BufWriter::new(create("words.bin")?),
-        bounds: vec![0],
-        block,
-        chunking: spec.chunking,
-        sep_id: tokenizer.sep_id,
-        carry: Vec::new(),
-        carry_words: Vec::new(),
-    };
+    let mut writer = BlockWriter::create(dir, spec, tokenizer.sep_id)?;
     let mut seen = HashSet::new();
     let mut pending: Vec<String> = Vec::new();
     // Documents are tokenised 256 at a time (in parallel), then cut into blocks in order.

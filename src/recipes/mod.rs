@@ -1,10 +1,19 @@
 //! Recipes: whole jobs as one library call, the same ones the `bertkit` command runs. Each is a
-//! struct whose fields are its command's flags (`new` gives their defaults in code) and a `run`.
+//! struct whose fields are its command's flags and a `run()`; `new(..)` (where a job has one) or
+//! [`crate::values::from_flags`] gives the flags' defaults in code, so the command and the
+//! library cannot drift.
 //!
-//! - [`FineTune`]: a model and labelled data to a fine-tuned model (text classification,
-//!   multi-label, regression, token classification), with its model card;
-//! - [`Pretrain`]: further pretraining (masked-language modelling) on unlabelled text;
-//! - `token_classification`: evaluating and predicting a tagger from files.
+//! - training: [`FineTune`] (text classification, multi-label, regression, token
+//!   classification) and [`Pretrain`] (further pretraining), each returning [`Trained`];
+//! - measuring: [`Evaluate`] (`evaluate()` returns the numbers), [`Probe`], [`DomainFit`],
+//!   [`Bench`];
+//! - using: [`Predict`] (files in, predictions out), [`FillMask`], [`Embed`], [`Inspect`]
+//!   (`report()` returns the JSON);
+//! - seeing: [`Explain`] (`explain()` returns the attributions), [`Attention`],
+//!   [`CompareModels`].
+//!
+//! The ones that report write their files and print their summary as the command does; the
+//! loaded models underneath (`crate::predict`) return values.
 
 mod attention;
 mod bench;

@@ -143,28 +143,7 @@ pub fn train<T: Objective>(
     }
     let reducer = Reducer::new(&trainable)?;
     let mut opt = AdamW::new(params, AdamWConfig { weight_decay: h.weight_decay, ..Default::default() });
-    let metric = cfg.control.metric_for_best.clone().unwrap_or_else(|| task.default_metric().to_string());
-    let mut state = TrainerState {
-        global_step: 0,
-        total_steps: plan.total_steps,
-        steps_per_epoch: plan.steps_per_epoch,
-        metric_for_best: metric,
-        best_metric: None,
-        best_step: None,
-        best_evaluation: None,
-        evals_without_improvement: 0,
-        hyper: h.clone(),
-        fingerprint: Some(task.fingerprint()),
-        world_size: crate::distributed::world_size(),
-        loss_scale: None,
-    };
-    if let Some(checkpoint) = &cfg.control.resume_from {
-        state = resume(checkpoint, &mut opt, &state)?;
-        tracing::info!("resuming from {} at step {}/{}", checkpoint.display(), state.global_step, plan.total_steps);
-    }
-    // fp16 scales the loss (a resumed run from where its checkpoint left the scale).
-    let fp16 = autocast.precision() == Precision::Fp16;
-    state.loss_scale = if fp16 { Some(state.loss_scale.unwrap_or_default()) } else { None };
+    let state = start_state(task, cfg, &plan, &mut opt, autocast)?;
     let mut log =
         RunLog::open(&dir.path.join("log.jsonl"), state.global_step, cfg.control.tensorboard_dir().as_deref())?;
     if state.global_step == 0 {
@@ -193,6 +172,39 @@ pub fn train<T: Objective>(
         }
     }
     run.finish(Stop::Finished)
+}
+
+/// Where the run starts: step 0, or the checkpoint being resumed (its optimiser moments loaded
+/// into `opt`); fp16 scales the loss (a resumed run from where its checkpoint left the scale).
+fn start_state<T: Objective>(
+    task: &T,
+    cfg: &TrainConfig,
+    plan: &Plan,
+    opt: &mut AdamW,
+    autocast: Autocast,
+) -> Result<TrainerState> {
+    let metric = cfg.control.metric_for_best.clone().unwrap_or_else(|| task.default_metric().to_string());
+    let mut state = TrainerState {
+        global_step: 0,
+        total_steps: plan.total_steps,
+        steps_per_epoch: plan.steps_per_epoch,
+        metric_for_best: metric,
+        best_metric: None,
+        best_step: None,
+        best_evaluation: None,
+        evals_without_improvement: 0,
+        hyper: cfg.hyper.clone(),
+        fingerprint: Some(task.fingerprint()),
+        world_size: crate::distributed::world_size(),
+        loss_scale: None,
+    };
+    if let Some(checkpoint) = &cfg.control.resume_from {
+        state = resume(checkpoint, opt, &state)?;
+        tracing::info!("resuming from {} at step {}/{}", checkpoint.display(), state.global_step, plan.total_steps);
+    }
+    let fp16 = autocast.precision() == Precision::Fp16;
+    state.loss_scale = if fp16 { Some(state.loss_scale.unwrap_or_default()) } else { None };
+    Ok(state)
 }
 
 /// Parameters in name order: the global gradient norm sums per-tensor norms, and HashMap order
