@@ -3,8 +3,8 @@
 //!
 //! Where things live, bottom to top (a module uses only those above it in this list's reverse):
 //! - [`error`]: the failure kinds a caller branches on ([`Error`]); [`values`]: flag value parsers
-//!   and [`values::from_flags`] (a recipe's defaults in code); [`progress`], [`fsutil`], [`ffi`],
-//!   [`torch_failure`]: plumbing;
+//!   and [`values::from_flags`] (a recipe's defaults in code); `progress`, `fsutil`, `ffi`,
+//!   `torch_failure`: plumbing (public for the binary, hidden from these pages);
 //! - [`device`]: CPU/CUDA selection, threads, precision; [`distributed`]: data-parallel training
 //!   on c10d (rank, process group, DDP's Reducer);
 //! - [`tokenizer`]: the model's tokenizer; [`metrics`]: every task's metrics, as scikit-learn,
@@ -36,19 +36,27 @@ pub mod distributed;
 pub mod encoder;
 pub mod error;
 pub mod explain;
+#[doc(hidden)] // plumbing: public for the binary and the tests, not the API
 pub mod ffi;
+#[doc(hidden)]
 pub mod fsutil;
 pub mod metrics;
 pub mod predict;
 pub mod pretrained;
+#[doc(hidden)]
 pub mod progress;
 pub mod recipes;
 pub mod serve;
 pub mod task;
 pub mod tokenizer;
+#[doc(hidden)]
 pub mod torch_failure;
 pub mod train;
 pub mod values;
 pub mod viz;
 
 pub use error::Error;
+// The calls most programs need, at the crate root.
+pub use predict::{Classifier, Embedder, Tagger};
+pub use recipes::{Evaluate, FineTune, Pretrain};
+pub use serve::Serve;

@@ -81,16 +81,27 @@ fn worst_split(domain: &Measured, n: usize) -> Vec<serde_json::Value> {
 }
 
 impl DomainFit {
-    /// Runs the job as `bertkit domain-fit` does, its report on standard output.
+    /// Runs the job as `bertkit domain-fit` does: the report as text on standard output, and as
+    /// JSON in `--json`.
     pub fn run(self) -> Result<()> {
+        let report = self.report()?;
+        println!("{}", render(&report));
+        if let Some(path) = &self.json {
+            atomic_write(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// How the tokenizer cuts the corpus (and the reference corpus), their top-word overlap,
+    /// the worst-split words and the verdict, as the JSON `--json` writes.
+    pub fn report(&self) -> Result<serde_json::Value> {
         let args = self;
         let model = ModelDir::open(&args.model)?;
         let tokenizer = Tokenizer::from_dir(&model.dir)?;
-        let domain = measure(&args, &tokenizer, &args.corpus)?;
-        let reference =
-            (!args.reference.is_empty()).then(|| measure(&args, &tokenizer, &args.reference)).transpose()?;
+        let domain = measure(args, &tokenizer, &args.corpus)?;
+        let reference = (!args.reference.is_empty()).then(|| measure(args, &tokenizer, &args.reference)).transpose()?;
         let shared = reference.as_ref().map(|r| overlap(&domain.counts, &r.counts, args.top));
-        let report = json!({
+        Ok(json!({
             "model": args.model,
             "corpus": args.corpus,
             "reference": args.reference,
@@ -100,12 +111,7 @@ impl DomainFit {
             "vocabulary_overlap": shared,
             "worst_split": worst_split(&domain, args.worst),
             "verdict": verdict(&domain.fragmentation, reference.as_ref().map(|r| &r.fragmentation), shared),
-        });
-        println!("{}", render(&report));
-        if let Some(path) = &args.json {
-            atomic_write(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
-        }
-        Ok(())
+        }))
     }
 }
 
