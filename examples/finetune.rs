@@ -7,7 +7,8 @@
 use bertkit::recipes::FineTune;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()); // colour only for a person at a terminal
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(ansi).init();
     let mut args = std::env::args().skip(1);
     let model = args.next().unwrap_or_else(|| "tests/fixtures/tiny-bert".into());
     let output = args.next().unwrap_or_else(|| "target/examples/sentiment".into());

@@ -1,5 +1,5 @@
 //! Recipes: whole jobs as one library call, the same ones the `bertkit` command runs. Each is a
-//! struct whose fields are its command's flags and a `run()`; `new(..)` (where a job has one) or
+//! struct whose fields are its command's flags and a `run()`; `new(..)` (`FineTune`, `Pretrain`, `Evaluate`, `Predict`) or
 //! [`crate::values::from_flags`] gives the flags' defaults in code, so the command and the
 //! library cannot drift.
 //!
@@ -34,7 +34,7 @@ pub mod token_classification;
 
 pub use attention::Attention;
 pub use bench::Bench;
-pub use compare_models::CompareModels;
+pub use compare_models::{CompareModels, Comparison};
 pub use data_flags::DataFlags;
 pub use domain_fit::DomainFit;
 pub use embed::Embed;

@@ -56,6 +56,18 @@ fn csv_field(s: &str) -> String {
 }
 
 impl Predict {
+    /// The predictions of `model` for the texts of `input` (a data file's text column, or a
+    /// CoNLL/JSONL file for a tagger) written to `output` (.jsonl or .csv; `-` for standard
+    /// output), every other setting at its flag's default.
+    pub fn new(
+        model: &str,
+        input: impl AsRef<std::path::Path>,
+        output: impl AsRef<std::path::Path>,
+    ) -> Result<Predict> {
+        let (input, output) = (input.as_ref().display().to_string(), output.as_ref().display().to_string());
+        crate::values::from_flags(&["--model", model, "--input", &input, "--output", &output])
+    }
+
     /// Runs the job as `bertkit predict` does, its report on standard output.
     pub fn run(self) -> Result<()> {
         let args = self;

@@ -61,9 +61,28 @@ struct Pass {
     statistics: SetStatistics,
 }
 
+/// What `CompareModels::compare` wrote: the report (as report.json holds it) and each model's
+/// evaluation summary.
+pub struct Comparison {
+    pub report: serde_json::Value,
+    pub summaries: [String; 2],
+}
+
 impl CompareModels {
-    /// Runs the job as `bertkit compare-models` does, its report on standard output.
+    /// Runs the job as `bertkit compare-models` does: the report in `--out`, its summary on
+    /// standard output.
     pub fn run(self) -> Result<()> {
+        let Comparison { report, summaries } = self.compare()?;
+        print_summary(&report, &summaries);
+        let seconds = report["seconds"].as_f64().unwrap_or(0.0);
+        println!("wrote {} ({seconds:.1} s for both models over the set)", self.out.join("report.html").display());
+        Ok(())
+    }
+
+    /// Both models over the set in one pass: their metrics, the flipped predictions (each with
+    /// its pages in `--out/flipped`), per-layer CKA and per-head attention divergence; writes
+    /// report.json and report.html into `--out`.
+    pub fn compare(&self) -> Result<Comparison> {
         let args = self;
         let device = args.run.setup()?;
         let [a_spec, b_spec] = <[String; 2]>::try_from(args.models.clone())
@@ -78,20 +97,8 @@ impl CompareModels {
         let a: Classifier = pretrained::load(&a_dir, &options)?;
         let b: Classifier = pretrained::load(&b_dir, &options)?;
         check_alike(&a, &b, &a_spec, &b_spec)?;
-        let role = args.data.display().to_string();
-        let set = args.flags.encode(&a.tokenizer, &examples, targets, max_len, &role)?;
-        // Two tokenizers alike read the data alike; others are tried on it.
-        if !a.tokenizer.reads_like(&b.tokenizer)
-            && args
-                .flags
-                .encode(&b.tokenizer, &examples, Targets::Scores(vec![0.0; examples.len()]), max_len, &role)?
-                .items
-                != set.items
-        {
-            crate::error::refuse!(
-                "--model {b_spec}: its tokenizer reads the data differently from {a_spec}'s; compare-models needs one vocabulary"
-            );
-        }
+        let set = args.flags.encode(&a.tokenizer, &examples, targets, max_len, &args.data.display().to_string())?;
+        self.check_read_alike([&a, &b], &examples, &set, max_len, [&a_spec, &b_spec])?;
         std::fs::create_dir_all(args.out.join("flipped")).with_context(|| format!("--out {}", args.out.display()))?;
         let start = std::time::Instant::now();
         let pass = run_both(&a, &b, &set, args.batch_size, names.len(), device)?;
@@ -123,8 +130,28 @@ impl CompareModels {
         });
         atomic_write(&args.out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
         atomic_write(&args.out.join("report.html"), page(&report).as_bytes())?;
-        print_summary(&report, &evaluations.map(|e| e.summary));
-        println!("wrote {} ({seconds:.1} s for both models over the set)", args.out.join("report.html").display());
+        Ok(Comparison { report, summaries: evaluations.map(|e| e.summary) })
+    }
+
+    /// The second model's tokenizer reads the data as the first's did (two tokenizers alike
+    /// do; others are tried on it): one vocabulary, or the comparison means nothing.
+    fn check_read_alike(
+        &self,
+        [a, b]: [&Classifier; 2],
+        examples: &[crate::data::Example],
+        set: &crate::predict::LabelledSet,
+        max_len: usize,
+        [a_spec, b_spec]: [&str; 2],
+    ) -> Result<()> {
+        if a.tokenizer.reads_like(&b.tokenizer) {
+            return Ok(());
+        }
+        let (role, scores) = (self.data.display().to_string(), Targets::Scores(vec![0.0; examples.len()]));
+        if self.flags.encode(&b.tokenizer, examples, scores, max_len, &role)?.items != set.items {
+            crate::error::refuse!(
+                "--model {b_spec}: its tokenizer reads the data differently from {a_spec}'s; compare-models needs one vocabulary"
+            );
+        }
         Ok(())
     }
 }
