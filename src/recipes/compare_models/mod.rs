@@ -113,7 +113,7 @@ impl CompareModels {
         let changes = flips::changes(&outputs, &set.targets, &names)?;
         let seconds = start.elapsed().as_secs_f64();
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-        let pages = flips::write_pages(&args, [&a, &b], [&a_dir, &b_dir], &changes, &texts, max_len, device)?;
+        let pages = flips::write_pages(args, [&a, &b], [&a_dir, &b_dir], &changes, &texts, max_len, device)?;
         let report = json!({
             "models": [a_dir.display_name(), b_dir.display_name()],
             "paths": [a_spec, b_spec],
