@@ -256,3 +256,99 @@ fn a_tagger_answers_the_entities_of_the_predict_command() {
     }
     assert_eq!(serde_json::from_str::<Value>(&server.get("/info")).unwrap()["task"], "token-classification");
 }
+
+/// The clients people point at a TEI server are answered: huggingface_hub's `InferenceClient`
+/// (`POST /`, settings under `parameters`) and OpenAI's embeddings route (`POST /v1/embeddings`,
+/// floats or base64, `dimensions`, `usage`), with the same vectors as `/embed`; and, where Python
+/// is there, the real `InferenceClient` and `openai` clients.
+#[test]
+fn embedding_clients_of_huggingface_hub_and_openai_are_answered() {
+    let model = tiny_model();
+    let server = Server::start(&model, &["--task", "embed"]);
+    let texts = ["the lessee shall repair", "a film"];
+    let (_, raw) = server.post("/embed", &json!({"inputs": texts, "normalize": false}).to_string());
+    let (_, unit) = server.post("/embed", &json!({"inputs": texts}).to_string());
+    let hub = json!({"inputs": texts, "parameters": {"normalize": false, "prompt_name": null}});
+    assert_eq!(server.post("/", &hub.to_string()), (200, raw.clone()), "the root answers /embed");
+    let nested_wins = json!({"inputs": texts, "normalize": false, "parameters": {"normalize": true}});
+    assert_eq!(server.post("/", &nested_wins.to_string()).1, unit, "parameters win over the top level");
+
+    let (status, floats) = server.post("/v1/embeddings", &json!({"input": texts, "model": "m"}).to_string());
+    assert_eq!(status, 200, "{floats}");
+    assert_eq!((floats["object"].as_str(), floats["model"].as_str()), (Some("list"), Some("m")));
+    let vectors: Vec<Vec<f32>> = (0..texts.len())
+        .map(|i| {
+            assert_eq!(
+                (floats["data"][i]["index"].as_u64(), floats["data"][i]["object"].as_str()),
+                (Some(i as u64), Some("embedding"))
+            );
+            floats["data"][i]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        })
+        .collect();
+    // Unit vectors (scale 1) of the same forward pass, normalised in f32 here and in f64 there.
+    let tol = common::Drift::forward(&model).tolerance(1.0);
+    for (got, want) in vectors.iter().zip(unit.as_array().unwrap()) {
+        for (g, w) in got.iter().zip(want.as_array().unwrap()) {
+            assert!((*g as f64 - w.as_f64().unwrap()).abs() <= tol, "{g} vs {w}");
+        }
+    }
+    // prompt_tokens: every text's tokens with the special ones, as `bertkit embed` counts them.
+    let mut cli = vec!["embed", model.to_str().unwrap(), "--device", "cpu"];
+    texts.iter().for_each(|t| cli.extend(["--text", t]));
+    let cli: Value = serde_json::from_slice(&bertkit(&cli).stdout).unwrap();
+    let tokens: u64 = cli["embeddings"].as_array().unwrap().iter().map(|e| e["tokens"].as_u64().unwrap()).sum();
+    assert_eq!(floats["usage"], json!({"prompt_tokens": tokens, "total_tokens": tokens}));
+
+    // base64: the same float32 values, little-endian, to the bit.
+    let (_, encoded) = server.post("/v1/embeddings", &json!({"input": texts, "encoding_format": "base64"}).to_string());
+    for (i, want) in vectors.iter().enumerate() {
+        let bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            encoded["data"][i]["embedding"].as_str().unwrap(),
+        )
+        .unwrap();
+        let got: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(&got, want);
+    }
+    let (_, short) = server.post("/v1/embeddings", &json!({"input": texts[0], "dimensions": 8}).to_string());
+    let short: Vec<f64> =
+        short["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(short.len(), 8);
+    assert!((short.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-6, "scaled back to unit length");
+    let (status, error) = server.post("/v1/embeddings", &json!({"input": "x", "encoding_format": "hex"}).to_string());
+    assert_eq!(status, 422);
+    assert!(error["error"]["message"].as_str().unwrap().contains("encoding_format"), "{error}");
+    let classifier = Server::start(&model, &["--task", "predict", "--max-len", "8"]);
+    let long = "the movie was good and the plot was not bad at all";
+    let nested = json!({"inputs": long, "parameters": {"truncate": true}}).to_string();
+    let (status, answer) = classifier.post("/", &nested);
+    assert_eq!((status, answer), classifier.post("/predict", &json!({"inputs": long, "truncate": true}).to_string()));
+    assert_eq!(classifier.post("/", &json!({"inputs": long}).to_string()).0, 413, "not truncated unless asked");
+    drop(classifier);
+
+    if !common::python_available() {
+        return;
+    }
+    // The clients themselves: InferenceClient posts to the server's URL; openai asks for base64.
+    let script = r#"
+import json, sys
+from huggingface_hub import InferenceClient
+import openai
+base, texts = sys.argv[1], json.loads(sys.argv[2])
+hub = InferenceClient(base).feature_extraction(texts[0], normalize=True).tolist()
+oai = openai.OpenAI(base_url=base + "/v1", api_key="unused").embeddings.create(input=texts, model="m")
+print(json.dumps({"hub": hub, "openai": [d.embedding for d in oai.data], "tokens": oai.usage.prompt_tokens}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &server.base, &serde_json::to_string(&texts).unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let clients: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // InferenceClient reads the JSON into float32: /embed's values, rounded to float32.
+    let f32s = |v: &Value| -> Vec<f32> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+    assert_eq!(f32s(&clients["hub"][0]), f32s(&unit[0]), "InferenceClient's vector is /embed's");
+    let from_openai: Vec<Vec<f32>> = serde_json::from_value(clients["openai"].clone()).unwrap();
+    assert_eq!(from_openai, vectors, "the openai client decodes the same float32 values");
+    assert_eq!(clients["tokens"], json!(tokens));
+}

@@ -35,6 +35,8 @@ struct App {
 }
 
 /// TEI's request: `inputs` is a text, a list, or (for /predict) a list of one- or two-text lists.
+/// The settings come at the top level (TEI's clients) or under `parameters` (huggingface_hub's
+/// `InferenceClient`); under `parameters` they win, and keys a route does not use are ignored.
 #[derive(Deserialize)]
 struct Request {
     inputs: Inputs,
@@ -43,6 +45,32 @@ struct Request {
     /// /embed: unit-length vectors (TEI's default).
     #[serde(default = "yes")]
     normalize: bool,
+    #[serde(default)]
+    parameters: Parameters,
+}
+
+#[derive(Deserialize, Default)]
+struct Parameters {
+    truncate: Option<bool>,
+    normalize: Option<bool>,
+}
+
+/// OpenAI's embeddings request (`POST /v1/embeddings`), as the `openai` client and LangChain send it.
+#[derive(Deserialize)]
+struct OpenAiRequest {
+    input: OpenAiInput,
+    model: Option<String>,
+    /// `float` (the default) or `base64` (little-endian float32, what the `openai` client asks for).
+    encoding_format: Option<String>,
+    /// Keep the first N dimensions, scaled back to unit length (as OpenAI's own models do).
+    dimensions: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OpenAiInput {
+    Text(String),
+    List(Vec<String>),
 }
 
 fn yes() -> bool {
@@ -109,9 +137,14 @@ async fn listen(app: Arc<App>) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", app.settings.address))?;
     let (route, limit) = (app.reader.route, app.settings.payload_limit);
-    println!("listening on http://{} (POST {route}, GET /health /info /metrics)", listener.local_addr()?);
-    let router = Router::new()
-        .route(route, post(answer))
+    // `POST /` answers the model's own task, as TEI does for clients given only the server's URL.
+    let openai = if route == "/embed" { " /v1/embeddings" } else { "" };
+    println!("listening on http://{} (POST {route} /{openai}, GET /health /info /metrics)", listener.local_addr()?);
+    let mut router = Router::new().route(route, post(answer)).route("/", post(answer));
+    if route == "/embed" {
+        router = router.route("/v1/embeddings", post(openai_embeddings));
+    }
+    let router = router
         .route("/health", get(health))
         .route("/info", get(info))
         .route("/metrics", get(metrics))
@@ -183,36 +216,11 @@ impl Drop for InFlight {
 
 async fn respond(app: &App, body: Result<Json<Request>, JsonRejection>) -> Result<Value, Failure> {
     let Json(request) = body.map_err(|r| Failure(r.status(), r.body_text()))?;
-    let _permit = app.permits.try_acquire().map_err(|_| {
-        Failure(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("more than {} requests at once", app.settings.max_concurrent_requests),
-        )
-    })?;
+    let truncate = request.parameters.truncate.unwrap_or(request.truncate);
+    let normalize = request.parameters.normalize.unwrap_or(request.normalize);
     let (seqs, single) = sequences(app.reader.route, request.inputs)?;
-    if seqs.is_empty() || seqs.len() > app.settings.max_client_batch_size {
-        let most = app.settings.max_client_batch_size;
-        return Err(Failure(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{} inputs: a request carries 1 to {most}", seqs.len()),
-        ));
-    }
-    let (reader, truncate) = (app.reader.clone(), request.truncate);
-    let prepared = tokio::task::spawn_blocking(move || reader.prepare(seqs, truncate))
-        .await
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the request: {e}")))?
-        .map_err(refused)?;
-    let (reply, answer) = oneshot::channel();
-    let job = Job { request: prepared, reply };
-    app.jobs.send(job).map_err(|_| Failure(StatusCode::SERVICE_UNAVAILABLE, "the model thread has stopped".into()))?;
-    let answers = match answer.await {
-        Ok(Ok(answers)) => answers,
-        Ok(Err(refusal)) => return Err(refused(refusal)),
-        Err(_) => {
-            return Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, "the model thread dropped the request".into()));
-        }
-    };
-    let answers = if app.reader.route == "/embed" && request.normalize {
+    let (answers, _) = run_sequences(app, seqs, truncate).await?;
+    let answers = if app.reader.route == "/embed" && normalize {
         answers.into_iter().map(unit_length).collect()
     } else {
         answers
@@ -222,6 +230,95 @@ async fn respond(app: &App, body: Result<Json<Request>, JsonRejection>) -> Resul
         (true, _) => answers.into_iter().next().unwrap_or(Value::Null),
         (false, _) => Value::Array(answers),
     })
+}
+
+/// The sequences checked, tokenised, queued and answered by the model thread: one answer per
+/// sequence, and the tokens they came to.
+async fn run_sequences(app: &App, seqs: Vec<Sequence>, truncate: bool) -> Result<(Vec<Value>, usize), Failure> {
+    let _permit = app.permits.try_acquire().map_err(|_| {
+        Failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("more than {} requests at once", app.settings.max_concurrent_requests),
+        )
+    })?;
+    if seqs.is_empty() || seqs.len() > app.settings.max_client_batch_size {
+        let most = app.settings.max_client_batch_size;
+        return Err(Failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{} inputs: a request carries 1 to {most}", seqs.len()),
+        ));
+    }
+    let reader = app.reader.clone();
+    let prepared = tokio::task::spawn_blocking(move || reader.prepare(seqs, truncate))
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the request: {e}")))?
+        .map_err(refused)?;
+    let tokens = prepared.tokens;
+    let (reply, answer) = oneshot::channel();
+    let job = Job { request: prepared, reply };
+    app.jobs.send(job).map_err(|_| Failure(StatusCode::SERVICE_UNAVAILABLE, "the model thread has stopped".into()))?;
+    match answer.await {
+        Ok(Ok(answers)) => Ok((answers, tokens)),
+        Ok(Err(refusal)) => Err(refused(refusal)),
+        Err(_) => Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, "the model thread dropped the request".into())),
+    }
+}
+
+/// `POST /v1/embeddings` in OpenAI's shape: unit-length vectors as floats or base64, with the
+/// tokens counted in `usage`; errors as OpenAI writes them (`{"error": {"message", "type"}}`).
+async fn openai_embeddings(State(app): State<Arc<App>>, body: Result<Json<OpenAiRequest>, JsonRejection>) -> Response {
+    let start = Instant::now();
+    let _counted = InFlight::new(&app.metrics.in_flight);
+    let response = match embeddings(&app, body).await {
+        Ok(value) => Json(value).into_response(),
+        Err(Failure(status, message)) => {
+            let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
+            (status, Json(json!({"error": {"message": message, "type": kind, "param": null, "code": null}})))
+                .into_response()
+        }
+    };
+    app.metrics.observe_request("/v1/embeddings", response.status().as_u16(), start.elapsed().as_secs_f64());
+    response
+}
+
+async fn embeddings(app: &App, body: Result<Json<OpenAiRequest>, JsonRejection>) -> Result<Value, Failure> {
+    let Json(request) = body.map_err(|r| Failure(r.status(), r.body_text()))?;
+    let invalid = |why: String| Failure(StatusCode::UNPROCESSABLE_ENTITY, why);
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => return Err(invalid(format!("encoding_format {other:?}: float or base64"))),
+    };
+    let texts = match request.input {
+        OpenAiInput::Text(text) => vec![text],
+        OpenAiInput::List(texts) => texts,
+    };
+    let seqs = texts.into_iter().map(|text| Sequence { text, pair: None }).collect();
+    let (answers, tokens) = run_sequences(app, seqs, false).await?;
+    let mut data = Vec::with_capacity(answers.len());
+    for (index, answer) in answers.into_iter().enumerate() {
+        let mut vector: Vec<f32> =
+            answer.as_array().into_iter().flatten().filter_map(Value::as_f64).map(|x| x as f32).collect();
+        if let Some(d) = request.dimensions {
+            if d == 0 || d > vector.len() {
+                return Err(invalid(format!("dimensions {d}: this model's vectors have 1 to {}", vector.len())));
+            }
+            vector.truncate(d);
+        }
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        vector.iter_mut().for_each(|x| *x /= norm);
+        let embedding = match base64 {
+            true => {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes))
+            }
+            false => json!(vector),
+        };
+        data.push(json!({"object": "embedding", "index": index, "embedding": embedding}));
+    }
+    let model = request.model.unwrap_or_else(|| app.settings.model_id.clone());
+    Ok(json!({"object": "list", "data": data, "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
 }
 
 /// A refusal as the HTTP status that says whose fault it is.
