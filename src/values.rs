@@ -89,15 +89,17 @@ pub fn sequence_length(s: &str) -> Result<usize, String> {
 /// code alike. A bad value is the command line's one-line message.
 pub fn from_flags<T: clap::Args + clap::FromArgMatches>(given: &[&str]) -> anyhow::Result<T> {
     let command = T::augment_args(clap::Command::new("bertkit").no_binary_name(true));
-    // clap's message up to its usage lines, on one line: "the following required arguments
-    // were not provided: --train <TRAIN>", "invalid value '0' for '--batch-size <N>': ...".
-    let first_line = |e: clap::Error| {
-        let text = e.to_string();
-        let lines = text.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:"));
-        anyhow::anyhow!("{}", lines.collect::<Vec<_>>().join(" ").trim_start_matches("error: "))
-    };
-    let matches = command.try_get_matches_from(given).map_err(first_line).setting_error()?;
-    T::from_arg_matches(&matches).map_err(first_line).setting_error()
+    let refused = |e: clap::Error| anyhow::anyhow!("{}", clap_message(&e));
+    let matches = command.try_get_matches_from(given).map_err(refused).setting_error()?;
+    T::from_arg_matches(&matches).map_err(refused).setting_error()
+}
+
+/// clap's message up to its usage lines, on one line: `the following required arguments were
+/// not provided: --train <TRAIN>`, `invalid value '0' for '--batch-size <N>': ...`.
+pub fn clap_message(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let lines = text.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:"));
+    lines.collect::<Vec<_>>().join(" ").trim_start_matches("error: ").to_string()
 }
 
 #[cfg(test)]

@@ -285,7 +285,7 @@ fn embedding_clients_of_huggingface_hub_and_openai_are_answered() {
             floats["data"][i]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
         })
         .collect();
-    // Unit vectors (scale 1) of the same forward pass, normalised in f32 here and in f64 there.
+    // Unit vectors (scale 1) of the same forward pass, rounded to float32 here.
     let tol = common::Drift::forward(&model).tolerance(1.0);
     for (got, want) in vectors.iter().zip(unit.as_array().unwrap()) {
         for (g, w) in got.iter().zip(want.as_array().unwrap()) {

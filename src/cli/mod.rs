@@ -125,12 +125,9 @@ fn run_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<i32> {
 /// Checks a command line (without the program name) as `bertkit` would parse it, running
 /// nothing: a bad flag or value is the parser's one-line message.
 fn check_args(argv: &[String]) -> anyhow::Result<()> {
-    let first_line = |e: clap::Error| {
-        anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or("").trim_start_matches("error: "))
-    };
     Cli::try_parse_from(std::iter::once("bertkit".to_string()).chain(argv.iter().cloned()))
         .map(drop)
-        .map_err(first_line)
+        .map_err(|e| anyhow::anyhow!("{}", bertkit::values::clap_message(&e)))
 }
 
 fn dispatch(command: Command) -> anyhow::Result<i32> {

@@ -296,17 +296,16 @@ async fn embeddings(app: &App, body: Result<Json<OpenAiRequest>, JsonRejection>)
     let seqs = texts.into_iter().map(|text| Sequence { text, pair: None }).collect();
     let (answers, tokens) = run_sequences(app, seqs, false).await?;
     let mut data = Vec::with_capacity(answers.len());
-    for (index, answer) in answers.into_iter().enumerate() {
-        let mut vector: Vec<f32> =
-            answer.as_array().into_iter().flatten().filter_map(Value::as_f64).map(|x| x as f32).collect();
-        if let Some(d) = request.dimensions {
+    for (index, mut answer) in answers.into_iter().enumerate() {
+        if let (Some(d), Some(vector)) = (request.dimensions, answer.as_array_mut()) {
             if d == 0 || d > vector.len() {
                 return Err(invalid(format!("dimensions {d}: this model's vectors have 1 to {}", vector.len())));
             }
             vector.truncate(d);
         }
-        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        vector.iter_mut().for_each(|x| *x /= norm);
+        let unit = unit_length(answer);
+        let vector: Vec<f32> =
+            unit.as_array().into_iter().flatten().filter_map(Value::as_f64).map(|x| x as f32).collect();
         let embedding = match base64 {
             true => {
                 let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
