@@ -25,3 +25,8 @@ pub struct Evaluation {
     /// Human-readable lines for the terminal.
     pub summary: String,
 }
+
+/// The index of the largest score (the first of equals; 0 for none): the predicted class.
+pub fn argmax(scores: &[f32]) -> usize {
+    (0..scores.len()).max_by(|&i, &j| scores[i].total_cmp(&scores[j])).unwrap_or(0)
+}

@@ -108,7 +108,7 @@ impl Classifier {
             .iter()
             .zip(chosen)
             .map(|(scores, on)| {
-                let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+                let best = super::argmax(scores);
                 let labels = match self.model.kind {
                     TaskKind::Regression => vec![],
                     TaskKind::MultiLabel => {

@@ -170,7 +170,7 @@ impl Tagger {
                         (*tokens.iter().max_by(|a, b| top(a).total_cmp(&top(b))).unwrap()).clone()
                     }
                 };
-                let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap_or(0);
+                let best = super::argmax(&scores);
                 out[w.sentence][word] = Some((best, scores[best]));
             }
         }
@@ -241,23 +241,22 @@ impl Tagger {
     /// The entities of each text, a word's tag from its first token; a text longer than the
     /// model's default length is read in windows sharing 128 tokens.
     pub fn entities(&self, texts: &[&str]) -> Result<Vec<Vec<Entity>>> {
-        let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
         let max_len = self.dims.max_positions.min(512) as usize;
-        entities_in_texts(self, &texts, max_len, 128.min(max_len / 2), Aggregation::First, 32)
+        entities_in_texts(self, texts, max_len, 128.min(max_len / 2), Aggregation::First, 32)
     }
 }
 
 /// The entities of each raw text, texts longer than `max_len` read in windows.
 pub fn entities_in_texts(
     tagger: &Tagger,
-    texts: &[String],
+    texts: &[impl AsRef<str>],
     max_len: usize,
     stride: usize,
     how: Aggregation,
     batch_size: usize,
 ) -> Result<Vec<Vec<Entity>>> {
     let names = tagger.config.label_names();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let refs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
     let encodings = tagger.tokenizer.encode_plain(&refs)?;
     let mut set = TaggedSet { windows: vec![], labels: vec![], sentence_words: vec![], gold: None };
     for (i, e) in encodings.iter().enumerate() {
@@ -276,7 +275,12 @@ pub fn entities_in_texts(
     }
     let (probs, ..) = tagger.window_probs(&set, batch_size, Spread::Alone)?;
     let words = tagger.word_predictions(&set, &probs, how)?;
-    Ok(texts.iter().zip(&encodings).zip(words).map(|((text, e), words)| entities(text, e, &words, &names)).collect())
+    Ok(texts
+        .iter()
+        .zip(&encodings)
+        .zip(words)
+        .map(|((text, e), words)| entities(text.as_ref(), e, &words, &names))
+        .collect())
 }
 
 /// Words grouped into entities: a `B-` tag or a change of type starts one, `I-` of the same

@@ -149,7 +149,7 @@ fn render(
     }
     let sets = decide(outputs, thresholds);
     for ((ex, p), set) in examples.iter().zip(outputs).zip(&sets) {
-        let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+        let best = crate::predict::argmax(p);
         let chosen: Vec<&str> = names.iter().zip(set).filter(|(_, on)| **on).map(|(n, _)| n.as_str()).collect();
         let probabilities: serde_json::Map<String, serde_json::Value> =
             names.iter().zip(p).map(|(n, v)| (n.clone(), json!(v))).collect();

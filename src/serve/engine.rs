@@ -82,7 +82,7 @@ impl Engine {
         match self {
             Engine::Classifier { model, names, thresholds } => classify(model, names, thresholds.as_deref(), encoded),
             Engine::Tagger { model, aggregation, stride } => {
-                let texts: Vec<String> = seqs.iter().map(|s| s.text.clone()).collect();
+                let texts: Vec<&str> = seqs.iter().map(|s| s.text.as_str()).collect();
                 let found =
                     crate::predict::entities_in_texts(model, &texts, max_len, *stride, *aggregation, texts.len())?;
                 found.iter().map(|e| Ok(serde_json::to_value(e)?)).collect()

@@ -61,16 +61,12 @@ pub fn changes(outputs: &[Tensor; 2], targets: &crate::data::Targets, names: &[S
     Ok(out)
 }
 
-fn argmax(row: &[f32]) -> usize {
-    (0..row.len()).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap_or(0)
-}
-
 fn label_target(label: usize, names: &[String]) -> Target {
     Target { name: names[label].clone(), label: label as i64, positions: vec![] }
 }
 
 fn class_change(i: usize, a: &[f32], b: &[f32], gold: usize, names: &[String]) -> Option<Change> {
-    let (pa, pb) = (argmax(a), argmax(b));
+    let (pa, pb) = (crate::predict::argmax(a), crate::predict::argmax(b));
     if pa == pb {
         return None;
     }
