@@ -11,6 +11,11 @@ use bertkit::predict::Classifier;
 use bertkit::recipes::FineTune;
 use common::{finetune_tiny, ok, synthetic_csv, tiny_model};
 
+/// The recipes set libtorch's process-wide seed and thread count as they start (as the command
+/// does), so two running at once in one process would reseed each other's dropout: the tests
+/// here take turns.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `FineTune` with the settings `finetune_tiny` gives the command.
 fn fine_tune(train: &Path, output: &Path) -> FineTune {
     let mut run = FineTune::new(tiny_model().to_str().unwrap(), train, output).unwrap();
@@ -25,6 +30,7 @@ fn fine_tune(train: &Path, output: &Path) -> FineTune {
 
 #[test]
 fn a_recipe_from_code_trains_what_the_command_trains() {
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let train = dir.path().join("train.csv");
     synthetic_csv(&train, 40, 1);
@@ -61,6 +67,7 @@ fn a_recipe_from_code_trains_what_the_command_trains() {
 
 #[test]
 fn failures_carry_the_kind_a_caller_branches_on() {
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let kind = |err: &anyhow::Error| match Error::kind_of(err) {
         Some(Error::Data(_)) => "data",

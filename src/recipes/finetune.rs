@@ -25,7 +25,9 @@ use crate::train::{Outcome, Stop, TrainConfig, train};
 use crate::values::open_fraction;
 
 /// A fine-tuning run: the model, the data, how to read it, and the training configuration. Its
-/// fields are `bertkit finetune`'s flags; [`FineTune::new`] gives their defaults in code.
+/// fields are `bertkit finetune`'s flags; [`FineTune::new`] gives their defaults in code. A run
+/// sets libtorch's process-wide seed and thread count as it starts, as the command does: run
+/// one training recipe at a time in a process.
 ///
 /// ```
 /// use bertkit::recipes::FineTune;
