@@ -25,6 +25,7 @@ impl Targets {
             TaskKind::MultiLabel => Targets::Sets(labels.multi_hot(examples, role)?),
             TaskKind::Regression => Targets::Scores(examples.iter().map(score).collect::<Result<_>>()?),
             TaskKind::TokenClassification => bail!("token classification data has tags per word, not labels per text"),
+            TaskKind::Embedding => bail!("embedding data has rows of texts (and scores), not labels per text"),
         })
     }
 

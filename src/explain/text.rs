@@ -283,6 +283,7 @@ pub(crate) fn predicted_targets(
             chosen.into_iter().map(sequence).collect()
         }
         TaskKind::TokenClassification => entities(doc, &logits, labels),
+        TaskKind::Embedding => unreachable!("a model's head is never read as an embedding task (TaskKind::of)"),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod classes;
 pub mod entities;
 pub mod multi_label;
 pub mod regression;
+pub mod retrieval;
 pub mod seeds;
 
 pub use classes::{ClassScores, ClassificationReport, classification_report};

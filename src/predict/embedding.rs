@@ -1,23 +1,15 @@
 //! Sentence vectors from any encoder: the hidden state at the first token, BERT's pooler, or the
 //! mean of the real tokens (what sentence-transformers models such as all-MiniLM-L6-v2 expect).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tch::{Kind, Tensor};
 
-use crate::encoder::{ForwardOptions, Inputs};
-use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
+use crate::data::{Encoded, eval_batches};
+use crate::encoder::ForwardOptions;
+use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfig};
+pub use crate::task::embedding::Pooling;
+use crate::task::embedding::unit_rows;
 use crate::task::{Bare, TaskModel};
-
-/// How a sequence's hidden states become one vector.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-pub enum Pooling {
-    /// The last hidden state at the first token (`[CLS]`).
-    Cls,
-    /// tanh(dense(CLS)), as BERT's pooler gives it (the checkpoint must have one).
-    Pooler,
-    /// The average over the real tokens.
-    Mean,
-}
 
 /// Each text's vector, its length in tokens and whether it was truncated.
 pub struct Embeddings {
@@ -69,6 +61,27 @@ impl Embedder {
         Ok(Embedder { model: encoder, pooling, normalize: false, max_len })
     }
 
+    /// Loaded as its sentence-transformers files say (pooling, normalisation, `max_seq_length`),
+    /// `pooling` overriding theirs; a checkpoint without them pools by `pooling`, else `fallback`.
+    pub fn load_as_saved(
+        model: &ModelDir,
+        pooling: Option<Pooling>,
+        fallback: Pooling,
+        options: &LoadOptions,
+    ) -> Result<Embedder> {
+        let saved = SentenceConfig::read(&model.dir)?;
+        let pooling = pooling.or(saved.map(|s| s.pooling)).unwrap_or(fallback);
+        let embedder = Embedder::load(model, pooling, options)?;
+        Ok(match saved {
+            Some(s) => {
+                let positions = model.dims.max_positions as usize;
+                let max_len = s.max_seq_length.map_or(embedder.max_len, |n| n.min(positions));
+                embedder.normalized(s.normalize).max_len(max_len)
+            }
+            None => embedder,
+        })
+    }
+
     /// Scales each vector to unit length (cosine similarity is then a dot product).
     pub fn normalized(mut self, normalize: bool) -> Self {
         self.normalize = normalize;
@@ -79,6 +92,16 @@ impl Embedder {
     pub fn max_len(mut self, max_len: usize) -> Self {
         self.max_len = max_len;
         self
+    }
+
+    /// How the tokens' states become the vector.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// Whether vectors are scaled to unit length.
+    pub fn is_normalized(&self) -> bool {
+        self.normalize
     }
 
     /// The length of each vector.
@@ -116,22 +139,31 @@ fn embed<const P: bool>(
     let encodings = m.tokenizer.encode_batch(texts, None, max_len)?;
     let inputs = m.collator().collate_encodings(&encodings).to_device(m.device);
     let out = tch::no_grad(|| m.model.encoder().forward(&inputs, ForwardOptions::eval()));
-    let vectors = match pooling {
-        Pooling::Cls => out.last_hidden_state.select(1, 0),
-        Pooling::Pooler => out.pooled.context("this model has no pooler; use --pooling cls or mean")?,
-        Pooling::Mean => mean_over_tokens(&out.last_hidden_state, &inputs),
-    };
-    let vectors =
-        if normalize { &vectors / vectors.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12) } else { vectors };
+    let vectors = pooling.pool(&out, &inputs)?;
+    let vectors = if normalize { unit_rows(&vectors) } else { vectors };
     let vectors = Vec::<Vec<f32>>::try_from(vectors.to_kind(Kind::Float).to_device(tch::Device::Cpu))?;
     let tokens = encodings.iter().map(|e| e.len()).collect();
     let truncated = encodings.iter().map(|e| !e.get_overflowing().is_empty()).collect();
     Ok(Embeddings { vectors, tokens, truncated })
 }
 
-/// The average of the real tokens' hidden states (what sentence-transformers models expect).
-fn mean_over_tokens(hidden: &Tensor, inputs: &Inputs) -> Tensor {
-    let mask = inputs.attention_mask.to_kind(Kind::Float).unsqueeze(-1);
-    (hidden * &mask).sum_dim_intlist(1, false, Kind::Float)
-        / mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1e-9)
+/// The unit vectors of tokenised texts, `[items, hidden]` on the CPU, in batches of similar
+/// lengths (least padding; the order of the rows is the items').
+pub fn embed_items<const P: bool>(
+    m: &Pretrained<Bare<P>>,
+    items: &[Encoded],
+    pooling: Pooling,
+    batch_size: usize,
+) -> Result<Tensor> {
+    let lengths: Vec<usize> = items.iter().map(Encoded::len).collect();
+    let mut out = Tensor::zeros([items.len() as i64, m.dims.hidden_size], (Kind::Float, tch::Device::Cpu));
+    for batch in eval_batches(&lengths, batch_size) {
+        let refs: Vec<&Encoded> = batch.iter().map(|&i| &items[i]).collect();
+        let inputs = m.collator().collate(&refs).to_device(m.device);
+        let hidden = tch::no_grad(|| m.model.encoder().forward(&inputs, ForwardOptions::eval()));
+        let vectors = unit_rows(&pooling.pool(&hidden, &inputs)?).to_kind(Kind::Float).to_device(tch::Device::Cpu);
+        let rows = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        let _ = out.index_copy_(0, &rows, &vectors);
+    }
+    Ok(out)
 }

@@ -4,6 +4,7 @@
 
 pub mod embedding;
 pub mod masked_lm;
+pub mod retrieval;
 pub mod sequence_classification;
 pub mod token_classification;
 

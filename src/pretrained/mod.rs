@@ -4,6 +4,7 @@
 
 pub mod extend;
 mod hub;
+pub mod sentence;
 pub mod weights;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 pub use crate::encoder::ModelConfig;
+pub use sentence::SentenceConfig;
 pub use weights::{LoadReport, TensorInfo, read_weights, write_safetensors};
 
 use crate::data::Collator;
@@ -234,7 +236,13 @@ impl<M: TaskModel> Pretrained<M> {
     /// pretraining changes only what it trains and a model fine-tuned from its output starts
     /// from the original's pooler, as one fine-tuned from the original does.
     pub fn carry_unused(&mut self) -> Result<()> {
-        let unused: std::collections::BTreeSet<&String> = self.report.unused.iter().collect();
+        self.carry_unused_where(|_| true)
+    }
+
+    /// The same for the unused tensors whose (canonical) name `keep` accepts: an embedding
+    /// model keeps its encoder's pooler, which transformers' `AutoModel` expects, and no task head.
+    pub fn carry_unused_where(&mut self, keep: impl Fn(&str) -> bool) -> Result<()> {
+        let unused: std::collections::BTreeSet<&String> = self.report.unused.iter().filter(|n| keep(n)).collect();
         self.carried = weights::with_mapped_weights(&self.source, self.family, |all| {
             Ok(all.into_iter().filter(|(name, _)| unused.contains(name)).map(|(name, t)| (name, t.copy())).collect())
         })?;

@@ -1,7 +1,6 @@
 //! `bertkit embed`: sentence vectors from any encoder, as JSON.
 
 use anyhow::Result;
-use clap::ValueEnum;
 use serde_json::json;
 
 use crate::device::{Autocast, DeviceFlags};
@@ -17,10 +16,12 @@ pub struct Embed {
     #[arg(long, required = true)]
     pub text: Vec<String>,
     /// cls: last hidden state at `[CLS]`; pooler: tanh(dense(CLS)) as BERT's pooler gives it;
-    /// mean: average over real tokens (what sentence-transformers models such as MiniLM expect).
-    #[arg(long, value_enum, default_value = "cls")]
-    pub pooling: Pooling,
-    /// Scale each vector to unit length.
+    /// mean: average over real tokens; last: the last real token. Default: as the checkpoint's
+    /// sentence-transformers files say (`1_Pooling`), else cls.
+    #[arg(long, value_enum)]
+    pub pooling: Option<Pooling>,
+    /// Scale each vector to unit length (a sentence-transformers checkpoint with a Normalize
+    /// module is normalised without it).
     #[arg(long)]
     pub normalize: bool,
     /// Longest text in tokens (longer ones are truncated). Default: 512, or the model's
@@ -37,18 +38,23 @@ impl Embed {
         let args = self;
         let device = args.run.setup()?;
         let model = ModelDir::open(&args.model)?;
-        let max_len = model.max_len(args.max_len)?;
         let options = LoadOptions::inference(device, Autocast::off());
         let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
-        let embedder = Embedder::load(&model, args.pooling, &options)?.normalized(args.normalize).max_len(max_len);
+        let mut embedder = Embedder::load_as_saved(&model, args.pooling, Pooling::Cls, &options)?;
+        if args.normalize {
+            embedder = embedder.normalized(true);
+        }
+        if let Some(max_len) = args.max_len {
+            model.check_max_len("max-len", max_len)?;
+            embedder = embedder.max_len(max_len);
+        }
         let out = embedder.embed(&texts)?;
         let rows: Vec<_> = (args.text.iter().zip(out.vectors).enumerate())
             .map(
                 |(i, (text, v))| json!({"text": text, "tokens": out.tokens[i], "truncated": out.truncated[i], "vector": v}),
             )
             .collect();
-        let pooling = args.pooling.to_possible_value().map(|v| v.get_name().to_string());
-        let report = json!({"model": model.dir, "pooling": pooling, "dim": model.dims.hidden_size, "embeddings": rows});
+        let report = json!({"model": model.dir, "pooling": embedder.pooling().name(), "normalized": embedder.is_normalized(), "dim": model.dims.hidden_size, "embeddings": rows});
         println!("{}", serde_json::to_string(&report)?);
         Ok(())
     }

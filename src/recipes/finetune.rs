@@ -1,6 +1,7 @@
-//! Fine-tuning: a sequence-level head (one class, a set of classes or a score per text) or a
+//! Fine-tuning: a sequence-level head (one class, a set of classes or a score per text), a
 //! token-classification head (`--task token-classification`, CoNLL data:
-//! `token_classification.rs`), from labelled files to a saved model with its model card.
+//! `token_classification.rs`) or sentence embeddings (`--task embedding`: `embedding.rs`), from
+//! labelled files to a saved model with its model card.
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +85,8 @@ pub struct FineTune {
     #[command(flatten)]
     pub tags: super::token_classification::TagFlags,
     #[command(flatten)]
+    pub embedding: super::embedding::EmbeddingFlags,
+    #[command(flatten)]
     pub cfg: TrainConfig,
 }
 
@@ -111,6 +114,9 @@ impl FineTune {
         let new_head = self.new_head && cfg.control.resume_from.is_none();
         let mut model = session::open_model(cfg, &self.model)?;
         session::set_dropout(cfg, &mut model)?;
+        if self.task == Some(TaskKind::Embedding) {
+            return super::embedding::finetune(self, model, device);
+        }
         if super::token_classification::is_tagging(self, &model, new_head)? {
             return super::token_classification::finetune(self, model, device, new_head);
         }

@@ -4,7 +4,7 @@
 //! library cannot drift.
 //!
 //! - training: [`FineTune`] (text classification, multi-label, regression, token
-//!   classification) and [`Pretrain`] (further pretraining), each returning [`Trained`];
+//!   classification, sentence embeddings) and [`Pretrain`] (further pretraining), each returning [`Trained`];
 //! - measuring: [`Evaluate`] (`evaluate()` returns the numbers), [`Probe`], [`DomainFit`],
 //!   [`Bench`];
 //! - using: [`Predict`] (files in, predictions out), [`FillMask`], [`Embed`], [`Inspect`]
@@ -21,6 +21,7 @@ mod compare_models;
 mod data_flags;
 mod domain_fit;
 mod embed;
+pub mod embedding;
 mod evaluate;
 mod explain;
 mod fill_mask;
@@ -38,6 +39,7 @@ pub use compare_models::{CompareModels, Comparison};
 pub use data_flags::DataFlags;
 pub use domain_fit::DomainFit;
 pub use embed::Embed;
+pub use embedding::EmbeddingFlags;
 pub use evaluate::Evaluate;
 pub use explain::{Explain, Explanation};
 pub use fill_mask::FillMask;

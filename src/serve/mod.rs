@@ -63,9 +63,10 @@ pub struct Serve {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 2_000_000, value_parser = positive)]
     pub payload_limit: usize,
-    /// Embeddings: how token vectors become one (mean suits sentence-transformers models).
-    #[arg(long, value_enum, default_value = "mean")]
-    pub pooling: Pooling,
+    /// Embeddings: how token vectors become one. Default: as the checkpoint's
+    /// sentence-transformers files say (`1_Pooling`), else mean.
+    #[arg(long, value_enum)]
+    pub pooling: Option<Pooling>,
     /// Token classification: how a word's tokens make its tag.
     #[arg(long, value_enum, default_value = "first")]
     pub aggregation: Aggregation,
@@ -149,7 +150,9 @@ fn run(args: Serve) -> Result<()> {
                 Engine::Classifier { model: pretrained::load(&model, &options)?, names, thresholds }
             }
             ServeTask::Embed => {
-                Engine::Embedder { model: Embedder::load(&model, args.pooling, &options)?.max_len(max_len) }
+                // Normalisation is the request's choice (`normalize`, true by default, as TEI).
+                let embedder = Embedder::load_as_saved(&model, args.pooling, Pooling::Mean, &options)?;
+                Engine::Embedder { model: embedder.normalized(false).max_len(max_len) }
             }
             ServeTask::FillMask => Engine::FillMask { model: pretrained::load(&model, &options)?, top_k: args.top_k },
         })

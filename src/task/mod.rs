@@ -4,6 +4,7 @@
 //! commands use them, and so do evaluate, predict, fill-mask, embed, attention and bench.
 
 pub mod classification;
+pub mod embedding;
 pub mod masked_lm;
 pub mod token_classification;
 
@@ -35,6 +36,9 @@ pub enum TaskKind {
     Regression,
     /// One tag per word (NER and other tagging).
     TokenClassification,
+    /// One vector per text, related texts close (sentence embeddings, for search and
+    /// similarity; `task::embedding`).
+    Embedding,
 }
 
 impl TaskKind {
@@ -58,7 +62,7 @@ impl TaskKind {
             TaskKind::Classification => Some("single_label_classification"),
             TaskKind::MultiLabel => Some("multi_label_classification"),
             TaskKind::Regression => Some("regression"),
-            TaskKind::TokenClassification => None,
+            TaskKind::TokenClassification | TaskKind::Embedding => None,
         }
     }
 
@@ -68,7 +72,7 @@ impl TaskKind {
     pub fn outputs(self, logits: &Tensor) -> Tensor {
         match self {
             TaskKind::MultiLabel => logits.sigmoid(),
-            TaskKind::Regression => logits.shallow_clone(),
+            TaskKind::Regression | TaskKind::Embedding => logits.shallow_clone(),
             TaskKind::Classification | TaskKind::TokenClassification => logits.softmax(-1, Kind::Float),
         }
     }
@@ -80,6 +84,7 @@ impl TaskKind {
             TaskKind::MultiLabel => "multi-label",
             TaskKind::Regression => "regression",
             TaskKind::TokenClassification => "token-classification",
+            TaskKind::Embedding => "embedding",
         }
     }
 }

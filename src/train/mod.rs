@@ -1,8 +1,10 @@
 //! Training: the loop every objective shares (`trainer`), the run directory it writes
-//! (`run_dir`), and the three objectives that use it: `sequence_classification`,
-//! `token_classification` and `masked_lm` (further pretraining).
+//! (`run_dir`), and the objectives that use it: `sequence_classification`,
+//! `token_classification`, `embedding` (sentence embeddings) and `masked_lm` (further
+//! pretraining).
 
 pub mod config;
+pub mod embedding;
 pub mod fingerprint;
 pub mod log;
 pub mod loss_scale;
@@ -19,6 +21,7 @@ pub mod token_classification;
 pub mod trainer;
 
 pub use config::{HyperParams, Placement, RunControl, TrainConfig};
+pub use embedding::SentenceEmbedding;
 pub use masked_lm::MaskedLanguageModelling;
 pub use sequence_classification::SequenceClassification;
 pub use token_classification::TokenClassification;

@@ -23,7 +23,8 @@ pub(crate) struct DataFile {
 pub(crate) struct ModelCard<'a> {
     /// The `--model` the run started from (a hub id goes into `base_model`).
     pub base_model: &'a str,
-    /// The Hub's pipeline: text-classification, token-classification, fill-mask.
+    /// The Hub's pipeline: text-classification, token-classification, fill-mask,
+    /// sentence-similarity.
     pub pipeline_tag: &'static str,
     pub task: &'a str,
     pub data: Vec<DataFile>,
@@ -41,8 +42,11 @@ impl ModelCard<'_> {
         let name = dir.file_name().map_or("model".into(), |n| n.to_string_lossy().to_string());
         let mut card = self.front_matter(&name, &metrics);
         card += &format!(
-            "\n# {name}\n\n{} of `{}`, trained with bertkit; it loads in transformers with `from_pretrained`.\n",
-            self.task, self.base_model
+            "\n# {name}\n\n{} of `{}`, trained with bertkit; it loads in {} with {}.\n",
+            self.task,
+            self.base_model,
+            self.library(),
+            if self.library() == "transformers" { "`from_pretrained`" } else { "`SentenceTransformer(dir)`" }
         );
         card += &self.data_section();
         card += &results_section(&outcome.metric_for_best, &metrics, before.as_ref());
@@ -60,7 +64,8 @@ impl ModelCard<'_> {
             "metrics": results,
         }]}]);
         let mut fm = format!(
-            "---\nlibrary_name: transformers\ntags: [\"bertkit\"]\npipeline_tag: {}\n",
+            "---\nlibrary_name: {}\ntags: [\"bertkit\"]\npipeline_tag: {}\n",
+            self.library(),
             json!(self.pipeline_tag)
         );
         // A hub id, not a local path, is what the Hub links to.
@@ -69,6 +74,13 @@ impl ModelCard<'_> {
         }
         fm += &format!("metrics: {}\nmodel-index: {}\n---\n", json!(metrics.keys().collect::<Vec<_>>()), index);
         fm
+    }
+
+    /// The Python library the Hub lists the model under: sentence embeddings load in
+    /// sentence-transformers (which reads the files written beside the model), the rest in
+    /// transformers.
+    fn library(&self) -> &'static str {
+        if self.pipeline_tag == "sentence-similarity" { "sentence-transformers" } else { "transformers" }
     }
 
     fn data_section(&self) -> String {

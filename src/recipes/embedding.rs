@@ -1,0 +1,204 @@
+//! Sentence-embedding training from files (`finetune --task embedding`): rows of (anchor,
+//! positive[, hard negatives]) or (text, text, score) read from CSV, TSV, JSONL or Parquet,
+//! checked before anything is written, trained (`train::SentenceEmbedding`) and saved as
+//! sentence-transformers saves a model.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use super::finetune::{FineTune, Trained, split};
+use super::session;
+use crate::data::{LongText, tokenize};
+use crate::error::{Marked, refuse};
+use crate::pretrained::{self, ModelDir, SentenceConfig};
+use crate::task::embedding::{EmbeddingLoss, Pooling};
+use crate::tokenizer::Tokenizer;
+use crate::train::embedding::{EmbeddingTraining, PairSet};
+use crate::train::model_card::{DataFile, ModelCard};
+use crate::train::run_dir::RunDir;
+use crate::train::{SentenceEmbedding, train};
+use crate::values::positive;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct EmbeddingFlags {
+    /// --task embedding: mnrl (anchor, positive[, negatives]: in-batch negatives), mnrl-symmetric,
+    /// cosent or cosine-mse (two texts and a score in --label-column).
+    #[arg(long, value_enum, default_value = "mnrl")]
+    pub loss: EmbeddingLoss,
+    /// --task embedding: cosines are multiplied by this before the softmax (mnrl, cosent).
+    #[arg(long, default_value_t = 20.0, value_parser = crate::values::positive_float)]
+    pub scale: f64,
+    /// --task embedding: columns holding hard negatives of the row's anchor (mnrl).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub negative_columns: Vec<String>,
+    /// --task embedding: how token states become the vector. Default: as the checkpoint's
+    /// sentence-transformers files say (`1_Pooling`), else mean.
+    #[arg(long, value_enum)]
+    pub pooling: Option<Pooling>,
+    /// --task embedding: whether the saved model normalises its vectors (`2_Normalize`).
+    /// Default: as the checkpoint does. Training compares cosines either way.
+    #[arg(long)]
+    pub normalize: Option<bool>,
+    /// --task embedding: Matryoshka training, the loss summed over these leading sizes of the
+    /// vector (`768,512,256,128,64`).
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_parser = positive)]
+    pub matryoshka_dims: Vec<usize>,
+}
+
+/// One row of the data as read: its texts (anchor, positive, negatives) and score.
+struct Row {
+    texts: Vec<String>,
+    score: Option<f32>,
+}
+
+/// Trains an embedding model as `finetune --task embedding` asks.
+pub fn finetune(args: &FineTune, model: ModelDir, device: tch::Device) -> Result<Trained> {
+    let cfg = &args.cfg;
+    let flags = &args.embedding;
+    let sentence = sentence_config(args, &model)?;
+    check_flags(args, &model)?;
+    let rows = read_rows(args, &args.train)?;
+    let (train_rows, eval_rows) = match (&args.eval, args.eval_split) {
+        (Some(path), _) => (rows, Some(read_rows(args, path)?)),
+        (None, Some(fraction)) => split(rows, fraction, cfg.hyper.seed).map(|(t, e)| (t, Some(e)))?,
+        (None, None) => (rows, None),
+    };
+
+    // Only now that the data is known to be good is anything written.
+    let run = RunDir::new(&cfg.control);
+    run.prepare()?;
+    let options = session::load_options(cfg, device, false);
+    let mut encoder: pretrained::Pretrained<crate::task::Bare<false>> = pretrained::load(&model, &options)?;
+    // Pooling does not read BERT's pooler, but AutoModel has one: it goes back as it came.
+    encoder.carry_unused_where(|name| name.contains("pooler."))?;
+    let max_len = sentence.max_seq_length.expect("set by sentence_config");
+    let train_set = encode(&encoder.tokenizer, &train_rows, max_len, "train")?;
+    let eval_set = eval_rows.as_deref().map(|r| encode(&encoder.tokenizer, r, max_len, "eval")).transpose()?;
+    tracing::info!(
+        "task embedding | loss {:?} | pooling {} | normalize {} | device {device:?}",
+        flags.loss,
+        sentence.pooling.name(),
+        sentence.normalize
+    );
+    let mut card = vec![data_file("train", args.train.display().to_string(), train_set.len())];
+    if let Some(set) = &eval_set {
+        card.push(data_file("eval", args.eval_name(), set.len()));
+    }
+    let batch_size = session::global_batch(cfg);
+    let num_batches = train_set.len().div_ceil(batch_size);
+    let task = SentenceEmbedding {
+        model: encoder,
+        sentence,
+        training: EmbeddingTraining {
+            loss: flags.loss,
+            scale: flags.scale,
+            matryoshka_dims: flags.matryoshka_dims.iter().map(|&d| d as i64).collect(),
+        },
+        train: train_set,
+        eval: eval_set,
+        batch_size,
+        sampling: cfg.hyper.train_sampling_strategy,
+    };
+    let outcome = train(&task, cfg, options.autocast, num_batches)?;
+    let card = ModelCard {
+        base_model: &args.model,
+        pipeline_tag: "sentence-similarity",
+        task: "embedding",
+        data: card,
+        hyper: &cfg.hyper,
+    };
+    session::finish(outcome, cfg, &card)
+}
+
+fn data_file(role: &'static str, path: String, examples: usize) -> DataFile {
+    DataFile { role, path, examples, labels: vec![] }
+}
+
+/// Pooling, normalisation and length: the flags, else the checkpoint's sentence-transformers
+/// files, else mean pooling, unnormalised, the model's default length.
+fn sentence_config(args: &FineTune, model: &ModelDir) -> Result<SentenceConfig> {
+    let saved = SentenceConfig::read(&model.dir)?;
+    let pooling = args.embedding.pooling.or(saved.map(|s| s.pooling)).unwrap_or(Pooling::Mean);
+    if pooling == Pooling::Pooler {
+        refuse!("--pooling pooler: sentence-transformers models pool by cls, mean or last; choose one of those");
+    }
+    let positions = model.dims.max_positions as usize;
+    let max_len = match (args.data.max_len, saved.and_then(|s| s.max_seq_length)) {
+        (Some(flag), _) => model.max_len(Some(flag))?,
+        (None, Some(saved)) => saved.min(positions),
+        (None, None) => model.max_len(None)?,
+    };
+    let normalize = args.embedding.normalize.unwrap_or(saved.is_some_and(|s| s.normalize));
+    Ok(SentenceConfig { pooling, normalize, max_seq_length: Some(max_len) })
+}
+
+/// The flags that do not fit an embedding task, refused before anything is read.
+fn check_flags(args: &FineTune, model: &ModelDir) -> Result<()> {
+    let flags = &args.embedding;
+    if args.data.text_pair_column.is_none() {
+        refuse!(
+            "--task embedding reads two texts a row: --text-column (anchor or first text) and \
+             --text-pair-column (positive or second text)"
+        );
+    }
+    if flags.loss.scored() && !flags.negative_columns.is_empty() {
+        refuse!("--negative-columns: the {:?} loss compares scored pairs; hard negatives go with mnrl", flags.loss);
+    }
+    if let Some(&d) = flags.matryoshka_dims.iter().find(|&&d| d as i64 > model.dims.hidden_size) {
+        refuse!("--matryoshka-dims {d}: larger than the model's {} dimensions", model.dims.hidden_size);
+    }
+    if args.data.long_text != LongText::Truncate || args.data.label_sets() || args.class_weights.is_some() {
+        refuse!("--task embedding truncates long texts and has no classes: drop --long-text, label and weight flags");
+    }
+    Ok(())
+}
+
+/// The rows of `path`: the two text columns (and the score of a scored loss) in one pass, each
+/// hard-negative column in another, joined on the row's line.
+fn read_rows(args: &FineTune, path: &Path) -> Result<Vec<Row>> {
+    rows_of(args, path).data_error()
+}
+
+fn rows_of(args: &FineTune, path: &Path) -> Result<Vec<Row>> {
+    let scored = args.embedding.loss.scored();
+    let main = args.data.read(path, scored)?.examples;
+    let mut negatives: Vec<BTreeMap<u64, String>> = Vec::new();
+    for column in &args.embedding.negative_columns {
+        let mut flags = args.data.clone();
+        flags.text_pair_column = Some(column.clone());
+        let rows = flags.read(path, false)?.examples;
+        negatives.push(rows.into_iter().map(|e| (e.at.line, e.pair.expect("read with a pair column"))).collect());
+    }
+    let mut rows = Vec::with_capacity(main.len());
+    for e in main {
+        let score = match (scored, e.single_label()) {
+            (false, _) => None,
+            (true, Some(value)) => match value.parse::<f32>() {
+                Ok(v) if v.is_finite() => Some(v),
+                _ => bail!("{}: score {value:?} (--label-column) is not a number", e.at),
+            },
+            (true, None) => bail!("{}: no score in --label-column", e.at),
+        };
+        let negs: Option<Vec<String>> = negatives.iter().map(|n| n.get(&e.at.line).cloned()).collect();
+        let Some(negs) = negs else { continue }; // a bad negative skipped under --on-bad-row skip
+        rows.push(Row { texts: [vec![e.text, e.pair.expect("read with a pair column")], negs].concat(), score });
+    }
+    Ok(rows)
+}
+
+/// Tokenises each column of the rows (truncated at `max_len`, counted in the log).
+fn encode(tokenizer: &Tokenizer, rows: &[Row], max_len: usize, role: &str) -> Result<PairSet> {
+    let mut columns = Vec::new();
+    let mut truncated = 0;
+    for c in 0..rows[0].texts.len() {
+        let texts: Vec<&str> = rows.iter().map(|r| r.texts[c].as_str()).collect();
+        let tokenized = tokenize(tokenizer, &texts, None, max_len)?;
+        truncated += tokenized.truncated;
+        columns.push(tokenized.items);
+    }
+    tracing::info!("{role}: {} rows of {} texts, {truncated} texts truncated to {max_len} tokens", rows.len(), columns.len());
+    let scores = rows.iter().map(|r| r.score).collect();
+    Ok(PairSet { columns, scores })
+}
