@@ -16,6 +16,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py tokens                     # only every fixture's *_tokens.json
     python scripts/make_reference.py tasks [NAME]               # every fixture's (or NAME's) *_tasks.safetensors
     python scripts/make_reference.py metrics                    # reference/metrics.json (seqeval, sklearn, scipy)
+    python scripts/make_reference.py embedding [NAME]           # *_embedding.safetensors, retrieval.json (sentence-transformers)
     python scripts/make_reference.py explain [NAME]             # every fixture's (or NAME's) *_explain.safetensors
     python scripts/make_reference.py minilm-explain MODEL_DIR OUT_DIR
     python scripts/make_reference.py minilm-probe MODEL_DIR OUT_DIR  # linear probe (scikit-learn)
@@ -528,6 +529,152 @@ def make_task_reference(model_dir: Path, out: Path, name: str):
     print(f"wrote {out / (name + '_tasks.safetensors')} ({len(ref)} tensors)")
 
 
+# Sentence-embedding rows (anchor, positive, hard negative). Row 3's positive repeats row 1's and
+# row 2's hard negative is row 0's positive: neither may count as a negative of the row it
+# belongs to. tests/embedding.rs holds the same rows.
+EMBEDDING_ROWS = [
+    ("How do I end the lease early?", "The tenant may terminate on sixty days' notice.", "Rent is due monthly."),
+    ("Which law governs the contract?", "This agreement is governed by the laws of Delaware.", "Notices go by mail."),
+    ("Who pays for repairs?", "The landlord shall maintain the roof and walls.",
+     "The tenant may terminate on sixty days' notice."),
+    ("What law applies here?", "This agreement is governed by the laws of Delaware.", "The term is two years."),
+]
+EMBEDDING_SCORES = [4.5, 0.5, 3.0, 2.0]
+SCALE = 20.0
+MATRYOSHKA_DIMS = [32, 16, 8]
+
+
+def cos_matrix(a, b):
+    return torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(b, dim=-1).T
+
+
+def mnrl(cols, texts, symmetric=False):
+    """MultipleNegativesRankingLoss in a few lines, with the rule sentence-transformers leaves to
+    its NO_DUPLICATES sampler written as a mask: a candidate that is the anchor's own positive
+    text (other than the positive itself) is not a negative."""
+    a, candidates = cols[0], torch.cat(cols[1:])
+    flat = [t for column in texts[1:] for t in column]
+    n = len(texts[0])
+    mask = torch.tensor([[j != i and flat[j] == texts[1][i] for j in range(len(flat))] for i in range(n)])
+    s = (cos_matrix(a, candidates) * SCALE).masked_fill(mask, float("-inf"))
+    log_z = s.logsumexp(1)
+    if symmetric:
+        same = torch.tensor([[j != i and texts[0][j] == texts[0][i] for j in range(n)] for i in range(n)])
+        back = (cos_matrix(cols[1], a) * SCALE).masked_fill(same, float("-inf"))
+        log_z = (log_z + back.logsumexp(1)) / 2
+    return (log_z - s.diagonal()).mean()
+
+
+def cosent(a, b, scores):
+    cos = torch.nn.functional.cosine_similarity(a, b) * SCALE
+    diff = cos[None, :] - cos[:, None]  # [i, j] = cos_j - cos_i
+    diff = diff.masked_fill(~(scores[:, None] > scores[None, :]), float("-inf")).view(-1)
+    return torch.cat([torch.zeros(1), diff]).logsumexp(0)
+
+
+def pool(out, mask, how):
+    h = out.last_hidden_state
+    if how == "cls":
+        return h[:, 0]
+    if how == "last":
+        return h[torch.arange(h.shape[0]), mask.sum(1) - 1]
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def check_against_sentence_transformers(cols, texts, scores):
+    """The lines above equal sentence-transformers' own losses where they define the same thing:
+    on rows without duplicates (0 and 1, anchors and positives only), and on scored pairs. The
+    losses are built without a model: only their arithmetic is called."""
+    from sentence_transformers import losses
+    from sentence_transformers.util import cos_sim
+
+    def bare(cls, **settings):
+        loss = cls.__new__(cls)
+        torch.nn.Module.__init__(loss)
+        loss.__dict__.update(settings)
+        return loss
+
+    two = [c[:2] for c in cols[:2]]
+    for symmetric in (False, True):
+        loss = bare(losses.MultipleNegativesRankingLoss, scale=SCALE, similarity_fct=cos_sim,
+                    gather_across_devices=False, hardness_mode=None, hardness_strength=0.0,
+                    directions=("query_to_doc", "doc_to_query") if symmetric else ("query_to_doc",),
+                    partition_mode="per_direction" if symmetric else "joint")
+        theirs = loss.compute_loss_from_embeddings(two, None)
+        ours = mnrl(two, [t[:2] for t in texts[:2]], symmetric)
+        assert torch.allclose(theirs, ours, atol=1e-6), (symmetric, theirs, ours)
+    loss = bare(losses.CoSENTLoss, scale=SCALE, similarity_fct=torch.nn.functional.cosine_similarity)
+    theirs = loss.compute_loss_from_embeddings(cols[:2], scores)
+    assert torch.allclose(theirs, cosent(cols[0], cols[1], scores), atol=1e-5), theirs
+
+
+def make_embedding_reference(model_dir: Path, out: Path, name: str):
+    """Losses of sentence-embedding training on the rows above, and the gradient of every
+    parameter under MNRL (hard negatives and duplicates included), dropout off."""
+    from transformers import AutoModel
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir, attn_implementation=fused_attention(model_dir)).eval()
+    texts = [list(column) for column in zip(*EMBEDDING_ROWS)]
+    encoded = [encode(tok, column) for column in texts]
+    ref = {}
+
+    def embed(how):
+        cols = []
+        for c, enc in enumerate(encoded):
+            inputs = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                          token_type_ids=enc["token_type_ids"])
+            ref[f"column{c}.input_ids"] = enc["input_ids"]
+            cols.append(pool(model(**accepted(model, inputs)), enc["attention_mask"], how))
+        return cols
+
+    scores = torch.tensor(EMBEDDING_SCORES)
+    model.zero_grad()
+    cols = embed("mean")
+    loss = mnrl(cols, texts)
+    loss.backward()
+    ref["loss.mnrl"] = loss.reshape(1)
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            ref[f"grad.mnrl.{model.base_model_prefix}.{n}"] = p.grad.clone()
+    with torch.no_grad():
+        cols = embed("mean")
+        check_against_sentence_transformers(cols, texts, scores)
+        ref["loss.mnrl_symmetric"] = mnrl(cols, texts, symmetric=True).reshape(1)
+        ref["loss.matryoshka"] = sum(mnrl([c[:, :d] for c in cols], texts) for d in MATRYOSHKA_DIMS).reshape(1)
+        cols = embed("cls")
+        ref["loss.cosent_cls"] = cosent(cols[0], cols[1], scores).reshape(1)
+        cols = embed("last")
+        cos = torch.nn.functional.cosine_similarity(cols[0], cols[1])
+        ref["loss.cosine_mse_last"] = torch.nn.functional.mse_loss(cos, scores).reshape(1)
+    ref = {k: v.detach().contiguous() for k, v in ref.items()}
+    save_file(ref, out / f"{name}_embedding.safetensors")
+    print(f"wrote {out / (name + '_embedding.safetensors')} ({len(ref)} tensors)")
+
+
+def make_retrieval_reference(out: Path):
+    """sentence-transformers' InformationRetrievalEvaluator measures on fixed rankings: 30 queries
+    with 1-4 relevant passages of 200, scores drawn at random (ties included)."""
+    from sentence_transformers.evaluation import InformationRetrievalEvaluator
+    g = torch.Generator().manual_seed(3)
+    corpus = {f"d{i:03d}": "" for i in range(200)}
+    queries = {f"q{i:02d}": "" for i in range(32)}
+    relevant = {q: {f"d{int(j):03d}" for j in torch.randint(0, 200, (1 + i % 4,), generator=g)}
+                for i, q in enumerate(queries) if i < 30}
+    scores = (torch.rand(32, 200, generator=g) * 20).round() / 20  # ties on purpose
+    evaluator = InformationRetrievalEvaluator(queries, corpus, relevant, accuracy_at_k=[1, 3, 5, 10],
+                                              precision_recall_at_k=[1, 3, 5, 10, 100])
+    qids = evaluator.queries_ids
+    results = [[{"corpus_id": c, "score": float(scores[int(q[1:]), int(c[1:])])} for c in corpus] for q in qids]
+    metrics = evaluator.compute_metrics(results)
+    flat = {f"{k.split('@')[0]}_at_{n}": float(v) for k, by_n in metrics.items() for n, v in by_n.items()}
+    (out / "retrieval.json").write_text(json.dumps({
+        "scores": scores.tolist(), "relevant": {q: sorted(int(d[1:]) for d in r) for q, r in relevant.items()},
+        "metrics": flat}, indent=0))
+    print(f"wrote {out / 'retrieval.json'}")
+
+
 EXPLAIN_TEXT = "I love this movie, it's fantastic!"
 IG_STEPS = 50
 
@@ -778,6 +925,11 @@ if __name__ == "__main__":
         make_probe_reference(Path(sys.argv[2]), Path(sys.argv[3]))
     elif cmd == "metrics":
         make_metric_reference(fixtures / "reference")
+    elif cmd == "embedding":
+        for name, (model, _) in FIXTURES.items():
+            if len(sys.argv) < 3 or sys.argv[2] == name:
+                make_embedding_reference(fixtures / model, fixtures / "reference", name)
+        make_retrieval_reference(fixtures / "reference")
     elif cmd == "minilm":
         make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
     elif cmd == "roundtrip":

@@ -24,10 +24,11 @@ struct Cli {
 enum Command {
     /// Config, parameter count, heads and tokenizer of a model directory or hub id.
     Inspect(bertkit::recipes::Inspect),
-    /// Sentence vectors (CLS, pooler or mean of tokens) as JSON.
+    /// Sentence vectors (pooled as the checkpoint says, or CLS, pooler, mean, last token) as JSON.
     Embed(bertkit::recipes::Embed),
-    /// Fine-tune a model on labelled data: one class, a set of classes or a score per text, or a tag per word.
-    Finetune(bertkit::recipes::FineTune),
+    /// Fine-tune a model on labelled data: one class, a set of classes or a score per text, a tag
+    /// per word, or sentence embeddings from related texts.
+    Finetune(Box<bertkit::recipes::FineTune>),
     /// The metrics of a fine-tuned model on labelled data (by its task: accuracy/F1, micro/macro-F1, Pearson, entity F1).
     Evaluate(bertkit::recipes::Evaluate),
     /// What a fine-tuned model says of each text: label and probabilities, label set, score, or entities (JSONL or CSV).

@@ -51,7 +51,8 @@ fn reciprocal_rank(top: &[usize], relevant: &BTreeSet<usize>) -> f64 {
 /// DCG of the top `NDCG_AT` over the DCG of the ideal ranking (every relevant passage first).
 fn ndcg(top: &[usize], relevant: &BTreeSet<usize>) -> f64 {
     let gain = |rank: usize| 1.0 / ((rank + 2) as f64).log2();
-    let dcg: f64 = top.iter().take(NDCG_AT).enumerate().filter(|(_, h)| relevant.contains(h)).map(|(r, _)| gain(r)).sum();
+    let dcg: f64 =
+        top.iter().take(NDCG_AT).enumerate().filter(|(_, h)| relevant.contains(h)).map(|(r, _)| gain(r)).sum();
     let ideal: f64 = (0..relevant.len().min(NDCG_AT)).map(gain).sum();
     dcg / ideal
 }

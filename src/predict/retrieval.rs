@@ -13,7 +13,8 @@ use crate::metrics::retrieval::{DEEPEST, retrieval_metrics, retrieval_summary};
 const CHUNK: i64 = 16_384;
 
 /// The best `k` passages of each query, best first, as (passage index, cosine). Equal scores
-/// rank the lower index first (sentence-transformers orders them by id).
+/// rank the lower index first, as sentence-transformers ranks equal scores by id, also where
+/// ties straddle the k-th place (which `topk` would break arbitrarily).
 pub fn search(queries: &Tensor, corpus: &Tensor, k: usize) -> Vec<Vec<(usize, f32)>> {
     let n = corpus.size()[0];
     let mut hits: Vec<Vec<(usize, f32)>> = vec![Vec::new(); queries.size()[0] as usize];
@@ -24,12 +25,25 @@ pub fn search(queries: &Tensor, corpus: &Tensor, k: usize) -> Vec<Vec<(usize, f3
         let values = Vec::<Vec<f32>>::try_from(values).expect("2-d scores");
         let indices = Vec::<Vec<i64>>::try_from(indices).expect("2-d indices");
         for (q, (v, i)) in values.into_iter().zip(indices).enumerate() {
-            hits[q].extend(i.into_iter().map(|i| start as usize + i as usize).zip(v));
+            let row = with_ties(&scores.get(q as i64), v, i);
+            hits[q].extend(row.into_iter().map(|(i, s)| (start as usize + i as usize, s)));
             hits[q].sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             hits[q].truncate(k);
         }
     }
     hits
+}
+
+/// A row's best entries as `topk` gave them (`values`, `indices`), or, where ties straddle the
+/// last place, every entry at or above its score (the caller orders and cuts them).
+fn with_ties(row: &Tensor, values: Vec<f32>, indices: Vec<i64>) -> Vec<(i64, f32)> {
+    let Some(&cut) = values.last() else { return vec![] };
+    let at = Vec::<i64>::try_from(row.ge(cut as f64).nonzero().view([-1])).expect("1-d");
+    if at.len() == values.len() {
+        return indices.into_iter().zip(values).collect();
+    }
+    let scores = Vec::<f32>::try_from(row.index_select(0, &Tensor::from_slice(&at))).expect("1-d");
+    at.into_iter().zip(scores).collect()
 }
 
 /// Search measures of `queries` against `corpus` (unit vectors), `relevant[q]` the passages

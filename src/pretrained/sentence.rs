@@ -119,7 +119,9 @@ fn pooling_of(path: &Path) -> Result<Pooling> {
         ["cls" | "cls_token"] => Ok(Pooling::Cls),
         ["mean" | "mean_tokens"] => Ok(Pooling::Mean),
         ["lasttoken"] => Ok(Pooling::Last),
-        [other] => bail!("{}: pooling mode {other:?} is not computed by bertkit (cls, mean, lasttoken)", path.display()),
+        [other] => {
+            bail!("{}: pooling mode {other:?} is not computed by bertkit (cls, mean, lasttoken)", path.display())
+        }
         _ => bail!("{}: expected exactly one pooling mode, found {modes:?}", path.display()),
     }
 }

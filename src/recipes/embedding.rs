@@ -198,7 +198,11 @@ fn encode(tokenizer: &Tokenizer, rows: &[Row], max_len: usize, role: &str) -> Re
         truncated += tokenized.truncated;
         columns.push(tokenized.items);
     }
-    tracing::info!("{role}: {} rows of {} texts, {truncated} texts truncated to {max_len} tokens", rows.len(), columns.len());
+    tracing::info!(
+        "{role}: {} rows of {} texts, {truncated} texts truncated to {max_len} tokens",
+        rows.len(),
+        columns.len()
+    );
     let scores = rows.iter().map(|r| r.score).collect();
     Ok(PairSet { columns, scores })
 }

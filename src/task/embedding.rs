@@ -27,7 +27,9 @@ impl Pooling {
         let hidden = &out.last_hidden_state;
         Ok(match self {
             Pooling::Cls => hidden.select(1, 0),
-            Pooling::Pooler => out.pooled.as_ref().context("this model has no pooler; use --pooling cls or mean")?.shallow_clone(),
+            Pooling::Pooler => {
+                out.pooled.as_ref().context("this model has no pooler; use --pooling cls or mean")?.shallow_clone()
+            }
             Pooling::Mean => {
                 let mask = inputs.attention_mask.to_kind(hidden.kind()).unsqueeze(-1);
                 (hidden * &mask).sum_dim_intlist(1, false, hidden.kind())
@@ -114,8 +116,9 @@ impl Duplicates {
                 masked[i * candidates.len() + j] = j != i && **c == columns[1][i];
             }
         }
-        let anchors: Vec<bool> =
-            (0..batch * batch).map(|k| (k / batch != k % batch) && columns[0][k / batch] == columns[0][k % batch]).collect();
+        let anchors: Vec<bool> = (0..batch * batch)
+            .map(|k| (k / batch != k % batch) && columns[0][k / batch] == columns[0][k % batch])
+            .collect();
         let mask = |v: &[bool], cols: usize| Tensor::from_slice(v).view([batch as i64, cols as i64]);
         Duplicates { candidates: mask(&masked, candidates.len()), anchors: mask(&anchors, batch) }
     }
@@ -130,7 +133,8 @@ impl EmbeddingLoss {
             EmbeddingLoss::MnrlSymmetric => ranking_loss(e, duplicates, scale, true),
             EmbeddingLoss::Cosent => cosent_loss(&e.columns[0], &e.columns[1], scores.expect("scored"), scale),
             EmbeddingLoss::CosineMse => {
-                let cosine = (unit_rows(&e.columns[0]) * unit_rows(&e.columns[1])).sum_dim_intlist(1, false, Kind::Float);
+                let cosine =
+                    (unit_rows(&e.columns[0]) * unit_rows(&e.columns[1])).sum_dim_intlist(1, false, Kind::Float);
                 cosine.mse_loss(scores.expect("scored"), Reduction::Mean)
             }
         }

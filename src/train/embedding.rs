@@ -17,9 +17,9 @@ use super::trainer::{Objective, StepLoss};
 use crate::data::{Encoded, Sampling, epoch_batches};
 use crate::encoder::ForwardOptions;
 use crate::metrics::regression_report;
+use crate::predict::Evaluation;
 use crate::predict::embedding::embed_items;
 use crate::predict::retrieval::evaluate_search;
-use crate::predict::Evaluation;
 use crate::pretrained::{Pretrained, SentenceConfig};
 use crate::task::Bare;
 use crate::task::embedding::{BatchEmbeddings, Duplicates, EmbeddingLoss, matryoshka};
@@ -91,9 +91,11 @@ impl Objective for SentenceEmbedding {
         let ids: Vec<Vec<&[u32]>> =
             self.train.columns.iter().map(|c| batch.iter().map(|&i| c[i].ids.as_slice()).collect()).collect();
         let duplicates = Duplicates::of(&ids);
-        let scores = self.train.scores.as_ref().map(|s| {
-            Tensor::from_slice(&batch.iter().map(|&i| s[i]).collect::<Vec<f32>>()).to_device(m.device)
-        });
+        let scores = self
+            .train
+            .scores
+            .as_ref()
+            .map(|s| Tensor::from_slice(&batch.iter().map(|&i| s[i]).collect::<Vec<f32>>()).to_device(m.device));
         let t = &self.training;
         let loss = matryoshka(&BatchEmbeddings { columns }, &t.matryoshka_dims, |e| {
             t.loss.loss(e, scores.as_ref(), &duplicates, t.scale)
@@ -207,11 +209,11 @@ mod tests {
     fn held_out_rows_become_queries_passages_and_judgements() {
         // Two rows share an anchor; a hard negative repeats another row's positive.
         let set = PairSet {
-            columns: vec![vec![text(1), text(1), text(2)], vec![text(10), text(11), text(12)], vec![
-                text(12),
-                text(13),
-                text(10),
-            ]],
+            columns: vec![
+                vec![text(1), text(1), text(2)],
+                vec![text(10), text(11), text(12)],
+                vec![text(12), text(13), text(10)],
+            ],
             scores: None,
         };
         let s = SearchSet::of(&set);

@@ -1,0 +1,268 @@
+//! Sentence-embedding training (`finetune --task embedding`): its losses and gradients against a
+//! few lines of torch in `scripts/make_reference.py embedding` (themselves checked there against
+//! sentence-transformers' own losses) for every family; the search measures against
+//! sentence-transformers' InformationRetrievalEvaluator; the saved directory loaded by
+//! `SentenceTransformer`; and the refusals of bad input.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use bertkit::data::{Sampling, tokenize};
+use bertkit::metrics::retrieval::DEEPEST;
+use bertkit::predict::retrieval::evaluate_search;
+use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfig};
+use bertkit::task::Bare;
+use bertkit::task::embedding::{EmbeddingLoss, Pooling};
+use bertkit::train::embedding::{EmbeddingTraining, PairSet};
+use bertkit::train::{Objective, SentenceEmbedding};
+use common::{Drift, Reference, bertkit, largest, ok, repo, test_device};
+use tch::Tensor;
+
+/// make_reference.py's EMBEDDING_ROWS, EMBEDDING_SCORES, SCALE and MATRYOSHKA_DIMS.
+const ROWS: [[&str; 3]; 4] = [
+    ["How do I end the lease early?", "The tenant may terminate on sixty days' notice.", "Rent is due monthly."],
+    ["Which law governs the contract?", "This agreement is governed by the laws of Delaware.", "Notices go by mail."],
+    [
+        "Who pays for repairs?",
+        "The landlord shall maintain the roof and walls.",
+        "The tenant may terminate on sixty days' notice.",
+    ],
+    ["What law applies here?", "This agreement is governed by the laws of Delaware.", "The term is two years."],
+];
+const SCORES: [f32; 4] = [4.5, 0.5, 3.0, 2.0];
+const SCALE: f64 = 20.0;
+const MATRYOSHKA_DIMS: [i64; 3] = [32, 16, 8];
+
+/// The tiny fixtures that have an embedding reference, by reference name.
+const FAMILIES: [(&str, &str); 8] = [
+    ("tiny", "tiny-bert"),
+    ("tiny-roberta", "tiny-roberta"),
+    ("tiny-xlm-roberta", "tiny-xlm-roberta"),
+    ("tiny-distilbert", "tiny-distilbert"),
+    ("tiny-electra", "tiny-electra"),
+    ("tiny-modernbert", "tiny-modernbert"),
+    ("tiny-deberta-v3", "tiny-deberta-v3"),
+    ("tiny-deberta-v2", "tiny-deberta-v2"),
+];
+
+/// The training objective on the reference rows: `dir` without dropout (as the reference's
+/// eval mode), the loss and pooling given.
+fn objective(dir: &Path, loss: EmbeddingLoss, pooling: Pooling, matryoshka_dims: Vec<i64>) -> SentenceEmbedding {
+    let mut model = ModelDir::open(dir.to_str().unwrap()).unwrap();
+    model.set_dropout(0.0).unwrap();
+    let options = LoadOptions { device: test_device(), ..LoadOptions::default() };
+    let model: Pretrained<Bare<false>> = pretrained::load(&model, &options).unwrap();
+    let columns =
+        (0..3).map(|c| tokenize(&model.tokenizer, &ROWS.map(|r| r[c]), None, 512).unwrap().items).collect::<Vec<_>>();
+    let columns = if loss.scored() { columns[..2].to_vec() } else { columns };
+    SentenceEmbedding {
+        model,
+        sentence: SentenceConfig { pooling, normalize: false, max_seq_length: Some(512) },
+        training: EmbeddingTraining { loss, scale: SCALE, matryoshka_dims },
+        train: PairSet { columns, scores: loss.scored().then(|| SCORES.to_vec()) },
+        eval: None,
+        batch_size: 4,
+        sampling: Sampling::Random,
+    }
+}
+
+#[test]
+fn losses_and_gradients_equal_the_reference_for_every_family() {
+    for (name, fixture) in FAMILIES {
+        let dir = repo().join("tests/fixtures").join(fixture);
+        let r = Reference::load(&repo().join(format!("tests/fixtures/reference/{name}_embedding.safetensors")));
+        let all = [0, 1, 2, 3];
+        let task = objective(&dir, EmbeddingLoss::Mnrl, Pooling::Mean, vec![]);
+        for (c, column) in task.train.columns.iter().enumerate() {
+            let want = Vec::<Vec<i64>>::try_from(r.get(&format!("column{c}.input_ids"))).unwrap();
+            let got: Vec<Vec<i64>> = column.iter().map(|e| e.ids.iter().map(|&i| i as i64).collect()).collect();
+            // The reference pads its batch: compare each text's real tokens.
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g[..], w[..g.len()], "{name}: column {c} tokens");
+            }
+        }
+        let step = task.train_loss(&all, 0).unwrap();
+        let tokens: usize = task.train.columns.iter().flatten().map(|e| e.len()).sum();
+        let loss_drift = Drift::forward(&dir).summing(tokens);
+        loss_drift.assert(&format!("{name} mnrl loss"), &step.loss.reshape([1]), r.get("loss.mnrl"));
+        step.loss.backward();
+        let want = r.with_prefix("grad.mnrl");
+        let vars = task.model.vs.variables();
+        assert_eq!(want.len(), vars.len(), "{name}: one gradient per parameter");
+        let scale = largest(want.iter().map(|(_, w)| *w));
+        let drift = Drift::forward(&dir).backward(tokens);
+        for (pname, w) in want {
+            let g = vars.get(&pname).unwrap_or_else(|| panic!("{name}: no parameter {pname}")).grad();
+            drift.assert_at(&format!("{name} mnrl gradient {pname}"), &g, w, scale);
+        }
+
+        let cases = [
+            ("mnrl_symmetric", EmbeddingLoss::MnrlSymmetric, Pooling::Mean, vec![]),
+            ("matryoshka", EmbeddingLoss::Mnrl, Pooling::Mean, MATRYOSHKA_DIMS.to_vec()),
+            ("cosent_cls", EmbeddingLoss::Cosent, Pooling::Cls, vec![]),
+            ("cosine_mse_last", EmbeddingLoss::CosineMse, Pooling::Last, vec![]),
+        ];
+        for (key, loss, pooling, dims) in cases {
+            let task = objective(&dir, loss, pooling, dims);
+            let got = tch::no_grad(|| task.train_loss(&all, 0).unwrap().loss);
+            loss_drift.assert(&format!("{name} {key} loss"), &got.reshape([1]), r.get(&format!("loss.{key}")));
+        }
+    }
+}
+
+#[test]
+fn search_measures_equal_sentence_transformers_evaluator() {
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/reference/retrieval.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let scores: Vec<Vec<f32>> = serde_json::from_value(reference["scores"].clone()).unwrap();
+    let (queries, passages) = (scores.len(), scores[0].len());
+    // Scores as cosines: query rows against the identity, so search sees exactly these numbers.
+    let q = Tensor::from_slice(&scores.concat()).view([queries as i64, passages as i64]);
+    let corpus = Tensor::eye(passages as i64, (tch::Kind::Float, tch::Device::Cpu));
+    let relevant: Vec<BTreeSet<usize>> = (0..queries)
+        .map(|i| {
+            let ids = &reference["relevant"][format!("q{i:02}")];
+            ids.as_array().map_or(BTreeSet::new(), |a| a.iter().map(|d| d.as_u64().unwrap() as usize).collect())
+        })
+        .collect();
+    assert!(passages > DEEPEST, "the reference ranks deeper than the search keeps");
+    let got = evaluate_search(&q, &corpus, &relevant).metrics;
+    for (metric, value) in got.iter().filter(|(k, _)| k.as_str() != "queries") {
+        let want = reference["metrics"][metric].as_f64().unwrap_or_else(|| panic!("no {metric} in the reference"));
+        assert!((value - want).abs() < 1e-12, "{metric}: {value} vs sentence-transformers {want}");
+    }
+    assert_eq!(got["queries"], 30.0, "queries without a relevant passage are not counted");
+}
+
+/// Rows of related texts: each anchor a phrase, its positive the phrase reworded, a hard
+/// negative another row's topic.
+fn write_pairs(path: &Path, n: usize) {
+    let topics = ["rent", "repairs", "notice", "deposit", "pets", "parking", "noise", "keys"];
+    let mut csv = "anchor,positive,negative,score\n".to_string();
+    for i in 0..n {
+        let (t, other) = (topics[i % topics.len()], topics[(i + 3) % topics.len()]);
+        csv += &format!("question {i} about {t},the clause on {t} number {i},a clause on {other},{}\n", i % 5);
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+fn finetune_embedding(train: &Path, output: &Path, flags: &[&str]) -> Vec<String> {
+    let tiny = repo().join("tests/fixtures/tiny-bert");
+    let mut args: Vec<String> = [
+        "finetune",
+        "--model",
+        tiny.to_str().unwrap(),
+        "--train",
+        train.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--task",
+        "embedding",
+        "--text-column",
+        "anchor",
+        "--text-pair-column",
+        "positive",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--precision",
+        "fp32",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(flags.iter().map(|f| f.to_string()));
+    args
+}
+
+#[test]
+fn a_trained_embedding_model_loads_in_sentence_transformers_with_the_same_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, out) = (dir.path().join("pairs.csv"), dir.path().join("model"));
+    write_pairs(&train, 40);
+    let flags = ["--negative-columns", "negative", "--eval-split", "0.25", "--pooling", "cls", "--normalize", "true"];
+    ok(&finetune_embedding(&train, &out, &flags));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval_results.json")).unwrap()).unwrap();
+    assert!(results.to_string().contains("ndcg_at_10"), "evaluated as search: {results}");
+    let saved = SentenceConfig::read(&out).unwrap().unwrap();
+    assert_eq!((saved.pooling, saved.normalize), (Pooling::Cls, true));
+
+    let texts = ["the clause on rent", "a question about pets and keys"];
+    let embedded = ok(&["embed", out.to_str().unwrap(), "--text", texts[0], "--text", texts[1]]);
+    let report: serde_json::Value = serde_json::from_str(&embedded).unwrap();
+    assert_eq!((report["pooling"].as_str(), report["normalized"].as_bool()), (Some("cls"), Some(true)));
+    if !common::python_available() {
+        return;
+    }
+    let ours: Vec<Vec<f64>> = report["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_value(e["vector"].clone()).unwrap())
+        .collect();
+    let script = format!(
+        "import json, sys\nfrom sentence_transformers import SentenceTransformer\n\
+         m = SentenceTransformer(sys.argv[1], device='cpu')\n\
+         print(json.dumps(m.encode({texts:?}, convert_to_numpy=True).tolist()))"
+    );
+    let py = std::process::Command::new("python3").args(["-c", &script, out.to_str().unwrap()]).output().unwrap();
+    assert!(py.status.success(), "sentence-transformers failed: {}", String::from_utf8_lossy(&py.stderr));
+    let stdout = String::from_utf8_lossy(&py.stdout);
+    let theirs: Vec<Vec<f64>> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for (a, b) in ours.iter().zip(&theirs) {
+        let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        // Unit vectors from the same float32 arithmetic, 2 layers deep (tiny-bert).
+        assert!(worst < 1e-5, "SentenceTransformer(dir).encode differs from bertkit embed by {worst}");
+    }
+}
+
+#[test]
+fn scored_pairs_train_with_cosent_and_are_evaluated_by_spearman() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, out) = (dir.path().join("pairs.csv"), dir.path().join("model"));
+    write_pairs(&train, 40);
+    ok(&finetune_embedding(&train, &out, &["--loss", "cosent", "--label-column", "score", "--eval-split", "0.25"]));
+    let results = std::fs::read_to_string(out.join("eval_results.json")).unwrap();
+    assert!(results.contains("spearman") && !results.contains("ndcg"), "{results}");
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.contains("library_name: sentence-transformers") && card.contains("sentence-similarity"));
+}
+
+#[test]
+fn bad_embedding_input_is_refused_in_one_line_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, out) = (dir.path().join("pairs.csv"), dir.path().join("model"));
+    write_pairs(&train, 12);
+    let bad_score = dir.path().join("bad.csv");
+    std::fs::write(&bad_score, "anchor,positive,score\na,b,1\nc,d,high\n").unwrap();
+    let cases: [(&Path, Vec<&str>, &str); 5] = [
+        (&train, vec!["--negative-columns", "nope"], "\"nope\""),
+        (&train, vec!["--pooling", "pooler"], "--pooling pooler"),
+        (&train, vec!["--matryoshka-dims", "64"], "--matryoshka-dims 64: larger than the model's 32"),
+        (
+            &train,
+            vec!["--loss", "cosent", "--label-column", "score", "--negative-columns", "negative"],
+            "--negative-columns",
+        ),
+        (&bad_score, vec!["--loss", "cosine-mse", "--label-column", "score"], "bad.csv:3: score \"high\""),
+    ];
+    for (data, flags, expected) in cases {
+        let out_dir = out.to_str().unwrap();
+        let result = bertkit(&finetune_embedding(data, Path::new(out_dir), &flags));
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success() && stderr.contains(expected), "{flags:?}: {stderr}");
+        assert!(!out.exists(), "{flags:?}: nothing is written before the data is checked");
+    }
+    let mut without_pair = finetune_embedding(&train, &out, &[]);
+    let at = without_pair.iter().position(|a| a == "--text-pair-column").unwrap();
+    without_pair.drain(at..at + 2);
+    let stderr = String::from_utf8_lossy(&bertkit(&without_pair).stderr).into_owned();
+    assert!(stderr.contains("--task embedding reads two texts a row"), "{stderr}");
+}
