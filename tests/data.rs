@@ -230,3 +230,15 @@ fn label_sets_from_every_format() {
     let msg = format!("{:#}", unknown.multi_hot(&d.examples, "model's").unwrap_err());
     assert!(msg.contains("m.jsonl:1: label \"tax\" is not among the model's labels"), "{msg}");
 }
+
+#[test]
+fn tsv_with_quotes_as_plain_text_reads_as_tsv_unquoted() {
+    // GLUE's STS-B: an opening quote that never closes, then a quoted word mid-text.
+    let tmp = tempfile::tempdir().unwrap();
+    let tsv = write(tmp.path(), "glue.tsv", b"text\tlabel\n\"A man is playing\t1\nthe \"flute\" plays\t0\nok\t1\n");
+    let msg = err(&tsv, &cols());
+    assert!(msg.contains("glue.tsv:2") && msg.contains("--format tsv-unquoted"), "{msg}");
+    let d = read_examples(&tsv, Some(Format::TsvUnquoted), &cols(), OnBadRow::Error).unwrap();
+    let texts: Vec<&str> = d.examples.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, ["\"A man is playing", "the \"flute\" plays", "ok"]);
+}

@@ -11,11 +11,12 @@ use std::path::Path;
 
 use bertkit::data::{Sampling, tokenize};
 use bertkit::metrics::retrieval::DEEPEST;
+use bertkit::predict::embedding::PairSet;
 use bertkit::predict::retrieval::evaluate_search;
 use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfig};
 use bertkit::task::Bare;
 use bertkit::task::embedding::{EmbeddingLoss, Pooling};
-use bertkit::train::embedding::{EmbeddingTraining, PairSet};
+use bertkit::train::embedding::EmbeddingTraining;
 use bertkit::train::{Objective, SentenceEmbedding};
 use common::{Drift, Reference, bertkit, largest, ok, repo, test_device};
 use tch::Tensor;
@@ -265,4 +266,79 @@ fn bad_embedding_input_is_refused_in_one_line_before_anything_is_written() {
     without_pair.drain(at..at + 2);
     let stderr = String::from_utf8_lossy(&bertkit(&without_pair).stderr).into_owned();
     assert!(stderr.contains("--task embedding reads two texts a row"), "{stderr}");
+}
+
+#[test]
+fn evaluate_reads_a_beir_benchmark_and_pairs_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    // The same judgements twice: as (query, passage) rows, and in BEIR's three files.
+    let rows = [("rent due", "pay rent monthly"), ("governing law", "laws of Delaware"), ("repairs", "fix the roof")];
+    let mut csv = "q,p\n".to_string();
+    let (mut queries, mut corpus, mut qrels) =
+        (String::new(), String::new(), "query-id\tcorpus-id\tscore\n".to_string());
+    for (i, (q, d)) in rows.iter().enumerate() {
+        csv += &format!("{q},{d}\n");
+        queries += &format!("{{\"_id\": \"q{i}\", \"text\": \"{q}\"}}\n");
+        corpus += &format!("{{\"_id\": \"d{i}\", \"text\": \"{d}\"}}\n");
+        qrels += &format!("q{i}\td{i}\t1\n");
+    }
+    for (name, text) in [("pairs.csv", csv), ("queries.jsonl", queries), ("corpus.jsonl", corpus), ("qrels.tsv", qrels)]
+    {
+        std::fs::write(p(name), text).unwrap();
+    }
+    let model = p("model");
+    write_pairs(&p("train.csv"), 16);
+    ok(&finetune_embedding(&p("train.csv"), &model, &[]));
+    let model = model.to_str().unwrap();
+    let (beir, pairs) = (p("beir.json"), p("pairs.json"));
+    let (q, c, r) = (p("queries.jsonl"), p("corpus.jsonl"), p("qrels.tsv"));
+    let benchmark = ["--queries", q.to_str().unwrap(), "--corpus", c.to_str().unwrap(), "--qrels", r.to_str().unwrap()];
+    ok(&[&["evaluate", "--model", model, "--json", beir.to_str().unwrap()][..], &benchmark].concat());
+    let columns = ["--text-column", "q", "--text-pair-column", "p"];
+    let data = p("pairs.csv");
+    ok(&[
+        &["evaluate", "--model", model, "--data", data.to_str().unwrap(), "--json", pairs.to_str().unwrap()][..],
+        &columns,
+    ]
+    .concat());
+    let read = |f: &Path| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(f).unwrap()).unwrap();
+    let (beir, pairs) = (read(&beir), read(&pairs));
+    assert_eq!(beir["task"], "embedding");
+    assert_eq!(beir["metrics"], pairs["metrics"], "the same search either way");
+    assert_eq!(beir["metrics"]["queries"], 3.0);
+}
+
+#[test]
+fn evaluate_on_scored_pairs_equals_the_evaluation_during_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, eval, out) = (dir.path().join("pairs.csv"), dir.path().join("eval.csv"), dir.path().join("model"));
+    write_pairs(&train, 24);
+    write_pairs(&eval, 10);
+    let flags = ["--loss", "cosine-mse", "--label-column", "score", "--eval", eval.to_str().unwrap()];
+    ok(&finetune_embedding(&train, &out, &flags));
+    let during: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval_results.json")).unwrap()).unwrap();
+    let json = dir.path().join("after.json");
+    ok(&[
+        "evaluate",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        eval.to_str().unwrap(),
+        "--text-column",
+        "anchor",
+        "--text-pair-column",
+        "positive",
+        "--score-column",
+        "score",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for metric in ["spearman", "pearson"] {
+        let (a, b) = (after["metrics"][metric].as_f64().unwrap(), during["metrics"][metric].as_f64().unwrap());
+        // The same model and pairs, batched differently (rounding at 1e-7).
+        assert!((a - b).abs() < 1e-6, "{metric}: evaluate {a} vs during training {b}");
+    }
 }

@@ -1,11 +1,17 @@
 //! Sentence vectors from any encoder: the hidden state at the first token, BERT's pooler, or the
 //! mean of the real tokens (what sentence-transformers models such as all-MiniLM-L6-v2 expect).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use anyhow::{Result, bail};
+use serde_json::json;
 use tch::{Kind, Tensor};
 
+use super::Evaluation;
+use super::retrieval::evaluate_search;
 use crate::data::{Encoded, eval_batches};
 use crate::encoder::ForwardOptions;
+use crate::metrics::regression_report;
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfig};
 pub use crate::task::embedding::Pooling;
 use crate::task::embedding::unit_rows;
@@ -166,4 +172,122 @@ pub fn embed_items<const P: bool>(
         let _ = out.index_copy_(0, &rows, &vectors);
     }
     Ok(out)
+}
+
+/// Tokenised rows: one list per column (anchors or first texts, positives or second texts,
+/// then each hard-negative column), and the pairs' scores for a scored loss.
+pub struct PairSet {
+    pub columns: Vec<Vec<Encoded>>,
+    pub scores: Option<Vec<f32>>,
+}
+
+impl PairSet {
+    pub fn len(&self) -> usize {
+        self.columns[0].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Tokens per row, all columns together (what `group_by_length` sorts by).
+    pub fn lengths(&self) -> Vec<usize> {
+        (0..self.len()).map(|i| self.columns.iter().map(|c| c[i].len()).sum()).collect()
+    }
+}
+
+/// Held-out rows evaluated as `finetune --task embedding` and `evaluate` do: scored pairs by
+/// the correlation of cosine and score, other rows as a search (`SearchSet`).
+pub fn evaluate_pairs<const P: bool>(
+    m: &Pretrained<Bare<P>>,
+    set: &PairSet,
+    pooling: Pooling,
+    batch_size: usize,
+) -> Result<Evaluation> {
+    let embed = |items: &[Encoded]| embed_items(m, items, pooling, batch_size);
+    Ok(match &set.scores {
+        Some(gold) => similarity_evaluation(&embed(&set.columns[0])?, &embed(&set.columns[1])?, gold),
+        None => {
+            let search = SearchSet::of(set);
+            evaluate_search(&embed(&search.queries)?, &embed(&search.corpus)?, &search.relevant)
+        }
+    })
+}
+
+/// Held-out scored pairs: Pearson and Spearman of each pair's cosine against its score (the
+/// STS measures).
+fn similarity_evaluation(a: &Tensor, b: &Tensor, gold: &[f32]) -> Evaluation {
+    let cosine = Vec::<f64>::try_from((a * b).sum_dim_intlist(1, false, Kind::Double)).expect("1-d");
+    let gold: Vec<f64> = gold.iter().map(|&g| g as f64).collect();
+    let r = regression_report(&cosine, &gold);
+    let metrics = BTreeMap::from([("pearson".to_string(), r.pearson), ("spearman".to_string(), r.spearman)]);
+    let summary = format!("pairs {} | spearman {:.4} | pearson {:.4}", r.examples, r.spearman, r.pearson);
+    Evaluation { report: json!({"pairs": r.examples, "metrics": metrics}), metrics, summary }
+}
+
+/// Held-out rows as a search: each distinct anchor a query, each distinct positive or hard
+/// negative a passage, relevant where some row pairs the two.
+struct SearchSet {
+    queries: Vec<Encoded>,
+    corpus: Vec<Encoded>,
+    relevant: Vec<BTreeSet<usize>>,
+}
+
+impl SearchSet {
+    fn of(set: &PairSet) -> SearchSet {
+        let mut queries = Distinct::default();
+        let mut corpus = Distinct::default();
+        let mut relevant: Vec<BTreeSet<usize>> = Vec::new();
+        for row in 0..set.len() {
+            let q = queries.index(&set.columns[0][row]);
+            let p = corpus.index(&set.columns[1][row]);
+            for negatives in &set.columns[2..] {
+                corpus.index(&negatives[row]);
+            }
+            relevant.resize(queries.items.len(), BTreeSet::new());
+            relevant[q].insert(p);
+        }
+        SearchSet { queries: queries.items, corpus: corpus.items, relevant }
+    }
+}
+
+/// Texts numbered in the order first seen, each once (the same ids: the same text).
+#[derive(Default)]
+struct Distinct {
+    items: Vec<Encoded>,
+    seen: BTreeMap<Vec<u32>, usize>,
+}
+
+impl Distinct {
+    fn index(&mut self, item: &Encoded) -> usize {
+        *self.seen.entry(item.ids.clone()).or_insert_with(|| {
+            self.items.push(item.clone());
+            self.items.len() - 1
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(id: u32) -> Encoded {
+        Encoded { ids: vec![101, id, 102], type_ids: vec![0; 3] }
+    }
+
+    #[test]
+    fn held_out_rows_become_queries_passages_and_judgements() {
+        // Two rows share an anchor; a hard negative repeats another row's positive.
+        let set = PairSet {
+            columns: vec![
+                vec![text(1), text(1), text(2)],
+                vec![text(10), text(11), text(12)],
+                vec![text(12), text(13), text(10)],
+            ],
+            scores: None,
+        };
+        let s = SearchSet::of(&set);
+        assert_eq!((s.queries.len(), s.corpus.len()), (2, 4));
+        assert_eq!(s.relevant, vec![BTreeSet::from([0, 2]), BTreeSet::from([1])]);
+    }
 }

@@ -1,7 +1,8 @@
-//! Sentence-embedding training from files (`finetune --task embedding`): rows of (anchor,
+//! Sentence embeddings from files: training (`finetune --task embedding`) on rows of (anchor,
 //! positive[, hard negatives]) or (text, text, score) read from CSV, TSV, JSONL or Parquet,
 //! checked before anything is written, trained (`train::SentenceEmbedding`) and saved as
-//! sentence-transformers saves a model.
+//! sentence-transformers saves a model; and evaluating one (`evaluate`) on pairs, scored pairs
+//! or a search benchmark in BEIR's layout.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,12 +11,18 @@ use anyhow::{Result, bail};
 
 use super::finetune::{FineTune, Trained, split};
 use super::session;
+use super::{DataFlags, Evaluate};
+use crate::data::retrieval::SearchData;
 use crate::data::{LongText, tokenize};
 use crate::error::{Marked, refuse};
-use crate::pretrained::{self, ModelDir, SentenceConfig};
+use crate::predict::Evaluation;
+use crate::predict::embedding::{PairSet, embed_items, evaluate_pairs};
+use crate::predict::retrieval::evaluate_search;
+use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfig};
+use crate::task::Bare;
 use crate::task::embedding::{EmbeddingLoss, Pooling};
 use crate::tokenizer::Tokenizer;
-use crate::train::embedding::{EmbeddingTraining, PairSet};
+use crate::train::embedding::EmbeddingTraining;
 use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::run_dir::RunDir;
 use crate::train::{SentenceEmbedding, train};
@@ -70,7 +77,7 @@ pub fn finetune(args: &FineTune, model: ModelDir, device: tch::Device) -> Result
     let run = RunDir::new(&cfg.control);
     run.prepare()?;
     let options = session::load_options(cfg, device, false);
-    let mut encoder: pretrained::Pretrained<crate::task::Bare<false>> = pretrained::load(&model, &options)?;
+    let mut encoder: Pretrained<Bare<false>> = pretrained::load(&model, &options)?;
     // Pooling does not read BERT's pooler, but AutoModel has one: it goes back as it came.
     encoder.carry_unused_where(|name| name.contains("pooler."))?;
     let max_len = sentence.max_seq_length.expect("set by sentence_config");
@@ -155,18 +162,18 @@ fn check_flags(args: &FineTune, model: &ModelDir) -> Result<()> {
     Ok(())
 }
 
-/// The rows of `path`: the two text columns (and the score of a scored loss) in one pass, each
-/// hard-negative column in another, joined on the row's line.
+/// The rows of `path` for training.
 fn read_rows(args: &FineTune, path: &Path) -> Result<Vec<Row>> {
-    rows_of(args, path).data_error()
+    rows_of(&args.data, path, &args.embedding.negative_columns, args.embedding.loss.scored()).data_error()
 }
 
-fn rows_of(args: &FineTune, path: &Path) -> Result<Vec<Row>> {
-    let scored = args.embedding.loss.scored();
-    let main = args.data.read(path, scored)?.examples;
+/// The rows of `path`: the two text columns (and, `scored`, the score in the label column) in
+/// one pass, each hard-negative column in another, joined on the row's line.
+fn rows_of(data: &DataFlags, path: &Path, negative_columns: &[String], scored: bool) -> Result<Vec<Row>> {
+    let main = data.read(path, scored)?.examples;
     let mut negatives: Vec<BTreeMap<u64, String>> = Vec::new();
-    for column in &args.embedding.negative_columns {
-        let mut flags = args.data.clone();
+    for column in negative_columns {
+        let mut flags = data.clone();
         flags.text_pair_column = Some(column.clone());
         let rows = flags.read(path, false)?.examples;
         negatives.push(rows.into_iter().map(|e| (e.at.line, e.pair.expect("read with a pair column"))).collect());
@@ -186,6 +193,49 @@ fn rows_of(args: &FineTune, path: &Path) -> Result<Vec<Row>> {
         rows.push(Row { texts: [vec![e.text, e.pair.expect("read with a pair column")], negs].concat(), score });
     }
     Ok(rows)
+}
+
+/// Whether `evaluate` reads `model` as an embedding model: a search benchmark is given, or
+/// labelled data for a sentence-transformers model (`modules.json`) without a classification
+/// head.
+pub fn is_embedding_model(args: &Evaluate, model: &ModelDir) -> Result<bool> {
+    let sentence_model =
+        || Ok::<_, anyhow::Error>(SentenceConfig::read(&model.dir)?.is_some() && !model.has_classifier()?);
+    Ok(args.queries.is_some() || (args.data.is_some() && sentence_model()?))
+}
+
+/// `evaluate` of an embedding model, pooled as its sentence-transformers files say (else by the
+/// mean): on a search benchmark (--queries, --corpus, --qrels), on scored pairs
+/// (--score-column), or on pairs as a search.
+pub fn evaluate(args: &Evaluate, model: &ModelDir, options: &LoadOptions) -> Result<Evaluation> {
+    let saved = SentenceConfig::read(&model.dir)?;
+    let pooling = saved.map_or(Pooling::Mean, |s| s.pooling);
+    let max_len = match (args.flags.max_len, saved.and_then(|s| s.max_seq_length)) {
+        (None, Some(saved)) => saved.min(model.dims.max_positions as usize),
+        (flag, _) => model.max_len(flag)?,
+    };
+    let encoder: Pretrained<Bare<false>> = pretrained::load(model, options)?;
+    if let (Some(queries), Some(qrels)) = (&args.queries, &args.qrels) {
+        let [corpus] = &args.corpus[..] else { refuse!("--queries takes one --corpus file (the passages)") };
+        let data = SearchData::read(queries, corpus, qrels)?;
+        tracing::info!("{} queries, {} passages", data.queries.len(), data.passages.len());
+        let embed = |texts: &[String]| {
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            embed_items(&encoder, &tokenize(&encoder.tokenizer, &texts, None, max_len)?.items, pooling, args.batch_size)
+        };
+        return Ok(evaluate_search(&embed(&data.queries)?, &embed(&data.passages)?, &data.relevant));
+    }
+    let Some(path) = &args.data else { refuse!("an embedding model is evaluated on --data pairs or --queries") };
+    if args.flags.text_pair_column.is_none() {
+        refuse!("an embedding model is evaluated on pairs: --text-column and --text-pair-column");
+    }
+    let mut flags = args.flags.clone();
+    if let Some(column) = &args.score_column {
+        flags.label_column = column.clone();
+    }
+    let rows = rows_of(&flags, path, &[], args.score_column.is_some()).data_error()?;
+    let set = encode(&encoder.tokenizer, &rows, max_len, &path.display().to_string())?;
+    evaluate_pairs(&encoder, &set, pooling, args.batch_size)
 }
 
 /// Tokenises each column of the rows (truncated at `max_len`, counted in the log).

@@ -1,6 +1,7 @@
 //! `bertkit evaluate`: the metrics of a fine-tuned model on labelled data, by the task its
-//! config.json records (classification, multi-label, regression, token classification), or a
-//! model's masked-token loss and perplexity on unlabelled text (`--corpus`).
+//! config.json records (classification, multi-label, regression, token classification), an
+//! embedding model's search or similarity measures (`embedding.rs`), or a model's masked-token
+//! loss and perplexity on unlabelled text (`--corpus`).
 
 use std::path::PathBuf;
 
@@ -32,9 +33,23 @@ pub struct Evaluate {
     pub data: Option<PathBuf>,
     /// Unlabelled text instead: masked-token loss, accuracy and perplexity (15% of tokens
     /// masked with a fixed seed, as further pretraining's held-out evaluation), in blocks of
-    /// --max-len tokens (default 128). An MLM head is created for a model without one.
+    /// --max-len tokens (default 128). An MLM head is created for a model without one. With
+    /// --queries: the passages of a search benchmark (JSONL: `_id`, `text`, optional `title`).
     #[arg(long, num_args = 1.., conflicts_with = "data")]
     pub corpus: Vec<PathBuf>,
+    /// Embedding models: a search benchmark in BEIR's layout, these queries (JSONL: `_id`,
+    /// `text`) against the passages in --corpus, judged by --qrels: NDCG@10, MRR@10, MAP@100,
+    /// recall@k.
+    #[arg(long, requires_all = ["qrels", "corpus"], conflicts_with = "data")]
+    pub queries: Option<PathBuf>,
+    /// The relevance judgements of --queries: TSV `query-id corpus-id score` with a header.
+    #[arg(long, requires = "queries")]
+    pub qrels: Option<PathBuf>,
+    /// Embedding models: --data holds pairs (--text-column, --text-pair-column) with their
+    /// gold similarity in this column: Spearman and Pearson of the cosine (STS). Without it,
+    /// the pairs are evaluated as a search (each first text a query, its second the answer).
+    #[arg(long)]
+    pub score_column: Option<String>,
     #[command(flatten)]
     pub flags: DataFlags,
     #[command(flatten)]
@@ -89,6 +104,9 @@ impl Evaluate {
         let device = args.run.setup()?;
         let model = ModelDir::open(&args.model)?;
         let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
+        if super::embedding::is_embedding_model(args, &model)? {
+            return Ok((model.clone(), "embedding", super::embedding::evaluate(args, &model, &options)?));
+        }
         let Some(data) = &args.data else {
             let evaluation = masked_lm(args, &model, &options)?;
             return Ok((model, "masked-lm", evaluation));

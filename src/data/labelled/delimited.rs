@@ -17,8 +17,16 @@ enum LabelFields {
     Indicators(Vec<usize>, Vec<String>),
 }
 
-pub(super) fn read_delimited(path: &Path, delimiter: u8, columns: &Columns, sink: &mut Sink) -> Result<()> {
-    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(open_text(path)?);
+/// Reads a header row and records; `quoting`: `"` encloses fields (else it is plain text).
+pub(super) fn read_delimited(
+    path: &Path,
+    delimiter: u8,
+    quoting: bool,
+    columns: &Columns,
+    sink: &mut Sink,
+) -> Result<()> {
+    let mut reader =
+        csv::ReaderBuilder::new().delimiter(delimiter).quoting(quoting).flexible(true).from_reader(open_text(path)?);
     let header: Vec<String> = reader
         .byte_headers()
         .with_context(|| format!("{}: cannot read the header line", path.display()))?
@@ -50,8 +58,22 @@ pub(super) fn read_delimited(path: &Path, delimiter: u8, columns: &Columns, sink
         }
         let at = Location { file: path.to_path_buf(), line: record.position().map_or(at_line, |p| p.line()) };
         if record.len() != header.len() {
-            let hint = if record.iter().any(|f| f.contains(&b'\n')) { " (an unbalanced quote?)" } else { "" };
+            // A quoted field that swallowed a delimiter or a line break.
+            let merged = quoting && record.iter().any(|f| f.contains(&delimiter) || f.contains(&b'\n'));
+            let hint = match (merged, delimiter) {
+                (true, b'\t') => {
+                    " (an unbalanced quote? where quotes are plain text, as in GLUE's files, pass --format tsv-unquoted)"
+                }
+                (true, _) => " (an unbalanced quote?)",
+                _ => "",
+            };
             sink(Err((at, format!("{} fields, the header has {}{hint}", record.len(), header.len()))))?;
+            continue;
+        }
+        if quoting && delimiter == b'\t' && record.iter().any(|f| f.contains(&b'\t')) {
+            // Quote-aware reading merged lines: the quotes were plain text.
+            let why = "a quoted field holds a tab: where quotes are plain text, as in GLUE's files, pass --format tsv-unquoted";
+            sink(Err((at, why.into())))?;
             continue;
         }
         sink(delimited_row(&record, &header, text_col, pair_col, &labels, at))?;

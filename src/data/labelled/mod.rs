@@ -113,6 +113,9 @@ pub struct Dataset {
 pub enum Format {
     Csv,
     Tsv,
+    /// Tab-separated with quotes as ordinary characters (GLUE's files: STS-B, MNLI), which
+    /// quote-aware reading would merge or split.
+    TsvUnquoted,
     Jsonl,
     Parquet,
     /// aclImdb layout: `DIR/pos/*.txt`, `DIR/neg/*.txt` (labels `pos`, `neg`).
@@ -187,8 +190,9 @@ fn read_any(path: &Path, format: Option<Format>, columns: &Columns, on_bad: OnBa
         Ok(())
     };
     match format {
-        Format::Csv => read_delimited(path, b',', columns, &mut sink)?,
-        Format::Tsv => read_delimited(path, b'\t', columns, &mut sink)?,
+        Format::Csv => read_delimited(path, b',', true, columns, &mut sink)?,
+        Format::Tsv => read_delimited(path, b'\t', true, columns, &mut sink)?,
+        Format::TsvUnquoted => read_delimited(path, b'\t', false, columns, &mut sink)?,
         Format::Jsonl => read_jsonl(path, columns, &mut sink)?,
         Format::Parquet => read_parquet(path, columns, &mut sink)?,
         Format::Folder => read_folder(path, columns, &mut sink)?,
