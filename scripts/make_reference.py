@@ -529,17 +529,19 @@ def make_task_reference(model_dir: Path, out: Path, name: str):
     print(f"wrote {out / (name + '_tasks.safetensors')} ({len(ref)} tensors)")
 
 
-# Sentence-embedding rows (anchor, positive, hard negative). Row 3's positive repeats row 1's and
-# row 2's hard negative is row 0's positive: neither may count as a negative of the row it
-# belongs to. tests/embedding.rs holds the same rows.
+# Sentence-embedding rows (anchor, positive, hard negative). Row 3's positive repeats row 1's,
+# row 4's anchor repeats row 0's (so row 4's positive answers row 0 too), and row 2's hard
+# negative is row 0's positive: none may count as a negative of the row it answers.
+# tests/embedding.rs holds the same rows.
 EMBEDDING_ROWS = [
     ("How do I end the lease early?", "The tenant may terminate on sixty days' notice.", "Rent is due monthly."),
     ("Which law governs the contract?", "This agreement is governed by the laws of Delaware.", "Notices go by mail."),
     ("Who pays for repairs?", "The landlord shall maintain the roof and walls.",
      "The tenant may terminate on sixty days' notice."),
     ("What law applies here?", "This agreement is governed by the laws of Delaware.", "The term is two years."),
+    ("How do I end the lease early?", "Either party may end the lease with notice.", "Parking is free."),
 ]
-EMBEDDING_SCORES = [4.5, 0.5, 3.0, 2.0]
+EMBEDDING_SCORES = [4.5, 0.5, 3.0, 2.0, 1.0]
 SCALE = 20.0
 MATRYOSHKA_DIMS = [32, 16, 8]
 
@@ -550,16 +552,21 @@ def cos_matrix(a, b):
 
 def mnrl(cols, texts, symmetric=False):
     """MultipleNegativesRankingLoss in a few lines, with the rule sentence-transformers leaves to
-    its NO_DUPLICATES sampler written as a mask: a candidate that is the anchor's own positive
-    text (other than the positive itself) is not a negative."""
+    its NO_DUPLICATES sampler written as a mask: for anchor i, a candidate other than its own
+    positive is not a negative when it is the same text as that positive, or the positive of
+    another row with the same anchor text; backwards, rows sharing the anchor or the positive
+    text are not each other's negatives."""
     a, candidates = cols[0], torch.cat(cols[1:])
     flat = [t for column in texts[1:] for t in column]
     n = len(texts[0])
-    mask = torch.tensor([[j != i and flat[j] == texts[1][i] for j in range(len(flat))] for i in range(n)])
+    anchor, positive = texts[0], texts[1]
+    mask = torch.tensor([[j != i and (flat[j] == positive[i] or (j < n and anchor[j] == anchor[i]))
+                          for j in range(len(flat))] for i in range(n)])
     s = (cos_matrix(a, candidates) * SCALE).masked_fill(mask, float("-inf"))
     log_z = s.logsumexp(1)
     if symmetric:
-        same = torch.tensor([[j != i and texts[0][j] == texts[0][i] for j in range(n)] for i in range(n)])
+        same = torch.tensor([[j != i and (anchor[j] == anchor[i] or positive[j] == positive[i]) for j in range(n)]
+                             for i in range(n)])
         back = (cos_matrix(cols[1], a) * SCALE).masked_fill(same, float("-inf"))
         log_z = (log_z + back.logsumexp(1)) / 2
     return (log_z - s.diagonal()).mean()

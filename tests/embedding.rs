@@ -18,11 +18,11 @@ use bertkit::task::Bare;
 use bertkit::task::embedding::{EmbeddingLoss, Pooling};
 use bertkit::train::embedding::EmbeddingTraining;
 use bertkit::train::{Objective, SentenceEmbedding};
-use common::{Drift, Reference, bertkit, largest, ok, repo, test_device};
+use common::{Drift, FIXTURES, Reference, bertkit, largest, ok, repo, test_device};
 use tch::Tensor;
 
 /// make_reference.py's EMBEDDING_ROWS, EMBEDDING_SCORES, SCALE and MATRYOSHKA_DIMS.
-const ROWS: [[&str; 3]; 4] = [
+const ROWS: [[&str; 3]; 5] = [
     ["How do I end the lease early?", "The tenant may terminate on sixty days' notice.", "Rent is due monthly."],
     ["Which law governs the contract?", "This agreement is governed by the laws of Delaware.", "Notices go by mail."],
     [
@@ -31,22 +31,11 @@ const ROWS: [[&str; 3]; 4] = [
         "The tenant may terminate on sixty days' notice.",
     ],
     ["What law applies here?", "This agreement is governed by the laws of Delaware.", "The term is two years."],
+    ["How do I end the lease early?", "Either party may end the lease with notice.", "Parking is free."],
 ];
-const SCORES: [f32; 4] = [4.5, 0.5, 3.0, 2.0];
+const SCORES: [f32; 5] = [4.5, 0.5, 3.0, 2.0, 1.0];
 const SCALE: f64 = 20.0;
 const MATRYOSHKA_DIMS: [i64; 3] = [32, 16, 8];
-
-/// The tiny fixtures that have an embedding reference, by reference name.
-const FAMILIES: [(&str, &str); 8] = [
-    ("tiny", "tiny-bert"),
-    ("tiny-roberta", "tiny-roberta"),
-    ("tiny-xlm-roberta", "tiny-xlm-roberta"),
-    ("tiny-distilbert", "tiny-distilbert"),
-    ("tiny-electra", "tiny-electra"),
-    ("tiny-modernbert", "tiny-modernbert"),
-    ("tiny-deberta-v3", "tiny-deberta-v3"),
-    ("tiny-deberta-v2", "tiny-deberta-v2"),
-];
 
 /// The training objective on the reference rows: `dir` without dropout (as the reference's
 /// eval mode), the loss and pooling given.
@@ -64,17 +53,17 @@ fn objective(dir: &Path, loss: EmbeddingLoss, pooling: Pooling, matryoshka_dims:
         training: EmbeddingTraining { loss, scale: SCALE, matryoshka_dims },
         train: PairSet { columns, scores: loss.scored().then(|| SCORES.to_vec()) },
         eval: None,
-        batch_size: 4,
+        batch_size: 5,
         sampling: Sampling::Random,
     }
 }
 
 #[test]
 fn losses_and_gradients_equal_the_reference_for_every_family() {
-    for (name, fixture) in FAMILIES {
+    for (name, fixture) in FIXTURES {
         let dir = repo().join("tests/fixtures").join(fixture);
         let r = Reference::load(&repo().join(format!("tests/fixtures/reference/{name}_embedding.safetensors")));
-        let all = [0, 1, 2, 3];
+        let all = [0, 1, 2, 3, 4];
         let task = objective(&dir, EmbeddingLoss::Mnrl, Pooling::Mean, vec![]);
         for (c, column) in task.train.columns.iter().enumerate() {
             let want = Vec::<Vec<i64>>::try_from(r.get(&format!("column{c}.input_ids"))).unwrap();

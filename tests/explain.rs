@@ -14,21 +14,11 @@ use bertkit::explain::rollout::rollout;
 use bertkit::explain::{Output, Target, gradient_x_input, integrated_gradients};
 use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained};
 use bertkit::task::{SequenceClassifier, TaskModel, TokenClassifier};
-use common::{Drift, Reference, largest, tiny_as, tiny_tagger};
+use common::{Drift, FIXTURES, Reference, largest, tiny_as, tiny_tagger};
 use tch::Tensor;
 
 const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
 const TAGS: [&str; 5] = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"];
-const FIXTURES: [(&str, &str); 8] = [
-    ("tiny", "tiny-bert"),
-    ("tiny-roberta", "tiny-roberta"),
-    ("tiny-xlm-roberta", "tiny-xlm-roberta"),
-    ("tiny-distilbert", "tiny-distilbert"),
-    ("tiny-electra", "tiny-electra"),
-    ("tiny-modernbert", "tiny-modernbert"),
-    ("tiny-deberta-v3", "tiny-deberta-v3"),
-    ("tiny-deberta-v2", "tiny-deberta-v2"),
-];
 
 /// Every model with its explain reference: the committed fixtures, and MiniLM where set up.
 fn cases() -> Vec<(String, PathBuf, Reference)> {

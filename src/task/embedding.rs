@@ -95,12 +95,15 @@ pub struct BatchEmbeddings {
     pub columns: Vec<Tensor>,
 }
 
-/// Which candidates of a ranking batch are the same text as an anchor's own positive (or, for
-/// the symmetric direction, as another anchor) and so are not negatives of it.
+/// Which candidates of a ranking batch are not negatives of an anchor although they are not its
+/// own positive: the same text as its positive, or the positive of another row with the same
+/// anchor text (a query asked twice). Backwards (symmetric), rows that share the anchor or the
+/// positive text are not each other's negatives. sentence-transformers leaves this to its
+/// `NO_DUPLICATES` sampler, which keeps such rows out of one batch.
 pub struct Duplicates {
     /// `[batch, batch x candidate columns]`, true where masked.
     pub candidates: Tensor,
-    /// `[batch, batch]`: positive i against anchor j, true where anchor j is anchor i's text.
+    /// `[batch, batch]`: positive i against anchor j, true where masked.
     pub anchors: Tensor,
 }
 
@@ -108,17 +111,18 @@ impl Duplicates {
     /// From each column's token ids (`columns[0]` anchors, `columns[1]` positives, then hard
     /// negatives): equal ids are the same text as the model reads it.
     pub fn of<T: PartialEq>(columns: &[Vec<T>]) -> Duplicates {
-        let batch = columns[0].len();
+        let (anchor, positive) = (&columns[0], &columns[1]);
+        let batch = anchor.len();
         let candidates: Vec<&T> = columns[1..].iter().flatten().collect();
         let mut masked = vec![false; batch * candidates.len()];
         for i in 0..batch {
             for (j, c) in candidates.iter().enumerate() {
-                masked[i * candidates.len() + j] = j != i && **c == columns[1][i];
+                let same_query = j < batch && anchor[j] == anchor[i];
+                masked[i * candidates.len() + j] = j != i && (**c == positive[i] || same_query);
             }
         }
-        let anchors: Vec<bool> = (0..batch * batch)
-            .map(|k| (k / batch != k % batch) && columns[0][k / batch] == columns[0][k % batch])
-            .collect();
+        let same_pair = |i: usize, j: usize| i != j && (anchor[i] == anchor[j] || positive[i] == positive[j]);
+        let anchors: Vec<bool> = (0..batch * batch).map(|k| same_pair(k / batch, k % batch)).collect();
         let mask = |v: &[bool], cols: usize| Tensor::from_slice(v).view([batch as i64, cols as i64]);
         Duplicates { candidates: mask(&masked, candidates.len()), anchors: mask(&anchors, batch) }
     }

@@ -140,6 +140,19 @@ pub fn tiny_tagger(dir: &Path) -> PathBuf {
     })
 }
 
+/// Every tiny fixture as (reference name in `tests/fixtures/reference/`, model directory in
+/// `tests/fixtures/`): one per family `make_reference.py` builds.
+pub const FIXTURES: [(&str, &str); 8] = [
+    ("tiny", "tiny-bert"),
+    ("tiny-roberta", "tiny-roberta"),
+    ("tiny-xlm-roberta", "tiny-xlm-roberta"),
+    ("tiny-distilbert", "tiny-distilbert"),
+    ("tiny-electra", "tiny-electra"),
+    ("tiny-modernbert", "tiny-modernbert"),
+    ("tiny-deberta-v3", "tiny-deberta-v3"),
+    ("tiny-deberta-v2", "tiny-deberta-v2"),
+];
+
 /// The model at `dir` with head `M`, as the commands load it (fp32, the checkpoint's own head).
 pub fn load<M: TaskModel>(dir: &Path, device: Device) -> anyhow::Result<Pretrained<M>> {
     pretrained::load(&ModelDir::open(dir.to_str().unwrap())?, &LoadOptions::inference(device, Autocast::off()))
