@@ -331,3 +331,74 @@ fn evaluate_on_scored_pairs_equals_the_evaluation_during_training() {
         assert!((a - b).abs() < 1e-6, "{metric}: evaluate {a} vs during training {b}");
     }
 }
+
+#[test]
+fn embed_writes_a_file_of_vectors_as_npy_parquet_and_jsonl_with_ids() {
+    use arrow_array::Array;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let texts = ["the clause on rent", "a question about pets", "the governing law is Delaware"];
+    let mut csv = "doc,body\n".to_string();
+    for (i, t) in texts.iter().enumerate() {
+        csv += &format!("id-{i},{t}\n");
+    }
+    std::fs::write(p("texts.csv"), csv).unwrap();
+    let model = repo().join("tests/fixtures/tiny-bert");
+    let model = model.to_str().unwrap();
+    let shown = ok(&[&["embed", model, "--pooling", "mean"][..], &texts.map(|t| ["--text", t]).concat()].concat());
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let want: Vec<Vec<f32>> = shown["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_value(e["vector"].clone()).unwrap())
+        .collect();
+    let input = p("texts.csv");
+    for out in ["v.jsonl", "v.npy", "v.parquet"] {
+        let flags = ["--input", input.to_str().unwrap(), "--text-column", "body", "--id-column", "doc"];
+        ok(&[
+            &["embed", model, "--pooling", "mean", "--batch-size", "2", "--output", p(out).to_str().unwrap()][..],
+            &flags,
+        ]
+        .concat());
+    }
+    let close = |got: &[f32], want: &[f32]| got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6);
+    // JSONL: one object a row, in the input's order.
+    let lines = std::fs::read_to_string(p("v.jsonl")).unwrap();
+    for (i, line) in lines.lines().enumerate() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["id"], format!("id-{i}"));
+        assert!(close(&serde_json::from_value::<Vec<f32>>(row["vector"].clone()).unwrap(), &want[i]), "jsonl row {i}");
+    }
+    // Parquet: id and a fixed-size list of float32.
+    let file = std::fs::File::open(p("v.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let batch = reader.map(Result::unwrap).next().unwrap();
+    let ids = batch.column_by_name("id").unwrap().as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+    let vectors =
+        batch.column_by_name("embedding").unwrap().as_any().downcast_ref::<arrow_array::FixedSizeListArray>().unwrap();
+    assert_eq!((ids.value(2), vectors.value_length()), ("id-2", 32));
+    let row = vectors.value(1);
+    let row = row.as_any().downcast_ref::<arrow_array::Float32Array>().unwrap();
+    assert!(close(row.values(), &want[1]), "parquet row 1");
+    // .npy as NumPy reads it, the ids beside it.
+    let ids: Vec<String> = serde_json::from_str(&std::fs::read_to_string(p("v.ids.json")).unwrap()).unwrap();
+    assert_eq!(ids, ["id-0", "id-1", "id-2"]);
+    if common::python_available() {
+        let script = "import numpy, sys, json; a = numpy.load(sys.argv[1]); print(json.dumps([list(a.shape), a.dtype.str, a[2].tolist()]))";
+        let py =
+            std::process::Command::new("python3").args(["-c", script, p("v.npy").to_str().unwrap()]).output().unwrap();
+        let (shape, dtype, row): (Vec<usize>, String, Vec<f32>) = serde_json::from_slice(&py.stdout).unwrap();
+        assert_eq!((shape, dtype.as_str()), (vec![3, 32], "<f4"));
+        assert!(close(&row, &want[2]), "npy row 2");
+    }
+    let err = bertkit(&[
+        "embed",
+        model,
+        "--input",
+        p("texts.csv").to_str().unwrap(),
+        "--output",
+        p("v.csv").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("write .npy, .parquet or .jsonl"));
+}

@@ -8,6 +8,7 @@ pub mod masking;
 pub mod retrieval;
 pub mod targets;
 pub mod token_classification;
+pub mod vectors;
 pub mod vocabulary;
 
 pub use batching::{

@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 
 use super::Evaluation;
 use super::retrieval::evaluate_search;
-use crate::data::{Encoded, eval_batches};
+use crate::data::{Encoded, eval_batches, tokenize};
 use crate::encoder::ForwardOptions;
 use crate::metrics::regression_report;
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfig};
@@ -126,6 +126,18 @@ impl Embedder {
         }
     }
 
+    /// The vectors of many texts, `batch_size` at a time in batches of similar lengths, in the
+    /// texts' order.
+    pub fn embed_many(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let items = tokenize(self.tokenizer(), texts, None, self.max_len)?.items;
+        let (pooling, normalize) = (self.pooling, self.normalize);
+        let vectors = match &self.model {
+            Encoder::WithPooler(m) => embed_items(m, &items, pooling, batch_size, normalize)?,
+            Encoder::Plain(m) => embed_items(m, &items, pooling, batch_size, normalize)?,
+        };
+        Ok(Vec::<Vec<f32>>::try_from(vectors)?)
+    }
+
     /// One vector per text, all texts in one forward pass.
     pub fn embed(&self, texts: &[&str]) -> Result<Embeddings> {
         match &self.model {
@@ -153,13 +165,14 @@ fn embed<const P: bool>(
     Ok(Embeddings { vectors, tokens, truncated })
 }
 
-/// The unit vectors of tokenised texts, `[items, hidden]` on the CPU, in batches of similar
-/// lengths (least padding; the order of the rows is the items').
+/// The vectors of tokenised texts (unit length if `normalize`), `[items, hidden]` on the CPU, in
+/// batches of similar lengths (least padding; the order of the rows is the items').
 pub fn embed_items<const P: bool>(
     m: &Pretrained<Bare<P>>,
     items: &[Encoded],
     pooling: Pooling,
     batch_size: usize,
+    normalize: bool,
 ) -> Result<Tensor> {
     let lengths: Vec<usize> = items.iter().map(Encoded::len).collect();
     let mut out = Tensor::zeros([items.len() as i64, m.dims.hidden_size], (Kind::Float, tch::Device::Cpu));
@@ -167,7 +180,9 @@ pub fn embed_items<const P: bool>(
         let refs: Vec<&Encoded> = batch.iter().map(|&i| &items[i]).collect();
         let inputs = m.collator().collate(&refs).to_device(m.device);
         let hidden = tch::no_grad(|| m.model.encoder().forward(&inputs, ForwardOptions::eval()));
-        let vectors = unit_rows(&pooling.pool(&hidden, &inputs)?).to_kind(Kind::Float).to_device(tch::Device::Cpu);
+        let vectors = pooling.pool(&hidden, &inputs)?;
+        let vectors = if normalize { unit_rows(&vectors) } else { vectors };
+        let vectors = vectors.to_kind(Kind::Float).to_device(tch::Device::Cpu);
         let rows = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());
         let _ = out.index_copy_(0, &rows, &vectors);
     }
@@ -204,7 +219,7 @@ pub fn evaluate_pairs<const P: bool>(
     pooling: Pooling,
     batch_size: usize,
 ) -> Result<Evaluation> {
-    let embed = |items: &[Encoded]| embed_items(m, items, pooling, batch_size);
+    let embed = |items: &[Encoded]| embed_items(m, items, pooling, batch_size, true);
     Ok(match &set.scores {
         Some(gold) => similarity_evaluation(&embed(&set.columns[0])?, &embed(&set.columns[1])?, gold),
         None => {

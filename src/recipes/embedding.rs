@@ -221,7 +221,13 @@ pub fn evaluate(args: &Evaluate, model: &ModelDir, options: &LoadOptions) -> Res
         tracing::info!("{} queries, {} passages", data.queries.len(), data.passages.len());
         let embed = |texts: &[String]| {
             let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-            embed_items(&encoder, &tokenize(&encoder.tokenizer, &texts, None, max_len)?.items, pooling, args.batch_size)
+            embed_items(
+                &encoder,
+                &tokenize(&encoder.tokenizer, &texts, None, max_len)?.items,
+                pooling,
+                args.batch_size,
+                true,
+            )
         };
         return Ok(evaluate_search(&embed(&data.queries)?, &embed(&data.passages)?, &data.relevant));
     }
