@@ -10,13 +10,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use bertkit::data::{Sampling, tokenize};
+use bertkit::encoder::ForwardOptions;
 use bertkit::metrics::retrieval::DEEPEST;
 use bertkit::predict::embedding::PairSet;
 use bertkit::predict::retrieval::evaluate_search;
 use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfig};
 use bertkit::task::Bare;
-use bertkit::task::embedding::{EmbeddingLoss, Pooling};
-use bertkit::train::embedding::EmbeddingTraining;
+use bertkit::task::embedding::{BatchEmbeddings, Duplicates, EmbeddingLoss, Pooling};
+use bertkit::train::embedding::{EmbeddingTraining, part_seed};
 use bertkit::train::{Objective, SentenceEmbedding};
 use common::{Drift, FIXTURES, Reference, bertkit, largest, ok, repo, test_device};
 use tch::Tensor;
@@ -35,13 +36,29 @@ const ROWS: [[&str; 3]; 5] = [
 ];
 const SCORES: [f32; 5] = [4.5, 0.5, 3.0, 2.0, 1.0];
 const SCALE: f64 = 20.0;
+
+/// libtorch's random generator is one per process: the tests here that draw from it (dropout,
+/// heads a checkpoint lacks) take turns, so that a seed set is the seed used.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const MATRYOSHKA_DIMS: [i64; 3] = [32, 16, 8];
 
 /// The training objective on the reference rows: `dir` without dropout (as the reference's
 /// eval mode), the loss and pooling given.
 fn objective(dir: &Path, loss: EmbeddingLoss, pooling: Pooling, matryoshka_dims: Vec<i64>) -> SentenceEmbedding {
+    objective_with(dir, loss, pooling, matryoshka_dims, 0.0, None)
+}
+
+/// The same with dropout `p` and GradCache parts of `mini_batch` rows.
+fn objective_with(
+    dir: &Path,
+    loss: EmbeddingLoss,
+    pooling: Pooling,
+    matryoshka_dims: Vec<i64>,
+    p: f64,
+    mini_batch: Option<usize>,
+) -> SentenceEmbedding {
     let mut model = ModelDir::open(dir.to_str().unwrap()).unwrap();
-    model.set_dropout(0.0).unwrap();
+    model.set_dropout(p).unwrap();
     let options = LoadOptions { device: test_device(), ..LoadOptions::default() };
     let model: Pretrained<Bare<false>> = pretrained::load(&model, &options).unwrap();
     let columns =
@@ -50,7 +67,7 @@ fn objective(dir: &Path, loss: EmbeddingLoss, pooling: Pooling, matryoshka_dims:
     SentenceEmbedding {
         model,
         sentence: SentenceConfig { pooling, normalize: false, max_seq_length: Some(512) },
-        training: EmbeddingTraining { loss, scale: SCALE, matryoshka_dims },
+        training: EmbeddingTraining { loss, scale: SCALE, matryoshka_dims, mini_batch },
         train: PairSet { columns, scores: loss.scored().then(|| SCORES.to_vec()) },
         eval: None,
         batch_size: 5,
@@ -60,6 +77,7 @@ fn objective(dir: &Path, loss: EmbeddingLoss, pooling: Pooling, matryoshka_dims:
 
 #[test]
 fn losses_and_gradients_equal_the_reference_for_every_family() {
+    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
     for (name, fixture) in FIXTURES {
         let dir = repo().join("tests/fixtures").join(fixture);
         let r = Reference::load(&repo().join(format!("tests/fixtures/reference/{name}_embedding.safetensors")));
@@ -176,7 +194,10 @@ fn a_trained_embedding_model_loads_in_sentence_transformers_with_the_same_vector
     let dir = tempfile::tempdir().unwrap();
     let (train, out) = (dir.path().join("pairs.csv"), dir.path().join("model"));
     write_pairs(&train, 40);
-    let flags = ["--negative-columns", "negative", "--eval-split", "0.25", "--pooling", "cls", "--normalize", "true"];
+    let flags = [
+        "--negative-columns", "negative", "--eval-split", "0.25", "--pooling", "cls", "--normalize", "true",
+        "--mini-batch-size", "3",
+    ];
     ok(&finetune_embedding(&train, &out, &flags));
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("eval_results.json")).unwrap()).unwrap();
@@ -401,4 +422,66 @@ fn embed_writes_a_file_of_vectors_as_npy_parquet_and_jsonl_with_ids() {
         p("v.csv").to_str().unwrap(),
     ]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("write .npy, .parquet or .jsonl"));
+}
+
+/// Every parameter's gradient, by name (zero where none flowed).
+fn gradients(task: &SentenceEmbedding) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = task.model.vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars.into_iter().map(|(n, v)| (n, if v.grad().defined() { v.grad().copy() } else { v.zeros_like() })).collect()
+}
+
+#[test]
+fn the_cached_loss_gives_the_uncached_gradients_for_every_family() {
+    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, fixture) in FIXTURES {
+        let dir = repo().join("tests/fixtures").join(fixture);
+        for (loss, dims) in [(EmbeddingLoss::Mnrl, vec![16, 8]), (EmbeddingLoss::Cosent, vec![])] {
+            let all = [0, 1, 2, 3, 4];
+            let plain = objective(&dir, loss, Pooling::Mean, dims.clone());
+            let want_loss = plain.train_loss(&all, 7).unwrap().loss;
+            want_loss.backward();
+            // Parts of 2, 2 and 1 rows: every column recomputed three times.
+            let cached = objective_with(&dir, loss, Pooling::Mean, dims, 0.0, Some(2));
+            let got = cached.train_and_backward(&all, 7, 1.0).expect("cached").unwrap();
+            let tokens: usize = plain.train.columns.iter().flatten().map(|e| e.len()).sum();
+            let drift = Drift::forward(&dir).backward(tokens);
+            drift.assert(&format!("{name} {loss:?} cached loss"), &got.loss.reshape([1]), &want_loss.reshape([1]));
+            let (want, got) = (gradients(&plain), gradients(&cached));
+            let scale = largest(want.iter().map(|(_, g)| g));
+            for ((n, w), (_, g)) in want.iter().zip(&got) {
+                drift.assert_at(&format!("{name} {loss:?} cached gradient {n}"), g, w, scale);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_cached_loss_recomputes_with_the_dropout_it_embedded_with() {
+    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    // One part per column: the gradient must be that of the loss of these very dropout masks,
+    // computed here in one pass from the same seeds.
+    let dir = repo().join("tests/fixtures/tiny-bert");
+    let all = [0, 1, 2, 3, 4];
+    let cached = objective_with(&dir, EmbeddingLoss::Mnrl, Pooling::Mean, vec![], 0.3, Some(5));
+    cached.train_and_backward(&all, 11, 1.0).expect("cached").unwrap();
+    let direct = objective_with(&dir, EmbeddingLoss::Mnrl, Pooling::Mean, vec![], 0.3, None);
+    let m = &direct.model;
+    let mut columns = Vec::new();
+    for (c, column) in direct.train.columns.iter().enumerate() {
+        tch::manual_seed(part_seed(11, c, 0));
+        let inputs = m.collator().collate(&column.iter().collect::<Vec<_>>());
+        let out = m.model.encoder.forward(&inputs, ForwardOptions::train());
+        columns.push(Pooling::Mean.pool(&out, &inputs).unwrap());
+    }
+    let ids: Vec<Vec<&[u32]>> =
+        direct.train.columns.iter().map(|c| c.iter().map(|e| e.ids.as_slice()).collect()).collect();
+    let loss = EmbeddingLoss::Mnrl.loss(&BatchEmbeddings { columns }, None, &Duplicates::of(&ids), SCALE);
+    loss.backward();
+    let (want, got) = (gradients(&direct), gradients(&cached));
+    let scale = largest(want.iter().map(|(_, g)| g));
+    let drift = Drift::forward(&dir).backward(200);
+    for ((n, w), (_, g)) in want.iter().zip(&got) {
+        drift.assert_at(&format!("dropout-masked gradient {n}"), g, w, scale);
+    }
 }

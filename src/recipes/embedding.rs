@@ -52,6 +52,11 @@ pub struct EmbeddingFlags {
     /// vector (`768,512,256,128,64`).
     #[arg(long, value_delimiter = ',', num_args = 1.., value_parser = positive)]
     pub matryoshka_dims: Vec<usize>,
+    /// --task embedding: GradCache (a cached loss): the batch is embedded and backpropagated
+    /// this many rows at a time, so a large --batch-size (more in-batch negatives) needs the
+    /// memory of this one; the gradients are the uncached loss's.
+    #[arg(long, value_parser = positive)]
+    pub mini_batch_size: Option<usize>,
 }
 
 /// One row of the data as read: its texts (anchor, positive, negatives) and score.
@@ -102,6 +107,7 @@ pub fn finetune(args: &FineTune, model: ModelDir, device: tch::Device) -> Result
             loss: flags.loss,
             scale: flags.scale,
             matryoshka_dims: flags.matryoshka_dims.iter().map(|&d| d as i64).collect(),
+            mini_batch: flags.mini_batch_size,
         },
         train: train_set,
         eval: eval_set,
@@ -155,6 +161,9 @@ fn check_flags(args: &FineTune, model: &ModelDir) -> Result<()> {
     }
     if let Some(&d) = flags.matryoshka_dims.iter().find(|&&d| d as i64 > model.dims.hidden_size) {
         refuse!("--matryoshka-dims {d}: larger than the model's {} dimensions", model.dims.hidden_size);
+    }
+    if flags.mini_batch_size.is_some() && crate::distributed::world_size() > 1 {
+        refuse!("--mini-batch-size: the cached loss runs in one process for now (not under bertkit launch)");
     }
     if args.data.long_text != LongText::Truncate || args.data.label_sets() || args.class_weights.is_some() {
         refuse!("--task embedding truncates long texts and has no classes: drop --long-text, label and weight flags");

@@ -28,6 +28,9 @@ pub struct EmbeddingTraining {
     pub scale: f64,
     /// Matryoshka: the loss summed over these leading sizes of the vector (empty: whole only).
     pub matryoshka_dims: Vec<i64>,
+    /// GradCache: the batch embedded and backpropagated this many rows at a time (None: all
+    /// at once).
+    pub mini_batch: Option<usize>,
 }
 
 /// Training = an encoder, how it pools, its rows and (optionally) held-out rows.
@@ -52,35 +55,16 @@ impl Objective for SentenceEmbedding {
     }
 
     fn train_loss(&self, batch: &[usize], _seed: u64) -> Result<StepLoss> {
-        let m = &self.model;
-        let (mut columns, mut tokens, mut padded_tokens) = (Vec::new(), 0, 0);
+        let (mut columns, mut counts) = (Vec::new(), Counts::default());
         for column in &self.train.columns {
-            let refs: Vec<&Encoded> = batch.iter().map(|&i| &column[i]).collect();
-            let inputs = m.collator().collate(&refs).to_device(m.device);
-            let out = m.model.encoder.forward(&inputs, ForwardOptions::train());
-            columns.push(self.sentence.pooling.pool(&out, &inputs)?);
-            tokens += refs.iter().map(|e| e.len()).sum::<usize>();
-            padded_tokens += inputs.input_ids.numel();
+            columns.push(self.embed(column, batch, &mut counts)?);
         }
-        let ids: Vec<Vec<&[u32]>> =
-            self.train.columns.iter().map(|c| batch.iter().map(|&i| c[i].ids.as_slice()).collect()).collect();
-        let duplicates = Duplicates::of(&ids);
-        let scores = self
-            .train
-            .scores
-            .as_ref()
-            .map(|s| Tensor::from_slice(&batch.iter().map(|&i| s[i]).collect::<Vec<f32>>()).to_device(m.device));
-        let t = &self.training;
-        let loss = matryoshka(&BatchEmbeddings { columns }, &t.matryoshka_dims, |e| {
-            t.loss.loss(e, scores.as_ref(), &duplicates, t.scale)
-        });
-        Ok(StepLoss {
-            loss,
-            denominator: Tensor::from(batch.len() as f64),
-            examples: batch.len(),
-            tokens,
-            padded_tokens,
-        })
+        Ok(counts.step(self.loss(batch, columns), batch.len()))
+    }
+
+    fn train_and_backward(&self, batch: &[usize], seed: u64, factor: f64) -> Option<Result<StepLoss>> {
+        let size = self.training.mini_batch?;
+        Some(self.cached_step(batch, seed, factor, size))
     }
 
     fn evaluate(&self) -> Result<Option<Evaluation>> {
@@ -108,5 +92,86 @@ impl Objective for SentenceEmbedding {
 
     fn default_metric(&self) -> &'static str {
         if self.training.loss.scored() { "spearman" } else { "ndcg_at_10" }
+    }
+}
+
+/// Tokens seen and computed in a step.
+#[derive(Default)]
+struct Counts {
+    tokens: usize,
+    padded_tokens: usize,
+}
+
+impl Counts {
+    fn step(self, loss: Tensor, examples: usize) -> StepLoss {
+        let denominator = Tensor::from(examples as f64);
+        StepLoss { loss, denominator, examples, tokens: self.tokens, padded_tokens: self.padded_tokens }
+    }
+}
+
+/// The seed of mini-batch `part` of column `column` in a cached step: its dropout masks, drawn
+/// once without a graph and again with one.
+pub fn part_seed(seed: u64, column: usize, part: usize) -> i64 {
+    (seed ^ ((column as u64) << 32 | part as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64
+}
+
+impl SentenceEmbedding {
+    /// The pooled vectors of `rows` of one column, with dropout and a graph.
+    fn embed(&self, column: &[Encoded], rows: &[usize], counts: &mut Counts) -> Result<Tensor> {
+        let m = &self.model;
+        let refs: Vec<&Encoded> = rows.iter().map(|&i| &column[i]).collect();
+        let inputs = m.collator().collate(&refs).to_device(m.device);
+        let out = m.model.encoder.forward(&inputs, ForwardOptions::train());
+        counts.tokens += refs.iter().map(|e| e.len()).sum::<usize>();
+        counts.padded_tokens += inputs.input_ids.numel();
+        self.sentence.pooling.pool(&out, &inputs)
+    }
+
+    /// The loss of a batch from its columns' vectors.
+    fn loss(&self, batch: &[usize], columns: Vec<Tensor>) -> Tensor {
+        let ids: Vec<Vec<&[u32]>> =
+            self.train.columns.iter().map(|c| batch.iter().map(|&i| c[i].ids.as_slice()).collect()).collect();
+        let duplicates = Duplicates::of(&ids);
+        let device = self.model.device;
+        let scores = self
+            .train
+            .scores
+            .as_ref()
+            .map(|s| Tensor::from_slice(&batch.iter().map(|&i| s[i]).collect::<Vec<f32>>()).to_device(device));
+        let t = &self.training;
+        matryoshka(&BatchEmbeddings { columns }, &t.matryoshka_dims, |e| {
+            t.loss.loss(e, scores.as_ref(), &duplicates, t.scale)
+        })
+    }
+
+    /// GradCache (Gao et al. 2021), as sentence-transformers' cached losses do it: every column
+    /// embedded `size` rows at a time without a graph; the loss over the whole batch and its
+    /// gradient with respect to those vectors; then each part embedded again with its graph (the
+    /// same dropout masks, from `part_seed`) and backpropagated from its share of that gradient.
+    /// The gradients equal the uncached loss's; memory holds one part's graph at a time.
+    fn cached_step(&self, batch: &[usize], seed: u64, factor: f64, size: usize) -> Result<StepLoss> {
+        let parts: Vec<&[usize]> = batch.chunks(size).collect();
+        let mut counts = Counts::default();
+        let mut columns = Vec::new();
+        for (c, column) in self.train.columns.iter().enumerate() {
+            let mut vectors = Vec::new();
+            for (k, part) in parts.iter().enumerate() {
+                tch::manual_seed(part_seed(seed, c, k));
+                vectors.push(tch::no_grad(|| self.embed(column, part, &mut counts))?);
+            }
+            columns.push(Tensor::cat(&vectors, 0).set_requires_grad(true));
+        }
+        let loss = self.loss(batch, columns.iter().map(Tensor::shallow_clone).collect());
+        let grads = Tensor::run_backward(&[&loss * factor], &columns, false, false);
+        let mut again = Counts::default();
+        for (c, column) in self.train.columns.iter().enumerate() {
+            for (k, part) in parts.iter().enumerate() {
+                tch::manual_seed(part_seed(seed, c, k));
+                let vectors = self.embed(column, part, &mut again)?;
+                let share = grads[c].narrow(0, (k * size) as i64, part.len() as i64);
+                (vectors * share).sum(tch::Kind::Float).backward();
+            }
+        }
+        Ok(counts.step(loss.detach(), batch.len()))
     }
 }

@@ -82,6 +82,14 @@ pub trait Objective {
     fn evaluate_before_training(&self) -> bool {
         false
     }
+    /// Forward and backward of a micro-batch for an objective that runs the backward pass
+    /// itself (a cached contrastive loss, which recomputes the batch a part at a time so that
+    /// its graph never holds the whole batch): the gradient of `factor` x the loss accumulated
+    /// into the parameters, the loss returned detached. None (the default): the trainer calls
+    /// `train_loss` and backpropagates.
+    fn train_and_backward(&self, _batch: &[usize], _seed: u64, _factor: f64) -> Option<Result<StepLoss>> {
+        None
+    }
 }
 
 /// With `--skip-nan-steps`, this many non-finite steps in a row still stop the run.
@@ -562,6 +570,11 @@ pub(crate) fn accumulate_gradients<T: Objective>(
         let share = crate::distributed::shard(batch);
         // A batch that does not fit (libtorch panics through tch) becomes an error naming it.
         let (loss, out) = catch(|| -> Result<_> {
+            let factor = loss_scale / micro.len() as f64;
+            if let Some(out) = autocast.run(|| task.train_and_backward(&share.examples, seed, factor)) {
+                let out = out?;
+                return Ok(((&out.loss / micro.len() as f64).to_kind(Kind::Double), out));
+            }
             let out = autocast.run(|| task.train_loss(&share.examples, seed))?;
             let weight = crate::distributed::loss_weight((!share.stand_in).then_some(&out.denominator))?;
             let loss = &out.loss * (weight / micro.len() as f64);
