@@ -15,8 +15,10 @@ fn main() -> anyhow::Result<()> {
         "The Supplier shall deliver the goods to the Customer's warehouse.",
     ];
 
-    // Mean pooling and unit vectors, as sentence-transformers' MiniLM models are used.
-    let embedder = Embedder::load(&ModelDir::open(&model)?, Pooling::Mean, &LoadOptions::default())?.normalized(true);
+    // As the checkpoint's sentence-transformers files say (MiniLM: mean pooling, normalised),
+    // else the mean; unit vectors either way, so a dot product is the cosine.
+    let model = ModelDir::open(&model)?;
+    let embedder = Embedder::load_as_saved(&model, None, Pooling::Mean, &LoadOptions::default())?.normalized(true);
     let mut texts = vec![query];
     texts.extend(passages);
     let vectors = embedder.embed(&texts)?.vectors;

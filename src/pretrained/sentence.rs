@@ -28,9 +28,10 @@ fn read_json(path: &Path) -> Result<Value> {
 }
 
 impl SentenceConfig {
-    /// The configuration of `dir`, None when it is not a sentence-transformers model (no
-    /// `modules.json`). A module bertkit does not compute (Dense, max pooling, ...) is an
-    /// error: its vectors would differ from sentence-transformers' without a word.
+    /// The configuration of `dir`, None when it is not a sentence-transformers embedding model
+    /// (no `modules.json`, or one without a Pooling module: a CrossEncoder's). A module bertkit
+    /// does not compute (Dense, max pooling, ...) is an error: its vectors would differ from
+    /// sentence-transformers' without a word.
     pub fn read(dir: &Path) -> Result<Option<SentenceConfig>> {
         let path = dir.join("modules.json");
         if !path.exists() {
@@ -55,7 +56,7 @@ impl SentenceConfig {
             }
         }
         if !pooled {
-            bail!("{}: no Pooling module", path.display());
+            return Ok(None);
         }
         let bert_config = dir.join("sentence_bert_config.json");
         if bert_config.exists() {
@@ -138,6 +139,14 @@ mod tests {
             config.write(dir.path(), 32).unwrap();
             assert_eq!(SentenceConfig::read(dir.path()).unwrap(), Some(config));
         }
+    }
+
+    #[test]
+    fn a_cross_encoder_is_no_embedding_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let transformer_only = r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}]"#;
+        std::fs::write(dir.path().join("modules.json"), transformer_only).unwrap();
+        assert_eq!(SentenceConfig::read(dir.path()).unwrap(), None);
     }
 
     #[test]
