@@ -12,7 +12,8 @@ python3 scripts/cuad_retrieval.py ../shared/data/cuad "$out" >/dev/null
 echo "cpu: $(lscpu | grep 'Model name' | sed 's/.*: *//') | $(grep -o -w 'avx2\|avx512f\|avx512_bf16\|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 start=$(date +%s.%N)
 target/release/bertkit evaluate --model "$model" --queries "$out/test/queries.jsonl" --corpus "$out/test/corpus.jsonl" \
-    --qrels "$out/test/qrels.tsv" --threads 2 --json "$out/bertkit.json" >/dev/null 2>&1
+    --qrels "$out/test/qrels.tsv" --threads 2 --json "$out/bertkit.json" >/dev/null 2>"$out/bertkit.log" ||
+    { tail -n 3 "$out/bertkit.log"; exit 1; }
 python3 - "$out/bertkit.json" "$(echo "$(date +%s.%N) - $start" | bc)" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))["metrics"]

@@ -2,7 +2,9 @@
 MultipleNegativesRankingLoss on the pairs file bench/mnrl_speed.sh writes, timed per step after
 the first two (a callback), with the process's peak RSS. Prints one JSON line.
 
-    python bench/mnrl_speed_st.py MODEL PAIRS.csv MAX_LEN BATCH STEPS OUT_DIR
+    python bench/mnrl_speed_st.py MODEL PAIRS.csv MAX_LEN BATCH STEPS OUT_DIR [MINI_BATCH]
+
+With MINI_BATCH, CachedMultipleNegativesRankingLoss (GradCache) with that mini-batch size.
 """
 import csv
 import json
@@ -17,6 +19,7 @@ from sentence_transformers import (SentenceTransformer, SentenceTransformerTrain
 from transformers import TrainerCallback
 
 model_dir, pairs, max_len, batch, steps, out = sys.argv[1:7]
+mini = int(sys.argv[7]) if len(sys.argv) > 7 else None
 torch.set_num_threads(2)
 with open(pairs, newline="", encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
@@ -38,7 +41,8 @@ args = SentenceTransformerTrainingArguments(
     output_dir=out, max_steps=int(steps), per_device_train_batch_size=int(batch), learning_rate=2e-5,
     save_strategy="no", report_to="none", use_cpu=True, seed=1, dataloader_drop_last=True)
 trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data,
-                                     loss=losses.MultipleNegativesRankingLoss(model), callbacks=[clock])
+                                     loss=losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=mini)
+                                     if mini else losses.MultipleNegativesRankingLoss(model), callbacks=[clock])
 trainer.train()
 timed = clock.ends[2:]
 seconds = (timed[-1] - timed[0]) / (len(timed) - 1)

@@ -152,7 +152,7 @@ def write_test(out_dir, asked, passages):
             open(os.path.join(test, "qrels.tsv"), "w", encoding="utf-8") as q:
         q.write("query-id\tcorpus-id\tscore\n")
         for contract, i, passage, held in passages:
-            pid = f"{stem(contract)[:60]}#{i}"
+            pid = f"{stem(contract)}#{i}"
             f.write(json.dumps({"_id": pid, "text": passage}) + "\n")
             for category in sorted(held):
                 q.write(f"{ids[category]}\t{pid}\t1\n")
