@@ -1,6 +1,6 @@
 //! What each labelled example is scored against, by task: a class id, a 0/1 row over the
-//! label set (multi-label) or a number (regression). Every label is checked here, with the row
-//! it came from in the message.
+//! label set (multi-label), a number (regression) or a passage's relevance to its query
+//! (rerank). Every label is checked here, with the row it came from in the message.
 
 use anyhow::{Result, bail};
 use tch::Tensor;
@@ -14,6 +14,9 @@ pub enum Targets {
     /// `[examples][labels]`, 1.0 where the example carries the label.
     Sets(Vec<Vec<f32>>),
     Scores(Vec<f32>),
+    /// Each (query, passage) pair's relevance in [0, 1] and its query (by distinct query text,
+    /// numbered in order of first appearance): a reranker is scored per query.
+    Relevance { relevance: Vec<f32>, query_of: Vec<usize> },
 }
 
 impl Targets {
@@ -26,6 +29,7 @@ impl Targets {
             TaskKind::Regression => Targets::Scores(examples.iter().map(score).collect::<Result<_>>()?),
             TaskKind::TokenClassification => bail!("token classification data has tags per word, not labels per text"),
             TaskKind::Embedding => bail!("embedding data has rows of texts (and scores), not labels per text"),
+            TaskKind::Rerank => relevance(examples)?,
         })
     }
 
@@ -34,6 +38,7 @@ impl Targets {
             Targets::Classes(v) => v.len(),
             Targets::Sets(v) => v.len(),
             Targets::Scores(v) => v.len(),
+            Targets::Relevance { relevance, .. } => relevance.len(),
         }
     }
 
@@ -49,7 +54,9 @@ impl Targets {
                 let flat: Vec<f32> = rows.iter().flat_map(|&i| v[i].iter().copied()).collect();
                 Tensor::from_slice(&flat).view([rows.len() as i64, -1])
             }
-            Targets::Scores(v) => Tensor::from_slice(&rows.iter().map(|&i| v[i]).collect::<Vec<_>>()),
+            Targets::Scores(v) | Targets::Relevance { relevance: v, .. } => {
+                Tensor::from_slice(&rows.iter().map(|&i| v[i]).collect::<Vec<_>>())
+            }
         }
     }
 
@@ -86,6 +93,30 @@ fn score(e: &Example) -> Result<f32> {
         Ok(_) => bail!("{}: label {text:?} is not a finite number", e.at),
         Err(_) => bail!("{}: label {text:?} is not a number (--task regression reads a number per row)", e.at),
     }
+}
+
+/// A reranker's targets: every row a (query, passage) pair whose label is a relevance in [0, 1]
+/// (binary cross-entropy's target: 0 or 1, or a graded fraction).
+fn relevance(examples: &[Example]) -> Result<Targets> {
+    let mut queries = std::collections::HashMap::new();
+    let (mut relevance, mut query_of) = (Vec::with_capacity(examples.len()), Vec::with_capacity(examples.len()));
+    for e in examples {
+        if e.pair.is_none() {
+            bail!(
+                "{}: no passage: --task rerank reads (query, passage) pairs (--text-column the query, \
+                 --text-pair-column the passage, --label-column its relevance)",
+                e.at
+            );
+        }
+        let r = score(e)?;
+        if !(0.0..=1.0).contains(&r) {
+            bail!("{}: relevance {r} is outside [0, 1] (a reranker learns the probability that a passage is relevant)", e.at);
+        }
+        let next = queries.len();
+        query_of.push(*queries.entry(e.text.as_str()).or_insert(next));
+        relevance.push(r);
+    }
+    Ok(Targets::Relevance { relevance, query_of })
 }
 
 /// The task data implies when no `--task` says it (`sets`: the flags read label sets), or an

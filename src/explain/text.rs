@@ -256,8 +256,8 @@ fn run_method(
 }
 
 /// The targets to explain when none are named: the predicted class; the predicted labels of a
-/// multi-label head (the likeliest one if none reaches 0.5); the score of a regression head;
-/// every predicted entity of a token-level head.
+/// multi-label head (the likeliest one if none reaches 0.5); the score of a regression head or
+/// a reranker; every predicted entity of a token-level head.
 pub(crate) fn predicted_targets(
     model: &dyn Explained,
     doc: &Document,
@@ -271,7 +271,7 @@ pub(crate) fn predicted_targets(
         positions: vec![],
     };
     match model.kind() {
-        TaskKind::Regression => vec![sequence(0)],
+        TaskKind::Regression | TaskKind::Rerank => vec![sequence(0)],
         TaskKind::Classification => vec![sequence(logits.argmax(0, false).int64_value(&[]))],
         TaskKind::MultiLabel => {
             let probs =

@@ -14,6 +14,7 @@ use crate::data::{Encoded, Targets, WindowPool, eval_batches};
 use crate::distributed::Spread;
 use crate::encoder::ForwardOptions;
 use crate::fsutil::atomic_write;
+use crate::metrics::retrieval::{reranking_metrics, reranking_summary};
 use crate::metrics::{classification_report, multi_label_report, regression_report};
 use crate::pretrained::Pretrained;
 use crate::task::{SequenceClassifier, TaskKind};
@@ -189,6 +190,12 @@ impl Classifier {
                     ("spearman", r.spearman),
                 ];
                 (m, r.table(), serde_json::to_value(&r)?)
+            }
+            Targets::Relevance { relevance, query_of } => {
+                let scores = Vec::<f32>::try_from(outputs.select(1, 0))?;
+                let r = reranking_metrics(&scores, relevance, query_of);
+                let m = vec![("ndcg_at_10", r["ndcg_at_10"]), ("mrr_at_10", r["mrr_at_10"]), ("map", r["map"])];
+                (m, reranking_summary(&r), serde_json::to_value(&r)?)
             }
         };
         metrics.push(("eval_loss", loss));

@@ -3,15 +3,19 @@
 //! `config_sentence_transformers.json`. Read, they say how the checkpoint pools and whether it
 //! normalises; written, they make `SentenceTransformer(dir)` compute the vectors bertkit does.
 //! Written in the layout of the hub's checkpoints, which every sentence-transformers release
-//! since 2.0 reads.
+//! since 2.0 reads. A reranker (`TaskKind::Rerank`) is written as a CrossEncoder: its
+//! activation in config.json, as releases 4 and 5 read it, and the module files release 6
+//! writes.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::encoder::ModelConfig;
 use crate::fsutil::atomic_write;
 use crate::task::embedding::Pooling;
+use crate::task::{CROSS_ENCODER_KEY, SIGMOID};
 
 /// How a sentence-transformers model turns the encoder's output into its vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +105,52 @@ impl SentenceConfig {
             &json!({"prompts": {}, "default_prompt_name": null, "similarity_fn_name": "cosine"}),
         )
     }
+}
+
+/// The activation of a sentence-transformers CrossEncoder in `dir` where its config.json does
+/// not record it under `sentence_transformers` (4 and later): release 6's
+/// `config_sentence_transformers.json` (`model_type: CrossEncoder`), or the key releases before
+/// 4 wrote (`sbert_ce_default_activation_function`). None: not a CrossEncoder, or recorded.
+pub fn cross_encoder_activation(dir: &Path, config: &ModelConfig) -> Result<Option<String>> {
+    if config.json().contains_key(CROSS_ENCODER_KEY) {
+        return Ok(None);
+    }
+    if let Some(old) = config.json().get("sbert_ce_default_activation_function").and_then(Value::as_str) {
+        return Ok(Some(old.to_string()));
+    }
+    let path = dir.join("config_sentence_transformers.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let saved = read_json(&path)?;
+    if saved["model_type"].as_str() != Some("CrossEncoder") {
+        return Ok(None);
+    }
+    // A CrossEncoder with one label applies the sigmoid unless it says otherwise.
+    Ok(Some(saved["activation_fn"].as_str().unwrap_or(SIGMOID).to_string()))
+}
+
+/// Writes a reranker's CrossEncoder files into `dir` (its config.json carries the activation
+/// already): `modules.json` of one Transformer for sequence classification, as
+/// sentence-transformers 6 saves a CrossEncoder, with the sigmoid as its activation.
+pub fn write_cross_encoder(dir: &Path) -> Result<()> {
+    let write = |name: &str, value: &Value| -> Result<()> {
+        atomic_write(&dir.join(name), serde_json::to_string_pretty(value)?.as_bytes())
+    };
+    let transformer = "sentence_transformers.base.modules.transformer.Transformer";
+    write("modules.json", &json!([{"idx": 0, "name": "0", "path": "", "type": transformer}]))?;
+    write(
+        "sentence_bert_config.json",
+        &json!({
+            "transformer_task": "sequence-classification",
+            "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+            "module_output_name": "scores",
+        }),
+    )?;
+    write(
+        "config_sentence_transformers.json",
+        &json!({"model_type": "CrossEncoder", "activation_fn": SIGMOID, "prompts": {}, "default_prompt_name": null}),
+    )
 }
 
 /// The pooling a `1_Pooling/config.json` names: the classic flags (`pooling_mode_mean_tokens`)

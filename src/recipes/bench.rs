@@ -20,7 +20,7 @@ use crate::predict::{Blocks, MaskedLanguageModel};
 use crate::predict::{Classifier, LabelledSet};
 use crate::predict::{TaggedSet, Tagger};
 use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::task::{IGNORE_INDEX, TaskKind};
+use crate::task::{CROSS_ENCODER_KEY, IGNORE_INDEX, SIGMOID, TaskKind};
 use crate::tokenizer::Tokenizer;
 use crate::train::Objective;
 use crate::train::optim::{AdamW, AdamWConfig};
@@ -131,10 +131,16 @@ fn classifier_steps(
     // The checkpoint's own labels (a classifier keeps its head), else config.json's default;
     // one output for regression (a fresh head for a task the checkpoint's head is not).
     let mut model = model.clone();
-    let labels = if args.task == TaskKind::Regression { vec!["score".into()] } else { model.config.label_names() };
+    let labels = match args.task {
+        TaskKind::Regression | TaskKind::Rerank => vec!["score".into()],
+        _ => model.config.label_names(),
+    };
     model.config.set_labels(&labels);
     if let Some(problem_type) = args.task.problem_type() {
         model.config.set("problem_type", problem_type.into());
+    }
+    if args.task == TaskKind::Rerank {
+        model.config.set(CROSS_ENCODER_KEY, serde_json::json!({ "activation_fn": SIGMOID }));
     }
     let new_head = args.task != TaskKind::Classification;
     let classifier: Classifier = pretrained::load(&model, &LoadOptions { new_head, ..*options })?;
@@ -147,6 +153,10 @@ fn classifier_steps(
             Targets::Sets((0..n).map(|_| (0..k).map(|_| rng.random_range(0..2) as f32).collect()).collect())
         }
         TaskKind::Regression => Targets::Scores((0..n).map(|_| rng.random_range(0.0..5.0)).collect()),
+        TaskKind::Rerank => Targets::Relevance {
+            relevance: (0..n).map(|_| rng.random_range(0..2) as f32).collect(),
+            query_of: (0..n).map(|i| i / 8).collect(),
+        },
         _ => Targets::Classes((0..n).map(|_| rng.random_range(0..k as i64)).collect()),
     };
     let set = LabelledSet::new(items, targets);

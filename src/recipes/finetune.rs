@@ -17,7 +17,7 @@ use crate::device::Autocast;
 use crate::distributed::Spread;
 use crate::predict::{Classifier, Decision, Evaluation, LabelledSet, read_thresholds, write_thresholds};
 use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::task::TaskKind;
+use crate::task::{CROSS_ENCODER_KEY, SIGMOID, TaskKind};
 use crate::train::SequenceClassification;
 use crate::train::loss_weights::{WeightSpec, loss_weights};
 use crate::train::model_card::{DataFile, ModelCard};
@@ -195,7 +195,7 @@ impl FineTune {
         };
         let card = ModelCard {
             base_model: &self.model,
-            pipeline_tag: "text-classification",
+            pipeline_tag: if kind == TaskKind::Rerank { "text-ranking" } else { "text-classification" },
             task: kind.name(),
             data: data.card,
             hyper: &cfg.hyper,
@@ -212,6 +212,10 @@ impl FineTune {
         let labels = label_set(kind, model, &train, new_head, &self.data, &self.train)?;
         model.config.set_labels(labels.names());
         model.config.set("problem_type", kind.problem_type().into());
+        if kind == TaskKind::Rerank {
+            // How sentence-transformers' CrossEncoder (4 and later) knows to apply the sigmoid.
+            model.config.set(CROSS_ENCODER_KEY, serde_json::json!({ "activation_fn": SIGMOID }));
+        }
         let train_targets = Targets::new(kind, &train, &labels, "training")?;
         let eval_targets = eval.as_deref().map(|e| Targets::new(kind, e, &labels, "training")).transpose()?;
         let file = |role, path, examples: &[Example], targets| DataFile {
@@ -294,6 +298,9 @@ fn label_counts(targets: &Targets, labels: &LabelSet) -> Vec<(String, u64)> {
             names.map(|(i, n)| (n.clone(), rows.iter().filter(|r| r[i] > 0.5).count() as u64)).collect()
         }
         Targets::Scores(_) => vec![],
+        Targets::Relevance { relevance, .. } => {
+            vec![("relevant".into(), relevance.iter().filter(|&&r| r > 0.5).count() as u64)]
+        }
     }
 }
 
@@ -357,6 +364,8 @@ pub fn label_set(
             set
         }
         _ if kind == TaskKind::Regression => LabelSet::new(vec![data.label_column.clone()]),
+        // sentence-transformers' CrossEncoder names its one output so.
+        _ if kind == TaskKind::Rerank => LabelSet::new(vec!["LABEL_0".into()]),
         _ => LabelSet::from_examples(train),
     };
     match kind {

@@ -142,6 +142,7 @@ fn render(
     if csv {
         let header: Vec<String> = match kind {
             TaskKind::Regression => vec!["text".into(), "score".into()],
+            TaskKind::Rerank => vec!["query".into(), "passage".into(), "score".into()],
             TaskKind::MultiLabel => ["text".to_string(), "labels".into()].into_iter().chain(prob_columns).collect(),
             _ => ["text".to_string(), "label".into(), "score".into()].into_iter().chain(prob_columns).collect(),
         };
@@ -157,6 +158,11 @@ fn render(
         let line = match (kind, csv) {
             (TaskKind::Regression, false) => json!({"text": ex.text, "score": p[0]}).to_string(),
             (TaskKind::Regression, true) => format!("{},{:.6}", csv_field(&ex.text), p[0]),
+            (TaskKind::Rerank, false) => json!({"query": ex.text, "passage": ex.pair, "score": p[0]}).to_string(),
+            (TaskKind::Rerank, true) => {
+                let passage = csv_field(ex.pair.as_deref().unwrap_or_default());
+                format!("{},{passage},{:.6}", csv_field(&ex.text), p[0])
+            }
             (TaskKind::MultiLabel, false) => {
                 json!({"text": ex.text, "labels": chosen, "probabilities": probabilities}).to_string()
             }

@@ -30,6 +30,9 @@ pub(crate) enum Engine {
     Embedder { model: Embedder },
     /// A model with its MLM head: `/fill-mask`.
     FillMask { model: MaskedLanguageModel, top_k: usize },
+    /// A one-output sequence classifier on (query, passage) pairs: `/rerank` (the raw logit of
+    /// each pair; the route applies the sigmoid unless asked for raw scores).
+    Reranker { model: Classifier },
 }
 
 /// The route each engine answers on.
@@ -39,6 +42,7 @@ impl Engine {
             Engine::Classifier { .. } | Engine::Tagger { .. } => "/predict",
             Engine::Embedder { .. } => "/embed",
             Engine::FillMask { .. } => "/fill-mask",
+            Engine::Reranker { .. } => "/rerank",
         }
     }
 
@@ -47,11 +51,13 @@ impl Engine {
             Engine::Classifier { model, .. } => match model.model.kind {
                 TaskKind::MultiLabel => "multi-label",
                 TaskKind::Regression => "regression",
+                TaskKind::Rerank => "rerank",
                 _ => "classification",
             },
             Engine::Tagger { .. } => "token-classification",
             Engine::Embedder { .. } => "embeddings",
             Engine::FillMask { .. } => "fill-mask",
+            Engine::Reranker { .. } => "rerank",
         }
     }
 
@@ -59,7 +65,7 @@ impl Engine {
     /// threads, with a copy of the tokenizer).
     pub fn reader(&self, max_len: usize) -> Reader {
         let (tokenizer, mask_token) = match self {
-            Engine::Classifier { model, .. } => (model.tokenizer.clone(), None),
+            Engine::Classifier { model, .. } | Engine::Reranker { model } => (model.tokenizer.clone(), None),
             Engine::Tagger { model, .. } => (model.tokenizer.clone(), None),
             Engine::Embedder { model } => (model.tokenizer().clone(), None),
             Engine::FillMask { model, .. } => {
@@ -69,8 +75,8 @@ impl Engine {
         };
         let how = Reading {
             windows: matches!(self, Engine::Tagger { .. }),
-            encodes: matches!(self, Engine::Classifier { .. }),
-            singles_only: !matches!(self, Engine::Classifier { .. }),
+            encodes: matches!(self, Engine::Classifier { .. } | Engine::Reranker { .. }),
+            singles_only: !matches!(self, Engine::Classifier { .. } | Engine::Reranker { .. }),
             mask_token,
         };
         Reader::new(self.route(), self.task(), tokenizer, max_len, how)
@@ -81,6 +87,10 @@ impl Engine {
     pub fn answer(&self, seqs: &[Sequence], encoded: &[Encoded], max_len: usize) -> Result<Vec<Value>> {
         match self {
             Engine::Classifier { model, names, thresholds } => classify(model, names, thresholds.as_deref(), encoded),
+            Engine::Reranker { model } => {
+                let logits = model.logits(encoded, encoded.len().max(1), Spread::Alone)?.select(1, 0);
+                Ok(Vec::<f32>::try_from(logits)?.into_iter().map(Value::from).collect())
+            }
             Engine::Tagger { model, aggregation, stride } => {
                 let texts: Vec<&str> = seqs.iter().map(|s| s.text.as_str()).collect();
                 let found =

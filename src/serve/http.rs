@@ -73,6 +73,31 @@ enum OpenAiInput {
     List(Vec<String>),
 }
 
+/// TEI's rerank request (`POST /rerank`): one query and the passages to order. The settings
+/// may also come under `parameters`, where they win.
+#[derive(Deserialize)]
+struct RerankRequest {
+    query: String,
+    texts: Vec<String>,
+    /// The logits themselves instead of their sigmoid.
+    #[serde(default)]
+    raw_scores: bool,
+    /// Each answer carries its passage.
+    #[serde(default)]
+    return_text: bool,
+    #[serde(default)]
+    truncate: bool,
+    #[serde(default)]
+    parameters: RerankParameters,
+}
+
+#[derive(Deserialize, Default)]
+struct RerankParameters {
+    raw_scores: Option<bool>,
+    return_text: Option<bool>,
+    truncate: Option<bool>,
+}
+
 fn yes() -> bool {
     true
 }
@@ -140,7 +165,10 @@ async fn listen(app: Arc<App>) -> Result<()> {
     // `POST /` answers the model's own task, as TEI does for clients given only the server's URL.
     let openai = if route == "/embed" { " /v1/embeddings" } else { "" };
     println!("listening on http://{} (POST {route} /{openai}, GET /health /info /metrics)", listener.local_addr()?);
-    let mut router = Router::new().route(route, post(answer)).route("/", post(answer));
+    let mut router = match route {
+        "/rerank" => Router::new().route(route, post(rerank)).route("/", post(rerank)),
+        _ => Router::new().route(route, post(answer)).route("/", post(answer)),
+    };
     if route == "/embed" {
         router = router.route("/v1/embeddings", post(openai_embeddings));
     }
@@ -262,6 +290,44 @@ async fn run_sequences(app: &App, seqs: Vec<Sequence>, truncate: bool) -> Result
         Ok(Err(refusal)) => Err(refused(refusal)),
         Err(_) => Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, "the model thread dropped the request".into())),
     }
+}
+
+/// `POST /rerank` as TEI answers it: every passage as `{index, score[, text]}`, best first; the
+/// score is the sigmoid of the pair's logit (`raw_scores`: the logit).
+async fn rerank(State(app): State<Arc<App>>, body: Result<Json<RerankRequest>, JsonRejection>) -> Response {
+    let start = Instant::now();
+    let _counted = InFlight::new(&app.metrics.in_flight);
+    let response = match ranked(&app, body).await {
+        Ok(value) => Json(value).into_response(),
+        Err(failure) => failure.into_response(),
+    };
+    app.metrics.observe_request("/rerank", response.status().as_u16(), start.elapsed().as_secs_f64());
+    response
+}
+
+async fn ranked(app: &App, body: Result<Json<RerankRequest>, JsonRejection>) -> Result<Value, Failure> {
+    let Json(request) = body.map_err(|r| Failure(r.status(), r.body_text()))?;
+    let settings = &request.parameters;
+    let raw = settings.raw_scores.unwrap_or(request.raw_scores);
+    let return_text = settings.return_text.unwrap_or(request.return_text);
+    let truncate = settings.truncate.unwrap_or(request.truncate);
+    let seqs =
+        request.texts.iter().map(|t| Sequence { text: request.query.clone(), pair: Some(t.clone()) }).collect();
+    let (logits, _) = run_sequences(app, seqs, truncate).await?;
+    let mut scored: Vec<(usize, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let logit = l.as_f64().unwrap_or(f64::NAN);
+            (i, if raw { logit } else { 1.0 / (1.0 + (-logit).exp()) })
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let answers = scored.into_iter().map(|(index, score)| match return_text {
+        true => json!({"index": index, "score": score, "text": request.texts[index]}),
+        false => json!({"index": index, "score": score}),
+    });
+    Ok(Value::Array(answers.collect()))
 }
 
 /// `POST /v1/embeddings` in OpenAI's shape: unit-length vectors as floats or base64, with the

@@ -90,6 +90,9 @@ pub enum ServeTask {
     Predict,
     Embed,
     FillMask,
+    /// TEI's `/rerank`: a query's passages ordered by a one-output sequence classifier (a
+    /// cross-encoder reranker, or any model with one label, as TEI serves them).
+    Rerank,
 }
 
 pub struct Settings {
@@ -120,6 +123,15 @@ fn run(args: Serve) -> Result<()> {
     let model = ModelDir::open(&args.model)?;
     let max_len = model.max_len(args.max_len)?;
     let task = args.task.unwrap_or_else(|| default_task(&model));
+    let kind = TaskKind::of(&model.config);
+    if task == ServeTask::Rerank && (model.config.num_labels() != 1 || kind == TaskKind::TokenClassification) {
+        crate::error::refuse!(
+            "--task rerank: {} is a {} model with {} label(s); a reranker has one output per (query, passage) pair",
+            model.dir.display(),
+            kind.name(),
+            model.config.num_labels()
+        );
+    }
     if task == ServeTask::Predict && model.config.id2label().is_none() {
         bail!(
             "{}: has no task head (config.json has no id2label); serve it with --task embed or fill-mask",
@@ -155,6 +167,7 @@ fn run(args: Serve) -> Result<()> {
                 Engine::Embedder { model: embedder.normalized(false).max_len(max_len) }
             }
             ServeTask::FillMask => Engine::FillMask { model: pretrained::load(&model, &options)?, top_k: args.top_k },
+            ServeTask::Rerank => Engine::Reranker { model: pretrained::load(&model, &options)? },
         })
     };
     http::serve(make, settings).context("serving")
@@ -164,6 +177,8 @@ fn default_task(model: &ModelDir) -> ServeTask {
     let architectures = model.config.architectures();
     if architectures.iter().any(|a| a.ends_with("ForMaskedLM")) {
         ServeTask::FillMask
+    } else if TaskKind::of(&model.config) == TaskKind::Rerank {
+        ServeTask::Rerank
     } else if model.config.id2label().is_some()
         && architectures
             .iter()

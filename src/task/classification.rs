@@ -4,7 +4,8 @@
 //! ModernBERT's prediction head, or DeBERTa's context pooler.
 //! The loss is the task's (`TaskKind`), as transformers picks it from `problem_type`:
 //! cross-entropy (one class), binary cross-entropy with logits (multi-label), mean squared
-//! error (regression); class weights (`--class-weights`, `--pos-weight`) are ours.
+//! error (regression); a reranker's one logit by binary cross-entropy, as sentence-transformers'
+//! CrossEncoder trains it; class weights (`--class-weights`, `--pos-weight`) are ours.
 
 use tch::nn::Path;
 use tch::{Kind, Reduction, Tensor};
@@ -152,6 +153,13 @@ impl SequenceClassifier {
                 logits.squeeze_dim(-1).mse_loss(&labels.to_kind(Kind::Float), Reduction::Mean)
             }
             TaskKind::Regression => logits.mse_loss(&labels.to_kind(Kind::Float), Reduction::Mean),
+            // sentence-transformers' BinaryCrossEntropyLoss: one logit per pair.
+            TaskKind::Rerank => logits.squeeze_dim(-1).binary_cross_entropy_with_logits::<&Tensor>(
+                &labels.to_kind(Kind::Float),
+                None,
+                None,
+                Reduction::Mean,
+            ),
             TaskKind::MultiLabel => logits.binary_cross_entropy_with_logits::<&Tensor>(
                 &labels.to_kind(Kind::Float),
                 None,

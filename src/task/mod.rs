@@ -19,6 +19,12 @@ use crate::encoder::ModelConfig;
 use crate::encoder::layers::{Activation, LayerNorm, Linear, path_at, truncated_normal};
 use crate::encoder::{Dims, Encoder, Family};
 
+/// The config.json key under which sentence-transformers (4 and later) records a CrossEncoder's
+/// activation (`pretrained::sentence` also maps its other files there).
+pub const CROSS_ENCODER_KEY: &str = "sentence_transformers";
+/// The sigmoid, as sentence-transformers names an activation.
+pub const SIGMOID: &str = "torch.nn.modules.activation.Sigmoid";
+
 /// Label value that marks positions without a target, as in transformers.
 pub const IGNORE_INDEX: i64 = -100;
 
@@ -39,15 +45,23 @@ pub enum TaskKind {
     /// One vector per text, related texts close (sentence embeddings, for search and
     /// similarity; `task::embedding`).
     Embedding,
+    /// How relevant a passage is to a query, read together (a cross-encoder reranker): one
+    /// logit per pair, its sigmoid the score, binary cross-entropy against 0/1 (or graded)
+    /// relevance. Saved as sentence-transformers' CrossEncoder saves it.
+    Rerank,
 }
 
 impl TaskKind {
     /// The task of a fine-tuned model's config: transformers' `problem_type` where set, else
-    /// what transformers infers (one label: regression).
+    /// what transformers infers (one label: regression). A sentence-transformers CrossEncoder
+    /// with one label is a reranker where its activation is the sigmoid (its default), and a
+    /// regression (the logit is the score) where it is the identity.
     pub fn of(config: &ModelConfig) -> TaskKind {
         let token = config.architectures().iter().any(|a| a.ends_with("ForTokenClassification"));
+        let activation = config.json().get(CROSS_ENCODER_KEY).map(|c| c["activation_fn"].as_str().unwrap_or(SIGMOID));
         match config.problem_type() {
             _ if token => TaskKind::TokenClassification,
+            None if config.num_labels() == 1 && activation == Some(SIGMOID) => TaskKind::Rerank,
             Some("multi_label_classification") => TaskKind::MultiLabel,
             Some("regression") => TaskKind::Regression,
             Some("single_label_classification") => TaskKind::Classification,
@@ -62,16 +76,16 @@ impl TaskKind {
             TaskKind::Classification => Some("single_label_classification"),
             TaskKind::MultiLabel => Some("multi_label_classification"),
             TaskKind::Regression => Some("regression"),
-            TaskKind::TokenClassification | TaskKind::Embedding => None,
+            TaskKind::TokenClassification | TaskKind::Embedding | TaskKind::Rerank => None,
         }
     }
 
     /// What the task outputs per label from its logits: class probabilities (softmax; per
     /// token for token classification), label probabilities (sigmoid, multi-label) or the score
-    /// itself (regression).
+    /// itself (regression), the relevance probability (rerank).
     pub fn outputs(self, logits: &Tensor) -> Tensor {
         match self {
-            TaskKind::MultiLabel => logits.sigmoid(),
+            TaskKind::MultiLabel | TaskKind::Rerank => logits.sigmoid(),
             TaskKind::Regression | TaskKind::Embedding => logits.shallow_clone(),
             TaskKind::Classification | TaskKind::TokenClassification => logits.softmax(-1, Kind::Float),
         }
@@ -85,6 +99,7 @@ impl TaskKind {
             TaskKind::Regression => "regression",
             TaskKind::TokenClassification => "token-classification",
             TaskKind::Embedding => "embedding",
+            TaskKind::Rerank => "rerank",
         }
     }
 }

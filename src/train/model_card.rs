@@ -80,7 +80,10 @@ impl ModelCard<'_> {
     /// sentence-transformers (which reads the files written beside the model), the rest in
     /// transformers.
     fn library(&self) -> &'static str {
-        if self.pipeline_tag == "sentence-similarity" { "sentence-transformers" } else { "transformers" }
+        match self.pipeline_tag {
+            "sentence-similarity" | "text-ranking" => "sentence-transformers",
+            _ => "transformers",
+        }
     }
 
     fn data_section(&self) -> String {

@@ -67,7 +67,11 @@ impl Objective for SequenceClassification {
     }
 
     fn save_model(&self, dir: &Path) -> Result<()> {
-        self.classifier.save(dir)
+        self.classifier.save(dir)?;
+        if self.classifier.model.kind == TaskKind::Rerank {
+            crate::pretrained::sentence::write_cross_encoder(dir)?;
+        }
+        Ok(())
     }
 
     fn fingerprint(&self) -> String {
@@ -77,6 +81,9 @@ impl Objective for SequenceClassification {
             Targets::Classes(ids) => f.ints(ids.iter().copied()),
             Targets::Sets(rows) => f.floats(&rows.concat()),
             Targets::Scores(scores) => f.floats(scores),
+            Targets::Relevance { relevance, query_of } => {
+                f.floats(relevance).ints(query_of.iter().map(|&q| q as i64))
+            }
         };
         if let Some(w) = &self.loss_weights {
             let weights =
@@ -90,6 +97,7 @@ impl Objective for SequenceClassification {
         match self.classifier.model.kind {
             TaskKind::MultiLabel => "micro_f1",
             TaskKind::Regression => "pearson",
+            TaskKind::Rerank => "ndcg_at_10",
             _ => "accuracy",
         }
     }

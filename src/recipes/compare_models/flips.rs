@@ -51,7 +51,7 @@ pub fn changes(outputs: &[Tensor; 2], targets: &crate::data::Targets, names: &[S
             (0..gold.len()).filter_map(|i| class_change(i, &a[i], &b[i], gold[i] as usize, names)).collect()
         }
         Targets::Sets(gold) => (0..gold.len()).filter_map(|i| set_change(i, &a[i], &b[i], &gold[i], names)).collect(),
-        Targets::Scores(gold) => {
+        Targets::Scores(gold) | Targets::Relevance { relevance: gold, .. } => {
             let mut order: Vec<usize> = (0..gold.len()).collect();
             order.sort_by(|&x, &y| (b[y][0] - a[y][0]).abs().total_cmp(&(b[x][0] - a[x][0]).abs()));
             order.iter().take(SCORE_CHANGES).map(|&i| score_change(i, a[i][0], b[i][0], gold[i])).collect()
