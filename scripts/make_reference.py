@@ -17,6 +17,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py tasks [NAME]               # every fixture's (or NAME's) *_tasks.safetensors
     python scripts/make_reference.py metrics                    # reference/metrics.json (seqeval, sklearn, scipy)
     python scripts/make_reference.py embedding [NAME]           # *_embedding.safetensors, retrieval.json (sentence-transformers)
+    python scripts/make_reference.py rerank [NAME]              # *_rerank.safetensors, rerank.json (sentence-transformers)
     python scripts/make_reference.py explain [NAME]             # every fixture's (or NAME's) *_explain.safetensors
     python scripts/make_reference.py minilm-explain MODEL_DIR OUT_DIR
     python scripts/make_reference.py minilm-probe MODEL_DIR OUT_DIR  # linear probe (scikit-learn)
@@ -682,6 +683,98 @@ def make_retrieval_reference(out: Path):
     print(f"wrote {out / 'retrieval.json'}")
 
 
+# Reranker candidates (query, passage, relevance): two queries with binary and graded
+# relevance. tests/rerank.rs holds the same rows.
+RERANK_ROWS = [
+    ("How do I end the lease early?", "The tenant may terminate on sixty days' notice.", 1.0),
+    ("How do I end the lease early?", "Rent is due monthly.", 0.0),
+    ("How do I end the lease early?", "Either party may end the lease with notice.", 0.5),
+    ("Which law governs the contract?", "This agreement is governed by the laws of Delaware.", 1.0),
+    ("Which law governs the contract?", "Notices go by mail.", 0.0),
+]
+
+
+def listnet(logits, labels, docs_per_query):
+    """sentence-transformers' ListNetLoss on flat logits, its lines as they are: lists padded
+    to the longest with -1e16 logits and -inf labels, cross-entropy against the labels' softmax."""
+    batch_size, max_docs = len(docs_per_query), max(docs_per_query)
+    logits_matrix = torch.full((batch_size, max_docs), -1e16)
+    doc_indices = torch.cat([torch.arange(n) for n in docs_per_query], dim=0)
+    batch_indices = torch.repeat_interleave(torch.arange(batch_size), torch.tensor(docs_per_query))
+    logits_matrix[batch_indices, doc_indices] = logits
+    labels_matrix = torch.full_like(logits_matrix, float("-inf"))
+    labels_matrix[batch_indices, doc_indices] = labels
+    return torch.nn.CrossEntropyLoss()(logits_matrix, labels_matrix.softmax(dim=1))
+
+
+def make_rerank_reference(model_dir: Path, out: Path, name: str):
+    """A one-output cross-encoder head on the pairs above: its fresh head, logits, the BCE and
+    ListNet losses (as sentence-transformers' BinaryCrossEntropyLoss and ListNetLoss compute
+    them) and every parameter's gradient under each, dropout off."""
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=1, ignore_mismatched_sizes=True,
+        attn_implementation=fused_attention(model_dir)).eval()
+    ref = {f"init.{k}": v.clone() for k, v in model.state_dict().items() if k.startswith("classifier.")}
+    queries, passages, relevance = zip(*RERANK_ROWS)
+    enc = encode(tok, list(queries), list(passages))
+    inputs = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                  token_type_ids=enc["token_type_ids"])
+    labels = torch.tensor(relevance)
+    ref.update({"input_ids": enc["input_ids"], "relevance": labels})
+    for loss_name in ("bce", "listnet"):
+        model.zero_grad()
+        logits = model(**accepted(model, inputs)).logits.view(-1)
+        if loss_name == "bce":
+            loss = torch.nn.BCEWithLogitsLoss()(logits, labels)
+        else:
+            loss = listnet(logits, labels, [3, 2])
+        loss.backward()
+        ref["logits"] = logits.detach()
+        ref[f"loss.{loss_name}"] = loss.reshape(1)
+        for n, p in named_parameters(model):
+            if p.grad is not None:
+                ref[f"grad.{loss_name}.{n}"] = p.grad.clone()
+    ref = {k: v.detach().contiguous() for k, v in ref.items()}
+    save_file(ref, out / f"{name}_rerank.safetensors")
+    print(f"wrote {out / (name + '_rerank.safetensors')} ({len(ref)} tensors)")
+
+
+def make_reranking_metrics_reference(out: Path):
+    """sentence-transformers' CrossEncoderRerankingEvaluator measures on fixed scores: 12 queries
+    of 2-15 candidates, one without a relevant candidate; once with scores rounded so that ties
+    occur (NDCG and MAP: scikit-learn's tie handling), once without (MRR too: the evaluator
+    orders ties as numpy's argsort leaves them, which depends on the CPU's sort kernel)."""
+    import numpy as np
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+    evaluator = CrossEncoderRerankingEvaluator([{"query": "q", "positive": ["a"], "negative": ["b"]}], at_k=10)
+    reference = {}
+    for case, tied in (("tied", True), ("distinct", False)):
+        g = torch.Generator().manual_seed(5)
+        scores, relevance, query_of = [], [], []
+        mrr, ndcg, ap = [], [], []
+        for q in range(12):
+            n = int(torch.randint(2, 16, (1,), generator=g))
+            s = torch.rand(n, generator=g)
+            s = ((s * 8).round() / 8 if tied else s).tolist()
+            r = [0.0] * n if q == 7 else (torch.rand(n, generator=g) < 0.35).float().tolist()
+            if q != 7 and sum(r) == 0:
+                r[n // 2] = 1.0
+            y_true = [int(x > 0.5) for x in r]
+            m = evaluator.compute_metrics(y_true, np.array(s), sum(y_true)) if sum(y_true) else (0, 0, 0)
+            mrr.append(m[0]), ndcg.append(m[1]), ap.append(m[2])
+            scores += s
+            relevance += r
+            query_of += [q] * n
+        metrics = {"ndcg_at_10": float(np.mean(ndcg)), "map": float(np.mean(ap))}
+        if not tied:
+            metrics["mrr_at_10"] = float(np.mean(mrr))
+        reference[case] = {"scores": scores, "relevance": relevance, "query_of": query_of, "metrics": metrics}
+    (out / "rerank.json").write_text(json.dumps(reference, indent=0))
+    print(f"wrote {out / 'rerank.json'}")
+
+
 EXPLAIN_TEXT = "I love this movie, it's fantastic!"
 IG_STEPS = 50
 
@@ -937,6 +1030,11 @@ if __name__ == "__main__":
             if len(sys.argv) < 3 or sys.argv[2] == name:
                 make_embedding_reference(fixtures / model, fixtures / "reference", name)
         make_retrieval_reference(fixtures / "reference")
+    elif cmd == "rerank":
+        for name, (model, _) in FIXTURES.items():
+            if len(sys.argv) < 3 or sys.argv[2] == name:
+                make_rerank_reference(fixtures / model, fixtures / "reference", name)
+        make_reranking_metrics_reference(fixtures / "reference")
     elif cmd == "minilm":
         make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
     elif cmd == "roundtrip":

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::{bertkit, finetune_tiny, synthetic_csv, tiny_model, tiny_tagger};
+use common::{bertkit, finetune_tiny, ok, synthetic_csv, tiny_model, tiny_tagger, write_candidates};
 use serde_json::{Value, json};
 
 /// A server on a free port; killed when dropped (unless the test stopped it).
@@ -351,4 +351,61 @@ print(json.dumps({"hub": hub, "openai": [d.embedding for d in oai.data], "tokens
     let from_openai: Vec<Vec<f32>> = serde_json::from_value(clients["openai"].clone()).unwrap();
     assert_eq!(from_openai, vectors, "the openai client decodes the same float32 values");
     assert_eq!(clients["tokens"], json!(tokens));
+}
+
+#[test]
+fn a_reranker_answers_tei_rerank_with_the_scores_of_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, model) = (dir.path().join("c.csv"), dir.path().join("reranker"));
+    write_candidates(&train, 8);
+    let mut args = finetune_tiny(&train, &model, &["--max-steps", "2", "--batch-size", "8"]);
+    let columns = ["--task", "rerank", "--text-column", "query", "--text-pair-column", "passage"];
+    args.extend(columns.iter().map(|s| s.to_string()));
+    ok(&args);
+    let server = Server::start(&model, &[]);
+    assert!(server.get("/info").contains("\"route\":\"/rerank\""), "a reranker serves /rerank by default");
+    let (query, texts) = ("question 1 about repairs", ["the clause on pets", "the clause on repairs", "keys"]);
+    let request = json!({"query": query, "texts": texts, "return_text": true});
+    let (status, ranked) = server.post("/rerank", &request.to_string());
+    assert_eq!(status, 200, "{ranked}");
+    let ranked = ranked.as_array().unwrap().clone();
+    assert_eq!(ranked.len(), 3);
+    let scores: Vec<f64> = ranked.iter().map(|r| r["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+    let input = dir.path().join("pairs.csv");
+    let rows: String = texts.iter().map(|t| format!("{query},{t}\n")).collect();
+    std::fs::write(&input, format!("query,passage\n{rows}")).unwrap();
+    let predicted = ok(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--text-column",
+        "query",
+        "--text-pair-column",
+        "passage",
+        "--precision",
+        "fp32",
+    ]);
+    let want: Vec<f64> =
+        predicted.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["score"].as_f64().unwrap()).collect();
+    for r in &ranked {
+        let i = r["index"].as_u64().unwrap() as usize;
+        assert_eq!(r["text"], texts[i]);
+        assert!((r["score"].as_f64().unwrap() - want[i]).abs() < 1e-6, "{r} vs predict {}", want[i]);
+    }
+    let raw = json!({"query": query, "texts": texts, "parameters": {"raw_scores": true}});
+    let (_, logits) = server.post("/", &raw.to_string());
+    for r in logits.as_array().unwrap() {
+        let i = r["index"].as_u64().unwrap() as usize;
+        let sigmoid = 1.0 / (1.0 + (-r["score"].as_f64().unwrap()).exp());
+        assert!((sigmoid - want[i]).abs() < 1e-6 && r.get("text").is_none(), "raw logits at the root: {r}");
+    }
+    let (status, refused) = server.post("/rerank", &json!({"query": query, "texts": []}).to_string());
+    assert_eq!(status, 422, "{refused}");
+    let classifier = tiny_model();
+    let run = bertkit(&["serve", "--model", classifier.to_str().unwrap(), "--task", "rerank", "--port", "0"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("--task rerank") && stderr.contains("3 label(s)"), "{stderr}");
 }

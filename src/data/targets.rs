@@ -16,7 +16,10 @@ pub enum Targets {
     Scores(Vec<f32>),
     /// Each (query, passage) pair's relevance in [0, 1] and its query (by distinct query text,
     /// numbered in order of first appearance): a reranker is scored per query.
-    Relevance { relevance: Vec<f32>, query_of: Vec<usize> },
+    Relevance {
+        relevance: Vec<f32>,
+        query_of: Vec<usize>,
+    },
 }
 
 impl Targets {
@@ -110,7 +113,10 @@ fn relevance(examples: &[Example]) -> Result<Targets> {
         }
         let r = score(e)?;
         if !(0.0..=1.0).contains(&r) {
-            bail!("{}: relevance {r} is outside [0, 1] (a reranker learns the probability that a passage is relevant)", e.at);
+            bail!(
+                "{}: relevance {r} is outside [0, 1] (a reranker learns the probability that a passage is relevant)",
+                e.at
+            );
         }
         let next = queries.len();
         query_of.push(*queries.entry(e.text.as_str()).or_insert(next));

@@ -86,7 +86,8 @@ pub fn reranking_metrics(scores: &[f32], relevance: &[f32], query_of: &[usize]) 
     for list in lists.iter().filter(|l| l.iter().any(|&(_, relevant)| relevant)) {
         let groups = tie_groups(list);
         mrr += reranked_reciprocal_rank(list);
-        ndcg += tied_dcg(&groups, list.len()) / (0..list.iter().filter(|c| c.1).count().min(NDCG_AT)).map(gain).sum::<f64>();
+        ndcg += tied_dcg(&groups, list.len())
+            / (0..list.iter().filter(|c| c.1).count().min(NDCG_AT)).map(gain).sum::<f64>();
         map += tied_average_precision(&groups);
     }
     let n = queries.max(1) as f64;
@@ -118,9 +119,9 @@ fn tie_groups(list: &[(f32, bool)]) -> Vec<(usize, usize)> {
     groups
 }
 
-/// 1 / the rank of the first relevant candidate in the top `MRR_AT`, in numpy's
-/// `argsort(scores)[::-1]` order: tied candidates later in the list first (its sort is stable
-/// on the short lists a reranker sees).
+/// 1 / the rank of the first relevant candidate in the top `MRR_AT`, best score first. The
+/// evaluator orders ties as numpy's `argsort(scores)[::-1]` leaves them, which depends on the
+/// CPU's sort kernel; here tied candidates later in the list come first (a stable sort, reversed).
 fn reranked_reciprocal_rank(list: &[(f32, bool)]) -> f64 {
     let mut order: Vec<usize> = (0..list.len()).collect();
     order.sort_by(|&a, &b| list[a].0.total_cmp(&list[b].0));

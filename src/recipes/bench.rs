@@ -177,6 +177,7 @@ fn classifier_steps(
         sampling: Sampling::Random,
         loss_weights,
         pool,
+        lists: None,
     };
     train_steps(&task, batches, options.autocast, watch)
 }

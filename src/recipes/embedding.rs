@@ -20,7 +20,7 @@ use crate::predict::embedding::{PairSet, embed_items, evaluate_pairs};
 use crate::predict::retrieval::evaluate_search;
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfig};
 use crate::task::Bare;
-use crate::task::embedding::{EmbeddingLoss, Pooling};
+use crate::task::embedding::Pooling;
 use crate::tokenizer::Tokenizer;
 use crate::train::embedding::EmbeddingTraining;
 use crate::train::model_card::{DataFile, ModelCard};
@@ -30,10 +30,6 @@ use crate::values::positive;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct EmbeddingFlags {
-    /// --task embedding: mnrl (anchor, positive[, negatives]: in-batch negatives), mnrl-symmetric,
-    /// cosent or cosine-mse (two texts and a score in --label-column).
-    #[arg(long, value_enum, default_value = "mnrl")]
-    pub loss: EmbeddingLoss,
     /// --task embedding: cosines are multiplied by this before the softmax (mnrl, cosent).
     #[arg(long, default_value_t = 20.0, value_parser = crate::values::positive_float)]
     pub scale: f64,
@@ -69,6 +65,7 @@ struct Row {
 pub fn finetune(args: &FineTune, model: ModelDir, device: tch::Device) -> Result<Trained> {
     let cfg = &args.cfg;
     let flags = &args.embedding;
+    let loss = args.embedding_loss()?;
     let sentence = sentence_config(args, &model)?;
     check_flags(args, &model)?;
     let rows = read_rows(args, &args.train)?;
@@ -90,7 +87,7 @@ pub fn finetune(args: &FineTune, model: ModelDir, device: tch::Device) -> Result
     let eval_set = eval_rows.as_deref().map(|r| encode(&encoder.tokenizer, r, max_len, "eval")).transpose()?;
     tracing::info!(
         "task embedding | loss {:?} | pooling {} | normalize {} | device {device:?}",
-        flags.loss,
+        loss,
         sentence.pooling.name(),
         sentence.normalize
     );
@@ -104,7 +101,7 @@ pub fn finetune(args: &FineTune, model: ModelDir, device: tch::Device) -> Result
         model: encoder,
         sentence,
         training: EmbeddingTraining {
-            loss: flags.loss,
+            loss,
             scale: flags.scale,
             matryoshka_dims: flags.matryoshka_dims.iter().map(|&d| d as i64).collect(),
             mini_batch: flags.mini_batch_size,
@@ -156,8 +153,9 @@ fn check_flags(args: &FineTune, model: &ModelDir) -> Result<()> {
              --text-pair-column (positive or second text)"
         );
     }
-    if flags.loss.scored() && !flags.negative_columns.is_empty() {
-        refuse!("--negative-columns: the {:?} loss compares scored pairs; hard negatives go with mnrl", flags.loss);
+    let loss = args.embedding_loss()?;
+    if loss.scored() && !flags.negative_columns.is_empty() {
+        refuse!("--negative-columns: the {loss:?} loss compares scored pairs; hard negatives go with mnrl");
     }
     if let Some(&d) = flags.matryoshka_dims.iter().find(|&&d| d as i64 > model.dims.hidden_size) {
         refuse!("--matryoshka-dims {d}: larger than the model's {} dimensions", model.dims.hidden_size);
@@ -173,7 +171,7 @@ fn check_flags(args: &FineTune, model: &ModelDir) -> Result<()> {
 
 /// The rows of `path` for training.
 fn read_rows(args: &FineTune, path: &Path) -> Result<Vec<Row>> {
-    rows_of(&args.data, path, &args.embedding.negative_columns, args.embedding.loss.scored()).data_error()
+    rows_of(&args.data, path, &args.embedding.negative_columns, args.embedding_loss()?.scored()).data_error()
 }
 
 /// The rows of `path`: the two text columns (and, `scored`, the score in the label column) in

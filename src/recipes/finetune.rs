@@ -12,12 +12,13 @@ use rand_chacha::ChaCha8Rng;
 
 use super::data_flags::DataFlags;
 use super::session;
-use crate::data::{Example, LabelSet, Targets, infer_task};
+use crate::data::{Example, LabelSet, LongText, Targets, infer_task};
 use crate::device::Autocast;
 use crate::distributed::Spread;
 use crate::predict::{Classifier, Decision, Evaluation, LabelledSet, read_thresholds, write_thresholds};
 use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::task::{CROSS_ENCODER_KEY, SIGMOID, TaskKind};
+use crate::task::embedding::EmbeddingLoss;
+use crate::task::{CROSS_ENCODER_KEY, RerankLoss, SIGMOID, TaskKind};
 use crate::train::SequenceClassification;
 use crate::train::loss_weights::{WeightSpec, loss_weights};
 use crate::train::model_card::{DataFile, ModelCard};
@@ -80,6 +81,12 @@ pub struct FineTune {
     /// and save them beside the model (thresholds.json); evaluate and predict use them.
     #[arg(long)]
     pub tune_thresholds: bool,
+    /// The loss of --task embedding: mnrl (the default: anchor, positive[, negatives], in-batch
+    /// negatives), mnrl-symmetric, cosent or cosine-mse (two texts and a score in
+    /// --label-column). Of --task rerank: bce (the default: each pair against its relevance)
+    /// or listnet (each query's candidates as one list; --batch-size counts queries).
+    #[arg(long, value_enum)]
+    pub loss: Option<Loss>,
     #[command(flatten)]
     pub data: DataFlags,
     #[command(flatten)]
@@ -88,6 +95,24 @@ pub struct FineTune {
     pub embedding: super::embedding::EmbeddingFlags,
     #[command(flatten)]
     pub cfg: TrainConfig,
+}
+
+/// `--loss`: the losses of the tasks that have a choice (embedding, rerank).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    Mnrl,
+    MnrlSymmetric,
+    Cosent,
+    CosineMse,
+    Bce,
+    Listnet,
+}
+
+impl Loss {
+    /// The flag's spelling (`mnrl-symmetric`).
+    fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map_or_else(String::new, |v| v.get_name().to_string())
+    }
 }
 
 /// What a training run left: how it ended, where the model is, and (`--tune-thresholds`) the
@@ -123,6 +148,39 @@ impl FineTune {
         self.sequence_classification(model, device, new_head)
     }
 
+    /// The loss of an embedding task (--loss, MNRL by default).
+    pub fn embedding_loss(&self) -> Result<EmbeddingLoss> {
+        Ok(match self.loss {
+            None | Some(Loss::Mnrl) => EmbeddingLoss::Mnrl,
+            Some(Loss::MnrlSymmetric) => EmbeddingLoss::MnrlSymmetric,
+            Some(Loss::Cosent) => EmbeddingLoss::Cosent,
+            Some(Loss::CosineMse) => EmbeddingLoss::CosineMse,
+            Some(other) => {
+                crate::error::refuse!(
+                    "--loss {}: --task embedding takes mnrl, mnrl-symmetric, cosent or cosine-mse",
+                    other.name()
+                )
+            }
+        })
+    }
+
+    /// The loss of a sequence-level task: a reranker's (--loss, BCE by default); the others
+    /// have their task's own loss and refuse the flag.
+    fn rerank_loss(&self, kind: TaskKind) -> Result<RerankLoss> {
+        match (kind, self.loss) {
+            (TaskKind::Rerank, None | Some(Loss::Bce)) | (_, None) => Ok(RerankLoss::Bce),
+            (TaskKind::Rerank, Some(Loss::Listnet)) => Ok(RerankLoss::Listnet),
+            (TaskKind::Rerank, Some(other)) => {
+                crate::error::refuse!("--loss {}: --task rerank takes bce or listnet", other.name())
+            }
+            (_, Some(other)) => crate::error::refuse!(
+                "--loss {}: --task {} has its own loss (--loss is for --task embedding and rerank)",
+                other.name(),
+                kind.name()
+            ),
+        }
+    }
+
     /// The evaluation data as the model card names it: --eval, or the share held out of --train.
     pub fn eval_name(&self) -> String {
         self.eval.as_ref().map_or(format!("{} (held out)", self.train.display()), |e| e.display().to_string())
@@ -141,6 +199,22 @@ pub fn split<T>(mut examples: Vec<T>, fraction: f64, seed: u64) -> Result<(Vec<T
     let held = ((examples.len() as f64 * fraction).round() as usize).clamp(1, examples.len().saturating_sub(1));
     let train = examples.split_off(held);
     Ok((train, examples))
+}
+
+/// Splits off `fraction` of the queries (at least one) with all their candidates, after a
+/// seeded shuffle of the distinct query texts; the rows keep their order.
+fn split_queries(examples: Vec<Example>, fraction: f64, seed: u64) -> Result<(Vec<Example>, Option<Vec<Example>>)> {
+    let mut queries: Vec<&str> = vec![];
+    let mut seen = std::collections::HashSet::new();
+    for e in &examples {
+        if seen.insert(e.text.as_str()) {
+            queries.push(e.text.as_str());
+        }
+    }
+    let (_, held) = split(queries, fraction, seed)?;
+    let held: std::collections::HashSet<String> = held.into_iter().map(str::to_string).collect();
+    let (eval, train): (Vec<Example>, Vec<Example>) = examples.into_iter().partition(|e| held.contains(&e.text));
+    Ok((train, Some(eval)))
 }
 
 impl FineTune {
@@ -172,7 +246,12 @@ impl FineTune {
         }
 
         let batch_size = session::global_batch(cfg);
-        let num_batches = train_set.items.len().div_ceil(batch_size);
+        let lists = match self.rerank_loss(kind)? {
+            RerankLoss::Listnet => Some(query_lists(&train_set)),
+            RerankLoss::Bce => None,
+        };
+        let units = lists.as_ref().map_or(train_set.items.len(), Vec::len);
+        let num_batches = units.div_ceil(batch_size);
         let task = SequenceClassification {
             classifier,
             train: train_set,
@@ -181,6 +260,7 @@ impl FineTune {
             sampling: cfg.hyper.train_sampling_strategy,
             loss_weights: data.weights.map(|w| tch::Tensor::from_slice(&w).to_device(device)),
             pool: self.data.window_pool,
+            lists,
         };
         let outcome = train(&task, cfg, options.autocast, num_batches)?;
         let finished = !matches!(outcome.stop, Stop::Interrupted { .. });
@@ -206,9 +286,18 @@ impl FineTune {
     /// The texts, their task, labels and targets, read and checked before anything is written;
     /// the labels and `problem_type` go into `model`'s config.
     fn read_texts(&self, model: &mut ModelDir, new_head: bool) -> Result<TextData> {
-        let (train, eval) =
-            read_data(&self.data, &self.train, self.eval.as_deref(), self.eval_split, self.cfg.hyper.seed)?;
+        let (train, eval) = read_data(&self.data, &self.train, self.eval.as_deref(), None, self.cfg.hyper.seed)?;
         let kind = task_kind(self.task, &self.data, model, &train, new_head)?;
+        let (train, eval) = match (self.eval_split, kind) {
+            // A query's candidates stay together: held-out queries are unseen ones.
+            (Some(fraction), TaskKind::Rerank) => split_queries(train, fraction, self.cfg.hyper.seed)?,
+            (Some(fraction), _) => split(train, fraction, self.cfg.hyper.seed).map(|(t, e)| (t, Some(e)))?,
+            (None, _) => (train, eval),
+        };
+        self.rerank_loss(kind)?;
+        if kind == TaskKind::Rerank && self.data.long_text != LongText::Truncate {
+            crate::error::refuse!("--long-text: a reranker reads each (query, passage) pair once, truncated");
+        }
         let labels = label_set(kind, model, &train, new_head, &self.data, &self.train)?;
         model.config.set_labels(labels.names());
         model.config.set("problem_type", kind.problem_type().into());
@@ -237,6 +326,16 @@ impl FineTune {
         }
         Ok(TextData { kind, labels, train, train_targets, eval, eval_targets, weights, card })
     }
+}
+
+/// Each query's candidates (items of `set`), queries in order of first appearance.
+fn query_lists(set: &LabelledSet) -> Vec<Vec<usize>> {
+    let Targets::Relevance { query_of, .. } = &set.targets else { unreachable!("listnet is refused but for rerank") };
+    let mut lists = vec![vec![]; query_of.iter().max().map_or(0, |&q| q + 1)];
+    for (item, &example) in set.doc_of.iter().enumerate() {
+        lists[query_of[example]].push(item);
+    }
+    lists
 }
 
 /// A text-level run's data, read and checked.

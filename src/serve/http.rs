@@ -311,8 +311,7 @@ async fn ranked(app: &App, body: Result<Json<RerankRequest>, JsonRejection>) -> 
     let raw = settings.raw_scores.unwrap_or(request.raw_scores);
     let return_text = settings.return_text.unwrap_or(request.return_text);
     let truncate = settings.truncate.unwrap_or(request.truncate);
-    let seqs =
-        request.texts.iter().map(|t| Sequence { text: request.query.clone(), pair: Some(t.clone()) }).collect();
+    let seqs = request.texts.iter().map(|t| Sequence { text: request.query.clone(), pair: Some(t.clone()) }).collect();
     let (logits, _) = run_sequences(app, seqs, truncate).await?;
     let mut scored: Vec<(usize, f64)> = logits
         .iter()

@@ -15,6 +15,16 @@ use crate::encoder::ModelConfig;
 use crate::encoder::layers::{Activation, Linear, dropout};
 use crate::encoder::{ClassifierKind, Dims, Encoder, EncoderOutput, Family, ForwardOptions, Inputs};
 
+/// How a reranker learns (`TaskKind::Rerank`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerankLoss {
+    /// Each (query, passage) pair against its relevance (BinaryCrossEntropyLoss).
+    Bce,
+    /// Each query's candidates as one list: the cross-entropy between the softmax of their
+    /// relevances and that of their logits (ListNetLoss).
+    Listnet,
+}
+
 pub struct SequenceClassifier {
     pub encoder: Box<dyn Encoder>,
     /// What comes before the logits layer, by the family's `ClassifierKind`.
@@ -134,6 +144,21 @@ impl SequenceClassifier {
                 unreachable!("read by the encoder's pooler, or from every token")
             }
         }
+    }
+
+    /// ListNet's loss of a reranker (sentence-transformers' ListNetLoss): `logits` `[n, 1]`
+    /// are the candidates of consecutive queries, `lists` how many each query has, `relevance`
+    /// `[n]` their targets; per query the cross-entropy of softmax(relevance) against
+    /// log-softmax(logits), averaged over the queries.
+    pub fn listwise_loss(logits: &Tensor, relevance: &Tensor, lists: &[i64]) -> Tensor {
+        let (logits, relevance) = (logits.to_kind(Kind::Float).view([-1]), relevance.to_kind(Kind::Float));
+        let per_query: Vec<Tensor> = logits
+            .split_with_sizes(lists, 0)
+            .iter()
+            .zip(relevance.split_with_sizes(lists, 0))
+            .map(|(l, r)| -(r.softmax(0, Kind::Float) * l.log_softmax(0, Kind::Float)).sum(Kind::Float))
+            .collect();
+        Tensor::stack(&per_query, 0).mean(Kind::Float)
     }
 
     /// Sets the logits layer's bias (one value a label): a fresh multi-label head starts at

@@ -11,7 +11,7 @@ pub mod token_classification;
 use tch::nn::Path;
 use tch::{Kind, Tensor};
 
-pub use classification::SequenceClassifier;
+pub use classification::{RerankLoss, SequenceClassifier};
 pub use masked_lm::{MaskedLm, MaskedLmOutput, MaskedTargets};
 pub use token_classification::TokenClassifier;
 

@@ -13,7 +13,7 @@ use crate::data::{Encoded, Sampling, Targets, WindowPool, epoch_batches};
 use crate::distributed::Spread;
 use crate::encoder::ForwardOptions;
 use crate::predict::{Classifier, Decision, Evaluation, LabelledSet};
-use crate::task::TaskKind;
+use crate::task::{SequenceClassifier, TaskKind};
 
 /// Fine-tuning = a classifier, its training set and (optionally) held-out data.
 pub struct SequenceClassification {
@@ -26,6 +26,10 @@ pub struct SequenceClassification {
     pub loss_weights: Option<Tensor>,
     /// How evaluation pools the windows of long examples.
     pub pool: WindowPool,
+    /// A listwise reranker (ListNet): each query's candidates (items of `train`). Batches are
+    /// then of queries, `batch_size` of them, so a query's list is never split between
+    /// micro-batches or ranks.
+    pub lists: Option<Vec<Vec<usize>>>,
 }
 
 impl Objective for SequenceClassification {
@@ -34,27 +38,18 @@ impl Objective for SequenceClassification {
     }
 
     fn epoch_batches(&self, epoch: usize, seed: u64) -> Vec<Vec<usize>> {
-        epoch_batches(&self.train.lengths(), self.batch_size, seed, epoch, self.sampling)
+        let lengths = match &self.lists {
+            Some(lists) => lists.iter().map(|l| l.iter().map(|&i| self.train.items[i].len()).sum()).collect(),
+            None => self.train.lengths(),
+        };
+        epoch_batches(&lengths, self.batch_size, seed, epoch, self.sampling)
     }
 
     fn train_loss(&self, batch: &[usize], _seed: u64) -> Result<StepLoss> {
-        let c = &self.classifier;
-        let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.items[i]).collect();
-        let inputs = c.collator().collate(&refs).to_device(c.device);
-        let targets = self.train.item_targets(batch).to_device(c.device);
-        let logits = c.model.logits(&inputs, ForwardOptions::train());
-        // Weighted cross-entropy divides by the weights of the targets, not by their number.
-        let denominator = match (&self.loss_weights, c.model.kind) {
-            (Some(w), TaskKind::Classification) => w.index_select(0, &targets).sum(Kind::Double),
-            _ => Tensor::from(batch.len() as f64),
-        };
-        Ok(StepLoss {
-            loss: c.model.loss(&logits, &targets, self.loss_weights.as_ref()),
-            denominator,
-            examples: batch.len(),
-            tokens: refs.iter().map(|e| e.len()).sum(),
-            padded_tokens: inputs.input_ids.numel(),
-        })
+        match &self.lists {
+            Some(lists) => self.listwise_loss(&batch.iter().map(|&q| lists[q].as_slice()).collect::<Vec<_>>()),
+            None => self.pointwise_loss(batch),
+        }
     }
 
     fn evaluate(&self) -> Result<Option<Evaluation>> {
@@ -81,10 +76,11 @@ impl Objective for SequenceClassification {
             Targets::Classes(ids) => f.ints(ids.iter().copied()),
             Targets::Sets(rows) => f.floats(&rows.concat()),
             Targets::Scores(scores) => f.floats(scores),
-            Targets::Relevance { relevance, query_of } => {
-                f.floats(relevance).ints(query_of.iter().map(|&q| q as i64))
-            }
+            Targets::Relevance { relevance, query_of } => f.floats(relevance).ints(query_of.iter().map(|&q| q as i64)),
         };
+        if self.lists.is_some() {
+            f.text("listnet over whole queries");
+        }
         if let Some(w) = &self.loss_weights {
             let weights =
                 Vec::<f32>::try_from(w.to_kind(Kind::Float).to_device(Device::Cpu)).expect("loss weights are 1-d");
@@ -100,5 +96,46 @@ impl Objective for SequenceClassification {
             TaskKind::Rerank => "ndcg_at_10",
             _ => "accuracy",
         }
+    }
+}
+
+impl SequenceClassification {
+    /// Each item's loss against its text's target.
+    fn pointwise_loss(&self, batch: &[usize]) -> Result<StepLoss> {
+        let c = &self.classifier;
+        let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.items[i]).collect();
+        let inputs = c.collator().collate(&refs).to_device(c.device);
+        let targets = self.train.item_targets(batch).to_device(c.device);
+        let logits = c.model.logits(&inputs, ForwardOptions::train());
+        // Weighted cross-entropy divides by the weights of the targets, not by their number.
+        let denominator = match (&self.loss_weights, c.model.kind) {
+            (Some(w), TaskKind::Classification) => w.index_select(0, &targets).sum(Kind::Double),
+            _ => Tensor::from(batch.len() as f64),
+        };
+        Ok(StepLoss {
+            loss: c.model.loss(&logits, &targets, self.loss_weights.as_ref()),
+            denominator,
+            examples: batch.len(),
+            tokens: refs.iter().map(|e| e.len()).sum(),
+            padded_tokens: inputs.input_ids.numel(),
+        })
+    }
+
+    /// ListNet over whole queries: `lists` holds each query's candidates.
+    fn listwise_loss(&self, lists: &[&[usize]]) -> Result<StepLoss> {
+        let c = &self.classifier;
+        let items: Vec<usize> = lists.concat();
+        let refs: Vec<&Encoded> = items.iter().map(|&i| &self.train.items[i]).collect();
+        let inputs = c.collator().collate(&refs).to_device(c.device);
+        let relevance = self.train.item_targets(&items).to_device(c.device);
+        let logits = c.model.logits(&inputs, ForwardOptions::train());
+        let sizes: Vec<i64> = lists.iter().map(|l| l.len() as i64).collect();
+        Ok(StepLoss {
+            loss: SequenceClassifier::listwise_loss(&logits, &relevance, &sizes),
+            denominator: Tensor::from(lists.len() as f64),
+            examples: items.len(),
+            tokens: refs.iter().map(|e| e.len()).sum(),
+            padded_tokens: inputs.input_ids.numel(),
+        })
     }
 }

@@ -349,3 +349,17 @@ impl Drift {
 pub fn largest<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> f64 {
     tensors.into_iter().map(max_abs).fold(0.0, f64::max)
 }
+
+/// Candidate lists: each question about a topic, two relevant clauses and four of other topics.
+pub fn write_candidates(path: &Path, questions: usize) {
+    let topics = ["rent", "repairs", "notice", "deposit", "pets", "parking", "noise", "keys"];
+    let mut csv = "query,passage,label\n".to_string();
+    for q in 0..questions {
+        let t = topics[q % topics.len()];
+        for j in 0..6 {
+            let (topic, relevant) = if j < 2 { (t, 1) } else { (topics[(q + j) % topics.len()], 0) };
+            csv += &format!("question {q} about {t},the clause on {topic} number {j},{relevant}\n");
+        }
+    }
+    std::fs::write(path, csv).unwrap();
+}

@@ -1,0 +1,260 @@
+//! Rerankers (`finetune --task rerank`): the BCE and ListNet losses and their gradients against
+//! `scripts/make_reference.py rerank` (sentence-transformers' losses on transformers'
+//! `AutoModelForSequenceClassification`) for every family; the measures against
+//! sentence-transformers' CrossEncoderRerankingEvaluator; the saved directory loaded by
+//! `CrossEncoder` with the same scores; evaluation; and the refusals of bad input.
+
+mod common;
+
+use std::path::Path;
+
+use bertkit::data::{Sampling, Targets, tokenize};
+use bertkit::metrics::retrieval::reranking_metrics;
+use bertkit::predict::{Classifier, LabelledSet};
+use bertkit::pretrained::{self, LoadOptions, ModelDir};
+use bertkit::task::{CROSS_ENCODER_KEY, SIGMOID};
+use bertkit::train::{Objective, SequenceClassification};
+use common::{Drift, FIXTURES, Reference, bertkit, largest, ok, repo, test_device, write_candidates};
+use serde_json::json;
+
+/// make_reference.py's RERANK_ROWS: (query, passage, relevance).
+const ROWS: [(&str, &str, f32); 5] = [
+    ("How do I end the lease early?", "The tenant may terminate on sixty days' notice.", 1.0),
+    ("How do I end the lease early?", "Rent is due monthly.", 0.0),
+    ("How do I end the lease early?", "Either party may end the lease with notice.", 0.5),
+    ("Which law governs the contract?", "This agreement is governed by the laws of Delaware.", 1.0),
+    ("Which law governs the contract?", "Notices go by mail.", 0.0),
+];
+
+/// Every config key a family reads a head's dropout from: the reference runs without dropout.
+const HEAD_DROPOUT_KEYS: [&str; 4] = ["classifier_dropout", "seq_classif_dropout", "pooler_dropout", "cls_dropout"];
+
+/// libtorch's random generator is one per process: tests drawing from it take turns.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The fine-tuning objective on the reference rows: a one-output head started at the
+/// reference's fresh head, no dropout; `listnet`: batches of whole queries.
+fn objective(dir: &Path, r: &Reference, listnet: bool) -> SequenceClassification {
+    let mut model = ModelDir::open(dir.to_str().unwrap()).unwrap();
+    for key in HEAD_DROPOUT_KEYS {
+        model.config.set(key, json!(0.0));
+    }
+    model.set_dropout(0.0).unwrap();
+    model.config.set_labels(&["LABEL_0".to_string()]);
+    model.config.set("problem_type", serde_json::Value::Null);
+    model.config.set(CROSS_ENCODER_KEY, json!({ "activation_fn": SIGMOID }));
+    let options = LoadOptions { device: test_device(), new_head: true, ..LoadOptions::default() };
+    let classifier: Classifier = pretrained::load(&model, &options).unwrap();
+    let vars = classifier.vs.variables();
+    for (name, want) in r.with_prefix("init") {
+        tch::no_grad(|| vars.get(&name).unwrap_or_else(|| panic!("no {name}")).shallow_clone().copy_(want));
+    }
+    let items = tokenize(&classifier.tokenizer, &ROWS.map(|r| r.0), Some(&ROWS.map(|r| r.1)), 512).unwrap().items;
+    let targets = Targets::Relevance { relevance: ROWS.map(|r| r.2).to_vec(), query_of: vec![0, 0, 0, 1, 1] };
+    SequenceClassification {
+        classifier,
+        train: LabelledSet::new(items, targets),
+        eval: None,
+        batch_size: 5,
+        sampling: Sampling::Random,
+        loss_weights: None,
+        pool: Default::default(),
+        lists: listnet.then(|| vec![vec![0, 1, 2], vec![3, 4]]),
+    }
+}
+
+#[test]
+fn bce_and_listnet_losses_and_gradients_equal_the_reference_for_every_family() {
+    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, fixture) in FIXTURES {
+        let dir = repo().join("tests/fixtures").join(fixture);
+        let r = Reference::load(&repo().join(format!("tests/fixtures/reference/{name}_rerank.safetensors")));
+        for (loss, listnet, batch) in [("bce", false, vec![0, 1, 2, 3, 4]), ("listnet", true, vec![0, 1])] {
+            let task = objective(&dir, &r, listnet);
+            let want_ids = Vec::<Vec<i64>>::try_from(r.get("input_ids")).unwrap();
+            for (item, want) in task.train.items.iter().zip(&want_ids) {
+                let got: Vec<i64> = item.ids.iter().map(|&i| i as i64).collect();
+                assert_eq!(got[..], want[..got.len()], "{name}: (query, passage) tokens");
+            }
+            let step = task.train_loss(&batch, 0).unwrap();
+            let tokens: usize = task.train.items.iter().map(|e| e.len()).sum();
+            let loss_drift = Drift::forward(&dir).summing(tokens);
+            loss_drift.assert(&format!("{name} {loss} loss"), &step.loss.reshape([1]), r.get(&format!("loss.{loss}")));
+            step.loss.backward();
+            let want = r.with_prefix(&format!("grad.{loss}"));
+            let vars = task.classifier.vs.variables();
+            assert!(want.len() >= vars.len() - 2, "{name}: a gradient per trained parameter");
+            let scale = largest(want.iter().map(|(_, w)| *w));
+            let drift = Drift::forward(&dir).backward(tokens);
+            for (pname, w) in want {
+                let g = vars.get(&pname).unwrap_or_else(|| panic!("{name}: no parameter {pname}")).grad();
+                drift.assert_at(&format!("{name} {loss} gradient {pname}"), &g, w, scale);
+            }
+        }
+    }
+}
+
+#[test]
+fn reranking_measures_equal_sentence_transformers_evaluator() {
+    let text = std::fs::read_to_string(repo().join("tests/fixtures/reference/rerank.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Tied scores check NDCG's and MAP's tie handling; MRR is checked on distinct scores (the
+    // evaluator orders ties as numpy's sort kernel on that CPU leaves them).
+    for case in ["tied", "distinct"] {
+        let r = &reference[case];
+        let get = |k: &str| -> Vec<f64> { serde_json::from_value(r[k].clone()).unwrap() };
+        let scores: Vec<f32> = get("scores").iter().map(|&x| x as f32).collect();
+        let relevance: Vec<f32> = get("relevance").iter().map(|&x| x as f32).collect();
+        let query_of: Vec<usize> = get("query_of").iter().map(|&x| x as usize).collect();
+        let got = reranking_metrics(&scores, &relevance, &query_of);
+        for (metric, want) in r["metrics"].as_object().unwrap() {
+            let want = want.as_f64().unwrap();
+            assert!(
+                (got[metric] - want).abs() < 1e-12,
+                "{case} {metric}: {} vs sentence-transformers {want}",
+                got[metric]
+            );
+        }
+        assert_eq!(got["queries"], 12.0, "a query without a relevant candidate counts (as 0)");
+    }
+}
+
+fn finetune_rerank(train: &Path, output: &Path, flags: &[&str]) -> Vec<String> {
+    let tiny = repo().join("tests/fixtures/tiny-bert");
+    let mut args: Vec<String> = [
+        "finetune",
+        "--model",
+        tiny.to_str().unwrap(),
+        "--train",
+        train.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--task",
+        "rerank",
+        "--new-head",
+        "--text-column",
+        "query",
+        "--text-pair-column",
+        "passage",
+        "--label-column",
+        "label",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--max-steps",
+        "3",
+        "--precision",
+        "fp32",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(flags.iter().map(|f| f.to_string()));
+    args
+}
+
+#[test]
+fn a_trained_reranker_loads_in_cross_encoder_with_the_same_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, out) = (dir.path().join("candidates.csv"), dir.path().join("model"));
+    write_candidates(&train, 12);
+    ok(&finetune_rerank(&train, &out, &["--eval-split", "0.25", "--loss", "listnet", "--batch-size", "2"]));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval_results.json")).unwrap()).unwrap();
+    let queries = results["report"]["queries"].as_f64().unwrap();
+    assert_eq!(queries, 3.0, "a quarter of the 12 questions held out whole: {results}");
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.contains("pipeline_tag: \"text-ranking\"") && card.contains("library_name: sentence-transformers"));
+
+    let pairs = dir.path().join("pairs.csv");
+    std::fs::write(&pairs, "query,passage\nquestion 1 about repairs,the clause on repairs\nwho keeps pets?,noise\n")
+        .unwrap();
+    let predicted = ok(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--input",
+        pairs.to_str().unwrap(),
+        "--text-column",
+        "query",
+        "--text-pair-column",
+        "passage",
+        "--precision",
+        "fp32",
+    ]);
+    let ours: Vec<f64> = predicted
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["score"].as_f64().unwrap())
+        .collect();
+    assert_eq!(ours.len(), 2);
+    assert!(ours.iter().all(|s| (0.0..=1.0).contains(s)), "scores are the sigmoid of the logit: {ours:?}");
+    if !common::python_available() {
+        return;
+    }
+    let script = "import json, sys\nfrom sentence_transformers import CrossEncoder\n\
+         m = CrossEncoder(sys.argv[1], device='cpu')\n\
+         print(json.dumps(m.predict([('question 1 about repairs', 'the clause on repairs'), \
+         ('who keeps pets?', 'noise')]).tolist()))";
+    let py = std::process::Command::new("python3").args(["-c", script, out.to_str().unwrap()]).output().unwrap();
+    assert!(py.status.success(), "sentence-transformers failed: {}", String::from_utf8_lossy(&py.stderr));
+    let theirs: Vec<f64> = serde_json::from_str(String::from_utf8_lossy(&py.stdout).lines().last().unwrap()).unwrap();
+    for (a, b) in ours.iter().zip(&theirs) {
+        // Sigmoids of the same float32 logits, 2 layers deep (tiny-bert).
+        assert!((a - b).abs() < 1e-5, "CrossEncoder(dir).predict {b} vs bertkit predict {a}");
+    }
+}
+
+#[test]
+fn evaluate_on_candidates_equals_the_evaluation_during_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, eval, out) = (dir.path().join("t.csv"), dir.path().join("e.csv"), dir.path().join("model"));
+    write_candidates(&train, 8);
+    write_candidates(&eval, 5);
+    ok(&finetune_rerank(&train, &out, &["--eval", eval.to_str().unwrap(), "--batch-size", "8"]));
+    let during: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval_results.json")).unwrap()).unwrap();
+    let json = dir.path().join("report.json");
+    ok(&[
+        "evaluate",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        eval.to_str().unwrap(),
+        "--text-column",
+        "query",
+        "--text-pair-column",
+        "passage",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(after["task"], "rerank");
+    for metric in ["ndcg_at_10", "mrr_at_10", "map", "eval_loss"] {
+        let (a, b) = (after["metrics"][metric].as_f64().unwrap(), during["metrics"][metric].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-6, "{metric}: evaluate {a} vs training {b}");
+    }
+}
+
+#[test]
+fn bad_rerank_input_is_refused_in_one_line_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, out) = (dir.path().join("t.csv"), dir.path().join("model"));
+    std::fs::write(&train, "query,passage,label\nq one,a passage,1\nq one,another,3\n").unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&[], "t.csv:3: relevance 3 is outside [0, 1]"),
+        (&["--loss", "mnrl"], "--loss mnrl: --task rerank takes bce or listnet"),
+        (&["--long-text", "window"], "--long-text: a reranker reads each (query, passage) pair once"),
+    ];
+    for (flags, message) in cases {
+        let run = bertkit(&finetune_rerank(&train, &out, flags));
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && stderr.contains(message), "{flags:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(!out.exists(), "{flags:?}: nothing written");
+    }
+    let mut no_pair = finetune_rerank(&train, &out, &[]);
+    let at = no_pair.iter().position(|a| a == "--text-pair-column").unwrap();
+    no_pair.drain(at..at + 2);
+    let stderr = String::from_utf8_lossy(&bertkit(&no_pair).stderr).to_string();
+    assert!(stderr.contains("t.csv:2: no passage: --task rerank reads (query, passage) pairs"), "{stderr}");
+}
