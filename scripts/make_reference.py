@@ -710,7 +710,7 @@ def listnet(logits, labels, docs_per_query):
 def make_rerank_reference(model_dir: Path, out: Path, name: str):
     """A one-output cross-encoder head on the pairs above: its fresh head, logits, the BCE and
     ListNet losses (as sentence-transformers' BinaryCrossEntropyLoss and ListNetLoss compute
-    them) and every parameter's gradient under each, dropout off."""
+    them), their gradients with respect to the logits and to every parameter, dropout off."""
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -726,6 +726,7 @@ def make_rerank_reference(model_dir: Path, out: Path, name: str):
     for loss_name in ("bce", "listnet"):
         model.zero_grad()
         logits = model(**accepted(model, inputs)).logits.view(-1)
+        logits.retain_grad()
         if loss_name == "bce":
             loss = torch.nn.BCEWithLogitsLoss()(logits, labels)
         else:
@@ -733,6 +734,7 @@ def make_rerank_reference(model_dir: Path, out: Path, name: str):
         loss.backward()
         ref["logits"] = logits.detach()
         ref[f"loss.{loss_name}"] = loss.reshape(1)
+        ref[f"logit_grad.{loss_name}"] = logits.grad.clone()
         for n, p in named_parameters(model):
             if p.grad is not None:
                 ref[f"grad.{loss_name}.{n}"] = p.grad.clone()

@@ -6,16 +6,19 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use bertkit::data::{Sampling, Targets, tokenize};
+use bertkit::data::{Encoded, Sampling, Targets, tokenize};
+use bertkit::encoder::ForwardOptions;
 use bertkit::metrics::retrieval::reranking_metrics;
 use bertkit::predict::{Classifier, LabelledSet};
 use bertkit::pretrained::{self, LoadOptions, ModelDir};
-use bertkit::task::{CROSS_ENCODER_KEY, SIGMOID};
+use bertkit::task::{CROSS_ENCODER_KEY, SIGMOID, SequenceClassifier};
 use bertkit::train::{Objective, SequenceClassification};
 use common::{Drift, FIXTURES, Reference, bertkit, largest, ok, repo, test_device, write_candidates};
 use serde_json::json;
+use tch::{Kind, Tensor};
 
 /// make_reference.py's RERANK_ROWS: (query, passage, relevance).
 const ROWS: [(&str, &str, f32); 5] = [
@@ -85,12 +88,68 @@ fn bce_and_listnet_losses_and_gradients_equal_the_reference_for_every_family() {
             let vars = task.classifier.vs.variables();
             assert!(want.len() >= vars.len() - 2, "{name}: a gradient per trained parameter");
             let scale = largest(want.iter().map(|(_, w)| *w));
+            let summands = if listnet { summand_scales(&objective(&dir, &r, true)) } else { BTreeMap::new() };
             let drift = Drift::forward(&dir).backward(tokens);
             for (pname, w) in want {
                 let g = vars.get(&pname).unwrap_or_else(|| panic!("{name}: no parameter {pname}")).grad();
+                let scale = scale.max(summands.get(&pname).copied().unwrap_or(0.0));
                 drift.assert_at(&format!("{name} {loss} gradient {pname}"), &g, w, scale);
             }
         }
+    }
+}
+
+/// ListNet's gradient sums, over each query's candidates, terms whose logit gradients
+/// (softmax(logits) - softmax(relevance)) add up to zero: where the candidates look alike to the
+/// model (a tiny random one), it is far smaller than its terms, and its rounding error is theirs.
+/// Their scale, per parameter: its largest gradient from the same terms with every sign made
+/// positive.
+fn summand_scales(task: &SequenceClassification) -> BTreeMap<String, f64> {
+    let c = &task.classifier;
+    let refs: Vec<&Encoded> = task.train.items.iter().collect();
+    let inputs = c.collator().collate(&refs).to_device(c.device);
+    let logits = c.model.logits(&inputs, ForwardOptions::train()).view([-1]);
+    let relevance = task.train.targets.all().to_device(c.device);
+    let lists = [3, 2];
+    let weights: Vec<Tensor> = logits
+        .detach()
+        .split_with_sizes(lists, 0)
+        .iter()
+        .zip(relevance.split_with_sizes(lists, 0))
+        .map(|(l, r)| (l.softmax(0, Kind::Float) - r.softmax(0, Kind::Float)).abs() / lists.len() as f64)
+        .collect();
+    (logits * Tensor::cat(&weights, 0)).sum(Kind::Float).backward();
+    let grads = c.vs.variables().into_iter().map(|(name, v)| (name, v.grad())).filter(|(_, g)| g.defined());
+    grads.map(|(name, g)| (name, largest([&g]))).collect()
+}
+
+#[test]
+fn the_losses_give_the_reference_gradient_of_the_logits() {
+    let r = Reference::load(&repo().join("tests/fixtures/reference/tiny_rerank.safetensors"));
+    let relevance = r.get("relevance");
+    let mut classifier = ModelDir::open(repo().join("tests/fixtures/tiny-bert").to_str().unwrap()).unwrap();
+    classifier.config.set_labels(&["LABEL_0".to_string()]);
+    classifier.config.set("problem_type", serde_json::Value::Null);
+    classifier.config.set(CROSS_ENCODER_KEY, json!({ "activation_fn": SIGMOID }));
+    let options = LoadOptions { new_head: true, ..LoadOptions::default() };
+    let head: Classifier = pretrained::load(&classifier, &options).unwrap();
+    for loss in ["bce", "listnet"] {
+        let logits = r.get("logits").view([-1, 1]).detach().set_requires_grad(true);
+        let value = match loss {
+            "bce" => head.model.loss(&logits, relevance, None),
+            _ => SequenceClassifier::listwise_loss(&logits, relevance, &[3, 2]),
+        };
+        common::assert_close(&format!("{loss} loss"), &value.reshape([1]), r.get(&format!("loss.{loss}")), 1e-6);
+        value.backward();
+        // Each element a difference of probabilities (at most 1) over the 5 pairs or 2 queries,
+        // in float32: a few roundings of numbers at most 1.
+        let grad = logits.grad().view([-1]);
+        common::assert_close(
+            &format!("{loss} logit gradient"),
+            &grad,
+            r.get(&format!("logit_grad.{loss}")),
+            4.0 * f32::EPSILON as f64,
+        );
     }
 }
 
