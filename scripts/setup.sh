@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check \
-    torch==2.11.0 transformers==5.24.0 accelerate safetensors numpy tensorboard scikit-learn openai==3.63.0 sentence-transformers==6.3.0 \
+    torch==2.11.0 transformers==5.24.0 accelerate safetensors numpy tensorboard scikit-learn openai==3.63.0 sentence-transformers==6.3.0 datasets==5.2.0 \
     "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*"
 
 if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

@@ -317,3 +317,47 @@ fn bad_rerank_input_is_refused_in_one_line_before_anything_is_written() {
     let stderr = String::from_utf8_lossy(&bertkit(&no_pair).stderr).to_string();
     assert!(stderr.contains("t.csv:2: no passage: --task rerank reads (query, passage) pairs"), "{stderr}");
 }
+
+#[test]
+fn mined_negatives_are_those_sentence_transformers_mines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pairs, corpus, mined) = (dir.path().join("qp.csv"), dir.path().join("c.txt"), dir.path().join("m.csv"));
+    let topics = ["rent", "repairs", "notice", "deposit", "pets", "parking", "noise", "keys"];
+    let mut rows = "query,positive\n".to_string();
+    for (i, t) in topics.iter().enumerate() {
+        rows += &format!("who handles {t} ({i})?,the clause on {t} says the tenant does {i}\n");
+    }
+    rows += "who handles rent (0)?,rent is paid monthly\n"; // a second positive of one query
+    std::fs::write(&pairs, rows).unwrap();
+    let passages: Vec<String> = (0..24).map(|i| format!("a clause on {} and more {i}", topics[i % 8])).collect();
+    std::fs::write(&corpus, passages.join("\n") + "\n").unwrap();
+    let tiny = repo().join("tests/fixtures/tiny-bert");
+    let (tiny, pairs_s, corpus_s, mined_s) =
+        (tiny.to_str().unwrap(), pairs.to_str().unwrap(), corpus.to_str().unwrap(), mined.to_str().unwrap());
+    let mine = [
+        "mine-negatives", "--model", tiny, "--input", pairs_s, "--corpus", corpus_s, "--output", mined_s,
+        "--num-negatives", "3", "--range-min", "1", "--range-max", "10", "--margin", "0.0", "--device", "cpu",
+    ];
+    let report = ok(&mine);
+    assert!(report.contains("negatives for 8 queries"), "{report}");
+    let ours = std::fs::read_to_string(&mined).unwrap();
+    assert_eq!(ours.lines().count(), 1 + 9 + 8 * 3, "every positive and three negatives a query:\n{ours}");
+    if !common::python_available() {
+        return;
+    }
+    // sentence-transformers wraps a plain checkpoint in mean pooling, as bertkit's fallback.
+    let script = "import sys, csv, io\nfrom datasets import Dataset\n\
+        from sentence_transformers import SentenceTransformer\n\
+        from sentence_transformers.util import mine_hard_negatives\n\
+        rows = list(csv.DictReader(open(sys.argv[2])))\n\
+        ds = Dataset.from_dict({'query': [r['query'] for r in rows], 'positive': [r['positive'] for r in rows]})\n\
+        corpus = [l.rstrip('\\n') for l in open(sys.argv[3])]\n\
+        m = SentenceTransformer(sys.argv[1], device='cpu')\n\
+        out = mine_hard_negatives(ds, m, corpus=corpus, num_negatives=3, range_min=1, range_max=10,\n\
+            absolute_margin=0.0, output_format='labeled-pair', verbose=False)\n\
+        w = csv.writer(sys.stdout, lineterminator='\\n'); w.writerow(['query', 'passage', 'label'])\n\
+        [w.writerow([r['query'], r['positive'], int(r['label'])]) for r in out]";
+    let py = std::process::Command::new("python3").args(["-c", script, tiny, pairs_s, corpus_s]).output().unwrap();
+    assert!(py.status.success(), "sentence-transformers failed: {}", String::from_utf8_lossy(&py.stderr));
+    assert_eq!(ours, String::from_utf8_lossy(&py.stdout), "the same rows as mine_hard_negatives");
+}

@@ -26,8 +26,11 @@ enum Command {
     Inspect(bertkit::recipes::Inspect),
     /// Sentence vectors (pooled as the checkpoint says, or CLS, pooler, mean, last token) as JSON.
     Embed(bertkit::recipes::Embed),
+    /// Hard negatives for (query, positive) pairs from a bi-encoder's ranking: training rows for
+    /// --task rerank (query, passage, label) or --task embedding (anchor, positive, negatives).
+    MineNegatives(bertkit::recipes::MineNegatives),
     /// Fine-tune a model on labelled data: one class, a set of classes or a score per text, a tag
-    /// per word, or sentence embeddings from related texts.
+    /// per word, sentence embeddings from related texts, or a reranker on (query, passage) pairs.
     Finetune(Box<bertkit::recipes::FineTune>),
     /// The metrics of a fine-tuned model on labelled data (by its task: accuracy/F1, micro/macro-F1, Pearson, entity F1).
     Evaluate(bertkit::recipes::Evaluate),
@@ -45,7 +48,7 @@ enum Command {
     /// Before training: how finely the tokenizer cuts a domain's words and how far its
     /// vocabulary is from general text.
     DomainFit(bertkit::recipes::DomainFit),
-    /// A model behind HTTP: /predict, /embed or /fill-mask (text-embeddings-inference's shapes),
+    /// A model behind HTTP: /predict, /embed, /rerank or /fill-mask (text-embeddings-inference's shapes),
     /// with request batching, /health, /info and Prometheus /metrics.
     Serve(bertkit::serve::Serve),
     /// A grid or random search over training flags: one run directory per setting, a summary
@@ -135,6 +138,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Inspect(job) => job.run().map(|()| 0),
         Command::Embed(job) => job.run().map(|()| 0),
+        Command::MineNegatives(job) => job.run().map(|()| 0),
         Command::Finetune(run) => conclude(run.run()?),
         Command::Evaluate(job) => job.run().map(|()| 0),
         Command::Predict(job) => job.run().map(|()| 0),

@@ -4,10 +4,11 @@
 //! library cannot drift.
 //!
 //! - training: [`FineTune`] (text classification, multi-label, regression, token
-//!   classification, sentence embeddings) and [`Pretrain`] (further pretraining), each returning [`Trained`];
+//!   classification, sentence embeddings, rerankers) and [`Pretrain`] (further pretraining), each returning [`Trained`];
 //! - measuring: [`Evaluate`] (`evaluate()` returns the numbers), [`Probe`], [`DomainFit`],
 //!   [`Bench`];
-//! - using: [`Predict`] (files in, predictions out), [`FillMask`], [`Embed`], [`Inspect`]
+//! - using: [`Predict`] (files in, predictions out), [`FillMask`], [`Embed`],
+//!   [`MineNegatives`] (training rows for rerankers and embeddings), [`Inspect`]
 //!   (`report()` returns the JSON);
 //! - seeing: [`Explain`] (`explain()` returns the attributions), [`Attention`],
 //!   [`CompareModels`].
@@ -27,6 +28,7 @@ mod explain;
 mod fill_mask;
 mod finetune;
 mod inspect;
+mod mine_negatives;
 mod predict;
 mod pretrain;
 mod probe;
@@ -43,8 +45,9 @@ pub use embedding::EmbeddingFlags;
 pub use evaluate::Evaluate;
 pub use explain::{Explain, Explanation};
 pub use fill_mask::FillMask;
-pub use finetune::{FineTune, Trained, label_set, read_data, split, task_kind};
+pub use finetune::{FineTune, Loss, Trained, label_set, read_data, split, task_kind};
 pub use inspect::Inspect;
+pub use mine_negatives::{MineNegatives, MinedFormat};
 pub use predict::Predict;
 pub use pretrain::{CorpusFlags, Pretrain, split_blocks};
 pub use probe::Probe;
