@@ -28,28 +28,44 @@ enum Sink {
     Jsonl(BufWriter<File>),
 }
 
+/// The formats written here, by extension.
+#[derive(Clone, Copy)]
+enum Kind {
+    Npy,
+    Parquet,
+    Jsonl,
+}
+
+impl Kind {
+    fn of(path: &Path) -> Result<Kind> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("npy") if path.file_name().is_some() => Ok(Kind::Npy),
+            Some("parquet") if path.file_name().is_some() => Ok(Kind::Parquet),
+            Some("jsonl") if path.file_name().is_some() => Ok(Kind::Jsonl),
+            _ => bail!("--output {}: write .npy, .parquet or .jsonl", path.display()),
+        }
+    }
+}
+
 impl VectorWriter {
     /// Refuses a path whose extension names no format written here, before any work is done.
     pub fn check(path: &Path) -> Result<()> {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("npy" | "parquet" | "jsonl") if path.file_name().is_some() => Ok(()),
-            _ => bail!("--output {}: write .npy, .parquet or .jsonl", path.display()),
-        }
+        Kind::of(path).map(|_| ())
     }
 
     /// A writer for `rows` vectors of `dim` floats, its kind from the extension.
     pub fn create(path: &Path, rows: usize, dim: usize) -> Result<VectorWriter> {
-        Self::check(path)?;
+        let kind = Kind::of(path)?;
         let name = path.file_name().context("--output needs a file name")?.to_string_lossy().to_string();
         let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
         let file = File::create(&tmp).with_context(|| format!("creating {}", path.display()))?;
-        let sink = match path.extension().and_then(|e| e.to_str()) {
-            Some("npy") => {
+        let sink = match kind {
+            Kind::Npy => {
                 let mut out = BufWriter::new(file);
                 out.write_all(&npy_header(rows, dim))?;
                 Sink::Npy(out)
             }
-            Some("parquet") => {
+            Kind::Parquet => {
                 let item = Arc::new(Field::new("item", DataType::Float32, false));
                 let schema = Arc::new(Schema::new(vec![
                     Field::new("id", DataType::Utf8, false),
@@ -57,7 +73,7 @@ impl VectorWriter {
                 ]));
                 Sink::Parquet(Box::new(ArrowWriter::try_new(file, schema.clone(), None)?), schema)
             }
-            _ => Sink::Jsonl(BufWriter::new(file)),
+            Kind::Jsonl => Sink::Jsonl(BufWriter::new(file)),
         };
         Ok(VectorWriter { path: path.to_path_buf(), tmp, sink, npy_ids: Vec::new() })
     }

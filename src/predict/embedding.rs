@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 use super::Evaluation;
 use super::retrieval::evaluate_search;
 use crate::data::{Encoded, eval_batches, tokenize};
-use crate::encoder::ForwardOptions;
+use crate::encoder::{EncoderOutput, ForwardOptions, Inputs};
 use crate::metrics::regression_report;
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfig};
 pub use crate::task::embedding::Pooling;
@@ -80,8 +80,7 @@ impl Embedder {
         let embedder = Embedder::load(model, pooling, options)?;
         Ok(match saved {
             Some(s) => {
-                let positions = model.dims.max_positions as usize;
-                let max_len = s.max_seq_length.map_or(embedder.max_len, |n| n.min(positions));
+                let max_len = model.input_len(None, s.max_seq_length)?;
                 embedder.normalized(s.normalize).max_len(max_len)
             }
             None => embedder,
@@ -156,13 +155,17 @@ fn embed<const P: bool>(
 ) -> Result<Embeddings> {
     let encodings = m.tokenizer.encode_batch(texts, None, max_len)?;
     let inputs = m.collator().collate_encodings(&encodings).to_device(m.device);
-    let out = tch::no_grad(|| m.model.encoder().forward(&inputs, ForwardOptions::eval()));
-    let vectors = pooling.pool(&out, &inputs)?;
+    let vectors = pooling.pool(&states(m, &inputs), &inputs)?;
     let vectors = if normalize { unit_rows(&vectors) } else { vectors };
     let vectors = Vec::<Vec<f32>>::try_from(vectors.to_kind(Kind::Float).to_device(tch::Device::Cpu))?;
     let tokens = encodings.iter().map(|e| e.len()).collect();
     let truncated = encodings.iter().map(|e| !e.get_overflowing().is_empty()).collect();
     Ok(Embeddings { vectors, tokens, truncated })
+}
+
+/// The encoder's states for a batch, in the model's precision (`--precision`: autocast).
+fn states<const P: bool>(m: &Pretrained<Bare<P>>, inputs: &Inputs) -> EncoderOutput {
+    tch::no_grad(|| m.autocast.run(|| m.model.encoder().forward(inputs, ForwardOptions::eval())))
 }
 
 /// The vectors of tokenised texts (unit length if `normalize`), `[items, hidden]` on the CPU, in
@@ -179,8 +182,7 @@ pub fn embed_items<const P: bool>(
     for batch in eval_batches(&lengths, batch_size) {
         let refs: Vec<&Encoded> = batch.iter().map(|&i| &items[i]).collect();
         let inputs = m.collator().collate(&refs).to_device(m.device);
-        let hidden = tch::no_grad(|| m.model.encoder().forward(&inputs, ForwardOptions::eval()));
-        let vectors = pooling.pool(&hidden, &inputs)?;
+        let vectors = pooling.pool(&states(m, &inputs), &inputs)?;
         let vectors = if normalize { unit_rows(&vectors) } else { vectors };
         let vectors = vectors.to_kind(Kind::Float).to_device(tch::Device::Cpu);
         let rows = Tensor::from_slice(&batch.iter().map(|&i| i as i64).collect::<Vec<_>>());

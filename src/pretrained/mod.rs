@@ -76,6 +76,16 @@ impl ModelDir {
         }
     }
 
+    /// The longest input in tokens where a sentence-transformers model may say it: `given`
+    /// (checked as `max_len` checks it), else its `max_seq_length` (`saved`, cut to the
+    /// positions), else `max_len`'s default.
+    pub fn input_len(&self, given: Option<usize>, saved: Option<usize>) -> anyhow::Result<usize> {
+        match (given, saved) {
+            (None, Some(saved)) => Ok(saved.min(self.dims.max_positions as usize)),
+            (given, _) => self.max_len(given),
+        }
+    }
+
     /// `--{flag} {len}` against the `max_positions` the model's position embeddings cover.
     pub fn check_max_len(&self, flag: &str, len: usize) -> anyhow::Result<()> {
         if len as i64 > self.dims.max_positions {

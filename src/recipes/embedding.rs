@@ -134,12 +134,7 @@ fn sentence_config(args: &FineTune, model: &ModelDir) -> Result<SentenceConfig> 
     if pooling == Pooling::Pooler {
         refuse!("--pooling pooler: sentence-transformers models pool by cls, mean or last; choose one of those");
     }
-    let positions = model.dims.max_positions as usize;
-    let max_len = match (args.data.max_len, saved.and_then(|s| s.max_seq_length)) {
-        (Some(flag), _) => model.max_len(Some(flag))?,
-        (None, Some(saved)) => saved.min(positions),
-        (None, None) => model.max_len(None)?,
-    };
+    let max_len = model.input_len(args.data.max_len, saved.and_then(|s| s.max_seq_length))?;
     let normalize = args.embedding.normalize.unwrap_or(saved.is_some_and(|s| s.normalize));
     Ok(SentenceConfig { pooling, normalize, max_seq_length: Some(max_len) })
 }
@@ -217,10 +212,7 @@ pub fn is_embedding_model(args: &Evaluate, model: &ModelDir) -> Result<bool> {
 pub fn evaluate(args: &Evaluate, model: &ModelDir, options: &LoadOptions) -> Result<Evaluation> {
     let saved = SentenceConfig::read(&model.dir)?;
     let pooling = saved.map_or(Pooling::Mean, |s| s.pooling);
-    let max_len = match (args.flags.max_len, saved.and_then(|s| s.max_seq_length)) {
-        (None, Some(saved)) => saved.min(model.dims.max_positions as usize),
-        (flag, _) => model.max_len(flag)?,
-    };
+    let max_len = model.input_len(args.flags.max_len, saved.and_then(|s| s.max_seq_length))?;
     let encoder: Pretrained<Bare<false>> = pretrained::load(model, options)?;
     if let (Some(queries), Some(qrels)) = (&args.queries, &args.qrels) {
         let [corpus] = &args.corpus[..] else { refuse!("--queries takes one --corpus file (the passages)") };

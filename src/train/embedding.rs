@@ -64,6 +64,10 @@ impl Objective for SentenceEmbedding {
 
     fn train_and_backward(&self, batch: &[usize], seed: u64, factor: f64) -> Option<Result<StepLoss>> {
         let size = self.training.mini_batch?;
+        if crate::distributed::world_size() > 1 {
+            // Each rank would backpropagate its own loss; DDP's reducer is not prepared for it.
+            return Some(Err(anyhow::anyhow!("the cached loss (--mini-batch-size) runs in one process only")));
+        }
         Some(self.cached_step(batch, seed, factor, size))
     }
 
@@ -163,11 +167,11 @@ impl SentenceEmbedding {
         }
         let loss = self.loss(batch, columns.iter().map(Tensor::shallow_clone).collect());
         let grads = Tensor::run_backward(&[&loss * factor], &columns, false, false);
-        let mut again = Counts::default();
         for (c, column) in self.train.columns.iter().enumerate() {
             for (k, part) in parts.iter().enumerate() {
                 tch::manual_seed(part_seed(seed, c, k));
-                let vectors = self.embed(column, part, &mut again)?;
+                // The same tokens again: counted once, in the first pass.
+                let vectors = self.embed(column, part, &mut Counts::default())?;
                 let share = grads[c].narrow(0, (k * size) as i64, part.len() as i64);
                 (vectors * share).sum(tch::Kind::Float).backward();
             }
