@@ -18,6 +18,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py metrics                    # reference/metrics.json (seqeval, sklearn, scipy)
     python scripts/make_reference.py embedding [NAME]           # *_embedding.safetensors, retrieval.json (sentence-transformers)
     python scripts/make_reference.py rerank [NAME]              # *_rerank.safetensors, rerank.json (sentence-transformers)
+    python scripts/make_reference.py xlmr-tokenizer             # tests/fixtures/xlmr-tokenizer/ (needs `pip install sentencepiece`)
     python scripts/make_reference.py explain [NAME]             # every fixture's (or NAME's) *_explain.safetensors
     python scripts/make_reference.py minilm-explain MODEL_DIR OUT_DIR
     python scripts/make_reference.py minilm-probe MODEL_DIR OUT_DIR  # linear probe (scikit-learn)
@@ -777,6 +778,66 @@ def make_reranking_metrics_reference(out: Path):
     print(f"wrote {out / 'rerank.json'}")
 
 
+# Texts where tokenizer pipelines part ways: runs of spaces, tabs and newlines, leading and
+# trailing space, full-width and compatibility characters (NFKC), combining accents, zero-width
+# and control characters, CJK, emoji. tests/parity.rs reads them from the reference file.
+HARD_TEXTS = [
+    "Hello  world", "a   b\tc\nd", "  leading and trailing  ", "Café naïve — 東京 über straße 😀 résumé",
+    "Ｆｕｌｌｗｉｄｔｈ ①②③ ﬁnancial", "control\x07char\u200bzero width", "日本語のテキストです。",
+    "tab\t\tsep", "x\u3000y (ideographic space)", "e\u0301 combining", "Section 2.1(a)—“quoted”", "",
+    "The lessee shall  maintain\n\nthe premises.",
+]
+
+
+def make_xlmr_tokenizer_fixture(out: Path):
+    """An XLM-R tokenizer as the hub's checkpoints carry it: a SentencePiece Unigram model
+    (trained here with the `sentencepiece` package, NFKC character map, XLM-R's special ids)
+    converted by transformers' XLMRobertaConverter, in two vintages of tokenizer.json: as it
+    converts today (`current/`) and as the hub's older files have it, the Precompiled
+    normaliser and Metaspace alone (`hub-2020/`: xlm-roberta-base and its kin). transformers 5
+    tokenizes both with its own XLMRobertaTokenizer pipeline; the reference holds its ids and
+    SentencePiece's own."""
+    import importlib
+    import tempfile
+    import sentencepiece as spm
+    converter = importlib.import_module("transformers.convert_slow_tokenizer").XLMRobertaConverter
+    corpus = SHORT_TEXTS + [t for pair in PAIRS for t in pair] + [LONG_TEXT] + tiny_vocab() + HARD_TEXTS
+    tmp = Path(tempfile.mkdtemp())
+    (tmp / "corpus.txt").write_text("\n".join(c.replace("\n", " ") for c in corpus if c.strip()) + "\n")
+    spm.SentencePieceTrainer.train(
+        input=str(tmp / "corpus.txt"), model_prefix=str(tmp / "sentencepiece.bpe"), vocab_size=300,
+        model_type="unigram", character_coverage=1.0, pad_id=-1, unk_id=0, bos_id=1, eos_id=2,
+        num_threads=1, minloglevel=2, hard_vocab_limit=False)
+    special = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+
+    class Slow:  # what the converter reads of the slow tokenizer transformers 5 no longer has
+        vocab_file, add_prefix_space, legacy = str(tmp / "sentencepiece.bpe.model"), True, True
+
+        def convert_tokens_to_ids(self, token):
+            return special[token]
+
+    sp = spm.SentencePieceProcessor(model_file=str(tmp / "sentencepiece.bpe.model"))
+    # fairseq's ids, which XLM-R's vocabulary follows: <s> <pad> </s> <unk>, then the pieces.
+    fairseq = {0: 3, 1: 0, 2: 2}
+    reference = {"texts": HARD_TEXTS, "sentencepiece": [
+        [0] + [fairseq.get(p, p + 1) for p in sp.encode(t)] + [2] for t in HARD_TEXTS]}
+    for vintage in ("current", "hub-2020"):
+        d = out / vintage
+        d.mkdir(parents=True, exist_ok=True)
+        converter(Slow()).converted().save(str(d / "tokenizer.json"))
+        file = json.loads((d / "tokenizer.json").read_text())
+        if vintage == "hub-2020":
+            file["normalizer"] = file["normalizer"]["normalizers"][0]
+            file["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}
+        (d / "tokenizer.json").write_text(json.dumps(file, ensure_ascii=False))
+        (d / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "XLMRobertaTokenizer"}))
+        (d / "config.json").write_text(json.dumps({"model_type": "xlm-roberta"}))
+        tok = AutoTokenizer.from_pretrained(d)
+        reference[vintage] = [tok(t)["input_ids"] for t in HARD_TEXTS]
+    (out / "reference.json").write_text(json.dumps(reference, ensure_ascii=False, indent=0))
+    print(f"wrote {out}")
+
+
 EXPLAIN_TEXT = "I love this movie, it's fantastic!"
 IG_STEPS = 50
 
@@ -1037,6 +1098,8 @@ if __name__ == "__main__":
             if len(sys.argv) < 3 or sys.argv[2] == name:
                 make_rerank_reference(fixtures / model, fixtures / "reference", name)
         make_reranking_metrics_reference(fixtures / "reference")
+    elif cmd == "xlmr-tokenizer":
+        make_xlmr_tokenizer_fixture(fixtures / "xlmr-tokenizer")
     elif cmd == "minilm":
         make_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", long_attentions=True)
     elif cmd == "roundtrip":

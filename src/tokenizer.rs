@@ -2,6 +2,8 @@
 //! `tokenizers` crate: the same Rust code that backs transformers' fast tokenizers, so ids,
 //! masks and offsets are identical to Python's. The special tokens' roles (`[CLS]` or `<s>`,
 //! `[PAD]` or `<pad>`, ...) come from the tokenizer's files, as transformers reads them.
+//! Where transformers does not apply `tokenizer.json` as it is (XLM-RoBERTa's class builds its
+//! own pipeline around the file's vocabulary), neither does bertkit.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -9,9 +11,12 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, anyhow, bail};
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::wordpiece::WordPiece;
-use tokenizers::normalizers::BertNormalizer;
+use tokenizers::normalizers::{BertNormalizer, NormalizerWrapper};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
+use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{
     AddedToken, Encoding, Tokenizer as HfTokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
@@ -45,8 +50,13 @@ impl Tokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
+        let xlm_roberta = xlm_roberta_class(dir);
         let mut inner = if json.exists() {
-            HfTokenizer::from_file(&json).map_err(|e| anyhow!("{}: {e}", json.display()))?
+            let mut file = HfTokenizer::from_file(&json).map_err(|e| anyhow!("{}: {e}", json.display()))?;
+            if let Some(add_prefix_space) = xlm_roberta {
+                as_xlm_roberta(&mut file, add_prefix_space).with_context(|| json.display().to_string())?;
+            }
+            file
         } else if vocab.exists() {
             from_vocab(&vocab, lowercase_setting(dir))?
         } else {
@@ -60,9 +70,13 @@ impl Tokenizer {
             let token = roles.get(role).map_or(default, String::as_str);
             inner.token_to_id(token).with_context(|| format!("{}: tokenizer has no {role} {token}", dir.display()))
         };
-        let (pad_id, cls_id, sep_id) =
-            (id("pad_token", "[PAD]")?, id("cls_token", "[CLS]")?, id("sep_token", "[SEP]")?);
-        let (mask_id, unk_id) = (id("mask_token", "[MASK]")?, id("unk_token", "[UNK]")?);
+        // Roles the files leave out are the class's defaults: BERT's, or XLM-RoBERTa's.
+        let [pad, cls, sep, mask, unk] = match xlm_roberta {
+            Some(_) => ["<pad>", "<s>", "</s>", "<mask>", "<unk>"],
+            None => ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"],
+        };
+        let (pad_id, cls_id, sep_id) = (id("pad_token", pad)?, id("cls_token", cls)?, id("sep_token", sep)?);
+        let (mask_id, unk_id) = (id("mask_token", mask)?, id("unk_token", unk)?);
         let mut special_ids: Vec<u32> = inner
             .get_added_tokens_decoder()
             .iter()
@@ -231,6 +245,46 @@ fn generic_class(dir: &Path) -> bool {
             v["tokenizer_class"].as_str().map(|c| ["PreTrainedTokenizerFast", "TokenizersBackend"].contains(&c))
         })
         .unwrap_or(false)
+}
+
+/// Whether transformers loads this directory's tokenizer as `XLMRobertaTokenizer` (named in
+/// tokenizer_config.json, or implied by an xlm-roberta config without one), and then its
+/// `add_prefix_space` (true unless the file says otherwise).
+fn xlm_roberta_class(dir: &Path) -> Option<bool> {
+    let read = |file: &str| {
+        std::fs::read_to_string(dir.join(file)).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    };
+    let config = read("tokenizer_config.json").unwrap_or_default();
+    let class = config["tokenizer_class"].as_str();
+    let model_type = || read("config.json").and_then(|c| c["model_type"].as_str().map(str::to_string));
+    let xlm = match class {
+        Some(class) => ["XLMRobertaTokenizer", "XLMRobertaTokenizerFast"].contains(&class),
+        None => model_type().as_deref() == Some("xlm-roberta"),
+    };
+    xlm.then(|| config["add_prefix_space"].as_bool().unwrap_or(true))
+}
+
+/// The pipeline transformers 5's `XLMRobertaTokenizer` builds around the file's Unigram
+/// vocabulary and template: the file's Precompiled normaliser alone (SentencePiece's character
+/// map), a split on whitespace, then Metaspace ("▁" before every word, or none without
+/// `add_prefix_space`). The hub's older files have Metaspace alone, which turns each space of a
+/// run into a "▁" token of its own; SentencePiece and transformers do not.
+fn as_xlm_roberta(tok: &mut HfTokenizer, add_prefix_space: bool) -> Result<()> {
+    let precompiled = match tok.get_normalizer() {
+        Some(NormalizerWrapper::Precompiled(p)) => Some(p.clone()),
+        Some(NormalizerWrapper::Sequence(list)) => list.as_ref().iter().find_map(|n| match n {
+            NormalizerWrapper::Precompiled(p) => Some(p.clone()),
+            _ => None,
+        }),
+        _ => None,
+    };
+    let scheme = if add_prefix_space { PrependScheme::Always } else { PrependScheme::Never };
+    tok.with_normalizer(precompiled.map(NormalizerWrapper::Precompiled)).map_err(|e| anyhow!("{e}"))?;
+    tok.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(vec![
+        PreTokenizerWrapper::WhitespaceSplit(WhitespaceSplit),
+        PreTokenizerWrapper::Metaspace(Metaspace::new('\u{2581}', scheme, true)),
+    ]))));
+    Ok(())
 }
 
 /// `do_lower_case` from tokenizer_config.json; uncased (true) when absent, like transformers' BertTokenizer.

@@ -142,6 +142,26 @@ fn check_tokenizer_json(case: Option<Case>) {
     check_tokenizer(&tok, &case.tokens, &format!("{} tokenizer.json", case.name));
 }
 
+/// An XLM-R tokenizer.json of either vintage on the hub (converted today, or the older files'
+/// Metaspace alone, which makes a token of each extra space), read as transformers 5 reads it:
+/// the ids of `AutoTokenizer`, which are SentencePiece's own, on texts where pipelines differ.
+#[test]
+fn xlm_roberta_tokenizer_files_of_either_vintage_give_transformers_ids() {
+    let dir = common::repo().join("tests/fixtures/xlmr-tokenizer");
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    let texts: Vec<String> = serde_json::from_value(reference["texts"].clone()).unwrap();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let sentencepiece: Vec<Vec<u32>> = serde_json::from_value(reference["sentencepiece"].clone()).unwrap();
+    for vintage in ["current", "hub-2020"] {
+        let want: Vec<Vec<u32>> = serde_json::from_value(reference[vintage].clone()).unwrap();
+        assert_eq!(want, sentencepiece, "{vintage}: transformers tokenizes as SentencePiece does");
+        let tok = Tokenizer::from_dir(&dir.join(vintage)).unwrap();
+        for (i, e) in tok.encode_batch_whole(&texts, None).unwrap().iter().enumerate() {
+            assert_eq!(e.get_ids(), &want[i][..], "{vintage}: {:?}", texts[i]);
+        }
+    }
+}
+
 /// Every hidden state, attention map, the pooled output, logits and loss, with attention
 /// probabilities asked for (eager attention) and without (the fused SDPA path).
 fn check_forward(case: Option<Case>) {
