@@ -1,9 +1,10 @@
 """Sustained load on a /predict server: C concurrent clients, each sending the next request as
 soon as its answer comes, for T seconds; one JSON line with throughput, p50/p99 latency and the
-server's peak resident memory (VmHWM of --pid).
+server's peak resident memory (VmHWM of --pid). With --rerank N, a /rerank server: each request
+one text as the query and the next N as its passages (TEI's shape).
 
 Usage: python3 bench/serve_load.py --url http://127.0.0.1:8080/predict --texts FILE --concurrency 8
-       --seconds 20 [--pid PID] [--name bertkit]
+       --seconds 20 [--pid PID] [--name bertkit] [--rerank N]
 """
 import argparse
 import asyncio
@@ -20,14 +21,22 @@ p.add_argument("--concurrency", type=int, default=8)
 p.add_argument("--seconds", type=float, default=20)
 p.add_argument("--pid", type=int)
 p.add_argument("--name", default="server")
+p.add_argument("--rerank", type=int, default=0)
 args = p.parse_args()
 texts = [line.strip() for line in open(args.texts, encoding="utf-8") if line.strip()]
+
+
+def request(i):
+    if args.rerank:
+        passages = [texts[(i + 1 + k) % len(texts)] for k in range(args.rerank)]
+        return {"query": texts[i % len(texts)], "texts": passages, "truncate": True}
+    return {"inputs": texts[i % len(texts)], "truncate": True}
 
 
 async def client(session, index, latencies, errors, stop_at):
     i = index
     while time.monotonic() < stop_at:
-        body = {"inputs": texts[i % len(texts)], "truncate": True}
+        body = request(i)
         i += args.concurrency
         start = time.monotonic()
         async with session.post(args.url, json=body) as response:
@@ -42,7 +51,7 @@ async def main():
     latencies, errors = [], []
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.post(args.url, json={"inputs": texts[0]}) as r:  # warm-up
+        async with session.post(args.url, json=request(0)) as r:  # warm-up
             await r.read()
         start = time.monotonic()
         stop_at = start + args.seconds
