@@ -1,10 +1,11 @@
 """Sustained load on a /predict server: C concurrent clients, each sending the next request as
 soon as its answer comes, for T seconds; one JSON line with throughput, p50/p99 latency and the
 server's peak resident memory (VmHWM of --pid). With --rerank N, a /rerank server: each request
-one text as the query and the next N as its passages (TEI's shape).
+one text as the query and the next N as its passages (TEI's shape); with --openai, a
+/v1/embeddings server (OpenAI's shape, one text per request).
 
 Usage: python3 bench/serve_load.py --url http://127.0.0.1:8080/predict --texts FILE --concurrency 8
-       --seconds 20 [--pid PID] [--name bertkit] [--rerank N]
+       --seconds 20 [--pid PID] [--name bertkit] [--rerank N | --openai]
 """
 import argparse
 import asyncio
@@ -22,6 +23,7 @@ p.add_argument("--seconds", type=float, default=20)
 p.add_argument("--pid", type=int)
 p.add_argument("--name", default="server")
 p.add_argument("--rerank", type=int, default=0)
+p.add_argument("--openai", action="store_true")
 args = p.parse_args()
 texts = [line.strip() for line in open(args.texts, encoding="utf-8") if line.strip()]
 
@@ -30,6 +32,8 @@ def request(i):
     if args.rerank:
         passages = [texts[(i + 1 + k) % len(texts)] for k in range(args.rerank)]
         return {"query": texts[i % len(texts)], "texts": passages, "truncate": True}
+    if args.openai:
+        return {"input": texts[i % len(texts)], "model": "bench", "encoding_format": "float"}
     return {"inputs": texts[i % len(texts)], "truncate": True}
 
 

@@ -325,6 +325,12 @@ fn embedding_clients_of_huggingface_hub_and_openai_are_answered() {
     assert_eq!((status, answer), classifier.post("/predict", &json!({"inputs": long, "truncate": true}).to_string()));
     assert_eq!(classifier.post("/", &json!({"inputs": long}).to_string()).0, 413, "not truncated unless asked");
     drop(classifier);
+    // --auto-truncate: what a request that does not say gets (OpenAI's requests never say).
+    let cutting = Server::start(&model, &["--task", "embed", "--max-len", "8", "--auto-truncate"]);
+    assert_eq!(cutting.post("/v1/embeddings", &json!({"input": long}).to_string()).0, 200);
+    assert_eq!(cutting.post("/embed", &json!({"inputs": long}).to_string()).0, 200);
+    assert_eq!(cutting.post("/embed", &json!({"inputs": long, "truncate": false}).to_string()).0, 413);
+    drop(cutting);
 
     if !common::python_available() {
         return;

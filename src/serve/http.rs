@@ -40,8 +40,8 @@ struct App {
 #[derive(Deserialize)]
 struct Request {
     inputs: Inputs,
-    #[serde(default)]
-    truncate: bool,
+    /// Absent: the server's `--auto-truncate`.
+    truncate: Option<bool>,
     /// /embed: unit-length vectors (TEI's default).
     #[serde(default = "yes")]
     normalize: bool,
@@ -85,8 +85,7 @@ struct RerankRequest {
     /// Each answer carries its passage.
     #[serde(default)]
     return_text: bool,
-    #[serde(default)]
-    truncate: bool,
+    truncate: Option<bool>,
     #[serde(default)]
     parameters: RerankParameters,
 }
@@ -244,7 +243,7 @@ impl Drop for InFlight {
 
 async fn respond(app: &App, body: Result<Json<Request>, JsonRejection>) -> Result<Value, Failure> {
     let Json(request) = body.map_err(|r| Failure(r.status(), r.body_text()))?;
-    let truncate = request.parameters.truncate.unwrap_or(request.truncate);
+    let truncate = request.parameters.truncate.or(request.truncate).unwrap_or(app.settings.auto_truncate);
     let normalize = request.parameters.normalize.unwrap_or(request.normalize);
     let (seqs, single) = sequences(app.reader.route, request.inputs)?;
     let (answers, _) = run_sequences(app, seqs, truncate).await?;
@@ -310,7 +309,7 @@ async fn ranked(app: &App, body: Result<Json<RerankRequest>, JsonRejection>) -> 
     let settings = &request.parameters;
     let raw = settings.raw_scores.unwrap_or(request.raw_scores);
     let return_text = settings.return_text.unwrap_or(request.return_text);
-    let truncate = settings.truncate.unwrap_or(request.truncate);
+    let truncate = settings.truncate.or(request.truncate).unwrap_or(app.settings.auto_truncate);
     let seqs = request.texts.iter().map(|t| Sequence { text: request.query.clone(), pair: Some(t.clone()) }).collect();
     let (logits, _) = run_sequences(app, seqs, truncate).await?;
     let mut scored: Vec<(usize, f64)> = logits
@@ -359,7 +358,7 @@ async fn embeddings(app: &App, body: Result<Json<OpenAiRequest>, JsonRejection>)
         OpenAiInput::List(texts) => texts,
     };
     let seqs = texts.into_iter().map(|text| Sequence { text, pair: None }).collect();
-    let (answers, tokens) = run_sequences(app, seqs, false).await?;
+    let (answers, tokens) = run_sequences(app, seqs, app.settings.auto_truncate).await?;
     let mut data = Vec::with_capacity(answers.len());
     for (index, mut answer) in answers.into_iter().enumerate() {
         if let (Some(d), Some(vector)) = (request.dimensions, answer.as_array_mut()) {

@@ -63,6 +63,11 @@ pub struct Serve {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 2_000_000, value_parser = positive)]
     pub payload_limit: usize,
+    /// Cut over-long inputs instead of refusing them where a request does not say
+    /// ("truncate" absent, and always on OpenAI's /v1/embeddings, which has no such field), as
+    /// text-embeddings-inference's --auto-truncate.
+    #[arg(long)]
+    pub auto_truncate: bool,
     /// Embeddings: how token vectors become one. Default: as the checkpoint's
     /// sentence-transformers files say (`1_Pooling`), else mean.
     #[arg(long, value_enum)]
@@ -103,6 +108,8 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     pub payload_limit: usize,
     pub model_id: String,
+    /// `--auto-truncate`: what a request that does not say gets.
+    pub auto_truncate: bool,
 }
 
 impl Serve {
@@ -146,6 +153,7 @@ fn run(args: Serve) -> Result<()> {
         max_concurrent_requests: args.max_concurrent_requests,
         payload_limit: args.payload_limit,
         model_id: args.model.clone(),
+        auto_truncate: args.auto_truncate,
     };
     let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
     let dir: PathBuf = model.dir.clone();
