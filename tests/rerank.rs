@@ -16,7 +16,7 @@ use bertkit::predict::{Classifier, LabelledSet};
 use bertkit::pretrained::{self, LoadOptions, ModelDir};
 use bertkit::task::{CROSS_ENCODER_KEY, SIGMOID, SequenceClassifier};
 use bertkit::train::{Objective, SequenceClassification};
-use common::{Drift, FIXTURES, Reference, bertkit, largest, ok, repo, test_device, write_candidates};
+use common::{Drift, FIXTURES, Reference, bertkit, largest, ok, repo, rerank_scores, test_device, write_candidates};
 use serde_json::json;
 use tch::{Kind, Tensor};
 
@@ -228,23 +228,7 @@ fn a_trained_reranker_loads_in_cross_encoder_with_the_same_scores() {
     let pairs = dir.path().join("pairs.csv");
     std::fs::write(&pairs, "query,passage\nquestion 1 about repairs,the clause on repairs\nwho keeps pets?,noise\n")
         .unwrap();
-    let predicted = ok(&[
-        "predict",
-        "--model",
-        out.to_str().unwrap(),
-        "--input",
-        pairs.to_str().unwrap(),
-        "--text-column",
-        "query",
-        "--text-pair-column",
-        "passage",
-        "--precision",
-        "fp32",
-    ]);
-    let ours: Vec<f64> = predicted
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["score"].as_f64().unwrap())
-        .collect();
+    let ours = rerank_scores(&out, &pairs);
     assert_eq!(ours.len(), 2);
     assert!(ours.iter().all(|s| (0.0..=1.0).contains(s)), "scores are the sigmoid of the logit: {ours:?}");
     if !common::python_available() {

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::{bertkit, finetune_tiny, ok, synthetic_csv, tiny_model, tiny_tagger, write_candidates};
+use common::{bertkit, finetune_tiny, ok, rerank_scores, synthetic_csv, tiny_model, tiny_tagger, write_candidates};
 use serde_json::{Value, json};
 
 /// A server on a free port; killed when dropped (unless the test stopped it).
@@ -381,21 +381,7 @@ fn a_reranker_answers_tei_rerank_with_the_scores_of_predict() {
     let input = dir.path().join("pairs.csv");
     let rows: String = texts.iter().map(|t| format!("{query},{t}\n")).collect();
     std::fs::write(&input, format!("query,passage\n{rows}")).unwrap();
-    let predicted = ok(&[
-        "predict",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--text-column",
-        "query",
-        "--text-pair-column",
-        "passage",
-        "--precision",
-        "fp32",
-    ]);
-    let want: Vec<f64> =
-        predicted.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["score"].as_f64().unwrap()).collect();
+    let want = rerank_scores(&model, &input);
     for r in &ranked {
         let i = r["index"].as_u64().unwrap() as usize;
         assert_eq!(r["text"], texts[i]);

@@ -363,3 +363,13 @@ pub fn write_candidates(path: &Path, questions: usize) {
     }
     std::fs::write(path, csv).unwrap();
 }
+
+/// `bertkit predict`'s score of each (query, passage) row of `pairs` (CSV: query,passage) by the
+/// reranker in `model`, in fp32.
+pub fn rerank_scores(model: &Path, pairs: &Path) -> Vec<f64> {
+    let [model, pairs] = [model, pairs].map(|p| p.display().to_string());
+    let columns = ["--text-column", "query", "--text-pair-column", "passage", "--precision", "fp32"];
+    let predicted = ok(&[&["predict", "--model", &model, "--input", &pairs][..], &columns[..]].concat());
+    let score = |line: &str| serde_json::from_str::<serde_json::Value>(line).unwrap()["score"].as_f64().unwrap();
+    predicted.lines().map(score).collect()
+}
