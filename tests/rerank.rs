@@ -14,7 +14,7 @@ use bertkit::encoder::ForwardOptions;
 use bertkit::metrics::retrieval::reranking_metrics;
 use bertkit::predict::{Classifier, LabelledSet};
 use bertkit::pretrained::{self, LoadOptions, ModelDir};
-use bertkit::task::{CROSS_ENCODER_KEY, SIGMOID, SequenceClassifier};
+use bertkit::task::{SIGMOID, SequenceClassifier, set_cross_encoder};
 use bertkit::train::{Objective, SequenceClassification};
 use common::{Drift, FIXTURES, Reference, bertkit, largest, ok, repo, rerank_scores, test_device, write_candidates};
 use serde_json::json;
@@ -45,7 +45,7 @@ fn objective(dir: &Path, r: &Reference, listnet: bool) -> SequenceClassification
     model.set_dropout(0.0).unwrap();
     model.config.set_labels(&["LABEL_0".to_string()]);
     model.config.set("problem_type", serde_json::Value::Null);
-    model.config.set(CROSS_ENCODER_KEY, json!({ "activation_fn": SIGMOID }));
+    set_cross_encoder(&mut model.config, SIGMOID);
     let options = LoadOptions { device: test_device(), new_head: true, ..LoadOptions::default() };
     let classifier: Classifier = pretrained::load(&model, &options).unwrap();
     let vars = classifier.vs.variables();
@@ -130,7 +130,7 @@ fn the_losses_give_the_reference_gradient_of_the_logits() {
     let mut classifier = ModelDir::open(repo().join("tests/fixtures/tiny-bert").to_str().unwrap()).unwrap();
     classifier.config.set_labels(&["LABEL_0".to_string()]);
     classifier.config.set("problem_type", serde_json::Value::Null);
-    classifier.config.set(CROSS_ENCODER_KEY, json!({ "activation_fn": SIGMOID }));
+    set_cross_encoder(&mut classifier.config, SIGMOID);
     let options = LoadOptions { new_head: true, ..LoadOptions::default() };
     let head: Classifier = pretrained::load(&classifier, &options).unwrap();
     for loss in ["bce", "listnet"] {

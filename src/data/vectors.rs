@@ -38,10 +38,14 @@ enum Kind {
 
 impl Kind {
     fn of(path: &Path) -> Result<Kind> {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("npy") if path.file_name().is_some() => Ok(Kind::Npy),
-            Some("parquet") if path.file_name().is_some() => Ok(Kind::Parquet),
-            Some("jsonl") if path.file_name().is_some() => Ok(Kind::Jsonl),
+        let kind = match path.extension().and_then(|e| e.to_str()) {
+            Some("npy") => Some(Kind::Npy),
+            Some("parquet") => Some(Kind::Parquet),
+            Some("jsonl") => Some(Kind::Jsonl),
+            _ => None,
+        };
+        match kind {
+            Some(kind) if path.file_name().is_some() => Ok(kind),
             _ => bail!("--output {}: write .npy, .parquet or .jsonl", path.display()),
         }
     }

@@ -24,7 +24,7 @@ use crate::device::Autocast;
 use crate::encoder::{Dims, Family, family_of};
 use crate::error::Marked;
 use crate::fsutil::atomic_write;
-use crate::task::{CROSS_ENCODER_KEY, TaskModel};
+use crate::task::{TaskModel, set_cross_encoder};
 use crate::tokenizer::Tokenizer;
 
 /// Tokenizer files copied along with a model so the output directory is self-contained.
@@ -119,7 +119,7 @@ impl ModelDir {
         let mut config = ModelConfig::from_file(&path)?;
         // Where a CrossEncoder's files say how its scores are made, the config says it too.
         if let Some(activation) = sentence::cross_encoder_activation(&dir, &config)? {
-            config.set(CROSS_ENCODER_KEY, serde_json::json!({ "activation_fn": activation }));
+            set_cross_encoder(&mut config, &activation);
         }
         let family = family_of(&config).with_context(|| path.display().to_string())?;
         let dims = (family.dims)(&config).with_context(|| path.display().to_string())?;

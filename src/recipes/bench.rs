@@ -20,7 +20,7 @@ use crate::predict::{Blocks, MaskedLanguageModel};
 use crate::predict::{Classifier, LabelledSet};
 use crate::predict::{TaggedSet, Tagger};
 use crate::pretrained::{self, LoadOptions, ModelDir};
-use crate::task::{CROSS_ENCODER_KEY, IGNORE_INDEX, SIGMOID, TaskKind};
+use crate::task::{IGNORE_INDEX, SIGMOID, TaskKind, set_cross_encoder};
 use crate::tokenizer::Tokenizer;
 use crate::train::Objective;
 use crate::train::optim::{AdamW, AdamWConfig};
@@ -140,7 +140,7 @@ fn classifier_steps(
         model.config.set("problem_type", problem_type.into());
     }
     if args.task == TaskKind::Rerank {
-        model.config.set(CROSS_ENCODER_KEY, serde_json::json!({ "activation_fn": SIGMOID }));
+        set_cross_encoder(&mut model.config, SIGMOID);
     }
     let new_head = args.task != TaskKind::Classification;
     let classifier: Classifier = pretrained::load(&model, &LoadOptions { new_head, ..*options })?;

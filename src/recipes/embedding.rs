@@ -20,7 +20,7 @@ use crate::predict::embedding::{PairSet, embed_items, evaluate_pairs};
 use crate::predict::retrieval::evaluate_search;
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfig};
 use crate::task::Bare;
-use crate::task::embedding::Pooling;
+use crate::task::embedding::{EmbeddingLoss, Pooling};
 use crate::tokenizer::Tokenizer;
 use crate::train::embedding::EmbeddingTraining;
 use crate::train::model_card::{DataFile, ModelCard};
@@ -67,10 +67,10 @@ pub fn finetune(args: &FineTune, model: ModelDir, device: tch::Device) -> Result
     let flags = &args.embedding;
     let loss = args.embedding_loss()?;
     let sentence = sentence_config(args, &model)?;
-    check_flags(args, &model)?;
-    let rows = read_rows(args, &args.train)?;
+    check_flags(args, &model, loss)?;
+    let rows = read_rows(args, &args.train, loss)?;
     let (train_rows, eval_rows) = match (&args.eval, args.eval_split) {
-        (Some(path), _) => (rows, Some(read_rows(args, path)?)),
+        (Some(path), _) => (rows, Some(read_rows(args, path, loss)?)),
         (None, Some(fraction)) => split(rows, fraction, cfg.hyper.seed).map(|(t, e)| (t, Some(e)))?,
         (None, None) => (rows, None),
     };
@@ -140,7 +140,7 @@ fn sentence_config(args: &FineTune, model: &ModelDir) -> Result<SentenceConfig> 
 }
 
 /// The flags that do not fit an embedding task, refused before anything is read.
-fn check_flags(args: &FineTune, model: &ModelDir) -> Result<()> {
+fn check_flags(args: &FineTune, model: &ModelDir, loss: EmbeddingLoss) -> Result<()> {
     let flags = &args.embedding;
     if args.data.text_pair_column.is_none() {
         refuse!(
@@ -148,7 +148,6 @@ fn check_flags(args: &FineTune, model: &ModelDir) -> Result<()> {
              --text-pair-column (positive or second text)"
         );
     }
-    let loss = args.embedding_loss()?;
     if loss.scored() && !flags.negative_columns.is_empty() {
         refuse!("--negative-columns: the {loss:?} loss compares scored pairs; hard negatives go with mnrl");
     }
@@ -165,8 +164,8 @@ fn check_flags(args: &FineTune, model: &ModelDir) -> Result<()> {
 }
 
 /// The rows of `path` for training.
-fn read_rows(args: &FineTune, path: &Path) -> Result<Vec<Row>> {
-    rows_of(&args.data, path, &args.embedding.negative_columns, args.embedding_loss()?.scored()).data_error()
+fn read_rows(args: &FineTune, path: &Path, loss: EmbeddingLoss) -> Result<Vec<Row>> {
+    rows_of(&args.data, path, &args.embedding.negative_columns, loss.scored()).data_error()
 }
 
 /// The rows of `path`: the two text columns (and, `scored`, the score in the label column) in

@@ -18,7 +18,7 @@ use crate::distributed::Spread;
 use crate::predict::{Classifier, Decision, Evaluation, LabelledSet, read_thresholds, write_thresholds};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::task::embedding::EmbeddingLoss;
-use crate::task::{CROSS_ENCODER_KEY, RerankLoss, SIGMOID, TaskKind};
+use crate::task::{RerankLoss, SIGMOID, TaskKind, set_cross_encoder};
 use crate::train::SequenceClassification;
 use crate::train::loss_weights::{WeightSpec, loss_weights};
 use crate::train::model_card::{DataFile, ModelCard};
@@ -246,7 +246,7 @@ impl FineTune {
         }
 
         let batch_size = session::global_batch(cfg);
-        let lists = match self.rerank_loss(kind)? {
+        let lists = match data.loss {
             RerankLoss::Listnet => Some(query_lists(&train_set)),
             RerankLoss::Bce => None,
         };
@@ -294,7 +294,7 @@ impl FineTune {
             (Some(fraction), _) => split(train, fraction, self.cfg.hyper.seed).map(|(t, e)| (t, Some(e)))?,
             (None, _) => (train, eval),
         };
-        self.rerank_loss(kind)?;
+        let loss = self.rerank_loss(kind)?;
         if kind == TaskKind::Rerank && self.data.long_text != LongText::Truncate {
             crate::error::refuse!("--long-text: a reranker reads each (query, passage) pair once, truncated");
         }
@@ -302,8 +302,7 @@ impl FineTune {
         model.config.set_labels(labels.names());
         model.config.set("problem_type", kind.problem_type().into());
         if kind == TaskKind::Rerank {
-            // How sentence-transformers' CrossEncoder (4 and later) knows to apply the sigmoid.
-            model.config.set(CROSS_ENCODER_KEY, serde_json::json!({ "activation_fn": SIGMOID }));
+            set_cross_encoder(&mut model.config, SIGMOID);
         }
         let train_targets = Targets::new(kind, &train, &labels, "training")?;
         let eval_targets = eval.as_deref().map(|e| Targets::new(kind, e, &labels, "training")).transpose()?;
@@ -324,7 +323,7 @@ impl FineTune {
                 "--tune-thresholds needs a multi-label task and evaluation data (--eval or --eval-split)"
             );
         }
-        Ok(TextData { kind, labels, train, train_targets, eval, eval_targets, weights, card })
+        Ok(TextData { kind, loss, labels, train, train_targets, eval, eval_targets, weights, card })
     }
 }
 
@@ -350,6 +349,8 @@ struct TextData {
     weights: Option<Vec<f32>>,
     /// The data files as the model card lists them.
     card: Vec<DataFile>,
+    /// A reranker's loss (BCE for the other tasks, whose loss is their own).
+    loss: RerankLoss,
 }
 
 /// A fresh multi-label head starts each label's bias at its log prior odds in the training data

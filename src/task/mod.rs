@@ -25,6 +25,12 @@ pub const CROSS_ENCODER_KEY: &str = "sentence_transformers";
 /// The sigmoid, as sentence-transformers names an activation.
 pub const SIGMOID: &str = "torch.nn.modules.activation.Sigmoid";
 
+/// Records in `config` that it is a sentence-transformers CrossEncoder applying `activation` to
+/// its logits, under the key its releases since 4 read (and `TaskKind::of` reads).
+pub fn set_cross_encoder(config: &mut ModelConfig, activation: &str) {
+    config.set(CROSS_ENCODER_KEY, serde_json::json!({ "activation_fn": activation }));
+}
+
 /// Label value that marks positions without a target, as in transformers.
 pub const IGNORE_INDEX: i64 = -100;
 

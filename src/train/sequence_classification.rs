@@ -103,39 +103,38 @@ impl SequenceClassification {
     /// Each item's loss against its text's target.
     fn pointwise_loss(&self, batch: &[usize]) -> Result<StepLoss> {
         let c = &self.classifier;
-        let refs: Vec<&Encoded> = batch.iter().map(|&i| &self.train.items[i]).collect();
-        let inputs = c.collator().collate(&refs).to_device(c.device);
-        let targets = self.train.item_targets(batch).to_device(c.device);
-        let logits = c.model.logits(&inputs, ForwardOptions::train());
+        let (logits, targets, step) = self.forward(batch);
         // Weighted cross-entropy divides by the weights of the targets, not by their number.
         let denominator = match (&self.loss_weights, c.model.kind) {
             (Some(w), TaskKind::Classification) => w.index_select(0, &targets).sum(Kind::Double),
             _ => Tensor::from(batch.len() as f64),
         };
-        Ok(StepLoss {
-            loss: c.model.loss(&logits, &targets, self.loss_weights.as_ref()),
-            denominator,
-            examples: batch.len(),
-            tokens: refs.iter().map(|e| e.len()).sum(),
-            padded_tokens: inputs.input_ids.numel(),
-        })
+        Ok(StepLoss { loss: c.model.loss(&logits, &targets, self.loss_weights.as_ref()), denominator, ..step })
     }
 
     /// ListNet over whole queries: `lists` holds each query's candidates.
     fn listwise_loss(&self, lists: &[&[usize]]) -> Result<StepLoss> {
+        let (logits, relevance, step) = self.forward(&lists.concat());
+        let sizes: Vec<i64> = lists.iter().map(|l| l.len() as i64).collect();
+        let loss = SequenceClassifier::listwise_loss(&logits, &relevance, &sizes);
+        Ok(StepLoss { loss, denominator: Tensor::from(lists.len() as f64), ..step })
+    }
+
+    /// The logits of some items with dropout and their targets, on the model's device, and the
+    /// step's counts (its loss and denominator left for the caller).
+    fn forward(&self, items: &[usize]) -> (Tensor, Tensor, StepLoss) {
         let c = &self.classifier;
-        let items: Vec<usize> = lists.concat();
         let refs: Vec<&Encoded> = items.iter().map(|&i| &self.train.items[i]).collect();
         let inputs = c.collator().collate(&refs).to_device(c.device);
-        let relevance = self.train.item_targets(&items).to_device(c.device);
+        let targets = self.train.item_targets(items).to_device(c.device);
         let logits = c.model.logits(&inputs, ForwardOptions::train());
-        let sizes: Vec<i64> = lists.iter().map(|l| l.len() as i64).collect();
-        Ok(StepLoss {
-            loss: SequenceClassifier::listwise_loss(&logits, &relevance, &sizes),
-            denominator: Tensor::from(lists.len() as f64),
+        let step = StepLoss {
+            loss: Tensor::new(),
+            denominator: Tensor::new(),
             examples: items.len(),
             tokens: refs.iter().map(|e| e.len()).sum(),
             padded_tokens: inputs.input_ids.numel(),
-        })
+        };
+        (logits, targets, step)
     }
 }
