@@ -65,6 +65,15 @@ pub fn fraction(s: &str) -> Result<f64, String> {
     Ok(x)
 }
 
+/// A number in [0, 1) (Adam's betas: at 1 its bias correction divides by zero).
+pub fn decay_rate(s: &str) -> Result<f64, String> {
+    let x = finite(s)?;
+    if !(0.0..1.0).contains(&x) {
+        return Err("must be at least 0 and below 1".into());
+    }
+    Ok(x)
+}
+
 /// A number strictly between 0 and 1 (masking probability, held-out share).
 pub fn open_fraction(s: &str) -> Result<f64, String> {
     let x = finite(s)?;

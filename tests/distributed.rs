@@ -1,5 +1,6 @@
 //! Data-parallel training on c10d (gloo, localhost): N ranks x batch B take the steps one
-//! process takes with batch N x B (fine-tuning and further pretraining), through `bertkit
+//! process takes with batch N x B (fine-tuning, sentence embeddings with the whole batch's
+//! negatives, further pretraining), through `bertkit
 //! launch` and through torchrun; evaluation spread over ranks gives one process's numbers
 //! exactly; a rank that dies stops the others; ranks that disagree refuse to start.
 
@@ -13,10 +14,11 @@ use common::{bertkit, conll, finetune_tiny, ok, synthetic_csv, tiny_model};
 use safetensors::SafeTensors;
 
 /// The fine-tuning command of these tests, without --batch-size: dropout off, so that the
-/// split of a batch over ranks is the only difference.
+/// split of a batch over ranks is the only difference; Adam's ε at 1 (`assert_same_weights`);
+/// no clipping, which would hide a gradient off by a constant factor.
 fn finetune(train: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let flags =
-        [&["--dropout", "0", "--lr", "1e-3", "--max-len", "32", "--seed", "3", "--overwrite"][..], extra].concat();
+    let run = ["--dropout", "0", "--lr", "1e-3", "--adam-epsilon", "1", "--max-grad-norm", "0", "--max-len", "32"];
+    let flags = [&run[..], &["--seed", "3", "--overwrite"], extra].concat();
     // Threads are the launcher's to set (one core per rank); a single process passes its own.
     let mut argv = finetune_tiny(train, out, &flags);
     let at = argv.iter().position(|a| a == "--threads").unwrap();
@@ -31,23 +33,34 @@ fn launch(nproc: usize, command: &[String]) -> Vec<String> {
 }
 
 /// Every tensor of two saved models equal up to what rounding does to `steps` AdamW steps at
-/// `lr`. The ranks add a step's gradients in another order than one process (`common::Drift`
-/// of a backward pass over a batch of `tokens`); AdamW moves each weight by its gradient
-/// normalised (at most `lr` a step), so two runs' weights part by at most steps x lr x the
-/// gradients' relative drift, plus the weight's own rounding (ε |w|).
+/// `lr` from the tiny model. The ranks add a step's gradients in another order than one
+/// process (`common::Drift` of a backward pass over a batch of `tokens`). With Adam's ε at 1 a
+/// step moves a weight by lr x m / (√v + 1), about lr x its gradient where gradients are far
+/// below 1, so the farthest a weight of `a` moved, per step and per unit of lr, is the size of
+/// the largest gradient, and two runs' weights part by at most steps x lr x the drift at that
+/// size, plus the weight's own rounding (ε |w|). At Trainer's ε (1e-8) a gradient near 0 is
+/// divided by about itself: rounding alone can turn its step from -lr to +lr.
 fn assert_same_weights(a: &Path, b: &Path, steps: usize, lr: f64, tokens: usize) {
+    let read = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    let (d0, da, db) = (read(&tiny_model()), read(a), read(b));
+    let [t0, ta, tb] = [&d0, &da, &db].map(|d| SafeTensors::deserialize(d).unwrap());
+    let floats = |b: &[u8]| b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+    let mut moved = 0f64;
+    // The encoder's weights: a new head starts from its own random values.
+    for (name, x) in ta.tensors().into_iter().filter(|(n, _)| n.starts_with("bert.")) {
+        if let Ok(w0) = t0.tensor(&name) {
+            let far = floats(x.data()).iter().zip(floats(w0.data())).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            moved = moved.max(f64::from(far));
+        }
+    }
+    let gradient = moved / (steps as f64 * lr);
     let drift = common::Drift::forward(&tiny_model()).backward(tokens);
-    let moved = steps as f64 * lr * drift.tolerance(1.0);
-    let (da, db) =
-        (std::fs::read(a.join("model.safetensors")).unwrap(), std::fs::read(b.join("model.safetensors")).unwrap());
-    let (ta, tb) = (SafeTensors::deserialize(&da).unwrap(), SafeTensors::deserialize(&db).unwrap());
+    let allowed = steps as f64 * lr * drift.tolerance(gradient);
     assert_eq!(ta.len(), tb.len());
     for (name, x) in ta.tensors() {
         let y = tb.tensor(&name).unwrap();
-        let floats =
-            |b: &[u8]| b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
         for (p, q) in floats(x.data()).iter().zip(floats(y.data())) {
-            let tol = moved + f64::from(f32::EPSILON) * f64::from(q.abs());
+            let tol = allowed + f64::from(f32::EPSILON) * f64::from(q.abs());
             assert!(f64::from((p - q).abs()) <= tol, "{name}: {p} vs {q} (allowed {tol:e})");
         }
     }
@@ -111,6 +124,50 @@ fn two_ranks_take_the_steps_of_one_process_with_their_batches_together() {
     }
 }
 
+/// Rows for embedding training: few questions, each asked of several passages (rows that share
+/// an anchor land on both ranks, so the duplicate masks span the shares), passages and hard
+/// negatives of varied length.
+fn embedding_rows(path: &Path, n: usize) {
+    let topics = ["rent", "repairs", "notice", "deposit", "pets", "parking", "noise"];
+    let mut csv = "anchor,positive,negative,score\n".to_string();
+    for i in 0..n {
+        let (t, other) = (topics[i % 5], topics[(i + 2) % topics.len()]);
+        let filler = "and the parties agree ".repeat(i % 4);
+        csv += &format!("what about {t},the clause {filler}on {t} number {i},{filler}a clause on {other},{}\n", i % 5);
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+#[test]
+fn two_ranks_train_embeddings_against_the_negatives_of_their_batches_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("rows.csv");
+    // 33 rows in batches of 8: the epoch's last batch has one row, which leaves rank 1 a stand-in.
+    embedding_rows(&train, 33);
+    let common = [
+        "--task", "embedding", "--text-column", "anchor", "--text-pair-column", "positive", "--max-steps", "6",
+        "--log-every", "1",
+    ];
+    let variants: [(&str, &[&str]); 3] = [
+        ("mnrl", &["--loss", "mnrl", "--negative-columns", "negative"]),
+        ("cached-symmetric", &["--loss", "mnrl-symmetric", "--negative-columns", "negative", "--mini-batch-size", "3"]),
+        ("cosent", &["--loss", "cosent", "--label-column", "score"]),
+    ];
+    for (name, extra) in variants {
+        let (one, two) = (tmp.path().join(format!("{name}-one")), tmp.path().join(format!("{name}-two")));
+        let flags = [&common[..], extra].concat();
+        let single =
+            [finetune(&train, &one, &flags), ["--batch-size", "8", "--threads", "2"].map(String::from).to_vec()];
+        ok(&single.concat());
+        ok(&launch(2, &[finetune(&train, &two, &flags), vec!["--batch-size".into(), "4".into()]].concat()));
+        // 6 steps at 1e-3; a batch's three columns of up to 32 tokens.
+        assert_same_weights(&one, &two, 6, 1e-3, 8 * 3 * 32);
+        let (l1, l2) = (losses(&one), losses(&two));
+        assert_eq!(l1.len(), 6, "{name}: one log line per step");
+        assert_same_losses(&l1, &l2, name);
+    }
+}
+
 /// A corpus of varied sentences, so that each block's masks matter.
 fn corpus(path: &Path) {
     let words = ["lessee", "shall", "repair", "the", "premises", "licensee", "may", "not", "assign", "rights"];
@@ -133,8 +190,8 @@ fn two_ranks_pretrain_as_one_process_with_their_batches_together() {
         let (m, t, o) = (tiny_model(), text.to_str().unwrap().to_string(), out.to_str().unwrap().to_string());
         let flags =
             ["--max-len", "16", "--max-steps", "6", "--grad-accum", "2", "--eval-split", "0.2", "--eval-every", "3"];
-        let fixed = ["--dropout", "0", "--lr", "1e-3", "--seed", "3", "--whole-word-masking", "--log-every", "1"];
-        let cpu = ["--device", "cpu", "--precision", "fp32", "--overwrite"];
+        let fixed = ["--dropout", "0", "--lr", "1e-3", "--adam-epsilon", "1", "--max-grad-norm", "0", "--seed", "3"];
+        let cpu = ["--whole-word-masking", "--log-every", "1", "--device", "cpu", "--precision", "fp32", "--overwrite"];
         let head = [
             "pretrain".to_string(),
             "--model".into(),

@@ -18,7 +18,7 @@ use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained, SentenceConfi
 use bertkit::task::Bare;
 use bertkit::task::embedding::{BatchEmbeddings, Duplicates, EmbeddingLoss, Pooling};
 use bertkit::train::embedding::{EmbeddingTraining, part_seed};
-use bertkit::train::{Objective, SentenceEmbedding};
+use bertkit::train::{Objective, OwnBackward, SentenceEmbedding};
 use common::{Drift, FIXTURES, Reference, bertkit, largest, ok, repo, test_device};
 use tch::Tensor;
 
@@ -443,7 +443,7 @@ fn the_cached_loss_gives_the_uncached_gradients_for_every_family() {
             want_loss.backward();
             // Parts of 2, 2 and 1 rows: every column recomputed three times.
             let cached = objective_with(&dir, loss, Pooling::Mean, dims, 0.0, Some(2));
-            let got = cached.train_and_backward(&all, 7, 1.0).expect("cached").unwrap();
+            let got = cached.train_and_backward(&all, 7, &OwnBackward::new(1.0)).expect("cached").unwrap();
             let tokens: usize = plain.train.columns.iter().flatten().map(|e| e.len()).sum();
             let drift = Drift::forward(&dir).backward(tokens);
             drift.assert(&format!("{name} {loss:?} cached loss"), &got.loss.reshape([1]), &want_loss.reshape([1]));
@@ -464,7 +464,7 @@ fn the_cached_loss_recomputes_with_the_dropout_it_embedded_with() {
     let dir = repo().join("tests/fixtures/tiny-bert");
     let all = [0, 1, 2, 3, 4];
     let cached = objective_with(&dir, EmbeddingLoss::Mnrl, Pooling::Mean, vec![], 0.3, Some(5));
-    cached.train_and_backward(&all, 11, 1.0).expect("cached").unwrap();
+    cached.train_and_backward(&all, 11, &OwnBackward::new(1.0)).expect("cached").unwrap();
     let direct = objective_with(&dir, EmbeddingLoss::Mnrl, Pooling::Mean, vec![], 0.3, None);
     let m = &direct.model;
     let mut columns = Vec::new();

@@ -99,6 +99,31 @@ pub(crate) fn shard(batch: &[usize]) -> Share {
     Share { examples: batch[start..end].to_vec(), stand_in: false }
 }
 
+/// Every rank's rows of a batch that `shard` split, in batch order, from this rank's `own`
+/// (`[its share, ...]`, or a stand-in's one row). The other ranks' rows arrive as values; this
+/// rank's keep their graph, so a loss over the whole batch backpropagates into this rank's rows
+/// alone (each rank's backward then carries its part of the whole batch's gradient). A
+/// stand-in's row is left out of the batch but kept in the graph at weight 0, so that its
+/// backward still meets the others' all-reduce. Without a group, `own` is the batch.
+pub(crate) fn gather_shares(own: &Tensor, batch: usize) -> Result<Tensor> {
+    let Some(g) = group() else { return Ok(own.shallow_clone()) };
+    let (world, rank) = (g.world.size, g.world.rank);
+    let (start, end) = ((rank * batch / world) as i64, ((rank + 1) * batch / world) as i64);
+    let mut size = own.size();
+    size[0] = batch as i64;
+    // Each rank writes its rows into zeros: the sum over ranks is every row, exactly.
+    let all = Tensor::zeros(&size, (own.kind(), own.device()));
+    if end > start {
+        all.narrow(0, start, end - start).copy_(&own.detach());
+    }
+    g.all_reduce_sum(&all).context("gathering the ranks' rows of the batch")?;
+    if start == end {
+        return Ok(all + (own * 0.0).sum(own.kind()));
+    }
+    let after = all.narrow(0, end, batch as i64 - end);
+    Ok(Tensor::cat(&[all.narrow(0, 0, start), own.shallow_clone(), after], 0))
+}
+
 /// The factor that turns this rank's mean loss into its part of the mean over all ranks' shares
 /// together, once the Reducer has averaged over ranks: world x (this rank's denominator / the
 /// sum of all ranks'). A denominator is what a mean loss divides by: examples, labelled or

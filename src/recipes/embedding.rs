@@ -154,9 +154,6 @@ fn check_flags(args: &FineTune, model: &ModelDir, loss: EmbeddingLoss) -> Result
     if let Some(&d) = flags.matryoshka_dims.iter().find(|&&d| d as i64 > model.dims.hidden_size) {
         refuse!("--matryoshka-dims {d}: larger than the model's {} dimensions", model.dims.hidden_size);
     }
-    if flags.mini_batch_size.is_some() && crate::distributed::world_size() > 1 {
-        refuse!("--mini-batch-size: the cached loss runs in one process for now (not under bertkit launch)");
-    }
     if args.data.long_text != LongText::Truncate || args.data.label_sets() || args.class_weights.is_some() {
         refuse!("--task embedding truncates long texts and has no classes: drop --long-text, label and weight flags");
     }

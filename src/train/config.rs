@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::schedule::ScheduleKind;
 use crate::data::Sampling;
 use crate::device::{DeviceFlags, Precision};
-use crate::values::{directory, fraction, non_negative, positive, positive_float};
+use crate::values::{decay_rate, directory, fraction, non_negative, positive, positive_float};
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
 pub struct HyperParams {
@@ -36,6 +36,18 @@ pub struct HyperParams {
     /// Decoupled weight decay (never on biases and LayerNorm weights).
     #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
     pub weight_decay: f64,
+    /// AdamW's β1 (transformers' `adam_beta1`).
+    #[arg(long, default_value_t = 0.9, value_parser = decay_rate)]
+    #[serde(default = "default_beta1")]
+    pub adam_beta1: f64,
+    /// AdamW's β2 (`adam_beta2`).
+    #[arg(long, default_value_t = 0.999, value_parser = decay_rate)]
+    #[serde(default = "default_beta2")]
+    pub adam_beta2: f64,
+    /// AdamW's ε, added to the root of the second moment (`adam_epsilon`).
+    #[arg(long, default_value_t = 1e-8, value_parser = positive_float)]
+    #[serde(default = "default_epsilon")]
+    pub adam_epsilon: f64,
     /// Warmup as a fraction of all steps.
     #[arg(long, default_value_t = 0.0, conflicts_with = "warmup_steps", value_parser = fraction)]
     pub warmup_ratio: f64,
@@ -54,6 +66,19 @@ pub struct HyperParams {
     /// How training examples are put into batches (transformers' `train_sampling_strategy`).
     #[arg(long, value_enum, default_value = "random")]
     pub train_sampling_strategy: Sampling,
+}
+
+// Checkpoints from before the Adam flags were trained with Trainer's defaults.
+fn default_beta1() -> f64 {
+    0.9
+}
+
+fn default_beta2() -> f64 {
+    0.999
+}
+
+fn default_epsilon() -> f64 {
+    1e-8
 }
 
 impl HyperParams {

@@ -11,7 +11,7 @@ use tch::Tensor;
 use tch::nn::VarStore;
 
 use super::fingerprint::Fingerprint;
-use super::trainer::{Objective, StepLoss};
+use super::trainer::{Objective, OwnBackward, StepLoss};
 use crate::data::{Encoded, Sampling, epoch_batches};
 use crate::encoder::ForwardOptions;
 use crate::predict::Evaluation;
@@ -55,20 +55,23 @@ impl Objective for SentenceEmbedding {
     }
 
     fn train_loss(&self, batch: &[usize], _seed: u64) -> Result<StepLoss> {
+        let share = crate::distributed::shard(batch);
         let (mut columns, mut counts) = (Vec::new(), Counts::default());
         for column in &self.train.columns {
-            columns.push(self.embed(column, batch, &mut counts)?);
+            let own = self.embed(column, &share.examples, &mut counts)?;
+            columns.push(crate::distributed::gather_shares(&own, batch.len())?);
         }
-        Ok(counts.step(self.loss(batch, columns), batch.len()))
+        Ok(counts.step(self.loss(batch, columns), share.examples.len()))
     }
 
-    fn train_and_backward(&self, batch: &[usize], seed: u64, factor: f64) -> Option<Result<StepLoss>> {
+    fn train_and_backward(&self, batch: &[usize], seed: u64, backward: &OwnBackward) -> Option<Result<StepLoss>> {
         let size = self.training.mini_batch?;
-        if crate::distributed::world_size() > 1 {
-            // Each rank would backpropagate its own loss; DDP's reducer is not prepared for it.
-            return Some(Err(anyhow::anyhow!("the cached loss (--mini-batch-size) runs in one process only")));
-        }
-        Some(self.cached_step(batch, seed, factor, size))
+        Some(self.cached_step(batch, seed, backward, size))
+    }
+
+    /// Every anchor's negatives are the whole batch's candidates, on every rank.
+    fn whole_batch_loss(&self) -> bool {
+        true
     }
 
     fn evaluate(&self) -> Result<Option<Evaluation>> {
@@ -149,33 +152,44 @@ impl SentenceEmbedding {
     }
 
     /// GradCache (Gao et al. 2021), as sentence-transformers' cached losses do it: every column
-    /// embedded `size` rows at a time without a graph; the loss over the whole batch and its
-    /// gradient with respect to those vectors; then each part embedded again with its graph (the
-    /// same dropout masks, from `part_seed`) and backpropagated from its share of that gradient.
-    /// The gradients equal the uncached loss's; memory holds one part's graph at a time.
-    fn cached_step(&self, batch: &[usize], seed: u64, factor: f64, size: usize) -> Result<StepLoss> {
-        let parts: Vec<&[usize]> = batch.chunks(size).collect();
+    /// of this rank's share embedded `size` rows at a time without a graph; the loss over the
+    /// whole batch (the other ranks' vectors gathered) and its gradient with respect to this
+    /// rank's vectors; then each part embedded again with its graph (the same dropout masks,
+    /// from `part_seed`) and backpropagated from its share of that gradient. The gradients equal
+    /// the uncached loss's; memory holds one part's graph at a time.
+    fn cached_step(&self, batch: &[usize], seed: u64, backward: &OwnBackward, size: usize) -> Result<StepLoss> {
+        let share = crate::distributed::shard(batch);
+        // Each rank's parts draw their own dropout masks (rank 0's are one process's).
+        let seed = seed ^ (crate::distributed::rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let parts: Vec<&[usize]> = share.examples.chunks(size).collect();
         let mut counts = Counts::default();
-        let mut columns = Vec::new();
+        let (mut own, mut columns) = (Vec::new(), Vec::new());
         for (c, column) in self.train.columns.iter().enumerate() {
             let mut vectors = Vec::new();
             for (k, part) in parts.iter().enumerate() {
                 tch::manual_seed(part_seed(seed, c, k));
                 vectors.push(tch::no_grad(|| self.embed(column, part, &mut counts))?);
             }
-            columns.push(Tensor::cat(&vectors, 0).set_requires_grad(true));
+            let mine = Tensor::cat(&vectors, 0).set_requires_grad(true);
+            columns.push(crate::distributed::gather_shares(&mine, batch.len())?);
+            own.push(mine);
         }
-        let loss = self.loss(batch, columns.iter().map(Tensor::shallow_clone).collect());
-        let grads = Tensor::run_backward(&[&loss * factor], &columns, false, false);
+        let loss = self.loss(batch, columns);
+        let grads = Tensor::run_backward(&[&loss * backward.factor], &own, false, false);
+        let last = (self.train.columns.len() - 1, parts.len() - 1);
         for (c, column) in self.train.columns.iter().enumerate() {
             for (k, part) in parts.iter().enumerate() {
                 tch::manual_seed(part_seed(seed, c, k));
                 // The same tokens again: counted once, in the first pass.
                 let vectors = self.embed(column, part, &mut Counts::default())?;
                 let share = grads[c].narrow(0, (k * size) as i64, part.len() as i64);
-                (vectors * share).sum(tch::Kind::Float).backward();
+                let product = (vectors * share).sum(tch::Kind::Float);
+                if (c, k) == last {
+                    backward.before_last(&product)?;
+                }
+                product.backward();
             }
         }
-        Ok(counts.step(loss.detach(), batch.len()))
+        Ok(counts.step(loss.detach(), share.examples.len()))
     }
 }

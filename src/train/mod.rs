@@ -25,6 +25,6 @@ pub use embedding::SentenceEmbedding;
 pub use masked_lm::MaskedLanguageModelling;
 pub use sequence_classification::SequenceClassification;
 pub use token_classification::TokenClassification;
-pub use trainer::{Objective, Outcome, StepLoss, Stop, train};
+pub use trainer::{Objective, Outcome, OwnBackward, StepLoss, Stop, train};
 
 pub use crate::predict::Evaluation;

@@ -84,11 +84,43 @@ pub trait Objective {
     }
     /// Forward and backward of a micro-batch for an objective that runs the backward pass
     /// itself (a cached contrastive loss, which recomputes the batch a part at a time so that
-    /// its graph never holds the whole batch): the gradient of `factor` x the loss accumulated
-    /// into the parameters, the loss returned detached. None (the default): the trainer calls
-    /// `train_loss` and backpropagates.
-    fn train_and_backward(&self, _batch: &[usize], _seed: u64, _factor: f64) -> Option<Result<StepLoss>> {
+    /// its graph never holds the whole batch): the gradient of `backward.factor` x the loss
+    /// accumulated into the parameters, the loss returned detached. None (the default): the
+    /// trainer calls `train_loss` and backpropagates.
+    fn train_and_backward(&self, _batch: &[usize], _seed: u64, _backward: &OwnBackward) -> Option<Result<StepLoss>> {
         None
+    }
+    /// Whether an example's loss depends on the whole batch (in-batch negatives). Under a
+    /// launcher every rank is then handed the whole micro-batch rather than its share: it
+    /// computes its share (`distributed::shard`), gathers the other ranks' outputs
+    /// (`distributed::gather_shares`) and returns the whole batch's loss, the same on every rank,
+    /// whose gradient reaches its own share only. The trainer multiplies that gradient by the
+    /// number of ranks, so the Reducer's average is one process's gradient over the whole batch.
+    fn whole_batch_loss(&self) -> bool {
+        false
+    }
+}
+
+/// How an objective that runs its own backward (`Objective::train_and_backward`) runs it.
+pub struct OwnBackward<'a> {
+    /// What the loss's gradient is multiplied by (the micro-batch's share of the step, fp16's
+    /// loss scale, the number of ranks for a whole-batch loss).
+    pub factor: f64,
+    /// DDP's Reducer where this micro-batch is the step's last under a launcher.
+    reducer: Option<&'a Reducer>,
+}
+
+impl OwnBackward<'_> {
+    /// A backward in one process, of `factor` x the loss.
+    pub fn new(factor: f64) -> Self {
+        OwnBackward { factor, reducer: None }
+    }
+
+    /// Call before the micro-batch's last backward (`loss` is what it starts from): under a
+    /// launcher the Reducer then averages the accumulated gradients over the ranks as that
+    /// backward produces them.
+    pub fn before_last(&self, loss: &Tensor) -> Result<()> {
+        self.reducer.map_or(Ok(()), |r| r.prepare(loss))
     }
 }
 
@@ -150,7 +182,10 @@ pub fn train<T: Objective>(
         g.agree("bertkit version and hyper-parameters", &settings)?;
     }
     let reducer = Reducer::new(&trainable)?;
-    let mut opt = AdamW::new(params, AdamWConfig { weight_decay: h.weight_decay, ..Default::default() });
+    let mut opt = AdamW::new(
+        params,
+        AdamWConfig { beta1: h.adam_beta1, beta2: h.adam_beta2, eps: h.adam_epsilon, weight_decay: h.weight_decay },
+    );
     let state = start_state(task, cfg, &plan, &mut opt, autocast)?;
     let mut log =
         RunLog::open(&dir.path.join("log.jsonl"), state.global_step, cfg.control.tensorboard_dir().as_deref())?;
@@ -552,7 +587,8 @@ impl Drop for Signals {
 /// (MLM masks) from that alone, so that they do not depend on how the ranks split a batch;
 /// dropout from it and the rank. In a data-parallel run each rank takes its share of every
 /// micro-batch (`dist::shard`), weighs its loss by its share of the loss's denominator, and the
-/// Reducer averages the gradients over ranks during the last backward.
+/// Reducer averages the gradients over ranks during the last backward; an objective whose loss
+/// spans the batch (`Objective::whole_batch_loss`) is handed the whole micro-batch instead.
 pub(crate) fn accumulate_gradients<T: Objective>(
     task: &T,
     micro: &[Vec<usize>],
@@ -564,23 +600,32 @@ pub(crate) fn accumulate_gradients<T: Objective>(
 ) -> Result<StepStats> {
     let mut stats = StepStats { loss: Tensor::new(), examples: 0, tokens: 0, padded_tokens: 0 };
     let rank_seed = (crate::distributed::rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let whole = task.whole_batch_loss() && crate::distributed::group().is_some();
     for (m, batch) in micro.iter().enumerate() {
         let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
         tch::manual_seed((seed ^ rank_seed) as i64);
         let share = crate::distributed::shard(batch);
+        let examples = if whole { batch } else { &share.examples };
+        let last = reducer.filter(|_| m + 1 == micro.len());
+        // A whole-batch loss is the same on every rank, its gradient through this rank's share
+        // alone: the world's sum of those, which the Reducer's average needs, is world x it.
+        let grad_scale = loss_scale * if whole { crate::distributed::world_size() as f64 } else { 1.0 };
         // A batch that does not fit (libtorch panics through tch) becomes an error naming it.
         let (loss, out) = catch(|| -> Result<_> {
-            let factor = loss_scale / micro.len() as f64;
-            if let Some(out) = autocast.run(|| task.train_and_backward(&share.examples, seed, factor)) {
+            let own = OwnBackward { factor: grad_scale / micro.len() as f64, reducer: last };
+            if let Some(out) = autocast.run(|| task.train_and_backward(examples, seed, &own)) {
                 let out = out?;
                 return Ok(((&out.loss / micro.len() as f64).to_kind(Kind::Double), out));
             }
-            let out = autocast.run(|| task.train_loss(&share.examples, seed))?;
-            let weight = crate::distributed::loss_weight((!share.stand_in).then_some(&out.denominator))?;
+            let out = autocast.run(|| task.train_loss(examples, seed))?;
+            let weight = match whole {
+                true => 1.0,
+                false => crate::distributed::loss_weight((!share.stand_in).then_some(&out.denominator))?,
+            };
             let loss = &out.loss * (weight / micro.len() as f64);
             // fp16's loss scale (1 otherwise) multiplies what backward starts from, not the loss.
-            let scaled = if loss_scale == 1.0 { loss.shallow_clone() } else { &loss * loss_scale };
-            if let Some(r) = reducer.filter(|_| m + 1 == micro.len()) {
+            let scaled = if grad_scale == 1.0 { loss.shallow_clone() } else { &loss * grad_scale };
+            if let Some(r) = last {
                 r.prepare(&scaled)?;
             }
             scaled.backward();
