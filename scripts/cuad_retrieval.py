@@ -18,6 +18,8 @@ Written (BEIR's layout for the test set, rows for training):
   test/queries.jsonl, test/corpus.jsonl, test/qrels.tsv   every passage of the test contracts
   train.csv   (question, passage, negative): each relevant train passage with a passage of the same
               contract that holds no clause of that category (a hard negative, seeded)
+  dapt.txt    the train contracts' texts, one paragraph each: a corpus for further pretraining
+              that holds no test contract
   summary.json   the counts
 
     python3 scripts/cuad_retrieval.py ../shared/data/cuad OUT_DIR
@@ -108,6 +110,7 @@ def main(cuad, out_dir):
     counts = Counter()
     rng = random.Random(13)
     passages = {"train": [], "test": []}  # (contract, window index, text, {categories})
+    dapt = []
     for name in sorted(os.listdir(texts_dir)):
         contract = by_stem.get(stem(name))
         counts["contracts matched by name"] += contract is not None
@@ -127,10 +130,14 @@ def main(cuad, out_dir):
                    if found else "excerpts not found"] += 1
             spans.extend((category, s, e) for s, e in found)
         split = split_of(contract)
+        if split == "train":
+            dapt.append(text)
         for i, (start, end, passage) in enumerate(windows(text)):
             held = {c for c, s, e in spans if min(end, e) - max(start, s) >= (e - s) / 2}
             passages[split].append((contract, i, passage, held))
     write_test(out_dir, asked, passages["test"])
+    with open(os.path.join(out_dir, "dapt.txt"), "w") as f:
+        f.write("\n\n".join(dapt) + "\n")
     counts["train pairs"] = write_train(out_dir, asked, passages["train"], rng)
     counts["test passages"] = len(passages["test"])
     counts["test judgements"] = sum(len(p[3]) for p in passages["test"])

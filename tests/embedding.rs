@@ -320,6 +320,85 @@ fn evaluate_reads_a_beir_benchmark_and_pairs_alike() {
 }
 
 #[test]
+fn adapt_studies_an_embedding_model_by_its_search_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    write_pairs(&p("train.csv"), 24);
+    let topics = ["rent", "repairs", "notice", "deposit"];
+    let (mut queries, mut corpus, mut qrels) =
+        (String::new(), String::new(), "query-id\tcorpus-id\tscore\n".to_string());
+    for (i, t) in topics.iter().enumerate() {
+        queries += &format!("{{\"_id\": \"q{i}\", \"text\": \"what about {t}\"}}\n");
+        for k in 0..3 {
+            corpus += &format!("{{\"_id\": \"d{i}-{k}\", \"text\": \"the clause on {t} part {k}\"}}\n");
+            qrels += &format!("q{i}\td{i}-{k}\t1\n");
+        }
+    }
+    for (name, text) in [("queries.jsonl", queries), ("corpus.jsonl", corpus), ("qrels.tsv", qrels)] {
+        std::fs::write(p(name), text).unwrap();
+    }
+    let [train, q, c, r, study] = ["train.csv", "queries.jsonl", "corpus.jsonl", "qrels.tsv", "study"].map(p);
+    let tiny = repo().join("tests/fixtures/tiny-bert");
+    let study_flags = [
+        "adapt",
+        "--model",
+        tiny.to_str().unwrap(),
+        "--tapt",
+        "--train",
+        train.to_str().unwrap(),
+        "--task",
+        "embedding",
+        "--text-column",
+        "anchor",
+        "--text-pair-column",
+        "positive",
+        "--negative-columns",
+        "negative",
+        "--test-queries",
+        q.to_str().unwrap(),
+        "--test-corpus",
+        c.to_str().unwrap(),
+        "--test-qrels",
+        r.to_str().unwrap(),
+        "--output",
+        study.to_str().unwrap(),
+        "--pretrain-steps",
+        "2",
+        "--pretrain-max-len",
+        "16",
+        "--finetune-epochs",
+        "1",
+        "--finetune-max-len",
+        "16",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--precision",
+        "fp32",
+    ];
+    let refused = bertkit(&[&study_flags[..], &["--probe-every", "1"]].concat());
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--probe finetune"));
+    ok(&study_flags);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(study.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["checkpoint_metric"], "ndcg_at_10");
+    assert_eq!(report["reported_on"], "test");
+    for arm in ["original", "tapt"] {
+        let runs = &report["downstream"][arm]["runs"][0]["metrics"];
+        assert_eq!(runs["queries"], 4.0, "{arm}: scored on the benchmark's four queries");
+        assert!(runs["ndcg_at_10"].as_f64().is_some_and(|v| v > 0.0), "{arm}: {runs}");
+    }
+    // TAPT reads every text column once: the passages are the task's domain text.
+    let text = std::fs::read_to_string(study.join("task-text.txt")).unwrap();
+    let paragraphs: Vec<&str> = text.split("\n\n").collect();
+    assert!(paragraphs.contains(&"the clause on rent number 0") && paragraphs.contains(&"a clause on deposit"));
+    assert_eq!(paragraphs.len(), paragraphs.iter().collect::<BTreeSet<_>>().len(), "each text once");
+}
+
+#[test]
 fn evaluate_on_scored_pairs_equals_the_evaluation_during_training() {
     let dir = tempfile::tempdir().unwrap();
     let (train, eval, out) = (dir.path().join("pairs.csv"), dir.path().join("eval.csv"), dir.path().join("model"));

@@ -3,6 +3,7 @@
 //! for the report.
 
 use super::*;
+use bertkit::recipes::Loss;
 
 /// The command lines the study ran, in order (for the report).
 #[derive(Default)]
@@ -28,7 +29,14 @@ impl Commands {
 /// The metric probes are compared by: the fine-tunes' checkpoint metric, else the task's own.
 pub(super) fn probe_metric(args: &Args) -> String {
     let tagged = is_conll(&args.train) || is_tagged_jsonl(&args.train);
-    selection_metric(args).unwrap_or_else(|| if tagged { "f1".into() } else { "pearson".into() })
+    let scored = matches!(args.loss, Some(Loss::Cosent | Loss::CosineMse));
+    let own = match args.task {
+        Some(TaskKind::Embedding) if scored => "spearman",
+        Some(TaskKind::Embedding | TaskKind::Rerank) => "ndcg_at_10",
+        _ if tagged => "f1",
+        _ => "pearson",
+    };
+    selection_metric(args).unwrap_or_else(|| own.into())
 }
 
 /// macro_f1 for single- and multi-label classification unless told otherwise; None leaves
@@ -102,6 +110,9 @@ pub(super) fn pretrain_command(args: &Args, p: &Pretraining) -> Vec<String> {
 /// The task data's columns, for `finetune` and `evaluate`.
 pub(super) fn column_flags(args: &Args) -> Vec<String> {
     let mut flags = vec!["--text-column".to_string(), args.text_column.clone()];
+    if let Some(pair) = &args.text_pair_column {
+        flags.extend(["--text-pair-column".into(), pair.clone()]);
+    }
     flags.extend(["--label-column".into(), args.label_column.clone()]);
     if let Some(separator) = &args.label_separator {
         flags.extend(["--label-separator".into(), separator.clone()]);
@@ -110,6 +121,22 @@ pub(super) fn column_flags(args: &Args) -> Vec<String> {
         flags.extend(["--label-columns".into(), columns.join(",")]);
     }
     flags.extend(["--max-len".into(), args.finetune_max_len.to_string()]);
+    flags
+}
+
+/// The task and its loss, for `finetune` (the fine-tunes and the fine-tune probes).
+pub(super) fn task_flags(args: &Args) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(task) = args.task {
+        flags.extend(["--task".into(), task.name().into()]);
+    }
+    if !args.negative_columns.is_empty() {
+        flags.extend(["--negative-columns".into(), args.negative_columns.join(",")]);
+    }
+    if let Some(loss) = args.loss {
+        let name = loss.to_possible_value().expect("no skipped variants");
+        flags.extend(["--loss".into(), name.get_name().to_string()]);
+    }
     flags
 }
 
@@ -129,9 +156,7 @@ pub(super) fn finetune_command(
     v.extend(["--batch-size".into(), args.batch_size.to_string()]);
     let sampling = args.train_sampling_strategy.to_possible_value().expect("no skipped variants");
     v.extend(["--train-sampling-strategy".into(), sampling.get_name().to_string()]);
-    if let Some(task) = args.task {
-        v.extend(["--task".into(), task.name().into()]);
-    }
+    v.extend(task_flags(args));
     if let Some(metric) = metric {
         v.extend(["--metric-for-best".into(), metric.into()]);
     }
@@ -143,11 +168,22 @@ pub(super) fn finetune_command(
     v
 }
 
-/// `bertkit evaluate` of a fine-tuned model on the test set, into `json`.
-pub(super) fn evaluate_command(args: &Args, model: &Path, test: &Path, json: &Path) -> Vec<String> {
-    let mut v: Vec<String> = vec!["evaluate".into(), "--model".into(), path(model), "--data".into(), path(test)];
-    v.extend(column_flags(args));
-    v.extend(["--json".into(), path(json)]);
+/// `bertkit evaluate` of a fine-tuned model in `dir` on the test set (--test, or the search
+/// benchmark of --test-queries), into `dir/test_results.json`; None without a test set.
+pub(super) fn evaluate_command(args: &Args, dir: &Path) -> Option<Vec<String>> {
+    let mut v: Vec<String> = vec!["evaluate".into(), "--model".into(), path(dir)];
+    match (&args.test, &args.test_queries, &args.test_corpus, &args.test_qrels) {
+        (Some(test), ..) => {
+            v.extend(["--data".into(), path(test)]);
+            v.extend(column_flags(args));
+        }
+        (None, Some(queries), Some(corpus), Some(qrels)) => {
+            v.extend(["--queries".into(), path(queries), "--corpus".into(), path(corpus)]);
+            v.extend(["--qrels".into(), path(qrels), "--max-len".into(), args.finetune_max_len.to_string()]);
+        }
+        _ => return None,
+    }
+    v.extend(["--json".into(), path(&dir.join("test_results.json"))]);
     v.extend(placement_flags(args));
-    v
+    Some(v)
 }

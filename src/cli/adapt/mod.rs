@@ -36,7 +36,7 @@ use bertkit::task::TaskKind;
 use bertkit::values::{open_fraction, positive, positive_float, sequence_length};
 use commands::{
     Commands, column_flags, evaluate_command, finetune_command, placement_flags, pretrain_command, probe_metric,
-    selection_metric,
+    selection_metric, task_flags,
 };
 use pretraining::{
     Adapted, Pretraining, domain_fit, further_pretrain, general_domain_scores, pretrainings, write_task_text,
@@ -96,6 +96,26 @@ pub struct Args {
     /// The downstream task (see `finetune --task`); by default what the data says.
     #[arg(long, value_enum)]
     task: Option<TaskKind>,
+    /// Each row's second text (see `finetune --text-pair-column`): the positive or passage of
+    /// `--task embedding` and `rerank`, a sentence pair's second sentence.
+    #[arg(long)]
+    text_pair_column: Option<String>,
+    /// `--task embedding`: hard-negative columns (see `finetune --negative-columns`).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    negative_columns: Vec<String>,
+    /// The fine-tunes' loss (see `finetune --loss`).
+    #[arg(long, value_enum)]
+    loss: Option<bertkit::recipes::Loss>,
+    /// `--task embedding`: a search benchmark every fine-tuned model is scored on instead of
+    /// --test, in BEIR's layout (see `evaluate --queries`): these queries...
+    #[arg(long, requires_all = ["test_corpus", "test_qrels"], conflicts_with = "test")]
+    test_queries: Option<PathBuf>,
+    /// ...against these passages...
+    #[arg(long, requires = "test_queries")]
+    test_corpus: Option<PathBuf>,
+    /// ...judged by these relevance judgements.
+    #[arg(long, requires = "test_queries")]
+    test_qrels: Option<PathBuf>,
     /// Study directory: pretrained/{dapt,tapt,dapt-tapt}/, finetuned/{model}-seedN/,
     /// report.md, report.json.
     #[arg(long)]
@@ -173,6 +193,17 @@ fn path(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// The set the report's numbers come from, as the report names it (None: the selection set).
+fn test_set(args: &Args) -> Option<String> {
+    match (&args.test, &args.test_queries, &args.test_corpus) {
+        (Some(test), ..) => Some(format!("`{}`", test.display())),
+        (None, Some(queries), Some(corpus)) => {
+            Some(format!("`{}` searching `{}`", queries.display(), corpus.display()))
+        }
+        _ => None,
+    }
+}
+
 fn read_json(p: &Path) -> Result<Value> {
     serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
         .with_context(|| format!("{}: not JSON", p.display()))
@@ -220,11 +251,10 @@ pub fn run(args: Args) -> Result<()> {
         for arm in &mut arms {
             let dir = out.join("finetuned").join(format!("{}-seed{seed}", arm.name.replace('+', "-")));
             commands.run(finetune_command(&args, &arm.model, &dir, seed, metric.as_deref()))?;
-            let scores = match &args.test {
-                Some(test) => {
-                    let json = dir.join("test_results.json");
-                    commands.run(evaluate_command(&args, &dir, test, &json))?;
-                    read_json(&json)?
+            let scores = match evaluate_command(&args, &dir) {
+                Some(evaluate) => {
+                    commands.run(evaluate)?;
+                    read_json(&dir.join("test_results.json"))?
                 }
                 None => read_json(&dir.join("eval_results.json"))?,
             };

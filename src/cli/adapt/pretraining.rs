@@ -39,14 +39,24 @@ pub(super) fn pretrainings(args: &Args, task_text: &Path) -> Vec<Pretraining> {
 }
 
 /// The task's own training text for TAPT: each example's text as one paragraph (a tagged
-/// sentence's words joined by spaces); labels are never read.
+/// sentence's words joined by spaces; for pairs, each distinct text of every text column:
+/// a retrieval task's passages are most of its domain text); labels are never read.
 pub(super) fn write_task_text(args: &Args, out: &Path) -> Result<()> {
     let texts: Vec<String> = if is_conll(&args.train) || is_tagged_jsonl(&args.train) {
         let (sentences, _) = read_tagged(&args.train, TagColumn::Last, false, OnBadRow::Skip)?;
         sentences.into_iter().map(|s| s.words.join(" ")).collect()
     } else {
-        let columns = Columns { text: args.text_column.clone(), pair: None, label: LabelSource::None };
-        read_examples(&args.train, None, &columns, OnBadRow::Skip)?.examples.into_iter().map(|e| e.text).collect()
+        let text_columns =
+            std::iter::once(&args.text_column).chain(&args.text_pair_column).chain(&args.negative_columns);
+        let mut seen = std::collections::HashSet::new();
+        let mut texts = Vec::new();
+        for column in text_columns {
+            let columns = Columns { text: column.clone(), pair: None, label: LabelSource::None };
+            let examples = read_examples(&args.train, None, &columns, OnBadRow::Skip)?.examples;
+            let pairs = args.text_pair_column.is_some();
+            texts.extend(examples.into_iter().map(|e| e.text).filter(|t| !pairs || seen.insert(t.clone())));
+        }
+        texts
     };
     tracing::info!("TAPT corpus: {} texts of {} in {}", texts.len(), args.train.display(), out.display());
     atomic_write(out, texts.join("\n\n").as_bytes())

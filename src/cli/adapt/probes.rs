@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use super::{Args, Commands, Pretraining, column_flags, path, placement_flags, read_json};
+use super::{Args, Commands, Pretraining, column_flags, path, placement_flags, read_json, task_flags};
 use bertkit::data::token_classification::{is_conll, is_tagged_jsonl};
+use bertkit::task::TaskKind;
 use bertkit::train::log::read_log;
 use bertkit::train::run_dir::list_checkpoints;
 use bertkit::viz::curves::{Panel, plot_panels};
@@ -64,6 +65,10 @@ pub fn check(args: &Args) -> Result<()> {
     if args.probe_every.is_some() && args.probe == ProbeKind::Linear && tagged {
         bail!("--probe linear scores sequence-level tasks; for token classification pass --probe finetune");
     }
+    let pairs = matches!(args.task, Some(TaskKind::Embedding | TaskKind::Rerank));
+    if args.probe_every.is_some() && args.probe == ProbeKind::Linear && pairs {
+        bail!("--probe linear fits a classifier; for --task embedding or rerank pass --probe finetune");
+    }
     if args.adapted_checkpoint == super::AdaptedCheckpoint::Probe && args.probe_every.is_none() {
         bail!("--adapted-checkpoint probe: pass --probe-every N so that there are probe scores to choose by");
     }
@@ -111,8 +116,11 @@ fn probe_once(args: &Args, model: &str, stem: &Path, commands: &mut Commands) ->
         None => v.extend(["--eval-split".into(), args.eval_split.to_string()]),
     }
     v.extend(column_flags(args));
-    if let Some(task) = args.task {
-        v.extend(["--task".into(), task.name().into()]);
+    match args.probe {
+        ProbeKind::Linear => {
+            v.extend(args.task.map(|t| ["--task".to_string(), t.name().to_string()]).into_iter().flatten())
+        }
+        ProbeKind::Finetune => v.extend(task_flags(args)),
     }
     v.extend(["--seed".into(), args.seed.to_string(), "--batch-size".into(), args.batch_size.to_string()]);
     v.extend(placement_flags(args));

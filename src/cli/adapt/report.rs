@@ -54,9 +54,9 @@ pub(super) fn write_report(
     let eval_split = args.eval.is_none().then_some(args.eval_split);
     let report = json!({
         "model": args.model,
-        "task": {"train": args.train, "eval": args.eval, "eval_split": eval_split, "test": args.test},
+        "task": {"train": args.train, "eval": args.eval, "eval_split": eval_split, "test": super::test_set(args)},
         "checkpoint_metric": chosen_by,
-        "reported_on": if args.test.is_some() { "test" } else { "selection" },
+        "reported_on": if super::test_set(args).is_some() { "test" } else { "selection" },
         "seeds": arms[0].runs.iter().map(|(seed, _)| seed).collect::<Vec<_>>(),
         "pretraining": pretraining,
         "domain_fit": measured.domain_fit,
@@ -90,8 +90,8 @@ fn markdown(args: &Args, report: &Value, arms: &[Arm], chosen_by: &str, commands
         Some(e) => format!("`{}`", e.display()),
         None => format!("{}% of `{}` held out", args.eval_split * 100.0, args.train.display()),
     };
-    let reported = match &args.test {
-        Some(t) => format!("the test set `{}` (never used to choose)", t.display()),
+    let reported = match super::test_set(args) {
+        Some(t) => format!("the test set {t} (never used to choose)"),
         None => "**the selection set itself**: it chose the checkpoints, which flatters every model; pass `--test` for unbiased numbers".into(),
     };
     let seeds: Vec<String> = report["seeds"].as_array().into_iter().flatten().map(|s| s.to_string()).collect();
