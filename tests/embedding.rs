@@ -312,11 +312,22 @@ fn evaluate_reads_a_beir_benchmark_and_pairs_alike() {
         &columns,
     ]
     .concat());
+    // And with the corpus's vectors written to a file and searched memory-mapped.
+    let (mapped, vectors) = (p("mapped.json"), p("corpus.npy"));
+    let to_file = ["--corpus-vectors", vectors.to_str().unwrap(), "--json", mapped.to_str().unwrap()];
+    ok(&[&["evaluate", "--model", model][..], &benchmark, &to_file].concat());
     let read = |f: &Path| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(f).unwrap()).unwrap();
-    let (beir, pairs) = (read(&beir), read(&pairs));
+    let (beir, pairs, mapped) = (read(&beir), read(&pairs), read(&mapped));
     assert_eq!(beir["task"], "embedding");
     assert_eq!(beir["metrics"], pairs["metrics"], "the same search either way");
+    assert_eq!(beir["metrics"], mapped["metrics"], "the same search from the mapped file");
     assert_eq!(beir["metrics"]["queries"], 3.0);
+    assert_eq!(read(&p("corpus.ids.json")), serde_json::json!(["d0", "d1", "d2"]));
+    let bad = p("corpus.csv");
+    let refused = bertkit(
+        &[&["evaluate", "--model", model][..], &benchmark, &["--corpus-vectors", bad.to_str().unwrap()]].concat(),
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("written as .npy") && !bad.exists());
 }
 
 #[test]

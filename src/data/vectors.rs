@@ -126,6 +126,58 @@ impl VectorWriter {
     }
 }
 
+/// A float32 `.npy` matrix read through a memory map: rows are paged in as they are read and
+/// can be paged out again, so a corpus's vectors never have to fit in memory at once.
+pub struct MappedVectors {
+    map: memmap2::Mmap,
+    /// Where the rows start (after the header).
+    data: usize,
+    pub rows: usize,
+    pub dim: usize,
+}
+
+impl MappedVectors {
+    /// Opens a C-ordered little-endian float32 matrix (what `VectorWriter` and NumPy write).
+    pub fn open(path: &Path) -> Result<MappedVectors> {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        // Safety: the file is only read, and bertkit does not write it while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+        let (data, rows, dim) =
+            npy_shape(&map).with_context(|| format!("{}: not a float32 .npy matrix", path.display()))?;
+        if map.len() < data + rows * dim * 4 {
+            bail!("{}: holds fewer bytes than its header's shape ({rows}, {dim})", path.display());
+        }
+        Ok(MappedVectors { map, data, rows, dim })
+    }
+
+    /// Rows `start..start + n`, row-major.
+    pub fn rows(&self, start: usize, n: usize) -> Vec<f32> {
+        let bytes = &self.map[self.data + start * self.dim * 4..self.data + (start + n) * self.dim * 4];
+        bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect()
+    }
+}
+
+/// Where the data of an `.npy` file starts and its 2-d shape, if it holds C-ordered
+/// little-endian float32.
+fn npy_shape(bytes: &[u8]) -> Result<(usize, usize, usize)> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        bail!("no .npy magic");
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        _ => (u32::from_le_bytes(bytes.get(8..12).context("short header")?.try_into()?) as usize, 12),
+    };
+    let header = std::str::from_utf8(bytes.get(start..start + header_len).context("short header")?)?;
+    if !header.contains("'descr': '<f4'") || !header.contains("'fortran_order': False") {
+        bail!("not C-ordered little-endian float32: {}", header.trim());
+    }
+    let shape = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).context("no shape")?;
+    let dims: Vec<usize> =
+        shape.split(',').filter(|d| !d.trim().is_empty()).map(|d| d.trim().parse()).collect::<Result<_, _>>()?;
+    let [rows, dim] = dims[..] else { bail!("shape ({shape}) is not a matrix") };
+    Ok((start + header_len, rows, dim))
+}
+
 /// NumPy's format 1.0 header for a C-ordered little-endian float32 matrix, padded with spaces so
 /// the data starts at a multiple of 64 bytes.
 fn npy_header(rows: usize, dim: usize) -> Vec<u8> {
@@ -148,6 +200,21 @@ mod tests {
         let h = npy_header(3, 384);
         assert_eq!(h.len() % 64, 0);
         assert!(String::from_utf8_lossy(&h).contains("'shape': (3, 384)"));
+    }
+
+    #[test]
+    fn a_written_matrix_reads_back_through_the_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.npy");
+        let mut w = VectorWriter::create(&path, 3, 2).unwrap();
+        w.write(&["a".into(), "b".into()], &[vec![1.0, 2.0], vec![3.0, 4.0]]).unwrap();
+        w.write(&["c".into()], &[vec![5.0, -6.5]]).unwrap();
+        w.finish().unwrap();
+        let m = MappedVectors::open(&path).unwrap();
+        assert_eq!((m.rows, m.dim), (3, 2));
+        assert_eq!(m.rows(1, 2), vec![3.0, 4.0, 5.0, -6.5]);
+        std::fs::write(&path, b"not numpy").unwrap();
+        assert!(MappedVectors::open(&path).err().unwrap().to_string().contains("not a float32 .npy matrix"));
     }
 
     #[test]

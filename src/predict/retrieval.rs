@@ -1,25 +1,55 @@
 //! Exact search over embeddings: every query against every passage by cosine (the vectors are
-//! unit length), the corpus in chunks so that memory holds one chunk's scores at a time, the
-//! best hits per query kept; and the search measures that gives (`metrics::retrieval`).
+//! unit length), the corpus in chunks (from memory or a mapped file) so that memory holds one
+//! chunk's vectors and scores at a time, the best hits per query kept; and the search measures
+//! that gives (`metrics::retrieval`).
 
 use std::collections::BTreeSet;
 
 use tch::{Kind, Tensor};
 
 use super::Evaluation;
+use crate::data::vectors::MappedVectors;
 use crate::metrics::retrieval::{DEEPEST, retrieval_metrics, retrieval_summary};
 
 /// Passages scored against the queries at once.
 const CHUNK: i64 = 16_384;
 
+/// The passages' vectors, read a chunk at a time: a tensor in memory, or an `.npy` file mapped.
+pub trait CorpusVectors {
+    /// Passages.
+    fn count(&self) -> i64;
+    /// Rows `start..start + n` as a `[n, dim]` float tensor.
+    fn chunk(&self, start: i64, n: i64) -> Tensor;
+}
+
+impl CorpusVectors for Tensor {
+    fn count(&self) -> i64 {
+        self.size()[0]
+    }
+
+    fn chunk(&self, start: i64, n: i64) -> Tensor {
+        self.narrow(0, start, n)
+    }
+}
+
+impl CorpusVectors for MappedVectors {
+    fn count(&self) -> i64 {
+        self.rows as i64
+    }
+
+    fn chunk(&self, start: i64, n: i64) -> Tensor {
+        Tensor::from_slice(&self.rows(start as usize, n as usize)).view([n, self.dim as i64])
+    }
+}
+
 /// The best `k` passages of each query, best first, as (passage index, cosine). Equal scores
 /// rank the lower index first, as sentence-transformers ranks equal scores by id, also where
 /// ties straddle the k-th place (which `topk` would break arbitrarily).
-pub fn search(queries: &Tensor, corpus: &Tensor, k: usize) -> Vec<Vec<(usize, f32)>> {
-    let n = corpus.size()[0];
+pub fn search(queries: &Tensor, corpus: &dyn CorpusVectors, k: usize) -> Vec<Vec<(usize, f32)>> {
+    let n = corpus.count();
     let mut hits: Vec<Vec<(usize, f32)>> = vec![Vec::new(); queries.size()[0] as usize];
     for start in (0..n).step_by(CHUNK as usize) {
-        let chunk = corpus.narrow(0, start, CHUNK.min(n - start));
+        let chunk = corpus.chunk(start, CHUNK.min(n - start)).to_device(queries.device());
         let scores = queries.matmul(&chunk.tr()).to_kind(Kind::Float);
         let (values, indices) = scores.topk((k as i64).min(chunk.size()[0]), 1, true, true);
         let values = Vec::<Vec<f32>>::try_from(values).expect("2-d scores");
@@ -48,12 +78,12 @@ fn with_ties(row: &Tensor, values: Vec<f32>, indices: Vec<i64>) -> Vec<(i64, f32
 
 /// Search measures of `queries` against `corpus` (unit vectors), `relevant[q]` the passages
 /// relevant to query q.
-pub fn evaluate_search(queries: &Tensor, corpus: &Tensor, relevant: &[BTreeSet<usize>]) -> Evaluation {
+pub fn evaluate_search(queries: &Tensor, corpus: &dyn CorpusVectors, relevant: &[BTreeSet<usize>]) -> Evaluation {
     let ranked: Vec<Vec<usize>> =
         search(queries, corpus, DEEPEST).into_iter().map(|h| h.into_iter().map(|(i, _)| i).collect()).collect();
     let metrics = retrieval_metrics(&ranked, relevant);
     let summary = retrieval_summary(&metrics);
-    let report = serde_json::json!({"corpus": corpus.size()[0], "metrics": metrics});
+    let report = serde_json::json!({"corpus": corpus.count(), "metrics": metrics});
     Evaluation { metrics, report, summary }
 }
 

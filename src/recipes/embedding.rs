@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, bail};
+use tch::Tensor;
 
 use super::finetune::{FineTune, Trained, split};
 use super::session;
 use super::{DataFlags, Evaluate};
 use crate::data::retrieval::SearchData;
+use crate::data::vectors::{MappedVectors, VectorWriter};
 use crate::data::{LongText, tokenize};
 use crate::error::{Marked, refuse};
 use crate::predict::Evaluation;
@@ -202,6 +204,25 @@ pub fn is_embedding_model(args: &Evaluate, model: &ModelDir) -> Result<bool> {
     Ok(args.queries.is_some() || (args.data.is_some() && sentence_model()?))
 }
 
+/// The passages' vectors written to the `.npy` file `path` (ids beside it) a chunk at a time,
+/// with a progress bar.
+fn embed_corpus_to(
+    path: &Path,
+    data: &SearchData,
+    dim: usize,
+    embed: impl Fn(&[String]) -> Result<Tensor>,
+) -> Result<()> {
+    const CHUNK: usize = 4096;
+    let mut writer = VectorWriter::create(path, data.passages.len(), dim)?;
+    let bar = crate::progress::items_bar(data.passages.len() as u64, "passages");
+    for (texts, ids) in data.passages.chunks(CHUNK).zip(data.passage_ids.chunks(CHUNK)) {
+        writer.write(ids, &Vec::<Vec<f32>>::try_from(embed(texts)?)?)?;
+        bar.inc(texts.len() as u64);
+    }
+    bar.finish_and_clear();
+    writer.finish()
+}
+
 /// `evaluate` of an embedding model, pooled as its sentence-transformers files say (else by the
 /// mean): on a search benchmark (--queries, --corpus, --qrels), on scored pairs
 /// (--score-column), or on pairs as a search.
@@ -212,6 +233,11 @@ pub fn evaluate(args: &Evaluate, model: &ModelDir, options: &LoadOptions) -> Res
     let encoder: Pretrained<Bare<false>> = pretrained::load(model, options)?;
     if let (Some(queries), Some(qrels)) = (&args.queries, &args.qrels) {
         let [corpus] = &args.corpus[..] else { refuse!("--queries takes one --corpus file (the passages)") };
+        if let Some(path) = &args.corpus_vectors
+            && path.extension().is_none_or(|e| e != "npy")
+        {
+            refuse!("--corpus-vectors {}: the vectors are written as .npy", path.display());
+        }
         let data = SearchData::read(queries, corpus, qrels)?;
         tracing::info!("{} queries, {} passages", data.queries.len(), data.passages.len());
         let embed = |texts: &[String]| {
@@ -224,7 +250,14 @@ pub fn evaluate(args: &Evaluate, model: &ModelDir, options: &LoadOptions) -> Res
                 true,
             )
         };
-        return Ok(evaluate_search(&embed(&data.queries)?, &embed(&data.passages)?, &data.relevant));
+        let queries = embed(&data.queries)?;
+        return Ok(match &args.corpus_vectors {
+            None => evaluate_search(&queries, &embed(&data.passages)?, &data.relevant),
+            Some(path) => {
+                embed_corpus_to(path, &data, encoder.dims.hidden_size as usize, embed)?;
+                evaluate_search(&queries, &MappedVectors::open(path)?, &data.relevant)
+            }
+        });
     }
     let Some(path) = &args.data else { refuse!("an embedding model is evaluated on --data pairs or --queries") };
     if args.flags.text_pair_column.is_none() {

@@ -45,6 +45,11 @@ pub struct Evaluate {
     /// The relevance judgements of --queries: TSV `query-id corpus-id score` with a header.
     #[arg(long, requires = "queries")]
     pub qrels: Option<PathBuf>,
+    /// With --queries: write the passages' vectors to this `.npy` file (their ids beside it) a
+    /// chunk at a time as they are computed, and search the file memory-mapped, so that memory
+    /// never holds the whole corpus's vectors.
+    #[arg(long, requires = "queries")]
+    pub corpus_vectors: Option<PathBuf>,
     /// Embedding models: --data holds pairs (--text-column, --text-pair-column) with their
     /// gold similarity in this column: Spearman and Pearson of the cosine (STS). Without it,
     /// the pairs are evaluated as a search (each first text a query, its second the answer).
