@@ -350,46 +350,15 @@ fn adapt_studies_an_embedding_model_by_its_search_scores() {
     }
     let [train, q, c, r, study] = ["train.csv", "queries.jsonl", "corpus.jsonl", "qrels.tsv", "study"].map(p);
     let tiny = repo().join("tests/fixtures/tiny-bert");
-    let study_flags = [
-        "adapt",
-        "--model",
-        tiny.to_str().unwrap(),
-        "--tapt",
-        "--train",
-        train.to_str().unwrap(),
-        "--task",
-        "embedding",
-        "--text-column",
-        "anchor",
-        "--text-pair-column",
-        "positive",
-        "--negative-columns",
-        "negative",
-        "--test-queries",
-        q.to_str().unwrap(),
-        "--test-corpus",
-        c.to_str().unwrap(),
-        "--test-qrels",
-        r.to_str().unwrap(),
-        "--output",
-        study.to_str().unwrap(),
-        "--pretrain-steps",
-        "2",
-        "--pretrain-max-len",
-        "16",
-        "--finetune-epochs",
-        "1",
-        "--finetune-max-len",
-        "16",
-        "--batch-size",
-        "8",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--precision",
-        "fp32",
-    ];
+    let settings = "--tapt --task embedding --text-column anchor --text-pair-column positive --negative-columns \
+                    negative --pretrain-steps 2 --pretrain-max-len 16 --finetune-epochs 1 --finetune-max-len 16 \
+                    --batch-size 8 --device cpu --threads 1 --precision fp32";
+    let files = [("--model", &tiny), ("--train", &train), ("--test-queries", &q), ("--test-corpus", &c)];
+    let files = files.into_iter().chain([("--test-qrels", &r), ("--output", &study)]);
+    let study_flags: Vec<&str> = std::iter::once("adapt")
+        .chain(settings.split_whitespace())
+        .chain(files.flat_map(|(flag, path)| [flag, path.to_str().unwrap()]))
+        .collect();
     let refused = bertkit(&[&study_flags[..], &["--probe-every", "1"]].concat());
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--probe finetune"));
     ok(&study_flags);
