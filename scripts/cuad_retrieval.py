@@ -22,7 +22,9 @@ Written (BEIR's layout for the test set, rows for training):
               that holds no test contract
   summary.json   the counts
 
-    python3 scripts/cuad_retrieval.py ../shared/data/cuad OUT_DIR
+  train-N.csv   with a third argument N: N rows of train.csv drawn with a fixed seed
+
+    python3 scripts/cuad_retrieval.py ../shared/data/cuad OUT_DIR [N]
 """
 import ast
 import csv
@@ -184,8 +186,20 @@ def write_train(out_dir, asked, passages, rng):
     return len(rows)
 
 
+def write_sample(out_dir, n):
+    """train-N.csv: N rows of train.csv, drawn with a fixed seed (a budget for the benches)."""
+    with open(os.path.join(out_dir, "train.csv"), newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    head, body = rows[0], rows[1:]
+    random.Random(7).shuffle(body)
+    with open(os.path.join(out_dir, f"train-{n}.csv"), "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([head] + body[:n])
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     os.makedirs(sys.argv[2], exist_ok=True)
     main(sys.argv[1], sys.argv[2])
+    if len(sys.argv) == 4:
+        write_sample(sys.argv[2], int(sys.argv[3]))

@@ -237,7 +237,8 @@ fn downstream_table(arms: &[Arm], chosen_by: &str) -> String {
         names.join(" | "),
         "---|".repeat(names.len())
     );
-    let mut keys = arms[0].metric_names();
+    // A search reports how many queries it counted: a size, not a score.
+    let mut keys: Vec<String> = arms[0].metric_names().into_iter().filter(|k| k != "queries").collect();
     keys.sort_by_key(|k| (k != chosen_by, k == "eval_loss"));
     for key in &keys {
         let base = mean_sd(&arms[0].values(key)).0;
