@@ -74,6 +74,12 @@ pub(crate) fn rank() -> usize {
     group().map_or(0, |g| g.world.rank)
 }
 
+/// `seed` made this rank's own (unchanged on rank 0 and without a group): what each rank draws
+/// its dropout masks from, so that the ranks' masks differ.
+pub(crate) fn rank_seed(seed: u64) -> u64 {
+    seed ^ (rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 /// Whether this process writes: logs, checkpoints and the model are rank 0's alone.
 pub fn is_main() -> bool {
     rank() == 0

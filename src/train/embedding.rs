@@ -160,7 +160,7 @@ impl SentenceEmbedding {
     fn cached_step(&self, batch: &[usize], seed: u64, backward: &OwnBackward, size: usize) -> Result<StepLoss> {
         let share = crate::distributed::shard(batch);
         // Each rank's parts draw their own dropout masks (rank 0's are one process's).
-        let seed = seed ^ (crate::distributed::rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let seed = crate::distributed::rank_seed(seed);
         let parts: Vec<&[usize]> = share.examples.chunks(size).collect();
         let mut counts = Counts::default();
         let (mut own, mut columns) = (Vec::new(), Vec::new());
@@ -182,8 +182,8 @@ impl SentenceEmbedding {
                 tch::manual_seed(part_seed(seed, c, k));
                 // The same tokens again: counted once, in the first pass.
                 let vectors = self.embed(column, part, &mut Counts::default())?;
-                let share = grads[c].narrow(0, (k * size) as i64, part.len() as i64);
-                let product = (vectors * share).sum(tch::Kind::Float);
+                let part_grad = grads[c].narrow(0, (k * size) as i64, part.len() as i64);
+                let product = (vectors * part_grad).sum(tch::Kind::Float);
                 if (c, k) == last {
                     backward.before_last(&product)?;
                 }

@@ -599,11 +599,10 @@ pub(crate) fn accumulate_gradients<T: Objective>(
     reducer: Option<&Reducer>,
 ) -> Result<StepStats> {
     let mut stats = StepStats { loss: Tensor::new(), examples: 0, tokens: 0, padded_tokens: 0 };
-    let rank_seed = (crate::distributed::rank() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let whole = task.whole_batch_loss() && crate::distributed::group().is_some();
     for (m, batch) in micro.iter().enumerate() {
         let seed = seed.wrapping_mul(1_000_003).wrapping_add((step * 64 + m) as u64);
-        tch::manual_seed((seed ^ rank_seed) as i64);
+        tch::manual_seed(crate::distributed::rank_seed(seed) as i64);
         let share = crate::distributed::shard(batch);
         let examples = if whole { batch } else { &share.examples };
         let last = reducer.filter(|_| m + 1 == micro.len());

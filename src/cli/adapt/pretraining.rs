@@ -48,12 +48,11 @@ pub(super) fn write_task_text(args: &Args, out: &Path) -> Result<()> {
     } else {
         let text_columns =
             std::iter::once(&args.text_column).chain(&args.text_pair_column).chain(&args.negative_columns);
-        let mut seen = std::collections::HashSet::new();
+        let (pairs, mut seen) = (args.text_pair_column.is_some(), std::collections::HashSet::new());
         let mut texts = Vec::new();
         for column in text_columns {
             let columns = Columns { text: column.clone(), pair: None, label: LabelSource::None };
             let examples = read_examples(&args.train, None, &columns, OnBadRow::Skip)?.examples;
-            let pairs = args.text_pair_column.is_some();
             texts.extend(examples.into_iter().map(|e| e.text).filter(|t| !pairs || seen.insert(t.clone())));
         }
         texts
