@@ -18,6 +18,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py metrics                    # reference/metrics.json (seqeval, sklearn, scipy)
     python scripts/make_reference.py embedding [NAME]           # *_embedding.safetensors, retrieval.json (sentence-transformers)
     python scripts/make_reference.py rerank [NAME]              # *_rerank.safetensors, rerank.json (sentence-transformers)
+    python scripts/make_reference.py qa [NAME]                  # *_qa.safetensors, qa_examples.jsonl (run_qa's windows)
     python scripts/make_reference.py xlmr-tokenizer             # tests/fixtures/xlmr-tokenizer/ (needs `pip install sentencepiece`)
     python scripts/make_reference.py explain [NAME]             # every fixture's (or NAME's) *_explain.safetensors
     python scripts/make_reference.py minilm-explain MODEL_DIR OUT_DIR
@@ -44,6 +45,7 @@ from tokenizers import pre_tokenizers
 from tokenizers.processors import RobertaProcessing, TemplateProcessing
 from safetensors.torch import save_file
 from transformers import (AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer,
+                          AutoModelForQuestionAnswering,
                           AutoModelForTokenClassification,
                           BertConfig, BertForMaskedLM, BertForSequenceClassification,
                           BertTokenizerFast, RobertaConfig, RobertaForMaskedLM,
@@ -744,6 +746,110 @@ def make_rerank_reference(model_dir: Path, out: Path, name: str):
     print(f"wrote {out / (name + '_rerank.safetensors')} ({len(ref)} tensors)")
 
 
+# Extractive QA: a context long enough to be cut into windows at QA_MAX_LEN tokens, questions
+# whose answers fall in the first window, a later one, and across a window edge (whole only in
+# the next), one with two answers, one unanswerable. tests/question_answering.rs builds its
+# data from qa_examples.json, which this writes.
+QA_CONTEXT = ("This lease begins on the first of May. The tenant shall pay rent of two thousand "
+              "dollars. Either party may end it on sixty days' notice. The landlord shall maintain "
+              "the roof. It is governed by the laws of Delaware.")
+QA_QUESTIONS = [
+    ("q-start", "When does it begin?", ["the first of May"]),
+    ("q-law", "Which law?", ["the laws of Delaware"]),
+    ("q-two", "Who has duties?", ["The tenant", "The landlord"]),
+    ("q-none", "Deposit?", []),
+]
+QA_MAX_LEN, QA_STRIDE = 64, 16
+
+
+def qa_windows(tok, questions, contexts):
+    """run_qa.py's prepare_train_features, its lines as they are (pad_on_right) but for one: a
+    window's target is the first answer wholly inside it, not only the first answer (run_qa
+    reads answers[0]: a question with several answers, as CUAD's, would teach that the others
+    are no answer). The windows, each window's example, its offsets ((-1, -1) outside the
+    context) and its start/end targets."""
+    enc = tok(questions, contexts, truncation="only_second", max_length=QA_MAX_LEN, stride=QA_STRIDE,
+              return_overflowing_tokens=True, return_offsets_mapping=True, return_token_type_ids=True)
+    sample_mapping = enc.pop("overflow_to_sample_mapping")
+    starts, ends, offsets_out = [], [], []
+    for i, offsets in enumerate(enc["offset_mapping"]):
+        input_ids = enc["input_ids"][i]
+        cls_index = input_ids.index(tok.cls_token_id)
+        sequence_ids = enc.sequence_ids(i)
+        answers = QA_ANSWERS[sample_mapping[i]]
+        offsets_out.append([o if sequence_ids[k] == 1 else (-1, -1) for k, o in enumerate(offsets)])
+        target = (cls_index, cls_index)
+        for text, start_char in zip(answers["text"], answers["answer_start"]):
+            end_char = start_char + len(text)
+            token_start_index = 0
+            while sequence_ids[token_start_index] != 1:
+                token_start_index += 1
+            token_end_index = len(input_ids) - 1
+            while sequence_ids[token_end_index] != 1:
+                token_end_index -= 1
+            if not (offsets[token_start_index][0] <= start_char and offsets[token_end_index][1] >= end_char):
+                continue
+            while token_start_index < len(offsets) and offsets[token_start_index][0] <= start_char:
+                token_start_index += 1
+            while offsets[token_end_index][1] >= end_char:
+                token_end_index -= 1
+            target = (token_start_index - 1, token_end_index + 1)
+            break
+        starts.append(target[0])
+        ends.append(target[1])
+    return enc, sample_mapping, offsets_out, starts, ends
+
+
+QA_ANSWERS = [{"text": a, "answer_start": [QA_CONTEXT.index(t) for t in a]} for _, _, a in QA_QUESTIONS]
+
+
+def make_qa_reference(model_dir: Path, out: Path, name: str):
+    """AutoModelForQuestionAnswering on run_qa's windows of the examples above: its fresh head,
+    every window's start and end logits and loss computed alone (no padding), the mean loss over
+    windows and every parameter's gradient of it, dropout off."""
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    no_dropout = {"modernbert": {"classifier_dropout": 0.0}, "distilbert": {"qa_dropout": 0.0}}.get(config["model_type"], {})
+    # The fixtures' configs have three labels (their classifiers'): a QA head has two outputs.
+    model = AutoModelForQuestionAnswering.from_pretrained(
+        model_dir, num_labels=2, ignore_mismatched_sizes=True, attn_implementation=fused_attention(model_dir),
+        **no_dropout).eval()
+    head = "classifier." if config["model_type"] == "modernbert" else "qa_outputs."
+    ref = {f"init.{k}": v.clone() for k, v in model.state_dict().items() if k.startswith(head)}
+    questions = [q for _, q, _ in QA_QUESTIONS]
+    enc, mapping, offsets, starts, ends = qa_windows(tok, questions, [QA_CONTEXT] * len(questions))
+    if config.get("type_vocab_size", 2) == 1:
+        # tokenizers leaves a later window's context at the type id a pair's second text has
+        # before its template (1) where the template says 0 (XLM-R's): a model of one token type
+        # cannot embed it. The template's own (0), which bertkit gives.
+        enc["token_type_ids"] = [[0] * len(ids) for ids in enc["input_ids"]]
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    ref.update({"input_ids": torch.tensor(sum(enc["input_ids"], [])), "lengths": torch.tensor(lengths),
+                "question": torch.tensor(mapping), "offsets": torch.tensor(sum(offsets, [])),
+                "starts": torch.tensor(starts), "ends": torch.tensor(ends)})
+    model.zero_grad()
+    total, start_logits, end_logits = 0.0, [], []
+    for i in range(len(lengths)):
+        inputs = {k: torch.tensor([enc[k][i]]) for k in ("input_ids", "attention_mask", "token_type_ids")}
+        o = model(**accepted(model, inputs), start_positions=torch.tensor([starts[i]]),
+                  end_positions=torch.tensor([ends[i]]))
+        start_logits.append(o.start_logits[0].detach())
+        end_logits.append(o.end_logits[0].detach())
+        total = total + o.loss / len(lengths)
+    total.backward()
+    ref.update({"start_logits": torch.cat(start_logits), "end_logits": torch.cat(end_logits), "loss": total.reshape(1)})
+    for n, p in named_parameters(model):
+        if p.grad is not None:
+            ref[f"grad.{n}"] = p.grad.clone()
+    ref = {k: v.detach().contiguous() for k, v in ref.items()}
+    save_file(ref, out / f"{name}_qa.safetensors")
+    examples = [{"id": i, "question": q, "context": QA_CONTEXT, "answers": a}
+                for (i, q, _), a in zip(QA_QUESTIONS, QA_ANSWERS)]
+    (out / "qa_examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    print(f"wrote {out / (name + '_qa.safetensors')} ({len(ref)} tensors, {len(lengths)} windows)")
+
+
 def make_reranking_metrics_reference(out: Path):
     """sentence-transformers' CrossEncoderRerankingEvaluator measures on fixed scores: 12 queries
     of 2-15 candidates, one without a relevant candidate; once with scores rounded so that ties
@@ -966,13 +1072,18 @@ def roundtrip(model_dir: str, expected: str):
     arch = cfg["architectures"][0]
     auto = next(a for suffix, a in [("ForSequenceClassification", AutoModelForSequenceClassification),
                                     ("ForTokenClassification", AutoModelForTokenClassification),
+                                    ("ForQuestionAnswering", AutoModelForQuestionAnswering),
                                     ("ForMaskedLM", AutoModelForMaskedLM)] if arch.endswith(suffix))
     model = auto.from_pretrained(model_dir).eval()
     assert type(model).__name__ == arch, (type(model).__name__, arch)
     tok = AutoTokenizer.from_pretrained(model_dir)
     enc = tok(SHORT_TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
-        out = model(**accepted(model, enc), labels=exp.get("labels"))
+        if arch.endswith("ForQuestionAnswering"):
+            out = model(**accepted(model, enc))
+            out.logits = torch.stack([out.start_logits, out.end_logits], -1)  # bertkit's [batch, seq, 2]
+        else:
+            out = model(**accepted(model, enc), labels=exp.get("labels"))
     result = {"architecture": arch, "max_abs_diff": (out.logits - exp["logits"]).abs().max().item(),
               "input_ids_equal": torch.equal(enc["input_ids"], exp["input_ids"].long()),
               "problem_type": model.config.problem_type}
@@ -1098,6 +1209,10 @@ if __name__ == "__main__":
             if len(sys.argv) < 3 or sys.argv[2] == name:
                 make_rerank_reference(fixtures / model, fixtures / "reference", name)
         make_reranking_metrics_reference(fixtures / "reference")
+    elif cmd == "qa":
+        for name, (model, _) in FIXTURES.items():
+            if len(sys.argv) < 3 or sys.argv[2] == name:
+                make_qa_reference(fixtures / model, fixtures / "reference", name)
     elif cmd == "xlmr-tokenizer":
         make_xlmr_tokenizer_fixture(fixtures / "xlmr-tokenizer")
     elif cmd == "minilm":

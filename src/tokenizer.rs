@@ -185,6 +185,21 @@ impl Tokenizer {
         self.inner.encode_batch_char_offsets(inputs, false).map_err(|e| anyhow!("tokenizing: {e}"))
     }
 
+    /// Tokens the template adds around a pair (`[CLS] a [SEP] b [SEP]`: 3; RoBERTa's: 4).
+    pub fn pair_special_tokens(&self) -> usize {
+        use tokenizers::PostProcessor;
+        self.inner.get_post_processor().map_or(0, |p| p.added_tokens(true))
+    }
+
+    /// A question (from `encode_plain`) and a piece of a context (its tokens' ids and character
+    /// offsets, from `encode_plain` of the whole context) as one pair with the model's template:
+    /// what truncating the pair to that piece gives, without encoding the context again.
+    pub fn pair_window(&self, question: &Encoding, ids: &[u32], offsets: &[(usize, usize)]) -> Result<Encoding> {
+        let piece = ids.iter().zip(offsets).map(|(&id, &at)| tokenizers::Token::new(id, String::new(), at)).collect();
+        let piece = Encoding::from_tokens(piece, 0);
+        self.inner.post_process(question.clone(), Some(piece), true).map_err(|e| anyhow!("tokenizing a pair: {e}"))
+    }
+
     /// The text as the tokenizer's normalizer leaves it (lower-cased and accents stripped by an
     /// uncased BERT's), which is the form a vocabulary entry must have to match.
     pub fn normalized(&self, text: &str) -> Result<String> {

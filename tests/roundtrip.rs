@@ -10,7 +10,7 @@ use bertkit::data::Collator;
 use bertkit::device::Autocast;
 use bertkit::encoder::{ForwardOptions, Inputs};
 use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained, write_safetensors};
-use bertkit::task::{MaskedLm, SequenceClassifier, TaskModel, TokenClassifier};
+use bertkit::task::{MaskedLm, QuestionAnswerer, SequenceClassifier, TaskModel, TokenClassifier};
 use bertkit::tokenizer::Tokenizer;
 use tch::{Device, Tensor};
 
@@ -103,6 +103,9 @@ fn roundtrip(model_dir: &Path) {
     let tags = inputs.input_ids.remainder(3).masked_fill(&inputs.attention_mask.eq(0), -100);
     let loss = tagger.model.loss(&logits, &tags, None);
     python_agrees(&tagger, &logits, &inputs.input_ids, Some((&tags, loss)));
+    let reader: Pretrained<QuestionAnswerer> = with_task(model_dir, &["LABEL_0", "LABEL_1"], None);
+    let spans = tch::no_grad(|| reader.model.forward(&inputs, ForwardOptions::eval()));
+    python_agrees(&reader, &Tensor::stack(&[spans.start, spans.end], -1), &inputs.input_ids, None);
 }
 
 /// `model_dir` with a fresh head for `labels`, the task recorded as transformers records it.

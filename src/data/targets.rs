@@ -32,6 +32,9 @@ impl Targets {
             TaskKind::Regression => Targets::Scores(examples.iter().map(score).collect::<Result<_>>()?),
             TaskKind::TokenClassification => bail!("token classification data has tags per word, not labels per text"),
             TaskKind::Embedding => bail!("embedding data has rows of texts (and scores), not labels per text"),
+            TaskKind::QuestionAnswering => {
+                bail!("question-answering data has questions and answer spans, not labels per text")
+            }
             TaskKind::Rerank => relevance(examples)?,
         })
     }

@@ -135,6 +135,9 @@ pub struct HeadLayout {
     pub mlm_bias: &'static str,
     /// The transform's activation; None: the config's `hidden_act` (BERT's choice).
     pub mlm_activation: Option<Activation>,
+    /// The question-answering head's layer (transformers' `qa_outputs`; ModernBERT's `classifier`,
+    /// after its prediction head as in token classification).
+    pub qa_outputs: &'static str,
     /// Name prefixes of every task-head tensor (pooler included where the encoder's is optional).
     pub prefixes: &'static [&'static str],
 }
@@ -185,6 +188,9 @@ pub struct Dims {
     pub classifier_dropout: f64,
     /// Dropout before the token-classification layer (DistilBERT: its hidden dropout).
     pub token_classifier_dropout: f64,
+    /// Dropout before the question-answering layer (DistilBERT: `qa_dropout`; ModernBERT:
+    /// `classifier_dropout`; the others have none there).
+    pub qa_dropout: f64,
     pub head: HeadShape,
 }
 

@@ -284,6 +284,7 @@ pub(crate) fn predicted_targets(
         }
         TaskKind::TokenClassification => entities(doc, &logits, labels),
         TaskKind::Embedding => unreachable!("a model's head is never read as an embedding task (TaskKind::of)"),
+        TaskKind::QuestionAnswering => unreachable!("a question-answering model is not loaded as a classifier"),
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod classes;
 pub mod entities;
 pub mod multi_label;
+pub mod question_answering;
 pub mod regression;
 pub mod retrieval;
 pub mod seeds;

@@ -4,6 +4,7 @@
 
 pub mod embedding;
 pub mod masked_lm;
+pub mod question_answering;
 pub mod retrieval;
 pub mod sequence_classification;
 pub mod token_classification;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 
 pub use embedding::{Embedder, Pooling};
 pub use masked_lm::{Blocks, EVAL_MASK_SEED, MaskedLanguageModel};
+pub use question_answering::{Decoding, Reader};
 pub use sequence_classification::{
     Classifier, Decision, LabelledSet, Prediction, THRESHOLDS_FILE, decide, pool_documents, read_thresholds,
     write_thresholds,

@@ -42,9 +42,9 @@ pub struct DataFlags {
     /// (every token, windows pooled per text; metrics per text).
     #[arg(long, value_enum, default_value = "truncate")]
     pub long_text: LongText,
-    /// Tokens shared by consecutive windows (--long-text window, and sentences of token
-    /// classification), at most half a window.
-    #[arg(long, default_value_t = 128, value_parser = crate::values::positive)]
+    /// Tokens shared by consecutive windows (--long-text window, sentences of token
+    /// classification, and contexts of question answering: run_qa's --doc-stride).
+    #[arg(long, alias = "doc-stride", default_value_t = 128, value_parser = crate::values::positive)]
     pub stride: usize,
     /// How the windows' outputs become one per text (--long-text window).
     #[arg(long, value_enum, default_value = "mean")]

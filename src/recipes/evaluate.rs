@@ -59,6 +59,8 @@ pub struct Evaluate {
     pub flags: DataFlags,
     #[command(flatten)]
     pub tags: TagFlags,
+    #[command(flatten)]
+    pub qa: crate::recipes::QaFlags,
     /// Multi-label: count "no label" as one more class in micro- and macro-F1 (LexGLUE's convention).
     #[arg(long)]
     pub count_no_label: bool,
@@ -117,6 +119,13 @@ impl Evaluate {
             return Ok((model, "masked-lm", evaluation));
         };
         let max_len = model.max_len(args.flags.max_len)?;
+        if TaskKind::of(&model.config) == TaskKind::QuestionAnswering {
+            let (stride, on_bad) = (args.flags.stride, args.flags.on_bad_row);
+            let how = crate::recipes::question_answering::Reading { qa: &args.qa, max_len, stride, on_bad };
+            let evaluation =
+                crate::recipes::question_answering::evaluate(&model, data, &how, &options, args.batch_size)?;
+            return Ok((model, TaskKind::QuestionAnswering.name(), evaluation));
+        }
         let names = model.config.id2label().map(<[String]>::to_vec).with_context(|| {
             format!("{}: config.json has no id2label; is this a fine-tuned model?", model.dir.display())
         })?;

@@ -93,6 +93,10 @@ impl Head {
         let opts = LoadOptions::inference(device, Autocast::off());
         Ok(match TaskKind::of(&model.config) {
             TaskKind::TokenClassification => Head::Tokens(pretrained::load(model, &opts)?),
+            TaskKind::QuestionAnswering => crate::error::refuse!(
+                "{}: explaining a question-answering model's spans is not supported yet",
+                model.dir.display()
+            ),
             _ => Head::Sequence(pretrained::load(model, &opts)?),
         })
     }

@@ -1,6 +1,7 @@
 //! Fine-tuning: a sequence-level head (one class, a set of classes or a score per text), a
 //! token-classification head (`--task token-classification`, CoNLL data:
-//! `token_classification.rs`) or sentence embeddings (`--task embedding`: `embedding.rs`), from
+//! `token_classification.rs`), extractive question answering (`--task question-answering`,
+//! SQuAD data: `question_answering.rs`) or sentence embeddings (`--task embedding`: `embedding.rs`), from
 //! labelled files to a saved model with its model card.
 
 use std::path::{Path, PathBuf};
@@ -94,6 +95,8 @@ pub struct FineTune {
     #[command(flatten)]
     pub embedding: super::embedding::EmbeddingFlags,
     #[command(flatten)]
+    pub qa: super::question_answering::QaFlags,
+    #[command(flatten)]
     pub cfg: TrainConfig,
 }
 
@@ -142,10 +145,24 @@ impl FineTune {
         if self.task == Some(TaskKind::Embedding) {
             return super::embedding::finetune(self, model, device);
         }
+        if self.is_question_answering(&model, new_head)? {
+            return super::question_answering::finetune(self, model, device, new_head);
+        }
         if super::token_classification::is_tagging(self, &model, new_head)? {
             return super::token_classification::finetune(self, model, device, new_head);
         }
         self.sequence_classification(model, device, new_head)
+    }
+
+    /// Whether this run trains a question-answering head: --task says so, else the
+    /// checkpoint's head, else the training file holds questions with contexts.
+    fn is_question_answering(&self, model: &ModelDir, new_head: bool) -> Result<bool> {
+        let head = (!new_head && model.has_classifier()?).then(|| TaskKind::of(&model.config));
+        Ok(match (self.task, head) {
+            (Some(task), _) => task == TaskKind::QuestionAnswering,
+            (None, Some(head)) => head == TaskKind::QuestionAnswering,
+            (None, None) => crate::data::question_answering::is_question_answering(&self.train),
+        })
     }
 
     /// The loss of an embedding task (--loss, MNRL by default).

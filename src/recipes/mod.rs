@@ -4,7 +4,7 @@
 //! library cannot drift.
 //!
 //! - training: [`FineTune`] (text classification, multi-label, regression, token
-//!   classification, sentence embeddings, rerankers) and [`Pretrain`] (further pretraining), each returning [`Trained`];
+//!   classification, extractive question answering, sentence embeddings, rerankers) and [`Pretrain`] (further pretraining), each returning [`Trained`];
 //! - measuring: [`Evaluate`] (`evaluate()` returns the numbers), [`Probe`], [`DomainFit`],
 //!   [`Bench`];
 //! - using: [`Predict`] (files in, predictions out), [`FillMask`], [`Embed`],
@@ -32,6 +32,7 @@ mod mine_negatives;
 mod predict;
 mod pretrain;
 mod probe;
+pub mod question_answering;
 mod session;
 pub mod token_classification;
 
@@ -51,4 +52,5 @@ pub use mine_negatives::{MineNegatives, MinedFormat};
 pub use predict::Predict;
 pub use pretrain::{CorpusFlags, Pretrain, split_blocks};
 pub use probe::Probe;
+pub use question_answering::QaFlags;
 pub use token_classification::TagFlags;

@@ -1,6 +1,7 @@
 //! `bertkit predict`: what a fine-tuned model says about each text, by its task: the label and
 //! class probabilities, the label set (at the tuned thresholds where the model has them), the
-//! score, or (token classification) tags per word and entities with character offsets.
+//! score, (token classification) tags per word and entities with character offsets, or
+//! (question answering) each question's answers in its context.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ pub struct Predict {
     pub flags: DataFlags,
     #[command(flatten)]
     pub tags: TagFlags,
+    #[command(flatten)]
+    pub qa: crate::recipes::QaFlags,
     /// Token classification: how a word's tokens make its tag (as transformers' pipeline).
     #[arg(long, value_enum, default_value = "first")]
     pub aggregation: Aggregation,
@@ -74,9 +77,16 @@ impl Predict {
         let device = args.run.setup()?;
         let model = ModelDir::open(&args.model)?;
         let max_len = model.max_len(args.flags.max_len)?;
+        let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
+        if TaskKind::of(&model.config) == TaskKind::QuestionAnswering {
+            let reader: crate::predict::Reader = pretrained::load(&model, &options)?;
+            let (stride, on_bad) = (args.flags.stride, args.flags.on_bad_row);
+            let how = crate::recipes::question_answering::Reading { qa: &args.qa, max_len, stride, on_bad };
+            let out = crate::recipes::question_answering::predict(&reader, &args.input, &how, args.batch_size)?;
+            return write_out(&args.output, &out);
+        }
         let names = model.config.id2label().map(<[String]>::to_vec);
         let names = names.with_context(|| format!("{}: config.json has no id2label", model.dir.display()))?;
-        let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
         let pre_split = args.input.as_os_str() != "-" && (is_conll(&args.input) || is_tagged_jsonl(&args.input));
         let out = if TaskKind::of(&model.config) == TaskKind::TokenClassification {
             let tagger: Tagger = pretrained::load(&model, &options)?;

@@ -131,6 +131,12 @@ fn run(args: Serve) -> Result<()> {
     let max_len = model.max_len(args.max_len)?;
     let task = args.task.unwrap_or_else(|| default_task(&model));
     let kind = TaskKind::of(&model.config);
+    if kind == TaskKind::QuestionAnswering && matches!(task, ServeTask::Predict | ServeTask::Rerank) {
+        crate::error::refuse!(
+            "{}: a question-answering model is not served yet (no /qa route); answer with `bertkit predict`",
+            model.dir.display()
+        );
+    }
     if task == ServeTask::Rerank && (model.config.num_labels() != 1 || kind == TaskKind::TokenClassification) {
         crate::error::refuse!(
             "--task rerank: {} is a {} model with {} label(s); a reranker has one output per (query, passage) pair",
@@ -188,9 +194,11 @@ fn default_task(model: &ModelDir) -> ServeTask {
     } else if TaskKind::of(&model.config) == TaskKind::Rerank {
         ServeTask::Rerank
     } else if model.config.id2label().is_some()
-        && architectures
-            .iter()
-            .any(|a| a.ends_with("ForSequenceClassification") || a.ends_with("ForTokenClassification"))
+        && architectures.iter().any(|a| {
+            ["ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering"]
+                .iter()
+                .any(|h| a.ends_with(h))
+        })
     {
         ServeTask::Predict
     } else {

@@ -194,7 +194,9 @@ impl SequenceClassifier {
             TaskKind::Classification | TaskKind::TokenClassification => {
                 logits.cross_entropy_loss(labels, weights, Reduction::Mean, IGNORE_INDEX, 0.0)
             }
-            TaskKind::Embedding => unreachable!("a classifier's head is never of the embedding task (TaskKind::of)"),
+            TaskKind::Embedding | TaskKind::QuestionAnswering => {
+                unreachable!("a classifier's head is never of the embedding or question-answering task (TaskKind::of)")
+            }
         }
     }
 }

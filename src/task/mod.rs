@@ -6,6 +6,7 @@
 pub mod classification;
 pub mod embedding;
 pub mod masked_lm;
+pub mod question_answering;
 pub mod token_classification;
 
 use tch::nn::Path;
@@ -13,6 +14,7 @@ use tch::{Kind, Tensor};
 
 pub use classification::{RerankLoss, SequenceClassifier};
 pub use masked_lm::{MaskedLm, MaskedLmOutput, MaskedTargets};
+pub use question_answering::{QuestionAnswerer, SpanLogits};
 pub use token_classification::TokenClassifier;
 
 use crate::encoder::ModelConfig;
@@ -48,6 +50,8 @@ pub enum TaskKind {
     Regression,
     /// One tag per word (NER and other tagging).
     TokenClassification,
+    /// The span of a context that answers a question (extractive QA: SQuAD, CUAD).
+    QuestionAnswering,
     /// One vector per text, related texts close (sentence embeddings, for search and
     /// similarity; `task::embedding`).
     Embedding,
@@ -64,9 +68,11 @@ impl TaskKind {
     /// regression (the logit is the score) where it is the identity.
     pub fn of(config: &ModelConfig) -> TaskKind {
         let token = config.architectures().iter().any(|a| a.ends_with("ForTokenClassification"));
+        let spans = config.architectures().iter().any(|a| a.ends_with("ForQuestionAnswering"));
         let activation = config.json().get(CROSS_ENCODER_KEY).map(|c| c["activation_fn"].as_str().unwrap_or(SIGMOID));
         match config.problem_type() {
             _ if token => TaskKind::TokenClassification,
+            _ if spans => TaskKind::QuestionAnswering,
             None if config.num_labels() == 1 && activation == Some(SIGMOID) => TaskKind::Rerank,
             Some("multi_label_classification") => TaskKind::MultiLabel,
             Some("regression") => TaskKind::Regression,
@@ -82,7 +88,9 @@ impl TaskKind {
             TaskKind::Classification => Some("single_label_classification"),
             TaskKind::MultiLabel => Some("multi_label_classification"),
             TaskKind::Regression => Some("regression"),
-            TaskKind::TokenClassification | TaskKind::Embedding | TaskKind::Rerank => None,
+            TaskKind::TokenClassification | TaskKind::QuestionAnswering | TaskKind::Embedding | TaskKind::Rerank => {
+                None
+            }
         }
     }
 
@@ -92,7 +100,7 @@ impl TaskKind {
     pub fn outputs(self, logits: &Tensor) -> Tensor {
         match self {
             TaskKind::MultiLabel | TaskKind::Rerank => logits.sigmoid(),
-            TaskKind::Regression | TaskKind::Embedding => logits.shallow_clone(),
+            TaskKind::Regression | TaskKind::Embedding | TaskKind::QuestionAnswering => logits.shallow_clone(),
             TaskKind::Classification | TaskKind::TokenClassification => logits.softmax(-1, Kind::Float),
         }
     }
@@ -104,6 +112,7 @@ impl TaskKind {
             TaskKind::MultiLabel => "multi-label",
             TaskKind::Regression => "regression",
             TaskKind::TokenClassification => "token-classification",
+            TaskKind::QuestionAnswering => "question-answering",
             TaskKind::Embedding => "embedding",
             TaskKind::Rerank => "rerank",
         }

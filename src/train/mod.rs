@@ -1,6 +1,6 @@
 //! Training: the loop every objective shares (`trainer`), the run directory it writes
 //! (`run_dir`), and the objectives that use it: `sequence_classification`,
-//! `token_classification`, `embedding` (sentence embeddings) and `masked_lm` (further
+//! `token_classification`, `question_answering`, `embedding` (sentence embeddings) and `masked_lm` (further
 //! pretraining).
 
 pub mod config;
@@ -13,6 +13,7 @@ pub mod masked_lm;
 pub mod model_card;
 pub mod optim;
 pub mod probe;
+pub mod question_answering;
 pub mod run_dir;
 pub mod schedule;
 pub mod sequence_classification;
@@ -23,6 +24,7 @@ pub mod trainer;
 pub use config::{HyperParams, Placement, RunControl, TrainConfig};
 pub use embedding::SentenceEmbedding;
 pub use masked_lm::MaskedLanguageModelling;
+pub use question_answering::QuestionAnswering;
 pub use sequence_classification::SequenceClassification;
 pub use token_classification::TokenClassification;
 pub use trainer::{Objective, Outcome, OwnBackward, StepLoss, Stop, train};

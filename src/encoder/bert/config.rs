@@ -117,6 +117,7 @@ impl BertConfig {
             hidden_act: Activation::parse(&self.hidden_act).expect("validated"),
             classifier_dropout: self.classifier_dropout.unwrap_or(self.hidden_dropout_prob),
             token_classifier_dropout: self.classifier_dropout.unwrap_or(self.hidden_dropout_prob),
+            qa_dropout: 0.0,
             head: HeadShape::BERT,
         }
     }

@@ -37,7 +37,8 @@ pub const FAMILY: Family = Family {
         mlm_layer_norm: "cls.predictions.transform.LayerNorm",
         mlm_bias: "cls.predictions.bias",
         mlm_activation: None,
-        prefixes: &["cls.", "classifier.", "bert.pooler."],
+        qa_outputs: "qa_outputs",
+        prefixes: &["qa_outputs.", "cls.", "classifier.", "bert.pooler."],
     },
 };
 

@@ -185,6 +185,7 @@ impl DebertaConfig {
             hidden_act: activation(&self.hidden_act),
             classifier_dropout: self.cls_dropout.unwrap_or(self.hidden_dropout_prob),
             token_classifier_dropout: self.hidden_dropout_prob,
+            qa_dropout: 0.0,
             head: HeadShape {
                 pooler_activation: activation(&self.pooler_hidden_act),
                 pooler_dropout: self.pooler_dropout,

@@ -43,7 +43,8 @@ pub const FAMILY: Family = Family {
         mlm_activation: None,
         // lm_predictions / mask_predictions: the original checkpoints' MLM and replaced-token
         // heads, which the legacy classes do not read (carried through unchanged).
-        prefixes: &["cls.", "classifier.", "pooler.", "lm_predictions.", "mask_predictions."],
+        qa_outputs: "qa_outputs",
+        prefixes: &["qa_outputs.", "cls.", "classifier.", "pooler.", "lm_predictions.", "mask_predictions."],
     },
 };
 

@@ -21,7 +21,8 @@ pub const FAMILY: Family = Family {
     dropout_keys: &["dropout", "attention_dropout"],
     dims: |config| {
         let c = config_of(config)?;
-        Ok(Dims { token_classifier_dropout: c.hidden_dropout_prob, ..c.dims() })
+        let qa_dropout = config.parse::<DistilBertConfig>()?.qa_dropout;
+        Ok(Dims { token_classifier_dropout: c.hidden_dropout_prob, qa_dropout, ..c.dims() })
     },
     build,
     canonical_name: names::canonical,
@@ -32,7 +33,11 @@ pub const FAMILY: Family = Family {
         mlm_layer_norm: "vocab_layer_norm",
         mlm_bias: "vocab_projector.bias",
         mlm_activation: None,
-        prefixes: &["vocab_transform.", "vocab_layer_norm.", "vocab_projector.", "pre_classifier.", "classifier."],
+        qa_outputs: "qa_outputs",
+        prefixes: &[
+            "qa_outputs.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector.", "pre_classifier.",
+            "classifier.",
+        ],
     },
 };
 
@@ -76,6 +81,8 @@ struct DistilBertConfig {
     initializer_range: f64,
     #[serde(default = "d_classifier_dropout")]
     seq_classif_dropout: f64,
+    #[serde(default = "d_dropout")]
+    qa_dropout: f64,
     #[serde(default)]
     pad_token_id: i64,
 }

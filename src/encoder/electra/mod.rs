@@ -28,7 +28,14 @@ pub const FAMILY: Family = Family {
         mlm_bias: "generator_lm_head.bias",
         mlm_activation: Some(Activation::Gelu),
         // discriminator_predictions: the replaced-token-detection head of ElectraForPreTraining.
-        prefixes: &["generator_predictions.", "generator_lm_head.", "classifier.", "discriminator_predictions."],
+        qa_outputs: "qa_outputs",
+        prefixes: &[
+            "qa_outputs.",
+            "generator_predictions.",
+            "generator_lm_head.",
+            "classifier.",
+            "discriminator_predictions.",
+        ],
     },
 };
 

@@ -164,6 +164,7 @@ impl ModernBertConfig {
             hidden_act: activation(&self.hidden_activation),
             classifier_dropout: self.classifier_dropout,
             token_classifier_dropout: self.classifier_dropout,
+            qa_dropout: self.classifier_dropout,
             head: HeadShape {
                 dense_bias: self.classifier_bias,
                 norm_bias: self.norm_bias,

@@ -38,6 +38,7 @@ pub const FAMILY: Family = Family {
         mlm_layer_norm: "head.norm",
         mlm_bias: "decoder.bias",
         mlm_activation: None,
+        qa_outputs: "classifier",
         prefixes: &["head.", "decoder.", "classifier."],
     },
 };

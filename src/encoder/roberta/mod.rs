@@ -19,7 +19,8 @@ const HEADS: HeadLayout = HeadLayout {
     mlm_layer_norm: "lm_head.layer_norm",
     mlm_bias: "lm_head.bias",
     mlm_activation: Some(Activation::Gelu),
-    prefixes: &["lm_head.", "classifier.", "roberta.pooler."],
+    qa_outputs: "qa_outputs",
+    prefixes: &["qa_outputs.", "lm_head.", "classifier.", "roberta.pooler."],
 };
 
 /// RoBERTa in the registry (`encoder::FAMILIES`).

@@ -1,0 +1,211 @@
+//! Extractive question answering (`finetune --task question-answering`): run_qa.py's windows
+//! (token ids, the context's offsets, the start/end targets) and transformers'
+//! `AutoModelForQuestionAnswering` (start and end logits, loss, every parameter's gradient) for
+//! every family, against `scripts/make_reference.py qa`; the measures against the official
+//! SQuAD v2.0 and CUAD definitions; and the commands on a clean checkout.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bertkit::data::question_answering::{QaSet, read_questions};
+use bertkit::data::{Encoded, OnBadRow, Sampling};
+use bertkit::encoder::ForwardOptions;
+use bertkit::metrics::question_answering::{Answered, cuad_report, qa_report};
+use bertkit::predict::{Decoding, Reader};
+use bertkit::pretrained::{self, LoadOptions, ModelDir};
+use bertkit::train::{Objective, QuestionAnswering};
+use common::{Drift, FIXTURES, Reference, largest, repo, test_device};
+use serde_json::json;
+use tch::Tensor;
+
+/// Every config key a family reads a head's dropout from: the reference runs without dropout.
+const HEAD_DROPOUT_KEYS: [&str; 5] =
+    ["classifier_dropout", "seq_classif_dropout", "pooler_dropout", "cls_dropout", "qa_dropout"];
+/// make_reference.py's QA_MAX_LEN and QA_STRIDE.
+const MAX_LEN: usize = 64;
+const STRIDE: usize = 16;
+
+fn examples() -> PathBuf {
+    repo().join("tests/fixtures/reference/qa_examples.jsonl")
+}
+
+/// The fine-tuning objective on the reference's questions: a fresh head started at the
+/// reference's, no dropout.
+fn objective(dir: &Path, r: &Reference) -> QuestionAnswering {
+    let mut model = ModelDir::open(dir.to_str().unwrap()).unwrap();
+    for key in HEAD_DROPOUT_KEYS {
+        model.config.set(key, json!(0.0));
+    }
+    model.set_dropout(0.0).unwrap();
+    model.config.set_labels(&["LABEL_0".to_string(), "LABEL_1".to_string()]);
+    let options = LoadOptions { device: test_device(), new_head: true, ..LoadOptions::default() };
+    let reader: Reader = pretrained::load(&model, &options).unwrap();
+    let vars = reader.vs.variables();
+    for (name, want) in r.with_prefix("init") {
+        tch::no_grad(|| vars.get(&name).unwrap_or_else(|| panic!("no {name}")).shallow_clone().copy_(want));
+    }
+    let (data, _) = read_questions(&examples(), OnBadRow::Error).unwrap();
+    let train = QaSet::new(&reader.tokenizer, data, MAX_LEN, STRIDE).unwrap();
+    let batch_size = train.windows.len();
+    QuestionAnswering {
+        reader,
+        train,
+        eval: None,
+        decoding: Decoding::default(),
+        cuad: false,
+        batch_size,
+        sampling: Sampling::Random,
+    }
+}
+
+/// A window's character spans of the context, None outside it.
+type Spans = Vec<Option<(usize, usize)>>;
+
+/// The reference's windows: ids and offsets per window, (-1, -1) outside the context.
+fn reference_windows(r: &Reference) -> Vec<(Vec<i64>, Spans)> {
+    let lengths = Vec::<i64>::try_from(r.get("lengths")).unwrap();
+    let ids = Vec::<i64>::try_from(r.get("input_ids")).unwrap();
+    let offsets = Vec::<Vec<i64>>::try_from(r.get("offsets").view([-1, 2])).unwrap();
+    let mut at = 0;
+    lengths
+        .iter()
+        .map(|&n| {
+            let (from, to) = (at, at + n as usize);
+            at = to;
+            let spans = offsets[from..to].iter().map(|o| (o[0] >= 0).then(|| (o[0] as usize, o[1] as usize))).collect();
+            (ids[from..to].to_vec(), spans)
+        })
+        .collect()
+}
+
+#[test]
+fn windows_logits_loss_and_gradients_equal_transformers_for_every_family() {
+    for (name, fixture) in FIXTURES {
+        let dir = repo().join("tests/fixtures").join(fixture);
+        let r = Reference::load(&repo().join(format!("tests/fixtures/reference/{name}_qa.safetensors")));
+        let task = objective(&dir, &r);
+        let set = &task.train;
+        let want = reference_windows(&r);
+        let questions = Vec::<i64>::try_from(r.get("question")).unwrap();
+        let (starts, ends) =
+            (Vec::<i64>::try_from(r.get("starts")).unwrap(), Vec::<i64>::try_from(r.get("ends")).unwrap());
+        assert_eq!(set.windows.len(), want.len(), "{name}: windows");
+        for (w, (ids, spans)) in want.iter().enumerate() {
+            let got: Vec<i64> =
+                set.encoded(&task.reader.tokenizer, w).unwrap().ids.iter().map(|&i| i64::from(i)).collect();
+            assert_eq!(&got, ids, "{name}: window {w}'s tokens");
+            assert_eq!(&set.char_spans(w), spans, "{name}: window {w}'s context offsets");
+            assert_eq!(set.windows[w].question as i64, questions[w], "{name}: window {w}'s question");
+            assert_eq!(set.windows[w].target, (starts[w], ends[w]), "{name}: window {w}'s target");
+        }
+
+        // Logits of a padded batch at each window's own positions.
+        let all: Vec<usize> = (0..set.windows.len()).collect();
+        let encoded: Vec<Encoded> = all.iter().map(|&w| set.encoded(&task.reader.tokenizer, w).unwrap()).collect();
+        let inputs = task.reader.collator().collate(&encoded.iter().collect::<Vec<_>>()).to_device(test_device());
+        let logits = tch::no_grad(|| task.reader.model.forward(&inputs, ForwardOptions::eval()));
+        let own = |t: &Tensor| {
+            Tensor::cat(
+                &encoded
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| t.get(i as i64).narrow(0, 0, e.len() as i64))
+                    .collect::<Vec<_>>(),
+                0,
+            )
+        };
+        let drift = Drift::forward(&dir);
+        drift.assert(&format!("{name} start logits"), &own(&logits.start), r.get("start_logits"));
+        drift.assert(&format!("{name} end logits"), &own(&logits.end), r.get("end_logits"));
+
+        let step = task.train_loss(&all, 0).unwrap();
+        drift.summing(MAX_LEN).assert(&format!("{name} loss"), &step.loss.reshape([1]), r.get("loss"));
+        step.loss.backward();
+        let want = r.with_prefix("grad");
+        let vars = task.reader.vs.variables();
+        assert!(want.len() >= vars.len() - 2, "{name}: a gradient per trained parameter");
+        let scale = largest(want.iter().map(|(_, w)| *w));
+        let tokens: usize = encoded.iter().map(Encoded::len).sum();
+        let drift = drift.backward(tokens);
+        for (pname, w) in want {
+            let g = vars.get(&pname).unwrap_or_else(|| panic!("{name}: no parameter {pname}")).grad();
+            drift.assert_at(&format!("{name} gradient {pname}"), &g, w, scale);
+        }
+    }
+}
+
+fn answered(id: &str, gold: &[&str], predicted: &str, null_odds: f64, n_best: &[(&str, f64)]) -> Answered {
+    Answered {
+        id: id.into(),
+        gold: gold.iter().map(|g| g.to_string()).collect(),
+        predicted: predicted.into(),
+        null_odds,
+        n_best: n_best.iter().map(|(t, p)| (t.to_string(), *p)).collect(),
+    }
+}
+
+/// SQuAD v2.0's `evaluate-v2.0.py` on four questions, worked by hand from its definitions:
+/// exact match and F1 are the best over the gold answers (after normalising), an unanswerable
+/// question scores 1 only for an empty prediction, and `find_best_thresh` walks the questions in
+/// order of their null odds.
+#[test]
+fn squad_scores_follow_the_official_definitions() {
+    let qs = [
+        answered("a", &["the laws of Delaware", "Delaware"], "Delaware.", -2.0, &[]),
+        answered("b", &["sixty days' notice"], "on sixty days notice", -1.0, &[]),
+        answered("c", &[], "the roof", 0.5, &[]),
+        answered("d", &[], "", 3.0, &[]),
+    ];
+    let r = qa_report(&qs, false);
+    // a: exact 1. b: "sixty days notice" vs "on sixty days notice": 3 shared, P 3/4, R 1, F1 6/7.
+    // c: an answer where none is: 0. d: right to say nothing: 1.
+    assert!((r.exact - 50.0).abs() < 1e-9, "{}", r.exact);
+    assert!((r.f1 - 100.0 * (1.0 + 6.0 / 7.0 + 0.0 + 1.0) / 4.0).abs() < 1e-9, "{}", r.f1);
+    assert_eq!((r.has_ans_total, r.no_ans_total), (2, 2));
+    assert!((r.has_ans_f1.unwrap() - 100.0 * (1.0 + 6.0 / 7.0) / 2.0).abs() < 1e-9);
+    assert_eq!(r.no_ans_exact, Some(50.0));
+    // Walking a (-2), b (-1), c (0.5), d (3) from 2 (both no-answer questions right by saying
+    // nothing): +1 -> 3 at -2, +6/7 -> 3.857 at -1, c answered wrongly: -1, d right: 0.
+    assert!((r.best_f1 - 100.0 * (2.0 + 1.0 + 6.0 / 7.0) / 4.0).abs() < 1e-9);
+    assert_eq!(r.best_f1_thresh, -1.0);
+    assert!((r.best_exact - 75.0).abs() < 1e-9);
+    assert_eq!(r.best_exact_thresh, -2.0);
+}
+
+/// CUAD's `evaluate.py` on two questions, worked by hand: a prediction matches a gold answer
+/// where their word sets (after dropping `.,;:` and lower-casing) overlap by half or more; at
+/// each threshold the distinct non-empty answers of higher probability are kept.
+#[test]
+fn cuad_scores_follow_the_official_definitions() {
+    let qs = [
+        // Two clauses: answers at .605 (the first), .305 (no match), .055 (the second).
+        answered(
+            "k__Governing Law",
+            &["governed by the laws of Delaware", "venue is Wilmington"],
+            "",
+            0.0,
+            &[
+                ("governed by the laws of Delaware.", 0.605),
+                ("the roof", 0.305),
+                ("venue is Wilmington", 0.055),
+                ("", 0.035),
+            ],
+        ),
+        // No clause: an answer at .205 is a false positive below that.
+        answered("k__Parties", &[], "", 0.0, &[("Acme Corp", 0.205), ("", 0.795)]),
+    ];
+    let r = cuad_report(&qs);
+    // Thresholds .99 ... .61: nothing kept (precision undefined, recall 0); .60 ... .31: P 1,
+    // R .5; .30 ... .21: P .5; .20 ... .06: P 1/3; .05 ... 0: P .5, R 1. The envelope (from the
+    // highest recall, each precision raised to the best after it) is 1 up to recall .5 and .5
+    // from there: the area 0.5 x 1 + 0.5 x 0.5.
+    assert!((r.aupr - 0.75).abs() < 1e-12, "{r:?}");
+    assert!((r.precision_at_80_recall - 0.5).abs() < 1e-12, "{r:?}");
+    assert!((r.precision_at_90_recall - 0.5).abs() < 1e-12, "{r:?}");
+
+    // A "Parties" answer also matches where it holds the gold text, whatever their overlap.
+    let party = |id: &str| answered(id, &["Acme"], "", 0.0, &[("Acme Corporation and its affiliates", 0.9)]);
+    assert_eq!(cuad_report(&[party("k__Parties")]).aupr, 1.0);
+    assert_eq!(cuad_report(&[party("k__Licensee")]).aupr, 0.0);
+}
