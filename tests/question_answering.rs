@@ -15,7 +15,7 @@ use bertkit::metrics::question_answering::{Answered, cuad_report, qa_report};
 use bertkit::predict::{Decoding, Reader};
 use bertkit::pretrained::{self, LoadOptions, ModelDir};
 use bertkit::train::{Objective, QuestionAnswering};
-use common::{Drift, FIXTURES, Reference, largest, repo, test_device};
+use common::{Drift, FIXTURES, Reference, largest, ok, repo, test_device};
 use serde_json::json;
 use tch::Tensor;
 
@@ -208,4 +208,124 @@ fn cuad_scores_follow_the_official_definitions() {
     let party = |id: &str| answered(id, &["Acme"], "", 0.0, &[("Acme Corporation and its affiliates", 0.9)]);
     assert_eq!(cuad_report(&[party("k__Parties")]).aupr, 1.0);
     assert_eq!(cuad_report(&[party("k__Licensee")]).aupr, 0.0);
+}
+
+/// qa_examples.jsonl as SQuAD v2.0's JSON: one article, one paragraph, its questions.
+fn write_squad(path: &Path) {
+    let mut qas = vec![];
+    let mut context = String::new();
+    for line in std::fs::read_to_string(examples()).unwrap().lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        context = row["context"].as_str().unwrap().to_string();
+        let answers: Vec<serde_json::Value> = row["answers"]["text"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(row["answers"]["answer_start"].as_array().unwrap())
+            .map(|(t, s)| json!({"text": t, "answer_start": s}))
+            .collect();
+        let impossible = answers.is_empty();
+        qas.push(
+            json!({"id": row["id"], "question": row["question"], "answers": answers, "is_impossible": impossible}),
+        );
+    }
+    let squad =
+        json!({"version": "v2.0", "data": [{"title": "lease", "paragraphs": [{"context": context, "qas": qas}]}]});
+    std::fs::write(path, squad.to_string()).unwrap();
+}
+
+#[test]
+fn squad_json_and_flat_jsonl_read_the_same_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    let squad = dir.path().join("train.json");
+    write_squad(&squad);
+    let (a, _) = read_questions(&squad, OnBadRow::Error).unwrap();
+    let (b, _) = read_questions(&examples(), OnBadRow::Error).unwrap();
+    assert_eq!(a.contexts, b.contexts);
+    assert_eq!(a.contexts.len(), 1, "one context however many questions ask about it");
+    let view = |d: &bertkit::data::question_answering::QaData| -> Vec<(String, String, Vec<(String, usize)>)> {
+        d.questions
+            .iter()
+            .map(|q| (q.id.clone(), q.question.clone(), q.answers.iter().map(|a| (a.text.clone(), a.start)).collect()))
+            .collect()
+    };
+    assert_eq!(view(&a), view(&b));
+    assert!(bertkit::data::question_answering::is_question_answering(&squad));
+    assert!(bertkit::data::question_answering::is_question_answering(&examples()));
+}
+
+/// Fine-tuned from SQuAD JSON (the task found from the data), with the null threshold tuned on
+/// the held-out questions: evaluate reads the threshold back and gives the tuned scores, and
+/// predict's answers are spans of the context.
+#[test]
+fn finetune_evaluate_and_predict_answer_from_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let (squad, out) = (dir.path().join("train.json"), dir.path().join("model"));
+    write_squad(&squad);
+    let (o, s) = (out.to_str().unwrap(), squad.to_str().unwrap());
+    let model = repo().join("tests/fixtures/tiny-bert");
+    let window = ["--max-len", "64", "--doc-stride", "16"];
+    let mut args = vec!["finetune", "--model", model.to_str().unwrap(), "--train", s, "--eval", s, "--output", o];
+    args.extend(["--max-steps", "12", "--lr", "1e-3", "--batch-size", "4", "--tune-thresholds", "--threads", "1"]);
+    // evaluate computes in float32: so does training's evaluation here (not bf16 where native).
+    args.extend(["--precision", "fp32"]);
+    args.extend(window);
+    ok(&args);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "BertForQuestionAnswering");
+    let tuned: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("question_answering.json")).unwrap()).unwrap();
+
+    let report = dir.path().join("eval.json");
+    let mut args = vec!["evaluate", "--model", o, "--data", s, "--json", report.to_str().unwrap(), "--threads", "1"];
+    args.extend(window);
+    ok(&args);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["task"], "question-answering");
+    assert!((report["metrics"]["f1"].as_f64().unwrap() - tuned["f1"].as_f64().unwrap()).abs() < 1e-9, "{report}");
+
+    let mut args = vec!["predict", "--model", o, "--input", s, "--threads", "1"];
+    args.extend(window);
+    let lines: Vec<serde_json::Value> = ok(&args).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4);
+    let context: String = read_questions(&examples(), OnBadRow::Error).unwrap().0.contexts[0].clone();
+    for line in &lines {
+        for a in line["n_best"].as_array().unwrap() {
+            let (start, end) = (a["start"].as_u64().unwrap() as usize, a["end"].as_u64().unwrap() as usize);
+            let text: String = context.chars().skip(start).take(end - start).collect();
+            assert_eq!(a["text"], text, "an answer is the context's characters it names");
+        }
+        let best = line["answer"].as_str().unwrap();
+        let first = line["n_best"][0]["text"].as_str().unwrap_or("");
+        assert!(best.is_empty() || best == first, "the answer is the best span or none: {line}");
+    }
+}
+
+#[test]
+fn bad_questions_are_refused_in_one_line_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model");
+    let model = repo().join("tests/fixtures/tiny-bert");
+    let refused = |name: &str, rows: &str, extra: &[&str]| {
+        let data = dir.path().join(name);
+        std::fs::write(&data, rows).unwrap();
+        let mut args = vec!["finetune", "--model", model.to_str().unwrap(), "--train", data.to_str().unwrap()];
+        args.extend(["--output", out.to_str().unwrap(), "--task", "question-answering"]);
+        args.extend(extra);
+        let o = common::bertkit(&args);
+        assert!(!o.status.success());
+        assert!(!out.exists(), "nothing written");
+        String::from_utf8_lossy(&o.stderr).trim().to_string()
+    };
+    let moved = r#"{"id": "x", "question": "Who?", "context": "The tenant pays.", "answers": {"text": ["tenant"], "answer_start": [2]}}"#;
+    let e = refused("moved.jsonl", moved, &[]);
+    assert!(e.contains("moved.jsonl:1: question x") && e.contains("not at character 2"), "{e}");
+    let long = r#"{"id": "y", "question": "Who pays the rent on the first day of every single month of the year?", "context": "The tenant pays.", "answers": []}"#;
+    let e = refused("long.jsonl", long, &["--max-len", "16", "--doc-stride", "4"]);
+    assert!(e.contains("question y") && e.contains("leaves no room for the context"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    let unlabelled = r#"{"id": "z", "question": "Who?", "context": "The tenant pays."}"#;
+    let e = refused("unlabelled.jsonl", unlabelled, &[]);
+    assert!(e.contains("question z") && e.contains("needs \"answers\""), "{e}");
 }

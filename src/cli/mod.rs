@@ -104,8 +104,7 @@ fn conclude(trained: bertkit::recipes::Trained) -> anyhow::Result<i32> {
     if !bertkit::distributed::is_main() {
         return Ok(exit_code);
     }
-    if let Some(tuned) = &trained.tuned {
-        let path = trained.output.join(bertkit::predict::THRESHOLDS_FILE);
+    if let Some((path, tuned)) = &trained.tuned {
         println!("with tuned thresholds ({}):\n{}", path.display(), tuned.summary);
     }
     if let Some(ev) = &outcome.best_evaluation {

@@ -119,11 +119,11 @@ impl Loss {
 }
 
 /// What a training run left: how it ended, where the model is, and (`--tune-thresholds`) the
-/// evaluation at the tuned thresholds.
+/// evaluation at the tuned thresholds and the file beside the model that holds them.
 pub struct Trained {
     pub outcome: Outcome,
     pub output: PathBuf,
-    pub tuned: Option<Evaluation>,
+    pub tuned: Option<(PathBuf, Evaluation)>,
 }
 
 impl FineTune {
@@ -145,7 +145,7 @@ impl FineTune {
         if self.task == Some(TaskKind::Embedding) {
             return super::embedding::finetune(self, model, device);
         }
-        if self.is_question_answering(&model, new_head)? {
+        if self.is_question_answering(&model, new_head) {
             return super::question_answering::finetune(self, model, device, new_head);
         }
         if super::token_classification::is_tagging(self, &model, new_head)? {
@@ -154,15 +154,16 @@ impl FineTune {
         self.sequence_classification(model, device, new_head)
     }
 
-    /// Whether this run trains a question-answering head: --task says so, else the
-    /// checkpoint's head, else the training file holds questions with contexts.
-    fn is_question_answering(&self, model: &ModelDir, new_head: bool) -> Result<bool> {
-        let head = (!new_head && model.has_classifier()?).then(|| TaskKind::of(&model.config));
-        Ok(match (self.task, head) {
-            (Some(task), _) => task == TaskKind::QuestionAnswering,
-            (None, Some(head)) => head == TaskKind::QuestionAnswering,
-            (None, None) => crate::data::question_answering::is_question_answering(&self.train),
-        })
+    /// Whether this run trains a question-answering head: --task says so, else the training
+    /// file holds questions with contexts, else the checkpoint's head is one.
+    fn is_question_answering(&self, model: &ModelDir, new_head: bool) -> bool {
+        if let Some(task) = self.task {
+            return task == TaskKind::QuestionAnswering;
+        }
+        if crate::data::question_answering::is_question_answering(&self.train) {
+            return true;
+        }
+        !new_head && TaskKind::of(&model.config) == TaskKind::QuestionAnswering
     }
 
     /// The loss of an embedding task (--loss, MNRL by default).
@@ -282,12 +283,10 @@ impl FineTune {
         let outcome = train(&task, cfg, options.autocast, num_batches)?;
         let finished = !matches!(outcome.stop, Stop::Interrupted { .. });
         let tuned = match self.tune_thresholds && crate::distributed::is_main() && finished {
-            true => Some(tune_thresholds(
-                &cfg.control.output,
-                task.eval.as_ref().expect("checked"),
-                batch_size * 2,
-                device,
-            )?),
+            true => Some((
+                cfg.control.output.join(crate::predict::THRESHOLDS_FILE),
+                tune_thresholds(&cfg.control.output, task.eval.as_ref().expect("checked"), batch_size * 2, device)?,
+            )),
             false => None,
         };
         let card = ModelCard {

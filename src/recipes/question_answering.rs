@@ -121,17 +121,23 @@ pub(crate) fn finetune(
     if args.tune_thresholds && eval_data.is_none() {
         crate::error::refuse!("--tune-thresholds needs evaluation data (--eval or --eval-split)");
     }
+    // Another task's head is never read as this one's (ModernBERT names both `classifier`: a
+    // two-class classifier's weights would load silently).
+    let new_head = new_head || crate::task::TaskKind::of(&model.config) != crate::task::TaskKind::QuestionAnswering;
     // transformers' question-answering heads have two outputs, whatever the checkpoint had.
     model.config.set_labels(&["LABEL_0".to_string(), "LABEL_1".to_string()]);
     model.config.remove("problem_type");
     let decoding = args.qa.decoding(&model.dir)?;
     let card = card_data(args, &train_data, eval_data.as_ref());
+    // Windows first: a question too long for --max-len stops the run before anything is written.
+    let tokenizer = crate::tokenizer::Tokenizer::from_dir(&model.dir)?;
+    let mut train_set = QaSet::new(&tokenizer, train_data, max_len, stride)?;
+    let eval_set = eval_data.map(|d| QaSet::new(&tokenizer, d, max_len, stride)).transpose()?;
 
     let run = RunDir::new(&cfg.control);
     run.prepare()?;
     let options = session::load_options(cfg, device, new_head);
     let reader: Reader = pretrained::load(&model, &options)?;
-    let mut train_set = QaSet::new(&reader.tokenizer, train_data, max_len, stride)?;
     let dropped = train_set.thin_null_windows(args.qa.null_windows, cfg.hyper.seed);
     let answered = train_set.windows.iter().filter(|w| w.target != (0, 0)).count();
     tracing::info!(
@@ -139,7 +145,6 @@ pub(crate) fn finetune(
         train_set.data.questions.len(),
         train_set.windows.len()
     );
-    let eval_set = eval_data.map(|d| QaSet::new(&reader.tokenizer, d, max_len, stride)).transpose()?;
     if let Some(e) = &eval_set {
         tracing::info!("eval: {} questions in {} windows", e.data.questions.len(), e.windows.len());
     }
@@ -157,7 +162,10 @@ pub(crate) fn finetune(
     let outcome = train(&task, cfg, options.autocast, num_batches)?;
     let finished = !matches!(outcome.stop, crate::train::Stop::Interrupted { .. });
     let tuned = match (args.tune_thresholds && finished && crate::distributed::is_main(), &task.eval) {
-        (true, Some(eval)) => Some(tune_null_threshold(&cfg.control.output, eval, &task, device)?),
+        (true, Some(eval)) => Some((
+            cfg.control.output.join(DECODING_FILE),
+            tune_null_threshold(&cfg.control.output, eval, &task, device)?,
+        )),
         _ => None,
     };
     let card = ModelCard {
