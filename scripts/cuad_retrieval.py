@@ -34,6 +34,7 @@ import os
 import random
 import re
 import sys
+import unicodedata
 from collections import Counter, defaultdict
 
 WINDOW, OVERLAP = 200, 50
@@ -44,7 +45,9 @@ def stem(name):
 
 
 def loose(name):
-    return re.sub(r"[^a-z0-9]", "", stem(name))
+    """The name's letters and digits, accents dropped (`LECLANCHÉ` is `LECLANCHE` in the table)."""
+    plain = unicodedata.normalize("NFKD", stem(name)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]", "", plain)
 
 
 def split_of(contract):
@@ -63,13 +66,19 @@ def questions(path):
 
 
 def annotations(master, categories):
-    """contract -> [(category, excerpt)], whitespace collapsed."""
+    """contract -> [(category, excerpt)], whitespace collapsed. The table's columns are the
+    categories in title case (`Change Of Control` for `Change of Control`): matched ignoring case."""
     csv.field_size_limit(1 << 30)
     out = defaultdict(list)
     with open(master, encoding="utf-8") as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        column = {c.lower(): c for c in reader.fieldnames}
+        missing = [c for c in categories if c.lower() not in column]
+        if missing:
+            sys.exit(f"{master}: no column for {missing}")
+        for row in reader:
             for category in categories:
-                cell = row.get(category, "")
+                cell = row[column[category.lower()]]
                 for text in ast.literal_eval(cell) if cell.strip().startswith("[") else []:
                     text = " ".join(text.split())
                     if text:
