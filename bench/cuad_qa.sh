@@ -4,18 +4,19 @@
 # contracts, seeds and hyper-parameters, one after the other per seed; CUAD's AUPR and precision
 # at 80% / 90% recall on the test contracts. Training windows without an answer are thinned as
 # CUAD trains (--null-windows balanced). Sized for a CPU: TRAIN_CONTRACTS and TEST_CONTRACTS
-# contracts drawn with a fixed seed (scripts/cuad_qa.py).
-#   TRAIN_CONTRACTS=60 TEST_CONTRACTS=5 bash bench/cuad_qa.sh [MODEL] [SEEDS...]
+# contracts of at most MAX_WORDS words drawn with a fixed seed (scripts/cuad_qa.py).
+#   TRAIN_CONTRACTS=40 TEST_CONTRACTS=3 MAX_WORDS=4000 EPOCHS=2 bash bench/cuad_qa.sh [MODEL] [SEEDS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-.models/all-MiniLM-L6-v2}; shift || true
 seeds=("${@:-1 2 3}"); seeds=(${seeds[@]})
-n_train=${TRAIN_CONTRACTS:-60} n_test=${TEST_CONTRACTS:-5}
+n_train=${TRAIN_CONTRACTS:-40} n_test=${TEST_CONTRACTS:-3} max_words=${MAX_WORDS:-4000}
 data=bench/out/cuad-qa out=bench/out/cuad-qa/runs
 mkdir -p "$out"
-python3 scripts/cuad_qa.py ../shared/data/cuad "$data" --train-contracts "$n_train" --test-contracts "$n_test" >/dev/null
-train=$data/train-$n_train.json test=$data/test-$n_test.json
-lr=1e-4 epochs=2 batch=16 max_len=384 stride=128
+python3 scripts/cuad_qa.py ../shared/data/cuad "$data" --train-contracts "$n_train" --test-contracts "$n_test" \
+    --max-words "$max_words" >/dev/null
+train=$data/train-$n_train-under-$max_words.json test=$data/test-$n_test-under-$max_words.json
+lr=1e-4 epochs=${EPOCHS:-2} batch=16 max_len=384 stride=128
 echo "cpu: $(lscpu | grep 'Model name' | sed 's/.*: *//') | $(grep -o -w 'avx2\|avx512f\|avx512_bf16\|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 echo "train $train, test $test: lr $lr, epochs $epochs, batch $batch, max-len $max_len, stride $stride, fp32"
 for seed in "${seeds[@]}"; do

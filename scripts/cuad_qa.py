@@ -20,9 +20,10 @@ and each of the 41 clause categories, one question, worded as CUAD words it (`Hi
 
 Written: train.json, test.json (SQuAD v2.0), summary.json (every count). With --train-contracts
 N / --test-contracts M: train-N.json / test-M.json, N and M contracts drawn with a fixed seed
-(runs sized for a CPU).
+(runs sized for a CPU), with --max-words W among the contracts of at most W words only (CUAD's
+run from 100 to 100 000 words, and one of 35 000 takes 41 x 180 windows to read).
 
-    python3 scripts/cuad_qa.py ../shared/data/cuad OUT_DIR [--train-contracts N] [--test-contracts M]
+    python3 scripts/cuad_qa.py ../shared/data/cuad OUT_DIR [--train-contracts N] [--test-contracts M] [--max-words W]
 """
 import argparse
 import csv
@@ -102,6 +103,7 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--train-contracts", type=int)
     parser.add_argument("--test-contracts", type=int)
+    parser.add_argument("--max-words", type=int)
     args = parser.parse_args()
     asked = questions(os.path.join(args.cuad, "category_descriptions.csv"))
     csv.field_size_limit(1 << 30)
@@ -118,8 +120,11 @@ def main():
         counts[f"{part} questions"] = sum(len(a["paragraphs"][0]["qas"]) for a in articles)
     for part, n in (("train", args.train_contracts), ("test", args.test_contracts)):
         if n:
-            sample = random.Random(7).sample(split[part], min(n, len(split[part])))
-            write(os.path.join(args.out, f"{part}-{n}.json"), sample)
+            words = lambda a: len(a["paragraphs"][0]["context"].split())  # noqa: E731
+            pool = [a for a in split[part] if args.max_words is None or words(a) <= args.max_words]
+            sample = random.Random(7).sample(pool, min(n, len(pool)))
+            suffix = f"-{n}" + (f"-under-{args.max_words}" if args.max_words else "")
+            write(os.path.join(args.out, f"{part}{suffix}.json"), sample)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(dict(sorted(counts.items())), f, indent=1)
     print(json.dumps(dict(sorted(counts.items())), indent=1))

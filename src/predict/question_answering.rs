@@ -307,7 +307,7 @@ fn read_row(row: &[f64], n: usize) -> WindowScores {
 }
 
 /// Each question's n best spans over its windows, with probabilities among them and no answer.
-pub fn answers(set: &QaSet, scores: &[WindowScores], decoding: &Decoding) -> Vec<QuestionAnswers> {
+fn answers(set: &QaSet, scores: &[WindowScores], decoding: &Decoding) -> Vec<QuestionAnswers> {
     let mut null = vec![f64::INFINITY; set.data.questions.len()];
     let mut spans: Vec<Vec<(f64, usize, usize)>> = vec![vec![]; set.data.questions.len()];
     for (w, s) in scores.iter().enumerate() {
@@ -325,32 +325,119 @@ pub fn answers(set: &QaSet, scores: &[WindowScores], decoding: &Decoding) -> Vec
     let mut char_starts: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let questions = set.data.questions.iter().zip(spans).zip(null);
     questions
-        .map(|((q, mut found), null)| {
-            found.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            found.dedup_by(|a, b| (a.1, a.2) == (b.1, b.2));
-            found.truncate(decoding.n_best);
+        .map(|((q, found), null)| {
             let context = &set.data.contexts[q.context];
             let bytes = char_starts
                 .entry(q.context)
                 .or_insert_with(|| context.char_indices().map(|(b, _)| b).chain([context.len()]).collect());
-            let total = found.iter().map(|f| f.0).chain([null]).fold(f64::NEG_INFINITY, f64::max);
-            let norm: f64 = found.iter().map(|f| (f.0 - total).exp()).sum::<f64>() + (null - total).exp();
-            let n_best = found
-                .iter()
-                .map(|&(score, start, end)| Answer {
-                    text: context[bytes[start]..bytes[end]].to_string(),
-                    start,
-                    end,
-                    score,
-                    probability: (score - total).exp() / norm,
-                })
-                .collect();
-            QuestionAnswers {
-                id: q.id.clone(),
-                n_best,
-                null_score: null,
-                null_probability: (null - total).exp() / norm,
-            }
+            let text = |start: usize, end: usize| &context[bytes[start]..bytes[end]];
+            n_best(&q.id, found, null, text, decoding.n_best)
         })
         .collect()
+}
+
+/// The best `n` spans (score, first and past-last character) of distinct texts, best first (the
+/// SQuAD post-processing CUAD's measures were written for keeps a text once), each with its
+/// probability among them and no answer.
+fn n_best<'a>(
+    id: &str,
+    mut found: Vec<(f64, usize, usize)>,
+    null: f64,
+    text: impl Fn(usize, usize) -> &'a str,
+    n: usize,
+) -> QuestionAnswers {
+    found.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut seen = std::collections::HashSet::new();
+    let kept: Vec<(f64, usize, usize)> =
+        found.into_iter().filter(|&(_, s, e)| seen.insert(text(s, e))).take(n).collect();
+    let top = kept.iter().map(|f| f.0).chain([null]).fold(f64::NEG_INFINITY, f64::max);
+    let norm: f64 = kept.iter().map(|f| (f.0 - top).exp()).sum::<f64>() + (null - top).exp();
+    let n_best = kept
+        .into_iter()
+        .map(|(score, start, end)| Answer {
+            text: text(start, end).to_string(),
+            start,
+            end,
+            score,
+            probability: (score - top).exp() / norm,
+        })
+        .collect();
+    QuestionAnswers { id: id.to_string(), n_best, null_score: null, null_probability: (null - top).exp() / norm }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::question_answering::{QaData, Question};
+
+    fn set(context: &str, max_len: usize, stride: usize) -> QaSet {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        let tok = crate::tokenizer::Tokenizer::from_dir(&dir).unwrap();
+        let question = Question {
+            id: "q".into(),
+            question: "Who pays?".into(),
+            context: 0,
+            answers: vec![],
+            has_gold: true,
+            at: "test".into(),
+        };
+        QaSet::new(&tok, QaData { contexts: vec![context.into()], questions: vec![question] }, max_len, stride).unwrap()
+    }
+
+    #[test]
+    fn each_context_token_starts_answers_in_one_window_the_most_central() {
+        let set = set(&"the tenant pays the rent and the landlord mends the roof ".repeat(6), 32, 12);
+        assert!(set.windows.len() >= 3, "several overlapping windows");
+        let owner = max_context(&set);
+        let tokens = set.contexts[0].ids.len();
+        for t in 0..tokens {
+            let holding: Vec<usize> = (0..set.windows.len()).filter(|&w| set.windows[w].piece.contains(&t)).collect();
+            let owners: Vec<usize> =
+                holding.iter().copied().filter(|&w| owner[w][t - set.windows[w].piece.start]).collect();
+            assert_eq!(owners.len(), 1, "token {t}: {owners:?} of {holding:?}");
+            let side = |w: usize| {
+                let p = &set.windows[w].piece;
+                (t - p.start).min(p.end - 1 - t)
+            };
+            assert!(holding.iter().all(|&w| side(w) <= side(owners[0])), "token {t}: the most context");
+        }
+    }
+
+    #[test]
+    fn answers_are_distinct_texts_best_first_and_beat_no_answer_by_the_threshold() {
+        let context = "the tenant pays. the landlord pays. the tenant pays.";
+        let set = set(context, 64, 8);
+        assert_eq!(set.windows.len(), 1);
+        let at = set.context_start(0);
+        let chars = set.char_spans(0);
+        // A word's first and last token: "tenant" at 4, "landlord" at 21, "tenant" again at 40.
+        let word = |from: usize, to: usize| {
+            let inside: Vec<usize> = (at..at + set.windows[0].piece.len())
+                .filter(|&p| chars[p].is_some_and(|(s, e)| s >= from && e <= to))
+                .collect();
+            (inside[0], *inside.last().unwrap())
+        };
+        let (tenant, landlord, tenant2) = (word(4, 10), word(21, 29), word(40, 46));
+        let scores = WindowScores {
+            null: -2.0,
+            starts: vec![(tenant.0, -0.5), (landlord.0, -1.0), (tenant2.0, -0.6)],
+            ends: vec![(tenant.1, -0.5), (landlord.1, -1.0), (tenant2.1, -0.6)],
+        };
+        // No span longer than the longest word: none runs from one word to another.
+        let longest = [tenant, landlord].iter().map(|(a, b)| b - a + 1).max().unwrap();
+        let decoding = Decoding { n_best: 20, max_answer_len: longest, null_threshold: 0.0 };
+        let q = answers(&set, &[scores], &decoding).remove(0);
+        let texts: Vec<&str> = q.n_best.iter().map(|a| a.text.as_str()).collect();
+        // "tenant" twice is one answer, the better one.
+        assert_eq!(texts, ["tenant", "landlord"]);
+        assert_eq!((q.n_best[0].start, q.n_best[0].end), (4, 10));
+        let total: f64 = q.n_best.iter().map(|a| a.probability).sum::<f64>() + q.null_probability;
+        assert!((total - 1.0).abs() < 1e-12);
+        // tenant -1.0, landlord -2.0, no answer -2.0.
+        assert_eq!(q.best(0.0), "tenant");
+        assert_eq!(q.answers(0.0).len(), 2, "landlord ties no answer: kept at threshold 0");
+        assert_eq!(q.answers(-0.5).len(), 1);
+        assert_eq!(q.best(-1.5), "", "no span beats no answer by 1.5");
+        assert!((q.null_odds() - -1.0).abs() < 1e-12);
+    }
 }
