@@ -34,7 +34,7 @@ import sys
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cuad_retrieval import annotations, loose, questions, split_of, stem  # noqa: E402
+from cuad_retrieval import annotations, contracts, questions, split_of, stem  # noqa: E402
 
 
 def locate_parts(text, excerpt):
@@ -50,24 +50,6 @@ def locate_parts(text, excerpt):
         found.append((start, part))
         at = start + len(part)
     return found
-
-
-def contracts(cuad, notes, counts):
-    """(file name, annotations key, collapsed text) of every contract text that matches a row."""
-    by_stem = {stem(c): c for c in notes}
-    by_loose = {loose(c): c for c in notes}
-    texts_dir = os.path.join(cuad, "CUAD_v1", "full_contract_txt")
-    for name in sorted(os.listdir(texts_dir)):
-        contract = by_stem.get(stem(name))
-        counts["contracts matched by name"] += contract is not None
-        if contract is None:
-            contract = by_loose.get(loose(name))
-            counts["contracts matched by alphanumeric name"] += contract is not None
-        if contract is None:
-            counts["contract texts matching no row"] += 1
-            continue
-        with open(os.path.join(texts_dir, name), encoding="utf-8", errors="replace") as f:
-            yield name, contract, " ".join(f.read().split())
 
 
 def paragraph(contract, text, notes, asked, counts):

@@ -112,16 +112,12 @@ def windows(text):
     return out
 
 
-def main(cuad, out_dir):
-    asked = questions(os.path.join(cuad, "category_descriptions.csv"))
-    notes = annotations(os.path.join(cuad, "CUAD_v1", "master_clauses.csv"), list(asked))
+def contracts(cuad, notes, counts):
+    """(file name, annotations key, text with whitespace collapsed) of every contract text that
+    matches a row of the annotations, by name, else by name's letters and digits."""
     by_stem = {stem(c): c for c in notes}
     by_loose = {loose(c): c for c in notes}
     texts_dir = os.path.join(cuad, "CUAD_v1", "full_contract_txt")
-    counts = Counter()
-    rng = random.Random(13)
-    passages = {"train": [], "test": []}  # (contract, window index, text, {categories})
-    dapt = []
     for name in sorted(os.listdir(texts_dir)):
         contract = by_stem.get(stem(name))
         counts["contracts matched by name"] += contract is not None
@@ -132,7 +128,17 @@ def main(cuad, out_dir):
             counts["contract texts matching no annotations"] += 1
             continue
         with open(os.path.join(texts_dir, name), encoding="utf-8", errors="replace") as f:
-            text = " ".join(f.read().split())
+            yield name, contract, " ".join(f.read().split())
+
+
+def main(cuad, out_dir):
+    asked = questions(os.path.join(cuad, "category_descriptions.csv"))
+    notes = annotations(os.path.join(cuad, "CUAD_v1", "master_clauses.csv"), list(asked))
+    counts = Counter()
+    rng = random.Random(13)
+    passages = {"train": [], "test": []}  # (contract, window index, text, {categories})
+    dapt = []
+    for _, contract, text in contracts(cuad, notes, counts):
         spans = []
         for category, excerpt in notes[contract]:
             found = locate(text, excerpt)

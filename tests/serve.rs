@@ -401,3 +401,45 @@ fn a_reranker_answers_tei_rerank_with_the_scores_of_predict() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("--task rerank") && stderr.contains("3 label(s)"), "{stderr}");
 }
+
+/// A question-answering model answers `/qa` (huggingface_hub's `question_answering` request:
+/// `inputs` one `{question, context}` or a list) with `predict`'s answers; a question too long
+/// for the windows is refused alone, and the server stays up.
+#[test]
+fn a_reader_answers_questions_as_the_predict_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let examples = common::repo().join("tests/fixtures/reference/qa_examples.jsonl");
+    let model = tmp.path().join("qa");
+    let (e, m) = (examples.to_str().unwrap(), model.to_str().unwrap());
+    let window = ["--max-len", "64", "--doc-stride", "16"];
+    let tiny = tiny_model();
+    let mut args = vec!["finetune", "--model", tiny.to_str().unwrap(), "--train", e, "--output", m];
+    args.extend(["--max-steps", "6", "--lr", "1e-3", "--batch-size", "4", "--threads", "1", "--precision", "fp32"]);
+    args.extend(window);
+    ok(&args);
+    let mut args = vec!["predict", "--model", m, "--input", e, "--threads", "1", "--precision", "fp32"];
+    args.extend(window);
+    let cli: Vec<Value> = ok(&args).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> =
+        std::fs::read_to_string(&examples).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let server = Server::start(&model, &window);
+    assert_eq!(serde_json::from_str::<Value>(&server.get("/info")).unwrap()["task"], "question-answering");
+    let input = |r: &Value| json!({"question": r["question"], "context": r["context"]});
+    let (status, one) = server.post("/qa", &json!({"inputs": input(&rows[0])}).to_string());
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["answer"], cli[0]["answer"]);
+    assert_eq!(one["answers"], cli[0]["answers"]);
+    let all: Vec<Value> = rows.iter().map(input).collect();
+    let (status, many) = server.post("/qa", &json!({"inputs": all}).to_string());
+    assert_eq!(status, 200, "{many}");
+    for (got, want) in many.as_array().unwrap().iter().zip(&cli) {
+        assert_eq!(got["answer"], want["answer"]);
+        let p = want["answers"].get(0).map_or(want["null_probability"].clone(), |a| a["probability"].clone());
+        assert_eq!(got["score"], p, "the score is the answer's probability (no answer's where none)");
+    }
+    let long = json!({"question": "who ".repeat(60), "context": "The tenant pays."});
+    let (status, refused) = server.post("/qa", &json!({"inputs": long}).to_string());
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("no room for the context"), "{refused}");
+    assert_eq!(server.post("/qa", &json!({"inputs": input(&rows[1])}).to_string()).0, 200, "still up");
+}

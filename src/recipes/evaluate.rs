@@ -60,7 +60,10 @@ pub struct Evaluate {
     #[command(flatten)]
     pub tags: TagFlags,
     #[command(flatten)]
-    pub qa: crate::recipes::QaFlags,
+    pub decoding: crate::recipes::DecodingFlags,
+    /// Question answering: also CUAD's measures (AUPR, precision at 80% and 90% recall).
+    #[arg(long)]
+    pub cuad_metrics: bool,
     /// Multi-label: count "no label" as one more class in micro- and macro-F1 (LexGLUE's convention).
     #[arg(long)]
     pub count_no_label: bool,
@@ -121,9 +124,10 @@ impl Evaluate {
         let max_len = model.max_len(args.flags.max_len)?;
         if TaskKind::of(&model.config) == TaskKind::QuestionAnswering {
             let (stride, on_bad) = (args.flags.stride, args.flags.on_bad_row);
-            let how = crate::recipes::question_answering::Reading { qa: &args.qa, max_len, stride, on_bad };
+            let how = crate::recipes::question_answering::Reading { decoding: &args.decoding, max_len, stride, on_bad };
+            let (cuad, batch_size) = (args.cuad_metrics, args.batch_size);
             let evaluation =
-                crate::recipes::question_answering::evaluate(&model, data, &how, &options, args.batch_size)?;
+                crate::recipes::question_answering::evaluate(&model, data, &how, cuad, &options, batch_size)?;
             return Ok((model, TaskKind::QuestionAnswering.name(), evaluation));
         }
         let names = model.config.id2label().map(<[String]>::to_vec).with_context(|| {

@@ -199,6 +199,19 @@ impl FineTune {
         }
     }
 
+    /// The model card's data files: --train's and the evaluation data's (where there is some),
+    /// each described by `file` (role, path, the data).
+    pub(crate) fn card_files<T: ?Sized>(
+        &self,
+        train: &T,
+        eval: Option<&T>,
+        file: impl Fn(&'static str, String, &T) -> DataFile,
+    ) -> Vec<DataFile> {
+        let mut data = vec![file("train", self.train.display().to_string(), train)];
+        data.extend(eval.map(|eval| file("eval", self.eval_name(), eval)));
+        data
+    }
+
     /// The evaluation data as the model card names it: --eval, or the share held out of --train.
     pub fn eval_name(&self) -> String {
         self.eval.as_ref().map_or(format!("{} (held out)", self.train.display()), |e| e.display().to_string())

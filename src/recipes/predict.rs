@@ -39,7 +39,7 @@ pub struct Predict {
     #[command(flatten)]
     pub tags: TagFlags,
     #[command(flatten)]
-    pub qa: crate::recipes::QaFlags,
+    pub decoding: crate::recipes::DecodingFlags,
     /// Token classification: how a word's tokens make its tag (as transformers' pipeline).
     #[arg(long, value_enum, default_value = "first")]
     pub aggregation: Aggregation,
@@ -81,7 +81,7 @@ impl Predict {
         if TaskKind::of(&model.config) == TaskKind::QuestionAnswering {
             let reader: crate::predict::Reader = pretrained::load(&model, &options)?;
             let (stride, on_bad) = (args.flags.stride, args.flags.on_bad_row);
-            let how = crate::recipes::question_answering::Reading { qa: &args.qa, max_len, stride, on_bad };
+            let how = crate::recipes::question_answering::Reading { decoding: &args.decoding, max_len, stride, on_bad };
             let out = crate::recipes::question_answering::predict(&reader, &args.input, &how, args.batch_size)?;
             return write_out(&args.output, &out);
         }

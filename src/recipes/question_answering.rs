@@ -27,8 +27,10 @@ use crate::values::positive;
 /// The file beside a model that holds the decoding it was tuned with.
 pub const DECODING_FILE: &str = "question_answering.json";
 
+/// How a question-answering model's window scores become answers (finetune's evaluation,
+/// evaluate, predict, serve).
 #[derive(clap::Args, Clone, Debug)]
-pub struct QaFlags {
+pub struct DecodingFlags {
     /// Question answering: start and end positions considered per window, and answers kept
     /// per question (run_qa's n_best_size).
     #[arg(long, default_value_t = 20, value_parser = positive)]
@@ -41,6 +43,13 @@ pub struct QaFlags {
     /// --tune-thresholds chose in training (question_answering.json beside the model), else 0.
     #[arg(long, allow_hyphen_values = true)]
     pub null_threshold: Option<f64>,
+}
+
+/// Question-answering training's own flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct QaFlags {
+    #[command(flatten)]
+    pub decoding: DecodingFlags,
     /// Question answering: training windows that hold no answer to keep: all, balanced (as
     /// many as hold one, as CUAD trains), or a share in (0, 1], drawn with --seed.
     #[arg(long, default_value = "all")]
@@ -51,7 +60,7 @@ pub struct QaFlags {
     pub cuad_metrics: bool,
 }
 
-impl QaFlags {
+impl DecodingFlags {
     /// The decoding: the flags, the null threshold from the model's directory where not given.
     pub fn decoding(&self, model: &Path) -> Result<Decoding> {
         let saved = match (self.null_threshold, std::fs::read_to_string(model.join(DECODING_FILE))) {
@@ -127,7 +136,7 @@ pub(crate) fn finetune(
     // transformers' question-answering heads have two outputs, whatever the checkpoint had.
     model.config.set_labels(&["LABEL_0".to_string(), "LABEL_1".to_string()]);
     model.config.remove("problem_type");
-    let decoding = args.qa.decoding(&model.dir)?;
+    let decoding = args.qa.decoding.decoding(&model.dir)?;
     let card = card_data(args, &train_data, eval_data.as_ref());
     // Windows first: a question too long for --max-len stops the run before anything is written.
     let tokenizer = crate::tokenizer::Tokenizer::from_dir(&model.dir)?;
@@ -207,34 +216,28 @@ fn tune_null_threshold(
 
 /// The data files for the model card: questions, and how many have an answer.
 fn card_data(args: &FinetuneArgs, train: &QaData, eval: Option<&QaData>) -> Vec<DataFile> {
-    let file = |role: &'static str, path: String, data: &QaData| {
+    args.card_files(train, eval, |role, path, data| {
         let answered = data.questions.iter().filter(|q| !q.answers.is_empty()).count() as u64;
-        let labels = vec![
-            ("answered".to_string(), answered),
-            ("unanswerable".to_string(), data.questions.len() as u64 - answered),
-        ];
+        let unanswerable = data.questions.len() as u64 - answered;
+        let labels = vec![("answered".to_string(), answered), ("unanswerable".to_string(), unanswerable)];
         DataFile { role, path, examples: data.questions.len(), labels }
-    };
-    let mut data = vec![file("train", args.train.display().to_string(), train)];
-    if let Some(eval) = eval {
-        data.push(file("eval", args.eval_name(), eval));
-    }
-    data
+    })
 }
 
-/// How evaluate and predict read questions and cut windows.
+/// How evaluate and predict read questions, cut windows and decode.
 pub struct Reading<'a> {
-    pub qa: &'a QaFlags,
+    pub decoding: &'a DecodingFlags,
     pub max_len: usize,
     pub stride: usize,
     pub on_bad: OnBadRow,
 }
 
-/// `evaluate` of a reader: SQuAD's exact match and F1 (CUAD's measures with --cuad-metrics).
+/// `evaluate` of a reader: SQuAD's exact match and F1 (CUAD's measures with `cuad`).
 pub fn evaluate(
     model: &ModelDir,
     data: &Path,
     how: &Reading,
+    cuad: bool,
     options: &LoadOptions,
     batch_size: usize,
 ) -> Result<Evaluation> {
@@ -242,8 +245,8 @@ pub fn evaluate(
     let reader: Reader = pretrained::load(model, options)?;
     let set = QaSet::new(&reader.tokenizer, questions, how.max_len, how.stride)?;
     tracing::info!("{}: {} questions in {} windows", data.display(), set.data.questions.len(), set.windows.len());
-    let decoding = how.qa.decoding(&model.dir)?;
-    reader.evaluate_set(&set, &decoding, how.qa.cuad_metrics, batch_size, Spread::Ranks)
+    let decoding = how.decoding.decoding(&model.dir)?;
+    reader.evaluate_set(&set, &decoding, cuad, batch_size, Spread::Ranks)
 }
 
 /// `predict` of a reader: a JSON line per question with its answer ("" for none), every answer
@@ -251,7 +254,7 @@ pub fn evaluate(
 pub fn predict(reader: &Reader, input: &Path, how: &Reading, batch_size: usize) -> Result<Vec<u8>> {
     let questions = read(input, how.on_bad)?;
     let set = QaSet::new(&reader.tokenizer, questions, how.max_len, how.stride)?;
-    let decoding = how.qa.decoding(reader.dir())?;
+    let decoding = how.decoding.decoding(reader.dir())?;
     let (scores, _) = reader.window_scores(&set, &decoding, batch_size, Spread::Alone)?;
     let mut out = Vec::new();
     for (q, a) in set.data.questions.iter().zip(reader.answers(&set, &scores, &decoding)) {

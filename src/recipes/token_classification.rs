@@ -163,18 +163,13 @@ pub(crate) fn finetune(
 
 /// The data files for the model card, with the words carrying each tag.
 fn card_data(args: &FinetuneArgs, train: &[TaggedSentence], eval: Option<&[TaggedSentence]>) -> Vec<DataFile> {
-    let file = |role: &'static str, path: String, sentences: &[TaggedSentence]| {
+    args.card_files(train, eval, |role, path, sentences| {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for tag in sentences.iter().flat_map(|s| s.tags.iter().flatten()) {
             *counts.entry(tag.clone()).or_default() += 1;
         }
         DataFile { role, path, examples: sentences.len(), labels: counts.into_iter().collect() }
-    };
-    let mut data = vec![file("train", args.train.display().to_string(), train)];
-    if let Some(eval) = eval {
-        data.push(file("eval", args.eval_name(), eval));
-    }
-    data
+    })
 }
 
 /// How evaluate and predict read tagged data and cut it into windows.

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use super::reader::{Reader, Reading};
 use crate::data::Encoded;
+use crate::data::question_answering::{QaData, QaSet, Question};
 use crate::distributed::Spread;
+use crate::predict::Decoding;
 use crate::predict::Embedder;
 use crate::predict::MaskedLanguageModel;
 use crate::predict::{Aggregation, Tagger};
@@ -33,6 +35,9 @@ pub(crate) enum Engine {
     /// A one-output sequence classifier on (query, passage) pairs: `/rerank` (the raw logit of
     /// each pair; the route applies the sigmoid unless asked for raw scores).
     Reranker { model: Classifier },
+    /// Extractive question answering on (question, context) pairs, contexts of any length in
+    /// windows sharing `stride` tokens: `/qa`.
+    Answerer { model: crate::predict::Reader, decoding: Decoding, stride: usize },
 }
 
 /// The route each engine answers on.
@@ -43,6 +48,7 @@ impl Engine {
             Engine::Embedder { .. } => "/embed",
             Engine::FillMask { .. } => "/fill-mask",
             Engine::Reranker { .. } => "/rerank",
+            Engine::Answerer { .. } => "/qa",
         }
     }
 
@@ -58,6 +64,7 @@ impl Engine {
             Engine::Embedder { .. } => "embeddings",
             Engine::FillMask { .. } => "fill-mask",
             Engine::Reranker { .. } => "rerank",
+            Engine::Answerer { .. } => "question-answering",
         }
     }
 
@@ -68,16 +75,24 @@ impl Engine {
             Engine::Classifier { model, .. } | Engine::Reranker { model } => (model.tokenizer.clone(), None),
             Engine::Tagger { model, .. } => (model.tokenizer.clone(), None),
             Engine::Embedder { model } => (model.tokenizer().clone(), None),
+            Engine::Answerer { model, .. } => (model.tokenizer.clone(), None),
             Engine::FillMask { model, .. } => {
                 let t = &model.tokenizer;
                 (t.clone(), Some(t.id_to_token(t.mask_id).unwrap_or_else(|| "[MASK]".into())))
             }
         };
         let how = Reading {
-            windows: matches!(self, Engine::Tagger { .. }),
+            windows: matches!(self, Engine::Tagger { .. } | Engine::Answerer { .. }),
             encodes: matches!(self, Engine::Classifier { .. } | Engine::Reranker { .. }),
-            singles_only: !matches!(self, Engine::Classifier { .. } | Engine::Reranker { .. }),
+            singles_only: !matches!(
+                self,
+                Engine::Classifier { .. } | Engine::Reranker { .. } | Engine::Answerer { .. }
+            ),
             mask_token,
+            question_stride: match self {
+                Engine::Answerer { stride, .. } => Some(*stride),
+                _ => None,
+            },
         };
         Reader::new(self.route(), self.task(), tokenizer, max_len, how)
     }
@@ -101,6 +116,7 @@ impl Engine {
                 let texts: Vec<&str> = seqs.iter().map(|s| s.text.as_str()).collect();
                 Ok(model.embed(&texts)?.vectors.into_iter().map(Value::from).collect())
             }
+            Engine::Answerer { model, decoding, stride } => answer_questions(model, decoding, seqs, max_len, *stride),
             Engine::FillMask { model, top_k } => seqs
                 .iter()
                 .map(|s| {
@@ -115,6 +131,40 @@ impl Engine {
                 .collect(),
         }
     }
+}
+
+/// Each (question, context)'s answer as transformers' question-answering pipeline gives it
+/// (`answer`, `score`, `start`, `end`; "" with the no-answer probability where no span beats no
+/// answer), with every answer that does (`answers`).
+fn answer_questions(
+    model: &crate::predict::Reader,
+    decoding: &Decoding,
+    seqs: &[Sequence],
+    max_len: usize,
+    stride: usize,
+) -> Result<Vec<Value>> {
+    let mut data = QaData::default();
+    for (i, s) in seqs.iter().enumerate() {
+        data.contexts.push(s.pair.clone().unwrap_or_default());
+        let at = format!("input {i}");
+        let q =
+            Question { id: i.to_string(), question: s.text.clone(), context: i, answers: vec![], has_gold: false, at };
+        data.questions.push(q);
+    }
+    let set = QaSet::new(&model.tokenizer, data, max_len, stride)?;
+    let (scores, _) = model.window_scores(&set, decoding, set.windows.len().max(1), Spread::Alone)?;
+    let threshold = decoding.null_threshold;
+    Ok(model
+        .answers(&set, &scores, decoding)
+        .iter()
+        .map(|q| {
+            let answers = q.answers(threshold);
+            match answers.first() {
+                Some(a) => json!({"answer": a.text, "score": a.probability, "start": a.start, "end": a.end, "answers": answers}),
+                None => json!({"answer": "", "score": q.null_probability, "start": 0, "end": 0, "answers": answers}),
+            }
+        })
+        .collect())
 }
 
 /// TEI's `/predict` answer for each sequence: every label with its score, best first (softmax

@@ -73,6 +73,26 @@ enum OpenAiInput {
     List(Vec<String>),
 }
 
+/// A question-answering request (`POST /qa`), as huggingface_hub's `InferenceClient.question_answering`
+/// sends it: `inputs` one `{question, context}` or a list of them.
+#[derive(Deserialize)]
+struct QaRequest {
+    inputs: QaInputs,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QaInputs {
+    One(QaInput),
+    Many(Vec<QaInput>),
+}
+
+#[derive(Deserialize)]
+struct QaInput {
+    question: String,
+    context: String,
+}
+
 /// TEI's rerank request (`POST /rerank`): one query and the passages to order. The settings
 /// may also come under `parameters`, where they win.
 #[derive(Deserialize)]
@@ -166,6 +186,7 @@ async fn listen(app: Arc<App>) -> Result<()> {
     println!("listening on http://{} (POST {route} /{openai}, GET /health /info /metrics)", listener.local_addr()?);
     let mut router = match route {
         "/rerank" => Router::new().route(route, post(rerank)).route("/", post(rerank)),
+        "/qa" => Router::new().route(route, post(qa)).route("/", post(qa)),
         _ => Router::new().route(route, post(answer)).route("/", post(answer)),
     };
     if route == "/embed" {
@@ -326,6 +347,31 @@ async fn ranked(app: &App, body: Result<Json<RerankRequest>, JsonRejection>) -> 
         false => json!({"index": index, "score": score}),
     });
     Ok(Value::Array(answers.collect()))
+}
+
+/// `POST /qa`: each question's answer in its context (`Engine::Answerer`); one input, one
+/// answer, a list, a list.
+async fn qa(State(app): State<Arc<App>>, body: Result<Json<QaRequest>, JsonRejection>) -> Response {
+    let start = Instant::now();
+    let _counted = InFlight::new(&app.metrics.in_flight);
+    let response = match answered(&app, body).await {
+        Ok(value) => Json(value).into_response(),
+        Err(failure) => failure.into_response(),
+    };
+    app.metrics.observe_request("/qa", response.status().as_u16(), start.elapsed().as_secs_f64());
+    response
+}
+
+async fn answered(app: &App, body: Result<Json<QaRequest>, JsonRejection>) -> Result<Value, Failure> {
+    let Json(request) = body.map_err(|r| Failure(r.status(), r.body_text()))?;
+    let (inputs, single) = match request.inputs {
+        QaInputs::One(input) => (vec![input], true),
+        QaInputs::Many(inputs) => (inputs, false),
+    };
+    let seqs = inputs.into_iter().map(|i| Sequence { text: i.question, pair: Some(i.context) }).collect();
+    // Contexts are read whole, in windows: nothing is cut.
+    let (answers, _) = run_sequences(app, seqs, true).await?;
+    Ok(if single { answers.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(answers) })
 }
 
 /// `POST /v1/embeddings` in OpenAI's shape: unit-length vectors as floats or base64, with the

@@ -1,5 +1,5 @@
 //! A model behind HTTP (`bertkit serve`, or [`Serve`] in code): `/predict` (classification, multi-label, regression,
-//! token classification), `/embed` or `/fill-mask` by what the model is; `/health`, `/info`,
+//! token classification), `/embed`, `/rerank`, `/qa` or `/fill-mask` by what the model is; `/health`, `/info`,
 //! `/metrics`. Request and response shapes follow text-embeddings-inference where they overlap,
 //! so its clients work. Requests that arrive together run as one batch (`batcher.rs`); the HTTP
 //! side is axum on tokio (`http.rs`).
@@ -78,9 +78,12 @@ pub struct Serve {
     /// Fill-mask: candidates per mask.
     #[arg(long, default_value_t = 5, value_parser = positive)]
     pub top_k: usize,
-    /// Token classification: tokens shared by consecutive windows of a long text.
-    #[arg(long, default_value_t = 128, value_parser = positive)]
+    /// Token classification and question answering: tokens shared by consecutive windows of a
+    /// long text (a context).
+    #[arg(long, alias = "doc-stride", default_value_t = 128, value_parser = positive)]
     pub stride: usize,
+    #[command(flatten)]
+    pub decoding: crate::recipes::DecodingFlags,
     /// fp32 (the default: transformers' numbers), bf16 (autocast), or auto: bf16 where the
     /// device computes it natively (faster; probabilities move by ~1e-3).
     #[arg(long, value_enum, default_value = "fp32")]
@@ -98,6 +101,8 @@ pub enum ServeTask {
     /// TEI's `/rerank`: a query's passages ordered by a one-output sequence classifier (a
     /// cross-encoder reranker, or any model with one label, as TEI serves them).
     Rerank,
+    /// `/qa`: the answer to a question in a context (a question-answering model).
+    QuestionAnswering,
 }
 
 pub struct Settings {
@@ -131,10 +136,14 @@ fn run(args: Serve) -> Result<()> {
     let max_len = model.max_len(args.max_len)?;
     let task = args.task.unwrap_or_else(|| default_task(&model));
     let kind = TaskKind::of(&model.config);
-    if kind == TaskKind::QuestionAnswering && matches!(task, ServeTask::Predict | ServeTask::Rerank) {
+    if (kind == TaskKind::QuestionAnswering) != (task == ServeTask::QuestionAnswering)
+        && matches!(task, ServeTask::Predict | ServeTask::Rerank | ServeTask::QuestionAnswering)
+    {
         crate::error::refuse!(
-            "{}: a question-answering model is not served yet (no /qa route); answer with `bertkit predict`",
-            model.dir.display()
+            "--task {}: {} is a {} model (serve a question-answering model with --task question-answering)",
+            clap::ValueEnum::to_possible_value(&task).map_or_else(String::new, |v| v.get_name().to_string()),
+            model.dir.display(),
+            kind.name()
         );
     }
     if task == ServeTask::Rerank && (model.config.num_labels() != 1 || kind == TaskKind::TokenClassification) {
@@ -182,6 +191,11 @@ fn run(args: Serve) -> Result<()> {
             }
             ServeTask::FillMask => Engine::FillMask { model: pretrained::load(&model, &options)?, top_k: args.top_k },
             ServeTask::Rerank => Engine::Reranker { model: pretrained::load(&model, &options)? },
+            ServeTask::QuestionAnswering => Engine::Answerer {
+                model: pretrained::load(&model, &options)?,
+                decoding: args.decoding.decoding(&dir)?,
+                stride: args.stride,
+            },
         })
     };
     http::serve(make, settings).context("serving")
@@ -193,12 +207,12 @@ fn default_task(model: &ModelDir) -> ServeTask {
         ServeTask::FillMask
     } else if TaskKind::of(&model.config) == TaskKind::Rerank {
         ServeTask::Rerank
+    } else if TaskKind::of(&model.config) == TaskKind::QuestionAnswering {
+        ServeTask::QuestionAnswering
     } else if model.config.id2label().is_some()
-        && architectures.iter().any(|a| {
-            ["ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering"]
-                .iter()
-                .any(|h| a.ends_with(h))
-        })
+        && architectures
+            .iter()
+            .any(|a| a.ends_with("ForSequenceClassification") || a.ends_with("ForTokenClassification"))
     {
         ServeTask::Predict
     } else {

@@ -43,6 +43,9 @@ pub(crate) struct Reading {
     pub singles_only: bool,
     /// Fill-mask: the token every text must contain.
     pub mask_token: Option<String>,
+    /// Question answering: the tokens consecutive windows share, which with the question must
+    /// leave room for the context.
+    pub question_stride: Option<usize>,
 }
 
 impl Reader {
@@ -83,6 +86,20 @@ impl Reader {
     fn check(&self, seqs: &[Sequence]) -> std::result::Result<(), String> {
         if self.how.singles_only && seqs.iter().any(|s| s.pair.is_some()) {
             return Err(format!("{} takes single texts, not pairs", self.task));
+        }
+        if let Some(stride) = self.how.question_stride {
+            let questions: Vec<&str> = seqs.iter().map(|s| s.text.as_str()).collect();
+            let encoded = self.tokenizer.encode_plain(&questions).map_err(|e| format!("{e:#}"))?;
+            let specials = self.tokenizer.pair_special_tokens();
+            if let Some((i, e)) = encoded.iter().enumerate().find(|(_, e)| e.len() + specials + stride >= self.max_len)
+            {
+                return Err(format!(
+                    "question {i} has {} tokens: with the {specials} special tokens and the windows' stride of {stride} \
+                     it leaves no room for the context in {} tokens",
+                    e.len(),
+                    self.max_len
+                ));
+            }
         }
         match &self.how.mask_token {
             Some(mask) => match seqs.iter().position(|s| !s.text.contains(mask.as_str())) {
