@@ -16,7 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -28,6 +30,7 @@ use crate::encoder::ForwardOptions;
 use crate::metrics::question_answering::{Answered, qa_report};
 use crate::pretrained::Pretrained;
 use crate::task::QuestionAnswerer;
+use crate::values::positive;
 
 /// A model with a question-answering head, loaded.
 pub type Reader = Pretrained<QuestionAnswerer>;
@@ -46,6 +49,43 @@ pub struct Decoding {
 impl Default for Decoding {
     fn default() -> Self {
         Decoding { n_best: 20, max_answer_len: 30, null_threshold: 0.0 }
+    }
+}
+
+/// The file beside a model that holds the decoding it was tuned with (`--tune-thresholds`).
+pub const DECODING_FILE: &str = "question_answering.json";
+
+/// How a question-answering model's window scores become answers (finetune's evaluation,
+/// evaluate, predict, serve).
+#[derive(clap::Args, Clone, Debug)]
+pub struct DecodingFlags {
+    /// Question answering: start and end positions considered per window, and answers kept
+    /// per question (run_qa's n_best_size).
+    #[arg(long, default_value_t = 20, value_parser = positive)]
+    pub n_best: usize,
+    /// Question answering: the longest answer, in tokens.
+    #[arg(long, default_value_t = 30, value_parser = positive)]
+    pub max_answer_len: usize,
+    /// Question answering: answer "nothing" where no-answer's log-probability beats the best
+    /// span's by more than this (run_qa's null_score_diff_threshold). Default: the threshold
+    /// --tune-thresholds chose in training (question_answering.json beside the model), else 0.
+    #[arg(long, allow_hyphen_values = true)]
+    pub null_threshold: Option<f64>,
+}
+
+impl DecodingFlags {
+    /// The decoding: the flags, the null threshold from the model's directory where not given.
+    pub fn decoding(&self, model: &Path) -> Result<Decoding> {
+        let saved = match (self.null_threshold, std::fs::read_to_string(model.join(DECODING_FILE))) {
+            (None, Ok(text)) => {
+                let json: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not JSON", model.join(DECODING_FILE).display()))?;
+                json["null_threshold"].as_f64()
+            }
+            _ => None,
+        };
+        let null_threshold = self.null_threshold.or(saved).unwrap_or(0.0);
+        Ok(Decoding { n_best: self.n_best, max_answer_len: self.max_answer_len, null_threshold })
     }
 }
 

@@ -60,7 +60,7 @@ pub struct Evaluate {
     #[command(flatten)]
     pub tags: TagFlags,
     #[command(flatten)]
-    pub decoding: crate::recipes::DecodingFlags,
+    pub decoding: crate::predict::question_answering::DecodingFlags,
     /// Question answering: also CUAD's measures (AUPR, precision at 80% and 90% recall).
     #[arg(long)]
     pub cuad_metrics: bool,

@@ -52,5 +52,5 @@ pub use mine_negatives::{MineNegatives, MinedFormat};
 pub use predict::Predict;
 pub use pretrain::{CorpusFlags, Pretrain, split_blocks};
 pub use probe::Probe;
-pub use question_answering::{DecodingFlags, QaFlags};
+pub use question_answering::QaFlags;
 pub use token_classification::TagFlags;

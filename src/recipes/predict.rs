@@ -39,7 +39,7 @@ pub struct Predict {
     #[command(flatten)]
     pub tags: TagFlags,
     #[command(flatten)]
-    pub decoding: crate::recipes::DecodingFlags,
+    pub decoding: crate::predict::question_answering::DecodingFlags,
     /// Token classification: how a word's tokens make its tag (as transformers' pipeline).
     #[arg(long, value_enum, default_value = "first")]
     pub aggregation: Aggregation,

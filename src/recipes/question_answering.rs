@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
 
 use super::finetune::{FineTune as FinetuneArgs, Trained};
@@ -16,34 +16,12 @@ use crate::data::question_answering::{NullWindows, QaData, QaSet, read_questions
 use crate::distributed::Spread;
 use crate::fsutil::atomic_write;
 use crate::predict::Evaluation;
-use crate::predict::question_answering::{Decoding, Reader};
+use crate::predict::question_answering::{DECODING_FILE, Decoding, DecodingFlags, Reader};
 use crate::pretrained::{self, LoadOptions, ModelDir};
 use crate::train::QuestionAnswering;
 use crate::train::model_card::{DataFile, ModelCard};
 use crate::train::run_dir::RunDir;
 use crate::train::train;
-use crate::values::positive;
-
-/// The file beside a model that holds the decoding it was tuned with.
-pub const DECODING_FILE: &str = "question_answering.json";
-
-/// How a question-answering model's window scores become answers (finetune's evaluation,
-/// evaluate, predict, serve).
-#[derive(clap::Args, Clone, Debug)]
-pub struct DecodingFlags {
-    /// Question answering: start and end positions considered per window, and answers kept
-    /// per question (run_qa's n_best_size).
-    #[arg(long, default_value_t = 20, value_parser = positive)]
-    pub n_best: usize,
-    /// Question answering: the longest answer, in tokens.
-    #[arg(long, default_value_t = 30, value_parser = positive)]
-    pub max_answer_len: usize,
-    /// Question answering: answer "nothing" where no-answer's log-probability beats the best
-    /// span's by more than this (run_qa's null_score_diff_threshold). Default: the threshold
-    /// --tune-thresholds chose in training (question_answering.json beside the model), else 0.
-    #[arg(long, allow_hyphen_values = true)]
-    pub null_threshold: Option<f64>,
-}
 
 /// Question-answering training's own flags.
 #[derive(clap::Args, Clone, Debug)]
@@ -58,22 +36,6 @@ pub struct QaFlags {
     /// the n-best answers' probabilities); the best checkpoint is then the one of best AUPR.
     #[arg(long)]
     pub cuad_metrics: bool,
-}
-
-impl DecodingFlags {
-    /// The decoding: the flags, the null threshold from the model's directory where not given.
-    pub fn decoding(&self, model: &Path) -> Result<Decoding> {
-        let saved = match (self.null_threshold, std::fs::read_to_string(model.join(DECODING_FILE))) {
-            (None, Ok(text)) => {
-                let json: serde_json::Value = serde_json::from_str(&text)
-                    .with_context(|| format!("{}: not JSON", model.join(DECODING_FILE).display()))?;
-                json["null_threshold"].as_f64()
-            }
-            _ => None,
-        };
-        let null_threshold = self.null_threshold.or(saved).unwrap_or(0.0);
-        Ok(Decoding { n_best: self.n_best, max_answer_len: self.max_answer_len, null_threshold })
-    }
 }
 
 /// Reads questions, reporting skipped ones.

@@ -83,7 +83,7 @@ pub struct Serve {
     #[arg(long, alias = "doc-stride", default_value_t = 128, value_parser = positive)]
     pub stride: usize,
     #[command(flatten)]
-    pub decoding: crate::recipes::DecodingFlags,
+    pub decoding: crate::predict::question_answering::DecodingFlags,
     /// fp32 (the default: transformers' numbers), bf16 (autocast), or auto: bf16 where the
     /// device computes it natively (faster; probabilities move by ~1e-3).
     #[arg(long, value_enum, default_value = "fp32")]
