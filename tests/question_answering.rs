@@ -326,3 +326,32 @@ fn bad_questions_are_refused_in_one_line_before_anything_is_written() {
     let e = refused("unlabelled.jsonl", unlabelled, &[]);
     assert!(e.contains("question z") && e.contains("needs \"answers\""), "{e}");
 }
+
+/// `adapt` on SQuAD-like data: TAPT reads the contexts (each once), the fine-tunes and the test
+/// scores are question answering's, chosen and reported by CUAD's AUPR when asked.
+#[test]
+fn adapt_studies_a_reader_by_its_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (squad, study) = (dir.path().join("train.json"), dir.path().join("study"));
+    write_squad(&squad);
+    let tiny = repo().join("tests/fixtures/tiny-bert");
+    let (s, t, o) = (squad.to_str().unwrap(), tiny.to_str().unwrap(), study.to_str().unwrap());
+    let mut args = vec!["adapt", "--model", t, "--tapt", "--train", s, "--eval", s, "--test", s, "--output", o];
+    args.extend(["--pretrain-steps", "2", "--pretrain-max-len", "16", "--pretrain-eval-split", "0.2"]);
+    args.extend(["--finetune-epochs", "1"]);
+    args.extend(["--finetune-max-len", "64", "--doc-stride", "16", "--cuad-metrics", "--batch-size", "8"]);
+    args.extend(["--device", "cpu", "--threads", "1", "--precision", "fp32"]);
+    let refused = common::bertkit(&[&args[..], &["--probe-every", "1"]].concat());
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--probe finetune"));
+    ok(&args);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(study.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["checkpoint_metric"], "aupr");
+    for arm in ["original", "tapt"] {
+        let metrics = &report["downstream"][arm]["runs"][0]["metrics"];
+        assert!(metrics["aupr"].as_f64().is_some() && metrics["f1"].as_f64().is_some(), "{arm}: {metrics}");
+    }
+    let text = std::fs::read_to_string(study.join("task-text.txt")).unwrap();
+    let context = &read_questions(&examples(), OnBadRow::Error).unwrap().0.contexts[0];
+    assert_eq!(text.trim(), context, "TAPT reads the one context once, no question");
+}

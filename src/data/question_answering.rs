@@ -378,6 +378,17 @@ pub enum NullWindows {
     Share(f64),
 }
 
+/// The flag's spelling, which `FromStr` reads back.
+impl std::fmt::Display for NullWindows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NullWindows::All => write!(f, "all"),
+            NullWindows::Balanced => write!(f, "balanced"),
+            NullWindows::Share(share) => write!(f, "{share}"),
+        }
+    }
+}
+
 impl std::str::FromStr for NullWindows {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -31,6 +31,8 @@ pub(super) fn probe_metric(args: &Args) -> String {
     let tagged = is_conll(&args.train) || is_tagged_jsonl(&args.train);
     let scored = matches!(args.loss, Some(Loss::Cosent | Loss::CosineMse));
     let own = match args.task {
+        _ if question_answering(args) && args.cuad_metrics => "aupr",
+        _ if question_answering(args) => "f1",
         Some(TaskKind::Embedding) if scored => "spearman",
         Some(TaskKind::Embedding | TaskKind::Rerank) => "ndcg_at_10",
         _ if tagged => "f1",
@@ -47,6 +49,7 @@ pub(super) fn selection_metric(args: &Args) -> Option<String> {
     }
     let tagged = is_conll(&args.train) || is_tagged_jsonl(&args.train);
     match args.task {
+        _ if question_answering(args) => None,
         Some(TaskKind::Classification | TaskKind::MultiLabel) => Some("macro_f1".into()),
         None if !tagged => Some("macro_f1".into()),
         _ => None,
@@ -137,6 +140,22 @@ pub(super) fn task_flags(args: &Args) -> Vec<String> {
         let name = loss.to_possible_value().expect("no skipped variants");
         flags.extend(["--loss".into(), name.get_name().to_string()]);
     }
+    if let Some(keep) = &args.null_windows {
+        flags.extend(["--null-windows".into(), keep.to_string()]);
+    }
+    flags.extend(reading_flags(args));
+    flags
+}
+
+/// How a question-answering study's `finetune` and `evaluate` read contexts and score answers.
+fn reading_flags(args: &Args) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(stride) = args.doc_stride {
+        flags.extend(["--doc-stride".into(), stride.to_string()]);
+    }
+    if args.cuad_metrics {
+        flags.push("--cuad-metrics".into());
+    }
     flags
 }
 
@@ -176,6 +195,7 @@ pub(super) fn evaluate_command(args: &Args, dir: &Path) -> Option<Vec<String>> {
         (Some(test), ..) => {
             v.extend(["--data".into(), path(test)]);
             v.extend(column_flags(args));
+            v.extend(reading_flags(args));
         }
         (None, Some(queries), Some(corpus), Some(qrels)) => {
             v.extend(["--queries".into(), path(queries), "--corpus".into(), path(corpus)]);

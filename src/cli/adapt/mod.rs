@@ -116,6 +116,17 @@ pub struct Args {
     /// ...judged by these relevance judgements.
     #[arg(long, requires = "test_queries")]
     test_qrels: Option<PathBuf>,
+    /// Question answering: tokens shared by consecutive windows of a context (see `finetune
+    /// --doc-stride`).
+    #[arg(long, value_parser = positive)]
+    doc_stride: Option<usize>,
+    /// Question answering: training windows without an answer to keep (see `finetune
+    /// --null-windows`).
+    #[arg(long)]
+    null_windows: Option<bertkit::data::question_answering::NullWindows>,
+    /// Question answering: score with CUAD's measures too, and choose checkpoints by AUPR.
+    #[arg(long)]
+    cuad_metrics: bool,
     /// Study directory: pretrained/{dapt,tapt,dapt-tapt}/, finetuned/{model}-seedN/,
     /// report.md, report.json.
     #[arg(long)]
@@ -191,6 +202,14 @@ enum AdaptedCheckpoint {
 
 fn path(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// Whether the study's task is extractive question answering (said, or SQuAD-like data).
+fn question_answering(args: &Args) -> bool {
+    match args.task {
+        Some(task) => task == TaskKind::QuestionAnswering,
+        None => bertkit::data::question_answering::is_question_answering(&args.train),
+    }
 }
 
 /// The set the report's numbers come from, as the report names it (None: the selection set).

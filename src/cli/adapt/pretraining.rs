@@ -42,7 +42,11 @@ pub(super) fn pretrainings(args: &Args, task_text: &Path) -> Vec<Pretraining> {
 /// sentence's words joined by spaces; for pairs, each distinct text of every text column:
 /// a retrieval task's passages are most of its domain text); labels are never read.
 pub(super) fn write_task_text(args: &Args, out: &Path) -> Result<()> {
-    let texts: Vec<String> = if is_conll(&args.train) || is_tagged_jsonl(&args.train) {
+    let texts: Vec<String> = if super::question_answering(args) {
+        // The contexts, each once (CUAD's contracts), not the questions asked of them.
+        let (data, _) = bertkit::data::question_answering::read_questions(&args.train, OnBadRow::Skip)?;
+        data.contexts
+    } else if is_conll(&args.train) || is_tagged_jsonl(&args.train) {
         let (sentences, _) = read_tagged(&args.train, TagColumn::Last, false, OnBadRow::Skip)?;
         sentences.into_iter().map(|s| s.words.join(" ")).collect()
     } else {

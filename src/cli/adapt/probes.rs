@@ -65,9 +65,11 @@ pub fn check(args: &Args) -> Result<()> {
     if args.probe_every.is_some() && args.probe == ProbeKind::Linear && tagged {
         bail!("--probe linear scores sequence-level tasks; for token classification pass --probe finetune");
     }
-    let pairs = matches!(args.task, Some(TaskKind::Embedding | TaskKind::Rerank));
+    let pairs = matches!(args.task, Some(TaskKind::Embedding | TaskKind::Rerank)) || super::question_answering(args);
     if args.probe_every.is_some() && args.probe == ProbeKind::Linear && pairs {
-        bail!("--probe linear fits a classifier; for --task embedding or rerank pass --probe finetune");
+        bail!(
+            "--probe linear fits a classifier; for --task embedding, rerank or question-answering pass --probe finetune"
+        );
     }
     if args.adapted_checkpoint == super::AdaptedCheckpoint::Probe && args.probe_every.is_none() {
         bail!("--adapted-checkpoint probe: pass --probe-every N so that there are probe scores to choose by");
