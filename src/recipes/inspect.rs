@@ -37,14 +37,16 @@ impl Inspect {
         };
         let family = model.family;
         let has = |prefix: &str| tensors.keys().any(|n| n.starts_with(prefix));
-        // The classifier's task as config.json records it (a token classifier is named so).
-        let classifier = match TaskKind::of(&model.config) {
-            TaskKind::TokenClassification => "token_classification",
-            _ => "sequence_classification",
+        // The task head as config.json records it (a token classifier, a QA head are named so).
+        let (classifier, head) = match TaskKind::of(&model.config) {
+            TaskKind::TokenClassification => ("token_classification", family.heads.classifier),
+            TaskKind::QuestionAnswering => ("question_answering", family.heads.qa_outputs),
+            _ => ("sequence_classification", family.heads.classifier),
         };
+        let head = format!("{head}.");
         let heads = BTreeMap::from([
             ("pooler", tensors.keys().any(|n| n.contains("pooler."))),
-            (classifier, has(&format!("{}.", family.heads.classifier))),
+            (classifier, has(&head)),
             ("masked_lm", has(family.heads.mlm_bias)),
         ]);
         let dtypes: std::collections::BTreeSet<String> = tensors.values().map(|t| format!("{:?}", t.dtype)).collect();
@@ -69,7 +71,7 @@ impl Inspect {
             "encoder_parameters": count(&|n| !family.is_head_tensor(n)),
             "heads": heads,
             "labels": model.config.id2label(),
-            "task": has(&format!("{}.", family.heads.classifier)).then(|| TaskKind::of(&model.config).name()),
+            "task": has(&head).then(|| TaskKind::of(&model.config).name()),
             "dtypes": dtypes,
             "tokenizer_vocab_size": tokenizer.as_ref().map(|t| t.vocab_size()),
         }))

@@ -161,7 +161,8 @@ impl CompareModels {
 fn open_pair(a_spec: &str, b_spec: &str, seed: i64) -> Result<(ModelDir, ModelDir)> {
     let (mut a, mut b) = (ModelDir::open(a_spec)?, ModelDir::open(b_spec)?);
     let fine_tuned = |m: &ModelDir| -> Result<bool> {
-        Ok(m.has_classifier()? && TaskKind::of(&m.config) != TaskKind::TokenClassification)
+        let per_token = matches!(TaskKind::of(&m.config), TaskKind::TokenClassification | TaskKind::QuestionAnswering);
+        Ok(m.has_classifier()? && !per_token)
     };
     if fine_tuned(&a)? {
         b.adopt_head(&a, seed)?;
