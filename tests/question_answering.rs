@@ -272,7 +272,10 @@ fn finetune_evaluate_and_predict_answer_from_the_context() {
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["architectures"][0], "BertForQuestionAnswering");
     let inspected = ok(&["inspect", o]);
-    assert!(inspected.contains("heads         question_answering") && inspected.contains("task          question-answering"));
+    assert!(
+        inspected.contains("heads         question_answering")
+            && inspected.contains("task          question-answering")
+    );
     let tuned: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("question_answering.json")).unwrap()).unwrap();
 
