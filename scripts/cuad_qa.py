@@ -34,22 +34,7 @@ import sys
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cuad_retrieval import annotations, contracts, questions, split_of, stem  # noqa: E402
-
-
-def locate_parts(text, excerpt):
-    """Each part of an excerpt (`<omitted>` joins CUAD's discontiguous parts) found in order:
-    (start, part) pairs, or None when a part is missing."""
-    found, at = [], 0
-    for part in (p.strip() for p in excerpt.split("<omitted>")):
-        if not part:
-            continue
-        start = text.find(part, at)
-        if start < 0:
-            return None
-        found.append((start, part))
-        at = start + len(part)
-    return found
+from cuad_retrieval import annotations, contracts, locate, questions, split_of, stem  # noqa: E402
 
 
 def paragraph(contract, text, notes, asked, counts):
@@ -58,12 +43,12 @@ def paragraph(contract, text, notes, asked, counts):
         excerpts = [e for c, e in notes.get(contract, []) if c == category]
         answers = []
         for excerpt in excerpts:
-            parts = locate_parts(text, excerpt)
-            if parts is None:
+            spans = locate(text, excerpt)
+            if not spans:
                 counts["excerpts not found"] += 1
                 continue
-            counts["excerpts found in parts (<omitted>)" if len(parts) > 1 else "excerpts found verbatim"] += 1
-            answers.extend({"text": part, "answer_start": start} for start, part in parts)
+            counts["excerpts found in parts (<omitted>)" if len(spans) > 1 else "excerpts found verbatim"] += 1
+            answers.extend({"text": text[start:end], "answer_start": start} for start, end in spans)
         if excerpts and not answers:
             counts["questions left out (no excerpt found)"] += 1
             continue
