@@ -806,7 +806,8 @@ QA_ANSWERS = [{"text": a, "answer_start": [QA_CONTEXT.index(t) for t in a]} for 
 def make_qa_reference(model_dir: Path, out: Path, name: str):
     """AutoModelForQuestionAnswering on run_qa's windows of the examples above: its fresh head,
     every window's start and end logits and loss computed alone (no padding), the mean loss over
-    windows and every parameter's gradient of it, dropout off."""
+    windows and every parameter's gradient of it, dropout off; gradient x input of the first
+    window's answer (explain's span targets)."""
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
@@ -842,6 +843,20 @@ def make_qa_reference(model_dir: Path, out: Path, name: str):
     for n, p in named_parameters(model):
         if p.grad is not None:
             ref[f"grad.{n}"] = p.grad.clone()
+    # What `explain` attributes for an answer read in the first window: gradient x input (word
+    # embeddings) of the probability of starting at its target start, and of ending at its end.
+    ids, types = torch.tensor([enc["input_ids"][0]]), torch.tensor([enc["token_type_ids"][0]])
+    x = model.get_input_embeddings()(ids).detach()
+    for side, at in (("start", starts[0]), ("end", ends[0])):
+        xg = x.clone().requires_grad_(True)
+        # ModernBERT's QA class names no inputs_embeds but hands its keywords to the encoder.
+        o = model(inputs_embeds=xg, **accepted(model, dict(attention_mask=torch.ones_like(ids), token_type_ids=types)))
+        (g,) = torch.autograd.grad(getattr(o, f"{side}_logits").softmax(-1)[0, at], xg)
+        ref[f"explain.{side}_gxi"] = (g * x).sum(-1)[0]
+        # The size of the terms each attribution sums (Σ over the embedding of |g x|): where the
+        # sum cancels (DeBERTa-v3's layer norm of the word embeddings alone makes g orthogonal
+        # to x), its rounding is still that of the terms.
+        ref[f"explain.{side}_gxi_terms"] = (g * x).abs().sum(-1).max().reshape(1)
     ref = {k: v.detach().contiguous() for k, v in ref.items()}
     save_file(ref, out / f"{name}_qa.safetensors")
     examples = [{"id": i, "question": q, "context": QA_CONTEXT, "answers": a}

@@ -57,7 +57,7 @@ fn inputs(r: &Reference) -> Inputs {
 }
 
 fn target(r: &Reference) -> Target {
-    Target { name: "predicted".into(), label: r.get("explain.target").int64_value(&[0]), positions: vec![] }
+    Target::label("predicted", r.get("explain.target").int64_value(&[0]))
 }
 
 fn as_tensor(v: &[f32]) -> Tensor {
@@ -126,7 +126,7 @@ fn rollout_matches_the_papers_formula() {
 fn token_classifier_gradient_x_input_matches_transformers() {
     for (name, dir, r) in cases() {
         let m = with_heads::<TokenClassifier>(&dir, &TAGS, &r, "tok_init");
-        let t = Target { name: "B-PER at 1..2".into(), label: 1, positions: vec![1, 2] };
+        let t = Target { name: "B-PER at 1..2".into(), label: 1, positions: vec![1, 2], window: None };
         let got = gradient_x_input(&m.model, &inputs(&r), &t, Output::Probability).unwrap();
         let (drift, scale) = attribution_drift(&dir, &r);
         let name = format!("{name} tagger gradient x input");

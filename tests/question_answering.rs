@@ -1,16 +1,19 @@
 //! Extractive question answering (`finetune --task question-answering`): run_qa.py's windows
 //! (token ids, the context's offsets, the start/end targets) and transformers'
 //! `AutoModelForQuestionAnswering` (start and end logits, loss, every parameter's gradient) for
-//! every family, against `scripts/make_reference.py qa`; the measures against the official
-//! SQuAD v2.0 and CUAD definitions; and the commands on a clean checkout.
+//! every family, against `scripts/make_reference.py qa`; `explain`'s span attributions against
+//! the same; the measures against the official SQuAD v2.0 and CUAD definitions; and the
+//! commands on a clean checkout.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
-use bertkit::data::question_answering::{QaSet, read_questions};
+use bertkit::data::question_answering::{QaData, QaSet, read_questions};
 use bertkit::data::{Encoded, OnBadRow, Sampling};
-use bertkit::encoder::ForwardOptions;
+use bertkit::encoder::{ForwardOptions, Inputs};
+use bertkit::explain::text::Document;
+use bertkit::explain::{Output, Target, gradient_x_input};
 use bertkit::metrics::question_answering::{Answered, cuad_report, qa_report};
 use bertkit::predict::{Decoding, Reader};
 use bertkit::pretrained::{self, LoadOptions, ModelDir};
@@ -301,6 +304,87 @@ fn finetune_evaluate_and_predict_answer_from_the_context() {
         let best = line["answer"].as_str().unwrap();
         let first = line["n_best"][0]["text"].as_str().unwrap_or("");
         assert!(best.is_empty() || best == first, "the answer is the best span or none: {line}");
+    }
+
+    explain_reads_the_answer(o, &lines[0], &context, &window, dir.path());
+}
+
+/// `explain` of a reader: predict's answer (or no answer) as its start and its end, each in the
+/// one window it was read from, with a share for every token of the question and the context.
+fn explain_reads_the_answer(model: &str, line: &serde_json::Value, context: &str, window: &[&str], dir: &Path) {
+    let (question, answer) = (line["question"].as_str().unwrap(), line["answer"].as_str().unwrap());
+    let (picture, json) = (dir.join("why.html"), dir.join("why.json"));
+    let mut args = vec!["explain", "--model", model, "--question", question, "--text", context];
+    args.extend(["--out", picture.to_str().unwrap(), "--json", json.to_str().unwrap(), "--threads", "1"]);
+    args.extend(["--method", "gradient-x-input,rollout"]);
+    args.extend(window);
+    ok(&args);
+    let why: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(why["text"].as_str().unwrap().starts_with(question), "the question, then the context");
+    let targets = why["models"][0]["targets"].as_array().unwrap();
+    let names: Vec<&str> = targets.iter().map(|t| t["target"].as_str().unwrap()).collect();
+    if answer.is_empty() {
+        assert_eq!(names, ["no answer (start)", "no answer (end)"]);
+    } else {
+        assert!(names[0].starts_with(&format!("start of {answer:?}")), "{names:?}");
+        assert!(names[1].starts_with(&format!("end of {answer:?}")), "{names:?}");
+    }
+    assert!(why["windows"].as_array().unwrap().len() > 1, "the context is read in windows");
+    let tokens = why["tokens"].as_array().unwrap().len();
+    for m in targets.iter().flat_map(|t| t["methods"].as_array().unwrap()) {
+        assert_eq!(m["scores"].as_array().unwrap().len(), tokens);
+        assert_eq!(m["windows"].as_array().unwrap().len(), 1, "a span is read from one window");
+    }
+    args.extend(["--target", "no such answer"]);
+    let refused = common::bertkit(&args);
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && e.contains(r#"--target "no such answer": not among"#), "{e}");
+}
+
+/// `explain`'s document of a question (the question, the whole context) gives each window the
+/// tokens and token types the reader reads.
+fn explained_windows_are_the_readers(reader: &Reader, train: &QaSet) {
+    let q = &train.data.questions[0];
+    let data = QaData::unanswered([(q.question.as_str(), train.data.contexts[q.context].as_str())]);
+    let set = QaSet::new(&reader.tokenizer, data, MAX_LEN, STRIDE).unwrap();
+    let doc = Document::question(&reader.tokenizer, &set).unwrap();
+    assert!(doc.windows.len() > 1);
+    for w in 0..set.windows.len() {
+        let e = set.encoded(&reader.tokenizer, w).unwrap();
+        let inputs = doc.window_inputs(w, tch::Device::Cpu);
+        let ids: Vec<i64> = e.ids.iter().map(|&i| i64::from(i)).collect();
+        assert_eq!(Vec::<i64>::try_from(inputs.input_ids.view([-1])).unwrap(), ids, "window {w}'s tokens");
+        let types: Vec<i64> = e.type_ids.iter().map(|&t| i64::from(t)).collect();
+        assert_eq!(Vec::<i64>::try_from(inputs.token_type_ids.view([-1])).unwrap(), types, "window {w}'s types");
+    }
+}
+
+/// What `explain` attributes for an answer: gradient × input (on the word embeddings) of the
+/// probability of starting at the first window's target start, and of ending at its end, for
+/// every family against transformers' `AutoModelForQuestionAnswering` on `inputs_embeds`.
+#[test]
+fn span_attributions_equal_transformers_for_every_family() {
+    for (name, fixture) in FIXTURES {
+        let dir = repo().join("tests/fixtures").join(fixture);
+        let r = Reference::load(&repo().join(format!("tests/fixtures/reference/{name}_qa.safetensors")));
+        let task = objective(&dir, &r);
+        let e = task.train.encoded(&task.reader.tokenizer, 0).unwrap();
+        let row = |v: Vec<i64>| Tensor::from_slice(&v).view([1, -1]);
+        let ids = row(e.ids.iter().map(|&i| i64::from(i)).collect());
+        let types = row(e.type_ids.iter().map(|&t| i64::from(t)).collect());
+        let inputs = Inputs::new(ids.ones_like(), ids.ones_like(), types).to_device(test_device());
+        let inputs = Inputs { input_ids: ids.to_device(test_device()), ..inputs };
+        explained_windows_are_the_readers(&task.reader, &task.train);
+        let (start, end) = task.train.windows[0].target;
+        for (label, side, at) in [(0, "start", start), (1, "end", end)] {
+            let target = Target { name: side.into(), label, positions: vec![at], window: None };
+            let got = gradient_x_input(&task.reader.model, &inputs, &target, Output::Probability).unwrap();
+            // The terms each attribution sums: where the sum cancels, its rounding is theirs.
+            let scale = r.get(&format!("explain.{side}_gxi_terms")).double_value(&[0]);
+            let drift = Drift::forward(&dir).backward(e.len());
+            let want = r.get(&format!("explain.{side}_gxi"));
+            drift.assert_at(&format!("{name} {side} gradient x input"), &Tensor::from_slice(&got.scores), want, scale);
+        }
     }
 }
 

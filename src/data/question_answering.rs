@@ -58,6 +58,26 @@ pub struct QaData {
     pub questions: Vec<Question>,
 }
 
+impl QaData {
+    /// Questions without gold answers, each about its own context (served or explained
+    /// questions): ids are their indices, `at` says "input N".
+    pub fn unanswered<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> QaData {
+        let mut data = QaData::default();
+        for (i, (question, context)) in pairs.into_iter().enumerate() {
+            data.contexts.push(context.to_string());
+            data.questions.push(Question {
+                id: i.to_string(),
+                question: question.to_string(),
+                context: i,
+                answers: vec![],
+                has_gold: false,
+                at: format!("input {i}"),
+            });
+        }
+        data
+    }
+}
+
 /// Whether a file holds questions with contexts: SQuAD's JSON (`{"data": [{"paragraphs": ...}]}`)
 /// or JSONL whose first object has `question` and `context`.
 pub fn is_question_answering(path: &Path) -> bool {
@@ -318,12 +338,16 @@ impl QaSet {
 
     /// A window's tokens with the template, as the model reads them.
     pub fn encoded(&self, tok: &Tokenizer, w: usize) -> Result<Encoded> {
+        Ok(Encoded::from(&self.encoding(tok, w)?))
+    }
+
+    /// A window as the tokenizer gives it (type ids, special tokens' mask, sequence ids; the
+    /// context's tokens have no strings).
+    pub fn encoding(&self, tok: &Tokenizer, w: usize) -> Result<tokenizers::Encoding> {
         let window = &self.windows[w];
         let context = &self.contexts[self.data.questions[window.question].context];
         let piece = window.piece.clone();
-        let e =
-            tok.pair_window(&self.questions[window.question], &context.ids[piece.clone()], &context.offsets[piece])?;
-        Ok(Encoded::from(&e))
+        tok.pair_window(&self.questions[window.question], &context.ids[piece.clone()], &context.offsets[piece])
     }
 
     /// The context's characters under each position of window `w` (None outside the context).

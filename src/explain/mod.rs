@@ -5,9 +5,11 @@
 //! `divergence.rs`, representations compared by linear CKA in `similarity.rs`).
 //!
 //! An attribution explains one `Target`: a class (or a label of a multi-label head, or the score
-//! of a regression head) of a sequence-level head, or a tag at some positions of a token-level
-//! head (an entity). The function explained is the output people read: the class probability
-//! (softmax; sigmoid for multi-label), or with `Output::Logit` the logit.
+//! of a regression head) of a sequence-level head, a tag at some positions of a token-level
+//! head (an entity), or where a question-answering head starts or ends an answer (label 0 or 1
+//! at one position of one window). The function explained is the output people read: the class
+//! probability (softmax; sigmoid for multi-label; for a span, the probability of starting or
+//! ending there, a softmax over the window's positions), or with `Output::Logit` the logit.
 //!
 //! Only the word embeddings vary along the integration path; position and token-type
 //! embeddings stay those of the input, as in Captum's usual BERT recipe.
@@ -22,7 +24,7 @@ use anyhow::{Result, ensure};
 use tch::{Device, Kind, Tensor};
 
 use crate::encoder::{Encoder, ForwardOptions, Inputs};
-use crate::task::{SequenceClassifier, TaskKind, TokenClassifier};
+use crate::task::{QuestionAnswerer, SequenceClassifier, TaskKind, TokenClassifier};
 
 /// What number of the head is explained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -44,6 +46,16 @@ pub struct Target {
     pub label: i64,
     /// Token positions whose tag is explained (their mean); empty for a sequence-level head.
     pub positions: Vec<i64>,
+    /// The one window of a long text to explain it in (a span is read from one window); None:
+    /// every window that holds the positions.
+    pub window: Option<usize>,
+}
+
+impl Target {
+    /// A label of a sequence-level head.
+    pub fn label(name: &str, label: i64) -> Target {
+        Target { name: name.to_string(), label, positions: vec![], window: None }
+    }
 }
 
 /// A model whose outputs can be explained: a task head on an encoder.
@@ -78,9 +90,25 @@ impl Explained for TokenClassifier {
     }
 }
 
-/// The outputs people read from logits (`TaskKind::outputs`), or the logits themselves.
+/// Start and end logits as the labels 0 and 1 of every position: `[batch, seq, 2]`.
+impl Explained for QuestionAnswerer {
+    fn encoder(&self) -> &dyn Encoder {
+        self.encoder.as_ref()
+    }
+    fn kind(&self) -> TaskKind {
+        TaskKind::QuestionAnswering
+    }
+    fn logits(&self, inputs: &Inputs) -> Tensor {
+        let spans = self.forward(inputs, ForwardOptions::eval());
+        Tensor::stack(&[spans.start, spans.end], -1).to_kind(Kind::Float)
+    }
+}
+
+/// The outputs people read from logits (`TaskKind::outputs`; a span's start and end
+/// probabilities over the positions), or the logits themselves.
 pub(crate) fn outputs(logits: &Tensor, kind: TaskKind, output: Output) -> Tensor {
     match output {
+        Output::Probability if kind == TaskKind::QuestionAnswering => logits.softmax(1, Kind::Float),
         Output::Probability => kind.outputs(logits),
         Output::Logit => logits.shallow_clone(),
     }

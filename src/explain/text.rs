@@ -1,7 +1,9 @@
 //! One text explained by one model, whatever its length: the text as tokens with their character
 //! offsets, cut into windows of `max_len` tokens where it is longer (each window `[CLS] … [SEP]`,
 //! consecutive ones sharing `stride` tokens); every method run on every window, and each token's
-//! attribution the mean over the windows that hold it.
+//! attribution the mean over the windows that hold it. A question and its context are one
+//! document too (`Document::question`): run_qa's windows, each the question and a piece of the
+//! context.
 
 use std::ops::Range;
 
@@ -11,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 use super::rollout::rollout_at;
 use super::{Attribution, Explained, Output, Target, baseline_ids, gradient_x_input, integrated_gradients, outputs};
 use crate::data::long_text::{window_ranges, window_room};
+use crate::data::question_answering::QaSet;
 use crate::encoder::Inputs;
 use crate::task::TaskKind;
 use crate::tokenizer::Tokenizer;
@@ -64,10 +67,17 @@ pub struct Document {
     pub offsets: Vec<(usize, usize)>,
     /// 1 at special tokens.
     pub special: Vec<u32>,
-    /// Which word each token belongs to (None at special tokens).
+    /// Which word each token belongs to (None at special tokens, and in a question's document).
     pub word_ids: Vec<Option<u32>>,
+    /// The token type ids (a question's context is the second segment).
+    pub type_ids: Vec<u32>,
     /// Each window's token positions in the document.
     pub windows: Vec<Vec<usize>>,
+}
+
+/// The text of a question's document: its offsets are characters of this.
+pub fn question_text(question: &str, context: &str) -> String {
+    format!("{question}\n{context}")
 }
 
 impl Document {
@@ -86,6 +96,7 @@ impl Document {
             offsets: e.get_offsets().to_vec(),
             special: e.get_special_tokens_mask().to_vec(),
             word_ids: e.get_word_ids().to_vec(),
+            type_ids: vec![0; e.len()],
             windows: vec![(0..e.len()).collect()],
         };
         if e.len() > window_room(max_len) {
@@ -103,8 +114,49 @@ impl Document {
         self.offsets = [vec![(0, 0)], std::mem::take(&mut self.offsets), vec![(0, 0)]].concat();
         self.special = [vec![1], vec![0; n], vec![1]].concat();
         self.word_ids = [vec![None], std::mem::take(&mut self.word_ids), vec![None]].concat();
+        self.type_ids = vec![0; n + 2];
         self.windows =
             ranges.into_iter().map(|r| [vec![0], (r.start + 1..r.end + 1).collect(), vec![n + 1]].concat()).collect();
+    }
+
+    /// The one question of `set` and its context, as a reader reads them: the template and the
+    /// question, the whole context, the template's end; window `w` of the set is the template
+    /// and question, its piece of the context, the end. Offsets are characters of
+    /// `question_text`.
+    pub fn question(tok: &Tokenizer, set: &QaSet) -> Result<Document> {
+        let first = set.encoding(tok, 0)?;
+        let q = &set.data.questions[0];
+        let context = &set.contexts[q.context];
+        let (at, n) = (set.context_start(0), context.ids.len());
+        let tail = first.len() - at - set.windows[0].piece.len();
+        let ends = first.len() - tail..first.len();
+        let shift = q.question.chars().count() + 1;
+        let template = |v: &[u32], middle: Vec<u32>| [&v[..at], &middle, &v[ends.clone()]].concat();
+        let question_offsets = first
+            .get_offsets()
+            .iter()
+            .zip(first.get_sequence_ids())
+            .map(|(&o, s)| if s == Some(0) { o } else { (0, 0) });
+        let question_offsets: Vec<(usize, usize)> = question_offsets.collect();
+        let ids = template(first.get_ids(), context.ids.clone());
+        Ok(Document {
+            tokens: ids.iter().map(|&id| tok.id_to_token(id).unwrap_or_default()).collect(),
+            offsets: [
+                &question_offsets[..at],
+                &context.offsets.iter().map(|&(a, b)| (a + shift, b + shift)).collect::<Vec<_>>(),
+                &question_offsets[ends.clone()],
+            ]
+            .concat(),
+            special: template(first.get_special_tokens_mask(), vec![0; n]),
+            word_ids: vec![None; ids.len()],
+            type_ids: template(first.get_type_ids(), vec![first.get_type_ids().get(at).copied().unwrap_or(0); n]),
+            windows: set
+                .windows
+                .iter()
+                .map(|w| (0..at).chain(at + w.piece.start..at + w.piece.end).chain(at + n..at + n + tail).collect())
+                .collect(),
+            ids,
+        })
     }
 
     /// Each token as shown in a picture: its characters of the text, after a space where the
@@ -127,9 +179,9 @@ impl Document {
 
     /// One window as model inputs (one row, no padding).
     pub fn window_inputs(&self, w: usize, device: Device) -> Inputs {
-        let ids: Vec<i64> = self.windows[w].iter().map(|&p| self.ids[p] as i64).collect();
-        let ids = Tensor::from_slice(&ids).view([1, -1]);
-        Inputs::new(ids.shallow_clone(), ids.ones_like(), ids.zeros_like()).to_device(device)
+        let row = |v: &[u32]| Tensor::from_slice(&self.windows[w].iter().map(|&p| v[p] as i64).collect::<Vec<_>>());
+        let ids = row(&self.ids).view([1, -1]);
+        Inputs::new(ids.shallow_clone(), ids.ones_like(), row(&self.type_ids).view([1, -1])).to_device(device)
     }
 
     /// Per document token, the mean over the windows that hold it of their values
@@ -205,7 +257,8 @@ fn explain_target(
         .filter_map(|w| {
             let at = |p: &i64| doc.windows[w].iter().position(|&q| q as i64 == *p).map(|i| i as i64);
             let positions: Vec<i64> = target.positions.iter().filter_map(at).collect();
-            (target.positions.is_empty() || !positions.is_empty()).then(|| (w, Target { positions, ..target.clone() }))
+            let holds = target.positions.is_empty() || !positions.is_empty();
+            (holds && target.window.is_none_or(|v| v == w)).then(|| (w, Target { positions, ..target.clone() }))
         })
         .collect();
     let mut methods = Vec::new();
@@ -265,11 +318,7 @@ pub(crate) fn predicted_targets(
     device: Device,
 ) -> Vec<Target> {
     let logits = doc.logits(model, device);
-    let sequence = |label: i64| Target {
-        name: labels.get(label as usize).cloned().unwrap_or_else(|| "score".into()),
-        label,
-        positions: vec![],
-    };
+    let sequence = |label: i64| Target::label(labels.get(label as usize).map_or("score", String::as_str), label);
     match model.kind() {
         TaskKind::Regression | TaskKind::Rerank => vec![sequence(0)],
         TaskKind::Classification => vec![sequence(logits.argmax(0, false).int64_value(&[]))],
@@ -284,7 +333,7 @@ pub(crate) fn predicted_targets(
         }
         TaskKind::TokenClassification => entities(doc, &logits, labels),
         TaskKind::Embedding => unreachable!("a model's head is never read as an embedding task (TaskKind::of)"),
-        TaskKind::QuestionAnswering => unreachable!("a question-answering model is not loaded as a classifier"),
+        TaskKind::QuestionAnswering => unreachable!("a reader's targets are its answers (recipes/explain.rs)"),
     }
 }
 
@@ -320,7 +369,7 @@ fn entities(doc: &Document, logits: &Tensor, labels: &[String]) -> Vec<Target> {
         .into_iter()
         .map(|(kind, tag, positions, _)| {
             let (a, b) = (doc.offsets[positions[0] as usize].0, doc.offsets[*positions.last().unwrap() as usize].1);
-            Target { name: format!("{kind} [{a}..{b}]"), label: tag, positions }
+            Target { name: format!("{kind} [{a}..{b}]"), label: tag, positions, window: None }
         })
         .collect()
 }

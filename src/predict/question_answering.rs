@@ -108,6 +108,12 @@ pub struct Answer {
     pub end: usize,
     pub score: f64,
     pub probability: f64,
+    /// The window it was read from, and its first and last token there (what `explain` asks
+    /// the model about).
+    #[serde(skip)]
+    pub window: usize,
+    #[serde(skip)]
+    pub tokens: (usize, usize),
 }
 
 /// A question's answers: the n best spans, best first, and its no-answer score.
@@ -349,7 +355,7 @@ fn read_row(row: &[f64], n: usize) -> WindowScores {
 /// Each question's n best spans over its windows, with probabilities among them and no answer.
 fn answers(set: &QaSet, scores: &[WindowScores], decoding: &Decoding) -> Vec<QuestionAnswers> {
     let mut null = vec![f64::INFINITY; set.data.questions.len()];
-    let mut spans: Vec<Vec<(f64, usize, usize)>> = vec![vec![]; set.data.questions.len()];
+    let mut spans: Vec<Vec<Answer>> = vec![vec![]; set.data.questions.len()];
     for (w, s) in scores.iter().enumerate() {
         let q = set.windows[w].question;
         null[q] = null[q].min(s.null);
@@ -357,7 +363,15 @@ fn answers(set: &QaSet, scores: &[WindowScores], decoding: &Decoding) -> Vec<Que
         for &(start, start_lp) in &s.starts {
             for &(end, end_lp) in s.ends.iter().filter(|(e, _)| *e >= start && e - start < decoding.max_answer_len) {
                 let (Some(first), Some(last)) = (chars[start], chars[end]) else { continue };
-                spans[q].push((start_lp + end_lp, first.0, last.1));
+                spans[q].push(Answer {
+                    text: String::new(),
+                    start: first.0,
+                    end: last.1,
+                    score: start_lp + end_lp,
+                    probability: 0.0,
+                    window: w,
+                    tokens: (start, end),
+                });
             }
         }
     }
@@ -376,31 +390,24 @@ fn answers(set: &QaSet, scores: &[WindowScores], decoding: &Decoding) -> Vec<Que
         .collect()
 }
 
-/// The best `n` spans (score, first and past-last character) of distinct texts, best first (the
-/// SQuAD post-processing CUAD's measures were written for keeps a text once), each with its
-/// probability among them and no answer.
+/// The best `n` spans (their text not yet filled in) of distinct texts, best first (the SQuAD
+/// post-processing CUAD's measures were written for keeps a text once), each with its text and
+/// its probability among them and no answer.
 fn n_best<'a>(
     id: &str,
-    mut found: Vec<(f64, usize, usize)>,
+    mut found: Vec<Answer>,
     null: f64,
     text: impl Fn(usize, usize) -> &'a str,
     n: usize,
 ) -> QuestionAnswers {
-    found.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.start.cmp(&b.start)));
     let mut seen = std::collections::HashSet::new();
-    let kept: Vec<(f64, usize, usize)> =
-        found.into_iter().filter(|&(_, s, e)| seen.insert(text(s, e))).take(n).collect();
-    let top = kept.iter().map(|f| f.0).chain([null]).fold(f64::NEG_INFINITY, f64::max);
-    let norm: f64 = kept.iter().map(|f| (f.0 - top).exp()).sum::<f64>() + (null - top).exp();
+    let kept: Vec<Answer> = found.into_iter().filter(|a| seen.insert(text(a.start, a.end))).take(n).collect();
+    let top = kept.iter().map(|a| a.score).chain([null]).fold(f64::NEG_INFINITY, f64::max);
+    let norm: f64 = kept.iter().map(|a| (a.score - top).exp()).sum::<f64>() + (null - top).exp();
     let n_best = kept
         .into_iter()
-        .map(|(score, start, end)| Answer {
-            text: text(start, end).to_string(),
-            start,
-            end,
-            score,
-            probability: (score - top).exp() / norm,
-        })
+        .map(|a| Answer { text: text(a.start, a.end).to_string(), probability: (a.score - top).exp() / norm, ..a })
         .collect();
     QuestionAnswers { id: id.to_string(), n_best, null_score: null, null_probability: (null - top).exp() / norm }
 }
@@ -471,6 +478,7 @@ mod tests {
         // "tenant" twice is one answer, the better one.
         assert_eq!(texts, ["tenant", "landlord"]);
         assert_eq!((q.n_best[0].start, q.n_best[0].end), (4, 10));
+        assert_eq!((q.n_best[0].window, q.n_best[0].tokens), (0, tenant), "where it was read");
         let total: f64 = q.n_best.iter().map(|a| a.probability).sum::<f64>() + q.null_probability;
         assert!((total - 1.0).abs() < 1e-12);
         // tenant -1.0, landlord -2.0, no answer -2.0.

@@ -50,7 +50,7 @@ impl ModelDir {
     /// A model without a task head given `from`'s labels and task, for a fresh head (seeded); one
     /// with a head is left as it is.
     pub fn adopt_head(&mut self, from: &ModelDir, seed: i64) -> Result<()> {
-        if self.has_classifier()? {
+        if self.has_task_head()? {
             return Ok(());
         }
         tracing::info!(
@@ -144,6 +144,12 @@ impl ModelDir {
     pub fn has_classifier(&self) -> Result<bool> {
         let prefix = format!("{}.", self.family.heads.classifier);
         Ok(self.tensor_index()?.keys().any(|name| name.starts_with(&prefix)))
+    }
+
+    /// Whether the checkpoint holds a task head: a classifier, or a reader's `qa_outputs`.
+    pub fn has_task_head(&self) -> Result<bool> {
+        let prefixes = [self.family.heads.classifier, self.family.heads.qa_outputs].map(|h| format!("{h}."));
+        Ok(self.tensor_index()?.keys().any(|name| prefixes.iter().any(|p| name.starts_with(p))))
     }
 
     /// The directory's name, for titles and messages.

@@ -1,6 +1,7 @@
 //! `bertkit explain`: which tokens of a text a fine-tuned model's output depends on, by
 //! integrated gradients, gradient × input and attention rollout, for any head and any text
-//! length; with `--compare`, the same text and targets through a second model (before and after
+//! length (a reader: which tokens of the question and context its answer's start and end depend
+//! on); with `--compare`, the same text and targets through a second model (before and after
 //! fine-tuning).
 
 use std::path::{Path, PathBuf};
@@ -8,12 +9,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use crate::data::question_answering::{QaData, QaSet};
 use crate::device::{Autocast, DeviceFlags};
+use crate::distributed::Spread;
 use crate::explain::text::{
-    Baseline, Document, Method, Settings, TargetExplanation, explain, method_name, predicted_targets,
+    Baseline, Document, Method, Settings, TargetExplanation, explain, method_name, predicted_targets, question_text,
 };
 use crate::explain::{Explained, Output, Target};
 use crate::fsutil::atomic_write;
+use crate::predict::question_answering::{Answer, DecodingFlags, Reader};
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained};
 use crate::task::{SequenceClassifier, TaskKind, TokenClassifier};
 use crate::tokenizer::Tokenizer;
@@ -22,19 +26,23 @@ use crate::viz::attribution::{page, render_text};
 
 #[derive(clap::Args)]
 pub struct Explain {
-    /// A fine-tuned model directory or hub id (classification, multi-label, regression or
-    /// token classification).
+    /// A fine-tuned model directory or hub id (classification, multi-label, regression, token
+    /// classification or question answering).
     #[arg(long)]
     pub model: String,
-    /// The text to explain.
+    /// The text to explain (a question-answering model: the context).
     #[arg(long, required_unless_present = "text_file", conflicts_with = "text_file")]
     pub text: Option<String>,
     /// Read the text from this file instead (UTF-8).
     #[arg(long)]
     pub text_file: Option<PathBuf>,
+    /// The question asked about the text (a question-answering model; required there).
+    #[arg(long)]
+    pub question: Option<String>,
     /// What to explain: a label (name or index) of a sequence-level head, an entity type of a
-    /// token-level one; repeat for several. Default: the prediction (every predicted label,
-    /// every entity).
+    /// token-level one, an answer (its text, one of the n best) of a reader; repeat for
+    /// several. Default: the prediction (every predicted label, every entity, every answer that
+    /// beats no answer, else no answer).
     #[arg(long)]
     pub target: Vec<String>,
     /// Methods, comma-separated.
@@ -68,9 +76,11 @@ pub struct Explain {
     /// positions if fewer.
     #[arg(long, value_parser = sequence_length)]
     pub max_len: Option<usize>,
-    /// Tokens shared by consecutive windows (at most half a window).
-    #[arg(long, default_value_t = 128, value_parser = positive)]
+    /// Tokens shared by consecutive windows (at most half a window; a reader's --doc-stride).
+    #[arg(long, alias = "doc-stride", default_value_t = 128, value_parser = positive)]
     pub stride: usize,
+    #[command(flatten)]
+    pub decoding: DecodingFlags,
     #[command(flatten)]
     pub run: DeviceFlags,
 }
@@ -86,17 +96,18 @@ fn at_least_two(s: &str) -> Result<usize, String> {
 enum Head {
     Sequence(Pretrained<SequenceClassifier>),
     Tokens(Pretrained<TokenClassifier>),
+    Spans(Reader),
 }
+
+/// What a reader's targets are called: the start and end logits (labels 0 and 1).
+const SPAN_LABELS: [&str; 2] = ["start", "end"];
 
 impl Head {
     fn load(model: &ModelDir, device: tch::Device) -> Result<Head> {
         let opts = LoadOptions::inference(device, Autocast::off());
         Ok(match TaskKind::of(&model.config) {
             TaskKind::TokenClassification => Head::Tokens(pretrained::load(model, &opts)?),
-            TaskKind::QuestionAnswering => crate::error::refuse!(
-                "{}: explaining a question-answering model's spans is not supported yet",
-                model.dir.display()
-            ),
+            TaskKind::QuestionAnswering => Head::Spans(pretrained::load(model, &opts)?),
             _ => Head::Sequence(pretrained::load(model, &opts)?),
         })
     }
@@ -104,18 +115,21 @@ impl Head {
         match self {
             Head::Sequence(m) => &m.model,
             Head::Tokens(m) => &m.model,
+            Head::Spans(m) => &m.model,
         }
     }
     fn tokenizer(&self) -> &Tokenizer {
         match self {
             Head::Sequence(m) => &m.tokenizer,
             Head::Tokens(m) => &m.tokenizer,
+            Head::Spans(m) => &m.tokenizer,
         }
     }
     fn labels(&self) -> Vec<String> {
         match self {
             Head::Sequence(m) => m.config.label_names(),
             Head::Tokens(m) => m.config.label_names(),
+            Head::Spans(_) => SPAN_LABELS.map(String::from).to_vec(),
         }
     }
 }
@@ -123,7 +137,7 @@ impl Head {
 /// The first model: it must have been fine-tuned (a head to explain).
 fn open_fine_tuned(spec: &str) -> Result<ModelDir> {
     let model = ModelDir::open(spec)?;
-    if !model.has_classifier()? {
+    if !model.has_task_head()? {
         crate::error::refuse!(
             "--model {spec}: has no task head to explain (fine-tune it first; --compare takes a model without one)"
         );
@@ -158,7 +172,7 @@ fn choose_targets(args: &Explain, head: &Head, doc: &Document, device: tch::Devi
             let Some(label) = label else {
                 crate::error::refuse!("--target {name}: the model's labels are {}", labels.join(", "))
             };
-            Ok(Target { name: labels[label].clone(), label: label as i64, positions: vec![] })
+            Ok(Target::label(&labels[label], label as i64))
         })
         .collect()
 }
@@ -223,15 +237,14 @@ impl Explain {
         };
         let max_len = model.max_len(args.max_len)?;
         let head = Head::load(&model, device)?;
-        let tok = head.tokenizer();
         let settings = Settings {
             methods: args.method.clone(),
             output: args.output,
             steps: args.steps,
             chunk: args.chunk,
-            baseline_id: args.baseline.token_id(tok),
+            baseline_id: args.baseline.token_id(head.tokenizer()),
         };
-        let doc = Document::new(tok, &text, max_len, args.stride)?;
+        let (doc, set, shown) = self.document(&head, &text, max_len)?;
         if doc.windows.len() > 1 {
             tracing::info!(
                 "the text has {} tokens: explained in {} windows of {max_len}",
@@ -239,12 +252,11 @@ impl Explain {
                 doc.windows.len()
             );
         }
-        let targets = self.targets(&head, &doc, &settings, device)?;
+        let targets = self.targets(&head, &doc, set.as_ref(), &settings, device)?;
         let mut explained = vec![(model.display_name(), explain(head.explained(), &doc, &targets, &settings, device)?)];
         if let (Some(spec), Some(dir)) = (&args.compare, &compared) {
             let other = Head::load(dir, device)?;
-            let other_doc = Document::new(other.tokenizer(), &text, max_len, args.stride)?;
-            if other_doc.ids != doc.ids {
+            if self.document(&other, &text, max_len)?.0.ids != doc.ids {
                 crate::error::refuse!(
                     "--compare {spec}: its tokenizer reads the text differently from {}'s; attributions could not be set side by side",
                     args.model
@@ -253,23 +265,55 @@ impl Explain {
             let targets = targets_in(&targets, &head.labels(), &other, spec)?;
             explained.push((dir.display_name(), explain(other.explained(), &doc, &targets, &settings, device)?));
         }
-        Ok(Explanation { text, doc, explained, settings })
+        Ok(Explanation { text: shown, doc, explained, settings })
+    }
+
+    /// The text as `head`'s model reads it, in windows of `max_len` tokens, and the text its
+    /// offsets count in: a reader's is the question and the text as its context (and the
+    /// windows it answers from).
+    fn document(&self, head: &Head, text: &str, max_len: usize) -> Result<(Document, Option<QaSet>, String)> {
+        let tok = head.tokenizer();
+        match (head, &self.question) {
+            (Head::Spans(_), Some(question)) => {
+                let set = QaSet::new(tok, QaData::unanswered([(question.as_str(), text)]), max_len, self.stride)?;
+                if set.windows.is_empty() {
+                    crate::error::refuse!("--text: the context is empty; there is nothing to answer from");
+                }
+                Ok((Document::question(tok, &set)?, Some(set), question_text(question, text)))
+            }
+            (Head::Spans(_), None) => crate::error::refuse!(
+                "--model {}: a question-answering model explains its answer to a question: --question is required",
+                self.model
+            ),
+            (_, Some(_)) => crate::error::refuse!("--question: {} is not a question-answering model", self.model),
+            (_, None) => Ok((Document::new(tok, text, max_len, self.stride)?, None, text.to_string())),
+        }
     }
 
     /// The targets to explain (`--target`, else the prediction), with a warning when they make
     /// many integrated-gradient runs.
-    fn targets(&self, head: &Head, doc: &Document, settings: &Settings, device: tch::Device) -> Result<Vec<Target>> {
-        let targets = choose_targets(self, head, doc, device)?;
+    fn targets(
+        &self,
+        head: &Head,
+        doc: &Document,
+        set: Option<&QaSet>,
+        settings: &Settings,
+        device: tch::Device,
+    ) -> Result<Vec<Target>> {
+        let targets = match (head, set) {
+            (Head::Spans(reader), Some(set)) => span_targets(self, reader, set, doc)?,
+            _ => choose_targets(self, head, doc, device)?,
+        };
         if targets.is_empty() {
             bail!(
                 "nothing to explain: the model finds no entity in the text{}",
                 if self.target.is_empty() { "" } else { " of the --target types" }
             );
         }
-        let runs = targets.len() * doc.windows.len();
+        let runs: usize = targets.iter().map(|t| t.window.map_or(doc.windows.len(), |_| 1)).sum();
         if runs > 20 && settings.methods.contains(&Method::IntegratedGradients) {
             tracing::warn!(
-                "{} targets x {} windows: up to {runs} integrated-gradient runs of {} steps each (--target narrows them)",
+                "{} targets in {} windows: up to {runs} integrated-gradient runs of {} steps each (--target narrows them)",
                 targets.len(),
                 doc.windows.len(),
                 settings.steps
@@ -277,6 +321,51 @@ impl Explain {
         }
         Ok(targets)
     }
+}
+
+/// A reader's targets: where each answer named by --target (else each answer it gives) starts
+/// and ends, in the window it was read from; where it gives none, what no answer is read from
+/// (start and end at the first token) in the window surest of it, whose score is the question's.
+fn span_targets(args: &Explain, reader: &Reader, set: &QaSet, doc: &Document) -> Result<Vec<Target>> {
+    let decoding = args.decoding.decoding(reader.dir())?;
+    let (scores, _) = reader.window_scores(set, &decoding, 8, Spread::Alone)?;
+    let found = reader.answers(set, &scores, &decoding).remove(0);
+    let chosen: Vec<&Answer> = if args.target.is_empty() {
+        found.answers(decoding.null_threshold)
+    } else {
+        let named = |text: &String| found.n_best.iter().find(|a| &a.text == text);
+        let best: Vec<String> = found.n_best.iter().take(5).map(|a| format!("{:?}", a.text)).collect();
+        args.target
+            .iter()
+            .map(|t| match named(t) {
+                Some(a) => Ok(a),
+                None => crate::error::refuse!(
+                    "--target {t:?}: not among the model's {} best answers (the first: {})",
+                    decoding.n_best,
+                    if best.is_empty() { "none".to_string() } else { best.join(", ") }
+                ),
+            })
+            .collect::<Result<_>>()?
+    };
+    let side = |label: usize, name: String, position: usize, window: usize| Target {
+        name,
+        label: label as i64,
+        positions: vec![doc.windows[window][position] as i64],
+        window: Some(window),
+    };
+    if chosen.is_empty() {
+        let surest = (0..scores.len()).min_by(|&a, &b| scores[a].null.total_cmp(&scores[b].null)).unwrap_or(0);
+        return Ok((0..2).map(|l| side(l, format!("no answer ({})", SPAN_LABELS[l]), 0, surest)).collect());
+    }
+    Ok(chosen
+        .iter()
+        .flat_map(|a| {
+            let positions = [a.tokens.0, a.tokens.1];
+            (0..2).map(move |l| {
+                side(l, format!("{} of {:?} [{}..{}]", SPAN_LABELS[l], a.text, a.start, a.end), positions[l], a.window)
+            })
+        })
+        .collect())
 }
 
 /// Per model, target and method, the tokens that count most.
@@ -318,10 +407,32 @@ fn write_json(
         "text": text,
         "tokens": doc.tokens,
         "offsets": doc.offsets,
-        "windows": doc.windows.iter().map(|w| [w[0], *w.last().unwrap()]).collect::<Vec<_>>(),
+        "windows": doc.windows.iter().map(|w| runs(w)).collect::<Vec<_>>(),
         "output": s.output,
         "steps": s.steps,
         "models": models,
     });
     atomic_write(path, serde_json::to_string(&out)?.as_bytes())
+}
+
+/// Document positions as runs of consecutive ones, `[first, last]` each: how the JSON says which
+/// tokens a window holds (the template's, the question's, its piece of the text).
+fn runs(positions: &[usize]) -> Vec<[usize; 2]> {
+    let mut out: Vec<[usize; 2]> = Vec::new();
+    for &p in positions {
+        match out.last_mut() {
+            Some(run) if run[1] + 1 == p => run[1] = p,
+            _ => out.push([p, p]),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn windows_are_written_as_runs_of_positions() {
+        assert_eq!(super::runs(&[0, 5, 6, 7, 12]), vec![[0, 0], [5, 7], [12, 12]]);
+        assert_eq!(super::runs(&[]), Vec::<[usize; 2]>::new());
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::reader::{Reader, Reading};
 use crate::data::Encoded;
-use crate::data::question_answering::{QaData, QaSet, Question};
+use crate::data::question_answering::{QaData, QaSet};
 use crate::distributed::Spread;
 use crate::predict::Decoding;
 use crate::predict::Embedder;
@@ -143,14 +143,7 @@ fn answer_questions(
     max_len: usize,
     stride: usize,
 ) -> Result<Vec<Value>> {
-    let mut data = QaData::default();
-    for (i, s) in seqs.iter().enumerate() {
-        data.contexts.push(s.pair.clone().unwrap_or_default());
-        let at = format!("input {i}");
-        let q =
-            Question { id: i.to_string(), question: s.text.clone(), context: i, answers: vec![], has_gold: false, at };
-        data.questions.push(q);
-    }
+    let data = QaData::unanswered(seqs.iter().map(|s| (s.text.as_str(), s.pair.as_deref().unwrap_or_default())));
     let set = QaSet::new(&model.tokenizer, data, max_len, stride)?;
     let (scores, _) = model.window_scores(&set, decoding, set.windows.len().max(1), Spread::Alone)?;
     let threshold = decoding.null_threshold;

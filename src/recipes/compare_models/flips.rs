@@ -62,7 +62,7 @@ pub fn changes(outputs: &[Tensor; 2], targets: &crate::data::Targets, names: &[S
 }
 
 fn label_target(label: usize, names: &[String]) -> Target {
-    Target { name: names[label].clone(), label: label as i64, positions: vec![] }
+    Target::label(&names[label], label as i64)
 }
 
 fn class_change(i: usize, a: &[f32], b: &[f32], gold: usize, names: &[String]) -> Option<Change> {
@@ -137,7 +137,7 @@ fn score_change(i: usize, a: f32, b: f32, gold: f32) -> Change {
         direction: if confidence[1] >= confidence[0] { "closer" } else { "further" },
         gold_confidence: confidence,
         confidence_change: confidence[1] - confidence[0],
-        explained: vec![Target { name: "score".into(), label: 0, positions: vec![] }],
+        explained: vec![Target::label("score", 0)],
     }
 }
 
