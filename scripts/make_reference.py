@@ -19,6 +19,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py embedding [NAME]           # *_embedding.safetensors, retrieval.json (sentence-transformers)
     python scripts/make_reference.py rerank [NAME]              # *_rerank.safetensors, rerank.json (sentence-transformers)
     python scripts/make_reference.py qa [NAME]                  # *_qa.safetensors, qa_examples.jsonl (run_qa's windows)
+    python scripts/make_reference.py mc [NAME]                  # *_mc.safetensors, mc_examples.jsonl (run_swag's pairs)
     python scripts/make_reference.py xlmr-tokenizer             # tests/fixtures/xlmr-tokenizer/ (needs `pip install sentencepiece`)
     python scripts/make_reference.py explain [NAME]             # every fixture's (or NAME's) *_explain.safetensors
     python scripts/make_reference.py minilm-explain MODEL_DIR OUT_DIR
@@ -45,7 +46,7 @@ from tokenizers import pre_tokenizers
 from tokenizers.processors import RobertaProcessing, TemplateProcessing
 from safetensors.torch import save_file
 from transformers import (AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer,
-                          AutoModelForQuestionAnswering,
+                          AutoModelForQuestionAnswering, AutoModelForMultipleChoice,
                           AutoModelForTokenClassification,
                           BertConfig, BertForMaskedLM, BertForSequenceClassification,
                           BertTokenizerFast, RobertaConfig, RobertaForMaskedLM,
@@ -746,6 +747,73 @@ def make_rerank_reference(model_dir: Path, out: Path, name: str):
     print(f"wrote {out / (name + '_rerank.safetensors')} ({len(ref)} tensors)")
 
 
+# Multiple choice, SWAG's layout (run_swag.py: sent1 with sent2 + " " + each ending): a long
+# context whose pairs are cut at MC_MAX_LEN, and long endings of short contexts, each pair with
+# one segment short enough to keep whole (longest first cuts the other). Where both segments
+# pass half an odd room, tokenizers 0.23.2 (the crate) gives the odd token to the shorter one
+# and 0.23.3 (PyPI's) to the longer: no pair here depends on it.
+MC_QUESTIONS = [
+    ("The tenant signed.", "Then",
+     ["the tenant paid the first month's rent to the landlord's bank account on time.", "moon!",
+      "seven green chairs ate a contract", "sold"], 0),
+    ("The roof leaked after the storm, and water ran down the walls of every room on the top floor "
+     "while the tenants moved their furniture and called the landlord twice.", "He",
+     ["slept.", "fixed it.", "rain", "?"], 1),
+    ("Either party may end it.", "A party",
+     ["sings loudly", "waits", "gives sixty days' written notice to the other party before the end.", "x y z"], 2),
+]
+MC_MAX_LEN = 40
+
+
+def make_mc_reference(model_dir: Path, out: Path, name: str):
+    """AutoModelForMultipleChoice on run_swag's pairs of the questions above (truncation=True at
+    MC_MAX_LEN, padded to the longest): its fresh head (and a pooler the checkpoint lacks), the
+    logits [questions, choices], the loss and every parameter's gradient of it (and the size of
+    the terms they sum), dropout off."""
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    model = AutoModelForMultipleChoice.from_pretrained(
+        model_dir, ignore_mismatched_sizes=True, attn_implementation=fused_attention(model_dir)).eval()
+    encoder = model.base_model_prefix
+    ref = {f"init.{k}": v.clone() for k, v in model.state_dict().items()
+           if not k.startswith(encoder + ".") or k.startswith(encoder + ".pooler.")}
+    choices = len(MC_QUESTIONS[0][2])
+    firsts = [c for c, _, endings, _ in MC_QUESTIONS for _ in endings]
+    seconds = [f"{header} {e}" for _, header, endings, _ in MC_QUESTIONS for e in endings]
+    enc = tok(firsts, seconds, truncation=True, max_length=MC_MAX_LEN, padding="longest",
+              return_tensors="pt", return_token_type_ids=True)
+    if config.get("type_vocab_size", 2) == 1:
+        enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
+    lengths = enc["attention_mask"].sum(-1)
+    ref.update({"input_ids": torch.cat([ids[:n] for ids, n in zip(enc["input_ids"], lengths)]), "lengths": lengths})
+    inputs = {k: v.view(len(MC_QUESTIONS), choices, -1) for k, v in enc.items()}
+    labels = torch.tensor([label for *_, label in MC_QUESTIONS])
+    model.zero_grad()
+    o = model(**accepted(model, inputs), labels=labels)
+    o.loss.backward()
+    ref.update({"logits": o.logits.detach(), "loss": o.loss.detach().reshape(1)})
+    for n, p in named_parameters(model):
+        if p.grad is not None:
+            ref[f"grad.{n}"] = p.grad.clone()
+    # The size of the terms those gradients sum: a question's choices share its context, and
+    # their logits' gradients (p - y) sum to zero, so the context's gradients cancel over the
+    # choices. The same backward with each logit's gradient taken absolute cancels nothing.
+    model.zero_grad()
+    o = model(**accepted(model, inputs))
+    d = (o.logits.softmax(-1) - torch.nn.functional.one_hot(labels, choices)).abs().detach() / len(MC_QUESTIONS)
+    (d * o.logits).sum().backward()
+    for n, p in named_parameters(model):
+        if p.grad is not None:
+            ref[f"grad_terms.{n}"] = p.grad.abs().max().reshape(1)
+    ref = {k: v.detach().contiguous() for k, v in ref.items()}
+    save_file(ref, out / f"{name}_mc.safetensors")
+    rows = [{"sent1": c, "sent2": h, **{f"ending{i}": e for i, e in enumerate(endings)}, "label": label}
+            for c, h, endings, label in MC_QUESTIONS]
+    (out / "mc_examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print(f"wrote {out / (name + '_mc.safetensors')} ({len(ref)} tensors)")
+
+
 # Extractive QA: a context long enough to be cut into windows at QA_MAX_LEN tokens, questions
 # whose answers fall in the first window, a later one, and across a window edge (whole only in
 # the next), one with two answers, one unanswerable. tests/question_answering.rs builds its
@@ -1088,6 +1156,7 @@ def roundtrip(model_dir: str, expected: str):
     auto = next(a for suffix, a in [("ForSequenceClassification", AutoModelForSequenceClassification),
                                     ("ForTokenClassification", AutoModelForTokenClassification),
                                     ("ForQuestionAnswering", AutoModelForQuestionAnswering),
+                                    ("ForMultipleChoice", AutoModelForMultipleChoice),
                                     ("ForMaskedLM", AutoModelForMaskedLM)] if arch.endswith(suffix))
     model = auto.from_pretrained(model_dir).eval()
     assert type(model).__name__ == arch, (type(model).__name__, arch)
@@ -1097,6 +1166,9 @@ def roundtrip(model_dir: str, expected: str):
         if arch.endswith("ForQuestionAnswering"):
             out = model(**accepted(model, enc))
             out.logits = torch.stack([out.start_logits, out.end_logits], -1)  # bertkit's [batch, seq, 2]
+        elif arch.endswith("ForMultipleChoice"):
+            # The texts as the choices of one question: [1, choices, seq].
+            out = model(**{k: v.unsqueeze(0) for k, v in accepted(model, enc).items()}, labels=exp.get("labels"))
         else:
             out = model(**accepted(model, enc), labels=exp.get("labels"))
     result = {"architecture": arch, "max_abs_diff": (out.logits - exp["logits"]).abs().max().item(),
@@ -1224,6 +1296,10 @@ if __name__ == "__main__":
             if len(sys.argv) < 3 or sys.argv[2] == name:
                 make_rerank_reference(fixtures / model, fixtures / "reference", name)
         make_reranking_metrics_reference(fixtures / "reference")
+    elif cmd == "mc":
+        for name, (model, _) in FIXTURES.items():
+            if len(sys.argv) < 3 or sys.argv[2] == name:
+                make_mc_reference(fixtures / model, fixtures / "reference", name)
     elif cmd == "qa":
         for name, (model, _) in FIXTURES.items():
             if len(sys.argv) < 3 or sys.argv[2] == name:

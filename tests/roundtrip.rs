@@ -10,7 +10,7 @@ use bertkit::data::Collator;
 use bertkit::device::Autocast;
 use bertkit::encoder::{ForwardOptions, Inputs};
 use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained, write_safetensors};
-use bertkit::task::{MaskedLm, QuestionAnswerer, SequenceClassifier, TaskModel, TokenClassifier};
+use bertkit::task::{MaskedLm, MultipleChoice, QuestionAnswerer, SequenceClassifier, TaskModel, TokenClassifier};
 use bertkit::tokenizer::Tokenizer;
 use tch::{Device, Tensor};
 
@@ -106,6 +106,12 @@ fn roundtrip(model_dir: &Path) {
     let reader: Pretrained<QuestionAnswerer> = with_task(model_dir, &["LABEL_0", "LABEL_1"], None);
     let spans = tch::no_grad(|| reader.model.forward(&inputs, ForwardOptions::eval()));
     python_agrees(&reader, &Tensor::stack(&[spans.start, spans.end], -1), &inputs.input_ids, None);
+    // The texts as the choices of one question.
+    let chooser: Pretrained<MultipleChoice> = with_task(model_dir, &["LABEL_0"], None);
+    let logits = tch::no_grad(|| chooser.model.logits(&inputs, n as usize, ForwardOptions::eval()));
+    let right = Tensor::from_slice(&[n - 1]);
+    let loss = MultipleChoice::loss(&logits, &right);
+    python_agrees(&chooser, &logits, &inputs.input_ids, Some((&right, loss)));
 }
 
 /// `model_dir` with a fresh head for `labels`, the task recorded as transformers records it.

@@ -5,6 +5,7 @@ pub mod corpus;
 pub mod labelled;
 pub mod long_text;
 pub mod masking;
+pub mod multiple_choice;
 pub mod question_answering;
 pub mod retrieval;
 pub mod targets;

@@ -35,6 +35,9 @@ impl Targets {
             TaskKind::QuestionAnswering => {
                 bail!("question-answering data has questions and answer spans, not labels per text")
             }
+            TaskKind::MultipleChoice => {
+                bail!("multiple-choice data has a context and its choices, not labels per text")
+            }
             TaskKind::Rerank => relevance(examples)?,
         })
     }

@@ -135,6 +135,9 @@ pub struct HeadLayout {
     pub mlm_bias: &'static str,
     /// The transform's activation; None: the config's `hidden_act` (BERT's choice).
     pub mlm_activation: Option<Activation>,
+    /// The multiple-choice head's shape (`{Family}ForMultipleChoice`: one logit per choice from
+    /// `{classifier}`); RoBERTa's and ELECTRA's differ from their sequence classifiers'.
+    pub multiple_choice: ClassifierKind,
     /// The question-answering head's layer (transformers' `qa_outputs`; ModernBERT's `classifier`,
     /// after its prediction head as in token classification).
     pub qa_outputs: &'static str,
@@ -159,6 +162,9 @@ pub enum ClassifierKind {
     /// DeBERTa: on the first token, dropout (`pooler_dropout`), `{dense}` and the config's
     /// `pooler_hidden_act` (transformers' `ContextPooler`), dropout, `{classifier}`.
     ContextPooler { dense: &'static str },
+    /// ELECTRA's multiple choice (its `SequenceSummary`): on the first token, `{dense}`, the
+    /// config's `summary_activation`, dropout (`summary_last_dropout`), `{classifier}`.
+    Summary { dense: &'static str },
 }
 
 /// What to do with a tensor found in a checkpoint file.

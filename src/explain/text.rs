@@ -334,6 +334,7 @@ pub(crate) fn predicted_targets(
         TaskKind::TokenClassification => entities(doc, &logits, labels),
         TaskKind::Embedding => unreachable!("a model's head is never read as an embedding task (TaskKind::of)"),
         TaskKind::QuestionAnswering => unreachable!("a reader's targets are its answers (recipes/explain.rs)"),
+        TaskKind::MultipleChoice => unreachable!("explain refuses a multiple-choice model (recipes/explain.rs)"),
     }
 }
 

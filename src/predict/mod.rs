@@ -4,6 +4,7 @@
 
 pub mod embedding;
 pub mod masked_lm;
+pub mod multiple_choice;
 pub mod question_answering;
 pub mod retrieval;
 pub mod sequence_classification;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 
 pub use embedding::{Embedder, Pooling};
 pub use masked_lm::{Blocks, EVAL_MASK_SEED, MaskedLanguageModel};
+pub use multiple_choice::Chooser;
 pub use question_answering::{Decoding, Reader};
 pub use sequence_classification::{
     Classifier, Decision, LabelledSet, Prediction, THRESHOLDS_FILE, decide, pool_documents, read_thresholds,

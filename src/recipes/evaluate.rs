@@ -122,6 +122,12 @@ impl Evaluate {
             return Ok((model, "masked-lm", evaluation));
         };
         let max_len = model.max_len(args.flags.max_len)?;
+        if TaskKind::of(&model.config) == TaskKind::MultipleChoice {
+            let on_bad = args.flags.on_bad_row;
+            let evaluation =
+                crate::recipes::multiple_choice::evaluate(&model, data, max_len, on_bad, &options, args.batch_size)?;
+            return Ok((model, TaskKind::MultipleChoice.name(), evaluation));
+        }
         if TaskKind::of(&model.config) == TaskKind::QuestionAnswering {
             let (stride, on_bad) = (args.flags.stride, args.flags.on_bad_row);
             let how = crate::recipes::question_answering::Reading { decoding: &args.decoding, max_len, stride, on_bad };

@@ -108,6 +108,10 @@ impl Head {
         Ok(match TaskKind::of(&model.config) {
             TaskKind::TokenClassification => Head::Tokens(pretrained::load(model, &opts)?),
             TaskKind::QuestionAnswering => Head::Spans(pretrained::load(model, &opts)?),
+            TaskKind::MultipleChoice => crate::error::refuse!(
+                "--model {}: explaining a multiple-choice model is not supported yet",
+                model.dir.display()
+            ),
             _ => Head::Sequence(pretrained::load(model, &opts)?),
         })
     }

@@ -145,6 +145,10 @@ impl FineTune {
         if self.task == Some(TaskKind::Embedding) {
             return super::embedding::finetune(self, model, device);
         }
+        // Before question answering: choices with a context and a question are not a span task.
+        if super::multiple_choice::is_multiple_choice(self.task, &self.train, &model, new_head) {
+            return super::multiple_choice::finetune(self, model, device, new_head);
+        }
         if self.is_question_answering(&model, new_head) {
             return super::question_answering::finetune(self, model, device, new_head);
         }

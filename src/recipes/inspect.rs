@@ -41,6 +41,7 @@ impl Inspect {
         let (classifier, head) = match TaskKind::of(&model.config) {
             TaskKind::TokenClassification => ("token_classification", family.heads.classifier),
             TaskKind::QuestionAnswering => ("question_answering", family.heads.qa_outputs),
+            TaskKind::MultipleChoice => ("multiple_choice", family.heads.classifier),
             _ => ("sequence_classification", family.heads.classifier),
         };
         let head = format!("{head}.");

@@ -29,6 +29,7 @@ mod fill_mask;
 mod finetune;
 mod inspect;
 mod mine_negatives;
+pub mod multiple_choice;
 mod predict;
 mod pretrain;
 mod probe;

@@ -78,6 +78,13 @@ impl Predict {
         let model = ModelDir::open(&args.model)?;
         let max_len = model.max_len(args.flags.max_len)?;
         let options = LoadOptions::inference(device, Autocast::new(args.precision, device));
+        if TaskKind::of(&model.config) == TaskKind::MultipleChoice {
+            let chooser: crate::predict::Chooser = pretrained::load(&model, &options)?;
+            let on_bad = args.flags.on_bad_row;
+            let out =
+                crate::recipes::multiple_choice::predict(&chooser, &args.input, max_len, on_bad, args.batch_size)?;
+            return write_out(&args.output, &out);
+        }
         if TaskKind::of(&model.config) == TaskKind::QuestionAnswering {
             let reader: crate::predict::Reader = pretrained::load(&model, &options)?;
             let (stride, on_bad) = (args.flags.stride, args.flags.on_bad_row);

@@ -136,6 +136,13 @@ fn run(args: Serve) -> Result<()> {
     let max_len = model.max_len(args.max_len)?;
     let task = args.task.unwrap_or_else(|| default_task(&model));
     let kind = TaskKind::of(&model.config);
+    if kind == TaskKind::MultipleChoice && args.task != Some(ServeTask::Embed) {
+        crate::error::refuse!(
+            "--model {}: a multiple-choice model has no route to serve it yet (bertkit predict chooses for a file \
+             of questions; --task embed serves its encoder's sentence vectors)",
+            model.dir.display()
+        );
+    }
     if (kind == TaskKind::QuestionAnswering) != (task == ServeTask::QuestionAnswering)
         && matches!(task, ServeTask::Predict | ServeTask::Rerank | ServeTask::QuestionAnswering)
     {

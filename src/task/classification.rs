@@ -27,12 +27,19 @@ pub enum RerankLoss {
 
 pub struct SequenceClassifier {
     pub encoder: Box<dyn Encoder>,
-    /// What comes before the logits layer, by the family's `ClassifierKind`.
+    head: SentenceHead,
+    pub kind: TaskKind,
+}
+
+/// A head that reads the sequence as one vector: features in the family's shape
+/// (`ClassifierKind`), dropout, and the linear layer that gives the logits (sequence
+/// classification's labels; multiple choice's one logit per choice).
+pub(crate) struct SentenceHead {
+    /// What comes before the logits layer.
     features: Features,
     /// The layer that gives the logits (`classifier`, `classifier.out_proj`).
     out: Linear,
     dropout: f64,
-    pub kind: TaskKind,
 }
 
 /// The sentence vector the logits layer reads.
@@ -47,6 +54,8 @@ enum Features {
     PredictionHead { transform: Transform, mean: bool },
     /// DeBERTa: dropout, `pooler.dense` and its activation on the first token.
     ContextPooler { dense: Linear, activation: Activation, dropout: f64 },
+    /// ELECTRA's multiple choice: `dense` and the summary's activation on the first token.
+    Summary { dense: Linear, activation: Activation },
 }
 
 impl TaskModel for SequenceClassifier {
@@ -57,32 +66,8 @@ impl TaskModel for SequenceClassifier {
     }
 
     fn new(root: &Path, encoder: Box<dyn Encoder>, family: &Family, dims: &Dims, config: &ModelConfig) -> Self {
-        let (h, r) = (dims.hidden_size, dims.initializer_range);
-        let head = crate::encoder::layers::path_at(root, family.heads.classifier);
-        let (features, out) = match family.heads.classifier_kind {
-            ClassifierKind::Pooled => (Features::Pooled, Linear::new(head, h, config.num_labels(), r)),
-            ClassifierKind::FirstTokenDense { activation } => {
-                let dense = Linear::new(head.sub("dense"), h, h, r);
-                let out = Linear::new(head.sub("out_proj"), h, config.num_labels(), r);
-                (Features::FirstTokenDense { dense, activation }, out)
-            }
-            ClassifierKind::PreClassifier { dense } => {
-                let dense = Linear::new(crate::encoder::layers::path_at(root, dense), h, h, r);
-                (Features::PreClassifier { dense }, Linear::new(head, h, config.num_labels(), r))
-            }
-            ClassifierKind::PredictionHead { head } => {
-                let transform = prediction_head(root, head, dims);
-                let std = dims.head.truncated_init.map_or(0.0, |t| t.classifier_std);
-                let out = head_linear(root, family.heads.classifier, dims, (h, config.num_labels()), std, true);
-                (Features::PredictionHead { transform, mean: dims.head.mean_pooling }, out)
-            }
-            ClassifierKind::ContextPooler { dense } => {
-                let dense = Linear::new(crate::encoder::layers::path_at(root, dense), h, h, r);
-                let (activation, dropout) = (dims.head.pooler_activation, dims.head.pooler_dropout);
-                (Features::ContextPooler { dense, activation, dropout }, Linear::new(head, h, config.num_labels(), r))
-            }
-        };
-        SequenceClassifier { encoder, features, out, dropout: dims.classifier_dropout, kind: TaskKind::of(config) }
+        let head = SentenceHead::new(root, family, dims, family.heads.classifier_kind, config);
+        SequenceClassifier { encoder, head, kind: TaskKind::of(config) }
     }
     fn encoder(&self) -> &dyn Encoder {
         self.encoder.as_ref()
@@ -95,10 +80,54 @@ impl TaskModel for SequenceClassifier {
     }
 }
 
-impl SequenceClassifier {
-    /// Logits `[batch, num_labels]` and the encoder output they came from.
-    pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> (Tensor, EncoderOutput) {
-        let out = self.encoder.forward(inputs, opts);
+impl SentenceHead {
+    /// The head of shape `kind` under the family's names, with the config's `num_labels`
+    /// outputs, initialised as transformers initialises it.
+    pub(crate) fn new(root: &Path, family: &Family, dims: &Dims, kind: ClassifierKind, config: &ModelConfig) -> Self {
+        let (h, r, labels) = (dims.hidden_size, dims.initializer_range, config.num_labels());
+        let head = crate::encoder::layers::path_at(root, family.heads.classifier);
+        let dense_at = |name: &str| Linear::new(crate::encoder::layers::path_at(root, name), h, h, r);
+        let mut dropout = dims.classifier_dropout;
+        let (features, out) = match kind {
+            ClassifierKind::Pooled => (Features::Pooled, Linear::new(head, h, labels, r)),
+            ClassifierKind::FirstTokenDense { activation } => {
+                let dense = Linear::new(head.sub("dense"), h, h, r);
+                let out = Linear::new(head.sub("out_proj"), h, labels, r);
+                (Features::FirstTokenDense { dense, activation }, out)
+            }
+            ClassifierKind::PreClassifier { dense } => {
+                (Features::PreClassifier { dense: dense_at(dense) }, Linear::new(head, h, labels, r))
+            }
+            ClassifierKind::PredictionHead { head } => {
+                let transform = prediction_head(root, head, dims);
+                let std = dims.head.truncated_init.map_or(0.0, |t| t.classifier_std);
+                let out = head_linear(root, family.heads.classifier, dims, (h, labels), std, true);
+                (Features::PredictionHead { transform, mean: dims.head.mean_pooling }, out)
+            }
+            ClassifierKind::ContextPooler { dense } => {
+                let (activation, p) = (dims.head.pooler_activation, dims.head.pooler_dropout);
+                let features = Features::ContextPooler { dense: dense_at(dense), activation, dropout: p };
+                (features, Linear::new(head, h, labels, r))
+            }
+            ClassifierKind::Summary { dense } => {
+                let summary = |key: &str| config.json().get(key).cloned();
+                let activation = summary("summary_activation").and_then(|a| a.as_str().map(String::from));
+                let activation = Activation::parse(activation.as_deref().unwrap_or("gelu")).unwrap_or(Activation::Gelu);
+                dropout = summary("summary_last_dropout").and_then(|d| d.as_f64()).unwrap_or(0.1);
+                (Features::Summary { dense: dense_at(dense), activation }, Linear::new(head, h, labels, r))
+            }
+        };
+        SentenceHead { features, out, dropout }
+    }
+
+    /// Logits `[batch, outputs]` and the encoder output they came from.
+    pub(crate) fn forward(
+        &self,
+        encoder: &dyn Encoder,
+        inputs: &Inputs,
+        opts: ForwardOptions,
+    ) -> (Tensor, EncoderOutput) {
+        let out = encoder.forward(inputs, opts);
         let features = match &self.features {
             Features::Pooled => out.pooled.as_ref().expect("built with a pooler").shallow_clone(),
             Features::PredictionHead { transform, mean: true } => {
@@ -111,19 +140,19 @@ impl SequenceClassifier {
         (self.out.forward(&dropout(&features, self.dropout, opts.train)), out)
     }
 
-    /// The logits alone, as training and prediction need them. Where the head reads only the
-    /// first token (BERT's pooler reads it too), the last layer computes that position alone
-    /// (`Encoder::forward_at`, as MLM does with its masked positions): its feed-forward and
-    /// attention output on one row of each sequence.
-    pub fn logits(&self, inputs: &Inputs, opts: ForwardOptions) -> Tensor {
+    /// The logits alone. Where the head reads only the first token (BERT's pooler reads it
+    /// too), the last layer computes that position alone (`Encoder::forward_at`, as MLM does
+    /// with its masked positions): its feed-forward and attention output on one row of each
+    /// sequence.
+    pub(crate) fn logits(&self, encoder: &dyn Encoder, inputs: &Inputs, opts: ForwardOptions) -> Tensor {
         let whole = matches!(self.features, Features::PredictionHead { mean: true, .. });
         if whole || opts.output_hidden_states || opts.output_attentions {
-            return self.forward(inputs, opts).0;
+            return self.forward(encoder, inputs, opts).0;
         }
         let positions = Tensor::zeros([inputs.input_ids.size()[0], 1], (Kind::Int64, inputs.input_ids.device()));
-        let first = self.encoder.forward_at(inputs, opts, &positions).squeeze_dim(1);
+        let first = encoder.forward_at(inputs, opts, &positions).squeeze_dim(1);
         let features = match &self.features {
-            Features::Pooled => self.encoder.pool(&first).expect("built with a pooler"),
+            Features::Pooled => encoder.pool(&first).expect("built with a pooler"),
             _ => self.first_token_features(&first, opts.train),
         };
         self.out.forward(&dropout(&features, self.dropout, opts.train))
@@ -139,11 +168,25 @@ impl SequenceClassifier {
             Features::ContextPooler { dense, activation, dropout: p } => {
                 activation.apply(&dense.forward(&dropout(first, *p, train)))
             }
+            Features::Summary { dense, activation } => activation.apply(&dense.forward(first)),
             Features::PredictionHead { transform, mean: false } => transform.forward(first),
             Features::Pooled | Features::PredictionHead { mean: true, .. } => {
                 unreachable!("read by the encoder's pooler, or from every token")
             }
         }
+    }
+}
+
+impl SequenceClassifier {
+    /// Logits `[batch, num_labels]` and the encoder output they came from.
+    pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> (Tensor, EncoderOutput) {
+        self.head.forward(self.encoder.as_ref(), inputs, opts)
+    }
+
+    /// The logits alone, as training and prediction need them (the last layer at the first
+    /// token alone where the head reads nothing else: `SentenceHead::logits`).
+    pub fn logits(&self, inputs: &Inputs, opts: ForwardOptions) -> Tensor {
+        self.head.logits(self.encoder.as_ref(), inputs, opts)
     }
 
     /// ListNet's loss of a reranker (sentence-transformers' ListNetLoss): `logits` `[n, 1]`
@@ -164,7 +207,7 @@ impl SequenceClassifier {
     /// Sets the logits layer's bias (one value a label): a fresh multi-label head starts at
     /// each label's prior log odds instead of 0 (every label at probability 0.5).
     pub fn start_bias_at(&self, bias: &[f32]) {
-        let b = self.out.bias.as_ref().expect("classifier heads have a bias");
+        let b = self.head.out.bias.as_ref().expect("classifier heads have a bias");
         tch::no_grad(|| b.shallow_clone().copy_(&Tensor::from_slice(bias).to_device(b.device())));
     }
 
@@ -194,8 +237,10 @@ impl SequenceClassifier {
             TaskKind::Classification | TaskKind::TokenClassification => {
                 logits.cross_entropy_loss(labels, weights, Reduction::Mean, IGNORE_INDEX, 0.0)
             }
-            TaskKind::Embedding | TaskKind::QuestionAnswering => {
-                unreachable!("a classifier's head is never of the embedding or question-answering task (TaskKind::of)")
+            TaskKind::Embedding | TaskKind::QuestionAnswering | TaskKind::MultipleChoice => {
+                unreachable!(
+                    "a classifier's head is never of the embedding, question-answering or multiple-choice task"
+                )
             }
         }
     }

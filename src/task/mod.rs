@@ -1,11 +1,13 @@
 //! Task heads on top of any encoder, each shaped like the transformers class it saves as
-//! (`{Family}ForSequenceClassification`, `{Family}ForTokenClassification`, `{Family}ForMaskedLM`),
+//! (`{Family}ForSequenceClassification`, `{Family}ForTokenClassification`, `{Family}ForMaskedLM`,
+//! `{Family}ForQuestionAnswering`, `{Family}ForMultipleChoice`),
 //! with its loss. The training
 //! commands use them, and so do evaluate, predict, fill-mask, embed, attention and bench.
 
 pub mod classification;
 pub mod embedding;
 pub mod masked_lm;
+pub mod multiple_choice;
 pub mod question_answering;
 pub mod token_classification;
 
@@ -14,6 +16,7 @@ use tch::{Kind, Tensor};
 
 pub use classification::{RerankLoss, SequenceClassifier};
 pub use masked_lm::{MaskedLm, MaskedLmOutput, MaskedTargets};
+pub use multiple_choice::MultipleChoice;
 pub use question_answering::{QuestionAnswerer, SpanLogits};
 pub use token_classification::TokenClassifier;
 
@@ -52,6 +55,9 @@ pub enum TaskKind {
     TokenClassification,
     /// The span of a context that answers a question (extractive QA: SQuAD, CUAD).
     QuestionAnswering,
+    /// Which of a context's N continuations or answers is right (SWAG, RACE): one logit per
+    /// (context, choice) pair, cross-entropy over a question's choices.
+    MultipleChoice,
     /// One vector per text, related texts close (sentence embeddings, for search and
     /// similarity; `task::embedding`).
     Embedding,
@@ -69,10 +75,12 @@ impl TaskKind {
     pub fn of(config: &ModelConfig) -> TaskKind {
         let token = config.architectures().iter().any(|a| a.ends_with("ForTokenClassification"));
         let spans = config.architectures().iter().any(|a| a.ends_with("ForQuestionAnswering"));
+        let choices = config.architectures().iter().any(|a| a.ends_with("ForMultipleChoice"));
         let activation = config.json().get(CROSS_ENCODER_KEY).map(|c| c["activation_fn"].as_str().unwrap_or(SIGMOID));
         match config.problem_type() {
             _ if token => TaskKind::TokenClassification,
             _ if spans => TaskKind::QuestionAnswering,
+            _ if choices => TaskKind::MultipleChoice,
             None if config.num_labels() == 1 && activation == Some(SIGMOID) => TaskKind::Rerank,
             Some("multi_label_classification") => TaskKind::MultiLabel,
             Some("regression") => TaskKind::Regression,
@@ -88,9 +96,11 @@ impl TaskKind {
             TaskKind::Classification => Some("single_label_classification"),
             TaskKind::MultiLabel => Some("multi_label_classification"),
             TaskKind::Regression => Some("regression"),
-            TaskKind::TokenClassification | TaskKind::QuestionAnswering | TaskKind::Embedding | TaskKind::Rerank => {
-                None
-            }
+            TaskKind::TokenClassification
+            | TaskKind::QuestionAnswering
+            | TaskKind::MultipleChoice
+            | TaskKind::Embedding
+            | TaskKind::Rerank => None,
         }
     }
 
@@ -101,7 +111,9 @@ impl TaskKind {
         match self {
             TaskKind::MultiLabel | TaskKind::Rerank => logits.sigmoid(),
             TaskKind::Regression | TaskKind::Embedding | TaskKind::QuestionAnswering => logits.shallow_clone(),
-            TaskKind::Classification | TaskKind::TokenClassification => logits.softmax(-1, Kind::Float),
+            TaskKind::Classification | TaskKind::TokenClassification | TaskKind::MultipleChoice => {
+                logits.softmax(-1, Kind::Float)
+            }
         }
     }
 
@@ -113,6 +125,7 @@ impl TaskKind {
             TaskKind::Regression => "regression",
             TaskKind::TokenClassification => "token-classification",
             TaskKind::QuestionAnswering => "question-answering",
+            TaskKind::MultipleChoice => "multiple-choice",
             TaskKind::Embedding => "embedding",
             TaskKind::Rerank => "rerank",
         }

@@ -33,6 +33,7 @@ pub const FAMILY: Family = Family {
     heads: HeadLayout {
         classifier: "classifier",
         classifier_kind: ClassifierKind::Pooled,
+        multiple_choice: ClassifierKind::Pooled,
         mlm_dense: "cls.predictions.transform.dense",
         mlm_layer_norm: "cls.predictions.transform.LayerNorm",
         mlm_bias: "cls.predictions.bias",

@@ -37,6 +37,7 @@ pub const FAMILY: Family = Family {
     heads: HeadLayout {
         classifier: "classifier",
         classifier_kind: ClassifierKind::ContextPooler { dense: "pooler.dense" },
+        multiple_choice: ClassifierKind::ContextPooler { dense: "pooler.dense" },
         mlm_dense: "cls.predictions.transform.dense",
         mlm_layer_norm: "cls.predictions.transform.LayerNorm",
         mlm_bias: "cls.predictions.bias",

@@ -29,6 +29,7 @@ pub const FAMILY: Family = Family {
     heads: HeadLayout {
         classifier: "classifier",
         classifier_kind: ClassifierKind::PreClassifier { dense: "pre_classifier" },
+        multiple_choice: ClassifierKind::PreClassifier { dense: "pre_classifier" },
         mlm_dense: "vocab_transform",
         mlm_layer_norm: "vocab_layer_norm",
         mlm_bias: "vocab_projector.bias",

@@ -23,6 +23,7 @@ pub const FAMILY: Family = Family {
     heads: HeadLayout {
         classifier: "classifier",
         classifier_kind: ClassifierKind::FirstTokenDense { activation: Activation::Gelu },
+        multiple_choice: ClassifierKind::Summary { dense: "sequence_summary.summary" },
         mlm_dense: "generator_predictions.dense",
         mlm_layer_norm: "generator_predictions.LayerNorm",
         mlm_bias: "generator_lm_head.bias",
@@ -34,6 +35,7 @@ pub const FAMILY: Family = Family {
             "generator_predictions.",
             "generator_lm_head.",
             "classifier.",
+            "sequence_summary.",
             "discriminator_predictions.",
         ],
     },

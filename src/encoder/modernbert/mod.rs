@@ -34,6 +34,7 @@ pub const FAMILY: Family = Family {
     heads: HeadLayout {
         classifier: "classifier",
         classifier_kind: ClassifierKind::PredictionHead { head: "head" },
+        multiple_choice: ClassifierKind::PredictionHead { head: "head" },
         mlm_dense: "head.dense",
         mlm_layer_norm: "head.norm",
         mlm_bias: "decoder.bias",

@@ -15,6 +15,8 @@ use crate::encoder::ModelConfig;
 const HEADS: HeadLayout = HeadLayout {
     classifier: "classifier",
     classifier_kind: ClassifierKind::FirstTokenDense { activation: Activation::Tanh },
+    // RobertaForMultipleChoice reads the pooler, as BERT's does.
+    multiple_choice: ClassifierKind::Pooled,
     mlm_dense: "lm_head.dense",
     mlm_layer_norm: "lm_head.layer_norm",
     mlm_bias: "lm_head.bias",

@@ -161,7 +161,10 @@ impl CompareModels {
 fn open_pair(a_spec: &str, b_spec: &str, seed: i64) -> Result<(ModelDir, ModelDir)> {
     let (mut a, mut b) = (ModelDir::open(a_spec)?, ModelDir::open(b_spec)?);
     let fine_tuned = |m: &ModelDir| -> Result<bool> {
-        let per_token = matches!(TaskKind::of(&m.config), TaskKind::TokenClassification | TaskKind::QuestionAnswering);
+        let per_token = matches!(
+            TaskKind::of(&m.config),
+            TaskKind::TokenClassification | TaskKind::QuestionAnswering | TaskKind::MultipleChoice
+        );
         Ok(m.has_classifier()? && !per_token)
     };
     if fine_tuned(&a)? {
