@@ -141,14 +141,18 @@ fn finetune_evaluate_and_predict_choose_among_the_choices() {
     assert!((right as f64 / 3.0 - accuracy).abs() < 1e-9, "predict chooses what evaluate scores");
 
     // What is not built for a chooser says so in one line.
-    for args in [vec!["serve", "--model", o], vec!["explain", "--model", o, "--text", "a", "--out", "x.png"]] {
+    let study = dir.path().join("study");
+    let m = model.to_str().unwrap();
+    for args in [
+        vec!["serve", "--model", o],
+        vec!["explain", "--model", o, "--text", "a", "--out", "x.png"],
+        vec!["adapt", "--model", m, "--train", d, "--tapt", "--output", study.to_str().unwrap()],
+    ] {
         let refused = common::bertkit(&args);
         let e = String::from_utf8_lossy(&refused.stderr);
-        assert!(
-            !refused.status.success() && e.contains("multiple-choice model") && e.trim().lines().count() == 1,
-            "{e}"
-        );
+        assert!(!refused.status.success() && e.contains("multiple") && e.trim().lines().count() == 1, "{e}");
     }
+    assert!(!study.exists(), "nothing written");
 }
 
 #[test]

@@ -248,6 +248,11 @@ impl Arm {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let multiple_choice = args.task == Some(TaskKind::MultipleChoice)
+        || (args.task.is_none() && bertkit::data::multiple_choice::is_multiple_choice(&args.train));
+    if multiple_choice {
+        bail!("--train {}: the adapt study is not built for multiple choice yet", args.train.display());
+    }
     probes::check(&args)?;
     let out = &args.output;
     if out.join("report.json").exists() && !args.overwrite {
