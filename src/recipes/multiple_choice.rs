@@ -49,8 +49,10 @@ pub(crate) fn finetune(
     new_head: bool,
 ) -> Result<Trained> {
     let cfg = &args.cfg;
-    if args.class_weights.is_some() || args.pos_weight.is_some() || args.loss.is_some() {
-        crate::error::refuse!("--class-weights, --pos-weight and --loss do not apply to multiple choice");
+    if args.class_weights.is_some() || args.pos_weight.is_some() || args.loss.is_some() || args.tune_thresholds {
+        crate::error::refuse!(
+            "--class-weights, --pos-weight, --loss and --tune-thresholds do not apply to multiple choice"
+        );
     }
     let max_len = model.max_len(args.data.max_len)?;
     let on_bad = args.data.on_bad_row;
