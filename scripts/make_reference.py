@@ -20,6 +20,7 @@ one backward, and the weights after one AdamW step.
     python scripts/make_reference.py rerank [NAME]              # *_rerank.safetensors, rerank.json (sentence-transformers)
     python scripts/make_reference.py qa [NAME]                  # *_qa.safetensors, qa_examples.jsonl (run_qa's windows)
     python scripts/make_reference.py mc [NAME]                  # *_mc.safetensors, mc_examples.jsonl (run_swag's pairs)
+    python scripts/make_reference.py minilm-mc MODEL_DIR OUT_DIR  # the same for all-MiniLM-L6-v2 (too big to commit)
     python scripts/make_reference.py xlmr-tokenizer             # tests/fixtures/xlmr-tokenizer/ (needs `pip install sentencepiece`)
     python scripts/make_reference.py explain [NAME]             # every fixture's (or NAME's) *_explain.safetensors
     python scripts/make_reference.py minilm-explain MODEL_DIR OUT_DIR
@@ -765,7 +766,7 @@ MC_QUESTIONS = [
 MC_MAX_LEN = 40
 
 
-def make_mc_reference(model_dir: Path, out: Path, name: str):
+def make_mc_reference(model_dir: Path, out: Path, name: str, examples: bool = True):
     """AutoModelForMultipleChoice on run_swag's pairs of the questions above (truncation=True at
     MC_MAX_LEN, padded to the longest): its fresh head (and a pooler the checkpoint lacks), the
     logits [questions, choices], the loss and every parameter's gradient of it (and the size of
@@ -810,7 +811,8 @@ def make_mc_reference(model_dir: Path, out: Path, name: str):
     save_file(ref, out / f"{name}_mc.safetensors")
     rows = [{"sent1": c, "sent2": h, **{f"ending{i}": e for i, e in enumerate(endings)}, "label": label}
             for c, h, endings, label in MC_QUESTIONS]
-    (out / "mc_examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if examples:
+        (out / "mc_examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"wrote {out / (name + '_mc.safetensors')} ({len(ref)} tensors)")
 
 
@@ -1300,6 +1302,8 @@ if __name__ == "__main__":
         for name, (model, _) in FIXTURES.items():
             if len(sys.argv) < 3 or sys.argv[2] == name:
                 make_mc_reference(fixtures / model, fixtures / "reference", name)
+    elif cmd == "minilm-mc":
+        make_mc_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", examples=False)
     elif cmd == "qa":
         for name, (model, _) in FIXTURES.items():
             if len(sys.argv) < 3 or sys.argv[2] == name:

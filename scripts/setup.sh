@@ -36,6 +36,10 @@ if [ ! -f .reference/minilm_explain.safetensors ] || [ scripts/make_reference.py
     python3 scripts/make_reference.py minilm-explain .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
         || python3 scripts/make_reference.py minilm-explain .models/all-MiniLM-L6-v2 .reference
 fi
+if [ ! -f .reference/minilm_mc.safetensors ] || [ scripts/make_reference.py -nt .reference/minilm_mc.safetensors ]; then
+    python3 scripts/make_reference.py minilm-mc .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
+        || python3 scripts/make_reference.py minilm-mc .models/all-MiniLM-L6-v2 .reference
+fi
 if [ ! -f .reference/minilm_probe.json ] || [ scripts/make_reference.py -nt .reference/minilm_probe.json ]; then
     python3 scripts/make_reference.py minilm-probe .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
         || python3 scripts/make_reference.py minilm-probe .models/all-MiniLM-L6-v2 .reference
