@@ -93,7 +93,7 @@ fn pairs_logits_loss_and_gradients_equal_transformers_for_every_family() {
         let vars = task.chooser.vs.variables();
         assert!(want.len() >= vars.len() - 2, "{name}: a gradient per trained parameter");
         let scale = largest(want.iter().map(|(_, w)| *w));
-        let drift = drift.backward(inputs.input_ids.numel() as usize);
+        let drift = drift.backward(inputs.input_ids.numel());
         for (pname, w) in want {
             let g = vars.get(&pname).unwrap_or_else(|| panic!("{name}: no parameter {pname}")).grad();
             // A gradient here is a sum over a question's choices weighted by p - y, which sums to

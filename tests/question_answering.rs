@@ -335,6 +335,19 @@ fn explain_reads_the_answer(model: &str, line: &serde_json::Value, context: &str
         assert_eq!(m["scores"].as_array().unwrap().len(), tokens);
         assert_eq!(m["windows"].as_array().unwrap().len(), 1, "a span is read from one window");
     }
+    // --compare: the same targets through a second reader (here the same one: the same numbers).
+    let mut compared = args.clone();
+    compared.extend(["--compare", model]);
+    ok(&compared);
+    let both: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(both["models"][0]["targets"], both["models"][1]["targets"], "one reader twice");
+    // A model of another head is no reader to compare with.
+    let tiny = repo().join("tests/fixtures/tiny-bert");
+    let mut other = args.clone();
+    other.extend(["--compare", tiny.to_str().unwrap()]);
+    let refused = common::bertkit(&other);
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && e.contains("one model answers questions and the other does not"), "{e}");
     args.extend(["--target", "no such answer"]);
     let refused = common::bertkit(&args);
     let e = String::from_utf8_lossy(&refused.stderr);

@@ -260,6 +260,12 @@ impl Explain {
         let mut explained = vec![(model.display_name(), explain(head.explained(), &doc, &targets, &settings, device)?)];
         if let (Some(spec), Some(dir)) = (&args.compare, &compared) {
             let other = Head::load(dir, device)?;
+            if matches!(head, Head::Spans(_)) != matches!(other, Head::Spans(_)) {
+                crate::error::refuse!(
+                    "--compare {spec}: one model answers questions and the other does not; compare a reader with a \
+                     reader, or with a base model without a head"
+                );
+            }
             if self.document(&other, &text, max_len)?.0.ids != doc.ids {
                 crate::error::refuse!(
                     "--compare {spec}: its tokenizer reads the text differently from {}'s; attributions could not be set side by side",
