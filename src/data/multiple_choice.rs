@@ -205,9 +205,7 @@ impl ChoiceSet {
         let choices = questions.first().map_or(0, |q| q.pairs.len());
         let firsts: Vec<&str> = questions.iter().flat_map(|q| q.pairs.iter().map(|_| q.context.as_str())).collect();
         let seconds: Vec<&str> = questions.iter().flat_map(|q| q.pairs.iter().map(String::as_str)).collect();
-        let whole = tok.encode_batch_whole(&firsts, Some(&seconds))?;
-        let truncated = whole.iter().filter(|e| e.len() > max_len).count();
-        let pairs = tok.encode_batch(&firsts, Some(&seconds), max_len)?.iter().map(Encoded::from).collect();
+        let super::Tokenized { items: pairs, truncated } = super::tokenize(tok, &firsts, Some(&seconds), max_len)?;
         Ok(ChoiceSet { questions, pairs, choices, truncated })
     }
 
