@@ -17,6 +17,7 @@ pub mod distilbert;
 pub mod electra;
 pub mod layers;
 pub mod modernbert;
+pub mod packing;
 pub mod recompute;
 pub mod roberta;
 
@@ -26,6 +27,7 @@ use tch::nn::Path;
 
 pub use config::ModelConfig;
 pub use layers::Activation;
+pub use packing::Unpadding;
 
 use crate::device::upload;
 
@@ -265,6 +267,10 @@ pub trait Encoder {
 
     /// Recompute each layer's activations in backward instead of keeping them (training only).
     fn set_gradient_checkpointing(&mut self, on: bool);
+
+    /// Whether padded batches run packed (`packing.rs`). Families that always run padded
+    /// ignore it.
+    fn set_unpadding(&mut self, _unpadding: Unpadding) {}
 }
 
 /// One batch of token ids, as the tokenizer and collator produce it. All `[batch, seq]`, int64.

@@ -21,7 +21,7 @@ pub use weights::{LoadReport, TensorInfo, read_weights, write_safetensors};
 
 use crate::data::Collator;
 use crate::device::Autocast;
-use crate::encoder::{Dims, Family, family_of};
+use crate::encoder::{Dims, Family, Unpadding, family_of};
 use crate::error::Marked;
 use crate::fsutil::atomic_write;
 use crate::task::{TaskModel, set_cross_encoder};
@@ -166,12 +166,14 @@ pub struct LoadOptions {
     pub gradient_checkpointing: bool,
     /// Start the task head fresh even where the checkpoint has one (`--new-head`).
     pub new_head: bool,
+    /// Whether padded batches run packed (`encoder::packing`).
+    pub unpadding: Unpadding,
 }
 
 impl LoadOptions {
     /// For evaluation and inspection: no recomputation, the checkpoint's own head.
     pub fn inference(device: Device, autocast: Autocast) -> Self {
-        LoadOptions { device, autocast, gradient_checkpointing: false, new_head: false }
+        LoadOptions { device, autocast, gradient_checkpointing: false, new_head: false, unpadding: Unpadding::Auto }
     }
 }
 
@@ -214,6 +216,7 @@ fn build<M: TaskModel>(dir: &ModelDir, opts: &LoadOptions) -> Result<Pretrained<
     let encoder = (dir.family.build)(&root, &dir.config, M::pooler(dir.family))?;
     let mut model = M::new(&root, encoder, dir.family, &dir.dims, &dir.config);
     model.encoder_mut().set_gradient_checkpointing(opts.gradient_checkpointing);
+    model.encoder_mut().set_unpadding(opts.unpadding);
     let fresh = opts.new_head.then(|| M::head_path(dir.family)).flatten().map(|p| format!("{p}."));
     let report = weights::with_mapped_weights(&dir.dir, dir.family, |mut weights| {
         if let Some(prefix) = &fresh {

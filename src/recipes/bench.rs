@@ -16,6 +16,7 @@ use crate::data::token_classification::TagWindow;
 use crate::data::{Encoded, Sampling, Targets};
 use crate::device::{Autocast, DeviceFlags, Precision, gpu_peak_memory};
 use crate::distributed::Spread;
+use crate::encoder::Unpadding;
 use crate::predict::{Blocks, MaskedLanguageModel};
 use crate::predict::{Classifier, LabelledSet};
 use crate::predict::{TaggedSet, Tagger};
@@ -47,9 +48,17 @@ pub struct Bench {
     pub workload: Workload,
     #[arg(long, default_value_t = 32, value_parser = positive)]
     pub batch_size: usize,
-    /// Tokens per example, `[CLS]` and `[SEP]` included (every example is this long).
+    /// Tokens per example, `[CLS]` and `[SEP]` included (every example is this long, unless
+    /// `--min-len` is given).
     #[arg(long, default_value_t = 128, value_parser = sequence_length)]
     pub seq_len: usize,
+    /// Examples of random lengths, uniform from this many tokens to `--seq-len`: batches padded
+    /// as real data is (default: every example `--seq-len` long).
+    #[arg(long, value_parser = sequence_length)]
+    pub min_len: Option<usize>,
+    /// Run padded batches packed (`auto`, `always`) or padded (`never`).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub unpad: Unpadding,
     /// Timed steps.
     #[arg(long, default_value_t = 10, value_parser = positive)]
     pub steps: usize,
@@ -81,8 +90,16 @@ impl Bench {
         let batches: Vec<Vec<usize>> =
             (0..total).map(|s| (s * args.batch_size..(s + 1) * args.batch_size).collect()).collect();
         let mut watch = Stopwatch { warmup: args.warmup, device, seconds: Vec::with_capacity(args.steps) };
-        let options =
-            LoadOptions { device, autocast, gradient_checkpointing: args.gradient_checkpointing, new_head: false };
+        if args.min_len.is_some_and(|min| min > args.seq_len) {
+            crate::error::refuse!("--min-len {} is longer than --seq-len {}", args.min_len.unwrap_or(0), args.seq_len);
+        }
+        let options = LoadOptions {
+            device,
+            autocast,
+            gradient_checkpointing: args.gradient_checkpointing,
+            new_head: false,
+            unpadding: args.unpad,
+        };
         match args.workload {
             Workload::Finetune if args.task == TaskKind::TokenClassification => {
                 tagger_steps(&args, &model, &options, &batches, &mut watch)?
@@ -96,7 +113,8 @@ impl Bench {
         let mut seconds = watch.seconds;
         seconds.sort_by(f64::total_cmp);
         let median = seconds.get(seconds.len() / 2).copied().unwrap_or(f64::NAN);
-        let tokens = (args.batch_size * args.seq_len) as f64;
+        // Real tokens per step, on average: the examples are drawn alike for every step.
+        let tokens = args.batch_size as f64 * (args.min_len.unwrap_or(args.seq_len) + args.seq_len) as f64 / 2.0;
         println!(
             "{}",
             json!({
@@ -108,6 +126,8 @@ impl Bench {
                 "threads": tch::get_num_threads(),
                 "batch_size": args.batch_size,
                 "seq_len": args.seq_len,
+                "min_len": args.min_len.unwrap_or(args.seq_len),
+                "unpad": format!("{:?}", args.unpad).to_lowercase(),
                 "gradient_checkpointing": args.gradient_checkpointing,
                 "step_seconds": seconds,
                 "median_step_seconds": median,
@@ -145,7 +165,7 @@ fn classifier_steps(
     let new_head = args.task != TaskKind::Classification;
     let classifier: Classifier = pretrained::load(&model, &LoadOptions { new_head, ..*options })?;
     let n = args.batch_size * batches.len();
-    let items = random_examples(&classifier.tokenizer, n, args.seq_len);
+    let items = random_examples(&classifier.tokenizer, n, args.min_len, args.seq_len);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let k = labels.len();
     let targets = match args.task {
@@ -197,7 +217,7 @@ fn tagger_steps(
     let n = args.batch_size * batches.len();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut set = TaggedSet { windows: vec![], labels: vec![], sentence_words: vec![], gold: None };
-    for (i, encoded) in random_examples(&tagger.tokenizer, n, args.seq_len).into_iter().enumerate() {
+    for (i, encoded) in random_examples(&tagger.tokenizer, n, args.min_len, args.seq_len).into_iter().enumerate() {
         let len = encoded.len();
         let inside = |p: usize| p > 0 && p + 1 < len;
         set.labels.push((0..len).map(|p| if inside(p) { rng.random_range(0..9) } else { IGNORE_INDEX }).collect());
@@ -300,12 +320,15 @@ fn vocabulary_words(tokenizer: &Tokenizer) -> Vec<String> {
         .collect()
 }
 
-/// `[CLS] random words [SEP]` examples of exactly `len` tokens.
-fn random_examples(tokenizer: &Tokenizer, n: usize, len: usize) -> Vec<Encoded> {
+/// `[CLS] random words [SEP]` examples of exactly `len` tokens, or of lengths drawn uniformly
+/// from `min_len..=len`.
+fn random_examples(tokenizer: &Tokenizer, n: usize, min_len: Option<usize>, len: usize) -> Vec<Encoded> {
     let words: Vec<u32> = vocabulary_words(tokenizer).iter().filter_map(|w| tokenizer.token_to_id(w)).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut lengths = ChaCha8Rng::seed_from_u64(3);
     (0..n)
         .map(|_| {
+            let len = min_len.map_or(len, |min| lengths.random_range(min..=len));
             let mut ids = vec![tokenizer.cls_id];
             ids.extend((0..len - 2).map(|_| words[rng.random_range(0..words.len())]));
             ids.push(tokenizer.sep_id);

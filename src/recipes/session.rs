@@ -33,11 +33,11 @@ pub(crate) fn set_dropout(cfg: &TrainConfig, model: &mut ModelDir) -> Result<()>
     }
 }
 
-/// How the model loads for training: its precision and gradient checkpointing.
+/// How the model loads for training: its precision, gradient checkpointing and unpadding.
 pub(crate) fn load_options(cfg: &TrainConfig, device: Device, new_head: bool) -> LoadOptions {
     let autocast = Autocast::new(cfg.placement.precision, device);
     let gradient_checkpointing = cfg.placement.gradient_checkpointing;
-    LoadOptions { device, autocast, gradient_checkpointing, new_head }
+    LoadOptions { device, autocast, gradient_checkpointing, new_head, unpadding: cfg.placement.unpad }
 }
 
 /// A step's batch over all ranks: `--batch-size` is per rank, as per_device_train_batch_size.

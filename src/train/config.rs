@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::schedule::ScheduleKind;
 use crate::data::Sampling;
 use crate::device::{DeviceFlags, Precision};
+use crate::encoder::Unpadding;
 use crate::values::{decay_rate, directory, fraction, non_negative, positive, positive_float};
 
 #[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
@@ -120,6 +121,11 @@ pub struct Placement {
     #[arg(long)]
     #[serde(default)]
     pub gradient_checkpointing: bool,
+    /// Run padded batches packed, the real tokens alone (`auto`: where the batch has enough
+    /// padding to pay; the results are the padded path's to float32 rounding).
+    #[arg(long, value_enum, default_value = "auto")]
+    #[serde(default)]
+    pub unpad: Unpadding,
     /// Data-parallel runs (torchrun, `bertkit launch`): seconds the rendezvous and each
     /// collective may wait for the other ranks; a rank that died stops the rest after this.
     #[arg(long, default_value_t = default_dist_timeout(), value_parser = clap::value_parser!(u64).range(1..))]

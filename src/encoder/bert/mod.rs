@@ -17,6 +17,7 @@ use tch::{Kind, Tensor};
 pub use config::BertConfig;
 
 use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, path_at};
+use super::packing::{Packing, Unpadding};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
 use crate::encoder::ModelConfig;
@@ -130,26 +131,31 @@ impl Embeddings {
         }
     }
 
-    fn forward(&self, inputs: &Inputs, train: bool) -> Tensor {
+    /// `[batch, seq, hidden]`, or `[tokens, hidden]` when the batch is packed.
+    fn forward(&self, inputs: &Inputs, packing: Option<&Packing>, train: bool) -> Tensor {
         let ids = &inputs.input_ids;
-        let positions = match self.positions {
-            Positions::Absolute => {
+        let pack = |t: &Tensor| packing.map_or_else(|| t.shallow_clone(), |p| p.pack(t));
+        let positions = match (self.positions, packing) {
+            (Positions::Absolute, None) => {
                 let seq = Tensor::arange(ids.size()[1], (Kind::Int64, ids.device()));
                 self.position.index_select(0, &seq).unsqueeze(0)
             }
-            Positions::AfterPadding { padding_idx } => {
+            (Positions::Absolute, Some(p)) => self.position.index_select(0, &p.positions()),
+            (Positions::AfterPadding { padding_idx }, _) => {
                 let real = ids.ne(padding_idx).to_kind(Kind::Int64);
                 let position_ids = real.cumsum(1, Kind::Int64) * &real + padding_idx;
-                Tensor::embedding(&self.position, &position_ids, padding_idx, false, false)
+                Tensor::embedding(&self.position, &pack(&position_ids), padding_idx, false, false)
             }
         };
         let words = match &inputs.inputs_embeds {
-            Some(embeds) => embeds.shallow_clone(),
-            None => Tensor::embedding(&self.word, ids, self.pad_token_id, false, false),
+            Some(embeds) => pack(embeds),
+            None => Tensor::embedding(&self.word, &pack(ids), self.pad_token_id, false, false),
         };
         // Summed in transformers' order: float addition is not associative.
         let xs = match &self.token_type {
-            Some(types) => words + Tensor::embedding(types, &inputs.token_type_ids, -1, false, false) + positions,
+            Some(types) => {
+                words + Tensor::embedding(types, &pack(&inputs.token_type_ids), -1, false, false) + positions
+            }
             None => words + positions,
         };
         dropout(&self.layer_norm.forward(&xs), self.dropout, train)
@@ -159,6 +165,16 @@ impl Embeddings {
 /// A BERT projection's bias (every BERT-shaped family has one).
 fn bias(linear: &Linear) -> &Tensor {
     linear.bias.as_ref().expect("BERT's projections have biases")
+}
+
+/// How a layer's input is laid out.
+#[derive(Clone, Copy)]
+enum Batch<'a> {
+    /// `[batch, seq, hidden]`, with the additive mask (`[batch, 1, 1, seq]`: 0 where a key may
+    /// be attended, a large negative number at padding; None: nothing padded).
+    Padded(Option<&'a Tensor>),
+    /// `[tokens, hidden]`: the real tokens alone.
+    Packed(&'a Packing),
 }
 
 struct SelfAttention {
@@ -191,35 +207,46 @@ impl SelfAttention {
         }
     }
 
-    /// `mask` is additive, `[batch, 1, 1, seq]`: 0 where a key may be attended, a large
-    /// negative number at padding (None: no padding). `queries` (`[batch, m]` positions) limits
-    /// the output to those positions, which still attend to every key. Returns the layer output
-    /// (`[batch, seq or m, hidden]`) and, if asked, the probabilities.
+    /// `xs` is `[batch, seq, hidden]` or packed `[tokens, hidden]` (`batch` says which).
+    /// `queries` limits the output to some positions, which still attend to every key of their
+    /// sequence: `[batch, m]` positions when padded, `[batch * m]` packed rows when packed.
+    /// Returns the layer output (`[batch, seq or m, hidden]`, or `[tokens or batch * m, hidden]`)
+    /// and, if asked, the probabilities.
     fn forward(
         &self,
         xs: &Tensor,
-        mask: Option<&Tensor>,
+        batch: Batch,
         train: bool,
         probs: Probs,
         queries: Option<&Tensor>,
     ) -> (Tensor, Option<Tensor>) {
-        let (b, l, h) = xs.size3().expect("[batch, seq, hidden]");
+        let h = *xs.size().last().expect("a hidden dimension");
         let (heads, d) = (self.num_heads, self.head_dim);
+        // [..., n, heads, head_dim] from [..., n * hidden]: the same rows, heads apart.
+        let split = |t: Tensor, n: i64| {
+            let mut shape = t.size();
+            shape.pop();
+            shape.extend([n, heads, d]);
+            t.view(shape.as_slice())
+        };
         let (xq, q, k, v) = match queries {
             None => {
                 // One matmul for Q, K and V instead of three: the weights stay separate (HF names).
                 let w = Tensor::cat(&[&self.query.weight, &self.key.weight, &self.value.weight], 0);
                 let bias = Tensor::cat(&[bias(&self.query), bias(&self.key), bias(&self.value)], 0);
-                let qkv = xs.linear(&w, Some(&bias)).view([b, l, 3, heads, d]).permute([2, 0, 3, 1, 4]);
-                (xs.shallow_clone(), qkv.get(0), qkv.get(1), qkv.get(2))
+                let qkv = split(xs.linear(&w, Some(&bias)), 3);
+                (xs.shallow_clone(), qkv.select(-3, 0), qkv.select(-3, 1), qkv.select(-3, 2))
             }
-            Some(positions) => {
-                let xq = xs.gather(1, &positions.unsqueeze(-1).expand([-1, -1, h], false), false);
-                let q = self.query.forward(&xq).view([b, -1, heads, d]).transpose(1, 2);
+            Some(rows) => {
+                let xq = match batch {
+                    Batch::Padded(_) => xs.gather(1, &rows.unsqueeze(-1).expand([-1, -1, h], false), false),
+                    Batch::Packed(_) => xs.index_select(0, rows),
+                };
+                let q = split(self.query.forward(&xq), 1).select(-3, 0);
                 let w = Tensor::cat(&[&self.key.weight, &self.value.weight], 0);
                 let bias = Tensor::cat(&[bias(&self.key), bias(&self.value)], 0);
-                let kv = xs.linear(&w, Some(&bias)).view([b, l, 2, heads, d]).permute([2, 0, 3, 1, 4]);
-                (xq, q, kv.get(0), kv.get(1))
+                let kv = split(xs.linear(&w, Some(&bias)), 2);
+                (xq, q, kv.select(-3, 0), kv.select(-3, 1))
             }
         };
         let scale = (self.head_dim as f64).powf(-0.5);
@@ -228,14 +255,26 @@ impl SelfAttention {
         // fallback, which keeps a float dropout mask and scaled copies of Q and K for backward:
         // written out here instead, with a one-byte mask, the same arithmetic otherwise.
         let explicit = probs.wanted() || (dropout_p > 0.0 && xs.device() == tch::Device::Cpu);
-        let (context, probs) = if explicit {
-            explicit_attention(&q, &k, &v, scale, mask, dropout_p, probs)
-        } else {
-            // Fused kernel (flash attention where the device has it), same result.
-            let mask = mask.map(|m| m.to_kind(q.kind()));
-            (Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), dropout_p, false, scale, false), None)
+        // [batch, heads, n, head_dim] queries, keys and values.
+        let attend = |q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, probs: Probs| {
+            if explicit {
+                explicit_attention(q, k, v, scale, mask, dropout_p, probs)
+            } else {
+                // Fused kernel (flash attention where the device has it), same result.
+                let mask = mask.map(|m| m.to_kind(q.kind()));
+                (Tensor::scaled_dot_product_attention(q, k, v, mask.as_ref(), dropout_p, false, scale, false), None)
+            }
         };
-        let context = context.transpose(1, 2).reshape([b, -1, h]);
+        let (context, probs) = match batch {
+            Batch::Padded(mask) => {
+                let (c, probs) = attend(&q.transpose(1, 2), &k.transpose(1, 2), &v.transpose(1, 2), mask, probs);
+                (c.transpose(1, 2).reshape([xs.size()[0], -1, h]), probs)
+            }
+            Batch::Packed(packing) => {
+                let per_sequence = queries.map(|rows| rows.size()[0] / packing.sequences());
+                (packing.attend(&q, &k, &v, per_sequence, |q, k, v| attend(q, k, v, None, Probs::Unwanted).0), None)
+            }
+        };
         let out = dropout(&self.output.forward(&context), self.hidden_dropout, train);
         (self.layer_norm.forward(&(out + xq)), probs)
     }
@@ -277,12 +316,12 @@ impl Layer {
     fn forward(
         &self,
         xs: &Tensor,
-        mask: Option<&Tensor>,
+        batch: Batch,
         train: bool,
         probs: Probs,
         queries: Option<&Tensor>,
     ) -> (Tensor, Option<Tensor>) {
-        let (xs, probs) = self.attention.forward(xs, mask, train, probs, queries);
+        let (xs, probs) = self.attention.forward(xs, batch, train, probs, queries);
         let ff = self.activation.apply(&self.intermediate.forward(&xs));
         let ff = dropout(&self.output.forward(&ff), self.dropout, train);
         (self.layer_norm.forward(&(ff + xs)), probs)
@@ -309,6 +348,7 @@ pub(crate) struct Bert {
     pooler: Option<Linear>,
     /// Recompute each layer's activations in backward instead of keeping them (training only).
     gradient_checkpointing: bool,
+    unpadding: Unpadding,
 }
 
 impl Bert {
@@ -328,42 +368,60 @@ impl Bert {
                 Linear::new(p.sub("pooler").sub("dense"), h, h, config.initializer_range)
             }),
             gradient_checkpointing: false,
+            unpadding: Unpadding::default(),
         }
     }
 
     fn encode(&self, inputs: &Inputs, opts: ForwardOptions, last_positions: Option<&Tensor>) -> EncoderOutput {
-        let mut xs = self.embeddings.forward(inputs, opts.train);
+        // Packed when asked and padded, unless the caller wants what only the padded batch has:
+        // attention maps, or gradients at every position of `inputs_embeds`.
+        let packing = (inputs.padded && !opts.wants_probs() && inputs.inputs_embeds.is_none())
+            .then(|| Packing::of(&inputs.attention_mask, self.unpadding))
+            .flatten();
+        let mut xs = self.embeddings.forward(inputs, packing.as_ref(), opts.train);
         if let Some(projection) = &self.projection {
             xs = projection.forward(&xs);
         }
         // Additive mask as in transformers: 0 for tokens, the dtype's minimum for padding. None
-        // when nothing is padded: attention then skips the addition (and SDPA may use a fused
-        // kernel that takes no mask).
-        let mask = inputs.padded.then(|| {
+        // when nothing is padded (or the batch is packed): attention then skips the addition
+        // (and SDPA may use a fused kernel that takes no mask).
+        let mask = (inputs.padded && packing.is_none()).then(|| {
             let keep = inputs.attention_mask.to_kind(Kind::Float);
             ((-keep + 1.0) * f32::MIN as f64).unsqueeze(1).unsqueeze(1)
         });
+        let batch = packing.as_ref().map_or(Batch::Padded(mask.as_ref()), Batch::Packed);
+        let last_queries = last_positions.map(|p| packing.as_ref().map_or_else(|| p.shallow_clone(), |k| k.rows(p)));
+        let padded = |xs: &Tensor| packing.as_ref().map_or_else(|| xs.shallow_clone(), |p| p.unpack(xs));
         let mut hidden_states = Vec::new();
         let mut attentions = Vec::new();
         let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.wants_probs();
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
-                hidden_states.push(xs.shallow_clone());
+                hidden_states.push(padded(&xs));
             }
-            let queries = if i == last { last_positions } else { None };
+            let queries = if i == last { last_queries.as_ref() } else { None };
             if recompute {
                 let (layer, train) = (layer.shallow_clone(), opts.train);
                 let (mask, queries) = (mask.as_ref().map(Tensor::shallow_clone), queries.map(Tensor::shallow_clone));
+                let packing = packing.as_ref().map(Packing::shallow_clone);
                 xs = recomputed(&xs, move |x| {
-                    layer.forward(x, mask.as_ref(), train, Probs::Unwanted, queries.as_ref()).0
+                    let batch = packing.as_ref().map_or(Batch::Padded(mask.as_ref()), Batch::Packed);
+                    layer.forward(x, batch, train, Probs::Unwanted, queries.as_ref()).0
                 });
                 continue;
             }
-            let (out, probs) = layer.forward(&xs, mask.as_ref(), opts.train, opts.probs(i), queries);
+            let (out, probs) = layer.forward(&xs, batch, opts.train, opts.probs(i), queries);
             xs = out;
             attentions.extend(probs);
         }
+        xs = match (&last_queries, &packing) {
+            // [batch * m, hidden] rows -> [batch, m, hidden].
+            (Some(rows), Some(_)) => {
+                xs.view([inputs.input_ids.size()[0], rows.size()[0] / inputs.input_ids.size()[0], -1])
+            }
+            _ => padded(&xs),
+        };
         if opts.output_hidden_states {
             hidden_states.push(xs.shallow_clone());
         }
@@ -392,5 +450,9 @@ impl Encoder for Bert {
 
     fn set_gradient_checkpointing(&mut self, on: bool) {
         self.gradient_checkpointing = on;
+    }
+
+    fn set_unpadding(&mut self, unpadding: Unpadding) {
+        self.unpadding = unpadding;
     }
 }
