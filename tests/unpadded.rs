@@ -1,11 +1,12 @@
 //! Unpadded execution (`encoder::packing`): a batch of very different lengths run packed must
 //! give what the padded path gives at every real position (logits, losses, every gradient, the
-//! hidden states), for every family that packs and every way a head reads the encoder: the
+//! hidden states), for every family and every way a head reads the encoder: the
 //! whole sequence (token classification), the first token alone (`forward_at`, classifiers),
 //! masked positions (MLM), with gradient checkpointing too.
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use bertkit::data::Collator;
 use bertkit::encoder::{ForwardOptions, Inputs, Unpadding};
@@ -15,23 +16,48 @@ use bertkit::tokenizer::Tokenizer;
 use common::Drift;
 use tch::{Kind, Tensor};
 
-/// The families that pack, each with its positions and token types.
+/// Every family, each with its positions and token types (DeBERTa-v2's fixture has absolute
+/// positions, token types, a narrower embedding and the convolution; v3's log-bucketed
+/// relative positions).
 fn fixtures() -> Vec<PathBuf> {
     let dir = common::repo().join("tests/fixtures");
-    ["tiny-bert", "tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert", "tiny-electra"].map(|m| dir.join(m)).to_vec()
+    [
+        "tiny-bert", "tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert", "tiny-electra", "tiny-modernbert",
+        "tiny-deberta-v3", "tiny-deberta-v2",
+    ]
+    .map(|m| dir.join(m))
+    .to_vec()
 }
 
 fn name(model: &Path) -> String {
     model.file_name().unwrap().to_string_lossy().to_string()
 }
 
-/// Pairs of very different lengths (2 to 64 tokens: ~60% of the batch is padding), so that
-/// token types, positions and every sequence's own attention are exercised.
+/// The tiny ModernBERT as ModernBERT-base classifies: the first token, a global last layer
+/// (which `forward_at` then runs at that token alone).
+fn modernbert_cls(tmp: &Path) -> PathBuf {
+    let dst = tmp.join("modernbert-cls");
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(common::repo().join("tests/fixtures/tiny-modernbert")).unwrap().flatten() {
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dst.join("config.json")).unwrap()).unwrap();
+    config["classifier_pooling"] = "cls".into();
+    config["layer_types"] = serde_json::json!(["full_attention", "sliding_attention", "full_attention"]);
+    std::fs::write(dst.join("config.json"), config.to_string()).unwrap();
+    dst
+}
+
+/// Pairs of very different lengths (4 to 64 tokens: over half the batch is padding), so that
+/// token types, positions and every sequence's own attention are exercised; for ModernBERT's
+/// local layers (a window of ±8 in the fixture) a sequence inside the window, one longer than
+/// it, and ones attended by blocks.
 fn batch(model: &Path) -> (Inputs, i64) {
     let tok = Tokenizer::from_dir(model).unwrap();
     let long = "the lessee shall repair and maintain the premises at its own cost and expense ".repeat(6);
-    let texts = ["bad", "a good film", long.as_str(), "the tenant pays rent"];
-    let pairs = ["x", "it was", "the landlord may enter", long.as_str()];
+    let texts = ["bad", "a good film", long.as_str(), "the tenant pays rent", "the landlord may enter"];
+    let pairs = ["x", "it was", "the landlord may enter", long.as_str(), "the premises to inspect them"];
     let enc = tok.encode_batch(&texts, Some(&pairs), 64).unwrap();
     let inputs = Collator { pad_id: tok.pad_id }.collate_encodings(&enc);
     assert!(inputs.padded);
@@ -39,8 +65,12 @@ fn batch(model: &Path) -> (Inputs, i64) {
     (inputs.to_device(common::test_device()), real)
 }
 
-/// The model with `unpadding`; a head the checkpoint lacks starts from the same draw each time.
+/// The model with `unpadding`; a head the checkpoint lacks starts from the same draw each time
+/// (libtorch's generator is global: the tests running beside this one must not draw between the
+/// seed and the load).
 fn load<M: TaskModel>(model: &Path, unpadding: Unpadding) -> Pretrained<M> {
+    static SEEDED: Mutex<()> = Mutex::new(());
+    let _alone = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(0);
     let mut loaded = common::load_with_labels::<M>(model, &["a", "b", "c"], common::test_device());
     loaded.model.encoder_mut().set_unpadding(unpadding);
@@ -80,9 +110,10 @@ fn assert_same(
 
 #[test]
 fn classifier_logits_loss_and_gradients_equal_the_padded_path() {
-    for model in fixtures() {
+    let tmp = tempfile::tempdir().unwrap();
+    for model in fixtures().into_iter().chain([modernbert_cls(tmp.path())]) {
         let (inputs, real) = batch(&model);
-        let labels = Tensor::from_slice(&[0i64, 2, 1, 1]).to_device(inputs.input_ids.device());
+        let labels = Tensor::from_slice(&[0i64, 2, 1, 1, 0]).to_device(inputs.input_ids.device());
         let run = |unpadding, first_token_only: bool| {
             let loaded = load::<SequenceClassifier>(&model, unpadding);
             let m = &loaded.model;
@@ -177,7 +208,7 @@ fn every_hidden_state_equals_the_padded_path_at_real_tokens_and_is_zero_at_paddi
 fn gradient_checkpointing_recomputes_the_packed_layers() {
     for model in fixtures() {
         let (inputs, real) = batch(&model);
-        let labels = Tensor::from_slice(&[1i64, 0, 2, 0]).to_device(inputs.input_ids.device());
+        let labels = Tensor::from_slice(&[1i64, 0, 2, 0, 1]).to_device(inputs.input_ids.device());
         let run = |unpadding, checkpointing| {
             let mut loaded = load::<SequenceClassifier>(&model, unpadding);
             loaded.model.encoder_mut().set_gradient_checkpointing(checkpointing);

@@ -268,9 +268,8 @@ pub trait Encoder {
     /// Recompute each layer's activations in backward instead of keeping them (training only).
     fn set_gradient_checkpointing(&mut self, on: bool);
 
-    /// Whether padded batches run packed (`packing.rs`). Families that always run padded
-    /// ignore it.
-    fn set_unpadding(&mut self, _unpadding: Unpadding) {}
+    /// Whether padded batches run packed (`packing.rs`).
+    fn set_unpadding(&mut self, unpadding: Unpadding);
 }
 
 /// One batch of token ids, as the tokenizer and collator produce it. All `[batch, seq]`, int64.

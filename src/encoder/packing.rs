@@ -12,6 +12,8 @@
 
 use tch::{Device, Kind, Tensor};
 
+use super::{ForwardOptions, Inputs};
+
 /// Whether an encoder packs its padded batches (`--unpad`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,6 +46,16 @@ pub(crate) struct Packing {
 }
 
 impl Packing {
+    /// How a forward pass's batch packs: where it is padded, `unpadding` says so, and the caller
+    /// wants nothing only the padded batch has (attention maps, gradients at every position of
+    /// `inputs_embeds`).
+    pub fn for_inputs(inputs: &Inputs, opts: &ForwardOptions, unpadding: Unpadding) -> Option<Packing> {
+        if !inputs.padded || opts.wants_probs() || inputs.inputs_embeds.is_some() {
+            return None;
+        }
+        Packing::of(&inputs.attention_mask, unpadding)
+    }
+
     /// How `attention_mask` (`[batch, seq]`, 1 at real tokens) packs, if `unpadding` says to.
     /// None also for a row with no real token (nothing to attend to, as in the padded path).
     pub fn of(attention_mask: &Tensor, unpadding: Unpadding) -> Option<Packing> {
@@ -106,27 +118,40 @@ impl Packing {
 
     /// Attention within each sequence. `q` is `[rows, heads, head_dim]`: every packed token, or
     /// (`queries_per_sequence`) the same number of rows of each sequence, as `rows` orders them;
-    /// `k` and `v` are `[tokens, heads, head_dim]`. `attend` gets one sequence's queries, keys and
-    /// values as `[1, heads, n, head_dim]` and returns its context in that shape. Returns
-    /// `[rows, heads * head_dim]`.
+    /// `k` and `v` are `[tokens, heads, head_dim]`. `attend` gets a sequence's index and its
+    /// queries, keys and values as `[1, heads, n, head_dim]`, and returns its context in that
+    /// shape. Returns `[rows, heads * head_dim]`.
     pub fn attend(
         &self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
         queries_per_sequence: Option<i64>,
-        attend: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+        attend: impl Fn(usize, &Tensor, &Tensor, &Tensor) -> Tensor,
     ) -> Tensor {
         let heads_first = |t: &Tensor, start: i64, len: i64| t.narrow(0, start, len).transpose(0, 1).unsqueeze(0);
         let contexts: Vec<Tensor> = (self.spans.iter().enumerate())
             .map(|(i, &(start, len))| {
                 let (q_start, q_len) = queries_per_sequence.map_or((start, len), |m| (i as i64 * m, m));
-                let context =
-                    attend(&heads_first(q, q_start, q_len), &heads_first(k, start, len), &heads_first(v, start, len));
+                let (q, k, v) =
+                    (heads_first(q, q_start, q_len), heads_first(k, start, len), heads_first(v, start, len));
+                let context = attend(i, &q, &k, &v);
                 context.squeeze_dim(0).transpose(0, 1)
             })
             .collect();
         Tensor::cat(&contexts, 0).flatten(1, 2)
+    }
+
+    /// `f` applied to each sequence's rows of packed `t` (`[tokens, ...]`) alone, the results
+    /// packed again.
+    pub fn per_sequence(&self, t: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
+        let parts: Vec<Tensor> = self.spans.iter().map(|&(start, len)| f(&t.narrow(0, start, len))).collect();
+        Tensor::cat(&parts, 0)
+    }
+
+    /// Each sequence's number of real tokens.
+    pub fn lengths(&self) -> impl Iterator<Item = i64> + '_ {
+        self.spans.iter().map(|&(_, len)| len)
     }
 
     /// The same packing, sharing its tensors: what a checkpointed layer keeps for backward.
@@ -200,11 +225,11 @@ mod tests {
         let want = sdpa(&heads_first(qkv.get(0)), &heads_first(qkv.get(1)), &heads_first(qkv.get(2)), Some(&additive));
         let want = p.pack(&want.transpose(1, 2)).flatten(1, 2);
         let (q, k, v) = (p.pack(&qkv.get(0)), p.pack(&qkv.get(1)), p.pack(&qkv.get(2)));
-        let got = p.attend(&q, &k, &v, None, |q, k, v| sdpa(q, k, v, None));
+        let got = p.attend(&q, &k, &v, None, |_, q, k, v| sdpa(q, k, v, None));
         assert!((&got - &want).abs().max().double_value(&[]) < 1e-6);
         // Queries at two positions of each sequence only.
         let rows = p.rows(&Tensor::from_slice(&[0i64, 4, 1, 0, 2, 1]).view([3, 2]));
-        let got = p.attend(&q.index_select(0, &rows), &k, &v, Some(2), |q, k, v| sdpa(q, k, v, None));
+        let got = p.attend(&q.index_select(0, &rows), &k, &v, Some(2), |_, q, k, v| sdpa(q, k, v, None));
         assert!((got - want.index_select(0, &rows)).abs().max().double_value(&[]) < 1e-6);
     }
 }

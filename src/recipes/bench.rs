@@ -93,6 +93,11 @@ impl Bench {
         if args.min_len.is_some_and(|min| min > args.seq_len) {
             crate::error::refuse!("--min-len {} is longer than --seq-len {}", args.min_len.unwrap_or(0), args.seq_len);
         }
+        if args.min_len.is_some() && args.workload == Workload::Mlm {
+            crate::error::refuse!(
+                "--min-len: MLM trains on full blocks of --seq-len tokens (group_texts), never padded"
+            );
+        }
         let options = LoadOptions {
             device,
             autocast,
@@ -113,8 +118,15 @@ impl Bench {
         let mut seconds = watch.seconds;
         seconds.sort_by(f64::total_cmp);
         let median = seconds.get(seconds.len() / 2).copied().unwrap_or(f64::NAN);
-        // Real tokens per step, on average: the examples are drawn alike for every step.
-        let tokens = args.batch_size as f64 * (args.min_len.unwrap_or(args.seq_len) + args.seq_len) as f64 / 2.0;
+        // Real tokens per step, on average (MLM blocks are always full).
+        let lengths = example_lengths(args.batch_size * total, args.min_len, args.seq_len);
+        let real = |b: &[usize]| b.iter().map(|&i| lengths[i]).sum::<usize>();
+        let tokens = match args.workload {
+            Workload::Mlm => (args.batch_size * args.seq_len) as f64,
+            _ => batches[args.warmup..].iter().map(|b| real(b)).sum::<usize>() as f64 / args.steps as f64,
+        };
+        let padding =
+            if args.workload == Workload::Mlm { 0.0 } else { padding_share(&lengths, &batches[args.warmup..]) };
         println!(
             "{}",
             json!({
@@ -127,6 +139,7 @@ impl Bench {
                 "batch_size": args.batch_size,
                 "seq_len": args.seq_len,
                 "min_len": args.min_len.unwrap_or(args.seq_len),
+                "padding": padding,
                 "unpad": format!("{:?}", args.unpad).to_lowercase(),
                 "gradient_checkpointing": args.gradient_checkpointing,
                 "step_seconds": seconds,
@@ -320,21 +333,35 @@ fn vocabulary_words(tokenizer: &Tokenizer) -> Vec<String> {
         .collect()
 }
 
-/// `[CLS] random words [SEP]` examples of exactly `len` tokens, or of lengths drawn uniformly
-/// from `min_len..=len`.
+/// `[CLS] random words [SEP]` examples of `example_lengths`.
 fn random_examples(tokenizer: &Tokenizer, n: usize, min_len: Option<usize>, len: usize) -> Vec<Encoded> {
     let words: Vec<u32> = vocabulary_words(tokenizer).iter().filter_map(|w| tokenizer.token_to_id(w)).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let mut lengths = ChaCha8Rng::seed_from_u64(3);
-    (0..n)
-        .map(|_| {
-            let len = min_len.map_or(len, |min| lengths.random_range(min..=len));
+    (example_lengths(n, min_len, len).into_iter())
+        .map(|len| {
             let mut ids = vec![tokenizer.cls_id];
             ids.extend((0..len - 2).map(|_| words[rng.random_range(0..words.len())]));
             ids.push(tokenizer.sep_id);
             Encoded { type_ids: vec![0; len], ids }
         })
         .collect()
+}
+
+/// The examples' lengths: all `len`, or drawn uniformly from `min_len..=len`.
+fn example_lengths(n: usize, min_len: Option<usize>, len: usize) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    (0..n).map(|_| min_len.map_or(len, |min| rng.random_range(min..=len))).collect()
+}
+
+/// The share of the batches' positions that are padding (each batch padded to its longest).
+fn padding_share(lengths: &[usize], batches: &[Vec<usize>]) -> f64 {
+    let (mut real, mut padded) = (0, 0);
+    for batch in batches {
+        let longest = batch.iter().map(|&i| lengths[i]).max().unwrap_or(0);
+        real += batch.iter().map(|&i| lengths[i]).sum::<usize>();
+        padded += longest * batch.len();
+    }
+    1.0 - real as f64 / padded.max(1) as f64
 }
 
 /// About `tokens` tokens of random vocabulary words, in paragraphs.

@@ -272,7 +272,7 @@ impl SelfAttention {
             }
             Batch::Packed(packing) => {
                 let per_sequence = queries.map(|rows| rows.size()[0] / packing.sequences());
-                (packing.attend(&q, &k, &v, per_sequence, |q, k, v| attend(q, k, v, None, Probs::Unwanted).0), None)
+                (packing.attend(&q, &k, &v, per_sequence, |_, q, k, v| attend(q, k, v, None, Probs::Unwanted).0), None)
             }
         };
         let out = dropout(&self.output.forward(&context), self.hidden_dropout, train);
@@ -373,11 +373,7 @@ impl Bert {
     }
 
     fn encode(&self, inputs: &Inputs, opts: ForwardOptions, last_positions: Option<&Tensor>) -> EncoderOutput {
-        // Packed when asked and padded, unless the caller wants what only the padded batch has:
-        // attention maps, or gradients at every position of `inputs_embeds`.
-        let packing = (inputs.padded && !opts.wants_probs() && inputs.inputs_embeds.is_none())
-            .then(|| Packing::of(&inputs.attention_mask, self.unpadding))
-            .flatten();
+        let packing = Packing::for_inputs(inputs, &opts, self.unpadding);
         let mut xs = self.embeddings.forward(inputs, packing.as_ref(), opts.train);
         if let Some(projection) = &self.projection {
             xs = projection.forward(&xs);

@@ -4,7 +4,8 @@
 //! then BERT-shaped post-norm layers whose attention adds to the content scores two
 //! disentangled terms, content-to-position and position-to-content, read from relative-position
 //! embeddings shared by every layer (log-bucketed distances, `relative.rs`); v2's large models
-//! add a convolution after the first layer. Weights live under transformers' names
+//! add a convolution after the first layer. A padded batch runs packed (`encoder::packing`):
+//! each sequence attends its own keys, its relative positions its own. Weights live under transformers' names
 //! (`deberta.encoder.layer.0.attention.self.query_proj.weight`, `pooler.dense`, `classifier`,
 //! `cls.predictions.*`, or `lm_predictions.lm_head.*` where the config says `legacy: false`);
 //! the heads are `crate::task`'s, in `ContextPooler` shape.
@@ -20,6 +21,7 @@ use tch::{Kind, Tensor};
 use self::config::DebertaConfig;
 use self::relative::RelativeIndex;
 use super::layers::{Activation, LayerNorm, Linear, attention_softmax, dropout};
+use super::packing::{Packing, Unpadding};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs, Selector};
 use crate::encoder::ModelConfig;
@@ -85,10 +87,12 @@ fn lowest(kind: Kind) -> f64 {
 /// What every layer reads besides its input: which pairs may attend (None: all), the relative
 /// embeddings (before their layer norm, which each layer applies: a checkpointed layer must
 /// compute from parameters, not from a tensor of the outer graph) and where each pair reads them.
+/// A packed batch (`encoder::packing`) blocks no pair: each sequence attends its own keys.
 struct Context {
     blocked: Option<Tensor>,
     relative: Option<(Tensor, RelativeIndex)>,
     relative_norm: Option<LayerNorm>,
+    packing: Option<Packing>,
 }
 
 impl Context {
@@ -104,8 +108,15 @@ impl Context {
                 (w.shallow_clone(), RelativeIndex { c2p: i.c2p.shallow_clone(), p2c: i.p2c.shallow_clone() })
             }),
             relative_norm: self.relative_norm.as_ref().map(LayerNorm::shallow_clone),
+            packing: self.packing.as_ref().map(Packing::shallow_clone),
         }
     }
+}
+
+/// The relative embeddings as one layer's keys (c2p) and queries (p2c) see them.
+struct RelativeKeys {
+    pos_key: Option<Tensor>,
+    pos_query: Option<Tensor>,
 }
 
 /// `DisentangledSelfAttention`: content scores plus c2p and p2c, all over sqrt(d x terms).
@@ -148,68 +159,103 @@ impl Attention {
         }
     }
 
-    /// `[batch, seq, heads x head_dim]` and, if asked, the probabilities `[batch, heads, seq, seq]`.
+    /// `[batch, seq, heads x head_dim]` (packed: `[tokens, heads x head_dim]`) and, if asked, the
+    /// probabilities `[batch, heads, seq, seq]`.
     fn forward(&self, xs: &Tensor, cx: &Context, train: bool, wanted: Probs) -> (Tensor, Option<Tensor>) {
-        let (b, l, _) = xs.size3().expect("[batch, seq, hidden]");
         // One matmul for Q, K and V (the weights stay separate, under transformers' names). Under
         // autocast it also casts the input once, whether or not it is a checkpointed leaf.
         let layers = [&self.query, &self.key, &self.value];
         let weight = Tensor::cat(&layers.map(|x| &x.weight), 0);
         let bias = Tensor::cat(&layers.map(|x| x.bias.as_ref().expect("DeBERTa's projections have biases")), 0);
-        let qkv = xs.linear(&weight, Some(&bias)).view([b, l, 3, self.heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let mut shape = xs.size();
+        shape.pop();
+        shape.extend([3, self.heads, self.head_dim]);
+        let qkv = xs.linear(&weight, Some(&bias)).view(shape.as_slice());
+        // The relative embeddings' projections, once a layer (not once a sequence).
+        let relative = cx.relative_embeddings().map(|(embeddings, index)| {
+            (self.relative_projections(&dropout(&embeddings, self.pos_dropout, train)), index)
+        });
+        let relative = relative.as_ref().map(|(p, index)| (p, *index));
+        let Some(packing) = &cx.packing else {
+            // [batch, heads, seq, head_dim] each.
+            let qkv = qkv.permute([2, 0, 3, 1, 4]);
+            let (b, l) = (xs.size()[0], xs.size()[1]);
+            let (context, probs) =
+                self.attend(&qkv.get(0), &qkv.get(1), &qkv.get(2), relative, cx.blocked.as_ref(), train);
+            return (context.transpose(1, 2).reshape([b, l, -1]), wanted.deliver(probs));
+        };
+        let (q, k, v) = (qkv.select(1, 0), qkv.select(1, 1), qkv.select(1, 2));
+        let context = packing.attend(&q, &k, &v, None, |_, q, k, v| self.attend(q, k, v, relative, None, train).0);
+        (context, None)
+    }
+
+    /// Content plus relative scores of `[batch, heads, seq, head_dim]` queries, keys and values,
+    /// blocked pairs masked: the context and the probabilities.
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        relative: Option<(&RelativeKeys, &RelativeIndex)>,
+        blocked: Option<&Tensor>,
+        train: bool,
+    ) -> (Tensor, Tensor) {
         let terms = 1 + self.c2p as i64 + self.p2c as i64;
         // A float32 scalar tensor, divided by as transformers divides (not a multiplication).
-        let scale = Tensor::from(((self.head_dim * terms) as f32).sqrt()).to_device(xs.device());
+        let scale = Tensor::from(((self.head_dim * terms) as f32).sqrt()).to_device(q.device());
         let content = q.matmul(&(k.transpose(-1, -2) / &scale.to_kind(q.kind())));
-        let scores = match cx.relative_embeddings() {
-            Some((embeddings, index)) => {
-                let embeddings = dropout(&embeddings, self.pos_dropout, train);
-                content + self.relative_scores(&q, &k, &embeddings, index, &scale)
-            }
+        let scores = match relative {
+            Some((keys, index)) => content + self.relative_scores(q, k, keys, index, &scale),
             None => content,
         };
-        let scores = match &cx.blocked {
+        let scores = match blocked {
             Some(blocked) => scores.masked_fill(blocked, lowest(scores.kind())),
             None => scores,
         };
         let probs = attention_softmax(scores).to_kind(v.kind());
-        let context = dropout(&probs, self.dropout, train).matmul(&v).transpose(1, 2).reshape([b, l, -1]);
-        (context, wanted.deliver(probs))
+        (dropout(&probs, self.dropout, train).matmul(v), probs)
     }
 
-    /// c2p: each query against the embedding of its distance to each key; p2c: each key
-    /// against the embedding of the query's distance to it (transposed into query rows).
-    fn relative_scores(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        embeddings: &Tensor,
-        index: &RelativeIndex,
-        scale: &Tensor,
-    ) -> Tensor {
-        let (b, h, l, _) = q.size4().expect("[batch, heads, seq, head_dim]");
+    /// The relative embeddings projected as keys (c2p) and as queries (p2c), each
+    /// `[1, heads, head_dim, rows]`.
+    fn relative_projections(&self, embeddings: &Tensor) -> RelativeKeys {
         let rows = embeddings.size()[0];
         let project = |layer: &Linear| {
             layer.forward(embeddings).view([1, rows, self.heads, self.head_dim]).transpose(1, 2).transpose(-1, -2)
         };
+        RelativeKeys {
+            pos_key: self.c2p.then(|| project(self.pos_key.as_ref().unwrap_or(&self.key))),
+            pos_query: self.p2c.then(|| project(self.pos_query.as_ref().unwrap_or(&self.query))),
+        }
+    }
+
+    /// c2p: each query against the embedding of its distance to each key; p2c: each key
+    /// against the embedding of the query's distance to it (transposed into query rows). A
+    /// sequence shorter than the index reads its top-left corner (distances depend on the two
+    /// positions alone).
+    fn relative_scores(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        keys: &RelativeKeys,
+        index: &RelativeIndex,
+        scale: &Tensor,
+    ) -> Tensor {
+        let (b, h, l, _) = q.size4().expect("[batch, heads, seq, head_dim]");
         let pairs = [b, h, l, l];
-        let mut score: Option<Tensor> = None;
-        if self.c2p {
-            let pos_key = project(self.pos_key.as_ref().unwrap_or(&self.key));
-            let c2p = q.matmul(&pos_key).gather(-1, &index.c2p.expand(pairs, false), false);
-            score = Some(c2p / scale.to_kind(q.kind()));
+        let corner = |t: &Tensor| t.narrow(0, 0, l).narrow(1, 0, l).expand(pairs, false);
+        let c2p = keys
+            .pos_key
+            .as_ref()
+            .map(|pos_key| q.matmul(pos_key).gather(-1, &corner(&index.c2p), false) / scale.to_kind(q.kind()));
+        let p2c = keys.pos_query.as_ref().map(|pos_query| {
+            k.matmul(pos_query).gather(-1, &corner(&index.p2c), false).transpose(-1, -2) / scale.to_kind(q.kind())
+        });
+        match (c2p, p2c) {
+            (Some(c2p), Some(p2c)) => c2p + p2c,
+            (Some(score), None) | (None, Some(score)) => score,
+            (None, None) => unreachable!("relative attention has c2p or p2c"),
         }
-        if self.p2c {
-            let pos_query = project(self.pos_query.as_ref().unwrap_or(&self.query));
-            let p2c = k.matmul(&pos_query).gather(-1, &index.p2c.expand(pairs, false), false).transpose(-1, -2);
-            let p2c = p2c / scale.to_kind(q.kind());
-            score = Some(match score {
-                Some(s) => s + p2c,
-                None => p2c,
-            });
-        }
-        score.expect("relative attention has c2p or p2c")
     }
 
     fn shallow_clone(&self) -> Self {
@@ -313,10 +359,27 @@ impl Convolution {
     }
 
     /// `embedded`: the first layer's input; `residual`: its output; `keep`: `[batch, seq]` 0/1.
-    fn forward(&self, embedded: &Tensor, residual: &Tensor, keep: &Tensor, train: bool) -> Tensor {
+    /// Packed (`[tokens, hidden]`), each sequence is convolved alone, zero-padded at its ends
+    /// as the padded batch's zeroed padding pads it.
+    fn forward(
+        &self,
+        embedded: &Tensor,
+        residual: &Tensor,
+        keep: &Tensor,
+        packing: Option<&Packing>,
+        train: bool,
+    ) -> Tensor {
         let padding = (self.weight.size()[2] - 1) / 2;
-        let out = embedded.permute([0, 2, 1]).conv1d(&self.weight, Some(&self.bias), [1], [padding], [1], self.groups);
-        let out = out.permute([0, 2, 1]).masked_fill(&keep.eq(0).unsqueeze(-1), 0.0);
+        let conv = |t: &Tensor| {
+            let out = t.permute([0, 2, 1]).conv1d(&self.weight, Some(&self.bias), [1], [padding], [1], self.groups);
+            out.permute([0, 2, 1])
+        };
+        if let Some(packing) = packing {
+            let out = packing.per_sequence(embedded, |t| conv(&t.unsqueeze(0)).squeeze_dim(0));
+            let out = self.activation.apply(&dropout(&out, self.dropout, train));
+            return self.norm.forward(&(residual + out));
+        }
+        let out = conv(embedded).masked_fill(&keep.eq(0).unsqueeze(-1), 0.0);
         let out = self.activation.apply(&dropout(&out, self.dropout, train));
         self.norm.forward(&(residual + out)) * keep.unsqueeze(2).to_kind(residual.kind())
     }
@@ -359,24 +422,29 @@ impl Embeddings {
         }
     }
 
-    fn forward(&self, inputs: &Inputs, train: bool) -> Tensor {
+    /// `[batch, seq, hidden]`, or `[tokens, hidden]` when the batch is packed.
+    fn forward(&self, inputs: &Inputs, packing: Option<&Packing>, train: bool) -> Tensor {
+        let pack = |t: &Tensor| packing.map_or_else(|| t.shallow_clone(), |p| p.pack(t));
         let mut xs = match &inputs.inputs_embeds {
-            Some(embeds) => embeds.shallow_clone(),
-            None => Tensor::embedding(&self.word, &inputs.input_ids, self.pad_token_id, false, false),
+            Some(embeds) => pack(embeds),
+            None => Tensor::embedding(&self.word, &pack(&inputs.input_ids), self.pad_token_id, false, false),
         };
         // Summed in transformers' order (words, positions, token types): not in place, since
         // `xs` may be the caller's `inputs_embeds`.
         if let Some(position) = &self.position {
-            xs = &xs + position.narrow(0, 0, inputs.input_ids.size()[1]);
+            xs = match packing {
+                Some(p) => &xs + position.index_select(0, &p.positions()),
+                None => &xs + position.narrow(0, 0, inputs.input_ids.size()[1]),
+            };
         }
         if let Some(token_type) = &self.token_type {
-            xs = &xs + Tensor::embedding(token_type, &inputs.token_type_ids, -1, false, false);
+            xs = &xs + Tensor::embedding(token_type, &pack(&inputs.token_type_ids), -1, false, false);
         }
         if let Some(projection) = &self.projection {
             xs = projection.forward(&xs);
         }
         let mut xs = self.norm.forward(&xs);
-        if inputs.padded {
+        if inputs.padded && packing.is_none() {
             xs = &xs * inputs.attention_mask.unsqueeze(2).to_kind(xs.kind());
         }
         dropout(&xs, self.dropout, train)
@@ -395,6 +463,7 @@ pub(crate) struct Deberta {
     max_relative_positions: i64,
     conv: Option<Convolution>,
     gradient_checkpointing: bool,
+    unpadding: Unpadding,
 }
 
 impl Deberta {
@@ -416,13 +485,16 @@ impl Deberta {
             max_relative_positions: c.max_relative_positions(),
             conv: (c.conv_kernel_size > 0).then(|| Convolution::new(encoder.sub("conv"), c)),
             gradient_checkpointing: false,
+            unpadding: Unpadding::default(),
         }
     }
 
     /// Pairs where the query or the key is padding may not attend (`get_attention_mask`: the
-    /// mask times its transpose), so a padding row attends everything alike.
-    fn context(&self, inputs: &Inputs, seq: i64, device: tch::Device) -> Context {
-        let blocked = inputs.padded.then(|| {
+    /// mask times its transpose), so a padding row attends everything alike. Packed, there is no
+    /// such pair.
+    fn context(&self, inputs: &Inputs, packing: Option<Packing>) -> Context {
+        let (seq, device) = (inputs.input_ids.size()[1], inputs.input_ids.device());
+        let blocked = (inputs.padded && packing.is_none()).then(|| {
             let keep = inputs.attention_mask.ne(0);
             keep.unsqueeze(2).logical_and(&keep.unsqueeze(1)).logical_not().unsqueeze(1)
         });
@@ -431,17 +503,19 @@ impl Deberta {
             (weight.shallow_clone(), index)
         });
         let relative_norm = self.relative_norm.as_ref().map(LayerNorm::shallow_clone);
-        Context { blocked, relative, relative_norm }
+        Context { blocked, relative, relative_norm, packing }
     }
 
     fn encode(&self, inputs: &Inputs, opts: ForwardOptions) -> EncoderOutput {
-        let mut xs = self.embeddings.forward(inputs, opts.train);
-        let cx = self.context(inputs, xs.size()[1], xs.device());
+        let packing = Packing::for_inputs(inputs, &opts, self.unpadding);
+        let mut xs = self.embeddings.forward(inputs, packing.as_ref(), opts.train);
+        let cx = self.context(inputs, packing);
+        let padded = |xs: &Tensor| cx.packing.as_ref().map_or_else(|| xs.shallow_clone(), |p| p.unpack(xs));
         let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
         let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.wants_probs();
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
-                hidden_states.push(xs.shallow_clone());
+                hidden_states.push(padded(&xs));
             }
             // The convolution reads the first layer's input too: it runs inside the same block,
             // so a checkpointed block sums that input's gradients as the plain backward does.
@@ -452,14 +526,16 @@ impl Deberta {
                 let keep = inputs.attention_mask.shallow_clone();
                 xs = recomputed(&xs, move |x| {
                     let out = layer.forward(x, &cx, train, Probs::Unwanted).0;
-                    conv.as_ref().map_or(out.shallow_clone(), |c| c.forward(x, &out, &keep, train))
+                    conv.as_ref().map_or(out.shallow_clone(), |c| c.forward(x, &out, &keep, cx.packing.as_ref(), train))
                 });
             } else {
                 let (out, probs) = layer.forward(&xs, &cx, opts.train, opts.probs(i));
-                xs = conv.map_or(out.shallow_clone(), |c| c.forward(&xs, &out, &inputs.attention_mask, opts.train));
+                let keep = &inputs.attention_mask;
+                xs = conv.map_or(out.shallow_clone(), |c| c.forward(&xs, &out, keep, cx.packing.as_ref(), opts.train));
                 attentions.extend(probs);
             }
         }
+        let xs = padded(&xs);
         if opts.output_hidden_states {
             hidden_states.push(xs.shallow_clone());
         }
@@ -487,6 +563,10 @@ impl Encoder for Deberta {
 
     fn set_gradient_checkpointing(&mut self, on: bool) {
         self.gradient_checkpointing = on;
+    }
+
+    fn set_unpadding(&mut self, unpadding: Unpadding) {
+        self.unpadding = unpadding;
     }
 }
 

@@ -4,6 +4,8 @@
 //! theta for global layers, another for local ones) and is global every
 //! `global_attn_every_n_layers` layers and a sliding window of `local_attention` tokens (±half)
 //! otherwise, a GeGLU feed-forward, no biases unless the config asks, and a final layer norm.
+//! A padded batch runs packed (`encoder::packing`), as transformers' flash-attention path
+//! unpads it: RoPE at each token's own position, each sequence attending its own keys.
 //! Weights live under transformers' names (`model.layers.0.attn.Wqkv.weight`, `head.dense`,
 //! `decoder.bias`, `classifier`); the heads are `crate::task`'s, in `PredictionHead` shape.
 
@@ -18,6 +20,7 @@ use tch::{Kind, Tensor};
 use self::config::ModernBertConfig;
 use self::window::Windows;
 use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, truncated_normal};
+use super::packing::{Packing, Unpadding};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
 use crate::encoder::ModelConfig;
@@ -91,6 +94,17 @@ impl Rotation {
         Rotation { cos: at(&self.cos), sin: at(&self.sin) }.apply(xs)
     }
 
+    /// The rotation of packed rows at `positions` (`[rows]`), for `[rows, n, heads, head_dim]`.
+    fn packed(&self, positions: &Tensor) -> Self {
+        let at = |t: &Tensor| t.index_select(0, positions).unsqueeze(1).unsqueeze(1);
+        Rotation { cos: at(&self.cos), sin: at(&self.sin) }
+    }
+
+    /// Some of a packed rotation's rows (`[m]`).
+    fn rows(&self, rows: &Tensor) -> Self {
+        Rotation { cos: self.cos.index_select(0, rows), sin: self.sin.index_select(0, rows) }
+    }
+
     fn shallow_clone(&self) -> Self {
         Rotation { cos: self.cos.shallow_clone(), sin: self.sin.shallow_clone() }
     }
@@ -120,11 +134,14 @@ impl Mask {
 
 /// What a layer reads besides its input: its attention mask (None: every key), its rotation,
 /// and for a local layer on a long sequence the windows it attends by blocks (its full mask is
-/// then built only where attention probabilities are asked for).
+/// then built only where attention probabilities are asked for). A packed batch's layers
+/// (`encoder::packing`) have their rotation at each packed row, and a local layer one
+/// `Reach` per sequence.
 struct Context {
     mask: Option<Mask>,
     rotation: Rotation,
     windows: Option<Windows>,
+    packed: Option<(Packing, Vec<Reach>)>,
 }
 
 impl Context {
@@ -133,6 +150,30 @@ impl Context {
             mask: self.mask.as_ref().map(Mask::shallow_clone),
             rotation: self.rotation.shallow_clone(),
             windows: self.windows.as_ref().map(Windows::shallow_clone),
+            packed: self
+                .packed
+                .as_ref()
+                .map(|(p, reach)| (p.shallow_clone(), reach.iter().map(Reach::shallow_clone).collect())),
+        }
+    }
+}
+
+/// Which keys a layer's queries attend.
+enum Reach {
+    /// Every key (of the sequence, when packed).
+    All,
+    /// Those the mask allows (padding; beyond a local layer's window).
+    Near(Mask),
+    /// Those within a local layer's window, by blocks (a long sequence).
+    Blocks(Windows),
+}
+
+impl Reach {
+    fn shallow_clone(&self) -> Self {
+        match self {
+            Reach::All => Reach::All,
+            Reach::Near(m) => Reach::Near(m.shallow_clone()),
+            Reach::Blocks(w) => Reach::Blocks(w.shallow_clone()),
         }
     }
 }
@@ -189,17 +230,31 @@ impl Layer {
         xs + self.mlp_wo.forward(&dropout(&gated, self.mlp_dropout, train))
     }
 
-    /// The layer's output at `positions` alone (`[batch, m]`), every key still attended: what
-    /// the last layer computes when only those positions are read. A global layer's only.
+    /// The layer's output at `positions` alone (`[batch, m]`; packed: `[batch * m]` rows), every
+    /// key still attended: what the last layer computes when only those positions are read. A
+    /// global layer's only.
     fn forward_at(&self, xs: &Tensor, cx: &Context, train: bool, positions: &Tensor) -> Tensor {
         let normed = self.attn_norm.as_ref().map_or_else(|| xs.shallow_clone(), |n| n.forward(xs));
-        let (b, l, h) = xs.size3().expect("[batch, seq, hidden]");
+        let h = *xs.size().last().expect("a hidden dimension");
+        let (w, bias) = (&self.wqkv.weight, self.wqkv.bias.as_ref());
+        let project = |t: &Tensor, from: i64, n: i64| {
+            t.linear(&w.narrow(0, from * h, n * h), bias.map(|b| b.narrow(0, from * h, n * h)).as_ref())
+        };
+        if let Some((packing, _)) = &cx.packed {
+            let rows = |t: &Tensor| t.index_select(0, positions);
+            let q = project(&rows(&normed), 0, 1).view([-1, 1, self.heads, self.head_dim]);
+            let q = cx.rotation.rows(positions).apply(&q).select(1, 0);
+            let kv = project(&normed, 1, 2).view([-1, 2, self.heads, self.head_dim]);
+            let k = cx.rotation.apply(&kv.narrow(1, 0, 1)).select(1, 0);
+            let per_sequence = positions.size()[0] / packing.sequences();
+            let attended = self.attend_packed(&q, &k, &kv.select(1, 1), cx, Some(per_sequence), train);
+            return self.feed_forward(&(rows(xs) + attended), train);
+        }
+        let (b, l, _) = xs.size3().expect("[batch, seq, hidden]");
         let rows = |t: &Tensor| t.gather(1, &positions.unsqueeze(-1).expand([-1, -1, h], false), false);
         let split = |t: &Tensor| t.view([b, -1, self.heads, self.head_dim]).transpose(1, 2);
-        let (w, bias) = (&self.wqkv.weight, self.wqkv.bias.as_ref());
-        let q = rows(&normed).linear(&w.narrow(0, 0, h), bias.map(|b| b.narrow(0, 0, h)).as_ref());
-        let kv = normed.linear(&w.narrow(0, h, 2 * h), bias.map(|b| b.narrow(0, h, 2 * h)).as_ref());
-        let kv = kv.view([b, l, 2, self.heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
+        let q = project(&rows(&normed), 0, 1);
+        let kv = project(&normed, 1, 2).view([b, l, 2, self.heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
         let q = cx.rotation.apply_at(&split(&q), positions);
         let (k, v) = (cx.rotation.apply(&kv.get(0)), kv.get(1));
         let (attended, _) = self.attend(&q, &k, &v, cx, train, Probs::Unwanted);
@@ -207,6 +262,11 @@ impl Layer {
     }
 
     fn attention(&self, xs: &Tensor, cx: &Context, train: bool, probs: Probs) -> (Tensor, Option<Tensor>) {
+        if cx.packed.is_some() {
+            let qkv = self.wqkv.forward(xs).view([-1, 3, self.heads, self.head_dim]);
+            let qk = cx.rotation.apply(&qkv.narrow(1, 0, 2));
+            return (self.attend_packed(&qk.select(1, 0), &qk.select(1, 1), &qkv.select(1, 2), cx, None, train), None);
+        }
         let (b, l, _) = xs.size3().expect("[batch, seq, hidden]");
         let qkv = self.wqkv.forward(xs).view([b, l, 3, self.heads, self.head_dim]).permute([2, 0, 3, 1, 4]);
         let qk = cx.rotation.apply(&qkv.narrow(0, 0, 2));
@@ -225,19 +285,59 @@ impl Layer {
         probs: Probs,
     ) -> (Tensor, Option<Tensor>) {
         let (b, m) = (q.size()[0], q.size()[2]);
-        let scale = (self.head_dim as f64).powf(-0.5);
-        let dropout_p = if train { self.attention_dropout } else { 0.0 };
-        let (context, probs) = if let (Some(windows), false) = (&cx.windows, probs.wanted()) {
-            (windows.attend(q, k, v, scale, dropout_p, train), None)
-        } else if probs.wanted() || (dropout_p > 0.0 && q.device() == tch::Device::Cpu) {
-            let mask = cx.mask.as_ref().map(|m| &m.additive);
-            explicit_attention(q, k, v, scale, mask, dropout_p, probs)
-        } else {
-            let mask = cx.mask.as_ref().map(|m| &m.allowed);
-            (Tensor::scaled_dot_product_attention(q, k, v, mask, dropout_p, false, scale, false), None)
+        let reach = match (&cx.windows, &cx.mask) {
+            (Some(windows), _) if !probs.wanted() => Reach::Blocks(windows.shallow_clone()),
+            (_, Some(mask)) => Reach::Near(mask.shallow_clone()),
+            _ => Reach::All,
         };
+        let (context, probs) = self.context(q, k, v, &reach, train, probs);
         let context = context.transpose(1, 2).reshape([b, m, -1]);
         (dropout(&self.wo.forward(&context), self.attention_dropout, train), probs)
+    }
+
+    /// The same for a packed batch: queries `[rows, heads, head_dim]` (every token, or
+    /// `per_sequence` of each sequence), keys and values `[tokens, heads, head_dim]`, each
+    /// sequence attending its own keys as its `Reach` says: `[rows, hidden]`.
+    fn attend_packed(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        cx: &Context,
+        per_sequence: Option<i64>,
+        train: bool,
+    ) -> Tensor {
+        let (packing, reach) = cx.packed.as_ref().expect("a packed context");
+        let context = packing.attend(q, k, v, per_sequence, |i, q, k, v| {
+            self.context(q, k, v, reach.get(i).unwrap_or(&Reach::All), train, Probs::Unwanted).0
+        });
+        dropout(&self.wo.forward(&context), self.attention_dropout, train)
+    }
+
+    /// The attention context (`[batch, heads, m, head_dim]`) over the keys `reach` allows, and
+    /// the probabilities if asked (never by blocks).
+    fn context(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        reach: &Reach,
+        train: bool,
+        probs: Probs,
+    ) -> (Tensor, Option<Tensor>) {
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let dropout_p = if train { self.attention_dropout } else { 0.0 };
+        let mask = match reach {
+            Reach::Blocks(windows) => return (windows.attend(q, k, v, scale, dropout_p, train), None),
+            Reach::Near(mask) => Some(mask),
+            Reach::All => None,
+        };
+        if probs.wanted() || (dropout_p > 0.0 && q.device() == tch::Device::Cpu) {
+            explicit_attention(q, k, v, scale, mask.map(|m| &m.additive), dropout_p, probs)
+        } else {
+            let mask = mask.map(|m| &m.allowed);
+            (Tensor::scaled_dot_product_attention(q, k, v, mask, dropout_p, false, scale, false), None)
+        }
     }
 
     /// The same layer, sharing its parameters: what a checkpointed forward keeps for backward.
@@ -269,6 +369,7 @@ pub(crate) struct ModernBert {
     /// A local layer's query sees keys at most this many positions away (`local_attention / 2`).
     window: i64,
     gradient_checkpointing: bool,
+    unpadding: Unpadding,
 }
 
 impl ModernBert {
@@ -292,6 +393,7 @@ impl ModernBert {
             local_theta: c.local_theta(),
             window: c.local_attention / 2,
             gradient_checkpointing: false,
+            unpadding: Unpadding::default(),
         }
     }
 
@@ -323,26 +425,27 @@ impl ModernBert {
 
     /// Every layer; with `last_at`, the last one (a global layer) only at those positions.
     fn encode(&self, inputs: &Inputs, opts: ForwardOptions, last_at: Option<&Tensor>) -> EncoderOutput {
+        let packing = Packing::for_inputs(inputs, &opts, self.unpadding);
         let words = match &inputs.inputs_embeds {
             Some(embeds) => embeds.shallow_clone(),
-            None => Tensor::embedding(&self.tok_embeddings, &inputs.input_ids, self.pad_token_id, false, false),
+            None => {
+                let ids =
+                    packing.as_ref().map_or_else(|| inputs.input_ids.shallow_clone(), |p| p.pack(&inputs.input_ids));
+                Tensor::embedding(&self.tok_embeddings, &ids, self.pad_token_id, false, false)
+            }
         };
         let mut xs = dropout(&self.embedding_norm.forward(&words), self.embedding_dropout, opts.train);
-        let (seq, device) = (xs.size()[1], xs.device());
-        let windowed = self.use_windows(seq);
-        let (global_mask, local_mask) = self.masks(inputs, seq, !windowed || opts.wants_probs());
-        let rotation = |theta: f64| Rotation::new(theta, self.head_dim, seq, device);
-        let global = Context { mask: global_mask, rotation: rotation(self.global_theta), windows: None };
-        let windows = windowed.then(|| Windows::new(&inputs.attention_mask, self.window));
-        let local = Context { mask: local_mask, rotation: rotation(self.local_theta), windows };
+        let (global, local) = self.contexts(inputs, &opts, packing.as_ref());
+        let last_at = last_at.map(|p| packing.as_ref().map_or_else(|| p.shallow_clone(), |k| k.rows(p)));
+        let padded = |xs: &Tensor| packing.as_ref().map_or_else(|| xs.shallow_clone(), |p| p.unpack(xs));
         let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
         let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.wants_probs();
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
-                hidden_states.push(xs.shallow_clone());
+                hidden_states.push(padded(&xs));
             }
             let cx = if layer.local { &local } else { &global };
-            if let Some(positions) = last_at.filter(|_| i + 1 == self.layers.len()) {
+            if let Some(positions) = last_at.as_ref().filter(|_| i + 1 == self.layers.len()) {
                 xs = layer.forward_at(&xs, cx, opts.train, positions);
                 break;
             }
@@ -356,11 +459,56 @@ impl ModernBert {
             attentions.extend(probs);
         }
         let xs = self.final_norm.forward(&xs);
+        let xs = match (&last_at, &packing) {
+            // [batch * m, hidden] rows -> [batch, m, hidden].
+            (Some(rows), Some(p)) => xs.view([p.sequences(), rows.size()[0] / p.sequences(), -1]),
+            _ => padded(&xs),
+        };
         if opts.output_hidden_states {
             // transformers' last hidden state in the list is the normalised one.
             hidden_states.push(xs.shallow_clone());
         }
         EncoderOutput { last_hidden_state: xs, hidden_states, attentions, pooled: None }
+    }
+
+    /// What the global and the local layers read: padded, their masks and windows; packed, the
+    /// rotation at each packed row and each sequence's reach in a local layer.
+    fn contexts(&self, inputs: &Inputs, opts: &ForwardOptions, packing: Option<&Packing>) -> (Context, Context) {
+        let (seq, device) = (inputs.input_ids.size()[1], inputs.input_ids.device());
+        let (global_rotation, local_rotation) = (
+            Rotation::new(self.global_theta, self.head_dim, seq, device),
+            Rotation::new(self.local_theta, self.head_dim, seq, device),
+        );
+        if let Some(p) = packing {
+            let positions = p.positions();
+            let reach = p.lengths().map(|len| self.reach(len, device)).collect();
+            let packed = |rotation: Rotation, reach| Context {
+                mask: None,
+                rotation: rotation.packed(&positions),
+                windows: None,
+                packed: Some((p.shallow_clone(), reach)),
+            };
+            return (packed(global_rotation, Vec::new()), packed(local_rotation, reach));
+        }
+        let windowed = self.use_windows(seq);
+        let (global_mask, local_mask) = self.masks(inputs, seq, !windowed || opts.wants_probs());
+        let global = Context { mask: global_mask, rotation: global_rotation, windows: None, packed: None };
+        let windows = windowed.then(|| Windows::new(&inputs.attention_mask, self.window));
+        (global, Context { mask: local_mask, rotation: local_rotation, windows, packed: None })
+    }
+
+    /// Which keys a local layer's queries reach in a packed sequence of `len` tokens: all of
+    /// them when the window spans it, else those within the window (by blocks when long).
+    fn reach(&self, len: i64, device: tch::Device) -> Reach {
+        if len - 1 <= self.window {
+            return Reach::All;
+        }
+        if self.use_windows(len) {
+            return Reach::Blocks(Windows::new(&Tensor::ones([1, len], (Kind::Int64, device)), self.window));
+        }
+        let positions = Tensor::arange(len, (Kind::Int64, device));
+        let near = (positions.unsqueeze(1) - positions.unsqueeze(0)).abs().le(self.window);
+        Reach::Near(Mask::new(near.unsqueeze(0).unsqueeze(0)))
     }
 }
 
@@ -387,6 +535,10 @@ impl Encoder for ModernBert {
 
     fn set_gradient_checkpointing(&mut self, on: bool) {
         self.gradient_checkpointing = on;
+    }
+
+    fn set_unpadding(&mut self, unpadding: Unpadding) {
+        self.unpadding = unpadding;
     }
 }
 
