@@ -6,6 +6,11 @@ Trainer's default optimizer: torch.optim.AdamW(fused=True)).
     python bench/reference_step.py --model DIR --workload finetune|mlm|inference \
         --batch-size 32 --seq-len 128 --steps 10 --warmup 2 --precision fp32|bf16 [--gradient-checkpointing]
 Prints one JSON line with the same fields as `bertkit bench`.
+
+`--engine onnxruntime` (inference only) runs the classifier as users deploy it on CPUs: exported
+with torch.onnx from the same HF directory, fused by onnxruntime.transformers' BERT optimizer,
+and run by an InferenceSession at ORT_ENABLE_ALL with torch's thread count (the collation and
+the softmax as above).
 """
 import argparse
 import contextlib
@@ -22,12 +27,18 @@ p.add_argument("--model", required=True)
 p.add_argument("--workload", choices=["finetune", "mlm", "inference"], required=True)
 p.add_argument("--batch-size", type=int, default=32)
 p.add_argument("--seq-len", type=int, default=128)
+p.add_argument("--min-len", type=int, help="examples of random lengths from this to --seq-len, as bertkit bench's "
+               "(the same distribution; the draws differ, so compare real tokens/s)")
 p.add_argument("--steps", type=int, default=10)
 p.add_argument("--warmup", type=int, default=2)
 p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
 p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 p.add_argument("--gradient-checkpointing", action="store_true", help="as Trainer(gradient_checkpointing=True)")
+p.add_argument("--engine", choices=["torch", "onnxruntime"], default="torch",
+               help="what runs the inference workload (onnxruntime: fp32 on the CPU)")
 args = p.parse_args()
+if args.engine == "onnxruntime" and (args.workload != "inference" or args.precision != "fp32"):
+    p.error("--engine onnxruntime runs the fp32 inference workload only")
 
 device = torch.device(args.device)
 tok = AutoTokenizer.from_pretrained(args.model)
@@ -35,8 +46,12 @@ words = [i for t, i in tok.get_vocab().items() if t.isascii() and t.isalpha() an
 rng = random.Random(1)
 
 
+lengths = random.Random(3)
+
+
 def example():
-    ids = [tok.cls_token_id] + [rng.choice(words) for _ in range(args.seq_len - 2)] + [tok.sep_token_id]
+    n = lengths.randint(args.min_len, args.seq_len) if args.min_len else args.seq_len
+    ids = [tok.cls_token_id] + [rng.choice(words) for _ in range(n - 2)] + [tok.sep_token_id]
     row = {"input_ids": ids, "token_type_ids": [0] * len(ids), "attention_mask": [1] * len(ids)}
     # Only what the model takes (ModernBERT has no token types).
     return {k: v for k, v in row.items() if k in tok.model_input_names}
@@ -64,7 +79,42 @@ def rows():
     return rows
 
 
+def onnx_session(model):
+    """The classifier exported with torch.onnx (dynamic batch and length), fused by ORT's BERT
+    optimizer, in an ORT_ENABLE_ALL session with torch's intra-op threads."""
+    import inspect
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+    from onnxruntime.transformers import optimizer
+
+    tmp = tempfile.mkdtemp()
+    # Positional inputs in the order forward() takes them (the tokenizer lists token types second).
+    names = [n for n in inspect.signature(model.forward).parameters if n in tok.model_input_names]
+    dummy = tuple(torch.ones(1, 8, dtype=torch.long) for _ in names)
+    axes = {n: {0: "batch", 1: "seq"} for n in names} | {"logits": {0: "batch"}}
+    raw = os.path.join(tmp, "model.onnx")
+    torch.onnx.export(model.eval(), dummy, raw, input_names=names, output_names=["logits"], dynamic_axes=axes,
+                      opset_version=17, dynamo=False)
+    config = model.config
+    fused = optimizer.optimize_model(raw, model_type="bert", num_heads=config.num_attention_heads,
+                                     hidden_size=config.hidden_size)
+    fused.save_model_to_file(os.path.join(tmp, "fused.onnx"))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(os.path.join(tmp, "fused.onnx"), options, providers=["CPUExecutionProvider"])
+
+
+session = onnx_session(model) if args.engine == "onnxruntime" else None
+
+
 def step(inputs):
+    if session is not None:
+        feed = {k: v.cpu().numpy() for k, v in inputs.items() if k in tok.model_input_names}
+        torch.from_numpy(session.run(["logits"], feed)[0]).softmax(-1)
+        return
     if args.workload == "inference":
         model.eval()
         with torch.inference_mode(), autocast:
@@ -80,7 +130,7 @@ def step(inputs):
     loss.item()
 
 
-seconds = []
+seconds, real = [], []
 for s, batch in enumerate([rows() for _ in range(args.warmup + args.steps)]):
     start = time.perf_counter()
     # Collation (and MLM masking) happens per step, in the loop, as in Trainer.
@@ -89,12 +139,14 @@ for s, batch in enumerate([rows() for _ in range(args.warmup + args.steps)]):
         torch.cuda.synchronize()
     if s >= args.warmup:
         seconds.append(time.perf_counter() - start)
+        real.append(sum(len(r["input_ids"]) for r in batch))
 seconds.sort()
 median = seconds[len(seconds) // 2]
-tokens = args.batch_size * args.seq_len
+# Real tokens per step, on average (MLM batches are full).
+tokens = args.batch_size * args.seq_len if args.workload == "mlm" else sum(real) / len(real)
 gpu_memory = ({"peak_allocated": torch.cuda.max_memory_allocated(device),
                "peak_reserved": torch.cuda.max_memory_reserved(device)} if device.type == "cuda" else None)
-print(json.dumps({"tool": "pytorch", "workload": args.workload, "precision": args.precision, "device": str(device),
+print(json.dumps({"tool": "pytorch" if session is None else "onnxruntime", "workload": args.workload, "precision": args.precision, "device": str(device),
                   "threads": torch.get_num_threads(), "batch_size": args.batch_size, "seq_len": args.seq_len,
                   "gradient_checkpointing": args.gradient_checkpointing, "step_seconds": seconds,
                   "median_step_seconds": median, "tokens_per_s": tokens / median,

@@ -194,14 +194,16 @@ def deberta_v3_base_random():
     return d
 
 
-def step_workload(n, title, workload, model, batch, seq, precision, extra=()):
+def step_workload(n, title, workload, model, batch, seq, precision, extra=(), engine="torch"):
     common = ["--model", model, "--workload", workload, "--batch-size", batch, "--seq-len", seq,
               "--steps", args.steps, "--warmup", 2, "--precision", precision, *extra]
     return {
         "id": n, "title": title, "kind": "step",
         "bertkit": [BERTKIT, "-q", "bench", *common, "--device", args.device],
-        "reference": [sys.executable, ROOT / "bench" / "reference_step.py", *common, "--device", args.device],
-        "reference_name": "PyTorch eager (Trainer's step)",
+        "reference": [sys.executable, ROOT / "bench" / "reference_step.py", *common, "--device", args.device,
+                      "--engine", engine],
+        "reference_name": {"torch": "PyTorch eager (Trainer's step)",
+                           "onnxruntime": "ONNX Runtime (torch.onnx export, BERT optimizer, ORT_ENABLE_ALL)"}[engine],
     }
 
 
@@ -215,7 +217,7 @@ def imdb_subset():
 
 
 GPU = args.device.startswith("cuda")
-DEFAULT = [8, 9, 10, 11, 12, 13] if GPU else [1, 2, 3, 4, 5, 6, 7, 8, 14, 15, 16, 19]
+DEFAULT = [8, 9, 10, 11, 12, 13] if GPU else [1, 2, 3, 4, 5, 6, 7, 8, 14, 15, 16, 19, 20]
 
 
 def wanted(n):
@@ -228,6 +230,9 @@ def workloads():
         step_workload(2, "fine-tune step, all-MiniLM-L6-v2, L=128 B=32, bf16 autocast", "finetune", MINILM, 32, 128, "bf16"),
         step_workload(3, "MLM step, all-MiniLM-L6-v2, L=128 B=16, fp32", "mlm", MINILM, 16, 128, "fp32"),
         step_workload(4, "inference, all-MiniLM-L6-v2, L=128 B=32, fp32", "inference", MINILM, 32, 128, "fp32"),
+        # How CPU users deploy: the same inference against ONNX Runtime.
+        step_workload(20, "inference, all-MiniLM-L6-v2, L=128 B=32, fp32, against ONNX Runtime", "inference",
+                      MINILM, 32, 128, "fp32", engine="onnxruntime"),
     ]
     if wanted(5):
         w.append(step_workload(5, "fine-tune step, bert-base (random init), L=128 B=8, fp32", "finetune",

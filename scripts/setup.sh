@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check \
     torch==2.11.0 transformers==5.24.0 accelerate safetensors numpy tensorboard scikit-learn openai==3.63.0 sentence-transformers==6.3.0 datasets==5.2.0 \
-    "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*"
+    onnxruntime==1.32.0 onnx==1.23.2 "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*"
 
 if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -221,34 +221,7 @@ impl SelfAttention {
         queries: Option<&Tensor>,
     ) -> (Tensor, Option<Tensor>) {
         let h = *xs.size().last().expect("a hidden dimension");
-        let (heads, d) = (self.num_heads, self.head_dim);
-        // [..., n, heads, head_dim] from [..., n * hidden]: the same rows, heads apart.
-        let split = |t: Tensor, n: i64| {
-            let mut shape = t.size();
-            shape.pop();
-            shape.extend([n, heads, d]);
-            t.view(shape.as_slice())
-        };
-        let (xq, q, k, v) = match queries {
-            None => {
-                // One matmul for Q, K and V instead of three: the weights stay separate (HF names).
-                let w = Tensor::cat(&[&self.query.weight, &self.key.weight, &self.value.weight], 0);
-                let bias = Tensor::cat(&[bias(&self.query), bias(&self.key), bias(&self.value)], 0);
-                let qkv = split(xs.linear(&w, Some(&bias)), 3);
-                (xs.shallow_clone(), qkv.select(-3, 0), qkv.select(-3, 1), qkv.select(-3, 2))
-            }
-            Some(rows) => {
-                let xq = match batch {
-                    Batch::Padded(_) => xs.gather(1, &rows.unsqueeze(-1).expand([-1, -1, h], false), false),
-                    Batch::Packed(_) => xs.index_select(0, rows),
-                };
-                let q = split(self.query.forward(&xq), 1).select(-3, 0);
-                let w = Tensor::cat(&[&self.key.weight, &self.value.weight], 0);
-                let bias = Tensor::cat(&[bias(&self.key), bias(&self.value)], 0);
-                let kv = split(xs.linear(&w, Some(&bias)), 2);
-                (xq, q, kv.select(-3, 0), kv.select(-3, 1))
-            }
-        };
+        let (xq, q, k, v) = self.project(xs, batch, queries);
         let scale = (self.head_dim as f64).powf(-0.5);
         let dropout_p = if train { self.attention_dropout } else { 0.0 };
         // SDPA's fused CPU kernel has no dropout, so training on the CPU would take its math
@@ -277,6 +250,35 @@ impl SelfAttention {
         };
         let out = dropout(&self.output.forward(&context), self.hidden_dropout, train);
         (self.layer_norm.forward(&(out + xq)), probs)
+    }
+
+    /// The queries' input rows (all of `xs`, or those `queries` picks) and the queries, keys and
+    /// values, `[..., n, heads, head_dim]` each.
+    fn project(&self, xs: &Tensor, batch: Batch, queries: Option<&Tensor>) -> (Tensor, Tensor, Tensor, Tensor) {
+        let (heads, d) = (self.num_heads, self.head_dim);
+        // [..., n, heads, head_dim] from [..., n * hidden]: the same rows, heads apart.
+        let split = |t: Tensor, n: i64| {
+            let mut shape = t.size();
+            shape.pop();
+            shape.extend([n, heads, d]);
+            t.view(shape.as_slice())
+        };
+        let Some(rows) = queries else {
+            // One matmul for Q, K and V instead of three: the weights stay separate (HF names).
+            let w = Tensor::cat(&[&self.query.weight, &self.key.weight, &self.value.weight], 0);
+            let bias = Tensor::cat(&[bias(&self.query), bias(&self.key), bias(&self.value)], 0);
+            let qkv = split(xs.linear(&w, Some(&bias)), 3);
+            return (xs.shallow_clone(), qkv.select(-3, 0), qkv.select(-3, 1), qkv.select(-3, 2));
+        };
+        let xq = match batch {
+            Batch::Padded(_) => xs.gather(1, &rows.unsqueeze(-1).expand([-1, -1, heads * d], false), false),
+            Batch::Packed(_) => xs.index_select(0, rows),
+        };
+        let q = split(self.query.forward(&xq), 1).select(-3, 0);
+        let w = Tensor::cat(&[&self.key.weight, &self.value.weight], 0);
+        let bias = Tensor::cat(&[bias(&self.key), bias(&self.value)], 0);
+        let kv = split(xs.linear(&w, Some(&bias)), 2);
+        (xq, q, kv.select(-3, 0), kv.select(-3, 1))
     }
 
     fn shallow_clone(&self) -> Self {
