@@ -18,22 +18,6 @@ fn fixtures() -> Vec<PathBuf> {
         .to_vec()
 }
 
-/// The tiny ModernBERT as ModernBERT-base classifies: the first token, a global last layer.
-fn modernbert_cls(tmp: &Path) -> PathBuf {
-    let src = common::repo().join("tests/fixtures/tiny-modernbert");
-    let dst = tmp.join("modernbert-cls");
-    std::fs::create_dir_all(&dst).unwrap();
-    for entry in std::fs::read_dir(&src).unwrap().flatten() {
-        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
-    }
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dst.join("config.json")).unwrap()).unwrap();
-    config["classifier_pooling"] = "cls".into();
-    config["layer_types"] = serde_json::json!(["full_attention", "sliding_attention", "full_attention"]);
-    std::fs::write(dst.join("config.json"), config.to_string()).unwrap();
-    dst
-}
-
 /// Logits and parameter gradients of one loss, through the whole pass or through `logits`.
 fn run(model: &Path, shortcut: bool) -> (Tensor, Vec<(String, Tensor)>) {
     let tok = Tokenizer::from_dir(model).unwrap();
@@ -61,7 +45,7 @@ fn run(model: &Path, shortcut: bool) -> (Tensor, Vec<(String, Tensor)>) {
 #[test]
 fn logits_from_the_first_token_alone_equal_the_whole_pass() {
     let tmp = tempfile::tempdir().unwrap();
-    for model in fixtures().into_iter().chain([modernbert_cls(tmp.path())]) {
+    for model in fixtures().into_iter().chain([common::modernbert_cls(tmp.path())]) {
         let (whole, g_whole) = run(&model, false);
         let (short, g_short) = run(&model, true);
         let name = model.file_name().unwrap().to_string_lossy().to_string();

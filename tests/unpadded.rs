@@ -33,22 +33,6 @@ fn name(model: &Path) -> String {
     model.file_name().unwrap().to_string_lossy().to_string()
 }
 
-/// The tiny ModernBERT as ModernBERT-base classifies: the first token, a global last layer
-/// (which `forward_at` then runs at that token alone).
-fn modernbert_cls(tmp: &Path) -> PathBuf {
-    let dst = tmp.join("modernbert-cls");
-    std::fs::create_dir_all(&dst).unwrap();
-    for entry in std::fs::read_dir(common::repo().join("tests/fixtures/tiny-modernbert")).unwrap().flatten() {
-        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
-    }
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dst.join("config.json")).unwrap()).unwrap();
-    config["classifier_pooling"] = "cls".into();
-    config["layer_types"] = serde_json::json!(["full_attention", "sliding_attention", "full_attention"]);
-    std::fs::write(dst.join("config.json"), config.to_string()).unwrap();
-    dst
-}
-
 /// Pairs of very different lengths (4 to 64 tokens: over half the batch is padding), so that
 /// token types, positions and every sequence's own attention are exercised; for ModernBERT's
 /// local layers (a window of ±8 in the fixture) a sequence inside the window, one longer than
@@ -111,7 +95,7 @@ fn assert_same(
 #[test]
 fn classifier_logits_loss_and_gradients_equal_the_padded_path() {
     let tmp = tempfile::tempdir().unwrap();
-    for model in fixtures().into_iter().chain([modernbert_cls(tmp.path())]) {
+    for model in fixtures().into_iter().chain([common::modernbert_cls(tmp.path())]) {
         let (inputs, real) = batch(&model);
         let labels = Tensor::from_slice(&[0i64, 2, 1, 1, 0]).to_device(inputs.input_ids.device());
         let run = |unpadding, first_token_only: bool| {

@@ -130,6 +130,22 @@ pub fn tiny_as(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf
     out
 }
 
+/// The tiny ModernBERT in `tmp/modernbert-cls` as ModernBERT-base classifies: the first token,
+/// a global last layer (which `Encoder::forward_at` then runs at that token alone).
+pub fn modernbert_cls(tmp: &Path) -> PathBuf {
+    let dst = tmp.join("modernbert-cls");
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(repo().join("tests/fixtures/tiny-modernbert")).unwrap().flatten() {
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dst.join("config.json")).unwrap()).unwrap();
+    config["classifier_pooling"] = "cls".into();
+    config["layer_types"] = serde_json::json!(["full_attention", "sliding_attention", "full_attention"]);
+    std::fs::write(dst.join("config.json"), config.to_string()).unwrap();
+    dst
+}
+
 /// The tiny BERT as a token classifier: its checkpoint's 3-row head read as three entity tags
 /// (no `O`, so a random head finds entities).
 pub fn tiny_tagger(dir: &Path) -> PathBuf {
