@@ -89,11 +89,14 @@ impl HostBatch {
         let shape = [self.rows as i64, self.len as i64];
         let t = |v: &[i64]| Tensor::from_slice(v).view(shape).to_kind(Kind::Int64);
         let padded = self.attention_mask.contains(&0);
+        // The collator puts each row's real tokens first.
+        let lengths = self.attention_mask.chunks(self.len.max(1)).map(|row| row.iter().sum()).collect();
         Inputs {
             input_ids: t(&self.ids),
             attention_mask: t(&self.attention_mask),
             token_type_ids: t(&self.type_ids),
             padded,
+            lengths: Some(lengths),
             inputs_embeds: None,
         }
     }

@@ -281,6 +281,10 @@ pub struct Inputs {
     /// Whether any position is padding. Known where the batch is built; asking the mask on a GPU
     /// would make the host wait for it at every forward pass.
     pub padded: bool,
+    /// Each row's number of real tokens, where the batch was built on the host with its real
+    /// tokens first (the collator's): packing a batch (`packing.rs`) then reads nothing back from
+    /// the device. None: any mask, read when needed.
+    pub lengths: Option<Vec<i64>>,
     /// transformers' `inputs_embeds`: word embeddings (`[batch, seq, embedding_size]`) used
     /// instead of looking `input_ids` up, which then still give positions. Attributions
     /// (`crate::explain`) differentiate the model with respect to them.
@@ -291,7 +295,7 @@ impl Inputs {
     /// Inputs from their tensors, reading the mask once to see whether anything is padded.
     pub fn new(input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Self {
         let padded = attention_mask.eq(0).any().int64_value(&[]) != 0;
-        Inputs { input_ids, attention_mask, token_type_ids, padded, inputs_embeds: None }
+        Inputs { input_ids, attention_mask, token_type_ids, padded, lengths: None, inputs_embeds: None }
     }
 
     pub fn to_device(&self, device: tch::Device) -> Inputs {
@@ -300,6 +304,7 @@ impl Inputs {
             attention_mask: upload(&self.attention_mask, device),
             token_type_ids: upload(&self.token_type_ids, device),
             padded: self.padded,
+            lengths: self.lengths.clone(),
             inputs_embeds: self.inputs_embeds.as_ref().map(|e| upload(e, device)),
         }
     }

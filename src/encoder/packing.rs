@@ -33,6 +33,29 @@ pub enum Unpadding {
 /// execution").
 pub const AUTO_PADDING: f64 = 0.1;
 
+/// Whether a batch of rows of `lengths` out of `seq` positions is packed. Never a batch with an
+/// empty row (nothing to attend to, as in the padded path).
+fn wanted(lengths: &[i64], seq: i64, unpadding: Unpadding) -> bool {
+    let real: i64 = lengths.iter().sum();
+    let padding = 1.0 - real as f64 / (lengths.len() as i64 * seq).max(1) as f64;
+    let wanted = match unpadding {
+        Unpadding::Never => false,
+        Unpadding::Always => padding > 0.0,
+        Unpadding::Auto => padding >= AUTO_PADDING,
+    };
+    wanted && !lengths.contains(&0)
+}
+
+/// Each sequence's first packed row and length.
+fn spans(lengths: &[i64]) -> Vec<(i64, i64)> {
+    let starts = lengths.iter().scan(0, |next, &len| {
+        let start = *next;
+        *next += len;
+        Some((start, len))
+    });
+    starts.collect()
+}
+
 /// Where a padded batch's real tokens lie once packed.
 pub(crate) struct Packing {
     /// Row-major flat indices (into `[batch * seq]`) of the real tokens, `[tokens]`.
@@ -53,36 +76,52 @@ impl Packing {
         if !inputs.padded || opts.wants_probs() || inputs.inputs_embeds.is_some() {
             return None;
         }
-        Packing::of(&inputs.attention_mask, unpadding)
+        match &inputs.lengths {
+            Some(lengths) => {
+                Packing::of_lengths(lengths, inputs.input_ids.size()[1], inputs.input_ids.device(), unpadding)
+            }
+            None => Packing::of(&inputs.attention_mask, unpadding),
+        }
     }
 
     /// How `attention_mask` (`[batch, seq]`, 1 at real tokens) packs, if `unpadding` says to.
-    /// None also for a row with no real token (nothing to attend to, as in the padded path).
     pub fn of(attention_mask: &Tensor, unpadding: Unpadding) -> Option<Packing> {
         let (batch, seq) = attention_mask.size2().expect("attention mask is [batch, seq]");
         let lengths = attention_mask.sum_dim_intlist(1, false, Kind::Int64).to_device(Device::Cpu);
         let lengths = Vec::<i64>::try_from(&lengths).expect("int64 lengths");
-        let real: i64 = lengths.iter().sum();
-        let padding = 1.0 - real as f64 / (batch * seq).max(1) as f64;
-        let wanted = match unpadding {
-            Unpadding::Never => false,
-            Unpadding::Always => padding > 0.0,
-            Unpadding::Auto => padding >= AUTO_PADDING,
-        };
-        if !wanted || lengths.contains(&0) {
+        if !wanted(&lengths, seq, unpadding) {
             return None;
         }
         let flat = attention_mask.flatten(0, 1).ne(0);
-        let starts = lengths.iter().scan(0, |next, &len| {
-            let start = *next;
-            *next += len;
-            Some((start, len))
-        });
         Some(Packing {
             index: flat.nonzero().squeeze_dim(1),
             row_of: flat.cumsum(0, Kind::Int64) - 1,
-            spans: starts.collect(),
+            spans: spans(&lengths),
             batch,
+            seq,
+        })
+    }
+
+    /// The same from each row's length, its real tokens first (`Inputs::lengths`): built on the
+    /// host and uploaded, no read of the device.
+    pub fn of_lengths(lengths: &[i64], seq: i64, device: Device, unpadding: Unpadding) -> Option<Packing> {
+        if !wanted(lengths, seq, unpadding) {
+            return None;
+        }
+        let (mut index, mut row_of) = (Vec::new(), vec![-1i64; lengths.len() * seq as usize]);
+        for (row, &len) in lengths.iter().enumerate() {
+            for position in 0..len {
+                let flat = row as i64 * seq + position;
+                row_of[flat as usize] = index.len() as i64;
+                index.push(flat);
+            }
+        }
+        let upload = |v: &[i64]| Tensor::from_slice(v).to_device(device);
+        Some(Packing {
+            index: upload(&index),
+            row_of: upload(&row_of),
+            spans: spans(lengths),
+            batch: lengths.len() as i64,
             seq,
         })
     }
@@ -194,6 +233,22 @@ mod tests {
         assert_eq!(Vec::<i64>::try_from(rows).unwrap(), [0, 3, 4]);
         let rows = p.rows(&Tensor::from_slice(&[2i64, 0, 0, 0, 3, 1]).view([3, 2]));
         assert_eq!(Vec::<i64>::try_from(rows).unwrap(), [2, 0, 3, 3, 7, 5]);
+    }
+
+    #[test]
+    fn lengths_known_on_the_host_pack_as_the_mask_does() {
+        let m = mask(&[&[1, 1, 1, 0], &[1, 0, 0, 0], &[1, 1, 1, 1]]);
+        let (a, b) = (
+            Packing::of(&m, Unpadding::Always).unwrap(),
+            Packing::of_lengths(&[3, 1, 4], 4, Device::Cpu, Unpadding::Always).unwrap(),
+        );
+        assert_eq!(a.spans, b.spans);
+        assert_eq!(Vec::<i64>::try_from(&a.index).unwrap(), Vec::<i64>::try_from(&b.index).unwrap());
+        // Rows at padding are never read; at real tokens they agree.
+        let real = m.flatten(0, 1).ne(0);
+        assert!(a.row_of.masked_select(&real).equal(&b.row_of.masked_select(&real)));
+        assert!(Packing::of_lengths(&[4, 4], 4, Device::Cpu, Unpadding::Always).is_none(), "nothing to unpad");
+        assert!(Packing::of_lengths(&[4, 0], 4, Device::Cpu, Unpadding::Always).is_none(), "an empty row");
     }
 
     #[test]

@@ -155,6 +155,7 @@ fn with_embeddings(inputs: &Inputs, embeds: &Tensor) -> Inputs {
         attention_mask: repeat(&inputs.attention_mask),
         token_type_ids: repeat(&inputs.token_type_ids),
         padded: inputs.padded,
+        lengths: inputs.lengths.as_ref().map(|l| l.repeat(n as usize)),
         inputs_embeds: Some(embeds.shallow_clone()),
     }
 }
