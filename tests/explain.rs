@@ -14,7 +14,7 @@ use bertkit::explain::rollout::rollout;
 use bertkit::explain::{Output, Target, gradient_x_input, integrated_gradients};
 use bertkit::pretrained::{self, LoadOptions, ModelDir, Pretrained};
 use bertkit::task::{SequenceClassifier, TaskModel, TokenClassifier};
-use common::{Drift, FIXTURES, Reference, largest, tiny_as, tiny_tagger};
+use common::{Drift, Reference, largest, tiny_as, tiny_tagger};
 use tch::Tensor;
 
 const LABELS: [&str; 3] = ["negative", "neutral", "positive"];
@@ -22,17 +22,9 @@ const TAGS: [&str; 5] = ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"];
 
 /// Every model with its explain reference: the committed fixtures, and MiniLM where set up.
 fn cases() -> Vec<(String, PathBuf, Reference)> {
-    let fixtures = common::repo().join("tests/fixtures");
-    let mut cases: Vec<_> = FIXTURES
-        .iter()
-        .map(|(name, dir)| {
-            let r = Reference::load(&fixtures.join(format!("reference/{name}_explain.safetensors")));
-            (name.to_string(), fixtures.join(dir), r)
-        })
-        .collect();
-    if let Some((model, reference)) = common::minilm() {
+    let cases = common::reference_cases("explain");
+    if cases.iter().any(|(name, ..)| name == "minilm") {
         tch::set_num_threads(2);
-        cases.push(("minilm".into(), model, Reference::load(&reference.join("minilm_explain.safetensors"))));
     }
     cases
 }

@@ -13,7 +13,7 @@ use bertkit::encoder::ForwardOptions;
 use bertkit::predict::Chooser;
 use bertkit::pretrained::{self, LoadOptions, ModelDir};
 use bertkit::train::{MultipleChoiceTraining, Objective};
-use common::{Drift, FIXTURES, Reference, largest, ok, repo, test_device};
+use common::{Drift, Reference, largest, ok, repo, test_device};
 use serde_json::json;
 
 /// Every config key a family reads a head's dropout from: the reference runs without dropout.
@@ -49,18 +49,7 @@ fn objective(dir: &Path, r: &Reference) -> MultipleChoiceTraining {
 /// Every model with its multiple-choice reference: the committed fixtures, and MiniLM where set
 /// up (a trained encoder: its choices' states differ, so its gradients cancel little).
 fn cases() -> Vec<(String, PathBuf, Reference)> {
-    let fixtures = repo().join("tests/fixtures");
-    let mut cases: Vec<_> = FIXTURES
-        .iter()
-        .map(|(name, dir)| {
-            let r = Reference::load(&fixtures.join(format!("reference/{name}_mc.safetensors")));
-            (name.to_string(), fixtures.join(dir), r)
-        })
-        .collect();
-    if let Some((model, reference)) = common::minilm() {
-        cases.push(("minilm".into(), model, Reference::load(&reference.join("minilm_mc.safetensors"))));
-    }
-    cases
+    common::reference_cases("mc")
 }
 
 #[test]

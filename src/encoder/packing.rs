@@ -56,6 +56,29 @@ fn spans(lengths: &[i64]) -> Vec<(i64, i64)> {
     starts.collect()
 }
 
+/// `t` (`[batch, seq, ...]`) as the layers take it: its real tokens where the batch is packed,
+/// else as it is.
+pub(crate) fn packed(packing: Option<&Packing>, t: &Tensor) -> Tensor {
+    packing.map_or_else(|| t.shallow_clone(), |p| p.pack(t))
+}
+
+/// `[batch, m]` positions as the last layer takes them when only those are read: their packed
+/// rows where the batch is packed, else as they are.
+pub(crate) fn query_rows(packing: Option<&Packing>, positions: &Tensor) -> Tensor {
+    packing.map_or_else(|| positions.shallow_clone(), |p| p.rows(positions))
+}
+
+/// A layer's output as the encoder returns it: `[batch, seq, hidden]` (zeros at padding where
+/// the batch was packed), or `[batch, m, hidden]` where it ran at `query_rows` alone.
+pub(crate) fn unpacked(packing: Option<&Packing>, xs: &Tensor, rows: Option<&Tensor>) -> Tensor {
+    match (packing, rows) {
+        (None, _) => xs.shallow_clone(),
+        (Some(p), None) => p.unpack(xs),
+        // [batch * m, hidden] rows -> [batch, m, hidden].
+        (Some(p), Some(rows)) => xs.view([p.batch, rows.size()[0] / p.batch, -1]),
+    }
+}
+
 /// Where a padded batch's real tokens lie once packed.
 pub(crate) struct Packing {
     /// Row-major flat indices (into `[batch * seq]`) of the real tokens, `[tokens]`.

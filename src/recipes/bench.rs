@@ -105,12 +105,14 @@ impl Bench {
             new_head: false,
             unpadding: args.unpad,
         };
+        // Every example's length (MLM's blocks are all --seq-len: --min-len is refused there).
+        let lengths = example_lengths(args.batch_size * total, args.min_len, args.seq_len);
         match args.workload {
             Workload::Finetune if args.task == TaskKind::TokenClassification => {
-                tagger_steps(&args, &model, &options, &batches, &mut watch)?
+                tagger_steps(&args, &model, &options, &batches, &lengths, &mut watch)?
             }
             Workload::Finetune | Workload::Inference => {
-                classifier_steps(&args, &model, &options, &batches, &mut watch)?
+                classifier_steps(&args, &model, &options, &batches, &lengths, &mut watch)?
             }
             Workload::Mlm => mlm_steps(&args, &model, &options, &batches, &mut watch)?,
         }
@@ -118,15 +120,11 @@ impl Bench {
         let mut seconds = watch.seconds;
         seconds.sort_by(f64::total_cmp);
         let median = seconds.get(seconds.len() / 2).copied().unwrap_or(f64::NAN);
-        // Real tokens per step, on average (MLM blocks are always full).
-        let lengths = example_lengths(args.batch_size * total, args.min_len, args.seq_len);
-        let real = |b: &[usize]| b.iter().map(|&i| lengths[i]).sum::<usize>();
-        let tokens = match args.workload {
-            Workload::Mlm => (args.batch_size * args.seq_len) as f64,
-            _ => batches[args.warmup..].iter().map(|b| real(b)).sum::<usize>() as f64 / args.steps as f64,
-        };
-        let padding =
-            if args.workload == Workload::Mlm { 0.0 } else { padding_share(&lengths, &batches[args.warmup..]) };
+        // Real tokens per timed step, on average.
+        let timed = &batches[args.warmup..];
+        let real: usize = timed.iter().flatten().map(|&i| lengths[i]).sum();
+        let tokens = real as f64 / args.steps as f64;
+        let padding = padding_share(&lengths, timed);
         println!(
             "{}",
             json!({
@@ -159,6 +157,7 @@ fn classifier_steps(
     model: &ModelDir,
     options: &LoadOptions,
     batches: &[Vec<usize>],
+    lengths: &[usize],
     watch: &mut Stopwatch,
 ) -> Result<()> {
     // The checkpoint's own labels (a classifier keeps its head), else config.json's default;
@@ -177,8 +176,8 @@ fn classifier_steps(
     }
     let new_head = args.task != TaskKind::Classification;
     let classifier: Classifier = pretrained::load(&model, &LoadOptions { new_head, ..*options })?;
-    let n = args.batch_size * batches.len();
-    let items = random_examples(&classifier.tokenizer, n, args.min_len, args.seq_len);
+    let n = lengths.len();
+    let items = random_examples(&classifier.tokenizer, lengths);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let k = labels.len();
     let targets = match args.task {
@@ -222,15 +221,15 @@ fn tagger_steps(
     model: &ModelDir,
     options: &LoadOptions,
     batches: &[Vec<usize>],
+    lengths: &[usize],
     watch: &mut Stopwatch,
 ) -> Result<()> {
     let mut model = model.clone();
     model.config.set_labels(&(0..9).map(|i| format!("TAG_{i}")).collect::<Vec<_>>());
     let tagger: Tagger = pretrained::load(&model, &LoadOptions { new_head: true, ..*options })?;
-    let n = args.batch_size * batches.len();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut set = TaggedSet { windows: vec![], labels: vec![], sentence_words: vec![], gold: None };
-    for (i, encoded) in random_examples(&tagger.tokenizer, n, args.min_len, args.seq_len).into_iter().enumerate() {
+    for (i, encoded) in random_examples(&tagger.tokenizer, lengths).into_iter().enumerate() {
         let len = encoded.len();
         let inside = |p: usize| p > 0 && p + 1 < len;
         set.labels.push((0..len).map(|p| if inside(p) { rng.random_range(0..9) } else { IGNORE_INDEX }).collect());
@@ -333,12 +332,12 @@ fn vocabulary_words(tokenizer: &Tokenizer) -> Vec<String> {
         .collect()
 }
 
-/// `[CLS] random words [SEP]` examples of `example_lengths`.
-fn random_examples(tokenizer: &Tokenizer, n: usize, min_len: Option<usize>, len: usize) -> Vec<Encoded> {
+/// `[CLS] random words [SEP]` examples of these lengths.
+fn random_examples(tokenizer: &Tokenizer, lengths: &[usize]) -> Vec<Encoded> {
     let words: Vec<u32> = vocabulary_words(tokenizer).iter().filter_map(|w| tokenizer.token_to_id(w)).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    (example_lengths(n, min_len, len).into_iter())
-        .map(|len| {
+    (lengths.iter())
+        .map(|&len| {
             let mut ids = vec![tokenizer.cls_id];
             ids.extend((0..len - 2).map(|_| words[rng.random_range(0..words.len())]));
             ids.push(tokenizer.sep_id);

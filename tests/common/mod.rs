@@ -169,6 +169,24 @@ pub const FIXTURES: [(&str, &str); 8] = [
     ("tiny-deberta-v2", "tiny-deberta-v2"),
 ];
 
+/// Every fixture with its reference `tests/fixtures/reference/{name}_{suffix}.safetensors`, and
+/// all-MiniLM-L6-v2 with `minilm_{suffix}.safetensors` where setup.sh made it: (name, model
+/// directory, reference).
+pub fn reference_cases(suffix: &str) -> Vec<(String, PathBuf, Reference)> {
+    let fixtures = repo().join("tests/fixtures");
+    let mut cases: Vec<_> = FIXTURES
+        .iter()
+        .map(|(name, dir)| {
+            let r = Reference::load(&fixtures.join(format!("reference/{name}_{suffix}.safetensors")));
+            (name.to_string(), fixtures.join(dir), r)
+        })
+        .collect();
+    if let Some((model, reference)) = minilm() {
+        cases.push(("minilm".into(), model, Reference::load(&reference.join(format!("minilm_{suffix}.safetensors")))));
+    }
+    cases
+}
+
 /// The model at `dir` with head `M`, as the commands load it (fp32, the checkpoint's own head).
 pub fn load<M: TaskModel>(dir: &Path, device: Device) -> anyhow::Result<Pretrained<M>> {
     pretrained::load(&ModelDir::open(dir.to_str().unwrap())?, &LoadOptions::inference(device, Autocast::off()))

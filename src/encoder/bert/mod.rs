@@ -17,7 +17,7 @@ use tch::{Kind, Tensor};
 pub use config::BertConfig;
 
 use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, path_at};
-use super::packing::{Packing, Unpadding};
+use super::packing::{Packing, Unpadding, packed, query_rows, unpacked};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
 use crate::encoder::ModelConfig;
@@ -134,7 +134,6 @@ impl Embeddings {
     /// `[batch, seq, hidden]`, or `[tokens, hidden]` when the batch is packed.
     fn forward(&self, inputs: &Inputs, packing: Option<&Packing>, train: bool) -> Tensor {
         let ids = &inputs.input_ids;
-        let pack = |t: &Tensor| packing.map_or_else(|| t.shallow_clone(), |p| p.pack(t));
         let positions = match (self.positions, packing) {
             (Positions::Absolute, None) => {
                 let seq = Tensor::arange(ids.size()[1], (Kind::Int64, ids.device()));
@@ -144,17 +143,17 @@ impl Embeddings {
             (Positions::AfterPadding { padding_idx }, _) => {
                 let real = ids.ne(padding_idx).to_kind(Kind::Int64);
                 let position_ids = real.cumsum(1, Kind::Int64) * &real + padding_idx;
-                Tensor::embedding(&self.position, &pack(&position_ids), padding_idx, false, false)
+                Tensor::embedding(&self.position, &packed(packing, &position_ids), padding_idx, false, false)
             }
         };
         let words = match &inputs.inputs_embeds {
-            Some(embeds) => pack(embeds),
-            None => Tensor::embedding(&self.word, &pack(ids), self.pad_token_id, false, false),
+            Some(embeds) => packed(packing, embeds),
+            None => Tensor::embedding(&self.word, &packed(packing, ids), self.pad_token_id, false, false),
         };
         // Summed in transformers' order: float addition is not associative.
         let xs = match &self.token_type {
             Some(types) => {
-                words + Tensor::embedding(types, &pack(&inputs.token_type_ids), -1, false, false) + positions
+                words + Tensor::embedding(types, &packed(packing, &inputs.token_type_ids), -1, false, false) + positions
             }
             None => words + positions,
         };
@@ -388,15 +387,14 @@ impl Bert {
             ((-keep + 1.0) * f32::MIN as f64).unsqueeze(1).unsqueeze(1)
         });
         let batch = packing.as_ref().map_or(Batch::Padded(mask.as_ref()), Batch::Packed);
-        let last_queries = last_positions.map(|p| packing.as_ref().map_or_else(|| p.shallow_clone(), |k| k.rows(p)));
-        let padded = |xs: &Tensor| packing.as_ref().map_or_else(|| xs.shallow_clone(), |p| p.unpack(xs));
+        let last_queries = last_positions.map(|p| query_rows(packing.as_ref(), p));
         let mut hidden_states = Vec::new();
         let mut attentions = Vec::new();
         let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.wants_probs();
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
-                hidden_states.push(padded(&xs));
+                hidden_states.push(unpacked(packing.as_ref(), &xs, None));
             }
             let queries = if i == last { last_queries.as_ref() } else { None };
             if recompute {
@@ -413,13 +411,7 @@ impl Bert {
             xs = out;
             attentions.extend(probs);
         }
-        xs = match (&last_queries, &packing) {
-            // [batch * m, hidden] rows -> [batch, m, hidden].
-            (Some(rows), Some(_)) => {
-                xs.view([inputs.input_ids.size()[0], rows.size()[0] / inputs.input_ids.size()[0], -1])
-            }
-            _ => padded(&xs),
-        };
+        xs = unpacked(packing.as_ref(), &xs, last_queries.as_ref());
         if opts.output_hidden_states {
             hidden_states.push(xs.shallow_clone());
         }

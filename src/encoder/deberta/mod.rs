@@ -21,7 +21,7 @@ use tch::{Kind, Tensor};
 use self::config::DebertaConfig;
 use self::relative::RelativeIndex;
 use super::layers::{Activation, LayerNorm, Linear, attention_softmax, dropout};
-use super::packing::{Packing, Unpadding};
+use super::packing::{Packing, Unpadding, packed, unpacked};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs, Selector};
 use crate::encoder::ModelConfig;
@@ -424,10 +424,9 @@ impl Embeddings {
 
     /// `[batch, seq, hidden]`, or `[tokens, hidden]` when the batch is packed.
     fn forward(&self, inputs: &Inputs, packing: Option<&Packing>, train: bool) -> Tensor {
-        let pack = |t: &Tensor| packing.map_or_else(|| t.shallow_clone(), |p| p.pack(t));
         let mut xs = match &inputs.inputs_embeds {
-            Some(embeds) => pack(embeds),
-            None => Tensor::embedding(&self.word, &pack(&inputs.input_ids), self.pad_token_id, false, false),
+            Some(embeds) => packed(packing, embeds),
+            None => Tensor::embedding(&self.word, &packed(packing, &inputs.input_ids), self.pad_token_id, false, false),
         };
         // Summed in transformers' order (words, positions, token types): not in place, since
         // `xs` may be the caller's `inputs_embeds`.
@@ -438,7 +437,7 @@ impl Embeddings {
             };
         }
         if let Some(token_type) = &self.token_type {
-            xs = &xs + Tensor::embedding(token_type, &pack(&inputs.token_type_ids), -1, false, false);
+            xs = &xs + Tensor::embedding(token_type, &packed(packing, &inputs.token_type_ids), -1, false, false);
         }
         if let Some(projection) = &self.projection {
             xs = projection.forward(&xs);
@@ -510,12 +509,11 @@ impl Deberta {
         let packing = Packing::for_inputs(inputs, &opts, self.unpadding);
         let mut xs = self.embeddings.forward(inputs, packing.as_ref(), opts.train);
         let cx = self.context(inputs, packing);
-        let padded = |xs: &Tensor| cx.packing.as_ref().map_or_else(|| xs.shallow_clone(), |p| p.unpack(xs));
         let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
         let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.wants_probs();
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
-                hidden_states.push(padded(&xs));
+                hidden_states.push(unpacked(cx.packing.as_ref(), &xs, None));
             }
             // The convolution reads the first layer's input too: it runs inside the same block,
             // so a checkpointed block sums that input's gradients as the plain backward does.
@@ -535,7 +533,7 @@ impl Deberta {
                 attentions.extend(probs);
             }
         }
-        let xs = padded(&xs);
+        let xs = unpacked(cx.packing.as_ref(), &xs, None);
         if opts.output_hidden_states {
             hidden_states.push(xs.shallow_clone());
         }

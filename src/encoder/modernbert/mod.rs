@@ -20,7 +20,7 @@ use tch::{Kind, Tensor};
 use self::config::ModernBertConfig;
 use self::window::Windows;
 use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, truncated_normal};
-use super::packing::{Packing, Unpadding};
+use super::packing::{Packing, Unpadding, packed, query_rows, unpacked};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
 use crate::encoder::ModelConfig;
@@ -429,20 +429,18 @@ impl ModernBert {
         let words = match &inputs.inputs_embeds {
             Some(embeds) => embeds.shallow_clone(),
             None => {
-                let ids =
-                    packing.as_ref().map_or_else(|| inputs.input_ids.shallow_clone(), |p| p.pack(&inputs.input_ids));
+                let ids = packed(packing.as_ref(), &inputs.input_ids);
                 Tensor::embedding(&self.tok_embeddings, &ids, self.pad_token_id, false, false)
             }
         };
         let mut xs = dropout(&self.embedding_norm.forward(&words), self.embedding_dropout, opts.train);
         let (global, local) = self.contexts(inputs, &opts, packing.as_ref());
-        let last_at = last_at.map(|p| packing.as_ref().map_or_else(|| p.shallow_clone(), |k| k.rows(p)));
-        let padded = |xs: &Tensor| packing.as_ref().map_or_else(|| xs.shallow_clone(), |p| p.unpack(xs));
+        let last_at = last_at.map(|p| query_rows(packing.as_ref(), p));
         let (mut hidden_states, mut attentions) = (Vec::new(), Vec::new());
         let recompute = self.gradient_checkpointing && xs.requires_grad() && !opts.wants_probs();
         for (i, layer) in self.layers.iter().enumerate() {
             if opts.output_hidden_states {
-                hidden_states.push(padded(&xs));
+                hidden_states.push(unpacked(packing.as_ref(), &xs, None));
             }
             let cx = if layer.local { &local } else { &global };
             if let Some(positions) = last_at.as_ref().filter(|_| i + 1 == self.layers.len()) {
@@ -459,11 +457,7 @@ impl ModernBert {
             attentions.extend(probs);
         }
         let xs = self.final_norm.forward(&xs);
-        let xs = match (&last_at, &packing) {
-            // [batch * m, hidden] rows -> [batch, m, hidden].
-            (Some(rows), Some(p)) => xs.view([p.sequences(), rows.size()[0] / p.sequences(), -1]),
-            _ => padded(&xs),
-        };
+        let xs = unpacked(packing.as_ref(), &xs, last_at.as_ref());
         if opts.output_hidden_states {
             // transformers' last hidden state in the list is the normalised one.
             hidden_states.push(xs.shallow_clone());
