@@ -31,14 +31,18 @@ p.add_argument("--min-len", type=int, help="examples of random lengths from this
                "(the same distribution; the draws differ, so compare real tokens/s)")
 p.add_argument("--steps", type=int, default=10)
 p.add_argument("--warmup", type=int, default=2)
-p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+               help="int8 (inference): dynamic quantisation of every Linear, torch.ao's quantize_dynamic "
+                    "with per-channel weights, or onnxruntime.quantization.quantize_dynamic at its defaults")
 p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 p.add_argument("--gradient-checkpointing", action="store_true", help="as Trainer(gradient_checkpointing=True)")
 p.add_argument("--engine", choices=["torch", "onnxruntime"], default="torch",
                help="what runs the inference workload (onnxruntime: fp32 on the CPU)")
 args = p.parse_args()
-if args.engine == "onnxruntime" and (args.workload != "inference" or args.precision != "fp32"):
-    p.error("--engine onnxruntime runs the fp32 inference workload only")
+if args.engine == "onnxruntime" and (args.workload != "inference" or args.precision == "bf16"):
+    p.error("--engine onnxruntime runs the fp32 or int8 inference workload only")
+if args.precision == "int8" and (args.workload != "inference" or args.device != "cpu"):
+    p.error("--precision int8 is inference on the CPU")
 
 device = torch.device(args.device)
 tok = AutoTokenizer.from_pretrained(args.model)
@@ -101,13 +105,21 @@ def onnx_session(model):
     fused = optimizer.optimize_model(raw, model_type="bert", num_heads=config.num_attention_heads,
                                      hidden_size=config.hidden_size)
     fused.save_model_to_file(os.path.join(tmp, "fused.onnx"))
+    path = os.path.join(tmp, "fused.onnx")
+    if args.precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        quantize_dynamic(path, os.path.join(tmp, "int8.onnx"), weight_type=QuantType.QInt8)
+        path = os.path.join(tmp, "int8.onnx")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
-    return ort.InferenceSession(os.path.join(tmp, "fused.onnx"), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 session = onnx_session(model) if args.engine == "onnxruntime" else None
+if session is None and args.precision == "int8":
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    model = quantize_dynamic(model.eval(), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
 def step(inputs):

@@ -816,6 +816,44 @@ def make_mc_reference(model_dir: Path, out: Path, name: str, examples: bool = Tr
     print(f"wrote {out / (name + '_mc.safetensors')} ({len(ref)} tensors)")
 
 
+# Int8: texts run one at a time (dynamic quantisation takes each input's range from the whole
+# batch, so padding would change it).
+INT8_TEXTS = ["The film was a delight from start to finish.",
+              "A dull, overlong and badly acted mess that no one should sit through.",
+              "Fine.",
+              "The contract may be terminated by either party on thirty days' written notice to the other."]
+
+
+def make_int8_reference(model_dir: Path, out: Path, name: str):
+    """torch.ao.quantization.quantize_dynamic of AutoModel's encoder layers with
+    per_channel_dynamic_qconfig (int8 weights, a scale per output row, inputs quantized at every
+    call; the x86 engine): each Linear's int8 values and scales, and the last hidden state of
+    the float and the int8 model for each of INT8_TEXTS alone, their rows concatenated."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    torch.backends.quantized.engine = "x86"
+    from transformers import AutoModel
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    int8 = quantize_dynamic(model, {"encoder": per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    ref = {}
+    for module_name, module in int8.named_modules():
+        if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
+            w = module.weight()
+            ref[f"int8.{module_name}"] = w.int_repr()
+            ref[f"scale.{module_name}"] = w.q_per_channel_scales().float()
+    ids, fp32, q = [], [], []
+    with torch.no_grad():
+        for text in INT8_TEXTS:
+            enc = tok(text, return_tensors="pt")
+            ids.append(enc["input_ids"][0])
+            fp32.append(model(**enc).last_hidden_state[0])
+            q.append(int8(**enc).last_hidden_state[0])
+    ref.update({"input_ids": torch.cat(ids), "lengths": torch.tensor([len(i) for i in ids]),
+                "fp32": torch.cat(fp32), "int8": torch.cat(q)})
+    save_file({k: v.contiguous() for k, v in ref.items()}, out / f"{name}_int8.safetensors")
+    print(f"wrote {out / (name + '_int8.safetensors')} ({len(ref)} tensors)")
+
+
 # Extractive QA: a context long enough to be cut into windows at QA_MAX_LEN tokens, questions
 # whose answers fall in the first window, a later one, and across a window edge (whole only in
 # the next), one with two answers, one unanswerable. tests/question_answering.rs builds its
@@ -1307,6 +1345,8 @@ if __name__ == "__main__":
         for name, (model, _) in FIXTURES.items():
             if len(sys.argv) < 3 or sys.argv[2] == name:
                 make_mc_reference(fixtures / model, fixtures / "reference", name)
+    elif cmd == "minilm-int8":
+        make_int8_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm")
     elif cmd == "minilm-mc":
         make_mc_reference(Path(sys.argv[2]), Path(sys.argv[3]), "minilm", examples=False)
     elif cmd == "qa":

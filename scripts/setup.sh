@@ -40,6 +40,10 @@ if [ ! -f .reference/minilm_mc.safetensors ] || [ scripts/make_reference.py -nt 
     python3 scripts/make_reference.py minilm-mc .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
         || python3 scripts/make_reference.py minilm-mc .models/all-MiniLM-L6-v2 .reference
 fi
+if [ ! -f .reference/minilm_int8.safetensors ] || [ scripts/make_reference.py -nt .reference/minilm_int8.safetensors ]; then
+    python3 scripts/make_reference.py minilm-int8 .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
+        || python3 scripts/make_reference.py minilm-int8 .models/all-MiniLM-L6-v2 .reference
+fi
 if [ ! -f .reference/minilm_probe.json ] || [ scripts/make_reference.py -nt .reference/minilm_probe.json ]; then
     python3 scripts/make_reference.py minilm-probe .models/all-MiniLM-L6-v2 .reference >/dev/null 2>&1 \
         || python3 scripts/make_reference.py minilm-probe .models/all-MiniLM-L6-v2 .reference

@@ -38,7 +38,7 @@ done
 # (Not the Python round trips: they spend 4 minutes starting Python, and compare the same
 # parity on the reference's side.)
 numerics=(--test parity --test first_token --test gradient_checkpointing --test explain --test attention
-    --test embedding --test rerank --test question_answering --test multiple_choice --test unpadded)
+    --test embedding --test rerank --test question_answering --test multiple_choice --test unpadded --test int8)
 exact=(two_ranks evaluation_on_two_ranks a_resumed)
 for capability in avx2 default; do
     section "numerics tests on the $capability kernel path"

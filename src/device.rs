@@ -148,6 +148,14 @@ pub(crate) fn native_bf16(device: Device) -> bool {
     }
 }
 
+/// The CPU's vector extensions that decide which of libtorch's kernels run (avx2, avx512f,
+/// avx512_vnni, avx512_bf16, amx_*), for reports beside a timing.
+pub fn cpu_features() -> String {
+    const KNOWN: [&str; 7] = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"];
+    let flags = cpu_flags();
+    KNOWN.iter().filter(|k| flags.iter().any(|f| f == *k)).copied().collect::<Vec<_>>().join(" ")
+}
+
 /// The CPU's feature flags as Linux lists them (`flags` on x86, `Features` on Arm; empty elsewhere).
 fn cpu_flags() -> Vec<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

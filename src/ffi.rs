@@ -25,6 +25,15 @@ unsafe extern "C" {
     fn bertkit_cuda_peak_memory(index: i32, allocated: *mut i64, reserved: *mut i64) -> i32;
     fn bertkit_dropout_mask(like: *const C_tensor, keep: f64, out: *mut *mut C_tensor) -> i32;
     fn bertkit_clear_grads(params: *const *const C_tensor, n: i32) -> i32;
+    fn bertkit_int8_pack(
+        weight: *const C_tensor,
+        scales: *const C_tensor,
+        bias: *const C_tensor,
+        reduce_range: i32,
+        out: *mut *mut c_void,
+    ) -> i32;
+    fn bertkit_int8_linear(layer: *mut c_void, input: *const C_tensor, out: *mut *mut C_tensor) -> i32;
+    fn bertkit_int8_free(layer: *mut c_void);
     fn bertkit_parallel_for(
         n: i64,
         grain: i64,
@@ -110,6 +119,43 @@ pub(crate) fn cuda_peak_memory(index: usize) -> Option<(i64, i64)> {
 pub(crate) fn dropout_mask(like: &Tensor, keep: f64) -> Tensor {
     // SAFETY: a live tensor handle in; on success the C++ side allocates the mask for us.
     unsafe { returned_tensor(|out| bertkit_dropout_mask(like.as_ptr(), keep, out)) }
+}
+
+/// A linear layer's int8 weight packed by libtorch for its quantized kernels (csrc/int8.cpp).
+pub(crate) struct PackedInt8(*mut c_void);
+
+// SAFETY: the packed weight is immutable once made, and libtorch's quantized linear only reads
+// it, so it may be used from any thread and from several at once.
+unsafe impl Send for PackedInt8 {}
+unsafe impl Sync for PackedInt8 {}
+
+impl PackedInt8 {
+    /// `values` (int8 `[out, in]`), per-row `scales` (`[out]`) and `bias`; inputs quantized to
+    /// 7 bits when `reduce_range`.
+    pub fn new(values: &Tensor, scales: &Tensor, bias: Option<&Tensor>, reduce_range: bool) -> Result<PackedInt8> {
+        let mut out = std::ptr::null_mut();
+        let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+        // SAFETY: live tensor handles (or null for no bias) and a valid out-pointer.
+        let rc =
+            unsafe { bertkit_int8_pack(values.as_ptr(), scales.as_ptr(), bias, i32::from(reduce_range), &mut out) };
+        if rc != 0 {
+            bail!("packing an int8 weight failed: {}", last_error());
+        }
+        Ok(PackedInt8(out))
+    }
+
+    /// `xs` (`[..., in]`, float32, CPU) through the layer: `[..., out]`, float32.
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        // SAFETY: our packed layer and a live tensor handle; on success C++ allocates the output.
+        unsafe { returned_tensor(|out| bertkit_int8_linear(self.0, xs.as_ptr(), out)) }
+    }
+}
+
+impl Drop for PackedInt8 {
+    fn drop(&mut self) {
+        // SAFETY: made by bertkit_int8_pack, freed once.
+        unsafe { bertkit_int8_free(self.0) }
+    }
 }
 
 /// `body(begin, end)` over pieces of `0..n` of at least `grain` items, on libtorch's intra-op

@@ -67,6 +67,9 @@ enum Command {
     CompareModels(bertkit::recipes::CompareModels),
     /// Time training or inference steps on synthetic batches (one JSON line; see bench/).
     Bench(bertkit::recipes::Bench),
+    /// A fine-tuned model's layers in int8, written only if its metric on --data drops by at
+    /// most --max-drop points and it runs faster on this CPU; else refused with both numbers.
+    Quantize(bertkit::recipes::Quantize),
 }
 
 /// Runs the command line; returns the process exit code. Errors print as one line.
@@ -153,5 +156,6 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Explain(job) => job.run().map(|()| 0),
         Command::CompareModels(job) => job.run().map(|()| 0),
         Command::Bench(job) => job.run().map(|()| 0),
+        Command::Quantize(job) => job.run().map(|()| 0),
     }
 }

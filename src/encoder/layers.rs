@@ -1,11 +1,14 @@
 //! The building blocks every family's modules and every task head are made of, with
 //! transformers' initialisation: `nn.Linear`, `nn.LayerNorm`, `nn.Dropout`, `ACT2FN`.
 
+use std::sync::Arc;
+
 use anyhow::{Result, bail};
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
 use super::Probs;
+use super::int8::Int8Linear;
 use crate::ffi;
 
 /// The VarStore path of a dotted transformers name (`cls.predictions.transform.dense`): tch
@@ -134,34 +137,68 @@ pub(crate) fn attention_softmax(scores: Tensor) -> Tensor {
 }
 
 /// `nn.Linear`, initialised as transformers' `_init_weights`: normal(0, initializer_range), zero
-/// bias. ModernBERT's layers have no bias (`bias: None`).
-pub(crate) struct Linear {
+/// bias. ModernBERT's layers have no bias (`bias: None`). A layer given an int8 form
+/// (`set_int8`) runs it instead of the float weight (`encoder::int8`).
+pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    int8: Option<Arc<Int8Linear>>,
 }
 
 impl Linear {
-    pub fn new(p: Path, in_dim: i64, out_dim: i64, init_range: f64) -> Self {
-        Linear {
-            weight: p.var("weight", &[out_dim, in_dim], Init::Randn { mean: 0., stdev: init_range }),
-            bias: Some(p.zeros("bias", &[out_dim])),
-        }
+    pub(crate) fn new(p: Path, in_dim: i64, out_dim: i64, init_range: f64) -> Self {
+        let weight = p.var("weight", &[out_dim, in_dim], Init::Randn { mean: 0., stdev: init_range });
+        Linear { weight, bias: Some(p.zeros("bias", &[out_dim])), int8: None }
     }
 
     /// A layer whose weight starts as `init` (weights drawn as ModernBERT draws them:
     /// `truncated_normal`), with a zero bias or none.
-    pub fn with_init(p: Path, in_dim: i64, out_dim: i64, init: Tensor, bias: bool) -> Self {
+    pub(crate) fn with_init(p: Path, in_dim: i64, out_dim: i64, init: Tensor, bias: bool) -> Self {
         assert_eq!(init.size(), [out_dim, in_dim], "initial weight shape");
-        Linear { weight: p.var_copy("weight", &init), bias: bias.then(|| p.zeros("bias", &[out_dim])) }
+        Linear { weight: p.var_copy("weight", &init), bias: bias.then(|| p.zeros("bias", &[out_dim])), int8: None }
     }
 
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.linear(&self.weight, self.bias.as_ref())
+        match &self.int8 {
+            Some(int8) => int8.forward(xs, || xs.linear(&self.weight, self.bias.as_ref())),
+            None => xs.linear(&self.weight, self.bias.as_ref()),
+        }
     }
 
-    pub fn shallow_clone(&self) -> Self {
-        Linear { weight: self.weight.shallow_clone(), bias: self.bias.as_ref().map(Tensor::shallow_clone) }
+    /// The output columns `from..from + n` alone (rows of the weight): with a float weight
+    /// only those are computed; an int8 layer computes all and keeps those.
+    pub fn forward_rows(&self, xs: &Tensor, from: i64, n: i64) -> Tensor {
+        if self.int8.is_some() {
+            return self.forward(xs).narrow(-1, from, n);
+        }
+        xs.linear(&self.weight.narrow(0, from, n), self.bias.as_ref().map(|b| b.narrow(0, from, n)).as_ref())
     }
+
+    /// Runs the int8 form from now on (None: the float weight again).
+    pub fn set_int8(&mut self, int8: Option<Arc<Int8Linear>>) {
+        self.int8 = int8;
+    }
+
+    pub fn int8(&self) -> Option<&Int8Linear> {
+        self.int8.as_deref()
+    }
+
+    pub(crate) fn shallow_clone(&self) -> Self {
+        let bias = self.bias.as_ref().map(Tensor::shallow_clone);
+        Linear { weight: self.weight.shallow_clone(), bias, int8: self.int8.clone() }
+    }
+}
+
+/// Layers that read the same input (a self-attention's query, key and value) as one matrix
+/// product, their weights concatenated, output `[..., sum of their outputs]`; int8 layers one
+/// after another.
+pub(crate) fn fused(layers: &[&Linear], xs: &Tensor) -> Tensor {
+    if layers.iter().any(|l| l.int8.is_some()) {
+        return Tensor::cat(&layers.iter().map(|l| l.forward(xs)).collect::<Vec<_>>(), -1);
+    }
+    let weight = Tensor::cat(&layers.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0);
+    let biases: Option<Vec<&Tensor>> = layers.iter().map(|l| l.bias.as_ref()).collect();
+    xs.linear(&weight, biases.map(|b| Tensor::cat(&b, 0)).as_ref())
 }
 
 /// `[rows, cols]` drawn from normal(0, std) truncated to ±`cutoff` std, as `nn.init.trunc_normal_`

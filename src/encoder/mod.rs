@@ -15,6 +15,7 @@ pub mod config;
 pub mod deberta;
 pub mod distilbert;
 pub mod electra;
+pub mod int8;
 pub mod layers;
 pub mod modernbert;
 pub mod packing;
@@ -270,6 +271,10 @@ pub trait Encoder {
 
     /// Whether padded batches run packed (`packing.rs`).
     fn set_unpadding(&mut self, unpadding: Unpadding);
+
+    /// Every layer's linear projections (attention and feed-forward), layer by layer: what int8
+    /// quantisation (`int8.rs`) replaces. Embeddings, the pooler and task heads are not among them.
+    fn linears(&mut self) -> Vec<&mut layers::Linear>;
 }
 
 /// One batch of token ids, as the tokenizer and collator produce it. All `[batch, seq]`, int64.

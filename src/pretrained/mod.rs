@@ -4,6 +4,7 @@
 
 pub mod extend;
 mod hub;
+pub mod int8;
 pub mod sentence;
 pub mod weights;
 
@@ -218,13 +219,22 @@ fn build<M: TaskModel>(dir: &ModelDir, opts: &LoadOptions) -> Result<Pretrained<
     model.encoder_mut().set_gradient_checkpointing(opts.gradient_checkpointing);
     model.encoder_mut().set_unpadding(opts.unpadding);
     let fresh = opts.new_head.then(|| M::head_path(dir.family)).flatten().map(|p| format!("{p}."));
+    let quantized = int8::is_int8(&dir.config).with_context(|| dir.dir.display().to_string())?;
+    if quantized && opts.device != Device::Cpu {
+        bail!("{}: an int8 model runs on the CPU only (libtorch's quantized kernels): --device cpu", dir.dir.display());
+    }
+    let mut int8_layers = BTreeMap::new();
     let report = weights::with_mapped_weights(&dir.dir, dir.family, |mut weights| {
+        if quantized {
+            int8_layers = int8::take_int8(&mut weights)?;
+        }
         if let Some(prefix) = &fresh {
             weights.retain(|name, _| !name.starts_with(prefix.as_str()));
         }
         weights::load_weights(&vs, dir.family, weights)
     })
     .with_context(|| format!("loading {}", dir.dir.display()))?;
+    int8::apply(&vs, model.encoder_mut(), int8_layers).with_context(|| format!("loading {}", dir.dir.display()))?;
     report.log(&dir.dir);
     if let Some(note) = dir.family.mlm_head_elsewhere(&report.initialised, &report.unused) {
         tracing::warn!("{}: {note}", dir.dir.display());
@@ -278,6 +288,12 @@ impl<M: TaskModel> Pretrained<M> {
 
     /// Writes the model as a Hugging Face directory (`{Family}{M::ARCHITECTURE}`).
     pub fn save(&self, out: &Path) -> Result<()> {
+        if int8::is_int8(&self.config)? {
+            bail!(
+                "{}: an int8 model is for inference; train and save the float model, then quantize it",
+                self.source.display()
+            );
+        }
         let architecture = self.family.architecture(M::ARCHITECTURE);
         let mut config = self.config.clone();
         // Old configs may lack it; AutoConfig needs it to find the family.

@@ -135,6 +135,9 @@ pub(crate) fn with_mapped_weights<R>(
                 Dtype::F16 => Kind::Half,
                 Dtype::BF16 => Kind::BFloat16,
                 Dtype::F64 => Kind::Double,
+                // An int8 model's weights and their zero points (`int8.rs`), kept as they are.
+                Dtype::I8 => Kind::Int8,
+                Dtype::I32 => Kind::Int,
                 other => bail!("{}: tensor {name} has dtype {other:?}, expected a float type", file.display()),
             };
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
@@ -145,9 +148,9 @@ pub(crate) fn with_mapped_weights<R>(
                 // `f` returns; nothing writes through the view (it is only copied from).
                 unsafe { Tensor::from_blob(data.as_ptr(), &shape, &[], Kind::Float, tch::Device::Cpu) }
             } else {
-                Tensor::f_from_data_size(data, &shape, kind)
-                    .with_context(|| format!("{}: tensor {name}", file.display()))?
-                    .to_kind(Kind::Float)
+                let t = Tensor::f_from_data_size(data, &shape, kind)
+                    .with_context(|| format!("{}: tensor {name}", file.display()))?;
+                if matches!(kind, Kind::Half | Kind::BFloat16 | Kind::Double) { t.to_kind(Kind::Float) } else { t }
             };
             if out.insert(canon.clone(), t).is_some() {
                 bail!("{}: tensor {canon} appears twice (under two naming variants)", file.display());
@@ -173,6 +176,12 @@ pub(crate) fn load_weights(
     for (name, var) in &vars {
         match weights.remove(name) {
             Some(src) => {
+                if !src.is_floating_point() {
+                    bail!(
+                        "tensor {name} is {:?}, not a float: int8 weights need an int8 model's config.json",
+                        src.kind()
+                    );
+                }
                 if src.size() != var.size() {
                     bail!(
                         "tensor {name} has shape {:?} in the checkpoint but the config implies {:?}{}",
@@ -250,6 +259,7 @@ fn prepare(tensors: &BTreeMap<String, Tensor>) -> Result<Vec<(String, TensorByte
             Kind::Int64 => Dtype::I64,
             Kind::Int => Dtype::I32,
             Kind::Uint8 => Dtype::U8,
+            Kind::Int8 => Dtype::I8,
             k => bail!("tensor {name}: kind {k:?} cannot be saved"),
         };
         let shape = tensor.size().iter().map(|&d| d as usize).collect();

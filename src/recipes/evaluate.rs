@@ -23,13 +23,13 @@ use crate::recipes::token_classification::Reading;
 use crate::task::TaskKind;
 use crate::values::positive;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Evaluate {
     /// A fine-tuned model (its config holds the task and the labels).
     #[arg(long)]
     pub model: String,
     /// Labelled data to evaluate on.
-    #[arg(long, required_unless_present = "corpus")]
+    #[arg(long, visible_alias = "eval", required_unless_present = "corpus")]
     pub data: Option<PathBuf>,
     /// Unlabelled text instead: masked-token loss, accuracy and perplexity (15% of tokens
     /// masked with a fixed seed, as further pretraining's held-out evaluation), in blocks of

@@ -22,7 +22,14 @@ pub(crate) fn start(cfg: &TrainConfig) -> Result<Device> {
 
 /// The model to train: `model`, or the checkpoint being resumed.
 pub(crate) fn open_model(cfg: &TrainConfig, model: &str) -> Result<ModelDir> {
-    ModelDir::open(&cfg.control.model_source(model))
+    let dir = ModelDir::open(&cfg.control.model_source(model))?;
+    if crate::pretrained::int8::is_int8(&dir.config)? {
+        crate::error::refuse!(
+            "--model {}: an int8 model is for inference (its layers have no gradients); train the float model it came from",
+            dir.dir.display()
+        );
+    }
+    Ok(dir)
 }
 
 /// `--dropout`, written into the config the model is built from.

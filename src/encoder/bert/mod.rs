@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 pub use config::BertConfig;
 
-use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, path_at};
+use super::layers::{Activation, LayerNorm, Linear, dropout, explicit_attention, fused, path_at};
 use super::packing::{Packing, Unpadding, packed, query_rows, unpacked};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs};
@@ -161,11 +161,6 @@ impl Embeddings {
     }
 }
 
-/// A BERT projection's bias (every BERT-shaped family has one).
-fn bias(linear: &Linear) -> &Tensor {
-    linear.bias.as_ref().expect("BERT's projections have biases")
-}
-
 /// How a layer's input is laid out.
 #[derive(Clone, Copy)]
 enum Batch<'a> {
@@ -264,9 +259,7 @@ impl SelfAttention {
         };
         let Some(rows) = queries else {
             // One matmul for Q, K and V instead of three: the weights stay separate (HF names).
-            let w = Tensor::cat(&[&self.query.weight, &self.key.weight, &self.value.weight], 0);
-            let bias = Tensor::cat(&[bias(&self.query), bias(&self.key), bias(&self.value)], 0);
-            let qkv = split(xs.linear(&w, Some(&bias)), 3);
+            let qkv = split(fused(&[&self.query, &self.key, &self.value], xs), 3);
             return (xs.shallow_clone(), qkv.select(-3, 0), qkv.select(-3, 1), qkv.select(-3, 2));
         };
         let xq = match batch {
@@ -274,9 +267,7 @@ impl SelfAttention {
             Batch::Packed(_) => xs.index_select(0, rows),
         };
         let q = split(self.query.forward(&xq), 1).select(-3, 0);
-        let w = Tensor::cat(&[&self.key.weight, &self.value.weight], 0);
-        let bias = Tensor::cat(&[bias(&self.key), bias(&self.value)], 0);
-        let kv = split(xs.linear(&w, Some(&bias)), 2);
+        let kv = split(fused(&[&self.key, &self.value], xs), 2);
         (xq, q, kv.select(-3, 0), kv.select(-3, 1))
     }
 
@@ -444,5 +435,14 @@ impl Encoder for Bert {
 
     fn set_unpadding(&mut self, unpadding: Unpadding) {
         self.unpadding = unpadding;
+    }
+
+    fn linears(&mut self) -> Vec<&mut Linear> {
+        let mut out = Vec::new();
+        for l in &mut self.layers {
+            let SelfAttention { query, key, value, output, .. } = &mut l.attention;
+            out.extend([query, key, value, output, &mut l.intermediate, &mut l.output]);
+        }
+        out
     }
 }

@@ -20,7 +20,7 @@ use tch::{Kind, Tensor};
 
 use self::config::DebertaConfig;
 use self::relative::RelativeIndex;
-use super::layers::{Activation, LayerNorm, Linear, attention_softmax, dropout};
+use super::layers::{Activation, LayerNorm, Linear, attention_softmax, dropout, fused};
 use super::packing::{Packing, Unpadding, packed, unpacked};
 use super::recompute::recomputed;
 use super::{ClassifierKind, Encoder, EncoderOutput, Family, ForwardOptions, HeadLayout, Inputs, Probs, Selector};
@@ -164,13 +164,10 @@ impl Attention {
     fn forward(&self, xs: &Tensor, cx: &Context, train: bool, wanted: Probs) -> (Tensor, Option<Tensor>) {
         // One matmul for Q, K and V (the weights stay separate, under transformers' names). Under
         // autocast it also casts the input once, whether or not it is a checkpointed leaf.
-        let layers = [&self.query, &self.key, &self.value];
-        let weight = Tensor::cat(&layers.map(|x| &x.weight), 0);
-        let bias = Tensor::cat(&layers.map(|x| x.bias.as_ref().expect("DeBERTa's projections have biases")), 0);
         let mut shape = xs.size();
         shape.pop();
         shape.extend([3, self.heads, self.head_dim]);
-        let qkv = xs.linear(&weight, Some(&bias)).view(shape.as_slice());
+        let qkv = fused(&[&self.query, &self.key, &self.value], xs).view(shape.as_slice());
         // The relative embeddings' projections, once a layer (not once a sequence).
         let relative = cx.relative_embeddings().map(|(embeddings, index)| {
             (self.relative_projections(&dropout(&embeddings, self.pos_dropout, train)), index)
@@ -561,6 +558,17 @@ impl Encoder for Deberta {
 
     fn set_gradient_checkpointing(&mut self, on: bool) {
         self.gradient_checkpointing = on;
+    }
+
+    fn linears(&mut self) -> Vec<&mut Linear> {
+        let mut out = Vec::new();
+        for l in &mut self.layers {
+            let Attention { query, key, value, pos_key, pos_query, .. } = &mut l.attention;
+            out.extend([query, key, value]);
+            out.extend(pos_key.as_mut().into_iter().chain(pos_query.as_mut()));
+            out.extend([&mut l.attention_output, &mut l.intermediate, &mut l.output]);
+        }
+        out
     }
 
     fn set_unpadding(&mut self, unpadding: Unpadding) {

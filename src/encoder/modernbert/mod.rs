@@ -236,10 +236,7 @@ impl Layer {
     fn forward_at(&self, xs: &Tensor, cx: &Context, train: bool, positions: &Tensor) -> Tensor {
         let normed = self.attn_norm.as_ref().map_or_else(|| xs.shallow_clone(), |n| n.forward(xs));
         let h = *xs.size().last().expect("a hidden dimension");
-        let (w, bias) = (&self.wqkv.weight, self.wqkv.bias.as_ref());
-        let project = |t: &Tensor, from: i64, n: i64| {
-            t.linear(&w.narrow(0, from * h, n * h), bias.map(|b| b.narrow(0, from * h, n * h)).as_ref())
-        };
+        let project = |t: &Tensor, from: i64, n: i64| self.wqkv.forward_rows(t, from * h, n * h);
         if let Some((packing, _)) = &cx.packed {
             let rows = |t: &Tensor| t.index_select(0, positions);
             let q = project(&rows(&normed), 0, 1).view([-1, 1, self.heads, self.head_dim]);
@@ -529,6 +526,10 @@ impl Encoder for ModernBert {
 
     fn set_gradient_checkpointing(&mut self, on: bool) {
         self.gradient_checkpointing = on;
+    }
+
+    fn linears(&mut self) -> Vec<&mut Linear> {
+        self.layers.iter_mut().flat_map(|l| [&mut l.wqkv, &mut l.wo, &mut l.wi, &mut l.mlp_wo]).collect()
     }
 
     fn set_unpadding(&mut self, unpadding: Unpadding) {
