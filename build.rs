@@ -10,6 +10,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/recompute.cpp");
     println!("cargo:rerun-if-changed=csrc/dist.cpp");
     println!("cargo:rerun-if-changed=csrc/int8.cpp");
+    println!("cargo:rerun-if-changed=csrc/profile.cpp");
     println!("cargo:rerun-if-changed=csrc/nccl.cpp");
     println!("cargo::rustc-check-cfg=cfg(nccl_plugin)");
     println!("cargo:rerun-if-changed=csrc/bertkit.h");
@@ -42,7 +43,8 @@ fn main() {
         .file("csrc/extras.cpp")
         .file("csrc/recompute.cpp")
         .file("csrc/dist.cpp")
-        .file("csrc/int8.cpp");
+        .file("csrc/int8.cpp")
+        .file("csrc/profile.cpp");
     build.define("_GLIBCXX_USE_CXX11_ABI", abi.as_str());
     // This wheel's ATen runs `at::parallel_for` (csrc/extras.cpp) as an OpenMP loop written in its
     // headers: without -fopenmp it runs on one thread. Linked to the wheel's own libgomp, the

@@ -108,7 +108,10 @@ def onnx_session(model):
     path = os.path.join(tmp, "fused.onnx")
     if args.precision == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        quantize_dynamic(path, os.path.join(tmp, "int8.onnx"), weight_type=QuantType.QInt8)
+        # The fused graph's contrib ops have no inferred types: ORT's quantizer asks for this.
+        from onnx import TensorProto
+        quantize_dynamic(path, os.path.join(tmp, "int8.onnx"), weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
         path = os.path.join(tmp, "int8.onnx")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

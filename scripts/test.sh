@@ -31,8 +31,9 @@ for example in finetune predict embed serve; do  # predict and serve read what f
     tail -n 2 "target/example-$example.log"
 done
 
-# libtorch picks its vector kernels by ATEN_CPU_CAPABILITY, oneDNN by ONEDNN_MAX_CPU_ISA and MKL
-# by MKL_ENABLE_INSTRUCTIONS: together they run the code paths of a CPU without AVX-512 (avx2)
+# libtorch picks its vector kernels by ATEN_CPU_CAPABILITY, oneDNN by ONEDNN_MAX_CPU_ISA, MKL
+# by MKL_ENABLE_INSTRUCTIONS and fbgemm (int8) by FBGEMM_ENABLE_INSTRUCTIONS: together they run
+# the code paths of a CPU without AVX-512 (avx2)
 # or without any vector extension libtorch uses (default). The tests here compare float32 results
 # (tests/common: Drift) or claim bit-exactness where the arithmetic is the same by construction.
 # (Not the Python round trips: they spend 4 minutes starting Python, and compare the same
@@ -42,7 +43,7 @@ numerics=(--test parity --test first_token --test gradient_checkpointing --test 
 exact=(two_ranks evaluation_on_two_ranks a_resumed)
 for capability in avx2 default; do
     section "numerics tests on the $capability kernel path"
-    ATEN_CPU_CAPABILITY=$capability ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+    ATEN_CPU_CAPABILITY=$capability ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 \
         cargo test --release "${numerics[@]}"
     ATEN_CPU_CAPABILITY=$capability ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
         cargo test --release --test distributed -- "${exact[@]}"

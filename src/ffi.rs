@@ -34,6 +34,8 @@ unsafe extern "C" {
     ) -> i32;
     fn bertkit_int8_linear(layer: *mut c_void, input: *const C_tensor, out: *mut *mut C_tensor) -> i32;
     fn bertkit_int8_free(layer: *mut c_void);
+    fn bertkit_profile_start() -> i32;
+    fn bertkit_profile_stop(out: *mut c_char, cap: i32) -> i32;
     fn bertkit_parallel_for(
         n: i64,
         grain: i64,
@@ -119,6 +121,39 @@ pub(crate) fn cuda_peak_memory(index: usize) -> Option<(i64, i64)> {
 pub(crate) fn dropout_mask(like: &Tensor, keep: f64) -> Tensor {
     // SAFETY: a live tensor handle in; on success the C++ side allocates the mask for us.
     unsafe { returned_tensor(|out| bertkit_dropout_mask(like.as_ptr(), keep, out)) }
+}
+
+/// Starts summing the self time of every libtorch operator (csrc/profile.cpp), from zero.
+pub(crate) fn profile_start() -> Result<()> {
+    // SAFETY: a plain C call; the callback it installs touches only its own state.
+    if unsafe { bertkit_profile_start() } != 0 {
+        bail!("starting libtorch's operator profiling failed: {}", last_error());
+    }
+    Ok(())
+}
+
+/// Stops: each operator's name, self seconds and calls since `profile_start`.
+pub(crate) fn profile_stop() -> Result<Vec<(String, f64, i64)>> {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        // SAFETY: `buf` is writable for its length; the C side writes at most that, NUL-terminated.
+        let needed = unsafe { bertkit_profile_stop(buf.as_mut_ptr().cast(), buf.len() as i32) };
+        if needed < 0 {
+            bail!("reading libtorch's operator profile failed: {}", last_error());
+        }
+        if (needed as usize) < buf.len() {
+            buf.truncate(needed as usize);
+            break;
+        }
+        buf = vec![0u8; needed as usize + 1];
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let parse = |line: &str| {
+        let mut parts = line.split('\t');
+        let name = parts.next()?.to_string();
+        Some((name, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    Ok(text.lines().filter_map(parse).collect())
 }
 
 /// A linear layer's int8 weight packed by libtorch for its quantized kernels (csrc/int8.cpp).

@@ -7,12 +7,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use bertkit::Classifier;
 use bertkit::encoder::{ForwardOptions, Inputs};
 use bertkit::pretrained::int8::quantize_in_place;
 use bertkit::pretrained::{self, Pretrained};
 use bertkit::recipes::{Evaluate, Quantize};
 use bertkit::task::{Bare, SequenceClassifier, TaskModel};
+use bertkit::{Classifier, FineTune};
 use common::Reference;
 use tch::{Device, Tensor};
 
@@ -158,4 +158,9 @@ fn the_gate_refuses_a_model_int8_breaks_and_keeps_its_broken_layers_in_float32()
     assert_eq!(config["quantization_config"]["quant_method"], "bertkit-int8");
     let evaluation = Evaluate::new(&out.display().to_string(), &data).unwrap().evaluate().unwrap().2;
     assert_eq!(evaluation.metrics["accuracy"], 1.0);
+    // Training from it is refused before anything is written.
+    let trained = tmp.path().join("trained");
+    let refused = FineTune::new(&out.display().to_string(), &data, &trained).unwrap().run().err().unwrap();
+    assert!(refused.to_string().contains("an int8 model is for inference"), "{refused}");
+    assert!(!trained.exists());
 }

@@ -71,6 +71,11 @@ pub struct Bench {
     /// Recompute layer activations in backward instead of keeping them (training workloads).
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// Also sum each libtorch operator's own time over the timed steps (libtorch's
+    /// RecordFunction hook, as torch.profiler uses; it slows every operator call a little) and
+    /// report where the time goes: the largest operators and the matrix products' share.
+    #[arg(long)]
+    pub profile: bool,
     /// The head and loss of the finetune workload (random targets of that kind).
     #[arg(long, value_enum, default_value = "classification")]
     pub task: TaskKind,
@@ -89,7 +94,8 @@ impl Bench {
         let total = args.warmup + args.steps;
         let batches: Vec<Vec<usize>> =
             (0..total).map(|s| (s * args.batch_size..(s + 1) * args.batch_size).collect()).collect();
-        let mut watch = Stopwatch { warmup: args.warmup, device, seconds: Vec::with_capacity(args.steps) };
+        let seconds = Vec::with_capacity(args.steps);
+        let mut watch = Stopwatch { warmup: args.warmup, device, seconds, profile: args.profile };
         if args.min_len.is_some_and(|min| min > args.seq_len) {
             crate::error::refuse!("--min-len {} is longer than --seq-len {}", args.min_len.unwrap_or(0), args.seq_len);
         }
@@ -118,6 +124,10 @@ impl Bench {
         }
 
         let mut seconds = watch.seconds;
+        let profile = match args.profile {
+            true => Some(profile_report(crate::ffi::profile_stop()?, seconds.iter().sum())),
+            false => None,
+        };
         seconds.sort_by(f64::total_cmp);
         let median = seconds.get(seconds.len() / 2).copied().unwrap_or(f64::NAN);
         // Real tokens per timed step, on average.
@@ -145,6 +155,7 @@ impl Bench {
                 "tokens_per_s": tokens / median,
                 "examples_per_s": args.batch_size as f64 / median,
                 "gpu_peak_memory": gpu_peak_memory(device),
+                "profile": profile,
             })
         );
         Ok(())
@@ -285,10 +296,15 @@ struct Stopwatch {
     warmup: usize,
     device: Device,
     seconds: Vec<f64>,
+    /// Sum the operators' times from the first timed step on (`--profile`).
+    profile: bool,
 }
 
 impl Stopwatch {
     fn time(&mut self, step: usize, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.profile && step == self.warmup {
+            crate::ffi::profile_start()?;
+        }
         let start = Instant::now();
         f()?;
         if let Device::Cuda(i) = self.device {
@@ -373,4 +389,20 @@ fn random_text(tokenizer: &Tokenizer, tokens: usize) -> String {
         text.push(if i % 100 == 99 { '\n' } else { ' ' });
     }
     text
+}
+
+/// `--profile`'s report from each operator's (name, self seconds, calls) over the timed steps'
+/// `wall` seconds: the twelve largest, and the share of the operators' time in matrix products
+/// (float GEMMs and batched ones, int8 linear layers).
+fn profile_report(mut ops: Vec<(String, f64, i64)>, wall: f64) -> serde_json::Value {
+    const MATMUL: [&str; 5] = ["aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "quantized::linear_dynamic"];
+    ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = ops.iter().map(|o| o.1).sum();
+    let matmul: f64 = ops.iter().filter(|o| MATMUL.contains(&o.0.as_str())).map(|o| o.1).sum();
+    let top: Vec<_> = ops
+        .iter()
+        .take(12)
+        .map(|(name, s, calls)| json!({"op": name, "seconds": s, "share": s / total, "calls": calls}))
+        .collect();
+    json!({"wall_seconds": wall, "op_seconds": total, "matmul_share": matmul / total, "top": top})
 }

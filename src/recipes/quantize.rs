@@ -20,6 +20,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
+use crate::data::token_classification::read_tagged;
 use crate::data::{Columns, Encoded, Format, LabelSource, OnBadRow, eval_batches, read_examples, tokenize};
 use crate::encoder::int8::{Int8Linear, Int8Weight};
 use crate::encoder::{ForwardOptions, ModelConfig};
@@ -28,7 +29,7 @@ use crate::fsutil::atomic_write;
 use crate::pretrained::int8::{QUANT_METHOD, int8_tensors, is_int8, linear_names};
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained, read_weights};
 use crate::recipes::Evaluate;
-use crate::task::{Bare, TaskModel};
+use crate::task::{Bare, TaskKind, TaskModel};
 use crate::train::config::TrainConfig;
 use crate::values::positive;
 
@@ -179,29 +180,30 @@ impl Quantize {
         Ok(())
     }
 
-    /// The first --calibration-size texts of --calibration, else of --data.
+    /// The first --calibration-size texts of --calibration, else of --data (a tagger's
+    /// sentences, their words joined by spaces; other tasks' labelled rows).
     fn calibration_texts(&self, model: &ModelDir) -> Result<Vec<String>> {
-        let examples = match (&self.calibration, &self.evaluate.data) {
+        let texts: Vec<String> = match (&self.calibration, &self.evaluate.data) {
             (Some(path), _) => {
-                let columns =
-                    Columns { text: self.evaluate.flags.text_column.clone(), pair: None, label: LabelSource::None };
-                read_examples(path, Some(Format::detect(path)?), &columns, OnBadRow::Error)?.examples
+                let text = self.evaluate.flags.text_column.clone();
+                let columns = Columns { text, pair: None, label: LabelSource::None };
+                let examples = read_examples(path, Some(Format::detect(path)?), &columns, OnBadRow::Error)?.examples;
+                examples.into_iter().map(|e| e.text).collect()
+            }
+            (None, Some(data)) if TaskKind::of(&model.config) == TaskKind::TokenClassification => {
+                let on_bad = self.evaluate.flags.on_bad_row;
+                let (sentences, _) = read_tagged(data, self.evaluate.tags.column(), false, on_bad)?;
+                sentences.into_iter().map(|s| s.words.join(" ")).collect()
             }
             (None, Some(data)) => {
-                self.evaluate
-                    .flags
-                    .read(data, false)
-                    .with_context(|| {
-                        format!(
-                            "reading calibration texts from {} (name --calibration FILE for this data)",
-                            data.display()
-                        )
-                    })?
-                    .examples
+                let read = self.evaluate.flags.read(data, false).with_context(|| {
+                    format!("reading calibration texts from {} (name --calibration FILE for this data)", data.display())
+                })?;
+                read.examples.into_iter().map(|e| e.text).collect()
             }
             (None, None) => refuse!("--calibration FILE: texts to measure {} on", model.dir.display()),
         };
-        Ok(examples.into_iter().take(self.calibration_size).map(|e| e.text).collect())
+        Ok(texts.into_iter().take(self.calibration_size).collect())
     }
 
     /// Examples/s of float32 and of int8 (`kept` layers in float32) on the calibration
