@@ -8,7 +8,7 @@
 //! each layer then sees the float input the original model gives it, so its error is its own,
 //! not the sum of the layers before it. `bertkit quantize` ranks the layers by it.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::Result;
 use tch::{Kind, Tensor};
@@ -50,6 +50,12 @@ impl Int8Weight {
 /// A linear layer's int8 form, packed for libtorch's quantized kernels.
 pub struct Int8Linear {
     packed: PackedInt8,
+    /// The int8 weight and float bias it was packed from, for `fused`.
+    source: Mutex<(Int8Weight, Option<Tensor>)>,
+    /// This layer and the ones after it in a group that reads one input (a self-attention's
+    /// query, key and value), packed as one weight the first time the group runs. A layer is
+    /// the first of one group at most.
+    group: OnceLock<PackedInt8>,
     /// While measuring: the sums of squared error and of squared reference output.
     errors: Option<Mutex<(f64, f64)>>,
 }
@@ -62,7 +68,8 @@ impl Int8Linear {
     pub fn new(weight: &Int8Weight, bias: Option<&Tensor>) -> Result<Int8Linear> {
         let bias = bias.map(|b| b.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float));
         let packed = PackedInt8::new(&weight.values, &weight.scales, bias.as_ref(), true)?;
-        Ok(Int8Linear { packed, errors: None })
+        let source = Mutex::new((weight.shallow_clone(), bias));
+        Ok(Int8Linear { packed, source, group: OnceLock::new(), errors: None })
     }
 
     /// The same layer, answering in float32 from the original weights while it sums how far
@@ -82,6 +89,30 @@ impl Int8Linear {
         sums.0 += error;
         sums.1 += scale;
         reference
+    }
+
+    /// `xs` through this layer and `rest` as one int8 matrix product, outputs side by side
+    /// (`[..., sum of outputs]`): the input quantized once, one GEMM, no concatenation after.
+    /// Rows are quantized each with its own scale, so stacking the layers' rows is exact.
+    /// None while any of them is measuring (each must see its own error).
+    pub fn fused(&self, rest: &[&Int8Linear], xs: &Tensor) -> Option<Tensor> {
+        if self.errors.is_some() || rest.iter().any(|l| l.errors.is_some()) {
+            return None;
+        }
+        let packed = self.group.get_or_init(|| {
+            let sources: Vec<_> = std::iter::once(self).chain(rest.iter().copied()).map(|l| l.source()).collect();
+            let values = Tensor::cat(&sources.iter().map(|(w, _)| &w.values).collect::<Vec<_>>(), 0);
+            let scales = Tensor::cat(&sources.iter().map(|(w, _)| &w.scales).collect::<Vec<_>>(), 0);
+            let biases: Option<Vec<Tensor>> = sources.into_iter().map(|(_, b)| b).collect();
+            let bias = biases.map(|b| Tensor::cat(&b, 0));
+            PackedInt8::new(&values, &scales, bias.as_ref(), true).expect("packing a group of packed layers")
+        });
+        Some(packed.forward(&xs.to_kind(Kind::Float)))
+    }
+
+    fn source(&self) -> (Int8Weight, Option<Tensor>) {
+        let source = self.source.lock().expect("an int8 layer's source");
+        (source.0.shallow_clone(), source.1.as_ref().map(Tensor::shallow_clone))
     }
 
     /// While measuring: the root of the summed squared error over the summed squared output

@@ -190,10 +190,17 @@ impl Linear {
 }
 
 /// Layers that read the same input (a self-attention's query, key and value) as one matrix
-/// product, their weights concatenated, output `[..., sum of their outputs]`; int8 layers one
+/// product, their weights concatenated, output `[..., sum of their outputs]`. Int8 layers as one
+/// too (`Int8Linear::fused`); a mix of int8 and float ones (the gate kept some in float32) one
 /// after another.
 pub(crate) fn fused(layers: &[&Linear], xs: &Tensor) -> Tensor {
     if layers.iter().any(|l| l.int8.is_some()) {
+        let int8: Option<Vec<&Int8Linear>> = layers.iter().map(|l| l.int8()).collect();
+        if let Some((first, rest)) = int8.as_ref().and_then(|l| l.split_first())
+            && let Some(out) = first.fused(rest, xs)
+        {
+            return out;
+        }
         return Tensor::cat(&layers.iter().map(|l| l.forward(xs)).collect::<Vec<_>>(), -1);
     }
     let weight = Tensor::cat(&layers.iter().map(|l| &l.weight).collect::<Vec<_>>(), 0);
