@@ -4,8 +4,10 @@
 # batched the same way), same model, same machine, fp32, max-len 128; each request one query
 # and PASSAGES passages (IMDB review text). Otherwise as bench/serve_load.sh: per concurrency
 # level bertkit then the reference, then the throughput of each at equal p99 latency.
-# Usage: [DURATION=20 LEVELS="1 2 4 8 16" PASSAGES=10] bash bench/serve_rerank.sh MODEL_DIR [OUT_DIR]
-# (MODEL_DIR: a reranker, e.g. bench/out/cuad-rerank/bertkit-1 from bench/cuad_rerank.sh)
+# Usage: [DURATION=20 LEVELS="1 2 4 8 16" PASSAGES=10 REFERENCE=DIR] bash bench/serve_rerank.sh MODEL_DIR [OUT_DIR]
+# (MODEL_DIR: a reranker, e.g. bench/out/cuad-rerank/bertkit-1 from bench/cuad_rerank.sh; REFERENCE:
+# what the reference serves, default MODEL_DIR: the float model when MODEL_DIR is its int8 copy;
+# REFERENCE_INT8=1: the reference quantizes it with torch.ao's quantize_dynamic)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?a reranker directory}
@@ -24,7 +26,7 @@ echo "cpu: $(lscpu | grep 'Model name' | sed 's/.*: *//') | $(grep -o -w 'avx2\|
 target/release/bertkit serve --model "$model" --port 18080 --precision fp32 --max-len 128 --device cpu \
     --max-client-batch-size 64 -q > "$out/bertkit.log" &
 bk=$!
-python3 bench/serve_rerank_reference.py --model "$model" --port 18081 --max-len 128 > "$out/reference.log" 2>&1 &
+python3 bench/serve_rerank_reference.py --model "${REFERENCE:-$model}" ${REFERENCE_INT8:+--int8} --port 18081 --max-len 128 > "$out/reference.log" 2>&1 &
 ref=$!
 trap 'kill $bk $ref 2>/dev/null || true' EXIT
 for port in 18080 18081; do

@@ -2,7 +2,9 @@
 behind FastAPI/uvicorn, with the same request batching as bench/serve_reference.py (requests
 that queue while the model is busy run together) and TEI's /rerank shapes.
 
-Usage: python3 bench/serve_rerank_reference.py --model DIR [--port 8081] [--max-pairs 256] [--max-len 128]
+Usage: python3 bench/serve_rerank_reference.py --model DIR [--port 8081] [--max-pairs 256] [--max-len 128] [--int8]
+(--int8: every Linear quantized by torch.ao's quantize_dynamic with per-channel weights, as a
+Python user would make the model cheaper on a CPU.)
 """
 import argparse
 import asyncio
@@ -18,9 +20,13 @@ p.add_argument("--model", required=True)
 p.add_argument("--port", type=int, default=8081)
 p.add_argument("--max-pairs", type=int, default=256)
 p.add_argument("--max-len", type=int, default=512)
+p.add_argument("--int8", action="store_true")
 args = p.parse_args()
 
 model = CrossEncoder(args.model, device="cpu", max_length=args.max_len)
+if args.int8:
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    quantize_dynamic(model.model.eval(), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 app = FastAPI()
 queue: asyncio.Queue = asyncio.Queue()
 

@@ -98,15 +98,12 @@ impl Quantize {
     pub fn quantize(&self) -> Result<Quantized> {
         let model = ModelDir::open(&self.evaluate.model)?;
         self.check(&model)?;
-        let texts = self.calibration_texts(&model)?;
+        let rows = self.calibration_texts(&model)?;
         let mut bare: Pretrained<Bare<false>> = pretrained::load(&model, &LoadOptions::default())?;
-        let items = tokenize(
-            &bare.tokenizer,
-            &texts.iter().map(String::as_str).collect::<Vec<_>>(),
-            None,
-            model.max_len(self.evaluate.flags.max_len)?,
-        )?
-        .items;
+        let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+        let pairs: Option<Vec<&str>> = rows.iter().map(|(_, p)| p.as_deref()).collect();
+        let max_len = model.max_len(self.evaluate.flags.max_len)?;
+        let items = tokenize(&bare.tokenizer, &texts, pairs.as_deref(), max_len)?.items;
         let layers = Layers::of(&mut bare)?;
         let errors = layers.errors(&mut bare, &items, self.evaluate.batch_size)?;
         let mut ranked: Vec<usize> = (0..errors.len()).collect();
@@ -180,26 +177,27 @@ impl Quantize {
         Ok(())
     }
 
-    /// The first --calibration-size texts of --calibration, else of --data (a tagger's
-    /// sentences, their words joined by spaces; other tasks' labelled rows).
-    fn calibration_texts(&self, model: &ModelDir) -> Result<Vec<String>> {
-        let texts: Vec<String> = match (&self.calibration, &self.evaluate.data) {
+    /// The first --calibration-size texts (and second texts, --text-pair-column) of
+    /// --calibration, else of --data (a tagger's sentences, their words joined by spaces;
+    /// other tasks' labelled rows).
+    fn calibration_texts(&self, model: &ModelDir) -> Result<Vec<(String, Option<String>)>> {
+        let flags = &self.evaluate.flags;
+        let texts: Vec<(String, Option<String>)> = match (&self.calibration, &self.evaluate.data) {
             (Some(path), _) => {
-                let text = self.evaluate.flags.text_column.clone();
-                let columns = Columns { text, pair: None, label: LabelSource::None };
+                let (text, pair) = (flags.text_column.clone(), flags.text_pair_column.clone());
+                let columns = Columns { text, pair, label: LabelSource::None };
                 let examples = read_examples(path, Some(Format::detect(path)?), &columns, OnBadRow::Error)?.examples;
-                examples.into_iter().map(|e| e.text).collect()
+                examples.into_iter().map(|e| (e.text, e.pair)).collect()
             }
             (None, Some(data)) if TaskKind::of(&model.config) == TaskKind::TokenClassification => {
-                let on_bad = self.evaluate.flags.on_bad_row;
-                let (sentences, _) = read_tagged(data, self.evaluate.tags.column(), false, on_bad)?;
-                sentences.into_iter().map(|s| s.words.join(" ")).collect()
+                let (sentences, _) = read_tagged(data, self.evaluate.tags.column(), false, flags.on_bad_row)?;
+                sentences.into_iter().map(|s| (s.words.join(" "), None)).collect()
             }
             (None, Some(data)) => {
-                let read = self.evaluate.flags.read(data, false).with_context(|| {
+                let read = flags.read(data, false).with_context(|| {
                     format!("reading calibration texts from {} (name --calibration FILE for this data)", data.display())
                 })?;
-                read.examples.into_iter().map(|e| e.text).collect()
+                read.examples.into_iter().map(|e| (e.text, e.pair)).collect()
             }
             (None, None) => refuse!("--calibration FILE: texts to measure {} on", model.dir.display()),
         };
