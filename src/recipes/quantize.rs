@@ -73,10 +73,12 @@ pub struct Quantized {
     pub summary: String,
 }
 
-/// One candidate the gate evaluated: how many layers stayed in float32, and its metric.
+/// One candidate the gate evaluated: how many layers stayed in float32, and its metric (of
+/// `task`'s evaluation).
 struct Try {
     fp32_layers: usize,
     value: f64,
+    task: &'static str,
 }
 
 impl Quantize {
@@ -109,30 +111,9 @@ impl Quantize {
         let mut ranked: Vec<usize> = (0..errors.len()).collect();
         ranked.sort_by(|&a, &b| errors[b].total_cmp(&errors[a]));
 
-        let (_, task, fp32) = self.evaluate.evaluate()?;
-        let metric = self.metric.clone().unwrap_or_else(|| default_metric(task, &fp32.metrics).to_string());
-        let Some(&reference) = fp32.metrics.get(&metric) else {
-            refuse!(
-                "--metric {metric}: the {task} evaluation has {}",
-                fp32.metrics.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        };
-        let staging = tempfile::tempdir().context("creating a directory for the candidates")?;
-        let mut tries = Vec::new();
-        let max_fp32 = self.max_fp32_layers.unwrap_or(layers.names.len() - 1).min(layers.names.len());
-        for fp32_layers in fallback_steps(max_fp32) {
-            let dir = staging.path().join(format!("fp32-{fp32_layers}"));
-            let kept = &ranked[..fp32_layers];
-            layers.write(&model, kept, &dir, json!({}))?;
-            let evaluate = Evaluate { model: dir.display().to_string(), ..self.evaluate.clone() };
-            let (_, _, int8) = evaluate.evaluate()?;
-            tries.push(Try { fp32_layers, value: int8.metrics[&metric] });
-            if drop(task, &metric, reference, int8.metrics[&metric]) <= self.max_drop {
-                break;
-            }
-        }
+        let (metric, reference, tries) = self.gate(&model, &layers, &ranked)?;
         let last = tries.last().expect("at least one candidate");
-        let lost = drop(task, &metric, reference, last.value);
+        let lost = drop(last.task, &metric, reference, last.value);
         if lost > self.max_drop {
             refuse!(
                 "refused: {metric} {reference:.4} in float32, {:.4} in int8 with {} of {} layers kept in float32: a drop of {lost:.2} points, over --max-drop {}",
@@ -160,12 +141,40 @@ impl Quantize {
         Ok(Quantized { report, summary })
     }
 
+    /// The metric, its float32 value, and each candidate evaluated: 0, 1, 2, 4, ... of the
+    /// layers `ranked` first kept in float32, until one is within --max-drop.
+    fn gate(&self, model: &ModelDir, layers: &Layers, ranked: &[usize]) -> Result<(String, f64, Vec<Try>)> {
+        // Every evaluation on the CPU, where the int8 candidates run.
+        let mut on_cpu = self.evaluate.clone();
+        on_cpu.run.device = "cpu".into();
+        let (_, task, fp32) = on_cpu.evaluate()?;
+        let metric = self.metric.clone().unwrap_or_else(|| default_metric(task, &fp32.metrics).to_string());
+        let Some(&reference) = fp32.metrics.get(&metric) else {
+            let known = fp32.metrics.keys().cloned().collect::<Vec<_>>().join(", ");
+            refuse!("--metric {metric}: the {task} evaluation has {known}")
+        };
+        let staging = tempfile::tempdir().context("creating a directory for the candidates")?;
+        let mut tries = Vec::new();
+        let max_fp32 = self.max_fp32_layers.unwrap_or(layers.names.len() - 1).min(layers.names.len());
+        for fp32_layers in fallback_steps(max_fp32) {
+            let dir = staging.path().join(format!("fp32-{fp32_layers}"));
+            layers.write(model, &ranked[..fp32_layers], &dir, json!({}))?;
+            let candidate = Evaluate { model: dir.display().to_string(), ..on_cpu.clone() };
+            let value = candidate.evaluate()?.2.metrics[&metric];
+            tries.push(Try { fp32_layers, value, task });
+            if drop(task, &metric, reference, value) <= self.max_drop {
+                break;
+            }
+        }
+        Ok((metric, reference, tries))
+    }
+
     /// Refusals that need no computation.
     fn check(&self, model: &ModelDir) -> Result<()> {
         if is_int8(&model.config)? {
             refuse!("--model {}: already an int8 model", model.dir.display());
         }
-        if !["cpu", "auto"].contains(&self.evaluate.run.device.as_str()) {
+        if self.evaluate.run.device.starts_with("cuda") {
             refuse!("--device: int8 models run on the CPU (libtorch's quantized kernels)");
         }
         if self.out.canonicalize().ok().is_some_and(|o| model.dir.canonicalize().ok() == Some(o)) {
