@@ -11,13 +11,7 @@ float=${1:?a fine-tuned float model} int8=${2:?its int8 directory}
 out=${3:-bench/out/serve-int8}
 mkdir -p "$out"
 cargo build --release --quiet
-python3 - "$out/texts.txt" <<'PY'
-import csv, re, sys
-rows = list(csv.DictReader(open("../shared/data/imdb/imdb_2500.csv", encoding="utf-8")))
-with open(sys.argv[1], "w", encoding="utf-8") as f:
-    for r in rows[:500]:
-        f.write(re.sub(r"\s+", " ", r["review"].replace("<br />", " ")) + "\n")
-PY
+python3 bench/serve_texts.py "$out/texts.txt"
 echo "cpu: $(grep -o -w 'avx2\|avx512f\|avx512_vnni\|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 serve() { exec target/release/bertkit serve --model "$1" --port "$2" --precision fp32 --max-len 128 --device cpu -q; }
 serve "$float" 18082 > "$out/float.log" 2>&1 &

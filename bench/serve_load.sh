@@ -14,13 +14,7 @@ model=${1:-target/demo/imdb}
 out=${2:-bench/out/serve}
 mkdir -p "$out"
 cargo build --release --quiet
-python3 - "$out/texts.txt" <<'PY'
-import csv, re, sys
-rows = list(csv.DictReader(open("../shared/data/imdb/imdb_2500.csv", encoding="utf-8")))
-with open(sys.argv[1], "w", encoding="utf-8") as f:
-    for r in rows[:500]:
-        f.write(re.sub(r"\s+", " ", r["review"].replace("<br />", " ")) + "\n")
-PY
+python3 bench/serve_texts.py "$out/texts.txt"
 grep -o -m1 'avx512_bf16\|avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' > "$out/cpu_flags.txt"
 
 target/release/bertkit serve --model "$model" --port 18080 --precision fp32 --max-len 128 --device cpu -q > "$out/bertkit.log" &

@@ -15,13 +15,7 @@ out=${2:-bench/out/serve-rerank}
 passages=${PASSAGES:-10}
 mkdir -p "$out"
 cargo build --release --quiet
-python3 - "$out/texts.txt" <<'PY'
-import csv, re, sys
-rows = list(csv.DictReader(open("../shared/data/imdb/imdb_2500.csv", encoding="utf-8")))
-with open(sys.argv[1], "w", encoding="utf-8") as f:
-    for r in rows[:500]:
-        f.write(" ".join(re.sub(r"\s+", " ", r["review"].replace("<br />", " ")).split()[:60]) + "\n")
-PY
+python3 bench/serve_texts.py "$out/texts.txt" --words 60
 echo "cpu: $(lscpu | grep 'Model name' | sed 's/.*: *//') | $(grep -o -w 'avx2\|avx512f\|avx512_bf16\|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 target/release/bertkit serve --model "$model" --port 18080 --precision fp32 --max-len 128 --device cpu \
     --max-client-batch-size 64 -q > "$out/bertkit.log" &
