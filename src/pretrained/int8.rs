@@ -54,7 +54,9 @@ pub(crate) fn take_int8(weights: &mut BTreeMap<String, Tensor>) -> Result<BTreeM
                 values.size()
             );
         }
-        let weight = Int8Weight { values: values.copy(), scales: scales.to_kind(Kind::Float) };
+        // The int8 values are already copied out of the mapped file (only float32 tensors are
+        // views of it, `with_mapped_weights`); the scales are such a view, copied above.
+        let weight = Int8Weight { values, scales: scales.to_kind(Kind::Float) };
         weights.insert(name, weight.dequantized());
         int8.insert(layer, weight);
     }
@@ -77,13 +79,18 @@ pub(crate) fn linear_names(vs: &VarStore, encoder: &mut dyn Encoder) -> Vec<Stri
         .collect()
 }
 
+/// Each of the encoder's linear layers, by name (`linear_names`' order), with its weight in
+/// int8: what `quantize` starts from.
+pub fn int8_weights(vs: &VarStore, encoder: &mut dyn Encoder) -> Vec<(String, Int8Weight)> {
+    let names = linear_names(vs, encoder);
+    names.into_iter().zip(encoder.linears()).map(|(name, l)| (name, Int8Weight::of(&l.weight))).collect()
+}
+
 /// Every linear layer of a loaded model's encoder in int8 from now on, as `quantize` makes them
 /// (without its gate); their int8 weights by layer name.
 pub fn quantize_in_place<M: TaskModel>(model: &mut Pretrained<M>) -> Result<BTreeMap<String, Int8Weight>> {
     let encoder = model.model.encoder_mut();
-    let names = linear_names(&model.vs, encoder);
-    let weights: BTreeMap<String, Int8Weight> =
-        names.into_iter().zip(encoder.linears()).map(|(name, l)| (name, Int8Weight::of(&l.weight))).collect();
+    let weights: BTreeMap<String, Int8Weight> = int8_weights(&model.vs, encoder).into_iter().collect();
     apply(&model.vs, encoder, weights.iter().map(|(n, w)| (n.clone(), w.shallow_clone())).collect())?;
     Ok(weights)
 }

@@ -102,7 +102,8 @@ pub fn tensor_index(dir: &Path, family: &Family) -> Result<BTreeMap<String, Tens
     Ok(out)
 }
 
-/// Every tensor of the checkpoint as float32 on the CPU, under its canonical name.
+/// Every tensor of the checkpoint on the CPU, under its canonical name: float ones as float32,
+/// an int8 model's int8 weights and int32 zero points as they are (`int8.rs`).
 pub fn read_weights(dir: &Path, family: &Family) -> Result<BTreeMap<String, Tensor>> {
     with_mapped_weights(dir, family, |weights| Ok(weights.into_iter().map(|(name, t)| (name, t.copy())).collect()))
 }

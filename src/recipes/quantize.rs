@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
+use tch::Tensor;
 
 use crate::data::token_classification::read_tagged;
 use crate::data::{Columns, Encoded, Format, LabelSource, OnBadRow, eval_batches, read_examples, tokenize};
@@ -26,7 +27,7 @@ use crate::encoder::int8::{Int8Linear, Int8Weight};
 use crate::encoder::{ForwardOptions, ModelConfig};
 use crate::error::refuse;
 use crate::fsutil::atomic_write;
-use crate::pretrained::int8::{QUANT_METHOD, int8_tensors, is_int8, linear_names};
+use crate::pretrained::int8::{QUANT_METHOD, int8_tensors, int8_weights, is_int8};
 use crate::pretrained::{self, LoadOptions, ModelDir, Pretrained, read_weights};
 use crate::recipes::Evaluate;
 use crate::task::{Bare, TaskKind, TaskModel};
@@ -106,7 +107,7 @@ impl Quantize {
         let pairs: Option<Vec<&str>> = rows.iter().map(|(_, p)| p.as_deref()).collect();
         let max_len = model.max_len(self.evaluate.flags.max_len)?;
         let items = tokenize(&bare.tokenizer, &texts, pairs.as_deref(), max_len)?.items;
-        let layers = Layers::of(&mut bare)?;
+        let layers = Layers::of(&model, &mut bare)?;
         let errors = layers.errors(&mut bare, &items, self.evaluate.batch_size)?;
         let mut ranked: Vec<usize> = (0..errors.len()).collect();
         ranked.sort_by(|&a, &b| errors[b].total_cmp(&errors[a]));
@@ -275,17 +276,18 @@ struct Speed {
     speedup: f64,
 }
 
-/// The encoder's linear layers: their names and int8 weights, in `Encoder::linears` order.
+/// The encoder's linear layers: their names and int8 weights, in `Encoder::linears` order, and
+/// the float model's tensors (read once, for every candidate written).
 struct Layers {
     names: Vec<String>,
     weights: Vec<Int8Weight>,
+    tensors: BTreeMap<String, Tensor>,
 }
 
 impl Layers {
-    fn of(bare: &mut Pretrained<Bare<false>>) -> Result<Layers> {
-        let names = linear_names(&bare.vs, bare.model.encoder_mut());
-        let weights = bare.model.encoder_mut().linears().iter().map(|l| Int8Weight::of(&l.weight)).collect();
-        Ok(Layers { names, weights })
+    fn of(model: &ModelDir, bare: &mut Pretrained<Bare<false>>) -> Result<Layers> {
+        let (names, weights) = int8_weights(&bare.vs, bare.model.encoder_mut()).into_iter().unzip();
+        Ok(Layers { names, weights, tensors: read_weights(&model.dir, model.family)? })
     }
 
     /// Gives layer `i` the int8 form `int8(i)` (None: float32).
@@ -316,7 +318,8 @@ impl Layers {
             .filter(|i| !kept.contains(i))
             .map(|i| (self.names[i].clone(), self.weights[i].shallow_clone()))
             .collect();
-        let tensors = int8_tensors(read_weights(&model.dir, model.family)?, &int8);
+        let float = self.tensors.iter().map(|(name, t)| (name.clone(), t.shallow_clone())).collect();
+        let tensors = int8_tensors(float, &int8);
         let mut config: ModelConfig = model.config.clone();
         let mut q = if report.is_object() { report } else { json!({}) };
         q["quant_method"] = json!(QUANT_METHOD);
